@@ -1,0 +1,2 @@
+"""FluxMQ core."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""FluxMQ MQTT plugin."""

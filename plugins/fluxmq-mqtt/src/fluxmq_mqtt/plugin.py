@@ -1,0 +1,1 @@
+"""Hookimpls of the MQTT plugin (filled in by the MQTT issue)."""
