@@ -1,0 +1,5 @@
+"""Cluster drivers (group ``fluxmq.cluster``); the core ships ``none``."""
+
+from fluxmq_core.cluster.single import SingleNodeCluster
+
+__all__ = ["SingleNodeCluster"]

@@ -1,0 +1,1 @@
+"""An example FluxMQ plugin: a text protocol server and a connection counter."""

@@ -1,0 +1,305 @@
+"""Authentication and authorization as the rest of the broker sees them.
+
+:class:`AuthService` is what protocols call: ``authenticate`` once per connection,
+``authorize_cached`` on the hot path (a dict lookup, or ``True`` straight away when
+no authorization is configured at all), ``authorize`` on a cache miss, and
+``forget_client`` at disconnect. Decisions come from the ``fluxmq_authenticate`` /
+``fluxmq_authorize`` hooks (first answer wins) and, when nobody answers, from
+Mosquitto-like defaults described in ``docs/auth.md``.
+
+The built-in password/ACL file provider lives in :mod:`fluxmq_core.auth_file` and is
+itself a plugin; this module only owns the service, the request/result types, the
+``[auth]`` config section and the decision cache. It knows nothing of protocols.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from fluxmq_core import auth_file
+from fluxmq_core.auth_file import AuthFileError, FileProvider
+from fluxmq_core.plugins import await_me_maybe
+
+__all__ = [
+    "PUBLISH",
+    "SUBSCRIBE",
+    "AuthConfig",
+    "AuthFileError",
+    "AuthRequest",
+    "AuthResult",
+    "AuthService",
+]
+
+log = logging.getLogger("fluxmq.auth")
+
+PUBLISH = "publish"
+SUBSCRIBE = "subscribe"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """Everything known about a client at login.
+
+    ``remote`` is ``host:port``; ``tls_identity`` is the client certificate's subject
+    CN when TLS client authentication was used; ``method`` names an enhanced
+    authentication method (MQTT 5 AUTH, AMQP SASL mechanism) when one was asked for.
+    """
+
+    protocol: str
+    client_id: str
+    username: str | None
+    password: bytes | None
+    remote: str
+    tls_identity: str | None
+    method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """A login decision.
+
+    ``username`` is the identity to use from now on (for ACLs, events, logs); the
+    service fills it from the request when a plugin leaves it ``None`` on success.
+    ``reason`` is for logs and protocol reason strings; ``attributes`` is free-form
+    data a plugin wants to hand to later hooks (roles, tenant...).
+    """
+
+    ok: bool
+    username: str | None = None
+    reason: str = ""
+    attributes: dict | None = None
+
+
+@dataclass
+class AuthConfig:
+    """The ``[auth]`` config section.
+
+    Keys:
+        anonymous: allow clients that send no username when no plugin decides
+            (Mosquitto's ``allow_anonymous``).
+        password_file: path of a Mosquitto-format password file; ``""`` for none.
+        acl_file: path of a TOML ACL file; ``""`` for none (then everything is
+            allowed unless a plugin decides otherwise).
+        cache_size: how many authorization decisions to keep in memory (all
+            clients together); when full, the cache is cleared and refills. ``0``
+            disables caching (every check asks the plugins).
+        use_identity_as_username: take the TLS client certificate's CN as the
+            username and skip the password check (Mosquitto's option of the same
+            name); clients without a certificate are refused.
+    """
+
+    anonymous: bool = True
+    password_file: str = ""
+    acl_file: str = ""
+    cache_size: int = 100_000
+    use_identity_as_username: bool = False
+
+
+class AuthService:
+    """The broker's single entry point for login and permission checks.
+
+    Built once by the server with the plugin manager, the broker context (passed
+    to hooks; the file provider is reached through ``context.auth``) and the
+    ``[auth]`` config. Register plugins before building it: whether authorization is
+    active at all is computed here and on :meth:`reload`.
+
+    The decision cache maps ``client_id -> (username, {(action, topic): bool})``, so
+    :meth:`forget_client` is one ``dict.pop``. It holds at most ``cache_size``
+    decisions over all clients; when full it is cleared (cheaper than LRU
+    bookkeeping on every hit, and a miss only costs one hook call).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, context: Any, config: AuthConfig) -> None:
+        self._pm = pm
+        self._context = context
+        self.config = config
+        self.file_provider: FileProvider | None = None
+        if config.password_file or config.acl_file:
+            self.file_provider = FileProvider(
+                config.password_file, config.acl_file, config.use_identity_as_username
+            )
+        self._cache: dict[str, tuple[str | None, dict[tuple[str, str], bool]]] = {}
+        self._cached = 0
+        self.authorization_active = False
+        self._update_active()
+
+    # --- authentication ----------------------------------------------------------------
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        """Decide a login. Never raises: a failing plugin is logged and means "no"."""
+        if self.config.use_identity_as_username:
+            if request.tls_identity is None:
+                return AuthResult(ok=False, reason="client certificate required")
+            request = dataclasses.replace(request, username=request.tls_identity, password=None)
+        try:
+            result = await self._first_answer("fluxmq_authenticate", request=request)
+        except _HookFailed as exc:
+            return AuthResult(ok=False, reason=f"authentication error in plugin {exc.plugin}")
+        if result is None:
+            return self._default_authentication(request)
+        if not isinstance(result, AuthResult):
+            log.error(
+                "fluxmq_authenticate returned %r, not an AuthResult; refusing login", result
+            )
+            return AuthResult(ok=False, reason="authentication error")
+        if result.ok and result.username is None and request.username is not None:
+            result = dataclasses.replace(result, username=request.username)
+        return result
+
+    def _default_authentication(self, request: AuthRequest) -> AuthResult:
+        """Nobody answered: Mosquitto's rules. A password file refuses users it does
+        not know; without one any username is accepted; no username needs
+        ``anonymous``; an enhanced-auth method nobody implements is refused."""
+        if request.method is not None:
+            return AuthResult(
+                ok=False, reason=f"unsupported authentication method {request.method!r}"
+            )
+        if request.username is None:
+            if self.config.anonymous:
+                return AuthResult(ok=True, username=None, reason="anonymous")
+            return AuthResult(ok=False, reason="anonymous access not allowed")
+        if self.file_provider is not None and self.file_provider.has_users:
+            return AuthResult(ok=False, reason="unknown user")
+        return AuthResult(ok=True, username=request.username, reason="no password check")
+
+    # --- authorization -----------------------------------------------------------------
+
+    def authorize_cached(
+        self, client_id: str, username: str | None, action: str, topic: str
+    ) -> bool | None:
+        """The hot-path check: a cached decision, ``True`` when authorization is not
+        active at all, or ``None`` on a miss (then call :meth:`authorize`)."""
+        if not self.authorization_active:
+            return True
+        entry = self._cache.get(client_id)
+        if entry is None or entry[0] != username:
+            return None
+        return entry[1].get((action, topic))
+
+    async def authorize(
+        self, client_id: str, username: str | None, action: str, topic: str
+    ) -> bool:
+        """Decide and cache. A plugin that raises means "deny" (not cached, so the
+        next attempt asks again); no answer at all means "allow"."""
+        if not self.authorization_active:
+            return True
+        cached = self.authorize_cached(client_id, username, action, topic)
+        if cached is not None:
+            return cached
+        try:
+            answer = await self._first_answer(
+                "fluxmq_authorize",
+                client_id=client_id,
+                username=username,
+                action=action,
+                topic=topic,
+            )
+        except _HookFailed:
+            return False
+        decision = True if answer is None else bool(answer)
+        self._store(client_id, username, action, topic, decision)
+        return decision
+
+    def _store(
+        self, client_id: str, username: str | None, action: str, topic: str, decision: bool
+    ) -> None:
+        if self.config.cache_size <= 0:
+            return
+        if self._cached >= self.config.cache_size:
+            self._cache.clear()
+            self._cached = 0
+        entry = self._cache.get(client_id)
+        if entry is None or entry[0] != username:
+            if entry is not None:
+                self._cached -= len(entry[1])
+            entry = (username, {})
+            self._cache[client_id] = entry
+        decisions = entry[1]
+        if (action, topic) not in decisions:
+            self._cached += 1
+        decisions[(action, topic)] = decision
+
+    def forget_client(self, client_id: str) -> None:
+        """Drop a client's cached decisions (at disconnect)."""
+        entry = self._cache.pop(client_id, None)
+        if entry is not None:
+            self._cached -= len(entry[1])
+
+    @property
+    def cache_entries(self) -> int:
+        """How many decisions are cached (for stats and tests)."""
+        return self._cached
+
+    # --- reload ----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the password and ACL files and clear the cache.
+
+        The files are those named by ``self.config`` now, so a reload also applies
+        changed ``password_file`` / ``acl_file`` paths (or their removal). Raises
+        :class:`AuthFileError` (naming file and line/rule) when a file is bad; the
+        previous provider then stays in force and the cache is kept.
+        """
+        cfg = self.config
+        provider = None
+        if cfg.password_file or cfg.acl_file:
+            provider = FileProvider(
+                cfg.password_file, cfg.acl_file, cfg.use_identity_as_username
+            )
+        self.file_provider = provider
+        self._cache.clear()
+        self._cached = 0
+        self._update_active()
+
+    def _update_active(self) -> None:
+        third_party = any(
+            impl.plugin is not auth_file
+            for impl in self._pm.hook.fluxmq_authorize.get_hookimpls()
+        )
+        has_acl = self.file_provider is not None and self.file_provider.has_acl
+        self.authorization_active = has_acl or third_party
+
+    # --- calling the first-answer hooks ------------------------------------------------------
+
+    async def _first_answer(self, name: str, **kwargs: Any) -> Any:
+        """Call the hook's implementations in pluggy's order (tryfirst, then LIFO,
+        then trylast) and return the first answer that is not ``None``.
+
+        Done here rather than through ``pm.hook.<name>(...)`` for two reasons: an
+        async hookimpl returns a coroutine, which pluggy's ``firstresult`` would take
+        as an answer even when it resolves to ``None`` (so later plugins, the file
+        provider included, would never be asked); and an exception must be logged
+        with the plugin's name. Hook wrappers, which only pluggy can run, make it fall
+        back to the plain pluggy call.
+        """
+        caller = getattr(self._pm.hook, name)
+        impls = caller.get_hookimpls()
+        kwargs["context"] = self._context
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            try:
+                return await await_me_maybe(caller(**kwargs))
+            except Exception:
+                log.exception("%s failed (called through pluggy with hook wrappers)", name)
+                raise _HookFailed("<wrapped>") from None
+        for impl in reversed(impls):
+            try:
+                answer = await await_me_maybe(
+                    impl.function(*[kwargs[arg] for arg in impl.argnames])
+                )
+            except Exception:
+                log.exception("plugin %r failed in %s", impl.plugin_name, name)
+                raise _HookFailed(impl.plugin_name) from None
+            if answer is not None:
+                return answer
+        return None
+
+
+class _HookFailed(Exception):
+    def __init__(self, plugin: str) -> None:
+        super().__init__(plugin)
+        self.plugin = plugin

@@ -1,0 +1,489 @@
+"""Configuration: one TOML file, ``FLUXMQ_<SECTION>__<KEY>`` environment overrides
+and CLI flags, turned into typed, validated dataclasses.
+
+Every section is a dataclass declared by its owner (the core's own sections here,
+plugins' through ``fluxmq_add_config``). The loader knows nothing about what a key
+means; it checks names and types and reports a bad value with the key, the place it
+came from (file or environment variable) and the expected type, so a user never has
+to guess. Precedence: defaults < file < environment < CLI flags.
+
+What it does not do: hot reload policy (``server.py`` decides what a SIGHUP
+re-reads) and the meaning of listener addresses (``transport/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+ENV_PREFIX = "FLUXMQ_"
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix; the CLI exits 2 on it."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
+        self.key = key
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+def setting(default: Any = MISSING, help: str = "", *, listener: bool = False, factory: Any = MISSING) -> Any:
+    """A dataclass field with a help text (shown by ``config init`` and the docs).
+
+    ``listener=True`` marks a ``host:port`` listener address; the test kit rebinds
+    those to ephemeral loopback ports and the core reports what it bound.
+    """
+    meta = {"help": help, "listener": listener}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- the core's own sections ----------------------------------------------------------
+
+
+@dataclass
+class ServerConfig:
+    """``[server]``: process-wide settings."""
+
+    data_dir: str = setting("./data", "Directory for durable state (storage engines, queue logs).")
+    node_id: str = setting("", "Name of this node in logs, $SYS and clusters; empty = host name.")
+    shutdown_timeout: float = setting(
+        10.0, "Seconds a clean shutdown may take (close sessions, flush storage) before exit."
+    )
+
+    def __post_init__(self) -> None:
+        if self.shutdown_timeout <= 0:
+            raise ValueError("shutdown_timeout must be > 0")
+
+
+@dataclass
+class StorageConfig:
+    """``[storage]``: which drivers hold broker state and queue logs."""
+
+    driver: str = setting(
+        "",
+        "BrokerStore driver (entry point group fluxmq.storage). Empty = the durable "
+        "'badgerlike' driver when installed, else 'memory'.",
+    )
+    queue_log: str = setting(
+        "", "QueueLog driver (group fluxmq.queue_log). Empty = same choice as 'driver'."
+    )
+    fsync: Literal["always", "batch", "never"] = setting(
+        "batch", "When durable drivers fsync: every write, once per group commit, or never."
+    )
+
+
+@dataclass
+class ClusterConfig:
+    """``[cluster]``: clustering driver (group fluxmq.cluster)."""
+
+    driver: str = setting("none", "Cluster driver; 'none' runs a single node.")
+
+
+@dataclass
+class LogConfig:
+    """``[log]``: logging (reloadable with SIGHUP)."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = setting(
+        "info", "Minimum level logged."
+    )
+    format: Literal["text", "json"] = setting("text", "Plain text lines or one JSON object per line.")
+
+
+@dataclass
+class SysConfig:
+    """``[sys]``: the broker's ``$SYS/broker/...`` status topics."""
+
+    interval: float = setting(10.0, "Seconds between $SYS updates; 0 disables them.")
+
+    def __post_init__(self) -> None:
+        if self.interval < 0:
+            raise ValueError("interval must be >= 0")
+
+
+# --- type checking and coercion --------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def type_name(tp: Any) -> str:
+    """A short human name for a type annotation, used in error messages and docs."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in get_args(tp))
+    if origin is list:
+        (inner,) = get_args(tp) or (Any,)
+        return f"list of {type_name(inner)}"
+    if origin is dict:
+        _k, v = get_args(tp) or (str, Any)
+        return f"table of {type_name(v)}"
+    if tp is type(None):
+        return "none"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _from_env_string(raw: str, tp: Any) -> Any:
+    """Turn an environment variable's text into the shape ``_coerce`` expects."""
+    origin = get_origin(tp)
+    if tp is bool:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        return raw
+    if tp is int:
+        try:
+            return int(raw.strip(), 0)
+        except ValueError:
+            return raw
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if origin in (list, dict) or dataclasses.is_dataclass(tp):
+        text = raw.strip()
+        if origin is list and not text.startswith("["):
+            return [p.strip() for p in text.split(",") if p.strip()]
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            if arg is type(None):
+                continue
+            val = _from_env_string(raw, arg)
+            if not isinstance(val, str) or arg is str:
+                return val
+        return raw
+    return raw
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return the typed value or raise."""
+
+    def bad() -> ConfigError:
+        shown = json.dumps(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
+        return ConfigError(
+            f"{where}: expected {type_name(tp)}, got {shown}", key=where, source=source
+        )
+
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise bad()
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        for arg in get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, source)
+            except ConfigError:
+                continue
+        raise bad()
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad()
+        (inner,) = get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        _kt, vt = get_args(tp) or (str, Any)
+        return {str(k): _coerce(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad()
+        return build_section(tp, value, where, source)
+    raise ConfigError(f"{where}: unsupported type {tp!r} in schema", key=where, source=source)
+
+
+def section_fields(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Field objects and resolved type hints of a section dataclass, by name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if f.init}
+
+
+def build_section(cls: type, values: Mapping[str, Any], where: str, source: str) -> Any:
+    """Build one section dataclass from a mapping, rejecting unknown keys."""
+    fields = section_fields(cls)
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(
+                f"unknown key '{where}.{key}' (known keys of [{where}]: {known})",
+                key=f"{where}.{key}",
+                source=source,
+            )
+        kwargs[key] = _coerce(raw, fields[key][1], f"{where}.{key}", source)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{where}]: {exc}", key=where, source=source) from exc
+
+
+# --- the loaded configuration -----------------------------------------------------------
+
+
+class Config:
+    """The effective configuration: one dataclass instance per declared section.
+
+    Sections are read as attributes (``config.mqtt.tcp``) or with
+    :meth:`section`. ``source`` is the file it came from, if any.
+    """
+
+    def __init__(self, sections: dict[str, Any], schema: dict[str, type], source: str | None):
+        self._sections = sections
+        self.schema = schema
+        self.source = source
+
+    def section(self, name: str) -> Any:
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise KeyError(f"no config section [{name}] (is its plugin enabled?)") from None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_sections"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def has(self, name: str) -> bool:
+        return name in self._sections
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(sec) for name, sec in self._sections.items()}
+
+    def listeners(self) -> dict[str, str]:
+        """Every listener address in the config as ``{"mqtt.tcp": "0.0.0.0:1883"}``."""
+        out: dict[str, str] = {}
+        for name, cls in self.schema.items():
+            for key, (f, _tp) in section_fields(cls).items():
+                if f.metadata.get("listener"):
+                    out[f"{name}.{key}"] = getattr(self._sections[name], key)
+        return out
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc}", source=str(p)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=str(p)) from None
+
+
+def load_config(
+    schema: Mapping[str, type],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Merge defaults, the TOML file, environment variables and CLI overrides.
+
+    ``overrides`` are already typed values (``{"server": {"data_dir": "/x"}}``) and
+    are still validated. Raises :class:`ConfigError` on the first problem.
+    """
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "<defaults>"
+    file_data = read_toml(path) if path is not None else {}
+
+    merged: dict[str, dict[str, Any]] = {name: {} for name in schema}
+    sources: dict[str, dict[str, str]] = {name: {} for name in schema}
+    for name, values in file_data.items():
+        if name not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(
+                f"unknown section [{name}] (known sections: {known}; is its plugin installed and enabled?)",
+                key=name,
+                source=source,
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table", key=name, source=source)
+        merged[name].update(values)
+        for key in values:
+            sources[name][key] = source
+
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        sec, _, key = var[len(ENV_PREFIX):].partition("__")
+        sec, key = sec.lower(), key.lower()
+        if sec not in schema:
+            raise ConfigError(
+                f"unknown section '{sec}' (known sections: {', '.join(sorted(schema))})",
+                key=sec,
+                source=f"environment variable {var}",
+            )
+        fields = section_fields(schema[sec])
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key '{sec}.{key}' (known keys of [{sec}]: {', '.join(sorted(fields))})",
+                key=f"{sec}.{key}",
+                source=f"environment variable {var}",
+            )
+        merged[sec][key] = _from_env_string(raw, fields[key][1])
+        sources[sec][key] = f"environment variable {var}"
+
+    for sec, values in (overrides or {}).items():
+        if sec not in schema:
+            raise ConfigError(f"unknown section '{sec}'", key=sec, source="command line")
+        for key, value in values.items():
+            merged[sec][key] = value
+            sources[sec][key] = "command line"
+
+    sections: dict[str, Any] = {}
+    for name, cls in schema.items():
+        # Check each key with the source it came from, so errors name it exactly.
+        fields = section_fields(cls)
+        typed: dict[str, Any] = {}
+        for key, raw in merged[name].items():
+            src = sources[name].get(key, source)
+            if key not in fields:
+                known = ", ".join(sorted(fields)) or "(none)"
+                raise ConfigError(
+                    f"unknown key '{name}.{key}' (known keys of [{name}]: {known})",
+                    key=f"{name}.{key}",
+                    source=src,
+                )
+            typed[key] = _coerce(raw, fields[key][1], f"{name}.{key}", src)
+        try:
+            sections[name] = cls(**typed)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[{name}]: {exc}", key=name, source=source) from exc
+    return Config(sections, dict(schema), str(path) if path is not None else None)
+
+
+# --- rendering: `config show`, `config init` and the reference doc ----------------------
+
+
+def _toml_value(value: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def render_toml(config: Config) -> str:
+    """The effective configuration as TOML (``fluxmq config show``)."""
+    import tomli_w
+
+    return tomli_w.dumps(_drop_none(config.as_dict()))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def render_commented_defaults(schema: Mapping[str, type]) -> str:
+    """A commented default file (``fluxmq config init``): every key with its help,
+    type and default, commented out so the file changes nothing until edited."""
+    lines = [
+        "# FluxMQ configuration. Every key is shown with its default, commented out.",
+        "# Any key can also be set as FLUXMQ_<SECTION>__<KEY> in the environment.",
+        "",
+    ]
+    for name in sorted(schema):
+        cls = schema[name]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        lines.append(f"[{name}]")
+        if doc:
+            lines.append(f"# {doc[0]}")
+        for key, (f, tp) in section_fields(cls).items():
+            default = _default_of(f)
+            lines.append(f"# {f.metadata.get('help', '')} ({type_name(tp)})".replace("  ", " "))
+            if default is None:
+                lines.append(f"# {key} =")
+            else:
+                lines.append(f"# {key} = {_toml_value(_drop_none(default))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not MISSING:
+        value = f.default
+    elif f.default_factory is not MISSING:
+        value = f.default_factory()
+    else:
+        return None
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)  # type: ignore[arg-type]
+    return value
+
+
+def reference_rows(schema: Mapping[str, type]) -> list[tuple[str, str, str, str, str]]:
+    """(section, key, type, default, help) for every key: the data behind
+    ``docs/configuration.md`` and the test that keeps it complete."""
+    rows = []
+    for name in sorted(schema):
+        for key, (f, tp) in section_fields(schema[name]).items():
+            default = _default_of(f)
+            rows.append(
+                (name, key, type_name(tp), json.dumps(_drop_none(default)) if default is not None else "—",
+                 str(f.metadata.get("help", "")))
+            )
+    return rows
+
+
+def parse_address(address: str, *, where: str = "address") -> tuple[str, int]:
+    """``"host:port"`` (or ``"[::1]:port"``) -> (host, port); ConfigError if malformed."""
+    text = address.strip()
+    host, sep, port_s = text.rpartition(":")
+    if not sep or not port_s.isdigit():
+        raise ConfigError(f"{where}: expected 'host:port', got {address!r}", key=where)
+    port = int(port_s)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} out of range 0-65535", key=where)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", port

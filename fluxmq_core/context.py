@@ -1,0 +1,96 @@
+"""``BrokerContext``: the one object every plugin hook receives.
+
+It holds the shared services built once by ``server.py``. Plugins keep a reference
+and call the services directly on their hot paths; nothing here goes through pluggy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from fluxmq_core.auth import AuthService
+    from fluxmq_core.clock import Clock
+    from fluxmq_core.config import Config
+    from fluxmq_core.events import Events
+    from fluxmq_core.message import Message
+    from fluxmq_core.router import Router
+    from fluxmq_core.stats import Stats
+    from fluxmq_core.storage.base import BrokerStore, QueueLog
+
+
+class BrokerContext:
+    """Shared services: ``config``, ``router``, ``queues``, ``store``,
+    ``queue_log``, ``cluster``, ``auth``, ``events``, ``stats``, ``clock``.
+
+    ``node_id`` names this broker; ``pm`` is the plugin manager (for plugins that
+    want to call hooks of their own); ``bound`` maps listener names
+    (``"mqtt.tcp"``) to the ``(host, port)`` actually bound, filled once listening.
+    ``shutting_down`` is set when a stop began, so protocols refuse new work.
+    """
+
+    __slots__ = (
+        "config",
+        "router",
+        "queues",
+        "store",
+        "queue_log",
+        "cluster",
+        "auth",
+        "events",
+        "stats",
+        "clock",
+        "pm",
+        "node_id",
+        "bound",
+        "shutting_down",
+        "extras",
+        "log",
+    )
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        router: Router,
+        store: BrokerStore,
+        queue_log: QueueLog,
+        cluster: Any,
+        stats: Stats,
+        clock: Clock,
+        pm: pluggy.PluginManager,
+        node_id: str,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.store = store
+        self.queue_log = queue_log
+        self.cluster = cluster
+        self.stats = stats
+        self.clock = clock
+        self.pm = pm
+        self.node_id = node_id
+        self.queues: Any = None
+        self.auth: AuthService = None  # type: ignore[assignment]
+        self.events: Events = None  # type: ignore[assignment]
+        self.bound: dict[str, tuple[str, int]] = {}
+        self.shutting_down = asyncio.Event()
+        # A place for plugins to publish services to others through the core
+        # (key by your plugin name); the core never reads it.
+        self.extras: dict[str, Any] = {}
+        self.log = logging.getLogger("fluxmq")
+
+    def publish(self, message: Message) -> int:
+        """Route a message from any protocol: the one entry point protocols use.
+
+        Calls ``fluxmq_message_published`` only when a plugin implements it (a flag
+        check otherwise), then the router; returns the number of deliveries.
+        """
+        events = self.events
+        if events.on_published:
+            events.message_published(message)
+        return self.router.publish(message)

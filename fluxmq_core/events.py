@@ -1,0 +1,131 @@
+"""Observer-hook dispatch: tell plugins what happened without letting them break
+the broker or slow the hot path.
+
+Each observer hook is called implementation by implementation, so one plugin
+raising is logged with its name and the others still run (pluggy alone would stop at
+the first exception). A hookimpl that returns an awaitable is scheduled as a task
+whose failure is logged, never lost.
+
+The per-message hooks are guarded by flags computed once at start-up
+(``on_published`` ...): the publish path checks a bool and pays nothing when no
+plugin implements the hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from fluxmq_core.message import Message
+    from fluxmq_core.router.types import SubscriptionOptions
+
+log = logging.getLogger("fluxmq.events")
+
+OBSERVER_HOOKS = (
+    "fluxmq_client_connected",
+    "fluxmq_client_disconnected",
+    "fluxmq_client_subscribed",
+    "fluxmq_client_unsubscribed",
+    "fluxmq_message_published",
+    "fluxmq_message_delivered",
+    "fluxmq_message_dropped",
+)
+
+
+class Events:
+    """Calls observer hooks on behalf of protocols and the core."""
+
+    def __init__(self, pm: pluggy.PluginManager, context: Any) -> None:
+        self._pm = pm
+        self._context = context
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.on_published = False
+        self.on_delivered = False
+        self.on_dropped = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute which hooks have implementations (after plugins register)."""
+        self.on_published = self._has("fluxmq_message_published")
+        self.on_delivered = self._has("fluxmq_message_delivered")
+        self.on_dropped = self._has("fluxmq_message_dropped")
+
+    def _has(self, name: str) -> bool:
+        return bool(getattr(self._pm.hook, name).get_hookimpls())
+
+    def emit(self, name: str, **kwargs: Any) -> None:
+        """Call every implementation of observer hook ``name``; never raises."""
+        hook = getattr(self._pm.hook, name)
+        impls = hook.get_hookimpls()
+        if not impls:
+            return
+        kwargs["context"] = self._context
+        for impl in reversed(impls):  # pluggy's order: last registered first
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, name)
+                continue
+            if inspect.isawaitable(result):
+                self._schedule(result, impl.plugin_name, name)
+
+    def _schedule(self, awaitable: Any, plugin: str, hook: str) -> None:
+        async def runner() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("plugin %s failed in %s", plugin, hook)
+
+        try:
+            task = asyncio.get_running_loop().create_task(runner())
+        except RuntimeError:
+            log.error("plugin %s returned an awaitable from %s outside the event loop", plugin, hook)
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for pending async observer calls (used at shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # Typed conveniences: they document the argument names at the call sites.
+
+    def client_connected(self, protocol: str, client_id: str, username: str | None, remote: str) -> None:
+        self.emit("fluxmq_client_connected", protocol=protocol, client_id=client_id, username=username, remote=remote)
+
+    def client_disconnected(self, protocol: str, client_id: str, reason: str) -> None:
+        self.emit("fluxmq_client_disconnected", protocol=protocol, client_id=client_id, reason=reason)
+
+    def client_subscribed(
+        self, protocol: str, client_id: str, topic_filter: str, options: SubscriptionOptions
+    ) -> None:
+        self.emit(
+            "fluxmq_client_subscribed", protocol=protocol, client_id=client_id,
+            topic_filter=topic_filter, options=options,
+        )
+
+    def client_unsubscribed(self, protocol: str, client_id: str, topic_filter: str) -> None:
+        self.emit("fluxmq_client_unsubscribed", protocol=protocol, client_id=client_id, topic_filter=topic_filter)
+
+    def message_published(self, message: Message) -> None:
+        if self.on_published:
+            self.emit("fluxmq_message_published", message=message)
+
+    def message_delivered(self, message: Message, protocol: str, client_id: str) -> None:
+        if self.on_delivered:
+            self.emit("fluxmq_message_delivered", message=message, protocol=protocol, client_id=client_id)
+
+    def message_dropped(self, message: Message, protocol: str, client_id: str, reason: str) -> None:
+        if self.on_dropped:
+            self.emit(
+                "fluxmq_message_dropped", message=message, protocol=protocol,
+                client_id=client_id, reason=reason,
+            )

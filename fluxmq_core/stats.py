@@ -1,0 +1,43 @@
+"""Plain integer counters shared by every protocol.
+
+Counters are slotted attributes incremented in place (``stats.messages_received +=
+1``): the cheapest thing Python can do per message. Exporters (``$SYS``, the admin
+API, the OpenTelemetry plugin) read :meth:`Stats.snapshot` when they collect, so
+exporting costs nothing per message.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class Stats:
+    """Broker-wide counters. Gauges (current values) and totals side by side."""
+
+    __slots__ = (
+        "started_at",
+        "clients_connected",
+        "clients_total",
+        "clients_disconnected",
+        "connections_rejected",
+        "messages_received",
+        "messages_sent",
+        "messages_dropped",
+        "bytes_received",
+        "bytes_sent",
+        "publish_received",
+        "publish_sent",
+        "subscriptions",
+        "protocol_errors",
+        "auth_failures",
+        "authz_denied",
+    )
+
+    def __init__(self, started_at: float | None = None) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self.started_at = time.time() if started_at is None else started_at
+
+    def snapshot(self) -> dict[str, float]:
+        """Every counter by name (a fresh dict; safe to keep)."""
+        return {name: getattr(self, name) for name in self.__slots__}

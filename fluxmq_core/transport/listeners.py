@@ -1,0 +1,189 @@
+"""Binding listener sockets for protocol servers, sharing a port between
+protocols by sniffing the first bytes, and capping connections per listener.
+
+Design notes: sockets are plain ``loop.create_server`` with ``asyncio.Protocol``
+factories (no streams: the hot path stays on callbacks). When two listener specs ask
+for the same ``host:port`` (AMQP 0.9.1 and 1.0 on 5672), one socket is opened and a
+:class:`SniffingProtocol` buffers the first bytes until one protocol's header
+predicate claims the connection, then swaps itself out with ``set_protocol``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fluxmq_core.config import ConfigError, parse_address
+from fluxmq_core.transport.base import ListenerSpec
+
+log = logging.getLogger("fluxmq.transport")
+
+SNIFF_LIMIT = 64  # bytes read before giving up on identifying the protocol
+SNIFF_TIMEOUT = 10.0
+
+
+class _Counter:
+    """Open connections of one listener; shared by its protocol wrappers."""
+
+    __slots__ = ("open", "limit", "name")
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.open = 0
+        self.limit = limit
+
+
+class SniffingProtocol(asyncio.Protocol):
+    """Reads the first bytes and hands the connection to the protocol they match."""
+
+    def __init__(self, specs: list[ListenerSpec], stats: Any, counters: dict[str, _Counter]) -> None:
+        self._specs = specs
+        self._stats = stats
+        self._counters = counters
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_later(SNIFF_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._buf += data
+        undecided = False
+        for spec in self._specs:
+            verdict = spec.header(self._buf) if spec.header else None
+            if verdict:
+                self._hand_over(spec)
+                return
+            if verdict is None:
+                undecided = True
+        if not undecided or len(self._buf) >= SNIFF_LIMIT:
+            log.info("closing connection with unrecognised header %r", self._buf[:16])
+            self._transport.close()
+
+    def _hand_over(self, spec: ListenerSpec) -> None:
+        assert self._transport is not None
+        if self._timer:
+            self._timer.cancel()
+        counter = self._counters[spec.name]
+        if counter.limit and counter.open >= counter.limit:
+            self._stats.connections_rejected += 1
+            self._transport.close()
+            return
+        proto = _counted(spec.protocol_factory(), counter)
+        self._transport.set_protocol(proto)
+        proto.connection_made(self._transport)
+        if not self._transport.is_closing():
+            proto.data_received(self._buf)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+
+def _counted(proto: asyncio.Protocol, counter: _Counter) -> asyncio.Protocol:
+    """Wrap connection_made/connection_lost to keep the listener's count."""
+    made, lost = proto.connection_made, proto.connection_lost
+
+    def connection_made(transport: asyncio.BaseTransport) -> None:
+        counter.open += 1
+        made(transport)
+
+    def connection_lost(exc: Exception | None) -> None:
+        counter.open -= 1
+        lost(exc)
+
+    proto.connection_made = connection_made  # type: ignore[method-assign]
+    proto.connection_lost = connection_lost  # type: ignore[method-assign]
+    return proto
+
+
+class ListenerSet:
+    """Every bound socket of the broker."""
+
+    def __init__(self, stats: Any) -> None:
+        self._stats = stats
+        self._servers: list[asyncio.AbstractServer] = []
+        self._counters: dict[str, _Counter] = {}
+        self.bound: dict[str, tuple[str, int]] = {}
+
+    async def bind(self, specs: list[ListenerSpec]) -> None:
+        """Bind every enabled spec, grouping specs that share an address."""
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple[str, bool], list[ListenerSpec]] = {}
+        for spec in specs:
+            if not spec.address:
+                continue
+            parse_address(spec.address, where=spec.name)
+            groups.setdefault((spec.address.strip(), spec.ssl is not None), []).append(spec)
+        for (address, _tls), group in groups.items():
+            host, port = parse_address(address, where=group[0].name)
+            for spec in group:
+                self._counters[spec.name] = _Counter(spec.name, spec.max_connections)
+            if len(group) == 1:
+                spec = group[0]
+                counter = self._counters[spec.name]
+                factory = self._single_factory(spec, counter)
+            else:
+                missing = [s.name for s in group if s.header is None]
+                if missing:
+                    raise ConfigError(
+                        f"listeners {', '.join(s.name for s in group)} share {address} but "
+                        f"{', '.join(missing)} cannot be told apart by header; give them different ports",
+                        key=missing[0],
+                    )
+                factory = self._sniff_factory(group)
+            try:
+                server = await loop.create_server(
+                    factory, host, port, ssl=group[0].ssl, reuse_address=True, backlog=1024
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"{', '.join(s.name for s in group)}: cannot listen on {address}: {exc.strerror or exc}",
+                    key=group[0].name,
+                ) from exc
+            self._servers.append(server)
+            sock = server.sockets[0].getsockname()
+            for spec in group:
+                self.bound[spec.name] = (sock[0], sock[1])
+                log.info("%s listening on %s:%s%s", spec.name, sock[0], sock[1], " (TLS)" if spec.ssl else "")
+
+    def _single_factory(self, spec: ListenerSpec, counter: _Counter) -> Any:
+        stats = self._stats
+
+        if not counter.limit:
+            return spec.protocol_factory
+
+        def factory() -> asyncio.Protocol:
+            if counter.open >= counter.limit:
+                stats.connections_rejected += 1
+                return _Reject()
+            return _counted(spec.protocol_factory(), counter)
+
+        return factory
+
+    def _sniff_factory(self, group: list[ListenerSpec]) -> Any:
+        return lambda: SniffingProtocol(group, self._stats, self._counters)
+
+    def close(self) -> None:
+        """Stop accepting new connections (existing ones stay open)."""
+        for server in self._servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+            except Exception as exc:  # noqa: BLE001 - shutdown goes on regardless
+                log.debug("listener did not close cleanly: %r", exc)
+        self._servers.clear()
+
+
+class _Reject(asyncio.Protocol):
+    """Closes a connection over the listener's limit at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()

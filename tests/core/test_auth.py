@@ -1,0 +1,388 @@
+"""AuthService: Mosquitto-like login defaults, the file provider as a plugin, third-party
+plugins before/after it, async and failing hookimpls, and the decision cache."""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import pluggy
+import pytest
+
+import fluxmq_core.auth_file
+import fluxmq_core.hookspecs
+from fluxmq_core.auth import (
+    PUBLISH,
+    SUBSCRIBE,
+    AuthConfig,
+    AuthFileError,
+    AuthRequest,
+    AuthResult,
+    AuthService,
+)
+from fluxmq_core.auth_file import set_password
+from fluxmq_core.hookspecs import hookimpl
+
+FAST = 1000
+
+
+def req(username=None, password=None, *, client_id="c1", tls_identity=None, method=None):
+    return AuthRequest(
+        protocol="mqtt",
+        client_id=client_id,
+        username=username,
+        password=password,
+        remote="127.0.0.1:5555",
+        tls_identity=tls_identity,
+        method=method,
+    )
+
+
+def make_service(*plugins, builtins=True, **config):
+    """Built-ins first, then third-party plugins, as the server registers them."""
+    pm = pluggy.PluginManager("fluxmq")
+    pm.add_hookspecs(fluxmq_core.hookspecs)
+    if builtins:
+        pm.register(fluxmq_core.auth_file, name="fluxmq.auth_file")
+    for n, plugin in enumerate(plugins):
+        pm.register(plugin, name=f"test-plugin-{n}")
+    context = types.SimpleNamespace()
+    service = AuthService(pm, context, AuthConfig(**config))
+    context.auth = service
+    return service
+
+
+@pytest.fixture
+def passwd(tmp_path):
+    path = tmp_path / "passwd"
+    set_password(path, "alice", "wonderland", iterations=FAST)
+    return str(path)
+
+
+@pytest.fixture
+def acl_file(tmp_path):
+    path = tmp_path / "acl.toml"
+    path.write_text(
+        """
+        [[rule]]
+        permission = "allow"
+        topic = "sensors/%u/#"
+        """
+    )
+    return str(path)
+
+
+class CountingAuthorizer:
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    @hookimpl
+    def fluxmq_authorize(self, context, client_id, username, action, topic):
+        self.calls.append((client_id, action, topic))
+        return self.answer
+
+
+# --- authentication defaults (Mosquitto's) -----------------------------------------------------
+
+
+async def test_no_files_anonymous_allowed_accepts_everyone():
+    service = make_service()
+    assert service.file_provider is None
+    assert (await service.authenticate(req())).ok
+    result = await service.authenticate(req("anyone", b"anything"))
+    assert result.ok and result.username == "anyone"
+
+
+async def test_no_files_anonymous_off_refuses_only_clients_without_username():
+    service = make_service(anonymous=False)
+    refused = await service.authenticate(req())
+    assert not refused.ok and "anonymous" in refused.reason
+    # Mosquitto: without a password file or plugin, any username is accepted.
+    assert (await service.authenticate(req("anyone", None))).ok
+
+
+async def test_password_file(passwd):
+    service = make_service(password_file=passwd)
+    ok = await service.authenticate(req("alice", b"wonderland"))
+    assert ok.ok and ok.username == "alice"
+    assert not (await service.authenticate(req("alice", b"looking-glass"))).ok
+    unknown = await service.authenticate(req("mallory", b"wonderland"))
+    assert not unknown.ok and unknown.reason == "unknown user"
+    no_password = await service.authenticate(req("alice", None))
+    assert not no_password.ok
+    assert (await service.authenticate(req())).ok  # anonymous still allowed
+
+
+async def test_password_file_anonymous_off(passwd):
+    service = make_service(password_file=passwd, anonymous=False)
+    assert not (await service.authenticate(req())).ok
+    assert (await service.authenticate(req("alice", b"wonderland"))).ok
+
+
+async def test_password_file_without_registered_plugin_fails_closed(passwd):
+    service = make_service(builtins=False, password_file=passwd)
+    assert not (await service.authenticate(req("alice", b"wonderland"))).ok
+
+
+async def test_unknown_enhanced_auth_method_is_refused():
+    service = make_service()
+    result = await service.authenticate(req("alice", None, method="SCRAM-SHA-256"))
+    assert not result.ok and "SCRAM-SHA-256" in result.reason
+
+
+async def test_use_identity_as_username(passwd):
+    service = make_service(password_file=passwd, use_identity_as_username=True)
+    ok = await service.authenticate(req("alice", b"wrong", tls_identity="sensor-9"))
+    assert ok.ok and ok.username == "sensor-9"
+    assert not (await service.authenticate(req("alice", b"wonderland"))).ok
+    bare = make_service(use_identity_as_username=True)
+    ok = await bare.authenticate(req(None, None, tls_identity="sensor-9"))
+    assert ok.ok and ok.username == "sensor-9"
+
+
+# --- third-party plugins --------------------------------------------------------------------------
+
+
+class DenyAll:
+    @hookimpl
+    def fluxmq_authenticate(self, context, request):
+        return AuthResult(ok=False, reason="denied by policy")
+
+    @hookimpl
+    def fluxmq_authorize(self, context, client_id, username, action, topic):
+        return False
+
+
+async def test_third_party_plugin_overrides_file_provider(passwd, acl_file):
+    service = make_service(DenyAll(), password_file=passwd, acl_file=acl_file)
+    result = await service.authenticate(req("alice", b"wonderland"))
+    assert not result.ok and result.reason == "denied by policy"
+    assert await service.authorize("c1", "alice", PUBLISH, "sensors/alice/t") is False
+
+
+class LateDirectory:
+    """trylast and registered after the built-ins: asked after the password file."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(trylast=True)
+    async def fluxmq_authenticate(self, context, request):
+        self.seen.append(request.username)
+        if request.username == "bob":
+            return AuthResult(ok=True, attributes={"source": "directory"})
+        return None
+
+
+async def test_trylast_plugin_answers_after_the_file_provider(passwd):
+    late = LateDirectory()
+    service = make_service(late, password_file=passwd)
+    assert (await service.authenticate(req("alice", b"wonderland"))).ok
+    assert late.seen == []  # the file provider answered first
+    bob = await service.authenticate(req("bob", b"x"))
+    assert bob.ok and bob.username == "bob" and bob.attributes == {"source": "directory"}
+    assert not (await service.authenticate(req("carol", b"x"))).ok  # nobody knows carol
+    assert late.seen == ["bob", "carol"]
+
+
+class AsyncPasser:
+    """An async hookimpl resolving to None must pass, not end the chain."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl
+    async def fluxmq_authenticate(self, context, request):
+        self.calls += 1
+        return None
+
+
+async def test_async_hookimpl_resolving_to_none_passes_to_the_next(passwd):
+    passer = AsyncPasser()
+    service = make_service(passer, password_file=passwd)
+    assert not (await service.authenticate(req("alice", b"bad"))).ok
+    assert (await service.authenticate(req("alice", b"wonderland"))).ok
+    assert passer.calls == 2
+
+
+class AsyncAuthority:
+    @hookimpl
+    async def fluxmq_authenticate(self, context, request):
+        return AuthResult(ok=request.password == b"token", username="from-token")
+
+    @hookimpl
+    async def fluxmq_authorize(self, context, client_id, username, action, topic):
+        return topic.startswith("ok/")
+
+
+async def test_async_hookimpls_decide():
+    service = make_service(AsyncAuthority())
+    result = await service.authenticate(req("x", b"token"))
+    assert result.ok and result.username == "from-token"
+    assert not (await service.authenticate(req("x", b"other"))).ok
+    assert service.authorization_active
+    assert await service.authorize("c", "x", PUBLISH, "ok/1") is True
+    assert await service.authorize("c", "x", PUBLISH, "no/1") is False
+
+
+class Exploding:
+    @hookimpl
+    def fluxmq_authenticate(self, context, request):
+        raise RuntimeError("backend down")
+
+    @hookimpl
+    def fluxmq_authorize(self, context, client_id, username, action, topic):
+        raise RuntimeError("backend down")
+
+
+async def test_raising_hook_is_failure_and_logged_with_plugin_name(caplog):
+    service = make_service(Exploding())
+    with caplog.at_level(logging.ERROR, logger="fluxmq.auth"):
+        result = await service.authenticate(req("alice", b"pw"))
+        allowed = await service.authorize("c", "alice", PUBLISH, "t")
+    assert not result.ok
+    assert allowed is False
+    assert service.authorize_cached("c", "alice", PUBLISH, "t") is None  # errors not cached
+    messages = [r.getMessage() for r in caplog.records if r.name == "fluxmq.auth"]
+    assert any("test-plugin-0" in m and "fluxmq_authenticate" in m for m in messages)
+    assert any("test-plugin-0" in m and "fluxmq_authorize" in m for m in messages)
+
+
+class WrongType:
+    @hookimpl
+    def fluxmq_authenticate(self, context, request):
+        return True
+
+
+async def test_non_authresult_answer_is_refused():
+    service = make_service(WrongType())
+    assert not (await service.authenticate(req("a", b"b"))).ok
+
+
+# --- authorization and the cache ----------------------------------------------------------------
+
+
+async def test_authorization_inactive_without_acl_or_plugins():
+    service = make_service()
+    assert service.authorization_active is False
+    assert service.authorize_cached("c", None, PUBLISH, "anything") is True
+    assert await service.authorize("c", None, SUBSCRIBE, "#") is True
+    assert service.cache_entries == 0
+
+
+async def test_acl_file_through_the_service(acl_file):
+    service = make_service(acl_file=acl_file)
+    assert service.authorization_active
+    assert service.authorize_cached("c1", "alice", PUBLISH, "sensors/alice/t") is None
+    assert await service.authorize("c1", "alice", PUBLISH, "sensors/alice/t") is True
+    assert await service.authorize("c1", "alice", PUBLISH, "sensors/bob/t") is False
+    assert service.authorize_cached("c1", "alice", PUBLISH, "sensors/alice/t") is True
+    assert service.authorize_cached("c1", "alice", PUBLISH, "sensors/bob/t") is False
+
+
+async def test_cache_hit_does_not_call_the_hook():
+    counter = CountingAuthorizer(True)
+    service = make_service(counter)
+    assert await service.authorize("c1", "u", PUBLISH, "a") is True
+    assert await service.authorize("c1", "u", PUBLISH, "a") is True
+    assert service.authorize_cached("c1", "u", PUBLISH, "a") is True
+    assert len(counter.calls) == 1
+    await service.authorize("c1", "u", SUBSCRIBE, "a")  # other action: new decision
+    assert len(counter.calls) == 2
+
+
+async def test_no_answer_means_allow_and_is_cached():
+    counter = CountingAuthorizer(None)
+    service = make_service(counter)
+    assert await service.authorize("c1", "u", PUBLISH, "a") is True
+    assert service.authorize_cached("c1", "u", PUBLISH, "a") is True
+    assert len(counter.calls) == 1
+
+
+async def test_forget_client_drops_only_that_client():
+    counter = CountingAuthorizer(True)
+    service = make_service(counter)
+    await service.authorize("c1", "u", PUBLISH, "a")
+    await service.authorize("c1", "u", PUBLISH, "b")
+    await service.authorize("c2", "v", PUBLISH, "a")
+    assert service.cache_entries == 3
+    service.forget_client("c1")
+    service.forget_client("never-seen")
+    assert service.cache_entries == 1
+    assert service.authorize_cached("c1", "u", PUBLISH, "a") is None
+    assert service.authorize_cached("c2", "v", PUBLISH, "a") is True
+
+
+async def test_same_client_id_with_another_username_is_a_miss():
+    counter = CountingAuthorizer(True)
+    service = make_service(counter)
+    await service.authorize("c1", "alice", PUBLISH, "a")
+    assert service.authorize_cached("c1", "mallory", PUBLISH, "a") is None
+    await service.authorize("c1", "mallory", PUBLISH, "a")
+    assert len(counter.calls) == 2
+    assert service.cache_entries == 1
+
+
+async def test_cache_is_bounded():
+    counter = CountingAuthorizer(True)
+    service = make_service(counter, cache_size=3)
+    for n in range(10):
+        await service.authorize(f"c{n % 2}", "u", PUBLISH, f"t/{n}")
+        assert service.cache_entries <= 3
+    disabled = make_service(CountingAuthorizer(True), cache_size=0)
+    await disabled.authorize("c", "u", PUBLISH, "t")
+    assert disabled.cache_entries == 0
+
+
+async def test_reload_picks_up_changes_and_clears_the_cache(tmp_path, passwd):
+    acl_path = tmp_path / "acl.toml"
+    acl_path.write_text('[[rule]]\npermission = "allow"\ntopic = "a"\n')
+    service = make_service(password_file=passwd, acl_file=str(acl_path))
+    assert await service.authorize("c", "alice", PUBLISH, "a") is True
+
+    acl_path.write_text('[[rule]]\npermission = "allow"\ntopic = "b"\n')
+    set_password(passwd, "bob", "builder", iterations=FAST)
+    assert service.authorize_cached("c", "alice", PUBLISH, "a") is True  # not yet reloaded
+    service.reload()
+    assert service.cache_entries == 0
+    assert await service.authorize("c", "alice", PUBLISH, "a") is False
+    assert await service.authorize("c", "alice", PUBLISH, "b") is True
+    assert (await service.authenticate(req("bob", b"builder"))).ok
+
+
+async def test_reload_with_a_bad_file_raises_and_keeps_the_old_rules(tmp_path):
+    acl_path = tmp_path / "acl.toml"
+    acl_path.write_text('[[rule]]\npermission = "allow"\ntopic = "a"\n')
+    service = make_service(acl_file=str(acl_path))
+    await service.authorize("c", "u", PUBLISH, "a")
+    acl_path.write_text('[[rule]]\npermission = "allow"\ntopic = "a"\nextra = 1\n')
+    with pytest.raises(AuthFileError, match="extra"):
+        service.reload()
+    assert service.authorize_cached("c", "u", PUBLISH, "a") is True
+    assert await service.authorize("c", "u", PUBLISH, "z") is False
+
+
+def test_bad_file_at_start_up_raises(tmp_path):
+    path = tmp_path / "passwd"
+    path.write_text("alice:plain\n")
+    with pytest.raises(AuthFileError, match=":1:"):
+        make_service(password_file=str(path))
+
+
+async def test_reload_applies_changed_paths_from_the_config(tmp_path, passwd):
+    service = make_service()
+    assert service.file_provider is None and not service.authorization_active
+    acl_path = tmp_path / "acl.toml"
+    acl_path.write_text('[[rule]]\npermission = "allow"\ntopic = "a"\n')
+    service.config.password_file = passwd
+    service.config.acl_file = str(acl_path)
+    service.reload()
+    assert service.authorization_active
+    assert await service.authorize("c", "alice", PUBLISH, "b") is False
+    assert not (await service.authenticate(req("mallory", b"x"))).ok
+    service.config.password_file = ""
+    service.config.acl_file = ""
+    service.reload()
+    assert service.file_provider is None and not service.authorization_active
+    assert (await service.authenticate(req("mallory", b"x"))).ok
