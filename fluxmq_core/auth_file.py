@@ -431,14 +431,15 @@ class AclRule:
         """
         topic = self.topic
         if self.has_u or self.has_c:
-            out = []
+            out: list[str] = []
             for level in topic.split("/"):
                 if "%" in level:
-                    level = _fill(level, client_id, username)
-                    if level is None:
+                    filled = _fill(level, client_id, username)
+                    if filled is None:
                         if self.allow:
                             return False
-                        level = "+"
+                        filled = "+"
+                    level = filled
                 out.append(level)
             topic = "/".join(out)
         if self.allow:

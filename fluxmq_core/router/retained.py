@@ -39,7 +39,7 @@ class RetainedStore:
     stays a plain data structure that tests drive with any time they like.
     """
 
-    __slots__ = ("_root", "_by_topic")
+    __slots__ = ("_by_topic", "_root")
 
     def __init__(self) -> None:
         self._root = _Node()
@@ -166,9 +166,7 @@ class RetainedStore:
     @staticmethod
     def _subtree(node: _Node, at_root: bool, found: list[Message]) -> None:
         stack = [
-            child
-            for name, child in node.children.items()
-            if not (at_root and name.startswith("$"))
+            child for name, child in node.children.items() if not (at_root and name.startswith("$"))
         ]
         while stack:
             current = stack.pop()

@@ -92,14 +92,14 @@ class Router:
     """
 
     __slots__ = (
-        "_clock",
-        "_cache_size",
-        "_on_retained_change",
-        "_trie",
-        "_retained",
-        "_subs",
         "_cache",
+        "_cache_size",
+        "_clock",
+        "_on_retained_change",
+        "_retained",
         "_seq",
+        "_subs",
+        "_trie",
     )
 
     def __init__(

@@ -39,7 +39,7 @@ class SubEntry:
     re-subscribing with new options does not reorder the ids a client sees.
     """
 
-    __slots__ = ("subscriber", "options", "seq")
+    __slots__ = ("options", "seq", "subscriber")
 
     def __init__(self, subscriber: Subscriber, options: SubscriptionOptions, seq: int) -> None:
         self.subscriber = subscriber
@@ -55,7 +55,7 @@ class ShareGroup:
     back so the member that was next still is: removal does not skip anyone.
     """
 
-    __slots__ = ("name", "topic_filter", "members", "ring", "turn")
+    __slots__ = ("members", "name", "ring", "topic_filter", "turn")
 
     def __init__(self, name: str, topic_filter: str) -> None:
         self.name = name
@@ -130,7 +130,7 @@ class TrieNode:
     """A level of the trie. ``subs`` and ``groups`` stay None until used, because
     most nodes are interior and a dict costs more memory than a slot."""
 
-    __slots__ = ("children", "subs", "groups")
+    __slots__ = ("children", "groups", "subs")
 
     def __init__(self) -> None:
         self.children: dict[str, TrieNode] = {}
@@ -146,7 +146,7 @@ class SubscriptionTrie:
     subscriber objects need not be hashable; the caller keeps them alive while they
     are subscribed, which keeps the ids unique."""
 
-    __slots__ = ("_root", "_count")
+    __slots__ = ("_count", "_root")
 
     def __init__(self) -> None:
         self._root = TrieNode()

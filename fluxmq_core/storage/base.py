@@ -220,9 +220,10 @@ class BrokerStore(_Driver):
     @abc.abstractmethod
     def enqueue(self, client_id: str, message: Message) -> int:
         """Append ``message`` to the client's offline queue and return its sequence
-        number. Sequence numbers of a client strictly increase and are never
-        reused while its session lives (not after removals, drops or a reopen);
-        after ``delete_session`` they may start again."""
+        number. Sequence numbers of a client strictly increase and are not reused
+        while its session lives, not after removals or drops; after a reopen they
+        stay above every one still queued; after ``delete_session`` they may start
+        again."""
 
     @abc.abstractmethod
     async def queued(self, client_id: str, limit: int | None = None) -> list[tuple[int, Message]]:

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+# Plain asserts in the shared driver conformance suite get pytest's rich messages.
+pytest.register_assert_rewrite("fluxmq_core.testing.conformance")
+
 from fluxmq_core.testing.broker import BrokerProcess, BrokerThread
 
 

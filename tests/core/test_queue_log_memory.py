@@ -3,13 +3,9 @@ particular to it: loading by name and its counters."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-if "fluxmq_core.testing.conformance" not in sys.modules:
-    pytest.register_assert_rewrite("fluxmq_core.testing.conformance")
 
 from stevedore import DriverManager
 

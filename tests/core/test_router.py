@@ -74,7 +74,9 @@ def test_recorder_satisfies_the_protocol() -> None:
         ("a/+/#", ["a/b", "a/b/c/d"], ["a", "b/c"]),
     ],
 )
-def test_filter_matching(router: Router, topic_filter: str, hits: list[str], misses: list[str]) -> None:
+def test_filter_matching(
+    router: Router, topic_filter: str, hits: list[str], misses: list[str]
+) -> None:
     sub = Recorder("s")
     router.subscribe(sub, topic_filter)
     for topic in hits + misses:

@@ -59,9 +59,7 @@ options = st.builds(
     subscription_id=st.none() | st.integers(1, 50),
 )
 
-subscriptions = st.lists(
-    st.tuples(st.integers(0, 4), filters, options), min_size=1, max_size=25
-)
+subscriptions = st.lists(st.tuples(st.integers(0, 4), filters, options), min_size=1, max_size=25)
 
 
 @settings(max_examples=300, deadline=None)
@@ -111,7 +109,10 @@ def test_router_delivers_to_exactly_the_matching_subscribers(
                     expected_groups.add(shared)
 
             got_plain = {
-                who: d for who, r in enumerate(recorders) for _, d in r.got if d.shared_group is None
+                who: d
+                for who, r in enumerate(recorders)
+                for _, d in r.got
+                if d.shared_group is None
             }
             assert set(got_plain) == set(expected_plain), topic
             for who, matched in expected_plain.items():

@@ -4,13 +4,9 @@ not store."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-if "fluxmq_core.testing.conformance" not in sys.modules:
-    pytest.register_assert_rewrite("fluxmq_core.testing.conformance")
 
 from stevedore import DriverManager
 
