@@ -110,6 +110,9 @@ class _Driver(abc.ABC):
 
     #: The driver's entry-point name (``"memory"``, ``"badgerlike"``).
     name: str = ""
+    #: True when writes survive a process crash once ``sync()`` resolved. Protocols
+    #: skip the sync round trip before acknowledging when the driver is not durable.
+    durable: bool = False
 
     def __init__(self, options: StorageOptions) -> None:
         self.options = options

@@ -5,7 +5,6 @@ and stream behaviour (split chunks, many packets per chunk)."""
 from __future__ import annotations
 
 import pytest
-
 from fluxmq_mqtt.codec import (
     MQTT_3_1,
     MQTT_3_1_1,
@@ -41,8 +40,18 @@ from fluxmq_mqtt.codec import (
     publish_with_packet_id,
     validate_topic_filter,
 )
-from fluxmq_mqtt.codec.properties import ALLOWED_PROPERTIES, BINARY, BYTE, PAIR, PROPERTY_TABLE
-from fluxmq_mqtt.codec.properties import STRING, U16, U32, VARINT, WILL
+from fluxmq_mqtt.codec.properties import (
+    ALLOWED_PROPERTIES,
+    BINARY,
+    BYTE,
+    PAIR,
+    PROPERTY_TABLE,
+    STRING,
+    U16,
+    U32,
+    VARINT,
+    WILL,
+)
 
 # ------------------------------------------------------------------ helpers
 
@@ -583,3 +592,19 @@ def test_topic_filter_validation():
 def test_error_message_names_reason():
     err = MQTTProtocolError(0x81, "bad")
     assert "MALFORMED_PACKET" in str(err) and err.reason_code == 0x81
+
+
+def test_large_packet_in_many_chunks():
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    data = encode_publish("big", payload, qos=1, packet_id=3) + b"\xc0\x00"
+    decoder = Decoder(version=4)
+    got = []
+    fed = 0
+    for i in range(0, len(data), 4000):
+        chunk = data[i : i + 4000]
+        got.extend(decoder.packets(chunk))
+        fed += len(chunk)
+        if not got:
+            assert decoder.buffered == fed
+    assert got == [Publish("big", payload, qos=1, packet_id=3), Pingreq()]
+    assert decoder.buffered == 0

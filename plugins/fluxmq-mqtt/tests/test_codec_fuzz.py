@@ -4,9 +4,6 @@ in every version, and arbitrary or mutated bytes only ever give packets or an
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from fluxmq_mqtt.codec import (
     Auth,
     Connack,
@@ -31,8 +28,18 @@ from fluxmq_mqtt.codec import (
     encode,
     encoded_size,
 )
-from fluxmq_mqtt.codec.properties import ALLOWED_PROPERTIES, PROPERTY_TABLE, WILL
-from fluxmq_mqtt.codec.properties import BINARY, BYTE, PAIR, STRING, U16, U32, VARINT
+from fluxmq_mqtt.codec.properties import (
+    ALLOWED_PROPERTIES,
+    BINARY,
+    BYTE,
+    PAIR,
+    PROPERTY_TABLE,
+    STRING,
+    U16,
+    U32,
+    VARINT,
+    WILL,
+)
 from fluxmq_mqtt.codec.reasons import (
     AUTH_CODES,
     CONNACK_V5_CODES,
@@ -43,6 +50,8 @@ from fluxmq_mqtt.codec.reasons import (
     SUBACK_V5_CODES,
     UNSUBACK_CODES,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUNDTRIP = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

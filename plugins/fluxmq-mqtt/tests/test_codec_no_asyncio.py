@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fluxmq_mqtt.codec as codec
+from fluxmq_mqtt import codec
 
 CODEC_DIR = Path(codec.__file__).parent
 MODULES = sorted(f"fluxmq_mqtt.codec.{m.name}" for m in pkgutil.iter_modules([str(CODEC_DIR)]))

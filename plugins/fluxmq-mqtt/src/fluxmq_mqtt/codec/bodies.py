@@ -10,7 +10,8 @@ CONNECT flag consistency. They keep no state and do not know about the stream.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import MQTTProtocolError
 from .packets import (

@@ -27,7 +27,8 @@ of packets after CONNECT (a connection state machine's job), and any I/O.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .bodies import BODY_DECODERS, connect_version, decode_connect
 from .errors import MQTTProtocolError
@@ -36,12 +37,12 @@ from .primitives import MAX_VARINT, malformed
 from .properties import decode_properties
 
 __all__ = [
+    "CLIENT",
+    "DEFAULT_MAX_BUFFER_SIZE",
+    "MAX_PACKET_SIZE",
+    "SERVER",
     "Decoder",
     "decode_packet",
-    "MAX_PACKET_SIZE",
-    "DEFAULT_MAX_BUFFER_SIZE",
-    "SERVER",
-    "CLIENT",
 ]
 
 MAX_PACKET_SIZE = MAX_VARINT + 5  # 1 type byte + 4 length bytes + largest body
@@ -186,8 +187,19 @@ class Decoder:
     """
 
     __slots__ = (
-        "_buf", "_pos", "_version", "_publish", "_role", "_forbidden",
-        "max_packet_size", "max_buffer_size", "_error", "_connect_seen",
+        "_buf",
+        "_connect_seen",
+        "_error",
+        "_forbidden",
+        "_need",
+        "_parts",
+        "_parts_len",
+        "_pos",
+        "_publish",
+        "_role",
+        "_version",
+        "max_buffer_size",
+        "max_packet_size",
     )
 
     def __init__(
@@ -202,6 +214,12 @@ class Decoder:
             raise ValueError(f"role must be 'server', 'client' or None, not {role!r}")
         self._buf = b""
         self._pos = 0
+        # While a packet larger than what has arrived is pending (`_need` bytes in
+        # total), chunks wait in `_parts` and are joined once, when it can complete:
+        # re-joining per chunk would copy a big packet quadratically.
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._need = 0
         self._role = role
         self._forbidden = _FORBIDDEN[role]
         self._version: int | None = None
@@ -240,7 +258,7 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as packets."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._parts_len
 
     @property
     def error(self) -> MQTTProtocolError | None:
@@ -252,11 +270,21 @@ class Decoder:
     def _append(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes:
             data = bytes(data)
-        if self._pos >= len(self._buf):
-            self._buf = data
-        else:
+        held = len(self._buf) - self._pos
+        if self._need and held + self._parts_len + len(data) < self._need:
+            self._parts.append(data)
+            self._parts_len += len(data)
+            return
+        if self._parts:
+            self._buf = b"".join((self._buf[self._pos :], *self._parts, data))
+            self._parts = []
+            self._parts_len = 0
+        elif held:
             self._buf = self._buf[self._pos :] + data
+        else:
+            self._buf = data
         self._pos = 0
+        self._need = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes. Raises 0x97 when more than `max_buffer_size` bytes are
@@ -265,7 +293,7 @@ class Decoder:
             raise self._error
         if data:
             self._append(data)
-        if len(self._buf) - self._pos > self.max_buffer_size:
+        if self.buffered > self.max_buffer_size:
             raise self._fail(
                 MQTTProtocolError(QUOTA_EXCEEDED, "receive buffer exceeds max_buffer_size")
             )
@@ -296,6 +324,7 @@ class Decoder:
             end = body + rl
             self._check_size(end - pos)
             if end > n:
+                self._need = end - pos
                 return None
             b0 = buf[pos]
             publish = self._publish
@@ -339,6 +368,7 @@ class Decoder:
                 if end - pos > limit:
                     self._check_size(end - pos)
                 if end > n:
+                    self._need = end - pos
                     break
                 b0 = buf[pos]
                 if b0 >> 4 == 3 and publish is not None:

@@ -19,7 +19,8 @@ raises `MQTTEncodeError`. Nothing here validates topic filters or session rules.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import MQTTEncodeError
 from .packets import (
@@ -33,9 +34,9 @@ from .packets import (
     Pingresp,
     Puback,
     Pubcomp,
+    Publish,
     Pubrec,
     Pubrel,
-    Publish,
     Suback,
     Subscribe,
     Unsuback,
@@ -45,7 +46,6 @@ from .primitives import (
     MAX_VARINT,
     encode_binary,
     encode_string,
-    encode_u16,
     encode_varint,
     varint_size,
 )
@@ -53,11 +53,11 @@ from .properties import WILL, Properties, encode_properties
 from .reasons import connack_return_code_v3, suback_return_code_v3
 
 __all__ = [
+    "PublishTemplate",
     "encode",
     "encode_publish",
     "encoded_size",
     "publish_size",
-    "PublishTemplate",
     "publish_with_packet_id",
 ]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .reasons import reason_name
 
-__all__ = ["MQTTProtocolError", "MQTTEncodeError"]
+__all__ = ["MQTTEncodeError", "MQTTProtocolError"]
 
 
 class MQTTProtocolError(Exception):

@@ -13,34 +13,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
 
 from .properties import Properties
 
 __all__ = [
-    "PacketType",
     "MQTT_3_1",
     "MQTT_3_1_1",
     "MQTT_5",
+    "PACKET_CLASSES",
     "VERSIONS",
-    "SubscribeOptions",
-    "Connect",
+    "Auth",
     "Connack",
-    "Publish",
-    "Puback",
-    "Pubrec",
-    "Pubrel",
-    "Pubcomp",
-    "Subscribe",
-    "Suback",
-    "Unsubscribe",
-    "Unsuback",
+    "Connect",
+    "Disconnect",
+    "Packet",
+    "PacketType",
     "Pingreq",
     "Pingresp",
-    "Disconnect",
-    "Auth",
-    "Packet",
-    "PACKET_CLASSES",
+    "Puback",
+    "Pubcomp",
+    "Publish",
+    "Pubrec",
+    "Pubrel",
+    "Suback",
+    "Subscribe",
+    "SubscribeOptions",
+    "Unsuback",
+    "Unsubscribe",
 ]
 
 MQTT_3_1 = 3  # protocol name "MQIsdp"
@@ -213,10 +212,10 @@ class Auth:
     properties: Properties | None = None
 
 
-Packet = Union[
-    Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Suback,
-    Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect, Auth,
-]
+Packet = (
+    Connect | Connack | Publish | Puback | Pubrec | Pubrel | Pubcomp | Subscribe | Suback
+    | Unsubscribe | Unsuback | Pingreq | Pingresp | Disconnect | Auth
+)
 
 PACKET_CLASSES: dict[int, type] = {
     1: Connect, 2: Connack, 3: Publish, 4: Puback, 5: Pubrec, 6: Pubrel, 7: Pubcomp,

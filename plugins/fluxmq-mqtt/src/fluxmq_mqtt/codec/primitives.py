@@ -14,20 +14,20 @@ from .errors import MQTTEncodeError, MQTTProtocolError
 
 __all__ = [
     "MAX_VARINT",
+    "decode_utf8",
+    "encode_binary",
+    "encode_string",
+    "encode_u16",
+    "encode_u32",
+    "encode_varint",
     "malformed",
+    "read_binary",
+    "read_string",
     "read_u8",
     "read_u16",
     "read_u32",
     "read_varint",
-    "read_binary",
-    "read_string",
-    "decode_utf8",
-    "encode_varint",
     "varint_size",
-    "encode_u16",
-    "encode_u32",
-    "encode_binary",
-    "encode_string",
 ]
 
 MAX_VARINT = 268_435_455  # largest value a 4-byte variable byte integer holds

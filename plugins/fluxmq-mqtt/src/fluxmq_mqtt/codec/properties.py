@@ -37,10 +37,10 @@ from .primitives import (
 )
 
 __all__ = [
-    "Properties",
-    "PROPERTY_TABLE",
     "ALLOWED_PROPERTIES",
+    "PROPERTY_TABLE",
     "WILL",
+    "Properties",
     "decode_properties",
     "encode_properties",
 ]

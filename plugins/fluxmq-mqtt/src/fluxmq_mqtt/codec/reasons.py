@@ -17,21 +17,21 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
-    "ReasonCode",
-    "ConnackReturnCode",
+    "AUTH_CODES",
     "CONNACK_V5_CODES",
+    "DISCONNECT_CODES",
     "PUBACK_CODES",
+    "PUBCOMP_CODES",
     "PUBREC_CODES",
     "PUBREL_CODES",
-    "PUBCOMP_CODES",
-    "SUBACK_V5_CODES",
     "SUBACK_V3_CODES",
+    "SUBACK_V5_CODES",
     "UNSUBACK_CODES",
-    "DISCONNECT_CODES",
-    "AUTH_CODES",
+    "ConnackReturnCode",
+    "ReasonCode",
     "connack_return_code_v3",
-    "suback_return_code_v3",
     "reason_name",
+    "suback_return_code_v3",
 ]
 
 
