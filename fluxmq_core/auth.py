@@ -7,32 +7,50 @@ no authorization is configured at all), ``authorize`` on a cache miss, and
 ``fluxmq_authorize`` hooks (first answer wins) and, when nobody answers, from
 Mosquitto-like defaults described in ``docs/auth.md``.
 
+Multi-step ("enhanced") authentication, MQTT 5's AUTH exchange and AMQP's SASL, goes
+through :meth:`AuthService.start_enhanced`, which returns an :class:`EnhancedSession`
+the protocol feeds with the client's data until it succeeds or raises
+:class:`AuthError`. Methods live in a registry on the service: ``SCRAM-SHA-256``
+(:mod:`fluxmq_core.scram`, credentials from the password file) is built in, and a
+plugin adds its own with :meth:`AuthService.register_method` from ``fluxmq_startup``.
+
 The built-in password/ACL file provider lives in :mod:`fluxmq_core.auth_file` and is
 itself a plugin; this module only owns the service, the request/result types, the
-``[auth]`` config section and the decision cache. It knows nothing of protocols.
+``[auth]`` config section, the enhanced-auth registry and the decision cache. It knows
+nothing of protocols.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 from fluxmq_core import auth_file
 from fluxmq_core.auth_file import AuthFileError, FileProvider
 from fluxmq_core.plugins import await_me_maybe
+from fluxmq_core.scram import MECHANISM as SCRAM_SHA_256
+from fluxmq_core.scram import ScramError, ScramServer
 
 __all__ = [
     "PUBLISH",
     "SUBSCRIBE",
+    "SCRAM_SHA_256",
     "AuthConfig",
+    "AuthError",
     "AuthFileError",
     "AuthRequest",
     "AuthResult",
     "AuthService",
+    "EnhancedAuth",
+    "EnhancedFactory",
+    "EnhancedSession",
+    "Step",
 ]
 
 log = logging.getLogger("fluxmq.auth")
@@ -73,6 +91,124 @@ class AuthResult:
     username: str | None = None
     reason: str = ""
     attributes: dict | None = None
+
+
+class AuthError(Exception):
+    """An enhanced-authentication exchange failed: bad credentials, a malformed or
+    out-of-order message, or an error inside the method. The client is refused.
+
+    ``reason`` is short and safe to send to the client as a protocol reason string
+    (for SCRAM an RFC 5802 error value such as ``"invalid-proof"``); ``str()`` may
+    say more, for logs. Methods registered by plugins raise it to refuse.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class Step(enum.StrEnum):
+    """What an enhanced-auth step asks the protocol to do next. A ``str`` enum, so
+    methods written by plugins may return the plain strings too."""
+
+    CONTINUE = "continue"  # send the data and wait for the client's next message
+    SUCCESS = "success"  # authenticated: send the data with the success answer
+
+
+class EnhancedAuth(Protocol):
+    """One exchange of one method, as a plugin implements it.
+
+    ``step`` receives the client's data (the first call gets the data that came with
+    the login, e.g. CONNECT's Authentication Data) and returns ``(Step, data for the
+    client)``, or an awaitable of that; it raises :class:`AuthError` to refuse.
+    ``username`` is the authenticated identity once the step returned ``SUCCESS``.
+    It is never called again after ``SUCCESS`` or an error: the session sees to that.
+    """
+
+    @property
+    def username(self) -> str | None: ...
+
+    def step(self, data: bytes) -> tuple[str, bytes] | Awaitable[tuple[str, bytes]]: ...
+
+
+#: Makes a method's exchange for one login, given what is known about the client
+#: (an :class:`AuthRequest` with ``method`` set and no username or password yet).
+#: Returns ``None`` when the method is not available for this client.
+EnhancedFactory = Callable[["AuthRequest"], "EnhancedAuth | None"]
+
+
+class EnhancedSession:
+    """The protocol's handle on one enhanced-auth exchange.
+
+    Call :meth:`step` with each piece of client data; it returns ``(Step.CONTINUE,
+    data)`` or ``(Step.SUCCESS, data)`` and raises :class:`AuthError` on failure and
+    only then: errors of the method itself (a :class:`~fluxmq_core.scram.ScramError`,
+    a bug in a plugin) become :class:`AuthError`. After success :attr:`result` is
+    the login decision; after a failure or success every further step is refused.
+    """
+
+    def __init__(self, method: str, impl: EnhancedAuth) -> None:
+        self.method = method
+        self._impl = impl
+        self._state = "running"  # running -> success | failed
+
+    @property
+    def done(self) -> bool:
+        return self._state == "success"
+
+    @property
+    def username(self) -> str | None:
+        return self._impl.username if self._state == "success" else None
+
+    @property
+    def result(self) -> AuthResult:
+        """The decision: ``ok`` with the username after success, else a refusal."""
+        if self._state == "success":
+            return AuthResult(ok=True, username=self._impl.username, reason=self.method)
+        return AuthResult(ok=False, reason=f"{self.method} not completed")
+
+    async def step(self, data: bytes) -> tuple[Step, bytes]:
+        if self._state != "running":
+            raise AuthError("other-error", f"{self.method} exchange already finished")
+        self._state = "failed"  # until the step returns normally
+        try:
+            answer = await await_me_maybe(self._impl.step(data))
+        except AuthError:
+            raise
+        except ScramError as exc:
+            raise AuthError(exc.reason, exc.detail) from exc
+        except Exception:
+            log.exception("enhanced authentication method %r failed", self.method)
+            raise AuthError("other-error", "authentication error") from None
+        try:
+            status, out = answer
+            status = Step(status)
+        except (TypeError, ValueError):
+            log.error("method %r step returned %r, not (status, bytes)", self.method, answer)
+            raise AuthError("other-error", "authentication error") from None
+        if not isinstance(out, bytes):
+            log.error("method %r step returned %r, not (status, bytes)", self.method, answer)
+            raise AuthError("other-error", "authentication error")
+        self._state = "running" if status is Step.CONTINUE else "success"
+        return status, out
+
+
+class _ScramMethod:
+    """The built-in SCRAM-SHA-256 method over a :class:`ScramServer`."""
+
+    def __init__(self, server: ScramServer) -> None:
+        self._server = server
+        self._started = False
+
+    @property
+    def username(self) -> str | None:
+        return self._server.username if self._server.done else None
+
+    def step(self, data: bytes) -> tuple[str, bytes]:
+        if not self._started:
+            self._started = True
+            return Step.CONTINUE, self._server.first(data)
+        return Step.SUCCESS, self._server.final(data)
 
 
 @dataclass
@@ -127,6 +263,7 @@ class AuthService:
         self._cached = 0
         self.authorization_active = False
         self._update_active()
+        self._methods: dict[str, EnhancedFactory] = {SCRAM_SHA_256: self._start_scram}
 
     # --- authentication ----------------------------------------------------------------
 
@@ -166,6 +303,79 @@ class AuthService:
         if self.file_provider is not None and self.file_provider.has_users:
             return AuthResult(ok=False, reason="unknown user")
         return AuthResult(ok=True, username=request.username, reason="no password check")
+
+    # --- enhanced authentication ------------------------------------------------------------
+
+    def register_method(
+        self, name: str, factory: EnhancedFactory, *, replace: bool = False
+    ) -> None:
+        """Offer an enhanced-auth method (an MQTT 5 Authentication Method, a SASL
+        mechanism name; matched exactly, case included). Plugins call it from
+        ``fluxmq_startup``. Registering a taken name is a ``ValueError`` unless
+        ``replace`` (which is how a plugin swaps out the built-in SCRAM-SHA-256)."""
+        if not name:
+            raise ValueError("method name must not be empty")
+        if name in self._methods and not replace:
+            raise ValueError(f"authentication method {name!r} is already registered")
+        self._methods[name] = factory
+
+    def enhanced_methods(self) -> list[str]:
+        """Names of the methods a client may use now, in registration order.
+        The built-in SCRAM-SHA-256 is listed only while it can work: a password file
+        is configured and ``use_identity_as_username`` is off."""
+        return [
+            name
+            for name, factory in self._methods.items()
+            if factory != self._start_scram or self._scram_available()
+        ]
+
+    def start_enhanced(
+        self,
+        method: str,
+        client_id: str,
+        *,
+        protocol: str = "",
+        remote: str = "",
+        tls_identity: str | None = None,
+    ) -> EnhancedSession | None:
+        """Begin an exchange, or ``None`` when ``method`` is not offered (MQTT 5:
+        CONNACK 0x8C, Bad authentication method). Feed the client's first data to
+        :meth:`EnhancedSession.step` next."""
+        factory = self._methods.get(method)
+        if factory is None:
+            return None
+        request = AuthRequest(
+            protocol=protocol,
+            client_id=client_id,
+            username=None,
+            password=None,
+            remote=remote,
+            tls_identity=tls_identity,
+            method=method,
+        )
+        try:
+            impl = factory(request)
+        except Exception:
+            log.exception("enhanced authentication method %r failed to start", method)
+            return None
+        return None if impl is None else EnhancedSession(method, impl)
+
+    def _scram_available(self) -> bool:
+        provider = self.file_provider
+        return (
+            provider is not None
+            and provider.has_users
+            and not self.config.use_identity_as_username
+        )
+
+    def _start_scram(self, request: AuthRequest) -> EnhancedAuth | None:
+        if not self._scram_available():
+            return None
+        provider = self.file_provider
+        assert provider is not None
+        # Bound to the provider of this moment: a reload mid-exchange does not
+        # switch the exchange to other credentials.
+        return _ScramMethod(ScramServer(provider.scram_credentials))
 
     # --- authorization -----------------------------------------------------------------
 

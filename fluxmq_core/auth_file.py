@@ -5,7 +5,10 @@ Two files, both optional and both re-read on reload:
 - a **password file** in Mosquitto's format (``username:hash`` per line, ``#``
   comments), so that a file written by ``mosquitto_passwd`` works unchanged and one
   written by ``fluxmq passwd`` works in Mosquitto. ``$7$`` (PBKDF2-HMAC-SHA512) and
-  ``$6$`` (salted SHA-512, read only) hashes are understood;
+  ``$6$`` (salted SHA-512, read only) hashes are understood, plus FluxMQ's own
+  ``$scram-sha-256$`` entries (SCRAM credentials, :mod:`fluxmq_core.scram`), which
+  serve both plain password logins and SCRAM exchanges but which Mosquitto cannot
+  read;
 - an **ACL file** in TOML: an ordered list of allow/deny rules on MQTT topic filters,
   first match wins.
 
@@ -35,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_core import scram
 from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.scram import ScramCredentials
 
 if TYPE_CHECKING:
     from fluxmq_core.auth import AuthRequest, AuthResult
@@ -43,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ANONYMOUS",
     "DEFAULT_ITERATIONS",
+    "SCHEMES",
+    "SCRAM_PREFIX",
     "Acl",
     "AclRule",
     "AuthFileError",
@@ -53,6 +60,7 @@ __all__ = [
     "hash_password",
     "load_acl_file",
     "load_password_file",
+    "scram_entry",
     "set_password",
     "verify_password",
 ]
@@ -70,6 +78,13 @@ DEFAULT_ITERATIONS = 210_000
 SALT_BYTES = 12
 
 _SHA512_LEN = 64
+
+#: Start of a SCRAM entry:
+#: ``$scram-sha-256$<iterations>$<b64 salt>$<b64 StoredKey>$<b64 ServerKey>``.
+SCRAM_PREFIX = "$scram-sha-256$"
+
+#: What :func:`hash_password` / :func:`set_password` can write.
+SCHEMES = ("pbkdf2-sha512", "scram-sha-256")
 
 
 class AuthFileError(Exception):
@@ -127,7 +142,7 @@ def _decode_hash(encoded: str) -> tuple[int, bytes, bytes]:
         elif not encoded.startswith("$"):
             raise ValueError("password is not hashed; hash it with `fluxmq passwd`")
         else:
-            raise ValueError("unknown hash format (expected $7$ or $6$)")
+            raise ValueError("unknown hash format (expected $7$, $6$ or $scram-sha-256$)")
         salt = _b64decode(salt_b64)
         digest = _b64decode(digest_b64)
     except (binascii.Error, UnicodeEncodeError) as exc:
@@ -139,15 +154,69 @@ def _decode_hash(encoded: str) -> tuple[int, bytes, bytes]:
     return iterations, salt, digest
 
 
+def _decode_scram(encoded: str) -> ScramCredentials:
+    """Parse a ``$scram-sha-256$`` entry. Raises ``ValueError`` saying what is wrong."""
+    parts = encoded.split("$")
+    if len(parts) != 6:
+        raise ValueError(
+            "expected $scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>"
+        )
+    count = parts[2]
+    if not (count.isascii() and count.isdigit()) or int(count) < 1:
+        raise ValueError(f"bad iteration count {count!r}")
+    try:
+        salt, stored_key, server_key = (_b64decode(p) for p in parts[3:])
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"bad base64: {exc}") from None
+    if not salt:
+        raise ValueError("empty salt")
+    if len(stored_key) != 32 or len(server_key) != 32:
+        raise ValueError("StoredKey and ServerKey must be 32 bytes each")
+    return ScramCredentials(salt, int(count), stored_key, server_key)
+
+
+def _check_entry(encoded: str) -> None:
+    if encoded.startswith(SCRAM_PREFIX):
+        _decode_scram(encoded)
+    else:
+        _decode_hash(encoded)
+
+
+def scram_entry(credentials: ScramCredentials) -> str:
+    """The password-file form of SCRAM ``credentials``."""
+    c = credentials
+    return (
+        f"{SCRAM_PREFIX}{c.iterations}${base64.b64encode(c.salt).decode('ascii')}"
+        f"${base64.b64encode(c.stored_key).decode('ascii')}"
+        f"${base64.b64encode(c.server_key).decode('ascii')}"
+    )
+
+
 def _digest(password: bytes, iterations: int, salt: bytes) -> bytes:
     if iterations == 0:  # $6$: SHA-512 over password then salt, as Mosquitto does
         return hashlib.sha512(password + salt).digest()
     return hashlib.pbkdf2_hmac("sha512", password, salt, iterations)
 
 
-def hash_password(password: str, iterations: int = DEFAULT_ITERATIONS) -> str:
-    """Return a Mosquitto-compatible ``$7$<iterations>$<salt>$<hash>`` string
-    (PBKDF2-HMAC-SHA512, standard base64 with padding) for ``password`` (UTF-8)."""
+def hash_password(
+    password: str, iterations: int | None = None, *, scheme: str = "pbkdf2-sha512"
+) -> str:
+    """Return a password-file entry for ``password``.
+
+    ``scheme="pbkdf2-sha512"`` (the default): a Mosquitto-compatible
+    ``$7$<iterations>$<salt>$<hash>`` string (PBKDF2-HMAC-SHA512 over the UTF-8
+    password, standard base64 with padding), :data:`DEFAULT_ITERATIONS` unless given.
+    ``scheme="scram-sha-256"``: a ``$scram-sha-256$`` entry with
+    :data:`fluxmq_core.scram.DEFAULT_ITERATIONS` (4096) unless given.
+    """
+    if scheme == "scram-sha-256":
+        if iterations is None:
+            iterations = scram.DEFAULT_ITERATIONS
+        return scram_entry(scram.make_credentials(password, iterations=iterations))
+    if scheme != "pbkdf2-sha512":
+        raise ValueError(f"unknown scheme {scheme!r} (expected one of {list(SCHEMES)})")
+    if iterations is None:
+        iterations = DEFAULT_ITERATIONS
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
     salt = secrets.token_bytes(SALT_BYTES)
@@ -159,10 +228,17 @@ def hash_password(password: str, iterations: int = DEFAULT_ITERATIONS) -> str:
 
 
 def verify_password(password: bytes, encoded: str) -> bool:
-    """Whether ``password`` matches ``encoded`` (``$7$`` or ``$6$``).
+    """Whether ``password`` matches ``encoded`` (``$7$``, ``$6$`` or
+    ``$scram-sha-256$``, where the StoredKey is recomputed from the password).
 
     Compares in constant time; a malformed ``encoded`` is simply ``False``.
     """
+    if encoded.startswith(SCRAM_PREFIX):
+        try:
+            credentials = _decode_scram(encoded)
+        except ValueError:
+            return False
+        return scram.check_password(password, credentials)
     try:
         iterations, salt, expected = _decode_hash(encoded)
     except ValueError:
@@ -208,7 +284,7 @@ def load_password_file(path: str | os.PathLike[str]) -> dict[str, str]:
         if username in users:
             raise AuthFileError(path, f"duplicate user {username!r}", line=lineno)
         try:
-            _decode_hash(encoded)
+            _check_entry(encoded)
         except ValueError as exc:
             raise AuthFileError(path, f"user {username!r}: {exc}", line=lineno) from None
         users[username] = encoded
@@ -248,15 +324,29 @@ def set_password(
     username: str,
     password: str,
     *,
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | None = None,
+    scheme: str = "pbkdf2-sha512",
 ) -> None:
     """Add ``username`` or replace its hash, creating the file (mode 0600) if needed.
 
-    Other lines (comments, other users) are kept as they are; the write is atomic.
+    ``scheme`` and ``iterations`` are as for :func:`hash_password`. A SCRAM entry
+    also needs a username that SASLprep leaves unchanged, since SCRAM clients send
+    the normalised form (``ValueError`` otherwise). Other lines (comments, other
+    users) are kept as they are; the write is atomic.
     """
     _check_username(username)
+    if scheme == "scram-sha-256":
+        try:
+            prepared = scram.saslprep(username, stored=True)
+        except ValueError as exc:
+            raise ValueError(f"username {username!r} cannot be used with SCRAM: {exc}") from None
+        if prepared != username:
+            raise ValueError(
+                f"username {username!r} is not in SASLprep form (would be {prepared!r}); "
+                "SCRAM clients could not log in with it"
+            )
     target = Path(path)
-    entry = f"{username}:{hash_password(password, iterations)}"
+    entry = f"{username}:{hash_password(password, iterations, scheme=scheme)}"
     lines = _read_lines(target)
     replaced = False
     out: list[str] = []
@@ -556,6 +646,7 @@ class FileProvider:
         self.acl_file = acl_file
         self.use_identity_as_username = use_identity_as_username
         self._users: dict[str, str] | None = None
+        self._scram: dict[str, ScramCredentials] = {}
         self._acl: Acl | None = None
         self.reload()
 
@@ -571,7 +662,17 @@ class FileProvider:
     def reload(self) -> None:
         users = load_password_file(self.password_file) if self.password_file else None
         acl = load_acl_file(self.acl_file) if self.acl_file else None
-        self._users, self._acl = users, acl
+        scram_users = {
+            name: _decode_scram(encoded)
+            for name, encoded in (users or {}).items()
+            if encoded.startswith(SCRAM_PREFIX)
+        }
+        self._users, self._scram, self._acl = users, scram_users, acl
+
+    def scram_credentials(self, username: str) -> ScramCredentials | None:
+        """The SCRAM credentials of ``username``, or ``None`` when the user is unknown
+        or has a ``$7$``/``$6$`` entry (those cannot serve a SCRAM exchange)."""
+        return self._scram.get(username)
 
     def authenticate(self, request: AuthRequest) -> AuthResult | None:
         from fluxmq_core.auth import AuthResult

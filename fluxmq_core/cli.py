@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 config_app = typer.Typer(help="Show, check or create configuration.", no_args_is_help=True)
 plugin_app = typer.Typer(help="Tools for plugin authors.", no_args_is_help=True)
@@ -174,12 +175,63 @@ def config_init(
     typer.echo(f"wrote {output}")
 
 
+@config_app.command("reference")
+def config_reference(
+    plugins: Optional[str] = PluginsOpt,
+    write: Optional[Path] = typer.Option(
+        None, "--write", help="Replace the block between the CONFIG REFERENCE markers of this file."
+    ),
+) -> None:
+    """Print every key of every section as Markdown tables (the docs' reference)."""
+    from fluxmq_core.config import reference_rows, section_doc
+
+    registry = _registry(plugins)
+    try:
+        schema = registry.config_schema()
+    except PluginError as exc:
+        _fail(str(exc), EXIT_ERROR)
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    out: list[str] = []
+    current = None
+    for section, key, type_, default, help_ in reference_rows(schema):
+        if section != current:  # rows come sorted by section: one heading and table each
+            current = section
+            if out:
+                out.append("")
+            out += [f"### `[{section}]`", ""]
+            doc = section_doc(schema[section]).splitlines()
+            if doc:
+                out += [doc[0].strip(), ""]
+            out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+        shown = default if default == "—" else f"`{default}`"
+        out.append(f"| `{section}.{key}` | {cell(type_)} | {cell(shown)} | {cell(help_)} |")
+    text = "\n".join(out)
+    if write is None:
+        typer.echo(text)
+        return
+    begin, end = "<!-- BEGIN CONFIG REFERENCE -->", "<!-- END CONFIG REFERENCE -->"
+    doc = write.read_text(encoding="utf-8")
+    if begin not in doc or end not in doc:
+        _fail(f"{write} has no {begin} / {end} markers", EXIT_ERROR)
+    head, rest = doc.split(begin, 1)
+    _old, tail = rest.split(end, 1)
+    write.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
+    typer.echo(f"updated {write}")
+
+
 @app.command()
 def passwd(
     file: Path = typer.Argument(..., help="Password file (Mosquitto-compatible)."),
     username: str = typer.Argument(...),
     delete: bool = typer.Option(False, "--delete", "-D", help="Remove the user."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    scram: bool = typer.Option(
+        False, "--scram",
+        help="Write SCRAM-SHA-256 credentials (for SCRAM logins; Mosquitto cannot read them).",
+    ),
 ) -> None:
     """Add or change a user in a password file, or delete one."""
     from fluxmq_core.auth_file import AuthFileError, delete_user, set_password
@@ -198,7 +250,7 @@ def passwd(
                 _fail("passwords do not match", EXIT_ERROR)
         if not password:
             _fail("empty password", EXIT_ERROR)
-        set_password(file, username, password)
+        set_password(file, username, password, scheme="scram-sha-256" if scram else "pbkdf2-sha512")
     except AuthFileError as exc:
         _fail(str(exc), EXIT_CONFIG)
     typer.echo(f"updated {username} in {file}")

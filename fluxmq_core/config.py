@@ -5,7 +5,9 @@ Every section is a dataclass declared by its owner (the core's own sections here
 plugins' through ``fluxmq_add_config``). The loader knows nothing about what a key
 means; it checks names and types and reports a bad value with the key, the place it
 came from (file or environment variable) and the expected type, so a user never has
-to guess. Precedence: defaults < file < environment < CLI flags.
+to guess. A section may also be a *map section*, declared as
+``dict[str, SomeDataclass]``: any number of named tables (``[queues.<name>]``), each
+checked against the dataclass, errors naming ``<section>.<name>.<key>``. Precedence: defaults < file < environment < CLI flags.
 
 What it does not do: hot reload policy (``server.py`` decides what a SIGHUP
 re-reads) and the meaning of listener addresses (``transport/``).
@@ -80,6 +82,9 @@ class StorageConfig:
     )
     fsync: Literal["always", "batch", "never"] = setting(
         "batch", "When durable drivers fsync: every write, once per group commit, or never."
+    )
+    options: dict[str, Any] = setting(
+        help="Driver-specific options handed to both drivers (see docs/storage.md).", factory=dict
     )
 
 
@@ -236,8 +241,29 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp!r} in schema", key=where, source=source)
 
 
-def section_fields(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
-    """Field objects and resolved type hints of a section dataclass, by name."""
+def map_item(tp: Any) -> Any:
+    """The table dataclass of a *map section* declared as ``dict[str, SomeDataclass]``
+    (``[queues.<name>]``: one table per name, each checked against the dataclass),
+    or ``None`` for an ordinary section."""
+    if get_origin(tp) is dict:
+        args = get_args(tp)
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return args[1]
+    return None
+
+
+def section_doc(tp: Any) -> str:
+    """A section's docstring (a map section's is its table dataclass's)."""
+    item = map_item(tp)
+    return ((item if item is not None else tp).__doc__ or "").strip()
+
+
+def section_fields(cls: Any) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Field objects and resolved type hints of a section dataclass, by name (for
+    a map section, the fields of each of its tables)."""
+    item = map_item(cls)
+    if item is not None:
+        cls = item
     hints = typing.get_type_hints(cls)
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if f.init}
 
@@ -271,10 +297,25 @@ class Config:
     :meth:`section`. ``source`` is the file it came from, if any.
     """
 
-    def __init__(self, sections: dict[str, Any], schema: dict[str, type], source: str | None):
+    def __init__(
+        self,
+        sections: dict[str, Any],
+        schema: dict[str, type],
+        source: str | None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         self._sections = sections
         self.schema = schema
         self.source = source
+        # Kept so a reload re-reads the file with the same environment and flags.
+        self.env = dict(env or {})
+        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+
+    def reload(self) -> Config:
+        """A fresh Config from the same file, environment and flags."""
+        return load_config(self.schema, self.source, env=self.env, overrides=self.overrides)
 
     def section(self, name: str) -> Any:
         try:
@@ -292,12 +333,21 @@ class Config:
         return name in self._sections
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dataclasses.asdict(sec) for name, sec in self._sections.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, sec in self._sections.items():
+            if isinstance(sec, dict):  # a map section: {table name: dataclass}
+                out[name] = {k: dataclasses.asdict(v) for k, v in sec.items()}
+            else:
+                out[name] = dataclasses.asdict(sec)
+        return out
 
     def listeners(self) -> dict[str, str]:
-        """Every listener address in the config as ``{"mqtt.tcp": "0.0.0.0:1883"}``."""
+        """Every listener address in the config as ``{"mqtt.tcp": "0.0.0.0:1883"}``
+        (map sections hold no listeners)."""
         out: dict[str, str] = {}
         for name, cls in self.schema.items():
+            if map_item(cls) is not None:
+                continue
             for key, (f, _tp) in section_fields(cls).items():
                 if f.metadata.get("listener"):
                     out[f"{name}.{key}"] = getattr(self._sections[name], key)
@@ -361,6 +411,23 @@ def load_config(
                 key=sec,
                 source=f"environment variable {var}",
             )
+        if map_item(schema[sec]) is not None:
+            # FLUXMQ_QUEUES__ORDERS='{"type": "stream"}': one whole table as JSON,
+            # merged over the file's table of that name.
+            try:
+                table = json.loads(raw)
+            except json.JSONDecodeError:
+                table = raw
+            if not isinstance(table, dict):
+                raise ConfigError(
+                    f"{sec}.{key}: expected a JSON object (one [{sec}.{key}] table)",
+                    key=f"{sec}.{key}",
+                    source=f"environment variable {var}",
+                )
+            old = merged[sec].get(key)
+            merged[sec][key] = {**old, **table} if isinstance(old, dict) else table
+            sources[sec][key] = f"environment variable {var}"
+            continue
         fields = section_fields(schema[sec])
         if key not in fields:
             raise ConfigError(
@@ -380,6 +447,10 @@ def load_config(
 
     sections: dict[str, Any] = {}
     for name, cls in schema.items():
+        item = map_item(cls)
+        if item is not None:
+            sections[name] = _build_map_section(name, item, merged[name], sources[name], source)
+            continue
         # Check each key with the source it came from, so errors name it exactly.
         fields = section_fields(cls)
         typed: dict[str, Any] = {}
@@ -397,15 +468,47 @@ def load_config(
             sections[name] = cls(**typed)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"[{name}]: {exc}", key=name, source=source) from exc
-    return Config(sections, dict(schema), str(path) if path is not None else None)
+    return Config(
+        sections,
+        dict(schema),
+        str(path) if path is not None else None,
+        env={k: v for k, v in env.items() if k.startswith(ENV_PREFIX)},
+        overrides=overrides,
+    )
+
+
+def _build_map_section(
+    name: str, item: type, tables: Mapping[str, Any], sources: Mapping[str, str], default_source: str
+) -> dict[str, Any]:
+    """``{table name: item dataclass}`` for a map section; errors name
+    ``<section>.<table>.<key>``."""
+    out: dict[str, Any] = {}
+    for table, values in tables.items():
+        src = sources.get(table, default_source)
+        if dataclasses.is_dataclass(values) and not isinstance(values, type):
+            values = dataclasses.asdict(values)  # overrides may pass built tables
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{name}.{table}: expected a table ([{name}.{table}]), got {type(values).__name__}",
+                key=f"{name}.{table}",
+                source=src,
+            )
+        out[str(table)] = build_section(item, values, f"{name}.{table}", src)
+    return out
 
 
 # --- rendering: `config show`, `config init` and the reference doc ----------------------
 
 
 def _toml_value(value: Any) -> str:
+    """One value as inline TOML (tables inline too, for commented examples)."""
     import tomli_w
 
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
@@ -434,7 +537,19 @@ def render_commented_defaults(schema: Mapping[str, type]) -> str:
     ]
     for name in sorted(schema):
         cls = schema[name]
-        doc = (cls.__doc__ or "").strip().splitlines()
+        doc = section_doc(cls).splitlines()
+        if map_item(cls) is not None:
+            # One table per name; shown commented so the file still loads empty.
+            lines.append(f"# [{name}.NAME]")
+            if doc:
+                lines.append(f"# {doc[0]}")
+            for key, (f, tp) in section_fields(cls).items():
+                default = _default_of(f)
+                lines.append(f"# {f.metadata.get('help', '')} ({type_name(tp)})".replace("  ", " "))
+                shown = "" if default is None else f" {_toml_value(_drop_none(default))}"
+                lines.append(f"# {key} ={shown}")
+            lines.append("")
+            continue
         lines.append(f"[{name}]")
         if doc:
             lines.append(f"# {doc[0]}")
@@ -466,10 +581,12 @@ def reference_rows(schema: Mapping[str, type]) -> list[tuple[str, str, str, str,
     ``docs/configuration.md`` and the test that keeps it complete."""
     rows = []
     for name in sorted(schema):
+        # A map section's keys are shown as `<name>.key` (`queues.<name>.type`).
+        prefix = "<name>." if map_item(schema[name]) is not None else ""
         for key, (f, tp) in section_fields(schema[name]).items():
             default = _default_of(f)
             rows.append(
-                (name, key, type_name(tp), json.dumps(_drop_none(default)) if default is not None else "—",
+                (name, prefix + key, type_name(tp), json.dumps(_drop_none(default)) if default is not None else "—",
                  str(f.metadata.get("help", "")))
             )
     return rows

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from fluxmq_core.plugins import TRACE_HOOKS
+
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
     from fluxmq_core.router.types import SubscriptionOptions
@@ -66,6 +68,8 @@ class Events:
             return
         kwargs["context"] = self._context
         for impl in reversed(impls):  # pluggy's order: last registered first
+            if TRACE_HOOKS:
+                log.debug("hook: %s -> %s", name, impl.plugin_name)
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception:

@@ -33,6 +33,10 @@ async def await_me_maybe(value: Any) -> Any:
 
 log = logging.getLogger("fluxmq.plugins")
 
+# FLUXMQ_TRACE_HOOKS=1 logs every hook call at debug level (pluggy's own tracing
+# for pm.hook calls, and the core's per-implementation calls below).
+TRACE_HOOKS = bool(os.environ.get("FLUXMQ_TRACE_HOOKS"))
+
 ENTRY_POINT_GROUP = "fluxmq"
 DRIVER_GROUPS = ("fluxmq.storage", "fluxmq.queue_log", "fluxmq.cluster")
 
@@ -135,7 +139,7 @@ class PluginRegistry:
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
         self.enable = enable
-        if os.environ.get("FLUXMQ_TRACE_HOOKS"):
+        if TRACE_HOOKS:
             self.pm.trace.root.setwriter(lambda s: log.debug("hook: %s", s.rstrip()))
             self.pm.enable_tracing()
         core_version = md.version("fluxmq-core") if _has_dist("fluxmq-core") else "0"
@@ -235,6 +239,8 @@ async def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> 
     """
     out = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        if TRACE_HOOKS:
+            log.debug("hook: %s -> %s", hook_name, impl.plugin_name)
         try:
             result = await await_me_maybe(impl.function(*[kwargs[a] for a in impl.argnames]))
         except PluginError:

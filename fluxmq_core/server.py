@@ -23,7 +23,7 @@ from typing import Any
 
 from fluxmq_core.auth import AuthFileError, AuthService
 from fluxmq_core.clock import Clock, system_clock
-from fluxmq_core.config import Config, ConfigError, load_config
+from fluxmq_core.config import Config, ConfigError
 from fluxmq_core.context import BrokerContext
 from fluxmq_core.events import Events
 from fluxmq_core.logs import setup_logging
@@ -74,7 +74,7 @@ class Broker:
         log_name = cfg.storage.queue_log or cfg.storage.driver or default_driver("fluxmq.queue_log")
         if store_name != "memory" or log_name != "memory":
             data_dir.mkdir(parents=True, exist_ok=True)
-        options = StorageOptions(data_dir=str(data_dir), fsync=cfg.storage.fsync)
+        options = StorageOptions(data_dir=str(data_dir), fsync=cfg.storage.fsync, extra=dict(cfg.storage.options))
 
         store = load_driver("fluxmq.storage", store_name, options)
         await store.open()
@@ -180,7 +180,7 @@ class Broker:
         applied: list[str] = []
         if self.config.source:
             try:
-                fresh = load_config(self.config.schema, self.config.source)
+                fresh = self.config.reload()
             except ConfigError as exc:
                 log.error("reload: %s (keeping the running configuration)", exc)
                 return applied

@@ -97,12 +97,12 @@ class BrokerThread:
         registry = PluginRegistry(enable=self._plugins, extra=self._extra)
         registry.check()
         schema = registry.config_schema()
-        overrides = ephemeral_overrides(schema)
+        overrides = _merge(ephemeral_overrides(schema), self._config)
         if self._bound_first:  # on restart keep the ports clients know
             for name, (host, port) in self._bound_first.items():
                 sec, key = name.split(".", 1)
-                overrides.setdefault(sec, {})[key] = f"{host}:{port}"
-        overrides = _merge(overrides, self._config)
+                if str(overrides.get(sec, {}).get(key, "")).endswith(":0"):
+                    overrides[sec][key] = f"{host}:{port}"
         overrides.setdefault("server", {}).setdefault("data_dir", self.data_dir)
         overrides["server"].setdefault("shutdown_timeout", 5.0)
         overrides.setdefault("sys", {}).setdefault("interval", 0.0)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import shutil
 import socket
 import stat
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -159,6 +161,120 @@ def test_crlf_line_endings_are_accepted(tmp_path):
     path = tmp_path / "passwd"
     path.write_bytes(f"alice:{hash_password('pw', iterations=FAST)}\r\n".encode())
     assert verify_password(b"pw", load_password_file(path)["alice"])
+
+
+# --- SCRAM-SHA-256 entries ---------------------------------------------------------------------
+
+
+def scram_entry_by_hand(password: bytes, salt: bytes, iterations: int) -> str:
+    """RFC 5802's StoredKey and ServerKey computed with hashlib alone."""
+    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = [base64.b64encode(x).decode() for x in (salt, stored, server)]
+    return f"$scram-sha-256${iterations}${b64[0]}${b64[1]}${b64[2]}"
+
+
+def test_scram_entry_format_and_verify():
+    encoded = hash_password("s3cret", scheme="scram-sha-256")
+    empty, kind, iterations, salt, stored, server = encoded.split("$")
+    assert (empty, kind, iterations) == ("", "scram-sha-256", "4096")
+    assert len(base64.b64decode(salt)) == 16
+    assert len(base64.b64decode(stored)) == len(base64.b64decode(server)) == 32
+    assert verify_password(b"s3cret", encoded)
+    assert not verify_password(b"s3cret!", encoded)
+    assert hash_password("s3cret", 5000, scheme="scram-sha-256").startswith(
+        "$scram-sha-256$5000$"
+    )
+    with pytest.raises(ValueError, match="scheme"):
+        hash_password("x", scheme="md5")
+
+
+def test_scram_entry_computed_independently():
+    encoded = scram_entry_by_hand(b"pencil", bytes(range(16)), 4096)
+    assert verify_password(b"pencil", encoded)
+    assert not verify_password(b"Pencil", encoded)
+    # The RFC 7677 user, as a file entry, serves plain logins too.
+    rfc = scram_entry_by_hand(b"pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096)
+    assert verify_password(b"pencil", rfc)
+
+
+def test_scram_entry_password_is_saslprepped():
+    # U+2168 ROMAN NUMERAL NINE is "IX" after SASLprep (NFKC), as a SCRAM client sends it.
+    encoded = hash_password("\u2168", scheme="scram-sha-256")
+    assert verify_password("IX".encode(), encoded)
+    assert verify_password("\u2168".encode(), encoded)
+    assert not verify_password(b"\xff", encoded)  # not UTF-8: used raw, and wrong
+
+
+def test_set_password_scram_and_provider_credentials(tmp_path):
+    path = tmp_path / "passwd"
+    set_password(path, "alice", "wonderland", scheme="scram-sha-256")
+    set_password(path, "bob", "builder", iterations=FAST)
+    users = load_password_file(path)
+    assert users["alice"].startswith("$scram-sha-256$") and users["bob"].startswith("$7$")
+    provider = FileProvider(str(path), "")
+    creds = provider.scram_credentials("alice")
+    assert creds is not None and creds.iterations == 4096
+    assert provider.scram_credentials("bob") is None  # a $7$ entry cannot serve SCRAM
+    assert provider.scram_credentials("carol") is None
+    ok = provider.authenticate(req("alice", b"wonderland"))
+    assert ok is not None and ok.ok
+    bad = provider.authenticate(req("alice", b"wonder"))
+    assert bad is not None and not bad.ok
+    # Switching a user between schemes replaces the entry.
+    set_password(path, "alice", "wonderland", iterations=FAST)
+    provider.reload()
+    assert provider.scram_credentials("alice") is None
+
+
+@pytest.mark.parametrize("name", ["\u2168", "a\u00adb", "bell\u0007"])
+def test_set_password_scram_refuses_usernames_saslprep_would_change(tmp_path, name):
+    with pytest.raises(ValueError):
+        set_password(tmp_path / "passwd", name, "pw", scheme="scram-sha-256")
+    assert not (tmp_path / "passwd").exists()
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ("$scram-sha-256$4096$AAAA$AAAA", "expected $scram-sha-256$"),
+        ("$scram-sha-256$x$AAAA$" + "A" * 43 + "=$" + "A" * 43 + "=", "iteration"),
+        ("$scram-sha-256$0$AAAA$" + "A" * 43 + "=$" + "A" * 43 + "=", "iteration"),
+        ("$scram-sha-256$4096$!!!!$" + "A" * 43 + "=$" + "A" * 43 + "=", "base64"),
+        ("$scram-sha-256$4096$$" + "A" * 43 + "=$" + "A" * 43 + "=", "empty salt"),
+        ("$scram-sha-256$4096$AAAA$AAAA$" + "A" * 43 + "=", "32 bytes"),
+    ],
+)
+def test_bad_scram_entry_names_file_and_line(tmp_path, entry, words):
+    path = tmp_path / "passwd"
+    path.write_text(f"# users\nalice:{entry}\n")
+    with pytest.raises(AuthFileError) as info:
+        load_password_file(path)
+    assert info.value.line == 2
+    assert words in str(info.value)
+    assert not verify_password(b"x", entry)
+
+
+def test_cli_passwd_scram_writes_a_usable_entry(tmp_path):
+    from fluxmq_core.scram import ScramClient, ScramServer
+
+    path = tmp_path / "passwd"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXMQ_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxmq_core.cli", "passwd", "--scram", "--password-stdin",
+         str(path), "alice"],
+        input="wonder land\n", capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert path.read_text().startswith("alice:$scram-sha-256$4096$")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    provider = FileProvider(str(path), "")
+    assert verify_password(b"wonder land", load_password_file(path)["alice"])
+    server = ScramServer(provider.scram_credentials)
+    client = ScramClient("alice", "wonder land")
+    client.verify(server.final(client.final(server.first(client.first()))))
+    assert server.done and server.username == "alice"
 
 
 # --- filter algebra ----------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class LineProtocol(asyncio.Protocol):
                 validate_topic_name(topic)
                 msg = Message(topic, payload.encode(), origin_protocol=self.protocol,
                               origin_client=self.client_id, timestamp=self.context.clock())
-                self.context.router.publish(msg)
+                self.context.publish(msg)
                 self._reply(b"OK")
             else:
                 self._reply(b"ERR unknown command")
