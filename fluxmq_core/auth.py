@@ -33,6 +33,7 @@ import pluggy
 
 from fluxmq_core import auth_file
 from fluxmq_core.auth_file import AuthFileError, FileProvider
+from fluxmq_core.config import setting
 from fluxmq_core.plugins import await_me_maybe
 from fluxmq_core.scram import MECHANISM as SCRAM_SHA_256
 from fluxmq_core.scram import ScramError, ScramServer
@@ -229,11 +230,13 @@ class AuthConfig:
             name); clients without a certificate are refused.
     """
 
-    anonymous: bool = True
-    password_file: str = ""
-    acl_file: str = ""
-    cache_size: int = 100_000
-    use_identity_as_username: bool = False
+    anonymous: bool = setting(True, "Allow clients that send no username when no plugin decides.")
+    password_file: str = setting("", "Mosquitto-format password file ('' for none); see docs/auth.md.")
+    acl_file: str = setting("", "TOML ACL file ('' for none: everything allowed unless a plugin decides).")
+    cache_size: int = setting(100_000, "Authorization decisions kept in memory; 0 disables the cache.")
+    use_identity_as_username: bool = setting(
+        False, "Use the TLS client certificate CN as username and skip the password check."
+    )
 
 
 class AuthService:

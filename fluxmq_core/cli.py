@@ -253,6 +253,8 @@ def passwd(
         set_password(file, username, password, scheme="scram-sha-256" if scram else "pbkdf2-sha512")
     except AuthFileError as exc:
         _fail(str(exc), EXIT_CONFIG)
+    except ValueError as exc:  # a username the file format or SASLprep cannot take
+        _fail(str(exc), EXIT_ERROR)
     typer.echo(f"updated {username} in {file}")
 
 

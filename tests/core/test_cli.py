@@ -159,3 +159,9 @@ def test_run_bad_config_exits_two(tmp_path: Path) -> None:
 def test_version() -> None:
     out = fluxmq("version")
     assert out.returncode == 0 and out.stdout.strip()
+
+
+def test_passwd_bad_username_is_a_clean_error(tmp_path: Path) -> None:
+    out = fluxmq("passwd", str(tmp_path / "pw"), "a:b", "--password-stdin", stdin="x\n")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "fluxmq: error:" in out.stderr
