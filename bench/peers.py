@@ -159,7 +159,7 @@ class Peer:
         why = self.available()
         if why:
             raise PeerError(why)
-        self._log = open(self.workdir / "broker.log", "ab")
+        self._log = open(self.workdir / "broker.log", "wb")
         self._launch()
         try:
             self._wait_ready()
