@@ -7,6 +7,7 @@ from typing import Any
 from fluxmq_core.auth import AuthConfig
 from fluxmq_core.config import ClusterConfig, LogConfig, ServerConfig, StorageConfig, SysConfig
 from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.queues.config import QueueConfig, QueueManagerConfig
 
 
 @hookimpl
@@ -18,4 +19,6 @@ def fluxmq_add_config() -> dict[str, Any]:
         "log": LogConfig,
         "sys": SysConfig,
         "auth": AuthConfig,
+        "queue_manager": QueueManagerConfig,
+        "queues": dict[str, QueueConfig],
     }

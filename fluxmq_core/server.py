@@ -1,7 +1,7 @@
 """Wiring: build the context, start drivers and protocol servers, stop cleanly.
 
 Start-up order: drivers (storage, queue log, cluster) -> router with the retained
-messages loaded -> auth and events -> protocol servers (bound together) ->
+messages loaded -> auth and events -> queue manager -> protocol servers (bound together) ->
 ``fluxmq_startup``. Stop is the reverse, bounded by ``[server] shutdown_timeout``:
 stop accepting, let each protocol close its sessions its own way, run
 ``fluxmq_shutdown``, drain observers, flush and close storage. A failure at any start
@@ -107,6 +107,8 @@ class Broker:
             raise ConfigError(str(exc), key="auth") from exc
         ctx.events = Events(self.pm, ctx)
         ctx.queues = QueueManager(ctx)
+        await ctx.queues.start()
+        self._started.append("queues")
         await cluster.start(ctx)
         self._started.append("cluster")
         log.info(
@@ -156,6 +158,8 @@ class Broker:
             await self._bounded(ctx.events.drain(), deadline, "observer hooks")
             if "cluster" in self._started:
                 await self._bounded(ctx.cluster.stop(), deadline, "cluster stop")
+            if "queues" in self._started:
+                await self._bounded(ctx.queues.stop(), deadline, "queue manager stop")
             if "queue_log" in self._started:
                 await self._bounded(ctx.queue_log.close(), deadline, "queue log close")
             if "store" in self._started:

@@ -1,24 +1,50 @@
 """The protocol-neutral durable queue manager (DESIGN.md section 4).
 
-Not built yet: it is the subject of issue #4 (durable queues). The placeholder
-raises a clear error instead of pretending, so a protocol that reaches for queues
-before that issue lands fails loudly.
+Import from here. :class:`QueueManager` is ``context.queues``; the rest is its
+vocabulary: configuration (:class:`QueueConfig`, :class:`QueueManagerConfig`),
+errors, consumer handles and the info records. ``docs/queues.md`` is the user guide.
+
+Modules: ``config`` (settings and errors), ``manager`` (lifecycle, append with group
+commit, routing of settlements), ``classic`` (work-queue groups with a PEL),
+``stream`` (offset readers), ``dlq``, ``retention``, ``capture``, ``ephemeral``,
+``group`` (what both group kinds share), ``types``. Protocol faces (MQTT
+``$queue/``, AMQP queues) live in the protocol plugins, not here.
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from fluxmq_core.queues.config import (
+    DLQ_PREFIX,
+    MessageTooLargeError,
+    QueueConfig,
+    QueueError,
+    QueueFullError,
+    QueueManagerConfig,
+)
+from fluxmq_core.queues.manager import COUNTERS, Queue, QueueManager
+from fluxmq_core.queues.types import (
+    Consumer,
+    GroupInfo,
+    QueueInfo,
+    parse_cursor,
+    parse_message_id,
+    routing_key,
+)
 
-_WHY = "the durable queue manager is not built yet (issue #4: durable queues)"
-
-
-class QueueManager:
-    """Placeholder for the queue manager of issue #4."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def _missing(self, *_a: Any, **_k: Any) -> NoReturn:
-        raise NotImplementedError(_WHY)
-
-    append = consume = ack = nack = reject = commit = declare = delete = _missing
+__all__ = [
+    "COUNTERS",
+    "DLQ_PREFIX",
+    "Consumer",
+    "GroupInfo",
+    "MessageTooLargeError",
+    "Queue",
+    "QueueConfig",
+    "QueueError",
+    "QueueFullError",
+    "QueueInfo",
+    "QueueManager",
+    "QueueManagerConfig",
+    "parse_cursor",
+    "parse_message_id",
+    "routing_key",
+]

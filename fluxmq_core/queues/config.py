@@ -207,7 +207,7 @@ def validate_queue_name(name: str) -> None:
     queues (``$dlq/<name>``) are the one exception."""
     if not isinstance(name, str) or not name:
         raise QueueError("a queue name must be a non-empty string")
-    base = name[len(DLQ_PREFIX):] if name.startswith(DLQ_PREFIX) else name
+    base = name.removeprefix(DLQ_PREFIX)
     if not base or base.startswith("$") or any(c in base for c in "/+#\x00"):
         raise QueueError(
             f"invalid queue name {name!r}: one topic level without '/', '+', '#', NUL "

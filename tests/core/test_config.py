@@ -146,3 +146,57 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
 def test_parse_address_errors(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_address(text)
+
+
+# --- map sections: dict[str, SomeDataclass] ([queues.<name>]) ----------------------------
+
+
+@dataclass
+class Table:
+    """One named table."""
+
+    size: int = 1
+    mode: Literal["a", "b"] = "a"
+
+
+MAP_SCHEMA = {"server": ServerConfig, "tables": dict[str, Table]}
+
+
+def test_map_section_builds_one_dataclass_per_table(tmp_path: Path) -> None:
+    p = write(tmp_path, '[tables.one]\nsize = 5\n\n[tables.two]\nmode = "b"\n')
+    cfg = load_config(MAP_SCHEMA, p, env={})
+    assert cfg.tables == {"one": Table(size=5), "two": Table(mode="b")}
+    assert load_config(MAP_SCHEMA, env={}).tables == {}
+
+
+def test_map_section_errors_name_the_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'tables\.one\.sise' \(known keys of \[tables\.one\]"):
+        load_config(MAP_SCHEMA, write(tmp_path, "[tables.one]\nsise = 5\n"), env={})
+    with pytest.raises(ConfigError, match=r"tables\.one\.size: expected int"):
+        load_config(MAP_SCHEMA, write(tmp_path, '[tables.one]\nsize = "5"\n'), env={})
+    with pytest.raises(ConfigError, match=r"tables\.one: expected a table"):
+        load_config(MAP_SCHEMA, write(tmp_path, "[tables]\none = 5\n"), env={})
+
+
+def test_map_section_env_and_overrides() -> None:
+    cfg = load_config(
+        MAP_SCHEMA,
+        env={"FLUXMQ_TABLES__ONE": '{"size": 3}'},
+        overrides={"tables": {"two": {"mode": "b"}}},
+    )
+    assert cfg.tables == {"one": Table(size=3), "two": Table(mode="b")}
+    with pytest.raises(ConfigError, match="environment variable FLUXMQ_TABLES__ONE"):
+        load_config(MAP_SCHEMA, env={"FLUXMQ_TABLES__ONE": '{"size": "x"}'})
+
+
+def test_map_section_rendering(tmp_path: Path) -> None:
+    cfg = load_config(MAP_SCHEMA, write(tmp_path, "[tables.one]\nsize = 5\n"), env={})
+    shown = render_toml(cfg)
+    assert "[tables.one]" in shown and "size = 5" in shown
+    assert load_config(MAP_SCHEMA, write(tmp_path, shown), env={}).tables == cfg.tables
+    init = render_commented_defaults(MAP_SCHEMA)
+    assert "# [tables.NAME]" in init and "# size = 1" in init and "One named table." in init
+    assert load_config(MAP_SCHEMA, write(tmp_path, init), env={}).tables == {}
+    rows = {(r[0], r[1]) for r in reference_rows(MAP_SCHEMA)}
+    assert ("tables", "<name>.size") in rows and ("tables", "<name>.mode") in rows
+    assert cfg.listeners() == {}

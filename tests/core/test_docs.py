@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fluxmq_core.cli import app
-from fluxmq_core.config import section_fields
+from fluxmq_core.config import map_item, section_fields
 from fluxmq_core.plugins import PluginRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +45,13 @@ def _run(*args: str) -> tuple[int, str]:
 def test_config_reference_lists_every_key_of_every_installed_plugin() -> None:
     schema = PluginRegistry().config_schema()
     block = _reference_block()
-    documented = set(re.findall(r"^\| `([a-z0-9_]+\.[a-z0-9_]+)` \|", block, re.M))
-    expected = {f"{name}.{key}" for name, cls in schema.items() for key in section_fields(cls)}
+    documented = set(re.findall(r"^\| `([a-z0-9_]+\.(?:<name>\.)?[a-z0-9_]+)` \|", block, re.M))
+    # A map section ([queues.<name>]) documents its keys as `queues.<name>.key`.
+    expected = {
+        f"{name}.{'<name>.' if map_item(cls) is not None else ''}{key}"
+        for name, cls in schema.items()
+        for key in section_fields(cls)
+    }
     missing = sorted(expected - documented)
     assert not missing, f"keys missing from docs/configuration.md: {missing}. {REGENERATE}"
     unknown = sorted(documented - expected)

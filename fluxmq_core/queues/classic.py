@@ -1,0 +1,318 @@
+"""Classic (work-queue) consumer groups: each message to exactly one consumer of
+the group, a pending-entry list (PEL), visibility timeouts, retry backoff, delivery
+counts, dead-lettering and work stealing.
+
+Theory of operation
+===================
+
+The group walks the log with a cursor. Each delivery creates a PEL entry, kept in
+memory (in offset order) and written to the QueueLog with ``pel_add``. An entry is
+in one of three states, told apart by its ``consumer`` field:
+
+* ``"<consumer id>"``: delivered, waiting for a settlement until ``deadline``
+  (the visibility timeout). Past it, the sweep takes it back.
+* ``""`` (:data:`WAITING`): to be redelivered once ``deadline`` has passed (a nack,
+  a timeout or a retry backoff put it there; work stealing sets the deadline to now).
+* ``"$dlq"`` (:data:`DEAD`): to be moved to the dead-letter queue; a failed move
+  leaves it here and the sweep retries it. It is never dropped on failure.
+
+``ack`` removes the entry. A redelivery increments ``delivery_count``; when the
+count reached ``max_deliveries`` a nack, timeout or steal dead-letters instead. The
+group's committed offset is the lowest offset it has not settled
+(``min(first PEL offset, cursor)``), so it advances over the acknowledged prefix.
+
+After a restart every PEL entry that belonged to a consumer is due at once (its
+consumer is gone): work stealing from the previous process. Messages between the
+committed offset and the old cursor that were already acknowledged are delivered
+again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from fluxmq_core.queues import dlq
+from fluxmq_core.queues.group import Group
+from fluxmq_core.queues.types import Consumer, decorate
+
+if TYPE_CHECKING:
+    from fluxmq_core.message import Message
+    from fluxmq_core.queues.manager import Queue, QueueManager
+    from fluxmq_core.storage.base import PendingEntry
+
+WAITING = ""
+DEAD = "$dlq"
+
+
+class Pending:
+    """One PEL entry in memory (mirrors :class:`~fluxmq_core.storage.base.PendingEntry`)."""
+
+    __slots__ = ("consumer", "count", "deadline", "offset", "reason")
+
+    def __init__(self, offset: int, consumer: str, deadline: float, count: int) -> None:
+        self.offset = offset
+        self.consumer = consumer
+        self.deadline = deadline
+        self.count = count
+        self.reason = ""
+
+
+class ClassicGroup(Group):
+    kind = "classic"
+
+    def __init__(self, manager: QueueManager, queue: Queue, name: str, cursor: int,
+                 committed: int | None) -> None:
+        super().__init__(manager, queue, name, cursor, committed)
+        self.pel: dict[int, Pending] = {}
+        self._ready: deque[int] = deque()  # WAITING entries that are due
+        self._dead: deque[int] = deque()  # DEAD entries that are due
+        self._queued: set[int] = set()
+
+    def load(self, entries: list[PendingEntry], now: float) -> None:
+        """Adopt the PEL found in the QueueLog at start: every consumer is gone."""
+        for e in entries:
+            consumer = e.consumer if e.consumer in (WAITING, DEAD) else WAITING
+            deadline = e.deadline if consumer != WAITING or e.consumer == WAITING else now
+            p = Pending(e.offset, consumer, deadline, e.delivery_count)
+            if consumer == DEAD:
+                p.reason = "retry"
+            self.pel[e.offset] = p
+        self.sweep(now)
+
+    def pending_count(self) -> int:
+        return len(self.pel)
+
+    # --- state changes (sync; called by the manager) ----------------------------
+
+    def _persist(self, p: Pending) -> None:
+        self.queue.log.pel_add(self.queue.name, self.name, p.offset, p.consumer, p.deadline, p.count)
+
+    def _release(self, p: Pending) -> None:
+        if p.consumer not in (WAITING, DEAD):
+            c = self.by_id(p.consumer)
+            if c is not None:
+                c.inflight.discard(p.offset)
+
+    def settle(self, offset: int) -> bool:
+        """Remove ``offset`` from the PEL (ack, expiry, drop); False if not pending."""
+        p = self.pel.pop(offset, None)
+        if p is None:
+            return False
+        self._release(p)
+        self.queue.log.pel_remove(self.queue.name, self.name, offset)
+        self.advance_commit()
+        self.wake()
+        return True
+
+    def requeue(self, p: Pending, delay: float, reason: str) -> None:
+        """Give ``p`` back for redelivery after ``delay`` seconds, or dead-letter it
+        when it has used up ``max_deliveries``."""
+        self._release(p)
+        limit = self.queue.config.max_deliveries
+        if limit and p.count >= limit:
+            self.dead_letter(p, "max-deliveries")
+            return
+        now = self.manager.clock()
+        p.consumer = WAITING
+        p.deadline = now + max(0.0, delay)
+        self._persist(p)
+        if p.deadline <= now:
+            self._enqueue(self._ready, p.offset)
+        self.wake()
+
+    def dead_letter(self, p: Pending, reason: str) -> None:
+        """Mark ``p`` for the dead-letter queue; the dispatcher moves it."""
+        self._release(p)
+        p.consumer = DEAD
+        p.deadline = self.manager.clock()
+        p.reason = reason
+        self._persist(p)
+        self._enqueue(self._dead, p.offset)
+        self._ensure_task()
+        self.wake()
+
+    def _enqueue(self, q: deque[int], offset: int) -> None:
+        if offset not in self._queued:
+            self._queued.add(offset)
+            q.append(offset)
+
+    def nack(self, offset: int, requeue: bool, delay: float | None) -> bool:
+        p = self.pel.get(offset)
+        if p is None or p.consumer in (WAITING, DEAD):
+            return False
+        if not requeue:
+            self.dead_letter(p, "nack")
+            return True
+        self.requeue(p, self.queue.config.backoff(p.count) if delay is None else delay, "nack")
+        return True
+
+    def reject(self, offset: int) -> bool:
+        p = self.pel.get(offset)
+        if p is None or p.consumer == DEAD:
+            return False
+        self.dead_letter(p, "rejected")
+        return True
+
+    def steal(self, consumer: Consumer) -> int:
+        """Work stealing: everything pending on ``consumer`` is due at once."""
+        n = 0
+        for offset in sorted(consumer.inflight):
+            p = self.pel.get(offset)
+            if p is not None and p.consumer == consumer.id:
+                self.requeue(p, 0.0, "consumer gone")
+                n += 1
+        consumer.inflight.clear()
+        return n
+
+    def sweep(self, now: float) -> int:
+        """Visibility timeouts and due retries; returns how many entries moved."""
+        moved = 0
+        backoff = self.queue.config.backoff
+        for p in list(self.pel.values()):
+            if p.deadline > now:
+                continue
+            if p.consumer == WAITING:
+                if p.offset not in self._queued:
+                    self._enqueue(self._ready, p.offset)
+                    moved += 1
+            elif p.consumer == DEAD:
+                if p.offset not in self._queued:
+                    self._enqueue(self._dead, p.offset)
+                    moved += 1
+            else:
+                self.manager.counters["timeouts"] += 1
+                self.requeue(p, backoff(p.count), "visibility timeout")
+                moved += 1
+        if moved:
+            self._ensure_task()
+            self.wake()
+        return moved
+
+    def advance_commit(self) -> None:
+        low = next(iter(self.pel), None)
+        committed = self.cursor if low is None else min(low, self.cursor)
+        if self.committed is None or committed > self.committed:
+            self.committed = committed
+            self.queue.log.commit_offset(self.queue.name, self.name, committed)
+
+    def skip_to(self, offset: int) -> None:
+        """Messages below ``offset`` are gone (retention, purge, drop-oldest)."""
+        self.cursor = max(self.cursor, offset)
+        self.advance_commit()
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        super().remove_consumer(consumer)
+        self.steal(consumer)
+
+    # --- the dispatcher ---------------------------------------------------------
+
+    def _deliver(self, c: Consumer, offset: int, message: Message, count: int) -> None:
+        q = self.queue
+        if c.auto_commit:
+            # At-most-once consumer: settled as it is handed over.
+            if offset in self.pel:
+                self.settle(offset)
+            self.manager.counters["acked"] += 1
+        else:
+            now = self.manager.clock()
+            p = self.pel.get(offset)
+            if p is None:
+                p = self.pel[offset] = Pending(offset, c.id, 0.0, count)
+            p.consumer = c.id
+            p.count = count
+            p.deadline = now + (q.config.visibility_timeout or 0.0)
+            self._persist(p)
+            c.inflight.add(offset)
+        if count > 1:
+            self.manager.counters["redelivered"] += 1
+        self._deliver_to(c, decorate(message, q.name, self.name, offset, count), message.qos)
+
+    async def _read_one(self, offset: int) -> Message | None:
+        rows = await self.queue.log.read(self.queue.name, offset, 1)
+        if rows and rows[0][0] == offset:
+            return rows[0][1]
+        return None
+
+    async def dispatch(self) -> None:
+        q = self.queue
+        counters = self.manager.counters
+        # 1. dead-letter moves (never blocked by consumer credit)
+        while self._dead and not self.closed:
+            offset = self._dead.popleft()
+            self._queued.discard(offset)
+            p = self.pel.get(offset)
+            if p is None or p.consumer != DEAD:
+                continue
+            await dlq.move(self.manager, self, p)
+        # 2. redeliveries, oldest first
+        while self._ready and self.consumers and not self.closed:
+            offset = self._ready[0]
+            p = self.pel.get(offset)
+            if p is None or p.consumer != WAITING:
+                self._ready.popleft()
+                self._queued.discard(offset)
+                continue
+            if self.pick_peek() is None:
+                break
+            message = await self._read_one(offset)
+            if self.pel.get(offset) is not p or p.consumer != WAITING:
+                continue  # settled or moved while reading
+            c = self.pick()
+            if c is None:
+                break
+            self._ready.popleft()
+            self._queued.discard(offset)
+            if message is None:  # truncated meanwhile (drop-oldest, purge)
+                self.settle(offset)
+                continue
+            if message.expired(self.manager.clock()):
+                counters["expired"] += 1
+                self.settle(offset)
+                continue
+            self._deliver(c, offset, message, p.count + 1)
+        # 3. new messages
+        log_, name = q.log, q.name
+        while not self.closed and self.consumers and self.cursor < log_.next_offset(name):
+            room = self.room()
+            if room <= 0:
+                break
+            rows = await log_.read(name, self.cursor, room)
+            if self.closed:
+                return
+            if not rows:
+                self.skip_to(log_.next_offset(name))
+                break
+            now = self.manager.clock()
+            stop = False
+            for offset, message in rows:
+                if offset < self.cursor:
+                    continue  # delivered while we were reading
+                if offset in self.pel:
+                    self.cursor = offset + 1  # pending from before a restart
+                    continue
+                if message.expired(now):
+                    counters["expired"] += 1
+                    self.cursor = offset + 1
+                    continue
+                if not self.matches(message):
+                    self.cursor = offset + 1
+                    continue
+                c = self.pick()
+                if c is None:
+                    stop = True
+                    break
+                self.cursor = offset + 1
+                self._deliver(c, offset, message, 1)
+            self.advance_commit()
+            if stop:
+                break
+            await asyncio.sleep(0)  # a long backlog must not starve the loop
+        self.advance_commit()
+
+    def pick_peek(self) -> Consumer | None:
+        for c in self.consumers:
+            if c.has_credit():
+                return c
+        return None

@@ -1,0 +1,578 @@
+"""The queue manager: declares queues, appends with group commit, registers
+consumers and routes settlements to the right consumer group.
+
+Protocol adapters use only :class:`QueueManager` (``context.queues``). The queue
+semantics live in ``classic.py`` (work queues), ``stream.py`` (offset readers),
+``dlq.py``, ``retention.py``, ``capture.py`` and ``ephemeral.py``; this module
+holds the lifecycle, the registry of queues and the append path.
+
+Append durability (group commit): ``append`` writes to the QueueLog at once (a
+plain call) and returns a future. Under ``durability = "sync"`` on a durable log the
+future resolves after a ``QueueLog.sync()``; every append of one loop tick shares
+one sync. With ``durability = "async"``, a non-durable log (memory) or an ephemeral
+queue it resolves at once. Protocol adapters acknowledge the publisher only when it
+resolves; the loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.queues import ephemeral, retention
+from fluxmq_core.queues.capture import CaptureSubscriber
+from fluxmq_core.queues.classic import ClassicGroup
+from fluxmq_core.queues.config import (
+    DLQ_PREFIX,
+    MessageTooLargeError,
+    QueueConfig,
+    QueueError,
+    QueueFullError,
+    QueueManagerConfig,
+    queue_config,
+    resolve,
+    validate_queue_name,
+)
+from fluxmq_core.queues.group import Group
+from fluxmq_core.queues.stream import StreamGroup
+from fluxmq_core.queues.types import Consumer, QueueInfo, parse_cursor, parse_message_id
+from fluxmq_core.storage.memory_log import MemoryQueueLog
+
+if TYPE_CHECKING:
+    from fluxmq_core.message import Message
+    from fluxmq_core.router.types import Subscriber
+    from fluxmq_core.storage.base import QueueLog
+
+log = logging.getLogger("fluxmq.queues")
+
+#: Every counter ``stats()`` reports (all start at 0).
+COUNTERS = (
+    "appended", "delivered", "redelivered", "acked", "nacked", "rejected", "committed",
+    "dead_lettered", "dlq_failures", "expired", "dropped", "truncated", "timeouts",
+    "capture_failures", "deliver_failures", "ephemeral_expired", "sync_failures",
+)
+
+DEFAULT_CREDIT = 100
+
+
+class Queue:
+    """One queue: its effective config, its log, its groups and capture."""
+
+    __slots__ = ("capture", "config", "declared", "deleted", "groups", "last_activity", "log", "name")
+
+    def __init__(self, name: str, declared: QueueConfig, config: QueueConfig, log_: QueueLog,
+                 now: float) -> None:
+        self.name = name
+        self.declared = declared  # as given (unset keys follow [queue_manager])
+        self.config = config  # with the defaults filled in
+        self.log = log_
+        self.groups: dict[str, Group] = {}
+        self.capture: CaptureSubscriber | None = None
+        self.last_activity = now
+        self.deleted = False
+
+    @property
+    def type(self) -> str:
+        return self.config.type
+
+    @property
+    def is_stream(self) -> bool:
+        return self.config.type == "stream"
+
+    @property
+    def depth(self) -> int:
+        return self.log.length(self.name)
+
+    def consumer_count(self) -> int:
+        return sum(len(g.consumers) for g in self.groups.values())
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, type={self.type!r}, depth={self.depth})"
+
+
+class QueueManager:
+    """Protocol-neutral durable queues (``context.queues``); see ``docs/queues.md``."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.clock = context.clock
+        config = getattr(context, "config", None)
+        has = getattr(config, "has", None)
+        self.defaults: QueueManagerConfig = (
+            config.queue_manager if has is not None and has("queue_manager") else QueueManagerConfig()
+        )
+        self._configured: dict[str, QueueConfig] = (
+            dict(config.queues) if has is not None and has("queues") else {}
+        )
+        self.log: QueueLog = context.queue_log
+        self._memlog = MemoryQueueLog()
+        self._queues: dict[str, Queue] = {}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._sync_waiting: dict[int, tuple[QueueLog, list[asyncio.Future[int]]]] = {}
+        self._sync_tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the queues and groups found in the QueueLog, declare the
+        ``[queues.<name>]`` tables (the config wins over the stored settings) and
+        start the sweep timer."""
+        now = self.clock()
+        for name, record in (await self.log.list_queues()).items():
+            known = {k: v for k, v in record.items() if k in QueueConfig.__dataclass_fields__}
+            try:
+                declared = queue_config(known, where=f"stored queue {name!r}")
+            except QueueError as exc:
+                log.error("%s; the queue is not loaded", exc)
+                continue
+            q = self._add(name, declared, persist=False)
+            for gname in await self.log.list_groups(name):
+                committed = await self.log.committed_offset(name, gname)
+                g = self._new_group(q, gname, committed)
+                if isinstance(g, ClassicGroup):
+                    g.load(await self.log.pel_entries(name, gname), now)
+        for name, cfg in self._configured.items():
+            self.declare(name, cfg, update=True)
+        self._sweep_task = asyncio.get_running_loop().create_task(
+            self._sweep_loop(), name="fluxmq-queue-sweep"
+        )
+        log.info("queue manager: %d queue(s)", len(self._queues))
+
+    async def stop(self) -> None:
+        """Stop timers and dispatchers, commit auto-commit streams, wait for
+        outstanding appends to be synced."""
+        task, self._sweep_task = self._sweep_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for q in self._queues.values():
+            for g in q.groups.values():
+                if isinstance(g, StreamGroup):
+                    g.auto_commit_now()
+                self._close_group(g)
+            if q.capture is not None:
+                q.capture.detach()
+                q.capture = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        self._flush_syncs()
+        if self._sync_tasks:
+            await asyncio.gather(*self._sync_tasks, return_exceptions=True)
+
+    def _close_group(self, g: Group) -> None:
+        task = g.close()
+        if task is not None:
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # --- declaration ----------------------------------------------------------------
+
+    def _log_for(self, cfg: QueueConfig) -> QueueLog:
+        return self._memlog if cfg.type == "ephemeral" else self.log
+
+    def _add(self, name: str, declared: QueueConfig, *, persist: bool) -> Queue:
+        effective = resolve(declared, self.defaults)
+        log_ = self._log_for(effective)
+        if persist or log_ is self._memlog:
+            log_.create_queue(name, declared.to_record())
+        q = Queue(name, declared, effective, log_, self.clock())
+        self._queues[name] = q
+        self._set_capture(q)
+        return q
+
+    def _set_capture(self, q: Queue) -> None:
+        if q.capture is not None:
+            q.capture.detach()
+            q.capture = None
+        if q.config.topics:
+            q.capture = CaptureSubscriber(self, q.name, q.config.topics)
+            q.capture.attach()
+
+    def declare(self, name: str, config: QueueConfig | dict[str, Any] | None = None, *,
+                update: bool = False) -> Queue:
+        """Create queue ``name``, or return it when it exists with the same settings.
+
+        ``config`` is a :class:`QueueConfig` or a dict of ``[queues.<name>]`` keys.
+        An existing queue with other settings raises :class:`QueueError` unless
+        ``update`` (then the new settings replace the old; used for the config
+        file). The type of an existing queue never changes.
+        """
+        validate_queue_name(name)
+        declared = queue_config(config, where=f"queue {name!r}")
+        q = self._queues.get(name)
+        if q is None:
+            return self._add(name, declared, persist=True)
+        if declared == q.declared:
+            return q
+        if declared.type != q.config.type:
+            raise QueueError(
+                f"queue {name!r} exists as a {q.config.type} queue; it cannot become {declared.type}"
+            )
+        if not update:
+            raise QueueError(f"queue {name!r} exists with a different configuration")
+        q.declared = declared
+        q.config = resolve(declared, self.defaults)
+        q.log.create_queue(name, declared.to_record())
+        self._set_capture(q)
+        return q
+
+    def ensure_ephemeral(self, name: str) -> Queue:
+        """The queue ``name``, created as an ephemeral queue when it does not exist
+        (a publish to an unknown ``$queue/<name>``)."""
+        q = self._queues.get(name)
+        if q is not None:
+            return q
+        return self.declare(name, QueueConfig(type="ephemeral"))
+
+    def delete(self, name: str) -> bool:
+        """Delete a queue with its messages, groups and consumers (whose handles
+        become inactive). Its dead-letter queue stays. False when unknown."""
+        q = self._queues.pop(name, None)
+        if q is None:
+            return False
+        q.deleted = True
+        for g in q.groups.values():
+            self._close_group(g)
+        if q.capture is not None:
+            q.capture.detach()
+            q.capture = None
+        q.log.delete_queue(name)
+        return True
+
+    def purge(self, name: str) -> int:
+        """Remove every message, pending ones included (their later acks return
+        False); groups and consumers stay. Returns how many messages went."""
+        q = self._require(name)
+        n = q.log.length(name)
+        nxt = q.log.next_offset(name)
+        for g in q.groups.values():
+            if isinstance(g, ClassicGroup):
+                for offset in list(g.pel):
+                    g.settle(offset)
+        q.log.truncate_before(name, nxt)
+        for g in q.groups.values():
+            g.skip_to(nxt)
+        return n
+
+    # --- lookup -------------------------------------------------------------------------
+
+    def get(self, name: str) -> Queue | None:
+        return self._queues.get(name)
+
+    def queues(self) -> Iterator[Queue]:
+        return iter(list(self._queues.values()))
+
+    def _require(self, name: str) -> Queue:
+        q = self._queues.get(name)
+        if q is None:
+            raise QueueError(f"unknown queue {name!r}")
+        return q
+
+    def info(self, name: str) -> QueueInfo:
+        q = self._require(name)
+        log_ = q.log
+        return QueueInfo(
+            name=name,
+            type=q.type,
+            depth=log_.length(name),
+            bytes=log_.size_bytes(name),
+            first_offset=log_.first_offset(name),
+            next_offset=log_.next_offset(name),
+            consumers=q.consumer_count(),
+            groups=[g.info() for g in q.groups.values()],
+            topics=list(q.config.topics),
+        )
+
+    def list(self) -> list[QueueInfo]:
+        return [self.info(name) for name in sorted(self._queues)]
+
+    def stats(self) -> dict[str, int]:
+        """Integer counters (see :data:`COUNTERS`) plus current totals."""
+        out = dict(self.counters)
+        out["queues"] = len(self._queues)
+        out["consumers"] = sum(q.consumer_count() for q in self._queues.values())
+        out["pending"] = sum(g.pending_count() for q in self._queues.values() for g in q.groups.values())
+        return out
+
+    # --- append -------------------------------------------------------------------------
+
+    def append(self, queue: str, message: Message) -> asyncio.Future[int]:
+        """Append ``message``; the returned future resolves with its offset once
+        durable (see the module docstring). Raises :class:`QueueError` (unknown
+        queue), :class:`MessageTooLargeError` or :class:`QueueFullError` at once."""
+        q = self._require(queue)
+        cfg = q.config
+        if cfg.max_message_size and len(message.payload) > cfg.max_message_size:
+            raise MessageTooLargeError(
+                f"queue {queue!r}: payload of {len(message.payload)} bytes exceeds "
+                f"max_message_size {cfg.max_message_size}"
+            )
+        now = self.clock()
+        if cfg.message_ttl:
+            deadline = now + cfg.message_ttl
+            if message.expires_at is None or message.expires_at > deadline:
+                message = message.copy(expires_at=deadline)
+        if cfg.max_depth and q.log.length(queue) >= cfg.max_depth:
+            self._overflow(q)
+        offset = q.log.append(queue, message)
+        q.last_activity = now
+        self.counters["appended"] += 1
+        for g in q.groups.values():
+            if g.consumers:
+                g.wake()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        log_ = q.log
+        if cfg.durability == "async" or not log_.durable:
+            fut.set_result(offset)
+            return fut
+        # Group commit: one sync per log per loop tick for every append of the tick.
+        fut.offset = offset  # type: ignore[attr-defined]
+        entry = self._sync_waiting.get(id(log_))
+        if entry is None:
+            self._sync_waiting[id(log_)] = (log_, [fut])
+        else:
+            entry[1].append(fut)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_syncs)
+        return fut
+
+    def _overflow(self, q: Queue) -> None:
+        cfg = q.config
+        retention.trim_consumed(self, q)
+        excess = q.log.length(q.name) - cfg.max_depth + 1
+        if excess <= 0:
+            return
+        if cfg.overflow == "reject":
+            raise QueueFullError(f"queue {q.name!r} is full (max_depth {cfg.max_depth})")
+        # drop-oldest: the oldest go, even if pending (their later acks return False).
+        target = q.log.first_offset(q.name) + excess
+        for g in q.groups.values():
+            if isinstance(g, ClassicGroup):
+                for offset in [o for o in g.pel if o < target]:
+                    g.settle(offset)
+        dropped = q.log.truncate_before(q.name, target)
+        for g in q.groups.values():
+            g.skip_to(target)
+        self.counters["dropped"] += dropped
+
+    def _flush_syncs(self) -> None:
+        self._flush_scheduled = False
+        waiting, self._sync_waiting = self._sync_waiting, {}
+        for log_, futures in waiting.values():
+            task = asyncio.get_running_loop().create_task(self._sync(log_, futures))
+            self._sync_tasks.add(task)
+            task.add_done_callback(self._sync_tasks.discard)
+
+    async def _sync(self, log_: QueueLog, futures: list[asyncio.Future[int]]) -> None:
+        try:
+            await log_.sync()
+        except Exception as exc:
+            self.counters["sync_failures"] += 1
+            log.error("queue log sync failed; %d append(s) not acknowledged: %s", len(futures), exc)
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(fut.offset)  # type: ignore[attr-defined]
+
+    # --- consumers ------------------------------------------------------------------
+
+    def _new_group(self, q: Queue, name: str, committed: int | None) -> Group:
+        first = q.log.first_offset(q.name)
+        if q.is_stream:
+            cursor = q.log.next_offset(q.name) if committed is None else committed
+            g: Group = StreamGroup(self, q, name, cursor, committed)
+        else:
+            cursor = first if committed is None else max(committed, first)
+            g = ClassicGroup(self, q, name, cursor, committed)
+        q.groups[name] = g
+        return g
+
+    def consume(
+        self,
+        queue: str,
+        group: str,
+        consumer: Subscriber,
+        *,
+        filter: str | None = None,
+        credit: int = DEFAULT_CREDIT,
+        cursor: Any = None,
+        auto_commit: bool = False,
+    ) -> Consumer:
+        """Register ``consumer`` (anything with ``client_id`` and ``deliver``) in
+        ``group`` of ``queue``; returns the handle for :meth:`cancel`.
+
+        ``filter`` is an MQTT filter matched against the routing key (the topic
+        after ``$queue/<queue>/``, or a captured message's topic); it belongs to the
+        group, so every consumer of a group uses the same one. ``credit`` bounds
+        unsettled deliveries per consumer (0 = unlimited). ``cursor`` positions a
+        stream group (see :func:`~fluxmq_core.queues.types.parse_cursor`).
+        ``auto_commit``: a classic delivery counts as acked when handed over
+        (at-most-once); a stream group commits its position on an interval.
+        """
+        q = self._require(queue)
+        if not isinstance(group, str) or not group:
+            raise QueueError("a consumer group name must be a non-empty string")
+        if cursor is not None and not q.is_stream:
+            raise QueueError(f"queue {queue!r} is a {q.type} queue: cursors are for streams")
+        kind, value = parse_cursor(cursor)
+        g = q.groups.get(group)
+        created = g is None
+        if g is None:
+            g = self._new_group(q, group, None)
+        was_idle = not g.consumers
+        try:
+            handle = g.add_consumer(consumer, filter, credit, auto_commit)
+        except QueueError:
+            if created:
+                del q.groups[group]
+                self._close_group(g)
+            raise
+        if created and not q.is_stream:
+            q.log.commit_offset(q.name, group, g.cursor)  # the group outlives a restart
+            g.committed = g.cursor
+        if isinstance(g, StreamGroup) and (kind != "resume" or was_idle):
+            g.seek(kind, value)
+        q.last_activity = self.clock()
+        return handle
+
+    def cancel(self, handle: Consumer) -> None:
+        """Remove a consumer. Classic: what was pending on it is redelivered to the
+        group's other consumers at once (work stealing)."""
+        if not handle.active:
+            return
+        g = handle._group
+        g.remove_consumer(handle)
+        q = self._queues.get(handle.queue)
+        if q is not None:
+            q.last_activity = self.clock()
+
+    def cancel_subscriber(self, subscriber: Subscriber) -> int:
+        """Cancel every consumer of ``subscriber`` (a disconnect); returns how many."""
+        n = 0
+        for q in list(self._queues.values()):
+            for g in q.groups.values():
+                for c in [c for c in g.consumers if c.subscriber is subscriber]:
+                    self.cancel(c)
+                    n += 1
+        return n
+
+    # --- settlement -----------------------------------------------------------------
+
+    def _target(self, queue: str, group: str, offset: int | None) -> tuple[Queue, Group, int]:
+        if offset is None:
+            queue, offset = parse_message_id(queue)
+        q = self._require(queue)
+        g = q.groups.get(group)
+        if g is None:
+            raise QueueError(f"queue {queue!r} has no consumer group {group!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise QueueError(f"invalid offset {offset!r}")
+        return q, g, offset
+
+    def ack(self, queue: str, group: str, offset: int | None = None) -> bool:
+        """Settle a delivery (``queue`` may be a message id ``"<queue>:<offset>"``
+        when ``offset`` is omitted). Classic: removes it from the PEL. Stream: a
+        commit. False when it was not pending (a late or repeated ack)."""
+        _q, g, offset = self._target(queue, group, offset)
+        if isinstance(g, StreamGroup):
+            ok = g.commit(offset)
+        else:
+            ok = g.settle(offset)  # type: ignore[attr-defined]
+        if ok:
+            self.counters["acked"] += 1
+        return ok
+
+    def nack(self, queue: str, group: str, offset: int | None = None, *, requeue: bool = True,
+             delay: float | None = None) -> bool:
+        """Give a delivery back. Classic: redelivered after ``delay`` seconds (None:
+        the queue's retry backoff for its delivery count), dead-lettered when
+        ``requeue`` is false or ``max_deliveries`` is used up. Stream: frees credit."""
+        _q, g, offset = self._target(queue, group, offset)
+        if isinstance(g, StreamGroup):
+            ok = g.release(offset)
+        else:
+            ok = g.nack(offset, requeue, delay)  # type: ignore[attr-defined]
+        if ok:
+            self.counters["nacked"] += 1
+        return ok
+
+    def reject(self, queue: str, group: str, offset: int | None = None) -> bool:
+        """Classic: dead-letter the delivery (``$dlq/<queue>``). Stream: frees credit."""
+        _q, g, offset = self._target(queue, group, offset)
+        if isinstance(g, StreamGroup):
+            ok = g.release(offset)
+        else:
+            ok = g.reject(offset)  # type: ignore[attr-defined]
+        if ok:
+            self.counters["rejected"] += 1
+        return ok
+
+    def commit(self, queue: str, group: str, offset: int | None = None) -> bool:
+        """Streams: record that the group processed everything up to ``offset``
+        (it resumes at ``offset + 1``)."""
+        q, g, offset = self._target(queue, group, offset)
+        if not isinstance(g, StreamGroup):
+            raise QueueError(f"queue {q.name!r} is a {q.type} queue: commit is for streams; use ack")
+        g.commit(offset)
+        self.counters["committed"] += 1
+        return True
+
+    # --- the sweep ------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """One sweep (the timer calls it every ``sweep_interval``; tests call it
+        after moving a manual clock): visibility timeouts, due retries and
+        dead-letter retries, stream auto-commit, retention, idle ephemeral queues."""
+        now = self.clock()
+        for q in list(self._queues.values()):
+            if q.deleted:
+                continue
+            for g in list(q.groups.values()):
+                g.sweep(now)
+            try:
+                await retention.sweep_queue(self, q)
+            except Exception:
+                log.exception("queue %s: retention failed", q.name)
+        ephemeral.sweep_idle(self, self.clock())
+
+    async def _sweep_loop(self) -> None:
+        interval = self.defaults.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("queue sweep failed")
+
+    def idle(self) -> bool:
+        """True when no dispatcher has work queued and no sync is outstanding."""
+        if self._sync_waiting or self._sync_tasks:
+            return False
+        return all(g.idle for q in self._queues.values() for g in q.groups.values())
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        """Let the dispatchers run until :meth:`idle` (bounded by ``timeout``;
+        ``TimeoutError`` past it). For tests and tools, not the hot path."""
+
+        async def settle() -> None:
+            while True:
+                await asyncio.sleep(0)
+                if self.idle():
+                    await asyncio.sleep(0)
+                    if self.idle():
+                        return
+
+        await asyncio.wait_for(settle(), timeout)
+
+
+__all__ = ["DLQ_PREFIX", "Queue", "QueueManager"]

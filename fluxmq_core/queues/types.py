@@ -1,0 +1,198 @@
+"""Small shared vocabulary of the queue manager: consumer handles, the info records
+``list()``/``info()`` return, message ids, stream cursors and the delivery metadata.
+
+Delivery metadata (where protocol adapters find it)
+===================================================
+
+Every message handed to ``subscriber.deliver(message, delivery)`` by the queue
+manager is the subscriber's own copy, and its ``message.properties`` dict holds:
+
+=================== =========================================================
+``message-id``      ``"<queue>:<offset>"``: what ``ack``/``nack``/``reject``/``commit`` take
+``group-id``        the consumer group
+``queue``           the queue name
+``offset``          the log offset (int)
+``delivery-count``  1 on first delivery, +1 per redelivery (int)
+``x-source-topic``  the original topic of a captured publish (capture only)
+``x-stream-offset`` / ``x-stream-timestamp``   stream deliveries only
+=================== =========================================================
+
+``message.topic`` is the topic the message was appended with (``$queue/<q>/<key>``
+for queue publishes, the original topic for captured ones). MQTT 5 adds these as
+user properties, AMQP as headers; the keys are the Go FluxMQ's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.queues.config import QueueError
+
+if TYPE_CHECKING:
+    from fluxmq_core.message import Message
+    from fluxmq_core.queues.group import Group
+    from fluxmq_core.router.types import Subscriber
+
+QUEUE_TOPIC_PREFIX = "$queue/"
+
+#: What ``consume(..., cursor=...)`` accepts for streams.
+CursorSpec = str | int | float | None
+
+
+class Consumer:
+    """A consumer handle returned by ``QueueManager.consume``; pass it to ``cancel``.
+
+    ``credit`` is how many deliveries may be unsettled on this consumer at once
+    (classic: unacknowledged; stream: uncommitted); 0 means unlimited. Change it
+    with :meth:`set_credit` (AMQP 1.0 link credit, MQTT receive maximum).
+    """
+
+    __slots__ = (
+        "_group",
+        "active",
+        "auto_commit",
+        "credit",
+        "group",
+        "id",
+        "inflight",
+        "queue",
+        "subscriber",
+    )
+
+    def __init__(
+        self, group: Group, subscriber: Subscriber, cid: str, credit: int, auto_commit: bool
+    ) -> None:
+        self._group = group
+        self.queue = group.queue.name
+        self.group = group.name
+        self.subscriber = subscriber
+        self.id = cid
+        self.credit = credit
+        self.auto_commit = auto_commit
+        self.inflight: set[int] = set()
+        self.active = True
+
+    @property
+    def filter(self) -> str | None:
+        return self._group.filter
+
+    def has_credit(self) -> bool:
+        return self.active and (self.credit <= 0 or len(self.inflight) < self.credit)
+
+    def set_credit(self, credit: int) -> None:
+        """Change the window; more room wakes the group's dispatcher."""
+        self.credit = int(credit)
+        self._group.wake()
+
+    def __repr__(self) -> str:
+        return f"Consumer({self.queue!r}, group={self.group!r}, id={self.id!r}, inflight={len(self.inflight)})"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """One consumer group of a queue: ``lag`` counts messages after its committed
+    offset, ``pending`` its unsettled deliveries (PEL for classic, uncommitted for
+    stream), ``cursor`` the next offset it will deliver."""
+
+    name: str
+    consumers: int
+    pending: int
+    lag: int
+    committed: int | None
+    cursor: int
+    filter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """What ``QueueManager.list()`` and ``info()`` report about a queue."""
+
+    name: str
+    type: str
+    depth: int
+    bytes: int
+    first_offset: int
+    next_offset: int
+    consumers: int
+    groups: list[GroupInfo] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+
+
+def parse_message_id(message_id: str) -> tuple[str, int]:
+    """``"<queue>:<offset>"`` -> ``(queue, offset)``; :class:`QueueError` otherwise."""
+    if isinstance(message_id, str):
+        queue, sep, off = message_id.rpartition(":")
+        if sep and queue and off.isdigit():
+            return queue, int(off)
+    raise QueueError(f"malformed message id {message_id!r}: expected '<queue>:<offset>'")
+
+
+def parse_cursor(cursor: Any) -> tuple[str, float | int | None]:
+    """Normalise a stream cursor to ``(kind, value)``.
+
+    Accepted: ``"first"``/``"earliest"``, ``"last"``/``"latest"``/``"next"`` (only
+    messages appended from now on), an ``int`` offset, a ``float`` broker-clock
+    timestamp, or the strings ``"offset:N"`` / ``"timestamp:T"`` (what adapters
+    get from headers). ``None`` means "resume": the committed offset, else ``last``.
+    """
+    if cursor is None:
+        return "resume", None
+    if isinstance(cursor, bool):
+        raise QueueError(f"invalid stream cursor {cursor!r}")
+    if isinstance(cursor, int):
+        if cursor < 0:
+            raise QueueError(f"invalid stream cursor {cursor!r}: offsets are >= 0")
+        return "offset", cursor
+    if isinstance(cursor, float):
+        return "timestamp", cursor
+    if isinstance(cursor, str):
+        low = cursor.strip().lower()
+        if low in ("first", "earliest"):
+            return "first", None
+        if low in ("last", "latest", "next"):
+            return "last", None
+        kind, _, value = low.partition(":")
+        try:
+            if kind == "offset" and int(value) >= 0:
+                return "offset", int(value)
+            if kind == "timestamp":
+                return "timestamp", float(value)
+        except ValueError:
+            pass
+    raise QueueError(
+        f"invalid stream cursor {cursor!r}: use first, last, an offset, a timestamp, "
+        "'offset:N' or 'timestamp:T'"
+    )
+
+
+def routing_key(queue: str, topic: str) -> str:
+    """The part of ``topic`` a consumer filter is matched against: what follows
+    ``$queue/<queue>/`` for queue publishes, the whole topic for captured ones."""
+    prefix = f"{QUEUE_TOPIC_PREFIX}{queue}"
+    if topic.startswith(prefix):
+        rest = topic[len(prefix):]
+        if not rest:
+            return ""
+        if rest[0] == "/":
+            return rest[1:]
+    return topic
+
+
+def decorate(
+    message: Message, queue: str, group: str, offset: int, count: int, *, stream: bool = False
+) -> Message:
+    """Add the delivery metadata (see the module docstring) to ``message``, which
+    must be a private copy (the QueueLog returns copies from ``read``)."""
+    props = dict(message.properties) if message.properties else {}
+    props["message-id"] = f"{queue}:{offset}"
+    props["group-id"] = group
+    props["queue"] = queue
+    props["offset"] = offset
+    props["delivery-count"] = count
+    if stream:
+        props["x-stream-offset"] = offset
+        props["x-stream-timestamp"] = message.timestamp
+    message.properties = props
+    message.encoded = None
+    return message

@@ -1,0 +1,128 @@
+"""The ``[mqtt]`` config section: :class:`MQTTConfig`.
+
+Every key here is read by the session, connection or adapter layer; the help texts
+are what ``fluxmq config init`` writes and what ``docs/protocols/mqtt.md`` lists.
+Validation happens in ``__post_init__`` and names the key. What this module does not
+hold: defaults of other sections (``[auth]`` owns users and ACLs, ``[storage]`` the
+durability of sessions) and any behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fluxmq_core.config import setting
+
+__all__ = ["MQTTConfig", "QUEUE_POLICIES"]
+
+QUEUE_POLICIES = ("drop-oldest", "reject")
+
+_U16 = 0xFFFF
+_U32 = 0xFFFFFFFF
+
+
+@dataclass
+class MQTTConfig:
+    """[mqtt]: MQTT 3.1, 3.1.1 and 5.0 over TCP and TLS."""
+
+    tcp: str = setting("0.0.0.0:1883", "MQTT over TCP listener; empty disables it.", listener=True)
+    tls: str = setting(
+        "0.0.0.0:8883", "MQTT over TLS listener; only bound when tls_cert is set.", listener=True
+    )
+    tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
+    tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
+    tls_ca: str = setting("", "CA bundle for client certificates; empty: none asked for.")
+    tls_require_client_cert: bool = setting(
+        False, "Refuse TLS clients without a certificate signed by tls_ca."
+    )
+    max_connections: int = setting(0, "Open connections per listener; 0 = unlimited.")
+    connect_timeout: float = setting(
+        10.0, "Seconds a new connection may take to send CONNECT and finish logging in."
+    )
+    max_packet_size: int = setting(
+        1024 * 1024,
+        "Largest packet accepted from a client in bytes (advertised in CONNACK); "
+        "bigger ones end the connection (5.0: DISCONNECT 0x95).",
+    )
+    receive_maximum: int = setting(
+        1024,
+        "QoS 1/2 PUBLISHes a client may have unacknowledged towards us (advertised in "
+        "CONNACK); exceeding it ends the connection with 0x93.",
+    )
+    max_inflight: int = setting(
+        64,
+        "QoS 1/2 messages we send a client before waiting for acks; the client's own "
+        "Receive Maximum lowers it.",
+    )
+    max_queued_messages: int = setting(
+        1000, "QoS 1/2 messages held per session while offline or while its window is full."
+    )
+    queue_policy: str = setting(
+        "drop-oldest",
+        "When a session's queue is full: 'drop-oldest' makes room, 'reject' drops the new one.",
+    )
+    outbound_buffer: int = setting(
+        1024 * 1024,
+        "Bytes buffered per connection before it counts as slow: past it QoS 0 is dropped "
+        "(and counted) and QoS 1/2 waits in the session queue.",
+    )
+    max_keepalive: int = setting(
+        0,
+        "Largest keep alive in seconds; 0 = no limit. 5.0 clients asking for more (or 0) "
+        "get it as Server Keep Alive; 3.x clients asking for more (or 0) are refused.",
+    )
+    max_qos: int = setting(2, "Highest QoS accepted and granted (0, 1 or 2).")
+    retain_available: bool = setting(True, "Accept retained messages.")
+    wildcard_subscriptions: bool = setting(True, "Accept subscriptions with + and #.")
+    shared_subscriptions: bool = setting(True, "Accept $share/<group>/<filter> subscriptions.")
+    subscription_identifiers: bool = setting(True, "Accept MQTT 5 subscription identifiers.")
+    topic_alias_maximum: int = setting(
+        64, "Topic aliases a 5.0 client may use towards us (advertised); 0 = none."
+    )
+    max_session_expiry: int = setting(
+        0xFFFFFFFF, "Cap in seconds on the 5.0 Session Expiry Interval a client asks for."
+    )
+    persistent_session_expiry: int = setting(
+        0,
+        "Seconds a 3.1.1 clean-session=false session outlives its connection; 0 = never expires.",
+    )
+    allow_zero_length_clientid: bool = setting(
+        True,
+        "Assign an id to clients sending an empty one (5.0; 3.1.1 only with clean session).",
+    )
+    max_client_id_length: int = setting(256, "Longest client id accepted (bytes of UTF-8).")
+    server_reference: str = setting(
+        "",
+        "When set, every 5.0 CONNECT is refused with 0x9C Use another server and this "
+        "Server Reference (3.x clients get 'server unavailable'); empty = none.",
+    )
+    response_information: str = setting(
+        "",
+        "Prefix returned as Response Information to 5.0 clients that request it "
+        "(followed by the client id); empty = never returned.",
+    )
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"mqtt.{key} {what}; got {getattr(self, key)!r}")
+
+        check(self.max_connections >= 0, "max_connections", "must be >= 0")
+        check(self.connect_timeout > 0, "connect_timeout", "must be > 0")
+        check(64 <= self.max_packet_size <= 268_435_460, "max_packet_size",
+              "must be between 64 and 268435460")
+        check(1 <= self.receive_maximum <= _U16, "receive_maximum", "must be 1..65535")
+        check(1 <= self.max_inflight <= _U16, "max_inflight", "must be 1..65535")
+        check(self.max_queued_messages >= 0, "max_queued_messages", "must be >= 0")
+        check(self.queue_policy in QUEUE_POLICIES, "queue_policy",
+              f"must be one of {', '.join(QUEUE_POLICIES)}")
+        check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")
+        check(0 <= self.max_keepalive <= _U16, "max_keepalive", "must be 0..65535")
+        check(self.max_qos in (0, 1, 2), "max_qos", "must be 0, 1 or 2")
+        check(0 <= self.topic_alias_maximum <= _U16, "topic_alias_maximum", "must be 0..65535")
+        check(0 <= self.max_session_expiry <= _U32, "max_session_expiry", "must be 0..4294967295")
+        check(0 <= self.persistent_session_expiry <= _U32, "persistent_session_expiry",
+              "must be 0..4294967295")
+        check(1 <= self.max_client_id_length <= _U16, "max_client_id_length", "must be 1..65535")
+        check(not (self.tls_require_client_cert and not self.tls_ca), "tls_require_client_cert",
+              "needs tls_ca")

@@ -1,0 +1,841 @@
+"""One MQTT network connection, sans-IO: decoded packets in, bytes out.
+
+:class:`Connection` feeds transport chunks to the codec's server-role ``Decoder``,
+handles every packet of the chunk in order and appends what it answers to ``out``, a
+``bytearray`` the adapter writes once per chunk (and once per loop tick for
+deliveries from other connections, see ``wakeup``). It owns CONNECT handling
+(versions, client ids, keep alive, CONNACK properties), inbound PUBLISH (topic
+aliases, limits, ACL, building :class:`~fluxmq_core.message.Message`), the ack flows,
+SUBSCRIBE/UNSUBSCRIBE, DISCONNECT, AUTH, outbound PUBLISH encoding (encode once per
+shape, cached on ``Message.encoded``) and protocol errors.
+
+What it does not do: any I/O, timers or awaiting. Steps that need the event loop
+(``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
+are exposed as ``waiting``; processing stops there, the adapter awaits and feeds the
+answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
+packets that arrived meanwhile are processed in order afterwards. Session lifetime,
+takeover and wills belong to ``sessions.py``; the QoS state rules to ``state.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.auth import AuthRequest, AuthResult
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
+
+from fluxmq_mqtt.codec import (
+    MQTT_5,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    MQTTProtocolError,
+    Pingreq,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    PublishTemplate,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+    encode,
+)
+from fluxmq_mqtt.codec.decoder import Decoder
+from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
+from fluxmq_mqtt.state import ALLOWED, Phase
+
+if TYPE_CHECKING:
+    from fluxmq_mqtt.session import Session
+    from fluxmq_mqtt.sessions import SessionRegistry, Will
+
+__all__ = ["Connection"]
+
+PROTOCOL = "mqtt"
+_SUSPEND = object()  # a handler needs an async answer: keep the packet, stop processing
+_PINGRESP = b"\xd0\x00"
+_NEVER = 0xFFFFFFFF
+
+
+class Connection:
+    """The protocol state of one network connection (see the module docstring).
+
+    ``wakeup(conn)`` is called (once until the adapter flushes) when bytes were
+    added to ``out`` from outside this connection's own ``receive``; ``closing``
+    asks the adapter to close the transport after writing ``out``.
+    """
+
+    __slots__ = (
+        "registry", "cfg", "decoder", "out", "held", "held_count", "phase", "version",
+        "session", "client_id", "username", "keepalive", "remote", "tls_identity",
+        "problem_info", "send_window", "max_out_packet", "alias_max_out", "out_aliases",
+        "in_aliases", "will", "closing", "paused", "waiting", "backlog", "answers",
+        "wakeup", "flush_pending", "login_ok", "connect", "assigned_id", "server_keep_alive",
+        "expiry", "requested_expiry", "enhanced", "auth_method", "auth_data_out",
+        "reauth", "close_reason", "will_wanted", "out_limit", "last_seen",
+    )
+
+    def __init__(self, registry: SessionRegistry, remote: str = "?",
+                 tls_identity: str | None = None) -> None:
+        cfg = registry.cfg
+        self.registry = registry
+        self.cfg = cfg
+        self.decoder = Decoder(role="server", max_packet_size=cfg.max_packet_size)
+        self.out = bytearray()
+        self.held = bytearray()  # acks waiting for the store's sync (durable stores)
+        self.held_count = 0
+        self.phase = Phase.AWAIT_CONNECT
+        self.version = 4
+        self.session: Session | None = None
+        self.client_id = ""
+        self.username: str | None = None
+        self.keepalive = 0
+        self.remote = remote
+        self.tls_identity = tls_identity
+        self.problem_info = True
+        self.send_window = cfg.max_inflight
+        self.max_out_packet = 0
+        self.alias_max_out = 0
+        self.out_aliases: dict[str, int] | None = None
+        self.in_aliases: dict[int, str] | None = None
+        self.will: Will | None = None
+        self.closing = False
+        self.paused = False
+        self.waiting: tuple | None = None
+        self.backlog: deque[Any] = deque()
+        self.answers: dict[tuple[str, str], bool] = {}
+        self.wakeup: Any = None
+        self.flush_pending = False
+        self.login_ok = False
+        self.connect: Connect | None = None
+        self.assigned_id: str | None = None
+        self.server_keep_alive: int | None = None
+        self.expiry = 0
+        self.requested_expiry = 0
+        self.enhanced: Any = None
+        self.auth_method: str | None = None
+        self.auth_data_out: bytes | None = None
+        self.reauth = False
+        self.close_reason = ""
+        self.will_wanted = True
+        self.out_limit = cfg.outbound_buffer
+        self.last_seen = 0.0
+
+    def __repr__(self) -> str:
+        return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
+
+    # -- input -------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Handle one transport chunk: every complete packet, in order."""
+        if self.phase is not Phase.CONNECTED:
+            if self.phase is Phase.CLOSED:
+                return
+            if (self.phase is Phase.AWAIT_CONNECT and data and data[0] != 0x10
+                    and not self.decoder.buffered):
+                # Not MQTT (the first packet must be CONNECT): do not wait for a
+                # "remaining length" that garbage happened to announce.
+                self.registry.stats.protocol_errors += 1
+                self.close("first packet is not CONNECT", will=False)
+                return
+        try:
+            packets = self.decoder.packets(data)
+        except MQTTProtocolError as exc:
+            self.backlog.extend(exc.packets)
+            self._process()
+            if self.phase is not Phase.CLOSED:
+                self._decode_error(exc)
+            return
+        if packets:
+            if self.backlog:
+                self.backlog.extend(packets)
+            else:
+                self.backlog = deque(packets)
+            self._process()
+
+    def _process(self) -> None:
+        backlog = self.backlog
+        handlers = _HANDLERS
+        while backlog and self.waiting is None:
+            phase = self.phase
+            if phase is Phase.CLOSED:
+                backlog.clear()
+                return
+            packet = backlog[0]
+            kind = type(packet)
+            if kind not in ALLOWED[phase]:
+                backlog.clear()
+                self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
+                return
+            if handlers[kind](self, packet) is _SUSPEND:
+                return
+            if backlog:  # empty when the handler closed the connection
+                backlog.popleft()
+            if self.answers:
+                self.answers.clear()
+
+    # -- answers from the adapter -------------------------------------------------------
+
+    def answer(self, action: str, topic: str, decision: bool) -> None:
+        """The result of ``AuthService.authorize`` for ``waiting = ("authorize", ...)``."""
+        self.answers[(action, topic)] = decision
+        self.waiting = None
+        self._resume()
+
+    def auth_done(self, result: AuthResult) -> None:
+        """The result of ``AuthService.authenticate`` for ``waiting = ("auth", req)``."""
+        self.waiting = None
+        if self.phase is Phase.CLOSED:
+            return
+        if not result.ok:
+            self.registry.stats.auth_failures += 1
+            code = 0x86 if self.connect is not None and self.connect.username is not None else 0x87
+            self._refuse(code, result.reason or "not authorized")
+            return
+        self.username = result.username
+        self.login_ok = True
+        self._resume()
+
+    def enhanced_done(self, status: str, data: bytes) -> None:
+        """One enhanced-auth step succeeded: ``status`` is "continue" or "success"."""
+        self.waiting = None
+        if self.phase is Phase.CLOSED:
+            return
+        props = Properties(authentication_method=self.auth_method, authentication_data=data or None)
+        if status == "continue":
+            self.out += encode(Auth(0x18, props), MQTT_5)
+            return  # wait for the client's AUTH
+        result = self.enhanced.result
+        self.enhanced = None
+        if self.phase is Phase.AUTHENTICATING:
+            self.username = result.username
+            self.auth_data_out = data or None
+            self.login_ok = True
+        else:
+            self.reauth = False
+            self.username = result.username
+            self.registry.auth.forget_client(self.client_id)
+            self.out += encode(Auth(0x00, props), MQTT_5)
+        self._resume()
+
+    def enhanced_failed(self, reason: str) -> None:
+        self.waiting = None
+        self.enhanced = None
+        if self.phase is Phase.CLOSED:
+            return
+        self.registry.stats.auth_failures += 1
+        if self.phase is Phase.AUTHENTICATING:
+            self._refuse(0x87, reason or "authentication failed")
+        else:
+            self._protocol_error(0x87, reason or "re-authentication failed", count=False)
+
+    def _resume(self) -> None:
+        if self.phase is Phase.AUTHENTICATING and self.login_ok:
+            if self._finish_connect() is _SUSPEND:
+                return
+        self._process()
+
+    # -- errors and closing ------------------------------------------------------------
+
+    def _decode_error(self, exc: MQTTProtocolError) -> None:
+        code = exc.reason_code
+        if self.phase is Phase.AWAIT_CONNECT:
+            self.registry.stats.protocol_errors += 1
+            version = self.decoder.version
+            if code == 0x84 or version is None:
+                if code == 0x84:
+                    self.out += b"\x20\x02\x00\x01"  # 3.1.1 CONNACK: unacceptable version
+            elif version == MQTT_5:
+                self.version = MQTT_5
+                rc = code if code in CONNACK_V5_CODES else 0x81
+                self.out += encode(Connack(False, rc, Properties(reason_string=exc.message)),
+                                   MQTT_5)
+            elif code == 0x85:
+                self.out += b"\x20\x02\x00\x02"  # identifier rejected
+            self.close("protocol error: " + exc.message, will=False)
+            return
+        self._protocol_error(code, exc.message)
+
+    def _protocol_error(self, code: int, text: str, count: bool = True) -> None:
+        """The client broke a rule: 5.0 DISCONNECT with ``code``, then close (the
+        will is published)."""
+        if count:
+            self.registry.stats.protocol_errors += 1
+        if self.version == MQTT_5 and self.phase is not Phase.AWAIT_CONNECT:
+            self.out += encode(Disconnect(code, Properties(reason_string=text[:200])), MQTT_5)
+        self.close(f"protocol error 0x{code:02X}: {text}", will=True)
+
+    def _refuse(self, code: int, text: str, props: Properties | None = None) -> None:
+        """Refuse a CONNECT with ``code`` (an MQTT 5 code, mapped for 3.x)."""
+        if self.version == MQTT_5:
+            if props is None:
+                props = Properties(reason_string=text[:200]) if self.problem_info else None
+            self.out += encode(Connack(False, code, props), MQTT_5)
+        else:
+            self.out += encode(Connack(False, code), self.version)
+        self.close("refused: " + text, will=False)
+
+    def close(self, reason: str, will: bool = True) -> None:
+        """Stop processing; the adapter closes the transport after writing ``out``."""
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self.closing = True
+        self.close_reason = reason
+        self.will_wanted = will
+        self.backlog.clear()
+        self.waiting = None
+        if self.wakeup is not None and not self.flush_pending:
+            self.flush_pending = True
+            self.wakeup(self)
+
+    def kick(self, code: int, reason: str) -> None:
+        """Closed by the server (takeover 0x8E, shutdown 0x8B, keep alive 0x8D)."""
+        if self.phase is Phase.CLOSED:
+            return
+        if self.version == MQTT_5 and self.phase is Phase.CONNECTED:
+            self.out += encode(Disconnect(code, Properties(reason_string=reason)), MQTT_5)
+        self.close(reason, will=True)
+
+    def lost(self) -> None:
+        """The transport is gone (called exactly once by the adapter)."""
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED
+            self.close_reason = self.close_reason or "connection lost"
+        self.waiting = None
+        self.backlog.clear()
+        registry = self.registry
+        if self.session is not None:
+            registry.detach(self, self.will_wanted)
+        registry.disconnected(self)
+
+    # -- CONNECT -----------------------------------------------------------------------
+
+    def _on_connect(self, p: Connect) -> Any:
+        cfg = self.cfg
+        version = self.version = p.protocol_level
+        self.connect = p
+        self.phase = Phase.AUTHENTICATING
+        props = p.properties
+        if props is not None:
+            if props.request_problem_information == 0:
+                self.problem_info = False
+            if props.receive_maximum is not None:
+                self.send_window = min(cfg.max_inflight, props.receive_maximum)
+            if props.maximum_packet_size is not None:
+                self.max_out_packet = props.maximum_packet_size
+            if props.topic_alias_maximum:
+                self.alias_max_out = props.topic_alias_maximum
+                self.out_aliases = {}
+        if cfg.server_reference:
+            if version == MQTT_5:
+                self._refuse(0x9C, "use another server",
+                             Properties(server_reference=cfg.server_reference))
+            else:
+                self._refuse(0x88, "use another server")
+            return None
+        client_id = p.client_id
+        if not client_id:
+            if version < MQTT_5 and not p.clean_start:
+                self._refuse(0x85, "empty client id needs clean session")
+                return None
+            if version == 3 or not cfg.allow_zero_length_clientid:
+                self._refuse(0x85, "empty client id not allowed")
+                return None
+            client_id = "auto-" + uuid.uuid4().hex
+            self.assigned_id = client_id
+        elif len(client_id.encode()) > cfg.max_client_id_length or (
+            version == 3 and len(client_id) > 23
+        ):
+            self._refuse(0x85, "client id too long")
+            return None
+        self.client_id = client_id
+        keepalive = p.keepalive
+        if cfg.max_keepalive and (keepalive == 0 or keepalive > cfg.max_keepalive):
+            if version < MQTT_5:
+                self._refuse(0x85, f"keep alive must be 1..{cfg.max_keepalive}")
+                return None
+            keepalive = self.server_keep_alive = cfg.max_keepalive
+        self.keepalive = keepalive
+        if p.will_topic is not None:
+            if p.will_qos > cfg.max_qos:
+                self._refuse(0x9B, "will QoS not supported")
+                return None
+            if p.will_retain and not cfg.retain_available:
+                self._refuse(0x9A, "retain not supported")
+                return None
+            self.will = self.registry.make_will(client_id, p)
+        if version == MQTT_5:
+            requested = (props.session_expiry_interval or 0) if props is not None else 0
+            self.requested_expiry = requested
+            self.expiry = min(requested, cfg.max_session_expiry)
+        elif p.clean_start:
+            self.expiry = 0
+        else:
+            self.expiry = cfg.persistent_session_expiry or _NEVER
+        auth = self.registry.auth
+        method = props.authentication_method if props is not None else None
+        if method is not None:
+            self.auth_method = method
+            start = getattr(auth, "start_enhanced", None)
+            enhanced = None
+            if start is not None:
+                enhanced = start(method, client_id, protocol=PROTOCOL, remote=self.remote,
+                                 tls_identity=self.tls_identity)
+            if enhanced is None:
+                self.registry.stats.auth_failures += 1
+                self._refuse(0x8C, f"authentication method {method!r} not supported")
+                return None
+            self.enhanced = enhanced
+            self.waiting = ("enhanced", props.authentication_data or b"")  # type: ignore[union-attr]
+            return None
+        self.waiting = ("auth", AuthRequest(
+            protocol=PROTOCOL, client_id=client_id, username=p.username, password=p.password,
+            remote=self.remote, tls_identity=self.tls_identity))
+        return None
+
+    def _finish_connect(self) -> Any:
+        """Login accepted: check the will's ACL, attach the session, CONNACK."""
+        will = self.will
+        if will is not None:
+            allowed = self._authorized("publish", will.message.topic)
+            if allowed is None:
+                return _SUSPEND
+            self.answers.clear()
+            if not allowed:
+                self.registry.stats.authz_denied += 1
+                self._refuse(0x87, "will topic not authorized")
+                return None
+        p = self.connect
+        assert p is not None
+        registry = self.registry
+        session, present = registry.attach(self, p.clean_start)
+        self.session = session
+        if self.version == MQTT_5:
+            cfg = self.cfg
+            rinfo = None
+            if (p.properties is not None and p.properties.request_response_information
+                    and cfg.response_information):
+                rinfo = cfg.response_information + self.client_id
+            props = Properties(
+                session_expiry_interval=(self.expiry if self.expiry != self.requested_expiry
+                                         else None),
+                assigned_client_identifier=self.assigned_id,
+                server_keep_alive=self.server_keep_alive,
+                authentication_method=self.auth_method,
+                authentication_data=self.auth_data_out,
+                response_information=rinfo,
+                receive_maximum=cfg.receive_maximum,
+                topic_alias_maximum=cfg.topic_alias_maximum or None,
+                maximum_qos=cfg.max_qos if cfg.max_qos < 2 else None,
+                retain_available=int(cfg.retain_available),
+                maximum_packet_size=cfg.max_packet_size,
+                wildcard_subscription_available=int(cfg.wildcard_subscriptions),
+                subscription_identifier_available=int(cfg.subscription_identifiers),
+                shared_subscription_available=int(cfg.shared_subscriptions),
+            )
+            self.out += encode(Connack(present, 0, props), MQTT_5)
+        else:
+            self.out += encode(Connack(present, 0), self.version)
+        self.phase = Phase.CONNECTED
+        registry.connected(self)
+        session.resend(self)
+        return None
+
+    # -- authorization -------------------------------------------------------------------
+
+    def _authorized(self, action: str, topic: str) -> bool | None:
+        """A cached decision, an answer fed back, or None after asking the adapter."""
+        decision = self.registry.auth.authorize_cached(self.client_id, self.username, action,
+                                                       topic)
+        if decision is None:
+            decision = self.answers.get((action, topic))
+            if decision is None:
+                self.waiting = ("authorize", action, topic)
+        return decision
+
+    # -- PUBLISH in ----------------------------------------------------------------------
+
+    def _on_publish(self, p: Publish) -> Any:
+        cfg = self.cfg
+        topic = p.topic
+        props = p.properties
+        qos = p.qos
+        v5 = self.version == MQTT_5
+        if props is not None and props.topic_alias is not None:
+            alias = props.topic_alias
+            if alias > cfg.topic_alias_maximum:
+                self._protocol_error(0x94, f"topic alias {alias} above maximum")
+                return None
+            aliases = self.in_aliases
+            if aliases is None:
+                aliases = self.in_aliases = {}
+            if topic:
+                aliases[alias] = topic
+            else:
+                topic = aliases.get(alias, "")
+                if not topic:
+                    self._protocol_error(0x82, f"unknown topic alias {alias}")
+                    return None
+        if qos > cfg.max_qos:
+            self._protocol_error(0x9B, f"QoS {qos} not supported")
+            return None
+        if p.retain and not cfg.retain_available:
+            self._protocol_error(0x9A, "retain not supported")
+            return None
+        session = self.session
+        assert session is not None
+        pid = p.packet_id
+        if qos == 2 and pid in session.inbound:
+            self._ack(Pubrec, pid, 0)  # a resend of a message we hold: answer again only
+            return None
+        if qos and len(session.inbound) + self.held_count >= cfg.receive_maximum:
+            self._protocol_error(0x93, "receive maximum exceeded")
+            return None
+        allowed = self._authorized("publish", topic)
+        if allowed is None:
+            return _SUSPEND
+        stats = self.registry.stats
+        stats.messages_received += 1
+        stats.publish_received += 1
+        code = 0
+        message = None
+        if not allowed:
+            stats.authz_denied += 1
+            if v5:
+                code = 0x87
+        elif props is not None and props.payload_format_indicator == 1 and not _utf8(p.payload):
+            code = 0x99
+        else:
+            message = self._message(topic, p, props)
+        if qos == 0:
+            if message is not None:
+                self.registry.context.publish(message)
+            return None
+        if qos == 1:
+            if message is not None and not self.registry.context.publish(message) and v5:
+                code = 0x10
+            self._ack(Puback, pid, code)
+            return None
+        if code < 0x80:
+            session.hold_inbound(pid, message)  # type: ignore[arg-type]
+        self._ack(Pubrec, pid, code)
+        return None
+
+    def _message(self, topic: str, p: Publish, props: Properties | None) -> Message:
+        now = self.registry.clock()
+        m = Message(topic, p.payload, p.qos, p.retain, origin_protocol=PROTOCOL,
+                    origin_client=self.client_id, timestamp=now)
+        if props is not None:
+            if props.message_expiry_interval is not None:
+                m.expires_at = now + props.message_expiry_interval
+            m.content_type = props.content_type
+            m.correlation_data = props.correlation_data
+            m.response_topic = props.response_topic
+            m.payload_format = props.payload_format_indicator
+            if props.user_properties:
+                m.user_properties = list(props.user_properties)
+        return m
+
+    def _ack(self, cls: type, pid: int, code: int) -> None:
+        if code and self.version == MQTT_5:
+            props = None
+            if self.problem_info and code >= 0x80:
+                props = Properties(reason_string=_REASONS.get(code, "refused"))
+            data = encode(cls(pid, code, props), MQTT_5)
+        else:
+            data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+        if self.registry.durable:
+            self.held += data
+            self.held_count += 1
+        else:
+            self.out += data
+
+    # -- acks of our PUBLISHes -----------------------------------------------------------
+
+    def _on_puback(self, p: Puback) -> None:
+        self.session.acked(p.packet_id, 1)  # type: ignore[union-attr]
+
+    def _on_pubcomp(self, p: Pubcomp) -> None:
+        self.session.acked(p.packet_id, 2)  # type: ignore[union-attr]
+
+    def _on_pubrec(self, p: Pubrec) -> None:
+        due = self.session.received(p.packet_id, p.reason_code >= 0x80)  # type: ignore[union-attr]
+        if due is None:
+            if self.version == MQTT_5:
+                self.out += encode(Pubrel(p.packet_id, 0x92), MQTT_5)
+            else:
+                self.write_pubrel(p.packet_id)
+        elif due:
+            self.write_pubrel(p.packet_id)
+
+    def _on_pubrel(self, p: Pubrel) -> None:
+        known, message = self.session.release_inbound(p.packet_id)  # type: ignore[union-attr]
+        if message is not None:
+            self.registry.context.publish(message)
+        if known or self.version < MQTT_5:
+            self.out += b"\x70\x02" + p.packet_id.to_bytes(2, "big")
+        else:
+            self.out += encode(Pubcomp(p.packet_id, 0x92), MQTT_5)
+
+    # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
+
+    def _on_subscribe(self, p: Subscribe) -> Any:
+        cfg = self.cfg
+        v5 = self.version == MQTT_5
+        sub_id = None
+        if p.properties is not None and p.properties.subscription_identifiers:
+            if not cfg.subscription_identifiers:
+                self._protocol_error(0xA1, "subscription identifiers not supported")
+                return None
+            sub_id = p.properties.subscription_identifiers[0]
+        plan: list[tuple[str, SubscriptionOptions | None, int]] = []
+        for topic_filter, o in p.subscriptions:
+            code = 0
+            shared = topic_filter.startswith("$share/")
+            try:
+                validate_topic_filter(topic_filter)
+            except TopicError:
+                code = 0x8F
+            if not code and shared:
+                if not cfg.shared_subscriptions:
+                    code = 0x9E
+                elif o.no_local:
+                    self._protocol_error(0x82, "No Local on a shared subscription")
+                    return None
+            if not code and not cfg.wildcard_subscriptions and (
+                "+" in topic_filter or "#" in topic_filter
+            ):
+                code = 0xA2
+            if not code:
+                allowed = self._authorized("subscribe", topic_filter)
+                if allowed is None:
+                    return _SUSPEND
+                if not allowed:
+                    code = 0x87
+            if code:
+                plan.append((topic_filter, None, code))
+                continue
+            granted = min(o.qos, cfg.max_qos)
+            plan.append((topic_filter, SubscriptionOptions(
+                granted, o.no_local, o.retain_as_published, o.retain_handling, sub_id), granted))
+        registry = self.registry
+        session = self.session
+        assert session is not None
+        router = registry.router
+        events = registry.events
+        codes = []
+        retained: list[tuple[Message, int, tuple[int, ...]]] = []
+        for topic_filter, options, code in plan:
+            codes.append(code)
+            if options is None:
+                if code == 0x87:
+                    registry.stats.authz_denied += 1
+                continue
+            new = router.subscribe(session, topic_filter, options)
+            if new:
+                registry.stats.subscriptions += 1
+            session.set_subscription(topic_filter, options)
+            events.client_subscribed(PROTOCOL, self.client_id, topic_filter, options)
+            rh = options.retain_handling
+            if not topic_filter.startswith("$share/") and (rh == 0 or (rh == 1 and new)):
+                ids = (sub_id,) if sub_id is not None else ()
+                for m in router.retained_for(topic_filter):
+                    retained.append((m, options.qos, ids))
+        props = None
+        if v5 and self.problem_info and any(c >= 0x80 for c in codes):
+            props = Properties(reason_string="some subscriptions were refused")
+        self.out += encode(Suback(p.packet_id, tuple(codes), props), self.version)
+        for m, qos, ids in retained:
+            session.deliver(m, Delivery(qos, True, ids))
+        return None
+
+    def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        registry = self.registry
+        session = self.session
+        assert session is not None
+        codes = []
+        for topic_filter in p.topic_filters:
+            if registry.router.unsubscribe(session, topic_filter):
+                registry.stats.subscriptions -= 1
+                session.remove_subscription(topic_filter)
+                registry.events.client_unsubscribed(PROTOCOL, self.client_id, topic_filter)
+                codes.append(0)
+            else:
+                codes.append(0x11)
+        self.out += encode(Unsuback(p.packet_id, tuple(codes)), self.version)
+
+    # -- the rest ------------------------------------------------------------------------
+
+    def _on_pingreq(self, p: Pingreq) -> None:
+        self.out += _PINGRESP
+
+    def _on_disconnect(self, p: Disconnect) -> None:
+        keep_will = False
+        if self.version == MQTT_5:
+            props = p.properties
+            if props is not None and props.session_expiry_interval is not None:
+                if self.session is None:
+                    pass
+                elif self.expiry == 0 and props.session_expiry_interval != 0:
+                    self._protocol_error(0x82, "session expiry was 0 at CONNECT")
+                    return
+                else:
+                    self.expiry = min(props.session_expiry_interval, self.cfg.max_session_expiry)
+                    self.registry.set_expiry(self.session, self.expiry)
+            keep_will = p.reason_code == 0x04
+        if not keep_will:
+            self.will = None
+        self.close("client disconnected" + (" with will" if keep_will else ""), will=keep_will)
+
+    def _on_auth(self, p: Auth) -> None:
+        props = p.properties
+        method = props.authentication_method if props is not None else None
+        if self.auth_method is None or method != self.auth_method:
+            self._protocol_error(0x82, "AUTH without the CONNECT's authentication method")
+            return
+        data = (props.authentication_data if props is not None else None) or b""
+        if self.phase is Phase.AUTHENTICATING or self.reauth:
+            if p.reason_code != 0x18 or self.enhanced is None:
+                self._protocol_error(0x82, "unexpected AUTH reason code")
+                return
+            self.waiting = ("enhanced", data)
+            return
+        if p.reason_code != 0x19:
+            self._protocol_error(0x82, "AUTH must start with Re-authenticate (0x19)")
+            return
+        enhanced = self.registry.auth.start_enhanced(
+            method, self.client_id, protocol=PROTOCOL, remote=self.remote,
+            tls_identity=self.tls_identity)
+        if enhanced is None:
+            self._protocol_error(0x8C, "authentication method no longer available", count=False)
+            return
+        self.enhanced = enhanced
+        self.reauth = True
+        self.waiting = ("enhanced", data)
+
+    # -- output: used by the session -----------------------------------------------------
+
+    def has_room(self) -> bool:
+        return not self.paused and len(self.out) < self.out_limit
+
+    def write_pubrel(self, pid: int) -> None:
+        self.out += b"\x62\x02" + pid.to_bytes(2, "big")
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self.flush_pending and self.wakeup is not None:
+            self.flush_pending = True
+            self.wakeup(self)
+
+    def write_publish(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...],
+                      pid: int | None = None, dup: bool = False) -> bool:
+        """Append one PUBLISH; False (and counted as dropped) when it would exceed the
+        client's Maximum Packet Size."""
+        enc = message.encoded
+        if enc is None:
+            enc = message.encoded = {}
+        if self.version < MQTT_5:
+            key: tuple = (4, qos, retain)
+            tmpl = enc.get(key)
+            if tmpl is None:
+                tmpl = enc[key] = PublishTemplate(message.topic, message.payload, qos, retain)
+            alias_new = None
+        else:
+            tmpl, alias_new = self._template_v5(message, enc, qos, retain, ids)
+        data = tmpl.data
+        if self.max_out_packet and len(data) > self.max_out_packet:
+            self.registry.stats.messages_dropped += 1
+            if self.registry.events.on_dropped:
+                self.registry.events.message_dropped(message, PROTOCOL, self.client_id,
+                                                     "larger than client's maximum packet size")
+            return False
+        if alias_new is not None:
+            self.out_aliases[message.topic] = alias_new  # type: ignore[index]
+        out = self.out
+        pos = len(out)
+        out += data
+        if qos:
+            off = pos + tmpl.offset
+            out[off] = pid >> 8  # type: ignore[operator]
+            out[off + 1] = pid & 0xFF  # type: ignore[operator]
+            if dup:
+                out[pos] |= 0x08
+        stats = self.registry.stats
+        stats.messages_sent += 1
+        stats.publish_sent += 1
+        if qos == 0 and self.registry.events.on_delivered:
+            self.registry.events.message_delivered(message, PROTOCOL, self.client_id)
+        if not self.flush_pending and self.wakeup is not None:
+            self.flush_pending = True
+            self.wakeup(self)
+        return True
+
+    def _template_v5(self, message: Message, enc: dict, qos: int, retain: bool,
+                     ids: tuple[int, ...]) -> tuple[PublishTemplate, int | None]:
+        expiry = None
+        if message.expires_at is not None:
+            expiry = message.remaining_expiry(self.registry.clock())
+        topic = message.topic
+        alias = alias_new = None
+        aliases = self.out_aliases
+        if aliases is not None:
+            alias = aliases.get(topic)
+            if alias is None and len(aliases) < self.alias_max_out:
+                alias = alias_new = len(aliases) + 1
+        key = (5, qos, retain, ids, expiry, alias, alias_new is not None)
+        tmpl = enc.get(key)
+        if tmpl is None:
+            props = None
+            if (ids or expiry is not None or alias is not None or message.user_properties
+                    or message.content_type is not None or message.response_topic is not None
+                    or message.correlation_data is not None
+                    or message.payload_format is not None):
+                props = Properties(
+                    payload_format_indicator=message.payload_format,
+                    message_expiry_interval=expiry,
+                    content_type=message.content_type,
+                    response_topic=message.response_topic,
+                    correlation_data=message.correlation_data,
+                    subscription_identifiers=ids,
+                    topic_alias=alias,
+                    user_properties=tuple(message.user_properties or ()),
+                )
+            name = "" if alias is not None and alias_new is None else topic
+            tmpl = enc[key] = PublishTemplate(name, message.payload, qos, retain, props, MQTT_5)
+        return tmpl, alias_new
+
+
+def _utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_REASONS = {
+    0x87: "not authorized",
+    0x99: "payload is not valid UTF-8",
+}
+
+_HANDLERS: dict[type, Any] = {
+    Connect: Connection._on_connect,
+    Publish: Connection._on_publish,
+    Puback: Connection._on_puback,
+    Pubrec: Connection._on_pubrec,
+    Pubrel: Connection._on_pubrel,
+    Pubcomp: Connection._on_pubcomp,
+    Subscribe: Connection._on_subscribe,
+    Unsubscribe: Connection._on_unsubscribe,
+    Pingreq: Connection._on_pingreq,
+    Disconnect: Connection._on_disconnect,
+    Auth: Connection._on_auth,
+}

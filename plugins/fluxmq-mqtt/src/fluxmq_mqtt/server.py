@@ -1,0 +1,282 @@
+"""The asyncio adapter: binds the sans-IO connection to core transports and services.
+
+:class:`MQTTServer` owns the :class:`~fluxmq_mqtt.sessions.SessionRegistry`, the
+listeners' protocol factory and the write coalescing: a connection's own answers are
+written once per ``data_received`` chunk, and deliveries into *other* connections
+mark them dirty so that one ``loop.call_soon`` per loop tick flushes each of them
+once. :class:`MQTTProtocol` is the ``asyncio.Protocol`` of one connection: chunks in,
+the connect timeout, keep-alive (one lazily re-armed timer per connection, not one
+per packet), transport backpressure (``pause_writing`` stops deliveries into it;
+``resume_writing`` pumps its session queue) and the awaits the sans-IO layer asks for
+(login, ACL cache misses, enhanced-auth steps, the store sync before acks).
+
+What it does not do: MQTT rules. Everything a packet means is decided in
+``connection.py``, ``session.py`` and ``sessions.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.auth import AuthError
+from fluxmq_core.transport import peer_identity, peer_name
+
+from fluxmq_mqtt.connection import Connection
+from fluxmq_mqtt.sessions import SessionRegistry
+from fluxmq_mqtt.state import Phase
+
+if TYPE_CHECKING:
+    from fluxmq_core.context import BrokerContext
+
+    from fluxmq_mqtt.config import MQTTConfig
+
+__all__ = ["LoopScheduler", "MQTTProtocol", "MQTTServer"]
+
+log = logging.getLogger("fluxmq.mqtt")
+
+
+class LoopScheduler:
+    """The registry's timers on the running event loop."""
+
+    __slots__ = ()
+
+    def call_later(self, delay: float, fn: Any, *args: Any) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(max(0.0, delay), fn, *args)
+
+    def cancel(self, handle: asyncio.TimerHandle) -> None:
+        handle.cancel()
+
+
+class MQTTServer:
+    """One per broker: the registry, the dirty-connection flusher, start and stop."""
+
+    def __init__(self, context: BrokerContext, cfg: MQTTConfig) -> None:
+        self.context = context
+        self.cfg = cfg
+        self.registry = SessionRegistry(context, cfg, LoopScheduler())
+        self.protocols: set[MQTTProtocol] = set()
+        self._dirty: list[MQTTProtocol] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def protocol_factory(self) -> MQTTProtocol:
+        return MQTTProtocol(self)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.registry.restore()
+
+    async def stop(self) -> None:
+        self.registry.shutdown()
+        self.flush_dirty()
+        for proto in list(self.protocols):
+            proto.flush()
+            if proto.transport is not None:
+                proto.transport.close()
+        await self.context.store.sync()
+
+    # -- write coalescing ----------------------------------------------------------------
+
+    def mark_dirty(self, proto: MQTTProtocol) -> None:
+        self._dirty.append(proto)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_soon(self.flush_dirty)
+
+    def flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        for proto in dirty:
+            proto.flush()
+
+
+class MQTTProtocol(asyncio.Protocol):
+    """One MQTT network connection on the event loop."""
+
+    # No __slots__: the core wraps connection_made/lost on the instance.
+
+    def __init__(self, server: MQTTServer) -> None:
+        self.server = server
+        self.conn: Connection | None = None
+        self.transport: asyncio.Transport | None = None
+        self._ka_timer: asyncio.TimerHandle | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ack_chain: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        server.protocols.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.transport.set_write_buffer_limits(high=server.cfg.outbound_buffer)  # type: ignore[union-attr]
+        conn = self.conn = Connection(server.registry, peer_name(transport),
+                                      peer_identity(transport))
+        conn.wakeup = self._wakeup
+        conn.last_seen = self._loop.time()
+        self._connect_timer = self._loop.call_later(server.cfg.connect_timeout,
+                                                    self._connect_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.server.context.stats.bytes_received += len(data)
+        conn.last_seen = self._loop.time()
+        conn.receive(data)
+        self._after()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.protocols.discard(self)
+        for timer in (self._ka_timer, self._connect_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.lost()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.paused = True
+
+    def resume_writing(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.paused = False
+            if conn.session is not None:
+                conn.session.pump()
+                self.flush()
+
+    # -- after each step -----------------------------------------------------------------
+
+    def _wakeup(self, conn: Connection) -> None:
+        self.server.mark_dirty(self)
+
+    def _after(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        if conn.held:
+            self._hold_acks()
+        if conn.waiting is not None and (self._task is None or self._task.done()):
+            self._task = self._loop.create_task(self._resolve())
+        self.flush()
+        if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
+            self._connect_done()
+
+    def flush(self) -> None:
+        conn = self.conn
+        transport = self.transport
+        if conn is None:
+            return
+        conn.flush_pending = False
+        if transport is None:
+            conn.out.clear()
+            return
+        out = conn.out
+        if out:
+            conn.out = bytearray()
+            self.server.context.stats.bytes_sent += len(out)
+            transport.write(out)
+        if conn.closing and not transport.is_closing():
+            transport.close()
+
+    def _hold_acks(self) -> None:
+        """Durable store: acks of this chunk go out after one ``store.sync()``."""
+        conn = self.conn
+        assert conn is not None
+        data = bytes(conn.held)
+        count = conn.held_count
+        conn.held.clear()
+        previous = self._ack_chain
+
+        async def release() -> None:
+            if previous is not None:
+                await previous
+            await self.server.context.store.sync()
+            conn.held_count -= count
+            if self.transport is not None and conn.phase is not Phase.CLOSED:
+                conn.out += data
+                self.flush()
+
+        self._ack_chain = self._loop.create_task(release())
+
+    async def _resolve(self) -> None:
+        """Await what the connection is waiting for and feed the answers back."""
+        conn = self.conn
+        assert conn is not None
+        auth = self.server.context.auth
+        try:
+            while conn.waiting is not None and self.transport is not None:
+                waiting = conn.waiting
+                kind = waiting[0]
+                if kind == "auth":
+                    conn.auth_done(await auth.authenticate(waiting[1]))
+                elif kind == "authorize":
+                    _, action, topic = waiting
+                    decision = await auth.authorize(conn.client_id, conn.username, action, topic)
+                    conn.answer(action, topic, decision)
+                elif kind == "enhanced":
+                    try:
+                        status, out = await conn.enhanced.step(waiting[1])
+                    except AuthError as exc:
+                        conn.enhanced_failed(exc.reason)
+                    else:
+                        conn.enhanced_done(str(status), out)
+                else:  # pragma: no cover - a bug
+                    raise RuntimeError(f"unknown wait {waiting!r}")
+                if conn.held:
+                    self._hold_acks()
+                self.flush()
+                if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
+                    self._connect_done()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("MQTT connection %r failed while waiting", conn)
+            conn.close("internal error")
+            self.flush()
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._connect_timer = None
+        conn = self.conn
+        if conn is not None and conn.phase in (Phase.AWAIT_CONNECT, Phase.AUTHENTICATING):
+            conn.close("connect timeout", will=False)
+            self.flush()
+
+    def _connect_done(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        conn = self.conn
+        assert conn is not None
+        self._ka_timer = self._loop.call_later(conn.keepalive * 1.5, self._keepalive_check)
+
+    def _keepalive_check(self) -> None:
+        conn = self.conn
+        if conn is None or self.transport is None:
+            return
+        limit = conn.keepalive * 1.5
+        idle = self._loop.time() - conn.last_seen
+        if idle >= limit:
+            self._ka_timer = None
+            conn.kick(0x8D, "keep alive timeout")
+            self.flush()
+            return
+        self._ka_timer = self._loop.call_later(limit - idle, self._keepalive_check)

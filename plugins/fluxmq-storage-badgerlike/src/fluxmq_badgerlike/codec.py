@@ -1,0 +1,216 @@
+"""Value encoding: records and messages as compact, tagged binary.
+
+Records crossing the storage interface are trees of ``None``, ``bool``, ``int``,
+``float``, ``str``, ``bytes``, lists and ``str``-keyed dicts. JSON cannot hold
+bytes without an escape convention that a user's own keys could collide with,
+``marshal`` is not promised to be stable across Python versions and ``pickle``
+executes code on load; so values are written in a small self-describing format of
+our own, stable by construction and documented in ``docs/storage.md``:
+
+====  =====================================================================
+tag   value
+====  =====================================================================
+``N`` ``None``
+``T`` ``True``            ``F`` ``False``
+``i`` int, 8 bytes little-endian signed (``I``: u32 length + two's complement
+      little-endian bytes, for ints beyond 64 bits)
+``d`` float, IEEE 754 double little-endian
+``s`` str: u32 length + UTF-8          ``b`` bytes: u32 length + raw
+``l`` list: u32 count + values         ``m`` dict: u32 count + (str key, value)
+====  =====================================================================
+
+A :class:`~fluxmq_core.message.Message` is a version byte (``1``) followed by the
+list of its fields in a fixed order (:data:`MESSAGE_FIELDS`). Decoding rebuilds
+fresh objects, so nothing read out shares state with anything stored.
+
+What this module deliberately does not do: framing, CRCs or compression; those
+belong to the log files.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from fluxmq_core.message import Message
+
+_Q = struct.Struct("<q")
+_D = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+MESSAGE_VERSION = 1
+MESSAGE_FIELDS = (
+    "topic", "payload", "qos", "retain", "properties", "user_properties", "content_type",
+    "correlation_data", "response_topic", "payload_format", "expires_at", "origin_protocol",
+    "origin_client", "timestamp",
+)  # fmt: skip
+
+
+def _enc(value: Any, out: list[bytes], where: str) -> None:
+    t = type(value)
+    if t is str:
+        b = value.encode()
+        out.append(b"s" + _U32.pack(len(b)))
+        out.append(b)
+    elif t is bytes:
+        out.append(b"b" + _U32.pack(len(value)))
+        out.append(value)
+    elif value is None:
+        out.append(b"N")
+    elif t is bool:
+        out.append(b"T" if value else b"F")
+    elif t is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            out.append(b"i" + _Q.pack(value))
+        else:
+            raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+            out.append(b"I" + _U32.pack(len(raw)))
+            out.append(raw)
+    elif t is float:
+        out.append(b"d" + _D.pack(value))
+    elif t is dict:
+        out.append(b"m" + _U32.pack(len(value)))
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TypeError(f"{where}: keys must be str, got {k!r}")
+            kb = k.encode()
+            out.append(_U32.pack(len(kb)))
+            out.append(kb)
+            _enc(v, out, where)
+    elif t is list or t is tuple:
+        out.append(b"l" + _U32.pack(len(value)))
+        for v in value:
+            _enc(v, out, where)
+    elif isinstance(value, (bytearray, memoryview)):
+        _enc(bytes(value), out, where)
+    elif isinstance(value, bool):  # pragma: no cover - bool subclasses do not exist
+        out.append(b"T" if value else b"F")
+    elif isinstance(value, int):
+        _enc(int(value), out, where)
+    elif isinstance(value, float):
+        _enc(float(value), out, where)
+    elif isinstance(value, str):
+        _enc(str(value), out, where)
+    else:
+        raise TypeError(
+            f"{where}: {type(value).__name__} is not storable "
+            "(use None, bool, int, float, str, bytes, list or dict)"
+        )
+
+
+def encode_value(value: Any, where: str = "record") -> bytes:
+    """Encode one storable value; ``TypeError`` names what is not storable."""
+    out: list[bytes] = []
+    _enc(value, out, where)
+    return b"".join(out)
+
+
+def _dec(buf: bytes, i: int) -> tuple[Any, int]:
+    tag = buf[i]
+    i += 1
+    if tag == 0x73:  # s
+        (n,) = _U32.unpack_from(buf, i)
+        i += 4
+        return buf[i : i + n].decode(), i + n
+    if tag == 0x62:  # b
+        (n,) = _U32.unpack_from(buf, i)
+        i += 4
+        return bytes(buf[i : i + n]), i + n
+    if tag == 0x69:  # i
+        return _Q.unpack_from(buf, i)[0], i + 8
+    if tag == 0x4E:  # N
+        return None, i
+    if tag == 0x54:  # T
+        return True, i
+    if tag == 0x46:  # F
+        return False, i
+    if tag == 0x64:  # d
+        return _D.unpack_from(buf, i)[0], i + 8
+    if tag == 0x6D:  # m
+        (n,) = _U32.unpack_from(buf, i)
+        i += 4
+        d = {}
+        for _ in range(n):
+            (kn,) = _U32.unpack_from(buf, i)
+            i += 4
+            k = buf[i : i + kn].decode()
+            i += kn
+            d[k], i = _dec(buf, i)
+        return d, i
+    if tag == 0x6C:  # l
+        (n,) = _U32.unpack_from(buf, i)
+        i += 4
+        items = []
+        for _ in range(n):
+            v, i = _dec(buf, i)
+            items.append(v)
+        return items, i
+    if tag == 0x49:  # I
+        (n,) = _U32.unpack_from(buf, i)
+        i += 4
+        return int.from_bytes(buf[i : i + n], "little", signed=True), i + n
+    raise ValueError(f"unknown value tag {tag:#x} at byte {i - 1}")
+
+
+def decode_value(buf: bytes) -> Any:
+    """Decode what :func:`encode_value` wrote; ``ValueError`` on garbage."""
+    try:
+        value, end = _dec(buf, 0)
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"undecodable value: {exc}") from None
+    if end != len(buf):
+        raise ValueError(f"undecodable value: {len(buf) - end} trailing bytes")
+    return value
+
+
+_MESSAGE_PREFIX = bytes([MESSAGE_VERSION]) + b"l" + _U32.pack(len(MESSAGE_FIELDS))
+
+
+def encode_message(m: Message) -> bytes:
+    """A message as version byte + its fields in :data:`MESSAGE_FIELDS` order.
+
+    Byte-for-byte what ``encode_value`` would write for the field list, with the
+    common scalar cases inlined: this runs once per stored message."""
+    up = m.user_properties
+    out: list[bytes] = [_MESSAGE_PREFIX]
+    append = out.append
+    for v in (
+        m.topic, m.payload, m.qos, m.retain, m.properties,
+        None if up is None else [[k, v] for k, v in up],
+        m.content_type, m.correlation_data, m.response_topic, m.payload_format,
+        m.expires_at, m.origin_protocol, m.origin_client, m.timestamp,
+    ):  # fmt: skip
+        t = type(v)
+        if v is None:
+            append(b"N")
+        elif t is str:
+            b = v.encode()
+            append(b"s" + _U32.pack(len(b)))
+            append(b)
+        elif t is bytes:
+            append(b"b" + _U32.pack(len(v)))
+            append(v)
+        elif t is bool:
+            append(b"T" if v else b"F")
+        elif t is int and _INT64_MIN <= v <= _INT64_MAX:
+            append(b"i" + _Q.pack(v))
+        elif t is float:
+            append(b"d" + _D.pack(v))
+        else:
+            _enc(v, out, "message")
+    return b"".join(out)
+
+
+def decode_message(buf: bytes) -> Message:
+    if not buf or buf[0] != MESSAGE_VERSION:
+        raise ValueError("not an encoded message (bad version byte)")
+    f = decode_value(buf[1:])
+    up = f[5]
+    return Message(
+        f[0], f[1], f[2], f[3],
+        properties=f[4],
+        user_properties=None if up is None else [(k, v) for k, v in up],
+        content_type=f[6], correlation_data=f[7], response_topic=f[8], payload_format=f[9],
+        expires_at=f[10], origin_protocol=f[11], origin_client=f[12], timestamp=f[13],
+    )  # fmt: skip

@@ -1,0 +1,586 @@
+"""``BadgerlikeQueueLog``: per-queue segment files plus a small KV engine.
+
+Layout under ``<data_dir>/queues/``::
+
+    meta/                          an Engine: queue configs, groups, PEL, first offsets
+    <queue id:08d>/<base:020d>.seg records of one queue, offsets base, base+1, ...
+    <queue id:08d>/<base:020d>.idx sparse index of a sealed segment (+ CRC)
+
+A queue record is ``crc u32 | magic u8 | type u8 | flags u16 | body_len u32 |
+offset u64 | timestamp f64 | payload_len u32 | body`` (32 header bytes; the body is
+the encoded message; the CRC covers everything after itself). Queues get numeric
+ids (never reused) so that any queue name is safe on any file system and deleting
+then re-creating a name starts a fresh directory.
+
+**Sparse index.** Every ``index_interval`` records a segment keeps one entry:
+the block's first offset, its file position, the largest timestamp in the block
+and the block's payload bytes. ``read`` bisects to the block and scans forward;
+``offset_for_time`` skips blocks whose largest timestamp is below the target (a
+largest-timestamp index stays correct when publishers' clocks are not monotonic,
+where a plain timestamp -> offset index would not); ``truncate_before`` subtracts
+whole blocks' payload bytes and scans at most two partial blocks. The entries of a
+sealed segment are written to its ``.idx`` file, so start-up scans only each
+queue's last segment (and any segment whose ``.idx`` is missing or corrupt).
+
+**Retention** deletes whole segments below the first retained offset (never the
+last one, which keeps ``next_offset`` derivable) and records that offset under
+``qf/<id>``; records below it that share a segment are skipped on read.
+
+Meta keys: ``qid`` (next queue id), ``qc/<name>`` ({id, config}), ``qf/<id>``
+(first offset), ``qg/<id>/<group>`` (committed offset), ``qp/<id>/<group>/<offset:020d>``
+([consumer, deadline, delivery count]); names are %-escaped as in the store.
+Groups and the PEL are also kept in memory: they are written through, read from
+memory.
+
+What it deliberately does not do: apply retention, expiry or dead-lettering on
+its own. The queue manager decides; the log records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from fluxmq_core.message import Message
+from fluxmq_core.storage.base import PendingEntry, QueueLog, StorageOptions, UnknownQueueError
+
+from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
+from fluxmq_badgerlike.engine import Engine, EngineOptions
+from fluxmq_badgerlike.errors import StorageCorruptionError
+from fluxmq_badgerlike.framing import MAGIC, scan_segment
+from fluxmq_badgerlike.store import esc, unesc
+from fluxmq_badgerlike.writer import FileHandle, GroupWriter, fsync_dir
+
+log = logging.getLogger("fluxmq.storage.badgerlike")
+
+REC, PAD = 1, 3
+QHEADER = struct.Struct("<IBBHIQdI")  # crc, magic, type, flags, body_len, offset, timestamp, payload_len
+QHEADER_SIZE = QHEADER.size  # 32
+_QBODY = struct.Struct("<BBHIQdI")
+_IDX_MAGIC = b"FLXIDX01"
+_IDX_HEAD = struct.Struct("<QQQI")  # base, next, file size, entries
+_IDX_ENTRY = struct.Struct("<QQdQ")  # first offset, position, max timestamp, payload bytes
+_READ_CHUNK = 64 * 1024
+
+
+def parse_q(view: memoryview, i: int, n: int) -> int:
+    if n - i < QHEADER_SIZE:
+        return -1
+    crc, magic, rtype, _f, blen, _o, _t, _p = QHEADER.unpack_from(view, i)
+    if magic != MAGIC or rtype not in (REC, PAD):
+        return -1
+    end = i + QHEADER_SIZE + blen
+    if end > n or zlib.crc32(view[i + 4 : end]) != crc:
+        return -1
+    return end
+
+
+def q_pad(length: int) -> bytes | None:
+    if length < QHEADER_SIZE:
+        return None
+    body = _QBODY.pack(MAGIC, PAD, 0, length - QHEADER_SIZE, 0, 0.0, 0) + bytes(length - QHEADER_SIZE)
+    return struct.pack("<I", zlib.crc32(body)) + body
+
+
+class _Seg:
+    """One segment file and its sparse index (parallel lists, one entry a block)."""
+
+    __slots__ = ("base", "handle", "maxts", "next", "offs", "pbytes", "poss")
+
+    def __init__(self, base: int, handle: FileHandle) -> None:
+        self.base = base
+        self.next = base
+        self.handle = handle
+        self.offs: list[int] = []
+        self.poss: list[int] = []
+        self.maxts: list[float] = []
+        self.pbytes: list[int] = []
+
+    def add(self, offset: int, pos: int, ts: float, plen: int, interval: int) -> None:
+        if (offset - self.base) % interval == 0 or not self.offs:
+            self.offs.append(offset)
+            self.poss.append(pos)
+            self.maxts.append(ts)
+            self.pbytes.append(plen)
+        else:
+            if ts > self.maxts[-1]:
+                self.maxts[-1] = ts
+            self.pbytes[-1] += plen
+        self.next = offset + 1
+
+    def block_end(self, k: int) -> int:
+        return self.offs[k + 1] if k + 1 < len(self.offs) else self.next
+
+    def records(self, pos: int, stop_offset: int | None = None) -> Iterator[tuple[int, float, int, bytes]]:
+        """``(offset, timestamp, payload_len, body)`` from file position ``pos``."""
+        h = self.handle
+        buf, bpos = b"", pos
+        while pos < h.size:
+            i = pos - bpos
+            if len(buf) - i < QHEADER_SIZE:
+                buf, bpos, i = h.pread(pos, _READ_CHUNK), pos, 0
+            crc, magic, rtype, _f, blen, off, ts, plen = QHEADER.unpack_from(buf, i)
+            end = i + QHEADER_SIZE + blen
+            if end > len(buf):
+                buf, bpos, i = h.pread(pos, max(_READ_CHUNK, QHEADER_SIZE + blen)), pos, 0
+                end = QHEADER_SIZE + blen
+            if magic != MAGIC or end > len(buf) or zlib.crc32(memoryview(buf)[i + 4 : end]) != crc:
+                raise StorageCorruptionError(h.path, pos, "queue record failed its CRC check on read")
+            pos += end - i
+            if rtype != REC:
+                continue
+            if stop_offset is not None and off >= stop_offset:
+                return
+            yield off, ts, plen, buf[i + QHEADER_SIZE : end]
+
+
+class _Queue:
+    __slots__ = ("bytes", "config", "dir", "first", "groups", "id", "name", "next", "pel", "segs")
+
+    def __init__(self, name: str, qid: int, config: dict[str, Any], directory: str) -> None:
+        self.name = name
+        self.id = qid
+        self.config = config
+        self.dir = directory
+        self.segs: list[_Seg] = []
+        self.first = 0
+        self.next = 0
+        self.bytes = 0
+        self.groups: dict[str, int] = {}
+        self.pel: dict[str, dict[int, PendingEntry]] = {}
+
+
+class BadgerlikeQueueLog(QueueLog):
+    """Durable queue logs; see the module docstring for the layout."""
+
+    name = "badgerlike"
+    durable = True
+
+    def __init__(self, options: StorageOptions) -> None:
+        super().__init__(options)
+        self.opts = EngineOptions.from_extra(options.extra)
+        self.root = os.path.join(options.data_dir, "queues")
+        self.writer = GroupWriter(options.fsync, sync_interval=self.opts.sync_interval, name="queues")
+        self.meta = Engine(os.path.join(self.root, "meta"), options.fsync, self.opts, writer=self.writer)
+        self._queues: dict[str, _Queue] = {}
+        self._next_id = 1
+        self.recovery: dict[str, Any] = {"truncated_bytes": 0, "repaired": [], "scanned_segments": 0}
+
+    def _q(self, name: str) -> _Queue:
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise UnknownQueueError(name) from None
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.meta.open()
+        try:
+            self._load_meta()
+            await asyncio.to_thread(self._recover_all)
+        except BaseException:
+            await self.meta.close()
+            raise
+
+    def _load_meta(self) -> None:
+        meta = self.meta
+        firsts: dict[int, int] = {}
+        groups: list[tuple[int, str, int]] = []
+        pels: list[tuple[int, str, int, list[Any]]] = []
+        by_id: dict[int, _Queue] = {}
+        for key in meta.keys():
+            kind, _, rest = key.partition("/")
+            if kind == "qid":
+                self._next_id = max(self._next_id, decode_value(meta.get(key)))  # type: ignore[arg-type]
+            elif kind == "qc":
+                rec = decode_value(meta.get(key))  # type: ignore[arg-type]
+                name = unesc(rest)
+                q = _Queue(name, rec["id"], rec["config"], os.path.join(self.root, f"{rec['id']:08d}"))
+                self._queues[name] = by_id[q.id] = q
+                self._next_id = max(self._next_id, q.id + 1)
+            elif kind == "qf":
+                firsts[int(rest)] = decode_value(meta.get(key))  # type: ignore[arg-type]
+            elif kind == "qg":
+                qid, _, g = rest.partition("/")
+                groups.append((int(qid), unesc(g), decode_value(meta.get(key))))  # type: ignore[arg-type]
+            elif kind == "qp":
+                qid, _, tail = rest.partition("/")
+                g, _, off = tail.rpartition("/")
+                pels.append((int(qid), unesc(g), int(off), decode_value(meta.get(key))))  # type: ignore[arg-type]
+        for qid, first in firsts.items():
+            if qid in by_id:
+                by_id[qid].first = first
+        for qid, g, off in groups:
+            if qid in by_id:
+                by_id[qid].groups[g] = off
+        for qid, g, off, (consumer, deadline, count) in pels:
+            if qid in by_id:
+                by_id[qid].pel.setdefault(g, {})[off] = PendingEntry(off, consumer, deadline, count)
+        for q in by_id.values():
+            for g in q.pel:
+                q.pel[g] = dict(sorted(q.pel[g].items()))
+
+    def _recover_all(self) -> None:
+        known = {f"{q.id:08d}" for q in self._queues.values()}
+        for entry in os.listdir(self.root):
+            if entry.isdigit() and entry not in known:  # a deleted queue's leftovers
+                shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
+        for q in self._queues.values():
+            os.makedirs(q.dir, exist_ok=True)
+            self._recover_queue(q)
+
+    def _recover_queue(self, q: _Queue) -> None:
+        bases = sorted(int(f[:-4]) for f in os.listdir(q.dir) if f.endswith(".seg") and f[:-4].isdigit())
+        sizes = {b: os.path.getsize(self._seg_path(q, b)) for b in bases}
+        first = q.first
+        for k, base in enumerate(bases):
+            seg = _Seg(base, FileHandle(self.writer, self._seg_path(q, base), create=False))
+            later = any(sizes[b] > 0 for b in bases[k + 1 :])
+            if not (later and self._load_idx(q, seg)):
+                torn = self._scan(q, seg, later)
+                q.segs.append(seg)
+                if torn:
+                    for b in bases[k + 1 :]:  # empty by construction
+                        os.unlink(self._seg_path(q, b))
+                    break
+            else:
+                q.segs.append(seg)
+        q.next = max(first, q.segs[-1].next if q.segs else 0)
+        if q.segs:
+            first = max(first, q.segs[0].base)
+        q.first = min(first, q.next)
+        # Segments wholly below the first retained offset (their deletion was lost).
+        while len(q.segs) > 1 and q.segs[0].next <= q.first:
+            seg = q.segs.pop(0)
+            seg.handle.close()
+            os.unlink(seg.handle.path)
+            with_idx = seg.handle.path[:-4] + ".idx"
+            if os.path.exists(with_idx):
+                os.unlink(with_idx)
+        q.bytes = self._payload_bytes(q, q.first, q.next)
+
+    def _scan(self, q: _Queue, seg: _Seg, later_has_data: bool) -> bool:
+        h = seg.handle
+        data = os.pread(h.fd, h.size, 0) if h.size else b""
+        interval = self.opts.index_interval
+
+        def apply(pos: int, n: int) -> None:
+            _c, _m, rtype, _f, _b, off, ts, plen = QHEADER.unpack_from(data, pos)
+            if rtype == REC:
+                if not seg.offs:
+                    seg.base = off
+                seg.add(off, pos, ts, plen, interval)
+
+        report = scan_segment(
+            h.path, data, 0, parse_q, apply,
+            later_has_data=later_has_data, repair=self.opts.repair, pad=q_pad, fd=h.fd,
+        )  # fmt: skip
+        self.recovery["scanned_segments"] += 1
+        for pos, n in report["repaired"]:
+            log.error("%s: skipped %d corrupt bytes at byte %d (repair is on; records lost)", h.path, n, pos)
+            self.recovery["repaired"].append((h.path, pos, n))
+        if report["truncate_at"] is None:
+            return False
+        log.warning(
+            "%s: torn tail: dropped %d bytes after byte %d (an incomplete or corrupt last "
+            "record, never acknowledged); %d valid records before it kept",
+            h.path, report["dropped"], report["truncate_at"], report["records"],
+        )
+        os.ftruncate(h.fd, report["truncate_at"])
+        os.fsync(h.fd)
+        h.size = h.written = report["truncate_at"]
+        self.recovery["truncated_bytes"] += report["dropped"]
+        return True
+
+    def _load_idx(self, q: _Queue, seg: _Seg) -> bool:
+        path = seg.handle.path[:-4] + ".idx"
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            if not data.startswith(_IDX_MAGIC) or len(data) < len(_IDX_MAGIC) + _IDX_HEAD.size + 4:
+                raise ValueError("not an index file")
+            if zlib.crc32(memoryview(data)[:-4]) != struct.unpack_from("<I", data, len(data) - 4)[0]:
+                raise ValueError("CRC mismatch")
+            i = len(_IDX_MAGIC)
+            base, nxt, size, count = _IDX_HEAD.unpack_from(data, i)
+            if base != seg.base or size != seg.handle.size:
+                raise ValueError("does not match its segment")
+            i += _IDX_HEAD.size
+            for _ in range(count):
+                off, pos, mts, pb = _IDX_ENTRY.unpack_from(data, i)
+                i += _IDX_ENTRY.size
+                seg.offs.append(off)
+                seg.poss.append(pos)
+                seg.maxts.append(mts)
+                seg.pbytes.append(pb)
+            seg.next = nxt
+            return True
+        except FileNotFoundError:
+            return False
+        except (ValueError, struct.error) as exc:
+            log.warning("%s ignored (%s); scanning its segment", path, exc)
+            seg.offs, seg.poss, seg.maxts, seg.pbytes = [], [], [], []
+            return False
+
+    async def close(self) -> None:
+        await self.meta.close()
+        await self.writer.close()
+        for q in self._queues.values():
+            for seg in q.segs:
+                seg.handle.close()
+
+    async def sync(self) -> None:
+        await self.writer.sync()
+
+    def stats(self) -> dict[str, int]:
+        qs = self._queues.values()
+        out = {
+            "queues": len(self._queues),
+            "messages": sum(q.next - q.first for q in qs),
+            "bytes": sum(q.bytes for q in qs),
+            "groups": sum(len(set(q.groups) | set(q.pel)) for q in qs),
+            "pending": sum(len(p) for q in qs for p in q.pel.values()),
+            "segments": sum(len(q.segs) for q in qs),
+            "fsyncs": self.writer.fsyncs,
+            "flushes": self.writer.flushes,
+        }
+        out.update({f"meta_{k}": v for k, v in self.meta.stats().items()})
+        return out
+
+    def _seg_path(self, q: _Queue, base: int) -> str:
+        return os.path.join(q.dir, f"{base:020d}.seg")
+
+    # --- queues -----------------------------------------------------------------
+
+    def create_queue(self, name: str, config: dict[str, Any]) -> None:
+        q = self._queues.get(name)
+        if q is None:
+            qid = self._next_id
+            self._next_id += 1
+            self.meta.put("qid", encode_value(self._next_id))
+            q = _Queue(name, qid, {}, os.path.join(self.root, f"{qid:08d}"))
+            os.makedirs(q.dir, exist_ok=True)
+            root = self.root
+            self.writer.call(lambda: fsync_dir(root))
+            self._queues[name] = q
+        value = encode_value({"id": q.id, "config": config}, "queue config")
+        q.config = decode_value(value)["config"]  # a stored copy, as it will read back
+        self.meta.put("qc/" + esc(name), value)
+
+    def delete_queue(self, name: str) -> None:
+        q = self._queues.pop(name, None)
+        if q is None:
+            return
+        meta = self.meta
+        meta.delete("qc/" + esc(name))
+        meta.delete(f"qf/{q.id}")
+        for g in q.groups:
+            meta.delete(f"qg/{q.id}/{esc(g)}")
+        for g, entries in q.pel.items():
+            for off in entries:
+                meta.delete(f"qp/{q.id}/{esc(g)}/{off:020d}")
+        handles = [s.handle for s in q.segs]
+        directory = q.dir
+
+        def remove() -> None:
+            for h in handles:
+                h.close()
+            shutil.rmtree(directory, ignore_errors=True)
+
+        self.writer.call(remove)
+
+    async def list_queues(self) -> dict[str, dict[str, Any]]:
+        return {name: decode_value(encode_value(q.config)) for name, q in self._queues.items()}
+
+    # --- records ----------------------------------------------------------------
+
+    def append(self, queue: str, message: Message) -> int:
+        return self._append(self._q(queue), message)
+
+    def append_many(self, queue: str, messages: Iterable[Message]) -> list[int]:
+        q = self._q(queue)
+        return [self._append(q, m) for m in messages]
+
+    def _append(self, q: _Queue, message: Message) -> int:
+        body = encode_message(message)
+        off = q.next
+        ts = float(message.timestamp)
+        plen = len(message.payload)
+        head = _QBODY.pack(MAGIC, REC, 0, len(body), off, ts, plen)
+        crc = zlib.crc32(body, zlib.crc32(head))
+        record = struct.pack("<I", crc) + head + body
+        seg = q.segs[-1] if q.segs else None
+        if seg is None or (seg.handle.size and seg.handle.size + len(record) > self.opts.segment_size):
+            seg = self._rotate(q, off)
+        pos = seg.handle.append(record)
+        seg.add(off, pos, ts, plen, self.opts.index_interval)
+        q.next = off + 1
+        q.bytes += plen
+        return off
+
+    def _rotate(self, q: _Queue, base: int) -> _Seg:
+        if q.segs:
+            old = q.segs[-1]
+            self.writer.fsync_file(old.handle)
+            self._write_idx_later(old)
+        seg = _Seg(base, FileHandle(self.writer, self._seg_path(q, base), create=True))
+        q.segs.append(seg)
+        return seg
+
+    def _write_idx_later(self, seg: _Seg) -> None:
+        parts = [_IDX_MAGIC, _IDX_HEAD.pack(seg.base, seg.next, seg.handle.size, len(seg.offs))]
+        for e in zip(seg.offs, seg.poss, seg.maxts, seg.pbytes, strict=True):
+            parts.append(_IDX_ENTRY.pack(*e))
+        body = b"".join(parts)
+        path = seg.handle.path[:-4] + ".idx"
+
+        def write() -> None:
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(body + struct.pack("<I", zlib.crc32(body)))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+        self.writer.call(write)
+
+    async def read(self, queue: str, offset: int, limit: int) -> list[tuple[int, Message]]:
+        q = self._q(queue)
+        start = max(offset, q.first)
+        out: list[tuple[int, Message]] = []
+        if limit <= 0 or start >= q.next:
+            return out
+        si = max(0, bisect.bisect_right([s.base for s in q.segs], start) - 1)
+        for seg in q.segs[si:]:
+            if seg.next <= start or not seg.offs:
+                continue
+            k = max(0, bisect.bisect_right(seg.offs, start) - 1)
+            for off, _ts, _pl, body in seg.records(seg.poss[k]):
+                if off < start:
+                    continue
+                out.append((off, decode_message(body)))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    def first_offset(self, queue: str) -> int:
+        return self._q(queue).first
+
+    def next_offset(self, queue: str) -> int:
+        return self._q(queue).next
+
+    async def offset_for_time(self, queue: str, timestamp: float) -> int:
+        q = self._q(queue)
+        for seg in q.segs:
+            if seg.next <= q.first:
+                continue
+            for k, mts in enumerate(seg.maxts):
+                if mts < timestamp or seg.block_end(k) <= q.first:
+                    continue
+                for off, ts, _pl, _b in seg.records(seg.poss[k], seg.block_end(k)):
+                    if off >= q.first and ts >= timestamp:
+                        return off
+        return q.next
+
+    def _payload_bytes(self, q: _Queue, lo: int, hi: int) -> int:
+        """Payload bytes of the records with offsets in ``[lo, hi)``."""
+        total = 0
+        for seg in q.segs:
+            if seg.next <= lo or seg.base >= hi:
+                continue
+            if seg.offs and seg.offs[0] >= lo and seg.next <= hi:
+                total += sum(seg.pbytes)
+                continue
+            for k, bstart in enumerate(seg.offs):
+                bend = seg.block_end(k)
+                if bend <= lo or bstart >= hi:
+                    continue
+                if bstart >= lo and bend <= hi:
+                    total += seg.pbytes[k]
+                else:
+                    total += sum(
+                        pl for off, _t, pl, _b in seg.records(seg.poss[k], bend) if lo <= off < hi
+                    )
+        return total
+
+    def truncate_before(self, queue: str, offset: int) -> int:
+        q = self._q(queue)
+        new_first = min(max(offset, q.first), q.next)
+        dropped = new_first - q.first
+        if dropped <= 0:
+            return 0
+        q.bytes -= self._payload_bytes(q, q.first, new_first)
+        q.first = new_first
+        self.meta.put(f"qf/{q.id}", encode_value(new_first))
+        while len(q.segs) > 1 and q.segs[0].next <= new_first:
+            seg = q.segs.pop(0)
+            h = seg.handle
+            idx = h.path[:-4] + ".idx"
+
+            def remove(h: FileHandle = h, idx: str = idx) -> None:
+                h.close()
+                for p in (h.path, idx):
+                    try:
+                        os.unlink(p)
+                    except FileNotFoundError:
+                        pass
+
+            self.writer.call(remove)
+        return dropped
+
+    def size_bytes(self, queue: str) -> int:
+        return self._q(queue).bytes
+
+    def length(self, queue: str) -> int:
+        q = self._q(queue)
+        return q.next - q.first
+
+    # --- consumer groups --------------------------------------------------------
+
+    def commit_offset(self, queue: str, group: str, offset: int) -> None:
+        q = self._q(queue)
+        q.groups[group] = int(offset)
+        self.meta.put(f"qg/{q.id}/{esc(group)}", encode_value(int(offset)))
+
+    async def committed_offset(self, queue: str, group: str) -> int | None:
+        return self._q(queue).groups.get(group)
+
+    async def list_groups(self, queue: str) -> list[str]:
+        q = self._q(queue)
+        return list(dict.fromkeys([*q.groups, *(g for g, p in q.pel.items() if p)]))
+
+    # --- pending-entry list -----------------------------------------------------
+
+    def pel_add(
+        self,
+        queue: str,
+        group: str,
+        offset: int,
+        consumer: str,
+        deadline: float,
+        delivery_count: int,
+    ) -> None:
+        q = self._q(queue)
+        entry = PendingEntry(int(offset), consumer, float(deadline), int(delivery_count))
+        q.pel.setdefault(group, {})[entry.offset] = entry
+        value = encode_value([consumer, entry.deadline, entry.delivery_count])
+        self.meta.put(f"qp/{q.id}/{esc(group)}/{entry.offset:020d}", value)
+
+    def pel_remove(self, queue: str, group: str, offset: int) -> None:
+        pel = self._q(queue).pel.get(group)
+        if pel is not None and pel.pop(offset, None) is not None:
+            self.meta.delete(f"qp/{self._queues[queue].id}/{esc(group)}/{int(offset):020d}")
+
+    async def pel_entries(self, queue: str, group: str) -> list[PendingEntry]:
+        pel = self._q(queue).pel.get(group)
+        if not pel:
+            return []
+        return [pel[o] for o in sorted(pel)]

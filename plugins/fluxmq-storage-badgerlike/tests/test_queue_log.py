@@ -1,0 +1,162 @@
+"""What is particular to the badgerlike queue log: segment files and their sparse
+indexes, retention deleting whole segments, recovery of a queue's torn tail and
+of corruption, bounded start-up through ``.idx`` files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from fluxmq_core.storage import StorageOptions
+from fluxmq_core.testing.conformance import sample_message
+
+from fluxmq_badgerlike import BadgerlikeQueueLog, StorageCorruptionError
+
+EXTRA = {"segment_size": 4096, "index_interval": 8}
+
+
+def make(tmp_path: Path, **extra: object) -> BadgerlikeQueueLog:
+    return BadgerlikeQueueLog(StorageOptions(data_dir=str(tmp_path), extra={**EXTRA, **extra}))
+
+
+def seg_files(tmp_path: Path, suffix: str = ".seg") -> list[Path]:
+    return sorted((tmp_path / "queues").glob(f"0*/*{suffix}"))
+
+
+async def crash(log: BadgerlikeQueueLog) -> None:
+    """Stop as a killed process would: bytes handed to the OS, no checkpoint."""
+    log.meta._opened = False
+    if log.meta._task is not None:
+        log.meta._task.cancel()
+    await log.writer.close()
+    log.meta._close_files()
+    for q in log._queues.values():
+        for seg in q.segs:
+            seg.handle.close()
+
+
+async def filled(tmp_path: Path, n: int = 200) -> BadgerlikeQueueLog:
+    log = make(tmp_path)
+    await log.open()
+    log.create_queue("orders/eu", {"mode": "classic"})
+    log.append_many("orders/eu", [sample_message(i, timestamp=1000.0 + i) for i in range(n)])
+    await log.sync()
+    return log
+
+
+async def test_segments_rotate_and_sealed_ones_get_an_index(tmp_path: Path) -> None:
+    log = await filled(tmp_path)
+    assert len(seg_files(tmp_path)) > 3
+    await log.close()
+    assert len(seg_files(tmp_path, ".idx")) == len(seg_files(tmp_path)) - 1
+    log = make(tmp_path)
+    await log.open()
+    assert log.recovery["scanned_segments"] == 1  # only the last segment is scanned
+    assert await log.read("orders/eu", 137, 3) == [(i, sample_message(i, timestamp=1000.0 + i)) for i in (137, 138, 139)]
+    assert await log.offset_for_time("orders/eu", 1150.5) == 151
+    await log.close()
+
+
+async def test_a_missing_or_corrupt_index_means_a_scan(tmp_path: Path) -> None:
+    log = await filled(tmp_path)
+    await log.close()
+    idx = seg_files(tmp_path, ".idx")
+    idx[0].unlink()
+    idx[1].write_bytes(idx[1].read_bytes()[:-1] + b"\x00")
+    log = make(tmp_path)
+    await log.open()
+    assert log.recovery["scanned_segments"] == 3
+    assert [o for o, _ in await log.read("orders/eu", 0, 500)] == list(range(200))
+    await log.close()
+
+
+async def test_offset_for_time_with_clocks_going_backwards(tmp_path: Path) -> None:
+    log = make(tmp_path)
+    await log.open()
+    log.create_queue("q", {})
+    stamps = [50.0, 10.0, 20.0, 90.0, 30.0] * 20
+    log.append_many("q", [sample_message(i, timestamp=t) for i, t in enumerate(stamps)])
+    assert await log.offset_for_time("q", 60.0) == 3
+    assert await log.offset_for_time("q", 25.0) == 0
+    log.truncate_before("q", 4)
+    assert await log.offset_for_time("q", 25.0) == 4
+    assert await log.offset_for_time("q", 95.0) == 100
+    await log.close()
+
+
+async def test_truncation_deletes_whole_segments_and_counts_bytes(tmp_path: Path) -> None:
+    log = await filled(tmp_path)
+    before = len(seg_files(tmp_path))
+    total = log.size_bytes("orders/eu")
+    assert log.truncate_before("orders/eu", 150) == 150
+    assert log.size_bytes("orders/eu") == total - sum(len(sample_message(i).payload) for i in range(150))
+    await log.sync()
+    await log.close()
+    after = len(seg_files(tmp_path))
+    assert after < before
+    log = make(tmp_path)
+    await log.open()
+    assert (log.first_offset("orders/eu"), log.next_offset("orders/eu")) == (150, 200)
+    assert log.size_bytes("orders/eu") == sum(len(sample_message(i).payload) for i in range(150, 200))
+    assert (await log.read("orders/eu", 0, 1))[0][0] == 150
+    await log.close()
+
+
+async def test_torn_tail_of_a_queue_is_truncated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = await filled(tmp_path, 20)
+    await crash(log)
+    last = seg_files(tmp_path)[-1]
+    os.truncate(last, last.stat().st_size - 7)
+    with caplog.at_level(logging.WARNING, "fluxmq.storage.badgerlike"):
+        log = make(tmp_path)
+        await log.open()
+    assert log.next_offset("orders/eu") == 19
+    assert [o for o, _ in await log.read("orders/eu", 0, 100)] == list(range(19))
+    assert log.append("orders/eu", sample_message()) == 19
+    assert any("torn tail" in r.message for r in caplog.records)
+    await log.close()
+
+
+async def test_corrupt_middle_record_of_a_queue_is_an_error(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 20)
+    await crash(log)
+    last = seg_files(tmp_path)[-1]
+    data = bytearray(last.read_bytes())
+    data[100] ^= 1
+    last.write_bytes(bytes(data))
+    with pytest.raises(StorageCorruptionError, match=last.name):
+        await make(tmp_path).open()
+    log = make(tmp_path, repair=True)
+    await log.open()
+    assert len(log.recovery["repaired"]) == 1
+    assert log.next_offset("orders/eu") == 20  # the lost record's offset is not reused
+    offsets = [o for o, _ in await log.read("orders/eu", 0, 100)]
+    assert len(offsets) == 19 and offsets[-1] == 19  # one record lost, the others kept
+    await log.close()
+
+
+async def test_delete_and_recreate_uses_a_fresh_directory(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 10)
+    log.delete_queue("orders/eu")
+    log.create_queue("orders/eu", {})
+    assert log.append("orders/eu", sample_message()) == 0
+    await log.close()
+    dirs = sorted(p.name for p in (tmp_path / "queues").iterdir() if p.name.isdigit())
+    assert dirs == ["00000002"]
+    log = make(tmp_path)
+    await log.open()
+    assert log.next_offset("orders/eu") == 1
+    await log.close()
+
+
+async def test_lock_is_exclusive(tmp_path: Path) -> None:
+    from fluxmq_badgerlike import StorageLockedError
+
+    log = make(tmp_path)
+    await log.open()
+    with pytest.raises(StorageLockedError):
+        await make(tmp_path).open()
+    await log.close()
