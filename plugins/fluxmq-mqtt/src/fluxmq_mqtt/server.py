@@ -175,6 +175,10 @@ class MQTTProtocol(asyncio.Protocol):
         if conn.waiting is not None and (self._task is None or self._task.done()):
             self._task = self._loop.create_task(self._resolve())
         self.flush()
+        # Write what this chunk delivered to other connections now: once per
+        # destination per chunk, not once per packet and not deferred to a later tick.
+        if self.server._dirty:
+            self.server.flush_dirty()
         if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
             self._connect_done()
 
