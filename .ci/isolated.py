@@ -1,0 +1,60 @@
+"""Run each plugin's tests alone: a fresh virtualenv holding only fluxmq-core, that
+plugin and the plugin's declared test extras (pinned by uv.lock), with pytest started
+inside the plugin's directory so only its own configuration applies.
+
+This is what "every plugin's tests run alone" means for a user who installs
+``fluxmq-core`` and one plugin. Usage: ``uv run python .ci/isolated.py [plugin ...]``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+
+
+def main(names: list[str]) -> int:
+    plugins = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+    if names:
+        plugins = [p for p in plugins if p.name in names]
+    with tempfile.TemporaryDirectory(prefix="fluxmq-isolated-") as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        text = subprocess.run(
+            ["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-groups"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout
+        constraints.write_text(text)
+        failed = []
+        for plugin in plugins:
+            meta = tomllib.loads((plugin / "pyproject.toml").read_text())
+            extras = meta["project"].get("optional-dependencies", {})
+            target = f"{plugin}[test]" if "test" in extras else str(plugin)
+            venv = Path(tmp) / plugin.name
+            run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)])
+            py = str(venv / "bin" / "python")
+            run(["uv", "pip", "install", "--quiet", "--python", py, "-c", str(constraints),
+                 "-e", str(ROOT), "-e", target])
+            env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+            result = subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                                    cwd=plugin, env=env)
+            if result.returncode != 0:
+                failed.append(plugin.name)
+        if failed:
+            print(f"plugins whose tests fail alone: {', '.join(failed)}")
+            return 1
+        print(f"all {len(plugins)} plugin test suites pass alone")
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
