@@ -9,6 +9,7 @@ This is what "every plugin's tests run alone" means for a user who installs
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# `uv run` tells its children where uv is; fall back to PATH.
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
 
 
 def run(cmd: list[str], **kw: object) -> None:
@@ -30,7 +33,7 @@ def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="fluxmq-isolated-") as tmp:
         constraints = Path(tmp) / "constraints.txt"
         text = subprocess.run(
-            ["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-groups"],
+            [UV, "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-groups"],
             cwd=ROOT, check=True, capture_output=True, text=True,
         ).stdout
         constraints.write_text(text)
@@ -40,9 +43,9 @@ def main(names: list[str]) -> int:
             extras = meta["project"].get("optional-dependencies", {})
             target = f"{plugin}[test]" if "test" in extras else str(plugin)
             venv = Path(tmp) / plugin.name
-            run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)])
+            run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)])
             py = str(venv / "bin" / "python")
-            run(["uv", "pip", "install", "--quiet", "--python", py, "-c", str(constraints),
+            run([UV, "pip", "install", "--quiet", "--python", py, "-c", str(constraints),
                  "-e", str(ROOT), "-e", target])
             env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
             result = subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
