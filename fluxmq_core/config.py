@@ -268,19 +268,30 @@ def section_fields(cls: Any) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if f.init}
 
 
-def build_section(cls: type, values: Mapping[str, Any], where: str, source: str) -> Any:
-    """Build one section dataclass from a mapping, rejecting unknown keys."""
+def build_section(
+    cls: type,
+    values: Mapping[str, Any],
+    where: str,
+    source: str,
+    key_sources: Mapping[str, str] | None = None,
+) -> Any:
+    """Build one section dataclass from a mapping, rejecting unknown keys.
+
+    ``key_sources`` names where each key came from (file, environment variable,
+    command line) so an error points at the exact place; ``source`` is the fallback.
+    """
     fields = section_fields(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in values.items():
+        src = key_sources.get(key, source) if key_sources else source
         if key not in fields:
             known = ", ".join(sorted(fields)) or "(none)"
             raise ConfigError(
                 f"unknown key '{where}.{key}' (known keys of [{where}]: {known})",
                 key=f"{where}.{key}",
-                source=source,
+                source=src,
             )
-        kwargs[key] = _coerce(raw, fields[key][1], f"{where}.{key}", source)
+        kwargs[key] = _coerce(raw, fields[key][1], f"{where}.{key}", src)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -451,23 +462,7 @@ def load_config(
         if item is not None:
             sections[name] = _build_map_section(name, item, merged[name], sources[name], source)
             continue
-        # Check each key with the source it came from, so errors name it exactly.
-        fields = section_fields(cls)
-        typed: dict[str, Any] = {}
-        for key, raw in merged[name].items():
-            src = sources[name].get(key, source)
-            if key not in fields:
-                known = ", ".join(sorted(fields)) or "(none)"
-                raise ConfigError(
-                    f"unknown key '{name}.{key}' (known keys of [{name}]: {known})",
-                    key=f"{name}.{key}",
-                    source=src,
-                )
-            typed[key] = _coerce(raw, fields[key][1], f"{name}.{key}", src)
-        try:
-            sections[name] = cls(**typed)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[{name}]: {exc}", key=name, source=source) from exc
+        sections[name] = build_section(cls, merged[name], name, source, sources[name])
     return Config(
         sections,
         dict(schema),
