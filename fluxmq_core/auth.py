@@ -276,6 +276,17 @@ class AuthService:
             if request.tls_identity is None:
                 return AuthResult(ok=False, reason="client certificate required")
             request = dataclasses.replace(request, username=request.tls_identity, password=None)
+        result = await self._authenticate(request)
+        if not result.ok:
+            events = getattr(self._context, "events", None)
+            if events is not None:
+                events.auth_failed(
+                    request.protocol, request.client_id, request.username, request.remote,
+                    result.reason,
+                )
+        return result
+
+    async def _authenticate(self, request: AuthRequest) -> AuthResult:
         try:
             result = await self._first_answer("fluxmq_authenticate", request=request)
         except _HookFailed as exc:
@@ -413,10 +424,20 @@ class AuthService:
                 topic=topic,
             )
         except _HookFailed:
+            self._denied(client_id, username, action, topic)
             return False
         decision = True if answer is None else bool(answer)
         self._store(client_id, username, action, topic, decision)
+        if not decision:
+            self._denied(client_id, username, action, topic)
         return decision
+
+    def _denied(self, client_id: str, username: str | None, action: str, topic: str) -> None:
+        """Tell event sinks (webhooks' authz.denied). Cached denials are not told
+        again: this runs once per decision, not per refused message."""
+        events = getattr(self._context, "events", None)
+        if events is not None:
+            events.authz_denied(client_id, username, action, topic)
 
     def _store(
         self, client_id: str, username: str | None, action: str, topic: str, decision: bool

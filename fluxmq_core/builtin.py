@@ -7,7 +7,9 @@ from typing import Any
 from fluxmq_core.auth import AuthConfig
 from fluxmq_core.config import ClusterConfig, LogConfig, ServerConfig, StorageConfig, SysConfig
 from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.http.config import HTTPConfig
 from fluxmq_core.queues.config import QueueConfig, QueueManagerConfig
+from fluxmq_core.webhooks.config import WebhooksConfig
 
 
 @hookimpl
@@ -21,4 +23,8 @@ def fluxmq_add_config() -> dict[str, Any]:
         "auth": AuthConfig,
         "queue_manager": QueueManagerConfig,
         "queues": dict[str, QueueConfig],
+        # HTTP listener and webhooks (served by the default plugins
+        # fluxmq_core.http.plugin and fluxmq_core.webhooks.plugin).
+        "http": HTTPConfig,
+        "webhooks": WebhooksConfig,
     }

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_core.sessions import SessionDirectory
+
 if TYPE_CHECKING:
     import pluggy
 
@@ -31,6 +33,9 @@ class BrokerContext:
     want to call hooks of their own); ``bound`` maps listener names
     (``"mqtt.tcp"``) to the ``(host, port)`` actually bound, filled once listening.
     ``shutting_down`` is set when a stop began, so protocols refuse new work.
+    ``sessions`` is the session directory protocols register their sessions in (for
+    the admin API); ``reload`` is the broker's reload coroutine function (SIGHUP and
+    ``POST /api/v1/reload``), ``None`` outside a running broker.
     """
 
     __slots__ = (
@@ -50,6 +55,8 @@ class BrokerContext:
         "shutting_down",
         "extras",
         "log",
+        "sessions",
+        "reload",
     )
 
     def __init__(
@@ -83,6 +90,8 @@ class BrokerContext:
         # (key by your plugin name); the core never reads it.
         self.extras: dict[str, Any] = {}
         self.log = logging.getLogger("fluxmq")
+        self.sessions: SessionDirectory = SessionDirectory()
+        self.reload: Any = None
 
     def publish(self, message: Message) -> int:
         """Route a message from any protocol: the one entry point protocols use.

@@ -9,6 +9,13 @@ whose failure is logged, never lost.
 The per-message hooks are guarded by flags computed once at start-up
 (``on_published`` ...): the publish path checks a bool and pays nothing when no
 plugin implements the hook.
+
+Besides hooks, the core can feed *sinks* (:meth:`Events.add_sink`): callables
+``sink(name, fields)`` that receive every notification by hook name (plus
+``"auth_failure"`` and ``"authz_denied"``, which have no hook) and say through
+``sink.wants(name)`` which ones they care about. Webhooks are such a sink; a sink
+must not block (enqueue and return). The per-message flags include what sinks want,
+so without a sink nothing changes on the publish path.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class Events:
         self._pm = pm
         self._context = context
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sinks: list[Any] = []
         self.on_published = False
         self.on_delivered = False
         self.on_dropped = False
@@ -58,10 +66,34 @@ class Events:
         self.on_dropped = self._has("fluxmq_message_dropped")
 
     def _has(self, name: str) -> bool:
+        if any(sink.wants(name) for sink in self._sinks):
+            return True
         return bool(getattr(self._pm.hook, name).get_hookimpls())
 
+    # -- sinks ----------------------------------------------------------------------------
+
+    def add_sink(self, sink: Any) -> None:
+        """Feed ``sink(name, fields)`` with every notification it ``wants(name)``."""
+        self._sinks.append(sink)
+        self.refresh()
+
+    def remove_sink(self, sink: Any) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+        self.refresh()
+
+    def _to_sinks(self, name: str, fields: dict[str, Any]) -> None:
+        for sink in self._sinks:
+            try:
+                sink(name, fields)
+            except Exception:
+                log.exception("event sink %r failed on %s", sink, name)
+
     def emit(self, name: str, **kwargs: Any) -> None:
-        """Call every implementation of observer hook ``name``; never raises."""
+        """Call every implementation of observer hook ``name`` (and every sink);
+        never raises."""
+        if self._sinks:
+            self._to_sinks(name, kwargs)
         hook = getattr(self._pm.hook, name)
         impls = hook.get_hookimpls()
         if not impls:
@@ -118,6 +150,23 @@ class Events:
 
     def client_unsubscribed(self, protocol: str, client_id: str, topic_filter: str) -> None:
         self.emit("fluxmq_client_unsubscribed", protocol=protocol, client_id=client_id, topic_filter=topic_filter)
+
+    def auth_failed(
+        self, protocol: str, client_id: str, username: str | None, remote: str, reason: str
+    ) -> None:
+        """A login was refused (no hook: for sinks such as webhooks)."""
+        if self._sinks:
+            self._to_sinks("auth_failure", {
+                "protocol": protocol, "client_id": client_id, "username": username,
+                "remote": remote, "reason": reason,
+            })
+
+    def authz_denied(self, client_id: str, username: str | None, action: str, topic: str) -> None:
+        """An authorization check said no (no hook: for sinks such as webhooks)."""
+        if self._sinks:
+            self._to_sinks("authz_denied", {
+                "client_id": client_id, "username": username, "action": action, "topic": topic,
+            })
 
     def message_published(self, message: Message) -> None:
         if self.on_published:

@@ -46,6 +46,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fluxmq_core.builtin",
     "fluxmq_core.auth_file",
     "fluxmq_core.sys_topics",
+    "fluxmq_core.http.plugin",
+    "fluxmq_core.webhooks.plugin",
 )
 
 

@@ -101,6 +101,7 @@ class Broker:
             stats=stats, clock=self.clock, pm=self.pm, node_id=node_id,
         )
         self.context = ctx
+        ctx.reload = self.reload
         try:
             ctx.auth = AuthService(self.pm, ctx, cfg.auth)
         except AuthFileError as exc:

@@ -1,4 +1,5 @@
-"""Listeners: TCP and TLS sockets, port sharing by header, connection caps."""
+"""Listeners: TCP and TLS sockets, port sharing by header, connection caps, and a
+WebSocket adapter that runs any binary protocol over WebSocket."""
 
 from fluxmq_core.transport.base import (
     ListenerSpec,
@@ -8,12 +9,15 @@ from fluxmq_core.transport.base import (
     peer_name,
 )
 from fluxmq_core.transport.listeners import ListenerSet
+from fluxmq_core.transport.websocket import WebSocketTransport, websocket_factory
 
 __all__ = [
     "ListenerSet",
     "ListenerSpec",
     "ProtocolServer",
+    "WebSocketTransport",
     "make_server_ssl_context",
     "peer_identity",
     "peer_name",
+    "websocket_factory",
 ]

@@ -1,6 +1,10 @@
 """Binding listener sockets for protocol servers, sharing a port between
 protocols by sniffing the first bytes, and capping connections per listener.
 
+Listeners on an ephemeral port (``host:0``, what the test kit uses) share one socket
+only when they have header predicates; one without a predicate gets a port of its own,
+so a plugin that cannot be sniffed still runs beside the core's HTTP listener.
+
 Design notes: sockets are plain ``loop.create_server`` with ``asyncio.Protocol``
 factories (no streams: the hot path stays on callbacks). When two listener specs ask
 for the same ``host:port`` (AMQP 0.9.1 and 1.0 on 5672), one socket is opened and a
@@ -113,13 +117,17 @@ class ListenerSet:
     async def bind(self, specs: list[ListenerSpec]) -> None:
         """Bind every enabled spec, grouping specs that share an address."""
         loop = asyncio.get_running_loop()
-        groups: dict[tuple[str, bool], list[ListenerSpec]] = {}
+        groups: dict[tuple[Any, ...], list[ListenerSpec]] = {}
         for spec in specs:
             if not spec.address:
                 continue
-            parse_address(spec.address, where=spec.name)
-            groups.setdefault((spec.address.strip(), spec.ssl is not None), []).append(spec)
-        for (address, _tls), group in groups.items():
+            _host, port = parse_address(spec.address, where=spec.name)
+            key: tuple[str, bool] | tuple[str, bool, str] = (spec.address.strip(), spec.ssl is not None)
+            if port == 0 and spec.header is None:
+                # "Any free port" and no way to tell it apart: a port of its own.
+                key = (*key, spec.name)
+            groups.setdefault(key, []).append(spec)
+        for (address, *_rest), group in groups.items():
             host, port = parse_address(address, where=group[0].name)
             for spec in group:
                 self._counters[spec.name] = _Counter(spec.name, spec.max_connections)

@@ -78,14 +78,30 @@ def test_two_protocols_share_one_port_by_header(fluxmq_broker_factory: Any) -> N
 
 
 def test_shared_port_needs_headers() -> None:
+    with socket.socket() as s:  # a concrete port: ":0" listeners without headers never share
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
     specs = [
-        ListenerSpec("a.bind", "127.0.0.1:0", lambda: Tagged(b"A")),
-        ListenerSpec("b.bind", "127.0.0.1:0", lambda: Tagged(b"B")),
+        ListenerSpec("a.bind", address, lambda: Tagged(b"A")),
+        ListenerSpec("b.bind", address, lambda: Tagged(b"B")),
     ]
     broker = BrokerThread(plugins=[], extra_plugins=[("t", servers_plugin(specs))])
     with pytest.raises(ConfigError, match="cannot be told apart"):
         broker.start()
     broker.close()
+
+
+def test_ephemeral_listeners_without_headers_get_ports_of_their_own(fluxmq_broker_factory: Any) -> None:
+    specs = [
+        ListenerSpec("a.bind", "127.0.0.1:0", lambda: Tagged(b"A")),
+        ListenerSpec("b.bind", "127.0.0.1:0", lambda: Tagged(b"B")),
+    ]
+    broker = fluxmq_broker_factory(plugins=[], extra_plugins=[("t", servers_plugin(specs))])
+    assert broker.address("a.bind") != broker.address("b.bind")
+    for name, tag in (("a.bind", b"A"), ("b.bind", b"B")):
+        with socket.create_connection(broker.address(name), timeout=5) as s:
+            s.sendall(b"hi")
+            assert recv_some(s) == tag + b":hi"
 
 
 def test_max_connections_per_listener(fluxmq_broker_factory: Any) -> None:

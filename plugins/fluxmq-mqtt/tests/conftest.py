@@ -34,7 +34,11 @@ class Paho:
         if version < 5:
             kwargs["clean_session"] = clean
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=cid, protocol=proto, **kwargs)
+                                  client_id=cid, protocol=proto,
+                                  # No reconnect behind a test's back; and after drop()
+                                  # the network thread ends at once instead of
+                                  # sleeping a reconnect delay that tests would wait out.
+                                  reconnect_on_failure=False, **kwargs)
         self.port = port
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple] = queue.Queue()

@@ -23,11 +23,25 @@ _U32 = 0xFFFFFFFF
 
 @dataclass
 class MQTTConfig:
-    """[mqtt]: MQTT 3.1, 3.1.1 and 5.0 over TCP and TLS."""
+    """[mqtt]: MQTT 3.1, 3.1.1 and 5.0 over TCP, TLS and WebSocket."""
 
     tcp: str = setting("0.0.0.0:1883", "MQTT over TCP listener; empty disables it.", listener=True)
     tls: str = setting(
         "0.0.0.0:8883", "MQTT over TLS listener; only bound when tls_cert is set.", listener=True
+    )
+    websocket: str = setting(
+        "0.0.0.0:8083", "MQTT over WebSocket listener; empty disables it.", listener=True
+    )
+    wss: str = setting(
+        "0.0.0.0:8084",
+        "MQTT over secure WebSocket (TLS) listener; only bound when tls_cert is set.",
+        listener=True,
+    )
+    websocket_path: str = setting("/mqtt", "HTTP path of the WebSocket endpoint.")
+    websocket_origins: list[str] = setting(
+        help="Origin header values allowed to connect over WebSocket "
+        "(e.g. 'https://app.example.com'); empty = any.",
+        factory=list,
     )
     tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
     tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
@@ -60,6 +74,27 @@ class MQTTConfig:
     queue_policy: str = setting(
         "drop-oldest",
         "When a session's queue is full: 'drop-oldest' makes room, 'reject' drops the new one.",
+    )
+    disconnect_slow_clients: bool = setting(
+        False,
+        "Disconnect a connected client whose session queue overflows (5.0: DISCONNECT "
+        "0x97 Quota exceeded) instead of only dropping messages; its session stays.",
+    )
+    connection_rate: float = setting(
+        0.0,
+        "CONNECTs accepted per second from one remote IP address (token bucket); over "
+        "it: 5.0 CONNACK 0x9F, 3.x closed. 0 = no limit.",
+    )
+    connection_burst: int = setting(
+        10, "CONNECTs one IP address may make at once before connection_rate applies."
+    )
+    publish_rate: float = setting(
+        0.0,
+        "PUBLISHes accepted per second from one connection (token bucket); over it: "
+        "5.0 PUBACK/PUBREC 0x97 or, for QoS 0, DISCONNECT 0x97; 3.x dropped. 0 = no limit.",
+    )
+    publish_burst: int = setting(
+        100, "PUBLISHes one connection may send at once before publish_rate applies."
     )
     outbound_buffer: int = setting(
         1024 * 1024,
@@ -117,6 +152,10 @@ class MQTTConfig:
         check(self.queue_policy in QUEUE_POLICIES, "queue_policy",
               f"must be one of {', '.join(QUEUE_POLICIES)}")
         check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")
+        check(self.connection_rate >= 0, "connection_rate", "must be >= 0")
+        check(self.connection_burst >= 1, "connection_burst", "must be >= 1")
+        check(self.publish_rate >= 0, "publish_rate", "must be >= 0")
+        check(self.publish_burst >= 1, "publish_burst", "must be >= 1")
         check(0 <= self.max_keepalive <= _U16, "max_keepalive", "must be 0..65535")
         check(self.max_qos in (0, 1, 2), "max_qos", "must be 0, 1 or 2")
         check(0 <= self.topic_alias_maximum <= _U16, "topic_alias_maximum", "must be 0..65535")
@@ -124,5 +163,6 @@ class MQTTConfig:
         check(0 <= self.persistent_session_expiry <= _U32, "persistent_session_expiry",
               "must be 0..4294967295")
         check(1 <= self.max_client_id_length <= _U16, "max_client_id_length", "must be 1..65535")
+        check(self.websocket_path.startswith("/"), "websocket_path", "must start with '/'")
         check(not (self.tls_require_client_cert and not self.tls_ca), "tls_require_client_cert",
               "needs tls_ca")

@@ -6,8 +6,8 @@ handles every packet of the chunk in order and appends what it answers to ``out`
 deliveries from other connections, see ``wakeup``). It owns CONNECT handling
 (versions, client ids, keep alive, CONNACK properties), inbound PUBLISH (topic
 aliases, limits, ACL, building :class:`~fluxmq_core.message.Message`), the ack flows,
-SUBSCRIBE/UNSUBSCRIBE, DISCONNECT, AUTH, outbound PUBLISH encoding (encode once per
-shape, cached on ``Message.encoded``) and protocol errors.
+SUBSCRIBE/UNSUBSCRIBE, DISCONNECT, AUTH and protocol errors. Outbound PUBLISH encoding
+(encode once per shape, topic aliases) is its base class, ``outbound.py``.
 
 What it does not do: any I/O, timers or awaiting. Steps that need the event loop
 (``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
@@ -19,13 +19,13 @@ takeover and wills belong to ``sessions.py``; the QoS state rules to ``state.py`
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.message import Message
-from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
 
 from fluxmq_mqtt.codec import (
     MQTT_5,
@@ -39,18 +39,18 @@ from fluxmq_mqtt.codec import (
     Puback,
     Pubcomp,
     Publish,
-    PublishTemplate,
     Pubrec,
     Pubrel,
-    Suback,
     Subscribe,
-    Unsuback,
     Unsubscribe,
     encode,
 )
 from fluxmq_mqtt.codec.decoder import Decoder
 from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
-from fluxmq_mqtt.state import ALLOWED, Phase
+from fluxmq_mqtt.limits import TokenBucket, remote_ip
+from fluxmq_mqtt.outbound import OutboundWriter
+from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
+from fluxmq_mqtt.subscribe import SubscribeHandlers
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.session import Session
@@ -59,27 +59,27 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 PROTOCOL = "mqtt"
-_SUSPEND = object()  # a handler needs an async answer: keep the packet, stop processing
 _PINGRESP = b"\xd0\x00"
 _NEVER = 0xFFFFFFFF
 
 
-class Connection:
+class Connection(OutboundWriter, SubscribeHandlers):
     """The protocol state of one network connection (see the module docstring).
 
-    ``wakeup(conn)`` is called (once until the adapter flushes) when bytes were
-    added to ``out`` from outside this connection's own ``receive``; ``closing``
-    asks the adapter to close the transport after writing ``out``.
+    Output state and PUBLISH encoding come from :class:`OutboundWriter`
+    (``outbound.py``), SUBSCRIBE and UNSUBSCRIBE from :class:`SubscribeHandlers`
+    (``subscribe.py``); ``closing`` asks the adapter to close the transport after
+    writing ``out``.
     """
 
     __slots__ = (
-        "registry", "cfg", "decoder", "out", "held", "held_count", "phase", "version",
+        "registry", "cfg", "decoder", "held", "held_count", "phase", "version",
         "session", "client_id", "username", "keepalive", "remote", "tls_identity",
-        "problem_info", "send_window", "max_out_packet", "alias_max_out", "out_aliases",
-        "in_aliases", "will", "closing", "paused", "waiting", "backlog", "answers",
-        "wakeup", "flush_pending", "login_ok", "connect", "assigned_id", "server_keep_alive",
+        "problem_info", "send_window", "in_aliases", "will", "closing", "waiting",
+        "backlog", "answers", "login_ok", "connect", "assigned_id", "server_keep_alive",
         "expiry", "requested_expiry", "enhanced", "auth_method", "auth_data_out",
-        "reauth", "close_reason", "will_wanted", "out_limit", "last_seen",
+        "reauth", "close_reason", "will_wanted", "last_seen", "publish_bucket",
+        "sync_first",
     )
 
     def __init__(self, registry: SessionRegistry, remote: str = "?",
@@ -87,8 +87,8 @@ class Connection:
         cfg = registry.cfg
         self.registry = registry
         self.cfg = cfg
+        self._init_outbound(cfg.outbound_buffer)
         self.decoder = Decoder(role="server", max_packet_size=cfg.max_packet_size)
-        self.out = bytearray()
         self.held = bytearray()  # acks waiting for the store's sync (durable stores)
         self.held_count = 0
         self.phase = Phase.AWAIT_CONNECT
@@ -101,18 +101,12 @@ class Connection:
         self.tls_identity = tls_identity
         self.problem_info = True
         self.send_window = cfg.max_inflight
-        self.max_out_packet = 0
-        self.alias_max_out = 0
-        self.out_aliases: dict[str, int] | None = None
         self.in_aliases: dict[int, str] | None = None
         self.will: Will | None = None
         self.closing = False
-        self.paused = False
         self.waiting: tuple | None = None
         self.backlog: deque[Any] = deque()
         self.answers: dict[tuple[str, str], bool] = {}
-        self.wakeup: Any = None
-        self.flush_pending = False
         self.login_ok = False
         self.connect: Connect | None = None
         self.assigned_id: str | None = None
@@ -125,8 +119,9 @@ class Connection:
         self.reauth = False
         self.close_reason = ""
         self.will_wanted = True
-        self.out_limit = cfg.outbound_buffer
         self.last_seen = 0.0
+        self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
+        self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
@@ -174,7 +169,7 @@ class Connection:
                 backlog.clear()
                 self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
                 return
-            if handlers[kind](self, packet) is _SUSPEND:
+            if handlers[kind](self, packet) is SUSPEND:
                 return
             if backlog:  # empty when the handler closed the connection
                 backlog.popleft()
@@ -238,7 +233,7 @@ class Connection:
 
     def _resume(self) -> None:
         if self.phase is Phase.AUTHENTICATING and self.login_ok:
-            if self._finish_connect() is _SUSPEND:
+            if self._finish_connect() is SUSPEND:
                 return
         self._process()
 
@@ -269,7 +264,7 @@ class Connection:
         if count:
             self.registry.stats.protocol_errors += 1
         if self.version == MQTT_5 and self.phase is not Phase.AWAIT_CONNECT:
-            self.out += encode(Disconnect(code, Properties(reason_string=text[:200])), MQTT_5)
+            self.out += self._v5(Disconnect(code, Properties(reason_string=text[:200])))
         self.close(f"protocol error 0x{code:02X}: {text}", will=True)
 
     def _refuse(self, code: int, text: str, props: Properties | None = None) -> None:
@@ -277,10 +272,20 @@ class Connection:
         if self.version == MQTT_5:
             if props is None:
                 props = Properties(reason_string=text[:200]) if self.problem_info else None
-            self.out += encode(Connack(False, code, props), MQTT_5)
+            self.out += self._v5(Connack(False, code, props))
         else:
             self.out += encode(Connack(False, code), self.version)
         self.close("refused: " + text, will=False)
+
+    def _v5(self, packet: Any) -> bytes:
+        """Encode a 5.0 packet, leaving its Reason String out when the packet would
+        otherwise exceed the client's Maximum Packet Size (MQTT-3.1.2-25)."""
+        data = encode(packet, MQTT_5)
+        limit = self.max_out_packet
+        if limit and len(data) > limit and packet.properties is not None:
+            props = dataclasses.replace(packet.properties, reason_string=None)
+            data = encode(dataclasses.replace(packet, properties=props), MQTT_5)
+        return data
 
     def close(self, reason: str, will: bool = True) -> None:
         """Stop processing; the adapter closes the transport after writing ``out``."""
@@ -288,6 +293,7 @@ class Connection:
             return
         self.phase = Phase.CLOSED
         self.closing = True
+        self.out_limit = -1  # has_room() is False: nothing is written after the end
         self.close_reason = reason
         self.will_wanted = will
         self.backlog.clear()
@@ -301,7 +307,7 @@ class Connection:
         if self.phase is Phase.CLOSED:
             return
         if self.version == MQTT_5 and self.phase is Phase.CONNECTED:
-            self.out += encode(Disconnect(code, Properties(reason_string=reason)), MQTT_5)
+            self.out += self._v5(Disconnect(code, Properties(reason_string=reason)))
         self.close(reason, will=True)
 
     def lost(self) -> None:
@@ -329,11 +335,16 @@ class Connection:
                 self.problem_info = False
             if props.receive_maximum is not None:
                 self.send_window = min(cfg.max_inflight, props.receive_maximum)
-            if props.maximum_packet_size is not None:
-                self.max_out_packet = props.maximum_packet_size
-            if props.topic_alias_maximum:
-                self.alias_max_out = props.topic_alias_maximum
-                self.out_aliases = {}
+            self.set_client_limits(props.maximum_packet_size, props.topic_alias_maximum)
+        registry = self.registry
+        limiter = registry.connect_limiter
+        if limiter is not None and not limiter.allow(remote_ip(self.remote), registry.clock()):
+            registry.stats.connections_rejected += 1
+            if version == MQTT_5:
+                self._refuse(0x9F, "connection rate exceeded")
+            else:
+                self.close("connection rate exceeded", will=False)
+            return None
         if cfg.server_reference:
             if version == MQTT_5:
                 self._refuse(0x9C, "use another server",
@@ -407,7 +418,7 @@ class Connection:
         if will is not None:
             allowed = self._authorized("publish", will.message.topic)
             if allowed is None:
-                return _SUSPEND
+                return SUSPEND
             self.answers.clear()
             if not allowed:
                 self.registry.stats.authz_denied += 1
@@ -444,6 +455,9 @@ class Connection:
             self.out += encode(Connack(present, 0, props), MQTT_5)
         else:
             self.out += encode(Connack(present, 0), self.version)
+        if self.cfg.publish_rate:
+            self.publish_bucket = TokenBucket(self.cfg.publish_rate, self.cfg.publish_burst,
+                                              registry.clock())
         self.phase = Phase.CONNECTED
         registry.connected(self)
         session.resend(self)
@@ -501,10 +515,18 @@ class Connection:
             return None
         allowed = self._authorized("publish", topic)
         if allowed is None:
-            return _SUSPEND
+            return SUSPEND
         stats = self.registry.stats
         stats.messages_received += 1
         stats.publish_received += 1
+        bucket = self.publish_bucket
+        if bucket is not None and not bucket.take(self.registry.clock()):
+            stats.messages_dropped += 1
+            if v5 and qos == 0:
+                self._protocol_error(0x97, "publish rate exceeded", count=False)
+            elif qos:  # 5.0: refused with 0x97; 3.x: acknowledged and dropped
+                self._ack(Puback if qos == 1 else Pubrec, pid, 0x97 if v5 else 0)
+            return None
         code = 0
         message = None
         if not allowed:
@@ -549,7 +571,7 @@ class Connection:
             props = None
             if self.problem_info and code >= 0x80:
                 props = Properties(reason_string=_REASONS.get(code, "refused"))
-            data = encode(cls(pid, code, props), MQTT_5)
+            data = self._v5(cls(pid, code, props))
         else:
             data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
         if self.registry.durable:
@@ -584,93 +606,6 @@ class Connection:
             self.out += b"\x70\x02" + p.packet_id.to_bytes(2, "big")
         else:
             self.out += encode(Pubcomp(p.packet_id, 0x92), MQTT_5)
-
-    # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
-
-    def _on_subscribe(self, p: Subscribe) -> Any:
-        cfg = self.cfg
-        v5 = self.version == MQTT_5
-        sub_id = None
-        if p.properties is not None and p.properties.subscription_identifiers:
-            if not cfg.subscription_identifiers:
-                self._protocol_error(0xA1, "subscription identifiers not supported")
-                return None
-            sub_id = p.properties.subscription_identifiers[0]
-        plan: list[tuple[str, SubscriptionOptions | None, int]] = []
-        for topic_filter, o in p.subscriptions:
-            code = 0
-            shared = topic_filter.startswith("$share/")
-            try:
-                validate_topic_filter(topic_filter)
-            except TopicError:
-                code = 0x8F
-            if not code and shared:
-                if not cfg.shared_subscriptions:
-                    code = 0x9E
-                elif o.no_local:
-                    self._protocol_error(0x82, "No Local on a shared subscription")
-                    return None
-            if not code and not cfg.wildcard_subscriptions and (
-                "+" in topic_filter or "#" in topic_filter
-            ):
-                code = 0xA2
-            if not code:
-                allowed = self._authorized("subscribe", topic_filter)
-                if allowed is None:
-                    return _SUSPEND
-                if not allowed:
-                    code = 0x87
-            if code:
-                plan.append((topic_filter, None, code))
-                continue
-            granted = min(o.qos, cfg.max_qos)
-            plan.append((topic_filter, SubscriptionOptions(
-                granted, o.no_local, o.retain_as_published, o.retain_handling, sub_id), granted))
-        registry = self.registry
-        session = self.session
-        assert session is not None
-        router = registry.router
-        events = registry.events
-        codes = []
-        retained: list[tuple[Message, int, tuple[int, ...]]] = []
-        for topic_filter, options, code in plan:
-            codes.append(code)
-            if options is None:
-                if code == 0x87:
-                    registry.stats.authz_denied += 1
-                continue
-            new = router.subscribe(session, topic_filter, options)
-            if new:
-                registry.stats.subscriptions += 1
-            session.set_subscription(topic_filter, options)
-            events.client_subscribed(PROTOCOL, self.client_id, topic_filter, options)
-            rh = options.retain_handling
-            if not topic_filter.startswith("$share/") and (rh == 0 or (rh == 1 and new)):
-                ids = (sub_id,) if sub_id is not None else ()
-                for m in router.retained_for(topic_filter):
-                    retained.append((m, options.qos, ids))
-        props = None
-        if v5 and self.problem_info and any(c >= 0x80 for c in codes):
-            props = Properties(reason_string="some subscriptions were refused")
-        self.out += encode(Suback(p.packet_id, tuple(codes), props), self.version)
-        for m, qos, ids in retained:
-            session.deliver(m, Delivery(qos, True, ids))
-        return None
-
-    def _on_unsubscribe(self, p: Unsubscribe) -> None:
-        registry = self.registry
-        session = self.session
-        assert session is not None
-        codes = []
-        for topic_filter in p.topic_filters:
-            if registry.router.unsubscribe(session, topic_filter):
-                registry.stats.subscriptions -= 1
-                session.remove_subscription(topic_filter)
-                registry.events.client_unsubscribed(PROTOCOL, self.client_id, topic_filter)
-                codes.append(0)
-            else:
-                codes.append(0x11)
-        self.out += encode(Unsuback(p.packet_id, tuple(codes)), self.version)
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -721,97 +656,6 @@ class Connection:
         self.reauth = True
         self.waiting = ("enhanced", data)
 
-    # -- output: used by the session -----------------------------------------------------
-
-    def has_room(self) -> bool:
-        return not self.paused and len(self.out) < self.out_limit
-
-    def write_pubrel(self, pid: int) -> None:
-        self.out += b"\x62\x02" + pid.to_bytes(2, "big")
-        self._wake()
-
-    def _wake(self) -> None:
-        if not self.flush_pending and self.wakeup is not None:
-            self.flush_pending = True
-            self.wakeup(self)
-
-    def write_publish(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...],
-                      pid: int | None = None, dup: bool = False) -> bool:
-        """Append one PUBLISH; False (and counted as dropped) when it would exceed the
-        client's Maximum Packet Size."""
-        enc = message.encoded
-        if enc is None:
-            enc = message.encoded = {}
-        if self.version < MQTT_5:
-            key: tuple = (4, qos, retain)
-            tmpl = enc.get(key)
-            if tmpl is None:
-                tmpl = enc[key] = PublishTemplate(message.topic, message.payload, qos, retain)
-            alias_new = None
-        else:
-            tmpl, alias_new = self._template_v5(message, enc, qos, retain, ids)
-        data = tmpl.data
-        if self.max_out_packet and len(data) > self.max_out_packet:
-            self.registry.stats.messages_dropped += 1
-            if self.registry.events.on_dropped:
-                self.registry.events.message_dropped(message, PROTOCOL, self.client_id,
-                                                     "larger than client's maximum packet size")
-            return False
-        if alias_new is not None:
-            self.out_aliases[message.topic] = alias_new  # type: ignore[index]
-        out = self.out
-        pos = len(out)
-        out += data
-        if qos:
-            off = pos + tmpl.offset
-            out[off] = pid >> 8  # type: ignore[operator]
-            out[off + 1] = pid & 0xFF  # type: ignore[operator]
-            if dup:
-                out[pos] |= 0x08
-        stats = self.registry.stats
-        stats.messages_sent += 1
-        stats.publish_sent += 1
-        if qos == 0 and self.registry.events.on_delivered:
-            self.registry.events.message_delivered(message, PROTOCOL, self.client_id)
-        if not self.flush_pending and self.wakeup is not None:
-            self.flush_pending = True
-            self.wakeup(self)
-        return True
-
-    def _template_v5(self, message: Message, enc: dict, qos: int, retain: bool,
-                     ids: tuple[int, ...]) -> tuple[PublishTemplate, int | None]:
-        expiry = None
-        if message.expires_at is not None:
-            expiry = message.remaining_expiry(self.registry.clock())
-        topic = message.topic
-        alias = alias_new = None
-        aliases = self.out_aliases
-        if aliases is not None:
-            alias = aliases.get(topic)
-            if alias is None and len(aliases) < self.alias_max_out:
-                alias = alias_new = len(aliases) + 1
-        key = (5, qos, retain, ids, expiry, alias, alias_new is not None)
-        tmpl = enc.get(key)
-        if tmpl is None:
-            props = None
-            if (ids or expiry is not None or alias is not None or message.user_properties
-                    or message.content_type is not None or message.response_topic is not None
-                    or message.correlation_data is not None
-                    or message.payload_format is not None):
-                props = Properties(
-                    payload_format_indicator=message.payload_format,
-                    message_expiry_interval=expiry,
-                    content_type=message.content_type,
-                    response_topic=message.response_topic,
-                    correlation_data=message.correlation_data,
-                    subscription_identifiers=ids,
-                    topic_alias=alias,
-                    user_properties=tuple(message.user_properties or ()),
-                )
-            name = "" if alias is not None and alias_new is None else topic
-            tmpl = enc[key] = PublishTemplate(name, message.payload, qos, retain, props, MQTT_5)
-        return tmpl, alias_new
-
 
 def _utf8(payload: bytes) -> bool:
     try:
@@ -823,6 +667,7 @@ def _utf8(payload: bytes) -> bool:
 
 _REASONS = {
     0x87: "not authorized",
+    0x97: "publish rate exceeded",
     0x99: "payload is not valid UTF-8",
 }
 
@@ -833,8 +678,8 @@ _HANDLERS: dict[type, Any] = {
     Pubrec: Connection._on_pubrec,
     Pubrel: Connection._on_pubrel,
     Pubcomp: Connection._on_pubcomp,
-    Subscribe: Connection._on_subscribe,
-    Unsubscribe: Connection._on_unsubscribe,
+    Subscribe: SubscribeHandlers._on_subscribe,
+    Unsubscribe: SubscribeHandlers._on_unsubscribe,
     Pingreq: Connection._on_pingreq,
     Disconnect: Connection._on_disconnect,
     Auth: Connection._on_auth,

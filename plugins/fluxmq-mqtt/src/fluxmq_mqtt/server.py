@@ -108,6 +108,7 @@ class MQTTProtocol(asyncio.Protocol):
         self._connect_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._ack_chain: asyncio.Future[None] | None = None
+        self._gate: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -191,6 +192,11 @@ class MQTTProtocol(asyncio.Protocol):
         if transport is None:
             conn.out.clear()
             return
+        if conn.sync_first:
+            # Nothing goes out before the store synced what the CONNACK promises.
+            if self._gate is None:
+                self._gate = self._loop.create_task(self._open_gate())
+            return
         out = conn.out
         if out:
             conn.out = bytearray()
@@ -198,6 +204,15 @@ class MQTTProtocol(asyncio.Protocol):
             transport.write(out)
         if conn.closing and not transport.is_closing():
             transport.close()
+
+    async def _open_gate(self) -> None:
+        try:
+            await self.server.context.store.sync()
+        finally:
+            self._gate = None
+            if self.conn is not None:
+                self.conn.sync_first = False
+        self.flush()
 
     def _hold_acks(self) -> None:
         """Durable store: acks of this chunk go out after one ``store.sync()``."""

@@ -6,7 +6,8 @@ state), the inbound QoS 2 packet ids waiting for PUBREL, its bounded queue of Qo
 messages waiting for a connection or for room in the window, and its packet-id
 allocator. When a connection is attached, :meth:`Session.deliver` writes straight into
 that connection's outgoing buffer; otherwise it queues (QoS 1/2) or drops (QoS 0, as
-Mosquitto does by default with ``queue_qos0_messages false``).
+Mosquitto does by default with ``queue_qos0_messages false``). A queue overflow while
+connected disconnects the client when ``disconnect_slow_clients`` is on.
 
 Sessions that outlive their connection (``persistent``) mirror every change into the
 core's :class:`~fluxmq_core.storage.base.BrokerStore` with its synchronous write
@@ -247,6 +248,10 @@ class Session:
         cfg = self.registry.cfg
         queue = self.queue
         if len(queue) >= cfg.max_queued_messages:
+            conn = self.connection
+            if conn is not None and cfg.disconnect_slow_clients:
+                # Connected, yet the window and the queue are full: too slow.
+                conn.kick(0x97, "session queue full: client too slow")
             if cfg.queue_policy == "reject" or not queue:
                 self._dropped(message, "session queue full")
                 return

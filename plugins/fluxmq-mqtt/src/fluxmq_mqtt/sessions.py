@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxmq_core.message import Message
 
+from fluxmq_mqtt.limits import KeyedLimiter
 from fluxmq_mqtt.session import Session, options_from_record
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class SessionRegistry:
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()  # connections past CONNACK
         self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
+        # [mqtt] connection_rate: one token bucket per remote IP address.
+        self.connect_limiter = (KeyedLimiter(cfg.connection_rate, cfg.connection_burst)
+                                if cfg.connection_rate else None)
 
     # -- wills ---------------------------------------------------------------------------
 
@@ -177,8 +181,11 @@ class SessionRegistry:
         else:
             session.drop_persistence()
         if conn.will is not None and self.durable:
-            # Saved while connected (publish_at 0): a crash counts as a lost connection.
+            # Saved while connected (publish_at 0): a crash counts as a lost connection,
+            # and the restarted broker publishes it. The CONNACK (and everything after
+            # it) waits for the store's sync, so an accepted will survives a kill -9.
             self.store.save_will(cid, conn.will.stored(), 0.0)
+            conn.sync_first = True
         return session, present
 
     def _take_over(self, prev: Connection, session: Session, continues: bool) -> None:

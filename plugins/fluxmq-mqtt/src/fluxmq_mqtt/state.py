@@ -53,6 +53,7 @@ from fluxmq_mqtt.codec import (
 
 __all__ = [
     "ALLOWED",
+    "SUSPEND",
     "INBOUND_QOS2",
     "OUTBOUND_QOS1",
     "OUTBOUND_QOS2",
@@ -80,6 +81,12 @@ ALLOWED: dict[Phase, frozenset[type]] = {
     ),
     Phase.CLOSED: frozenset(),
 }
+
+
+#: What a packet handler returns when it needs an async answer (a login, an ACL
+#: decision): the packet stays first in the backlog and processing stops until the
+#: answer is fed back, then the handler runs again from the start.
+SUSPEND = object()
 
 
 class QoSState(enum.IntEnum):

@@ -1,0 +1,398 @@
+"""AMQP 0.9.1 benchmark: FluxMQ beside RabbitMQ, same client, same machine, same run.
+
+    uv run python bench/amqp091.py [--messages 50000] [--size 100] [--no-rabbitmq]
+
+Each broker runs as a subprocess on a free loopback port: FluxMQ as
+``fluxmq run --plugins amqp091`` on a fresh data directory (durable ``badgerlike``
+storage when installed), RabbitMQ from Debian's ``rabbitmq-server`` (installed with
+apt when missing and we are root) with a temporary ``RABBITMQ_MNESIA_BASE`` /
+``RABBITMQ_LOG_BASE``, its own node name, ``RABBITMQ_NODE_PORT``, distribution
+and epmd ports, stopped afterwards.
+
+The client is a small raw-socket AMQP client built on this plugin's codec and pamqp:
+frames are encoded once and written in large batches, so the client is not what is
+measured. Scenarios, persistent 100-byte messages to a durable queue:
+
+* ``publish``: N publishes, then queue.declare passive round trips until the
+  queue counts all N (RabbitMQ enqueues asynchronously); msgs/s over that time.
+* ``publish+confirms``: confirm.select, at most 1000 unconfirmed, until all acked.
+* ``consume``: N messages already queued, basic.qos 1000, basic.consume with
+  manual acks (``multiple`` every 100), until all delivered.
+* ``consume no-ack``: the same with ``no_ack``.
+
+Prints a table and writes ``bench/results/amqp091.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pamqp import commands, frame as pframe
+
+from fluxmq_amqp091.codec import (
+    PROTOCOL_HEADER,
+    Body,
+    FrameReader,
+    Header,
+    Method,
+    encode_content,
+    encode_properties,
+)
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "amqp091.json"
+START_TIMEOUT = 60.0
+IO_TIMEOUT = 60.0
+RABBIT_BIN = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} not listening after {timeout}s")
+
+
+# --- a raw client ----------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = FrameReader(frame_max=0)
+        self.reader.expect_header = False
+        self.sock.sendall(PROTOCOL_HEADER)
+        self.expect(commands.Connection.Start)
+        self.send(0, commands.Connection.StartOk(
+            client_properties={"product": "fluxmq-bench"}, mechanism="PLAIN",
+            response="\0guest\0guest"))
+        tune = self.expect(commands.Connection.Tune)
+        self.frame_max = tune.frame_max or 131072
+        self.send(0, commands.Connection.TuneOk(channel_max=tune.channel_max,
+                                                frame_max=self.frame_max, heartbeat=0))
+        self.send(0, commands.Connection.Open(virtual_host="/"))
+        self.expect(commands.Connection.OpenOk)
+        self.send(1, commands.Channel.Open())
+        self.expect(commands.Channel.OpenOk)
+
+    def send(self, ch: int, method) -> None:
+        self.sock.sendall(pframe.marshal(method, ch))
+
+    def frames(self):
+        while True:
+            f = self.reader.next_frame()
+            if f is not None:
+                yield f
+                continue
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise EOFError("broker closed the connection")
+            self.reader.feed(data)
+
+    def expect(self, kind):
+        for f in self.frames():
+            if isinstance(f, Method):
+                if isinstance(f.method, kind):
+                    return f.method
+                if isinstance(f.method, (commands.Connection.Close, commands.Channel.Close)):
+                    raise RuntimeError(f"closed by broker: {f.method}")
+
+    def close(self) -> None:
+        try:
+            self.send(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def publish_frames(queue: str, body: bytes, frame_max: int) -> bytes:
+    props = encode_properties(commands.Basic.Properties(delivery_mode=2))
+    method = pframe.marshal(commands.Basic.Publish(exchange="", routing_key=queue), 1)
+    return encode_content(1, method, props, body, frame_max)
+
+
+def declare(c: Client, queue: str, passive: bool = False) -> int:
+    c.send(1, commands.Queue.Declare(queue=queue, durable=True, passive=passive))
+    return c.expect(commands.Queue.DeclareOk).message_count
+
+
+def run_publish(port: int, queue: str, n: int, body: bytes, confirms: bool) -> float:
+    c = Client(port)
+    declare(c, queue)
+    one = publish_frames(queue, body, c.frame_max)
+    batch = 200
+    t0 = time.perf_counter()
+    if not confirms:
+        chunk = one * batch
+        sent = 0
+        while sent < n:
+            k = min(batch, n - sent)
+            c.sock.sendall(chunk if k == batch else one * k)
+            sent += k
+        # RabbitMQ enqueues asynchronously: poll (bounded) until every message counts
+        got = declare(c, queue, passive=True)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while got < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+            got = declare(c, queue, passive=True)
+    else:
+        c.send(1, commands.Confirm.Select())
+        c.expect(commands.Confirm.SelectOk)
+        window = 1000
+        sent = acked = 0
+        it = c.frames()
+        while acked < n:
+            while sent < n and sent - acked < window:
+                k = min(batch, n - sent, window - (sent - acked))
+                c.sock.sendall(one * k)
+                sent += k
+            f = next(it)
+            if isinstance(f, Method):
+                m = f.method
+                if isinstance(m, commands.Basic.Ack):
+                    acked = m.delivery_tag if m.multiple else max(acked, m.delivery_tag)
+                elif isinstance(m, commands.Basic.Nack):
+                    raise RuntimeError("nacked publish")
+        got = n
+    dt = time.perf_counter() - t0
+    c.close()
+    if got < n:
+        raise RuntimeError(f"only {got} of {n} messages queued")
+    return n / dt
+
+
+def run_consume(port: int, queue: str, n: int, no_ack: bool) -> float:
+    c = Client(port)
+    c.send(1, commands.Basic.Qos(prefetch_count=0 if no_ack else 1000))
+    c.expect(commands.Basic.QosOk)
+    t0 = time.perf_counter()
+    c.send(1, commands.Basic.Consume(queue=queue, consumer_tag="bench", no_ack=no_ack))
+    got = 0
+    last_tag = 0
+    for f in c.frames():
+        if type(f) is Body or type(f) is Header:
+            continue
+        if isinstance(f.method, commands.Basic.Deliver):
+            got += 1
+            last_tag = f.method.delivery_tag
+            if not no_ack and got % 100 == 0:
+                c.send(1, commands.Basic.Ack(delivery_tag=last_tag, multiple=True))
+            if got >= n:
+                break
+    if not no_ack:
+        c.send(1, commands.Basic.Ack(delivery_tag=last_tag, multiple=True))
+    dt = time.perf_counter() - t0
+    c.close()
+    return n / dt
+
+
+def scenarios(port: int, n: int, size: int) -> dict[str, float]:
+    body = os.urandom(size)
+    out: dict[str, float] = {}
+    out["publish"] = run_publish(port, "bench-a", n, body, confirms=False)
+    out["publish+confirms"] = run_publish(port, "bench-b", n, body, confirms=True)
+    out["consume"] = run_consume(port, "bench-a", n, no_ack=False)
+    out["consume no-ack"] = run_consume(port, "bench-b", n, no_ack=True)
+    return out
+
+
+# --- brokers ----------------------------------------------------------------------------
+
+
+class FluxMQ:
+    name = "fluxmq"
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        data = self.work / "fluxmq-data"
+        data.mkdir(parents=True, exist_ok=True)
+        ready = self.work / "fluxmq-ready.json"
+        env = dict(os.environ, FLUXMQ_AMQP091__BIND=f"127.0.0.1:{self.port}",
+                   FLUXMQ_HTTP__BIND="")
+        script = Path(sys.executable).parent / "fluxmq"
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "fluxmq_core.cli"]
+        self.log = open(self.work / "fluxmq.log", "ab")
+        self.proc = subprocess.Popen(
+            cmd + ["run", "--plugins", "amqp091", "--data-dir", str(data), "--ready-file",
+                   str(ready), "--log-level", "warning"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        wait_port(self.port, START_TIMEOUT, self.proc)
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"fluxmq-core {version('fluxmq-core')}, fluxmq-amqp091 {version('fluxmq-amqp091')}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class RabbitMQ:
+    name = "rabbitmq"
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.node = f"fluxbench{os.getpid()}@localhost"
+
+    def available(self) -> str | None:
+        if not Path(RABBIT_BIN).exists():
+            if os.geteuid() == 0 and shutil.which("apt-get"):
+                subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"],
+                               capture_output=True, timeout=600,
+                               env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            if not Path(RABBIT_BIN).exists():
+                return "rabbitmq-server is not installed (apt-get install rabbitmq-server)"
+        return None
+
+    def _env(self) -> dict[str, str]:
+        base = self.work / "rabbitmq"
+        (base / "mnesia").mkdir(parents=True, exist_ok=True)
+        (base / "log").mkdir(parents=True, exist_ok=True)
+        plugins = base / "enabled_plugins"
+        plugins.write_text("[].\n")
+        conf = base / "rabbitmq.conf"
+        conf.write_text("loopback_users = none\n")
+        return dict(
+            os.environ,
+            HOME=str(base),
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            ERL_EPMD_PORT=str(self.epmd_port),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
+            RABBITMQ_LOG_BASE=str(base / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(plugins),
+            RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"),
+            RABBITMQ_PID_FILE=str(base / "pid"),
+        )
+
+    def start(self) -> None:
+        self.env = self._env()
+        self.log = open(self.work / "rabbitmq.log", "ab")
+        self.proc = subprocess.Popen([RABBIT_BIN], stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.env,
+                                     start_new_session=True)
+        wait_port(self.port, START_TIMEOUT, self.proc)
+        # the port opens a moment before the node accepts AMQP: wait for a handshake
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                Client(self.port).close()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def version(self) -> str:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"],
+                             capture_output=True, text=True)
+        return f"rabbitmq-server {out.stdout.strip() or '?'} (Debian)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+        if Path(epmd).exists():  # the epmd this node started, on its own port
+            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"],
+                           capture_output=True, timeout=10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=50000)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--no-rabbitmq", action="store_true")
+    args = ap.parse_args()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="fluxmq-bench-amqp-") as tmp:
+        work = Path(tmp)
+        peers: list = [FluxMQ(work)]
+        if not args.no_rabbitmq:
+            peers.append(RabbitMQ(work))
+        for peer in peers:
+            why = peer.available() if hasattr(peer, "available") else None
+            if why:
+                results[peer.name] = {"error": why}
+                print(f"{peer.name}: skipped: {why}", file=sys.stderr)
+                continue
+            try:
+                peer.start()
+                results[peer.name] = {"version": peer.version(),
+                                      "msgs_per_s": scenarios(peer.port, args.messages, args.size)}
+            except Exception as exc:
+                log = work / f"{peer.name}.log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                results[peer.name] = {"error": f"{type(exc).__name__}: {exc}", "log_tail": tail}
+                print(f"{peer.name}: failed: {exc}\n{tail}", file=sys.stderr)
+            finally:
+                peer.stop()
+    names = ["publish", "publish+confirms", "consume", "consume no-ack"]
+    flux = results.get("fluxmq", {}).get("msgs_per_s", {})
+    rabbit = results.get("rabbitmq", {}).get("msgs_per_s", {})
+    print(f"\nAMQP 0.9.1, {args.messages} persistent messages of {args.size} bytes, durable queue")
+    print(f"{'scenario':<20}{'fluxmq msg/s':>14}{'rabbitmq msg/s':>16}{'ratio':>8}")
+    ratios = {}
+    for s in names:
+        f, r = flux.get(s), rabbit.get(s)
+        ratio = f / r if f and r else None
+        ratios[s] = ratio
+        print(f"{s:<20}{f or 0:>14,.0f}{r or 0:>16,.0f}{(f'{ratio:.2f}x' if ratio else '-'):>8}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "amqp091", "messages": args.messages, "size": args.size,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+        "results": results, "ratio_fluxmq_over_rabbitmq": ratios,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The OpenAPI 3.1 document of the HTTP listener (``GET /api/v1/openapi.json``).
+
+Built from the live router, so every route is listed by construction; the details
+(parameters, bodies, responses) come from :data:`OPERATIONS`, keyed by
+``(method, pattern)``. A test validates the document and checks that no route lacks
+its details.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fluxmq_core import __version__
+from fluxmq_core.http.server import Router
+
+__all__ = ["OPERATIONS", "document"]
+
+
+def _json(schema: Any, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_OK = {"$ref": "#/components/schemas/Ok"}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return _json(_ERROR, description)
+
+
+_ADMIN_ERRORS = {
+    "401": _err("Missing or wrong bearer token (when [http] admin_token is set)"),
+    "403": _err("Not a loopback client (when [http] admin_token is empty)"),
+}
+_CLIENT_AUTH_ERRORS = {
+    "401": _err("Authentication failed"),
+    "403": _err("Not authorized"),
+}
+_PAGING = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+]
+_PROTOCOL = {"name": "protocol", "in": "query", "schema": {"type": "string"}, "description": "Only this protocol"}
+_CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/publish"): {
+        "description": "Publish one message into the broker's topics (the Go FluxMQ's body).",
+        "security": [{"basic": []}, {"bearer": []}, {}],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PublishRequest"}}}},
+        "responses": {
+            "200": _json(_OK),
+            "400": _err("Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties"),
+            **_CLIENT_AUTH_ERRORS,
+            "413": _err("Body larger than [http] max_body"),
+        },
+    },
+    ("GET", "/subscribe"): {
+        "description": "Server-Sent Events: one `message` event per matching message; its data is "
+                       "a JSON object with topic, base64 payload, qos, retain (and text when UTF-8).",
+        "security": [{"basic": []}, {"bearer": []}, {}],
+        "parameters": [{"name": "filter", "in": "query", "required": True, "description": "Topic filter (repeatable)",
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "400": _err("Missing or invalid filter"),
+            **_CLIENT_AUTH_ERRORS,
+            "409": _err("That client id is already streaming"),
+        },
+    },
+    ("GET", "/health"): {
+        "responses": {"200": _json({"type": "object", "properties": {
+            "status": {"const": "ok"}, "node_id": {"type": "string"}, "uptime": {"type": "number"}}})},
+    },
+    ("GET", "/ready"): {
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Ready"}, "Ready"),
+            "503": _json({"$ref": "#/components/schemas/Ready"}, "Not ready"),
+        },
+    },
+    ("GET", "/api/v1/stats"): {
+        "security": [{"bearer": []}],
+        "responses": {"200": _json({"type": "object"}), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/sessions"): {
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "Client id prefix"},
+            _PROTOCOL,
+            {"name": "connected", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+            *_PAGING,
+        ],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
+            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}}}),
+            "400": _err("Bad query parameter"), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/sessions/{client_id}"): {
+        "security": [{"bearer": []}],
+        "parameters": [_CLIENT_ID, _PROTOCOL],
+        "responses": {"200": _json({"$ref": "#/components/schemas/Session"}),
+                      "404": _err("No such session"), **_ADMIN_ERRORS},
+    },
+    ("DELETE", "/api/v1/sessions/{client_id}"): {
+        "description": "Disconnect the client (MQTT 5: DISCONNECT 0x98); its session stays as its expiry says.",
+        "security": [{"bearer": []}],
+        "parameters": [_CLIENT_ID, _PROTOCOL],
+        "responses": {"200": _json(_OK), "404": _err("No such connected client"), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/subscriptions"): {
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "Topic filter prefix"},
+            {"name": "client_id", "in": "query", "schema": {"type": "string"}},
+            _PROTOCOL, *_PAGING,
+        ],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "total": {"type": "integer"},
+            "subscriptions": {"type": "array", "items": {"type": "object", "properties": {
+                "client_id": {"type": "string"}, "protocol": {"type": "string"},
+                "filter": {"type": "string"}, "qos": {"type": "integer"}}}}}}),
+            "400": _err("Bad query parameter"), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/queues"): {
+        "security": [{"bearer": []}],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "queues": {"type": "array", "items": {"type": "object"}}}}), **_ADMIN_ERRORS},
+    },
+    ("POST", "/api/v1/reload"): {
+        "security": [{"bearer": []}],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "status": {"const": "ok"}, "applied": {"type": "array", "items": {"type": "string"}}}}),
+            "503": _err("Reload not available"), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/openapi.json"): {
+        "security": [{}],
+        "responses": {"200": _json({"type": "object"}, "This document")},
+    },
+}
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "basic": {"type": "http", "scheme": "basic"},
+        "bearer": {"type": "http", "scheme": "bearer"},
+    },
+    "schemas": {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Ok": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+        "Ready": {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
+        "PublishRequest": {
+            "type": "object", "required": ["topic"], "additionalProperties": False,
+            "properties": {
+                "topic": {"type": "string", "description": "Topic name (no wildcards)"},
+                "payload": {"type": "string", "contentEncoding": "base64", "default": ""},
+                "qos": {"type": "integer", "minimum": 0, "maximum": 2, "default": 0},
+                "retain": {"type": "boolean", "default": False},
+                "properties": {"type": "object", "additionalProperties": False, "properties": {
+                    "content_type": {"type": "string"},
+                    "correlation_data": {"type": "string", "contentEncoding": "base64"},
+                    "response_topic": {"type": "string"},
+                    "user_properties": {"oneOf": [
+                        {"type": "object", "additionalProperties": {"type": "string"}},
+                        {"type": "array", "items": {"type": "array", "items": {"type": "string"},
+                                                    "minItems": 2, "maxItems": 2}}]},
+                    "message_expiry": {"type": "integer", "minimum": 0, "description": "Seconds"},
+                }},
+            },
+        },
+        "Session": {"type": "object", "properties": {
+            "client_id": {"type": "string"}, "protocol": {"type": "string"},
+            "connected": {"type": "boolean"}, "username": {"type": ["string", "null"]},
+            "remote": {"type": ["string", "null"]}, "version": {"type": ["string", "null"]},
+            "subscriptions": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "inflight": {"type": "integer"}, "queued": {"type": "integer"},
+            "expiry": {"type": ["integer", "null"]}, "disconnected_at": {"type": ["number", "null"]},
+            "extra": {"type": "object"}}},
+    },
+}
+
+
+def document(router: Router) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every route of ``router``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in router.routes:
+        details = OPERATIONS.get((route.method, route.pattern), {"responses": {"200": {"description": "OK"}}})
+        op: dict[str, Any] = {
+            "operationId": f"{route.method.lower()}_{route.pattern.strip('/').replace('/', '_').replace('{', '').replace('}', '').replace('.', '_')}",
+            "summary": route.summary or route.pattern,
+            "tags": [route.tag] if route.tag else [],
+            **details,
+        }
+        paths.setdefault(route.pattern, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "FluxMQ HTTP API",
+            "version": __version__,
+            "description": "Publish bridge, Server-Sent Events, health and the admin API of FluxMQ. "
+                           "See docs/http.md.",
+        },
+        "paths": paths,
+        "components": COMPONENTS,
+    }

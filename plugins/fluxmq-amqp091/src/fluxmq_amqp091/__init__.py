@@ -1,0 +1,1 @@
+"""FluxMQ AMQP 0.9.1 plugin."""

@@ -1,0 +1,40 @@
+"""Shared fixtures for the AMQP 0.9.1 tests: one broker per module (tests use their
+own queue and exchange names), pika connections closed at the end. Waits bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+
+from fluxmq_core.testing.broker import BrokerThread
+
+from fluxmq_amqp091.testing import WAIT
+
+@pytest.fixture(scope="module")
+def amqp_broker() -> Iterator[BrokerThread]:
+    with BrokerThread(plugins=["amqp091"]) as b:
+        yield b
+
+
+@pytest.fixture
+def connect(amqp_broker: BrokerThread) -> Iterator[Any]:
+    made: list[pika.BlockingConnection] = []
+
+    def factory(**kwargs: Any) -> pika.BlockingConnection:
+        params = pika.ConnectionParameters("127.0.0.1", amqp_broker.port("amqp091.bind"),
+                                           blocked_connection_timeout=WAIT,
+                                           socket_timeout=WAIT, **kwargs)
+        c = pika.BlockingConnection(params)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        if c.is_open:
+            try:
+                c.close()
+            except Exception:
+                pass

@@ -1,0 +1,128 @@
+"""AMQP 0.9.1 and MQTT through the core router and queue manager (paho-mqtt is the
+MQTT client; the MQTT plugin's package is not imported). Waits are bounded."""
+
+from __future__ import annotations
+
+import queue
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fluxmq_amqp091.testing import WAIT, consume_n, name
+
+
+@pytest.fixture(scope="module")
+def both():
+    from fluxmq_core.testing.broker import BrokerThread
+
+    with BrokerThread(plugins=["amqp091", "mqtt"]) as b:
+        yield b
+
+
+@pytest.fixture
+def mq(both):
+    clients = []
+
+    def factory():
+        got: queue.Queue = queue.Queue()
+        ready: queue.Queue = queue.Queue()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                        client_id=uuid.uuid4().hex[:12], protocol=mqtt.MQTTv5)
+        c.on_message = lambda _c, _u, m: got.put(m)
+        c.on_connect = lambda *a: ready.put(True)
+        c.on_subscribe = lambda *a: ready.put(True)
+        c.connect("127.0.0.1", both.port("mqtt.tcp"))
+        c.loop_start()
+        ready.get(timeout=WAIT)
+        c.got = got
+        c.ready = ready
+        clients.append(c)
+        return c
+
+    yield factory
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+@pytest.fixture
+def channel(both):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", both.port("amqp091.bind")))
+    yield conn.channel()
+    conn.close()
+
+
+def test_amq_topic_publish_reaches_mqtt_with_properties(mq, channel):
+    c = mq()
+    c.subscribe("a/+", qos=1)
+    c.ready.get(timeout=WAIT)
+    channel.basic_publish("amq.topic", "a.b", b"from amqp", pika.BasicProperties(
+        content_type="text/plain", correlation_id="corr-1", reply_to="replies.me",
+        headers={"k": "v"}, expiration="60000", delivery_mode=2))
+    m = c.got.get(timeout=WAIT)
+    assert m.topic == "a/b" and m.payload == b"from amqp"
+    p = m.properties
+    assert p.ContentType == "text/plain"
+    assert p.CorrelationData == b"corr-1"
+    assert p.ResponseTopic == "replies/me"
+    assert ("k", "v") in p.UserProperty
+    assert 0 < p.MessageExpiryInterval <= 60
+
+
+def test_mqtt_publish_reaches_bound_queues(mq, channel):
+    q1 = channel.queue_declare(name()).method.queue
+    q2 = channel.queue_declare(name()).method.queue
+    channel.queue_bind(q1, "amq.topic", "a.b")
+    channel.queue_bind(q2, "amq.topic", "a.*")
+    c = mq()
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "application/json"
+    props.CorrelationData = b"c-7"
+    props.ResponseTopic = "reply/here"
+    props.UserProperty = [("tenant", "t1")]
+    props.MessageExpiryInterval = 120
+    c.publish("a/b", b"{}", qos=1, properties=props).wait_for_publish(WAIT)
+    c.publish("a/c", b"only-q2", qos=1).wait_for_publish(WAIT)
+    (m, p, body), = consume_n(channel, q1, 1)
+    assert body == b"{}" and m.exchange == "amq.topic" and m.routing_key == "a.b"
+    assert p.content_type == "application/json" and p.correlation_id == "c-7"
+    assert p.reply_to == "reply.here" and p.headers["tenant"] == "t1"
+    assert 0 < int(p.expiration) <= 120000
+    bodies = sorted(b for _m, _p, b in consume_n(channel, q2, 2))
+    assert bodies == [b"only-q2", b"{}"]
+
+
+def test_amqp_publish_to_bound_queue_is_not_duplicated(mq, channel):
+    q = channel.queue_declare(name()).method.queue
+    channel.queue_bind(q, "amq.topic", "dup.*")
+    channel.queue_bind(q, "amq.topic", "dup.x")
+    channel.basic_publish("amq.topic", "dup.x", b"once")
+    time.sleep(0.2)
+    assert channel.queue_declare(q, passive=True).method.message_count == 1
+
+
+def test_mandatory_counts_mqtt_subscribers(mq, channel):
+    c = mq()
+    c.subscribe("only/mqtt", qos=0)
+    c.ready.get(timeout=WAIT)
+    returned = []
+    channel.add_on_return_callback(lambda *a: returned.append(a))
+    channel.basic_publish("amq.topic", "only.mqtt", b"x", mandatory=True)
+    channel.basic_publish("amq.topic", "nobody.here", b"y", mandatory=True)
+    channel.connection.process_data_events(time_limit=0.3)
+    assert c.got.get(timeout=WAIT).payload == b"x"
+    assert len(returned) == 1
+
+
+def test_amqp_queue_is_the_core_queue(both, channel):
+    q = channel.queue_declare(name(), durable=True).method.queue
+    channel.confirm_delivery()  # the ack means the append happened
+    channel.basic_publish("", q, b"shared")
+    info = both.call_soon(both.context.queues.info, q)
+    assert info.type == "classic" and info.depth == 1

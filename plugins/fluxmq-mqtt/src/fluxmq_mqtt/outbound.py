@@ -1,0 +1,185 @@
+"""Outbound PUBLISH encoding for one connection, sans-IO: messages in, bytes appended.
+
+:class:`OutboundWriter` is the half of :class:`~fluxmq_mqtt.connection.Connection`
+that the session calls on the hot path: :meth:`~OutboundWriter.write_publish` appends
+one PUBLISH to the connection's ``out`` buffer. Encoding happens once per *shape*
+(protocol version, QoS, retain, subscription ids, remaining expiry, topic alias,
+whether the topic name is sent) and the resulting
+:class:`~fluxmq_mqtt.codec.PublishTemplate` is cached on ``Message.encoded``, so a
+fan-out to many connections of the same shape reuses the same bytes; the packet id
+and DUP flag are patched into the output buffer in place.
+
+Outbound topic aliases (MQTT 5): the client's Topic Alias Maximum bounds how many
+aliases we may have defined towards it. Each topic gets an alias the first time it
+is sent (the PUBLISH carries the topic name *and* the alias, which defines the
+mapping on the client); later PUBLISHes to it carry the alias and an empty topic
+name. When every alias is in use, the least recently used mapping is replaced: the
+next PUBLISH for a new topic carries the new topic name with the old alias number,
+which redefines it on the client (MQTT 5.0 section 3.3.2.3.4). A mapping changes
+only once the PUBLISH that defines it is actually written (a message dropped for
+the client's Maximum Packet Size changes nothing), so the client's view and ours
+never differ.
+
+What this module does not do: decide whether to send (the session's window and
+queue, ``session.py``), inbound packets (``connection.py``), any I/O.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.message import Message
+
+from fluxmq_mqtt.codec import MQTT_5, Properties, PublishTemplate
+
+if TYPE_CHECKING:
+    from fluxmq_mqtt.sessions import SessionRegistry
+
+__all__ = ["OutboundWriter"]
+
+PROTOCOL = "mqtt"
+
+
+class OutboundWriter:
+    """Output state and PUBLISH encoding of a connection (a base of ``Connection``).
+
+    ``out`` is the bytes waiting for the adapter's next write; ``out_limit`` the
+    outbound buffer bound (set to -1 once the connection closes, so nothing more is
+    written after a DISCONNECT); ``paused`` mirrors the transport's backpressure.
+    ``wakeup(conn)`` is called once until the adapter flushes when bytes are added
+    from outside the connection's own ``receive``.
+    """
+
+    __slots__ = ("out", "out_limit", "paused", "wakeup", "flush_pending", "max_out_packet",
+                 "alias_max_out", "out_aliases")
+
+    # Provided by Connection.
+    registry: SessionRegistry
+    version: int
+    client_id: str
+
+    def _init_outbound(self, out_limit: int) -> None:
+        self.out = bytearray()
+        self.out_limit = out_limit
+        self.paused = False
+        self.wakeup: Any = None
+        self.flush_pending = False
+        self.max_out_packet = 0  # the client's Maximum Packet Size; 0 = none given
+        self.alias_max_out = 0  # the client's Topic Alias Maximum
+        # topic -> alias, least recently used first; None when the client takes none.
+        self.out_aliases: OrderedDict[str, int] | None = None
+
+    def set_client_limits(self, maximum_packet_size: int | None,
+                          topic_alias_maximum: int | None) -> None:
+        """What the client's CONNECT allows us to send."""
+        if maximum_packet_size is not None:
+            self.max_out_packet = maximum_packet_size
+        if topic_alias_maximum:
+            self.alias_max_out = topic_alias_maximum
+            self.out_aliases = OrderedDict()
+
+    def has_room(self) -> bool:
+        return not self.paused and len(self.out) < self.out_limit
+
+    def _wake(self) -> None:
+        if not self.flush_pending and self.wakeup is not None:
+            self.flush_pending = True
+            self.wakeup(self)
+
+    def write_pubrel(self, pid: int) -> None:
+        self.out += b"\x62\x02" + pid.to_bytes(2, "big")
+        self._wake()
+
+    def write_publish(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...],
+                      pid: int | None = None, dup: bool = False) -> bool:
+        """Append one PUBLISH; False (and counted as dropped) when it would exceed the
+        client's Maximum Packet Size."""
+        enc = message.encoded
+        if enc is None:
+            enc = message.encoded = {}
+        alias = victim = None
+        if self.version < MQTT_5:
+            key: tuple = (4, qos, retain)
+            tmpl = enc.get(key)
+            if tmpl is None:
+                tmpl = enc[key] = PublishTemplate(message.topic, message.payload, qos, retain)
+        elif self.out_aliases is None:
+            tmpl = self._template_v5(message, enc, qos, retain, ids, None, False)
+        else:
+            aliases = self.out_aliases
+            topic = message.topic
+            alias = aliases.get(topic)
+            if alias is not None:
+                aliases.move_to_end(topic)
+                tmpl = self._template_v5(message, enc, qos, retain, ids, alias, False)
+                alias = None  # nothing to record
+            else:
+                if len(aliases) < self.alias_max_out:
+                    alias = len(aliases) + 1
+                else:
+                    victim = next(iter(aliases))
+                    alias = aliases[victim]
+                tmpl = self._template_v5(message, enc, qos, retain, ids, alias, True)
+        data = tmpl.data
+        if self.max_out_packet and len(data) > self.max_out_packet:
+            registry = self.registry
+            registry.stats.messages_dropped += 1
+            if registry.events.on_dropped:
+                registry.events.message_dropped(message, PROTOCOL, self.client_id,
+                                                "larger than client's maximum packet size")
+            return False
+        if alias is not None:  # this PUBLISH (re)defines ``alias`` on the client
+            aliases = self.out_aliases
+            if victim is not None:
+                del aliases[victim]  # type: ignore[union-attr]
+            aliases[message.topic] = alias  # type: ignore[index]
+        out = self.out
+        pos = len(out)
+        out += data
+        if qos:
+            off = pos + tmpl.offset
+            out[off] = pid >> 8  # type: ignore[operator]
+            out[off + 1] = pid & 0xFF  # type: ignore[operator]
+            if dup:
+                out[pos] |= 0x08
+        registry = self.registry
+        stats = registry.stats
+        stats.messages_sent += 1
+        stats.publish_sent += 1
+        if qos == 0 and registry.events.on_delivered:
+            registry.events.message_delivered(message, PROTOCOL, self.client_id)
+        if not self.flush_pending and self.wakeup is not None:
+            self.flush_pending = True
+            self.wakeup(self)
+        return True
+
+    def _template_v5(self, message: Message, enc: dict, qos: int, retain: bool,
+                     ids: tuple[int, ...], alias: int | None, with_topic: bool
+                     ) -> PublishTemplate:
+        """The cached 5.0 encoding of ``message`` in this shape. ``alias`` with
+        ``with_topic`` defines the alias; ``alias`` alone uses it (empty topic)."""
+        expiry = None
+        if message.expires_at is not None:
+            expiry = message.remaining_expiry(self.registry.clock())
+        key = (5, qos, retain, ids, expiry, alias, with_topic)
+        tmpl = enc.get(key)
+        if tmpl is None:
+            props = None
+            if (ids or expiry is not None or alias is not None or message.user_properties
+                    or message.content_type is not None or message.response_topic is not None
+                    or message.correlation_data is not None
+                    or message.payload_format is not None):
+                props = Properties(
+                    payload_format_indicator=message.payload_format,
+                    message_expiry_interval=expiry,
+                    content_type=message.content_type,
+                    response_topic=message.response_topic,
+                    correlation_data=message.correlation_data,
+                    subscription_identifiers=ids,
+                    topic_alias=alias,
+                    user_properties=tuple(message.user_properties or ()),
+                )
+            name = "" if alias is not None and not with_topic else message.topic
+            tmpl = enc[key] = PublishTemplate(name, message.payload, qos, retain, props, MQTT_5)
+        return tmpl

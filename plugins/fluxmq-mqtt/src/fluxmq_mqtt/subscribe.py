@@ -1,0 +1,138 @@
+"""SUBSCRIBE and UNSUBSCRIBE of one connection, sans-IO (a base of ``Connection``).
+
+:class:`SubscribeHandlers` checks each filter of a SUBSCRIBE in order (syntax, shared
+and wildcard switches, No Local on shared subscriptions, the ACL, which may need an
+async answer: then the packet is handled again from the start once it came), grants
+at most ``[mqtt] max_qos``, subscribes the session in the core router, answers
+SUBACK (5.0 codes, or 0x80 for a refused filter in 3.x) and then delivers the
+retained messages that Retain Handling asks for. UNSUBSCRIBE answers UNSUBACK
+(0x11 for a filter that was not subscribed).
+
+What it does not do: topic matching or retained storage (the core router), or any
+I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
+
+from fluxmq_mqtt.codec import MQTT_5, Properties, Suback, Subscribe, Unsuback, Unsubscribe, encode
+from fluxmq_mqtt.state import SUSPEND
+
+if TYPE_CHECKING:
+    from fluxmq_mqtt.config import MQTTConfig
+    from fluxmq_mqtt.session import Session
+    from fluxmq_mqtt.sessions import SessionRegistry
+
+__all__ = ["SubscribeHandlers"]
+
+PROTOCOL = "mqtt"
+
+
+class SubscribeHandlers:
+    """SUBSCRIBE / UNSUBSCRIBE handling, mixed into ``Connection``."""
+
+    __slots__ = ()
+
+    # Provided by Connection.
+    cfg: MQTTConfig
+    registry: SessionRegistry
+    session: Session | None
+    version: int
+    client_id: str
+    problem_info: bool
+    out: bytearray
+
+    if TYPE_CHECKING:
+        def _authorized(self, action: str, topic: str) -> bool | None: ...
+        def _protocol_error(self, code: int, text: str, count: bool = True) -> None: ...
+        def _v5(self, packet: Any) -> bytes: ...
+
+    def _on_subscribe(self, p: Subscribe) -> Any:
+        cfg = self.cfg
+        v5 = self.version == MQTT_5
+        sub_id = None
+        if p.properties is not None and p.properties.subscription_identifiers:
+            if not cfg.subscription_identifiers:
+                self._protocol_error(0xA1, "subscription identifiers not supported")
+                return None
+            sub_id = p.properties.subscription_identifiers[0]
+        plan: list[tuple[str, SubscriptionOptions | None, int]] = []
+        for topic_filter, o in p.subscriptions:
+            code = 0
+            shared = topic_filter.startswith("$share/")
+            try:
+                validate_topic_filter(topic_filter)
+            except TopicError:
+                code = 0x8F
+            if not code and shared:
+                if not cfg.shared_subscriptions:
+                    code = 0x9E
+                elif o.no_local:
+                    self._protocol_error(0x82, "No Local on a shared subscription")
+                    return None
+            if not code and not cfg.wildcard_subscriptions and (
+                "+" in topic_filter or "#" in topic_filter
+            ):
+                code = 0xA2
+            if not code:
+                allowed = self._authorized("subscribe", topic_filter)
+                if allowed is None:
+                    return SUSPEND
+                if not allowed:
+                    code = 0x87
+            if code:
+                plan.append((topic_filter, None, code))
+                continue
+            granted = min(o.qos, cfg.max_qos)
+            plan.append((topic_filter, SubscriptionOptions(
+                granted, o.no_local, o.retain_as_published, o.retain_handling, sub_id), granted))
+        registry = self.registry
+        session = self.session
+        assert session is not None
+        router = registry.router
+        events = registry.events
+        codes = []
+        retained: list[tuple[Message, int, tuple[int, ...]]] = []
+        for topic_filter, options, code in plan:
+            codes.append(code)
+            if options is None:
+                if code == 0x87:
+                    registry.stats.authz_denied += 1
+                continue
+            new = router.subscribe(session, topic_filter, options)
+            if new:
+                registry.stats.subscriptions += 1
+            session.set_subscription(topic_filter, options)
+            events.client_subscribed(PROTOCOL, self.client_id, topic_filter, options)
+            rh = options.retain_handling
+            if not topic_filter.startswith("$share/") and (rh == 0 or (rh == 1 and new)):
+                ids = (sub_id,) if sub_id is not None else ()
+                for m in router.retained_for(topic_filter):
+                    retained.append((m, options.qos, ids))
+        props = None
+        if v5 and self.problem_info and any(c >= 0x80 for c in codes):
+            props = Properties(reason_string="some subscriptions were refused")
+        suback = Suback(p.packet_id, tuple(codes), props)
+        self.out += self._v5(suback) if v5 else encode(suback, self.version)
+        for m, qos, ids in retained:
+            session.deliver(m, Delivery(qos, True, ids))
+        return None
+
+    def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        registry = self.registry
+        session = self.session
+        assert session is not None
+        codes = []
+        for topic_filter in p.topic_filters:
+            if registry.router.unsubscribe(session, topic_filter):
+                registry.stats.subscriptions -= 1
+                session.remove_subscription(topic_filter)
+                registry.events.client_unsubscribed(PROTOCOL, self.client_id, topic_filter)
+                codes.append(0)
+            else:
+                codes.append(0x11)
+        self.out += encode(Unsuback(p.packet_id, tuple(codes)), self.version)
