@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from fluxmq_core.config import ConfigError
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.testing import BrokerThread
+from fluxmq_core.testing.tls import make_test_certs
 from fluxmq_core.transport import ListenerSpec, ProtocolServer, make_server_ssl_context, peer_identity
 
 
@@ -148,22 +148,8 @@ def test_empty_address_disables_listener(fluxmq_broker_factory: Any) -> None:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("certs")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
-        "-subj", "/CN=device-7")
-    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "client.pem", "-days", "2")
-    return {n: d / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+    made = make_test_certs(tmp_path_factory.mktemp("certs"), (("client", "device-7"),))
+    return {name: Path(path) for name, path in made.items()}
 
 
 def test_tls_listener_with_client_certificate(fluxmq_broker_factory: Any, certs: dict[str, Path]) -> None:

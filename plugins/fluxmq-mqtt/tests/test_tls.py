@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fluxmq_core.testing.tls import make_test_certs
 
 WAIT = 5.0
 CONNECT_311 = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"  # clean session, no id
@@ -20,21 +21,8 @@ CONNECT_311 = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"  # clean session, 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("mqtt-certs")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d, timeout=60)
-
-    (d / "san.ext").write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=mqtt-test-ca")
-    for name, cn in (("server", "localhost"), ("device", "device-7"), ("other", "device-9")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-            f"{name}.csr", "-subj", f"/CN={cn}")
-        extra = ["-extfile", "san.ext"] if name == "server" else []
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *extra)
-    return {p.name: str(p) for p in Path(d).iterdir()}
+    return make_test_certs(tmp_path_factory.mktemp("mqtt-certs"),
+                           (("device", "device-7"), ("other", "device-9")))
 
 
 def _tls(certs: dict[str, str], **extra: Any) -> dict[str, Any]:
