@@ -197,10 +197,17 @@ class BrokerThread:
 
 
 class BrokerProcess:
-    """``fluxmq run`` as a subprocess, for signal, exit-code and crash tests."""
+    """``fluxmq run`` as a subprocess, for signal, exit-code and crash tests.
+
+    Unless ``ephemeral=False``, every listener of the enabled plugins is bound to
+    ``127.0.0.1:0`` through ``FLUXMQ_<SECTION>__<KEY>`` variables (those the caller
+    sets in ``env`` win), so tests never collide on default ports; after the first
+    start the bound ports are pinned, so a restart keeps the addresses clients know.
+    """
 
     def __init__(self, args: list[str] | None = None, *, env: Mapping[str, str] | None = None,
-                 data_dir: str | None = None, config_text: str | None = None) -> None:
+                 data_dir: str | None = None, config_text: str | None = None,
+                 ephemeral: bool = True) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="fluxmq-proc-")
         self.dir = Path(self._tmp.name)
         self.data_dir = data_dir or str(self.dir / "data")
@@ -210,10 +217,26 @@ class BrokerProcess:
             cfg = self.dir / "fluxmq.toml"
             cfg.write_text(config_text)
             self.args += ["--config", str(cfg)]
-        self.env = dict(os.environ)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXMQ_")}
+        self._ephemeral_vars: set[str] = set()
+        if ephemeral:
+            for sec, keys in ephemeral_overrides(self._schema()).items():
+                for key, value in keys.items():
+                    var = f"FLUXMQ_{sec.upper()}__{key.upper()}"
+                    self.env[var] = value
+                    self._ephemeral_vars.add(var)
         self.env.update(env or {})
+        self._ephemeral_vars -= set(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "broker.log"
+
+    def _schema(self) -> dict[str, type]:
+        """The config schema of the plugins this process will enable."""
+        enable = None
+        if "--plugins" in self.args:
+            raw = self.args[self.args.index("--plugins") + 1]
+            enable = [p.strip() for p in raw.split(",") if p.strip()]
+        return PluginRegistry(enable=enable).config_schema()
 
     def start(self, timeout: float = 20.0) -> dict[str, tuple[str, int]]:
         if self.ready_file.exists():
@@ -226,7 +249,13 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self.ready_file.exists():
                 data = json.loads(self.ready_file.read_text())
-                return {k: (v[0], int(v[1])) for k, v in data.items()}
+                bound = {k: (v[0], int(v[1])) for k, v in data.items()}
+                for name, (host, port) in bound.items():  # keep these ports on restart
+                    sec, _, key = name.partition(".")
+                    var = f"FLUXMQ_{sec.upper()}__{key.upper()}"
+                    if var in self._ephemeral_vars:
+                        self.env[var] = f"{host}:{port}"
+                return bound
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.output()}")
             time.sleep(0.05)

@@ -513,6 +513,13 @@ def test_connection_blocked_under_memory_alarm(fluxmq_broker_factory):
     conn.close()
 
 
+def _durable_driver_installed() -> bool:
+    from fluxmq_core.plugins import installed_drivers
+
+    return any(name != "memory" for name in installed_drivers()["fluxmq.storage"])
+
+
+@pytest.mark.skipif(not _durable_driver_installed(), reason="no durable storage driver installed")
 def test_durable_exchange_queue_and_binding_survive_restart(fluxmq_broker_factory):
     b = fluxmq_broker_factory(plugins=["amqp091"])
     port = b.port("amqp091.bind")

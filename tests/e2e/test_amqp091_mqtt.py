@@ -1,4 +1,4 @@
-"""AMQP 0.9.1 and MQTT through the core router and queue manager (paho-mqtt is the
+"""Cross-plugin: AMQP 0.9.1 and MQTT through the core router and queue manager (paho-mqtt is the
 MQTT client; the MQTT plugin's package is not imported). Waits are bounded."""
 
 from __future__ import annotations
