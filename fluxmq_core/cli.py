@@ -22,6 +22,7 @@ import typer
 from fluxmq_core import __version__
 from fluxmq_core.config import Config, ConfigError, load_config, render_commented_defaults, render_toml
 from fluxmq_core.plugins import PluginError, PluginRegistry
+from fluxmq_core.queue_cli import queue_app
 
 app = typer.Typer(
     help="FluxMQ: a multi-protocol message broker (MQTT, AMQP, HTTP, CoAP) built from plugins.",
@@ -34,6 +35,7 @@ config_app = typer.Typer(help="Show, check or create configuration.", no_args_is
 plugin_app = typer.Typer(help="Tools for plugin authors.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(plugin_app, name="plugin")
+app.add_typer(queue_app, name="queue")
 
 EXIT_CONFIG = 2
 EXIT_ERROR = 1

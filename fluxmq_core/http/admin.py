@@ -13,17 +13,26 @@ protocol plugin registers its own; this module knows no protocol.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import ipaddress
+import json
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.http.server import HTTPError, Request, Response, json_response
+from fluxmq_core.http.server import (
+    HTTPError,
+    Request,
+    Response,
+    StreamResponse,
+    StreamWriter,
+    json_response,
+)
 
 if TYPE_CHECKING:
     from fluxmq_core.http.routes import HTTPService
 
-__all__ = ["add_admin_routes", "is_loopback"]
+__all__ = ["add_admin_routes", "is_loopback", "record_line"]
 
 PREFIX = "/api/v1"
 MAX_LIMIT = 1000
@@ -48,6 +57,13 @@ def add_admin_routes(service: HTTPService) -> None:
     r.add("DELETE", f"{PREFIX}/sessions/{{client_id}}", api.disconnect, "Disconnect a client", "admin")
     r.add("GET", f"{PREFIX}/subscriptions", api.subscriptions, "List subscriptions", "admin")
     r.add("GET", f"{PREFIX}/queues", api.queues, "List durable queues", "admin")
+    r.add("POST", f"{PREFIX}/queues", api.create_queue, "Declare a queue", "admin")
+    r.add("GET", f"{PREFIX}/queues/{{name}}", api.queue, "One queue with its groups", "admin")
+    r.add("DELETE", f"{PREFIX}/queues/{{name}}", api.delete_queue, "Delete a queue", "admin")
+    r.add("POST", f"{PREFIX}/queues/{{name}}/purge", api.purge_queue, "Remove a queue's messages",
+          "admin")
+    r.add("GET", f"{PREFIX}/queues/{{name}}/records", api.queue_records,
+          "Export a queue's log as JSON lines (read-only)", "admin")
     r.add("POST", f"{PREFIX}/reload", api.reload, "Reload users, ACL and log settings", "admin")
     r.add("GET", f"{PREFIX}/openapi.json", api.openapi, "This OpenAPI document", "meta")
 
@@ -135,6 +151,86 @@ class AdminAPI:
         infos = [dataclasses.asdict(i) for i in qm.list()] if qm is not None else []
         return json_response({"queues": infos})
 
+    # --- queues (fluxmq queue ...) --------------------------------------------------
+
+    def _qm(self) -> Any:
+        qm = self.context.queues
+        if qm is None:
+            raise HTTPError(503, "the queue manager is not running")
+        return qm
+
+    def _known(self, req: Request) -> tuple[Any, str]:
+        qm = self._qm()
+        name = req.params["name"]
+        if qm.get(name) is None:
+            raise HTTPError(404, f"no queue {name!r}")
+        return qm, name
+
+    async def create_queue(self, req: Request) -> Response:
+        """Body: ``{"name": ..., <[queues.<name>] keys>}``. 201 when created, 200 when
+        it exists with the same settings, 409 with other settings."""
+        self.guard(req)
+        from fluxmq_core.queues import QueueError
+
+        qm = self._qm()
+        try:
+            body = json.loads(req.body or b"{}")
+        except ValueError:
+            raise HTTPError(400, "the body must be a JSON object") from None
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise HTTPError(400, "the body must be a JSON object with a string 'name'")
+        name = body.pop("name")
+        existed = qm.get(name) is not None
+        try:
+            qm.declare(name, body)
+        except QueueError as exc:
+            raise HTTPError(409 if existed else 400, str(exc)) from None
+        return json_response(dataclasses.asdict(qm.info(name)), 200 if existed else 201)
+
+    async def queue(self, req: Request) -> Response:
+        self.guard(req)
+        qm, name = self._known(req)
+        out = dataclasses.asdict(qm.info(name))
+        out["config"] = qm.get(name).config.to_record()
+        return json_response(out)
+
+    async def delete_queue(self, req: Request) -> Response:
+        self.guard(req)
+        qm, name = self._known(req)
+        qm.delete(name)
+        return json_response({"status": "ok", "queue": name})
+
+    async def purge_queue(self, req: Request) -> Response:
+        self.guard(req)
+        qm, name = self._known(req)
+        return json_response({"status": "ok", "queue": name, "purged": qm.purge(name)})
+
+    async def queue_records(self, req: Request) -> StreamResponse:
+        """``from`` (offset, default the first retained) and ``limit`` (default all):
+        one JSON object a line with offset, timestamp, topic, base64 payload, qos and
+        properties. Reads through ``QueueLog.iter_records``; consumers are untouched."""
+        self.guard(req)
+        qm, name = self._known(req)
+        start = req.int_arg("from", -1, minimum=-1)
+        limit = req.int_arg("limit", 0, minimum=0)
+        log_ = qm.get(name).log
+
+        async def stream(writer: StreamWriter) -> None:
+            it = log_.iter_records(name, None if start < 0 else start, limit or None)
+            buf: list[bytes] = []
+            async for offset, message in it:
+                buf.append(record_line(offset, message))
+                if len(buf) >= 256:
+                    writer.write(b"".join(buf))
+                    buf.clear()
+                    await writer.drain()
+                    if writer.closed.is_set():
+                        return
+            if buf:
+                writer.write(b"".join(buf))
+
+        return StreamResponse(stream, content_type="application/x-ndjson")
+
     async def reload(self, req: Request) -> Response:
         self.guard(req)
         reload = self.context.reload
@@ -147,3 +243,42 @@ class AdminAPI:
         from fluxmq_core.http.openapi import document
 
         return json_response(document(self.service.router))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def record_line(offset: int, message: Any) -> bytes:
+    """One exported queue record as a JSON line (what ``fluxmq queue sql`` loads).
+
+    ``payload`` is base64; ``properties`` holds the message's protocol properties
+    (bytes as base64) plus, when set, ``user_properties``, ``content_type``,
+    ``correlation_data``, ``response_topic``, ``expires_at`` and the origin."""
+    props = _plain(message.properties or {})
+    if message.user_properties:
+        props["user_properties"] = [list(p) for p in message.user_properties]
+    for key in ("content_type", "correlation_data", "response_topic", "expires_at"):
+        value = getattr(message, key)
+        if value is not None:
+            props[key] = _plain(value)
+    if message.origin_protocol:
+        props["origin_protocol"] = message.origin_protocol
+    if message.origin_client:
+        props["origin_client"] = message.origin_client
+    return json.dumps({
+        "offset": offset,
+        "timestamp": message.timestamp,
+        "topic": message.topic,
+        "payload": base64.b64encode(message.payload).decode("ascii"),
+        "qos": message.qos,
+        "properties": props,
+    }, separators=(",", ":")).encode() + b"\n"

@@ -42,6 +42,9 @@ _PAGING = [
 ]
 _PROTOCOL = {"name": "protocol", "in": "query", "schema": {"type": "string"}, "description": "Only this protocol"}
 _CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "Queue name (URL-encode the '/' of '$dlq/<name>')"}
+_QUEUE = {"$ref": "#/components/schemas/Queue"}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/publish"): {
@@ -125,7 +128,61 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/queues"): {
         "security": [{"bearer": []}],
         "responses": {"200": _json({"type": "object", "properties": {
-            "queues": {"type": "array", "items": {"type": "object"}}}}), **_ADMIN_ERRORS},
+            "queues": {"type": "array", "items": _QUEUE}}}), **_ADMIN_ERRORS},
+    },
+    ("POST", "/api/v1/queues"): {
+        "description": "Declare a queue: `name` plus any `[queues.<name>]` keys (docs/queues.md). "
+                       "201 when created; 200 when it exists with the same settings.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["classic", "stream", "ephemeral"]}},
+            "additionalProperties": True}}}},
+        "responses": {
+            "200": _json(_QUEUE, "The queue existed with these settings"),
+            "201": _json(_QUEUE, "Created"),
+            "400": _err("Bad body, bad name or an unknown or invalid key"),
+            **_ADMIN_ERRORS,
+            "409": _err("The queue exists with other settings"),
+            "503": _err("No queue manager"),
+        },
+    },
+    ("GET", "/api/v1/queues/{name}"): {
+        "security": [{"bearer": []}],
+        "parameters": [_QUEUE_NAME],
+        "responses": {"200": _json(_QUEUE, "The queue, its groups and its effective config"),
+                      "404": _err("No such queue"), **_ADMIN_ERRORS},
+    },
+    ("DELETE", "/api/v1/queues/{name}"): {
+        "description": "Delete the queue with its messages and groups (its dead-letter queue stays).",
+        "security": [{"bearer": []}],
+        "parameters": [_QUEUE_NAME],
+        "responses": {"200": _json(_OK), "404": _err("No such queue"), **_ADMIN_ERRORS},
+    },
+    ("POST", "/api/v1/queues/{name}/purge"): {
+        "description": "Remove every message, pending ones included; groups and consumers stay.",
+        "security": [{"bearer": []}],
+        "parameters": [_QUEUE_NAME],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "status": {"const": "ok"}, "queue": {"type": "string"},
+            "purged": {"type": "integer"}}}), "404": _err("No such queue"), **_ADMIN_ERRORS},
+    },
+    ("GET", "/api/v1/queues/{name}/records"): {
+        "description": "The queue's retained records as JSON lines (read-only; what `fluxmq queue "
+                       "sql` loads): offset, timestamp, topic, base64 payload, qos, properties.",
+        "security": [{"bearer": []}],
+        "parameters": [
+            _QUEUE_NAME,
+            {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0},
+             "description": "First offset (default: the first retained one)"},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0},
+             "description": "Most records; 0 or absent: all"},
+        ],
+        "responses": {
+            "200": {"description": "One JSON object a line", "content": {
+                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/QueueRecord"}}}},
+            "400": _err("Bad query parameter"), "404": _err("No such queue"), **_ADMIN_ERRORS},
     },
     ("POST", "/api/v1/reload"): {
         "security": [{"bearer": []}],
@@ -169,6 +226,22 @@ COMPONENTS: dict[str, Any] = {
                 }},
             },
         },
+        "Queue": {"type": "object", "properties": {
+            "name": {"type": "string"}, "type": {"type": "string"},
+            "depth": {"type": "integer"}, "bytes": {"type": "integer"},
+            "first_offset": {"type": "integer"}, "next_offset": {"type": "integer"},
+            "consumers": {"type": "integer"},
+            "groups": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "consumers": {"type": "integer"},
+                "pending": {"type": "integer"}, "lag": {"type": "integer"},
+                "committed": {"type": ["integer", "null"]}, "cursor": {"type": "integer"},
+                "filter": {"type": ["string", "null"]}}}},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "config": {"type": "object"}}},
+        "QueueRecord": {"type": "object", "properties": {
+            "offset": {"type": "integer"}, "timestamp": {"type": "number"},
+            "topic": {"type": "string"}, "payload": {"type": "string", "contentEncoding": "base64"},
+            "qos": {"type": "integer"}, "properties": {"type": "object"}}},
         "Session": {"type": "object", "properties": {
             "client_id": {"type": "string"}, "protocol": {"type": "string"},
             "connected": {"type": "boolean"}, "username": {"type": ["string", "null"]},

@@ -84,6 +84,10 @@ class ClassicGroup(Group):
     def pending_count(self) -> int:
         return len(self.pel)
 
+    def waiting_count(self) -> int:
+        """PEL entries waiting for redelivery (not held by a consumer or the DLQ)."""
+        return sum(1 for p in self.pel.values() if p.consumer == WAITING)
+
     # --- state changes (sync; called by the manager) ----------------------------
 
     def _persist(self, p: Pending) -> None:

@@ -107,7 +107,7 @@ class Group:
         """How many more deliveries the consumers can take now (capped)."""
         total = 0
         for c in self.consumers:
-            if not c.active:
+            if not c.active or c.paused:
                 continue
             if c.credit <= 0:
                 return READ_BATCH

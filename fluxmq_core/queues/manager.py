@@ -288,6 +288,30 @@ class QueueManager:
             topics=list(q.config.topics),
         )
 
+    def ready_count(self, name: str, group: str | None = None) -> int:
+        """Messages ready for delivery to ``group`` of queue ``name``: those after its
+        cursor plus (classic) redeliveries waiting in its PEL; deliveries pending on
+        a consumer are not ready. For a group that does not exist (or ``None``): a
+        stream's whole length, a classic queue's messages no group has been given
+        yet. 0 for an unknown queue. (AMQP reports it in ``queue.declare-ok``.)"""
+        q = self._queues.get(name)
+        if q is None:
+            return 0
+        log_ = q.log
+        first = log_.first_offset(name)
+        nxt = log_.next_offset(name)
+        g = q.groups.get(group) if group is not None else None
+        if g is None:
+            if q.is_stream:
+                return log_.length(name)
+            cursors = [gr.cursor for gr in q.groups.values()]
+            start = min(cursors) if cursors else first
+            return max(0, nxt - max(start, first))
+        n = max(0, nxt - max(g.cursor, first))
+        if isinstance(g, ClassicGroup):
+            n += g.waiting_count()
+        return n
+
     def list(self) -> list[QueueInfo]:
         return [self.info(name) for name in sorted(self._queues)]
 

@@ -46,6 +46,12 @@ class Consumer:
     ``credit`` is how many deliveries may be unsettled on this consumer at once
     (classic: unacknowledged; stream: uncommitted); 0 means unlimited. Change it
     with :meth:`set_credit` (AMQP 1.0 link credit, MQTT receive maximum).
+
+    :meth:`pause` stops deliveries to this consumer without cancelling it (its
+    unsettled deliveries stay its own and can still be settled); :meth:`resume`
+    starts them again. Protocol adapters use it for flow control (AMQP
+    ``channel.flow``, a transport that stopped writing). ``closed`` is true once the
+    consumer was cancelled or its queue or group went away.
     """
 
     __slots__ = (
@@ -56,6 +62,7 @@ class Consumer:
         "group",
         "id",
         "inflight",
+        "paused",
         "queue",
         "subscriber",
     )
@@ -72,21 +79,45 @@ class Consumer:
         self.auto_commit = auto_commit
         self.inflight: set[int] = set()
         self.active = True
+        self.paused = False
 
     @property
     def filter(self) -> str | None:
         return self._group.filter
 
+    @property
+    def closed(self) -> bool:
+        """True once cancelled, or when its group or queue was closed or deleted."""
+        return not self.active or self._group.closed
+
+    @property
+    def idle(self) -> bool:
+        """True while the group's dispatcher has nothing to do (no wake pending, not
+        running): a caller polling for a delivery (AMQP ``basic.get``) stops there."""
+        return self._group.idle
+
     def has_credit(self) -> bool:
-        return self.active and (self.credit <= 0 or len(self.inflight) < self.credit)
+        return (self.active and not self.paused
+                and (self.credit <= 0 or len(self.inflight) < self.credit))
 
     def set_credit(self, credit: int) -> None:
         """Change the window; more room wakes the group's dispatcher."""
         self.credit = int(credit)
         self._group.wake()
 
+    def pause(self) -> None:
+        """Stop deliveries to this consumer (it stays registered)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Deliver again after :meth:`pause`; wakes the group's dispatcher."""
+        if self.paused:
+            self.paused = False
+            self._group.wake()
+
     def __repr__(self) -> str:
-        return f"Consumer({self.queue!r}, group={self.group!r}, id={self.id!r}, inflight={len(self.inflight)})"
+        return (f"Consumer({self.queue!r}, group={self.group!r}, id={self.id!r}, "
+                f"inflight={len(self.inflight)}{', paused' if self.paused else ''})")
 
 
 @dataclass(frozen=True, slots=True)

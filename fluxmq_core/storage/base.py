@@ -44,7 +44,7 @@ any configuration parsing. Drivers are chosen by name through the
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -303,6 +303,29 @@ class QueueLog(_Driver):
         """Up to ``limit`` ``(offset, message)`` pairs, in offset order, starting at
         the first retained offset ``>= offset`` (so reading from a truncated offset
         resumes at :meth:`first_offset`)."""
+
+    async def iter_records(
+        self, queue: str, start: int | None = None, limit: int | None = None, *, batch: int = 256
+    ) -> AsyncIterator[tuple[int, Message]]:
+        """Read-only export: ``(offset, message)`` of every retained record from
+        ``start`` (default: the first retained one) in offset order, at most
+        ``limit`` of them, read ``batch`` at a time. It never changes the log, group
+        state or the PEL, and a running writer may append meanwhile: records
+        appended before the iteration reaches the end are included. Built on
+        :meth:`read`; a driver may override it with something faster. (``fluxmq
+        queue sql`` reads a running broker's queues through it, over the admin API.)"""
+        offset = self.first_offset(queue) if start is None else max(0, int(start))
+        left = limit
+        while left is None or left > 0:
+            want = batch if left is None else min(batch, left)
+            rows = await self.read(queue, offset, want)
+            if not rows:
+                return
+            for row in rows:
+                yield row
+            offset = rows[-1][0] + 1
+            if left is not None:
+                left -= len(rows)
 
     @abc.abstractmethod
     def first_offset(self, queue: str) -> int:

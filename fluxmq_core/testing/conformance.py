@@ -688,6 +688,24 @@ class QueueLogConformance(_Conformance):
         assert await queue_log.read("q", 50, 10) == []
         assert await queue_log.read("q", 0, 0) == []
 
+    async def test_iter_records_exports_in_order_without_changing_state(
+        self, queue_log: QueueLog
+    ) -> None:
+        assert inspect.isasyncgenfunction(type(queue_log).iter_records)
+        queue_log.create_queue("q", {})
+        queue_log.append_many("q", [sample_message(i) for i in range(7)])
+        queue_log.commit_offset("q", "g", 3)
+        queue_log.pel_add("q", "g", 3, "c1", 10.0, 1)
+        queue_log.truncate_before("q", 1)
+        rows = [row async for row in queue_log.iter_records("q", batch=2)]
+        assert rows == [(i, sample_message(i)) for i in range(1, 7)]
+        assert [o async for o, _m in queue_log.iter_records("q", 4)] == [4, 5, 6]
+        assert [o async for o, _m in queue_log.iter_records("q", 0, 2)] == [1, 2]
+        assert [o async for o, _m in queue_log.iter_records("q", 9)] == []
+        assert queue_log.first_offset("q") == 1 and queue_log.next_offset("q") == 7
+        assert await queue_log.committed_offset("q", "g") == 3
+        assert [e.offset for e in await queue_log.pel_entries("q", "g")] == [3]
+
     async def test_empty_queue_offsets(self, queue_log: QueueLog) -> None:
         queue_log.create_queue("q", {})
         assert queue_log.first_offset("q") == 0

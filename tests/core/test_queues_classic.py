@@ -441,3 +441,36 @@ async def test_list_info_purge_delete() -> None:
         with pytest.raises(QueueError):
             mgr.info("a-jobs")
         assert mgr.stats()["queues"] == 1
+
+
+async def test_pause_stops_deliveries_without_cancelling_and_resume_restarts_them() -> None:
+    async with queue_manager() as mgr:
+        mgr.declare("jobs")
+        c = RecordingConsumer("w1")
+        h = mgr.consume("jobs", "g", c)
+        h.pause()
+        await fill(mgr, "jobs", 3)
+        await mgr.wait_idle()
+        assert c.payloads == [] and not h.closed and h.paused
+        h.resume()
+        await mgr.wait_idle()
+        assert c.payloads == [b"0", b"1", b"2"]
+        h.pause()
+        assert mgr.ack("jobs", "g", 0)  # a paused consumer's deliveries still settle
+        mgr.cancel(h)  # and a paused one cancels (its pending ones are stolen)
+        assert h.closed and mgr.info("jobs").groups[0].pending == 2
+
+
+async def test_ready_count_per_group() -> None:
+    async with queue_manager() as mgr:
+        mgr.declare("jobs")
+        assert mgr.ready_count("jobs", "g") == 0 and mgr.ready_count("nope") == 0
+        await fill(mgr, "jobs", 4)
+        assert mgr.ready_count("jobs", "g") == 4 and mgr.ready_count("jobs") == 4
+        c = RecordingConsumer("w1")
+        mgr.consume("jobs", "g", c, credit=2)
+        await mgr.wait_idle()
+        assert mgr.ready_count("jobs", "g") == 2  # two are pending on the consumer
+        assert mgr.nack("jobs", "g", 0, delay=60)
+        assert mgr.ready_count("jobs", "g") == 3  # a waiting redelivery is ready
+        assert mgr.ready_count("jobs", "other") == 2  # what no group was given yet

@@ -126,3 +126,58 @@ def test_amqp_queue_is_the_core_queue(both, channel):
     channel.basic_publish("", q, b"shared")
     info = both.call_soon(both.context.queues.info, q)
     assert info.type == "classic" and info.depth == 1
+
+
+def _mq_publish(c, topic, payload, qos=1, user=None):
+    props = None
+    if user:
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = list(user)
+    info = c.publish(topic, payload, qos, properties=props)
+    info.wait_for_publish(WAIT)
+    assert info.is_published()
+
+
+def test_queue_declared_over_amqp_is_reached_by_mqtt_at_queue_topics(mq, channel):
+    """``$queue/<name>`` from MQTT is the AMQP queue ``<name>``, both ways."""
+    q = channel.queue_declare(name("shared"), durable=True).method.queue
+    pub = mq()
+    _mq_publish(pub, f"$queue/{q}/orders/new", b"from mqtt")
+    got = consume_n(channel, q, 1)
+    assert [body for _m, _p, body in got] == [b"from mqtt"]
+    c = mq()
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.UserProperty = [("consumer-group", "mqtt-side")]
+    c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
+    c.ready.get(timeout=WAIT)
+    channel.confirm_delivery()
+    channel.basic_publish("", q, b"from amqp")
+    # a new group reads the queue from its first message: groups fan out
+    first, second = c.got.get(timeout=WAIT), c.got.get(timeout=WAIT)
+    assert (first.payload, second.payload) == (b"from mqtt", b"from amqp")
+    assert first.topic == f"$queue/{q}/orders/new"
+    assert second.topic.startswith(f"$queue/{q}/")
+    user = dict(second.properties.UserProperty)
+    assert user["queue"] == q and user["group-id"] == "mqtt-side"
+    assert user["message-id"] == f"{q}:1"
+
+
+def test_mqtt_queue_group_settles_with_puback_beside_amqp_consumers(both, mq, channel):
+    q = channel.queue_declare(name("mixed"), durable=True).method.queue
+    c = mq()
+    c.subscribe(f"$queue/{q}/#", qos=1)
+    c.ready.get(timeout=WAIT)
+    pub = mq()
+    for i in range(3):
+        _mq_publish(pub, f"$queue/{q}/k", b"%d" % i)
+    assert sorted(c.got.get(timeout=WAIT).payload for _ in range(3)) == [b"0", b"1", b"2"]
+    deadline = time.monotonic() + WAIT
+    while True:
+        info = both.call_soon(both.context.queues.info, q)
+        mine = [g for g in info.groups if g.name == c._client_id.decode()]
+        if mine and mine[0].pending == 0:
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.02)
+    # the AMQP consumers' group is another group: it gets all three as well
+    assert sorted(body for _m, _p, body in consume_n(channel, q, 3)) == [b"0", b"1", b"2"]

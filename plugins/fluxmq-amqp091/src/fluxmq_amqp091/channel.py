@@ -244,12 +244,8 @@ class Channel:
         h = c.handle
         c.handle = None
         self.parked.discard(c)
-        if h is None:
+        if h is None or h.closed:
             return
-        g = getattr(h, "_group", None)
-        if g is not None and g.closed:
-            return
-        h.active = True  # the core skips cancelling inactive handles
         self.env.core.cancel(h)
 
     # --- channel class ----------------------------------------------------------------
@@ -274,12 +270,12 @@ class Channel:
         on = self.flow and not self.conn.paused
         for c in self.consumers.values():
             h = c.handle
-            if h is None or (h._group.closed if hasattr(h, "_group") else False):
+            if h is None or h.closed:
                 continue
-            if h.active != on:
-                h.active = on
-                if on:
-                    h.set_credit(h.credit)
+            if on:
+                h.resume()
+            else:
+                h.pause()
 
     # --- exchange class ---------------------------------------------------------------
 
@@ -397,7 +393,7 @@ class Channel:
             self.env.queues.consumer_removed(q, c)
             raise AMQPError(PRECONDITION_FAILED, str(exc), *ids) from None
         if not self.flow or self.conn.paused:
-            c.handle.active = False
+            c.handle.pause()
 
     def _cancel(self, m: B.Cancel) -> None:
         c = self.consumers.pop(m.consumer_tag, None)
@@ -420,7 +416,7 @@ class Channel:
         if not h.inflight or c.no_ack:
             self._unregister(c)
             return
-        h.active = False
+        h.pause()
         c.parked = True
         self.parked.add(c)
 

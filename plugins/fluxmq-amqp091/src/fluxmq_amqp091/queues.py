@@ -35,8 +35,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.queues.classic import WAITING, ClassicGroup
-from fluxmq_core.queues.config import DLQ_PREFIX, QueueError
+from fluxmq_core.queues import DLQ_PREFIX, QueueError
 
 from fluxmq_amqp091.broker import STORE_ID, Topology, plain
 from fluxmq_amqp091.codec import (
@@ -319,22 +318,7 @@ class Queues:
 
     def ready(self, name: str) -> int:
         """Messages ready for delivery to the default group (what DeclareOk reports)."""
-        cq = self.core.get(name)
-        if cq is None:
-            return 0
-        log_ = cq.log
-        nxt = log_.next_offset(name)
-        g = cq.groups.get(DEFAULT_GROUP)
-        if g is None:
-            if cq.is_stream:
-                return log_.length(name)
-            committed = [gr.cursor for gr in cq.groups.values()]
-            start = min(committed) if committed else log_.first_offset(name)
-            return max(0, nxt - max(start, log_.first_offset(name)))
-        n = max(0, nxt - max(g.cursor, log_.first_offset(name)))
-        if isinstance(g, ClassicGroup):
-            n += sum(1 for p in g.pel.values() if p.consumer == WAITING)
-        return n
+        return self.core.ready_count(name, DEFAULT_GROUP)
 
     def delete(self, conn: Any, name: str, if_unused: bool, if_empty: bool) -> int:
         ids = (50, 40)

@@ -175,12 +175,12 @@ class AMQPServer:
         c.handle = core.consume(name, DEFAULT_GROUP, c, credit=1, auto_commit=no_ack)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + GET_WAIT
-        g = cq.groups.get(DEFAULT_GROUP)
+        h = c.handle
         while not c.got and loop.time() < deadline:
             await asyncio.sleep(0)
-            if g is None or g.closed or (g.idle and not c.got):
+            if h.closed or (h.idle and not c.got):
                 await asyncio.sleep(0)
-                if g is None or g.closed or g.idle:
+                if h.closed or h.idle:
                     break
         if not c.got:
             channel._unregister(c)

@@ -101,6 +101,14 @@ class MQTTConfig:
         "Bytes buffered per connection before it counts as slow: past it QoS 0 is dropped "
         "(and counted) and QoS 1/2 waits in the session queue.",
     )
+    flow_control_timeout: float = setting(
+        1.0,
+        "Publisher flow control: an MQTT publisher whose messages meet a congested "
+        "connected subscriber (transport paused, or session queue at half of "
+        "max_queued_messages) stops being read until that subscriber drains, for at most "
+        "this many seconds; then the subscriber is treated as slow (drops as "
+        "outbound_buffer and queue_policy say) until it recovers. 0 = off (always drop).",
+    )
     max_keepalive: int = setting(
         0,
         "Largest keep alive in seconds; 0 = no limit. 5.0 clients asking for more (or 0) "
@@ -152,6 +160,7 @@ class MQTTConfig:
         check(self.queue_policy in QUEUE_POLICIES, "queue_policy",
               f"must be one of {', '.join(QUEUE_POLICIES)}")
         check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")
+        check(self.flow_control_timeout >= 0, "flow_control_timeout", "must be >= 0")
         check(self.connection_rate >= 0, "connection_rate", "must be >= 0")
         check(self.connection_burst >= 1, "connection_burst", "must be >= 1")
         check(self.publish_rate >= 0, "publish_rate", "must be >= 0")

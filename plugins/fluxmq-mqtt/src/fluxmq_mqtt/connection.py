@@ -49,6 +49,7 @@ from fluxmq_mqtt.codec.decoder import Decoder
 from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
 from fluxmq_mqtt.limits import TokenBucket, remote_ip
 from fluxmq_mqtt.outbound import OutboundWriter
+from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
 
@@ -79,7 +80,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         "backlog", "answers", "login_ok", "connect", "assigned_id", "server_keep_alive",
         "expiry", "requested_expiry", "enhanced", "auth_method", "auth_data_out",
         "reauth", "close_reason", "will_wanted", "last_seen", "publish_bucket",
-        "sync_first",
+        "sync_first", "queue_acks",
     )
 
     def __init__(self, registry: SessionRegistry, remote: str = "?",
@@ -105,7 +106,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.will: Will | None = None
         self.closing = False
         self.waiting: tuple | None = None
-        self.backlog: deque[Any] = deque()
+        # Packets not handled yet: a deque while there are some, else an empty tuple
+        # (an idle connection holds no deque block).
+        self.backlog: deque[Any] | tuple[()] = ()
         self.answers: dict[tuple[str, str], bool] = {}
         self.login_ok = False
         self.connect: Connect | None = None
@@ -122,6 +125,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.last_seen = 0.0
         self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
+        self.queue_acks: deque[Any] | None = None  # acks waiting for queue appends (queues.py)
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
@@ -143,17 +147,20 @@ class Connection(OutboundWriter, SubscribeHandlers):
         try:
             packets = self.decoder.packets(data)
         except MQTTProtocolError as exc:
-            self.backlog.extend(exc.packets)
+            self._add_backlog(exc.packets)
             self._process()
             if self.phase is not Phase.CLOSED:
                 self._decode_error(exc)
             return
         if packets:
-            if self.backlog:
-                self.backlog.extend(packets)
-            else:
-                self.backlog = deque(packets)
+            self._add_backlog(packets)
             self._process()
+
+    def _add_backlog(self, packets: list[Any]) -> None:
+        if self.backlog:
+            self.backlog.extend(packets)  # type: ignore[union-attr]
+        else:
+            self.backlog = deque(packets)
 
     def _process(self) -> None:
         backlog = self.backlog
@@ -175,6 +182,8 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 backlog.popleft()
             if self.answers:
                 self.answers.clear()
+        if not backlog and backlog is self.backlog:
+            self.backlog = ()
 
     # -- answers from the adapter -------------------------------------------------------
 
@@ -296,7 +305,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.out_limit = -1  # has_room() is False: nothing is written after the end
         self.close_reason = reason
         self.will_wanted = will
-        self.backlog.clear()
+        self.backlog = ()
         self.waiting = None
         if self.wakeup is not None and not self.flush_pending:
             self.flush_pending = True
@@ -316,7 +325,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
             self.phase = Phase.CLOSED
             self.close_reason = self.close_reason or "connection lost"
         self.waiting = None
-        self.backlog.clear()
+        self.backlog = ()
         registry = self.registry
         if self.session is not None:
             registry.detach(self, self.will_wanted)
@@ -461,6 +470,8 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.phase = Phase.CONNECTED
         registry.connected(self)
         session.resend(self)
+        registry.queue_face.attached(self, session)
+        self.connect = None  # not needed after CONNACK: an idle connection keeps less
         return None
 
     # -- authorization -------------------------------------------------------------------
@@ -537,6 +548,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
             code = 0x99
         else:
             message = self._message(topic, p, props)
+            if topic.startswith("$") and is_queue_topic(topic):
+                self.registry.queue_face.publish(self, message, qos, pid)
+                return None
         if qos == 0:
             if message is not None:
                 self.registry.context.publish(message)
@@ -583,10 +597,14 @@ class Connection(OutboundWriter, SubscribeHandlers):
     # -- acks of our PUBLISHes -----------------------------------------------------------
 
     def _on_puback(self, p: Puback) -> None:
-        self.session.acked(p.packet_id, 1)  # type: ignore[union-attr]
+        entry = self.session.inflight.get(p.packet_id)  # type: ignore[union-attr]
+        if self.session.acked(p.packet_id, 1) and entry.message.properties:  # type: ignore[union-attr]
+            self.registry.queue_face.settled(self, entry.message)  # a queue delivery?
 
     def _on_pubcomp(self, p: Pubcomp) -> None:
-        self.session.acked(p.packet_id, 2)  # type: ignore[union-attr]
+        entry = self.session.inflight.get(p.packet_id)  # type: ignore[union-attr]
+        if self.session.acked(p.packet_id, 2) and entry.message.properties:  # type: ignore[union-attr]
+            self.registry.queue_face.settled(self, entry.message)
 
     def _on_pubrec(self, p: Pubrec) -> None:
         due = self.session.received(p.packet_id, p.reason_code >= 0x80)  # type: ignore[union-attr]

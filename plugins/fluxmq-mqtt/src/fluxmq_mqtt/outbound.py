@@ -32,6 +32,48 @@ from typing import TYPE_CHECKING, Any
 from fluxmq_core.message import Message
 
 from fluxmq_mqtt.codec import MQTT_5, Properties, PublishTemplate
+from fluxmq_mqtt.codec.primitives import encode_varint
+
+#: Pending output (bytes) at which ``wakeup`` is called again although a flush is
+#: already pending, and the adapter writes at once instead of at the end of the chunk
+#: or loop tick: big enough for few system calls, small enough that no deferred flush
+#: lets ``outbound_buffer`` fill up.
+FLUSH_AT = 64 * 1024
+
+# 3.1.1 template cache keys by qos * 2 + retain: no tuple built per message.
+_V4_KEYS = ((4, 0, False), (4, 0, True), (4, 1, False), (4, 1, True), (4, 2, False),
+            (4, 2, True))
+# topic -> its encoded topic field (2-byte length + UTF-8), bounded.
+_TOPIC_FIELDS: dict[str, bytes] = {}
+_TOPIC_FIELDS_MAX = 4096
+_new = object.__new__
+
+
+def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishTemplate:
+    """``PublishTemplate(topic, payload, qos, retain)`` for 3.1/3.1.1, without the
+    generic encoder's per-call work (the topic field is cached per topic)."""
+    field = _TOPIC_FIELDS.get(topic)
+    if field is None:
+        raw = topic.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            return PublishTemplate(topic, payload, qos, retain)  # raises the encode error
+        field = len(raw).to_bytes(2, "big") + raw
+        if len(_TOPIC_FIELDS) >= _TOPIC_FIELDS_MAX:
+            _TOPIC_FIELDS.clear()
+        _TOPIC_FIELDS[topic] = field
+    first = 0x30 | (qos << 1) | (1 if retain else 0)
+    size = len(field) + len(payload) + (2 if qos else 0)
+    if size < 0x80:
+        head = bytes((first, size)) + field
+    elif size <= 0x0FFFFFFF:
+        head = bytes((first,)) + encode_varint(size) + field
+    else:
+        return PublishTemplate(topic, payload, qos, retain)  # raises the encode error
+    tmpl = _new(PublishTemplate)
+    tmpl.data = head + b"\x00\x00" + payload if qos else head + payload
+    tmpl.offset = len(head)
+    tmpl.qos = qos
+    return tmpl
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.sessions import SessionRegistry
@@ -96,31 +138,36 @@ class OutboundWriter:
         """Append one PUBLISH; False (and counted as dropped) when it would exceed the
         client's Maximum Packet Size."""
         enc = message.encoded
-        if enc is None:
-            enc = message.encoded = {}
         alias = victim = None
         if self.version < MQTT_5:
-            key: tuple = (4, qos, retain)
-            tmpl = enc.get(key)
-            if tmpl is None:
-                tmpl = enc[key] = PublishTemplate(message.topic, message.payload, qos, retain)
-        elif self.out_aliases is None:
-            tmpl = self._template_v5(message, enc, qos, retain, ids, None, False)
-        else:
-            aliases = self.out_aliases
-            topic = message.topic
-            alias = aliases.get(topic)
-            if alias is not None:
-                aliases.move_to_end(topic)
-                tmpl = self._template_v5(message, enc, qos, retain, ids, alias, False)
-                alias = None  # nothing to record
+            key = _V4_KEYS[qos * 2 + retain]
+            if enc is None:
+                tmpl = _v4_template(message.topic, message.payload, qos, retain)
+                message.encoded = {key: tmpl}
             else:
-                if len(aliases) < self.alias_max_out:
-                    alias = len(aliases) + 1
+                tmpl = enc.get(key)
+                if tmpl is None:
+                    tmpl = enc[key] = _v4_template(message.topic, message.payload, qos, retain)
+        else:
+            if enc is None:
+                enc = message.encoded = {}
+            if self.out_aliases is None:
+                tmpl = self._template_v5(message, enc, qos, retain, ids, None, False)
+            else:
+                aliases = self.out_aliases
+                topic = message.topic
+                alias = aliases.get(topic)
+                if alias is not None:
+                    aliases.move_to_end(topic)
+                    tmpl = self._template_v5(message, enc, qos, retain, ids, alias, False)
+                    alias = None  # nothing to record
                 else:
-                    victim = next(iter(aliases))
-                    alias = aliases[victim]
-                tmpl = self._template_v5(message, enc, qos, retain, ids, alias, True)
+                    if len(aliases) < self.alias_max_out:
+                        alias = len(aliases) + 1
+                    else:
+                        victim = next(iter(aliases))
+                        alias = aliases[victim]
+                    tmpl = self._template_v5(message, enc, qos, retain, ids, alias, True)
         data = tmpl.data
         if self.max_out_packet and len(data) > self.max_out_packet:
             registry = self.registry
@@ -149,9 +196,12 @@ class OutboundWriter:
         stats.publish_sent += 1
         if qos == 0 and registry.events.on_delivered:
             registry.events.message_delivered(message, PROTOCOL, self.client_id)
-        if not self.flush_pending and self.wakeup is not None:
-            self.flush_pending = True
-            self.wakeup(self)
+        if not self.flush_pending:
+            if self.wakeup is not None:
+                self.flush_pending = True
+                self.wakeup(self)
+        elif len(out) >= FLUSH_AT and self.wakeup is not None:
+            self.wakeup(self)  # the adapter writes now rather than at the tick's end
         return True
 
     def _template_v5(self, message: Message, enc: dict, qos: int, retain: bool,

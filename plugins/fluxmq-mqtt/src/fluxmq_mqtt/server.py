@@ -4,7 +4,13 @@
 listeners' protocol factory and the write coalescing: a connection's own answers are
 written once per ``data_received`` chunk, and deliveries into *other* connections
 mark them dirty so that one ``loop.call_soon`` per loop tick flushes each of them
-once. :class:`MQTTProtocol` is the ``asyncio.Protocol`` of one connection: chunks in,
+once. A connection whose pending output reaches ``FLUSH_AT`` bytes is written at once,
+whoever fills it: under uvloop one loop iteration may read dozens of chunks from every
+busy socket before a ``call_soon`` callback runs, so a deferred flush alone lets a
+subscriber's buffer fill and drop while publishers keep being read (see
+``docs/performance.md``). :class:`FlowControl` pauses reading MQTT publishers whose
+messages meet a congested subscriber. :class:`MQTTProtocol` is the ``asyncio.Protocol``
+of one connection: chunks in,
 the connect timeout, keep-alive (one lazily re-armed timer per connection, not one
 per packet), transport backpressure (``pause_writing`` stops deliveries into it;
 ``resume_writing`` pumps its session queue) and the awaits the sans-IO layer asks for
@@ -25,6 +31,7 @@ from fluxmq_core.auth import AuthError
 from fluxmq_core.transport import peer_identity, peer_name
 
 from fluxmq_mqtt.connection import Connection
+from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this (see the docstring)
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
 
@@ -33,9 +40,10 @@ if TYPE_CHECKING:
 
     from fluxmq_mqtt.config import MQTTConfig
 
-__all__ = ["LoopScheduler", "MQTTProtocol", "MQTTServer"]
+__all__ = ["FLUSH_AT", "FlowControl", "LoopScheduler", "MQTTProtocol", "MQTTServer"]
 
 log = logging.getLogger("fluxmq.mqtt")
+
 
 
 class LoopScheduler:
@@ -50,13 +58,91 @@ class LoopScheduler:
         handle.cancel()
 
 
+class FlowControl:
+    """Publisher flow control: backpressure from congested subscribers to publishers.
+
+    While an MQTT connection's chunk is handled it is ``current``. A delivery that
+    finds a connected subscriber congested (its transport paused, so QoS 0 is being
+    dropped; or its session queue at ``high`` QoS 1/2 messages) calls :meth:`block`:
+    the current publisher stops being read (``pause_reading``; the rest of the chunk
+    already read is still handled) and waits on that subscriber. :meth:`check`, called
+    when the subscriber's transport drains or its queue moves, resumes the publishers
+    once it has room (not paused, queue at most ``low``).
+
+    One slow subscriber must not stall everyone: a publisher waits at most
+    ``timeout`` seconds. Then the subscribers it waited on are marked *given up*
+    (``congested[conn] = None``): they no longer pause anyone, and what does not fit
+    them is dropped as ``outbound_buffer`` and ``queue_policy`` say, until they have
+    room again. Publishers of other protocols and deliveries from timers are never
+    paused (no ``current``): for them a congested subscriber drops or queues as before.
+    A publisher is never paused on itself.
+    """
+
+    __slots__ = ("congested", "current", "high", "low", "timeout", "_loop")
+
+    def __init__(self, cfg: MQTTConfig) -> None:
+        self.current: MQTTProtocol | None = None
+        # subscriber connection -> publishers waiting on it, or None once given up
+        self.congested: dict[Connection, list[MQTTProtocol] | None] = {}
+        self.timeout = cfg.flow_control_timeout
+        self.high = max(1, cfg.max_queued_messages // 2)
+        self.low = self.high // 2
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def block(self, conn: Connection) -> None:
+        """A delivery found ``conn`` congested: pause the current publisher on it."""
+        pub = self.current
+        if pub is None or pub.conn is conn or not self.timeout:
+            return
+        congested = self.congested
+        waiters = congested.get(conn, ())
+        if waiters is None:
+            return  # given up: it drops instead
+        if not waiters:
+            waiters = congested[conn] = []
+        elif pub in waiters:
+            return
+        waiters.append(pub)
+        pub.flow_wait(conn, self.timeout)
+
+    def check(self, conn: Connection, queued: int) -> None:
+        """``conn`` may have room again: resume what waits on it."""
+        if conn.paused or queued > self.low or conn not in self.congested:
+            return
+        waiters = self.congested.pop(conn)
+        if waiters:
+            for pub in waiters:
+                pub.flow_done(conn)
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` is gone: as a subscriber, release its publishers."""
+        waiters = self.congested.pop(conn, None)
+        if waiters:
+            for pub in waiters:
+                pub.flow_done(conn)
+
+    def expired(self, pub: MQTTProtocol, blocked_on: list[Connection]) -> None:
+        """``pub`` waited ``timeout``: give up on the subscribers it waited on."""
+        congested = self.congested
+        for conn in blocked_on:
+            waiters = congested.get(conn)
+            if waiters is not None:
+                for other in waiters:
+                    if other is not pub:
+                        other.flow_done(conn)
+                congested[conn] = None
+
+
 class MQTTServer:
-    """One per broker: the registry, the dirty-connection flusher, start and stop."""
+    """One per broker: the registry, the dirty-connection flusher, flow control,
+    start and stop."""
 
     def __init__(self, context: BrokerContext, cfg: MQTTConfig) -> None:
         self.context = context
         self.cfg = cfg
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
+        self.flow = FlowControl(cfg)
+        self.registry.flow = self.flow
         self.protocols: set[MQTTProtocol] = set()
         self._dirty: list[MQTTProtocol] = []
         self._flush_scheduled = False
@@ -84,15 +170,27 @@ class MQTTServer:
         self._dirty.append(proto)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self.flush_dirty)
+            asyncio.get_running_loop().call_soon(self.flush_dirty)
 
     def flush_dirty(self) -> None:
+        """Write every connection marked dirty. One failing connection is logged and
+        does not strand the others (each would keep ``flush_pending`` set and never
+        be marked again)."""
         self._flush_scheduled = False
-        dirty = self._dirty
-        self._dirty = []
-        for proto in dirty:
-            proto.flush()
+        while self._dirty:
+            dirty = self._dirty
+            self._dirty = []
+            for proto in dirty:
+                try:
+                    proto.flush()
+                except Exception:
+                    log.exception("MQTT flush of %r failed", proto.conn)
+                    conn = proto.conn
+                    if conn is not None:
+                        conn.flush_pending = False
+                        conn.out.clear()
+                    if proto.transport is not None:
+                        proto.transport.abort()
 
 
 class MQTTProtocol(asyncio.Protocol):
@@ -110,6 +208,8 @@ class MQTTProtocol(asyncio.Protocol):
         self._ack_chain: asyncio.Future[None] | None = None
         self._gate: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        # While paused by flow control: [timer, subscriber connection, ...]
+        self._flow: list[Any] | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -134,20 +234,36 @@ class MQTTProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        self.server.context.stats.bytes_received += len(data)
+        server = self.server
+        server.context.stats.bytes_received += len(data)
         conn.last_seen = self._loop.time()
-        conn.receive(data)
+        flow = server.flow
+        flow.current = self
+        try:
+            conn.receive(data)
+        finally:
+            flow.current = None
         self._after()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.protocols.discard(self)
+        server = self.server
+        server.protocols.discard(self)
         for timer in (self._ka_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._flow is not None:
+            self._flow[0].cancel()
+            for sub in self._flow[1:]:
+                waiters = server.flow.congested.get(sub)
+                if waiters and self in waiters:
+                    waiters.remove(self)
+            self._flow = None
         conn = self.conn
         if conn is not None:
+            if server.flow.congested:
+                server.flow.forget(conn)
             conn.lost()
         self.transport = None
 
@@ -159,14 +275,57 @@ class MQTTProtocol(asyncio.Protocol):
         conn = self.conn
         if conn is not None:
             conn.paused = False
-            if conn.session is not None:
-                conn.session.pump()
+            session = conn.session
+            if session is not None:
+                session.pump()
                 self.flush()
+                flow = self.server.flow
+                if flow.congested:
+                    flow.check(conn, len(session.queue))
+
+    # -- flow control (this connection as a publisher) ----------------------------------
+
+    def flow_wait(self, sub: Connection, timeout: float) -> None:
+        """Stop reading until ``sub`` has room (or ``timeout`` passed)."""
+        waiting = self._flow
+        if waiting is not None:
+            waiting.append(sub)
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._flow = [self._loop.call_later(timeout, self._flow_expired), sub]
+
+    def flow_done(self, sub: Connection) -> None:
+        waiting = self._flow
+        if waiting is None or sub not in waiting:
+            return
+        waiting.remove(sub)
+        if len(waiting) == 1:
+            waiting[0].cancel()
+            self._flow = None
+            self._resume_reading()
+
+    def _flow_expired(self) -> None:
+        waiting = self._flow
+        self._flow = None
+        if waiting is not None:
+            self.server.flow.expired(self, waiting[1:])
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     # -- after each step -----------------------------------------------------------------
 
     def _wakeup(self, conn: Connection) -> None:
-        self.server.mark_dirty(self)
+        if len(conn.out) >= FLUSH_AT:
+            self.flush()  # big enough: write now, whatever the loop does next
+        else:
+            self.server.mark_dirty(self)
 
     def _after(self) -> None:
         conn = self.conn
@@ -269,6 +428,8 @@ class MQTTProtocol(asyncio.Protocol):
             log.exception("MQTT connection %r failed while waiting", conn)
             conn.close("internal error")
             self.flush()
+        finally:
+            self._task = None  # a finished task would stay referenced by an idle connection
 
     # -- timers --------------------------------------------------------------------------
 

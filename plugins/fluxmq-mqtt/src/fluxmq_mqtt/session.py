@@ -102,7 +102,9 @@ class Session:
         # publish, e.g. the publish was refused by the ACL).
         self.inbound: dict[int, Message | None] = {}
         # (store seq or 0, message, qos, retain, subscription ids); QoS 1/2 only.
-        self.queue: deque[tuple[int, Message, int, bool, tuple[int, ...]]] = deque()
+        # A deque while messages wait, else an empty tuple (no deque block per idle
+        # session; ``enqueue`` and ``restore_queued`` make one when needed).
+        self.queue: deque[tuple[int, Message, int, bool, tuple[int, ...]]] | tuple[()] = ()
         self.connection: Connection | None = None
         self.registry = registry
         self.will: Any = None  # a pending will (sessions.Will) after the connection went
@@ -143,9 +145,8 @@ class Session:
         for pid, msg in self.inbound.items():
             store.save_inflight(cid, pid, _inbound_record(msg))
         queued = list(self.queue)
-        self.queue.clear()
-        for _seq, m, qos, retain, ids in queued:
-            self.queue.append((self._store_enqueue(m, qos, retain, ids), m, qos, retain, ids))
+        self.queue = deque([(self._store_enqueue(m, qos, retain, ids), m, qos, retain, ids)
+                            for _seq, m, qos, retain, ids in queued]) if queued else ()
 
     def drop_persistence(self) -> None:
         if self.persistent:
@@ -164,7 +165,9 @@ class Session:
         props = dict(stored.properties or {})
         ids = tuple(props.pop(_SUB_IDS, ()))
         message = stored.copy(properties=props or None)
-        self.queue.append((seq, message, stored.qos, stored.retain, ids))
+        if not self.queue:
+            self.queue = deque()
+        self.queue.append((seq, message, stored.qos, stored.retain, ids))  # type: ignore[union-attr]
 
     def restore_inflight(self, pid: int, record: dict[str, Any]) -> None:
         msg = record.get("message")
@@ -221,10 +224,18 @@ class Session:
                     conn.write_publish(message, 0, delivery.retain, delivery.subscription_ids)
                 else:
                     self._dropped(message, "outbound buffer full")
+                    flow = self.registry.flow
+                    if flow is not None and conn.paused:
+                        flow.block(conn)  # stop reading the publisher until it drains
                 return
             if not self.queue and len(self.inflight) < conn.send_window and conn.has_room():
                 self._send(conn, message, qos, delivery.retain, delivery.subscription_ids)
                 return
+            self.enqueue(message, qos, delivery.retain, delivery.subscription_ids)
+            flow = self.registry.flow
+            if flow is not None and len(self.queue) >= flow.high:
+                flow.block(conn)
+            return
         elif qos == 0:
             return  # QoS 0 is not queued for offline sessions
         self.enqueue(message, qos, delivery.retain, delivery.subscription_ids)
@@ -260,7 +271,9 @@ class Session:
                 self.registry.store.remove_queued(self.client_id, (old[0],))
             self._dropped(old[1], "session queue full (oldest dropped)")
         seq = self._store_enqueue(message, qos, retain, ids) if self.persistent else 0
-        queue.append((seq, message, qos, retain, ids))
+        if not queue:
+            queue = self.queue = deque()
+        queue.append((seq, message, qos, retain, ids))  # type: ignore[union-attr]
 
     def pump(self) -> None:
         """Move queued messages into the window while the connection has room."""
@@ -280,6 +293,11 @@ class Session:
             self._send(conn, message, qos, retain, ids)
         if sent and self.persistent:
             self.registry.store.remove_queued(self.client_id, sent)
+        if not queue:
+            self.queue = ()
+        flow = self.registry.flow
+        if flow is not None and flow.congested:
+            flow.check(conn, len(queue))
 
     # -- acknowledgements of outbound messages ----------------------------------------
 

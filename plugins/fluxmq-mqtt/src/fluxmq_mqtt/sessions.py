@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fluxmq_core.message import Message
 
 from fluxmq_mqtt.limits import KeyedLimiter
+from fluxmq_mqtt.queues import QueueFace, is_queue_topic
 from fluxmq_mqtt.session import Session, options_from_record
 
 if TYPE_CHECKING:
@@ -85,11 +86,15 @@ class SessionRegistry:
         self.router = context.router
         self.auth = context.auth
         self.sessions: dict[str, Session] = {}
+        # Publisher flow control (``server.FlowControl``), set by the adapter; None
+        # in sans-IO use, where deliveries to congested clients only drop or queue.
+        self.flow: Any = None
         self.connections: set[Connection] = set()  # connections past CONNACK
         self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
         # [mqtt] connection_rate: one token bucket per remote IP address.
         self.connect_limiter = (KeyedLimiter(cfg.connection_rate, cfg.connection_burst)
                                 if cfg.connection_rate else None)
+        self.queue_face = QueueFace(self)  # $queue/ topics (queues.py)
 
     # -- wills ---------------------------------------------------------------------------
 
@@ -221,6 +226,7 @@ class SessionRegistry:
         if session is None or session.connection is not conn:
             return
         session.connection = None
+        self.queue_face.detached(session)
         will = conn.will if will_wanted else None
         conn.will = None
         if will is None and self.durable:
@@ -273,6 +279,7 @@ class SessionRegistry:
         session.will = None
         removed = self.router.unsubscribe_all(session)
         self.stats.subscriptions -= removed
+        self.queue_face.session_ended(session)
         session.drop_persistence()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
@@ -295,6 +302,10 @@ class SessionRegistry:
             session.username = record.get("username")
             for topic_filter, raw in (await store.load_subscriptions(cid)).items():
                 options = options_from_record(raw)
+                if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
+                    session.subscriptions[topic_filter] = options
+                    self.queue_face.restored(session, topic_filter, options, raw)
+                    continue
                 try:
                     if self.router.subscribe(session, topic_filter, options):
                         self.stats.subscriptions += 1

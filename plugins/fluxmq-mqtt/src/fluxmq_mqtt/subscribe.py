@@ -20,6 +20,7 @@ from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
 
 from fluxmq_mqtt.codec import MQTT_5, Properties, Suback, Subscribe, Unsuback, Unsubscribe, encode
+from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class SubscribeHandlers:
         codes = []
         retained: list[tuple[Message, int, tuple[int, ...]]] = []
         for topic_filter, options, code in plan:
+            if options is not None and is_queue_topic(topic_filter):
+                codes.append(registry.queue_face.subscribe(self, topic_filter, options, p.properties))
+                continue
             codes.append(code)
             if options is None:
                 if code == 0x87:
@@ -128,7 +132,9 @@ class SubscribeHandlers:
         assert session is not None
         codes = []
         for topic_filter in p.topic_filters:
-            if registry.router.unsubscribe(session, topic_filter):
+            if is_queue_topic(topic_filter) and registry.queue_face.unsubscribe(session, topic_filter):
+                codes.append(0)
+            elif registry.router.unsubscribe(session, topic_filter):
                 registry.stats.subscriptions -= 1
                 session.remove_subscription(topic_filter)
                 registry.events.client_unsubscribed(PROTOCOL, self.client_id, topic_filter)

@@ -1,0 +1,521 @@
+"""The MQTT face of the core queue manager: ``$queue/`` topics (sans-IO).
+
+Topics (the Go FluxMQ's conventions, DESIGN.md section 9):
+
+* **PUBLISH** ``$queue/<name>/<routing-key>`` appends to queue ``<name>`` (an
+  ephemeral queue is created when the name is unknown). The PUBACK / PUBREC goes out
+  only once the append future resolved (durable under the queue's ``durability``);
+  5.0 clients get 0x97 when the queue is full and 0x80 when the message is too large
+  or the append failed; 3.x clients are acknowledged and the message is dropped
+  (there is no negative PUBACK in 3.1.1), except for a failed sync, which closes the
+  connection so the client sends the message again.
+* **PUBLISH** ``$queue/<name>/[...]/$ack|$nack|$reject|$commit`` settles a delivery
+  named by the ``message-id`` (``<queue>:<offset>``) and ``group-id`` user properties,
+  or, for 3.1.1, a JSON payload ``{"message_id": ..., "group_id": ...}``
+  (``requeue``: false turns a nack into a dead-letter, ``delay``: seconds before a
+  nacked message is redelivered). Without a group the client's own consumer group
+  on that queue is used. A control verb that is not the last level is malformed and
+  dropped, never appended.
+* **SUBSCRIBE** ``$queue/<name>/<pattern>`` joins a consumer group: the
+  ``consumer-group`` user property (5.0), else the client id. A pattern other than
+  ``#`` is a delivery-time filter on the routing key, and, as in the Go FluxMQ, the
+  effective group is ``<group>@<pattern>`` (a group has one filter). ``cursor``
+  (``first``, ``last``, ``offset:N``, ``N``, ``timestamp:T``) positions a stream
+  group. ``$dlq/<name>/#`` consumes a dead-letter queue the same way.
+
+Deliveries go through the session like any other message (its window, its queue),
+at the subscription's granted QoS, topic ``$queue/<name>/<routing-key>`` (captured
+messages: ``$queue/<name>/<source topic>``; dead letters ``$dlq/<name>/<key>``),
+with user properties ``message-id``, ``group-id``, ``queue``, ``offset``,
+``delivery-count`` and, where they apply, ``x-source-topic``, ``x-stream-*`` and the
+``_dlq_*`` details (5.0). A consumer's credit is the client's receive window. The
+PUBACK (QoS 1) or PUBCOMP (QoS 2) of a delivery acknowledges it; QoS 0
+subscriptions are auto-acknowledged as they are handed over (at most once).
+
+Lifetimes: a lost connection cancels its consumers (the queue manager gives their
+pending messages to the group's other consumers) and drops the undelivered queue
+messages from the session, which would otherwise be sent twice; a persistent
+session re-joins its groups when it reconnects, also after a restart (the group is
+stored with the subscription).
+
+What this module does not hold: queue semantics (``fluxmq_core.queues``), packet
+parsing or any I/O. It uses no event loop itself: it only attaches callbacks to the
+append futures the queue manager returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.queues import (
+    DLQ_PREFIX,
+    MessageTooLargeError,
+    QueueConfig,
+    QueueError,
+    QueueFullError,
+    parse_cursor,
+    parse_message_id,
+    routing_key,
+)
+from fluxmq_core.router import Delivery
+
+from fluxmq_mqtt.codec import MQTT_5, Properties, Puback, Pubrec
+from fluxmq_mqtt.session import options_to_record
+from fluxmq_mqtt.state import Phase
+
+if TYPE_CHECKING:
+    from fluxmq_core.message import Message
+    from fluxmq_core.queues import Consumer
+    from fluxmq_core.router import SubscriptionOptions
+
+    from fluxmq_mqtt.codec import Properties as PropertiesT
+    from fluxmq_mqtt.connection import Connection
+    from fluxmq_mqtt.session import Session
+    from fluxmq_mqtt.sessions import SessionRegistry
+
+__all__ = ["QueueFace", "QueueSpec", "is_queue_topic", "split_queue_topic"]
+
+log = logging.getLogger("fluxmq.mqtt")
+
+QUEUE_PREFIX = "$queue/"
+PREFIXES = (QUEUE_PREFIX, DLQ_PREFIX)
+CONTROL = frozenset(("$ack", "$nack", "$reject", "$commit"))
+#: In ``message.properties`` of a delivery made here (never sent on the wire).
+MARK = "mqtt.queue"
+#: Delivery metadata sent as 5.0 user properties, in this order.
+DELIVERY_KEYS = ("message-id", "group-id", "queue", "offset", "delivery-count",
+                 "x-source-topic", "x-stream-offset", "x-stream-timestamp")
+#: The extra key in a stored subscription record that names its consumer group.
+GROUP_KEY = "queue_group"
+DEFAULT_CREDIT = 100
+
+
+def is_queue_topic(topic: str) -> bool:
+    """True for ``$queue/...`` and ``$dlq/...`` topics and filters."""
+    return topic.startswith(PREFIXES)
+
+
+def split_queue_topic(topic: str) -> tuple[str, str]:
+    """``(queue name, rest)`` of a ``$queue/<name>/<rest>`` or ``$dlq/<name>/<rest>``
+    topic (the dead-letter queue's name keeps its ``$dlq/`` prefix)."""
+    if topic.startswith(QUEUE_PREFIX):
+        name, _, rest = topic[len(QUEUE_PREFIX):].partition("/")
+        return name, rest
+    name, _, rest = topic[len(DLQ_PREFIX):].partition("/")
+    return DLQ_PREFIX + name, rest
+
+
+class QueueSpec:
+    """One queue subscription of a session: what a (re-)join needs."""
+
+    __slots__ = ("filter", "group", "pattern", "qos", "queue")
+
+    def __init__(self, topic_filter: str, queue: str, pattern: str | None, group: str,
+                 qos: int) -> None:
+        self.filter = topic_filter
+        self.queue = queue
+        self.pattern = pattern  # None: every routing key
+        self.group = group  # as given (consumer-group or the client id)
+        self.qos = qos
+
+    @property
+    def effective_group(self) -> str:
+        return self.group if self.pattern is None else f"{self.group}@{self.pattern}"
+
+
+class QueueSubscriber:
+    """The queue manager's subscriber for one queue subscription of a session."""
+
+    __slots__ = ("client_id", "face", "handle", "pending", "protocol", "session", "spec")
+
+    def __init__(self, face: QueueFace, session: Session, spec: QueueSpec) -> None:
+        self.face = face
+        self.session = session
+        self.spec = spec
+        self.client_id = session.client_id
+        self.protocol = "mqtt"
+        self.handle: Consumer | None = None
+        # offset -> delivery count of deliveries a PUBACK/PUBCOMP may settle: a late
+        # PUBACK of an earlier delivery of the same offset settles nothing.
+        self.pending: dict[int, int] = {}
+
+    def deliver(self, message: Message, delivery: Delivery) -> None:
+        """Called by the queue manager with a private, decorated copy."""
+        props = message.properties
+        assert props is not None
+        spec = self.spec
+        qos = spec.qos
+        props[MARK] = True
+        message.qos = qos
+        message.retain = False
+        message.topic = delivery_topic(spec.queue, message.topic, props)
+        session = self.session
+        if session.version == MQTT_5:
+            extra = [(k, str(props[k])) for k in DELIVERY_KEYS if k in props]
+            extra += [(k, str(v)) for k, v in props.items() if k.startswith("_dlq_")]
+            message.user_properties = list(message.user_properties or ()) + extra
+        if qos:
+            pending = self.pending
+            if len(pending) > 64 and self.handle is not None and len(pending) > 2 * len(self.handle.inflight):
+                inflight = self.handle.inflight
+                self.pending = pending = {o: c for o, c in pending.items() if o in inflight}
+            pending[props["offset"]] = props["delivery-count"]
+        session.deliver(message, Delivery(qos))
+
+
+def delivery_topic(queue: str, topic: str, props: dict[str, Any]) -> str:
+    """The topic a queue delivery is sent with (see the module docstring)."""
+    if queue.startswith(DLQ_PREFIX):
+        original = props.get("_dlq_original_queue")
+        key = routing_key(original, topic) if isinstance(original, str) else topic
+        return f"{queue}/{key}" if key else queue
+    prefix = QUEUE_PREFIX + queue
+    if topic == prefix or topic.startswith(prefix + "/"):
+        return topic
+    return f"{prefix}/{topic}"
+
+
+class _Ack:
+    """A PUBACK/PUBREC waiting for its append: sent in PUBLISH order."""
+
+    __slots__ = ("data", "done")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.done = False
+
+
+class QueueFace:
+    """The ``$queue/`` handling of one session registry (``registry.queue_face``)."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+        # client id -> topic filter -> spec (what persistent sessions re-join)
+        self.specs: dict[str, dict[str, QueueSpec]] = {}
+        # session -> topic filter -> live consumer
+        self.live: dict[Session, dict[str, QueueSubscriber]] = {}
+
+    @property
+    def manager(self) -> Any:
+        return getattr(self.registry.context, "queues", None)
+
+    # -- PUBLISH -----------------------------------------------------------------------
+
+    def publish(self, conn: Connection, message: Message, qos: int, pid: int | None) -> None:
+        """A PUBLISH to a ``$queue/`` or ``$dlq/`` topic: append or settle, then ack."""
+        name, rest = split_queue_topic(message.topic)
+        levels = rest.split("/") if rest else []
+        verb = levels[-1] if levels else ""
+        if verb in CONTROL:
+            code, text = self._control(conn, name, verb, message)
+            self._ack_now(conn, qos, pid, code, text)
+            return
+        if any(level in CONTROL for level in levels):
+            self._ack_now(conn, qos, pid, 0x80, "control verb must be the last topic level")
+            return
+        manager = self.manager
+        code, text = 0, ""
+        fut = None
+        if manager is None:
+            code, text = 0x80, "queues are not available"
+        else:
+            try:
+                if manager.get(name) is None:
+                    if name.startswith(DLQ_PREFIX):
+                        raise QueueError(f"no dead-letter queue {name!r}")
+                    manager.ensure_ephemeral(name)
+                message.retain = False
+                events = self.registry.events
+                if events.on_published:
+                    events.message_published(message)
+                fut = manager.append(name, message)
+            except QueueFullError as exc:
+                code, text = 0x97, str(exc)
+            except MessageTooLargeError as exc:
+                code, text = 0x80, str(exc)
+            except QueueError as exc:
+                code, text = (0x90 if not name or "invalid queue name" in str(exc) else 0x80), str(exc)
+        if fut is None:
+            self.registry.stats.messages_dropped += 1
+            log.debug("queue publish of %r by %r refused: %s", message.topic, conn.client_id, text)
+            self._ack_now(conn, qos, pid, code, text)
+            return
+        if not qos:
+            fut.add_done_callback(_log_failure)
+            return
+        if qos == 2:
+            conn.session.hold_inbound(pid, None)  # type: ignore[union-attr]
+        acks = conn.queue_acks
+        if acks is None:
+            acks = conn.queue_acks = deque()
+        entry = _Ack()
+        acks.append(entry)
+        conn.held_count += 1
+        cls = Puback if qos == 1 else Pubrec
+        fut.add_done_callback(lambda f: self._appended(conn, entry, cls, pid, f))  # type: ignore[arg-type]
+
+    def _appended(self, conn: Connection, entry: _Ack, cls: type, pid: int, fut: Any) -> None:
+        failed = fut.cancelled() or fut.exception() is not None
+        entry.done = True
+        if failed:
+            if conn.version == MQTT_5:
+                entry.data = self._encode_ack(conn, cls, pid, 0x80, "queue append failed")
+            else:
+                conn.close("queue append failed: the message was not acknowledged", will=True)
+        else:
+            entry.data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+        acks = conn.queue_acks
+        wrote = False
+        while acks and acks[0].done:
+            done = acks.popleft()
+            conn.held_count -= 1
+            if done.data and conn.phase is not Phase.CLOSED:
+                conn.out += done.data
+                wrote = True
+        if wrote or conn.phase is Phase.CLOSED:
+            conn._wake()
+
+    def _encode_ack(self, conn: Connection, cls: type, pid: int, code: int, text: str) -> bytes:
+        props = Properties(reason_string=text[:200]) if conn.problem_info and text else None
+        return conn._v5(cls(pid, code, props))
+
+    def _ack_now(self, conn: Connection, qos: int, pid: int | None, code: int, text: str) -> None:
+        """Answer at once, but after the acks still waiting for earlier appends."""
+        if not qos or pid is None:
+            return
+        cls = Puback if qos == 1 else Pubrec
+        if qos == 2 and code < 0x80:
+            conn.session.hold_inbound(pid, None)  # type: ignore[union-attr]
+        if code and conn.version == MQTT_5:
+            data = self._encode_ack(conn, cls, pid, code, text)
+        else:  # 3.x has no negative acks: acknowledged (and dropped when refused)
+            data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+        acks = conn.queue_acks
+        if acks:
+            entry = _Ack()
+            entry.data = data
+            entry.done = True
+            acks.append(entry)
+            conn.held_count += 1
+        else:
+            conn.out += data
+
+    # -- control topics ------------------------------------------------------------------
+
+    def _control(self, conn: Connection, name: str, verb: str, message: Message) -> tuple[int, str]:
+        manager = self.manager
+        if manager is None:
+            return 0x80, "queues are not available"
+        fields: dict[str, Any] = dict(message.user_properties or ())
+        if "message-id" not in fields and message.payload:
+            try:
+                body = json.loads(message.payload)
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            if isinstance(body, dict):
+                for key, value in body.items():
+                    fields.setdefault(key.replace("_", "-"), value)
+        mid = fields.get("message-id")
+        if mid is None and "offset" in fields:
+            mid = f"{name}:{fields['offset']}"
+        if not isinstance(mid, str):
+            return 0x80, f"{verb} needs a message-id ('<queue>:<offset>')"
+        try:
+            qname, offset = parse_message_id(mid)
+            if qname != name:
+                return 0x80, f"message-id {mid!r} is not of queue {name!r}"
+            group = fields.get("group-id")
+            if group is None:
+                group = self._group_of(conn, name)
+            group = str(group)
+            if verb == "$ack":
+                ok = manager.ack(name, group, offset)
+            elif verb == "$nack":
+                requeue = fields.get("requeue", True) not in (False, "false", "0", 0)
+                delay = fields.get("delay")
+                ok = manager.nack(name, group, offset, requeue=requeue,
+                                  delay=None if delay is None else float(delay))
+            elif verb == "$reject":
+                ok = manager.reject(name, group, offset)
+            else:
+                ok = manager.commit(name, group, offset)
+        except (QueueError, ValueError, TypeError) as exc:
+            return 0x80, str(exc)
+        sub = self._subscriber(conn.session, name, group)
+        if sub is not None:
+            sub.pending.pop(offset, None)
+        if not ok:
+            return 0x80, f"{mid} is not pending in group {group!r}"
+        return 0, ""
+
+    def _group_of(self, conn: Connection, queue: str) -> str:
+        """The group of the client's own consumer on ``queue``, else its client id."""
+        groups = {s.handle.group for s in self.live.get(conn.session, {}).values()  # type: ignore[arg-type]
+                  if s.spec.queue == queue and s.handle is not None}
+        if len(groups) > 1:
+            raise QueueError(f"this client consumes {queue!r} in several groups; give group-id")
+        return groups.pop() if groups else conn.client_id
+
+    def _subscriber(self, session: Session | None, queue: str, group: str) -> QueueSubscriber | None:
+        for sub in self.live.get(session, {}).values():  # type: ignore[arg-type]
+            if sub.spec.queue == queue and sub.handle is not None and sub.handle.group == group:
+                return sub
+        return None
+
+    # -- settlement by PUBACK / PUBCOMP --------------------------------------------------
+
+    def settled(self, conn: Connection, message: Message) -> None:
+        """The client acknowledged ``message`` (PUBACK or PUBCOMP)."""
+        props = message.properties
+        if not props or not props.get(MARK):
+            return
+        try:
+            queue, offset = parse_message_id(props.get("message-id"))  # type: ignore[arg-type]
+        except QueueError:
+            return
+        sub = self._subscriber(conn.session, queue, str(props.get("group-id")))
+        if sub is None or sub.handle is None:
+            return
+        if sub.pending.get(offset) != props.get("delivery-count"):
+            return  # the PUBACK of an earlier delivery of the same message
+        del sub.pending[offset]
+        if offset not in sub.handle.inflight:
+            return  # settled otherwise meanwhile (a control topic, a timeout)
+        try:
+            self.manager.ack(queue, sub.handle.group, offset)
+        except QueueError:
+            pass
+
+    # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
+
+    def subscribe(self, conn: Connection, topic_filter: str, options: SubscriptionOptions,
+                  props: PropertiesT | None) -> int:
+        """Join the group of ``topic_filter``; the SUBACK code (granted QoS or an error)."""
+        session = conn.session
+        assert session is not None
+        name, pattern = split_queue_topic(topic_filter)
+        fields = dict(props.user_properties) if props is not None else {}
+        group = fields.get("consumer-group") or conn.client_id
+        cursor = fields.get("cursor")
+        if cursor is not None and cursor.strip().isdigit():
+            cursor = int(cursor)
+        spec = QueueSpec(topic_filter, name, None if pattern in ("", "#") else pattern, group,
+                         options.qos)
+        old = self.live.get(session, {}).pop(topic_filter, None)
+        if old is not None:
+            self._cancel(old)
+        try:
+            if cursor is not None:
+                parse_cursor(cursor)
+            self._join(session, spec, cursor, conn.send_window)
+        except QueueError as exc:
+            log.info("queue subscription %r of %r refused: %s", topic_filter, conn.client_id, exc)
+            return 0x80
+        self.specs.setdefault(session.client_id, {})[topic_filter] = spec
+        session.set_subscription(topic_filter, options)
+        if session.persistent:
+            self._save(session, spec, options)
+        return options.qos
+
+    def _save(self, session: Session, spec: QueueSpec, options: SubscriptionOptions) -> None:
+        record = options_to_record(options)
+        record[GROUP_KEY] = spec.group
+        self.registry.store.save_subscription(session.client_id, spec.filter, record)
+
+    def _join(self, session: Session, spec: QueueSpec, cursor: Any, credit: int) -> None:
+        manager = self.manager
+        if manager is None:
+            raise QueueError("queues are not available")
+        q = manager.get(spec.queue)
+        if q is None:
+            if spec.queue.startswith(DLQ_PREFIX):
+                manager.declare(spec.queue, QueueConfig(type="classic", dlq=False))
+            else:
+                manager.ensure_ephemeral(spec.queue)
+            q = manager.get(spec.queue)
+        sub = QueueSubscriber(self, session, spec)
+        sub.handle = manager.consume(
+            spec.queue, spec.effective_group, sub, filter=spec.pattern, credit=credit,
+            cursor=cursor if q.is_stream else None, auto_commit=spec.qos == 0)
+        self.live.setdefault(session, {})[spec.filter] = sub
+
+    def _cancel(self, sub: QueueSubscriber) -> None:
+        manager = self.manager
+        if sub.handle is not None and manager is not None:
+            manager.cancel(sub.handle)
+        sub.pending.clear()
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """UNSUBSCRIBE of a queue filter: leave the group; False when not subscribed."""
+        spec = self.specs.get(session.client_id, {}).pop(topic_filter, None)
+        sub = self.live.get(session, {}).pop(topic_filter, None)
+        if sub is not None:
+            self._cancel(sub)
+        if spec is None and sub is None:
+            return False
+        session.remove_subscription(topic_filter)
+        return True
+
+    # -- session lifetimes ---------------------------------------------------------------
+
+    def restored(self, session: Session, topic_filter: str, options: SubscriptionOptions,
+                 record: dict[str, Any]) -> None:
+        """A stored queue subscription of a session restored at start-up."""
+        name, pattern = split_queue_topic(topic_filter)
+        group = record.get(GROUP_KEY) or session.client_id
+        self.specs.setdefault(session.client_id, {})[topic_filter] = QueueSpec(
+            topic_filter, name, None if pattern in ("", "#") else pattern, str(group), options.qos)
+
+    def attached(self, conn: Connection, session: Session) -> None:
+        """A connection took the session (after CONNACK): (re-)join its groups."""
+        live = self.live.get(session)
+        if live:  # a takeover that continues the session: same consumers, new window
+            for sub in live.values():
+                if sub.handle is not None:
+                    sub.handle.set_credit(conn.send_window)
+            return
+        for spec in list(self.specs.get(session.client_id, {}).values()):
+            try:
+                self._join(session, spec, None, conn.send_window)
+            except QueueError as exc:
+                log.warning("%r could not re-join queue %r: %s", session.client_id, spec.queue, exc)
+
+    def detached(self, session: Session) -> None:
+        """The session's connection is gone: cancel its consumers (their pending
+        messages go to the group's other consumers) and forget the queue messages
+        the session still holds for it, which the group delivers again."""
+        live = self.live.pop(session, None)
+        if not live:
+            return
+        for sub in live.values():
+            self._cancel(sub)
+        store = self.registry.store
+        cid = session.client_id
+        for pid in [pid for pid, e in session.inflight.items() if _is_delivery(e.message)]:
+            del session.inflight[pid]
+            if session.persistent:
+                store.delete_inflight(cid, pid)
+        if session.queue and any(_is_delivery(item[1]) for item in session.queue):
+            gone = [item[0] for item in session.queue if _is_delivery(item[1]) and item[0]]
+            session.queue = deque(item for item in session.queue if not _is_delivery(item[1]))
+            if gone and session.persistent:
+                store.remove_queued(cid, gone)
+
+    def session_ended(self, session: Session) -> None:
+        """The session is gone for good: leave every group, forget its specs."""
+        self.detached(session)
+        if self.registry.sessions.get(session.client_id) in (None, session):
+            self.specs.pop(session.client_id, None)
+
+
+def _is_delivery(message: Message) -> bool:
+    props = message.properties
+    return bool(props) and bool(props.get(MARK))  # type: ignore[union-attr]
+
+
+def _log_failure(fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("QoS 0 queue append failed: %s", fut.exception())
