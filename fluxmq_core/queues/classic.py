@@ -25,16 +25,29 @@ After a restart every PEL entry that belonged to a consumer is due at once (its
 consumer is gone): work stealing from the previous process. Messages between the
 committed offset and the old cursor that were already acknowledged are delivered
 again (at-least-once).
+
+Expiry: a message found expired when its turn comes (dispatch, or the sweep looking
+at the group's head without waiting for a consumer) is dead-lettered with reason
+``expired`` when the queue has ``dlq_expired`` (a DEAD PEL entry, so the usual
+never-lose move applies), otherwise skipped; both count in ``expired``.
+
+Priority (``max_priority`` > 0): the dispatcher scans new records (up to
+:data:`PRIORITY_WINDOW` ahead) into a heap of ``(-priority, offset)`` and delivers
+from its top, so higher priorities go first and one priority stays FIFO. The
+cursor is then the scan position; the committed offset also stays below the lowest
+scanned-but-undelivered offset. Redeliveries still go before new messages. Groups
+of queues without ``max_priority`` never touch the heap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import deque
 from typing import TYPE_CHECKING
 
 from fluxmq_core.queues import dlq
-from fluxmq_core.queues.group import Group
+from fluxmq_core.queues.group import READ_BATCH, Group
 from fluxmq_core.queues.types import Consumer, decorate
 
 if TYPE_CHECKING:
@@ -44,6 +57,20 @@ if TYPE_CHECKING:
 
 WAITING = ""
 DEAD = "$dlq"
+
+#: Most scanned-but-undelivered records a priority group orders at once.
+PRIORITY_WINDOW = 100_000
+
+
+def priority_of(message: Message, maximum: int) -> int:
+    """``properties['priority']`` capped at ``maximum`` (none or invalid: 0)."""
+    props = message.properties
+    if not props:
+        return 0
+    p = props.get("priority")
+    if isinstance(p, bool) or not isinstance(p, int) or p <= 0:
+        return 0
+    return p if p < maximum else maximum
 
 
 class Pending:
@@ -69,6 +96,13 @@ class ClassicGroup(Group):
         self._ready: deque[int] = deque()  # WAITING entries that are due
         self._dead: deque[int] = deque()  # DEAD entries that are due
         self._queued: set[int] = set()
+        # priority groups only: scanned, undelivered records, and the PEL's offsets
+        # (the PEL dict is then not in offset order)
+        self._heap: list[tuple[int, int]] = []
+        self._in_heap: set[int] = set()
+        self._scan_order: deque[int] = deque()
+        self._pel_heap: list[int] = []
+        self._pel_tracked = False
 
     def load(self, entries: list[PendingEntry], now: float) -> None:
         """Adopt the PEL found in the QueueLog at start: every consumer is gone."""
@@ -87,6 +121,38 @@ class ClassicGroup(Group):
     def waiting_count(self) -> int:
         """PEL entries waiting for redelivery (not held by a consumer or the DLQ)."""
         return sum(1 for p in self.pel.values() if p.consumer == WAITING)
+
+    def scanned_count(self) -> int:
+        """Priority groups: records scanned past the cursor, not delivered yet."""
+        return len(self._in_heap)
+
+    def pel_low(self) -> int | None:
+        """The lowest offset in the PEL (None when empty)."""
+        if not self.pel:
+            return None
+        if not self._pel_tracked:
+            return next(iter(self.pel))  # insertion order is offset order
+        h = self._pel_heap
+        while h and h[0] not in self.pel:
+            heapq.heappop(h)
+        if not h:
+            self._pel_heap = h = sorted(self.pel)
+        return h[0]
+
+    def _scan_low(self) -> int | None:
+        order = self._scan_order
+        while order and order[0] not in self._in_heap:
+            order.popleft()
+        return order[0] if order else None
+
+    def _add_pending(self, p: Pending) -> None:
+        self.pel[p.offset] = p
+        if self._pel_tracked:
+            heapq.heappush(self._pel_heap, p.offset)
+        elif self.queue.config.max_priority:
+            # priority deliveries are out of offset order: track the PEL's low end
+            self._pel_tracked = True
+            self._pel_heap = sorted(self.pel)
 
     # --- state changes (sync; called by the manager) ----------------------------
 
@@ -159,6 +225,18 @@ class ClassicGroup(Group):
         self.dead_letter(p, "rejected")
         return True
 
+    def expire(self, offset: int, p: Pending | None) -> None:
+        """``offset`` expired before it was (re)delivered: dead-letter it when the
+        queue has ``dlq_expired``, else drop it for this group."""
+        self.manager.counters["expired"] += 1
+        if dlq.expiry_enabled(self.queue):
+            if p is None:
+                p = Pending(offset, WAITING, 0.0, 0)
+                self._add_pending(p)
+            self.dead_letter(p, "expired")
+        elif p is not None:
+            self.settle(offset)
+
     def steal(self, consumer: Consumer) -> int:
         """Work stealing: everything pending on ``consumer`` is due at once."""
         n = 0
@@ -195,8 +273,12 @@ class ClassicGroup(Group):
         return moved
 
     def advance_commit(self) -> None:
-        low = next(iter(self.pel), None)
+        low = self.pel_low()
         committed = self.cursor if low is None else min(low, self.cursor)
+        if self._in_heap:
+            scan = self._scan_low()
+            if scan is not None and scan < committed:
+                committed = scan
         if self.committed is None or committed > self.committed:
             self.committed = committed
             self.queue.log.commit_offset(self.queue.name, self.name, committed)
@@ -204,6 +286,12 @@ class ClassicGroup(Group):
     def skip_to(self, offset: int) -> None:
         """Messages below ``offset`` are gone (retention, purge, drop-oldest)."""
         self.cursor = max(self.cursor, offset)
+        if self._in_heap:
+            low = self._scan_low()
+            if low is not None and low < offset:
+                self._heap = [e for e in self._heap if e[1] >= offset]
+                heapq.heapify(self._heap)
+                self._in_heap = {o for o in self._in_heap if o >= offset}
         self.advance_commit()
 
     def remove_consumer(self, consumer: Consumer) -> None:
@@ -223,7 +311,8 @@ class ClassicGroup(Group):
             now = self.manager.clock()
             p = self.pel.get(offset)
             if p is None:
-                p = self.pel[offset] = Pending(offset, c.id, 0.0, count)
+                p = Pending(offset, c.id, 0.0, count)
+                self._add_pending(p)
             p.consumer = c.id
             p.count = count
             p.deadline = now + (q.config.visibility_timeout or 0.0)
@@ -272,11 +361,15 @@ class ClassicGroup(Group):
                 self.settle(offset)
                 continue
             if message.expired(self.manager.clock()):
-                counters["expired"] += 1
-                self.settle(offset)
+                self.expire(offset, p)
                 continue
             self._deliver(c, offset, message, p.count + 1)
         # 3. new messages
+        if q.config.max_priority:
+            await self._dispatch_priority()
+            return
+        if self._in_heap:
+            self._flush_scan()  # max_priority was switched off
         log_, name = q.log, q.name
         while not self.closed and self.consumers and self.cursor < log_.next_offset(name):
             room = self.room()
@@ -296,12 +389,12 @@ class ClassicGroup(Group):
                 if offset in self.pel:
                     self.cursor = offset + 1  # pending from before a restart
                     continue
-                if message.expired(now):
-                    counters["expired"] += 1
-                    self.cursor = offset + 1
-                    continue
                 if not self.matches(message):
                     self.cursor = offset + 1
+                    continue
+                if message.expired(now):
+                    self.cursor = offset + 1
+                    self.expire(offset, None)
                     continue
                 c = self.pick()
                 if c is None:
@@ -320,3 +413,132 @@ class ClassicGroup(Group):
             if c.has_credit():
                 return c
         return None
+
+    # --- priority groups -------------------------------------------------------
+
+    def _flush_scan(self) -> None:
+        """Give scanned records back to the cursor (priority switched off)."""
+        low = self._scan_low()
+        if low is not None:
+            self.cursor = min(self.cursor, low)
+        self._heap.clear()
+        self._in_heap.clear()
+        self._scan_order.clear()
+
+    async def _scan(self) -> None:
+        """Read new records into the priority heap (up to PRIORITY_WINDOW of them)."""
+        q = self.queue
+        log_, name = q.log, q.name
+        while (not self.closed and self.cursor < log_.next_offset(name)
+               and len(self._in_heap) < PRIORITY_WINDOW):
+            rows = await log_.read(name, self.cursor, READ_BATCH)
+            if self.closed:
+                return
+            if not rows:
+                self.skip_to(log_.next_offset(name))
+                return
+            maximum = q.config.max_priority or 1
+            for offset, message in rows:
+                if offset < self.cursor:
+                    continue  # scanned while we were reading
+                self.cursor = offset + 1
+                if offset in self.pel or not self.matches(message):
+                    continue
+                heapq.heappush(self._heap, (-priority_of(message, maximum), offset))
+                self._in_heap.add(offset)
+                self._scan_order.append(offset)
+
+    def _pop_top(self, top: tuple[int, int]) -> bool:
+        """Remove ``top`` when it is still the heap's top (nothing moved meanwhile)."""
+        heap = self._heap
+        while heap and heap[0][1] not in self._in_heap:
+            heapq.heappop(heap)
+        if not heap or heap[0] != top:
+            return False
+        heapq.heappop(heap)
+        self._in_heap.discard(top[1])
+        return True
+
+    def _top(self) -> tuple[int, int] | None:
+        heap = self._heap
+        while heap and heap[0][1] not in self._in_heap:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    async def _dispatch_priority(self) -> None:
+        await self._scan()
+        while not self.closed and self.consumers:
+            top = self._top()
+            if top is None or self.pick_peek() is None:
+                break
+            offset = top[1]
+            message = await self._read_one(offset)
+            if self.closed:
+                return
+            if not self._pop_top(top):
+                continue  # skipped or expired meanwhile
+            if message is None or offset in self.pel:
+                continue  # truncated meanwhile
+            if message.expired(self.manager.clock()):
+                self.expire(offset, None)
+                continue
+            c = self.pick()
+            if c is None:  # credit went while reading: back on the heap
+                heapq.heappush(self._heap, top)
+                self._in_heap.add(offset)
+                break
+            self._deliver(c, offset, message, 1)
+            if self.cursor < self.queue.log.next_offset(self.queue.name) and not self._in_heap:
+                await self._scan()
+        self.advance_commit()
+
+    async def expire_head(self, now: float, budget: int) -> int:
+        """The sweep: dead-letter (or drop) the expired messages at this group's head
+        without waiting for a consumer; returns how many."""
+        q = self.queue
+        log_, name = q.log, q.name
+        n = 0
+        if q.config.max_priority:
+            await self._scan()
+            while not self.closed and n < budget:
+                top = self._top()
+                if top is None:
+                    break
+                message = await self._read_one(top[1])
+                if self.closed:
+                    break
+                if message is not None and not message.expired(now):
+                    if self._top() == top:
+                        break
+                    continue
+                if not self._pop_top(top):
+                    continue
+                if message is not None and top[1] not in self.pel:
+                    self.expire(top[1], None)
+                    n += 1
+            self.advance_commit()
+            return n
+        while not self.closed and n < budget:
+            start = self.cursor
+            if start >= log_.next_offset(name):
+                break
+            rows = await log_.read(name, start, min(READ_BATCH, budget - n))
+            if self.closed or self.cursor != start or not rows:
+                break  # the dispatcher moved on meanwhile: it handles the head
+            stop = False
+            for offset, message in rows:
+                if offset < self.cursor:
+                    continue
+                if offset in self.pel or not self.matches(message):
+                    self.cursor = offset + 1
+                    continue
+                if not message.expired(now):
+                    stop = True
+                    break
+                self.cursor = offset + 1
+                self.expire(offset, None)
+                n += 1
+            self.advance_commit()
+            if stop:
+                break
+        return n

@@ -121,6 +121,21 @@ class QueueConfig:
     dlq: bool = setting(
         True, "Dead-letter rejected and over-delivered messages to $dlq/<name> (else drop)."
     )
+    dlq_expired: bool = setting(
+        False,
+        "Classic: dead-letter expired messages (reason expired) instead of dropping them; "
+        "needs dlq.",
+    )
+    dlq_overflow: bool = setting(
+        False,
+        "Classic: dead-letter what max_depth overflow drops (drop-oldest) or refuses (reject) "
+        "(reason maxlen); needs dlq.",
+    )
+    max_priority: int = setting(
+        0,
+        "Classic: 1-255 delivers messages with a higher properties['priority'] first (above "
+        "the max counts as the max, none as 0); 0 = FIFO.",
+    )
 
     def __post_init__(self) -> None:
         if self.type not in QUEUE_TYPES:
@@ -139,6 +154,8 @@ class QueueConfig:
             raise ValueError("visibility_timeout must be > 0")
         if self.max_deliveries is not None and self.max_deliveries < 0:
             raise ValueError("max_deliveries must be >= 0")
+        if not 0 <= self.max_priority <= 255 or isinstance(self.max_priority, bool):
+            raise ValueError("max_priority must be between 0 and 255")
         if self.retry_multiplier < 1:
             raise ValueError("retry_multiplier must be >= 1")
         for pattern in self.topics:

@@ -21,7 +21,9 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.queues import ephemeral, retention
+from collections import deque
+
+from fluxmq_core.queues import dlq, ephemeral, retention
 from fluxmq_core.queues.capture import CaptureSubscriber
 from fluxmq_core.queues.classic import ClassicGroup
 from fluxmq_core.queues.config import (
@@ -60,7 +62,8 @@ DEFAULT_CREDIT = 100
 class Queue:
     """One queue: its effective config, its log, its groups and capture."""
 
-    __slots__ = ("capture", "config", "declared", "deleted", "groups", "last_activity", "log", "name")
+    __slots__ = ("capture", "config", "dead_reasons", "dead_until", "declared", "deleted", "groups",
+                 "last_activity", "log", "may_expire", "mover", "name")
 
     def __init__(self, name: str, declared: QueueConfig, config: QueueConfig, log_: QueueLog,
                  now: float) -> None:
@@ -72,6 +75,13 @@ class Queue:
         self.capture: CaptureSubscriber | None = None
         self.last_activity = now
         self.deleted = False
+        #: Records below this offset are dead (dropped by the queue itself) and wait
+        #: for ``dlq.move_head``; ``dead_reasons`` holds ``(end, reason)`` segments.
+        self.dead_until = 0
+        self.dead_reasons: deque[tuple[int, str]] = deque()
+        self.mover: asyncio.Task[None] | None = None
+        #: Some message may carry an expiry (set by appends; true after a load).
+        self.may_expire = False
 
     @property
     def type(self) -> str:
@@ -84,6 +94,15 @@ class Queue:
     @property
     def depth(self) -> int:
         return self.log.length(self.name)
+
+    def live_first(self) -> int:
+        """The first offset that is not dead (see ``dlq.move_head``)."""
+        return max(self.log.first_offset(self.name), self.dead_until)
+
+    def live_length(self) -> int:
+        """Records in the log minus the dead head waiting for the DLQ."""
+        first = self.log.first_offset(self.name)
+        return self.log.length(self.name) - max(0, self.dead_until - first)
 
     def consumer_count(self) -> int:
         return sum(len(g.consumers) for g in self.groups.values())
@@ -114,6 +133,7 @@ class QueueManager:
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._sweep_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
 
     # --- lifecycle ------------------------------------------------------------------
@@ -131,6 +151,7 @@ class QueueManager:
                 log.error("%s; the queue is not loaded", exc)
                 continue
             q = self._add(name, declared, persist=False)
+            q.may_expire = True
             for gname in await self.log.list_groups(name):
                 committed = await self.log.committed_offset(name, gname)
                 g = self._new_group(q, gname, committed)
@@ -158,11 +179,22 @@ class QueueManager:
             if q.capture is not None:
                 q.capture.detach()
                 q.capture = None
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self._flush_syncs()
         if self._sync_tasks:
             await asyncio.gather(*self._sync_tasks, return_exceptions=True)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        """A background task of the manager (cancelled by :meth:`stop`)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _close_group(self, g: Group) -> None:
         task = g.close()
@@ -241,6 +273,9 @@ class QueueManager:
         if q.capture is not None:
             q.capture.detach()
             q.capture = None
+        if q.mover is not None:
+            q.mover.cancel()
+            q.mover = None
         q.log.delete_queue(name)
         return True
 
@@ -298,7 +333,7 @@ class QueueManager:
         if q is None:
             return 0
         log_ = q.log
-        first = log_.first_offset(name)
+        first = q.live_first()
         nxt = log_.next_offset(name)
         g = q.groups.get(group) if group is not None else None
         if g is None:
@@ -309,7 +344,7 @@ class QueueManager:
             return max(0, nxt - max(start, first))
         n = max(0, nxt - max(g.cursor, first))
         if isinstance(g, ClassicGroup):
-            n += g.waiting_count()
+            n += g.waiting_count() + g.scanned_count()
         return n
 
     def list(self) -> list[QueueInfo]:
@@ -341,8 +376,10 @@ class QueueManager:
             deadline = now + cfg.message_ttl
             if message.expires_at is None or message.expires_at > deadline:
                 message = message.copy(expires_at=deadline)
+        if message.expires_at is not None:
+            q.may_expire = True
         if cfg.max_depth and q.log.length(queue) >= cfg.max_depth:
-            self._overflow(q)
+            self._overflow(q, message)
         offset = q.log.append(queue, message)
         q.last_activity = now
         self.counters["appended"] += 1
@@ -367,20 +404,25 @@ class QueueManager:
             loop.call_soon(self._flush_syncs)
         return fut
 
-    def _overflow(self, q: Queue) -> None:
+    def _overflow(self, q: Queue, message: Message) -> None:
         cfg = q.config
         retention.trim_consumed(self, q)
-        excess = q.log.length(q.name) - cfg.max_depth + 1
+        excess = q.live_length() - cfg.max_depth + 1
         if excess <= 0:
             return
         if cfg.overflow == "reject":
+            if not q.is_stream and dlq.overflow_enabled(q):
+                dlq.refuse(self, q, message)
             raise QueueFullError(f"queue {q.name!r} is full (max_depth {cfg.max_depth})")
         # drop-oldest: the oldest go, even if pending (their later acks return False).
-        target = q.log.first_offset(q.name) + excess
+        target = q.live_first() + excess
         for g in q.groups.values():
             if isinstance(g, ClassicGroup):
                 for offset in [o for o in g.pel if o < target]:
                     g.settle(offset)
+        if not q.is_stream and dlq.overflow_enabled(q):
+            dlq.mark_head(self, q, target, "maxlen")  # moved to the DLQ, then truncated
+            return
         dropped = q.log.truncate_before(q.name, target)
         for g in q.groups.values():
             g.skip_to(target)
@@ -411,7 +453,7 @@ class QueueManager:
     # --- consumers ------------------------------------------------------------------
 
     def _new_group(self, q: Queue, name: str, committed: int | None) -> Group:
-        first = q.log.first_offset(q.name)
+        first = q.live_first()
         if q.is_stream:
             cursor = q.log.next_offset(q.name) if committed is None else committed
             g: Group = StreamGroup(self, q, name, cursor, committed)
@@ -563,11 +605,30 @@ class QueueManager:
                 continue
             for g in list(q.groups.values()):
                 g.sweep(now)
+            if not q.is_stream:
+                try:
+                    await self._expire(q, now)
+                except Exception:
+                    log.exception("queue %s: expiry failed", q.name)
             try:
                 await retention.sweep_queue(self, q)
             except Exception:
                 log.exception("queue %s: retention failed", q.name)
         ephemeral.sweep_idle(self, self.clock())
+
+    async def _expire(self, q: Queue, now: float) -> None:
+        """Expired messages at the head of a classic queue (per group; the queue's own
+        head when it has no group) are dead-lettered (``dlq_expired``) or dropped,
+        without waiting for a consumer. The dead head of a failed DLQ move is retried."""
+        dlq.kick(self, q)
+        if not q.may_expire:
+            return
+        if not q.groups:
+            await dlq.expire_head(self, q, now)
+            return
+        for g in list(q.groups.values()):
+            if isinstance(g, ClassicGroup) and not g.closed:
+                await g.expire_head(now, self.defaults.sweep_batch)
 
     async def _sweep_loop(self) -> None:
         interval = self.defaults.sweep_interval

@@ -13,12 +13,14 @@ Each sweep computes, per queue, the offset below which records may go
 
 **The rule:** never below the first offset still pending in a classic group (its PEL:
 delivered and unacknowledged, waiting for a retry, or waiting for the dead-letter
-queue). Retention may drop messages a group has not been delivered yet; the group's
+queue), nor into a dead head waiting for the dead-letter queue (``Queue.dead_until``). Retention may drop messages a group has not been delivered yet; the group's
 cursor then skips them. Work is bounded: at most ``[queue_manager] sweep_batch``
 records per queue per sweep; the next sweep continues.
 
-Expired messages (TTL) are not removed here; they are skipped (and counted) when
-their turn comes to be delivered, and leave with the rest of the prefix.
+Expired messages (TTL) are not removed here: the manager's sweep handles the expired
+head of each classic group (or of a queue without groups) first, dead-lettering it
+(``dlq_expired``) or dropping it; elsewhere they are skipped (and counted) when their
+turn comes to be delivered, and leave with the rest of the prefix.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ def pending_floor(q: Queue) -> int:
     floor = q.log.next_offset(q.name)
     if q.is_stream:
         return floor
+    first = q.log.first_offset(q.name)
+    if q.dead_until > first:
+        return first  # a dead head waits for the DLQ (dlq.move_head truncates it)
     for g in q.groups.values():
-        low = next(iter(g.pel), None)  # type: ignore[attr-defined]
+        low = g.pel_low()  # type: ignore[attr-defined]
         if low is not None and low < floor:
             floor = low
     return floor

@@ -13,12 +13,14 @@ Arguments become :class:`~fluxmq_core.queues.config.QueueConfig` keys:
 ``x-message-ttl`` (ms)     ``message_ttl``
 ``x-max-length``           ``max_depth`` (stream: ``retention_messages``)
 ``x-max-length-bytes``     ``retention_bytes`` (applied by the sweep)
-``x-overflow``             ``drop-head`` -> ``drop-oldest``; ``reject-publish[-dlx]`` -> ``reject``
+``x-overflow``             ``drop-head`` -> ``drop-oldest``; ``reject-publish[-dlx]`` -> ``reject``;
+                           with a DLX, ``drop-head`` and ``reject-publish-dlx`` set ``dlq_overflow``
 ``x-max-age`` (stream)     ``retention_age`` (``7D``, ``12h``, ``30m``, ``10s``)
 ``x-delivery-limit``       ``max_deliveries`` (otherwise unlimited, as RabbitMQ)
-``x-dead-letter-exchange`` ``dlq = true`` and a forwarder from ``$dlq/<name>`` to the exchange
+``x-dead-letter-exchange`` ``dlq = true``, ``dlq_expired = true`` and a forwarder from
+                           ``$dlq/<name>`` to the exchange (adds ``x-death``)
 ``x-expires`` (ms)         deleted after that long without consumers or use
-``x-max-priority``         accepted and kept; delivery stays FIFO
+``x-max-priority``         ``max_priority`` (1-255; 0 = none): higher ``priority`` first
 =========================  ==============================================================
 
 Every AMQP queue gets ``visibility_timeout = [amqp091] consumer_timeout`` so an
@@ -30,6 +32,7 @@ unacknowledged delivery is not taken back early. Durable queues append with
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 import os
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ from fluxmq_amqp091.codec import (
     RESOURCE_LOCKED,
     AMQPError,
 )
-from fluxmq_amqp091.props import PROTOCOL
+from fluxmq_amqp091.props import PROTOCOL, from_message
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -102,7 +105,12 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
         cfg["visibility_timeout"] = consumer_timeout
         limit = _int_arg(args, "x-delivery-limit", 1)
         cfg["max_deliveries"] = limit or 0
-        cfg["dlq"] = bool(args.get("x-dead-letter-exchange") is not None)
+        dlx_set = args.get("x-dead-letter-exchange") is not None
+        cfg["dlq"] = dlx_set
+        if dlx_set:
+            cfg["dlq_expired"] = True
+            if args.get("x-overflow") in ("drop-head", "reject-publish-dlx"):
+                cfg["dlq_overflow"] = True
     ttl = _int_arg(args, "x-message-ttl")
     if ttl is not None:
         cfg["message_ttl"] = max(ttl, 1) / 1000.0
@@ -128,7 +136,13 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
             raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-max-age': {age!r}", 50, 10)
         cfg["retention_age"] = float(int(text[:-1]) * unit)
     _int_arg(args, "x-expires", 1)
-    _int_arg(args, "x-max-priority", 0)
+    prio = _int_arg(args, "x-max-priority", 0)
+    if prio is not None:
+        if prio > 255:
+            raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-max-priority' for queue: {prio!r}",
+                            50, 10)
+        if prio and not stream:
+            cfg["max_priority"] = prio
     dlx = args.get("x-dead-letter-exchange")
     if dlx is not None and not isinstance(dlx, str):
         raise AMQPError(PRECONDITION_FAILED, "invalid arg 'x-dead-letter-exchange'", 50, 10)
@@ -156,16 +170,20 @@ class DLXForwarder:
         props = dict(message.properties or {})
         mid = props.get("message-id")
         src = self.source
-        rk = src.dlrk if src.dlrk is not None else str(props.get("routing_key", ""))
-        reason = str(props.get("_dlq_reason", "rejected"))
+        old_exchange = str(props.get("exchange", ""))
+        old_rk = str(props.get("routing_key", message.topic.replace("/", ".")))
+        rk = src.dlrk if src.dlrk is not None else old_rk
+        reason = AMQP_REASONS.get(str(props.get("_dlq_reason", "rejected")), "rejected")
+        now = qs.context.clock()
         for k in [k for k in props if k.startswith("_dlq_")] + ["message-id", "group-id", "queue",
                                                                  "offset", "delivery-count"]:
             props.pop(k, None)
         props["routing_key"] = rk
         props["exchange"] = src.dlx or ""
         raw = props.get("amqp")
-        if raw is not None:
-            props["amqp"] = _add_death(raw, src.name, reason, str(props.get("exchange", "")))
+        if raw is None:  # from another protocol: AMQP properties from its fields
+            raw = from_message(message.copy(properties=None), now)
+        props["amqp"] = add_death(raw, src.name, reason, old_exchange, [old_rk], now)
         msg = message.copy(properties=props, expires_at=None)
         ex = qs.topology.exchanges.get(src.dlx or "")
         names = [] if ex is None else qs.topology.route(ex, rk, None, qs.exists)
@@ -184,7 +202,22 @@ class DLXForwarder:
             f.add_done_callback(settle)
 
 
-def _add_death(raw: bytes, queue: str, reason: str, exchange: str) -> bytes:
+#: Core dead-letter reasons -> RabbitMQ's ``x-death`` reasons.
+AMQP_REASONS = {
+    "rejected": "rejected",
+    "nack": "rejected",
+    "expired": "expired",
+    "maxlen": "maxlen",
+    "max-deliveries": "delivery_limit",
+}
+
+
+def add_death(raw: bytes, queue: str, reason: str, exchange: str, routing_keys: list[str],
+              now: float) -> bytes:
+    """RabbitMQ's dead-letter headers on the property bytes ``raw``: an ``x-death``
+    entry (a repeat from the same queue and reason increments its ``count`` and moves
+    it to the front), ``x-first-death-*`` (kept once set), ``x-last-death-*``; the
+    ``expiration`` is removed (kept as ``original-expiration``)."""
     from pamqp.header import ContentHeader
 
     from fluxmq_amqp091.codec import encode_properties
@@ -194,13 +227,41 @@ def _add_death(raw: bytes, queue: str, reason: str, exchange: str) -> bytes:
         ch.unmarshal(b"\x00\x3c\x00\x00" + b"\x00" * 8 + raw)
         p = ch.properties
         headers = dict(p.headers or {})
+        deaths = headers.get("x-death")
+        deaths = [d for d in deaths if isinstance(d, dict)] if isinstance(deaths, list) else []
+        found = None
+        for d in deaths:
+            if d.get("queue") == queue and d.get("reason") == reason:
+                found = d
+                break
+        if found is not None:
+            deaths.remove(found)
+            found = dict(found)
+            count = found.get("count")
+            found["count"] = (count if isinstance(count, int) else 0) + 1
+        else:
+            found = {
+                "count": 1,
+                "reason": reason,
+                "queue": queue,
+                "time": datetime.datetime.fromtimestamp(int(now), tz=datetime.UTC),
+                "exchange": exchange,
+                "routing-keys": list(routing_keys),
+            }
+            if p.expiration:
+                found["original-expiration"] = p.expiration
+        headers["x-death"] = [found, *deaths]
         headers.setdefault("x-first-death-queue", queue)
         headers.setdefault("x-first-death-reason", reason)
         headers.setdefault("x-first-death-exchange", exchange)
+        headers["x-last-death-queue"] = queue
+        headers["x-last-death-reason"] = reason
+        headers["x-last-death-exchange"] = exchange
         p.headers = headers
         p.expiration = None
         return encode_properties(p)
     except Exception:
+        log.exception("amqp091: adding x-death failed; forwarding the properties unchanged")
         return raw
 
 
