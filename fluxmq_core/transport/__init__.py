@@ -7,6 +7,7 @@ from fluxmq_core.transport.base import (
     make_server_ssl_context,
     peer_identity,
     peer_name,
+    tune_transport,
 )
 from fluxmq_core.transport.listeners import ListenerSet
 from fluxmq_core.transport.websocket import WebSocketTransport, websocket_factory

@@ -10,6 +10,7 @@ ports and closes everything in order; the plugin only speaks its protocol.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,21 @@ def make_server_ssl_context(
             raise ConfigError(f"cannot load TLS CA file {cafile!r}: {exc}") from exc
         ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     return ctx
+
+
+def tune_transport(transport: asyncio.BaseTransport, high_water: int) -> None:
+    """What every protocol connection wants from its socket: TCP_NODELAY (we
+    coalesce writes ourselves, so Nagle only adds latency) and a write-buffer high
+    mark at which ``pause_writing`` tells the protocol the client is slow."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a Unix socket in tests): nothing to tune
+    set_limits = getattr(transport, "set_write_buffer_limits", None)
+    if set_limits is not None:
+        set_limits(high=high_water)
 
 
 def peer_identity(transport: asyncio.BaseTransport) -> str | None:

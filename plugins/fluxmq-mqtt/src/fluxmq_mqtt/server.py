@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthError
-from fluxmq_core.transport import peer_identity, peer_name
+from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 
 from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this (see the docstring)
@@ -217,13 +216,7 @@ class MQTTProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         server.protocols.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        self.transport.set_write_buffer_limits(high=server.cfg.outbound_buffer)  # type: ignore[union-attr]
+        tune_transport(transport, server.cfg.outbound_buffer)
         conn = self.conn = Connection(server.registry, peer_name(transport),
                                       peer_identity(transport))
         conn.wakeup = self._wakeup
