@@ -21,6 +21,11 @@ Why it is not the bottleneck:
 Every wait has a timeout, every loop a deadline; a broker that does not answer
 makes a scenario fail with a reason, never hang. Only loopback addresses are used.
 
+Scenarios beyond the flood and latency ones: QoS 2 fan-in (PUBLISH/PUBREC/PUBREL/
+PUBCOMP on both sides), QoS 1 at a fixed rate with latency, retained-heavy
+subscribe, and any of them over WebSocket (``ws_`` prefix; a minimal RFC 6455
+client, ``WSConn``).
+
 Run directly for a quick check against a broker already listening:
 ``python bench/loadgen.py --port 1883 --scenario fanin_qos0``
 """
@@ -91,9 +96,120 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return out
 
 
+class WSConn:
+    """A minimal RFC 6455 client over a connected socket, enough for MQTT over
+    WebSocket (subprotocol ``mqtt``): the handshake, masked binary frames out,
+    unmasked frames in. It looks like a socket to the rest of this module
+    (``sendall``, ``recv``, ``recv_into``, ``fileno``, ...): what it returns is the
+    MQTT byte stream with the frame headers removed. ``sendall`` of the same bytes
+    object again reuses the frame it built last time (publishers send one
+    pre-built batch over and over; one mask key per batch is enough for a
+    benchmark, the server cannot tell)."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, path: str) -> None:
+        import base64
+
+        self.sock = sock
+        self.raw = bytearray()  # undecoded frame bytes
+        self.pending = bytearray()  # decoded payload not yet handed out
+        self._last = (None, b"")
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk or len(head) > 16384:
+                raise BrokerError("WebSocket handshake: connection closed")
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise BrokerError(f"WebSocket handshake refused: {head[:80]!r}")
+        self.raw += rest
+
+    def frame(self, data: bytes) -> bytes:
+        n = len(data)
+        if n < 126:
+            hdr = bytes([0x82, 0x80 | n])
+        elif n < 65536:
+            hdr = bytes([0x82, 0xFE]) + struct.pack(">H", n)
+        else:
+            hdr = bytes([0x82, 0xFF]) + struct.pack(">Q", n)
+        mask = os.urandom(4)
+        m = (mask * (n // 4 + 1))[:n]
+        body = (int.from_bytes(data, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big")
+        return hdr + mask + body
+
+    def sendall(self, data: bytes) -> None:
+        if self._last[0] is not data:
+            self._last = (data, self.frame(data))
+        self.sock.sendall(self._last[1])
+
+    def _decode(self) -> bool:
+        """Move complete frames' payloads from raw to pending; False on a close frame."""
+        raw = self.raw
+        pos = 0
+        end = len(raw)
+        ok = True
+        while end - pos >= 2:
+            op = raw[pos] & 0x0F
+            n = raw[pos + 1] & 0x7F
+            i = pos + 2
+            if n == 126:
+                if end - i < 2:
+                    break
+                n = (raw[i] << 8) | raw[i + 1]
+                i += 2
+            elif n == 127:
+                if end - i < 8:
+                    break
+                n = int.from_bytes(raw[i:i + 8], "big")
+                i += 8
+            if raw[pos + 1] & 0x80:
+                raise BrokerError("masked frame from server")
+            if end - i < n:
+                break
+            if op in (0, 2):
+                self.pending += raw[i:i + n]
+            elif op == 8:
+                ok = False
+            pos = i + n
+        del raw[:pos]
+        return ok
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            return False
+        self.raw += data
+        return self._decode()
+
+    def recv(self, n: int) -> bytes:
+        while not self.pending:
+            if not self._fill():
+                return b""
+        out = bytes(self.pending[:n])
+        del self.pending[:n]
+        return out
+
+    def recv_into(self, mv) -> int:
+        if not self.pending and not self._fill() and not self.pending:
+            return 0
+        if not self.pending:
+            raise BlockingIOError
+        n = min(len(mv), len(self.pending))
+        mv[:n] = self.pending[:n]
+        del self.pending[:n]
+        return n
+
+    def __getattr__(self, name):  # fileno, setblocking, settimeout, setsockopt, close
+        return getattr(self.sock, name)
+
+
 def mqtt_connect(host: str, port: int, client_id: str, timeout: float = 5.0,
-                 keepalive: int = 600, rcvbuf: int = 0) -> socket.socket:
-    """Open a TCP connection, CONNECT, wait for a successful CONNACK."""
+                 keepalive: int = 600, rcvbuf: int = 0, ws_path: str | None = None):
+    """Open a TCP connection (WebSocket when ws_path), CONNECT, wait for a CONNACK."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         if rcvbuf:
@@ -105,6 +221,12 @@ def mqtt_connect(host: str, port: int, client_id: str, timeout: float = 5.0,
         sock.close()
         raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if ws_path:
+        try:
+            sock = WSConn(sock, host, port, ws_path)
+        except Exception:
+            sock.close()
+            raise
     sock.sendall(connect_packet(client_id, keepalive))
     hdr = _recv_exact(sock, 4)
     if hdr[0] != 0x20 or hdr[3] != 0:
@@ -149,7 +271,7 @@ class Stream:
     """Parse state of one subscriber connection."""
 
     __slots__ = ("sock", "left", "publishes", "others", "prefix", "plen", "pid_off",
-                 "on_publish", "closed", "acks_sent")
+                 "on_publish", "closed", "acks_sent", "ack_type", "retained")
 
     def __init__(self, sock: socket.socket, on_publish=None) -> None:
         self.sock = sock
@@ -162,6 +284,8 @@ class Stream:
         self.on_publish = on_publish  # slow path callback(payload memoryview, now)
         self.closed = False
         self.acks_sent = 0
+        self.ack_type = 0x40  # PUBACK (QoS 1) or PUBREC (QoS 2) for the fast path
+        self.retained = 0  # PUBLISHes with the retain flag (slow path only)
 
     def process(self, buf: bytearray, end: int, now: int = 0) -> bytearray | None:
         """Consume complete packets in buf[:end]; keep the rest; return PUBACKs."""
@@ -183,7 +307,7 @@ class Stream:
                         self.publishes += n
                         if self.pid_off:
                             a = bytearray(4 * n)
-                            a[0::4] = b"\x40" * n
+                            a[0::4] = bytes([self.ack_type]) * n
                             a[1::4] = b"\x02" * n
                             o = pos + self.pid_off
                             a[2::4] = buf[o:stop:L]
@@ -220,10 +344,11 @@ class Stream:
                     qos = (h >> 1) & 3
                     tlen = (buf[i] << 8) | buf[i + 1]
                     po = i + 2 + tlen
+                    if h & 1:
+                        self.retained += 1
                     if qos:
-                        if qos != 1:
-                            raise BrokerError("QoS 2 PUBLISH to a QoS <= 1 subscription")
-                        a = b"\x40\x02" + bytes(buf[po : po + 2])
+                        self.ack_type = 0x40 if qos == 1 else 0x50  # PUBACK / PUBREC
+                        a = bytes([self.ack_type, 2]) + bytes(buf[po : po + 2])
                         acks = bytearray(a) if acks is None else acks + a
                         self.pid_off = po - pos
                         po += 2
@@ -233,6 +358,10 @@ class Stream:
                     self.plen = i + rl - pos
                     if self.on_publish is not None:
                         self.on_publish(memoryview(buf)[po : i + rl], now)
+                elif ptype == 6 and rl == 2:  # PUBREL -> PUBCOMP (QoS 2)
+                    self.others += 1
+                    a = b"\x70\x02" + bytes(buf[i : i + 2])
+                    acks = bytearray(a) if acks is None else acks + a
                 elif ptype == 14:
                     raise BrokerError("DISCONNECT from broker")
                 else:
@@ -282,7 +411,8 @@ def _sleep_until(t: float) -> None:
 def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
     """QoS 0 flood, QoS 1 windowed flood, or fixed-rate timestamped publishing."""
     try:
-        sock = mqtt_connect(host, port, f"bench-pub-{os.getpid()}-{idx}", p["timeout"])
+        sock = mqtt_connect(host, port, f"bench-pub-{os.getpid()}-{idx}", p["timeout"],
+                            ws_path=p.get("ws_path"))
         sock.settimeout(p["timeout"])
         q.put(("ready", idx))
         t0 = _wait_start(start_evt, t0_val, p["setup_timeout"])
@@ -369,14 +499,90 @@ def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
                     send(m)
             if c1 is None:
                 c1 = cpu_now()
+        elif mode == "qos2":
+            # PUBLISH(QoS 2) -> PUBREC -> PUBREL -> PUBCOMP; a window slot is free
+            # again at PUBCOMP. "acked" counts PUBRECs (the broker owns the message).
+            window = p["window"]
+            one = publish_packet(TOPIC, payload, 2, 1)
+            L = len(one)
+            pid_at = L - len(payload) - 2
+            proto = bytearray(one * 65535)
+            ids = bytearray(struct.pack(">65535H", *range(1, 65536)))
+            proto[pid_at::L] = ids[0::2]
+            proto[pid_at + 1 :: L] = ids[1::2]
+            allp = bytes(proto + proto)
+            nxt = inflight = 0
+            left = b""
+            buf = bytearray(1 << 16)
+            out = bytearray(allp[0 : window * L])
+            nxt, inflight, sent = window % 65535, window, window
+            sock.sendall(out)
+            stopping = False
+            deadline = w1 + p["drain"]
+            while True:
+                now = time.monotonic()
+                if c0 is None and now >= w0:
+                    c0 = cpu_now()
+                if not stopping and now >= w1:
+                    stopping = True
+                    c1 = cpu_now()
+                if stopping and (inflight == 0 or now >= deadline):
+                    break
+                n = sock.recv_into(buf)
+                if n == 0:
+                    raise BrokerError("connection closed by broker")
+                data = left + bytes(buf[:n]) if left else bytes(buf[:n])
+                m = len(data) // 4
+                left = data[m * 4 :]
+                rel = bytearray()
+                done = 0
+                for i in range(0, m * 4, 4):
+                    t = data[i]
+                    if t == 0x50:
+                        rel += b"\x62\x02" + data[i + 2 : i + 4]
+                    elif t == 0x70:
+                        done += 1
+                    else:
+                        raise BrokerError(f"unexpected packet to publisher: {data[i:i + 4].hex()}")
+                acked += len(rel) // 4
+                inflight -= done
+                if not stopping and done:
+                    rel += allp[nxt * L : (nxt + done) * L]
+                    nxt = (nxt + done) % 65535
+                    inflight += done
+                    sent += done
+                if rel:
+                    sock.sendall(rel)
+            if c1 is None:
+                c1 = cpu_now()
         elif mode == "rate":
             rate = p["rate"]
-            head = publish_packet(TOPIC, b"\0" * p["payload"], 0)[: -p["payload"]]
+            pqos = p.get("pub_qos", 0)
+            head = publish_packet(TOPIC, b"\0" * p["payload"], pqos, 1)[: -p["payload"]]
+            if pqos:
+                head = head[:-2]  # the packet id goes after the topic, per message
             pad = b"x" * (p["payload"] - 16)
             interval = 1.0 / rate
             seq = 0
             clock = time.clock_gettime_ns
             MONO = time.CLOCK_MONOTONIC
+            ackbuf = b""
+
+            def read_acks(block: bool) -> None:
+                nonlocal acked, ackbuf
+                try:
+                    data = sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return
+                if not data:
+                    raise BrokerError("connection closed by broker")
+                ackbuf += data
+                m = len(ackbuf) // 4
+                if ackbuf[0 : m * 4 : 4].count(0x40) != m:
+                    raise BrokerError(f"unexpected packet to publisher: {ackbuf[:8].hex()}")
+                acked += m
+                ackbuf = ackbuf[m * 4 :]
+
             while True:
                 now = time.monotonic()
                 if c0 is None and now >= w0:
@@ -387,15 +593,27 @@ def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
                 if due > seq:
                     out = []
                     for _ in range(min(due - seq, 1000)):
-                        out.append(head + struct.pack(">qq", clock(MONO), seq) + pad)
+                        if pqos:
+                            out.append(head + struct.pack(">Hqq", seq % 65535 + 1, clock(MONO), seq)
+                                       + pad)
+                        else:
+                            out.append(head + struct.pack(">qq", clock(MONO), seq) + pad)
                         seq += 1
                     sock.sendall(b"".join(out))
+                if pqos:
+                    read_acks(False)
                 nxt = t0 + seq * interval
                 d = nxt - time.monotonic()
                 if d > 0:
                     time.sleep(d)
             c1 = cpu_now()
-            sent = acked = seq
+            sent = seq
+            if pqos:
+                deadline = time.monotonic() + p["drain"]
+                while acked < sent and time.monotonic() < deadline:
+                    read_acks(True)
+            else:
+                acked = seq
         else:
             raise ValueError(mode)
         try:
@@ -429,7 +647,7 @@ def subscriber_proc(idx, host, port, p, q, start_evt, t0_val):
         sel = selectors.DefaultSelector()
         for j in range(p["subs"]):
             s = mqtt_connect(host, port, f"bench-sub-{os.getpid()}-{idx}-{j}", p["timeout"],
-                             rcvbuf=p["rcvbuf"])
+                             rcvbuf=p["rcvbuf"], ws_path=p.get("ws_path"))
             mqtt_subscribe(s, TOPIC, qos)
             s.setblocking(False)
             st = Stream(s, on_publish if latency else None)
@@ -513,6 +731,95 @@ def subscriber_proc(idx, host, port, p, q, start_evt, t0_val):
         q.put(("error", idx, f"subscriber: {type(exc).__name__}: {exc}"))
 
 
+def retained_sub_proc(idx, host, port, p, q, start_evt, t0_val):
+    """Connect p['subs'] clients; at the start signal each subscribes to the
+    wildcard over p['retained'] retained topics; count retained PUBLISHes until
+    every client has them all (or the deadline)."""
+    try:
+        n_ret = p["retained"]
+        streams = []
+        sel = selectors.DefaultSelector()
+        for j in range(p["subs"]):
+            s = mqtt_connect(host, port, f"bench-rsub-{os.getpid()}-{idx}-{j}", p["timeout"],
+                             rcvbuf=p["rcvbuf"])
+            s.setblocking(False)
+            st = Stream(s)
+            streams.append(st)
+        q.put(("ready", idx))
+        t0 = _wait_start(start_evt, t0_val, p["setup_timeout"])
+        _sleep_until(t0)
+        c0 = cpu_now()
+        sub = subscribe_packet(RETAINED_FILTER, 0)
+        for st in streams:
+            st.sock.setblocking(True)
+            st.sock.sendall(sub)
+            st.sock.setblocking(False)
+            sel.register(st.sock, selectors.EVENT_READ, st)
+        buf = bytearray(p["recv_buffer"])
+        mv = memoryview(buf)
+        done_at: dict[int, float] = {}
+        deadline = t0 + p["retained_timeout"]
+        while len(done_at) < len(streams) and time.monotonic() < deadline:
+            for key, _ in sel.select(0.05):
+                st = key.data
+                try:
+                    st.read(buf, mv)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                if st.closed:
+                    sel.unregister(st.sock)
+                    done_at.setdefault(id(st), time.monotonic())
+                elif st.publishes >= n_ret and id(st) not in done_at:
+                    done_at[id(st)] = time.monotonic()
+                    sel.unregister(st.sock)
+        c1 = cpu_now()
+        total = sum(min(st.publishes, n_ret) for st in streams)
+        for st in streams:
+            try:
+                st.sock.setblocking(True)
+                st.sock.settimeout(1)
+                st.sock.sendall(DISCONNECT)
+                st.sock.close()
+            except OSError:
+                pass
+        end = max(done_at.values()) if len(done_at) == len(streams) else time.monotonic()
+        q.put(("result", idx, {"role": "sub", "total": total, "complete": len(done_at) == len(streams),
+                               "elapsed": end - t0, "cpu": c1 - c0,
+                               "expected": n_ret * len(streams)}))
+    except Exception as exc:  # noqa: BLE001
+        q.put(("error", idx, f"retained subscriber: {type(exc).__name__}: {exc}"))
+
+
+def set_retained(host: str, port: int, n: int, payload: int, timeout: float) -> float:
+    """Publish n retained QoS 0 messages to fixed-width topics, then PINGREQ: the
+    PINGRESP comes after the broker handled (stored) every one. Returns seconds."""
+    sock = mqtt_connect(host, port, f"bench-retain-{os.getpid()}", timeout)
+    try:
+        t = time.monotonic()
+        data = b"".join(publish_packet(f"{RETAINED_PREFIX}{i:06d}", b"r" * payload, 0)
+                        for i in range(n))
+        data = bytearray(data)
+        # set the retain flag on every packet (they all have the same length)
+        L = len(data) // n
+        data[0::L] = b"\x31" * n
+        sock.sendall(bytes(data) + b"\xc0\x00")
+        # skip anything before the PINGRESP (nothing is expected)
+        got = b""
+        while not got.endswith(b"\xd0\x00"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise BrokerError("connection closed while setting retained messages")
+            got += chunk
+        sock.sendall(DISCONNECT)
+        return time.monotonic() - t
+    finally:
+        sock.close()
+
+
+RETAINED_PREFIX = "bench/r/"
+RETAINED_FILTER = "bench/r/#"
+
+
 def idle_proc(idx, host, port, p, q, start_evt, t0_val):
     """Open p['conns'] idle connections in batches, hold until told, then close."""
     socks = []
@@ -575,9 +882,15 @@ DEFAULTS = {
     "idle_procs": 1,
     "connect_timeout": 60.0,
     "hold_timeout": 60.0,
+    "retained": 10000,
+    "retained_subs": 10,
+    "retained_procs": 2,
+    "retained_timeout": 30.0,
+    "rate_qos1": 20000,
 }
 
-SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanout_qos0", "latency", "idle_conns"]
+SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanin_qos2", "fanout_qos0", "latency",
+             "latency_qos1", "retained", "ws_fanin_qos0", "idle_conns"]
 
 
 class ScenarioFailed(RuntimeError):
@@ -641,6 +954,12 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
     p.update(cfg or {})
     if name == "idle_conns":
         return _run_idle(host, port, p, broker)
+    if name == "retained":
+        return _run_retained(host, port, p, broker)
+    if name.startswith("ws_"):
+        if not p.get("ws_path"):
+            raise ScenarioFailed("no WebSocket listener")
+        name = name[3:]
     g = _Group()
     try:
         if name == "fanin_qos0":
@@ -649,6 +968,9 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
         elif name == "fanin_qos1":
             pubs = [dict(p, pub_mode="qos1")] * p["publishers"]
             subs = [dict(p, subs=1, sub_qos=1, drain_until_quiet=True)]
+        elif name == "fanin_qos2":
+            pubs = [dict(p, pub_mode="qos2")] * p["publishers"]
+            subs = [dict(p, subs=1, sub_qos=2, drain_until_quiet=True)]
         elif name == "fanout_qos0":
             pubs = [dict(p, pub_mode="qos0")]
             k = max(1, min(p["fanout_procs"], p["fanout_subs"]))
@@ -657,6 +979,11 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
         elif name == "latency":
             pubs = [dict(p, pub_mode="rate")]
             subs = [dict(p, subs=1, sub_qos=0, latency=True, drain_until_quiet=True,
+                         quiet=0.5)]
+        elif name == "latency_qos1":
+            p["rate"] = p["rate_qos1"]
+            pubs = [dict(p, pub_mode="rate", pub_qos=1)]
+            subs = [dict(p, subs=1, sub_qos=1, latency=True, drain_until_quiet=True,
                          quiet=0.5)]
         else:
             raise ScenarioFailed(f"unknown scenario {name}")
@@ -708,12 +1035,12 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
         "machine_busy_cores": round((m1[0] - m0[0]) / (r1 - r0), 3),
         "machine_steal_cores": round((m1[1] - m0[1]) / (r1 - r0), 3),
     }
-    if name == "fanin_qos1":
+    if name in ("fanin_qos1", "fanin_qos2", "latency_qos1"):
         acked = sum(r["acked"] for r in pubr)
         total = sum(r["total"] for r in subr)
         out.update(acked=acked, delivered_total=total, lost=max(0, acked - total),
                    duplicates_or_extra=max(0, total - acked))
-    if name == "latency":
+    if name.startswith("latency"):
         lat = sorted(x for r in subr for x in r["lat_ns"])
         expected = p["rate"] * p["duration"]
         if not lat:
@@ -727,6 +1054,41 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
                    rate_target=p["rate"])
         if len(lat) < 0.9 * expected:
             out["note"] = f"received {len(lat)} of ~{int(expected)}: broker did not keep up"
+    return out
+
+
+def _run_retained(host: str, port: int, p: dict, broker) -> dict:
+    n = p["retained"]
+    try:
+        set_s = set_retained(host, port, n, p["payload"], p["timeout"] + n / 1000)
+    except (OSError, BrokerError) as exc:
+        raise ScenarioFailed(f"setting {n} retained messages: {exc}") from None
+    g = _Group()
+    k = max(1, min(p["retained_procs"], p["retained_subs"]))
+    per = [p["retained_subs"] // k + (1 if i < p["retained_subs"] % k else 0) for i in range(k)]
+    try:
+        for i, m in enumerate(per):
+            g.spawn(retained_sub_proc, i, host, port, dict(p, subs=m))
+        g.collect("ready", k, p["setup_timeout"])
+        t0 = time.monotonic() + 0.2
+        g.t0.value = t0
+        b0 = broker.cpu_seconds() if broker else 0.0
+        g.start_evt.set()
+        res = g.collect("result", k, p["retained_timeout"] + 20)
+        b1 = broker.cpu_seconds() if broker else 0.0
+    finally:
+        g.close()
+    total = sum(r["total"] for r in res.values())
+    expected = sum(r["expected"] for r in res.values())
+    elapsed = max(r["elapsed"] for r in res.values())
+    out = {"retained": n, "subscribers": p["retained_subs"], "set_s": round(set_s, 3),
+           "received": total, "expected": expected,
+           "complete": all(r["complete"] for r in res.values()),
+           "time_s": round(elapsed, 3), "rate": total / elapsed if elapsed > 0 else 0.0,
+           "loadgen_cpu_s": round(sum(r["cpu"] for r in res.values()), 3),
+           "broker_cpu_s": round(b1 - b0, 3) if broker else None}
+    if not out["complete"]:
+        out["note"] = f"received {total} of {expected} retained messages in {elapsed:.1f} s"
     return out
 
 
@@ -773,6 +1135,8 @@ def main() -> None:
     ap.add_argument("--fanout-procs", type=int, default=DEFAULTS["fanout_procs"])
     ap.add_argument("--batch-bytes", type=int, default=DEFAULTS["batch_bytes"])
     ap.add_argument("--idle-conns", type=int, default=DEFAULTS["idle_conns"])
+    ap.add_argument("--ws-path", default="/mqtt",
+                    help="WebSocket path for ws_* scenarios (--port is then the WS port)")
     a = ap.parse_args()
     if a.host not in ("127.0.0.1", "::1", "localhost"):
         ap.error("only loopback addresses")
@@ -780,7 +1144,7 @@ def main() -> None:
 
     raise_fd_limit()
     cfg = {"duration": a.duration, "publishers": a.publishers, "fanout_procs": a.fanout_procs,
-           "batch_bytes": a.batch_bytes, "idle_conns": a.idle_conns}
+           "batch_bytes": a.batch_bytes, "idle_conns": a.idle_conns, "ws_path": a.ws_path}
     try:
         print(run_scenario(a.scenario, a.host, a.port, cfg))
     except ScenarioFailed as exc:

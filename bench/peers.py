@@ -136,7 +136,11 @@ class Peer:
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.ws_port = 0  # MQTT over WebSocket listener (path /mqtt), 0 when none
         self._log = None
+
+    #: why this peer has no MQTT over WebSocket listener (None: it has one)
+    no_websocket: str | None = None
 
     # -- to override -------------------------------------------------------
     def available(self) -> str | None:
@@ -216,6 +220,10 @@ class Peer:
 
 class Mosquitto(Peer):
     name = "mosquitto"
+    # Checked: /usr/sbin/mosquitto (Debian 2.0.11) is not linked with libwebsockets;
+    # a "listener <port>" + "protocol websockets" config makes it exit with
+    # "Unable to start any listening sockets".
+    no_websocket = "n/a: Debian's mosquitto is built without websockets (no libwebsockets)"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -315,7 +323,8 @@ class FluxMQ(Peer):
 
     def info(self) -> dict:
         return {"command": "fluxmq run --plugins mqtt --data-dir <tmp> --ready-file <tmp>",
-                "env": {"FLUXMQ_MQTT__TCP": f"127.0.0.1:{self.port}"}}
+                "env": {"FLUXMQ_MQTT__TCP": "127.0.0.1:<port>",
+                        "FLUXMQ_MQTT__WEBSOCKET": "127.0.0.1:<port>", "FLUXMQ_HTTP__BIND": ""}}
 
     def _launch(self) -> None:
         self.port = free_port()
@@ -324,7 +333,9 @@ class FluxMQ(Peer):
             shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
-        env = dict(os.environ, FLUXMQ_MQTT__TCP=f"127.0.0.1:{self.port}")
+        self.ws_port = free_port()
+        env = dict(os.environ, FLUXMQ_MQTT__TCP=f"127.0.0.1:{self.port}",
+                   FLUXMQ_MQTT__WEBSOCKET=f"127.0.0.1:{self.ws_port}", FLUXMQ_HTTP__BIND="")
         env.pop("FLUXMQ_NO_UVLOOP", None)
         self.proc = subprocess.Popen(
             self.cmd + ["run", "--plugins", "mqtt", "--data-dir", str(data),
@@ -348,6 +359,8 @@ class FluxMQ(Peer):
                 self.host, self.port = addr[0], int(addr[1])
                 if self.host in ("0.0.0.0", "::", ""):
                     self.host = "127.0.0.1"
+            ws = ready.get("mqtt.websocket")
+            self.ws_port = int(ws[1]) if ws else 0
             break
         else:
             raise PeerError("no ready file")
@@ -409,11 +422,16 @@ class Amqtt(Peer):
 
     def _launch(self) -> None:
         self.port = free_port()
+        self.ws_port = free_port()
         self.config_text = (
             "listeners:\n"
             "  default:\n"
             "    type: tcp\n"
             f"    bind: 127.0.0.1:{self.port}\n"
+            "    max_connections: 0\n"
+            "  ws-mqtt:\n"
+            "    type: ws\n"
+            f"    bind: 127.0.0.1:{self.ws_port}\n"
             "    max_connections: 0\n"
             "plugins:\n"
             "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"

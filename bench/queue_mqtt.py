@@ -14,7 +14,8 @@ Scenarios: ``durable`` (a classic queue on the default badgerlike QueueLog,
 and ``ephemeral`` (the in-memory queue a publish to an unknown name creates).
 
 Mosquitto (and MQTT brokers in general) have no queues: there is no peer to measure
-beside FluxMQ here; ``bench/run.py`` compares plain pub/sub.
+beside FluxMQ here. ``bench/run.py`` runs the durable case as its ``queue_durable``
+scenario (the other peers' cells say "n/a: no queues").
 
 Every wait has a deadline; loopback only. Writes ``bench/results/queue_mqtt.json``.
 ``python bench/queue_mqtt.py [--messages N] [--publishers P] [--consumers C]``

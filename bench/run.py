@@ -1,10 +1,14 @@
-"""Run the MQTT benchmark suite against FluxMQ and its peers, interleaved.
+"""Run the benchmark suite against FluxMQ and its peers, interleaved: one command.
 
-    uv run python bench/run.py [--quick] [--peers mosquitto,fluxmq,amqtt]
+    uv run python bench/run.py [--quick] [--peers mosquitto,fluxmq,amqtt,rabbitmq]
                                [--scenarios fanin_qos0,...] [--repeat N]
 
-Every (repeat, scenario, peer) cell starts a fresh broker on a free loopback port,
-runs one scenario with the load generator (bench/loadgen.py) and stops the broker.
+MQTT scenarios (bench/loadgen.py): every (repeat, scenario, peer) cell starts a
+fresh broker on a free loopback port, runs one scenario and stops the broker.
+``queue_durable`` ($queue/ publish-to-consume, bench/queue_mqtt.py) runs on FluxMQ
+only ("n/a: no queues" for the others); ``amqp091`` (bench/amqp091.py: publish,
+publish with confirms, consume, consume no-ack) runs on FluxMQ and RabbitMQ
+("n/a" for the MQTT-only peers; RabbitMQ has no MQTT cells here).
 Peers alternate inside each scenario (A, B, A, B, ...) so that slow drifts of a
 shared machine hit all of them alike. A peer that cannot be installed or started,
 or a scenario that times out, is reported as "failed: <why>" and the run goes on.
@@ -37,12 +41,44 @@ ROWS = [
     ("fanin_qos0", "rate", "QoS 0 fan-in 8->1, delivered/s", True, "int"),
     ("fanin_qos1", "rate", "QoS 1 fan-in 8->1 (window 32), delivered/s", True, "int"),
     ("fanin_qos1", "lost_pct", "QoS 1 fan-in: lost, % of acked", False, "pct"),
+    ("fanin_qos2", "rate", "QoS 2 fan-in 8->1 (window 32), delivered/s", True, "int"),
+    ("fanin_qos2", "lost_pct", "QoS 2 fan-in: lost, % of PUBREC'd", False, "pct"),
     ("fanout_qos0", "rate", "QoS 0 fan-out 1->100, deliveries/s", True, "int"),
     ("latency", "p50_us", "latency at 5,000 msg/s, p50 us", False, "f1"),
     ("latency", "p99_us", "latency at 5,000 msg/s, p99 us", False, "f1"),
+    ("latency_qos1", "p50_us", "QoS 1 at 20,000 msg/s, p50 us", False, "f1"),
+    ("latency_qos1", "p99_us", "QoS 1 at 20,000 msg/s, p99 us", False, "f1"),
+    ("latency_qos1", "lost_pct", "QoS 1 at 20,000 msg/s: lost, % of acked", False, "pct"),
+    ("retained", "rate", "retained: 10,000 topics -> 10 subs on '#', delivered/s", True, "int"),
+    ("retained", "time_s", "retained: time until every sub has all, s", False, "f2"),
+    ("ws_fanin_qos0", "rate", "WebSocket QoS 0 fan-in 8->1, delivered/s", True, "int"),
+    ("queue_durable", "consume_per_s", "$queue/ durable (sync) publish->consume, msg/s", True, "int"),
+    ("queue_durable", "lost", "$queue/ durable: acked but not consumed", False, "int"),
     ("idle_conns", "bytes_per_conn", "idle connections: broker bytes/conn", False, "int"),
+    ("amqp091", "publish", "AMQP 0.9.1 publish, persistent, msg/s", True, "int"),
+    ("amqp091", "publish+confirms", "AMQP 0.9.1 publish + confirms, msg/s", True, "int"),
+    ("amqp091", "consume", "AMQP 0.9.1 consume (acks), msg/s", True, "int"),
+    ("amqp091", "consume no-ack", "AMQP 0.9.1 consume no-ack, msg/s", True, "int"),
 ]
-CPU_SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanout_qos0", "latency"]
+CPU_SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanin_qos2", "fanout_qos0", "latency",
+                 "latency_qos1", "ws_fanin_qos0"]
+MQTT_PEERS = ("mosquitto", "fluxmq", "amqtt")
+ALL_PEERS = ("mosquitto", "fluxmq", "amqtt", "rabbitmq")
+# scenarios run with their own client and broker start-up (not bench/loadgen.py)
+QUEUE_SCENARIOS = ["queue_durable"]
+AMQP_SCENARIOS = ["amqp091"]
+SCENARIOS = loadgen.SCENARIOS + QUEUE_SCENARIOS + AMQP_SCENARIOS
+
+
+def not_applicable(scen: str, peer: str) -> str | None:
+    """Why a cell cannot exist ("n/a: ..."), else None."""
+    if scen in AMQP_SCENARIOS:
+        return None if peer in ("fluxmq", "rabbitmq") else "n/a: no AMQP 0.9.1"
+    if peer == "rabbitmq":
+        return "n/a: RabbitMQ runs here for the AMQP rows only"
+    if scen in QUEUE_SCENARIOS and peer != "fluxmq":
+        return "n/a: no queues"
+    return None
 
 
 def machine_info() -> dict:
@@ -115,7 +151,10 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
             if v is None:
                 row.append("-")
             elif "error" in v:
-                row.append("failed" if not v["error"].startswith("not installed") else "not installed")
+                e = v["error"]
+                row.append(e if e.startswith("n/a") and len(e) < 40 else
+                           "n/a" if e.startswith("n/a") else
+                           "not installed" if e.startswith("not installed") else "failed")
             elif v["n"] > 1:
                 row.append(f"{fmt(v['median'], kind)} [{fmt(v['min'], kind)}-{fmt(v['max'], kind)}]")
             else:
@@ -156,11 +195,19 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     lines += [line(r) for r in rows]
     notes = []
+    seen_na = set()
     for scen, metrics in summary.items():
         for p in peers:
             v = next((m[p] for m in metrics.values() if p in m), None)
-            if v and "error" in v:
-                notes.append(f"{p} {scen}: {v['error'][:300]}")
+            if not v or "error" not in v:
+                continue
+            e = v["error"]
+            if e.startswith("n/a"):
+                if len(e) >= 40 and (p, e) not in seen_na:
+                    seen_na.add((p, e))
+                    notes.append(f"{p}: {e}")
+            else:
+                notes.append(f"{p} {scen}: {e[:300]}")
     if notes:
         lines.append("")
         lines += notes
@@ -171,10 +218,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="MQTT benchmark: FluxMQ beside its peers.")
     ap.add_argument("--quick", action="store_true",
                     help="short runs (2 s windows, 2,000 idle connections, 1 repeat)")
-    ap.add_argument("--peers", default="mosquitto,fluxmq,amqtt",
-                    help="comma-separated: mosquitto, fluxmq, amqtt (default: all three)")
-    ap.add_argument("--scenarios", default=",".join(loadgen.SCENARIOS),
-                    help="comma-separated, default all: " + ",".join(loadgen.SCENARIOS))
+    ap.add_argument("--peers", default=",".join(ALL_PEERS),
+                    help="comma-separated: mosquitto, fluxmq, amqtt, rabbitmq (AMQP rows "
+                         "only) (default: all four)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="comma-separated, default all: " + ",".join(SCENARIOS))
+    ap.add_argument("--amqp-messages", type=int, default=None,
+                    help="messages per AMQP 0.9.1 step (default 20,000; 5,000 with --quick)")
+    ap.add_argument("--queue-messages", type=int, default=None,
+                    help="messages through the $queue/ scenario (default 20,000; 5,000 "
+                         "with --quick)")
     ap.add_argument("--repeat", type=int, default=None, help="repeats (default 3, 1 with --quick)")
     ap.add_argument("--duration", type=float, default=None, help="measurement window, seconds")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up before the window")
@@ -185,9 +238,12 @@ def main() -> int:
 
     peers = [p.strip() for p in a.peers.split(",") if p.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
-    bad = [s for s in scenarios if s not in loadgen.SCENARIOS]
+    bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:
         ap.error(f"unknown scenario(s): {', '.join(bad)}")
+    badp = [p for p in peers if p not in ALL_PEERS]
+    if badp:
+        ap.error(f"unknown peer(s): {', '.join(badp)}")
     reps = a.repeat or (1 if a.quick else 3)
     cfg: dict = {}
     if a.quick:
@@ -198,6 +254,8 @@ def main() -> int:
             cfg[k] = v
     params = dict(loadgen.DEFAULTS)
     params.update(cfg)
+    params["amqp_messages"] = a.amqp_messages or (5000 if a.quick else 20000)
+    params["queue_messages"] = a.queue_messages or (5000 if a.quick else 20000)
     fd_limit = raise_fd_limit()
     if fd_limit < params["idle_conns"] + 200:
         params["idle_conns"] = cfg["idle_conns"] = max(100, fd_limit - 200)
@@ -216,7 +274,10 @@ def main() -> int:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-") as tmp:
         objs = {}
+        need_mqtt = any(s not in AMQP_SCENARIOS for s in scenarios)
         for name in peers:
+            if name == "rabbitmq" or (not need_mqtt and name != "fluxmq"):
+                continue
             try:
                 objs[name] = make_peer(name, Path(tmp))
             except PeerError as exc:
@@ -226,12 +287,36 @@ def main() -> int:
             peer_info[name] = {"version": peer.version() if not why else None,
                                "status": why or "ok"}
             print(f"peer {name}: {peer_info[name]['version'] or why}")
+        if "rabbitmq" in peers and any(s in AMQP_SCENARIOS for s in scenarios):
+            peer_info["rabbitmq"] = amqp_peer_info(Path(tmp))
+            print(f"peer rabbitmq: {peer_info['rabbitmq'].get('version') or peer_info['rabbitmq']['status']}")
         for rep in range(reps):
             for scen in scenarios:
                 order = peers if rep % 2 == 0 else list(reversed(peers))
                 for name in order:
                     cell = {"peer": name, "scenario": scen, "repeat": rep, "ok": False}
                     cells.append(cell)
+                    na = not_applicable(scen, name)
+                    if na is None and scen.startswith("ws_") and name in objs:
+                        na = objs[name].no_websocket
+                    if na:
+                        cell["error"] = na
+                        if rep == 0:
+                            print(f"[{rep + 1}/{reps}] {scen:12s} {name:10s} {na}")
+                        continue
+                    if scen in AMQP_SCENARIOS or scen in QUEUE_SCENARIOS:
+                        t = time.monotonic()
+                        try:
+                            if scen in AMQP_SCENARIOS:
+                                cell["metrics"] = run_amqp(name, Path(tmp), params)
+                            else:
+                                cell["metrics"] = run_queue(params)
+                            cell["ok"] = True
+                        except Exception as exc:  # noqa: BLE001 - keep going
+                            cell["error"] = f"failed: {type(exc).__name__}: {exc}"
+                        cell["seconds"] = round(time.monotonic() - t, 1)
+                        print(f"[{rep + 1}/{reps}] {scen:12s} {name:10s} {_brief(cell)}", flush=True)
+                        continue
                     peer = objs.get(name)
                     if peer is None:
                         cell["error"] = peer_info[name]["status"]
@@ -249,7 +334,14 @@ def main() -> int:
                     try:
                         peer.start()
                         peer_info[name].setdefault("info", peer.info())
-                        m = loadgen.run_scenario(scen, peer.host, peer.port, dict(cfg), broker=peer)
+                        port = peer.port
+                        run_cfg = dict(cfg)
+                        if scen.startswith("ws_"):
+                            if not peer.ws_port:
+                                raise loadgen.ScenarioFailed("no WebSocket listener")
+                            port = peer.ws_port
+                            run_cfg["ws_path"] = "/mqtt"
+                        m = loadgen.run_scenario(scen, peer.host, port, run_cfg, broker=peer)
                         if not peer.alive():
                             raise loadgen.ScenarioFailed(
                                 "broker exited during the run: " + peer.log_tail())
@@ -301,19 +393,77 @@ def main() -> int:
     return 0
 
 
+def amqp_peer_info(workdir: Path) -> dict:
+    try:
+        import amqp091
+    except Exception as exc:  # noqa: BLE001 - pamqp or the plugin missing
+        return {"status": f"not installed: AMQP client ({exc})"}
+    rmq = amqp091.RabbitMQ(workdir / "rabbitmq-probe")
+    why = rmq.available()
+    if why:
+        return {"status": f"not installed: {why}"}
+    return {"status": "ok", "version": rmq.version()}
+
+
+def run_amqp(name: str, workdir: Path, params: dict) -> dict:
+    """One broker start, then bench/amqp091.py's four steps (publish, publish with
+    confirms, consume with acks, consume no-ack) over a bounded number of persistent
+    messages. Every socket wait of that client has a 60 s timeout."""
+    import amqp091
+
+    work = Path(tempfile.mkdtemp(prefix=f"amqp-{name}-", dir=workdir))
+    broker = amqp091.FluxMQ(work) if name == "fluxmq" else amqp091.RabbitMQ(work)
+    if hasattr(broker, "available"):
+        why = broker.available()
+        if why:
+            raise RuntimeError(f"not installed: {why}")
+    t = time.monotonic()
+    try:
+        broker.start()
+        start_s = time.monotonic() - t
+        rates = amqp091.scenarios(broker.port, params["amqp_messages"], 100)
+    except Exception as exc:
+        log = work / f"{broker.name}.log"
+        tail = log.read_text(errors="replace")[-300:].replace("\n", " | ") if log.exists() else ""
+        raise RuntimeError(f"{exc} {tail}".strip()) from None
+    finally:
+        broker.stop()
+    return dict(rates, messages=params["amqp_messages"], body=100, start_s=round(start_s, 1))
+
+
+def run_queue(params: dict) -> dict:
+    """bench/queue_mqtt.py's durable scenario: 4 MQTT publishers (QoS 1, window 100)
+    into $queue/bench/..., 2 consumers in one group; its own FluxMQ start."""
+    import queue_mqtt
+
+    r = queue_mqtt.run("durable", queue_mqtt.DURABLE, params["queue_messages"], 4, 2, 100)
+    r["lost"] = max(0, r["messages"] - r["consumed"])
+    return r
+
+
 def _brief(cell: dict) -> str:
     if not cell.get("ok"):
         return cell.get("error", "failed")
     m = cell["metrics"]
     s = cell["scenario"]
+    if s == "amqp091":
+        return ", ".join(f"{k} {m[k]:,.0f}/s" for k in
+                         ("publish", "publish+confirms", "consume", "consume no-ack") if k in m)
+    if s == "queue_durable":
+        return (f"{m['consume_per_s']:,}/s consumed, {m['publish_per_s']:,}/s published, "
+                f"{m['consumed']:,}/{m['messages']:,} consumed")
+    if s == "retained":
+        return (f"{m['received']:,}/{m['expected']:,} retained in {m['time_s']:.2f} s "
+                f"({m['rate']:,.0f}/s); set in {m['set_s']:.2f} s")
     lg = f"loadgen {m.get('loadgen_share', 0) * 100:.0f}% of machine, broker {m.get('broker_cores') or 0:.2f} cores"
     if s == "idle_conns":
         return (f"{m['conns']} conns, {m['bytes_per_conn']:,.0f} B/conn "
                 f"(RSS {m['rss_before'] / 1e6:.1f} -> {m['rss_after'] / 1e6:.1f} MB)")
-    if s == "latency":
+    if s.startswith("latency"):
         return (f"p50 {m['p50_us']:.0f} us, p99 {m['p99_us']:.0f} us, "
-                f"{m['received']}/{m['expected']} received; {lg}")
-    if s == "fanin_qos1":
+                f"{m['received']}/{m['expected']} received"
+                + (f", lost {m['lost']:,}" if "lost" in m else "") + f"; {lg}")
+    if s in ("fanin_qos1", "fanin_qos2"):
         return (f"{m['rate']:,.0f}/s delivered, {m['acked']:,} acked, lost {m['lost']:,} "
                 f"({m['lost_pct']:.1f}%); {lg}")
     return f"{m['rate']:,.0f}/s (published {m['published']:,}); {lg}"
