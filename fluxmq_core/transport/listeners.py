@@ -88,21 +88,44 @@ class SniffingProtocol(asyncio.Protocol):
             self._timer.cancel()
 
 
+class _Counted(asyncio.Protocol):
+    """Keeps a listener's count of open connections around the real protocol.
+
+    A slotted forwarder rather than methods patched onto the protocol instance:
+    about 60 bytes per connection instead of two closures, and the wrapped
+    protocol stays free to use ``__slots__``. It costs one extra call per
+    ``data_received`` chunk, never per message.
+    """
+
+    __slots__ = ("inner", "counter")
+
+    def __init__(self, inner: asyncio.Protocol, counter: _Counter) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.counter.open += 1
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.counter.open -= 1
+        self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 def _counted(proto: asyncio.Protocol, counter: _Counter) -> asyncio.Protocol:
-    """Wrap connection_made/connection_lost to keep the listener's count."""
-    made, lost = proto.connection_made, proto.connection_lost
-
-    def connection_made(transport: asyncio.BaseTransport) -> None:
-        counter.open += 1
-        made(transport)
-
-    def connection_lost(exc: Exception | None) -> None:
-        counter.open -= 1
-        lost(exc)
-
-    proto.connection_made = connection_made  # type: ignore[method-assign]
-    proto.connection_lost = connection_lost  # type: ignore[method-assign]
-    return proto
+    return _Counted(proto, counter)
 
 
 class ListenerSet:

@@ -195,7 +195,8 @@ class MQTTServer:
 class MQTTProtocol(asyncio.Protocol):
     """One MQTT network connection on the event loop."""
 
-    # No __slots__: the core wraps connection_made/lost on the instance.
+    __slots__ = ("server", "conn", "transport", "_ka_timer", "_connect_timer", "_task",
+                 "_ack_chain", "_gate", "_loop", "_flow")
 
     def __init__(self, server: MQTTServer) -> None:
         self.server = server
