@@ -35,9 +35,16 @@ def ch(clocked):
         conn.close()
 
 
-def advance(clocked, seconds: float) -> None:
-    """Move the broker clock and run one queue sweep (and let dispatchers run)."""
+def advance(clocked, seconds: float, ch=None) -> None:
+    """Move the broker clock and run one queue sweep (and let dispatchers run).
+
+    With ``ch``, first make one round trip on that channel: the broker handles a
+    channel's frames in order, so every publish sent before it has reached its queue
+    (otherwise a publish still in the socket could land after the sweep).
+    """
     broker, clock = clocked
+    if ch is not None:
+        ch.exchange_declare("amq.direct", passive=True)
     broker.call_soon(clock.advance, seconds)
     broker.call(broker.context.queues.sweep())
     broker.call(broker.context.queues.wait_idle())
@@ -58,9 +65,9 @@ def test_ttl_queue_dead_letters_expired_without_consumers(clocked, ch):
     # the message shows up on the queue bound to the dead-letter exchange
     dlx, dead, src = dlx_setup(ch, **{"x-message-ttl": 5000})
     ch.basic_publish("", src, b"later", pika.BasicProperties(headers={"h": "v"}))
-    advance(clocked, 2.0)
+    advance(clocked, 2.0, ch)
     assert ch.queue_declare(dead, passive=True).method.message_count == 0
-    advance(clocked, 4.0)
+    advance(clocked, 4.0, ch)
     (m, props, body), = consume_n(ch, dead, 1)
     assert body == b"later" and m.exchange == dlx and m.routing_key == "dead"
     h = props.headers
@@ -77,7 +84,7 @@ def test_ttl_queue_dead_letters_expired_without_consumers(clocked, ch):
 def test_per_message_expiration_dead_letters_and_drops_expiration(clocked, ch):
     _dlx, dead, src = dlx_setup(ch)
     ch.basic_publish("", src, b"x", pika.BasicProperties(expiration="1000"))
-    advance(clocked, 2.0)
+    advance(clocked, 2.0, ch)
     (_m, props, body), = consume_n(ch, dead, 1)
     assert body == b"x" and props.expiration is None
     [death] = props.headers["x-death"]
@@ -87,7 +94,7 @@ def test_per_message_expiration_dead_letters_and_drops_expiration(clocked, ch):
 def test_expired_message_without_dlx_is_dropped(clocked, ch):
     q = ch.queue_declare(name(), arguments={"x-message-ttl": 1000}).method.queue
     ch.basic_publish("", q, b"x")
-    advance(clocked, 2.0)
+    advance(clocked, 2.0, ch)
     assert ch.queue_declare(q, passive=True).method.message_count == 0
 
 
@@ -108,7 +115,7 @@ def test_retry_loop_counts_x_death(clocked, ch):
         ch.basic_reject(method.delivery_tag, requeue=False)
         broker, _c = clocked
         broker.call(broker.context.queues.wait_idle())
-        advance(clocked, 2.0)
+        advance(clocked, 2.0, ch)
     (_m, props, body), = consume_n(ch, work, 1)
     assert body == b"job"
     deaths = props.headers["x-death"]
