@@ -2,6 +2,7 @@
 WebSocket adapter that runs any binary protocol over WebSocket."""
 
 from fluxmq_core.transport.base import (
+    ListenerSecurity,
     ListenerSpec,
     ProtocolServer,
     make_server_ssl_context,
@@ -13,6 +14,7 @@ from fluxmq_core.transport.listeners import ListenerSet
 from fluxmq_core.transport.websocket import WebSocketTransport, websocket_factory
 
 __all__ = [
+    "ListenerSecurity",
     "ListenerSet",
     "ListenerSpec",
     "ProtocolServer",

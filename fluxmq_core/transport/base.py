@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxmq_core.config import setting
+
 # First bytes of a connection -> True (mine), False (not mine), None (need more bytes).
 HeaderPredicate = Callable[[bytes], bool | None]
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -54,6 +56,38 @@ class ProtocolServer:
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ListenerSecurity:
+    """Config keys every protocol section with listeners shares: TLS material and
+    the per-listener connection cap. A plugin's section dataclass inherits them and
+    calls :meth:`check_listener_security` from its ``__post_init__``."""
+
+    tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
+    tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
+    tls_ca: str = setting("", "CA bundle for client certificates; empty: none asked for.")
+    tls_require_client_cert: bool = setting(
+        False, "Refuse TLS clients without a certificate signed by tls_ca."
+    )
+    max_connections: int = setting(0, "Open connections per listener; 0 = unlimited.")
+
+    def check_listener_security(self, section: str) -> None:
+        """Raise ValueError naming ``<section>.<key>`` for a bad value."""
+        if self.max_connections < 0:
+            raise ValueError(f"{section}.max_connections must be >= 0; got {self.max_connections!r}")
+        if self.tls_require_client_cert and not self.tls_ca:
+            raise ValueError(
+                f"{section}.tls_require_client_cert needs tls_ca; got {self.tls_require_client_cert!r}"
+            )
+
+    def server_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for this section's TLS listeners, or None without a cert."""
+        if not self.tls_cert:
+            return None
+        return make_server_ssl_context(
+            self.tls_cert, self.tls_key, self.tls_ca, self.tls_require_client_cert
+        )
 
 
 def make_server_ssl_context(

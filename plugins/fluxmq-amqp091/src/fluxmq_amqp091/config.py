@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fluxmq_core.config import setting
+from fluxmq_core.transport import ListenerSecurity
 
 __all__ = ["AMQP091Config"]
 
 
 @dataclass
-class AMQP091Config:
+class AMQP091Config(ListenerSecurity):
     """[amqp091]: AMQP 0.9.1 (RabbitMQ clients) over TCP and TLS."""
 
     bind: str = setting(
@@ -27,13 +28,6 @@ class AMQP091Config:
         "0.0.0.0:5671", "AMQP 0.9.1 over TLS listener; only bound when tls_cert is set.",
         listener=True,
     )
-    tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
-    tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
-    tls_ca: str = setting("", "CA bundle for client certificates; empty: none asked for.")
-    tls_require_client_cert: bool = setting(
-        False, "Refuse TLS clients without a certificate signed by tls_ca."
-    )
-    max_connections: int = setting(0, "Open connections per listener; 0 = unlimited.")
     handshake_timeout: float = setting(
         10.0, "Seconds a new connection may take from the protocol header to connection.open."
     )
@@ -75,11 +69,11 @@ class AMQP091Config:
     )
 
     def __post_init__(self) -> None:
+        self.check_listener_security("amqp091")
         def check(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ValueError(f"amqp091.{key} {what}; got {getattr(self, key)!r}")
 
-        check(self.max_connections >= 0, "max_connections", "must be >= 0")
         check(self.handshake_timeout > 0, "handshake_timeout", "must be > 0")
         check(4096 <= self.frame_max <= 0xFFFFFFFF, "frame_max", "must be 4096..4294967295")
         check(1 <= self.channel_max <= 0xFFFF, "channel_max", "must be 1..65535")
@@ -89,5 +83,3 @@ class AMQP091Config:
         check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")
         check(self.memory_high_watermark >= 0, "memory_high_watermark", "must be >= 0")
         check(self.buffer_high_watermark >= 0, "buffer_high_watermark", "must be >= 0")
-        check(not (self.tls_require_client_cert and not self.tls_ca), "tls_require_client_cert",
-              "needs tls_ca")

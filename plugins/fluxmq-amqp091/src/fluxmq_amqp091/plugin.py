@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fluxmq_core.hookspecs import hookimpl
-from fluxmq_core.transport import ListenerSpec, ProtocolServer, make_server_ssl_context
+from fluxmq_core.transport import ListenerSpec, ProtocolServer
 
 from fluxmq_amqp091.codec import is_amqp091
 from fluxmq_amqp091.config import AMQP091Config
@@ -24,9 +24,8 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
     factory = server.protocol_factory
     listeners = [ListenerSpec("amqp091.bind", cfg.bind, factory, header=is_amqp091,
                               max_connections=cfg.max_connections)]
-    if cfg.tls_cert:
-        ssl_ctx = make_server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca,
-                                          cfg.tls_require_client_cert)
+    ssl_ctx = cfg.server_ssl_context()
+    if ssl_ctx is not None:
         listeners.append(ListenerSpec("amqp091.tls_bind", cfg.tls_bind, factory, ssl=ssl_ctx,
                                       header=is_amqp091, max_connections=cfg.max_connections,
                                       kind="tls"))

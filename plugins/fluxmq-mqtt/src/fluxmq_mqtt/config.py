@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fluxmq_core.config import setting
+from fluxmq_core.transport import ListenerSecurity
 
 __all__ = ["MQTTConfig", "QUEUE_POLICIES"]
 
@@ -22,7 +23,7 @@ _U32 = 0xFFFFFFFF
 
 
 @dataclass
-class MQTTConfig:
+class MQTTConfig(ListenerSecurity):
     """[mqtt]: MQTT 3.1, 3.1.1 and 5.0 over TCP, TLS and WebSocket."""
 
     tcp: str = setting("0.0.0.0:1883", "MQTT over TCP listener; empty disables it.", listener=True)
@@ -43,13 +44,6 @@ class MQTTConfig:
         "(e.g. 'https://app.example.com'); empty = any.",
         factory=list,
     )
-    tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
-    tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
-    tls_ca: str = setting("", "CA bundle for client certificates; empty: none asked for.")
-    tls_require_client_cert: bool = setting(
-        False, "Refuse TLS clients without a certificate signed by tls_ca."
-    )
-    max_connections: int = setting(0, "Open connections per listener; 0 = unlimited.")
     connect_timeout: float = setting(
         10.0, "Seconds a new connection may take to send CONNECT and finish logging in."
     )
@@ -146,11 +140,11 @@ class MQTTConfig:
     )
 
     def __post_init__(self) -> None:
+        self.check_listener_security("mqtt")
         def check(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ValueError(f"mqtt.{key} {what}; got {getattr(self, key)!r}")
 
-        check(self.max_connections >= 0, "max_connections", "must be >= 0")
         check(self.connect_timeout > 0, "connect_timeout", "must be > 0")
         check(64 <= self.max_packet_size <= 268_435_460, "max_packet_size",
               "must be between 64 and 268435460")
@@ -173,5 +167,3 @@ class MQTTConfig:
               "must be 0..4294967295")
         check(1 <= self.max_client_id_length <= _U16, "max_client_id_length", "must be 1..65535")
         check(self.websocket_path.startswith("/"), "websocket_path", "must start with '/'")
-        check(not (self.tls_require_client_cert and not self.tls_ca), "tls_require_client_cert",
-              "needs tls_ca")

@@ -8,7 +8,7 @@ from typing import Any
 
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.sessions import SessionInfo
-from fluxmq_core.transport import ListenerSpec, ProtocolServer, make_server_ssl_context
+from fluxmq_core.transport import ListenerSpec, ProtocolServer
 from fluxmq_core.transport.websocket import websocket_factory, websocket_header
 
 from fluxmq_mqtt.config import MQTTConfig
@@ -45,9 +45,8 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
                               max_connections=cfg.max_connections),
                  ListenerSpec("mqtt.websocket", cfg.websocket, ws_factory,
                               header=websocket_header(cfg.websocket_path), max_connections=cfg.max_connections, kind="ws")]
-    if cfg.tls_cert:
-        ssl_ctx = make_server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca,
-                                          cfg.tls_require_client_cert)
+    ssl_ctx = cfg.server_ssl_context()
+    if ssl_ctx is not None:
         listeners.append(ListenerSpec("mqtt.tls", cfg.tls, factory, ssl=ssl_ctx, header=is_mqtt,
                                       max_connections=cfg.max_connections, kind="tls"))
         listeners.append(ListenerSpec("mqtt.wss", cfg.wss, ws_factory, ssl=ssl_ctx,
