@@ -34,7 +34,10 @@ def main(names: list[str]) -> int:
         constraints = Path(tmp) / "constraints.txt"
         text = subprocess.run(
             [UV, "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-groups"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         constraints.write_text(text)
         failed = []
@@ -45,11 +48,26 @@ def main(names: list[str]) -> int:
             venv = Path(tmp) / plugin.name
             run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)])
             py = str(venv / "bin" / "python")
-            run([UV, "pip", "install", "--quiet", "--python", py, "-c", str(constraints),
-                 "-e", str(ROOT), "-e", target])
+            run(
+                [
+                    UV,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--python",
+                    py,
+                    "-c",
+                    str(constraints),
+                    "-e",
+                    str(ROOT),
+                    "-e",
+                    target,
+                ]
+            )
             env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-            result = subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                                    cwd=plugin, env=env)
+            result = subprocess.run(
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=plugin, env=env
+            )
             if result.returncode != 0:
                 failed.append(plugin.name)
         if failed:

@@ -38,8 +38,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from pamqp import commands, frame as pframe
-
 from fluxmq_amqp091.codec import (
     PROTOCOL_HEADER,
     Body,
@@ -49,6 +47,8 @@ from fluxmq_amqp091.codec import (
     encode_content,
     encode_properties,
 )
+from pamqp import commands
+from pamqp import frame as pframe
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "amqp091.json"
@@ -87,13 +87,22 @@ class Client:
         self.reader.expect_header = False
         self.sock.sendall(PROTOCOL_HEADER)
         self.expect(commands.Connection.Start)
-        self.send(0, commands.Connection.StartOk(
-            client_properties={"product": "fluxmq-bench"}, mechanism="PLAIN",
-            response="\0guest\0guest"))
+        self.send(
+            0,
+            commands.Connection.StartOk(
+                client_properties={"product": "fluxmq-bench"},
+                mechanism="PLAIN",
+                response="\0guest\0guest",
+            ),
+        )
         tune = self.expect(commands.Connection.Tune)
         self.frame_max = tune.frame_max or 131072
-        self.send(0, commands.Connection.TuneOk(channel_max=tune.channel_max,
-                                                frame_max=self.frame_max, heartbeat=0))
+        self.send(
+            0,
+            commands.Connection.TuneOk(
+                channel_max=tune.channel_max, frame_max=self.frame_max, heartbeat=0
+            ),
+        )
         self.send(0, commands.Connection.Open(virtual_host="/"))
         self.expect(commands.Connection.OpenOk)
         self.send(1, commands.Channel.Open())
@@ -123,7 +132,12 @@ class Client:
 
     def close(self) -> None:
         try:
-            self.send(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
+            self.send(
+                0,
+                commands.Connection.Close(
+                    reply_code=200, reply_text="bye", class_id=0, method_id=0
+                ),
+            )
         except OSError:
             pass
         self.sock.close()
@@ -235,15 +249,28 @@ class FluxMQ:
         data = self.work / "fluxmq-data"
         data.mkdir(parents=True, exist_ok=True)
         ready = self.work / "fluxmq-ready.json"
-        env = dict(os.environ, FLUXMQ_AMQP091__BIND=f"127.0.0.1:{self.port}",
-                   FLUXMQ_HTTP__BIND="")
+        env = dict(os.environ, FLUXMQ_AMQP091__BIND=f"127.0.0.1:{self.port}", FLUXMQ_HTTP__BIND="")
         script = Path(sys.executable).parent / "fluxmq"
         cmd = [str(script)] if script.exists() else [sys.executable, "-m", "fluxmq_core.cli"]
         self.log = open(self.work / "fluxmq.log", "ab")
         self.proc = subprocess.Popen(
-            cmd + ["run", "--plugins", "amqp091", "--data-dir", str(data), "--ready-file",
-                   str(ready), "--log-level", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            cmd
+            + [
+                "run",
+                "--plugins",
+                "amqp091",
+                "--data-dir",
+                str(data),
+                "--ready-file",
+                str(ready),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         wait_port(self.port, START_TIMEOUT, self.proc)
 
     def version(self) -> str:
@@ -275,9 +302,12 @@ class RabbitMQ:
     def available(self) -> str | None:
         if not Path(RABBIT_BIN).exists():
             if os.geteuid() == 0 and shutil.which("apt-get"):
-                subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"],
-                               capture_output=True, timeout=600,
-                               env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+                subprocess.run(
+                    ["apt-get", "install", "-y", "-qq", "rabbitmq-server"],
+                    capture_output=True,
+                    timeout=600,
+                    env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+                )
             if not Path(RABBIT_BIN).exists():
                 return "rabbitmq-server is not installed (apt-get install rabbitmq-server)"
         return None
@@ -308,9 +338,14 @@ class RabbitMQ:
     def start(self) -> None:
         self.env = self._env()
         self.log = open(self.work / "rabbitmq.log", "ab")
-        self.proc = subprocess.Popen([RABBIT_BIN], stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [RABBIT_BIN],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
         wait_port(self.port, START_TIMEOUT, self.proc)
         # the port opens a moment before the node accepts AMQP: wait for a handshake
         deadline = time.monotonic() + START_TIMEOUT
@@ -324,8 +359,9 @@ class RabbitMQ:
                 time.sleep(0.5)
 
     def version(self) -> str:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"], capture_output=True, text=True
+        )
         return f"rabbitmq-server {out.stdout.strip() or '?'} (Debian)"
 
     def stop(self) -> None:
@@ -338,8 +374,9 @@ class RabbitMQ:
                 self.proc.wait(10)
         epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
         if Path(epmd).exists():  # the epmd this node started, on its own port
-            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"],
-                           capture_output=True, timeout=10)
+            subprocess.run(
+                [epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10
+            )
 
 
 def main() -> int:
@@ -362,8 +399,10 @@ def main() -> int:
                 continue
             try:
                 peer.start()
-                results[peer.name] = {"version": peer.version(),
-                                      "msgs_per_s": scenarios(peer.port, args.messages, args.size)}
+                results[peer.name] = {
+                    "version": peer.version(),
+                    "msgs_per_s": scenarios(peer.port, args.messages, args.size),
+                }
             except Exception as exc:
                 log = work / f"{peer.name}.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -383,13 +422,25 @@ def main() -> int:
         ratios[s] = ratio
         print(f"{s:<20}{f or 0:>14,.0f}{r or 0:>16,.0f}{(f'{ratio:.2f}x' if ratio else '-'):>8}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "amqp091", "messages": args.messages, "size": args.size,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count()},
-        "results": results, "ratio_fluxmq_over_rabbitmq": ratios,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "amqp091",
+                "messages": args.messages,
+                "size": args.size,
+                "machine": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
+                "results": results,
+                "ratio_fluxmq_over_rabbitmq": ratios,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)}")
     return 0
 

@@ -114,9 +114,13 @@ class WSConn:
         self.pending = bytearray()  # decoded payload not yet handed out
         self._last = (None, b"")
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = sock.recv(4096)
@@ -164,14 +168,14 @@ class WSConn:
             elif n == 127:
                 if end - i < 8:
                     break
-                n = int.from_bytes(raw[i:i + 8], "big")
+                n = int.from_bytes(raw[i : i + 8], "big")
                 i += 8
             if raw[pos + 1] & 0x80:
                 raise BrokerError("masked frame from server")
             if end - i < n:
                 break
             if op in (0, 2):
-                self.pending += raw[i:i + n]
+                self.pending += raw[i : i + n]
             elif op == 8:
                 ok = False
             pos = i + n
@@ -207,8 +211,15 @@ class WSConn:
         return getattr(self.sock, name)
 
 
-def mqtt_connect(host: str, port: int, client_id: str, timeout: float = 5.0,
-                 keepalive: int = 600, rcvbuf: int = 0, ws_path: str | None = None):
+def mqtt_connect(
+    host: str,
+    port: int,
+    client_id: str,
+    timeout: float = 5.0,
+    keepalive: int = 600,
+    rcvbuf: int = 0,
+    ws_path: str | None = None,
+):
     """Open a TCP connection (WebSocket when ws_path), CONNECT, wait for a CONNACK."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -270,8 +281,20 @@ def cpu_now() -> float:
 class Stream:
     """Parse state of one subscriber connection."""
 
-    __slots__ = ("sock", "left", "publishes", "others", "prefix", "plen", "pid_off",
-                 "on_publish", "closed", "acks_sent", "ack_type", "retained")
+    __slots__ = (
+        "sock",
+        "left",
+        "publishes",
+        "others",
+        "prefix",
+        "plen",
+        "pid_off",
+        "on_publish",
+        "closed",
+        "acks_sent",
+        "ack_type",
+        "retained",
+    )
 
     def __init__(self, sock: socket.socket, on_publish=None) -> None:
         self.sock = sock
@@ -411,8 +434,9 @@ def _sleep_until(t: float) -> None:
 def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
     """QoS 0 flood, QoS 1 windowed flood, or fixed-rate timestamped publishing."""
     try:
-        sock = mqtt_connect(host, port, f"bench-pub-{os.getpid()}-{idx}", p["timeout"],
-                            ws_path=p.get("ws_path"))
+        sock = mqtt_connect(
+            host, port, f"bench-pub-{os.getpid()}-{idx}", p["timeout"], ws_path=p.get("ws_path")
+        )
         sock.settimeout(p["timeout"])
         q.put(("ready", idx))
         t0 = _wait_start(start_evt, t0_val, p["setup_timeout"])
@@ -543,7 +567,9 @@ def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
                     elif t == 0x70:
                         done += 1
                     else:
-                        raise BrokerError(f"unexpected packet to publisher: {data[i:i + 4].hex()}")
+                        raise BrokerError(
+                            f"unexpected packet to publisher: {data[i : i + 4].hex()}"
+                        )
                 acked += len(rel) // 4
                 inflight -= done
                 if not stopping and done:
@@ -594,8 +620,9 @@ def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
                     out = []
                     for _ in range(min(due - seq, 1000)):
                         if pqos:
-                            out.append(head + struct.pack(">Hqq", seq % 65535 + 1, clock(MONO), seq)
-                                       + pad)
+                            out.append(
+                                head + struct.pack(">Hqq", seq % 65535 + 1, clock(MONO), seq) + pad
+                            )
                         else:
                             out.append(head + struct.pack(">qq", clock(MONO), seq) + pad)
                         seq += 1
@@ -623,8 +650,13 @@ def publisher_proc(idx, host, port, p, q, start_evt, t0_val):
             sock.close()
         except OSError:
             pass
-        q.put(("result", idx, {"role": "pub", "sent": sent, "acked": acked,
-                               "cpu": (c1 or 0) - (c0 or c1 or 0)}))
+        q.put(
+            (
+                "result",
+                idx,
+                {"role": "pub", "sent": sent, "acked": acked, "cpu": (c1 or 0) - (c0 or c1 or 0)},
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         q.put(("error", idx, f"publisher: {type(exc).__name__}: {exc}"))
 
@@ -646,8 +678,14 @@ def subscriber_proc(idx, host, port, p, q, start_evt, t0_val):
         streams = []
         sel = selectors.DefaultSelector()
         for j in range(p["subs"]):
-            s = mqtt_connect(host, port, f"bench-sub-{os.getpid()}-{idx}-{j}", p["timeout"],
-                             rcvbuf=p["rcvbuf"], ws_path=p.get("ws_path"))
+            s = mqtt_connect(
+                host,
+                port,
+                f"bench-sub-{os.getpid()}-{idx}-{j}",
+                p["timeout"],
+                rcvbuf=p["rcvbuf"],
+                ws_path=p.get("ws_path"),
+            )
             mqtt_subscribe(s, TOPIC, qos)
             s.setblocking(False)
             st = Stream(s, on_publish if latency else None)
@@ -721,9 +759,16 @@ def subscriber_proc(idx, host, port, p, q, start_evt, t0_val):
                 s.sock.close()
             except OSError:
                 pass
-        res = {"role": "sub", "window_count": count1 - count0, "window_s": t_w1 - t_w0,
-               "total": total, "cpu": c1 - c0, "others": sum(s.others for s in streams),
-               "reads": reads0[0], "bytes": reads0[1]}
+        res = {
+            "role": "sub",
+            "window_count": count1 - count0,
+            "window_s": t_w1 - t_w0,
+            "total": total,
+            "cpu": c1 - c0,
+            "others": sum(s.others for s in streams),
+            "reads": reads0[0],
+            "bytes": reads0[1],
+        }
         if latency:
             res["lat_ns"] = lat
         q.put(("result", idx, res))
@@ -740,8 +785,9 @@ def retained_sub_proc(idx, host, port, p, q, start_evt, t0_val):
         streams = []
         sel = selectors.DefaultSelector()
         for j in range(p["subs"]):
-            s = mqtt_connect(host, port, f"bench-rsub-{os.getpid()}-{idx}-{j}", p["timeout"],
-                             rcvbuf=p["rcvbuf"])
+            s = mqtt_connect(
+                host, port, f"bench-rsub-{os.getpid()}-{idx}-{j}", p["timeout"], rcvbuf=p["rcvbuf"]
+            )
             s.setblocking(False)
             st = Stream(s)
             streams.append(st)
@@ -783,9 +829,20 @@ def retained_sub_proc(idx, host, port, p, q, start_evt, t0_val):
             except OSError:
                 pass
         end = max(done_at.values()) if len(done_at) == len(streams) else time.monotonic()
-        q.put(("result", idx, {"role": "sub", "total": total, "complete": len(done_at) == len(streams),
-                               "elapsed": end - t0, "cpu": c1 - c0,
-                               "expected": n_ret * len(streams)}))
+        q.put(
+            (
+                "result",
+                idx,
+                {
+                    "role": "sub",
+                    "total": total,
+                    "complete": len(done_at) == len(streams),
+                    "elapsed": end - t0,
+                    "cpu": c1 - c0,
+                    "expected": n_ret * len(streams),
+                },
+            )
+        )
     except Exception as exc:  # noqa: BLE001
         q.put(("error", idx, f"retained subscriber: {type(exc).__name__}: {exc}"))
 
@@ -796,8 +853,9 @@ def set_retained(host: str, port: int, n: int, payload: int, timeout: float) -> 
     sock = mqtt_connect(host, port, f"bench-retain-{os.getpid()}", timeout)
     try:
         t = time.monotonic()
-        data = b"".join(publish_packet(f"{RETAINED_PREFIX}{i:06d}", b"r" * payload, 0)
-                        for i in range(n))
+        data = b"".join(
+            publish_packet(f"{RETAINED_PREFIX}{i:06d}", b"r" * payload, 0) for i in range(n)
+        )
         data = bytearray(data)
         # set the retain flag on every packet (they all have the same length)
         L = len(data) // n
@@ -889,8 +947,17 @@ DEFAULTS = {
     "rate_qos1": 20000,
 }
 
-SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanin_qos2", "fanout_qos0", "latency",
-             "latency_qos1", "retained", "ws_fanin_qos0", "idle_conns"]
+SCENARIOS = [
+    "fanin_qos0",
+    "fanin_qos1",
+    "fanin_qos2",
+    "fanout_qos0",
+    "latency",
+    "latency_qos1",
+    "retained",
+    "ws_fanin_qos0",
+    "idle_conns",
+]
 
 
 class ScenarioFailed(RuntimeError):
@@ -908,8 +975,9 @@ class _Group:
         self.procs: list = []
 
     def spawn(self, target, idx, host, port, p) -> None:
-        pr = self.ctx.Process(target=target, args=(idx, host, port, p, self.q,
-                                                   self.start_evt, self.t0), daemon=True)
+        pr = self.ctx.Process(
+            target=target, args=(idx, host, port, p, self.q, self.start_evt, self.t0), daemon=True
+        )
         pr.start()
         self.procs.append(pr)
 
@@ -946,8 +1014,7 @@ class _Group:
         self.q.cancel_join_thread()
 
 
-def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
-                 broker=None) -> dict:
+def run_scenario(name: str, host: str, port: int, cfg: dict | None = None, broker=None) -> dict:
     """Run one scenario against host:port. ``broker`` (a bench.peers.Peer) is used
     for broker CPU and RSS. Returns metrics; raises ScenarioFailed."""
     p = dict(DEFAULTS)
@@ -978,13 +1045,11 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
             subs = [dict(p, subs=n, sub_qos=0, drain_until_quiet=False) for n in per]
         elif name == "latency":
             pubs = [dict(p, pub_mode="rate")]
-            subs = [dict(p, subs=1, sub_qos=0, latency=True, drain_until_quiet=True,
-                         quiet=0.5)]
+            subs = [dict(p, subs=1, sub_qos=0, latency=True, drain_until_quiet=True, quiet=0.5)]
         elif name == "latency_qos1":
             p["rate"] = p["rate_qos1"]
             pubs = [dict(p, pub_mode="rate", pub_qos=1)]
-            subs = [dict(p, subs=1, sub_qos=1, latency=True, drain_until_quiet=True,
-                         quiet=0.5)]
+            subs = [dict(p, subs=1, sub_qos=1, latency=True, drain_until_quiet=True, quiet=0.5)]
         else:
             raise ScenarioFailed(f"unknown scenario {name}")
         # subscribers first (indices 0..), publishers after
@@ -1038,8 +1103,12 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
     if name in ("fanin_qos1", "fanin_qos2", "latency_qos1"):
         acked = sum(r["acked"] for r in pubr)
         total = sum(r["total"] for r in subr)
-        out.update(acked=acked, delivered_total=total, lost=max(0, acked - total),
-                   duplicates_or_extra=max(0, total - acked))
+        out.update(
+            acked=acked,
+            delivered_total=total,
+            lost=max(0, acked - total),
+            duplicates_or_extra=max(0, total - acked),
+        )
     if name.startswith("latency"):
         lat = sorted(x for r in subr for x in r["lat_ns"])
         expected = p["rate"] * p["duration"]
@@ -1049,9 +1118,16 @@ def run_scenario(name: str, host: str, port: int, cfg: dict | None = None,
         def pct(v):
             return lat[min(len(lat) - 1, int(v / 100 * len(lat)))] / 1000.0
 
-        out.update(p50_us=pct(50), p90_us=pct(90), p99_us=pct(99), p999_us=pct(99.9),
-                   max_us=lat[-1] / 1000.0, received=len(lat), expected=int(expected),
-                   rate_target=p["rate"])
+        out.update(
+            p50_us=pct(50),
+            p90_us=pct(90),
+            p99_us=pct(99),
+            p999_us=pct(99.9),
+            max_us=lat[-1] / 1000.0,
+            received=len(lat),
+            expected=int(expected),
+            rate_target=p["rate"],
+        )
         if len(lat) < 0.9 * expected:
             out["note"] = f"received {len(lat)} of ~{int(expected)}: broker did not keep up"
     return out
@@ -1081,12 +1157,18 @@ def _run_retained(host: str, port: int, p: dict, broker) -> dict:
     total = sum(r["total"] for r in res.values())
     expected = sum(r["expected"] for r in res.values())
     elapsed = max(r["elapsed"] for r in res.values())
-    out = {"retained": n, "subscribers": p["retained_subs"], "set_s": round(set_s, 3),
-           "received": total, "expected": expected,
-           "complete": all(r["complete"] for r in res.values()),
-           "time_s": round(elapsed, 3), "rate": total / elapsed if elapsed > 0 else 0.0,
-           "loadgen_cpu_s": round(sum(r["cpu"] for r in res.values()), 3),
-           "broker_cpu_s": round(b1 - b0, 3) if broker else None}
+    out = {
+        "retained": n,
+        "subscribers": p["retained_subs"],
+        "set_s": round(set_s, 3),
+        "received": total,
+        "expected": expected,
+        "complete": all(r["complete"] for r in res.values()),
+        "time_s": round(elapsed, 3),
+        "rate": total / elapsed if elapsed > 0 else 0.0,
+        "loadgen_cpu_s": round(sum(r["cpu"] for r in res.values()), 3),
+        "broker_cpu_s": round(b1 - b0, 3) if broker else None,
+    }
     if not out["complete"]:
         out["note"] = f"received {total} of {expected} retained messages in {elapsed:.1f} s"
     return out
@@ -1100,8 +1182,7 @@ def _run_idle(host: str, port: int, p: dict, broker) -> dict:
     g = _Group()
     try:
         for i in range(k):
-            g.spawn(idle_proc, i, host, port,
-                    dict(p, conns=n // k + (1 if i < n % k else 0)))
+            g.spawn(idle_proc, i, host, port, dict(p, conns=n // k + (1 if i < n % k else 0)))
         t_start = time.monotonic()
         g.collect("ready", k, p["connect_timeout"] + p["setup_timeout"])
         t_conn = time.monotonic() - t_start
@@ -1135,16 +1216,25 @@ def main() -> None:
     ap.add_argument("--fanout-procs", type=int, default=DEFAULTS["fanout_procs"])
     ap.add_argument("--batch-bytes", type=int, default=DEFAULTS["batch_bytes"])
     ap.add_argument("--idle-conns", type=int, default=DEFAULTS["idle_conns"])
-    ap.add_argument("--ws-path", default="/mqtt",
-                    help="WebSocket path for ws_* scenarios (--port is then the WS port)")
+    ap.add_argument(
+        "--ws-path",
+        default="/mqtt",
+        help="WebSocket path for ws_* scenarios (--port is then the WS port)",
+    )
     a = ap.parse_args()
     if a.host not in ("127.0.0.1", "::1", "localhost"):
         ap.error("only loopback addresses")
     from peers import raise_fd_limit  # type: ignore
 
     raise_fd_limit()
-    cfg = {"duration": a.duration, "publishers": a.publishers, "fanout_procs": a.fanout_procs,
-           "batch_bytes": a.batch_bytes, "idle_conns": a.idle_conns, "ws_path": a.ws_path}
+    cfg = {
+        "duration": a.duration,
+        "publishers": a.publishers,
+        "fanout_procs": a.fanout_procs,
+        "batch_bytes": a.batch_bytes,
+        "idle_conns": a.idle_conns,
+        "ws_path": a.ws_path,
+    }
     try:
         print(run_scenario(a.scenario, a.host, a.port, cfg))
     except ScenarioFailed as exc:

@@ -167,10 +167,10 @@ class Peer:
         self._launch()
         try:
             self._wait_ready()
-        except Exception:
+        except Exception as exc:
             tail = self.log_tail()
             self.stop()
-            raise PeerError(f"{self.name} did not start" + (f": {tail}" if tail else ""))
+            raise PeerError(f"{self.name} did not start" + (f": {tail}" if tail else "")) from exc
 
     def _wait_ready(self) -> None:
         wait_port(self.host, self.port, START_TIMEOUT, self.proc)
@@ -238,8 +238,11 @@ class Mosquitto(Peer):
         if os.geteuid() != 0 or not shutil.which("apt-get"):
             return "not installed: /usr/sbin/mosquitto missing (apt-get install mosquitto)"
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for cmd in (["apt-get", "install", "-y", "mosquitto"], ["apt-get", "update"],
-                    ["apt-get", "install", "-y", "mosquitto"]):
+        for cmd in (
+            ["apt-get", "install", "-y", "mosquitto"],
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "mosquitto"],
+        ):
             try:
                 r = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -279,8 +282,11 @@ class Mosquitto(Peer):
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text)
         self.proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=self.workdir,
+            [self.binary, "-c", str(conf)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
         )
 
 
@@ -322,9 +328,14 @@ class FluxMQ(Peer):
             return "?"
 
     def info(self) -> dict:
-        return {"command": "fluxmq run --plugins mqtt --data-dir <tmp> --ready-file <tmp>",
-                "env": {"FLUXMQ_MQTT__TCP": "127.0.0.1:<port>",
-                        "FLUXMQ_MQTT__WEBSOCKET": "127.0.0.1:<port>", "FLUXMQ_HTTP__BIND": ""}}
+        return {
+            "command": "fluxmq run --plugins mqtt --data-dir <tmp> --ready-file <tmp>",
+            "env": {
+                "FLUXMQ_MQTT__TCP": "127.0.0.1:<port>",
+                "FLUXMQ_MQTT__WEBSOCKET": "127.0.0.1:<port>",
+                "FLUXMQ_HTTP__BIND": "",
+            },
+        }
 
     def _launch(self) -> None:
         self.port = free_port()
@@ -334,14 +345,31 @@ class FluxMQ(Peer):
         data.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
         self.ws_port = free_port()
-        env = dict(os.environ, FLUXMQ_MQTT__TCP=f"127.0.0.1:{self.port}",
-                   FLUXMQ_MQTT__WEBSOCKET=f"127.0.0.1:{self.ws_port}", FLUXMQ_HTTP__BIND="")
+        env = dict(
+            os.environ,
+            FLUXMQ_MQTT__TCP=f"127.0.0.1:{self.port}",
+            FLUXMQ_MQTT__WEBSOCKET=f"127.0.0.1:{self.ws_port}",
+            FLUXMQ_HTTP__BIND="",
+        )
         env.pop("FLUXMQ_NO_UVLOOP", None)
         self.proc = subprocess.Popen(
-            self.cmd + ["run", "--plugins", "mqtt", "--data-dir", str(data),
-                        "--ready-file", str(self.ready_file), "--log-level", "warning"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=self.workdir,
+            self.cmd
+            + [
+                "run",
+                "--plugins",
+                "mqtt",
+                "--data-dir",
+                str(data),
+                "--ready-file",
+                str(self.ready_file),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.workdir,
         )
 
     def _wait_ready(self) -> None:
@@ -392,10 +420,18 @@ class Amqtt(Peer):
             Amqtt._install_error = "not installed: uv not found to build a venv for amqtt"
             return Amqtt._install_error
         try:
-            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(self.venv)],
-                           check=True, capture_output=True, timeout=120)
-            subprocess.run([uv, "pip", "install", "-q", "--python", str(self._bin("python")),
-                            self.PACKAGE], check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [uv, "venv", "-q", "--python", sys.executable, str(self.venv)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            subprocess.run(
+                [uv, "pip", "install", "-q", "--python", str(self._bin("python")), self.PACKAGE],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
         except subprocess.CalledProcessError as exc:
             err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
             Amqtt._install_error = "not installed: " + (err[-1] if err else str(exc))
@@ -410,9 +446,15 @@ class Amqtt(Peer):
 
     def version(self) -> str:
         try:
-            r = subprocess.run([str(self._bin("python")), "-c",
-                                "from importlib.metadata import version; print(version('amqtt'))"],
-                               capture_output=True, timeout=30)
+            r = subprocess.run(
+                [
+                    str(self._bin("python")),
+                    "-c",
+                    "from importlib.metadata import version; print(version('amqtt'))",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
             return r.stdout.decode().strip() or "?"
         except Exception:
             return "?"
@@ -445,8 +487,11 @@ class Amqtt(Peer):
         conf = self.workdir / "amqtt.yaml"
         conf.write_text(self.config_text)
         self.proc = subprocess.Popen(
-            [str(self._bin("amqtt")), "-c", str(conf)], stdout=self._log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            [str(self._bin("amqtt")), "-c", str(conf)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
         )
 
 

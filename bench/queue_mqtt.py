@@ -84,8 +84,10 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def publisher(idx: int, port: int, count: int, window: int, start: mp.Event, out: mp.Queue) -> None:
     sock = _connect(port, f"qpub-{idx}", v5=False)
     topic = _str(f"$queue/bench/k{idx}")
-    packets = [b"\x32" + _varint(len(topic) + 2 + len(PAYLOAD)) + topic + struct.pack(">H", pid)
-               + PAYLOAD for pid in range(1, 65536)]
+    packets = [
+        b"\x32" + _varint(len(topic) + 2 + len(PAYLOAD)) + topic + struct.pack(">H", pid) + PAYLOAD
+        for pid in range(1, 65536)
+    ]
     start.wait(30)
     t0 = time.monotonic()
     sent = acked = 0
@@ -105,14 +107,16 @@ def publisher(idx: int, port: int, count: int, window: int, start: mp.Event, out
         k = len(buf) // 4
         for i in range(k):
             if buf[4 * i] != 0x40:
-                raise RuntimeError(f"unexpected packet {buf[4 * i:4 * i + 4].hex()}")
+                raise RuntimeError(f"unexpected packet {buf[4 * i : 4 * i + 4].hex()}")
         acked += k
-        buf = buf[4 * k:]
+        buf = buf[4 * k :]
     out.put(("pub", idx, t0, time.monotonic(), acked))
     sock.close()
 
 
-def consumer(idx: int, port: int, counter: mp.Value, ready: mp.Queue, stop: mp.Event, out: mp.Queue) -> None:
+def consumer(
+    idx: int, port: int, counter: mp.Value, ready: mp.Queue, stop: mp.Event, out: mp.Queue
+) -> None:
     sock = _connect(port, f"qcon-{idx}", v5=True)
     props = b"\x26" + _str("consumer-group") + _str("bench")
     body = struct.pack(">H", 1) + _varint(len(props)) + props + _str("$queue/bench/#") + b"\x01"
@@ -154,7 +158,7 @@ def consumer(idx: int, port: int, counter: mp.Value, ready: mp.Queue, stop: mp.E
             if buf[pos] & 0xF0 == 0x30:
                 tlen = (buf[j] << 8) | buf[j + 1]
                 if buf[pos] & 0x06:
-                    acks.append(b"\x40\x02" + bytes(buf[j + 2 + tlen:j + 4 + tlen]))
+                    acks.append(b"\x40\x02" + bytes(buf[j + 2 + tlen : j + 4 + tlen]))
                 got += 1
             pos = j + length
         del buf[:pos]
@@ -175,13 +179,29 @@ def start_broker(workdir: Path, config: str) -> tuple[subprocess.Popen, int, Pat
     ready = workdir / "ready.json"
     script = Path(sys.executable).parent / "fluxmq"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "fluxmq_core.cli"]
-    env = dict(os.environ, FLUXMQ_MQTT__TCP="127.0.0.1:0", FLUXMQ_HTTP__BIND="",
-               FLUXMQ_MQTT__WEBSOCKET="")
+    env = dict(
+        os.environ, FLUXMQ_MQTT__TCP="127.0.0.1:0", FLUXMQ_HTTP__BIND="", FLUXMQ_MQTT__WEBSOCKET=""
+    )
     log = open(workdir / "broker.log", "wb")
-    proc = subprocess.Popen(cmd + ["run", "--plugins", "mqtt", "--config", str(cfg),
-                                   "--data-dir", str(workdir / "data"), "--ready-file", str(ready),
-                                   "--log-level", "warning"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        cmd
+        + [
+            "run",
+            "--plugins",
+            "mqtt",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(workdir / "data"),
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -202,15 +222,19 @@ def run(name: str, config: str, n: int, pubs: int, cons: int, window: int) -> di
         try:
             out, ready, start, stop = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
             counter = ctx.Value("q", 0)
-            procs = [ctx.Process(target=consumer, args=(i, port, counter, ready, stop, out))
-                     for i in range(cons)]
+            procs = [
+                ctx.Process(target=consumer, args=(i, port, counter, ready, stop, out))
+                for i in range(cons)
+            ]
             for p in procs:
                 p.start()
             for _ in range(cons):
                 ready.get(timeout=30)
             per = n // pubs
-            pp = [ctx.Process(target=publisher, args=(i, port, per, window, start, out))
-                  for i in range(pubs)]
+            pp = [
+                ctx.Process(target=publisher, args=(i, port, per, window, start, out))
+                for i in range(pubs)
+            ]
             for p in pp:
                 p.start()
             time.sleep(1.0)  # let the publishers connect and build their packets
@@ -240,8 +264,13 @@ def run(name: str, config: str, n: int, pubs: int, cons: int, window: int) -> di
     consumed = sum(r[4] for r in consumed_results)
     con_end = max(r[3] for r in consumed_results if r[4]) if consumed else pub_end
     return {
-        "scenario": name, "messages": acked, "consumed": consumed, "publishers": pubs,
-        "consumers": cons, "window": window, "payload": len(PAYLOAD),
+        "scenario": name,
+        "messages": acked,
+        "consumed": consumed,
+        "publishers": pubs,
+        "consumers": cons,
+        "window": window,
+        "payload": len(PAYLOAD),
         "publish_per_s": round(acked / max(1e-9, pub_end - t0)),
         "consume_per_s": round(consumed / max(1e-9, con_end - t0)),
         "seconds": round(con_end - t0, 3),
@@ -263,21 +292,36 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100)
     args = ap.parse_args()
     rows = [
-        run("durable (badgerlike, sync)", DURABLE, args.messages, args.publishers,
-            args.consumers, args.window),
+        run(
+            "durable (badgerlike, sync)",
+            DURABLE,
+            args.messages,
+            args.publishers,
+            args.consumers,
+            args.window,
+        ),
         run("ephemeral (memory)", "", args.messages, args.publishers, args.consumers, args.window),
     ]
     head = f"| {'scenario':<28} | {'messages':>8} | {'consumed':>8} | {'publish/s':>9} | {'consume/s':>9} |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['scenario']:<28} | {r['messages']:>8} | {r['consumed']:>8} | "
-              f"{r['publish_per_s']:>9} | {r['consume_per_s']:>9} |")
+        print(
+            f"| {r['scenario']:<28} | {r['messages']:>8} | {r['consumed']:>8} | "
+            f"{r['publish_per_s']:>9} | {r['consume_per_s']:>9} |"
+        )
     print("Mosquitto has no queues: FluxMQ only.")
-    result = {"benchmark": "queue_mqtt", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform()},
-              "note": "Mosquitto has no queues; FluxMQ only.", "results": rows}
+    result = {
+        "benchmark": "queue_mqtt",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "note": "Mosquitto has no queues; FluxMQ only.",
+        "results": rows,
+    }
     out = HERE / "results" / "queue_mqtt.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

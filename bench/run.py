@@ -52,7 +52,13 @@ ROWS = [
     ("retained", "rate", "retained: 10,000 topics -> 10 subs on '#', delivered/s", True, "int"),
     ("retained", "time_s", "retained: time until every sub has all, s", False, "f2"),
     ("ws_fanin_qos0", "rate", "WebSocket QoS 0 fan-in 8->1, delivered/s", True, "int"),
-    ("queue_durable", "consume_per_s", "$queue/ durable (sync) publish->consume, msg/s", True, "int"),
+    (
+        "queue_durable",
+        "consume_per_s",
+        "$queue/ durable (sync) publish->consume, msg/s",
+        True,
+        "int",
+    ),
     ("queue_durable", "lost", "$queue/ durable: acked but not consumed", False, "int"),
     ("idle_conns", "bytes_per_conn", "idle connections: broker bytes/conn", False, "int"),
     ("amqp091", "publish", "AMQP 0.9.1 publish, persistent, msg/s", True, "int"),
@@ -60,8 +66,15 @@ ROWS = [
     ("amqp091", "consume", "AMQP 0.9.1 consume (acks), msg/s", True, "int"),
     ("amqp091", "consume no-ack", "AMQP 0.9.1 consume no-ack, msg/s", True, "int"),
 ]
-CPU_SCENARIOS = ["fanin_qos0", "fanin_qos1", "fanin_qos2", "fanout_qos0", "latency",
-                 "latency_qos1", "ws_fanin_qos0"]
+CPU_SCENARIOS = [
+    "fanin_qos0",
+    "fanin_qos1",
+    "fanin_qos2",
+    "fanout_qos0",
+    "latency",
+    "latency_qos1",
+    "ws_fanin_qos0",
+]
 MQTT_PEERS = ("mosquitto", "fluxmq", "amqtt")
 ALL_PEERS = ("mosquitto", "fluxmq", "amqtt", "rabbitmq")
 # scenarios run with their own client and broker start-up (not bench/loadgen.py)
@@ -116,19 +129,26 @@ def fmt(v, kind: str) -> str:
 def summarize(cells: list[dict], peers: list[str]) -> dict:
     """{scenario: {metric: {peer: {median, min, max, n} | {error}}}}."""
     out: dict = {}
-    for scen, key, *_ in ROWS + [(s, k, None, None, None) for s in CPU_SCENARIOS
-                                 for k in ("loadgen_share", "loadgen_cores", "broker_cores",
-                          "machine_busy_cores")]:
+    for scen, key, *_ in ROWS + [
+        (s, k, None, None, None)
+        for s in CPU_SCENARIOS
+        for k in ("loadgen_share", "loadgen_cores", "broker_cores", "machine_busy_cores")
+    ]:
         for peer in peers:
             mine = [c for c in cells if c["scenario"] == scen and c["peer"] == peer]
             if not mine:
                 continue
-            vals = [c["metrics"][key] for c in mine
-                    if c.get("ok") and c["metrics"].get(key) is not None]
+            vals = [
+                c["metrics"][key] for c in mine if c.get("ok") and c["metrics"].get(key) is not None
+            ]
             slot = out.setdefault(scen, {}).setdefault(key, {})
             if vals:
-                slot[peer] = {"median": statistics.median(vals), "min": min(vals),
-                              "max": max(vals), "n": len(vals)}
+                slot[peer] = {
+                    "median": statistics.median(vals),
+                    "min": min(vals),
+                    "max": max(vals),
+                    "n": len(vals),
+                }
             else:
                 errs = [c.get("error", "") for c in mine if not c.get("ok")]
                 slot[peer] = {"error": errs[0] if errs else "no value"}
@@ -152,11 +172,19 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
                 row.append("-")
             elif "error" in v:
                 e = v["error"]
-                row.append(e if e.startswith("n/a") and len(e) < 40 else
-                           "n/a" if e.startswith("n/a") else
-                           "not installed" if e.startswith("not installed") else "failed")
+                row.append(
+                    e
+                    if e.startswith("n/a") and len(e) < 40
+                    else "n/a"
+                    if e.startswith("n/a")
+                    else "not installed"
+                    if e.startswith("not installed")
+                    else "failed"
+                )
             elif v["n"] > 1:
-                row.append(f"{fmt(v['median'], kind)} [{fmt(v['min'], kind)}-{fmt(v['max'], kind)}]")
+                row.append(
+                    f"{fmt(v['median'], kind)} [{fmt(v['min'], kind)}-{fmt(v['max'], kind)}]"
+                )
             else:
                 row.append(fmt(v["median"], kind))
         for p in others if ratio_cols else []:
@@ -168,9 +196,11 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
                 row.append("-")
         rows.append(row)
     for scen in CPU_SCENARIOS:
-        for key, label in (("loadgen_share", f"{scen}: load generator CPU share of machine"),
-                           ("broker_cores", f"{scen}: broker CPU, cores"),
-                           ("machine_busy_cores", f"{scen}: whole machine busy, cores")):
+        for key, label in (
+            ("loadgen_share", f"{scen}: load generator CPU share of machine"),
+            ("broker_cores", f"{scen}: broker CPU, cores"),
+            ("machine_busy_cores", f"{scen}: whole machine busy, cores"),
+        ):
             cell = summary.get(scen, {}).get(key)
             if not cell:
                 continue
@@ -188,7 +218,7 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
 
     def line(r):
-        return "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"
+        return "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)) + " |"
 
     lines.append(f"medians of {reps} run(s), [min-max] when more than one")
     lines.append(line(header))
@@ -216,18 +246,34 @@ def print_table(summary: dict, peers: list[str], reps: int) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="MQTT benchmark: FluxMQ beside its peers.")
-    ap.add_argument("--quick", action="store_true",
-                    help="short runs (2 s windows, 2,000 idle connections, 1 repeat)")
-    ap.add_argument("--peers", default=",".join(ALL_PEERS),
-                    help="comma-separated: mosquitto, fluxmq, amqtt, rabbitmq (AMQP rows "
-                         "only) (default: all four)")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
-                    help="comma-separated, default all: " + ",".join(SCENARIOS))
-    ap.add_argument("--amqp-messages", type=int, default=None,
-                    help="messages per AMQP 0.9.1 step (default 20,000; 5,000 with --quick)")
-    ap.add_argument("--queue-messages", type=int, default=None,
-                    help="messages through the $queue/ scenario (default 20,000; 5,000 "
-                         "with --quick)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs (2 s windows, 2,000 idle connections, 1 repeat)",
+    )
+    ap.add_argument(
+        "--peers",
+        default=",".join(ALL_PEERS),
+        help="comma-separated: mosquitto, fluxmq, amqtt, rabbitmq (AMQP rows "
+        "only) (default: all four)",
+    )
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, default all: " + ",".join(SCENARIOS),
+    )
+    ap.add_argument(
+        "--amqp-messages",
+        type=int,
+        default=None,
+        help="messages per AMQP 0.9.1 step (default 20,000; 5,000 with --quick)",
+    )
+    ap.add_argument(
+        "--queue-messages",
+        type=int,
+        default=None,
+        help="messages through the $queue/ scenario (default 20,000; 5,000 with --quick)",
+    )
     ap.add_argument("--repeat", type=int, default=None, help="repeats (default 3, 1 with --quick)")
     ap.add_argument("--duration", type=float, default=None, help="measurement window, seconds")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up before the window")
@@ -248,8 +294,12 @@ def main() -> int:
     cfg: dict = {}
     if a.quick:
         cfg.update(duration=2.0, warmup=0.5, idle_conns=2000)
-    for k, v in (("duration", a.duration), ("warmup", a.warmup), ("idle_conns", a.idle_conns),
-                 ("publishers", a.publishers)):
+    for k, v in (
+        ("duration", a.duration),
+        ("warmup", a.warmup),
+        ("idle_conns", a.idle_conns),
+        ("publishers", a.publishers),
+    ):
         if v is not None:
             cfg[k] = v
     params = dict(loadgen.DEFAULTS)
@@ -262,10 +312,14 @@ def main() -> int:
         print(f"note: fd limit {fd_limit}, idle connections lowered to {params['idle_conns']}")
 
     machine = machine_info()
-    print(f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel {machine['kernel']}, "
-          f"Python {machine['python']}")
-    print(f"scenarios: {', '.join(scenarios)}; peers: {', '.join(peers)}; repeats: {reps}; "
-          f"window {params['duration']} s after {params['warmup']} s warm-up")
+    print(
+        f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel {machine['kernel']}, "
+        f"Python {machine['python']}"
+    )
+    print(
+        f"scenarios: {', '.join(scenarios)}; peers: {', '.join(peers)}; repeats: {reps}; "
+        f"window {params['duration']} s after {params['warmup']} s warm-up"
+    )
 
     cells: list[dict] = []
     peer_info: dict = {}
@@ -284,12 +338,16 @@ def main() -> int:
                 peer_info[name] = {"status": f"failed: {exc}"}
         for name, peer in objs.items():
             why = peer.available()
-            peer_info[name] = {"version": peer.version() if not why else None,
-                               "status": why or "ok"}
+            peer_info[name] = {
+                "version": peer.version() if not why else None,
+                "status": why or "ok",
+            }
             print(f"peer {name}: {peer_info[name]['version'] or why}")
         if "rabbitmq" in peers and any(s in AMQP_SCENARIOS for s in scenarios):
             peer_info["rabbitmq"] = amqp_peer_info(Path(tmp))
-            print(f"peer rabbitmq: {peer_info['rabbitmq'].get('version') or peer_info['rabbitmq']['status']}")
+            print(
+                f"peer rabbitmq: {peer_info['rabbitmq'].get('version') or peer_info['rabbitmq']['status']}"
+            )
         for rep in range(reps):
             for scen in scenarios:
                 order = peers if rep % 2 == 0 else list(reversed(peers))
@@ -315,15 +373,19 @@ def main() -> int:
                         except Exception as exc:  # noqa: BLE001 - keep going
                             cell["error"] = f"failed: {type(exc).__name__}: {exc}"
                         cell["seconds"] = round(time.monotonic() - t, 1)
-                        print(f"[{rep + 1}/{reps}] {scen:12s} {name:10s} {_brief(cell)}", flush=True)
+                        print(
+                            f"[{rep + 1}/{reps}] {scen:12s} {name:10s} {_brief(cell)}", flush=True
+                        )
                         continue
                     peer = objs.get(name)
                     if peer is None:
                         cell["error"] = peer_info[name]["status"]
                         continue
                     if start_failures.get(name, 0) >= 2:
-                        cell["error"] = (f"failed: skipped after {start_failures[name]} failed "
-                                         f"starts ({first_start_error[name]})")
+                        cell["error"] = (
+                            f"failed: skipped after {start_failures[name]} failed "
+                            f"starts ({first_start_error[name]})"
+                        )
                         print(f"[{rep + 1}/{reps}] {scen:12s} {name:10s} skipped (did not start)")
                         continue
                     if peer_info[name]["status"] != "ok":
@@ -344,7 +406,8 @@ def main() -> int:
                         m = loadgen.run_scenario(scen, peer.host, port, run_cfg, broker=peer)
                         if not peer.alive():
                             raise loadgen.ScenarioFailed(
-                                "broker exited during the run: " + peer.log_tail())
+                                "broker exited during the run: " + peer.log_tail()
+                            )
                         if "acked" in m:
                             m["lost_pct"] = 100.0 * m["lost"] / m["acked"] if m["acked"] else 0.0
                         cell["metrics"] = m
@@ -447,25 +510,39 @@ def _brief(cell: dict) -> str:
     m = cell["metrics"]
     s = cell["scenario"]
     if s == "amqp091":
-        return ", ".join(f"{k} {m[k]:,.0f}/s" for k in
-                         ("publish", "publish+confirms", "consume", "consume no-ack") if k in m)
+        return ", ".join(
+            f"{k} {m[k]:,.0f}/s"
+            for k in ("publish", "publish+confirms", "consume", "consume no-ack")
+            if k in m
+        )
     if s == "queue_durable":
-        return (f"{m['consume_per_s']:,}/s consumed, {m['publish_per_s']:,}/s published, "
-                f"{m['consumed']:,}/{m['messages']:,} consumed")
+        return (
+            f"{m['consume_per_s']:,}/s consumed, {m['publish_per_s']:,}/s published, "
+            f"{m['consumed']:,}/{m['messages']:,} consumed"
+        )
     if s == "retained":
-        return (f"{m['received']:,}/{m['expected']:,} retained in {m['time_s']:.2f} s "
-                f"({m['rate']:,.0f}/s); set in {m['set_s']:.2f} s")
+        return (
+            f"{m['received']:,}/{m['expected']:,} retained in {m['time_s']:.2f} s "
+            f"({m['rate']:,.0f}/s); set in {m['set_s']:.2f} s"
+        )
     lg = f"loadgen {m.get('loadgen_share', 0) * 100:.0f}% of machine, broker {m.get('broker_cores') or 0:.2f} cores"
     if s == "idle_conns":
-        return (f"{m['conns']} conns, {m['bytes_per_conn']:,.0f} B/conn "
-                f"(RSS {m['rss_before'] / 1e6:.1f} -> {m['rss_after'] / 1e6:.1f} MB)")
+        return (
+            f"{m['conns']} conns, {m['bytes_per_conn']:,.0f} B/conn "
+            f"(RSS {m['rss_before'] / 1e6:.1f} -> {m['rss_after'] / 1e6:.1f} MB)"
+        )
     if s.startswith("latency"):
-        return (f"p50 {m['p50_us']:.0f} us, p99 {m['p99_us']:.0f} us, "
-                f"{m['received']}/{m['expected']} received"
-                + (f", lost {m['lost']:,}" if "lost" in m else "") + f"; {lg}")
+        return (
+            f"p50 {m['p50_us']:.0f} us, p99 {m['p99_us']:.0f} us, "
+            f"{m['received']}/{m['expected']} received"
+            + (f", lost {m['lost']:,}" if "lost" in m else "")
+            + f"; {lg}"
+        )
     if s in ("fanin_qos1", "fanin_qos2"):
-        return (f"{m['rate']:,.0f}/s delivered, {m['acked']:,} acked, lost {m['lost']:,} "
-                f"({m['lost_pct']:.1f}%); {lg}")
+        return (
+            f"{m['rate']:,.0f}/s delivered, {m['acked']:,} acked, lost {m['lost']:,} "
+            f"({m['lost_pct']:.1f}%); {lg}"
+        )
     return f"{m['rate']:,.0f}/s (published {m['published']:,}); {lg}"
 
 

@@ -44,11 +44,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fluxmq_core.message import Message
-from fluxmq_core.storage import StorageOptions
-
 from fluxmq_badgerlike import BadgerlikeQueueLog
 from fluxmq_badgerlike.codec import encode_message
+
+from fluxmq_core.message import Message
+from fluxmq_core.storage import StorageOptions
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "storage_append.json"
@@ -79,7 +79,9 @@ async def run_publishers(
     return {"appends": done, "seconds": elapsed, "per_second": done / elapsed}
 
 
-async def badgerlike_cell(directory: str, fsync: str, publishers: int, limits: tuple[int, float]) -> dict[str, float]:
+async def badgerlike_cell(
+    directory: str, fsync: str, publishers: int, limits: tuple[int, float]
+) -> dict[str, float]:
     log = BadgerlikeQueueLog(StorageOptions(data_dir=directory, fsync=fsync))
     await log.open()
     log.create_queue("bench", {})
@@ -169,12 +171,15 @@ class SQLiteLog:
         self.executor.shutdown()
 
 
-async def sqlite_cell(directory: str, synchronous: str, grouped: bool, publishers: int,
-                      limits: tuple[int, float]) -> dict[str, float]:
+async def sqlite_cell(
+    directory: str, synchronous: str, grouped: bool, publishers: int, limits: tuple[int, float]
+) -> dict[str, float]:
     db = SQLiteLog(os.path.join(directory, "bench.db"), synchronous)
     await db.open()
     try:
-        return await run_publishers(publishers, db.append_grouped if grouped else db.append_each, *limits)
+        return await run_publishers(
+            publishers, db.append_grouped if grouped else db.append_each, *limits
+        )
     finally:
         await db.close()
 
@@ -192,9 +197,21 @@ async def main() -> None:
         ("badgerlike", "fsync=always", lambda d, p: badgerlike_cell(d, "always", p, limits)),
         ("badgerlike", "fsync=batch", lambda d, p: badgerlike_cell(d, "batch", p, limits)),
         ("badgerlike", "fsync=never", lambda d, p: badgerlike_cell(d, "never", p, limits)),
-        ("sqlite-wal", "FULL, commit per append", lambda d, p: sqlite_cell(d, "FULL", False, p, limits)),
-        ("sqlite-wal", "FULL, grouped commits", lambda d, p: sqlite_cell(d, "FULL", True, p, limits)),
-        ("sqlite-wal", "NORMAL, grouped commits", lambda d, p: sqlite_cell(d, "NORMAL", True, p, limits)),
+        (
+            "sqlite-wal",
+            "FULL, commit per append",
+            lambda d, p: sqlite_cell(d, "FULL", False, p, limits),
+        ),
+        (
+            "sqlite-wal",
+            "FULL, grouped commits",
+            lambda d, p: sqlite_cell(d, "FULL", True, p, limits),
+        ),
+        (
+            "sqlite-wal",
+            "NORMAL, grouped commits",
+            lambda d, p: sqlite_cell(d, "NORMAL", True, p, limits),
+        ),
     ]
     try:
         for engine, mode, cell in cases:
@@ -204,8 +221,11 @@ async def main() -> None:
                 row["cells"][str(p)] = await cell(d, p)
                 shutil.rmtree(d, ignore_errors=True)
             rows.append(row)
-            print(f"  {engine:11} {mode:26}", *(f"{row['cells'][str(p)]['per_second']:>10,.0f}" for p in PUBLISHERS),
-                  file=sys.stderr)
+            print(
+                f"  {engine:11} {mode:26}",
+                *(f"{row['cells'][str(p)]['per_second']:>10,.0f}" for p in PUBLISHERS),
+                file=sys.stderr,
+            )
         d = tempfile.mkdtemp(dir=base)
         buffered = await badgerlike_buffered(d, limits)
         shutil.rmtree(d, ignore_errors=True)
@@ -217,8 +237,10 @@ async def main() -> None:
     print(f"{'engine':11} {'mode':26} " + " ".join(f"{f'{p} pub/s':>10}" for p in PUBLISHERS))
     print("-" * (39 + 11 * len(PUBLISHERS)))
     for row in rows:
-        print(f"{row['engine']:11} {row['mode']:26} "
-              + " ".join(f"{row['cells'][str(p)]['per_second']:>10,.0f}" for p in PUBLISHERS))
+        print(
+            f"{row['engine']:11} {row['mode']:26} "
+            + " ".join(f"{row['cells'][str(p)]['per_second']:>10,.0f}" for p in PUBLISHERS)
+        )
     print(f"{'badgerlike':11} {'buffered (no wait)':26} {buffered['per_second']:>10,.0f}")
     by = {(r["engine"], r["mode"]): r["cells"] for r in rows}
     ratios = {
@@ -226,23 +248,36 @@ async def main() -> None:
         / by[("sqlite-wal", "FULL, commit per append")][str(p)]["per_second"]
         for p in PUBLISHERS
     }
-    print("badgerlike fsync=always / sqlite FULL commit-per-append: "
-          + ", ".join(f"{p} pub {ratios[str(p)]:.1f}x" for p in PUBLISHERS))
-    print("Go FluxMQ (reported): buffered ~125,000/s; fsync 185 / 1,260 / 3,100 per s at 1 / 16 / 64")
+    print(
+        "badgerlike fsync=always / sqlite FULL commit-per-append: "
+        + ", ".join(f"{p} pub {ratios[str(p)]:.1f}x" for p in PUBLISHERS)
+    )
+    print(
+        "Go FluxMQ (reported): buffered ~125,000/s; fsync 185 / 1,260 / 3,100 per s at 1 / 16 / 64"
+    )
 
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "storage_append",
-        "quick": args.quick,
-        "message_payload_bytes": 256,
-        "limits": {"max_appends": limits[0], "max_seconds": limits[1]},
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "rows": rows,
-        "buffered": buffered,
-        "ratio_always_vs_sqlite_full_per_append": ratios,
-        "go_fluxmq_reported": {"buffered": 125_000, "fsync": {"1": 185, "16": 1260, "64": 3100}},
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "storage_append",
+                "quick": args.quick,
+                "message_payload_bytes": 256,
+                "limits": {"max_appends": limits[0], "max_seconds": limits[1]},
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "rows": rows,
+                "buffered": buffered,
+                "ratio_always_vs_sqlite_full_per_append": ratios,
+                "go_fluxmq_reported": {
+                    "buffered": 125_000,
+                    "fsync": {"1": 185, "16": 1260, "64": 3100},
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

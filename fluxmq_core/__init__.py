@@ -1,2 +1,3 @@
 """FluxMQ core."""
+
 __version__ = "0.1.0"

@@ -231,9 +231,15 @@ class AuthConfig:
     """
 
     anonymous: bool = setting(True, "Allow clients that send no username when no plugin decides.")
-    password_file: str = setting("", "Mosquitto-format password file ('' for none); see docs/auth.md.")
-    acl_file: str = setting("", "TOML ACL file ('' for none: everything allowed unless a plugin decides).")
-    cache_size: int = setting(100_000, "Authorization decisions kept in memory; 0 disables the cache.")
+    password_file: str = setting(
+        "", "Mosquitto-format password file ('' for none); see docs/auth.md."
+    )
+    acl_file: str = setting(
+        "", "TOML ACL file ('' for none: everything allowed unless a plugin decides)."
+    )
+    cache_size: int = setting(
+        100_000, "Authorization decisions kept in memory; 0 disables the cache."
+    )
     use_identity_as_username: bool = setting(
         False, "Use the TLS client certificate CN as username and skip the password check."
     )
@@ -281,7 +287,10 @@ class AuthService:
             events = getattr(self._context, "events", None)
             if events is not None:
                 events.auth_failed(
-                    request.protocol, request.client_id, request.username, request.remote,
+                    request.protocol,
+                    request.client_id,
+                    request.username,
+                    request.remote,
                     result.reason,
                 )
         return result
@@ -294,9 +303,7 @@ class AuthService:
         if result is None:
             return self._default_authentication(request)
         if not isinstance(result, AuthResult):
-            log.error(
-                "fluxmq_authenticate returned %r, not an AuthResult; refusing login", result
-            )
+            log.error("fluxmq_authenticate returned %r, not an AuthResult; refusing login", result)
             return AuthResult(ok=False, reason="authentication error")
         if result.ok and result.username is None and request.username is not None:
             result = dataclasses.replace(result, username=request.username)
@@ -377,9 +384,7 @@ class AuthService:
     def _scram_available(self) -> bool:
         provider = self.file_provider
         return (
-            provider is not None
-            and provider.has_users
-            and not self.config.use_identity_as_username
+            provider is not None and provider.has_users and not self.config.use_identity_as_username
         )
 
     def _start_scram(self, request: AuthRequest) -> EnhancedAuth | None:
@@ -482,9 +487,7 @@ class AuthService:
         cfg = self.config
         provider = None
         if cfg.password_file or cfg.acl_file:
-            provider = FileProvider(
-                cfg.password_file, cfg.acl_file, cfg.use_identity_as_username
-            )
+            provider = FileProvider(cfg.password_file, cfg.acl_file, cfg.use_identity_as_username)
         self.file_provider = provider
         self._cache.clear()
         self._cached = 0
@@ -492,8 +495,7 @@ class AuthService:
 
     def _update_active(self) -> None:
         third_party = any(
-            impl.plugin is not auth_file
-            for impl in self._pm.hook.fluxmq_authorize.get_hookimpls()
+            impl.plugin is not auth_file for impl in self._pm.hook.fluxmq_authorize.get_hookimpls()
         )
         has_acl = self.file_provider is not None and self.file_provider.has_acl
         self.authorization_active = has_acl or third_party

@@ -158,9 +158,7 @@ def _decode_scram(encoded: str) -> ScramCredentials:
     """Parse a ``$scram-sha-256$`` entry. Raises ``ValueError`` saying what is wrong."""
     parts = encoded.split("$")
     if len(parts) != 6:
-        raise ValueError(
-            "expected $scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>"
-        )
+        raise ValueError("expected $scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>")
     count = parts[2]
     if not (count.isascii() and count.isdigit()) or int(count) < 1:
         raise ValueError(f"bad iteration count {count!r}")
@@ -570,7 +568,7 @@ def _parse_rule(path: Any, index: int, raw: Any) -> AclRule:
             )
     permission = raw.get("permission")
     if permission not in ("allow", "deny"):
-        raise AuthFileError(path, "must be \"allow\" or \"deny\"", rule=index, key="permission")
+        raise AuthFileError(path, 'must be "allow" or "deny"', rule=index, key="permission")
     action = raw.get("action", "all")
     if action not in _ACTIONS:
         raise AuthFileError(path, f"must be one of {list(_ACTIONS)}", rule=index, key="action")
@@ -618,7 +616,7 @@ def load_acl_file(path: str | os.PathLike[str]) -> Acl:
             raise AuthFileError(path, f"unknown key (expected one of {sorted(_TOP_KEYS)})", key=key)
     default = data.get("default", "deny")
     if default not in ("allow", "deny"):
-        raise AuthFileError(path, "must be \"allow\" or \"deny\"", key="default")
+        raise AuthFileError(path, 'must be "allow" or "deny"', key="default")
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         raise AuthFileError(path, "must be an array of tables ([[rule]])", key="rule")

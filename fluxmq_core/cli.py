@@ -15,12 +15,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 
 from fluxmq_core import __version__
-from fluxmq_core.config import Config, ConfigError, load_config, render_commented_defaults, render_toml
+from fluxmq_core.config import (
+    Config,
+    ConfigError,
+    load_config,
+    render_commented_defaults,
+    render_toml,
+)
 from fluxmq_core.plugins import PluginError, PluginRegistry
 from fluxmq_core.queue_cli import queue_app
 
@@ -41,7 +47,9 @@ EXIT_CONFIG = 2
 EXIT_ERROR = 1
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file.")
-PluginsOpt = typer.Option(None, "--plugins", help="Comma-separated plugin names to enable (default: all).")
+PluginsOpt = typer.Option(
+    None, "--plugins", help="Comma-separated plugin names to enable (default: all)."
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -49,7 +57,7 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _config_path(config: Optional[Path]) -> Optional[Path]:
+def _config_path(config: Path | None) -> Path | None:
     if config is not None:
         return config
     env = os.environ.get("FLUXMQ_CONFIG")
@@ -59,12 +67,16 @@ def _config_path(config: Optional[Path]) -> Optional[Path]:
     return default if default.is_file() else None
 
 
-def _registry(plugins: Optional[str]) -> PluginRegistry:
+def _registry(plugins: str | None) -> PluginRegistry:
     enable = [p.strip() for p in plugins.split(",") if p.strip()] if plugins else None
     return PluginRegistry(enable=enable)
 
 
-def _load(config: Optional[Path], plugins: Optional[str], overrides: dict[str, dict[str, Any]] | None = None) -> tuple[PluginRegistry, Config]:
+def _load(
+    config: Path | None,
+    plugins: str | None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> tuple[PluginRegistry, Config]:
     try:
         registry = _registry(plugins)
         registry.check()
@@ -79,11 +91,11 @@ def _load(config: Optional[Path], plugins: Optional[str], overrides: dict[str, d
 
 @app.command()
 def run(
-    config: Optional[Path] = ConfigOpt,
-    plugins: Optional[str] = PluginsOpt,
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Overrides [server] data_dir."),
-    log_level: Optional[str] = typer.Option(None, "--log-level", help="Overrides [log] level."),
-    ready_file: Optional[str] = typer.Option(
+    config: Path | None = ConfigOpt,
+    plugins: str | None = PluginsOpt,
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Overrides [server] data_dir."),
+    log_level: str | None = typer.Option(None, "--log-level", help="Overrides [log] level."),
+    ready_file: str | None = typer.Option(
         None, "--ready-file", help="Write the bound listener addresses as JSON here once ready."
     ),
 ) -> None:
@@ -116,14 +128,15 @@ def run(
 @app.command("plugins")
 def plugins_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    plugins: Optional[str] = PluginsOpt,
+    plugins: str | None = PluginsOpt,
 ) -> None:
     """List discovered plugins and drivers, with any import error."""
     from fluxmq_core.plugins import installed_drivers
 
     registry = _registry(plugins)
     drivers = {
-        group: {name: ep.value for name, ep in eps.items()} for group, eps in installed_drivers().items()
+        group: {name: ep.value for name, ep in eps.items()}
+        for group, eps in installed_drivers().items()
     }
     if as_json:
         out = {"plugins": [dataclasses.asdict(i) for i in registry.infos], "drivers": drivers}
@@ -146,14 +159,14 @@ def plugins_cmd(
 
 
 @config_app.command("show")
-def config_show(config: Optional[Path] = ConfigOpt, plugins: Optional[str] = PluginsOpt) -> None:
+def config_show(config: Path | None = ConfigOpt, plugins: str | None = PluginsOpt) -> None:
     """Print the effective configuration (defaults + file + environment)."""
     _registry_, cfg = _load(config, plugins)
     typer.echo(render_toml(cfg), nl=False)
 
 
 @config_app.command("validate")
-def config_validate(config: Optional[Path] = ConfigOpt, plugins: Optional[str] = PluginsOpt) -> None:
+def config_validate(config: Path | None = ConfigOpt, plugins: str | None = PluginsOpt) -> None:
     """Check a configuration; exit 2 with the offending key on error."""
     _registry_, cfg = _load(config, plugins)
     typer.echo(f"{cfg.source or 'defaults'}: OK")
@@ -163,7 +176,7 @@ def config_validate(config: Optional[Path] = ConfigOpt, plugins: Optional[str] =
 def config_init(
     output: Path = typer.Argument(Path("fluxmq.toml"), help="File to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
-    plugins: Optional[str] = PluginsOpt,
+    plugins: str | None = PluginsOpt,
 ) -> None:
     """Write a commented default configuration file."""
     registry = _registry(plugins)
@@ -179,8 +192,8 @@ def config_init(
 
 @config_app.command("reference")
 def config_reference(
-    plugins: Optional[str] = PluginsOpt,
-    write: Optional[Path] = typer.Option(
+    plugins: str | None = PluginsOpt,
+    write: Path | None = typer.Option(
         None, "--write", help="Replace the block between the CONFIG REFERENCE markers of this file."
     ),
 ) -> None:
@@ -229,9 +242,12 @@ def passwd(
     file: Path = typer.Argument(..., help="Password file (Mosquitto-compatible)."),
     username: str = typer.Argument(...),
     delete: bool = typer.Option(False, "--delete", "-D", help="Remove the user."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin."
+    ),
     scram: bool = typer.Option(
-        False, "--scram",
+        False,
+        "--scram",
         help="Write SCRAM-SHA-256 credentials (for SCRAM logins; Mosquitto cannot read them).",
     ),
 ) -> None:
@@ -262,8 +278,12 @@ def passwd(
 
 @plugin_app.command("new")
 def plugin_new(
-    name: str = typer.Argument(..., help="Plugin name, e.g. 'audit' -> fluxmq-audit / fluxmq_audit."),
-    directory: Path = typer.Option(Path("."), "--dir", help="Where to create the fluxmq-NAME folder."),
+    name: str = typer.Argument(
+        ..., help="Plugin name, e.g. 'audit' -> fluxmq-audit / fluxmq_audit."
+    ),
+    directory: Path = typer.Option(
+        Path("."), "--dir", help="Where to create the fluxmq-NAME folder."
+    ),
 ) -> None:
     """Scaffold a plugin distribution whose own tests pass out of the box."""
     from fluxmq_core.scaffold import ScaffoldError, scaffold_plugin

@@ -38,7 +38,9 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {message}" if source else message)
 
 
-def setting(default: Any = MISSING, help: str = "", *, listener: bool = False, factory: Any = MISSING) -> Any:
+def setting(
+    default: Any = MISSING, help: str = "", *, listener: bool = False, factory: Any = MISSING
+) -> Any:
     """A dataclass field with a help text (shown by ``config init`` and the docs).
 
     ``listener=True`` marks a ``host:port`` listener address; the test kit rebinds
@@ -102,7 +104,9 @@ class LogConfig:
     level: Literal["debug", "info", "warning", "error", "critical"] = setting(
         "info", "Minimum level logged."
     )
-    format: Literal["text", "json"] = setting("text", "Plain text lines or one JSON object per line.")
+    format: Literal["text", "json"] = setting(
+        "text", "Plain text lines or one JSON object per line."
+    )
 
 
 @dataclass
@@ -185,7 +189,11 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     """Check ``value`` against annotation ``tp``; return the typed value or raise."""
 
     def bad() -> ConfigError:
-        shown = json.dumps(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
+        shown = (
+            json.dumps(value)
+            if isinstance(value, (str, int, float, bool))
+            else type(value).__name__
+        )
         return ConfigError(
             f"{where}: expected {type_name(tp)}, got {shown}", key=where, source=source
         )
@@ -414,7 +422,7 @@ def load_config(
     for var, raw in env.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
             continue
-        sec, _, key = var[len(ENV_PREFIX):].partition("__")
+        sec, _, key = var[len(ENV_PREFIX) :].partition("__")
         sec, key = sec.lower(), key.lower()
         if sec not in schema:
             raise ConfigError(
@@ -473,7 +481,11 @@ def load_config(
 
 
 def _build_map_section(
-    name: str, item: type, tables: Mapping[str, Any], sources: Mapping[str, str], default_source: str
+    name: str,
+    item: type,
+    tables: Mapping[str, Any],
+    sources: Mapping[str, str],
+    default_source: str,
 ) -> dict[str, Any]:
     """``{table name: item dataclass}`` for a map section; errors name
     ``<section>.<table>.<key>``."""
@@ -581,8 +593,13 @@ def reference_rows(schema: Mapping[str, type]) -> list[tuple[str, str, str, str,
         for key, (f, tp) in section_fields(schema[name]).items():
             default = _default_of(f)
             rows.append(
-                (name, prefix + key, type_name(tp), json.dumps(_drop_none(default)) if default is not None else "—",
-                 str(f.metadata.get("help", "")))
+                (
+                    name,
+                    prefix + key,
+                    type_name(tp),
+                    json.dumps(_drop_none(default)) if default is not None else "—",
+                    str(f.metadata.get("help", "")),
+                )
             )
     return rows
 

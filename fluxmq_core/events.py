@@ -120,7 +120,9 @@ class Events:
         try:
             task = asyncio.get_running_loop().create_task(runner())
         except RuntimeError:
-            log.error("plugin %s returned an awaitable from %s outside the event loop", plugin, hook)
+            log.error(
+                "plugin %s returned an awaitable from %s outside the event loop", plugin, hook
+            )
             if inspect.iscoroutine(awaitable):
                 awaitable.close()
             return
@@ -134,39 +136,69 @@ class Events:
 
     # Typed conveniences: they document the argument names at the call sites.
 
-    def client_connected(self, protocol: str, client_id: str, username: str | None, remote: str) -> None:
-        self.emit("fluxmq_client_connected", protocol=protocol, client_id=client_id, username=username, remote=remote)
+    def client_connected(
+        self, protocol: str, client_id: str, username: str | None, remote: str
+    ) -> None:
+        self.emit(
+            "fluxmq_client_connected",
+            protocol=protocol,
+            client_id=client_id,
+            username=username,
+            remote=remote,
+        )
 
     def client_disconnected(self, protocol: str, client_id: str, reason: str) -> None:
-        self.emit("fluxmq_client_disconnected", protocol=protocol, client_id=client_id, reason=reason)
+        self.emit(
+            "fluxmq_client_disconnected", protocol=protocol, client_id=client_id, reason=reason
+        )
 
     def client_subscribed(
         self, protocol: str, client_id: str, topic_filter: str, options: SubscriptionOptions
     ) -> None:
         self.emit(
-            "fluxmq_client_subscribed", protocol=protocol, client_id=client_id,
-            topic_filter=topic_filter, options=options,
+            "fluxmq_client_subscribed",
+            protocol=protocol,
+            client_id=client_id,
+            topic_filter=topic_filter,
+            options=options,
         )
 
     def client_unsubscribed(self, protocol: str, client_id: str, topic_filter: str) -> None:
-        self.emit("fluxmq_client_unsubscribed", protocol=protocol, client_id=client_id, topic_filter=topic_filter)
+        self.emit(
+            "fluxmq_client_unsubscribed",
+            protocol=protocol,
+            client_id=client_id,
+            topic_filter=topic_filter,
+        )
 
     def auth_failed(
         self, protocol: str, client_id: str, username: str | None, remote: str, reason: str
     ) -> None:
         """A login was refused (no hook: for sinks such as webhooks)."""
         if self._sinks:
-            self._to_sinks("auth_failure", {
-                "protocol": protocol, "client_id": client_id, "username": username,
-                "remote": remote, "reason": reason,
-            })
+            self._to_sinks(
+                "auth_failure",
+                {
+                    "protocol": protocol,
+                    "client_id": client_id,
+                    "username": username,
+                    "remote": remote,
+                    "reason": reason,
+                },
+            )
 
     def authz_denied(self, client_id: str, username: str | None, action: str, topic: str) -> None:
         """An authorization check said no (no hook: for sinks such as webhooks)."""
         if self._sinks:
-            self._to_sinks("authz_denied", {
-                "client_id": client_id, "username": username, "action": action, "topic": topic,
-            })
+            self._to_sinks(
+                "authz_denied",
+                {
+                    "client_id": client_id,
+                    "username": username,
+                    "action": action,
+                    "topic": topic,
+                },
+            )
 
     def message_published(self, message: Message) -> None:
         if self.on_published:
@@ -174,11 +206,16 @@ class Events:
 
     def message_delivered(self, message: Message, protocol: str, client_id: str) -> None:
         if self.on_delivered:
-            self.emit("fluxmq_message_delivered", message=message, protocol=protocol, client_id=client_id)
+            self.emit(
+                "fluxmq_message_delivered", message=message, protocol=protocol, client_id=client_id
+            )
 
     def message_dropped(self, message: Message, protocol: str, client_id: str, reason: str) -> None:
         if self.on_dropped:
             self.emit(
-                "fluxmq_message_dropped", message=message, protocol=protocol,
-                client_id=client_id, reason=reason,
+                "fluxmq_message_dropped",
+                message=message,
+                protocol=protocol,
+                client_id=client_id,
+                reason=reason,
             )

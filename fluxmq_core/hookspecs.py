@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from fluxmq_core.auth import AuthRequest, AuthResult
+    from fluxmq_core.auth import AuthRequest
     from fluxmq_core.context import BrokerContext
     from fluxmq_core.message import Message
     from fluxmq_core.router.types import SubscriptionOptions

@@ -31,6 +31,7 @@ async def await_me_maybe(value: Any) -> Any:
         return await value
     return value
 
+
 log = logging.getLogger("fluxmq.plugins")
 
 # FLUXMQ_TRACE_HOOKS=1 logs every hook call at debug level (pluggy's own tracing
@@ -109,7 +110,9 @@ def load_driver(group: str, name: str, *args: Any, **kwargs: Any) -> Any:
             on_load_failure_callback=_raise_load_failure,
         )
     except NoMatches as exc:  # pragma: no cover - guarded above
-        raise ConfigError(f"unknown {group} driver {name!r}; installed: {', '.join(available)}") from exc
+        raise ConfigError(
+            f"unknown {group} driver {name!r}; installed: {', '.join(available)}"
+        ) from exc
     except PluginError:
         raise
     except Exception as exc:
@@ -149,7 +152,14 @@ class PluginRegistry:
             module = importlib.import_module(modname)
             self.pm.register(module, name=modname)
             self.infos.append(
-                PluginInfo(modname, "fluxmq-core", core_version, modname, self._hooks_of(module), builtin=True)
+                PluginInfo(
+                    modname,
+                    "fluxmq-core",
+                    core_version,
+                    modname,
+                    self._hooks_of(module),
+                    builtin=True,
+                )
             )
         known = set()
         if load_entry_points:
@@ -175,8 +185,14 @@ class PluginRegistry:
             missing = [n for n in enable if n not in known]
             if missing:
                 self.infos.append(
-                    PluginInfo(",".join(missing), "?", "?", "?", enabled=True,
-                               error=f"not installed (installed: {', '.join(sorted(known)) or 'none'})")
+                    PluginInfo(
+                        ",".join(missing),
+                        "?",
+                        "?",
+                        "?",
+                        enabled=True,
+                        error=f"not installed (installed: {', '.join(sorted(known)) or 'none'})",
+                    )
                 )
         for name, obj in extra or []:
             self.pm.register(obj, name=name)
@@ -185,10 +201,7 @@ class PluginRegistry:
         self.infos[0].drivers = self._drivers_of("fluxmq-core")
 
     def _hooks_of(self, plugin: object) -> list[str]:
-        return sorted(
-            caller.name
-            for caller in self.pm.get_hookcallers(plugin) or []
-        )
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
 
     @staticmethod
     def _drivers_of(dist: str) -> list[str]:
@@ -204,7 +217,9 @@ class PluginRegistry:
         bad = [i for i in self.infos if i.error and i.enabled]
         if bad:
             raise PluginError(
-                "; ".join(f"plugin {i.name!r} ({i.distribution}) failed to load: {i.error}" for i in bad)
+                "; ".join(
+                    f"plugin {i.name!r} ({i.distribution}) failed to load: {i.error}" for i in bad
+                )
             )
 
     def config_schema(self) -> dict[str, type]:
@@ -214,7 +229,9 @@ class PluginRegistry:
             try:
                 result = impl.function()
             except Exception as exc:
-                raise PluginError(f"plugin {impl.plugin_name!r} failed in fluxmq_add_config: {exc!r}") from exc
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in fluxmq_add_config: {exc!r}"
+                ) from exc
             for name, cls in (result or {}).items():
                 if name in schema and schema[name] is not cls:
                     raise PluginError(
@@ -232,7 +249,9 @@ def _has_dist(name: str) -> bool:
     return True
 
 
-async def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+async def call_each(
+    pm: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> list[tuple[str, Any]]:
     """Call every implementation of ``hook_name`` in pluggy order, awaiting each
     result, and return ``(plugin_name, result)`` pairs.
 
@@ -252,6 +271,8 @@ async def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> 
 
             if isinstance(exc, ConfigError):
                 raise
-            raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {exc!r}") from exc
+            raise PluginError(
+                f"plugin {impl.plugin_name!r} failed in {hook_name}: {exc!r}"
+            ) from exc
         out.append((impl.plugin_name, result))
     return out

@@ -25,7 +25,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 
@@ -37,12 +37,17 @@ EXIT_SQL = 6
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT = 30.0
 
-queue_app = typer.Typer(help="Manage the queues of a running broker (admin HTTP API).",
-                        no_args_is_help=True)
+queue_app = typer.Typer(
+    help="Manage the queues of a running broker (admin HTTP API).", no_args_is_help=True
+)
 
 UrlOpt = typer.Option(DEFAULT_URL, "--url", help="The broker's HTTP listener.")
-TokenOpt = typer.Option(None, "--token", envvar="FLUXMQ_ADMIN_TOKEN",
-                        help="Admin bearer token ([http] admin_token); default $FLUXMQ_ADMIN_TOKEN.")
+TokenOpt = typer.Option(
+    None,
+    "--token",
+    envvar="FLUXMQ_ADMIN_TOKEN",
+    help="Admin bearer token ([http] admin_token); default $FLUXMQ_ADMIN_TOKEN.",
+)
 JsonOpt = typer.Option(False, "--json", help="Print the API's JSON answer.")
 
 
@@ -54,7 +59,7 @@ def _fail(message: str, code: int) -> NoReturn:
 class AdminClient:
     """A tiny client of the admin API (stdlib only)."""
 
-    def __init__(self, url: str, token: Optional[str]) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         self.base = url.rstrip("/") + "/api/v1"
         self.token = token or None
 
@@ -80,8 +85,11 @@ class AdminClient:
             _fail(f"{method} {path}: HTTP {exc.code}: {reason}", code)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            _fail(f"cannot reach the broker's admin API at {self.base}: {reason} "
-                  "(is the broker running with its HTTP listener? see --url)", EXIT_UNREACHABLE)
+            _fail(
+                f"cannot reach the broker's admin API at {self.base}: {reason} "
+                "(is the broker running with its HTTP listener? see --url)",
+                EXIT_UNREACHABLE,
+            )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         with self.open(method, path, body) as resp:
@@ -124,7 +132,7 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 @queue_app.command("list")
-def list_queues(url: str = UrlOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt) -> None:
+def list_queues(url: str = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt) -> None:
     """List the queues with their depth, consumers and groups."""
     _status, body = AdminClient(url, token).call("GET", "/queues")
     queues = body.get("queues", [])
@@ -134,20 +142,37 @@ def list_queues(url: str = UrlOpt, token: Optional[str] = TokenOpt, as_json: boo
     if not queues:
         typer.echo("no queues")
         return
-    typer.echo(_table(["NAME", "TYPE", "DEPTH", "BYTES", "CONSUMERS", "GROUPS"], [
-        [q["name"], q["type"], q["depth"], q["bytes"], q["consumers"],
-         ",".join(g["name"] for g in q.get("groups", [])) or "-"] for q in queues]))
+    typer.echo(
+        _table(
+            ["NAME", "TYPE", "DEPTH", "BYTES", "CONSUMERS", "GROUPS"],
+            [
+                [
+                    q["name"],
+                    q["type"],
+                    q["depth"],
+                    q["bytes"],
+                    q["consumers"],
+                    ",".join(g["name"] for g in q.get("groups", [])) or "-",
+                ]
+                for q in queues
+            ],
+        )
+    )
 
 
 @queue_app.command("info")
-def info(name: str, url: str = UrlOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt) -> None:
+def info(
+    name: str, url: str = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt
+) -> None:
     """Show one queue: offsets, settings and its consumer groups."""
     _status, q = AdminClient(url, token).call("GET", AdminClient.path(name))
     if as_json:
         typer.echo(json.dumps(q, indent=2))
         return
-    typer.echo(f"queue {q['name']} ({q['type']}): {q['depth']} message(s), {q['bytes']} byte(s), "
-               f"offsets {q['first_offset']}..{q['next_offset']}, {q['consumers']} consumer(s)")
+    typer.echo(
+        f"queue {q['name']} ({q['type']}): {q['depth']} message(s), {q['bytes']} byte(s), "
+        f"offsets {q['first_offset']}..{q['next_offset']}, {q['consumers']} consumer(s)"
+    )
     if q.get("topics"):
         typer.echo(f"captures: {', '.join(q['topics'])}")
     config = q.get("config") or {}
@@ -155,18 +180,34 @@ def info(name: str, url: str = UrlOpt, token: Optional[str] = TokenOpt, as_json:
         typer.echo("config: " + ", ".join(f"{k}={_cell(v)}" for k, v in sorted(config.items())))
     groups = q.get("groups") or []
     if groups:
-        typer.echo(_table(["GROUP", "CONSUMERS", "PENDING", "LAG", "COMMITTED", "CURSOR", "FILTER"], [
-            [g["name"], g["consumers"], g["pending"], g["lag"], g["committed"], g["cursor"],
-             g.get("filter") or "#"] for g in groups]))
+        typer.echo(
+            _table(
+                ["GROUP", "CONSUMERS", "PENDING", "LAG", "COMMITTED", "CURSOR", "FILTER"],
+                [
+                    [
+                        g["name"],
+                        g["consumers"],
+                        g["pending"],
+                        g["lag"],
+                        g["committed"],
+                        g["cursor"],
+                        g.get("filter") or "#",
+                    ]
+                    for g in groups
+                ],
+            )
+        )
 
 
 @queue_app.command("create")
 def create(
     name: str,
     type_: str = typer.Option("classic", "--type", help="classic, stream or ephemeral."),
-    option: Optional[list[str]] = typer.Option(
-        None, "--option", "-o", help="A [queues.<name>] key: key=value (JSON values; repeatable)."),
-    url: str = UrlOpt, token: Optional[str] = TokenOpt,
+    option: list[str] | None = typer.Option(
+        None, "--option", "-o", help="A [queues.<name>] key: key=value (JSON values; repeatable)."
+    ),
+    url: str = UrlOpt,
+    token: str | None = TokenOpt,
 ) -> None:
     """Declare a queue (no change when it exists with the same settings)."""
     body: dict[str, Any] = {"name": name, "type": type_}
@@ -176,17 +217,16 @@ def create(
 
 
 @queue_app.command("delete")
-def delete(name: str, url: str = UrlOpt, token: Optional[str] = TokenOpt) -> None:
+def delete(name: str, url: str = UrlOpt, token: str | None = TokenOpt) -> None:
     """Delete a queue with its messages and groups (its dead-letter queue stays)."""
     AdminClient(url, token).call("DELETE", AdminClient.path(name))
     typer.echo(f"deleted: queue {name}")
 
 
 @queue_app.command("purge")
-def purge(name: str, url: str = UrlOpt, token: Optional[str] = TokenOpt) -> None:
+def purge(name: str, url: str = UrlOpt, token: str | None = TokenOpt) -> None:
     """Remove every message of a queue (groups and consumers stay)."""
-    _status, body = AdminClient(url, token).call(
-        "POST", AdminClient.path(name, "purge"))
+    _status, body = AdminClient(url, token).call("POST", AdminClient.path(name, "purge"))
     typer.echo(f"purged: {body['purged']} message(s) from queue {name}")
 
 
@@ -194,18 +234,22 @@ def purge(name: str, url: str = UrlOpt, token: Optional[str] = TokenOpt) -> None
 def sql(
     name: str,
     query: str,
-    start: Optional[int] = typer.Option(None, "--from", help="First offset to load."),
+    start: int | None = typer.Option(None, "--from", help="First offset to load."),
     limit: int = typer.Option(0, "--limit", help="Most records to load; 0 = all."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
-    url: str = UrlOpt, token: Optional[str] = TokenOpt,
+    url: str = UrlOpt,
+    token: str | None = TokenOpt,
 ) -> None:
     """Run DuckDB SQL over a queue's log (table `messages`: offset, timestamp, topic,
     payload, qos, properties), read from the running broker."""
     try:
         import duckdb
     except ImportError:
-        _fail("`fluxmq queue sql` needs DuckDB: pip install 'fluxmq-core[sql]' "
-              "(or: uv sync --extra sql)", EXIT_SQL)
+        _fail(
+            "`fluxmq queue sql` needs DuckDB: pip install 'fluxmq-core[sql]' "
+            "(or: uv sync --extra sql)",
+            EXIT_SQL,
+        )
     if fmt not in ("table", "csv", "json"):
         _fail("--format must be table, csv or json", 2)
     client = AdminClient(url, token)
@@ -222,7 +266,9 @@ def sql(
         try:
             con.execute(LOAD_SQL, [dump])
             if name != "messages":
-                con.execute(f'CREATE VIEW "{name.replace(chr(34), chr(34) * 2)}" AS SELECT * FROM messages')
+                con.execute(
+                    f'CREATE VIEW "{name.replace(chr(34), chr(34) * 2)}" AS SELECT * FROM messages'
+                )
             rel = con.sql(query)
             if rel is None:
                 return
@@ -233,7 +279,9 @@ def sql(
         finally:
             con.close()
     if fmt == "json":
-        typer.echo(json.dumps([dict(zip(columns, map(_cell, r), strict=True)) for r in rows], indent=2))
+        typer.echo(
+            json.dumps([dict(zip(columns, map(_cell, r), strict=True)) for r in rows], indent=2)
+        )
     elif fmt == "csv":
         import csv
         import sys

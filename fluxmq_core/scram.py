@@ -148,9 +148,7 @@ def saslprep(text: str, *, stored: bool = False) -> str:
     ASCII text without control characters comes back unchanged.
     """
     mapped = "".join(
-        " " if stringprep.in_table_c12(ch) else ch
-        for ch in text
-        if not stringprep.in_table_b1(ch)
+        " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
     )
     out = unicodedata.normalize("NFKC", mapped)
     for ch in out:
@@ -468,7 +466,7 @@ class ScramClient:
 
     def first(self) -> bytes:
         """client-first-message (no channel binding: gs2 header ``n,,``)."""
-        return f"n,,{self._client_first_bare}".encode("utf-8")
+        return f"n,,{self._client_first_bare}".encode()
 
     def final(self, server_first: bytes) -> bytes:
         """Check server-first and return client-final with the proof."""
@@ -498,7 +496,7 @@ class ScramClient:
         client_key = _hmac(salted, b"Client Key")
         stored_key = hashlib.sha256(client_key).digest()
         without_proof = f"c={_b64(b'n,,')},r={nonce}"
-        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode("utf-8")
+        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
         proof = _xor(client_key, _hmac(stored_key, auth_message))
         self._server_signature = _hmac(_hmac(salted, b"Server Key"), auth_message)
         return f"{without_proof},p={_b64(proof)}".encode("ascii")

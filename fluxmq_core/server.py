@@ -28,7 +28,13 @@ from fluxmq_core.context import BrokerContext
 from fluxmq_core.events import Events
 from fluxmq_core.logs import setup_logging
 from fluxmq_core.message import Message
-from fluxmq_core.plugins import PluginError, PluginRegistry, call_each, installed_drivers, load_driver
+from fluxmq_core.plugins import (
+    PluginError,
+    PluginRegistry,
+    call_each,
+    installed_drivers,
+    load_driver,
+)
 from fluxmq_core.queues import QueueManager
 from fluxmq_core.router import Router
 from fluxmq_core.stats import Stats
@@ -46,7 +52,9 @@ def default_driver(group: str) -> str:
 class Broker:
     """One running broker: the context plus everything started from it."""
 
-    def __init__(self, config: Config, registry: PluginRegistry, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, registry: PluginRegistry, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.registry = registry
         self.pm = registry.pm
@@ -74,7 +82,9 @@ class Broker:
         log_name = cfg.storage.queue_log or cfg.storage.driver or default_driver("fluxmq.queue_log")
         if store_name != "memory" or log_name != "memory":
             data_dir.mkdir(parents=True, exist_ok=True)
-        options = StorageOptions(data_dir=str(data_dir), fsync=cfg.storage.fsync, extra=dict(cfg.storage.options))
+        options = StorageOptions(
+            data_dir=str(data_dir), fsync=cfg.storage.fsync, extra=dict(cfg.storage.options)
+        )
 
         store = load_driver("fluxmq.storage", store_name, options)
         await store.open()
@@ -97,8 +107,15 @@ class Broker:
         router.load_retained(await store.load_retained())
 
         ctx = BrokerContext(
-            config=cfg, router=router, store=store, queue_log=queue_log, cluster=cluster,
-            stats=stats, clock=self.clock, pm=self.pm, node_id=node_id,
+            config=cfg,
+            router=router,
+            store=store,
+            queue_log=queue_log,
+            cluster=cluster,
+            stats=stats,
+            clock=self.clock,
+            pm=self.pm,
+            node_id=node_id,
         )
         self.context = ctx
         ctx.reload = self.reload
@@ -114,7 +131,11 @@ class Broker:
         self._started.append("cluster")
         log.info(
             "node %s: storage %s, queue log %s, cluster %s, data dir %s",
-            node_id, store_name, log_name, cfg.cluster.driver, data_dir,
+            node_id,
+            store_name,
+            log_name,
+            cfg.cluster.driver,
+            data_dir,
         )
 
         for plugin, result in await call_each(self.pm, "fluxmq_register_servers", context=ctx):
@@ -154,7 +175,9 @@ class Broker:
             if server.stop is not None:
                 await self._bounded(server.stop(), deadline, f"server {server.name} stop")
         if ctx is not None and "plugins" in self._started:
-            await self._bounded(call_each(self.pm, "fluxmq_shutdown", context=ctx), deadline, "fluxmq_shutdown")
+            await self._bounded(
+                call_each(self.pm, "fluxmq_shutdown", context=ctx), deadline, "fluxmq_shutdown"
+            )
         if ctx is not None:
             await self._bounded(ctx.events.drain(), deadline, "observer hooks")
             if "cluster" in self._started:
@@ -172,7 +195,7 @@ class Broker:
     async def _bounded(self, aw: Any, deadline: float, what: str) -> None:
         try:
             await asyncio.wait_for(aw, max(0.05, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("%s did not finish within the shutdown timeout", what)
         except Exception:
             log.exception("%s failed during shutdown", what)

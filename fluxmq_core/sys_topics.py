@@ -47,7 +47,15 @@ def publish_sys(context: Any) -> int:
     values = sys_values(context)
     for topic, payload in values.items():
         context.router.publish(
-            Message(topic, payload.encode(), 0, True, origin_protocol="sys", origin_client=context.node_id, timestamp=now)
+            Message(
+                topic,
+                payload.encode(),
+                0,
+                True,
+                origin_protocol="sys",
+                origin_client=context.node_id,
+                timestamp=now,
+            )
         )
     return len(values)
 

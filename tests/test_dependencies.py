@@ -14,7 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that hold protocol logic apart from the event loop (DESIGN.md section 5).
 SANS_IO_MODULES = {
-    "connection.py", "state.py", "session.py", "outbound.py", "limits.py", "subscribe.py",
+    "connection.py",
+    "state.py",
+    "session.py",
+    "outbound.py",
+    "limits.py",
+    "subscribe.py",
     "channel.py",
 }
 PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
@@ -61,7 +66,10 @@ def test_plugins_declare_the_core_and_an_entry_point() -> None:
         meta = tomllib.loads((plugin / "pyproject.toml").read_text())
         project = meta["project"]
         assert project["name"] == plugin.name
-        deps = [d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project.get("dependencies", [])]
+        deps = [
+            d.split(">")[0].split("=")[0].split("<")[0].strip()
+            for d in project.get("dependencies", [])
+        ]
         assert "fluxmq-core" in deps, f"{plugin.name} must depend on fluxmq-core"
         eps = project.get("entry-points", {})
         assert eps.get("fluxmq") or any(g.startswith("fluxmq.") for g in eps), (
@@ -76,6 +84,8 @@ def test_sans_io_modules_import_no_asyncio() -> None:
         for path in plugin.glob("src/*/**/*.py"):
             rel = path.relative_to(plugin / "src")
             if "codec" in rel.parts or path.name in SANS_IO_MODULES:
-                assert "asyncio" not in imported_roots(path), f"{path.relative_to(ROOT)} imports asyncio"
+                assert "asyncio" not in imported_roots(path), (
+                    f"{path.relative_to(ROOT)} imports asyncio"
+                )
                 checked += 1
     assert checked > 0

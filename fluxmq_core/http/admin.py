@@ -54,16 +54,28 @@ def add_admin_routes(service: HTTPService) -> None:
     r.add("GET", f"{PREFIX}/stats", api.stats, "Broker counters", "admin")
     r.add("GET", f"{PREFIX}/sessions", api.sessions, "List sessions", "admin")
     r.add("GET", f"{PREFIX}/sessions/{{client_id}}", api.session, "One session", "admin")
-    r.add("DELETE", f"{PREFIX}/sessions/{{client_id}}", api.disconnect, "Disconnect a client", "admin")
+    r.add(
+        "DELETE", f"{PREFIX}/sessions/{{client_id}}", api.disconnect, "Disconnect a client", "admin"
+    )
     r.add("GET", f"{PREFIX}/subscriptions", api.subscriptions, "List subscriptions", "admin")
     r.add("GET", f"{PREFIX}/queues", api.queues, "List durable queues", "admin")
     r.add("POST", f"{PREFIX}/queues", api.create_queue, "Declare a queue", "admin")
     r.add("GET", f"{PREFIX}/queues/{{name}}", api.queue, "One queue with its groups", "admin")
     r.add("DELETE", f"{PREFIX}/queues/{{name}}", api.delete_queue, "Delete a queue", "admin")
-    r.add("POST", f"{PREFIX}/queues/{{name}}/purge", api.purge_queue, "Remove a queue's messages",
-          "admin")
-    r.add("GET", f"{PREFIX}/queues/{{name}}/records", api.queue_records,
-          "Export a queue's log as JSON lines (read-only)", "admin")
+    r.add(
+        "POST",
+        f"{PREFIX}/queues/{{name}}/purge",
+        api.purge_queue,
+        "Remove a queue's messages",
+        "admin",
+    )
+    r.add(
+        "GET",
+        f"{PREFIX}/queues/{{name}}/records",
+        api.queue_records,
+        "Export a queue's log as JSON lines (read-only)",
+        "admin",
+    )
     r.add("POST", f"{PREFIX}/reload", api.reload, "Reload users, ACL and log settings", "admin")
     r.add("GET", f"{PREFIX}/openapi.json", api.openapi, "This OpenAPI document", "meta")
 
@@ -78,37 +90,55 @@ class AdminAPI:
         if token:
             header = req.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-                raise HTTPError(401, "admin API: missing or wrong bearer token",
-                                [("WWW-Authenticate", 'Bearer realm="fluxmq-admin"')])
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                raise HTTPError(
+                    401,
+                    "admin API: missing or wrong bearer token",
+                    [("WWW-Authenticate", 'Bearer realm="fluxmq-admin"')],
+                )
         elif not is_loopback(req.remote_host):
-            raise HTTPError(403, "admin API: only loopback clients are served while [http] admin_token is empty")
+            raise HTTPError(
+                403, "admin API: only loopback clients are served while [http] admin_token is empty"
+            )
 
     def _page(self, req: Request, items: list[Any]) -> dict[str, Any]:
         limit = req.int_arg("limit", 100, minimum=1, maximum=MAX_LIMIT)
         offset = req.int_arg("offset", 0, minimum=0)
-        return {"total": len(items), "limit": limit, "offset": offset, "items": items[offset:offset + limit]}
+        return {
+            "total": len(items),
+            "limit": limit,
+            "offset": offset,
+            "items": items[offset : offset + limit],
+        }
 
     async def stats(self, req: Request) -> Response:
         self.guard(req)
         ctx = self.context
-        return json_response({
-            "node_id": ctx.node_id,
-            "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
-            "broker": ctx.stats.snapshot(),
-            "router": {"subscriptions": ctx.router.subscription_count,
-                       "retained": ctx.router.retained_count},
-            "queues": ctx.queues.stats() if ctx.queues is not None else {},
-            "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
-            "protocols": ctx.sessions.protocols,
-        })
+        return json_response(
+            {
+                "node_id": ctx.node_id,
+                "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
+                "broker": ctx.stats.snapshot(),
+                "router": {
+                    "subscriptions": ctx.router.subscription_count,
+                    "retained": ctx.router.retained_count,
+                },
+                "queues": ctx.queues.stats() if ctx.queues is not None else {},
+                "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
+                "protocols": ctx.sessions.protocols,
+            }
+        )
 
     async def sessions(self, req: Request) -> Response:
         self.guard(req)
         connected = req.arg("connected")
         if connected not in (None, "", "true", "false"):
             raise HTTPError(400, "query parameter 'connected' must be true or false")
-        infos = self.context.sessions.list(protocol=req.arg("protocol") or None, prefix=req.arg("prefix", "") or "")
+        infos = self.context.sessions.list(
+            protocol=req.arg("protocol") or None, prefix=req.arg("prefix", "") or ""
+        )
         if connected:
             infos = [i for i in infos if i.connected == (connected == "true")]
         page = self._page(req, [i.to_dict() for i in infos])
@@ -274,11 +304,17 @@ def record_line(offset: int, message: Any) -> bytes:
         props["origin_protocol"] = message.origin_protocol
     if message.origin_client:
         props["origin_client"] = message.origin_client
-    return json.dumps({
-        "offset": offset,
-        "timestamp": message.timestamp,
-        "topic": message.topic,
-        "payload": base64.b64encode(message.payload).decode("ascii"),
-        "qos": message.qos,
-        "properties": props,
-    }, separators=(",", ":")).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "offset": offset,
+                "timestamp": message.timestamp,
+                "topic": message.topic,
+                "payload": base64.b64encode(message.payload).decode("ascii"),
+                "qos": message.qos,
+                "properties": props,
+            },
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+    )

@@ -37,21 +37,39 @@ _CLIENT_AUTH_ERRORS = {
     "403": _err("Not authorized"),
 }
 _PAGING = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
 ]
-_PROTOCOL = {"name": "protocol", "in": "query", "schema": {"type": "string"}, "description": "Only this protocol"}
+_PROTOCOL = {
+    "name": "protocol",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "Only this protocol",
+}
 _CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-               "description": "Queue name (URL-encode the '/' of '$dlq/<name>')"}
+_QUEUE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Queue name (URL-encode the '/' of '$dlq/<name>')",
+}
 _QUEUE = {"$ref": "#/components/schemas/Queue"}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/publish"): {
         "description": "Publish one message into the broker's topics (the Go FluxMQ's body).",
         "security": [{"basic": []}, {"bearer": []}, {}],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/PublishRequest"}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PublishRequest"}}
+            },
+        },
         "responses": {
             "200": _json(_OK),
             "400": _err("Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties"),
@@ -61,20 +79,40 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/subscribe"): {
         "description": "Server-Sent Events: one `message` event per matching message; its data is "
-                       "a JSON object with topic, base64 payload, qos, retain (and text when UTF-8).",
+        "a JSON object with topic, base64 payload, qos, retain (and text when UTF-8).",
         "security": [{"basic": []}, {"bearer": []}, {}],
-        "parameters": [{"name": "filter", "in": "query", "required": True, "description": "Topic filter (repeatable)",
-                        "schema": {"type": "string"}}],
+        "parameters": [
+            {
+                "name": "filter",
+                "in": "query",
+                "required": True,
+                "description": "Topic filter (repeatable)",
+                "schema": {"type": "string"},
+            }
+        ],
         "responses": {
-            "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "200": {
+                "description": "An event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
             "400": _err("Missing or invalid filter"),
             **_CLIENT_AUTH_ERRORS,
             "409": _err("That client id is already streaming"),
         },
     },
     ("GET", "/health"): {
-        "responses": {"200": _json({"type": "object", "properties": {
-            "status": {"const": "ok"}, "node_id": {"type": "string"}, "uptime": {"type": "number"}}})},
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "node_id": {"type": "string"},
+                        "uptime": {"type": "number"},
+                    },
+                }
+            )
+        },
     },
     ("GET", "/ready"): {
         "responses": {
@@ -89,21 +127,47 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/sessions"): {
         "security": [{"bearer": []}],
         "parameters": [
-            {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "Client id prefix"},
+            {
+                "name": "prefix",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Client id prefix",
+            },
             _PROTOCOL,
-            {"name": "connected", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+            {
+                "name": "connected",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+            },
             *_PAGING,
         ],
-        "responses": {"200": _json({"type": "object", "properties": {
-            "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
-            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}}}),
-            "400": _err("Bad query parameter"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "total": {"type": "integer"},
+                        "limit": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "sessions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Session"},
+                        },
+                    },
+                }
+            ),
+            "400": _err("Bad query parameter"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("GET", "/api/v1/sessions/{client_id}"): {
         "security": [{"bearer": []}],
         "parameters": [_CLIENT_ID, _PROTOCOL],
-        "responses": {"200": _json({"$ref": "#/components/schemas/Session"}),
-                      "404": _err("No such session"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Session"}),
+            "404": _err("No such session"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("DELETE", "/api/v1/sessions/{client_id}"): {
         "description": "Disconnect the client (MQTT 5: DISCONNECT 0x98); its session stays as its expiry says.",
@@ -114,31 +178,70 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/subscriptions"): {
         "security": [{"bearer": []}],
         "parameters": [
-            {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "Topic filter prefix"},
+            {
+                "name": "prefix",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Topic filter prefix",
+            },
             {"name": "client_id", "in": "query", "schema": {"type": "string"}},
-            _PROTOCOL, *_PAGING,
+            _PROTOCOL,
+            *_PAGING,
         ],
-        "responses": {"200": _json({"type": "object", "properties": {
-            "total": {"type": "integer"},
-            "subscriptions": {"type": "array", "items": {"type": "object", "properties": {
-                "client_id": {"type": "string"}, "protocol": {"type": "string"},
-                "filter": {"type": "string"}, "qos": {"type": "integer"}}}}}}),
-            "400": _err("Bad query parameter"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "total": {"type": "integer"},
+                        "subscriptions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "client_id": {"type": "string"},
+                                    "protocol": {"type": "string"},
+                                    "filter": {"type": "string"},
+                                    "qos": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                }
+            ),
+            "400": _err("Bad query parameter"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("GET", "/api/v1/queues"): {
         "security": [{"bearer": []}],
-        "responses": {"200": _json({"type": "object", "properties": {
-            "queues": {"type": "array", "items": _QUEUE}}}), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(
+                {"type": "object", "properties": {"queues": {"type": "array", "items": _QUEUE}}}
+            ),
+            **_ADMIN_ERRORS,
+        },
     },
     ("POST", "/api/v1/queues"): {
         "description": "Declare a queue: `name` plus any `[queues.<name>]` keys (docs/queues.md). "
-                       "201 when created; 200 when it exists with the same settings.",
+        "201 when created; 200 when it exists with the same settings.",
         "security": [{"bearer": []}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string"},
-                "type": {"type": "string", "enum": ["classic", "stream", "ephemeral"]}},
-            "additionalProperties": True}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "type": {"type": "string", "enum": ["classic", "stream", "ephemeral"]},
+                        },
+                        "additionalProperties": True,
+                    }
+                }
+            },
+        },
         "responses": {
             "200": _json(_QUEUE, "The queue existed with these settings"),
             "201": _json(_QUEUE, "Created"),
@@ -151,8 +254,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/queues/{name}"): {
         "security": [{"bearer": []}],
         "parameters": [_QUEUE_NAME],
-        "responses": {"200": _json(_QUEUE, "The queue, its groups and its effective config"),
-                      "404": _err("No such queue"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(_QUEUE, "The queue, its groups and its effective config"),
+            "404": _err("No such queue"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("DELETE", "/api/v1/queues/{name}"): {
         "description": "Delete the queue with its messages and groups (its dead-letter queue stays).",
@@ -164,31 +270,67 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "Remove every message, pending ones included; groups and consumers stay.",
         "security": [{"bearer": []}],
         "parameters": [_QUEUE_NAME],
-        "responses": {"200": _json({"type": "object", "properties": {
-            "status": {"const": "ok"}, "queue": {"type": "string"},
-            "purged": {"type": "integer"}}}), "404": _err("No such queue"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "queue": {"type": "string"},
+                        "purged": {"type": "integer"},
+                    },
+                }
+            ),
+            "404": _err("No such queue"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("GET", "/api/v1/queues/{name}/records"): {
         "description": "The queue's retained records as JSON lines (read-only; what `fluxmq queue "
-                       "sql` loads): offset, timestamp, topic, base64 payload, qos, properties.",
+        "sql` loads): offset, timestamp, topic, base64 payload, qos, properties.",
         "security": [{"bearer": []}],
         "parameters": [
             _QUEUE_NAME,
-            {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0},
-             "description": "First offset (default: the first retained one)"},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0},
-             "description": "Most records; 0 or absent: all"},
+            {
+                "name": "from",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "First offset (default: the first retained one)",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "Most records; 0 or absent: all",
+            },
         ],
         "responses": {
-            "200": {"description": "One JSON object a line", "content": {
-                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/QueueRecord"}}}},
-            "400": _err("Bad query parameter"), "404": _err("No such queue"), **_ADMIN_ERRORS},
+            "200": {
+                "description": "One JSON object a line",
+                "content": {
+                    "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/QueueRecord"}}
+                },
+            },
+            "400": _err("Bad query parameter"),
+            "404": _err("No such queue"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("POST", "/api/v1/reload"): {
         "security": [{"bearer": []}],
-        "responses": {"200": _json({"type": "object", "properties": {
-            "status": {"const": "ok"}, "applied": {"type": "array", "items": {"type": "string"}}}}),
-            "503": _err("Reload not available"), **_ADMIN_ERRORS},
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "applied": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            ),
+            "503": _err("Reload not available"),
+            **_ADMIN_ERRORS,
+        },
     },
     ("GET", "/api/v1/openapi.json"): {
         "security": [{}],
@@ -202,54 +344,115 @@ COMPONENTS: dict[str, Any] = {
         "bearer": {"type": "http", "scheme": "bearer"},
     },
     "schemas": {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
         "Ok": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
-        "Ready": {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["ready", "not ready"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
+        "Ready": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            },
+        },
         "PublishRequest": {
-            "type": "object", "required": ["topic"], "additionalProperties": False,
+            "type": "object",
+            "required": ["topic"],
+            "additionalProperties": False,
             "properties": {
                 "topic": {"type": "string", "description": "Topic name (no wildcards)"},
                 "payload": {"type": "string", "contentEncoding": "base64", "default": ""},
                 "qos": {"type": "integer", "minimum": 0, "maximum": 2, "default": 0},
                 "retain": {"type": "boolean", "default": False},
-                "properties": {"type": "object", "additionalProperties": False, "properties": {
-                    "content_type": {"type": "string"},
-                    "correlation_data": {"type": "string", "contentEncoding": "base64"},
-                    "response_topic": {"type": "string"},
-                    "user_properties": {"oneOf": [
-                        {"type": "object", "additionalProperties": {"type": "string"}},
-                        {"type": "array", "items": {"type": "array", "items": {"type": "string"},
-                                                    "minItems": 2, "maxItems": 2}}]},
-                    "message_expiry": {"type": "integer", "minimum": 0, "description": "Seconds"},
-                }},
+                "properties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "content_type": {"type": "string"},
+                        "correlation_data": {"type": "string", "contentEncoding": "base64"},
+                        "response_topic": {"type": "string"},
+                        "user_properties": {
+                            "oneOf": [
+                                {"type": "object", "additionalProperties": {"type": "string"}},
+                                {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "minItems": 2,
+                                        "maxItems": 2,
+                                    },
+                                },
+                            ]
+                        },
+                        "message_expiry": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Seconds",
+                        },
+                    },
+                },
             },
         },
-        "Queue": {"type": "object", "properties": {
-            "name": {"type": "string"}, "type": {"type": "string"},
-            "depth": {"type": "integer"}, "bytes": {"type": "integer"},
-            "first_offset": {"type": "integer"}, "next_offset": {"type": "integer"},
-            "consumers": {"type": "integer"},
-            "groups": {"type": "array", "items": {"type": "object", "properties": {
-                "name": {"type": "string"}, "consumers": {"type": "integer"},
-                "pending": {"type": "integer"}, "lag": {"type": "integer"},
-                "committed": {"type": ["integer", "null"]}, "cursor": {"type": "integer"},
-                "filter": {"type": ["string", "null"]}}}},
-            "topics": {"type": "array", "items": {"type": "string"}},
-            "config": {"type": "object"}}},
-        "QueueRecord": {"type": "object", "properties": {
-            "offset": {"type": "integer"}, "timestamp": {"type": "number"},
-            "topic": {"type": "string"}, "payload": {"type": "string", "contentEncoding": "base64"},
-            "qos": {"type": "integer"}, "properties": {"type": "object"}}},
-        "Session": {"type": "object", "properties": {
-            "client_id": {"type": "string"}, "protocol": {"type": "string"},
-            "connected": {"type": "boolean"}, "username": {"type": ["string", "null"]},
-            "remote": {"type": ["string", "null"]}, "version": {"type": ["string", "null"]},
-            "subscriptions": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "inflight": {"type": "integer"}, "queued": {"type": "integer"},
-            "expiry": {"type": ["integer", "null"]}, "disconnected_at": {"type": ["number", "null"]},
-            "extra": {"type": "object"}}},
+        "Queue": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string"},
+                "depth": {"type": "integer"},
+                "bytes": {"type": "integer"},
+                "first_offset": {"type": "integer"},
+                "next_offset": {"type": "integer"},
+                "consumers": {"type": "integer"},
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "consumers": {"type": "integer"},
+                            "pending": {"type": "integer"},
+                            "lag": {"type": "integer"},
+                            "committed": {"type": ["integer", "null"]},
+                            "cursor": {"type": "integer"},
+                            "filter": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+                "topics": {"type": "array", "items": {"type": "string"}},
+                "config": {"type": "object"},
+            },
+        },
+        "QueueRecord": {
+            "type": "object",
+            "properties": {
+                "offset": {"type": "integer"},
+                "timestamp": {"type": "number"},
+                "topic": {"type": "string"},
+                "payload": {"type": "string", "contentEncoding": "base64"},
+                "qos": {"type": "integer"},
+                "properties": {"type": "object"},
+            },
+        },
+        "Session": {
+            "type": "object",
+            "properties": {
+                "client_id": {"type": "string"},
+                "protocol": {"type": "string"},
+                "connected": {"type": "boolean"},
+                "username": {"type": ["string", "null"]},
+                "remote": {"type": ["string", "null"]},
+                "version": {"type": ["string", "null"]},
+                "subscriptions": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "inflight": {"type": "integer"},
+                "queued": {"type": "integer"},
+                "expiry": {"type": ["integer", "null"]},
+                "disconnected_at": {"type": ["number", "null"]},
+                "extra": {"type": "object"},
+            },
+        },
     },
 }
 
@@ -258,7 +461,9 @@ def document(router: Router) -> dict[str, Any]:
     """The OpenAPI 3.1 document for every route of ``router``."""
     paths: dict[str, dict[str, Any]] = {}
     for route in router.routes:
-        details = OPERATIONS.get((route.method, route.pattern), {"responses": {"200": {"description": "OK"}}})
+        details = OPERATIONS.get(
+            (route.method, route.pattern), {"responses": {"200": {"description": "OK"}}}
+        )
         op: dict[str, Any] = {
             "operationId": f"{route.method.lower()}_{route.pattern.strip('/').replace('/', '_').replace('{', '').replace('}', '').replace('.', '_')}",
             "summary": route.summary or route.pattern,
@@ -272,7 +477,7 @@ def document(router: Router) -> dict[str, Any]:
             "title": "FluxMQ HTTP API",
             "version": __version__,
             "description": "Publish bridge, Server-Sent Events, health and the admin API of FluxMQ. "
-                           "See docs/http.md.",
+            "See docs/http.md.",
         },
         "paths": paths,
         "components": COMPONENTS,

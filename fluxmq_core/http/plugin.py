@@ -25,9 +25,19 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
     service = HTTPService(context, cfg)
     context.extras[_KEY] = service
     context.sessions.register("http", service)
-    spec = ListenerSpec("http.bind", cfg.bind, service.protocol_factory, header=http_header,
-                        max_connections=cfg.max_connections, kind="http")
-    return [ProtocolServer("http", [spec], stop=service.stop, info={"routes": len(service.router.routes)})]
+    spec = ListenerSpec(
+        "http.bind",
+        cfg.bind,
+        service.protocol_factory,
+        header=http_header,
+        max_connections=cfg.max_connections,
+        kind="http",
+    )
+    return [
+        ProtocolServer(
+            "http", [spec], stop=service.stop, info={"routes": len(service.router.routes)}
+        )
+    ]
 
 
 @hookimpl

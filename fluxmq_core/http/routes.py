@@ -59,7 +59,13 @@ class HTTPService:
         self.started = False
         r = self.router
         r.add("POST", "/publish", self.publish, "Publish a message", "bridge")
-        r.add("GET", "/subscribe", self.subscribe, "Stream matching messages (Server-Sent Events)", "bridge")
+        r.add(
+            "GET",
+            "/subscribe",
+            self.subscribe,
+            "Stream matching messages (Server-Sent Events)",
+            "bridge",
+        )
         r.add("GET", "/health", self.health, "Liveness", "health")
         r.add("GET", "/ready", self.ready, "Readiness: storage, listeners and cluster", "health")
         from fluxmq_core.http.admin import add_admin_routes
@@ -67,8 +73,12 @@ class HTTPService:
         add_admin_routes(self)
 
     def protocol_factory(self) -> HTTPProtocol:
-        return HTTPProtocol(self.router, max_body=self.cfg.max_body,
-                            request_timeout=self.cfg.request_timeout, connections=self.connections)
+        return HTTPProtocol(
+            self.router,
+            max_body=self.cfg.max_body,
+            request_timeout=self.cfg.request_timeout,
+            connections=self.connections,
+        )
 
     async def stop(self) -> None:
         """End SSE streams, close connections (an in-flight request still answers)."""
@@ -93,13 +103,21 @@ class HTTPService:
         the username none), or no credentials (anonymous), through the auth hooks.
         401 with a challenge when refused."""
         username, password = credentials(req)
-        result = await self.context.auth.authenticate(AuthRequest(
-            protocol=PROTOCOL, client_id=self.client_id(req), username=username,
-            password=password, remote=req.remote, tls_identity=None,
-        ))
+        result = await self.context.auth.authenticate(
+            AuthRequest(
+                protocol=PROTOCOL,
+                client_id=self.client_id(req),
+                username=username,
+                password=password,
+                remote=req.remote,
+                tls_identity=None,
+            )
+        )
         if not result.ok:
             self.context.stats.auth_failures += 1
-            raise HTTPError(401, f"authentication failed: {result.reason or 'refused'}", _AUTH_CHALLENGE)
+            raise HTTPError(
+                401, f"authentication failed: {result.reason or 'refused'}", _AUTH_CHALLENGE
+            )
         return result
 
     async def allowed(self, req: Request, user: AuthResult, action: str, topic: str) -> None:
@@ -155,8 +173,15 @@ class HTTPService:
         if not isinstance(retain, bool):
             raise HTTPError(400, "'retain' must be true or false")
         now = self.context.clock()
-        message = Message(topic, payload, qos, retain, origin_protocol=PROTOCOL,
-                          origin_client=self.client_id(req), timestamp=now)
+        message = Message(
+            topic,
+            payload,
+            qos,
+            retain,
+            origin_protocol=PROTOCOL,
+            origin_client=self.client_id(req),
+            timestamp=now,
+        )
         props = body.get("properties")
         if props is not None:
             _apply_properties(message, props, now)
@@ -166,11 +191,13 @@ class HTTPService:
 
     async def health(self, req: Request) -> Response:
         ctx = self.context
-        return json_response({
-            "status": "ok",
-            "node_id": ctx.node_id,
-            "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
-        })
+        return json_response(
+            {
+                "status": "ok",
+                "node_id": ctx.node_id,
+                "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
+            }
+        )
 
     async def ready(self, req: Request) -> Response:
         ctx = self.context
@@ -181,8 +208,9 @@ class HTTPService:
             "cluster": bool(getattr(ctx.cluster, "ready", True)),
         }
         ok = all(checks.values())
-        return json_response({"status": "ready" if ok else "not ready", "checks": checks},
-                             200 if ok else 503)
+        return json_response(
+            {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
+        )
 
     # -- GET /subscribe (SSE) ------------------------------------------------------------------
 
@@ -229,11 +257,30 @@ class HTTPService:
 class SSESubscriber:
     """A router subscriber feeding one ``/subscribe`` stream through a bounded queue."""
 
-    __slots__ = ("service", "client_id", "protocol", "username", "remote", "filters",
-                 "queue", "limit", "dropped", "sent", "wake", "ended", "reason")
+    __slots__ = (
+        "service",
+        "client_id",
+        "protocol",
+        "username",
+        "remote",
+        "filters",
+        "queue",
+        "limit",
+        "dropped",
+        "sent",
+        "wake",
+        "ended",
+        "reason",
+    )
 
-    def __init__(self, service: HTTPService, client_id: str, username: str | None,
-                 remote: str, filters: list[str]) -> None:
+    def __init__(
+        self,
+        service: HTTPService,
+        client_id: str,
+        username: str | None,
+        remote: str,
+        filters: list[str],
+    ) -> None:
         self.service = service
         self.client_id = client_id
         self.protocol = PROTOCOL
@@ -266,9 +313,15 @@ class SSESubscriber:
 
     def info(self) -> SessionInfo:
         return SessionInfo(
-            client_id=self.client_id, protocol=PROTOCOL, connected=True, username=self.username,
-            remote=self.remote, version="sse", subscriptions={f: 0 for f in self.filters},
-            queued=len(self.queue), extra={"dropped": self.dropped, "sent": self.sent},
+            client_id=self.client_id,
+            protocol=PROTOCOL,
+            connected=True,
+            username=self.username,
+            remote=self.remote,
+            version="sse",
+            subscriptions={f: 0 for f in self.filters},
+            queued=len(self.queue),
+            extra={"dropped": self.dropped, "sent": self.sent},
         )
 
     async def run(self, writer: StreamWriter) -> None:
@@ -310,9 +363,13 @@ class SSESubscriber:
         while not self.ended and not closed.is_set():
             if not self.queue:
                 self.wake.clear()
-                waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(closed.wait())]
-                done, pending = await asyncio.wait(waiters, timeout=keepalive,
-                                                   return_when=asyncio.FIRST_COMPLETED)
+                waiters = [
+                    asyncio.ensure_future(self.wake.wait()),
+                    asyncio.ensure_future(closed.wait()),
+                ]
+                done, pending = await asyncio.wait(
+                    waiters, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
                 for w in pending:
                     w.cancel()
                 if not done:
@@ -343,7 +400,9 @@ def _sse_event(seq: int, m: Message, retain: bool) -> bytes:
         data["content_type"] = m.content_type
     if m.user_properties:
         data["user_properties"] = [list(p) for p in m.user_properties]
-    return f"id: {seq}\nevent: message\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return (
+        f"id: {seq}\nevent: message\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    )
 
 
 def credentials(req: Request) -> tuple[str | None, bytes | None]:
@@ -382,7 +441,13 @@ def _apply_properties(m: Message, props: Any, now: float) -> None:
     """Optional MQTT 5-style properties of a published message."""
     if not isinstance(props, dict):
         raise HTTPError(400, "'properties' must be an object")
-    known = {"content_type", "correlation_data", "response_topic", "user_properties", "message_expiry"}
+    known = {
+        "content_type",
+        "correlation_data",
+        "response_topic",
+        "user_properties",
+        "message_expiry",
+    }
     unknown = set(props) - known
     if unknown:
         raise HTTPError(400, f"unknown properties: {', '.join(sorted(unknown))}")
@@ -409,12 +474,16 @@ def _apply_properties(m: Message, props: Any, now: float) -> None:
         elif isinstance(up, list) and all(isinstance(p, list) and len(p) == 2 for p in up):
             pairs = [(p[0], p[1]) for p in up]
         else:
-            raise HTTPError(400, "'properties.user_properties' must be an object or a list of [key, value]")
+            raise HTTPError(
+                400, "'properties.user_properties' must be an object or a list of [key, value]"
+            )
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs):
             raise HTTPError(400, "'properties.user_properties' keys and values must be strings")
         m.user_properties = pairs or None
     if "message_expiry" in props:
         exp = props["message_expiry"]
         if not isinstance(exp, int) or isinstance(exp, bool) or exp < 0:
-            raise HTTPError(400, "'properties.message_expiry' must be a whole number of seconds >= 0")
+            raise HTTPError(
+                400, "'properties.message_expiry' must be a whole number of seconds >= 0"
+            )
         m.expires_at = now + exp

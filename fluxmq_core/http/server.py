@@ -48,9 +48,16 @@ log = logging.getLogger("fluxmq.http")
 SERVER_HEADER = b"FluxMQ"
 _METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ")
 _REASONS = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
-    500: "Internal Server Error", 503: "Service Unavailable",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -63,7 +70,7 @@ def http_header(buf: bytes) -> bool | None:
     """
     for method in _METHODS:
         if buf.startswith(method):
-            rest = buf[len(method):]
+            rest = buf[len(method) :]
             return True if (b" " in rest or len(buf) >= 60) else None
         if method.startswith(buf):
             return None
@@ -88,7 +95,9 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else default
 
-    def int_arg(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def int_arg(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self.arg(name)
         if raw is None or raw == "":
             return default
@@ -150,19 +159,28 @@ class StreamResponse:
 class HTTPError(Exception):
     """Raised by handlers: becomes a JSON ``{"error": reason}`` response."""
 
-    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = headers or []
 
 
-def json_response(obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(status, json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n",
-                    headers=headers or [])
+def json_response(
+    obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    return Response(
+        status,
+        json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n",
+        headers=headers or [],
+    )
 
 
-def error_response(status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> Response:
+def error_response(
+    status: int, reason: str, headers: list[tuple[str, str]] | None = None
+) -> Response:
     return json_response({"error": reason}, status, headers)
 
 
@@ -204,7 +222,9 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, summary: str = "", tag: str = "") -> None:
+    def add(
+        self, method: str, pattern: str, handler: Handler, summary: str = "", tag: str = ""
+    ) -> None:
         self.routes.append(Route(method.upper(), pattern, handler, summary, tag))
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -218,16 +238,25 @@ class Router:
                 return route, params
             allowed.append(route.method)
         if allowed:
-            raise HTTPError(405, f"method {method} not allowed on {path}",
-                            [("Allow", ", ".join(sorted(set(allowed))))])
+            raise HTTPError(
+                405,
+                f"method {method} not allowed on {path}",
+                [("Allow", ", ".join(sorted(set(allowed))))],
+            )
         raise HTTPError(404, f"no route for {path}")
 
 
 class HTTPProtocol(asyncio.Protocol):
     """One HTTP connection (see the module docstring)."""
 
-    def __init__(self, router: Router, *, max_body: int, request_timeout: float,
-                 connections: set[HTTPProtocol] | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        max_body: int,
+        request_timeout: float,
+        connections: set[HTTPProtocol] | None = None,
+    ) -> None:
         self.router = router
         self.max_body = max_body
         self.request_timeout = request_timeout
@@ -357,7 +386,9 @@ class HTTPProtocol(asyncio.Protocol):
             except HTTPError as exc:
                 response = error_response(exc.status, exc.reason, exc.headers)
             except Exception:
-                log.exception("HTTP %s %s failed", req.method.decode(), req.target.decode("latin-1"))
+                log.exception(
+                    "HTTP %s %s failed", req.method.decode(), req.target.decode("latin-1")
+                )
                 response = error_response(500, "internal error")
             if isinstance(response, StreamResponse):
                 await self._stream(response)
@@ -441,8 +472,12 @@ class HTTPProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is h11.MUST_CLOSE \
-                or self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
+        if (
+            self.conn.our_state is h11.MUST_CLOSE
+            or self.conn.their_state is h11.MUST_CLOSE
+            or self.conn.our_state is not h11.DONE
+            or self.conn.their_state is not h11.DONE
+        ):
             transport.close()
             return
         try:
@@ -468,14 +503,23 @@ class HTTPProtocol(asyncio.Protocol):
                 (b"server", SERVER_HEADER),
             ]
             try:
-                out = self.conn.send(h11.Response(status_code=status, headers=headers,
-                                                  reason=_REASONS.get(status, "").encode()))
+                out = self.conn.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=headers,
+                        reason=_REASONS.get(status, "").encode(),
+                    )
+                )
                 out += self.conn.send(h11.Data(data=body)) or b""
                 out += self.conn.send(h11.EndOfMessage()) or b""
             except h11.LocalProtocolError:
                 # h11 refuses to answer a request it could not parse: write by hand.
-                out = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n".encode()
-                       + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body)
+                out = (
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n".encode()
+                    + b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+                    + b"\r\n"
+                    + body
+                )
             transport.write(out)
         transport.close()
 

@@ -89,8 +89,9 @@ class Pending:
 class ClassicGroup(Group):
     kind = "classic"
 
-    def __init__(self, manager: QueueManager, queue: Queue, name: str, cursor: int,
-                 committed: int | None) -> None:
+    def __init__(
+        self, manager: QueueManager, queue: Queue, name: str, cursor: int, committed: int | None
+    ) -> None:
         super().__init__(manager, queue, name, cursor, committed)
         self.pel: dict[int, Pending] = {}
         self._ready: deque[int] = deque()  # WAITING entries that are due
@@ -157,7 +158,9 @@ class ClassicGroup(Group):
     # --- state changes (sync; called by the manager) ----------------------------
 
     def _persist(self, p: Pending) -> None:
-        self.queue.log.pel_add(self.queue.name, self.name, p.offset, p.consumer, p.deadline, p.count)
+        self.queue.log.pel_add(
+            self.queue.name, self.name, p.offset, p.consumer, p.deadline, p.count
+        )
 
     def _release(self, p: Pending) -> None:
         if p.consumer not in (WAITING, DEAD):
@@ -330,7 +333,6 @@ class ClassicGroup(Group):
 
     async def dispatch(self) -> None:
         q = self.queue
-        counters = self.manager.counters
         # 1. dead-letter moves (never blocked by consumer credit)
         while self._dead and not self.closed:
             offset = self._dead.popleft()
@@ -429,8 +431,11 @@ class ClassicGroup(Group):
         """Read new records into the priority heap (up to PRIORITY_WINDOW of them)."""
         q = self.queue
         log_, name = q.log, q.name
-        while (not self.closed and self.cursor < log_.next_offset(name)
-               and len(self._in_heap) < PRIORITY_WINDOW):
+        while (
+            not self.closed
+            and self.cursor < log_.next_offset(name)
+            and len(self._in_heap) < PRIORITY_WINDOW
+        ):
             rows = await log_.read(name, self.cursor, READ_BATCH)
             if self.closed:
                 return

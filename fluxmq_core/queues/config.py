@@ -145,8 +145,14 @@ class QueueConfig:
         if self.overflow not in ("reject", "drop-oldest"):
             raise ValueError(f"overflow must be reject or drop-oldest; got {self.overflow!r}")
         for name in (
-            "max_depth", "max_message_size", "message_ttl", "retention_age",
-            "retention_bytes", "retention_messages", "retry_initial", "retry_max",
+            "max_depth",
+            "max_message_size",
+            "message_ttl",
+            "retention_age",
+            "retention_bytes",
+            "retention_messages",
+            "retry_initial",
+            "retry_max",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -186,7 +192,9 @@ class QueueConfig:
 _FIELDS = {f.name for f in dataclasses.fields(QueueConfig)}
 
 
-def queue_config(value: QueueConfig | dict[str, Any] | None, *, where: str = "queue") -> QueueConfig:
+def queue_config(
+    value: QueueConfig | dict[str, Any] | None, *, where: str = "queue"
+) -> QueueConfig:
     """A :class:`QueueConfig` from a dataclass, a dict of ``[queues.<name>]`` keys
     or ``None`` (all defaults); :class:`QueueError` names a bad key."""
     if value is None:
@@ -212,9 +220,13 @@ def resolve(cfg: QueueConfig, defaults: QueueManagerConfig) -> QueueConfig:
     return dataclasses.replace(
         cfg,
         visibility_timeout=(
-            defaults.visibility_timeout if cfg.visibility_timeout is None else cfg.visibility_timeout
+            defaults.visibility_timeout
+            if cfg.visibility_timeout is None
+            else cfg.visibility_timeout
         ),
-        max_deliveries=defaults.max_deliveries if cfg.max_deliveries is None else cfg.max_deliveries,
+        max_deliveries=defaults.max_deliveries
+        if cfg.max_deliveries is None
+        else cfg.max_deliveries,
     )
 
 

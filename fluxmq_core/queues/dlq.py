@@ -72,19 +72,28 @@ def overflow_enabled(q: Queue) -> bool:
     return q.config.dlq_overflow and enabled(q)
 
 
-def dead_copy(manager: QueueManager, q: Queue, message: Message, offset: int | None,
-              group: str, count: int, reason: str) -> Message:
+def dead_copy(
+    manager: QueueManager,
+    q: Queue,
+    message: Message,
+    offset: int | None,
+    group: str,
+    count: int,
+    reason: str,
+) -> Message:
     """The copy of ``message`` that goes to the DLQ (``message`` must be private)."""
     props = dict(message.properties) if message.properties else {}
-    props.update({
-        "_dlq_original_queue": q.name,
-        "_dlq_original_topic": message.topic,
-        "_dlq_original_id": "" if offset is None else f"{q.name}:{offset}",
-        "_dlq_group": group,
-        "_dlq_delivery_count": count,
-        "_dlq_reason": reason,
-        "_dlq_moved_at": manager.clock(),
-    })
+    props.update(
+        {
+            "_dlq_original_queue": q.name,
+            "_dlq_original_topic": message.topic,
+            "_dlq_original_id": "" if offset is None else f"{q.name}:{offset}",
+            "_dlq_group": group,
+            "_dlq_delivery_count": count,
+            "_dlq_reason": reason,
+            "_dlq_moved_at": manager.clock(),
+        }
+    )
     message.properties = props
     message.expires_at = None
     message.encoded = None
@@ -105,8 +114,14 @@ async def move(manager: QueueManager, group: ClassicGroup, p: Pending) -> bool:
     offset = p.offset
     if not enabled(q):
         counters["dropped"] += 1
-        log.info("queue %s group %s: dropped %s:%d (%s; dlq disabled)",
-                 q.name, group.name, q.name, offset, p.reason)
+        log.info(
+            "queue %s group %s: dropped %s:%d (%s; dlq disabled)",
+            q.name,
+            group.name,
+            q.name,
+            offset,
+            p.reason,
+        )
         return group.settle(offset)
     rows = await q.log.read(q.name, offset, 1)
     if group.pel.get(offset) is not p or p.consumer != "$dlq":
@@ -115,8 +130,7 @@ async def move(manager: QueueManager, group: ClassicGroup, p: Pending) -> bool:
         group.settle(offset)  # the record itself is gone (drop-oldest, purge)
         return True
     now = manager.clock()
-    message = dead_copy(manager, q, rows[0][1], offset, group.name, p.count,
-                        p.reason or "rejected")
+    message = dead_copy(manager, q, rows[0][1], offset, group.name, p.count, p.reason or "rejected")
     target = dlq_name(q.name)
     try:
         await _append(manager, q, message)
@@ -125,7 +139,14 @@ async def move(manager: QueueManager, group: ClassicGroup, p: Pending) -> bool:
         retry = manager.defaults.sweep_interval
         log.error(
             "queue %s group %s: dead-lettering %s:%d to %s failed (%s); it stays pending, "
-            "retrying in %.3gs", q.name, group.name, q.name, offset, target, exc, retry,
+            "retrying in %.3gs",
+            q.name,
+            group.name,
+            q.name,
+            offset,
+            target,
+            exc,
+            retry,
         )
         if group.pel.get(offset) is p and p.consumer == "$dlq":
             p.deadline = now + retry
@@ -145,8 +166,9 @@ def refuse(manager: QueueManager, q: Queue, message: Message) -> None:
     def done(fut: asyncio.Future[int]) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             manager.counters["dlq_failures"] += 1
-            log.error("queue %s: dead-lettering a refused message failed: %s", q.name,
-                      fut.exception())
+            log.error(
+                "queue %s: dead-lettering a refused message failed: %s", q.name, fut.exception()
+            )
         else:
             manager.counters["dead_lettered"] += 1
 
@@ -229,13 +251,21 @@ async def move_head(manager: QueueManager, q: Queue) -> None:
                 g.skip_to(done)
         if failure is not None:
             counters["dlq_failures"] += 1
-            log.error("queue %s: dead-lettering the head of the queue to %s failed (%s); "
-                      "the records stay, retrying at the next sweep", name, dlq_name(name),
-                      failure)
+            log.error(
+                "queue %s: dead-lettering the head of the queue to %s failed (%s); "
+                "the records stay, retrying at the next sweep",
+                name,
+                dlq_name(name),
+                failure,
+            )
             return
         if done is None and log_.first_offset(name) == first:
-            log.error("queue %s: dead records %d..%d not readable; retrying at the next "
-                      "sweep", name, first, end)
+            log.error(
+                "queue %s: dead records %d..%d not readable; retrying at the next sweep",
+                name,
+                first,
+                end,
+            )
             return
 
 

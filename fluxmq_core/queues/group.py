@@ -37,8 +37,9 @@ class Group:
 
     kind = ""
 
-    def __init__(self, manager: QueueManager, queue: Queue, name: str, cursor: int,
-                 committed: int | None) -> None:
+    def __init__(
+        self, manager: QueueManager, queue: Queue, name: str, cursor: int, committed: int | None
+    ) -> None:
         self.manager = manager
         self.queue = queue
         self.name = name
@@ -57,8 +58,9 @@ class Group:
 
     # --- membership -------------------------------------------------------------
 
-    def add_consumer(self, subscriber: Subscriber, filter: str | None, credit: int,
-                     auto_commit: bool) -> Consumer:
+    def add_consumer(
+        self, subscriber: Subscriber, filter: str | None, credit: int, auto_commit: bool
+    ) -> Consumer:
         if filter in ("", "#"):
             filter = None
         if filter is not None:
@@ -191,5 +193,7 @@ class Group:
             self.manager.counters["deliver_failures"] += 1
             log.exception(
                 "queue %s group %s: deliver to %s failed (the message stays unsettled)",
-                self.queue.name, self.name, consumer.id,
+                self.queue.name,
+                self.name,
+                consumer.id,
             )

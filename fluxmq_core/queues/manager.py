@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-from collections import deque
 
 from fluxmq_core.queues import dlq, ephemeral, retention
 from fluxmq_core.queues.capture import CaptureSubscriber
@@ -51,9 +50,23 @@ log = logging.getLogger("fluxmq.queues")
 
 #: Every counter ``stats()`` reports (all start at 0).
 COUNTERS = (
-    "appended", "delivered", "redelivered", "acked", "nacked", "rejected", "committed",
-    "dead_lettered", "dlq_failures", "expired", "dropped", "truncated", "timeouts",
-    "capture_failures", "deliver_failures", "ephemeral_expired", "sync_failures",
+    "appended",
+    "delivered",
+    "redelivered",
+    "acked",
+    "nacked",
+    "rejected",
+    "committed",
+    "dead_lettered",
+    "dlq_failures",
+    "expired",
+    "dropped",
+    "truncated",
+    "timeouts",
+    "capture_failures",
+    "deliver_failures",
+    "ephemeral_expired",
+    "sync_failures",
 )
 
 DEFAULT_CREDIT = 100
@@ -62,11 +75,24 @@ DEFAULT_CREDIT = 100
 class Queue:
     """One queue: its effective config, its log, its groups and capture."""
 
-    __slots__ = ("capture", "config", "dead_reasons", "dead_until", "declared", "deleted", "groups",
-                 "last_activity", "log", "may_expire", "mover", "name")
+    __slots__ = (
+        "capture",
+        "config",
+        "dead_reasons",
+        "dead_until",
+        "declared",
+        "deleted",
+        "groups",
+        "last_activity",
+        "log",
+        "may_expire",
+        "mover",
+        "name",
+    )
 
-    def __init__(self, name: str, declared: QueueConfig, config: QueueConfig, log_: QueueLog,
-                 now: float) -> None:
+    def __init__(
+        self, name: str, declared: QueueConfig, config: QueueConfig, log_: QueueLog, now: float
+    ) -> None:
         self.name = name
         self.declared = declared  # as given (unset keys follow [queue_manager])
         self.config = config  # with the defaults filled in
@@ -120,7 +146,9 @@ class QueueManager:
         config = getattr(context, "config", None)
         has = getattr(config, "has", None)
         self.defaults: QueueManagerConfig = (
-            config.queue_manager if has is not None and has("queue_manager") else QueueManagerConfig()
+            config.queue_manager
+            if has is not None and has("queue_manager")
+            else QueueManagerConfig()
         )
         self._configured: dict[str, QueueConfig] = (
             dict(config.queues) if has is not None and has("queues") else {}
@@ -225,8 +253,9 @@ class QueueManager:
             q.capture = CaptureSubscriber(self, q.name, q.config.topics)
             q.capture.attach()
 
-    def declare(self, name: str, config: QueueConfig | dict[str, Any] | None = None, *,
-                update: bool = False) -> Queue:
+    def declare(
+        self, name: str, config: QueueConfig | dict[str, Any] | None = None, *, update: bool = False
+    ) -> Queue:
         """Create queue ``name``, or return it when it exists with the same settings.
 
         ``config`` is a :class:`QueueConfig` or a dict of ``[queues.<name>]`` keys.
@@ -355,7 +384,9 @@ class QueueManager:
         out = dict(self.counters)
         out["queues"] = len(self._queues)
         out["consumers"] = sum(q.consumer_count() for q in self._queues.values())
-        out["pending"] = sum(g.pending_count() for q in self._queues.values() for g in q.groups.values())
+        out["pending"] = sum(
+            g.pending_count() for q in self._queues.values() for g in q.groups.values()
+        )
         return out
 
     # --- append -------------------------------------------------------------------------
@@ -558,8 +589,15 @@ class QueueManager:
             self.counters["acked"] += 1
         return ok
 
-    def nack(self, queue: str, group: str, offset: int | None = None, *, requeue: bool = True,
-             delay: float | None = None) -> bool:
+    def nack(
+        self,
+        queue: str,
+        group: str,
+        offset: int | None = None,
+        *,
+        requeue: bool = True,
+        delay: float | None = None,
+    ) -> bool:
         """Give a delivery back. Classic: redelivered after ``delay`` seconds (None:
         the queue's retry backoff for its delivery count), dead-lettered when
         ``requeue`` is false or ``max_deliveries`` is used up. Stream: frees credit."""
@@ -588,7 +626,9 @@ class QueueManager:
         (it resumes at ``offset + 1``)."""
         q, g, offset = self._target(queue, group, offset)
         if not isinstance(g, StreamGroup):
-            raise QueueError(f"queue {q.name!r} is a {q.type} queue: commit is for streams; use ack")
+            raise QueueError(
+                f"queue {q.name!r} is a {q.type} queue: commit is for streams; use ack"
+            )
         g.commit(offset)
         self.counters["committed"] += 1
         return True

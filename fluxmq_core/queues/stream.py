@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 class StreamGroup(Group):
     kind = "stream"
 
-    def __init__(self, manager: QueueManager, queue: Queue, name: str, cursor: int,
-                 committed: int | None) -> None:
+    def __init__(
+        self, manager: QueueManager, queue: Queue, name: str, cursor: int, committed: int | None
+    ) -> None:
         super().__init__(manager, queue, name, cursor, committed)
         self._seek: tuple[str, float | int | None] | None = None
         self._last_auto_commit = manager.clock()
@@ -50,13 +51,17 @@ class StreamGroup(Group):
         """Position the group (applied by the dispatcher: a timestamp needs a read)."""
         q = self.queue
         if kind == "resume":
-            kind, value = ("offset", self.committed) if self.committed is not None else ("last", None)
+            kind, value = (
+                ("offset", self.committed) if self.committed is not None else ("last", None)
+            )
         if kind == "first":
             self.cursor = q.log.first_offset(q.name)
         elif kind == "last":
             self.cursor = q.log.next_offset(q.name)
         elif kind == "offset":
-            self.cursor = max(q.log.first_offset(q.name), min(int(value or 0), q.log.next_offset(q.name)))
+            self.cursor = max(
+                q.log.first_offset(q.name), min(int(value or 0), q.log.next_offset(q.name))
+            )
         else:
             self._seek = (kind, value)
         self.wake()
@@ -144,7 +149,9 @@ class StreamGroup(Group):
                 if not c.auto_commit:
                     c.inflight.add(offset)
                 delivered = True
-                self._deliver_to(c, decorate(message, name, self.name, offset, 1, stream=True), message.qos)
+                self._deliver_to(
+                    c, decorate(message, name, self.name, offset, 1, stream=True), message.qos
+                )
             if stop:
                 break
             await asyncio.sleep(0)

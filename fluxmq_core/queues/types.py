@@ -97,8 +97,11 @@ class Consumer:
         return self._group.idle
 
     def has_credit(self) -> bool:
-        return (self.active and not self.paused
-                and (self.credit <= 0 or len(self.inflight) < self.credit))
+        return (
+            self.active
+            and not self.paused
+            and (self.credit <= 0 or len(self.inflight) < self.credit)
+        )
 
     def set_credit(self, credit: int) -> None:
         """Change the window; more room wakes the group's dispatcher."""
@@ -116,8 +119,10 @@ class Consumer:
             self._group.wake()
 
     def __repr__(self) -> str:
-        return (f"Consumer({self.queue!r}, group={self.group!r}, id={self.id!r}, "
-                f"inflight={len(self.inflight)}{', paused' if self.paused else ''})")
+        return (
+            f"Consumer({self.queue!r}, group={self.group!r}, id={self.id!r}, "
+            f"inflight={len(self.inflight)}{', paused' if self.paused else ''})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +207,7 @@ def routing_key(queue: str, topic: str) -> str:
     ``$queue/<queue>/`` for queue publishes, the whole topic for captured ones."""
     prefix = f"{QUEUE_TOPIC_PREFIX}{queue}"
     if topic.startswith(prefix):
-        rest = topic[len(prefix):]
+        rest = topic[len(prefix) :]
         if not rest:
             return ""
         if rest[0] == "/":

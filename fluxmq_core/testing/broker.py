@@ -33,7 +33,9 @@ T = TypeVar("T")
 LOOPBACK_EPHEMERAL = "127.0.0.1:0"
 
 
-def ephemeral_overrides(schema: Mapping[str, type], keep_disabled: bool = True) -> dict[str, dict[str, Any]]:
+def ephemeral_overrides(
+    schema: Mapping[str, type], keep_disabled: bool = True
+) -> dict[str, dict[str, Any]]:
     """Rebind every enabled listener to ``127.0.0.1:0``.
 
     A listener whose default is empty (disabled, e.g. TLS without a certificate)
@@ -48,7 +50,9 @@ def ephemeral_overrides(schema: Mapping[str, type], keep_disabled: bool = True) 
     return out
 
 
-def _merge(a: dict[str, dict[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def _merge(
+    a: dict[str, dict[str, Any]], b: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
     out = {k: dict(v) for k, v in a.items()}
     for sec, values in b.items():
         out.setdefault(sec, {}).update(values)
@@ -177,7 +181,9 @@ class BrokerThread:
         try:
             return self.context.bound[listener]
         except KeyError:
-            raise KeyError(f"listener {listener!r} is not bound; bound: {sorted(self.context.bound)}") from None
+            raise KeyError(
+                f"listener {listener!r} is not bound; bound: {sorted(self.context.bound)}"
+            ) from None
 
     def port(self, listener: str = "mqtt.tcp") -> int:
         return self.address(listener)[1]
@@ -205,9 +211,15 @@ class BrokerProcess:
     start the bound ports are pinned, so a restart keeps the addresses clients know.
     """
 
-    def __init__(self, args: list[str] | None = None, *, env: Mapping[str, str] | None = None,
-                 data_dir: str | None = None, config_text: str | None = None,
-                 ephemeral: bool = True) -> None:
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        data_dir: str | None = None,
+        config_text: str | None = None,
+        ephemeral: bool = True,
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="fluxmq-proc-")
         self.dir = Path(self._tmp.name)
         self.data_dir = data_dir or str(self.dir / "data")
@@ -241,8 +253,17 @@ class BrokerProcess:
     def start(self, timeout: float = 20.0) -> dict[str, tuple[str, int]]:
         if self.ready_file.exists():
             self.ready_file.unlink()
-        cmd = [sys.executable, "-m", "fluxmq_core.cli", "run", "--data-dir", self.data_dir,
-               "--ready-file", str(self.ready_file), *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fluxmq_core.cli",
+            "run",
+            "--data-dir",
+            self.data_dir,
+            "--ready-file",
+            str(self.ready_file),
+            *self.args,
+        ]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

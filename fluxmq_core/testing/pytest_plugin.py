@@ -21,7 +21,7 @@ import pytest
 # Plain asserts in the shared driver conformance suite get pytest's rich messages.
 pytest.register_assert_rewrite("fluxmq_core.testing.conformance")
 
-from fluxmq_core.testing.broker import BrokerProcess, BrokerThread
+from fluxmq_core.testing.broker import BrokerProcess, BrokerThread  # noqa: E402 (after the rewrite hook)
 
 
 @pytest.fixture

@@ -69,7 +69,9 @@ async def queue_manager(
         env={},
         overrides={"queue_manager": settings, "queues": queues or {}},
     )
-    context = SimpleNamespace(config=config, clock=clock, router=Router(clock=clock), queue_log=qlog)
+    context = SimpleNamespace(
+        config=config, clock=clock, router=Router(clock=clock), queue_log=qlog
+    )
     mgr = QueueManager(context)
     await mgr.start()
     try:

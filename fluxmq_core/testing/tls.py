@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def make_test_certs(directory: str | Path, clients: Iterable[tuple[str, str]] = (("client", "client-1"),)) -> dict[str, str]:
+def make_test_certs(
+    directory: str | Path, clients: Iterable[tuple[str, str]] = (("client", "client-1"),)
+) -> dict[str, str]:
     """Write ``ca.pem``/``ca.key``, ``server.pem``/``server.key`` and, for each
     ``(name, common_name)`` in ``clients``, ``<name>.pem``/``<name>.key`` into
     ``directory``; return ``{file name: path}``."""
@@ -23,12 +25,49 @@ def make_test_certs(directory: str | Path, clients: Iterable[tuple[str, str]] = 
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d, timeout=60)
 
     (d / "san.ext").write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=fluxmq-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fluxmq-test-ca",
+    )
     for name, cn in (("server", "localhost"), *clients):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-            f"{name}.csr", "-subj", f"/CN={cn}")
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+        )
         extra = ["-extfile", "san.ext"] if name == "server" else []
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *extra)
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            *extra,
+        )
     return {p.name: str(p) for p in d.iterdir()}

@@ -20,6 +20,7 @@ __all__ = [
     "ProtocolServer",
     "WebSocketTransport",
     "make_server_ssl_context",
+    "tune_transport",
     "peer_identity",
     "peer_name",
     "websocket_factory",

@@ -75,7 +75,9 @@ class ListenerSecurity:
     def check_listener_security(self, section: str) -> None:
         """Raise ValueError naming ``<section>.<key>`` for a bad value."""
         if self.max_connections < 0:
-            raise ValueError(f"{section}.max_connections must be >= 0; got {self.max_connections!r}")
+            raise ValueError(
+                f"{section}.max_connections must be >= 0; got {self.max_connections!r}"
+            )
         if self.tls_require_client_cert and not self.tls_ca:
             raise ValueError(
                 f"{section}.tls_require_client_cert needs tls_ca; got {self.tls_require_client_cert!r}"
@@ -102,7 +104,9 @@ def make_server_ssl_context(
     try:
         ctx.load_cert_chain(certfile, keyfile or None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS certificate/key {certfile!r}/{keyfile!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot load TLS certificate/key {certfile!r}/{keyfile!r}: {exc}"
+        ) from exc
     if cafile:
         try:
             ctx.load_verify_locations(cafile)

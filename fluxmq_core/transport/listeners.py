@@ -41,7 +41,9 @@ class _Counter:
 class SniffingProtocol(asyncio.Protocol):
     """Reads the first bytes and hands the connection to the protocol they match."""
 
-    def __init__(self, specs: list[ListenerSpec], stats: Any, counters: dict[str, _Counter]) -> None:
+    def __init__(
+        self, specs: list[ListenerSpec], stats: Any, counters: dict[str, _Counter]
+    ) -> None:
         self._specs = specs
         self._stats = stats
         self._counters = counters
@@ -145,7 +147,10 @@ class ListenerSet:
             if not spec.address:
                 continue
             _host, port = parse_address(spec.address, where=spec.name)
-            key: tuple[str, bool] | tuple[str, bool, str] = (spec.address.strip(), spec.ssl is not None)
+            key: tuple[str, bool] | tuple[str, bool, str] = (
+                spec.address.strip(),
+                spec.ssl is not None,
+            )
             if port == 0 and spec.header is None:
                 # "Any free port" and no way to tell it apart: a port of its own.
                 key = (*key, spec.name)
@@ -180,7 +185,13 @@ class ListenerSet:
             sock = server.sockets[0].getsockname()
             for spec in group:
                 self.bound[spec.name] = (sock[0], sock[1])
-                log.info("%s listening on %s:%s%s", spec.name, sock[0], sock[1], " (TLS)" if spec.ssl else "")
+                log.info(
+                    "%s listening on %s:%s%s",
+                    spec.name,
+                    sock[0],
+                    sock[1],
+                    " (TLS)" if spec.ssl else "",
+                )
 
     def _single_factory(self, spec: ListenerSpec, counter: _Counter) -> Any:
         stats = self._stats

@@ -138,13 +138,17 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # No __slots__: the core's listener counter wraps connection_made/lost.
 
-    def __init__(self, inner_factory: Callable[[], asyncio.Protocol], options: WebSocketOptions) -> None:
+    def __init__(
+        self, inner_factory: Callable[[], asyncio.Protocol], options: WebSocketOptions
+    ) -> None:
         self._inner_factory = inner_factory
         self.options = options
         self.raw: asyncio.Transport | None = None
         self.inner: asyncio.Protocol | None = None
         self.transport: WebSocketTransport | None = None
-        self._h11: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=16 * 1024
+        )
         self._ws: Connection | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._message_size = 0
@@ -266,7 +270,9 @@ class WebSocketProtocol(asyncio.Protocol):
             raise _Rejected(400, "missing 'Connection: Upgrade' / 'Upgrade: websocket' headers")
         version = tokens(b"sec-websocket-version")
         if version != ["13"]:
-            raise _Rejected(426, "unsupported websocket version", [(b"sec-websocket-version", b"13")])
+            raise _Rejected(
+                426, "unsupported websocket version", [(b"sec-websocket-version", b"13")]
+            )
         key_values = headers.get(b"sec-websocket-key", [])
         key = key_values[0].strip() if len(key_values) == 1 else b""
         try:
@@ -277,10 +283,18 @@ class WebSocketProtocol(asyncio.Protocol):
         origin_values = headers.get(b"origin")
         if origin_values:
             self.origin = origin_values[0].decode("latin-1").strip()
-            if opts.origins and self.origin.rstrip("/") not in opts.origins and "*" not in opts.origins:
+            if (
+                opts.origins
+                and self.origin.rstrip("/") not in opts.origins
+                and "*" not in opts.origins
+            ):
                 raise _Rejected(403, f"origin {self.origin!r} not allowed")
-        offered = [t.strip() for v in headers.get(b"sec-websocket-protocol", [])
-                   for t in v.decode("latin-1").split(",") if t.strip()]
+        offered = [
+            t.strip()
+            for v in headers.get(b"sec-websocket-protocol", [])
+            for t in v.decode("latin-1").split(",")
+            if t.strip()
+        ]
         subprotocol = None
         if offered:
             for candidate in offered:

@@ -44,8 +44,9 @@ def _ssl_context() -> ssl.SSLContext:
     return _SSL
 
 
-async def post(url: str, body: bytes, headers: dict[str, str], timeout: float,
-               response_limit: int) -> HTTPResult:
+async def post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, response_limit: int
+) -> HTTPResult:
     """POST ``body`` (JSON) to ``url``; raises :class:`WebhookClientError`."""
     try:
         async with asyncio.timeout(timeout):
@@ -75,8 +76,11 @@ async def _post(url: str, body: bytes, headers: dict[str, str], response_limit: 
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        hdrs += [(k.encode(), v.encode()) for k, v in headers.items()
-                 if k.lower() not in ("host", "content-length", "connection")]
+        hdrs += [
+            (k.encode(), v.encode())
+            for k, v in headers.items()
+            if k.lower() not in ("host", "content-length", "connection")
+        ]
         out = conn.send(h11.Request(method=b"POST", target=target.encode(), headers=hdrs))
         out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
         writer.write(out)
@@ -97,7 +101,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str], response_limit: 
             elif isinstance(event, h11.Data):
                 room = response_limit - len(got)
                 if len(event.data) > room:
-                    got += event.data[:max(0, room)]
+                    got += event.data[: max(0, room)]
                     truncated = True
                     break  # stop reading: the rest is discarded with the connection
                 got += event.data

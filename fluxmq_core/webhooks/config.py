@@ -59,13 +59,16 @@ class EndpointConfig:
 class WebhooksConfig:
     """[webhooks]: event notifications POSTed to HTTP endpoints, off the publish path."""
 
-    queue_size: int = setting(10000, "Events waiting for delivery; past it the drop policy applies.")
+    queue_size: int = setting(
+        10000, "Events waiting for delivery; past it the drop policy applies."
+    )
     drop_policy: Literal["oldest", "newest"] = setting(
         "oldest", "When the queue is full: drop the oldest waiting event or the new one."
     )
     workers: int = setting(5, "Events delivered at the same time.")
     shutdown_timeout: float = setting(
-        30.0, "Seconds to keep delivering queued events at shutdown (within [server] shutdown_timeout)."
+        30.0,
+        "Seconds to keep delivering queued events at shutdown (within [server] shutdown_timeout).",
     )
     response_limit: int = setting(
         65536, "Bytes of an endpoint's response body read at most; the rest is discarded."
@@ -95,7 +98,10 @@ class WebhooksConfig:
             (self.response_limit >= 0, "response_limit must be >= 0"),
             (self.max_attempts >= 1, "max_attempts must be >= 1"),
             (self.initial_interval >= 0, "initial_interval must be >= 0"),
-            (self.max_interval >= self.initial_interval, "max_interval must be >= initial_interval"),
+            (
+                self.max_interval >= self.initial_interval,
+                "max_interval must be >= initial_interval",
+            ),
             (self.multiplier >= 1, "multiplier must be >= 1"),
             (0 <= self.jitter <= 1, "jitter must be between 0 and 1"),
             (self.failure_threshold >= 1, "failure_threshold must be >= 1"),

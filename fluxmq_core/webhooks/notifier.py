@@ -56,7 +56,9 @@ class Breaker:
 
     __slots__ = ("threshold", "reset_timeout", "failures", "state", "opened_at", "clock", "trial")
 
-    def __init__(self, threshold: int, reset_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, threshold: int, reset_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.threshold = threshold
         self.reset_timeout = reset_timeout
         self.clock = clock
@@ -112,15 +114,21 @@ class Endpoint:
         return any(topic_matches(f, topic) for f in filters)
 
     def stats(self) -> dict[str, Any]:
-        return {"url": self.url, "sent": self.sent, "failed": self.failed,
-                "rejected": self.rejected, "breaker": self.breaker.state}
+        return {
+            "url": self.url,
+            "sent": self.sent,
+            "failed": self.failed,
+            "rejected": self.rejected,
+            "breaker": self.breaker.state,
+        }
 
 
 class Notifier:
     """The webhook sink and its workers (see the module docstring)."""
 
-    def __init__(self, cfg: WebhooksConfig, broker_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, cfg: WebhooksConfig, broker_id: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.cfg = cfg
         self.broker_id = broker_id
         self.clock = clock
@@ -159,8 +167,10 @@ class Notifier:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._workers = [loop.create_task(self._worker(), name=f"webhook-worker-{i}")
-                         for i in range(self.cfg.workers)]
+        self._workers = [
+            loop.create_task(self._worker(), name=f"webhook-worker-{i}")
+            for i in range(self.cfg.workers)
+        ]
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking events, deliver what is queued for up to ``timeout`` seconds
@@ -174,15 +184,21 @@ class Notifier:
                     self._idle.clear()
                     await self._idle.wait()
         except TimeoutError:
-            log.warning("webhooks: %d event(s) not delivered at shutdown", len(self.queue) + self._busy)
+            log.warning(
+                "webhooks: %d event(s) not delivered at shutdown", len(self.queue) + self._busy
+            )
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": len(self.queue), "enqueued": self.enqueued, "dropped": self.dropped,
-                "endpoints": [e.stats() for e in self.endpoints]}
+        return {
+            "queued": len(self.queue),
+            "enqueued": self.enqueued,
+            "dropped": self.dropped,
+            "endpoints": [e.stats() for e in self.endpoints],
+        }
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -223,7 +239,9 @@ class Notifier:
                     "broker_id": self.broker_id,
                     "data": body,
                 }
-                jobs.append(self._deliver(endpoint, json.dumps(envelope, separators=(",", ":")).encode()))
+                jobs.append(
+                    self._deliver(endpoint, json.dumps(envelope, separators=(",", ":")).encode())
+                )
         if jobs:
             await asyncio.gather(*jobs)
 
@@ -237,8 +255,13 @@ class Notifier:
                 endpoint.rejected += 1
                 return
             try:
-                result = await post(endpoint.url, body, endpoint.cfg.headers, endpoint.cfg.timeout,
-                                    cfg.response_limit)
+                result = await post(
+                    endpoint.url,
+                    body,
+                    endpoint.cfg.headers,
+                    endpoint.cfg.timeout,
+                    cfg.response_limit,
+                )
                 ok = 200 <= result.status < 300
                 reason = f"HTTP {result.status}"
             except WebhookClientError as exc:
@@ -299,8 +322,19 @@ def _events(hook: str, f: dict[str, Any]) -> list[tuple[str, dict[str, Any], str
         data["origin_protocol"] = m.origin_protocol
         return [("message.delivered", data, m.topic, m)]
     if hook == "fluxmq_client_connected":
-        return [("client.connected", {"client_id": f["client_id"], "protocol": f["protocol"],
-                                      "username": f["username"], "remote": f["remote"]}, None, None)]
+        return [
+            (
+                "client.connected",
+                {
+                    "client_id": f["client_id"],
+                    "protocol": f["protocol"],
+                    "username": f["username"],
+                    "remote": f["remote"],
+                },
+                None,
+                None,
+            )
+        ]
     if hook == "fluxmq_client_disconnected":
         data = {"client_id": f["client_id"], "protocol": f["protocol"], "reason": f["reason"]}
         out = [("client.disconnected", data, None, None)]
@@ -310,16 +344,48 @@ def _events(hook: str, f: dict[str, Any]) -> list[tuple[str, dict[str, Any], str
         return out
     if hook == "fluxmq_client_subscribed":
         options = f["options"]
-        return [("subscription.created", {"client_id": f["client_id"], "protocol": f["protocol"],
-                                          "topic_filter": f["topic_filter"],
-                                          "qos": getattr(options, "qos", 0)}, None, None)]
+        return [
+            (
+                "subscription.created",
+                {
+                    "client_id": f["client_id"],
+                    "protocol": f["protocol"],
+                    "topic_filter": f["topic_filter"],
+                    "qos": getattr(options, "qos", 0),
+                },
+                None,
+                None,
+            )
+        ]
     if hook == "fluxmq_client_unsubscribed":
-        return [("subscription.removed", {"client_id": f["client_id"], "protocol": f["protocol"],
-                                          "topic_filter": f["topic_filter"]}, None, None)]
+        return [
+            (
+                "subscription.removed",
+                {
+                    "client_id": f["client_id"],
+                    "protocol": f["protocol"],
+                    "topic_filter": f["topic_filter"],
+                },
+                None,
+                None,
+            )
+        ]
     if hook == "auth_failure":
-        return [("auth.failure", {k: f[k] for k in ("client_id", "protocol", "username", "remote", "reason")},
-                 None, None)]
+        return [
+            (
+                "auth.failure",
+                {k: f[k] for k in ("client_id", "protocol", "username", "remote", "reason")},
+                None,
+                None,
+            )
+        ]
     if hook == "authz_denied":
-        return [("authz.denied", {k: f[k] for k in ("client_id", "username", "action", "topic")},
-                 None, None)]
+        return [
+            (
+                "authz.denied",
+                {k: f[k] for k in ("client_id", "username", "action", "topic")},
+                None,
+                None,
+            )
+        ]
     return []

@@ -35,5 +35,7 @@ async def fluxmq_shutdown(context: Any) -> None:
         return
     context.events.remove_sink(notifier)
     # Leave half of the broker's own shutdown budget to the steps after this one.
-    budget = min(context.config.webhooks.shutdown_timeout, context.config.server.shutdown_timeout / 2)
+    budget = min(
+        context.config.webhooks.shutdown_timeout, context.config.server.shutdown_timeout / 2
+    )
     await notifier.stop(budget)

@@ -15,13 +15,19 @@ import pytest
 from fluxmq_core.testing import BrokerProcess
 
 
-def fluxmq(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def fluxmq(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXMQ_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "fluxmq_core.cli", *args], capture_output=True, text=True,
-        cwd=cwd, env=full_env, input=stdin, timeout=60,
+        [sys.executable, "-m", "fluxmq_core.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        input=stdin,
+        timeout=60,
     )
 
 
@@ -48,19 +54,19 @@ def test_plugins_text_output() -> None:
 
 def test_config_validate_ok_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
-    good.write_text("[log]\nlevel = \"debug\"\n")
+    good.write_text('[log]\nlevel = "debug"\n')
     out = fluxmq("config", "validate", "--config", str(good))
     assert out.returncode == 0 and "OK" in out.stdout
 
     bad = tmp_path / "bad.toml"
-    bad.write_text("[server]\nshutdown_timeout = \"soon\"\n")
+    bad.write_text('[server]\nshutdown_timeout = "soon"\n')
     out = fluxmq("config", "validate", "--config", str(bad))
     assert out.returncode == 2
     assert "server.shutdown_timeout" in out.stderr and "bad.toml" in out.stderr
     assert "expected float" in out.stderr
 
     unknown = tmp_path / "unknown.toml"
-    unknown.write_text("[log]\nlevle = \"debug\"\n")
+    unknown.write_text('[log]\nlevle = "debug"\n')
     out = fluxmq("config", "validate", "--config", str(unknown))
     assert out.returncode == 2 and "log.levle" in out.stderr
 

@@ -53,15 +53,23 @@ def test_file_values_are_typed(tmp_path: Path) -> None:
     p = write(tmp_path, '[thing]\nport = 5\nratio = 2\ntags = ["a", "b"]\nmode = "b"\nlimit = 3\n')
     cfg = load_config(SCHEMA, p, env={})
     assert (cfg.thing.port, cfg.thing.ratio, cfg.thing.tags, cfg.thing.mode, cfg.thing.limit) == (
-        5, 2.0, ["a", "b"], "b", 3,
+        5,
+        2.0,
+        ["a", "b"],
+        "b",
+        3,
     )
     assert isinstance(cfg.thing.ratio, float)
 
 
 def test_env_overrides_file_and_cli_overrides_env(tmp_path: Path) -> None:
     p = write(tmp_path, "[thing]\nport = 5\n")
-    env = {"FLUXMQ_THING__PORT": "6", "FLUXMQ_THING__ON": "yes", "FLUXMQ_THING__TAGS": "x, y",
-           "OTHER": "1"}
+    env = {
+        "FLUXMQ_THING__PORT": "6",
+        "FLUXMQ_THING__ON": "yes",
+        "FLUXMQ_THING__TAGS": "x, y",
+        "OTHER": "1",
+    }
     cfg = load_config(SCHEMA, p, env=env)
     assert cfg.thing.port == 6 and cfg.thing.on is True and cfg.thing.tags == ["x", "y"]
     cfg = load_config(SCHEMA, p, env=env, overrides={"thing": {"port": 7}})
@@ -136,7 +144,11 @@ def test_listeners_and_rendering(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("127.0.0.1:1883", ("127.0.0.1", 1883)), (":1883", ("0.0.0.0", 1883)), ("[::1]:5", ("::1", 5))],
+    [
+        ("127.0.0.1:1883", ("127.0.0.1", 1883)),
+        (":1883", ("0.0.0.0", 1883)),
+        ("[::1]:5", ("::1", 5)),
+    ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
@@ -170,7 +182,9 @@ def test_map_section_builds_one_dataclass_per_table(tmp_path: Path) -> None:
 
 
 def test_map_section_errors_name_the_table(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'tables\.one\.sise' \(known keys of \[tables\.one\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'tables\.one\.sise' \(known keys of \[tables\.one\]"
+    ):
         load_config(MAP_SCHEMA, write(tmp_path, "[tables.one]\nsise = 5\n"), env={})
     with pytest.raises(ConfigError, match=r"tables\.one\.size: expected int"):
         load_config(MAP_SCHEMA, write(tmp_path, '[tables.one]\nsize = "5"\n'), env={})

@@ -33,7 +33,9 @@ REGENERATE = (
 
 def _reference_block() -> str:
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    assert text.count(BEGIN) == 1 and text.count(END) == 1, f"docs/configuration.md needs one {BEGIN} and one {END}"
+    assert text.count(BEGIN) == 1 and text.count(END) == 1, (
+        f"docs/configuration.md needs one {BEGIN} and one {END}"
+    )
     return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
@@ -55,7 +57,9 @@ def test_config_reference_lists_every_key_of_every_installed_plugin() -> None:
     missing = sorted(expected - documented)
     assert not missing, f"keys missing from docs/configuration.md: {missing}. {REGENERATE}"
     unknown = sorted(documented - expected)
-    assert not unknown, f"docs/configuration.md documents keys that no installed plugin declares: {unknown}. {REGENERATE}"
+    assert not unknown, (
+        f"docs/configuration.md documents keys that no installed plugin declares: {unknown}. {REGENERATE}"
+    )
 
 
 def test_config_reference_block_equals_the_command_output() -> None:

@@ -32,10 +32,30 @@ def installed_example(tmp_path_factory: Any) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("site")
     uv = shutil.which("uv")
     if uv:
-        cmd = [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(EXAMPLE),
-               "--python", sys.executable]
+        cmd = [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+            "--python",
+            sys.executable,
+        ]
     else:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(EXAMPLE)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
@@ -51,14 +71,23 @@ def installed_example(tmp_path_factory: Any) -> Iterator[Path]:
 def test_fluxmq_plugins_lists_the_installed_example(installed_example: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(installed_example), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-m", "fluxmq_core.cli", "plugins", "--json"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxmq_core.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     plugins = {p["name"]: p for p in json.loads(out.stdout)["plugins"]}
     example = plugins["example"]
     assert example["distribution"] == "fluxmq-example-plugin"
     assert example["enabled"] and example["error"] is None
-    assert set(example["hooks"]) >= {"fluxmq_add_config", "fluxmq_register_servers", "fluxmq_client_connected"}
+    assert set(example["hooks"]) >= {
+        "fluxmq_add_config",
+        "fluxmq_register_servers",
+        "fluxmq_client_connected",
+    }
 
 
 def test_example_plugin_hooks_run_in_a_broker(installed_example: Path) -> None:
@@ -83,7 +112,11 @@ def test_example_plugin_own_tests_pass(installed_example: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(installed_example), env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=EXAMPLE,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=EXAMPLE,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout

@@ -24,7 +24,9 @@ from fluxmq_core.testing import BrokerThread
 from fluxmq_core.transport import ListenerSpec, ProtocolServer
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOK_NAMES = sorted(n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("fluxmq_"))
+HOOK_NAMES = sorted(
+    n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("fluxmq_")
+)
 
 
 class Recorder:
@@ -82,7 +84,9 @@ def test_hook_fluxmq_add_config(fluxmq_broker_factory: Any, tmp_path: Path) -> N
 
     broker = start(fluxmq_broker_factory, P(), config={"recorder": {"size": 9}})
     assert broker.context.config.recorder.size == 9
-    bad = BrokerThread(plugins=[], extra_plugins=[("recorder", P())], config={"recorder": {"size": "x"}})
+    bad = BrokerThread(
+        plugins=[], extra_plugins=[("recorder", P())], config={"recorder": {"size": "x"}}
+    )
     with pytest.raises(ConfigError, match="recorder.size: expected int"):
         bad.start()
     bad.close()
@@ -185,7 +189,9 @@ def test_hook_fluxmq_reload(fluxmq_broker_factory: Any) -> None:
 def test_hook_fluxmq_authenticate(fluxmq_broker_factory: Any) -> None:
     class P:
         @hookimpl
-        async def fluxmq_authenticate(self, context: Any, request: AuthRequest) -> AuthResult | None:
+        async def fluxmq_authenticate(
+            self, context: Any, request: AuthRequest
+        ) -> AuthResult | None:
             if request.username == "carol":
                 return AuthResult(ok=request.password == b"pw", username="carol")
             return None
@@ -206,7 +212,9 @@ def test_hook_fluxmq_authorize(fluxmq_broker_factory: Any) -> None:
 
     class P:
         @hookimpl
-        def fluxmq_authorize(self, context: Any, client_id: str, username: str | None, action: str, topic: str) -> bool | None:
+        def fluxmq_authorize(
+            self, context: Any, client_id: str, username: str | None, action: str, topic: str
+        ) -> bool | None:
             calls.append(topic)
             return not topic.startswith("secret/")
 
@@ -238,7 +246,11 @@ def _observer_broker(factory: Any, hook: str) -> tuple[BrokerThread, list[dict[s
 def test_hook_fluxmq_client_connected(fluxmq_broker_factory: Any) -> None:
     broker, seen = _observer_broker(fluxmq_broker_factory, "fluxmq_client_connected")
     broker.call_soon(broker.context.events.client_connected, "mqtt", "c1", "u", "127.0.0.1:5")
-    assert seen[0]["client_id"] == "c1" and seen[0]["username"] == "u" and seen[0]["context"] is broker.context
+    assert (
+        seen[0]["client_id"] == "c1"
+        and seen[0]["username"] == "u"
+        and seen[0]["context"] is broker.context
+    )
 
 
 def test_hook_fluxmq_client_disconnected(fluxmq_broker_factory: Any) -> None:
@@ -306,7 +318,9 @@ def test_observer_failure_is_isolated(fluxmq_broker_factory: Any, caplog: Any) -
     broker = fluxmq_broker_factory(plugins=[], extra_plugins=[("good", Good()), ("bad", Bad())])
     broker.call_soon(broker.context.events.client_connected, "mqtt", "c9", None, "?")
     assert seen == ["c9"]
-    assert any("plugin bad failed in fluxmq_client_connected" in r.getMessage() for r in caplog.records)
+    assert any(
+        "plugin bad failed in fluxmq_client_connected" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_async_observer_runs_and_is_drained(fluxmq_broker_factory: Any) -> None:

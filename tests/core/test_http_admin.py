@@ -17,14 +17,23 @@ from fluxmq_core.sessions import SessionInfo
 WAIT = 5.0
 
 
-def request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
-            host: str = "127.0.0.1") -> tuple[int, dict[str, str], Any]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> tuple[int, dict[str, str], Any]:
     conn = http.client.HTTPConnection(host, port, timeout=WAIT)
     conn.request(method, path, headers=headers or {})
     resp = conn.getresponse()
     text = resp.read()
     conn.close()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(text) if text else None
+    return (
+        resp.status,
+        {k.lower(): v for k, v in resp.getheaders()},
+        json.loads(text) if text else None,
+    )
 
 
 class FakeSessions:
@@ -32,8 +41,12 @@ class FakeSessions:
 
     def __init__(self, n: int) -> None:
         self.sessions = {
-            f"dev-{i:02d}": SessionInfo(f"dev-{i:02d}", "fake", connected=i % 2 == 0,
-                                        subscriptions={f"t/{i}": 1, "all/#": 0})
+            f"dev-{i:02d}": SessionInfo(
+                f"dev-{i:02d}",
+                "fake",
+                connected=i % 2 == 0,
+                subscriptions={f"t/{i}": 1, "all/#": 0},
+            )
             for i in range(n)
         }
         self.kicked: list[str] = []
@@ -85,7 +98,11 @@ def test_sessions_filter_and_paging(broker: Any) -> None:
 def test_one_session_and_disconnect(broker: Any) -> None:
     port = broker.port("http.bind")
     status, _, body = request(port, "GET", "/api/v1/sessions/dev-04")
-    assert status == 200 and body["protocol"] == "fake" and body["subscriptions"] == {"t/4": 1, "all/#": 0}
+    assert (
+        status == 200
+        and body["protocol"] == "fake"
+        and body["subscriptions"] == {"t/4": 1, "all/#": 0}
+    )
     assert request(port, "GET", "/api/v1/sessions/nobody")[0] == 404
     assert request(port, "DELETE", "/api/v1/sessions/dev-04")[0] == 200
     assert broker.fake.kicked == ["dev-04"]
@@ -99,7 +116,12 @@ def test_subscriptions(broker: Any) -> None:
     port = broker.port("http.bind")
     _, _, body = request(port, "GET", "/api/v1/subscriptions?protocol=fake&prefix=t/&limit=3")
     assert body["total"] == 12 and len(body["subscriptions"]) == 3
-    assert body["subscriptions"][0] == {"client_id": "dev-00", "protocol": "fake", "filter": "t/0", "qos": 1}
+    assert body["subscriptions"][0] == {
+        "client_id": "dev-00",
+        "protocol": "fake",
+        "filter": "t/0",
+        "qos": 1,
+    }
     _, _, body = request(port, "GET", "/api/v1/subscriptions?client_id=dev-03")
     assert {s["filter"] for s in body["subscriptions"]} == {"t/3", "all/#"}
 
@@ -119,9 +141,14 @@ def test_reload(broker: Any) -> None:
 def test_admin_token_is_required_when_set(fluxmq_broker_factory: Any) -> None:
     b = fluxmq_broker_factory(plugins=[], config={"http": {"admin_token": "s3cret"}})
     port = b.port("http.bind")
-    for method, path in (("GET", "/api/v1/stats"), ("GET", "/api/v1/sessions"),
-                         ("DELETE", "/api/v1/sessions/x"), ("POST", "/api/v1/reload"),
-                         ("GET", "/api/v1/queues"), ("GET", "/api/v1/subscriptions")):
+    for method, path in (
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/sessions"),
+        ("DELETE", "/api/v1/sessions/x"),
+        ("POST", "/api/v1/reload"),
+        ("GET", "/api/v1/queues"),
+        ("GET", "/api/v1/subscriptions"),
+    ):
         status, headers, _ = request(port, method, path)
         assert status == 401 and "Bearer" in headers["www-authenticate"], path
         assert request(port, method, path, {"Authorization": "Bearer wrong"})[0] == 401
@@ -168,8 +195,12 @@ def test_openapi_document_is_valid_and_covers_every_route(broker: Any) -> None:
     routes = broker.context.extras["fluxmq.http"].router.routes
     for route in routes:
         assert route.method.lower() in doc["paths"][route.pattern], (route.method, route.pattern)
-        assert (route.method, route.pattern) in OPERATIONS, f"no OpenAPI details for {route.method} {route.pattern}"
-    assert {"/publish", "/health", "/ready", "/subscribe", "/api/v1/sessions/{client_id}"} <= set(doc["paths"])
+        assert (route.method, route.pattern) in OPERATIONS, (
+            f"no OpenAPI details for {route.method} {route.pattern}"
+        )
+    assert {"/publish", "/health", "/ready", "/subscribe", "/api/v1/sessions/{client_id}"} <= set(
+        doc["paths"]
+    )
     ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids))
 

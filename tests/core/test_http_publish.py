@@ -41,10 +41,20 @@ def wait_for(predicate: Any, timeout: float = WAIT) -> None:
         time.sleep(0.01)
 
 
-def request(port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-            raw_body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    raw_body: bytes | None = None,
+) -> tuple[int, dict[str, str], Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
+    data = (
+        raw_body
+        if raw_body is not None
+        else (json.dumps(body).encode() if body is not None else None)
+    )
     conn.request(method, path, body=data, headers=headers or {})
     resp = conn.getresponse()
     text = resp.read()
@@ -73,12 +83,24 @@ def subscribe(broker: Any, topic_filter: str) -> Recorder:
 
 def test_publish_reaches_a_subscriber_with_properties(broker: Any) -> None:
     rec = subscribe(broker, "sensors/#")
-    status, _, body = request(broker.port("http.bind"), "POST", "/publish", {
-        "topic": "sensors/1", "payload": b64(b"\x00\x01hi"), "qos": 1, "retain": False,
-        "properties": {"content_type": "application/octet-stream", "correlation_data": b64(b"c-1"),
-                       "response_topic": "replies/1", "user_properties": {"k": "v"},
-                       "message_expiry": 60},
-    })
+    status, _, body = request(
+        broker.port("http.bind"),
+        "POST",
+        "/publish",
+        {
+            "topic": "sensors/1",
+            "payload": b64(b"\x00\x01hi"),
+            "qos": 1,
+            "retain": False,
+            "properties": {
+                "content_type": "application/octet-stream",
+                "correlation_data": b64(b"c-1"),
+                "response_topic": "replies/1",
+                "user_properties": {"k": "v"},
+                "message_expiry": 60,
+            },
+        },
+    )
     assert (status, body) == (200, {"status": "ok"})
     wait_for(lambda: rec.got)
     m = rec.got[0]
@@ -92,7 +114,12 @@ def test_publish_reaches_a_subscriber_with_properties(broker: Any) -> None:
 
 def test_publish_retained_and_defaults(broker: Any) -> None:
     port = broker.port("http.bind")
-    assert request(port, "POST", "/publish", {"topic": "r/1", "payload": b64(b"keep"), "retain": True})[0] == 200
+    assert (
+        request(
+            port, "POST", "/publish", {"topic": "r/1", "payload": b64(b"keep"), "retain": True}
+        )[0]
+        == 200
+    )
     assert request(port, "POST", "/publish", {"topic": "plain"})[0] == 200  # payload "" and qos 0
     wait_for(lambda: broker.call_soon(broker.context.router.get_retained, "r/1") is not None)
 
@@ -111,14 +138,25 @@ def test_publish_retained_and_defaults(broker: Any) -> None:
         (json.dumps({"payload": ""}).encode(), "topic"),
         (json.dumps({"topic": "a", "retain": "yes"}).encode(), "retain"),
         (json.dumps({"topic": "a", "extra": 1}).encode(), "unknown field"),
-        (json.dumps({"topic": "a", "properties": {"message_expiry": -1}}).encode(), "message_expiry"),
+        (
+            json.dumps({"topic": "a", "properties": {"message_expiry": -1}}).encode(),
+            "message_expiry",
+        ),
         (json.dumps({"topic": "a", "properties": {"nope": 1}}).encode(), "unknown properties"),
-        (json.dumps({"topic": "a", "properties": {"user_properties": [1]}}).encode(), "user_properties"),
+        (
+            json.dumps({"topic": "a", "properties": {"user_properties": [1]}}).encode(),
+            "user_properties",
+        ),
     ],
 )
 def test_publish_bad_requests_are_400_with_a_reason(broker: Any, body: bytes, reason: str) -> None:
-    status, headers, answer = request(broker.port("http.bind"), "POST", "/publish", raw_body=body,
-                                      headers={"Content-Type": "application/json"})
+    status, headers, answer = request(
+        broker.port("http.bind"),
+        "POST",
+        "/publish",
+        raw_body=body,
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 400 and headers["content-type"] == "application/json"
     assert reason in answer["error"], answer
 
@@ -126,7 +164,9 @@ def test_publish_bad_requests_are_400_with_a_reason(broker: Any, body: bytes, re
 def test_body_over_max_body_is_413(fluxmq_broker_factory: Any) -> None:
     b = fluxmq_broker_factory(plugins=[], config={"http": {"max_body": 100}})
     port = b.port("http.bind")
-    status, _, answer = request(port, "POST", "/publish", {"topic": "a", "payload": b64(b"x" * 200)})
+    status, _, answer = request(
+        port, "POST", "/publish", {"topic": "a", "payload": b64(b"x" * 200)}
+    )
     assert status == 413 and "100" in answer["error"]
     # Chunked bodies have no Content-Length: counted as they come.
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
@@ -138,15 +178,17 @@ def test_body_over_max_body_is_413(fluxmq_broker_factory: Any) -> None:
 def test_expect_100_continue(broker: Any) -> None:
     body = json.dumps({"topic": "c/1", "payload": b64(b"z")}).encode()
     with socket.create_connection(("127.0.0.1", broker.port("http.bind")), timeout=WAIT) as s:
-        s.sendall(b"POST /publish HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        s.sendall(
+            b"POST /publish HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
         assert s.recv(4096).startswith(b"HTTP/1.1 100")
         s.sendall(body)
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 def test_keep_alive_and_pipelining(broker: Any) -> None:
-    one = (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection(("127.0.0.1", broker.port("http.bind")), timeout=WAIT) as s:
         s.sendall(one * 3)
         got = b""
@@ -161,9 +203,13 @@ def secured(fluxmq_broker_factory: Any, tmp_path: Path) -> Any:
     pw = tmp_path / "passwd"
     set_password(str(pw), "alice", "secret")
     acl = tmp_path / "acl.toml"
-    acl.write_text('default = "deny"\n[[rule]]\npermission = "allow"\ntopic = "alice/#"\nusers = ["alice"]\n')
-    return fluxmq_broker_factory(plugins=[], config={"auth": {
-        "password_file": str(pw), "acl_file": str(acl), "anonymous": False}})
+    acl.write_text(
+        'default = "deny"\n[[rule]]\npermission = "allow"\ntopic = "alice/#"\nusers = ["alice"]\n'
+    )
+    return fluxmq_broker_factory(
+        plugins=[],
+        config={"auth": {"password_file": str(pw), "acl_file": str(acl), "anonymous": False}},
+    )
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -179,7 +225,9 @@ def test_publish_auth_basic_401_403(secured: Any) -> None:
     assert request(port, "POST", "/publish", body, {"Authorization": "Digest abc"})[0] == 401
     assert request(port, "POST", "/publish", body, {"Authorization": "Basic !!!"})[0] == 401
     assert request(port, "POST", "/publish", body, basic("alice", "secret"))[0] == 200
-    status, _, answer = request(port, "POST", "/publish", {"topic": "bob/x"}, basic("alice", "secret"))
+    status, _, answer = request(
+        port, "POST", "/publish", {"topic": "bob/x"}, basic("alice", "secret")
+    )
     assert status == 403 and "bob/x" in answer["error"]
     assert secured.context.stats.auth_failures >= 2 and secured.context.stats.authz_denied >= 1
 
@@ -195,7 +243,9 @@ def test_bearer_token_goes_to_auth_hooks_as_password(fluxmq_broker_factory: Any)
         def fluxmq_authenticate(self, request: Any) -> Any:
             seen.append(request)
             ok = request.password == b"good-token"
-            return AuthResult(ok=ok, username="svc" if ok else None, reason="" if ok else "bad token")
+            return AuthResult(
+                ok=ok, username="svc" if ok else None, reason="" if ok else "bad token"
+            )
 
     b = fluxmq_broker_factory(plugins=[], extra_plugins=[("tokens", TokenAuth())])
     port = b.port("http.bind")
@@ -211,8 +261,10 @@ def test_health_and_ready(broker: Any) -> None:
     status, _, body = request(port, "GET", "/health")
     assert status == 200 and body["status"] == "ok" and body["node_id"]
     status, _, body = request(port, "GET", "/ready")
-    assert status == 200 and body == {"status": "ready", "checks": {
-        "storage": True, "listeners": True, "cluster": True}}
+    assert status == 200 and body == {
+        "status": "ready",
+        "checks": {"storage": True, "listeners": True, "cluster": True},
+    }
     broker.call_soon(setattr, broker.context.cluster, "ready", False)
     status, _, body = request(port, "GET", "/ready")
     assert status == 503 and body["checks"]["cluster"] is False
@@ -227,8 +279,12 @@ def test_unknown_route_404_and_wrong_method_405(broker: Any) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"NOT-HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
-     b"POST /publish HTTP/1.1\r\nContent-Length: abc\r\n\r\n"],
+    [
+        b"NOT-HTTP\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    ],
     ids=["garbage", "bad-header", "headers-too-big", "bad-length"],
 )
 def test_malformed_requests_get_400_and_close(fluxmq_broker_factory: Any, raw: bytes) -> None:
@@ -268,7 +324,9 @@ def sse_events(resp: Any, n: int) -> list[dict[str, Any]]:
 
 def test_sse_subscribe_streams_matching_messages(broker: Any) -> None:
     port = broker.port("http.bind")
-    request(port, "POST", "/publish", {"topic": "news/old", "payload": b64(b"retained"), "retain": True})
+    request(
+        port, "POST", "/publish", {"topic": "news/old", "payload": b64(b"retained"), "retain": True}
+    )
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     conn.request("GET", "/subscribe?filter=news/%23")
     resp = conn.getresponse()
@@ -290,9 +348,15 @@ def test_sse_subscribe_streams_matching_messages(broker: Any) -> None:
 def test_sse_needs_a_valid_filter_and_subscribe_permission(secured: Any) -> None:
     port = secured.port("http.bind")
     assert request(port, "GET", "/subscribe", headers=basic("alice", "secret"))[0] == 400
-    assert request(port, "GET", "/subscribe?filter=a/%23/b", headers=basic("alice", "secret"))[0] == 400
+    assert (
+        request(port, "GET", "/subscribe?filter=a/%23/b", headers=basic("alice", "secret"))[0]
+        == 400
+    )
     assert request(port, "GET", "/subscribe?filter=x")[0] == 401
-    assert request(port, "GET", "/subscribe?filter=bob/%23", headers=basic("alice", "secret"))[0] == 403
+    assert (
+        request(port, "GET", "/subscribe?filter=bob/%23", headers=basic("alice", "secret"))[0]
+        == 403
+    )
 
 
 def test_sse_slow_reader_drops_and_counts(fluxmq_broker_factory: Any) -> None:

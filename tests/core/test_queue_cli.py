@@ -36,12 +36,23 @@ def append(broker: Any, queue: str, *messages: Message) -> None:
 
 
 def test_create_list_info_purge_delete(broker: Any) -> None:
-    r = fluxmq(broker, "create", "orders", "--option", "max_depth=100",
-               "--option", "topics=shop/#,orders/+")
+    r = fluxmq(
+        broker,
+        "create",
+        "orders",
+        "--option",
+        "max_depth=100",
+        "--option",
+        "topics=shop/#,orders/+",
+    )
     assert r.exit_code == 0, r.output
     assert "created: queue orders (classic)" in r.output
-    assert "exists" in fluxmq(broker, "create", "orders", "-o", "max_depth=100",
-                              "-o", "topics=shop/#,orders/+").output
+    assert (
+        "exists"
+        in fluxmq(
+            broker, "create", "orders", "-o", "max_depth=100", "-o", "topics=shop/#,orders/+"
+        ).output
+    )
     r = fluxmq(broker, "create", "orders", "-o", "max_depth=5")
     assert r.exit_code == 1 and "HTTP 409" in r.output
     r = fluxmq(broker, "create", "bad", "-o", "no_such_key=1")
@@ -57,7 +68,9 @@ def test_create_list_info_purge_delete(broker: Any) -> None:
     r = fluxmq(broker, "info", "orders")
     assert r.exit_code == 0 and "queue orders (classic): 2 message(s)" in r.output
     assert "captures: shop/#, orders/+" in r.output and "max_depth=100" in r.output
-    assert json.loads(fluxmq(broker, "info", "orders", "--json").output)["config"]["max_depth"] == 100
+    assert (
+        json.loads(fluxmq(broker, "info", "orders", "--json").output)["config"]["max_depth"] == 100
+    )
     r = fluxmq(broker, "purge", "orders")
     assert r.exit_code == 0 and "purged: 2 message(s)" in r.output
     assert fluxmq(broker, "delete", "orders").exit_code == 0
@@ -89,11 +102,17 @@ def test_records_route_exports_json_lines_and_dlq_names_travel_encoded(broker: A
     import http.client
 
     broker.call_soon(broker.context.queues.declare, "$dlq/orders", {})
-    append(broker, "$dlq/orders", *[Message("$queue/orders/k", b"%d" % i, 1,
-                                            user_properties=[("k", "v")]) for i in range(5)])
+    append(
+        broker,
+        "$dlq/orders",
+        *[Message("$queue/orders/k", b"%d" % i, 1, user_properties=[("k", "v")]) for i in range(5)],
+    )
     conn = http.client.HTTPConnection("127.0.0.1", broker.port("http.bind"), timeout=5)
-    conn.request("GET", "/api/v1/queues/%24dlq%2Forders/records?from=1&limit=3",
-                 headers={"Authorization": "Bearer s3cret"})
+    conn.request(
+        "GET",
+        "/api/v1/queues/%24dlq%2Forders/records?from=1&limit=3",
+        headers={"Authorization": "Bearer s3cret"},
+    )
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("content-type") == "application/x-ndjson"
     rows = [json.loads(line) for line in resp.read().splitlines()]
@@ -106,16 +125,31 @@ def test_records_route_exports_json_lines_and_dlq_names_travel_encoded(broker: A
 def test_sql_over_a_running_brokers_queue(broker: Any) -> None:
     pytest.importorskip("duckdb")
     broker.call_soon(broker.context.queues.declare, "metrics", {})
-    append(broker, "metrics", *[Message(f"$queue/metrics/{'a' if i % 2 else 'b'}", b"%d" % i)
-                                for i in range(10)])
-    r = fluxmq(broker, "sql", "metrics",
-               "SELECT topic, count(*) AS n, sum(CAST(decode(payload) AS INT)) AS total "
-               "FROM metrics GROUP BY topic ORDER BY topic")
+    append(
+        broker,
+        "metrics",
+        *[Message(f"$queue/metrics/{'a' if i % 2 else 'b'}", b"%d" % i) for i in range(10)],
+    )
+    r = fluxmq(
+        broker,
+        "sql",
+        "metrics",
+        "SELECT topic, count(*) AS n, sum(CAST(decode(payload) AS INT)) AS total "
+        "FROM metrics GROUP BY topic ORDER BY topic",
+    )
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[1].split() == ["$queue/metrics/a", "5", "25"]
     assert r.output.splitlines()[2].split() == ["$queue/metrics/b", "5", "20"]
-    r = fluxmq(broker, "sql", "metrics", 'SELECT min("offset"), max("offset"), count(*) FROM messages',
-               "--from", "4", "--format", "json")
+    r = fluxmq(
+        broker,
+        "sql",
+        "metrics",
+        'SELECT min("offset"), max("offset"), count(*) FROM messages',
+        "--from",
+        "4",
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, r.output
     assert list(json.loads(r.output)[0].values()) == ["4", "9", "6"]
     r = fluxmq(broker, "sql", "metrics", "SELECT nope FROM messages")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from stevedore import DriverManager
 
 from fluxmq_core.storage import MemoryQueueLog, QueueLog, StorageOptions

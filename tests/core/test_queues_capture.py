@@ -54,7 +54,9 @@ def test_capture_in_a_running_broker(fluxmq_broker_factory) -> None:
     async def scenario() -> list[tuple[str, bytes, str]]:
         c = RecordingConsumer()
         ctx.queues.consume("audit", "g", c, cursor="first")
-        ctx.publish(Message("orders/eu/1", b"one", qos=1, origin_protocol="mqtt", origin_client="p"))
+        ctx.publish(
+            Message("orders/eu/1", b"one", qos=1, origin_protocol="mqtt", origin_client="p")
+        )
         ctx.publish(Message("invoices/1", b"no"))
         await ctx.queues.wait_idle()  # bounded
         return [(m.topic, m.payload, m.properties["x-source-topic"]) for m, _ in c.received]

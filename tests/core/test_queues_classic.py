@@ -34,7 +34,10 @@ async def test_append_returns_offsets_and_delivers_with_metadata() -> None:
         assert c.payloads == [b"0", b"1", b"2"]
         m, d = c.received[0]
         assert m.properties == {
-            "message-id": "jobs:0", "group-id": "workers", "queue": "jobs", "offset": 0,
+            "message-id": "jobs:0",
+            "group-id": "workers",
+            "queue": "jobs",
+            "offset": 0,
             "delivery-count": 1,
         }
         assert m.topic == "$queue/jobs/a" and d.qos == 1

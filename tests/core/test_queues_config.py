@@ -23,7 +23,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_queue_tables_load_typed(tmp_path: Path) -> None:
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
 [queue_manager]
 visibility_timeout = 12
 sweep_interval = 0.5
@@ -37,14 +39,18 @@ retry_initial = 1
 [queues.events]
 type = "stream"
 retention_age = 3600
-""")
+""",
+    )
     cfg = load_config(SCHEMA, p, env={})
     assert cfg.queue_manager.visibility_timeout == 12.0
     assert set(cfg.queues) == {"orders", "events"}
     orders = cfg.queues["orders"]
     assert isinstance(orders, QueueConfig)
     assert (orders.topics, orders.max_depth, orders.overflow, orders.retry_initial) == (
-        ["orders/#"], 100, "drop-oldest", 1.0,
+        ["orders/#"],
+        100,
+        "drop-oldest",
+        1.0,
     )
     assert orders.visibility_timeout is None  # follows [queue_manager]
     assert cfg.queues["events"].type == "stream"
@@ -53,14 +59,17 @@ retention_age = 3600
 @pytest.mark.parametrize(
     "table,needle",
     [
-        ('[queues.orders]\nmax_dept = 1\n', "unknown key 'queues.orders.max_dept'"),
+        ("[queues.orders]\nmax_dept = 1\n", "unknown key 'queues.orders.max_dept'"),
         ('[queues.orders]\nmax_depth = "x"\n', "queues.orders.max_depth: expected int"),
         ('[queues.orders]\ntype = "fifo"\n', "queues.orders.type: expected"),
         ('[queues.orders]\noverflow = "spill"\n', "queues.orders.overflow"),
-        ('[queues.orders]\nretry_multiplier = 0.5\n', "[queues.orders]: retry_multiplier must be >= 1"),
+        (
+            "[queues.orders]\nretry_multiplier = 0.5\n",
+            "[queues.orders]: retry_multiplier must be >= 1",
+        ),
         ('[queues.orders]\ntopics = ["a/#/b"]\n', "[queues.orders]: topics:"),
-        ('[queues]\norders = 3\n', "queues.orders: expected a table"),
-        ('[queue_manager]\nsweep_interval = 0\n', "[queue_manager]: sweep_interval must be > 0"),
+        ("[queues]\norders = 3\n", "queues.orders: expected a table"),
+        ("[queue_manager]\nsweep_interval = 0\n", "[queue_manager]: sweep_interval must be > 0"),
     ],
 )
 def test_errors_name_the_table_and_key(tmp_path: Path, table: str, needle: str) -> None:
@@ -87,13 +96,16 @@ def test_backoff_formula() -> None:
 async def test_config_declares_queues_and_manager_defaults_apply() -> None:
     qlog = MemoryQueueLog()
     queues = {"jobs": {"topics": ["jobs/#"]}, "slow": {"visibility_timeout": 99.0}}
-    async with queue_manager(queue_log=qlog, queues=queues,
-                             manager={"visibility_timeout": 7.0, "max_deliveries": 9}) as mgr:
+    async with queue_manager(
+        queue_log=qlog, queues=queues, manager={"visibility_timeout": 7.0, "max_deliveries": 9}
+    ) as mgr:
         assert mgr.get("jobs").config.visibility_timeout == 7.0
         assert mgr.get("jobs").config.max_deliveries == 9
         assert mgr.get("slow").config.visibility_timeout == 99.0
         stored = await qlog.list_queues()
-        assert stored["jobs"]["topics"] == ["jobs/#"] and stored["jobs"]["visibility_timeout"] is None
+        assert (
+            stored["jobs"]["topics"] == ["jobs/#"] and stored["jobs"]["visibility_timeout"] is None
+        )
     # a restart with a changed config: the file wins over the stored settings
     async with queue_manager(queue_log=qlog, queues={"jobs": {"max_depth": 3}}) as mgr:
         assert mgr.get("jobs").config.max_depth == 3 and mgr.get("jobs").config.topics == []

@@ -22,7 +22,9 @@ class FlakyDlqLog(MemoryQueueLog):
 
 
 async def test_max_deliveries_moves_to_dlq_with_properties() -> None:
-    async with queue_manager(queues={"jobs": {"max_deliveries": 2, "visibility_timeout": 5.0}}) as mgr:
+    async with queue_manager(
+        queues={"jobs": {"max_deliveries": 2, "visibility_timeout": 5.0}}
+    ) as mgr:
         c = RecordingConsumer()
         mgr.consume("jobs", "g", c)
         await mgr.append("jobs", Message("$queue/jobs/eu", b"poison", qos=1))
@@ -70,7 +72,8 @@ async def test_reject_and_nack_without_requeue_dead_letter() -> None:
         await mgr.wait_idle()
         rows = await mgr.context.queue_log.read("$dlq/jobs", 0, 10)
         assert [(m.payload, m.properties["_dlq_reason"]) for _, m in rows] == [
-            (b"0", "rejected"), (b"1", "nack"),
+            (b"0", "rejected"),
+            (b"1", "nack"),
         ]
         assert mgr.stats()["rejected"] == 1 and mgr.stats()["dead_lettered"] == 2
 

@@ -62,7 +62,9 @@ async def test_durability_setting_does_not_wait_for_ephemeral() -> None:
 async def test_the_sweep_timer_runs_every_sweep_interval() -> None:
     import asyncio
 
-    async with queue_manager(manager={"sweep_interval": 0.01, "ephemeral_idle_timeout": 0.0}) as mgr:
+    async with queue_manager(
+        manager={"sweep_interval": 0.01, "ephemeral_idle_timeout": 0.0}
+    ) as mgr:
         mgr.ensure_ephemeral("tmp")
         for _ in range(500):  # bounded wait for the timer, no timing assertion
             if mgr.get("tmp") is None:

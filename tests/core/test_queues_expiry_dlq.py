@@ -22,8 +22,13 @@ class FlakyDlqLog(MemoryQueueLog):
 
 
 def msg(payload: bytes, ttl: float | None = None, now: float = 0.0, **props) -> Message:
-    return Message("$queue/q/k", payload, 1, expires_at=None if ttl is None else now + ttl,
-                   properties=props or None)
+    return Message(
+        "$queue/q/k",
+        payload,
+        1,
+        expires_at=None if ttl is None else now + ttl,
+        properties=props or None,
+    )
 
 
 async def dead(mgr, name: str = "$dlq/q") -> list[Message]:
@@ -109,8 +114,9 @@ async def test_requeued_message_that_expired_is_dead_lettered_on_redelivery() ->
 
 async def test_failed_dlq_append_keeps_the_expired_head() -> None:
     qlog = FlakyDlqLog()
-    async with queue_manager(queue_log=qlog,
-                             queues={"q": {"message_ttl": 1.0, "dlq_expired": True}}) as mgr:
+    async with queue_manager(
+        queue_log=qlog, queues={"q": {"message_ttl": 1.0, "dlq_expired": True}}
+    ) as mgr:
         await mgr.append("q", msg(b"a"))
         mgr.clock.advance(2.0)
         await mgr.sweep()
@@ -127,8 +133,9 @@ async def test_failed_dlq_append_keeps_the_expired_head() -> None:
 
 
 async def test_drop_oldest_overflow_dead_letters_with_maxlen() -> None:
-    async with queue_manager(queues={"q": {"max_depth": 2, "overflow": "drop-oldest",
-                                           "dlq_overflow": True}}) as mgr:
+    async with queue_manager(
+        queues={"q": {"max_depth": 2, "overflow": "drop-oldest", "dlq_overflow": True}}
+    ) as mgr:
         for p in (b"a", b"b", b"c", b"d"):
             await mgr.append("q", msg(p))
         await mgr.wait_idle()

@@ -11,8 +11,9 @@ from fluxmq_core.testing.queues import RecordingConsumer, queue_manager
 
 
 def msg(payload: bytes, priority: int | None = None) -> Message:
-    return Message("$queue/q", payload, 1,
-                   properties=None if priority is None else {"priority": priority})
+    return Message(
+        "$queue/q", payload, 1, properties=None if priority is None else {"priority": priority}
+    )
 
 
 MIXED = [(b"a0", None), (b"b5", 5), (b"c1", 1), (b"d5", 5), (b"e9", 9), (b"f0", 0), (b"g200", 200)]
@@ -86,8 +87,9 @@ async def test_priority_queue_purge_and_expiry() -> None:
         h = mgr.consume("q", "g", c)
         h.pause()
         now = mgr.clock()
-        await mgr.append("q", Message("$queue/q", b"hi", properties={"priority": 5},
-                                      expires_at=now + 1))
+        await mgr.append(
+            "q", Message("$queue/q", b"hi", properties={"priority": 5}, expires_at=now + 1)
+        )
         await mgr.append("q", msg(b"lo", 1))
         await mgr.wait_idle()
         mgr.clock.advance(2)

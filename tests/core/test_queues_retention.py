@@ -9,8 +9,9 @@ from fluxmq_core.testing.queues import RecordingConsumer, queue_manager
 
 async def publish(mgr, queue: str, n: int, size: int = 1) -> None:
     for i in range(n):
-        await mgr.append(queue, Message(f"$queue/{queue}", bytes([65 + i % 26]) * size,
-                                        timestamp=mgr.clock()))
+        await mgr.append(
+            queue, Message(f"$queue/{queue}", bytes([65 + i % 26]) * size, timestamp=mgr.clock())
+        )
         mgr.clock.advance(1.0)
 
 

@@ -16,7 +16,9 @@ STREAM = {"events": {"type": "stream"}}
 async def publish(mgr, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
         # timestamps on the broker clock: one message per second
-        await mgr.append("events", Message("$queue/events/e", str(i).encode(), timestamp=mgr.clock()))
+        await mgr.append(
+            "events", Message("$queue/events/e", str(i).encode(), timestamp=mgr.clock())
+        )
         mgr.clock.advance(1.0)
 
 

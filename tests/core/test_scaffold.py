@@ -13,15 +13,34 @@ from fluxmq_core.scaffold import ScaffoldError, scaffold_plugin
 
 
 def test_scaffolded_plugin_tests_pass(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "fluxmq_core.cli", "plugin", "new", "audit-log", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fluxmq_core.cli",
+            "plugin",
+            "new",
+            "audit-log",
+            "--dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     root = tmp_path / "fluxmq-audit-log"
     assert (root / "pyproject.toml").read_text().count('audit_log = "fluxmq_audit_log.plugin"') == 1
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root / "src")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                         cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout
 

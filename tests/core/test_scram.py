@@ -250,7 +250,7 @@ def proof_by_hand(password, salt, iterations, auth_message):
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
     signature = hmac.new(stored_key, auth_message, "sha256").digest()
-    return bytes(a ^ b for a, b in zip(client_key, signature))
+    return bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
 
 
 @pytest.mark.parametrize("gs2", [b"n,,", b"y,,", b"n,a=user,", b"y,a=user,"])
@@ -329,8 +329,30 @@ def test_first_with_arbitrary_bytes_raises_only_scram_error(data):
 
 SCRAMISH = st.lists(
     st.sampled_from(
-        ["n", "y", "p", "c", "r", "s", "i", "m", "a", "=", ",", "=2C", "=3D", "biws",
-         "user", "AAAA", "\u00e9", "\x00", RFC_CLIENT_NONCE, RFC_SERVER_NONCE, "p=", "n,,"]
+        [
+            "n",
+            "y",
+            "p",
+            "c",
+            "r",
+            "s",
+            "i",
+            "m",
+            "a",
+            "=",
+            ",",
+            "=2C",
+            "=3D",
+            "biws",
+            "user",
+            "AAAA",
+            "\u00e9",
+            "\x00",
+            RFC_CLIENT_NONCE,
+            RFC_SERVER_NONCE,
+            "p=",
+            "n,,",
+        ]
     ),
     max_size=20,
 ).map(lambda parts: "".join(parts).encode())

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from stevedore import DriverManager
 
 from fluxmq_core.storage import BrokerStore, MemoryBrokerStore, StorageOptions

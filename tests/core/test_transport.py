@@ -15,7 +15,12 @@ from fluxmq_core.config import ConfigError
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.testing import BrokerThread
 from fluxmq_core.testing.tls import make_test_certs
-from fluxmq_core.transport import ListenerSpec, ProtocolServer, make_server_ssl_context, peer_identity
+from fluxmq_core.transport import (
+    ListenerSpec,
+    ProtocolServer,
+    make_server_ssl_context,
+    peer_identity,
+)
 
 
 class Tagged(asyncio.Protocol):
@@ -91,7 +96,9 @@ def test_shared_port_needs_headers() -> None:
     broker.close()
 
 
-def test_ephemeral_listeners_without_headers_get_ports_of_their_own(fluxmq_broker_factory: Any) -> None:
+def test_ephemeral_listeners_without_headers_get_ports_of_their_own(
+    fluxmq_broker_factory: Any,
+) -> None:
     specs = [
         ListenerSpec("a.bind", "127.0.0.1:0", lambda: Tagged(b"A")),
         ListenerSpec("b.bind", "127.0.0.1:0", lambda: Tagged(b"B")),
@@ -152,7 +159,9 @@ def certs(tmp_path_factory: Any) -> dict[str, Path]:
     return {name: Path(path) for name, path in made.items()}
 
 
-def test_tls_listener_with_client_certificate(fluxmq_broker_factory: Any, certs: dict[str, Path]) -> None:
+def test_tls_listener_with_client_certificate(
+    fluxmq_broker_factory: Any, certs: dict[str, Path]
+) -> None:
     seen: list[str | None] = []
 
     class Who(asyncio.Protocol):
@@ -160,7 +169,9 @@ def test_tls_listener_with_client_certificate(fluxmq_broker_factory: Any, certs:
             seen.append(peer_identity(transport))
             transport.write(b"hi")
 
-    ctx = make_server_ssl_context(str(certs["server.pem"]), str(certs["server.key"]), str(certs["ca.pem"]))
+    ctx = make_server_ssl_context(
+        str(certs["server.pem"]), str(certs["server.key"]), str(certs["ca.pem"])
+    )
     specs = [ListenerSpec("a.tls", "127.0.0.1:0", Who, ssl=ctx)]
     broker = fluxmq_broker_factory(plugins=[], extra_plugins=[("t", servers_plugin(specs))])
     client_ctx = ssl.create_default_context(cafile=str(certs["ca.pem"]))

@@ -105,8 +105,14 @@ def receivers():
 
 
 def hooks_config(*endpoints: dict[str, Any], **settings: Any) -> dict[str, Any]:
-    return {"webhooks": {"endpoints": list(endpoints), "initial_interval": 0.01,
-                         "max_interval": 0.05, **settings}}
+    return {
+        "webhooks": {
+            "endpoints": list(endpoints),
+            "initial_interval": 0.01,
+            "max_interval": 0.05,
+            **settings,
+        }
+    }
 
 
 def publish_http(broker: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> int:
@@ -119,17 +125,33 @@ def publish_http(broker: Any, body: dict[str, Any], headers: dict[str, str] | No
 
 def test_envelope_and_message_events(fluxmq_broker_factory: Any, receivers: Any) -> None:
     r = receivers()
-    b = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": r.url, "events": ["message.published", "message.retained"],
-         "headers": {"X-Token": "t1"}}))
-    assert publish_http(b, {"topic": "a/b", "payload": base64.b64encode(b"hi").decode(),
-                            "qos": 1, "retain": True}) == 200
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config=hooks_config(
+            {
+                "url": r.url,
+                "events": ["message.published", "message.retained"],
+                "headers": {"X-Token": "t1"},
+            }
+        ),
+    )
+    assert (
+        publish_http(
+            b,
+            {"topic": "a/b", "payload": base64.b64encode(b"hi").decode(), "qos": 1, "retain": True},
+        )
+        == 200
+    )
     got = {e["event_type"]: e for e in r.events(2)}
     pub = got["message.published"]
     assert set(pub) == {"event_type", "event_id", "timestamp", "broker_id", "data"}
     uuid.UUID(pub["event_id"])
     assert pub["broker_id"] == b.context.node_id and pub["timestamp"].endswith("Z")
-    assert pub["data"]["topic"] == "a/b" and pub["data"]["qos"] == 1 and pub["data"]["payload_size"] == 2
+    assert (
+        pub["data"]["topic"] == "a/b"
+        and pub["data"]["qos"] == 1
+        and pub["data"]["payload_size"] == 2
+    )
     assert pub["data"]["protocol"] == "http" and "payload" not in pub["data"]
     assert got["message.retained"]["data"]["cleared"] is False
     assert r.headers[0]["x-token"] == "t1" and r.headers[0]["content-type"] == "application/json"
@@ -137,10 +159,18 @@ def test_envelope_and_message_events(fluxmq_broker_factory: Any, receivers: Any)
 
 def test_include_payload_and_topic_filters(fluxmq_broker_factory: Any, receivers: Any) -> None:
     with_payload, without = receivers(), receivers()
-    b = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": with_payload.url, "events": ["message.published"], "include_payload": True,
-         "topic_filters": ["sensors/#"]},
-        {"url": without.url, "events": ["message.published"]}))
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config=hooks_config(
+            {
+                "url": with_payload.url,
+                "events": ["message.published"],
+                "include_payload": True,
+                "topic_filters": ["sensors/#"],
+            },
+            {"url": without.url, "events": ["message.published"]},
+        ),
+    )
     for topic in ("other/x", "sensors/1"):
         publish_http(b, {"topic": topic, "payload": base64.b64encode(b"\x00\xff").decode()})
     ev = with_payload.events(1)[0]
@@ -150,18 +180,33 @@ def test_include_payload_and_topic_filters(fluxmq_broker_factory: Any, receivers
     assert with_payload.got.empty()
 
 
-def test_client_subscription_and_auth_events(fluxmq_broker_factory: Any, receivers: Any,
-                                             tmp_path: Path) -> None:
+def test_client_subscription_and_auth_events(
+    fluxmq_broker_factory: Any, receivers: Any, tmp_path: Path
+) -> None:
     pw = tmp_path / "passwd"
     set_password(str(pw), "alice", "secret")
     acl = tmp_path / "acl.toml"
     acl.write_text('default = "deny"\n[[rule]]\npermission = "allow"\ntopic = "ok/#"\n')
     r = receivers()
-    b = fluxmq_broker_factory(plugins=[], config={
-        "auth": {"password_file": str(pw), "acl_file": str(acl)},
-        **hooks_config({"url": r.url, "events": [
-            "client.connected", "client.disconnected", "subscription.created",
-            "subscription.removed", "auth.failure", "authz.denied"]})})
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config={
+            "auth": {"password_file": str(pw), "acl_file": str(acl)},
+            **hooks_config(
+                {
+                    "url": r.url,
+                    "events": [
+                        "client.connected",
+                        "client.disconnected",
+                        "subscription.created",
+                        "subscription.removed",
+                        "auth.failure",
+                        "authz.denied",
+                    ],
+                }
+            ),
+        },
+    )
     cred = {"Authorization": "Basic " + base64.b64encode(b"alice:wrong").decode()}
     assert publish_http(b, {"topic": "ok/1"}, cred) == 401
     ev = r.of_type("auth.failure")
@@ -185,8 +230,10 @@ def test_client_subscription_and_auth_events(fluxmq_broker_factory: Any, receive
 
 def test_retries_until_the_receiver_recovers(fluxmq_broker_factory: Any, receivers: Any) -> None:
     r = receivers(statuses=[500, 503])
-    b = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": r.url, "events": ["message.published"]}, max_attempts=3))
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config=hooks_config({"url": r.url, "events": ["message.published"]}, max_attempts=3),
+    )
     publish_http(b, {"topic": "t"})
     assert r.events(1)[0]["data"]["topic"] == "t"
     assert r.attempts == 3
@@ -199,8 +246,10 @@ def test_retries_until_the_receiver_recovers(fluxmq_broker_factory: Any, receive
 
 def test_gives_up_after_max_attempts(fluxmq_broker_factory: Any, receivers: Any) -> None:
     r = receivers(statuses=[500] * 10)
-    b = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": r.url, "events": ["message.published"]}, max_attempts=2))
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config=hooks_config({"url": r.url, "events": ["message.published"]}, max_attempts=2),
+    )
     publish_http(b, {"topic": "t"})
     notifier = b.context.extras["fluxmq.webhooks"]
     deadline = time.monotonic() + WAIT
@@ -209,12 +258,20 @@ def test_gives_up_after_max_attempts(fluxmq_broker_factory: Any, receivers: Any)
     assert notifier.endpoints[0].failed == 1 and r.attempts == 2
 
 
-def test_breaker_opens_against_a_receiver_that_never_answers(fluxmq_broker_factory: Any,
-                                                            receivers: Any) -> None:
+def test_breaker_opens_against_a_receiver_that_never_answers(
+    fluxmq_broker_factory: Any, receivers: Any
+) -> None:
     dead = receivers(hang=True)
-    b = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": dead.url, "events": ["message.published"], "timeout": 0.2},
-        max_attempts=1, failure_threshold=2, reset_timeout=60.0, workers=1))
+    b = fluxmq_broker_factory(
+        plugins=[],
+        config=hooks_config(
+            {"url": dead.url, "events": ["message.published"], "timeout": 0.2},
+            max_attempts=1,
+            failure_threshold=2,
+            reset_timeout=60.0,
+            workers=1,
+        ),
+    )
     for i in range(5):
         publish_http(b, {"topic": f"t/{i}"})
     notifier = b.context.extras["fluxmq.webhooks"]
@@ -253,7 +310,9 @@ def make_notifier(**settings: Any) -> Notifier:
     return Notifier(cfg, "node-1")
 
 
-@pytest.mark.parametrize(("policy", "kept"), [("oldest", ["2", "3", "4"]), ("newest", ["0", "1", "2"])])
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("oldest", ["2", "3", "4"]), ("newest", ["0", "1", "2"])]
+)
 async def test_drop_policy_when_the_queue_is_full(policy: str, kept: list[str]) -> None:
     n = make_notifier(queue_size=3, drop_policy=policy)  # not started: nothing drains
     for i in range(5):
@@ -263,18 +322,24 @@ async def test_drop_policy_when_the_queue_is_full(policy: str, kept: list[str]) 
 
 
 async def test_sink_ignores_unwanted_notifications() -> None:
-    n = Notifier(WebhooksConfig(endpoints=[EndpointConfig(url="http://x/", events=["client.connected"])]), "n")
+    n = Notifier(
+        WebhooksConfig(endpoints=[EndpointConfig(url="http://x/", events=["client.connected"])]),
+        "n",
+    )
     assert n.wants("fluxmq_client_connected") and not n.wants("fluxmq_message_published")
     n("fluxmq_message_published", {"message": Message("t")})
     assert not n.queue
 
 
-def test_no_webhooks_no_flag_on_the_publish_path(fluxmq_broker_factory: Any, receivers: Any) -> None:
+def test_no_webhooks_no_flag_on_the_publish_path(
+    fluxmq_broker_factory: Any, receivers: Any
+) -> None:
     plain = fluxmq_broker_factory(plugins=[])
     assert plain.context.events.on_published is False and not plain.context.events._sinks
     r = receivers()
-    only_clients = fluxmq_broker_factory(plugins=[], config=hooks_config(
-        {"url": r.url, "events": ["client.connected"]}))
+    only_clients = fluxmq_broker_factory(
+        plugins=[], config=hooks_config({"url": r.url, "events": ["client.connected"]})
+    )
     assert only_clients.context.events.on_published is False  # not wanted: still free
     with_msgs = fluxmq_broker_factory(plugins=[], config=hooks_config({"url": r.url}))
     assert with_msgs.context.events.on_published is True
@@ -298,8 +363,17 @@ async def test_client_errors_are_bounded() -> None:
 
 def test_config_validation() -> None:
     schema = PluginRegistry(load_entry_points=False).config_schema()
-    cfg = load_config(schema, env={}, overrides={"webhooks": {"endpoints": [
-        {"url": "http://h/x", "events": ["client.connected"], "topic_filters": ["a/#"]}]}})
+    cfg = load_config(
+        schema,
+        env={},
+        overrides={
+            "webhooks": {
+                "endpoints": [
+                    {"url": "http://h/x", "events": ["client.connected"], "topic_filters": ["a/#"]}
+                ]
+            }
+        },
+    )
     assert cfg.webhooks.endpoints[0].url == "http://h/x"
     for bad, match in [
         ({"endpoints": [{"url": "ftp://x"}]}, "url"),
@@ -332,10 +406,18 @@ def test_config_file_with_endpoint_tables(tmp_path: Path) -> None:
 def test_derived_events_takeover_and_delivered() -> None:
     from fluxmq_core.webhooks.notifier import _events
 
-    out = _events("fluxmq_client_disconnected",
-                  {"client_id": "c", "protocol": "mqtt", "reason": "session taken over"})
+    out = _events(
+        "fluxmq_client_disconnected",
+        {"client_id": "c", "protocol": "mqtt", "reason": "session taken over"},
+    )
     assert [e[0] for e in out] == ["client.disconnected", "client.session_takeover"]
     m = Message("t/1", b"x", 1, origin_protocol="http", origin_client="http:1")
-    (ev,) = _events("fluxmq_message_delivered", {"message": m, "protocol": "mqtt", "client_id": "sub"})
-    assert ev[0] == "message.delivered" and ev[1]["client_id"] == "sub" and ev[1]["origin_client"] == "http:1"
+    (ev,) = _events(
+        "fluxmq_message_delivered", {"message": m, "protocol": "mqtt", "client_id": "sub"}
+    )
+    assert (
+        ev[0] == "message.delivered"
+        and ev[1]["client_id"] == "sub"
+        and ev[1]["origin_client"] == "http:1"
+    )
     assert ev[2] == "t/1" and ev[3] is m

@@ -90,10 +90,20 @@ class Client:
         r, w = await asyncio.open_connection("127.0.0.1", port)
         return cls(r, w)
 
-    async def handshake(self, path: str = "/ws", subprotocols: list[str] | None = None,
-                        extra: list[tuple[bytes, bytes]] | None = None) -> Any:
-        self.send(Request(host="127.0.0.1", target=path, subprotocols=subprotocols or ["echo"],
-                          extra_headers=extra or []))
+    async def handshake(
+        self,
+        path: str = "/ws",
+        subprotocols: list[str] | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> Any:
+        self.send(
+            Request(
+                host="127.0.0.1",
+                target=path,
+                subprotocols=subprotocols or ["echo"],
+                extra_headers=extra or [],
+            )
+        )
         return await self.event()
 
     def send(self, event: Any) -> None:
@@ -234,8 +244,15 @@ async def test_ping_is_answered_with_pong() -> None:
         (upgrade().replace(b"GET", b"POST"), b"405"),
         (b"garbage\r\n\r\n", b"400"),
     ],
-    ids=["wrong-path", "no-upgrade-headers", "bad-subprotocol", "bad-version", "bad-key",
-         "not-get", "not-http"],
+    ids=[
+        "wrong-path",
+        "no-upgrade-headers",
+        "bad-subprotocol",
+        "bad-version",
+        "bad-key",
+        "not-get",
+        "not-http",
+    ],
 )
 async def test_bad_upgrades_get_http_errors(request_bytes: bytes, status: bytes) -> None:
     server, port = await serve()

@@ -10,11 +10,10 @@ import uuid
 import paho.mqtt.client as mqtt
 import pika
 import pytest
+from fluxmq_amqp091.testing import WAIT, consume_n, name
 from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from fluxmq_amqp091.testing import WAIT, consume_n, name
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,11 @@ def mq(both):
     def factory():
         got: queue.Queue = queue.Queue()
         ready: queue.Queue = queue.Queue()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                        client_id=uuid.uuid4().hex[:12], protocol=mqtt.MQTTv5)
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=uuid.uuid4().hex[:12],
+            protocol=mqtt.MQTTv5,
+        )
         c.on_message = lambda _c, _u, m: got.put(m)
         c.on_connect = lambda *a: ready.put(True)
         c.on_subscribe = lambda *a: ready.put(True)
@@ -53,7 +55,9 @@ def mq(both):
 
 @pytest.fixture
 def channel(both):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", both.port("amqp091.bind")))
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", both.port("amqp091.bind"))
+    )
     yield conn.channel()
     conn.close()
 
@@ -62,9 +66,19 @@ def test_amq_topic_publish_reaches_mqtt_with_properties(mq, channel):
     c = mq()
     c.subscribe("a/+", qos=1)
     c.ready.get(timeout=WAIT)
-    channel.basic_publish("amq.topic", "a.b", b"from amqp", pika.BasicProperties(
-        content_type="text/plain", correlation_id="corr-1", reply_to="replies.me",
-        headers={"k": "v"}, expiration="60000", delivery_mode=2))
+    channel.basic_publish(
+        "amq.topic",
+        "a.b",
+        b"from amqp",
+        pika.BasicProperties(
+            content_type="text/plain",
+            correlation_id="corr-1",
+            reply_to="replies.me",
+            headers={"k": "v"},
+            expiration="60000",
+            delivery_mode=2,
+        ),
+    )
     m = c.got.get(timeout=WAIT)
     assert m.topic == "a/b" and m.payload == b"from amqp"
     p = m.properties
@@ -89,7 +103,7 @@ def test_mqtt_publish_reaches_bound_queues(mq, channel):
     props.MessageExpiryInterval = 120
     c.publish("a/b", b"{}", qos=1, properties=props).wait_for_publish(WAIT)
     c.publish("a/c", b"only-q2", qos=1).wait_for_publish(WAIT)
-    (m, p, body), = consume_n(channel, q1, 1)
+    ((m, p, body),) = consume_n(channel, q1, 1)
     assert body == b"{}" and m.exchange == "amq.topic" and m.routing_key == "a.b"
     assert p.content_type == "application/json" and p.correlation_id == "c-7"
     assert p.reply_to == "reply.here" and p.headers["tenant"] == "t1"

@@ -40,18 +40,24 @@ def free_port() -> int:
 
 class Client5:
     def __init__(self, port: int, client_id: str, *, clean: bool = True) -> None:
-        from paho.mqtt.properties import Properties
         from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         self.got: queue.Queue = queue.Queue()
         self.events: queue.Queue = queue.Queue()
-        c = self.c = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv5,
-                            reconnect_on_failure=False)
+        c = self.c = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTv5,
+            reconnect_on_failure=False,
+        )
         c.max_inflight_messages_set(50)
         c.max_queued_messages_set(0)
         c.on_message = lambda _c, _u, m: self.got.put(m)
         c.on_connect = lambda _c, _u, f, rc, p: self.events.put(("connack", rc.value))
-        c.on_subscribe = lambda _c, _u, mid, rcs, p: self.events.put(("suback", [r.value for r in rcs]))
+        c.on_subscribe = lambda _c, _u, mid, rcs, p: self.events.put(
+            ("suback", [r.value for r in rcs])
+        )
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         c.connect("127.0.0.1", port, clean_start=clean, properties=props)
@@ -81,11 +87,15 @@ class Client5:
 
 def test_acknowledged_queue_and_session_messages_survive_kill_9() -> None:
     port = free_port()
-    proc = BrokerProcess(["--plugins", "mqtt"], config_text=CONFIG, env={
-        "FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}",
-        "FLUXMQ_MQTT__WEBSOCKET": "",
-        "FLUXMQ_HTTP__BIND": "127.0.0.1:0",
-    })
+    proc = BrokerProcess(
+        ["--plugins", "mqtt"],
+        config_text=CONFIG,
+        env={
+            "FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}",
+            "FLUXMQ_MQTT__WEBSOCKET": "",
+            "FLUXMQ_HTTP__BIND": "127.0.0.1:0",
+        },
+    )
     with proc:
         proc.start()
         # a persistent session subscribes, then goes offline

@@ -25,7 +25,9 @@ def free_port() -> int:
 
 def test_sigterm_with_connected_mqtt_client_exits_zero_and_tells_the_client() -> None:
     port = free_port()
-    with BrokerProcess(["--plugins", "mqtt"], env={"FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}"}) as proc:
+    with BrokerProcess(
+        ["--plugins", "mqtt"], env={"FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}"}
+    ) as proc:
         bound = proc.start()
         assert bound["mqtt.tcp"][1] == port
         events: queue.Queue[tuple[str, int]] = queue.Queue()

@@ -8,10 +8,10 @@ from typing import Any
 
 import pika
 import pytest
+from fluxmq_amqp091.testing import WAIT
 
 from fluxmq_core.testing.broker import BrokerThread
 
-from fluxmq_amqp091.testing import WAIT
 
 @pytest.fixture(scope="module")
 def amqp_broker() -> Iterator[BrokerThread]:
@@ -24,9 +24,13 @@ def connect(amqp_broker: BrokerThread) -> Iterator[Any]:
     made: list[pika.BlockingConnection] = []
 
     def factory(**kwargs: Any) -> pika.BlockingConnection:
-        params = pika.ConnectionParameters("127.0.0.1", amqp_broker.port("amqp091.bind"),
-                                           blocked_connection_timeout=WAIT,
-                                           socket_timeout=WAIT, **kwargs)
+        params = pika.ConnectionParameters(
+            "127.0.0.1",
+            amqp_broker.port("amqp091.bind"),
+            blocked_connection_timeout=WAIT,
+            socket_timeout=WAIT,
+            **kwargs,
+        )
         c = pika.BlockingConnection(params)
         made.append(c)
         return c

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import given, settings, strategies as st
-from pamqp import commands, frame as pframe
-
 from fluxmq_amqp091.codec import (
     PROTOCOL_HEADER,
     AMQPError,
@@ -19,6 +16,10 @@ from fluxmq_amqp091.codec import (
     encode_deliver,
     encode_properties,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamqp import commands
+from pamqp import frame as pframe
 
 
 def _drain(reader: FrameReader) -> None:
@@ -35,7 +36,7 @@ def test_random_bytes_only_raise_amqp_error(data, cut):
         reader.feed(PROTOCOL_HEADER)
         _drain(reader)
         for i in range(0, len(data), cut):
-            reader.feed(data[i:i + cut])
+            reader.feed(data[i : i + cut])
             _drain(reader)
     except AMQPError:
         pass
@@ -67,8 +68,9 @@ _text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), m
 def test_publish_decodes_like_pamqp(exchange, routing_key, mandatory, immediate):
     exchange = "".join(c for c in exchange if c.isascii() and (c.isalnum() or c in "-_.:"))
     routing_key = routing_key.encode()[:255].decode("utf-8", "ignore")
-    m = commands.Basic.Publish(exchange=exchange, routing_key=routing_key,
-                               mandatory=mandatory, immediate=immediate)
+    m = commands.Basic.Publish(
+        exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate
+    )
     reader = FrameReader()
     reader.expect_header = False
     reader.feed(pframe.marshal(m, 3))
@@ -76,24 +78,33 @@ def test_publish_decodes_like_pamqp(exchange, routing_key, mandatory, immediate)
     assert isinstance(f, Method) and f.channel == 3
     got = f.method
     assert (got.exchange, got.routing_key, got.mandatory, got.immediate) == (
-        exchange, routing_key, mandatory, immediate)
+        exchange,
+        routing_key,
+        mandatory,
+        immediate,
+    )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=20000), st.integers(4096, 9000), _text, st.integers(1, 2**40),
-       st.booleans())
+@given(
+    st.binary(max_size=20000), st.integers(4096, 9000), _text, st.integers(1, 2**40), st.booleans()
+)
 def test_content_roundtrip_split_by_frame_max(body, frame_max, tag, dtag, redelivered):
     props = commands.Basic.Properties(content_type="text/plain", headers={"a": 1})
     raw = encode_properties(props)
-    data = encode_content(1, encode_deliver(1, tag, dtag, redelivered, "ex", "rk"), raw, body,
-                          frame_max)
+    data = encode_content(
+        1, encode_deliver(1, tag, dtag, redelivered, "ex", "rk"), raw, body, frame_max
+    )
     reader = FrameReader(frame_max=frame_max)
     reader.expect_header = False
     reader.feed(data)
     m = reader.next_frame()
     assert isinstance(m, Method)
     assert m.method.delivery_tag == dtag and m.method.redelivered == redelivered
-    assert m.method.consumer_tag == tag.encode()[:255].decode("utf-8", "ignore") or len(tag.encode()) > 255
+    assert (
+        m.method.consumer_tag == tag.encode()[:255].decode("utf-8", "ignore")
+        or len(tag.encode()) > 255
+    )
     h = reader.next_frame()
     assert isinstance(h, Header) and h.body_size == len(body) and h.raw == raw
     assert h.properties.content_type == "text/plain"

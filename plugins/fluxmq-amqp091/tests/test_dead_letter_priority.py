@@ -8,11 +8,10 @@ from __future__ import annotations
 import aio_pika
 import pika
 import pytest
+from fluxmq_amqp091.testing import WAIT, consume_n, name
 from pika.exceptions import ChannelClosedByBroker
 
 from fluxmq_core.clock import ManualClock
-
-from fluxmq_amqp091.testing import WAIT, consume_n, name
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +26,14 @@ def clocked():
 @pytest.fixture
 def ch(clocked):
     broker, _clock = clocked
-    conn = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", broker.port("amqp091.bind"), socket_timeout=WAIT,
-        blocked_connection_timeout=WAIT))
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1",
+            broker.port("amqp091.bind"),
+            socket_timeout=WAIT,
+            blocked_connection_timeout=WAIT,
+        )
+    )
     yield conn.channel()
     if conn.is_open:
         conn.close()
@@ -68,7 +72,7 @@ def test_ttl_queue_dead_letters_expired_without_consumers(clocked, ch):
     advance(clocked, 2.0, ch)
     assert ch.queue_declare(dead, passive=True).method.message_count == 0
     advance(clocked, 4.0, ch)
-    (m, props, body), = consume_n(ch, dead, 1)
+    ((m, props, body),) = consume_n(ch, dead, 1)
     assert body == b"later" and m.exchange == dlx and m.routing_key == "dead"
     h = props.headers
     assert h["h"] == "v"
@@ -85,7 +89,7 @@ def test_per_message_expiration_dead_letters_and_drops_expiration(clocked, ch):
     _dlx, dead, src = dlx_setup(ch)
     ch.basic_publish("", src, b"x", pika.BasicProperties(expiration="1000"))
     advance(clocked, 2.0, ch)
-    (_m, props, body), = consume_n(ch, dead, 1)
+    ((_m, props, body),) = consume_n(ch, dead, 1)
     assert body == b"x" and props.expiration is None
     [death] = props.headers["x-death"]
     assert death["reason"] == "expired" and death["original-expiration"] == "1000"
@@ -103,9 +107,14 @@ def test_retry_loop_counts_x_death(clocked, ch):
     retry_ex = name("retry")
     ch.exchange_declare(retry_ex, "fanout")
     work = name("work")
-    delay = ch.queue_declare(name("delay"), arguments={
-        "x-message-ttl": 1000, "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": work}).method.queue
+    delay = ch.queue_declare(
+        name("delay"),
+        arguments={
+            "x-message-ttl": 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": work,
+        },
+    ).method.queue
     ch.queue_bind(delay, retry_ex)
     ch.queue_declare(work, arguments={"x-dead-letter-exchange": retry_ex})
     ch.basic_publish("", work, b"job")
@@ -116,11 +125,13 @@ def test_retry_loop_counts_x_death(clocked, ch):
         broker, _c = clocked
         broker.call(broker.context.queues.wait_idle())
         advance(clocked, 2.0, ch)
-    (_m, props, body), = consume_n(ch, work, 1)
+    ((_m, props, body),) = consume_n(ch, work, 1)
     assert body == b"job"
     deaths = props.headers["x-death"]
     assert [(d["queue"], d["reason"], d["count"]) for d in deaths] == [
-        (delay, "expired", 2), (work, "rejected", 2)]
+        (delay, "expired", 2),
+        (work, "rejected", 2),
+    ]
     assert props.headers["x-first-death-queue"] == work
     assert props.headers["x-first-death-reason"] == "rejected"
     assert props.headers["x-last-death-reason"] == "expired"
@@ -132,7 +143,7 @@ def test_reject_publish_dlx_dead_letters_the_refused_message(clocked, ch):
     ch.basic_publish("", src, b"kept")
     with pytest.raises(pika.exceptions.NackError):
         ch.basic_publish("", src, b"refused")
-    (_m, props, body), = consume_n(ch, dead, 1)
+    ((_m, props, body),) = consume_n(ch, dead, 1)
     assert body == b"refused"
     assert props.headers["x-death"][0]["reason"] == "maxlen"
     assert [b for _m, _p, b in consume_n(ch, src, 1)] == [b"kept"]
@@ -142,7 +153,7 @@ def test_drop_head_with_dlx_dead_letters_maxlen(clocked, ch):
     _dlx, dead, src = dlx_setup(ch, **{"x-max-length": 2, "x-overflow": "drop-head"})
     for body in (b"1", b"2", b"3"):
         ch.basic_publish("", src, body)
-    (_m, props, body), = consume_n(ch, dead, 1)
+    ((_m, props, body),) = consume_n(ch, dead, 1)
     assert body == b"1" and props.headers["x-first-death-reason"] == "maxlen"
     assert [b for _m, _p, b in consume_n(ch, src, 2)] == [b"2", b"3"]
 
@@ -152,7 +163,7 @@ def test_delivery_limit_reason(clocked, ch):
     ch.basic_publish("", src, b"poison")
     method, _p, _b = ch.basic_get(src)
     ch.basic_nack(method.delivery_tag, requeue=True)
-    (_m, props, _body), = consume_n(ch, dead, 1)
+    ((_m, props, _body),) = consume_n(ch, dead, 1)
     assert props.headers["x-death"][0]["reason"] == "delivery_limit"
 
 
@@ -213,8 +224,9 @@ async def test_aio_pika_ttl_dlx_and_priority(clocked):
         dlx = await ch.declare_exchange(name("dlx"), aio_pika.ExchangeType.FANOUT)
         dead = await ch.declare_queue(name("dead"))
         await dead.bind(dlx)
-        delay = await ch.declare_queue(name("delay"), arguments={
-            "x-message-ttl": 3000, "x-dead-letter-exchange": dlx.name})
+        delay = await ch.declare_queue(
+            name("delay"), arguments={"x-message-ttl": 3000, "x-dead-letter-exchange": dlx.name}
+        )
         await ch.default_exchange.publish(aio_pika.Message(b"retry-me"), delay.name)
         await asyncio.to_thread(advance, clocked, 4.0)
         msg = await dead.get(timeout=WAIT)

@@ -8,9 +8,8 @@ import aio_pika
 import pika
 import pytest
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
-from pika.adapters.asyncio_connection import AsyncioConnection
-
 from fluxmq_amqp091.testing import WAIT, name
+from pika.adapters.asyncio_connection import AsyncioConnection
 
 
 @pytest.fixture
@@ -25,9 +24,13 @@ async def test_publish_consume_with_confirms_and_ack(url):
         q = await ch.declare_queue(name(), durable=True)
         for i in range(20):
             await ch.default_exchange.publish(
-                aio_pika.Message(str(i).encode(), headers={"i": i},
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=q.name)
+                aio_pika.Message(
+                    str(i).encode(),
+                    headers={"i": i},
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=q.name,
+            )
         got = []
         async with q.iterator() as it:
             async for message in it:

@@ -7,27 +7,47 @@ import time
 
 import pika
 import pytest
-from pika.exceptions import ChannelClosedByBroker, UnroutableError
-
 from fluxmq_amqp091.testing import WAIT, consume_n, name
+from pika.exceptions import ChannelClosedByBroker, UnroutableError
 
 
 def test_default_exchange_roundtrip_keeps_properties(connect):
     ch = connect().channel()
     q = ch.queue_declare(name()).method.queue
     props = pika.BasicProperties(
-        content_type="application/json", content_encoding="utf-8",
-        headers={"a": 1, "b": "x", "nested": {"k": True}}, delivery_mode=2, priority=3,
-        correlation_id="c-1", reply_to="replies", expiration="60000", message_id="m-1",
-        timestamp=1700000000, type="order", user_id="guest", app_id="app",
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers={"a": 1, "b": "x", "nested": {"k": True}},
+        delivery_mode=2,
+        priority=3,
+        correlation_id="c-1",
+        reply_to="replies",
+        expiration="60000",
+        message_id="m-1",
+        timestamp=1700000000,
+        type="order",
+        user_id="guest",
+        app_id="app",
     )
     ch.basic_publish("", q, b'{"n": 1}', props)
-    (method, got, body), = consume_n(ch, q, 1)
+    ((method, got, body),) = consume_n(ch, q, 1)
     assert body == b'{"n": 1}'
     assert method.routing_key == q and method.exchange == ""
-    for key in ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
-                "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
-                "user_id", "app_id"):
+    for key in (
+        "content_type",
+        "content_encoding",
+        "headers",
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+    ):
         assert getattr(got, key) == getattr(props, key), key
 
 
@@ -66,7 +86,9 @@ def test_exchange_types_route(connect, kind):
     else:
         ch.queue_bind(q1, ex, arguments={"x-match": "all", "fmt": "pdf", "type": "report"})
         ch.queue_bind(q2, ex, arguments={"x-match": "any", "fmt": "pdf", "type": "log"})
-        ch.basic_publish(ex, "", b"h1", pika.BasicProperties(headers={"fmt": "pdf", "type": "report"}))
+        ch.basic_publish(
+            ex, "", b"h1", pika.BasicProperties(headers={"fmt": "pdf", "type": "report"})
+        )
         ch.basic_publish(ex, "", b"h2", pika.BasicProperties(headers={"fmt": "pdf"}))
         ch.basic_publish(ex, "", b"h3", pika.BasicProperties(headers={"type": "none"}))
         expect = {q1: [b"h1"], q2: [b"h1", b"h2"]}
@@ -79,8 +101,13 @@ def test_exchange_types_route(connect, kind):
 def test_amq_exchanges_exist_and_are_protected(connect):
     conn = connect()
     ch = conn.channel()
-    for ex, kind in (("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
-                     ("amq.headers", "headers"), ("amq.match", "headers")):
+    for ex, kind in (
+        ("amq.direct", "direct"),
+        ("amq.fanout", "fanout"),
+        ("amq.topic", "topic"),
+        ("amq.headers", "headers"),
+        ("amq.match", "headers"),
+    ):
         ch.exchange_declare(ex, kind, passive=True)
         ch.exchange_declare(ex, kind, durable=True)
     with pytest.raises(ChannelClosedByBroker) as info:
@@ -216,11 +243,15 @@ def test_queue_delete_if_empty_if_unused_and_purge(connect):
 
 def test_queue_arguments_ttl_max_length_overflow(connect):
     ch = connect().channel()
-    q = ch.queue_declare(name(), arguments={"x-max-length": 2, "x-overflow": "drop-head"}).method.queue
+    q = ch.queue_declare(
+        name(), arguments={"x-max-length": 2, "x-overflow": "drop-head"}
+    ).method.queue
     for i in range(4):
         ch.basic_publish("", q, str(i).encode())
     assert [b for _m, _p, b in consume_n(ch, q, 2)] == [b"2", b"3"]
-    q2 = ch.queue_declare(name(), arguments={"x-max-length": 1, "x-overflow": "reject-publish"}).method.queue
+    q2 = ch.queue_declare(
+        name(), arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    ).method.queue
     ch.confirm_delivery()
     ch.basic_publish("", q2, b"a")
     with pytest.raises(pika.exceptions.NackError):
@@ -235,8 +266,13 @@ def test_queue_arguments_ttl_max_length_overflow(connect):
         with pytest.raises(ChannelClosedByBroker) as info:
             c.queue_declare(name(), arguments=args)
         assert info.value.reply_code == 406
-    ok = connect().channel().queue_declare(
-        name(), arguments={"x-max-priority": 10, "x-max-length-bytes": 1000, "x-expires": 60000})
+    ok = (
+        connect()
+        .channel()
+        .queue_declare(
+            name(), arguments={"x-max-priority": 10, "x-max-length-bytes": 1000, "x-expires": 60000}
+        )
+    )
     assert ok.method.message_count == 0
 
 
@@ -257,12 +293,13 @@ def test_dead_letter_exchange(connect):
     ch.exchange_declare(dlx, "direct")
     dead = ch.queue_declare(name()).method.queue
     ch.queue_bind(dead, dlx, "dead")
-    q = ch.queue_declare(name(), arguments={"x-dead-letter-exchange": dlx,
-                                            "x-dead-letter-routing-key": "dead"}).method.queue
+    q = ch.queue_declare(
+        name(), arguments={"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "dead"}
+    ).method.queue
     ch.basic_publish("", q, b"bad", pika.BasicProperties(headers={"h": "v"}))
     method, _p, _b = ch.basic_get(q)
     ch.basic_reject(method.delivery_tag, requeue=False)
-    (m, props, body), = consume_n(ch, dead, 1)
+    ((m, props, body),) = consume_n(ch, dead, 1)
     assert body == b"bad" and m.routing_key == "dead"
     assert props.headers["h"] == "v"
     assert props.headers["x-first-death-queue"] == q
@@ -291,7 +328,7 @@ def test_qos_prefetch_per_consumer(connect):
 def test_qos_global_limits_the_channel(connect):
     ch = connect().channel()
     q1, q2 = ch.queue_declare(name()).method.queue, ch.queue_declare(name()).method.queue
-    for i in range(3):
+    for _i in range(3):
         ch.basic_publish("", q1, b"a")
         ch.basic_publish("", q2, b"b")
     ch.basic_qos(prefetch_count=3, global_qos=True)
@@ -367,7 +404,7 @@ def test_multiple_ack_and_unknown_tag_is_406(connect):
     conn = connect()
     ch = conn.channel()
     q = ch.queue_declare(name()).method.queue
-    for i in range(3):
+    for _i in range(3):
         ch.basic_publish("", q, b"m")
     got = consume_n(ch, q, 3, ack=False)
     ch.basic_ack(got[-1][0].delivery_tag, multiple=True)
@@ -446,7 +483,7 @@ def test_large_body_split_across_frames(connect):
     q = ch.queue_declare(name()).method.queue
     body = bytes(range(256)) * 100
     ch.basic_publish("", q, body)
-    (_m, _p, got), = consume_n(ch, q, 1)
+    ((_m, _p, got),) = consume_n(ch, q, 1)
     assert got == body
 
 
@@ -463,8 +500,9 @@ def test_stream_queue_offsets_and_consumer_group(connect):
         ch.basic_publish("", q, str(i).encode())
     ch.basic_qos(prefetch_count=10)
     got = []
-    for method, props, body in ch.consume(q, arguments={"x-stream-offset": "first"},
-                                          inactivity_timeout=WAIT):
+    for method, props, body in ch.consume(
+        q, arguments={"x-stream-offset": "first"}, inactivity_timeout=WAIT
+    ):
         if method is None:
             break
         got.append((body, props.headers["x-stream-offset"]))
@@ -476,9 +514,9 @@ def test_stream_queue_offsets_and_consumer_group(connect):
     ch2 = connect().channel()
     ch2.basic_qos(prefetch_count=10)
     got2 = []
-    for method, _props, body in ch2.consume(q, arguments={"x-stream-offset": 3,
-                                                          "x-consumer-group": "g1"},
-                                            inactivity_timeout=WAIT):
+    for method, _props, body in ch2.consume(
+        q, arguments={"x-stream-offset": 3, "x-consumer-group": "g1"}, inactivity_timeout=WAIT
+    ):
         if method is None:
             break
         got2.append(body)
@@ -488,8 +526,9 @@ def test_stream_queue_offsets_and_consumer_group(connect):
 
 
 def test_heartbeat_negotiation(connect, amqp_broker):
-    params = pika.ConnectionParameters("127.0.0.1", amqp_broker.port("amqp091.bind"),
-                                       heartbeat=2, socket_timeout=WAIT)
+    params = pika.ConnectionParameters(
+        "127.0.0.1", amqp_broker.port("amqp091.bind"), heartbeat=2, socket_timeout=WAIT
+    )
     conn = pika.BlockingConnection(params)
     try:
         assert conn._impl.params.heartbeat == 2
@@ -542,8 +581,10 @@ def test_durable_exchange_queue_and_binding_survive_restart(fluxmq_broker_factor
     ch.basic_publish("orders-x", "eu.fr", b"routed")
     bodies = [b for _m, _p, b in consume_n(ch, "orders-q", 2)]
     assert bodies == [b"kept", b"routed"]
-    for what, fn in (("temp-x", lambda c: c.exchange_declare("temp-x", passive=True)),
-                     ("temp-q", lambda c: c.queue_declare("temp-q", passive=True))):
+    for what, fn in (
+        ("temp-x", lambda c: c.exchange_declare("temp-x", passive=True)),
+        ("temp-q", lambda c: c.queue_declare("temp-q", passive=True)),
+    ):
         c = conn.channel()
         with pytest.raises(ChannelClosedByBroker) as info:
             fn(c)

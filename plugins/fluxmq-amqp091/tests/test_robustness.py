@@ -8,10 +8,10 @@ import struct
 
 import pika
 import pytest
-from pamqp import commands, frame as pframe
-
 from fluxmq_amqp091.codec import PROTOCOL_HEADER, AMQPError, FrameReader, Method
 from fluxmq_amqp091.testing import WAIT
+from pamqp import commands
+from pamqp import frame as pframe
 
 
 class Raw:
@@ -52,20 +52,33 @@ class Raw:
             while True:
                 if not self.sock.recv(65536):
                     return True
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             return False
 
     def open(self, heartbeat: int = 0) -> None:
         """Handshake to an open connection (PLAIN guest/guest) and channel 1."""
         self.send(PROTOCOL_HEADER)
         assert isinstance(self.method(), commands.Connection.Start)
-        self.send(pframe.marshal(commands.Connection.StartOk(
-            client_properties={"capabilities": {}}, mechanism="PLAIN",
-            response="\0guest\0guest"), 0))
+        self.send(
+            pframe.marshal(
+                commands.Connection.StartOk(
+                    client_properties={"capabilities": {}},
+                    mechanism="PLAIN",
+                    response="\0guest\0guest",
+                ),
+                0,
+            )
+        )
         tune = self.method()
         assert isinstance(tune, commands.Connection.Tune)
-        self.send(pframe.marshal(commands.Connection.TuneOk(
-            channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=heartbeat), 0))
+        self.send(
+            pframe.marshal(
+                commands.Connection.TuneOk(
+                    channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=heartbeat
+                ),
+                0,
+            )
+        )
         self.send(pframe.marshal(commands.Connection.Open(virtual_host="/"), 0))
         assert isinstance(self.method(), commands.Connection.OpenOk)
         self.send(pframe.marshal(commands.Channel.Open(), 1))
@@ -92,16 +105,18 @@ def raw(amqp_broker):
 @pytest.fixture
 def healthy(amqp_broker):
     """A pika connection opened before the abuse; it must still work after."""
-    conn = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", amqp_broker.port("amqp091.bind")))
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", amqp_broker.port("amqp091.bind"))
+    )
     ch = conn.channel()
     yield ch
     ch.queue_declare("", exclusive=True)
     conn.close()
 
 
-@pytest.mark.parametrize("header", [b"AMQP\x00\x00\x08\x00", b"AMQP\x01\x01\x00\x09",
-                                    b"AMQP\x00\x00\x09\x02"])
+@pytest.mark.parametrize(
+    "header", [b"AMQP\x00\x00\x08\x00", b"AMQP\x01\x01\x00\x09", b"AMQP\x00\x00\x09\x02"]
+)
 def test_bad_protocol_header_gets_ours_and_close(amqp_broker, header):
     s = socket.create_connection(("127.0.0.1", amqp_broker.port("amqp091.bind")), timeout=WAIT)
     s.sendall(header)
@@ -193,8 +208,11 @@ def test_method_on_channel_zero_is_503_and_bad_vhost_530(raw, healthy):
     r2.method()
     r2.send(pframe.marshal(commands.Connection.StartOk(mechanism="PLAIN", response="\0a\0b"), 0))
     tune = r2.method()
-    r2.send(pframe.marshal(commands.Connection.TuneOk(channel_max=tune.channel_max,
-                                                      frame_max=tune.frame_max), 0))
+    r2.send(
+        pframe.marshal(
+            commands.Connection.TuneOk(channel_max=tune.channel_max, frame_max=tune.frame_max), 0
+        )
+    )
     r2.send(pframe.marshal(commands.Connection.Open(virtual_host="/other"), 0))
     assert _close_code(r2) == 530
 
@@ -237,8 +255,9 @@ def test_amqplain_login(raw):
     r = raw()
     r.send(PROTOCOL_HEADER)
     start = r.method()
-    assert b"AMQPLAIN" in (start.mechanisms if isinstance(start.mechanisms, bytes)
-                           else start.mechanisms.encode())
+    assert b"AMQPLAIN" in (
+        start.mechanisms if isinstance(start.mechanisms, bytes) else start.mechanisms.encode()
+    )
     table = encode.field_table({"LOGIN": "guest", "PASSWORD": "guest"})[4:].decode("ascii")
     r.send(pframe.marshal(commands.Connection.StartOk(mechanism="AMQPLAIN", response=table), 0))
     assert isinstance(r.method(), commands.Connection.Tune)

@@ -10,11 +10,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.client import CallbackAPIVersion
-from paho.mqtt.properties import Properties as PahoProperties
-from paho.mqtt.packettypes import PacketTypes
-
 from fluxmq_mqtt.codec import Decoder, MQTTProtocolError, encode
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties as PahoProperties
 
 WAIT = 5.0
 
@@ -22,23 +21,37 @@ WAIT = 5.0
 class Paho:
     """A paho-mqtt 2.x client on its own network thread, messages in a queue."""
 
-    def __init__(self, port: int, client_id: str | None = None, version: int = 5, *,
-                 clean: bool = True, connect_props: dict[str, Any] | None = None,
-                 will: tuple | None = None, will_props: dict[str, Any] | None = None,
-                 username: str | None = None, password: str | None = None,
-                 keepalive: int = 60, connect: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str | None = None,
+        version: int = 5,
+        *,
+        clean: bool = True,
+        connect_props: dict[str, Any] | None = None,
+        will: tuple | None = None,
+        will_props: dict[str, Any] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: int = 60,
+        connect: bool = True,
+    ) -> None:
         proto = {5: mqtt.MQTTv5, 4: mqtt.MQTTv311, 3: mqtt.MQTTv31}[version]
         self.version = version
         cid = uuid.uuid4().hex[:12] if client_id is None else client_id
         kwargs: dict[str, Any] = {}
         if version < 5:
             kwargs["clean_session"] = clean
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=cid, protocol=proto,
-                                  # No reconnect behind a test's back; and after drop()
-                                  # the network thread ends at once instead of
-                                  # sleeping a reconnect delay that tests would wait out.
-                                  reconnect_on_failure=False, **kwargs)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cid,
+            protocol=proto,
+            # No reconnect behind a test's back; and after drop()
+            # the network thread ends at once instead of
+            # sleeping a reconnect delay that tests would wait out.
+            reconnect_on_failure=False,
+            **kwargs,
+        )
         self.port = port
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple] = queue.Queue()
@@ -91,8 +104,14 @@ class Paho:
             self.client.subscribe(topic, qos)
         return self.subacks.get(timeout=WAIT)
 
-    def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0,
-                retain: bool = False, props: dict[str, Any] | None = None) -> Any:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        props: dict[str, Any] | None = None,
+    ) -> Any:
         p = None
         if props:
             p = PahoProperties(PacketTypes.PUBLISH)
@@ -212,5 +231,3 @@ def clients():
             c.close()
         except Exception:
             pass
-
-

@@ -111,8 +111,15 @@ V3_PACKETS = [
     Connect(client_id="c1"),
     Connect(client_id="", clean_start=True, keepalive=65535),
     Connect(
-        client_id="dev-42", clean_start=False, keepalive=30, username="u", password=b"p\x00w",
-        will_topic="last/will", will_payload=b"bye", will_qos=2, will_retain=True,
+        client_id="dev-42",
+        clean_start=False,
+        keepalive=30,
+        username="u",
+        password=b"p\x00w",
+        will_topic="last/will",
+        will_payload=b"bye",
+        will_qos=2,
+        will_retain=True,
     ),
     Connect(client_id="x", username="only-user"),
     Connack(session_present=True, reason_code=0),
@@ -120,12 +127,20 @@ V3_PACKETS = [
     Publish("a/b", b"hello"),
     Publish("a/b", b"", qos=1, packet_id=1, retain=True),
     Publish("ü/€/😀", b"\x00" * 300, qos=2, dup=True, packet_id=65535),
-    Puback(7), Pubrec(8), Pubrel(9), Pubcomp(65535),
-    Subscribe(1, (("a/+", SubscribeOptions(0)), ("#", SubscribeOptions(1)), ("$SYS/x", SubscribeOptions(2)))),
+    Puback(7),
+    Pubrec(8),
+    Pubrel(9),
+    Pubcomp(65535),
+    Subscribe(
+        1,
+        (("a/+", SubscribeOptions(0)), ("#", SubscribeOptions(1)), ("$SYS/x", SubscribeOptions(2))),
+    ),
     Suback(1, (0, 1, 2, 0x80)),
     Unsubscribe(3, ("a/+", "b/#")),
     Unsuback(3),
-    Pingreq(), Pingresp(), Disconnect(),
+    Pingreq(),
+    Pingresp(),
+    Disconnect(),
 ]
 
 
@@ -145,9 +160,18 @@ def _fields(packet) -> dict:
 V5_PACKETS = [
     Connect(client_id="c1", protocol_level=5),
     Connect(
-        client_id="dev-42", clean_start=False, keepalive=30, username="u", password=b"pw",
-        will_topic="last/will", will_payload=b"bye", will_qos=1, will_retain=True,
-        will_properties=full_properties(WILL), properties=full_properties(1), protocol_level=5,
+        client_id="dev-42",
+        clean_start=False,
+        keepalive=30,
+        username="u",
+        password=b"pw",
+        will_topic="last/will",
+        will_payload=b"bye",
+        will_qos=1,
+        will_retain=True,
+        will_properties=full_properties(WILL),
+        properties=full_properties(1),
+        protocol_level=5,
     ),
     Connect(client_id="", password=b"no-user", protocol_level=5),
     Connack(True, 0, full_properties(2)),
@@ -155,10 +179,17 @@ V5_PACKETS = [
     Publish("a/b", b"hello"),
     Publish("a/b", b"x", qos=1, packet_id=5, properties=full_properties(3)),
     Publish("", b"aliased", qos=2, packet_id=6, properties=Properties(topic_alias=3)),
-    Puback(1), Puback(2, 0x10), Puback(3, 0x87, full_properties(4)), Puback(4, 0, Properties(reason_string="ok")),
-    Pubrec(1), Pubrec(2, 0x80, full_properties(5)),
-    Pubrel(1), Pubrel(2, 0x92), Pubrel(3, 0, full_properties(6)),
-    Pubcomp(1), Pubcomp(2, 0x92, full_properties(7)),
+    Puback(1),
+    Puback(2, 0x10),
+    Puback(3, 0x87, full_properties(4)),
+    Puback(4, 0, Properties(reason_string="ok")),
+    Pubrec(1),
+    Pubrec(2, 0x80, full_properties(5)),
+    Pubrel(1),
+    Pubrel(2, 0x92),
+    Pubrel(3, 0, full_properties(6)),
+    Pubcomp(1),
+    Pubcomp(2, 0x92, full_properties(7)),
     Subscribe(
         10,
         (
@@ -170,9 +201,13 @@ V5_PACKETS = [
     Suback(10, (0, 1, 2, 0x80, 0x8F, 0xA2), full_properties(9)),
     Unsubscribe(11, ("a/+",), full_properties(10)),
     Unsuback(11, (0, 0x11), full_properties(11)),
-    Pingreq(), Pingresp(),
-    Disconnect(), Disconnect(0x04), Disconnect(0x8E, full_properties(14)),
-    Auth(), Auth(0x18, full_properties(15)),
+    Pingreq(),
+    Pingresp(),
+    Disconnect(),
+    Disconnect(0x04),
+    Disconnect(0x8E, full_properties(14)),
+    Auth(),
+    Auth(0x18, full_properties(15)),
 ]
 
 
@@ -226,7 +261,9 @@ def test_connect_vectors():
     assert decode_packet(v311) == expected
     assert encode(expected, 4) == v311
     v31 = b"\x10\x11\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x03abc"
-    assert decode_packet(v31) == Connect("abc", keepalive=60, protocol_name="MQIsdp", protocol_level=3)
+    assert decode_packet(v31) == Connect(
+        "abc", keepalive=60, protocol_name="MQIsdp", protocol_level=3
+    )
     assert encode(Connect("abc", keepalive=60), MQTT_3_1) == v31
     # 5.0 with Session Expiry Interval 10 and a will carrying Will Delay Interval 5.
     v5 = (
@@ -235,10 +272,18 @@ def test_connect_vectors():
     )
     pkt = decode_packet(v5)
     assert pkt == Connect(
-        client_id="abc", clean_start=True, keepalive=10, username="user", password=b"pw",
-        will_topic="w", will_payload=b"hi", will_qos=1, will_retain=False,
+        client_id="abc",
+        clean_start=True,
+        keepalive=10,
+        username="user",
+        password=b"pw",
+        will_topic="w",
+        will_payload=b"hi",
+        will_qos=1,
+        will_retain=False,
         will_properties=Properties(will_delay_interval=5),
-        properties=Properties(session_expiry_interval=10), protocol_level=5,
+        properties=Properties(session_expiry_interval=10),
+        protocol_level=5,
     )
     assert encode(pkt, 5) == v5
 
@@ -246,7 +291,9 @@ def test_connect_vectors():
 def test_decoder_learns_version_from_connect():
     decoder = Decoder(role="server")
     assert decoder.version is None
-    out = decoder.packets(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc" + b"\x30\x05\x00\x01t\x00p")
+    out = decoder.packets(
+        b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc" + b"\x30\x05\x00\x01t\x00p"
+    )
     assert decoder.version == 5
     assert out[1] == Publish("t", b"p")  # a 3.1.1 reading would keep the 0 in the payload
 
@@ -257,7 +304,9 @@ def test_connack_vectors():
     assert decode_packet(b"\x20\x02\x00\x04", 4) == Connack(False, 4)
     assert decode_packet(b"\x20\x03\x00\x00\x00", 5) == Connack(False, 0)
     v5 = b"\x20\x08\x01\x00\x05\x22\x00\x0a\x25\x01"
-    assert decode_packet(v5, 5) == Connack(True, 0, Properties(topic_alias_maximum=10, retain_available=1))
+    assert decode_packet(v5, 5) == Connack(
+        True, 0, Properties(topic_alias_maximum=10, retain_available=1)
+    )
     assert encode(Connack(True, 0, Properties(topic_alias_maximum=10, retain_available=1)), 5) == v5
 
 
@@ -266,7 +315,15 @@ def test_publish_vectors():
     assert decode_packet(v311, 4) == Publish("a/b", b"hi", qos=1, packet_id=10)
     assert encode_publish("a/b", b"hi", 1, packet_id=10) == v311
     v5 = b"\x3b\x0d\x00\x03a/b\x00\x0a\x03\x23\x00\x01hi"
-    pkt = Publish("a/b", b"hi", qos=1, retain=True, dup=True, packet_id=10, properties=Properties(topic_alias=1))
+    pkt = Publish(
+        "a/b",
+        b"hi",
+        qos=1,
+        retain=True,
+        dup=True,
+        packet_id=10,
+        properties=Properties(topic_alias=1),
+    )
     assert decode_packet(v5, 5) == pkt
     assert encode(pkt, 5) == v5
     assert decode_packet(b"\x30\x05\x00\x03a/b", 4) == Publish("a/b", b"")
@@ -278,7 +335,9 @@ def test_subscribe_vectors():
     assert decode_packet(v311, 4) == pkt
     assert encode(pkt, 4) == v311
     v5 = b"\x82\x0b\x00\x01\x02\x0b\x05\x00\x03a/b\x1e"
-    pkt5 = Subscribe(1, (("a/b", SubscribeOptions(2, True, True, 1)),), Properties(subscription_identifiers=(5,)))
+    pkt5 = Subscribe(
+        1, (("a/b", SubscribeOptions(2, True, True, 1)),), Properties(subscription_identifiers=(5,))
+    )
     assert decode_packet(v5, 5) == pkt5
     assert encode(pkt5, 5) == v5
     assert decode_packet(b"\x90\x03\x00\x01\x01", 4) == Suback(1, (1,))
@@ -356,7 +415,12 @@ MALFORMED = [
     ("SUBSCRIBE retain handling 3", 5, b"\x82\x09\x00\x01\x00\x00\x03a/b\x30", 0x82),
     ("SUBSCRIBE no local shared", 5, b"\x82\x10\x00\x01\x00\x00\x0a$share/g/x\x04", 0x82),
     ("SUBSCRIBE option missing", 4, b"\x82\x07\x00\x01\x00\x03a/b", 0x81),
-    ("SUBSCRIBE two subscription ids", 5, b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00", 0x82),
+    (
+        "SUBSCRIBE two subscription ids",
+        5,
+        b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00",
+        0x82,
+    ),
     ("SUBACK empty", 4, b"\x90\x02\x00\x01", 0x82),
     ("SUBACK bad code 3.1.1", 4, b"\x90\x03\x00\x01\x03", 0x82),
     ("UNSUBACK 3.1.1 payload", 4, b"\xb0\x03\x00\x01\x00", 0x81),
@@ -381,18 +445,37 @@ MALFORMED = [
     ("first packet not CONNECT", None, b"\xc0\x00", 0x82),
     ("first packet PUBLISH", None, b"\x30\x03\x00\x01t", 0x82),
     ("CONNECT 5 receive maximum 0", None, connect_v5(0x02, b"\x03\x21\x00\x00", s("c")), 0x82),
-    ("CONNECT 5 duplicate session expiry",
-     None, connect_v5(0x02, b"\x0a\x11\x00\x00\x00\x01\x11\x00\x00\x00\x02", s("c")), 0x82),
+    (
+        "CONNECT 5 duplicate session expiry",
+        None,
+        connect_v5(0x02, b"\x0a\x11\x00\x00\x00\x01\x11\x00\x00\x00\x02", s("c")),
+        0x82,
+    ),
     ("CONNECT 5 topic alias property", None, connect_v5(0x02, b"\x03\x23\x00\x01", s("c")), 0x81),
-    ("CONNECT 5 will property not allowed",
-     None, connect_v5(0x06, b"\x00", s("c") + b"\x02\x23\x00\x01" + s("w") + s("p")), 0x81),
-    ("CONNECT 5 auth data without method", None, connect_v5(0x02, b"\x04\x16\x00\x01x", s("c")), 0x82),
-    ("CONNECT 5 request problem information 2",
-     None, connect_v5(0x02, b"\x02\x17\x02", s("c")), 0x82),
+    (
+        "CONNECT 5 will property not allowed",
+        None,
+        connect_v5(0x06, b"\x00", s("c") + b"\x02\x23\x00\x01" + s("w") + s("p")),
+        0x81,
+    ),
+    (
+        "CONNECT 5 auth data without method",
+        None,
+        connect_v5(0x02, b"\x04\x16\x00\x01x", s("c")),
+        0x82,
+    ),
+    (
+        "CONNECT 5 request problem information 2",
+        None,
+        connect_v5(0x02, b"\x02\x17\x02", s("c")),
+        0x82,
+    ),
 ]
 
 
-@pytest.mark.parametrize("version,data,code", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    "version,data,code", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
 def test_malformed(version, data, code):
     assert error_of(data, version) == code
 
@@ -406,7 +489,9 @@ def test_valid_edge_cases():
     # Control characters other than U+0000 are allowed in strings.
     assert decode_packet(b"\x30\x04\x00\x02\x01\x7f", 4).topic == "\x01\x7f"
     # Topic alias with an empty topic.
-    assert decode_packet(b"\x30\x06\x00\x00\x03\x23\x00\x07", 5) == Publish("", properties=Properties(topic_alias=7))
+    assert decode_packet(b"\x30\x06\x00\x00\x03\x23\x00\x07", 5) == Publish(
+        "", properties=Properties(topic_alias=7)
+    )
 
 
 def test_role_checks():
@@ -416,7 +501,9 @@ def test_role_checks():
     assert error_of(b"\xc0\x00", 4, role="client") == 0x82
     sub_id_publish = b"\x30\x06\x00\x01t\x02\x0b\x01"
     assert error_of(sub_id_publish, 5, role="server") == 0x82
-    assert decode_packet(sub_id_publish, 5, role="client").properties.subscription_identifiers == (1,)
+    assert decode_packet(sub_id_publish, 5, role="client").properties.subscription_identifiers == (
+        1,
+    )
     with pytest.raises(ValueError):
         Decoder(role="broker")
 
@@ -488,7 +575,9 @@ def test_packets_before_error_are_returned_with_it():
 
 
 def _stream(version: int) -> tuple[bytes, list]:
-    packets = [p for p in (V5_PACKETS if version == 5 else V3_PACKETS) if not isinstance(p, Connect)]
+    packets = [
+        p for p in (V5_PACKETS if version == 5 else V3_PACKETS) if not isinstance(p, Connect)
+    ]
     packets.append(Publish("big", bytes(range(256)) * 100, qos=1, packet_id=9))
     return b"".join(encode(p, version) for p in packets), packets
 
@@ -517,7 +606,10 @@ def test_feed_and_next_packet(version):
 
 
 def test_many_packets_in_one_chunk():
-    pubs = [Publish(f"s/{i}", str(i).encode(), qos=i % 3, packet_id=(i % 3 and i + 1) or None) for i in range(500)]
+    pubs = [
+        Publish(f"s/{i}", str(i).encode(), qos=i % 3, packet_id=(i % 3 and i + 1) or None)
+        for i in range(500)
+    ]
     chunk = b"".join(encode(p, 5) for p in pubs)
     decoder = Decoder(version=5)
     assert decoder.packets(memoryview(chunk)) == pubs
@@ -526,7 +618,9 @@ def test_many_packets_in_one_chunk():
 
 def test_connect_then_stream_from_a_client():
     connect = encode(Connect("c", protocol_level=5), 5)
-    rest = encode(Subscribe(1, (("a/#", SubscribeOptions(1)),)), 5) + encode_publish("a/b", b"x", version=5)
+    rest = encode(Subscribe(1, (("a/#", SubscribeOptions(1)),)), 5) + encode_publish(
+        "a/b", b"x", version=5
+    )
     decoder = Decoder(role="server")
     got = decoder.packets(connect + rest[:5])
     assert len(got) == 1 and decoder.version == 5
@@ -540,7 +634,9 @@ def test_connect_then_stream_from_a_client():
 @pytest.mark.parametrize("version", [4, 5])
 def test_publish_template(version):
     props = Properties(user_properties=(("a", "b"),)) if version == 5 else None
-    template = PublishTemplate("t/x", b"payload", qos=1, retain=True, properties=props, version=version)
+    template = PublishTemplate(
+        "t/x", b"payload", qos=1, retain=True, properties=props, version=version
+    )
     for pid in (1, 300, 65535):
         expected = encode(Publish("t/x", b"payload", 1, True, False, pid, props), version)
         assert template.with_packet_id(pid) == expected

@@ -98,9 +98,11 @@ def properties(ptype: int) -> st.SearchStrategy:
 def _connect_v5_props() -> st.SearchStrategy:
     # Authentication Data needs an Authentication Method.
     return properties(1).map(
-        lambda p: p
-        if p is None or p.authentication_data is None or p.authentication_method is not None
-        else Properties(**{**p.present(), "authentication_method": "m"})
+        lambda p: (
+            p
+            if p is None or p.authentication_data is None or p.authentication_method is not None
+            else Properties(**{**p.present(), "authentication_method": "m"})
+        )
     )
 
 
@@ -189,14 +191,23 @@ def packets(version: int) -> st.SearchStrategy:
         st.builds(
             Suback,
             packet_id,
-            st.lists(_codes(SUBACK_V5_CODES if v5 else SUBACK_V3_CODES), min_size=1, max_size=4).map(tuple),
+            st.lists(
+                _codes(SUBACK_V5_CODES if v5 else SUBACK_V3_CODES), min_size=1, max_size=4
+            ).map(tuple),
             props(9),
         ),
-        st.builds(Unsubscribe, packet_id, st.lists(topic_filter, min_size=1, max_size=4).map(tuple), props(10)),
+        st.builds(
+            Unsubscribe,
+            packet_id,
+            st.lists(topic_filter, min_size=1, max_size=4).map(tuple),
+            props(10),
+        ),
         st.builds(
             Unsuback,
             packet_id,
-            st.lists(_codes(UNSUBACK_CODES), min_size=1, max_size=4).map(tuple) if v5 else st.just(()),
+            st.lists(_codes(UNSUBACK_CODES), min_size=1, max_size=4).map(tuple)
+            if v5
+            else st.just(()),
             props(11),
         ),
         st.just(Pingreq()),
@@ -206,9 +217,11 @@ def packets(version: int) -> st.SearchStrategy:
     if v5:
         strategies.append(
             st.builds(Auth, _codes(AUTH_CODES), props(15)).filter(
-                lambda a: a.properties is None
-                or a.properties.authentication_data is None
-                or a.properties.authentication_method is not None
+                lambda a: (
+                    a.properties is None
+                    or a.properties.authentication_data is None
+                    or a.properties.authentication_method is not None
+                )
             )
         )
     return st.one_of(strategies)

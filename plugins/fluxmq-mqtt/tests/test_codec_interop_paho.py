@@ -117,10 +117,17 @@ class TinyServer:
 def default_respond(server: TinyServer, packet: Any) -> list:
     v5 = server.decoder.version == 5
     if isinstance(packet, Connect):
-        props = Properties(
-            topic_alias_maximum=4, receive_maximum=20, assigned_client_identifier="assigned",
-            user_properties=(("server", "tiny"),), reason_string="welcome",
-        ) if v5 else None
+        props = (
+            Properties(
+                topic_alias_maximum=4,
+                receive_maximum=20,
+                assigned_client_identifier="assigned",
+                user_properties=(("server", "tiny"),),
+                reason_string="welcome",
+            )
+            if v5
+            else None
+        )
         return [Connack(False, 0, props)]
     if isinstance(packet, Subscribe):
         codes = tuple(opts.qos for _, opts in packet.subscriptions)
@@ -150,15 +157,24 @@ class PahoSide:
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
         self.events: dict[str, queue.Queue] = {
-            name: queue.Queue() for name in ("connect", "subscribe", "unsubscribe", "publish", "message", "disconnect")
+            name: queue.Queue()
+            for name in ("connect", "subscribe", "unsubscribe", "publish", "message", "disconnect")
         }
         c = self.client
-        c.on_connect = lambda cl, ud, flags, rc, props: self.events["connect"].put((flags, rc, props))
-        c.on_subscribe = lambda cl, ud, mid, rcs, props: self.events["subscribe"].put((mid, rcs, props))
-        c.on_unsubscribe = lambda cl, ud, mid, rcs, props: self.events["unsubscribe"].put((mid, rcs, props))
+        c.on_connect = lambda cl, ud, flags, rc, props: self.events["connect"].put(
+            (flags, rc, props)
+        )
+        c.on_subscribe = lambda cl, ud, mid, rcs, props: self.events["subscribe"].put(
+            (mid, rcs, props)
+        )
+        c.on_unsubscribe = lambda cl, ud, mid, rcs, props: self.events["unsubscribe"].put(
+            (mid, rcs, props)
+        )
         c.on_publish = lambda cl, ud, mid, rc, props: self.events["publish"].put((mid, rc, props))
         c.on_message = lambda cl, ud, msg: self.events["message"].put(msg)
-        c.on_disconnect = lambda cl, ud, flags, rc, props: self.events["disconnect"].put((flags, rc, props))
+        c.on_disconnect = lambda cl, ud, flags, rc, props: self.events["disconnect"].put(
+            (flags, rc, props)
+        )
 
     def wait(self, name: str) -> Any:
         try:
@@ -185,28 +201,42 @@ def test_paho_v5_full_exchange(server):
         will_props.WillDelayInterval = 15
         will_props.ContentType = "text/plain"
         will_props.UserProperty = ("w", "1")
-        c.will_set("clients/paho-five/status", b"offline", qos=1, retain=True, properties=will_props)
+        c.will_set(
+            "clients/paho-five/status", b"offline", qos=1, retain=True, properties=will_props
+        )
         c.username_pw_set("alice", "s3cret")
         connect_props = PahoProperties(PacketTypes.CONNECT)
         connect_props.SessionExpiryInterval = 120
         connect_props.ReceiveMaximum = 10
         connect_props.MaximumPacketSize = 65536
         connect_props.UserProperty = [("k", "v"), ("k", "v2")]
-        c.connect("127.0.0.1", server.port, keepalive=30, clean_start=True, properties=connect_props)
+        c.connect(
+            "127.0.0.1", server.port, keepalive=30, clean_start=True, properties=connect_props
+        )
         c.loop_start()
 
         connect = server.expect(Connect)
         assert connect.protocol_level == 5 and connect.protocol_name == "MQTT"
         assert connect.client_id == "paho-five" and connect.keepalive == 30 and connect.clean_start
         assert connect.username == "alice" and connect.password == b"s3cret"
-        assert (connect.will_topic, connect.will_payload, connect.will_qos, connect.will_retain) == (
-            "clients/paho-five/status", b"offline", 1, True,
+        assert (
+            connect.will_topic,
+            connect.will_payload,
+            connect.will_qos,
+            connect.will_retain,
+        ) == (
+            "clients/paho-five/status",
+            b"offline",
+            1,
+            True,
         )
         assert connect.will_properties == Properties(
             will_delay_interval=15, content_type="text/plain", user_properties=(("w", "1"),)
         )
         assert connect.properties == Properties(
-            session_expiry_interval=120, receive_maximum=10, maximum_packet_size=65536,
+            session_expiry_interval=120,
+            receive_maximum=10,
+            maximum_packet_size=65536,
             user_properties=(("k", "v"), ("k", "v2")),
         )
 
@@ -222,7 +252,12 @@ def test_paho_v5_full_exchange(server):
         sub_props.UserProperty = ("group", "g1")
         _, mid = c.subscribe(
             [
-                ("sensors/+/temp", PahoSubscribeOptions(qos=2, noLocal=True, retainAsPublished=True, retainHandling=1)),
+                (
+                    "sensors/+/temp",
+                    PahoSubscribeOptions(
+                        qos=2, noLocal=True, retainAsPublished=True, retainHandling=1
+                    ),
+                ),
                 ("alerts/#", PahoSubscribeOptions(qos=1, retainHandling=2)),
             ],
             properties=sub_props,
@@ -233,7 +268,9 @@ def test_paho_v5_full_exchange(server):
             ("sensors/+/temp", SubscribeOptions(2, True, True, 1)),
             ("alerts/#", SubscribeOptions(1, False, False, 2)),
         )
-        assert subscribe.properties == Properties(subscription_identifiers=(7,), user_properties=(("group", "g1"),))
+        assert subscribe.properties == Properties(
+            subscription_identifiers=(7,), user_properties=(("group", "g1"),)
+        )
         sub_mid, codes, _ = paho.wait("subscribe")
         assert sub_mid == mid and [code.value for code in codes] == [2, 1]
 
@@ -246,14 +283,26 @@ def test_paho_v5_full_exchange(server):
         pub_props.CorrelationData = b"\x01\x02"
         pub_props.UserProperty = [("trace", "abc"), ("trace", "def")]
         expected_props = Properties(
-            payload_format_indicator=1, message_expiry_interval=60, content_type="application/json",
-            response_topic="replies/paho", correlation_data=b"\x01\x02",
+            payload_format_indicator=1,
+            message_expiry_interval=60,
+            content_type="application/json",
+            response_topic="replies/paho",
+            correlation_data=b"\x01\x02",
             user_properties=(("trace", "abc"), ("trace", "def")),
         )
         for qos in (0, 1, 2):
-            info = c.publish(f"sensors/{qos}/temp", f"{{\"qos\": {qos}}}".encode(), qos=qos, retain=qos == 1, properties=pub_props)
+            info = c.publish(
+                f"sensors/{qos}/temp",
+                f'{{"qos": {qos}}}'.encode(),
+                qos=qos,
+                retain=qos == 1,
+                properties=pub_props,
+            )
             publish = server.expect(Publish)
-            assert publish.topic == f"sensors/{qos}/temp" and publish.payload == f"{{\"qos\": {qos}}}".encode()
+            assert (
+                publish.topic == f"sensors/{qos}/temp"
+                and publish.payload == f'{{"qos": {qos}}}'.encode()
+            )
             assert publish.qos == qos and publish.retain == (qos == 1) and not publish.dup
             assert publish.packet_id == (info.mid if qos else None)
             assert publish.properties == expected_props
@@ -266,11 +315,19 @@ def test_paho_v5_full_exchange(server):
 
         # PUBLISH from us to paho, QoS 1 and 2, with properties paho must decode.
         out_props = Properties(
-            payload_format_indicator=1, content_type="text/plain", response_topic="replies/x",
-            correlation_data=b"cid", subscription_identifiers=(7,), message_expiry_interval=30,
+            payload_format_indicator=1,
+            content_type="text/plain",
+            response_topic="replies/x",
+            correlation_data=b"cid",
+            subscription_identifiers=(7,),
+            message_expiry_interval=30,
             user_properties=(("from", "fluxmq"), ("n", "1")),
         )
-        server.send(Publish("sensors/a/temp", b"21.5", qos=1, retain=True, packet_id=101, properties=out_props))
+        server.send(
+            Publish(
+                "sensors/a/temp", b"21.5", qos=1, retain=True, packet_id=101, properties=out_props
+            )
+        )
         msg = paho.wait("message")
         assert (msg.topic, msg.payload, msg.qos, msg.retain) == ("sensors/a/temp", b"21.5", 1, True)
         p = msg.properties
@@ -312,10 +369,13 @@ def test_paho_v5_client_disconnect_with_reason(server):
         disconnect_props.SessionExpiryInterval = 0
         disconnect_props.ReasonString = "bye"
         paho.client.disconnect(
-            reasoncode=PahoReasonCode(PacketTypes.DISCONNECT, identifier=0x04), properties=disconnect_props
+            reasoncode=PahoReasonCode(PacketTypes.DISCONNECT, identifier=0x04),
+            properties=disconnect_props,
         )
         disconnect = server.expect(Disconnect)
-        assert disconnect == Disconnect(0x04, Properties(session_expiry_interval=0, reason_string="bye"))
+        assert disconnect == Disconnect(
+            0x04, Properties(session_expiry_interval=0, reason_string="bye")
+        )
         assert server.errors == []
     finally:
         paho.stop()
@@ -333,7 +393,11 @@ def test_paho_v311_exchange(server):
         assert (connect.protocol_name, connect.protocol_level) == ("MQTT", 4)
         assert connect.client_id == "paho-311" and connect.keepalive == 45 and connect.clean_start
         assert connect.username == "bob" and connect.password is None
-        assert (connect.will_topic, connect.will_payload, connect.will_qos) == ("status/paho-311", b"gone", 2)
+        assert (connect.will_topic, connect.will_payload, connect.will_qos) == (
+            "status/paho-311",
+            b"gone",
+            2,
+        )
         assert connect.properties is None and connect.will_properties is None
         _, rc, _ = paho.wait("connect")
         assert rc.value == 0

@@ -14,10 +14,9 @@ import socket
 from importlib.metadata import entry_points
 
 import pytest
+from fluxmq_mqtt.codec import Connect, Properties
 
 from fluxmq_core.testing import BrokerProcess
-
-from fluxmq_mqtt.codec import Connect, Properties
 
 pytestmark = pytest.mark.skipif(
     "badgerlike" not in {ep.name for ep in entry_points(group="fluxmq.storage")},
@@ -36,12 +35,15 @@ def proc():
     """A ``fluxmq run --plugins mqtt`` process on a fixed free port (kept across
     restarts), other listeners on ephemeral loopback ports."""
     port = _free_port()
-    p = BrokerProcess(["--plugins", "mqtt"], env={
-        "FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}",
-        "FLUXMQ_MQTT__WEBSOCKET": "",
-        "FLUXMQ_HTTP__BIND": "127.0.0.1:0",
-        "FLUXMQ_STORAGE__DRIVER": "badgerlike",
-    })
+    p = BrokerProcess(
+        ["--plugins", "mqtt"],
+        env={
+            "FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}",
+            "FLUXMQ_MQTT__WEBSOCKET": "",
+            "FLUXMQ_HTTP__BIND": "127.0.0.1:0",
+            "FLUXMQ_STORAGE__DRIVER": "badgerlike",
+        },
+    )
     p.port = port  # type: ignore[attr-defined]
     yield p
     p.close()
@@ -55,13 +57,29 @@ def test_will_of_a_client_connected_at_kill_9_is_published_after_restart(proc, c
     assert [rc.value for rc in watcher.subscribe("crash/will/#", 1)] == [1]
     watcher.close()
     v311 = raw(port, version=4)
-    v311.send_packet(Connect(client_id="dies-311", protocol_level=4, keepalive=60,
-                             will_topic="crash/will/311", will_payload=b"311 died", will_qos=1))
+    v311.send_packet(
+        Connect(
+            client_id="dies-311",
+            protocol_level=4,
+            keepalive=60,
+            will_topic="crash/will/311",
+            will_payload=b"311 died",
+            will_qos=1,
+        )
+    )
     assert v311.recv().reason_code == 0
     v5 = raw(port, version=5)
-    v5.send_packet(Connect(client_id="dies-5", protocol_level=5, keepalive=60,
-                           will_topic="crash/will/5", will_payload=b"5 died", will_qos=1,
-                           properties=Properties(session_expiry_interval=300)))
+    v5.send_packet(
+        Connect(
+            client_id="dies-5",
+            protocol_level=5,
+            keepalive=60,
+            will_topic="crash/will/5",
+            will_payload=b"5 died",
+            will_qos=1,
+            properties=Properties(session_expiry_interval=300),
+        )
+    )
     assert v5.recv().reason_code == 0
     proc.kill()
     proc.start()

@@ -6,9 +6,6 @@ expiry, and MQTT 3.1 (``MQIsdp``) clients."""
 from __future__ import annotations
 
 import pytest
-
-from fluxmq_core.clock import ManualClock
-
 from fluxmq_mqtt.codec import (
     Connack,
     Connect,
@@ -20,9 +17,16 @@ from fluxmq_mqtt.codec import (
     SubscribeOptions,
 )
 
-OFF = {"max_qos": 0, "retain_available": False, "wildcard_subscriptions": False,
-       "shared_subscriptions": False, "subscription_identifiers": False,
-       "topic_alias_maximum": 0}
+from fluxmq_core.clock import ManualClock
+
+OFF = {
+    "max_qos": 0,
+    "retain_available": False,
+    "wildcard_subscriptions": False,
+    "shared_subscriptions": False,
+    "subscription_identifiers": False,
+    "topic_alias_maximum": 0,
+}
 
 
 def _connect(raw, port, cid, version=5, props=None, **kw):
@@ -54,12 +58,22 @@ def test_connack_advertises_what_is_switched_off_and_it_is_enforced(fluxmq_broke
     assert p.wildcard_subscription_available == 0 and p.shared_subscription_available == 0
     assert p.subscription_identifier_available == 0
     assert p.topic_alias_maximum is None  # absent = 0: no aliases accepted
-    c.send_packet(Subscribe(1, (("a/+", SubscribeOptions(0)), ("$share/g/a", SubscribeOptions(0)),
-                                ("a/b", SubscribeOptions(1)))))
-    assert c.recv() == Suback(1, (0xA2, 0x9E, 0),
-                              Properties(reason_string="some subscriptions were refused"))
-    c.send_packet(Subscribe(2, (("x", SubscribeOptions(0)),),
-                            Properties(subscription_identifiers=(5,))))
+    c.send_packet(
+        Subscribe(
+            1,
+            (
+                ("a/+", SubscribeOptions(0)),
+                ("$share/g/a", SubscribeOptions(0)),
+                ("a/b", SubscribeOptions(1)),
+            ),
+        )
+    )
+    assert c.recv() == Suback(
+        1, (0xA2, 0x9E, 0), Properties(reason_string="some subscriptions were refused")
+    )
+    c.send_packet(
+        Subscribe(2, (("x", SubscribeOptions(0)),), Properties(subscription_identifiers=(5,)))
+    )
     d = c.recv()
     assert isinstance(d, Disconnect) and d.reason_code == 0xA1
     c2, _ = _connect(raw, port, "alias")
@@ -83,20 +97,21 @@ def test_max_qos_downgrades_suback_and_deliveries(fluxmq_broker_factory, clients
     assert m.payload == b"one" and m.qos == 1
 
 
-def test_request_problem_information_0_suppresses_reason_strings(fluxmq_broker_factory, raw,
-                                                                 tmp_path):
+def test_request_problem_information_0_suppresses_reason_strings(
+    fluxmq_broker_factory, raw, tmp_path
+):
     acl = tmp_path / "acl.toml"
     acl.write_text('default = "deny"\n[[rule]]\npermission = "allow"\ntopic = "ok/#"\n')
     b = fluxmq_broker_factory(plugins=["mqtt"], config={"auth": {"acl_file": str(acl)}})
     port = b.port()
     for info, expect_reason in ((0, False), (1, True)):
-        c, _ = _connect(raw, port, f"rpi{info}",
-                        props=Properties(request_problem_information=info))
+        c, _ = _connect(raw, port, f"rpi{info}", props=Properties(request_problem_information=info))
         c.send_packet(Publish("no/x", b"x", 1, packet_id=1))
         ack = c.recv()
         assert ack.reason_code == 0x87
-        assert (ack.properties is not None and ack.properties.reason_string is not None) \
-            == expect_reason
+        assert (
+            ack.properties is not None and ack.properties.reason_string is not None
+        ) == expect_reason
         c.send_packet(Publish("no/x", b"x", 2, packet_id=2))
         rec = c.recv()
         assert rec.reason_code == 0x87
@@ -105,8 +120,11 @@ def test_request_problem_information_0_suppresses_reason_strings(fluxmq_broker_f
         suback = c.recv()
         assert suback.reason_codes == (0x87,)
         assert (suback.properties is not None) == expect_reason
-        c.send_packet(Publish("ok/x", b"\xff", 1, packet_id=4,
-                              properties=Properties(payload_format_indicator=1)))
+        c.send_packet(
+            Publish(
+                "ok/x", b"\xff", 1, packet_id=4, properties=Properties(payload_format_indicator=1)
+            )
+        )
         bad = c.recv()
         assert bad.reason_code == 0x99 and (bad.properties is not None) == expect_reason
 
@@ -164,7 +182,8 @@ def test_mqtt_3_1_client_with_paho_mqttv31(broker, clients, raw):
 
 
 def test_reason_strings_left_out_beyond_the_clients_maximum_packet_size(
-        fluxmq_broker_factory, raw, tmp_path):
+    fluxmq_broker_factory, raw, tmp_path
+):
     acl = tmp_path / "acl.toml"
     acl.write_text('default = "deny"\n')
     b = fluxmq_broker_factory(plugins=["mqtt"], config={"auth": {"acl_file": str(acl)}})

@@ -15,8 +15,10 @@ WAIT = 5.0
 @pytest.mark.parametrize("version", [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311])
 async def test_pubsub_and_qos2(broker, version):
     port = broker.port()
-    async with aiomqtt.Client("127.0.0.1", port, protocol=version, identifier="as") as sub, \
-            aiomqtt.Client("127.0.0.1", port, protocol=version, identifier="ap") as pub:
+    async with (
+        aiomqtt.Client("127.0.0.1", port, protocol=version, identifier="as") as sub,
+        aiomqtt.Client("127.0.0.1", port, protocol=version, identifier="ap") as pub,
+    ):
         await sub.subscribe("aio/#", qos=2)
         for qos in (0, 1, 2):
             await pub.publish("aio/t", f"m{qos}", qos=qos)

@@ -5,15 +5,22 @@ from __future__ import annotations
 import time
 
 import pytest
-
-WAIT = 5.0
-
+from fluxmq_mqtt.codec import (
+    Connect,
+    Disconnect,
+    Properties,
+    Puback,
+    Publish,
+    Subscribe,
+    SubscribeOptions,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PP
 from paho.mqtt.reasoncodes import ReasonCode
 
 from fluxmq_core.auth_file import set_password
-from fluxmq_mqtt.codec import Connect, Disconnect, Properties, Puback, Publish, Subscribe, SubscribeOptions
+
+WAIT = 5.0
 
 V = [4, 5]
 
@@ -90,20 +97,35 @@ def test_will_delay_and_cancel_on_reconnect(broker, clients):
     w = clients(port)
     w.subscribe("will/#", 1)
     # delay 1 s, session lasts 60 s: the will waits, then goes out.
-    a = clients(port, "delayed", connect_props={"SessionExpiryInterval": 60},
-                will=("will/d", "late", 1, False), will_props={"WillDelayInterval": 1})
+    a = clients(
+        port,
+        "delayed",
+        connect_props={"SessionExpiryInterval": 60},
+        will=("will/d", "late", 1, False),
+        will_props={"WillDelayInterval": 1},
+    )
     a.drop()
     w.nothing(0.4)
     assert w.get().topic == "will/d"
     # Reconnecting within the delay cancels it.
-    b = clients(port, "cancel", connect_props={"SessionExpiryInterval": 60},
-                will=("will/c", "never", 1, False), will_props={"WillDelayInterval": 2})
+    b = clients(
+        port,
+        "cancel",
+        connect_props={"SessionExpiryInterval": 60},
+        will=("will/c", "never", 1, False),
+        will_props={"WillDelayInterval": 2},
+    )
     b.drop()
     clients(port, "cancel", clean=False, connect_props={"SessionExpiryInterval": 60})
     w.nothing(2.5)
     # The session ends before the delay: the will goes out at the session end.
-    c = clients(port, "short", connect_props={"SessionExpiryInterval": 0},
-                will=("will/s", "now", 1, False), will_props={"WillDelayInterval": 30})
+    c = clients(
+        port,
+        "short",
+        connect_props={"SessionExpiryInterval": 0},
+        will=("will/s", "now", 1, False),
+        will_props={"WillDelayInterval": 30},
+    )
     c.drop()
     assert w.get().topic == "will/s"
 
@@ -162,8 +184,7 @@ def test_session_expiry_zero_vs_positive(broker, clients):
     c = clients(port, "e5", connect_props={"SessionExpiryInterval": 1})
     c.subscribe("e/#", 1)
     c.close()
-    d = clients(port, "e5", clean=False, connect_props={"SessionExpiryInterval": 1},
-                connect=False)
+    d = clients(port, "e5", clean=False, connect_props={"SessionExpiryInterval": 1}, connect=False)
     assert d.connect()[0].session_present
     d.close()
     time.sleep(1.5)  # the session outlives the connection by 1 s only
@@ -307,10 +328,18 @@ def test_properties_passthrough(broker, clients):
     port = broker.port()
     s = clients(port)
     s.subscribe("pp", 1)
-    clients(port).publish("pp", "{}", 1, props={
-        "UserProperty": [("a", "1"), ("b", "2")], "ContentType": "application/json",
-        "CorrelationData": b"\x01\x02", "ResponseTopic": "reply/here",
-        "PayloadFormatIndicator": 1})
+    clients(port).publish(
+        "pp",
+        "{}",
+        1,
+        props={
+            "UserProperty": [("a", "1"), ("b", "2")],
+            "ContentType": "application/json",
+            "CorrelationData": b"\x01\x02",
+            "ResponseTopic": "reply/here",
+            "PayloadFormatIndicator": 1,
+        },
+    )
     m = s.get()
     p = m.properties
     assert p.UserProperty == [("a", "1"), ("b", "2")]
@@ -339,8 +368,9 @@ def test_topic_alias_inbound(broker, clients, raw):
 def test_topic_alias_outbound(broker, clients, raw):
     port = broker.port()
     c = raw(port)
-    c.send_packet(Connect(client_id="ao", protocol_level=5,
-                            properties=Properties(topic_alias_maximum=2)))
+    c.send_packet(
+        Connect(client_id="ao", protocol_level=5, properties=Properties(topic_alias_maximum=2))
+    )
     assert c.recv().reason_code == 0
     c.send_packet(Subscribe(1, (("ta/#", SubscribeOptions(0)),)))
     c.recv()
@@ -366,8 +396,9 @@ def test_maximum_packet_size_of_client(broker, clients):
 def test_receive_maximum_window(broker, clients, raw):
     port = broker.port()
     c = raw(port)
-    c.send_packet(Connect(client_id="rm", protocol_level=5,
-                            properties=Properties(receive_maximum=2)))
+    c.send_packet(
+        Connect(client_id="rm", protocol_level=5, properties=Properties(receive_maximum=2))
+    )
     assert c.recv().reason_code == 0
     c.send_packet(Subscribe(1, (("rm", SubscribeOptions(1)),)))
     c.recv()
@@ -390,8 +421,11 @@ def test_keepalive_timeout_publishes_will(broker, clients, raw):
     w = clients(port)
     w.subscribe("ka", 0)
     c = raw(port)
-    c.send_packet(Connect(client_id="ka", keepalive=1, protocol_level=5, will_topic="ka",
-                            will_payload=b"timeout"))
+    c.send_packet(
+        Connect(
+            client_id="ka", keepalive=1, protocol_level=5, will_topic="ka", will_payload=b"timeout"
+        )
+    )
     assert c.recv().reason_code == 0
     d = c.recv(timeout=WAIT)  # no PINGREQ: after 1.5 s the broker gives up
     assert d.reason_code == 0x8D

@@ -5,9 +5,6 @@ moves time, never by sleeping."""
 from __future__ import annotations
 
 import pytest
-
-from fluxmq_core.clock import ManualClock
-
 from fluxmq_mqtt.codec import (
     Connack,
     Connect,
@@ -18,6 +15,8 @@ from fluxmq_mqtt.codec import (
     Pubrec,
 )
 from fluxmq_mqtt.limits import KeyedLimiter, TokenBucket, remote_ip
+
+from fluxmq_core.clock import ManualClock
 
 
 def test_token_bucket_burst_then_rate():
@@ -51,8 +50,11 @@ def clock():
 
 
 def test_connection_rate_per_ip(fluxmq_broker_factory, raw, clock):
-    b = fluxmq_broker_factory(plugins=["mqtt"], clock=clock,
-                              config={"mqtt": {"connection_rate": 1.0, "connection_burst": 2}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        clock=clock,
+        config={"mqtt": {"connection_rate": 1.0, "connection_burst": 2}},
+    )
     port = b.port()
     for i in range(2):
         c = raw(port)
@@ -83,10 +85,12 @@ def _publisher(raw, port, cid, version=5, props=None):
     return c
 
 
-def test_publish_rate_v5_acks_0x97_then_disconnects_on_qos0(fluxmq_broker_factory, raw,
-                                                             clients, clock):
-    b = fluxmq_broker_factory(plugins=["mqtt"], clock=clock,
-                              config={"mqtt": {"publish_rate": 1.0, "publish_burst": 3}})
+def test_publish_rate_v5_acks_0x97_then_disconnects_on_qos0(
+    fluxmq_broker_factory, raw, clients, clock
+):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], clock=clock, config={"mqtt": {"publish_rate": 1.0, "publish_burst": 3}}
+    )
     port = b.port()
     sub = clients(port)
     sub.subscribe("rate/#", 1)
@@ -115,9 +119,11 @@ def test_publish_rate_v5_acks_0x97_then_disconnects_on_qos0(fluxmq_broker_factor
 
 
 def test_publish_rate_without_problem_information_has_no_reason_string(
-        fluxmq_broker_factory, raw, clock):
-    b = fluxmq_broker_factory(plugins=["mqtt"], clock=clock,
-                              config={"mqtt": {"publish_rate": 1.0, "publish_burst": 1}})
+    fluxmq_broker_factory, raw, clock
+):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], clock=clock, config={"mqtt": {"publish_rate": 1.0, "publish_burst": 1}}
+    )
     c = _publisher(raw, b.port(), "quiet", props=Properties(request_problem_information=0))
     c.send_packet(Publish("q", b"1", 1, packet_id=1))
     assert c.recv().packet_id == 1
@@ -127,8 +133,9 @@ def test_publish_rate_without_problem_information_has_no_reason_string(
 
 
 def test_publish_rate_v311_drops_and_counts(fluxmq_broker_factory, raw, clients, clock):
-    b = fluxmq_broker_factory(plugins=["mqtt"], clock=clock,
-                              config={"mqtt": {"publish_rate": 1.0, "publish_burst": 2}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], clock=clock, config={"mqtt": {"publish_rate": 1.0, "publish_burst": 2}}
+    )
     port = b.port()
     sub = clients(port, version=4)
     sub.subscribe("r3/#", 1)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+from fluxmq_mqtt.codec import Connect, Decoder, Properties, Subscribe, SubscribeOptions
+from fluxmq_mqtt.outbound import OutboundWriter
+
 from fluxmq_core.clock import ManualClock
 from fluxmq_core.message import Message
 from fluxmq_core.stats import Stats
-
-from fluxmq_mqtt.codec import Connect, Decoder, Properties, Subscribe, SubscribeOptions
-from fluxmq_mqtt.outbound import OutboundWriter
 
 
 class Writer(OutboundWriter):
@@ -21,8 +21,10 @@ class Writer(OutboundWriter):
     def __init__(self, alias_max: int, max_packet: int | None = None) -> None:
         self._init_outbound(1 << 20)
         self.registry = SimpleNamespace(
-            stats=Stats(), clock=ManualClock(),
-            events=SimpleNamespace(on_dropped=False, on_delivered=False))
+            stats=Stats(),
+            clock=ManualClock(),
+            events=SimpleNamespace(on_dropped=False, on_delivered=False),
+        )
         self.version = 5
         self.client_id = "w"
         self.set_client_limits(max_packet, alias_max)
@@ -116,8 +118,9 @@ def test_a_publish_dropped_for_maximum_packet_size_changes_no_alias():
 def test_raw_v5_client_sees_a_consistent_mapping(broker, clients, raw):
     port = broker.port()
     c = raw(port)
-    c.send_packet(Connect(client_id="lru", protocol_level=5,
-                          properties=Properties(topic_alias_maximum=3)))
+    c.send_packet(
+        Connect(client_id="lru", protocol_level=5, properties=Properties(topic_alias_maximum=3))
+    )
     assert c.recv().reason_code == 0
     c.send_packet(Subscribe(1, (("lru/#", SubscribeOptions(0)),)))
     c.recv()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import pytest
-
 from fluxmq_mqtt.codec import Connect, Properties, Puback, Subscribe, SubscribeOptions
 
 
@@ -19,8 +18,9 @@ def test_unacked_inflight_is_resent_with_dup_on_reconnect(broker, raw, clients):
     port = broker.port()
     c = raw(port)
     props = Properties(session_expiry_interval=60)
-    c.send_packet(Connect(client_id="inflight", clean_start=True, protocol_level=5,
-                          properties=props))
+    c.send_packet(
+        Connect(client_id="inflight", clean_start=True, protocol_level=5, properties=props)
+    )
     assert c.recv().reason_code == 0
     c.send_packet(Subscribe(1, (("pq/#", SubscribeOptions(1)),)))
     c.recv()
@@ -29,8 +29,9 @@ def test_unacked_inflight_is_resent_with_dup_on_reconnect(broker, raw, clients):
     assert not first.dup
     c.close()  # no PUBACK
     c2 = raw(port)
-    c2.send_packet(Connect(client_id="inflight", clean_start=False, protocol_level=5,
-                           properties=props))
+    c2.send_packet(
+        Connect(client_id="inflight", clean_start=False, protocol_level=5, properties=props)
+    )
     ack = c2.recv()
     assert ack.session_present
     again = c2.recv()
@@ -38,8 +39,9 @@ def test_unacked_inflight_is_resent_with_dup_on_reconnect(broker, raw, clients):
     c2.send_packet(Puback(again.packet_id))
     c2.close()
     c3 = raw(port)
-    c3.send_packet(Connect(client_id="inflight", clean_start=False, protocol_level=5,
-                           properties=props))
+    c3.send_packet(
+        Connect(client_id="inflight", clean_start=False, protocol_level=5, properties=props)
+    )
     assert c3.recv().session_present
     with pytest.raises(TimeoutError):
         c3.recv(timeout=0.3)  # acknowledged: not sent again
@@ -87,8 +89,7 @@ def test_v5_inflight_and_delayed_will_survive_restart(fluxmq_broker_factory, cli
     c.close()
     b.restart()
     c2 = raw(port)
-    c2.send_packet(Connect(client_id="v5d", clean_start=False, protocol_level=5,
-                           properties=props))
+    c2.send_packet(Connect(client_id="v5d", clean_start=False, protocol_level=5, properties=props))
     assert c2.recv().session_present
     again = c2.recv()
     assert again.dup and again.packet_id == first.packet_id and again.payload == b"unacked"

@@ -57,14 +57,17 @@ def wait_for(broker: Any, predicate: Any, timeout: float = WAIT) -> None:
 
 @pytest.fixture
 def qbroker(fluxmq_broker_factory):
-    return fluxmq_broker_factory(plugins=["mqtt"], config={
-        "queues": {
-            "events": {"type": "stream"},
-            "small": {"max_depth": 2},
-            "tiny": {"max_message_size": 4},
-            "cap": {"topics": ["sensors/#"]},
+    return fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "queues": {
+                "events": {"type": "stream"},
+                "small": {"max_depth": 2},
+                "tiny": {"max_message_size": 4},
+                "cap": {"topics": ["sensors/#"]},
+            },
         },
-    })
+    )
 
 
 def test_work_queue_is_shared_between_the_consumers_of_a_group(qbroker, clients):
@@ -72,7 +75,12 @@ def test_work_queue_is_shared_between_the_consumers_of_a_group(qbroker, clients)
     a = clients(port, "worker-a")
     b = clients(port, "worker-b")
     for c in (a, b):
-        assert [rc.value for rc in c.subscribe("$queue/jobs/#", 1, properties=sub_props(consumer_group="workers"))] == [1]
+        assert [
+            rc.value
+            for rc in c.subscribe(
+                "$queue/jobs/#", 1, properties=sub_props(consumer_group="workers")
+            )
+        ] == [1]
     pub = clients(port, "producer")
     for i in range(20):
         info_ = pub.publish(f"$queue/jobs/task/{i % 3}", f"job-{i}".encode(), qos=1)
@@ -149,14 +157,20 @@ def test_nack_redelivers_and_a_late_puback_of_the_first_delivery_settles_nothing
     pub.publish("$queue/retry/k", b"again", qos=1)
     first = c.get()
     mid = uprops(first)["message-id"]
-    info_ = c.publish("$queue/retry/$nack", b"", qos=1,
-                      props={"UserProperty": [("message-id", mid), ("group-id", "g")]})
+    info_ = c.publish(
+        "$queue/retry/$nack",
+        b"",
+        qos=1,
+        props={"UserProperty": [("message-id", mid), ("group-id", "g")]},
+    )
     assert info_.is_published()
     c.client.ack(first.mid, 1)  # late PUBACK of the first delivery
     second = c.get()
     assert second.payload == b"again"
     assert uprops(second)["delivery-count"] == "2"
-    assert info(qbroker, "retry").groups[0].pending == 1  # still pending: not acked by the late PUBACK
+    assert (
+        info(qbroker, "retry").groups[0].pending == 1
+    )  # still pending: not acked by the late PUBACK
     c.client.ack(second.mid, 1)
     wait_for(qbroker, lambda: info(qbroker, "retry").groups[0].pending == 0)
 
@@ -192,7 +206,9 @@ def test_3_1_1_control_topics_take_a_json_body(qbroker, clients):
     pub.publish("$queue/v3/a", b"one", qos=1)
     m = c.get()
     off = info(qbroker, "v3").first_offset
-    c.publish("$queue/v3/$nack", json.dumps({"message_id": f"v3:{off}", "group_id": "v3-worker"}), qos=1)
+    c.publish(
+        "$queue/v3/$nack", json.dumps({"message_id": f"v3:{off}", "group_id": "v3-worker"}), qos=1
+    )
     again = c.get()
     assert again.payload == b"one"
     c.publish("$queue/v3/$ack", json.dumps({"message_id": f"v3:{off}"}), qos=1)
@@ -218,19 +234,26 @@ def test_stream_cursors_replay_from_first_and_from_an_offset(qbroker, clients):
     for i in range(5):
         pub.publish("$queue/events/e", b"%d" % i, qos=1)
     first = clients(port, "ev-first")
-    first.subscribe("$queue/events/#", 1, properties=sub_props(consumer_group="replay", cursor="first"))
+    first.subscribe(
+        "$queue/events/#", 1, properties=sub_props(consumer_group="replay", cursor="first")
+    )
     got = collect(first, 5)
     assert [m.payload for m in got] == [b"0", b"1", b"2", b"3", b"4"]
     assert [uprops(m)["x-stream-offset"] for m in got] == ["0", "1", "2", "3", "4"]
     mid = clients(port, "ev-mid")
-    mid.subscribe("$queue/events/#", 1, properties=sub_props(consumer_group="late", cursor="offset:3"))
+    mid.subscribe(
+        "$queue/events/#", 1, properties=sub_props(consumer_group="late", cursor="offset:3")
+    )
     assert [m.payload for m in collect(mid, 2)] == [b"3", b"4"]
     last = clients(port, "ev-last")
     last.subscribe("$queue/events/#", 1, properties=sub_props(consumer_group="new", cursor="last"))
     last.nothing()
     pub.publish("$queue/events/e", b"5", qos=1)
     assert last.get().payload == b"5"
-    wait_for(qbroker, lambda: {g.name: g.committed for g in info(qbroker, "events").groups}["replay"] == 6)
+    wait_for(
+        qbroker,
+        lambda: {g.name: g.committed for g in info(qbroker, "events").groups}["replay"] == 6,
+    )
 
 
 def test_rejections_carry_5_0_reason_codes(qbroker, clients):

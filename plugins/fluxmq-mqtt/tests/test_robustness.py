@@ -5,7 +5,6 @@ close (3.x) within a bounded wait, and the broker keeps serving other clients.""
 from __future__ import annotations
 
 import pytest
-
 from fluxmq_mqtt.codec import Connect, Disconnect, Pingreq, Pingresp, Properties, encode
 
 CONNECT5 = encode(Connect(client_id="rob", protocol_level=5), 5)
@@ -27,13 +26,16 @@ def still_serving(raw, port) -> None:
     assert isinstance(c.recv(), Pingresp)
 
 
-@pytest.mark.parametrize("data", [
-    b"\x00\x00",  # reserved packet type
-    b"GET / HTTP/1.1\r\n\r\n",
-    b"\xff\xff\xff\xff\xff",
-    b"\x30\x05\x00\x01a\x00\x00",  # PUBLISH before CONNECT
-    b"\xc0\x00",  # PINGREQ before CONNECT
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00",  # reserved packet type
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\xff\xff\xff\xff\xff",
+        b"\x30\x05\x00\x01a\x00\x00",  # PUBLISH before CONNECT
+        b"\xc0\x00",  # PINGREQ before CONNECT
+    ],
+)
 def test_garbage_first_bytes_close(broker, raw, data):
     c = raw(broker.port(), None)
     c.send(data)
@@ -50,16 +52,19 @@ def test_unknown_protocol_level_gets_311_connack_rc1(broker, raw):
     assert c.closed()
 
 
-@pytest.mark.parametrize("data,code", [
-    (CONNECT5, 0x82),  # a second CONNECT
-    (b"\x30\xff\xff\xff\xff\x01", 0x81),  # remaining length longer than 4 bytes
-    (b"\x82\x08\x00\x01\x00\x03a/b\x01", 0x81),  # SUBSCRIBE with reserved flags 0
-    (b"\x32\x06\x00\x01a\x00\x00\x00", 0x82),  # PUBLISH with packet id 0
-    (b"\x30\x05\x00\x02a#\x00", 0x90),  # wildcard in a PUBLISH topic
-    (b"\x30\x05\x00\x02\xc3\x28\x00", 0x81),  # invalid UTF-8 topic
-    (b"\x36\x06\x00\x01a\x00\x01\x00", 0x81),  # QoS 3
-    (b"\x40\x02\x00", None),  # half a PUBACK, then valid bytes below
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (CONNECT5, 0x82),  # a second CONNECT
+        (b"\x30\xff\xff\xff\xff\x01", 0x81),  # remaining length longer than 4 bytes
+        (b"\x82\x08\x00\x01\x00\x03a/b\x01", 0x81),  # SUBSCRIBE with reserved flags 0
+        (b"\x32\x06\x00\x01a\x00\x00\x00", 0x82),  # PUBLISH with packet id 0
+        (b"\x30\x05\x00\x02a#\x00", 0x90),  # wildcard in a PUBLISH topic
+        (b"\x30\x05\x00\x02\xc3\x28\x00", 0x81),  # invalid UTF-8 topic
+        (b"\x36\x06\x00\x01a\x00\x01\x00", 0x81),  # QoS 3
+        (b"\x40\x02\x00", None),  # half a PUBACK, then valid bytes below
+    ],
+)
 def test_bad_packets_after_connect(broker, raw, data, code):
     c = connected(raw, broker.port())
     c.send(data)
@@ -98,8 +103,9 @@ def test_half_a_packet_then_silence_hits_connect_timeout(fluxmq_broker_factory, 
 
 
 def test_qos_above_maximum_and_retain_unavailable(fluxmq_broker_factory, raw):
-    b = fluxmq_broker_factory(plugins=["mqtt"],
-                              config={"mqtt": {"max_qos": 1, "retain_available": False}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], config={"mqtt": {"max_qos": 1, "retain_available": False}}
+    )
     c = raw(b.port())
     c.send(CONNECT5)
     ack = c.recv()
@@ -132,8 +138,19 @@ def test_receive_maximum_exceeded_0x93(fluxmq_broker_factory, raw):
 def test_invalid_utf8_payload_with_format_indicator(broker, raw):
     c = connected(raw, broker.port())
     from fluxmq_mqtt.codec import Publish
-    c.send(encode(Publish("t", b"\xff\xfe", qos=1, packet_id=7,
-                          properties=Properties(payload_format_indicator=1)), 5))
+
+    c.send(
+        encode(
+            Publish(
+                "t",
+                b"\xff\xfe",
+                qos=1,
+                packet_id=7,
+                properties=Properties(payload_format_indicator=1),
+            ),
+            5,
+        )
+    )
     ack = c.recv()
     assert ack.packet_id == 7 and ack.reason_code == 0x99
 

@@ -5,13 +5,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from fluxmq_core.auth import AuthResult
-from fluxmq_core.clock import ManualClock
-from fluxmq_core.message import Message
-from fluxmq_core.router import Delivery, Router
-from fluxmq_core.stats import Stats
-from fluxmq_core.storage.memory import MemoryBrokerStore
-
 from fluxmq_mqtt.codec import (
     Connack,
     Connect,
@@ -29,6 +22,13 @@ from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.session import Session
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase, QoSState
+
+from fluxmq_core.auth import AuthResult
+from fluxmq_core.clock import ManualClock
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery, Router
+from fluxmq_core.stats import Stats
+from fluxmq_core.storage.memory import MemoryBrokerStore
 
 
 class FakeScheduler:
@@ -71,13 +71,23 @@ def make_registry(**cfg):
         published.append(m)
         return router.publish(m)
 
-    events = SimpleNamespace(on_delivered=False, on_dropped=False,
-                             client_connected=lambda *a: None,
-                             client_disconnected=lambda *a: None,
-                             client_subscribed=lambda *a: None,
-                             client_unsubscribed=lambda *a: None)
-    ctx = SimpleNamespace(store=MemoryBrokerStore(), stats=Stats(), events=events, clock=clock,
-                          router=router, auth=FakeAuth(), publish=publish)
+    events = SimpleNamespace(
+        on_delivered=False,
+        on_dropped=False,
+        client_connected=lambda *a: None,
+        client_disconnected=lambda *a: None,
+        client_subscribed=lambda *a: None,
+        client_unsubscribed=lambda *a: None,
+    )
+    ctx = SimpleNamespace(
+        store=MemoryBrokerStore(),
+        stats=Stats(),
+        events=events,
+        clock=clock,
+        router=router,
+        auth=FakeAuth(),
+        publish=publish,
+    )
     sched = FakeScheduler(clock)
     reg = SessionRegistry(ctx, MQTTConfig(**cfg), sched)
     return reg, sched, published
@@ -185,6 +195,7 @@ def test_persistent_session_mirrors_store():
     assert store.queue_length("c") == 1
     restored = Session(reg, "c", 5, persistent=True)
     import asyncio
+
     for seq, m in asyncio.run(store.queued("c")):
         restored.restore_queued(seq, m)
     assert restored.queue[0][4] == (7,) and restored.queue[0][1].payload == b"x"
@@ -198,9 +209,20 @@ def connect(reg, cid, version=5, clean=True, expiry=0, will=None, will_delay=0):
     conn.wakeup = lambda c: None
     props = Properties(session_expiry_interval=expiry) if version == 5 and expiry else None
     wp = Properties(will_delay_interval=will_delay) if will_delay else None
-    conn.receive(encode(Connect(client_id=cid, clean_start=clean, protocol_level=version,
-                                properties=props, will_topic=will, will_payload=b"w",
-                                will_properties=wp), version))
+    conn.receive(
+        encode(
+            Connect(
+                client_id=cid,
+                clean_start=clean,
+                protocol_level=version,
+                properties=props,
+                will_topic=will,
+                will_payload=b"w",
+                will_properties=wp,
+            ),
+            version,
+        )
+    )
     assert conn.waiting[0] == "auth"
     conn.auth_done(AuthResult(ok=True))
     dec = Decoder(version=version, role="client")
@@ -232,7 +254,8 @@ def test_will_cancelled_by_reconnect_and_takeover_kicks():
     c3, _ = connect(reg, "a", clean=False, expiry=100)
     assert _c2.phase is Phase.CLOSED and _c2.closing
     assert Decoder(version=5, role="client").packets(bytes(_c2.out))[0] == Disconnect(
-        0x8E, Properties(reason_string="session taken over"))
+        0x8E, Properties(reason_string="session taken over")
+    )
 
 
 def test_normal_disconnect_discards_will_and_expiry_zero_ends_session():
@@ -261,8 +284,9 @@ def test_publish_before_auth_result_waits_in_order():
     reg, _sched, _p = make_registry()
     conn = Connection(reg, "t:1")
     conn.wakeup = lambda c: None
-    conn.receive(encode(Connect(client_id="p", protocol_level=5), 5)
-                 + encode(Publish("a", b"1"), 5))
+    conn.receive(
+        encode(Connect(client_id="p", protocol_level=5), 5) + encode(Publish("a", b"1"), 5)
+    )
     assert conn.phase is Phase.AUTHENTICATING and len(conn.backlog) == 1
     conn.auth_done(AuthResult(ok=True))
     assert conn.phase is Phase.CONNECTED and not conn.backlog

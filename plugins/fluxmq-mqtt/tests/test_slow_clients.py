@@ -5,7 +5,6 @@ and only loses the overflowing messages when it is off."""
 from __future__ import annotations
 
 import pytest
-
 from fluxmq_mqtt.codec import Connect, Disconnect, Properties, Puback, Subscribe, SubscribeOptions
 
 SLOW = {"max_queued_messages": 2, "queue_policy": "reject", "max_inflight": 1}
@@ -14,9 +13,16 @@ SLOW = {"max_queued_messages": 2, "queue_policy": "reject", "max_inflight": 1}
 def _slow_subscriber(raw, port, cid, version=5, will=False):
     c = raw(port, version=version)
     props = Properties(session_expiry_interval=60, receive_maximum=1) if version == 5 else None
-    c.send_packet(Connect(client_id=cid, clean_start=True, protocol_level=version,
-                          properties=props, will_topic="slow/will" if will else None,
-                          will_payload=b"gone"))
+    c.send_packet(
+        Connect(
+            client_id=cid,
+            clean_start=True,
+            protocol_level=version,
+            properties=props,
+            will_topic="slow/will" if will else None,
+            will_payload=b"gone",
+        )
+    )
     assert c.recv().reason_code == 0
     c.send_packet(Subscribe(1, (("slow/t", SubscribeOptions(1)),)))
     c.recv()
@@ -34,10 +40,12 @@ def _ack_all(c, first, count):
     return got
 
 
-def test_overflow_disconnects_with_0x97_and_session_keeps_queue(fluxmq_broker_factory, raw,
-                                                                clients):
-    b = fluxmq_broker_factory(plugins=["mqtt"],
-                              config={"mqtt": {**SLOW, "disconnect_slow_clients": True}})
+def test_overflow_disconnects_with_0x97_and_session_keeps_queue(
+    fluxmq_broker_factory, raw, clients
+):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], config={"mqtt": {**SLOW, "disconnect_slow_clients": True}}
+    )
     port = b.port()
     watcher = clients(port)
     watcher.subscribe("slow/will", 1)
@@ -52,8 +60,14 @@ def test_overflow_disconnects_with_0x97_and_session_keeps_queue(fluxmq_broker_fa
     assert c.closed()
     assert watcher.get().payload == b"gone"  # a server-side disconnect sends the will
     c2 = raw(port)
-    c2.send_packet(Connect(client_id="slow5", clean_start=False, protocol_level=5,
-                           properties=Properties(session_expiry_interval=60)))
+    c2.send_packet(
+        Connect(
+            client_id="slow5",
+            clean_start=False,
+            protocol_level=5,
+            properties=Properties(session_expiry_interval=60),
+        )
+    )
     assert c2.recv().session_present
     again = c2.recv()
     assert again.dup and again.payload == b"0"
@@ -61,8 +75,9 @@ def test_overflow_disconnects_with_0x97_and_session_keeps_queue(fluxmq_broker_fa
 
 
 def test_overflow_closes_a_v311_client(fluxmq_broker_factory, raw, clients):
-    b = fluxmq_broker_factory(plugins=["mqtt"],
-                              config={"mqtt": {**SLOW, "disconnect_slow_clients": True}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], config={"mqtt": {**SLOW, "disconnect_slow_clients": True}}
+    )
     port = b.port()
     c = _slow_subscriber(raw, port, "slow4", version=4)
     pub = clients(port)
@@ -94,8 +109,10 @@ def test_without_the_option_overflow_only_drops(fluxmq_broker_factory, raw, clie
 
 
 def test_with_the_option_drop_oldest_also_disconnects(fluxmq_broker_factory, raw, clients):
-    b = fluxmq_broker_factory(plugins=["mqtt"], config={"mqtt": {
-        **SLOW, "queue_policy": "drop-oldest", "disconnect_slow_clients": True}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={"mqtt": {**SLOW, "queue_policy": "drop-oldest", "disconnect_slow_clients": True}},
+    )
     port = b.port()
     c = _slow_subscriber(raw, port, "old")
     pub = clients(port)
@@ -104,8 +121,14 @@ def test_with_the_option_drop_oldest_also_disconnects(fluxmq_broker_factory, raw
     assert c.recv().payload == b"0"
     assert c.recv().reason_code == 0x97
     c2 = raw(port)
-    c2.send_packet(Connect(client_id="old", clean_start=False, protocol_level=5,
-                           properties=Properties(session_expiry_interval=60)))
+    c2.send_packet(
+        Connect(
+            client_id="old",
+            clean_start=False,
+            protocol_level=5,
+            properties=Properties(session_expiry_interval=60),
+        )
+    )
     assert c2.recv().session_present
     again = c2.recv()
     assert _ack_all(c2, again, 2) == [b"2", b"3"]  # the oldest queued one was dropped

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from fluxmq_mqtt.codec import Connect, Puback, Pubcomp, Publish, Pubrec, Pubrel
 from fluxmq_mqtt import state
+from fluxmq_mqtt.codec import Connect, Puback, Pubcomp, Publish, Pubrec, Pubrel
 from fluxmq_mqtt.state import ALLOWED, RESEND, Phase, QoSState, next_outbound
 
 
@@ -30,8 +30,14 @@ def test_sans_io_modules_have_no_io_imports():
     the check is on our source: no I/O framework, socket or clock module imported."""
     forbidden = {"asyncio", "anyio", "trio", "socket", "selectors", "uvloop", "threading"}
     pkg = Path(state.__file__).parent
-    for name in ("state.py", "session.py", "connection.py", "sessions.py", "outbound.py",
-                 "limits.py"):
+    for name in (
+        "state.py",
+        "session.py",
+        "connection.py",
+        "sessions.py",
+        "outbound.py",
+        "limits.py",
+    ):
         tree = ast.parse((pkg / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

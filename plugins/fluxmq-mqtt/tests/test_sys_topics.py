@@ -9,16 +9,21 @@ import queue
 import pytest
 
 WANTED = {
-    "$SYS/broker/version", "$SYS/broker/uptime", "$SYS/broker/clients/connected",
-    "$SYS/broker/clients/total", "$SYS/broker/messages/received",
-    "$SYS/broker/messages/sent", "$SYS/broker/bytes/received", "$SYS/broker/bytes/sent",
-    "$SYS/broker/subscriptions/count", "$SYS/broker/retained messages/count",
+    "$SYS/broker/version",
+    "$SYS/broker/uptime",
+    "$SYS/broker/clients/connected",
+    "$SYS/broker/clients/total",
+    "$SYS/broker/messages/received",
+    "$SYS/broker/messages/sent",
+    "$SYS/broker/bytes/received",
+    "$SYS/broker/bytes/sent",
+    "$SYS/broker/subscriptions/count",
+    "$SYS/broker/retained messages/count",
 }
 
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_sys_topics_reach_a_sys_subscriber_and_not_hash(fluxmq_broker_factory, clients,
-                                                        version):
+def test_sys_topics_reach_a_sys_subscriber_and_not_hash(fluxmq_broker_factory, clients, version):
     b = fluxmq_broker_factory(plugins=["mqtt"], config={"sys": {"interval": 0.2}})
     port = b.port()
     everything = clients(port, version=version)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,9 @@ CONNECT_311 = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"  # clean session, 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> dict[str, str]:
-    return make_test_certs(tmp_path_factory.mktemp("mqtt-certs"),
-                           (("device", "device-7"), ("other", "device-9")))
+    return make_test_certs(
+        tmp_path_factory.mktemp("mqtt-certs"), (("device", "device-7"), ("other", "device-9"))
+    )
 
 
 def _tls(certs: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -34,12 +34,20 @@ def tls_clients(clients):
     """``tls_clients(port, certs, version, cert=None, expect_ok=True, **paho_kwargs)``:
     the shared paho wrapper with TLS set up (closed by ``clients``)."""
 
-    def factory(port: int, certs: dict[str, str], version: int = 5, cert: str | None = None,
-                expect_ok: bool = True, **kwargs: Any) -> Any:
+    def factory(
+        port: int,
+        certs: dict[str, str],
+        version: int = 5,
+        cert: str | None = None,
+        expect_ok: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         c = clients(port, version=version, connect=False, **kwargs)
-        c.client.tls_set(ca_certs=certs["ca.pem"],
-                         certfile=certs[f"{cert}.pem"] if cert else None,
-                         keyfile=certs[f"{cert}.key"] if cert else None)
+        c.client.tls_set(
+            ca_certs=certs["ca.pem"],
+            certfile=certs[f"{cert}.pem"] if cert else None,
+            keyfile=certs[f"{cert}.key"] if cert else None,
+        )
         result = c.connect(expect_ok=expect_ok)
         return c if expect_ok else (c, result)
 
@@ -75,15 +83,18 @@ def test_plain_mqtt_on_the_tls_port_is_refused(fluxmq_broker_factory, certs):
     assert not _connack(b.port("mqtt.tls")).startswith(b"\x20")  # never a CONNACK
 
 
-def test_client_certificate_cn_is_the_username_for_the_acl(fluxmq_broker_factory, certs,
-                                                           tls_clients, tmp_path):
+def test_client_certificate_cn_is_the_username_for_the_acl(
+    fluxmq_broker_factory, certs, tls_clients, tmp_path
+):
     acl = tmp_path / "acl.toml"
-    acl.write_text('default = "deny"\n'
-                   '[[rule]]\npermission = "allow"\ntopic = "dev/%u/#"\n')
-    b = fluxmq_broker_factory(plugins=["mqtt"], config={
-        "mqtt": _tls(certs, tls_ca=certs["ca.pem"], tls_require_client_cert=True),
-        "auth": {"use_identity_as_username": True, "acl_file": str(acl), "anonymous": False},
-    })
+    acl.write_text('default = "deny"\n[[rule]]\npermission = "allow"\ntopic = "dev/%u/#"\n')
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": _tls(certs, tls_ca=certs["ca.pem"], tls_require_client_cert=True),
+            "auth": {"use_identity_as_username": True, "acl_file": str(acl), "anonymous": False},
+        },
+    )
     port = b.port("mqtt.tls")
     dev = tls_clients(port, certs, 5, cert="device", username="spoofed", password="x")
     assert dev.subscribe("dev/device-7/#", 1)[0].value == 1
@@ -95,8 +106,9 @@ def test_client_certificate_cn_is_the_username_for_the_acl(fluxmq_broker_factory
     assert dev.pubacks.get(timeout=WAIT)[1].value == 0x87
     other = tls_clients(port, certs, 4, cert="other")
     assert [rc.value for rc in other.subscribe("dev/device-7/#", 1)] == [0x80]
-    sessions = b.call_soon(lambda: {cid: s.username for cid, s in
-                                    b.context.extras["mqtt"].registry.sessions.items()})
+    sessions = b.call_soon(
+        lambda: {cid: s.username for cid, s in b.context.extras["mqtt"].registry.sessions.items()}
+    )
     assert sorted(sessions.values()) == ["device-7", "device-9"]
     # Without a certificate the TLS handshake itself fails.
     ctx = ssl.create_default_context(cafile=certs["ca.pem"])
@@ -108,14 +120,19 @@ def test_client_certificate_cn_is_the_username_for_the_acl(fluxmq_broker_factory
                     raise ConnectionResetError("closed")
 
 
-def test_identity_as_username_without_a_certificate_is_refused(fluxmq_broker_factory, certs,
-                                                              tls_clients):
-    b = fluxmq_broker_factory(plugins=["mqtt"], config={
-        "mqtt": _tls(certs, tls_ca=certs["ca.pem"]),  # certificate optional
-        "auth": {"use_identity_as_username": True},
-    })
-    _c, (_flags, rc, _props) = tls_clients(b.port("mqtt.tls"), certs, 5, expect_ok=False,
-                                           username="alice", password="pw")
+def test_identity_as_username_without_a_certificate_is_refused(
+    fluxmq_broker_factory, certs, tls_clients
+):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": _tls(certs, tls_ca=certs["ca.pem"]),  # certificate optional
+            "auth": {"use_identity_as_username": True},
+        },
+    )
+    _c, (_flags, rc, _props) = tls_clients(
+        b.port("mqtt.tls"), certs, 5, expect_ok=False, username="alice", password="pw"
+    )
     assert rc.is_failure
 
 

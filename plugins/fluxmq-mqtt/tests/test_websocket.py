@@ -16,12 +16,19 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from fluxmq_mqtt.codec import (
+    Connack,
+    Connect,
+    Decoder,
+    Publish,
+    Subscribe,
+    SubscribeOptions,
+    encode,
+)
 from paho.mqtt.client import CallbackAPIVersion
 from wsproto import WSConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request
-
-from fluxmq_mqtt.codec import Connack, Connect, Decoder, Publish, Subscribe, SubscribeOptions, encode
 
 WAIT = 5.0
 
@@ -29,13 +36,23 @@ WAIT = 5.0
 class WSPaho:
     """A paho client over WebSocket, messages in a queue; every wait bounded."""
 
-    def __init__(self, port: int, version: int = 5, *, path: str = "/mqtt",
-                 tls_ca: str | None = None, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        version: int = 5,
+        *,
+        path: str = "/mqtt",
+        tls_ca: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         proto = {5: mqtt.MQTTv5, 4: mqtt.MQTTv311, 3: mqtt.MQTTv31}[version]
         self.version = version
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or uuid.uuid4().hex[:12],
-                                  protocol=proto, transport="websockets")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or uuid.uuid4().hex[:12],
+            protocol=proto,
+            transport="websockets",
+        )
         self.client.ws_set_options(path=path)
         if tls_ca:
             self.client.tls_set(ca_certs=tls_ca)
@@ -128,8 +145,11 @@ class RawWS:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.events: list[Any] = []
-        self.sock.sendall(self.ws.send(Request(host="127.0.0.1", target="/mqtt",
-                                               subprotocols=subprotocols or ["mqtt"])))
+        self.sock.sendall(
+            self.ws.send(
+                Request(host="127.0.0.1", target="/mqtt", subprotocols=subprotocols or ["mqtt"])
+            )
+        )
         ev = self.event()
         assert isinstance(ev, AcceptConnection), ev
         self.subprotocol = ev.subprotocol
@@ -145,8 +165,9 @@ class RawWS:
     def send_frames(self, *chunks: bytes, message_finished: bool = True) -> None:
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
-            self.sock.sendall(self.ws.send(BytesMessage(data=chunk,
-                                                        message_finished=last and message_finished)))
+            self.sock.sendall(
+                self.ws.send(BytesMessage(data=chunk, message_finished=last and message_finished))
+            )
 
     def packets(self, n: int) -> list[Any]:
         out: list[Any] = []
@@ -180,7 +201,9 @@ def test_packet_split_across_frames_and_several_packets_in_one_frame(broker):
     sub = RawWS(broker.port("mqtt.websocket"))
     sub.send_frames(connect_bytes("raw-sub"))
     sub.packets(1)
-    sub.send_frames(encode(Subscribe(packet_id=1, subscriptions=(("#", SubscribeOptions(qos=0)),)), 5))
+    sub.send_frames(
+        encode(Subscribe(packet_id=1, subscriptions=(("#", SubscribeOptions(qos=0)),)), 5)
+    )
     sub.packets(1)
     ws.send_frames(p1 + p2 + p3[:2])
     ws.send_frames(p3[2:])
@@ -228,8 +251,10 @@ def raw_http(port: int, request: bytes) -> bytes:
 
 def upgrade(path: str = "/mqtt", headers: str = "Sec-WebSocket-Protocol: mqtt\r\n") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{headers}\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{headers}\r\n"
+    ).encode()
 
 
 @pytest.mark.parametrize(
@@ -247,13 +272,21 @@ def test_bad_upgrades(broker, request_bytes, status):
 
 
 def test_origin_allow_list(fluxmq_broker_factory):
-    b = fluxmq_broker_factory(plugins=["mqtt"], config={
-        "mqtt": {"websocket_origins": ["https://app.example"], "websocket_path": "/x/mqtt"}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": {"websocket_origins": ["https://app.example"], "websocket_path": "/x/mqtt"}
+        },
+    )
     port = b.port("mqtt.websocket")
-    bad = raw_http(port, upgrade("/x/mqtt", "Sec-WebSocket-Protocol: mqtt\r\nOrigin: https://evil.example\r\n"))
+    bad = raw_http(
+        port, upgrade("/x/mqtt", "Sec-WebSocket-Protocol: mqtt\r\nOrigin: https://evil.example\r\n")
+    )
     assert bad.startswith(b"HTTP/1.1 403"), bad
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
-        s.sendall(upgrade("/x/mqtt", "Sec-WebSocket-Protocol: mqtt\r\nOrigin: https://app.example\r\n"))
+        s.sendall(
+            upgrade("/x/mqtt", "Sec-WebSocket-Protocol: mqtt\r\nOrigin: https://app.example\r\n")
+        )
         assert s.recv(4096).startswith(b"HTTP/1.1 101")
 
 
@@ -269,18 +302,43 @@ def test_websocket_listener_can_be_disabled(fluxmq_broker_factory):
 def cert(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("wss")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem",
-         "-out", "cert.pem", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, cwd=d,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=d,
     )
     return d
 
 
 def test_paho_over_wss(fluxmq_broker_factory, ws_clients, cert):
-    b = fluxmq_broker_factory(plugins=["mqtt"], config={"mqtt": {
-        "tls_cert": str(cert / "cert.pem"), "tls_key": str(cert / "key.pem"),
-        "tls": "127.0.0.1:0", "wss": "127.0.0.1:0"}})
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": {
+                "tls_cert": str(cert / "cert.pem"),
+                "tls_key": str(cert / "key.pem"),
+                "tls": "127.0.0.1:0",
+                "wss": "127.0.0.1:0",
+            }
+        },
+    )
     port = b.port("mqtt.wss")
     sub = ws_clients(port, 5, tls_ca=str(cert / "cert.pem"))
     pub = ws_clients(port, 4, tls_ca=str(cert / "cert.pem"))

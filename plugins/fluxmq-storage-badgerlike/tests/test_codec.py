@@ -4,19 +4,20 @@ with a message naming where it was."""
 from __future__ import annotations
 
 import pytest
+from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fluxmq_core.testing.conformance import sample_message
-
-from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(), st.binary()
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 

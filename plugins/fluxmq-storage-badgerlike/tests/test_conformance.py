@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluxmq_badgerlike import BadgerlikeBrokerStore, BadgerlikeQueueLog
+
 from fluxmq_core.storage import StorageOptions
 from fluxmq_core.testing.conformance import BrokerStoreConformance, QueueLogConformance
-
-from fluxmq_badgerlike import BadgerlikeBrokerStore, BadgerlikeQueueLog
 
 # Small segments so that the suite also crosses segment rotations.
 EXTRA = {"segment_size": 4096, "index_interval": 4}

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from fluxmq_badgerlike import BadgerlikeBrokerStore, BadgerlikeQueueLog
 
 from fluxmq_core.storage import StorageOptions
-
-from fluxmq_badgerlike import BadgerlikeBrokerStore, BadgerlikeQueueLog
 
 CHILD = r"""
 import asyncio, sys

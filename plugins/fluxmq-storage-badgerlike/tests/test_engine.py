@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fluxmq_badgerlike.engine import CHECKPOINT, Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError, StorageLockedError
 
@@ -74,7 +73,9 @@ async def test_group_commit_many_writes_one_fsync(tmp_path: Path, fsyncs: list[i
     await engine.close()
 
 
-async def test_always_fsyncs_every_flush_even_without_waiters(tmp_path: Path, fsyncs: list[int]) -> None:
+async def test_always_fsyncs_every_flush_even_without_waiters(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
     engine = make(tmp_path, "always")
     await engine.open()
     await engine.sync()
@@ -105,7 +106,9 @@ async def test_batch_fsyncs_only_for_a_waiter_or_on_the_interval(
     await engine.close()
 
 
-async def test_batch_fsyncs_unwaited_writes_on_the_interval(tmp_path: Path, fsyncs: list[int]) -> None:
+async def test_batch_fsyncs_unwaited_writes_on_the_interval(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
     engine = make(tmp_path, "batch", sync_interval=0.05)
     await engine.open()
     engine.put("warm", b"x")
@@ -177,7 +180,9 @@ async def test_torn_tail_mid_record_is_truncated_with_a_warning(
     assert any("torn tail" in r.message and "dropped" in r.message for r in caplog.records)
 
 
-async def test_garbage_appended_is_truncated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_garbage_appended_is_truncated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     await write_and_crash(tmp_path, 10)
     seg = segments(tmp_path)[-1]
     with open(seg, "ab") as f:
@@ -352,7 +357,7 @@ async def test_gc_reclaims_overwritten_and_deleted_values(tmp_path: Path) -> Non
 async def test_gc_runs_in_the_background(tmp_path: Path) -> None:
     engine = make(tmp_path, gc_interval=0.05)
     await engine.open()
-    for round_ in range(5):
+    for _round in range(5):
         for i in range(40):
             engine.put(f"k{i}", b"x" * 100)
     await engine.sync()

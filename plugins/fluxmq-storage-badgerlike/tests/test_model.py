@@ -8,10 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fluxmq_badgerlike.engine import Engine, EngineOptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from fluxmq_badgerlike.engine import Engine, EngineOptions
 
 keys = st.sampled_from([f"k{i}" for i in range(12)] + ["a/b", "%2F", "ü"])
 ops = st.lists(

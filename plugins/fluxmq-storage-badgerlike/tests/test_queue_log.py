@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fluxmq_badgerlike import BadgerlikeQueueLog, StorageCorruptionError
 
 from fluxmq_core.storage import StorageOptions
 from fluxmq_core.testing.conformance import sample_message
-
-from fluxmq_badgerlike import BadgerlikeQueueLog, StorageCorruptionError
 
 EXTRA = {"segment_size": 4096, "index_interval": 8}
 
@@ -55,7 +54,9 @@ async def test_segments_rotate_and_sealed_ones_get_an_index(tmp_path: Path) -> N
     log = make(tmp_path)
     await log.open()
     assert log.recovery["scanned_segments"] == 1  # only the last segment is scanned
-    assert await log.read("orders/eu", 137, 3) == [(i, sample_message(i, timestamp=1000.0 + i)) for i in (137, 138, 139)]
+    assert await log.read("orders/eu", 137, 3) == [
+        (i, sample_message(i, timestamp=1000.0 + i)) for i in (137, 138, 139)
+    ]
     assert await log.offset_for_time("orders/eu", 1150.5) == 151
     await log.close()
 
@@ -92,7 +93,9 @@ async def test_truncation_deletes_whole_segments_and_counts_bytes(tmp_path: Path
     before = len(seg_files(tmp_path))
     total = log.size_bytes("orders/eu")
     assert log.truncate_before("orders/eu", 150) == 150
-    assert log.size_bytes("orders/eu") == total - sum(len(sample_message(i).payload) for i in range(150))
+    assert log.size_bytes("orders/eu") == total - sum(
+        len(sample_message(i).payload) for i in range(150)
+    )
     await log.sync()
     await log.close()
     after = len(seg_files(tmp_path))
@@ -100,12 +103,16 @@ async def test_truncation_deletes_whole_segments_and_counts_bytes(tmp_path: Path
     log = make(tmp_path)
     await log.open()
     assert (log.first_offset("orders/eu"), log.next_offset("orders/eu")) == (150, 200)
-    assert log.size_bytes("orders/eu") == sum(len(sample_message(i).payload) for i in range(150, 200))
+    assert log.size_bytes("orders/eu") == sum(
+        len(sample_message(i).payload) for i in range(150, 200)
+    )
     assert (await log.read("orders/eu", 0, 1))[0][0] == 150
     await log.close()
 
 
-async def test_torn_tail_of_a_queue_is_truncated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_torn_tail_of_a_queue_is_truncated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     log = await filled(tmp_path, 20)
     await crash(log)
     last = seg_files(tmp_path)[-1]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from fluxmq_core.testing import BrokerThread
-
 import fluxmq_example.plugin as example_plugin
+
+from fluxmq_core.testing import BrokerThread
 
 
 def _connect(broker: BrokerThread) -> socket.socket:

@@ -32,9 +32,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.router.topics import TopicError, amqp_pattern_to_filter, topic_to_amqp_routing_key
-from fluxmq_core.router.types import DEFAULT_OPTIONS
-
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -43,6 +40,8 @@ from fluxmq_amqp091.codec import (
     AMQPError,
 )
 from fluxmq_amqp091.props import PROTOCOL
+from fluxmq_core.router.topics import TopicError, amqp_pattern_to_filter, topic_to_amqp_routing_key
+from fluxmq_core.router.types import DEFAULT_OPTIONS
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -130,7 +129,9 @@ class Exchange:
                     del self.direct[b.routing_key]
         self.cache.clear()
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> tuple[Dest, ...] | list[Dest]:
+    def route(
+        self, routing_key: str, headers: dict[str, Any] | None
+    ) -> tuple[Dest, ...] | list[Dest]:
         t = self.type
         if t == "direct":
             slot = self.direct.get(routing_key)
@@ -141,22 +142,34 @@ class Exchange:
             hit = self.cache.get(routing_key)
             if hit is None:
                 key = tuple(routing_key.split("."))
-                hit = tuple(dict.fromkeys(
-                    (b.kind, b.dest) for b in self.bindings.values()
-                    if b.words is not None and topic_matches(b.words, key)
-                ))
+                hit = tuple(
+                    dict.fromkeys(
+                        (b.kind, b.dest)
+                        for b in self.bindings.values()
+                        if b.words is not None and topic_matches(b.words, key)
+                    )
+                )
                 if len(self.cache) >= _CACHE_MAX:
                     self.cache.clear()
                 self.cache[routing_key] = hit
             return hit
         # headers
-        return list(dict.fromkeys(
-            (b.kind, b.dest) for b in self.bindings.values() if headers_match(b.arguments, headers)
-        ))
+        return list(
+            dict.fromkeys(
+                (b.kind, b.dest)
+                for b in self.bindings.values()
+                if headers_match(b.arguments, headers)
+            )
+        )
 
     def record(self) -> dict[str, Any]:
-        return {"type": self.type, "durable": self.durable, "auto_delete": self.auto_delete,
-                "internal": self.internal, "arguments": self.arguments}
+        return {
+            "type": self.type,
+            "durable": self.durable,
+            "auto_delete": self.auto_delete,
+            "internal": self.internal,
+            "arguments": self.arguments,
+        }
 
 
 def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
@@ -181,8 +194,11 @@ def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
 def headers_match(args: dict[str, Any], headers: dict[str, Any] | None) -> bool:
     mode = str(args.get("x-match", "all"))
     headers = headers or {}
-    keys = [k for k in args if not k.startswith("x-")] if not mode.endswith("-with-x") else [
-        k for k in args if k != "x-match"]
+    keys = (
+        [k for k in args if not k.startswith("x-")]
+        if not mode.endswith("-with-x")
+        else [k for k in args if k != "x-match"]
+    )
     if not keys:
         return mode.startswith("all")
 
@@ -211,7 +227,11 @@ class BridgeSubscriber:
 
     def deliver(self, message: Message, delivery: Any) -> None:
         topo = self.topology
-        if message.origin_protocol == PROTOCOL and message.properties and "amqp" in message.properties:
+        if (
+            message.origin_protocol == PROTOCOL
+            and message.properties
+            and "amqp" in message.properties
+        ):
             topo.suppressed += 1  # routed by the exchange itself
             return
         try:
@@ -260,8 +280,13 @@ class Topology:
                 if name in DEFAULT_EXCHANGES:
                     continue
                 self.exchanges[name] = Exchange(
-                    name, rec["type"], True, bool(rec.get("auto_delete")),
-                    bool(rec.get("internal")), dict(rec.get("arguments") or {}))
+                    name,
+                    rec["type"],
+                    True,
+                    bool(rec.get("auto_delete")),
+                    bool(rec.get("internal")),
+                    dict(rec.get("arguments") or {}),
+                )
             elif key.startswith("b:"):
                 bindings.append(rec)
             elif key.startswith("q:"):
@@ -270,8 +295,13 @@ class Topology:
             src = self.exchanges.get(rec["source"])
             if src is None:
                 continue
-            b = Binding(rec["source"], rec["kind"], rec["dest"], rec["routing_key"],
-                        dict(rec.get("arguments") or {}))
+            b = Binding(
+                rec["source"],
+                rec["kind"],
+                rec["dest"],
+                rec["routing_key"],
+                dict(rec.get("arguments") or {}),
+            )
             self._attach(src, b)
         self.store.save_session(STORE_ID, {"protocol": PROTOCOL, "kind": "topology"})
         return queues
@@ -296,8 +326,17 @@ class Topology:
             raise AMQPError(NOT_FOUND, f"no exchange '{name}' in vhost '/'", 40, 10)
         return ex
 
-    def declare(self, name: str, type_: str, *, passive: bool, durable: bool, auto_delete: bool,
-                internal: bool, arguments: dict[str, Any]) -> Exchange:
+    def declare(
+        self,
+        name: str,
+        type_: str,
+        *,
+        passive: bool,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
+    ) -> Exchange:
         ids = (40, 10)
         if passive:
             ex = self.exchanges.get(name)
@@ -314,17 +353,25 @@ class Topology:
         ex = self.exchanges.get(name)
         if ex is not None:
             if (ex.type, ex.durable, ex.auto_delete, ex.internal, ex.arguments) != (
-                    type_, durable, auto_delete, internal, args):
+                type_,
+                durable,
+                auto_delete,
+                internal,
+                args,
+            ):
                 raise AMQPError(
                     PRECONDITION_FAILED,
                     f"inequivalent arg for exchange '{name}' in vhost '/': received "
                     f"type '{type_}' durable {durable} auto_delete {auto_delete} internal "
                     f"{internal} but current is type '{ex.type}' durable {ex.durable} "
-                    f"auto_delete {ex.auto_delete} internal {ex.internal}", *ids)
+                    f"auto_delete {ex.auto_delete} internal {ex.internal}",
+                    *ids,
+                )
             return ex
         if name.startswith("amq."):
-            raise AMQPError(ACCESS_REFUSED,
-                            f"exchange name '{name}' contains reserved prefix 'amq.*'", *ids)
+            raise AMQPError(
+                ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'", *ids
+            )
         ex = Exchange(name, type_, durable, auto_delete, internal, args)
         self.exchanges[name] = ex
         if durable:
@@ -335,7 +382,9 @@ class Topology:
         ids = (40, 20)
         if not name or name.startswith("amq."):
             if name in self.exchanges or not name:
-                raise AMQPError(ACCESS_REFUSED, f"operation not permitted on exchange '{name}'", *ids)
+                raise AMQPError(
+                    ACCESS_REFUSED, f"operation not permitted on exchange '{name}'", *ids
+                )
         ex = self.exchanges.get(name)
         if ex is None:
             return  # RabbitMQ: deleting a missing exchange is OK
@@ -348,7 +397,9 @@ class Topology:
             self._detach(ex, b)
         # bindings where it is the destination
         for other in list(self.exchanges.values()):
-            for b in [b for b in other.bindings.values() if b.kind == "exchange" and b.dest == ex.name]:
+            for b in [
+                b for b in other.bindings.values() if b.kind == "exchange" and b.dest == ex.name
+            ]:
                 self._detach(other, b)
         self.exchanges.pop(ex.name, None)
         if ex.durable:
@@ -356,8 +407,15 @@ class Topology:
 
     # --- bindings ------------------------------------------------------------------------
 
-    def bind(self, source: str, kind: str, dest: str, routing_key: str,
-             arguments: dict[str, Any], ids: tuple[int, int]) -> None:
+    def bind(
+        self,
+        source: str,
+        kind: str,
+        dest: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+        ids: tuple[int, int],
+    ) -> None:
         src = self.exchanges.get(source)
         if src is None:
             raise AMQPError(NOT_FOUND, f"no exchange '{source}' in vhost '/'", *ids)
@@ -372,8 +430,16 @@ class Topology:
             return
         self._attach(src, b)
         if self._durable(b):
-            self._save("b:" + b.key, {"source": source, "kind": kind, "dest": dest,
-                                      "routing_key": routing_key, "arguments": b.arguments})
+            self._save(
+                "b:" + b.key,
+                {
+                    "source": source,
+                    "kind": kind,
+                    "dest": dest,
+                    "routing_key": routing_key,
+                    "arguments": b.arguments,
+                },
+            )
 
     def _durable(self, b: Binding) -> bool:
         src = self.exchanges.get(b.source)
@@ -384,8 +450,15 @@ class Topology:
             return d is not None and d.durable
         return bool(self.queue_durable(b.dest))
 
-    def unbind(self, source: str, kind: str, dest: str, routing_key: str,
-               arguments: dict[str, Any], ids: tuple[int, int]) -> None:
+    def unbind(
+        self,
+        source: str,
+        kind: str,
+        dest: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+        ids: tuple[int, int],
+    ) -> None:
         src = self.exchanges.get(source)
         if src is None:
             raise AMQPError(NOT_FOUND, f"no exchange '{source}' in vhost '/'", *ids)
@@ -402,8 +475,12 @@ class Topology:
             try:
                 filt = amqp_pattern_to_filter(b.routing_key)
             except TopicError as exc:
-                log.info("binding %r on %s is not bridged to MQTT topics: %s",
-                         b.routing_key, src.name, exc)
+                log.info(
+                    "binding %r on %s is not bridged to MQTT topics: %s",
+                    b.routing_key,
+                    src.name,
+                    exc,
+                )
                 return
             dest = (b.kind, b.dest)
             sub = self.bridges.get(dest)
@@ -442,13 +519,18 @@ class Topology:
                 self._detach(ex, b)
 
     def queue_bindings(self, queue: str) -> int:
-        return sum(1 for ex in self.exchanges.values() for b in ex.bindings.values()
-                   if b.kind == "queue" and b.dest == queue)
+        return sum(
+            1
+            for ex in self.exchanges.values()
+            for b in ex.bindings.values()
+            if b.kind == "queue" and b.dest == queue
+        )
 
     # --- routing -------------------------------------------------------------------------
 
-    def route(self, ex: Exchange, routing_key: str, headers: dict[str, Any] | None,
-              queue_exists: Any) -> list[str]:
+    def route(
+        self, ex: Exchange, routing_key: str, headers: dict[str, Any] | None, queue_exists: Any
+    ) -> list[str]:
         """Queue names a publish to ``ex`` reaches (exchange-to-exchange followed,
         each queue once)."""
         if not ex.name:
@@ -470,8 +552,12 @@ class Topology:
                     stack.extend(nxt.route(routing_key, headers))
         return list(out)
 
-    def route_exchange(self, name: str, routing_key: str, headers: dict[str, Any] | None) -> list[str]:
+    def route_exchange(
+        self, name: str, routing_key: str, headers: dict[str, Any] | None
+    ) -> list[str]:
         ex = self.exchanges.get(name)
         if ex is None:
             return []
-        return self.route(ex, routing_key, headers, lambda n: self.context.queues.get(n) is not None)
+        return self.route(
+            ex, routing_key, headers, lambda n: self.context.queues.get(n) is not None
+        )

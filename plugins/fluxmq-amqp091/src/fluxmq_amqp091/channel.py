@@ -25,7 +25,6 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.queues.config import QueueError
 from pamqp import commands
 
 from fluxmq_amqp091.codec import (
@@ -46,12 +45,12 @@ from fluxmq_amqp091.codec import (
 )
 from fluxmq_amqp091.props import from_message, routing_of, to_message
 from fluxmq_amqp091.queues import DEFAULT_GROUP
+from fluxmq_core.queues.config import QueueError
 
 if TYPE_CHECKING:
-    from fluxmq_core.message import Message
-
     from fluxmq_amqp091.connection import Connection
     from fluxmq_amqp091.queues import AMQPQueue
+    from fluxmq_core.message import Message
 
 B = commands.Basic
 Q = commands.Queue
@@ -61,11 +60,23 @@ X = commands.Exchange
 class Consumer:
     """A ``basic.consume`` (or one ``basic.get``): the core queue subscriber."""
 
-    __slots__ = ("channel", "client_id", "exclusive", "group", "handle", "no_ack", "parked",
-                 "protocol", "queue", "tag", "got")
+    __slots__ = (
+        "channel",
+        "client_id",
+        "exclusive",
+        "group",
+        "handle",
+        "no_ack",
+        "parked",
+        "protocol",
+        "queue",
+        "tag",
+        "got",
+    )
 
-    def __init__(self, channel: Channel, tag: str, queue: AMQPQueue | None, no_ack: bool,
-                 group: str) -> None:
+    def __init__(
+        self, channel: Channel, tag: str, queue: AMQPQueue | None, no_ack: bool, group: str
+    ) -> None:
         self.channel = channel
         self.tag = tag
         self.queue = queue
@@ -160,12 +171,18 @@ class Channel:
                 self.conn.channels.pop(self.number, None)
             return
         if self._pub is not None:
-            raise AMQPError(UNEXPECTED_FRAME, f"expected content header for basic.publish, "
-                                              f"got {m.name}", *_ids(m))
+            raise AMQPError(
+                UNEXPECTED_FRAME,
+                f"expected content header for basic.publish, got {m.name}",
+                *_ids(m),
+            )
         handler = _HANDLERS.get(type(m))
         if handler is None:
-            raise AMQPError(UNEXPECTED_FRAME if m.name.startswith("Connection.") else NOT_ALLOWED,
-                            f"method {m.name} is not allowed on a channel", *_ids(m))
+            raise AMQPError(
+                UNEXPECTED_FRAME if m.name.startswith("Connection.") else NOT_ALLOWED,
+                f"method {m.name} is not allowed on a channel",
+                *_ids(m),
+            )
         try:
             handler(self, m)
         except AMQPError as exc:
@@ -186,8 +203,14 @@ class Channel:
         limit = self.env.cfg.max_message_size
         if limit and h.body_size > limit:
             self._pub = None
-            self.fail(AMQPError(PRECONDITION_FAILED, f"message size {h.body_size} is larger "
-                                                     f"than configured max size {limit}", 60, 40))
+            self.fail(
+                AMQPError(
+                    PRECONDITION_FAILED,
+                    f"message size {h.body_size} is larger than configured max size {limit}",
+                    60,
+                    40,
+                )
+            )
             # its body frames still follow: swallow them
             self._pub = [None, h, [], 0]
             return
@@ -218,9 +241,15 @@ class Channel:
     def fail(self, exc: AMQPError) -> None:
         """A channel exception: channel.close, then wait for close-ok."""
         self.env.protocol_error(self.conn, exc)
-        self.conn.send(self.number, commands.Channel.Close(
-            reply_code=exc.reply_code, reply_text=exc.reply_text,
-            class_id=exc.class_id, method_id=exc.method_id))
+        self.conn.send(
+            self.number,
+            commands.Channel.Close(
+                reply_code=exc.reply_code,
+                reply_text=exc.reply_text,
+                class_id=exc.class_id,
+                method_id=exc.method_id,
+            ),
+        )
         self.teardown()
         self.closing = True
 
@@ -280,9 +309,15 @@ class Channel:
     # --- exchange class ---------------------------------------------------------------
 
     def _exchange_declare(self, m: X.Declare) -> None:
-        self.env.topology.declare(m.exchange, m.exchange_type, passive=m.passive,
-                                  durable=m.durable, auto_delete=m.auto_delete,
-                                  internal=m.internal, arguments=m.arguments or {})
+        self.env.topology.declare(
+            m.exchange,
+            m.exchange_type,
+            passive=m.passive,
+            durable=m.durable,
+            auto_delete=m.auto_delete,
+            internal=m.internal,
+            arguments=m.arguments or {},
+        )
         if not m.nowait:
             self.conn.send(self.number, X.DeclareOk())
 
@@ -292,14 +327,16 @@ class Channel:
             self.conn.send(self.number, X.DeleteOk())
 
     def _exchange_bind(self, m: X.Bind) -> None:
-        self.env.topology.bind(m.source, "exchange", m.destination, m.routing_key,
-                               m.arguments or {}, (40, 30))
+        self.env.topology.bind(
+            m.source, "exchange", m.destination, m.routing_key, m.arguments or {}, (40, 30)
+        )
         if not m.nowait:
             self.conn.send(self.number, X.BindOk())
 
     def _exchange_unbind(self, m: X.Unbind) -> None:
-        self.env.topology.unbind(m.source, "exchange", m.destination, m.routing_key,
-                                 m.arguments or {}, (40, 40))
+        self.env.topology.unbind(
+            m.source, "exchange", m.destination, m.routing_key, m.arguments or {}, (40, 40)
+        )
         if not m.nowait:
             self.conn.send(self.number, X.UnbindOk())
 
@@ -314,12 +351,19 @@ class Channel:
 
     def _queue_declare(self, m: Q.Declare) -> None:
         name, count, consumers = self.env.queues.declare(
-            self.conn, m.queue, passive=m.passive, durable=m.durable, exclusive=m.exclusive,
-            auto_delete=m.auto_delete, arguments=m.arguments or {})
+            self.conn,
+            m.queue,
+            passive=m.passive,
+            durable=m.durable,
+            exclusive=m.exclusive,
+            auto_delete=m.auto_delete,
+            arguments=m.arguments or {},
+        )
         self.last_queue = name
         if not m.nowait:
-            self.conn.send(self.number, Q.DeclareOk(queue=name, message_count=count,
-                                                    consumer_count=consumers))
+            self.conn.send(
+                self.number, Q.DeclareOk(queue=name, message_count=count, consumer_count=consumers)
+            )
 
     def _queue_bind(self, m: Q.Bind) -> None:
         name = self._queue_name(m.queue, (50, 20))
@@ -332,8 +376,9 @@ class Channel:
     def _queue_unbind(self, m: Q.Unbind) -> None:
         name = self._queue_name(m.queue, (50, 50))
         self.env.queues.lookup(self.conn, name, (50, 50))
-        self.env.topology.unbind(m.exchange, "queue", name, m.routing_key, m.arguments or {},
-                                 (50, 50))
+        self.env.topology.unbind(
+            m.exchange, "queue", name, m.routing_key, m.arguments or {}, (50, 50)
+        )
         self.conn.send(self.number, Q.UnbindOk())
 
     def _queue_purge(self, m: Q.Purge) -> None:
@@ -342,8 +387,9 @@ class Channel:
             self.conn.send(self.number, Q.PurgeOk(message_count=n))
 
     def _queue_delete(self, m: Q.Delete) -> None:
-        n = self.env.queues.delete(self.conn, self._queue_name(m.queue, (50, 40)),
-                                   m.if_unused, m.if_empty)
+        n = self.env.queues.delete(
+            self.conn, self._queue_name(m.queue, (50, 40)), m.if_unused, m.if_empty
+        )
         if not m.nowait:
             self.conn.send(self.number, Q.DeleteOk(message_count=n))
 
@@ -370,8 +416,11 @@ class Channel:
         if any(c.exclusive for c in q.consumers):
             raise AMQPError(ACCESS_REFUSED, f"queue '{qname}' in vhost '/' in exclusive use", *ids)
         if m.exclusive and q.consumers:
-            raise AMQPError(ACCESS_REFUSED, f"cannot obtain exclusive access to queue "
-                                            f"'{qname}' in vhost '/'", *ids)
+            raise AMQPError(
+                ACCESS_REFUSED,
+                f"cannot obtain exclusive access to queue '{qname}' in vhost '/'",
+                *ids,
+            )
         args = m.arguments or {}
         core_q = self.env.core.get(qname)
         stream = core_q is not None and core_q.is_stream
@@ -386,8 +435,9 @@ class Channel:
         if not m.nowait:
             self.conn.send(self.number, B.ConsumeOk(consumer_tag=tag))
         try:
-            c.handle = self.env.core.consume(qname, group, c, credit=credit, cursor=cursor,
-                                             auto_commit=bool(m.no_ack))
+            c.handle = self.env.core.consume(
+                qname, group, c, credit=credit, cursor=cursor, auto_commit=bool(m.no_ack)
+            )
         except QueueError as exc:
             self.consumers.pop(tag, None)
             self.env.queues.consumer_removed(q, c)
@@ -440,8 +490,11 @@ class Channel:
     def deliver(self, c: Consumer, message: Message) -> None:
         if self.closing or self.consumers.get(c.tag) is not c:
             return  # stays pending in the core; requeued when the handle goes
-        if self.held or not self.flow or (
-                self.global_prefetch and not c.no_ack and len(self.unacked) >= self.global_prefetch):
+        if (
+            self.held
+            or not self.flow
+            or (self.global_prefetch and not c.no_ack and len(self.unacked) >= self.global_prefetch)
+        ):
             self.held.append((c, message))
             return
         self._send_delivery(c, message)
@@ -458,8 +511,9 @@ class Channel:
         conn = self.conn
         now = self.env.clock()
         frame = encode_deliver(self.number, c.tag, tag, count > 1, exchange, rk)
-        conn.out += encode_content(self.number, frame, from_message(message, now),
-                                   message.payload, conn.frame_max)
+        conn.out += encode_content(
+            self.number, frame, from_message(message, now), message.payload, conn.frame_max
+        )
         self.env.stats.messages_sent += 1
 
     def pump(self) -> None:
@@ -502,8 +556,9 @@ class Channel:
             return
         self._settle("nack", m.delivery_tag, False, m.requeue, (60, 90))
 
-    def _settle(self, kind: str, tag: int, multiple: bool, requeue: bool,
-                ids: tuple[int, int]) -> None:
+    def _settle(
+        self, kind: str, tag: int, multiple: bool, requeue: bool, ids: tuple[int, int]
+    ) -> None:
         core = self.env.core
         touched: set[Consumer] = set()
         for t in self._tags(tag, multiple, ids):
@@ -524,7 +579,7 @@ class Channel:
 
     def _recover(self, m: Any) -> None:
         core = self.env.core
-        for _t, (c, mid, group) in list(self.unacked.items()):
+        for _t, (_c, mid, group) in list(self.unacked.items()):
             try:
                 core.nack(mid, group, requeue=True, delay=0.0)
             except QueueError:
@@ -554,12 +609,23 @@ class Channel:
         if not c.no_ack:
             self.unacked[tag] = (c, props.get("message-id", ""), c.group)
         exchange, rk = routing_of(message)
-        method = encode_method(self.number, B.GetOk(
-            delivery_tag=tag, redelivered=props.get("delivery-count", 1) > 1,
-            exchange=exchange, routing_key=rk, message_count=remaining))
-        self.conn.out += encode_content(self.number, method,
-                                        from_message(message, self.env.clock()),
-                                        message.payload, self.conn.frame_max)
+        method = encode_method(
+            self.number,
+            B.GetOk(
+                delivery_tag=tag,
+                redelivered=props.get("delivery-count", 1) > 1,
+                exchange=exchange,
+                routing_key=rk,
+                message_count=remaining,
+            ),
+        )
+        self.conn.out += encode_content(
+            self.number,
+            method,
+            from_message(message, self.env.clock()),
+            message.payload,
+            self.conn.frame_max,
+        )
         self.env.stats.messages_sent += 1
 
     # --- basic.publish ----------------------------------------------------------------
@@ -577,11 +643,18 @@ class Channel:
             self.fail(AMQPError(NOT_FOUND, f"no exchange '{m.exchange}' in vhost '/'", 60, 40))
             return
         if ex.internal:
-            self.fail(AMQPError(ACCESS_REFUSED, f"cannot publish to internal exchange "
-                                                f"'{m.exchange}' in vhost '/'", 60, 40))
+            self.fail(
+                AMQPError(
+                    ACCESS_REFUSED,
+                    f"cannot publish to internal exchange '{m.exchange}' in vhost '/'",
+                    60,
+                    40,
+                )
+            )
             return
-        message = to_message(h.properties, h.raw, body, m.exchange, m.routing_key,
-                             env.clock(), self.conn.id)
+        message = to_message(
+            h.properties, h.raw, body, m.exchange, m.routing_key, env.clock(), self.conn.id
+        )
         if self.tx:
             self._tx_pub.append((m, h, body, message))
             return
@@ -597,9 +670,15 @@ class Channel:
             return []
         routed, futures = env.publish(ex, m.routing_key, message, h.properties.headers)
         if not routed and m.mandatory:
-            frame = encode_method(self.number, B.Return(
-                reply_code=NO_ROUTE, reply_text="NO_ROUTE", exchange=m.exchange,
-                routing_key=m.routing_key))
+            frame = encode_method(
+                self.number,
+                B.Return(
+                    reply_code=NO_ROUTE,
+                    reply_text="NO_ROUTE",
+                    exchange=m.exchange,
+                    routing_key=m.routing_key,
+                ),
+            )
             self.conn.out += encode_content(self.number, frame, h.raw, body, self.conn.frame_max)
         return futures
 

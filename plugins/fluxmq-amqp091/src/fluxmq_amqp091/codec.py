@@ -23,7 +23,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from pamqp import commands, frame as pframe
+from pamqp import commands
+from pamqp import frame as pframe
 from pamqp.header import ContentHeader
 
 __all__ = [
@@ -72,18 +73,37 @@ NOT_IMPLEMENTED = 540
 INTERNAL_ERROR = 541
 
 #: Channel-level ("soft") errors close the channel; every other code the connection.
-SOFT_ERRORS = frozenset({CONTENT_TOO_LARGE, NO_ROUTE, NO_CONSUMERS, ACCESS_REFUSED, NOT_FOUND,
-                         RESOURCE_LOCKED, PRECONDITION_FAILED})
+SOFT_ERRORS = frozenset(
+    {
+        CONTENT_TOO_LARGE,
+        NO_ROUTE,
+        NO_CONSUMERS,
+        ACCESS_REFUSED,
+        NOT_FOUND,
+        RESOURCE_LOCKED,
+        PRECONDITION_FAILED,
+    }
+)
 
 REPLY_TEXT = {
-    CONTENT_TOO_LARGE: "CONTENT_TOO_LARGE", NO_ROUTE: "NO_ROUTE", NO_CONSUMERS: "NO_CONSUMERS",
-    CONNECTION_FORCED: "CONNECTION_FORCED", INVALID_PATH: "INVALID_PATH",
-    ACCESS_REFUSED: "ACCESS_REFUSED", NOT_FOUND: "NOT_FOUND",
-    RESOURCE_LOCKED: "RESOURCE_LOCKED", PRECONDITION_FAILED: "PRECONDITION_FAILED",
-    FRAME_ERROR: "FRAME_ERROR", SYNTAX_ERROR: "SYNTAX_ERROR", COMMAND_INVALID: "COMMAND_INVALID",
-    CHANNEL_ERROR: "CHANNEL_ERROR", UNEXPECTED_FRAME: "UNEXPECTED_FRAME",
-    RESOURCE_ERROR: "RESOURCE_ERROR", NOT_ALLOWED: "NOT_ALLOWED",
-    NOT_IMPLEMENTED: "NOT_IMPLEMENTED", INTERNAL_ERROR: "INTERNAL_ERROR",
+    CONTENT_TOO_LARGE: "CONTENT_TOO_LARGE",
+    NO_ROUTE: "NO_ROUTE",
+    NO_CONSUMERS: "NO_CONSUMERS",
+    CONNECTION_FORCED: "CONNECTION_FORCED",
+    INVALID_PATH: "INVALID_PATH",
+    ACCESS_REFUSED: "ACCESS_REFUSED",
+    NOT_FOUND: "NOT_FOUND",
+    RESOURCE_LOCKED: "RESOURCE_LOCKED",
+    PRECONDITION_FAILED: "PRECONDITION_FAILED",
+    FRAME_ERROR: "FRAME_ERROR",
+    SYNTAX_ERROR: "SYNTAX_ERROR",
+    COMMAND_INVALID: "COMMAND_INVALID",
+    CHANNEL_ERROR: "CHANNEL_ERROR",
+    UNEXPECTED_FRAME: "UNEXPECTED_FRAME",
+    RESOURCE_ERROR: "RESOURCE_ERROR",
+    NOT_ALLOWED: "NOT_ALLOWED",
+    NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
+    INTERNAL_ERROR: "INTERNAL_ERROR",
 }
 
 
@@ -180,7 +200,7 @@ def _shortstr(data: bytes, pos: int) -> tuple[str, int]:
     end = pos + 1 + n
     if end > len(data):
         raise ValueError("short string runs past the frame")
-    return data[pos + 1:end].decode("utf-8"), end
+    return data[pos + 1 : end].decode("utf-8"), end
 
 
 def _decode_publish(payload: bytes) -> commands.Basic.Publish:
@@ -234,11 +254,11 @@ class FrameReader:
         avail = len(buf) - pos
         if self.expect_header:
             if avail < 8:
-                if bytes(buf[pos:pos + avail]) != PROTOCOL_HEADER[:avail]:
+                if bytes(buf[pos : pos + avail]) != PROTOCOL_HEADER[:avail]:
                     raise ProtocolHeaderError("bad protocol header")
                 return None
-            if bytes(buf[pos:pos + 8]) != PROTOCOL_HEADER:
-                raise ProtocolHeaderError(f"bad protocol header {bytes(buf[pos:pos + 8])!r}")
+            if bytes(buf[pos : pos + 8]) != PROTOCOL_HEADER:
+                raise ProtocolHeaderError(f"bad protocol header {bytes(buf[pos : pos + 8])!r}")
             self._pos = pos + 8
             self.expect_header = False
             return ProtocolHeader()
@@ -246,14 +266,16 @@ class FrameReader:
             return None
         ftype, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
         if self.frame_max and size + FRAME_OVERHEAD > self.frame_max:
-            raise AMQPError(FRAME_ERROR, f"frame of {size + FRAME_OVERHEAD} bytes exceeds "
-                                         f"frame-max {self.frame_max}")
+            raise AMQPError(
+                FRAME_ERROR,
+                f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame-max {self.frame_max}",
+            )
         end = pos + 7 + size
         if end + 1 > len(buf):
             return None
         if buf[end] != FRAME_END:
             raise AMQPError(FRAME_ERROR, f"bad frame end octet {buf[end]:#x}")
-        payload = bytes(buf[pos + 7:end])
+        payload = bytes(buf[pos + 7 : end])
         self._pos = end + 1
         if ftype == FRAME_BODY:
             return Body(channel, payload)
@@ -278,15 +300,17 @@ class FrameReader:
                 return _decode_publish(payload)
             cls = commands.INDEX_MAPPING.get(index)
             if cls is None:
-                raise AMQPError(COMMAND_INVALID, f"unknown method {class_id}.{method_id}",
-                                class_id, method_id)
+                raise AMQPError(
+                    COMMAND_INVALID, f"unknown method {class_id}.{method_id}", class_id, method_id
+                )
             # pamqp's own method decoder wants the whole payload after the id.
             return pframe._unmarshal_method_frame(payload)
         except AMQPError:
             raise
         except Exception as exc:  # pamqp raises assorted types on malformed input
-            raise AMQPError(SYNTAX_ERROR, f"malformed method {class_id}.{method_id}: {exc}",
-                            class_id, method_id) from None
+            raise AMQPError(
+                SYNTAX_ERROR, f"malformed method {class_id}.{method_id}: {exc}", class_id, method_id
+            ) from None
 
     @staticmethod
     def _header(channel: int, payload: bytes) -> Header:
@@ -329,11 +353,12 @@ def encode_body_frames(channel: int, body: bytes, frame_max: int) -> list[bytes]
     step = max(1, (frame_max or 131072) - FRAME_OVERHEAD)
     if len(body) <= step:
         return [_frame(FRAME_BODY, channel, body)]
-    return [_frame(FRAME_BODY, channel, body[i:i + step]) for i in range(0, len(body), step)]
+    return [_frame(FRAME_BODY, channel, body[i : i + step]) for i in range(0, len(body), step)]
 
 
-def encode_content(channel: int, method_frame: bytes, raw_props: bytes, body: bytes,
-                   frame_max: int) -> bytes:
+def encode_content(
+    channel: int, method_frame: bytes, raw_props: bytes, body: bytes, frame_max: int
+) -> bytes:
     """A content-bearing command: the method frame given, then header and bodies."""
     head = _frame(FRAME_HEADER, channel, struct.pack(">HHQ", 60, 0, len(body)) + raw_props)
     return b"".join((method_frame, head, *encode_body_frames(channel, body, frame_max)))
@@ -350,10 +375,22 @@ _DELIVER_ID = struct.pack(">HH", 60, 60)
 _DELIVER_TAG = struct.Struct(">QB")
 
 
-def encode_deliver(channel: int, consumer_tag: str, delivery_tag: int, redelivered: bool,
-                   exchange: str, routing_key: str) -> bytes:
+def encode_deliver(
+    channel: int,
+    consumer_tag: str,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str,
+    routing_key: str,
+) -> bytes:
     """The ``basic.deliver`` method frame, by hand (one per delivered message)."""
-    payload = b"".join((_DELIVER_ID, _sstr(consumer_tag),
-                        _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
-                        _sstr(exchange), _sstr(routing_key)))
+    payload = b"".join(
+        (
+            _DELIVER_ID,
+            _sstr(consumer_tag),
+            _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
+            _sstr(exchange),
+            _sstr(routing_key),
+        )
+    )
     return _frame(FRAME_METHOD, channel, payload)

@@ -25,7 +25,8 @@ class AMQP091Config(ListenerSecurity):
         listener=True,
     )
     tls_bind: str = setting(
-        "0.0.0.0:5671", "AMQP 0.9.1 over TLS listener; only bound when tls_cert is set.",
+        "0.0.0.0:5671",
+        "AMQP 0.9.1 over TLS listener; only bound when tls_cert is set.",
         listener=True,
     )
     handshake_timeout: float = setting(
@@ -36,8 +37,9 @@ class AMQP091Config(ListenerSecurity):
     )
     channel_max: int = setting(2047, "Most channels per connection offered in connection.tune.")
     heartbeat: int = setting(
-        60, "Heartbeat interval in seconds offered in connection.tune; 0 = none. A peer "
-        "silent for two intervals is disconnected."
+        60,
+        "Heartbeat interval in seconds offered in connection.tune; 0 = none. A peer "
+        "silent for two intervals is disconnected.",
     )
     max_message_size: int = setting(
         16 * 1024 * 1024,
@@ -70,6 +72,7 @@ class AMQP091Config(ListenerSecurity):
 
     def __post_init__(self) -> None:
         self.check_listener_security("amqp091")
+
         def check(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ValueError(f"amqp091.{key} {what}; got {getattr(self, key)!r}")

@@ -29,7 +29,6 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.auth import AuthRequest, AuthResult
 from pamqp import commands, decode
 
 from fluxmq_amqp091.channel import Channel
@@ -44,7 +43,6 @@ from fluxmq_amqp091.codec import (
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
-    Body,
     FrameReader,
     Header,
     Heartbeat,
@@ -55,6 +53,7 @@ from fluxmq_amqp091.codec import (
     encode_method,
 )
 from fluxmq_amqp091.props import PROTOCOL
+from fluxmq_core.auth import AuthRequest, AuthResult
 
 if TYPE_CHECKING:
     from fluxmq_amqp091.config import AMQP091Config
@@ -163,8 +162,11 @@ class Connection:
     def process(self) -> None:
         """Handle every whole frame buffered, unless waiting on the adapter."""
         reader = self.reader
-        while self.waiting is None and self.phase is not Phase.CLOSED and not (
-                self.closing and self.phase is not Phase.CLOSING):
+        while (
+            self.waiting is None
+            and self.phase is not Phase.CLOSED
+            and not (self.closing and self.phase is not Phase.CLOSING)
+        ):
             try:
                 frame = reader.next_frame()
             except ProtocolHeaderError:
@@ -216,8 +218,10 @@ class Connection:
             return
         if ch == 0 or self.phase is not Phase.OPENED:
             if type(frame) is not Method:
-                raise AMQPError(UNEXPECTED_FRAME if ch == 0 else CHANNEL_ERROR,
-                                f"unexpected {type(frame).__name__.lower()} frame on channel {ch}")
+                raise AMQPError(
+                    UNEXPECTED_FRAME if ch == 0 else CHANNEL_ERROR,
+                    f"unexpected {type(frame).__name__.lower()} frame on channel {ch}",
+                )
             if ch != 0:
                 raise AMQPError(CHANNEL_ERROR, "channel frame before the connection is open")
             self._connection_method(frame.method)
@@ -226,15 +230,17 @@ class Connection:
         if channel is None:
             if type(frame) is Method and isinstance(frame.method, commands.Channel.Open):
                 if self.channel_max and ch > self.channel_max:
-                    raise AMQPError(NOT_ALLOWED, f"channel {ch} above channel-max "
-                                                 f"{self.channel_max}", 20, 10)
+                    raise AMQPError(
+                        NOT_ALLOWED, f"channel {ch} above channel-max {self.channel_max}", 20, 10
+                    )
                 channel = self.channels[ch] = Channel(self, ch)
                 self._send(ch, commands.Channel.OpenOk())
                 return
             if type(frame) is Method and isinstance(frame.method, commands.Channel.CloseOk):
                 return
-            raise AMQPError(CHANNEL_ERROR, f"expected channel.open on channel {ch}",
-                            *_ids_of(frame))
+            raise AMQPError(
+                CHANNEL_ERROR, f"expected channel.open on channel {ch}", *_ids_of(frame)
+            )
         if type(frame) is Method:
             channel.method(frame.method)
         elif type(frame) is Header:
@@ -246,18 +252,24 @@ class Connection:
 
     def _start(self) -> None:
         env = self.env
-        self._send(0, commands.Connection.Start(
-            version_major=0, version_minor=9,
-            server_properties={
-                "product": "FluxMQ",
-                "version": env.version,
-                "platform": "Python",
-                "cluster_name": env.node_id,
-                "copyright": "FluxMQ authors",
-                "information": "Licensed under the Apache License 2.0",
-                "capabilities": dict(CAPABILITIES),
-            },
-            mechanisms="PLAIN AMQPLAIN", locales="en_US"))
+        self._send(
+            0,
+            commands.Connection.Start(
+                version_major=0,
+                version_minor=9,
+                server_properties={
+                    "product": "FluxMQ",
+                    "version": env.version,
+                    "platform": "Python",
+                    "cluster_name": env.node_id,
+                    "copyright": "FluxMQ authors",
+                    "information": "Licensed under the Apache License 2.0",
+                    "capabilities": dict(CAPABILITIES),
+                },
+                mechanisms="PLAIN AMQPLAIN",
+                locales="en_US",
+            ),
+        )
         self.phase = Phase.START_OK
 
     def _connection_method(self, m: Any) -> None:
@@ -273,30 +285,46 @@ class Connection:
                 return
             if isinstance(m, (commands.Connection.Blocked, commands.Connection.Unblocked)):
                 return
-            raise AMQPError(COMMAND_INVALID if not _is_connection(m) else UNEXPECTED_FRAME,
-                            f"unexpected method {m.name} on channel 0", *_method_ids(m))
+            raise AMQPError(
+                COMMAND_INVALID if not _is_connection(m) else UNEXPECTED_FRAME,
+                f"unexpected method {m.name} on channel 0",
+                *_method_ids(m),
+            )
         if expected is None or not isinstance(m, expected):
-            raise AMQPError(UNEXPECTED_FRAME if _is_connection(m) else COMMAND_INVALID,
-                            f"expected {expected[0].name if expected else 'nothing'}, got {m.name}",
-                            *_method_ids(m))
+            raise AMQPError(
+                UNEXPECTED_FRAME if _is_connection(m) else COMMAND_INVALID,
+                f"expected {expected[0].name if expected else 'nothing'}, got {m.name}",
+                *_method_ids(m),
+            )
         if phase is Phase.START_OK:
             self.client_properties = dict(m.client_properties or {})
             caps = self.client_properties.get("capabilities")
             self.capabilities = dict(caps) if isinstance(caps, dict) else {}
             user, password = parse_sasl(m.mechanism, m.response)
             self.phase = Phase.AUTH
-            self.waiting = ("auth", AuthRequest(
-                protocol=PROTOCOL, client_id=self.id, username=user, password=password,
-                remote=self.remote, tls_identity=self.tls_identity))
+            self.waiting = (
+                "auth",
+                AuthRequest(
+                    protocol=PROTOCOL,
+                    client_id=self.id,
+                    username=user,
+                    password=password,
+                    remote=self.remote,
+                    tls_identity=self.tls_identity,
+                ),
+            )
         elif phase is Phase.TUNE_OK:
             cm, fm = int(m.channel_max), int(m.frame_max)
             if fm and fm < FRAME_MIN_SIZE:
-                raise AMQPError(SYNTAX_ERROR, f"frame-max {fm} below the minimum {FRAME_MIN_SIZE}",
-                                10, 31)
+                raise AMQPError(
+                    SYNTAX_ERROR, f"frame-max {fm} below the minimum {FRAME_MIN_SIZE}", 10, 31
+                )
             if (self.cfg.frame_max and fm > self.cfg.frame_max) or (
-                    self.cfg.channel_max and cm > self.cfg.channel_max):
-                raise AMQPError(NOT_ALLOWED, "tune-ok asks for more than the server offered",
-                                10, 31)
+                self.cfg.channel_max and cm > self.cfg.channel_max
+            ):
+                raise AMQPError(
+                    NOT_ALLOWED, "tune-ok asks for more than the server offered", 10, 31
+                )
             self.frame_max = fm or self.cfg.frame_max
             self.channel_max = cm or self.cfg.channel_max
             self.heartbeat = int(m.heartbeat)
@@ -313,15 +341,24 @@ class Connection:
         """The adapter's answer to ``waiting = ("auth", request)``."""
         self.waiting = None
         if not result.ok:
-            self.fail(AMQPError(ACCESS_REFUSED, "Login was refused using authentication "
-                                                "mechanism PLAIN. For details see the broker "
-                                                "logfile."))
+            self.fail(
+                AMQPError(
+                    ACCESS_REFUSED,
+                    "Login was refused using authentication "
+                    "mechanism PLAIN. For details see the broker "
+                    "logfile.",
+                )
+            )
             self.closing = True
             return
         self.username = result.username
         fm = self.cfg.frame_max
-        self._send(0, commands.Connection.Tune(channel_max=self.cfg.channel_max, frame_max=fm,
-                                               heartbeat=self.cfg.heartbeat))
+        self._send(
+            0,
+            commands.Connection.Tune(
+                channel_max=self.cfg.channel_max, frame_max=fm, heartbeat=self.cfg.heartbeat
+            ),
+        )
         self.phase = Phase.TUNE_OK
 
     def resume(self) -> None:
@@ -343,14 +380,22 @@ class Connection:
             return
         self.error = exc
         self.env.protocol_error(self, exc)
-        if self.phase in (Phase.HEADER, Phase.START_OK, Phase.AUTH, Phase.TUNE_OK) and \
-                exc.reply_code != ACCESS_REFUSED:
+        if (
+            self.phase in (Phase.HEADER, Phase.START_OK, Phase.AUTH, Phase.TUNE_OK)
+            and exc.reply_code != ACCESS_REFUSED
+        ):
             # before tuning the peer cannot be relied on to answer: just close
             self._closed()
             return
-        self._send(0, commands.Connection.Close(reply_code=exc.reply_code,
-                                                reply_text=exc.reply_text,
-                                                class_id=exc.class_id, method_id=exc.method_id))
+        self._send(
+            0,
+            commands.Connection.Close(
+                reply_code=exc.reply_code,
+                reply_text=exc.reply_text,
+                class_id=exc.class_id,
+                method_id=exc.method_id,
+            ),
+        )
         self._teardown()
         self.phase = Phase.CLOSING
         self.waiting = None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxmq_core.hookspecs import hookimpl
-from fluxmq_core.transport import ListenerSpec, ProtocolServer
-
 from fluxmq_amqp091.codec import is_amqp091
 from fluxmq_amqp091.config import AMQP091Config
 from fluxmq_amqp091.server import AMQPServer
+from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.transport import ListenerSpec, ProtocolServer
 
 
 @hookimpl
@@ -22,13 +21,31 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
     cfg: AMQP091Config = context.config.amqp091
     server = AMQPServer(context, cfg)
     factory = server.protocol_factory
-    listeners = [ListenerSpec("amqp091.bind", cfg.bind, factory, header=is_amqp091,
-                              max_connections=cfg.max_connections)]
+    listeners = [
+        ListenerSpec(
+            "amqp091.bind",
+            cfg.bind,
+            factory,
+            header=is_amqp091,
+            max_connections=cfg.max_connections,
+        )
+    ]
     ssl_ctx = cfg.server_ssl_context()
     if ssl_ctx is not None:
-        listeners.append(ListenerSpec("amqp091.tls_bind", cfg.tls_bind, factory, ssl=ssl_ctx,
-                                      header=is_amqp091, max_connections=cfg.max_connections,
-                                      kind="tls"))
+        listeners.append(
+            ListenerSpec(
+                "amqp091.tls_bind",
+                cfg.tls_bind,
+                factory,
+                ssl=ssl_ctx,
+                header=is_amqp091,
+                max_connections=cfg.max_connections,
+                kind="tls",
+            )
+        )
     context.extras["amqp091"] = server
-    return [ProtocolServer("amqp091", listeners, start=server.start, stop=server.stop,
-                           info={"versions": "0.9.1"})]
+    return [
+        ProtocolServer(
+            "amqp091", listeners, start=server.start, stop=server.stop, info={"versions": "0.9.1"}
+        )
+    ]

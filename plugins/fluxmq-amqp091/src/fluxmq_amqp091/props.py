@@ -26,15 +26,15 @@ import datetime
 import decimal
 from typing import Any
 
+from pamqp import commands
+
+from fluxmq_amqp091.codec import encode_properties
 from fluxmq_core.message import Message
 from fluxmq_core.router.topics import (
     TopicError,
     amqp_routing_key_to_topic,
     topic_to_amqp_routing_key,
 )
-from pamqp import commands
-
-from fluxmq_amqp091.codec import encode_properties
 
 PROTOCOL = "amqp091"
 Properties = commands.Basic.Properties
@@ -52,8 +52,15 @@ def _header_str(value: Any) -> str | None:
     return None
 
 
-def to_message(props: Properties, raw: bytes, body: bytes, exchange: str, routing_key: str,
-               now: float, client: str) -> Message:
+def to_message(
+    props: Properties,
+    raw: bytes,
+    body: bytes,
+    exchange: str,
+    routing_key: str,
+    now: float,
+    client: str,
+) -> Message:
     """The Message for an AMQP publish. Its topic is the routing key mapped to an
     MQTT topic (``a.b`` -> ``a/b``), or empty when the key has no topic form (an
     empty key, ``+`` or ``#`` in it): such a message is never bridged to topics."""

@@ -38,8 +38,6 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.queues import DLQ_PREFIX, QueueError
-
 from fluxmq_amqp091.broker import STORE_ID, Topology, plain
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
@@ -49,6 +47,7 @@ from fluxmq_amqp091.codec import (
     AMQPError,
 )
 from fluxmq_amqp091.props import PROTOCOL, from_message
+from fluxmq_core.queues import DLQ_PREFIX, QueueError
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -78,8 +77,11 @@ class AMQPQueue:
     forwarder: Any = None
 
     def record(self) -> dict[str, Any]:
-        return {"durable": self.durable, "auto_delete": self.auto_delete,
-                "arguments": self.arguments}
+        return {
+            "durable": self.durable,
+            "auto_delete": self.auto_delete,
+            "arguments": self.arguments,
+        }
 
 
 def _int_arg(args: dict[str, Any], key: str, minimum: int = 0) -> int | None:
@@ -139,8 +141,9 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
     prio = _int_arg(args, "x-max-priority", 0)
     if prio is not None:
         if prio > 255:
-            raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-max-priority' for queue: {prio!r}",
-                            50, 10)
+            raise AMQPError(
+                PRECONDITION_FAILED, f"invalid arg 'x-max-priority' for queue: {prio!r}", 50, 10
+            )
         if prio and not stream:
             cfg["max_priority"] = prio
     dlx = args.get("x-dead-letter-exchange")
@@ -175,8 +178,13 @@ class DLXForwarder:
         rk = src.dlrk if src.dlrk is not None else old_rk
         reason = AMQP_REASONS.get(str(props.get("_dlq_reason", "rejected")), "rejected")
         now = qs.context.clock()
-        for k in [k for k in props if k.startswith("_dlq_")] + ["message-id", "group-id", "queue",
-                                                                 "offset", "delivery-count"]:
+        for k in [k for k in props if k.startswith("_dlq_")] + [
+            "message-id",
+            "group-id",
+            "queue",
+            "offset",
+            "delivery-count",
+        ]:
             props.pop(k, None)
         props["routing_key"] = rk
         props["exchange"] = src.dlx or ""
@@ -212,8 +220,9 @@ AMQP_REASONS = {
 }
 
 
-def add_death(raw: bytes, queue: str, reason: str, exchange: str, routing_keys: list[str],
-              now: float) -> bytes:
+def add_death(
+    raw: bytes, queue: str, reason: str, exchange: str, routing_keys: list[str], now: float
+) -> bytes:
     """RabbitMQ's dead-letter headers on the property bytes ``raw``: an ``x-death``
     entry (a repeat from the same queue and reason increments its ``count`` and moves
     it to the front), ``x-first-death-*`` (kept once set), ``x-last-death-*``; the
@@ -307,8 +316,15 @@ class Queues:
         q.dlrk = str(dlrk) if dlrk is not None else None
         if q.dlx is not None and q.forwarder is None:
             dlq = DLQ_PREFIX + q.name
-            self.core.declare(dlq, {"type": "classic", "dlq": False, "max_deliveries": 0,
-                                    "durability": "sync" if q.durable else "async"})
+            self.core.declare(
+                dlq,
+                {
+                    "type": "classic",
+                    "dlq": False,
+                    "max_deliveries": 0,
+                    "durability": "sync" if q.durable else "async",
+                },
+            )
             fwd = DLXForwarder(self, q)
             fwd.handle = self.core.consume(dlq, DLX_GROUP, fwd, credit=256)
             q.forwarder = fwd
@@ -322,17 +338,30 @@ class Queues:
             if self.core.get(name) is None:
                 raise AMQPError(NOT_FOUND, f"no queue '{name}' in vhost '/'", *ids)
             # a queue made by config, MQTT or the API: adopt it
-            q = self.meta[name] = AMQPQueue(name, True, False, False, {},
-                                            last_used=self.context.clock())
+            q = self.meta[name] = AMQPQueue(
+                name, True, False, False, {}, last_used=self.context.clock()
+            )
         if q.exclusive and q.owner is not conn:
-            raise AMQPError(RESOURCE_LOCKED, f"cannot obtain exclusive access to locked queue "
-                                             f"'{name}' in vhost '/'", *ids)
+            raise AMQPError(
+                RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'",
+                *ids,
+            )
         if touch:  # consume and get count as use for x-expires; a passive declare does not
             q.last_used = self.context.clock()
         return q
 
-    def declare(self, conn: Any, name: str, *, passive: bool, durable: bool, exclusive: bool,
-                auto_delete: bool, arguments: dict[str, Any]) -> tuple[str, int, int]:
+    def declare(
+        self,
+        conn: Any,
+        name: str,
+        *,
+        passive: bool,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: dict[str, Any],
+    ) -> tuple[str, int, int]:
         ids = (50, 10)
         if passive:
             q = self.lookup(conn, name, ids)
@@ -340,7 +369,9 @@ class Queues:
         if not name:
             name = server_name()
         elif name.startswith("amq.") and name not in self.meta:
-            raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'", *ids)
+            raise AMQPError(
+                ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'", *ids
+            )
         args = plain(arguments or {})
         q = self.meta.get(name)
         if q is None and self.core.get(name) is not None:
@@ -348,19 +379,29 @@ class Queues:
             return name, self.ready(name), len(q.consumers)
         if q is not None:
             if q.exclusive and q.owner is not conn:
-                raise AMQPError(RESOURCE_LOCKED, f"cannot obtain exclusive access to locked "
-                                                 f"queue '{name}' in vhost '/'", *ids)
+                raise AMQPError(
+                    RESOURCE_LOCKED,
+                    f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'",
+                    *ids,
+                )
             if (q.durable, q.exclusive, q.auto_delete) != (durable, exclusive, auto_delete):
-                raise AMQPError(PRECONDITION_FAILED,
-                                f"inequivalent arg 'durable/exclusive/auto_delete' for queue "
-                                f"'{name}' in vhost '/'", *ids)
+                raise AMQPError(
+                    PRECONDITION_FAILED,
+                    f"inequivalent arg 'durable/exclusive/auto_delete' for queue "
+                    f"'{name}' in vhost '/'",
+                    *ids,
+                )
             if q.arguments != args:
-                diff = sorted(k for k in set(q.arguments) | set(args)
-                              if q.arguments.get(k) != args.get(k))
-                raise AMQPError(PRECONDITION_FAILED,
-                                f"inequivalent arg '{diff[0]}' for queue '{name}' in vhost '/': "
-                                f"received {args.get(diff[0])!r} but current is "
-                                f"{q.arguments.get(diff[0])!r}", *ids)
+                diff = sorted(
+                    k for k in set(q.arguments) | set(args) if q.arguments.get(k) != args.get(k)
+                )
+                raise AMQPError(
+                    PRECONDITION_FAILED,
+                    f"inequivalent arg '{diff[0]}' for queue '{name}' in vhost '/': "
+                    f"received {args.get(diff[0])!r} but current is "
+                    f"{q.arguments.get(diff[0])!r}",
+                    *ids,
+                )
             q.last_used = self.context.clock()
             return name, self.ready(name), len(q.consumers)
         cfg = core_config(durable, args, self.consumer_timeout)
@@ -368,8 +409,15 @@ class Queues:
             self.core.declare(name, cfg)
         except QueueError as exc:
             raise AMQPError(PRECONDITION_FAILED, str(exc), *ids) from None
-        q = AMQPQueue(name, durable, exclusive, auto_delete, args,
-                      owner=conn if exclusive else None, last_used=self.context.clock())
+        q = AMQPQueue(
+            name,
+            durable,
+            exclusive,
+            auto_delete,
+            args,
+            owner=conn if exclusive else None,
+            last_used=self.context.clock(),
+        )
         self.meta[name] = q
         self._apply_args(q)
         if not exclusive:
@@ -432,8 +480,11 @@ class Queues:
 
     def sweep(self, now: float) -> None:
         """``x-expires``: delete queues unused for their lifetime."""
-        for q in [q for q in self.meta.values() if q.expires and not q.consumers
-                  and now - q.last_used >= q.expires]:
+        for q in [
+            q
+            for q in self.meta.values()
+            if q.expires and not q.consumers and now - q.last_used >= q.expires
+        ]:
             self.drop(q)
 
     # --- appends ----------------------------------------------------------------------

@@ -24,7 +24,6 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from pamqp import commands
 
 from fluxmq_amqp091.broker import Exchange, Topology
@@ -32,12 +31,12 @@ from fluxmq_amqp091.channel import Consumer
 from fluxmq_amqp091.codec import CONNECTION_FORCED, PRECONDITION_FAILED, AMQPError
 from fluxmq_amqp091.connection import Connection, Phase
 from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues
+from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 
 if TYPE_CHECKING:
+    from fluxmq_amqp091.config import AMQP091Config
     from fluxmq_core.context import BrokerContext
     from fluxmq_core.message import Message
-
-    from fluxmq_amqp091.config import AMQP091Config
 
 __all__ = ["AMQPProtocol", "AMQPServer"]
 
@@ -107,8 +106,9 @@ class AMQPServer:
 
     # --- the publish path --------------------------------------------------------------
 
-    def publish(self, ex: Exchange, routing_key: str, message: Message,
-                headers: dict[str, Any] | None) -> tuple[bool, list[Any]]:
+    def publish(
+        self, ex: Exchange, routing_key: str, message: Message, headers: dict[str, Any] | None
+    ) -> tuple[bool, list[Any]]:
         """Route to queues (and, for the bridged exchange, to topic subscribers of
         every protocol); returns (routed anywhere, append futures)."""
         topo = self.topology
@@ -165,8 +165,9 @@ class AMQPServer:
         if cq is None:
             return None, None, 0
         if cq.is_stream:
-            raise AMQPError(PRECONDITION_FAILED, "basic.get is not supported on stream queues",
-                            60, 70)
+            raise AMQPError(
+                PRECONDITION_FAILED, "basic.get is not supported on stream queues", 60, 70
+            )
         if self.queues.ready(name) == 0:
             return None, None, 0
         c = Consumer(channel, "", q, no_ack, DEFAULT_GROUP)
@@ -214,8 +215,11 @@ class AMQPServer:
         else:
             over_m, under_m = False, True
         if cfg.buffer_high_watermark:
-            buffered = sum(p.transport.get_write_buffer_size() for p in self.protocols
-                           if p.transport is not None)
+            buffered = sum(
+                p.transport.get_write_buffer_size()
+                for p in self.protocols
+                if p.transport is not None
+            )
             over_b = buffered > cfg.buffer_high_watermark
             under_b = buffered < cfg.buffer_high_watermark * 0.9
         else:
@@ -229,14 +233,20 @@ class AMQPServer:
 
     def set_blocked(self, blocked: bool) -> None:
         self.blocked = blocked
-        log.warning("amqp091: %s publishers (memory alarm)", "blocking" if blocked else "unblocking")
+        log.warning(
+            "amqp091: %s publishers (memory alarm)", "blocking" if blocked else "unblocking"
+        )
         for proto in list(self.protocols):
             conn = proto.conn
             if conn is None or conn.phase is not Phase.OPENED:
                 continue
             if conn.capabilities.get("connection.blocked"):
-                conn.send(0, commands.Connection.Blocked(reason="low on memory") if blocked
-                          else commands.Connection.Unblocked())
+                conn.send(
+                    0,
+                    commands.Connection.Blocked(reason="low on memory")
+                    if blocked
+                    else commands.Connection.Unblocked(),
+                )
             if conn.published:
                 proto.set_reading(not blocked)
             proto.flush()
@@ -270,8 +280,9 @@ class AMQPProtocol(asyncio.Protocol):
         conn.wakeup = self._wakeup
         now = self._loop.time()
         conn.last_recv = conn.last_sent = now
-        self._handshake_timer = self._loop.call_later(server.cfg.handshake_timeout,
-                                                      self._handshake_timeout)
+        self._handshake_timer = self._loop.call_later(
+            server.cfg.handshake_timeout, self._handshake_timeout
+        )
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -342,7 +353,9 @@ class AMQPProtocol(asyncio.Protocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
             if conn.heartbeat:
-                self._hb_timer = self._loop.call_later(max(0.5, conn.heartbeat / 2), self._heartbeat)
+                self._hb_timer = self._loop.call_later(
+                    max(0.5, conn.heartbeat / 2), self._heartbeat
+                )
 
     def flush(self) -> None:
         conn = self.conn

@@ -141,18 +141,25 @@ class MQTTConfig(ListenerSecurity):
 
     def __post_init__(self) -> None:
         self.check_listener_security("mqtt")
+
         def check(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ValueError(f"mqtt.{key} {what}; got {getattr(self, key)!r}")
 
         check(self.connect_timeout > 0, "connect_timeout", "must be > 0")
-        check(64 <= self.max_packet_size <= 268_435_460, "max_packet_size",
-              "must be between 64 and 268435460")
+        check(
+            64 <= self.max_packet_size <= 268_435_460,
+            "max_packet_size",
+            "must be between 64 and 268435460",
+        )
         check(1 <= self.receive_maximum <= _U16, "receive_maximum", "must be 1..65535")
         check(1 <= self.max_inflight <= _U16, "max_inflight", "must be 1..65535")
         check(self.max_queued_messages >= 0, "max_queued_messages", "must be >= 0")
-        check(self.queue_policy in QUEUE_POLICIES, "queue_policy",
-              f"must be one of {', '.join(QUEUE_POLICIES)}")
+        check(
+            self.queue_policy in QUEUE_POLICIES,
+            "queue_policy",
+            f"must be one of {', '.join(QUEUE_POLICIES)}",
+        )
         check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")
         check(self.flow_control_timeout >= 0, "flow_control_timeout", "must be >= 0")
         check(self.connection_rate >= 0, "connection_rate", "must be >= 0")
@@ -163,7 +170,10 @@ class MQTTConfig(ListenerSecurity):
         check(self.max_qos in (0, 1, 2), "max_qos", "must be 0, 1 or 2")
         check(0 <= self.topic_alias_maximum <= _U16, "topic_alias_maximum", "must be 0..65535")
         check(0 <= self.max_session_expiry <= _U32, "max_session_expiry", "must be 0..4294967295")
-        check(0 <= self.persistent_session_expiry <= _U32, "persistent_session_expiry",
-              "must be 0..4294967295")
+        check(
+            0 <= self.persistent_session_expiry <= _U32,
+            "persistent_session_expiry",
+            "must be 0..4294967295",
+        )
         check(1 <= self.max_client_id_length <= _U16, "max_client_id_length", "must be 1..65535")
         check(self.websocket_path.startswith("/"), "websocket_path", "must start with '/'")

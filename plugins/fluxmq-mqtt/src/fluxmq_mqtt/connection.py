@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.message import Message
-
 from fluxmq_mqtt.codec import (
     MQTT_5,
     Auth,
@@ -74,17 +73,48 @@ class Connection(OutboundWriter, SubscribeHandlers):
     """
 
     __slots__ = (
-        "registry", "cfg", "decoder", "held", "held_count", "phase", "version",
-        "session", "client_id", "username", "keepalive", "remote", "tls_identity",
-        "problem_info", "send_window", "in_aliases", "will", "closing", "waiting",
-        "backlog", "answers", "login_ok", "connect", "assigned_id", "server_keep_alive",
-        "expiry", "requested_expiry", "enhanced", "auth_method", "auth_data_out",
-        "reauth", "close_reason", "will_wanted", "last_seen", "publish_bucket",
-        "sync_first", "queue_acks",
+        "registry",
+        "cfg",
+        "decoder",
+        "held",
+        "held_count",
+        "phase",
+        "version",
+        "session",
+        "client_id",
+        "username",
+        "keepalive",
+        "remote",
+        "tls_identity",
+        "problem_info",
+        "send_window",
+        "in_aliases",
+        "will",
+        "closing",
+        "waiting",
+        "backlog",
+        "answers",
+        "login_ok",
+        "connect",
+        "assigned_id",
+        "server_keep_alive",
+        "expiry",
+        "requested_expiry",
+        "enhanced",
+        "auth_method",
+        "auth_data_out",
+        "reauth",
+        "close_reason",
+        "will_wanted",
+        "last_seen",
+        "publish_bucket",
+        "sync_first",
+        "queue_acks",
     )
 
-    def __init__(self, registry: SessionRegistry, remote: str = "?",
-                 tls_identity: str | None = None) -> None:
+    def __init__(
+        self, registry: SessionRegistry, remote: str = "?", tls_identity: str | None = None
+    ) -> None:
         cfg = registry.cfg
         self.registry = registry
         self.cfg = cfg
@@ -137,8 +167,12 @@ class Connection(OutboundWriter, SubscribeHandlers):
         if self.phase is not Phase.CONNECTED:
             if self.phase is Phase.CLOSED:
                 return
-            if (self.phase is Phase.AWAIT_CONNECT and data and data[0] != 0x10
-                    and not self.decoder.buffered):
+            if (
+                self.phase is Phase.AWAIT_CONNECT
+                and data
+                and data[0] != 0x10
+                and not self.decoder.buffered
+            ):
                 # Not MQTT (the first packet must be CONNECT): do not wait for a
                 # "remaining length" that garbage happened to announce.
                 self.registry.stats.protocol_errors += 1
@@ -259,8 +293,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
             elif version == MQTT_5:
                 self.version = MQTT_5
                 rc = code if code in CONNACK_V5_CODES else 0x81
-                self.out += encode(Connack(False, rc, Properties(reason_string=exc.message)),
-                                   MQTT_5)
+                self.out += encode(
+                    Connack(False, rc, Properties(reason_string=exc.message)), MQTT_5
+                )
             elif code == 0x85:
                 self.out += b"\x20\x02\x00\x02"  # identifier rejected
             self.close("protocol error: " + exc.message, will=False)
@@ -356,8 +391,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
             return None
         if cfg.server_reference:
             if version == MQTT_5:
-                self._refuse(0x9C, "use another server",
-                             Properties(server_reference=cfg.server_reference))
+                self._refuse(
+                    0x9C, "use another server", Properties(server_reference=cfg.server_reference)
+                )
             else:
                 self._refuse(0x88, "use another server")
             return None
@@ -407,8 +443,13 @@ class Connection(OutboundWriter, SubscribeHandlers):
             start = getattr(auth, "start_enhanced", None)
             enhanced = None
             if start is not None:
-                enhanced = start(method, client_id, protocol=PROTOCOL, remote=self.remote,
-                                 tls_identity=self.tls_identity)
+                enhanced = start(
+                    method,
+                    client_id,
+                    protocol=PROTOCOL,
+                    remote=self.remote,
+                    tls_identity=self.tls_identity,
+                )
             if enhanced is None:
                 self.registry.stats.auth_failures += 1
                 self._refuse(0x8C, f"authentication method {method!r} not supported")
@@ -416,9 +457,17 @@ class Connection(OutboundWriter, SubscribeHandlers):
             self.enhanced = enhanced
             self.waiting = ("enhanced", props.authentication_data or b"")  # type: ignore[union-attr]
             return None
-        self.waiting = ("auth", AuthRequest(
-            protocol=PROTOCOL, client_id=client_id, username=p.username, password=p.password,
-            remote=self.remote, tls_identity=self.tls_identity))
+        self.waiting = (
+            "auth",
+            AuthRequest(
+                protocol=PROTOCOL,
+                client_id=client_id,
+                username=p.username,
+                password=p.password,
+                remote=self.remote,
+                tls_identity=self.tls_identity,
+            ),
+        )
         return None
 
     def _finish_connect(self) -> Any:
@@ -441,12 +490,16 @@ class Connection(OutboundWriter, SubscribeHandlers):
         if self.version == MQTT_5:
             cfg = self.cfg
             rinfo = None
-            if (p.properties is not None and p.properties.request_response_information
-                    and cfg.response_information):
+            if (
+                p.properties is not None
+                and p.properties.request_response_information
+                and cfg.response_information
+            ):
                 rinfo = cfg.response_information + self.client_id
             props = Properties(
-                session_expiry_interval=(self.expiry if self.expiry != self.requested_expiry
-                                         else None),
+                session_expiry_interval=(
+                    self.expiry if self.expiry != self.requested_expiry else None
+                ),
                 assigned_client_identifier=self.assigned_id,
                 server_keep_alive=self.server_keep_alive,
                 authentication_method=self.auth_method,
@@ -465,8 +518,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
         else:
             self.out += encode(Connack(present, 0), self.version)
         if self.cfg.publish_rate:
-            self.publish_bucket = TokenBucket(self.cfg.publish_rate, self.cfg.publish_burst,
-                                              registry.clock())
+            self.publish_bucket = TokenBucket(
+                self.cfg.publish_rate, self.cfg.publish_burst, registry.clock()
+            )
         self.phase = Phase.CONNECTED
         registry.connected(self)
         session.resend(self)
@@ -478,8 +532,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
 
     def _authorized(self, action: str, topic: str) -> bool | None:
         """A cached decision, an answer fed back, or None after asking the adapter."""
-        decision = self.registry.auth.authorize_cached(self.client_id, self.username, action,
-                                                       topic)
+        decision = self.registry.auth.authorize_cached(self.client_id, self.username, action, topic)
         if decision is None:
             decision = self.answers.get((action, topic))
             if decision is None:
@@ -567,8 +620,15 @@ class Connection(OutboundWriter, SubscribeHandlers):
 
     def _message(self, topic: str, p: Publish, props: Properties | None) -> Message:
         now = self.registry.clock()
-        m = Message(topic, p.payload, p.qos, p.retain, origin_protocol=PROTOCOL,
-                    origin_client=self.client_id, timestamp=now)
+        m = Message(
+            topic,
+            p.payload,
+            p.qos,
+            p.retain,
+            origin_protocol=PROTOCOL,
+            origin_client=self.client_id,
+            timestamp=now,
+        )
         if props is not None:
             if props.message_expiry_interval is not None:
                 m.expires_at = now + props.message_expiry_interval
@@ -665,8 +725,12 @@ class Connection(OutboundWriter, SubscribeHandlers):
             self._protocol_error(0x82, "AUTH must start with Re-authenticate (0x19)")
             return
         enhanced = self.registry.auth.start_enhanced(
-            method, self.client_id, protocol=PROTOCOL, remote=self.remote,
-            tls_identity=self.tls_identity)
+            method,
+            self.client_id,
+            protocol=PROTOCOL,
+            remote=self.remote,
+            tls_identity=self.tls_identity,
+        )
         if enhanced is None:
             self._protocol_error(0x8C, "authentication method no longer available", count=False)
             return

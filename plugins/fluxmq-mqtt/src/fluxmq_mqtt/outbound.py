@@ -30,7 +30,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.message import Message
-
 from fluxmq_mqtt.codec import MQTT_5, Properties, PublishTemplate
 from fluxmq_mqtt.codec.primitives import encode_varint
 
@@ -41,8 +40,7 @@ from fluxmq_mqtt.codec.primitives import encode_varint
 FLUSH_AT = 64 * 1024
 
 # 3.1.1 template cache keys by qos * 2 + retain: no tuple built per message.
-_V4_KEYS = ((4, 0, False), (4, 0, True), (4, 1, False), (4, 1, True), (4, 2, False),
-            (4, 2, True))
+_V4_KEYS = ((4, 0, False), (4, 0, True), (4, 1, False), (4, 1, True), (4, 2, False), (4, 2, True))
 # topic -> its encoded topic field (2-byte length + UTF-8), bounded.
 _TOPIC_FIELDS: dict[str, bytes] = {}
 _TOPIC_FIELDS_MAX = 4096
@@ -75,6 +73,7 @@ def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishT
     tmpl.qos = qos
     return tmpl
 
+
 if TYPE_CHECKING:
     from fluxmq_mqtt.sessions import SessionRegistry
 
@@ -93,8 +92,16 @@ class OutboundWriter:
     from outside the connection's own ``receive``.
     """
 
-    __slots__ = ("out", "out_limit", "paused", "wakeup", "flush_pending", "max_out_packet",
-                 "alias_max_out", "out_aliases")
+    __slots__ = (
+        "out",
+        "out_limit",
+        "paused",
+        "wakeup",
+        "flush_pending",
+        "max_out_packet",
+        "alias_max_out",
+        "out_aliases",
+    )
 
     # Provided by Connection.
     registry: SessionRegistry
@@ -112,8 +119,9 @@ class OutboundWriter:
         # topic -> alias, least recently used first; None when the client takes none.
         self.out_aliases: OrderedDict[str, int] | None = None
 
-    def set_client_limits(self, maximum_packet_size: int | None,
-                          topic_alias_maximum: int | None) -> None:
+    def set_client_limits(
+        self, maximum_packet_size: int | None, topic_alias_maximum: int | None
+    ) -> None:
         """What the client's CONNECT allows us to send."""
         if maximum_packet_size is not None:
             self.max_out_packet = maximum_packet_size
@@ -133,8 +141,15 @@ class OutboundWriter:
         self.out += b"\x62\x02" + pid.to_bytes(2, "big")
         self._wake()
 
-    def write_publish(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...],
-                      pid: int | None = None, dup: bool = False) -> bool:
+    def write_publish(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        ids: tuple[int, ...],
+        pid: int | None = None,
+        dup: bool = False,
+    ) -> bool:
         """Append one PUBLISH; False (and counted as dropped) when it would exceed the
         client's Maximum Packet Size."""
         enc = message.encoded
@@ -173,8 +188,9 @@ class OutboundWriter:
             registry = self.registry
             registry.stats.messages_dropped += 1
             if registry.events.on_dropped:
-                registry.events.message_dropped(message, PROTOCOL, self.client_id,
-                                                "larger than client's maximum packet size")
+                registry.events.message_dropped(
+                    message, PROTOCOL, self.client_id, "larger than client's maximum packet size"
+                )
             return False
         if alias is not None:  # this PUBLISH (re)defines ``alias`` on the client
             aliases = self.out_aliases
@@ -204,9 +220,16 @@ class OutboundWriter:
             self.wakeup(self)  # the adapter writes now rather than at the tick's end
         return True
 
-    def _template_v5(self, message: Message, enc: dict, qos: int, retain: bool,
-                     ids: tuple[int, ...], alias: int | None, with_topic: bool
-                     ) -> PublishTemplate:
+    def _template_v5(
+        self,
+        message: Message,
+        enc: dict,
+        qos: int,
+        retain: bool,
+        ids: tuple[int, ...],
+        alias: int | None,
+        with_topic: bool,
+    ) -> PublishTemplate:
         """The cached 5.0 encoding of ``message`` in this shape. ``alias`` with
         ``with_topic`` defines the alias; ``alias`` alone uses it (empty topic)."""
         expiry = None
@@ -216,10 +239,16 @@ class OutboundWriter:
         tmpl = enc.get(key)
         if tmpl is None:
             props = None
-            if (ids or expiry is not None or alias is not None or message.user_properties
-                    or message.content_type is not None or message.response_topic is not None
-                    or message.correlation_data is not None
-                    or message.payload_format is not None):
+            if (
+                ids
+                or expiry is not None
+                or alias is not None
+                or message.user_properties
+                or message.content_type is not None
+                or message.response_topic is not None
+                or message.correlation_data is not None
+                or message.payload_format is not None
+            ):
                 props = Properties(
                     payload_format_indicator=message.payload_format,
                     message_expiry_interval=expiry,

@@ -10,7 +10,6 @@ from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.sessions import SessionInfo
 from fluxmq_core.transport import ListenerSpec, ProtocolServer
 from fluxmq_core.transport.websocket import websocket_factory, websocket_header
-
 from fluxmq_mqtt.config import MQTTConfig
 from fluxmq_mqtt.server import MQTTServer
 
@@ -38,24 +37,60 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
     # MQTT's own max_packet_size bounds every packet of the byte stream, and a
     # WebSocket message may legally hold several packets: no separate message limit.
     ws_factory = websocket_factory(
-        factory, path=cfg.websocket_path, subprotocols=WS_SUBPROTOCOLS,
-        origins=cfg.websocket_origins, shutting_down=context.shutting_down,
+        factory,
+        path=cfg.websocket_path,
+        subprotocols=WS_SUBPROTOCOLS,
+        origins=cfg.websocket_origins,
+        shutting_down=context.shutting_down,
     )
-    listeners = [ListenerSpec("mqtt.tcp", cfg.tcp, factory, header=is_mqtt,
-                              max_connections=cfg.max_connections),
-                 ListenerSpec("mqtt.websocket", cfg.websocket, ws_factory,
-                              header=websocket_header(cfg.websocket_path), max_connections=cfg.max_connections, kind="ws")]
+    listeners = [
+        ListenerSpec(
+            "mqtt.tcp", cfg.tcp, factory, header=is_mqtt, max_connections=cfg.max_connections
+        ),
+        ListenerSpec(
+            "mqtt.websocket",
+            cfg.websocket,
+            ws_factory,
+            header=websocket_header(cfg.websocket_path),
+            max_connections=cfg.max_connections,
+            kind="ws",
+        ),
+    ]
     ssl_ctx = cfg.server_ssl_context()
     if ssl_ctx is not None:
-        listeners.append(ListenerSpec("mqtt.tls", cfg.tls, factory, ssl=ssl_ctx, header=is_mqtt,
-                                      max_connections=cfg.max_connections, kind="tls"))
-        listeners.append(ListenerSpec("mqtt.wss", cfg.wss, ws_factory, ssl=ssl_ctx,
-                                      header=websocket_header(cfg.websocket_path),
-                                      max_connections=cfg.max_connections, kind="wss"))
+        listeners.append(
+            ListenerSpec(
+                "mqtt.tls",
+                cfg.tls,
+                factory,
+                ssl=ssl_ctx,
+                header=is_mqtt,
+                max_connections=cfg.max_connections,
+                kind="tls",
+            )
+        )
+        listeners.append(
+            ListenerSpec(
+                "mqtt.wss",
+                cfg.wss,
+                ws_factory,
+                ssl=ssl_ctx,
+                header=websocket_header(cfg.websocket_path),
+                max_connections=cfg.max_connections,
+                kind="wss",
+            )
+        )
     context.extras["mqtt"] = server
     context.sessions.register("mqtt", MQTTSessions(server))
-    return [ProtocolServer("mqtt", listeners, start=server.start, stop=server.stop,
-                           info={"versions": "3.1, 3.1.1, 5.0"})]
+    return [
+        ProtocolServer(
+            "mqtt",
+            listeners,
+            start=server.start,
+            stop=server.stop,
+            info={"versions": "3.1, 3.1.1, 5.0"},
+        )
+    ]
 
 
 class MQTTSessions:

@@ -61,7 +61,6 @@ from fluxmq_core.queues import (
     routing_key,
 )
 from fluxmq_core.router import Delivery
-
 from fluxmq_mqtt.codec import MQTT_5, Properties, Puback, Pubrec
 from fluxmq_mqtt.session import options_to_record
 from fluxmq_mqtt.state import Phase
@@ -70,7 +69,6 @@ if TYPE_CHECKING:
     from fluxmq_core.message import Message
     from fluxmq_core.queues import Consumer
     from fluxmq_core.router import SubscriptionOptions
-
     from fluxmq_mqtt.codec import Properties as PropertiesT
     from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.session import Session
@@ -86,8 +84,16 @@ CONTROL = frozenset(("$ack", "$nack", "$reject", "$commit"))
 #: In ``message.properties`` of a delivery made here (never sent on the wire).
 MARK = "mqtt.queue"
 #: Delivery metadata sent as 5.0 user properties, in this order.
-DELIVERY_KEYS = ("message-id", "group-id", "queue", "offset", "delivery-count",
-                 "x-source-topic", "x-stream-offset", "x-stream-timestamp")
+DELIVERY_KEYS = (
+    "message-id",
+    "group-id",
+    "queue",
+    "offset",
+    "delivery-count",
+    "x-source-topic",
+    "x-stream-offset",
+    "x-stream-timestamp",
+)
 #: The extra key in a stored subscription record that names its consumer group.
 GROUP_KEY = "queue_group"
 DEFAULT_CREDIT = 100
@@ -102,9 +108,9 @@ def split_queue_topic(topic: str) -> tuple[str, str]:
     """``(queue name, rest)`` of a ``$queue/<name>/<rest>`` or ``$dlq/<name>/<rest>``
     topic (the dead-letter queue's name keeps its ``$dlq/`` prefix)."""
     if topic.startswith(QUEUE_PREFIX):
-        name, _, rest = topic[len(QUEUE_PREFIX):].partition("/")
+        name, _, rest = topic[len(QUEUE_PREFIX) :].partition("/")
         return name, rest
-    name, _, rest = topic[len(DLQ_PREFIX):].partition("/")
+    name, _, rest = topic[len(DLQ_PREFIX) :].partition("/")
     return DLQ_PREFIX + name, rest
 
 
@@ -113,8 +119,9 @@ class QueueSpec:
 
     __slots__ = ("filter", "group", "pattern", "qos", "queue")
 
-    def __init__(self, topic_filter: str, queue: str, pattern: str | None, group: str,
-                 qos: int) -> None:
+    def __init__(
+        self, topic_filter: str, queue: str, pattern: str | None, group: str, qos: int
+    ) -> None:
         self.filter = topic_filter
         self.queue = queue
         self.pattern = pattern  # None: every routing key
@@ -159,7 +166,11 @@ class QueueSubscriber:
             message.user_properties = list(message.user_properties or ()) + extra
         if qos:
             pending = self.pending
-            if len(pending) > 64 and self.handle is not None and len(pending) > 2 * len(self.handle.inflight):
+            if (
+                len(pending) > 64
+                and self.handle is not None
+                and len(pending) > 2 * len(self.handle.inflight)
+            ):
                 inflight = self.handle.inflight
                 self.pending = pending = {o: c for o, c in pending.items() if o in inflight}
             pending[props["offset"]] = props["delivery-count"]
@@ -237,7 +248,10 @@ class QueueFace:
             except MessageTooLargeError as exc:
                 code, text = 0x80, str(exc)
             except QueueError as exc:
-                code, text = (0x90 if not name or "invalid queue name" in str(exc) else 0x80), str(exc)
+                code, text = (
+                    (0x90 if not name or "invalid queue name" in str(exc) else 0x80),
+                    str(exc),
+                )
         if fut is None:
             self.registry.stats.messages_dropped += 1
             log.debug("queue publish of %r by %r refused: %s", message.topic, conn.client_id, text)
@@ -336,8 +350,13 @@ class QueueFace:
             elif verb == "$nack":
                 requeue = fields.get("requeue", True) not in (False, "false", "0", 0)
                 delay = fields.get("delay")
-                ok = manager.nack(name, group, offset, requeue=requeue,
-                                  delay=None if delay is None else float(delay))
+                ok = manager.nack(
+                    name,
+                    group,
+                    offset,
+                    requeue=requeue,
+                    delay=None if delay is None else float(delay),
+                )
             elif verb == "$reject":
                 ok = manager.reject(name, group, offset)
             else:
@@ -353,13 +372,18 @@ class QueueFace:
 
     def _group_of(self, conn: Connection, queue: str) -> str:
         """The group of the client's own consumer on ``queue``, else its client id."""
-        groups = {s.handle.group for s in self.live.get(conn.session, {}).values()  # type: ignore[arg-type]
-                  if s.spec.queue == queue and s.handle is not None}
+        groups = {
+            s.handle.group
+            for s in self.live.get(conn.session, {}).values()  # type: ignore[arg-type]
+            if s.spec.queue == queue and s.handle is not None
+        }
         if len(groups) > 1:
             raise QueueError(f"this client consumes {queue!r} in several groups; give group-id")
         return groups.pop() if groups else conn.client_id
 
-    def _subscriber(self, session: Session | None, queue: str, group: str) -> QueueSubscriber | None:
+    def _subscriber(
+        self, session: Session | None, queue: str, group: str
+    ) -> QueueSubscriber | None:
         for sub in self.live.get(session, {}).values():  # type: ignore[arg-type]
             if sub.spec.queue == queue and sub.handle is not None and sub.handle.group == group:
                 return sub
@@ -391,8 +415,13 @@ class QueueFace:
 
     # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
 
-    def subscribe(self, conn: Connection, topic_filter: str, options: SubscriptionOptions,
-                  props: PropertiesT | None) -> int:
+    def subscribe(
+        self,
+        conn: Connection,
+        topic_filter: str,
+        options: SubscriptionOptions,
+        props: PropertiesT | None,
+    ) -> int:
         """Join the group of ``topic_filter``; the SUBACK code (granted QoS or an error)."""
         session = conn.session
         assert session is not None
@@ -402,8 +431,9 @@ class QueueFace:
         cursor = fields.get("cursor")
         if cursor is not None and cursor.strip().isdigit():
             cursor = int(cursor)
-        spec = QueueSpec(topic_filter, name, None if pattern in ("", "#") else pattern, group,
-                         options.qos)
+        spec = QueueSpec(
+            topic_filter, name, None if pattern in ("", "#") else pattern, group, options.qos
+        )
         old = self.live.get(session, {}).pop(topic_filter, None)
         if old is not None:
             self._cancel(old)
@@ -438,8 +468,14 @@ class QueueFace:
             q = manager.get(spec.queue)
         sub = QueueSubscriber(self, session, spec)
         sub.handle = manager.consume(
-            spec.queue, spec.effective_group, sub, filter=spec.pattern, credit=credit,
-            cursor=cursor if q.is_stream else None, auto_commit=spec.qos == 0)
+            spec.queue,
+            spec.effective_group,
+            sub,
+            filter=spec.pattern,
+            credit=credit,
+            cursor=cursor if q.is_stream else None,
+            auto_commit=spec.qos == 0,
+        )
         self.live.setdefault(session, {})[spec.filter] = sub
 
     def _cancel(self, sub: QueueSubscriber) -> None:
@@ -461,13 +497,19 @@ class QueueFace:
 
     # -- session lifetimes ---------------------------------------------------------------
 
-    def restored(self, session: Session, topic_filter: str, options: SubscriptionOptions,
-                 record: dict[str, Any]) -> None:
+    def restored(
+        self,
+        session: Session,
+        topic_filter: str,
+        options: SubscriptionOptions,
+        record: dict[str, Any],
+    ) -> None:
         """A stored queue subscription of a session restored at start-up."""
         name, pattern = split_queue_topic(topic_filter)
         group = record.get(GROUP_KEY) or session.client_id
         self.specs.setdefault(session.client_id, {})[topic_filter] = QueueSpec(
-            topic_filter, name, None if pattern in ("", "#") else pattern, str(group), options.qos)
+            topic_filter, name, None if pattern in ("", "#") else pattern, str(group), options.qos
+        )
 
     def attached(self, conn: Connection, session: Session) -> None:
         """A connection took the session (after CONNACK): (re-)join its groups."""

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthError
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
-
 from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this (see the docstring)
 from fluxmq_mqtt.sessions import SessionRegistry
@@ -36,13 +35,11 @@ from fluxmq_mqtt.state import Phase
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
-
     from fluxmq_mqtt.config import MQTTConfig
 
 __all__ = ["FLUSH_AT", "FlowControl", "LoopScheduler", "MQTTProtocol", "MQTTServer"]
 
 log = logging.getLogger("fluxmq.mqtt")
-
 
 
 class LoopScheduler:
@@ -195,8 +192,18 @@ class MQTTServer:
 class MQTTProtocol(asyncio.Protocol):
     """One MQTT network connection on the event loop."""
 
-    __slots__ = ("server", "conn", "transport", "_ka_timer", "_connect_timer", "_task",
-                 "_ack_chain", "_gate", "_loop", "_flow")
+    __slots__ = (
+        "server",
+        "conn",
+        "transport",
+        "_ka_timer",
+        "_connect_timer",
+        "_task",
+        "_ack_chain",
+        "_gate",
+        "_loop",
+        "_flow",
+    )
 
     def __init__(self, server: MQTTServer) -> None:
         self.server = server
@@ -218,12 +225,14 @@ class MQTTProtocol(asyncio.Protocol):
         server = self.server
         server.protocols.add(self)
         tune_transport(transport, server.cfg.outbound_buffer)
-        conn = self.conn = Connection(server.registry, peer_name(transport),
-                                      peer_identity(transport))
+        conn = self.conn = Connection(
+            server.registry, peer_name(transport), peer_identity(transport)
+        )
         conn.wakeup = self._wakeup
         conn.last_seen = self._loop.time()
-        self._connect_timer = self._loop.call_later(server.cfg.connect_timeout,
-                                                    self._connect_timeout)
+        self._connect_timer = self._loop.call_later(
+            server.cfg.connect_timeout, self._connect_timeout
+        )
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn

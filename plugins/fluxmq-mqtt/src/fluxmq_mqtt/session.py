@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions
-
 from fluxmq_mqtt.state import QoSState
 
 if TYPE_CHECKING:
@@ -40,8 +39,14 @@ class Outbound:
 
     __slots__ = ("message", "qos", "retain", "ids", "state")
 
-    def __init__(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...],
-                 state: QoSState = QoSState.SENT_PUBLISH) -> None:
+    def __init__(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        ids: tuple[int, ...],
+        state: QoSState = QoSState.SENT_PUBLISH,
+    ) -> None:
         self.message = message
         self.qos = qos
         self.retain = retain
@@ -49,18 +54,34 @@ class Outbound:
         self.state = state
 
     def record(self) -> dict[str, Any]:
-        return {"dir": "out", "qos": self.qos, "retain": self.retain, "ids": list(self.ids),
-                "state": int(self.state), "message": self.message.to_dict()}
+        return {
+            "dir": "out",
+            "qos": self.qos,
+            "retain": self.retain,
+            "ids": list(self.ids),
+            "state": int(self.state),
+            "message": self.message.to_dict(),
+        }
 
 
 def options_to_record(o: SubscriptionOptions) -> dict[str, Any]:
-    return {"qos": o.qos, "no_local": o.no_local, "rap": o.retain_as_published,
-            "rh": o.retain_handling, "id": o.subscription_id}
+    return {
+        "qos": o.qos,
+        "no_local": o.no_local,
+        "rap": o.retain_as_published,
+        "rh": o.retain_handling,
+        "id": o.subscription_id,
+    }
 
 
 def options_from_record(r: dict[str, Any]) -> SubscriptionOptions:
-    return SubscriptionOptions(int(r.get("qos", 0)), bool(r.get("no_local")), bool(r.get("rap")),
-                               int(r.get("rh", 0)), r.get("id"))
+    return SubscriptionOptions(
+        int(r.get("qos", 0)),
+        bool(r.get("no_local")),
+        bool(r.get("rap")),
+        int(r.get("rh", 0)),
+        r.get("id"),
+    )
 
 
 class Session:
@@ -88,8 +109,9 @@ class Session:
         "_next_pid",
     )
 
-    def __init__(self, registry: Any, client_id: str, version: int, expiry: int = 0,
-                 persistent: bool = False) -> None:
+    def __init__(
+        self, registry: Any, client_id: str, version: int, expiry: int = 0, persistent: bool = False
+    ) -> None:
         self.client_id = client_id
         self.protocol = PROTOCOL
         self.version = version
@@ -115,15 +137,22 @@ class Session:
         self._next_pid = 1
 
     def __repr__(self) -> str:
-        return (f"Session({self.client_id!r}, v{self.version}, expiry={self.expiry}, "
-                f"subs={len(self.subscriptions)}, inflight={len(self.inflight)}, "
-                f"queued={len(self.queue)}, connected={self.connection is not None})")
+        return (
+            f"Session({self.client_id!r}, v{self.version}, expiry={self.expiry}, "
+            f"subs={len(self.subscriptions)}, inflight={len(self.inflight)}, "
+            f"queued={len(self.queue)}, connected={self.connection is not None})"
+        )
 
     # -- persistence -------------------------------------------------------------------
 
     def record(self) -> dict[str, Any]:
-        return {"protocol": PROTOCOL, "version": self.version, "expiry": self.expiry,
-                "username": self.username, "disconnected_at": self.disconnected_at}
+        return {
+            "protocol": PROTOCOL,
+            "version": self.version,
+            "expiry": self.expiry,
+            "username": self.username,
+            "disconnected_at": self.disconnected_at,
+        }
 
     def save(self) -> None:
         """Write the session record (when persistent)."""
@@ -145,20 +174,28 @@ class Session:
         for pid, msg in self.inbound.items():
             store.save_inflight(cid, pid, _inbound_record(msg))
         queued = list(self.queue)
-        self.queue = deque([(self._store_enqueue(m, qos, retain, ids), m, qos, retain, ids)
-                            for _seq, m, qos, retain, ids in queued]) if queued else ()
+        self.queue = (
+            deque(
+                [
+                    (self._store_enqueue(m, qos, retain, ids), m, qos, retain, ids)
+                    for _seq, m, qos, retain, ids in queued
+                ]
+            )
+            if queued
+            else ()
+        )
 
     def drop_persistence(self) -> None:
         if self.persistent:
             self.persistent = False
             self.registry.store.delete_session(self.client_id)
 
-    def _store_enqueue(self, message: Message, qos: int, retain: bool,
-                       ids: tuple[int, ...]) -> int:
+    def _store_enqueue(self, message: Message, qos: int, retain: bool, ids: tuple[int, ...]) -> int:
         props = dict(message.properties) if message.properties else {}
         props[_SUB_IDS] = list(ids)
         return self.registry.store.enqueue(
-            self.client_id, message.copy(qos=qos, retain=retain, properties=props))
+            self.client_id, message.copy(qos=qos, retain=retain, properties=props)
+        )
 
     def restore_queued(self, seq: int, stored: Message) -> None:
         """Put back a message read from the store's offline queue."""
@@ -175,15 +212,20 @@ class Session:
         if record.get("dir") == "in":
             self.inbound[pid] = message
         elif message is not None:
-            self.inflight[pid] = Outbound(message, int(record["qos"]), bool(record.get("retain")),
-                                          tuple(record.get("ids") or ()),
-                                          QoSState(int(record["state"])))
+            self.inflight[pid] = Outbound(
+                message,
+                int(record["qos"]),
+                bool(record.get("retain")),
+                tuple(record.get("ids") or ()),
+                QoSState(int(record["state"])),
+            )
 
     def set_subscription(self, topic_filter: str, options: SubscriptionOptions) -> None:
         self.subscriptions[topic_filter] = options
         if self.persistent:
-            self.registry.store.save_subscription(self.client_id, topic_filter,
-                                                  options_to_record(options))
+            self.registry.store.save_subscription(
+                self.client_id, topic_filter, options_to_record(options)
+            )
 
     def remove_subscription(self, topic_filter: str) -> None:
         self.subscriptions.pop(topic_filter, None)
@@ -240,8 +282,9 @@ class Session:
             return  # QoS 0 is not queued for offline sessions
         self.enqueue(message, qos, delivery.retain, delivery.subscription_ids)
 
-    def _send(self, conn: Connection, message: Message, qos: int, retain: bool,
-              ids: tuple[int, ...]) -> bool:
+    def _send(
+        self, conn: Connection, message: Message, qos: int, retain: bool, ids: tuple[int, ...]
+    ) -> bool:
         pid = self._allocate_pid()
         if not conn.write_publish(message, qos, retain, ids, pid):
             return False
@@ -360,8 +403,9 @@ class Session:
         for pid, entry in list(self.inflight.items()):
             if entry.state is QoSState.SENT_PUBREL:
                 conn.write_pubrel(pid)
-            elif not conn.write_publish(entry.message, entry.qos, entry.retain, entry.ids,
-                                        pid, True):
+            elif not conn.write_publish(
+                entry.message, entry.qos, entry.retain, entry.ids, pid, True
+            ):
                 self.inflight.pop(pid)
                 if self.persistent:
                     self.registry.store.delete_inflight(self.client_id, pid)
@@ -369,5 +413,9 @@ class Session:
 
 
 def _inbound_record(message: Message | None) -> dict[str, Any]:
-    return {"dir": "in", "qos": 2, "state": int(QoSState.RECEIVED),
-            "message": None if message is None else message.to_dict()}
+    return {
+        "dir": "in",
+        "qos": 2,
+        "state": int(QoSState.RECEIVED),
+        "message": None if message is None else message.to_dict(),
+    }

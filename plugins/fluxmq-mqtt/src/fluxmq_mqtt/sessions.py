@@ -18,14 +18,12 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxmq_core.message import Message
-
 from fluxmq_mqtt.limits import KeyedLimiter
 from fluxmq_mqtt.queues import QueueFace, is_queue_topic
 from fluxmq_mqtt.session import Session, options_from_record
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
-
     from fluxmq_mqtt.codec import Connect
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
@@ -92,16 +90,23 @@ class SessionRegistry:
         self.connections: set[Connection] = set()  # connections past CONNACK
         self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
         # [mqtt] connection_rate: one token bucket per remote IP address.
-        self.connect_limiter = (KeyedLimiter(cfg.connection_rate, cfg.connection_burst)
-                                if cfg.connection_rate else None)
+        self.connect_limiter = (
+            KeyedLimiter(cfg.connection_rate, cfg.connection_burst) if cfg.connection_rate else None
+        )
         self.queue_face = QueueFace(self)  # $queue/ topics (queues.py)
 
     # -- wills ---------------------------------------------------------------------------
 
     def make_will(self, client_id: str, p: Connect) -> Will:
         props = p.will_properties
-        m = Message(p.will_topic or "", p.will_payload, p.will_qos, p.will_retain,
-                    origin_protocol=PROTOCOL, origin_client=client_id)
+        m = Message(
+            p.will_topic or "",
+            p.will_payload,
+            p.will_qos,
+            p.will_retain,
+            origin_protocol=PROTOCOL,
+            origin_client=client_id,
+        )
         delay = 0
         expiry = None
         if props is not None:
@@ -297,8 +302,13 @@ class SessionRegistry:
             record = await store.load_session(cid)
             if not record or record.get("protocol") != PROTOCOL:
                 continue
-            session = Session(self, cid, int(record.get("version", 4)),
-                              int(record.get("expiry", 0)), persistent=True)
+            session = Session(
+                self,
+                cid,
+                int(record.get("version", 4)),
+                int(record.get("expiry", 0)),
+                persistent=True,
+            )
             session.username = record.get("username")
             for topic_filter, raw in (await store.load_subscriptions(cid)).items():
                 options = options_from_record(raw)
@@ -337,8 +347,9 @@ class SessionRegistry:
                 self.scheduler.call_later(max(0.0, due - now), self.publish_will, cid, will)
                 continue
             session.will = will
-            session.will_timer = self.scheduler.call_later(max(0.0, due - now),
-                                                           self._will_due, session)
+            session.will_timer = self.scheduler.call_later(
+                max(0.0, due - now), self._will_due, session
+            )
         if restored:
             log.info("restored %d MQTT session(s)", restored)
         return restored

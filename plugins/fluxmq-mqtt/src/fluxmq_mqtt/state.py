@@ -76,8 +76,18 @@ ALLOWED: dict[Phase, frozenset[type]] = {
     Phase.AWAIT_CONNECT: frozenset({Connect}),
     Phase.AUTHENTICATING: frozenset({Auth, Disconnect}),
     Phase.CONNECTED: frozenset(
-        {Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Unsubscribe, Pingreq,
-         Disconnect, Auth}
+        {
+            Publish,
+            Puback,
+            Pubrec,
+            Pubrel,
+            Pubcomp,
+            Subscribe,
+            Unsubscribe,
+            Pingreq,
+            Disconnect,
+            Auth,
+        }
     ),
     Phase.CLOSED: frozenset(),
 }
@@ -134,8 +144,11 @@ def _diagram() -> str:  # pragma: no cover - a tool
     for phase, allowed in ALLOWED.items():
         names = ", ".join(sorted(c.__name__.upper() for c in allowed)) or "-"
         lines.append(f"  {phase.name:15} accepts {names}")
-    for title, table in (("outbound QoS 1", OUTBOUND_QOS1), ("outbound QoS 2", OUTBOUND_QOS2),
-                         ("inbound QoS 2", INBOUND_QOS2)):
+    for title, table in (
+        ("outbound QoS 1", OUTBOUND_QOS1),
+        ("outbound QoS 2", OUTBOUND_QOS2),
+        ("inbound QoS 2", INBOUND_QOS2),
+    ):
         lines.append(f"{title}:")
         for (state, pkt), nxt in table.items():
             lines.append(f"  {state.name:13} --{pkt.__name__.upper()}--> {nxt.name}")

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
-
 from fluxmq_mqtt.codec import MQTT_5, Properties, Suback, Subscribe, Unsuback, Unsubscribe, encode
 from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.state import SUSPEND
@@ -48,6 +47,7 @@ class SubscribeHandlers:
     out: bytearray
 
     if TYPE_CHECKING:
+
         def _authorized(self, action: str, topic: str) -> bool | None: ...
         def _protocol_error(self, code: int, text: str, count: bool = True) -> None: ...
         def _v5(self, packet: Any) -> bytes: ...
@@ -75,8 +75,10 @@ class SubscribeHandlers:
                 elif o.no_local:
                     self._protocol_error(0x82, "No Local on a shared subscription")
                     return None
-            if not code and not cfg.wildcard_subscriptions and (
-                "+" in topic_filter or "#" in topic_filter
+            if (
+                not code
+                and not cfg.wildcard_subscriptions
+                and ("+" in topic_filter or "#" in topic_filter)
             ):
                 code = 0xA2
             if not code:
@@ -89,8 +91,15 @@ class SubscribeHandlers:
                 plan.append((topic_filter, None, code))
                 continue
             granted = min(o.qos, cfg.max_qos)
-            plan.append((topic_filter, SubscriptionOptions(
-                granted, o.no_local, o.retain_as_published, o.retain_handling, sub_id), granted))
+            plan.append(
+                (
+                    topic_filter,
+                    SubscriptionOptions(
+                        granted, o.no_local, o.retain_as_published, o.retain_handling, sub_id
+                    ),
+                    granted,
+                )
+            )
         registry = self.registry
         session = self.session
         assert session is not None
@@ -100,7 +109,9 @@ class SubscribeHandlers:
         retained: list[tuple[Message, int, tuple[int, ...]]] = []
         for topic_filter, options, code in plan:
             if options is not None and is_queue_topic(topic_filter):
-                codes.append(registry.queue_face.subscribe(self, topic_filter, options, p.properties))
+                codes.append(
+                    registry.queue_face.subscribe(self, topic_filter, options, p.properties)
+                )
                 continue
             codes.append(code)
             if options is None:
@@ -132,7 +143,9 @@ class SubscribeHandlers:
         assert session is not None
         codes = []
         for topic_filter in p.topic_filters:
-            if is_queue_topic(topic_filter) and registry.queue_face.unsubscribe(session, topic_filter):
+            if is_queue_topic(topic_filter) and registry.queue_face.unsubscribe(
+                session, topic_filter
+            ):
                 codes.append(0)
             elif registry.router.unsubscribe(session, topic_filter):
                 registry.stats.subscriptions -= 1

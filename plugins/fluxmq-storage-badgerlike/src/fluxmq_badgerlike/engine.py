@@ -90,11 +90,15 @@ class EngineOptions:
                 raise ValueError(
                     f"badgerlike storage: unknown option {key!r} (known: {', '.join(sorted(cls.KEYS))})"
                 )
-            ok = isinstance(value, bool) if kind is bool else (
-                isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = (
+                isinstance(value, bool)
+                if kind is bool
+                else (isinstance(value, (int, float)) and not isinstance(value, bool))
             )
             if not ok or (kind is int and not float(value).is_integer()):
-                raise ValueError(f"badgerlike storage: option {key!r} must be {kind.__name__}, got {value!r}")
+                raise ValueError(
+                    f"badgerlike storage: option {key!r} must be {kind.__name__}, got {value!r}"
+                )
             kwargs[key] = kind(value)
         opts = cls(**kwargs)
         if opts.segment_size < 4096:
@@ -279,7 +283,9 @@ class Engine:
 
     def _recover(self) -> None:
         segs = sorted(
-            int(f[:-5]) for f in os.listdir(self.directory) if f.endswith(".vlog") and f[:-5].isdigit()
+            int(f[:-5])
+            for f in os.listdir(self.directory)
+            if f.endswith(".vlog") and f[:-5].isdigit()
         )
         sizes = {s: os.path.getsize(self._seg_path(s)) for s in segs}
         start: tuple[int, int] = (segs[0], 0) if segs else (0, 0)
@@ -319,7 +325,10 @@ class Engine:
             self._changes += 1  # checkpoint soon, so the next start-up is short
         log.debug(
             "%s: %d keys, %d segments, %d records replayed%s",
-            self.directory, len(self._index), len(self._handles), self.replayed_records,
+            self.directory,
+            len(self._index),
+            len(self._handles),
+            self.replayed_records,
             " (full replay)" if self.full_replay else "",
         )
 
@@ -347,7 +356,9 @@ class Engine:
         for pos, n in report["repaired"]:
             log.error(
                 "%s: skipped %d corrupt bytes at byte %d (repair is on; records there are lost)",
-                h.path, n, pos,
+                h.path,
+                n,
+                pos,
             )
             self.recovery["repaired"].append((h.path, pos, n))
         if report["truncate_at"] is not None:
@@ -355,7 +366,10 @@ class Engine:
             log.warning(
                 "%s: torn tail: dropped %d bytes after byte %d (an incomplete or corrupt last "
                 "record, never acknowledged); %d valid records before it kept",
-                h.path, report["dropped"], at, report["records"],
+                h.path,
+                report["dropped"],
+                at,
+                report["records"],
             )
             os.ftruncate(h.fd, at)
             os.fsync(h.fd)
@@ -363,7 +377,9 @@ class Engine:
             self.recovery["truncated_bytes"] += report["dropped"]
             self.recovery["truncated_at_segment"] = seg
 
-    def _load_checkpoint(self, sizes: dict[int, int]) -> tuple[dict[str, Pointer], tuple[int, int]] | None:
+    def _load_checkpoint(
+        self, sizes: dict[int, int]
+    ) -> tuple[dict[str, Pointer], tuple[int, int]] | None:
         path = os.path.join(self.directory, CHECKPOINT)
         try:
             with open(path, "rb") as f:
@@ -418,7 +434,9 @@ class Engine:
         snapshot = dict(self._index)
         head, pos = self._head, self._handles[self._head].size
         changes = self._changes
-        await self.writer.call(lambda: self._write_checkpoint(snapshot, head, pos), fsync_first=True)
+        await self.writer.call(
+            lambda: self._write_checkpoint(snapshot, head, pos), fsync_first=True
+        )
         self._changes -= changes
         self.checkpoints += 1
 

@@ -119,7 +119,12 @@ def scan_segment(
             continue
         nxt = find_next_valid(view, i + 1, n, parse)
         if nxt < 0 and not later_has_data:
-            return {"records": records, "truncate_at": base + i, "dropped": n - i, "repaired": repaired}
+            return {
+                "records": records,
+                "truncate_at": base + i,
+                "dropped": n - i,
+                "repaired": repaired,
+            }
         if not repair:
             raise StorageCorruptionError(path, base + i, "length/CRC check failed")
         stop = nxt if nxt >= 0 else n

@@ -48,20 +48,21 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fluxmq_core.message import Message
-from fluxmq_core.storage.base import PendingEntry, QueueLog, StorageOptions, UnknownQueueError
-
 from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
 from fluxmq_badgerlike.engine import Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError
 from fluxmq_badgerlike.framing import MAGIC, scan_segment
 from fluxmq_badgerlike.store import esc, unesc
 from fluxmq_badgerlike.writer import FileHandle, GroupWriter, fsync_dir
+from fluxmq_core.message import Message
+from fluxmq_core.storage.base import PendingEntry, QueueLog, StorageOptions, UnknownQueueError
 
 log = logging.getLogger("fluxmq.storage.badgerlike")
 
 REC, PAD = 1, 3
-QHEADER = struct.Struct("<IBBHIQdI")  # crc, magic, type, flags, body_len, offset, timestamp, payload_len
+QHEADER = struct.Struct(
+    "<IBBHIQdI"
+)  # crc, magic, type, flags, body_len, offset, timestamp, payload_len
 QHEADER_SIZE = QHEADER.size  # 32
 _QBODY = struct.Struct("<BBHIQdI")
 _IDX_MAGIC = b"FLXIDX01"
@@ -85,7 +86,9 @@ def parse_q(view: memoryview, i: int, n: int) -> int:
 def q_pad(length: int) -> bytes | None:
     if length < QHEADER_SIZE:
         return None
-    body = _QBODY.pack(MAGIC, PAD, 0, length - QHEADER_SIZE, 0, 0.0, 0) + bytes(length - QHEADER_SIZE)
+    body = _QBODY.pack(MAGIC, PAD, 0, length - QHEADER_SIZE, 0, 0.0, 0) + bytes(
+        length - QHEADER_SIZE
+    )
     return struct.pack("<I", zlib.crc32(body)) + body
 
 
@@ -118,7 +121,9 @@ class _Seg:
     def block_end(self, k: int) -> int:
         return self.offs[k + 1] if k + 1 < len(self.offs) else self.next
 
-    def records(self, pos: int, stop_offset: int | None = None) -> Iterator[tuple[int, float, int, bytes]]:
+    def records(
+        self, pos: int, stop_offset: int | None = None
+    ) -> Iterator[tuple[int, float, int, bytes]]:
         """``(offset, timestamp, payload_len, body)`` from file position ``pos``."""
         h = self.handle
         buf, bpos = b"", pos
@@ -132,7 +137,9 @@ class _Seg:
                 buf, bpos, i = h.pread(pos, max(_READ_CHUNK, QHEADER_SIZE + blen)), pos, 0
                 end = QHEADER_SIZE + blen
             if magic != MAGIC or end > len(buf) or zlib.crc32(memoryview(buf)[i + 4 : end]) != crc:
-                raise StorageCorruptionError(h.path, pos, "queue record failed its CRC check on read")
+                raise StorageCorruptionError(
+                    h.path, pos, "queue record failed its CRC check on read"
+                )
             pos += end - i
             if rtype != REC:
                 continue
@@ -167,11 +174,19 @@ class BadgerlikeQueueLog(QueueLog):
         super().__init__(options)
         self.opts = EngineOptions.from_extra(options.extra)
         self.root = os.path.join(options.data_dir, "queues")
-        self.writer = GroupWriter(options.fsync, sync_interval=self.opts.sync_interval, name="queues")
-        self.meta = Engine(os.path.join(self.root, "meta"), options.fsync, self.opts, writer=self.writer)
+        self.writer = GroupWriter(
+            options.fsync, sync_interval=self.opts.sync_interval, name="queues"
+        )
+        self.meta = Engine(
+            os.path.join(self.root, "meta"), options.fsync, self.opts, writer=self.writer
+        )
         self._queues: dict[str, _Queue] = {}
         self._next_id = 1
-        self.recovery: dict[str, Any] = {"truncated_bytes": 0, "repaired": [], "scanned_segments": 0}
+        self.recovery: dict[str, Any] = {
+            "truncated_bytes": 0,
+            "repaired": [],
+            "scanned_segments": 0,
+        }
 
     def _q(self, name: str) -> _Queue:
         try:
@@ -203,7 +218,9 @@ class BadgerlikeQueueLog(QueueLog):
             elif kind == "qc":
                 rec = decode_value(meta.get(key))  # type: ignore[arg-type]
                 name = unesc(rest)
-                q = _Queue(name, rec["id"], rec["config"], os.path.join(self.root, f"{rec['id']:08d}"))
+                q = _Queue(
+                    name, rec["id"], rec["config"], os.path.join(self.root, f"{rec['id']:08d}")
+                )
                 self._queues[name] = by_id[q.id] = q
                 self._next_id = max(self._next_id, q.id + 1)
             elif kind == "qf":
@@ -238,7 +255,9 @@ class BadgerlikeQueueLog(QueueLog):
             self._recover_queue(q)
 
     def _recover_queue(self, q: _Queue) -> None:
-        bases = sorted(int(f[:-4]) for f in os.listdir(q.dir) if f.endswith(".seg") and f[:-4].isdigit())
+        bases = sorted(
+            int(f[:-4]) for f in os.listdir(q.dir) if f.endswith(".seg") and f[:-4].isdigit()
+        )
         sizes = {b: os.path.getsize(self._seg_path(q, b)) for b in bases}
         first = q.first
         for k, base in enumerate(bases):
@@ -285,14 +304,22 @@ class BadgerlikeQueueLog(QueueLog):
         )  # fmt: skip
         self.recovery["scanned_segments"] += 1
         for pos, n in report["repaired"]:
-            log.error("%s: skipped %d corrupt bytes at byte %d (repair is on; records lost)", h.path, n, pos)
+            log.error(
+                "%s: skipped %d corrupt bytes at byte %d (repair is on; records lost)",
+                h.path,
+                n,
+                pos,
+            )
             self.recovery["repaired"].append((h.path, pos, n))
         if report["truncate_at"] is None:
             return False
         log.warning(
             "%s: torn tail: dropped %d bytes after byte %d (an incomplete or corrupt last "
             "record, never acknowledged); %d valid records before it kept",
-            h.path, report["dropped"], report["truncate_at"], report["records"],
+            h.path,
+            report["dropped"],
+            report["truncate_at"],
+            report["records"],
         )
         os.ftruncate(h.fd, report["truncate_at"])
         os.fsync(h.fd)
@@ -307,7 +334,10 @@ class BadgerlikeQueueLog(QueueLog):
                 data = f.read()
             if not data.startswith(_IDX_MAGIC) or len(data) < len(_IDX_MAGIC) + _IDX_HEAD.size + 4:
                 raise ValueError("not an index file")
-            if zlib.crc32(memoryview(data)[:-4]) != struct.unpack_from("<I", data, len(data) - 4)[0]:
+            if (
+                zlib.crc32(memoryview(data)[:-4])
+                != struct.unpack_from("<I", data, len(data) - 4)[0]
+            ):
                 raise ValueError("CRC mismatch")
             i = len(_IDX_MAGIC)
             base, nxt, size, count = _IDX_HEAD.unpack_from(data, i)
@@ -418,7 +448,9 @@ class BadgerlikeQueueLog(QueueLog):
         crc = zlib.crc32(body, zlib.crc32(head))
         record = struct.pack("<I", crc) + head + body
         seg = q.segs[-1] if q.segs else None
-        if seg is None or (seg.handle.size and seg.handle.size + len(record) > self.opts.segment_size):
+        if seg is None or (
+            seg.handle.size and seg.handle.size + len(record) > self.opts.segment_size
+        ):
             seg = self._rotate(q, off)
         pos = seg.handle.append(record)
         seg.add(off, pos, ts, plen, self.opts.index_interval)

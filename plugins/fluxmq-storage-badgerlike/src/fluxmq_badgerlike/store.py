@@ -28,11 +28,10 @@ from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
-from fluxmq_core.message import Message
-from fluxmq_core.storage.base import BrokerStore, StorageOptions
-
 from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
 from fluxmq_badgerlike.engine import Engine, EngineOptions
+from fluxmq_core.message import Message
+from fluxmq_core.storage.base import BrokerStore, StorageOptions
 
 
 def esc(part: str) -> str:
@@ -59,7 +58,9 @@ class BadgerlikeBrokerStore(BrokerStore):
     def __init__(self, options: StorageOptions) -> None:
         super().__init__(options)
         self.engine = Engine(
-            os.path.join(options.data_dir, "kv"), options.fsync, EngineOptions.from_extra(options.extra)
+            os.path.join(options.data_dir, "kv"),
+            options.fsync,
+            EngineOptions.from_extra(options.extra),
         )
         self._sessions: set[str] = set()
         self._subs: dict[str, set[str]] = {}

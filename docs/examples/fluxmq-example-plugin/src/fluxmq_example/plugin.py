@@ -9,7 +9,6 @@ from typing import Any
 from fluxmq_core.config import setting
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.transport import ListenerSpec, ProtocolServer
-
 from fluxmq_example.protocol import LineProtocol
 
 log = logging.getLogger("fluxmq.example")
@@ -19,7 +18,9 @@ log = logging.getLogger("fluxmq.example")
 class ExampleConfig:
     """[example]: the example line protocol."""
 
-    bind: str = setting("127.0.0.1:7070", "Listener of the line protocol; empty disables it.", listener=True)
+    bind: str = setting(
+        "127.0.0.1:7070", "Listener of the line protocol; empty disables it.", listener=True
+    )
 
 
 # Connections seen per protocol, by the observer hook below (read by the tests).
@@ -43,6 +44,8 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
 
 
 @hookimpl
-def fluxmq_client_connected(context: Any, protocol: str, client_id: str, username: str | None, remote: str) -> None:
+def fluxmq_client_connected(
+    context: Any, protocol: str, client_id: str, username: str | None, remote: str
+) -> None:
     CONNECTIONS[protocol] = CONNECTIONS.get(protocol, 0) + 1
     log.info("%s client %s connected from %s", protocol, client_id, remote)

@@ -38,7 +38,9 @@ class LineProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.context.stats.clients_connected += 1
-        self.context.events.client_connected(self.protocol, self.client_id, None, peer_name(transport))
+        self.context.events.client_connected(
+            self.protocol, self.client_id, None, peer_name(transport)
+        )
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -82,8 +84,13 @@ class LineProtocol(asyncio.Protocol):
             elif verb == b"PUB":
                 topic, _, payload = text.partition(" ")
                 validate_topic_name(topic)
-                msg = Message(topic, payload.encode(), origin_protocol=self.protocol,
-                              origin_client=self.client_id, timestamp=self.context.clock())
+                msg = Message(
+                    topic,
+                    payload.encode(),
+                    origin_protocol=self.protocol,
+                    origin_client=self.client_id,
+                    timestamp=self.context.clock(),
+                )
                 self.context.publish(msg)
                 self._reply(b"OK")
             else:

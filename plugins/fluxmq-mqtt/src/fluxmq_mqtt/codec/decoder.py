@@ -65,8 +65,21 @@ _FORBIDDEN = {
     None: frozenset(),
 }
 _NAMES = (
-    "reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-    "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
+    "reserved",
+    "CONNECT",
+    "CONNACK",
+    "PUBLISH",
+    "PUBACK",
+    "PUBREC",
+    "PUBREL",
+    "PUBCOMP",
+    "SUBSCRIBE",
+    "SUBACK",
+    "UNSUBSCRIBE",
+    "UNSUBACK",
+    "PINGREQ",
+    "PINGRESP",
+    "DISCONNECT",
     "AUTH",
 )
 
@@ -75,7 +88,9 @@ _NAMES = (
 _PUBLISH_FLAGS: list[tuple[int, bool, bool] | None] = []
 for _f in range(16):
     _q = (_f >> 1) & 3
-    _PUBLISH_FLAGS.append(None if _q == 3 or (_q == 0 and _f & 8) else (_q, bool(_f & 1), bool(_f & 8)))
+    _PUBLISH_FLAGS.append(
+        None if _q == 3 or (_q == 0 and _f & 8) else (_q, bool(_f & 1), bool(_f & 8))
+    )
 del _f, _q
 
 # Building a frozen dataclass through its __init__ costs one object.__setattr__ per
@@ -93,8 +108,15 @@ _set_properties = _slot["properties"].__set__
 del _slot
 
 
-def _make_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
-                  packet_id: int | None, properties: Any) -> Publish:
+def _make_publish(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: Any,
+) -> Publish:
     pkt = _new(Publish)
     _set_topic(pkt, topic)
     _set_payload(pkt, payload)
@@ -106,7 +128,9 @@ def _make_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
     return pkt
 
 
-def _publish_head(buf: bytes, start: int, end: int, flags: int) -> tuple[str, int, tuple, int | None]:
+def _publish_head(
+    buf: bytes, start: int, end: int, flags: int
+) -> tuple[str, int, tuple, int | None]:
     """Topic, position after the packet id, flag triple and packet id of a PUBLISH."""
     bits = _PUBLISH_FLAGS[flags]
     if bits is None:
@@ -151,7 +175,9 @@ def _publish_v5(buf: bytes, start: int, end: int, flags: int, from_client: bool 
     if not topic and (props is None or props.topic_alias is None):
         raise MQTTProtocolError(PROTOCOL_ERROR, "PUBLISH with an empty topic and no topic alias")
     if from_client and props is not None and props.subscription_identifiers:
-        raise MQTTProtocolError(PROTOCOL_ERROR, "PUBLISH from a client with a subscription identifier")
+        raise MQTTProtocolError(
+            PROTOCOL_ERROR, "PUBLISH from a client with a subscription identifier"
+        )
     return _make_publish(topic, buf[pos:end], bits[0], bits[1], bits[2], packet_id, props)
 
 

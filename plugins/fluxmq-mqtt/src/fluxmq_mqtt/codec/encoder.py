@@ -61,12 +61,25 @@ __all__ = [
     "publish_with_packet_id",
 ]
 
-_FIRST_BYTE = {cls: (ptype << 4) | flags for cls, ptype, flags in (
-    (Connect, 1, 0), (Connack, 2, 0), (Puback, 4, 0), (Pubrec, 5, 0), (Pubrel, 6, 2),
-    (Pubcomp, 7, 0), (Subscribe, 8, 2), (Suback, 9, 0), (Unsubscribe, 10, 2),
-    (Unsuback, 11, 0), (Pingreq, 12, 0), (Pingresp, 13, 0), (Disconnect, 14, 0),
-    (Auth, 15, 0),
-)}
+_FIRST_BYTE = {
+    cls: (ptype << 4) | flags
+    for cls, ptype, flags in (
+        (Connect, 1, 0),
+        (Connack, 2, 0),
+        (Puback, 4, 0),
+        (Pubrec, 5, 0),
+        (Pubrel, 6, 2),
+        (Pubcomp, 7, 0),
+        (Subscribe, 8, 2),
+        (Suback, 9, 0),
+        (Unsubscribe, 10, 2),
+        (Unsuback, 11, 0),
+        (Pingreq, 12, 0),
+        (Pingresp, 13, 0),
+        (Disconnect, 14, 0),
+        (Auth, 15, 0),
+    )
+}
 
 
 def _frame(first: int, body: bytes) -> bytes:
@@ -193,8 +206,9 @@ def publish_size(
 
 
 def _encode_publish_packet(p: Publish, version: int) -> bytes:
-    return encode_publish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id,
-                          p.properties, version)
+    return encode_publish(
+        p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties, version
+    )
 
 
 # ---------------------------------------------------------------------- CONNECT
@@ -254,7 +268,9 @@ def _ack_encoder(ptype: int, flags: int) -> Callable[[Any, int], bytes]:
             return short_tail + pid
         if p.properties is None:
             return first + b"\x03" + pid + bytes((p.reason_code,))
-        return _frame(first[0], pid + bytes((p.reason_code,)) + encode_properties(p.properties, ptype))
+        return _frame(
+            first[0], pid + bytes((p.reason_code,)) + encode_properties(p.properties, ptype)
+        )
 
     return encode_ack
 
@@ -372,5 +388,7 @@ def encoded_size(packet: Any, version: int) -> int:
     MQTT 5 client's Maximum Packet Size limits. PUBLISH is sized without copying
     its payload."""
     if type(packet) is Publish:
-        return publish_size(packet.topic, len(packet.payload), packet.qos, packet.properties, version)
+        return publish_size(
+            packet.topic, len(packet.payload), packet.qos, packet.properties, version
+        )
     return len(encode(packet, version))

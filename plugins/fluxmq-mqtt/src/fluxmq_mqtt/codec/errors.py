@@ -38,7 +38,9 @@ class MQTTProtocolError(Exception):
         self.packets: list[Any] = []
 
     def __str__(self) -> str:
-        return f"{self.message} (reason code 0x{self.reason_code:02X} {reason_name(self.reason_code)})"
+        return (
+            f"{self.message} (reason code 0x{self.reason_code:02X} {reason_name(self.reason_code)})"
+        )
 
 
 class MQTTEncodeError(ValueError):

@@ -213,14 +213,39 @@ class Auth:
 
 
 Packet = (
-    Connect | Connack | Publish | Puback | Pubrec | Pubrel | Pubcomp | Subscribe | Suback
-    | Unsubscribe | Unsuback | Pingreq | Pingresp | Disconnect | Auth
+    Connect
+    | Connack
+    | Publish
+    | Puback
+    | Pubrec
+    | Pubrel
+    | Pubcomp
+    | Subscribe
+    | Suback
+    | Unsubscribe
+    | Unsuback
+    | Pingreq
+    | Pingresp
+    | Disconnect
+    | Auth
 )
 
 PACKET_CLASSES: dict[int, type] = {
-    1: Connect, 2: Connack, 3: Publish, 4: Puback, 5: Pubrec, 6: Pubrel, 7: Pubcomp,
-    8: Subscribe, 9: Suback, 10: Unsubscribe, 11: Unsuback, 12: Pingreq, 13: Pingresp,
-    14: Disconnect, 15: Auth,
+    1: Connect,
+    2: Connack,
+    3: Publish,
+    4: Puback,
+    5: Pubrec,
+    6: Pubrel,
+    7: Pubcomp,
+    8: Subscribe,
+    9: Suback,
+    10: Unsubscribe,
+    11: Unsuback,
+    12: Pingreq,
+    13: Pingresp,
+    14: Disconnect,
+    15: Auth,
 }
 
 
