@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core import scram
+from fluxmq_core.filemodes import warn_if_exposed
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.scram import ScramCredentials
 
@@ -272,6 +273,7 @@ def load_password_file(path: str | os.PathLike[str]) -> dict[str, str]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AuthFileError(path, f"cannot read password file: {exc}") from exc
+    warn_if_exposed(path, "password file")  # hashes are offline-guessable: keep them 0600
     users: dict[str, str] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
         if _is_skippable(raw):

@@ -33,9 +33,23 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
         max_connections=cfg.max_connections,
         kind="http",
     )
+    specs = [spec]
+    ssl_ctx = cfg.server_ssl_context()
+    if ssl_ctx is not None:
+        specs.append(
+            ListenerSpec(
+                "http.tls_bind",
+                cfg.tls_bind,
+                service.protocol_factory,
+                ssl=ssl_ctx,
+                header=http_header,
+                max_connections=cfg.max_connections,
+                kind="https",
+            )
+        )
     return [
         ProtocolServer(
-            "http", [spec], stop=service.stop, info={"routes": len(service.router.routes)}
+            "http", specs, stop=service.stop, info={"routes": len(service.router.routes)}
         )
     ]
 

@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fluxmq_core.config import setting
 
@@ -58,17 +58,44 @@ class ProtocolServer:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+CLIENT_AUTH_MODES = ("none", "optional", "required")
+
+
 @dataclass
 class ListenerSecurity:
     """Config keys every protocol section with listeners shares: TLS material and
     the per-listener connection cap. A plugin's section dataclass inherits them and
-    calls :meth:`check_listener_security` from its ``__post_init__``."""
+    calls :meth:`check_listener_security` from its ``__post_init__``.
+
+    Client certificates: ``tls_client_auth`` says whether a TLS client must show
+    one signed by ``tls_ca`` ("required"), may ("optional", the default; nothing
+    is asked for while ``tls_ca`` is empty) or is never asked ("none").
+    ``tls_require_client_cert = true`` is the older spelling of "required"."""
 
     tls_cert: str = setting("", "PEM certificate (chain) of the TLS listener; empty: no TLS.")
     tls_key: str = setting("", "PEM private key of tls_cert (empty: the key is in tls_cert).")
     tls_ca: str = setting("", "CA bundle for client certificates; empty: none asked for.")
+    tls_client_auth: Literal["none", "optional", "required"] = setting(
+        "optional",
+        "Client certificates: 'required' refuses TLS clients without one signed by "
+        "tls_ca; 'optional' verifies one when sent (needs tls_ca to ask); 'none' never asks.",
+    )
     tls_require_client_cert: bool = setting(
-        False, "Refuse TLS clients without a certificate signed by tls_ca."
+        False, "Older spelling of tls_client_auth = 'required'."
+    )
+    tls_min_version: Literal["1.2", "1.3"] = setting(
+        "1.2", 'Oldest TLS version accepted: "1.2" or "1.3" (a string).'
+    )
+    tls_ciphers: str = setting(
+        "",
+        "OpenSSL cipher string for TLS 1.2 (e.g. 'ECDHE+AESGCM'); empty: Python's "
+        "defaults. TLS 1.3 suites are OpenSSL's and not configurable here.",
+    )
+    tls_crl: str = setting(
+        "",
+        "PEM certificate revocation list checked for client certificates (leaf only); "
+        "needs tls_ca.",
     )
     max_connections: int = setting(0, "Open connections per listener; 0 = unlimited.")
 
@@ -78,42 +105,155 @@ class ListenerSecurity:
             raise ValueError(
                 f"{section}.max_connections must be >= 0; got {self.max_connections!r}"
             )
-        if self.tls_require_client_cert and not self.tls_ca:
+        if self.tls_client_auth not in CLIENT_AUTH_MODES:
             raise ValueError(
-                f"{section}.tls_require_client_cert needs tls_ca; got {self.tls_require_client_cert!r}"
+                f"{section}.tls_client_auth must be one of {', '.join(CLIENT_AUTH_MODES)}; "
+                f"got {self.tls_client_auth!r}"
             )
+        if self.tls_min_version not in TLS_VERSIONS:
+            raise ValueError(
+                f'{section}.tls_min_version must be "1.2" or "1.3"; got {self.tls_min_version!r}'
+            )
+        if self.tls_require_client_cert:
+            if self.tls_client_auth == "none":
+                raise ValueError(
+                    f"{section}.tls_require_client_cert = true contradicts "
+                    f"{section}.tls_client_auth = 'none'; keep only tls_client_auth"
+                )
+            self.tls_client_auth = "required"
+        if self.tls_client_auth == "required" and not self.tls_ca:
+            raise ValueError(
+                f"{section}.tls_client_auth = 'required' needs {section}.tls_ca "
+                "(the CA that signs client certificates)"
+            )
+        if self.tls_crl and (not self.tls_ca or self.tls_client_auth == "none"):
+            raise ValueError(
+                f"{section}.tls_crl needs {section}.tls_ca (the CA whose revocations it "
+                "lists) and tls_client_auth 'optional' or 'required'"
+            )
+        self._section = section
 
     def server_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for this section's TLS listeners, or None without a cert."""
         if not self.tls_cert:
             return None
         return make_server_ssl_context(
-            self.tls_cert, self.tls_key, self.tls_ca, self.tls_require_client_cert
+            self.tls_cert,
+            self.tls_key,
+            self.tls_ca,
+            client_auth=self.tls_client_auth,
+            min_version=self.tls_min_version,
+            ciphers=self.tls_ciphers,
+            crlfile=self.tls_crl,
+            section=getattr(self, "_section", ""),
         )
 
 
 def make_server_ssl_context(
-    certfile: str, keyfile: str = "", cafile: str = "", require_client_cert: bool = False
+    certfile: str,
+    keyfile: str = "",
+    cafile: str = "",
+    require_client_cert: bool = False,
+    *,
+    client_auth: str = "",
+    min_version: str = "1.2",
+    ciphers: str = "",
+    crlfile: str = "",
+    section: str = "",
 ) -> ssl.SSLContext:
-    """A server TLS context (TLS 1.2+). ``cafile`` enables client certificates,
-    optional unless ``require_client_cert``. Errors name the file that failed."""
-    from fluxmq_core.config import ConfigError
+    """A server TLS context (TLS ``min_version``+, by default 1.2).
 
+    ``cafile`` enables client certificates: ``client_auth`` "optional" (the
+    default once a CA is given; ``require_client_cert`` is the older flag for
+    "required"), "required" or "none". ``crlfile`` adds a revocation list checked
+    for the client's own certificate. Errors are :class:`ConfigError` naming the
+    key (``<section>.tls_...``) and the file; a private key readable by other users
+    is loaded with a warning.
+    """
+    from fluxmq_core.config import ConfigError
+    from fluxmq_core.filemodes import warn_if_exposed
+
+    def key(name: str) -> str:
+        return f"{section}.{name}" if section else name
+
+    mode = client_auth or ("required" if require_client_cert else "optional")
+    if mode not in CLIENT_AUTH_MODES:
+        raise ConfigError(
+            f"{key('tls_client_auth')}: expected one of {', '.join(CLIENT_AUTH_MODES)}, "
+            f"got {mode!r}",
+            key=key("tls_client_auth"),
+        )
+    if min_version not in TLS_VERSIONS:
+        raise ConfigError(
+            f'{key("tls_min_version")}: expected "1.2" or "1.3", got {min_version!r}',
+            key=key("tls_min_version"),
+        )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = TLS_VERSIONS[min_version]
     try:
         ctx.load_cert_chain(certfile, keyfile or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            f"cannot load TLS certificate/key {certfile!r}/{keyfile!r}: {exc}"
+            f"{key('tls_cert')}/{key('tls_key')}: cannot load TLS certificate/key "
+            f"{certfile!r}/{keyfile!r}: {exc}",
+            key=key("tls_cert"),
         ) from exc
-    if cafile:
+    warn_if_exposed(keyfile or certfile, "TLS private key")
+    if ciphers:
+        try:
+            ctx.set_ciphers(ciphers)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{key('tls_ciphers')}: no cipher matches the OpenSSL cipher string "
+                f"{ciphers!r} (expected e.g. 'ECDHE+AESGCM:!aNULL'): {exc}",
+                key=key("tls_ciphers"),
+            ) from exc
+    if cafile and mode != "none":
         try:
             ctx.load_verify_locations(cafile)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load TLS CA file {cafile!r}: {exc}") from exc
-        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+            raise ConfigError(
+                f"{key('tls_ca')}: cannot load TLS CA file {cafile!r} "
+                f"(expected PEM certificates): {exc}",
+                key=key("tls_ca"),
+            ) from exc
+        ctx.verify_mode = ssl.CERT_REQUIRED if mode == "required" else ssl.CERT_OPTIONAL
+    elif mode == "required":
+        raise ConfigError(
+            f"{key('tls_client_auth')} = 'required' needs {key('tls_ca')}",
+            key=key("tls_client_auth"),
+        )
+    if crlfile:
+        if not cafile or mode == "none":
+            raise ConfigError(
+                f"{key('tls_crl')} needs {key('tls_ca')} and client certificates asked for",
+                key=key("tls_crl"),
+            )
+        _load_crl(ctx, crlfile, key("tls_crl"))
     return ctx
+
+
+def _load_crl(ctx: ssl.SSLContext, crlfile: str, where: str) -> None:
+    """Add a PEM CRL to ``ctx`` and turn on the leaf check. ``load_verify_locations``
+    takes certificates and CRLs alike, so a file holding only certificates would be
+    accepted silently: count the CRLs it added and refuse a file without one."""
+    from fluxmq_core.config import ConfigError
+
+    before = ctx.cert_store_stats()["crl"]
+    try:
+        ctx.load_verify_locations(crlfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{where}: cannot load CRL file {crlfile!r} (expected a PEM X509 CRL): {exc}",
+            key=where,
+        ) from exc
+    if ctx.cert_store_stats()["crl"] <= before:
+        raise ConfigError(
+            f"{where}: {crlfile!r} holds no certificate revocation list "
+            "(expected '-----BEGIN X509 CRL-----')",
+            key=where,
+        )
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def tune_transport(transport: asyncio.BaseTransport, high_water: int) -> None:

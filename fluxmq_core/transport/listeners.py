@@ -147,9 +147,11 @@ class ListenerSet:
             if not spec.address:
                 continue
             _host, port = parse_address(spec.address, where=spec.name)
-            key: tuple[str, bool] | tuple[str, bool, str] = (
+            # Only specs with the same TLS context can share a socket: the context
+            # is the socket's (one protocol's [section] TLS keys), not a connection's.
+            key: tuple[str, int] | tuple[str, int, str] = (
                 spec.address.strip(),
-                spec.ssl is not None,
+                id(spec.ssl) if spec.ssl is not None else 0,
             )
             if port == 0 and spec.header is None:
                 # "Any free port" and no way to tell it apart: a port of its own.
