@@ -8,9 +8,10 @@ so the durable driver's lock file is never in the way and the broker keeps runni
 
 ``fluxmq queue sql NAME "SELECT ..."`` exports the queue's log as JSON lines
 (``GET /api/v1/queues/NAME/records``, read-only) into an in-memory DuckDB table
-``messages`` (also reachable under the queue's name) with the columns ``offset``,
-``timestamp`` (TIMESTAMPTZ), ``topic``, ``payload`` (BLOB), ``qos`` and ``properties``
-(JSON), and runs the query. DuckDB is an optional extra: ``fluxmq-core[sql]``.
+``messages`` (also reachable under the queue's name) with the columns ``msg_offset``
+(not ``offset``: a SQL keyword that would need quoting), ``timestamp`` (TIMESTAMPTZ),
+``topic``, ``payload`` (BLOB), ``payload_text`` (the payload as UTF-8 text, NULL when
+it is not valid UTF-8), ``qos`` and ``properties`` (JSON), and runs the query. DuckDB is an optional extra: ``fluxmq-core[sql]``.
 
 Exit codes: 0 success; 1 the broker refused the request (its reason is printed);
 2 usage error; 3 the broker could not be reached; 4 not authorized (401/403);
@@ -115,6 +116,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def _json_cell(value: Any) -> str | None:
+    """As :func:`_cell`, but SQL NULL stays JSON null (``payload_text`` of a binary
+    payload must not read as the text "-")."""
+    return None if value is None else _cell(value)
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -240,8 +247,13 @@ def sql(
     url: str = UrlOpt,
     token: str | None = TokenOpt,
 ) -> None:
-    """Run DuckDB SQL over a queue's log (table `messages`: offset, timestamp, topic,
-    payload, qos, properties), read from the running broker."""
+    """Run DuckDB SQL over a queue's log, read from the running broker.
+
+    The table `messages` (also named after the queue) has the columns msg_offset,
+    timestamp, topic, payload (BLOB), payload_text (UTF-8 text; NULL when the payload
+    is not valid UTF-8), qos and properties (JSON). Example: fluxmq queue sql orders
+    "SELECT msg_offset, topic, payload_text FROM orders WHERE qos = 1"
+    """
     try:
         import duckdb
     except ImportError:
@@ -280,7 +292,9 @@ def sql(
             con.close()
     if fmt == "json":
         typer.echo(
-            json.dumps([dict(zip(columns, map(_cell, r), strict=True)) for r in rows], indent=2)
+            json.dumps(
+                [dict(zip(columns, map(_json_cell, r), strict=True)) for r in rows], indent=2
+            )
         )
     elif fmt == "csv":
         import csv
@@ -296,8 +310,9 @@ def sql(
 
 LOAD_SQL = """
 CREATE TABLE messages AS
-SELECT "offset", to_timestamp("timestamp") AS "timestamp", topic,
-       from_base64(payload) AS payload, qos, properties
+SELECT "offset" AS msg_offset, to_timestamp("timestamp") AS "timestamp", topic,
+       from_base64(payload) AS payload, try(decode(from_base64(payload))) AS payload_text,
+       qos, properties
 FROM read_json(?, format = 'newline_delimited', columns = {
     'offset': 'BIGINT', 'timestamp': 'DOUBLE', 'topic': 'VARCHAR', 'payload': 'VARCHAR',
     'qos': 'INTEGER', 'properties': 'JSON'})

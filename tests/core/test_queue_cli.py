@@ -144,7 +144,7 @@ def test_sql_over_a_running_brokers_queue(broker: Any) -> None:
         broker,
         "sql",
         "metrics",
-        'SELECT min("offset"), max("offset"), count(*) FROM messages',
+        "SELECT min(msg_offset), max(msg_offset), count(*) FROM messages",
         "--from",
         "4",
         "--format",
@@ -153,6 +153,8 @@ def test_sql_over_a_running_brokers_queue(broker: Any) -> None:
     assert r.exit_code == 0, r.output
     assert list(json.loads(r.output)[0].values()) == ["4", "9", "6"]
     r = fluxmq(broker, "sql", "metrics", "SELECT nope FROM messages")
+    assert r.exit_code == 6 and "SQL failed" in r.output
+    r = fluxmq(broker, "sql", "metrics", "SELECT offset FROM messages")  # the old column
     assert r.exit_code == 6 and "SQL failed" in r.output
     # the broker kept running and its queue is untouched
     assert broker.call_soon(broker.context.queues.info, "metrics").depth == 10
@@ -171,3 +173,39 @@ def test_sql_says_how_to_install_duckdb_when_missing(broker: Any, monkeypatch: A
     monkeypatch.setattr(builtins, "__import__", no_duckdb)
     r = fluxmq(broker, "sql", "metrics", "SELECT 1")
     assert r.exit_code == 6 and "fluxmq-core[sql]" in r.output
+
+
+def test_sql_payload_text_is_null_for_payloads_that_are_not_utf8(broker: Any) -> None:
+    pytest.importorskip("duckdb")
+    broker.call_soon(broker.context.queues.declare, "mixed", {})
+    append(
+        broker,
+        "mixed",
+        Message("$queue/mixed/t", "grüße".encode()),
+        Message("$queue/mixed/b", b"\xff\xfe\x00"),
+        Message("$queue/mixed/e", b""),
+    )
+    r = fluxmq(
+        broker,
+        "sql",
+        "mixed",
+        "SELECT msg_offset, payload_text, octet_length(payload) AS n FROM mixed "
+        "ORDER BY msg_offset",
+        "--format",
+        "json",
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [row["payload_text"] for row in rows] == ["grüße", None, ""]
+    assert [row["n"] for row in rows] == ["7", "3", "0"]
+
+
+def test_sql_help_names_the_columns() -> None:
+    from typer.testing import CliRunner
+
+    from fluxmq_core.cli import app
+
+    out = CliRunner().invoke(app, ["queue", "sql", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    for column in ("msg_offset", "payload_text", "properties"):
+        assert column in out.output
