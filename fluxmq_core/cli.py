@@ -31,7 +31,8 @@ from fluxmq_core.plugins import PluginError, PluginRegistry
 from fluxmq_core.queue_cli import queue_app
 
 app = typer.Typer(
-    help="FluxMQ: a multi-protocol message broker (MQTT, AMQP, HTTP, CoAP) built from plugins.",
+    help="FluxMQ: a multi-protocol message broker built from plugins. The bundled ones "
+    "speak MQTT and AMQP 0.9.1, the core HTTP; `fluxmq plugins` lists what is installed.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -251,7 +252,10 @@ def passwd(
         help="Write SCRAM-SHA-256 credentials (for SCRAM logins; Mosquitto cannot read them).",
     ),
 ) -> None:
-    """Add or change a user in a password file, or delete one."""
+    """Add or change a user in a password file, or delete one.
+
+    The file is (re)written with mode 0600: only the broker's user should read the
+    hashes. The broker warns at start when the file is readable by others."""
     from fluxmq_core.auth_file import AuthFileError, delete_user, set_password
 
     try:
