@@ -218,9 +218,9 @@ def config_reference(
             if out:
                 out.append("")
             out += [f"### `[{section}]`", ""]
-            doc = section_doc(schema[section]).splitlines()
-            if doc:
-                out += [doc[0].strip(), ""]
+            summary = section_doc(schema[section]).splitlines()
+            if summary:
+                out += [summary[0].strip(), ""]
             out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
         shown = default if default == "—" else f"`{default}`"
         out.append(f"| `{section}.{key}` | {cell(type_)} | {cell(shown)} | {cell(help_)} |")

@@ -242,7 +242,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
             raise bad()
         _kt, vt = get_args(tp) or (str, Any)
         return {str(k): _coerce(v, vt, f"{where}.{k}", source) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad()
         return build_section(tp, value, where, source)

@@ -232,7 +232,14 @@ class PluginRegistry:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} failed in fluxmq_add_config: {exc!r}"
                 ) from exc
-            for name, cls in (result or {}).items():
+            if result is None:
+                continue
+            if not isinstance(result, dict):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: fluxmq_add_config must return a dict of "
+                    f"section name -> dataclass, got {type(result).__name__}"
+                )
+            for name, cls in result.items():
                 if name in schema and schema[name] is not cls:
                     raise PluginError(
                         f"config section [{name}] declared twice (again by plugin {impl.plugin_name!r})"

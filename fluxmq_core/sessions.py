@@ -12,6 +12,7 @@ when an operator asks.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -87,7 +88,8 @@ class SessionDirectory:
         out.sort(key=lambda i: (i.client_id, i.protocol))
         return out
 
-    def get(self, client_id: str, protocol: str | None = None) -> list[SessionInfo]:
+    # builtins.list: inside this class body `list` names the method above.
+    def get(self, client_id: str, protocol: str | None = None) -> builtins.list[SessionInfo]:
         """The sessions with that client id (one per protocol at most)."""
         out = []
         for name, provider in self._providers.items():

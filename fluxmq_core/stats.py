@@ -1,9 +1,9 @@
 """Plain integer counters shared by every protocol.
 
 Counters are slotted attributes incremented in place (``stats.messages_received +=
-1``): the cheapest thing Python can do per message. Exporters (``$SYS``, the admin
-API, the OpenTelemetry plugin) read :meth:`Stats.snapshot` when they collect, so
-exporting costs nothing per message.
+1``): the cheapest thing Python can do per message. Readers (``$SYS``, the admin
+API's ``/api/v1/stats``) call :meth:`Stats.snapshot` when they collect, so exporting
+costs nothing per message.
 """
 
 from __future__ import annotations
@@ -32,6 +32,24 @@ class Stats:
         "auth_failures",
         "authz_denied",
     )
+    # Declared for type checkers; __init__ sets every slot (annotations alone make no
+    # class attribute, so they do not clash with __slots__).
+    started_at: float
+    clients_connected: int
+    clients_total: int
+    clients_disconnected: int
+    connections_rejected: int
+    messages_received: int
+    messages_sent: int
+    messages_dropped: int
+    bytes_received: int
+    bytes_sent: int
+    publish_received: int
+    publish_sent: int
+    subscriptions: int
+    protocol_errors: int
+    auth_failures: int
+    authz_denied: int
 
     def __init__(self, started_at: float | None = None) -> None:
         for name in self.__slots__:

@@ -168,6 +168,11 @@ class Group:
     def pending_count(self) -> int:
         raise NotImplementedError
 
+    def skip_to(self, offset: int) -> None:
+        """Records below ``offset`` are gone (retention, purge, drop-oldest, DLQ):
+        never dispatch them."""
+        raise NotImplementedError
+
     def info(self) -> GroupInfo:
         q = self.queue
         first = q.log.first_offset(q.name)

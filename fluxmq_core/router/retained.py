@@ -150,9 +150,9 @@ class RetainedStore:
                         continue
                     stack.append((child, i + 1))
             else:
-                child = node.children.get(level)
-                if child is not None:
-                    stack.append((child, i + 1))
+                literal = node.children.get(level)
+                if literal is not None:
+                    stack.append((literal, i + 1))
         if now is None:
             return found
         live: list[Message] = []

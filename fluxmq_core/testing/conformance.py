@@ -293,9 +293,10 @@ class BrokerStoreConformance(_Conformance):
         assert await store.load_subscriptions("c") == {}
 
     async def test_subscription_options_are_copied(self, store: BrokerStore) -> None:
-        options = {"qos": 1, "ids": [1]}
+        ids = [1]
+        options: dict[str, Any] = {"qos": 1, "ids": ids}
         store.save_subscription("c", "a", options)
-        options["ids"].append(2)
+        ids.append(2)
         loaded = await store.load_subscriptions("c")
         loaded["a"]["qos"] = 2
         assert await store.load_subscriptions("c") == {"a": {"qos": 1, "ids": [1]}}

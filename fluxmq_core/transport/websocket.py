@@ -398,7 +398,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif state is ConnectionState.OPEN:
             # A parse failure reported by wsproto (our side): close with its code.
             log.debug("websocket protocol error: %s (%s)", event.reason, event.code)
-            self._send_close(int(event.code), event.reason[:120])
+            self._send_close(int(event.code), (event.reason or "")[:120])
         else:  # CLOSED: the answer to our own close frame
             self._closing = True
             self.raw.close()

@@ -175,6 +175,7 @@ def encode_message(m: Message) -> bytes:
     up = m.user_properties
     out: list[bytes] = [_MESSAGE_PREFIX]
     append = out.append
+    v: Any  # the fields' types differ; the `type(v) is` checks below pick the encoding
     for v in (
         m.topic, m.payload, m.qos, m.retain, m.properties,
         None if up is None else [[k, v] for k, v in up],

@@ -211,12 +211,19 @@ class BadgerlikeQueueLog(QueueLog):
         groups: list[tuple[int, str, int]] = []
         pels: list[tuple[int, str, int, list[Any]]] = []
         by_id: dict[int, _Queue] = {}
+
+        def stored(key: str) -> Any:
+            raw = meta.get(key)
+            if raw is None:  # listed by keys() just now; only a bug could remove it
+                raise RuntimeError(f"queue log meta key {key!r} vanished while loading")
+            return decode_value(raw)
+
         for key in meta.keys():
             kind, _, rest = key.partition("/")
             if kind == "qid":
                 self._next_id = max(self._next_id, decode_value(meta.get(key)))  # type: ignore[arg-type]
             elif kind == "qc":
-                rec = decode_value(meta.get(key))  # type: ignore[arg-type]
+                rec = stored(key)
                 name = unesc(rest)
                 q = _Queue(
                     name, rec["id"], rec["config"], os.path.join(self.root, f"{rec['id']:08d}")
@@ -224,14 +231,14 @@ class BadgerlikeQueueLog(QueueLog):
                 self._queues[name] = by_id[q.id] = q
                 self._next_id = max(self._next_id, q.id + 1)
             elif kind == "qf":
-                firsts[int(rest)] = decode_value(meta.get(key))  # type: ignore[arg-type]
+                firsts[int(rest)] = stored(key)
             elif kind == "qg":
-                qid, _, g = rest.partition("/")
-                groups.append((int(qid), unesc(g), decode_value(meta.get(key))))  # type: ignore[arg-type]
+                qid_text, _, group_key = rest.partition("/")
+                groups.append((int(qid_text), unesc(group_key), stored(key)))
             elif kind == "qp":
-                qid, _, tail = rest.partition("/")
-                g, _, off = tail.rpartition("/")
-                pels.append((int(qid), unesc(g), int(off), decode_value(meta.get(key))))  # type: ignore[arg-type]
+                qid_text, _, tail = rest.partition("/")
+                group_key, _, off_text = tail.rpartition("/")
+                pels.append((int(qid_text), unesc(group_key), int(off_text), stored(key)))
         for qid, first in firsts.items():
             if qid in by_id:
                 by_id[qid].first = first
