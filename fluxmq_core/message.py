@@ -79,9 +79,10 @@ class Message:
         self.origin_protocol = origin_protocol
         self.origin_client = origin_client
         self.timestamp = time.time() if timestamp is None else timestamp
-        # Per-protocol encode cache for fan-out: encoders may store the bytes of a
-        # shape here (keyed as they like) so N subscribers share one encoding.
-        self.encoded: dict[Any, bytes] | None = None
+        # Per-protocol encode cache for fan-out: encoders may store the bytes (or a
+        # template object) of a shape here, keyed as they like, so N subscribers
+        # share one encoding.
+        self.encoded: dict[Any, Any] | None = None
 
     def expired(self, now: float) -> bool:
         """True once the deadline has passed; cheap when there is none."""

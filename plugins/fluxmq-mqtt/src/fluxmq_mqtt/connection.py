@@ -192,7 +192,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
 
     def _add_backlog(self, packets: list[Any]) -> None:
         if self.backlog:
-            self.backlog.extend(packets)  # type: ignore[union-attr]
+            self.backlog.extend(packets)
         else:
             self.backlog = deque(packets)
 

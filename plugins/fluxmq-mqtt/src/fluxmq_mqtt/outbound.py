@@ -154,6 +154,7 @@ class OutboundWriter:
         client's Maximum Packet Size."""
         enc = message.encoded
         alias = victim = None
+        tmpl: PublishTemplate | None
         if self.version < MQTT_5:
             key = _V4_KEYS[qos * 2 + retain]
             if enc is None:
@@ -193,10 +194,10 @@ class OutboundWriter:
                 )
             return False
         if alias is not None:  # this PUBLISH (re)defines ``alias`` on the client
-            aliases = self.out_aliases
+            # ``aliases`` is self.out_aliases: only that branch above sets ``alias``.
             if victim is not None:
-                del aliases[victim]  # type: ignore[union-attr]
-            aliases[message.topic] = alias  # type: ignore[index]
+                del aliases[victim]
+            aliases[message.topic] = alias
         out = self.out
         pos = len(out)
         out += data

@@ -204,7 +204,7 @@ class Session:
         message = stored.copy(properties=props or None)
         if not self.queue:
             self.queue = deque()
-        self.queue.append((seq, message, stored.qos, stored.retain, ids))  # type: ignore[union-attr]
+        self.queue.append((seq, message, stored.qos, stored.retain, ids))
 
     def restore_inflight(self, pid: int, record: dict[str, Any]) -> None:
         msg = record.get("message")
@@ -316,7 +316,7 @@ class Session:
         seq = self._store_enqueue(message, qos, retain, ids) if self.persistent else 0
         if not queue:
             queue = self.queue = deque()
-        queue.append((seq, message, qos, retain, ids))  # type: ignore[union-attr]
+        queue.append((seq, message, qos, retain, ids))
 
     def pump(self) -> None:
         """Move queued messages into the window while the connection has room."""

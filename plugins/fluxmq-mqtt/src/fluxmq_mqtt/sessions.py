@@ -342,14 +342,12 @@ class SessionRegistry:
         for cid, stored, publish_at in await store.load_wills():
             will = Will.from_stored(stored)
             due = (now + will.delay) if not publish_at else publish_at
-            session = self.sessions.get(cid)
-            if session is None:
+            owner = self.sessions.get(cid)
+            if owner is None:
                 self.scheduler.call_later(max(0.0, due - now), self.publish_will, cid, will)
                 continue
-            session.will = will
-            session.will_timer = self.scheduler.call_later(
-                max(0.0, due - now), self._will_due, session
-            )
+            owner.will = will
+            owner.will_timer = self.scheduler.call_later(max(0.0, due - now), self._will_due, owner)
         if restored:
             log.info("restored %d MQTT session(s)", restored)
         return restored

@@ -133,8 +133,8 @@ class SubscribeHandlers:
             props = Properties(reason_string="some subscriptions were refused")
         suback = Suback(p.packet_id, tuple(codes), props)
         self.out += self._v5(suback) if v5 else encode(suback, self.version)
-        for m, qos, ids in retained:
-            session.deliver(m, Delivery(qos, True, ids))
+        for m, qos, sub_ids in retained:
+            session.deliver(m, Delivery(qos, True, sub_ids))
         return None
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:

@@ -265,6 +265,7 @@ def decode_suback(body: bytes, version: int) -> Suback:
     end = len(body)
     packet_id, pos = _packet_id(body, 0, end, "SUBACK")
     properties = None
+    allowed: frozenset[int]
     if version == MQTT_5:
         properties, pos = decode_properties(body, pos, end, 9)
         allowed = SUBACK_V5_CODES

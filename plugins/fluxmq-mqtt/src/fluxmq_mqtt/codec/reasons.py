@@ -213,7 +213,7 @@ AUTH_CODES = frozenset({R.SUCCESS, R.CONTINUE_AUTHENTICATION, R.RE_AUTHENTICATE}
 
 # MQTT 5 CONNACK reason code -> the closest 3.1.1 return code (what Mosquitto and
 # EMQX send). Anything unlisted above 0x80 becomes "server unavailable".
-_CONNACK_V5_TO_V3 = {
+_CONNACK_V5_TO_V3: dict[int, ConnackReturnCode] = {
     R.SUCCESS: ConnackReturnCode.ACCEPTED,
     R.UNSUPPORTED_PROTOCOL_VERSION: ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION,
     R.CLIENT_IDENTIFIER_NOT_VALID: ConnackReturnCode.IDENTIFIER_REJECTED,
