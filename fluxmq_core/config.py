@@ -578,8 +578,8 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
         value = f.default_factory()
     else:
         return None
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     return value
 
 

@@ -82,6 +82,8 @@ class BrokerContext:
         self.pm = pm
         self.node_id = node_id
         self.queues: Any = None
+        # Both are set by Broker.start before any plugin sees the context; typed as
+        # present so that hot-path callers need no None check.
         self.auth: AuthService = None  # type: ignore[assignment]
         self.events: Events = None  # type: ignore[assignment]
         self.bound: dict[str, tuple[str, int]] = {}

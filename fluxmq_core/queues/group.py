@@ -168,6 +168,11 @@ class Group:
     def pending_count(self) -> int:
         raise NotImplementedError
 
+    def pel_low(self) -> int | None:
+        """The lowest offset delivered and not yet settled, which retention must
+        keep; None when nothing is pending (or the group keeps no pending list)."""
+        return None
+
     def skip_to(self, offset: int) -> None:
         """Records below ``offset`` are gone (retention, purge, drop-oldest, DLQ):
         never dispatch them."""

@@ -49,7 +49,7 @@ def pending_floor(q: Queue) -> int:
     if q.dead_until > first:
         return first  # a dead head waits for the DLQ (dlq.move_head truncates it)
     for g in q.groups.values():
-        low = g.pel_low()  # type: ignore[attr-defined]
+        low = g.pel_low()
         if low is not None and low < floor:
             floor = low
     return floor

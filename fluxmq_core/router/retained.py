@@ -77,7 +77,9 @@ class RetainedStore:
                 node = child
             node.message = message
         else:
-            self._node(topic).message = message  # type: ignore[union-attr]
+            existing = self._node(topic)
+            assert existing is not None  # _by_topic holds exactly the topics with a node
+            existing.message = message
         self._by_topic[topic] = message
 
     def discard(self, topic: str) -> bool:

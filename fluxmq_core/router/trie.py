@@ -208,12 +208,13 @@ class SubscriptionTrie:
             if not node.subs:
                 node.subs = None
         else:
-            share = node.groups.get(group) if node.groups else None
-            if share is None or not share.discard(key):
+            groups = node.groups
+            share = groups.get(group) if groups else None
+            if groups is None or share is None or not share.discard(key):
                 return False
             if not share.members:
-                del node.groups[group]  # type: ignore[union-attr]
-                if not node.groups:
+                del groups[group]
+                if not groups:
                     node.groups = None
         self._count -= 1
         for parent, level in reversed(path):

@@ -84,4 +84,5 @@ class Delivery:
             other.shared_group,
         )
 
+    # Compared by value and mutable, so unhashable; typeshed types __hash__ as a method.
     __hash__ = None  # type: ignore[assignment]

@@ -118,9 +118,10 @@ class BrokerThread:
         def runner() -> None:
             assert self.loop is not None and self.broker is not None
             asyncio.set_event_loop(self.loop)
+            broker = self.broker
 
             async def boot() -> None:
-                await self.broker.start()  # type: ignore[union-attr]
+                await broker.start()
 
             try:
                 self.loop.run_until_complete(boot())

@@ -49,6 +49,18 @@ from fluxmq_core.storage.base import BrokerStore, PendingEntry, QueueLog, Unknow
 __all__ = ["BrokerStoreConformance", "QueueLogConformance", "sample_message"]
 
 
+def _props(message: Message) -> dict[str, Any]:
+    """A sample message's protocol properties (it always has some)."""
+    assert message.properties is not None
+    return message.properties
+
+
+def _user_props(message: Message) -> list[tuple[str, str]]:
+    """A sample message's user properties (it always has some)."""
+    assert message.user_properties is not None
+    return message.user_properties
+
+
 def sample_message(i: int = 0, **changes: Any) -> Message:
     """A message with every field set to a non-default, storable value."""
     m = Message(
@@ -326,13 +338,13 @@ class BrokerStoreConformance(_Conformance):
         message = sample_message()
         store.save_retained(message)
         message.payload = b"changed"
-        message.properties["priority"] = 9  # type: ignore[index]
-        message.properties["nested"]["tags"].append("c")  # type: ignore[index]
-        message.user_properties.append(("x", "y"))  # type: ignore[union-attr]
+        _props(message)["priority"] = 9
+        _props(message)["nested"]["tags"].append("c")
+        _user_props(message).append(("x", "y"))
         [loaded] = await store.load_retained()
         assert loaded == sample_message()
-        loaded.properties["priority"] = 0  # type: ignore[index]
-        loaded.user_properties.clear()  # type: ignore[union-attr]
+        _props(loaded)["priority"] = 0
+        _user_props(loaded).clear()
         assert await store.load_retained() == [sample_message()]
 
     # --- wills ----------------------------------------------------------------------
@@ -351,7 +363,7 @@ class BrokerStoreConformance(_Conformance):
         message = sample_message()
         store.save_will("c", message, 1.0)
         message.topic = "changed"
-        message.properties["priority"] = 0  # type: ignore[index]
+        _props(message)["priority"] = 0
         [(_, loaded, _)] = await store.load_wills()
         assert loaded == sample_message()
 
@@ -424,10 +436,10 @@ class BrokerStoreConformance(_Conformance):
     async def test_queued_message_is_copied(self, store: BrokerStore) -> None:
         message = sample_message()
         store.enqueue("c", message)
-        message.properties["priority"] = 0  # type: ignore[index]
+        _props(message)["priority"] = 0
         [(seq, loaded)] = await store.queued("c")
         assert loaded == sample_message()
-        loaded.user_properties.append(("x", "y"))  # type: ignore[union-attr]
+        _user_props(loaded).append(("x", "y"))
         assert await store.queued("c") == [(seq, sample_message())]
 
     # --- in-flight ------------------------------------------------------------------
@@ -720,11 +732,11 @@ class QueueLogConformance(_Conformance):
         message = sample_message()
         queue_log.append("q", message)
         message.payload = b"changed"
-        message.properties["nested"]["tags"].clear()  # type: ignore[index]
+        _props(message)["nested"]["tags"].clear()
         [(_, loaded)] = await queue_log.read("q", 0, 1)
         assert loaded == sample_message()
-        loaded.properties["priority"] = 0  # type: ignore[index]
-        loaded.user_properties.clear()  # type: ignore[union-attr]
+        _props(loaded)["priority"] = 0
+        _user_props(loaded).clear()
         assert await queue_log.read("q", 0, 1) == [(0, sample_message())]
 
     async def test_size_bytes_and_length_track_payloads(self, queue_log: QueueLog) -> None:
@@ -851,7 +863,7 @@ class QueueLogConformance(_Conformance):
     async def test_pending_entry_is_frozen_and_slotted(self, queue_log: QueueLog) -> None:
         entry = PendingEntry(1, "c", 2.0, 3)
         with pytest.raises(dataclasses.FrozenInstanceError):
-            entry.consumer = "other"  # type: ignore[misc]
+            entry.consumer = "other"  # type: ignore[misc]  # the assignment under test
         assert not hasattr(entry, "__dict__")
 
     async def test_truncation_leaves_groups_and_pel_alone(self, queue_log: QueueLog) -> None:

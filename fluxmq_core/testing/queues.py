@@ -38,7 +38,7 @@ class RecordingConsumer:
     @property
     def ids(self) -> list[str]:
         """The ``message-id`` of every delivery, in order."""
-        return [m.properties["message-id"] for m, _d in self.received]  # type: ignore[index]
+        return [(m.properties or {})["message-id"] for m, _d in self.received]
 
     @property
     def payloads(self) -> list[bytes]:

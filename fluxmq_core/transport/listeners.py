@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from fluxmq_core.config import ConfigError, parse_address
 from fluxmq_core.transport.base import ListenerSpec
@@ -52,7 +52,7 @@ class SniffingProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = cast(asyncio.Transport, transport)  # a stream server's transport
         self._timer = asyncio.get_running_loop().call_later(SNIFF_TIMEOUT, transport.close)
 
     def data_received(self, data: bytes) -> None:

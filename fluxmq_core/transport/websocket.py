@@ -28,7 +28,7 @@ import binascii
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -161,7 +161,7 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- raw transport events -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.raw = transport  # type: ignore[assignment]
+        self.raw = cast(asyncio.Transport, transport)  # a stream server's transport
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.options.handshake_timeout, self._handshake_timeout)
 
@@ -514,7 +514,9 @@ class WebSocketTransport(asyncio.Transport):
         return self._raw().is_reading()
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        # asyncio's signature takes any BaseProtocol; what runs over a WebSocket is
+        # always a stream Protocol (a byte-stream broker protocol).
         self._outer.inner = protocol  # type: ignore[assignment]
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._outer.inner  # type: ignore[return-value]
+        return self._outer.inner  # type: ignore[return-value]  # None before the upgrade

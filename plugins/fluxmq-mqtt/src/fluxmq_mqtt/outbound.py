@@ -203,6 +203,7 @@ class OutboundWriter:
         out += data
         if qos:
             off = pos + tmpl.offset
+            # QoS > 0 always comes with a packet id (hot path: no assert).
             out[off] = pid >> 8  # type: ignore[operator]
             out[off + 1] = pid & 0xFF  # type: ignore[operator]
             if dup:

@@ -129,9 +129,10 @@ def scan_segment(
             raise StorageCorruptionError(path, base + i, "length/CRC check failed")
         stop = nxt if nxt >= 0 else n
         filler = pad(stop - i) if pad is not None and fd is not None else None
-        if filler is not None:  # None: too short for a padding record; skipped again next time
-            os.pwrite(fd, filler, base + i)  # type: ignore[arg-type]
-            os.fsync(fd)  # type: ignore[arg-type]
+        # None: too short for a padding record (or read-only); skipped again next time
+        if filler is not None and fd is not None:
+            os.pwrite(fd, filler, base + i)
+            os.fsync(fd)
         repaired.append((base + i, stop - i))
         i = stop
     return {"records": records, "truncate_at": None, "dropped": 0, "repaired": repaired}

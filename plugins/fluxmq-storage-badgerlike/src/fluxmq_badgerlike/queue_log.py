@@ -221,7 +221,7 @@ class BadgerlikeQueueLog(QueueLog):
         for key in meta.keys():
             kind, _, rest = key.partition("/")
             if kind == "qid":
-                self._next_id = max(self._next_id, decode_value(meta.get(key)))  # type: ignore[arg-type]
+                self._next_id = max(self._next_id, stored(key))
             elif kind == "qc":
                 rec = stored(key)
                 name = unesc(rest)

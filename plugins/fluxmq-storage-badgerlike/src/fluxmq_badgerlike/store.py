@@ -228,6 +228,7 @@ class BadgerlikeBrokerStore(BrokerStore):
         seqs = list(queue if limit is None else islice(queue, max(0, limit)))
         c = esc(client_id)
         get = self.engine.get
+        # Every seq in the in-memory queue has its record (both change together).
         return [(seq, decode_message(get(f"q/{c}/{seq:020d}"))) for seq in seqs]  # type: ignore[arg-type]
 
     def remove_queued(self, client_id: str, seqs: Iterable[int]) -> None:

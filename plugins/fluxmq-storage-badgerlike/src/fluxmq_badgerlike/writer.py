@@ -46,7 +46,7 @@ log = logging.getLogger("fluxmq.storage.badgerlike")
 try:  # pragma: no cover - platform dependent
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl (Windows): locking is skipped
 
 
 class _Chunk:
@@ -288,14 +288,16 @@ class GroupWriter:
                 dirty.add(h)
             else:
                 fn, fut, fsync_first = item
+                loop = self._loop
+                assert loop is not None  # call() set it before queueing this item
                 if fsync_first:
                     self._fsync_dirty()
                 try:
                     result = fn()
                 except BaseException as exc:  # reported to the caller of call()
-                    self._loop.call_soon_threadsafe(_set_exc, fut, exc)  # type: ignore[union-attr]
+                    loop.call_soon_threadsafe(_set_exc, fut, exc)
                 else:
-                    self._loop.call_soon_threadsafe(_set_result, fut, result)  # type: ignore[union-attr]
+                    loop.call_soon_threadsafe(_set_result, fut, result)
         if want_fsync:
             self._fsync_dirty()
 

@@ -239,7 +239,7 @@ def _encode_connect(p: Connect, version: int) -> bytes:
     if has_will:
         if version >= MQTT_5:
             parts.append(_props(p.will_properties, WILL))
-        parts.append(encode_string(p.will_topic))  # type: ignore[arg-type]
+        parts.append(encode_string(p.will_topic))  # type: ignore[arg-type]  # has_will: not None
         parts.append(encode_binary(p.will_payload))
     if p.username is not None:
         parts.append(encode_string(p.username))
