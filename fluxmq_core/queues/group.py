@@ -168,6 +168,11 @@ class Group:
     def pending_count(self) -> int:
         raise NotImplementedError
 
+    def sweep(self, now: float) -> int:
+        """Time-driven work at ``now`` (visibility timeouts, retries, auto-commit);
+        returns how many entries it moved."""
+        raise NotImplementedError
+
     def pel_low(self) -> int | None:
         """The lowest offset delivered and not yet settled, which retention must
         keep; None when nothing is pending (or the group keeps no pending list)."""
