@@ -154,3 +154,47 @@ def test_max_connections_per_listener(fluxmq_broker_factory, certs, tls_clients,
     else:
         pytest.fail("no slot came free after a disconnect")
     second.publish("still/alive", "x", 1)
+
+
+def test_paho_against_crl_client_auth_and_minimum_version(
+    fluxmq_broker_factory, tmp_path_factory, clients
+):
+    """The [mqtt] TLS keys with a real MQTT client: a revoked device certificate
+    and a TLS 1.2-only client are refused, a valid device gets its CONNACK."""
+    import queue
+
+    made = make_test_certs(
+        tmp_path_factory.mktemp("mqtt-crl"),
+        (("device", "device-7"), ("lost", "device-8")),
+        revoked=["lost"],
+    )
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": _tls(
+                made,
+                tls_ca=made["ca.pem"],
+                tls_client_auth="required",
+                tls_crl=made["crl.pem"],
+                tls_min_version="1.3",
+            )
+        },
+    )
+    port = b.port("mqtt.tls")
+
+    def attempt(cert: str, max_version: ssl.TLSVersion | None = None) -> bool:
+        c = clients(port, version=5, connect=False)
+        ctx = ssl.create_default_context(cafile=made["ca.pem"])
+        ctx.load_cert_chain(made[f"{cert}.pem"], made[f"{cert}.key"])
+        if max_version is not None:
+            ctx.maximum_version = max_version
+        c.client.tls_set_context(ctx)
+        try:
+            _flags, rc, _props = c.connect(expect_ok=False)
+        except (ssl.SSLError, OSError, queue.Empty):
+            return False
+        return not rc.is_failure
+
+    assert attempt("device")
+    assert not attempt("lost")
+    assert not attempt("device", ssl.TLSVersion.TLSv1_2)
