@@ -21,7 +21,7 @@ class AMQP091Config(ListenerSecurity):
 
     bind: str = setting(
         "0.0.0.0:5672",
-        "AMQP 0.9.1 listener; empty disables it. Shared with AMQP 1.0 when both use one address.",
+        "AMQP 0.9.1 listener; empty disables it. Can share its address with other protocols (port sharing by header).",
         listener=True,
     )
     tls_bind: str = setting(
