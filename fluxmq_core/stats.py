@@ -31,6 +31,11 @@ class Stats:
         "protocol_errors",
         "auth_failures",
         "authz_denied",
+        # Silent defaults made visible: queues a publish or subscription to an
+        # undeclared $queue/<name> created in memory ([queue_manager] auto_create), and
+        # messages a session queue at its bound dropped (MQTT max_queued_messages).
+        "ephemeral_queues_created",
+        "session_queue_dropped",
     )
 
     def __init__(self, started_at: float | None = None) -> None:

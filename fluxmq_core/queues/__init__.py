@@ -14,28 +14,43 @@ commit, routing of settlements), ``classic`` (work-queue groups with a PEL),
 from __future__ import annotations
 
 from fluxmq_core.queues.config import (
+    AUTO_CREATE,
     DLQ_PREFIX,
+    InvalidQueueNameError,
     MessageTooLargeError,
     QueueConfig,
     QueueError,
     QueueFullError,
     QueueManagerConfig,
+    QueuesUnavailableError,
+    QueueTopicError,
+    UnknownQueueError,
 )
 from fluxmq_core.queues.manager import COUNTERS, Queue, QueueManager
 from fluxmq_core.queues.types import (
+    CONTROL_VERBS,
+    QUEUE_TOPIC_PREFIX,
+    QUEUE_TOPIC_PREFIXES,
     Consumer,
     GroupInfo,
     QueueInfo,
+    is_queue_topic,
     parse_cursor,
     parse_message_id,
     routing_key,
+    split_queue_topic,
 )
 
 __all__ = [
+    "AUTO_CREATE",
+    "CONTROL_VERBS",
     "COUNTERS",
     "DLQ_PREFIX",
+    "QUEUE_TOPIC_PREFIX",
+    "QUEUE_TOPIC_PREFIXES",
     "Consumer",
     "GroupInfo",
+    "InvalidQueueNameError",
     "MessageTooLargeError",
     "Queue",
     "QueueConfig",
@@ -44,7 +59,12 @@ __all__ = [
     "QueueInfo",
     "QueueManager",
     "QueueManagerConfig",
+    "QueueTopicError",
+    "QueuesUnavailableError",
+    "UnknownQueueError",
+    "is_queue_topic",
     "parse_cursor",
     "parse_message_id",
     "routing_key",
+    "split_queue_topic",
 ]

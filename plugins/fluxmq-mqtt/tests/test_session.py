@@ -19,8 +19,8 @@ from fluxmq_mqtt.codec import (
 )
 from fluxmq_mqtt.config import MQTTConfig
 from fluxmq_mqtt.connection import Connection
+from fluxmq_mqtt.registry import SessionRegistry
 from fluxmq_mqtt.session import Session
-from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase, QoSState
 
 from fluxmq_core.auth import AuthResult

@@ -34,7 +34,7 @@ def test_sans_io_modules_have_no_io_imports():
         "state.py",
         "session.py",
         "connection.py",
-        "sessions.py",
+        "registry.py",
         "outbound.py",
         "limits.py",
     ):

@@ -13,8 +13,11 @@ What it does not do: any I/O, timers or awaiting. Steps that need the event loop
 (``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
 are exposed as ``waiting``; processing stops there, the adapter awaits and feeds the
 answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
-packets that arrived meanwhile are processed in order afterwards. Session lifetime,
-takeover and wills belong to ``sessions.py``; the QoS state rules to ``state.py``.
+packets that arrived meanwhile are processed in order afterwards. An acknowledgement
+that waits for something else (a queue append becoming durable, ``queues.py``) is
+reserved with :meth:`~Connection.defer_ack` and answered with
+:meth:`~Connection.resolve_ack`; acks still leave in PUBLISH order. Session lifetime,
+takeover and wills belong to ``registry.py``; the QoS state rules to ``state.py``.
 """
 
 from __future__ import annotations
@@ -49,18 +52,30 @@ from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
 from fluxmq_mqtt.limits import TokenBucket, remote_ip
 from fluxmq_mqtt.outbound import OutboundWriter
 from fluxmq_mqtt.queues import is_queue_topic
+from fluxmq_mqtt.session import NEVER, PROTOCOL
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
 
 if TYPE_CHECKING:
+    from fluxmq_mqtt.registry import SessionRegistry, Will
     from fluxmq_mqtt.session import Session
-    from fluxmq_mqtt.sessions import SessionRegistry, Will
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "DeferredAck"]
 
-PROTOCOL = "mqtt"
 _PINGRESP = b"\xd0\x00"
-_NEVER = 0xFFFFFFFF
+
+
+class DeferredAck:
+    """A PUBACK (QoS 1) or PUBREC (QoS 2) reserved by :meth:`Connection.defer_ack`
+    and answered later by :meth:`Connection.resolve_ack`."""
+
+    __slots__ = ("data", "done", "pid", "qos")
+
+    def __init__(self, qos: int, pid: int) -> None:
+        self.qos = qos
+        self.pid = pid
+        self.data = b""
+        self.done = False
 
 
 class Connection(OutboundWriter, SubscribeHandlers):
@@ -155,7 +170,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.last_seen = 0.0
         self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
-        self.queue_acks: deque[Any] | None = None  # acks waiting for queue appends (queues.py)
+        self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
@@ -435,7 +450,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         elif p.clean_start:
             self.expiry = 0
         else:
-            self.expiry = cfg.persistent_session_expiry or _NEVER
+            self.expiry = cfg.persistent_session_expiry or NEVER
         auth = self.registry.auth
         method = props.authentication_method if props is not None else None
         if method is not None:
@@ -640,16 +655,75 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 m.user_properties = list(props.user_properties)
         return m
 
-    def _ack(self, cls: type, pid: int, code: int) -> None:
+    def _encode_ack(self, cls: type, pid: int, code: int, text: str) -> bytes:
+        """A PUBACK or PUBREC; 3.x has no reason codes (a refusal is acknowledged)."""
         if code and self.version == MQTT_5:
             props = None
             if self.problem_info and code >= 0x80:
-                props = Properties(reason_string=_REASONS.get(code, "refused"))
-            data = self._v5(cls(pid, code, props))
-        else:
-            data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+                props = Properties(reason_string=text[:200] or _REASONS.get(code, "refused"))
+            return self._v5(cls(pid, code, props))
+        return (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+
+    def _ack(self, cls: type, pid: int, code: int) -> None:
+        data = self._encode_ack(cls, pid, code, "")
         if self.registry.durable:
             self.held += data
+            self.held_count += 1
+        else:
+            self.out += data
+
+    # -- acks answered later --------------------------------------------------------------
+
+    def defer_ack(self, qos: int, pid: int) -> DeferredAck:
+        """Reserve the PUBACK (``qos`` 1) or PUBREC (``qos`` 2) of the PUBLISH being
+        handled, for an answer that comes later (a queue append becoming durable).
+
+        Acks leave in PUBLISH order: this one, and any :meth:`ack_now` after it,
+        wait until it is resolved. Until then it counts against Receive Maximum. A
+        QoS 2 publish still needs ``session.hold_inbound`` for its PUBREL.
+        """
+        acks = self.queue_acks
+        if acks is None:
+            acks = self.queue_acks = deque()
+        ack = DeferredAck(qos, pid)
+        acks.append(ack)
+        self.held_count += 1
+        return ack
+
+    def resolve_ack(self, ack: DeferredAck, code: int = 0, text: str = "") -> None:
+        """Answer a deferred ack (``code`` >= 0x80 refuses it for 5.0 clients, with
+        ``text`` as the Reason String; 3.x clients get a plain ack), write every ack
+        now due in order, and wake the adapter: this is called from outside
+        :meth:`receive`. After the connection closed nothing is written."""
+        if ack.done:
+            return
+        ack.done = True
+        cls = Puback if ack.qos == 1 else Pubrec
+        ack.data = self._encode_ack(cls, ack.pid, code, text)
+        acks = self.queue_acks
+        wrote = False
+        while acks and acks[0].done:
+            due = acks.popleft()
+            self.held_count -= 1
+            if self.phase is not Phase.CLOSED:
+                self.out += due.data
+                wrote = True
+        if wrote or self.phase is Phase.CLOSED:
+            self._wake()
+
+    def ack_now(self, qos: int, pid: int | None, code: int = 0, text: str = "") -> None:
+        """Answer the PUBLISH being handled at once (QoS 0: nothing to answer), but
+        after the deferred acks of earlier PUBLISHes. Like :meth:`resolve_ack`, a
+        refusal (``code`` >= 0x80) reaches 5.0 clients only."""
+        if not qos or pid is None:
+            return
+        data = self._encode_ack(Puback if qos == 1 else Pubrec, pid, code, text)
+        acks = self.queue_acks
+        if acks:
+            ack = DeferredAck(qos, pid)
+            ack.data = data
+            ack.done = True
+            acks.append(ack)
             self.held_count += 1
         else:
             self.out += data
