@@ -38,6 +38,26 @@ class Stats:
         "session_queue_dropped",
     )
 
+    # Every slot is a number (set to 0 by __init__), declared for type checkers.
+    started_at: float
+    clients_connected: int
+    clients_total: int
+    clients_disconnected: int
+    connections_rejected: int
+    messages_received: int
+    messages_sent: int
+    messages_dropped: int
+    bytes_received: int
+    bytes_sent: int
+    publish_received: int
+    publish_sent: int
+    subscriptions: int
+    protocol_errors: int
+    auth_failures: int
+    authz_denied: int
+    ephemeral_queues_created: int
+    session_queue_dropped: int
+
     def __init__(self, started_at: float | None = None) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.message import Message
+from fluxmq_mqtt.acks import AckWriter, DeferredAck
 from fluxmq_mqtt.codec import (
     MQTT_5,
     Auth,
@@ -65,25 +66,13 @@ __all__ = ["Connection", "DeferredAck"]
 _PINGRESP = b"\xd0\x00"
 
 
-class DeferredAck:
-    """A PUBACK (QoS 1) or PUBREC (QoS 2) reserved by :meth:`Connection.defer_ack`
-    and answered later by :meth:`Connection.resolve_ack`."""
-
-    __slots__ = ("data", "done", "pid", "qos")
-
-    def __init__(self, qos: int, pid: int) -> None:
-        self.qos = qos
-        self.pid = pid
-        self.data = b""
-        self.done = False
-
-
-class Connection(OutboundWriter, SubscribeHandlers):
+class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     """The protocol state of one network connection (see the module docstring).
 
     Output state and PUBLISH encoding come from :class:`OutboundWriter`
     (``outbound.py``), SUBSCRIBE and UNSUBSCRIBE from :class:`SubscribeHandlers`
-    (``subscribe.py``); ``closing`` asks the adapter to close the transport after
+    (``subscribe.py``), PUBACK/PUBREC encoding and deferred acks from
+    :class:`AckWriter` (``acks.py``); ``closing`` asks the adapter to close the transport after
     writing ``out``.
     """
 
@@ -655,75 +644,10 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 m.user_properties = list(props.user_properties)
         return m
 
-    def _encode_ack(self, cls: type, pid: int, code: int, text: str) -> bytes:
-        """A PUBACK or PUBREC; 3.x has no reason codes (a refusal is acknowledged)."""
-        if code and self.version == MQTT_5:
-            props = None
-            if self.problem_info and code >= 0x80:
-                props = Properties(reason_string=text[:200] or _REASONS.get(code, "refused"))
-            return self._v5(cls(pid, code, props))
-        return (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
-
     def _ack(self, cls: type, pid: int, code: int) -> None:
         data = self._encode_ack(cls, pid, code, "")
         if self.registry.durable:
             self.held += data
-            self.held_count += 1
-        else:
-            self.out += data
-
-    # -- acks answered later --------------------------------------------------------------
-
-    def defer_ack(self, qos: int, pid: int) -> DeferredAck:
-        """Reserve the PUBACK (``qos`` 1) or PUBREC (``qos`` 2) of the PUBLISH being
-        handled, for an answer that comes later (a queue append becoming durable).
-
-        Acks leave in PUBLISH order: this one, and any :meth:`ack_now` after it,
-        wait until it is resolved. Until then it counts against Receive Maximum. A
-        QoS 2 publish still needs ``session.hold_inbound`` for its PUBREL.
-        """
-        acks = self.queue_acks
-        if acks is None:
-            acks = self.queue_acks = deque()
-        ack = DeferredAck(qos, pid)
-        acks.append(ack)
-        self.held_count += 1
-        return ack
-
-    def resolve_ack(self, ack: DeferredAck, code: int = 0, text: str = "") -> None:
-        """Answer a deferred ack (``code`` >= 0x80 refuses it for 5.0 clients, with
-        ``text`` as the Reason String; 3.x clients get a plain ack), write every ack
-        now due in order, and wake the adapter: this is called from outside
-        :meth:`receive`. After the connection closed nothing is written."""
-        if ack.done:
-            return
-        ack.done = True
-        cls = Puback if ack.qos == 1 else Pubrec
-        ack.data = self._encode_ack(cls, ack.pid, code, text)
-        acks = self.queue_acks
-        wrote = False
-        while acks and acks[0].done:
-            due = acks.popleft()
-            self.held_count -= 1
-            if self.phase is not Phase.CLOSED:
-                self.out += due.data
-                wrote = True
-        if wrote or self.phase is Phase.CLOSED:
-            self._wake()
-
-    def ack_now(self, qos: int, pid: int | None, code: int = 0, text: str = "") -> None:
-        """Answer the PUBLISH being handled at once (QoS 0: nothing to answer), but
-        after the deferred acks of earlier PUBLISHes. Like :meth:`resolve_ack`, a
-        refusal (``code`` >= 0x80) reaches 5.0 clients only."""
-        if not qos or pid is None:
-            return
-        data = self._encode_ack(Puback if qos == 1 else Pubrec, pid, code, text)
-        acks = self.queue_acks
-        if acks:
-            ack = DeferredAck(qos, pid)
-            ack.data = data
-            ack.done = True
-            acks.append(ack)
             self.held_count += 1
         else:
             self.out += data
@@ -820,12 +744,6 @@ def _utf8(payload: bytes) -> bool:
         return False
     return True
 
-
-_REASONS = {
-    0x87: "not authorized",
-    0x97: "publish rate exceeded",
-    0x99: "payload is not valid UTF-8",
-}
 
 _HANDLERS: dict[type, Any] = {
     Connect: Connection._on_connect,

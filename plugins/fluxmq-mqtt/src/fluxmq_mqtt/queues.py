@@ -207,13 +207,15 @@ class QueueFace:
     def publish(self, conn: Connection, message: Message, qos: int, pid: int | None) -> None:
         """A PUBLISH to a ``$queue/`` or ``$dlq/`` topic: settle (control topics) or
         append through the core's publish path, then acknowledge."""
+        session = conn.session
+        assert session is not None  # a PUBLISH is handled only once connected
         name, rest = split_queue_topic(message.topic)
         levels = rest.split("/") if rest else []
         verb = levels[-1] if levels else ""
         if verb in CONTROL_VERBS:
             code, text = self._control(conn, name, verb, message)
-            if qos == 2 and code < 0x80:
-                conn.session.hold_inbound(pid, None)  # type: ignore[union-attr, arg-type]
+            if qos == 2 and pid is not None and code < 0x80:
+                session.hold_inbound(pid, None)
             conn.ack_now(qos, pid, code, text)
             return
         try:
@@ -223,12 +225,12 @@ class QueueFace:
             log.debug("queue publish of %r by %r refused: %s", message.topic, conn.client_id, exc)
             conn.ack_now(qos, pid, publish_refusal(exc), str(exc))
             return
-        if not qos:
+        if not qos or pid is None:  # QoS 0 (a QoS 1/2 PUBLISH always has a packet id)
             fut.add_done_callback(_log_failure)
             return
         if qos == 2:
-            conn.session.hold_inbound(pid, None)  # type: ignore[union-attr, arg-type]
-        ack = conn.defer_ack(qos, pid)  # type: ignore[arg-type]
+            session.hold_inbound(pid, None)
+        ack = conn.defer_ack(qos, pid)
         fut.add_done_callback(lambda f: self._appended(conn, ack, f))
 
     @staticmethod
