@@ -7,8 +7,11 @@ errors, consumer handles and the info records. ``docs/queues.md`` is the user gu
 Modules: ``config`` (settings and errors), ``manager`` (lifecycle, append with group
 commit, routing of settlements), ``classic`` (work-queue groups with a PEL),
 ``stream`` (offset readers), ``dlq``, ``retention``, ``capture``, ``ephemeral``,
-``group`` (what both group kinds share), ``types``. Protocol faces (MQTT
-``$queue/``, AMQP queues) live in the protocol plugins, not here.
+``group`` (what both group kinds share), ``types``. A publish to ``$queue/<name>/...``
+reaches a queue by one core path for every protocol (``QueueManager.publish``, called
+by ``BrokerContext.publish`` and ``publish_queued``); the rest of each protocol's face
+(MQTT ``$queue/`` subscriptions and control topics, AMQP queues) lives in the
+protocol plugins, not here.
 """
 
 from __future__ import annotations
