@@ -432,3 +432,26 @@ def test_offline_session_drops_are_counted_per_client_and_shown(
     assert session["extra"]["queue_dropped"] == 2
     back = clients(port, "sleeper", connect_props={"SessionExpiryInterval": 3600}, clean=False)
     assert [back.get().payload for _ in range(3)] == [b"2", b"3", b"4"]  # the oldest went
+
+
+def test_a_failed_append_is_0x80_for_5_0_and_closes_3_1_1(qbroker, clients):
+    import asyncio
+
+    port = qbroker.port()
+    queues = qbroker.context.queues
+
+    def failing(message: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(OSError("disk gone"))
+        return fut
+
+    v5, v4 = clients(port, "fail-5"), clients(port, "fail-4", 4)
+    qbroker.call_soon(setattr, queues, "publish", failing)
+    try:
+        v5.publish("$queue/f/x", b"m", qos=1)
+        assert v5.pubacks.get(timeout=WAIT)[1].value == 0x80
+        v4.client.publish("$queue/f/x", b"m", qos=1)
+        v4.disconnects.get(timeout=WAIT)  # no negative PUBACK in 3.1.1: closed, resent later
+        assert v4.pubacks.empty()
+    finally:
+        qbroker.call_soon(delattr, queues, "publish")
