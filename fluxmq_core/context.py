@@ -2,6 +2,12 @@
 
 It holds the shared services built once by ``server.py``. Plugins keep a reference
 and call the services directly on their hot paths; nothing here goes through pluggy.
+
+It also holds the one publish path of every protocol: :meth:`BrokerContext.publish`
+routes a message to subscribers, except a topic under ``$queue/`` (or ``$dlq/``),
+which goes to the queue manager instead. A protocol that acknowledges its publisher
+calls :meth:`BrokerContext.publish_queued` for those topics, to answer only once the
+append is durable and to turn a refusal into its own error reply.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_core.queues.config import QueueError, QueuesUnavailableError
+from fluxmq_core.queues.types import QUEUE_TOPIC_PREFIXES
 from fluxmq_core.sessions import SessionDirectory
 
 if TYPE_CHECKING:
@@ -99,9 +107,50 @@ class BrokerContext:
         """Route a message from any protocol: the one entry point protocols use.
 
         Calls ``fluxmq_message_published`` only when a plugin implements it (a flag
-        check otherwise), then the router; returns the number of deliveries.
+        check otherwise), then the router; returns the number of deliveries. A topic
+        under ``$queue/`` or ``$dlq/`` is appended to its queue instead (see
+        :meth:`publish_queued`) and counts as one delivery once the append is
+        accepted, 0 when it is refused; a refusal or a failed append is logged and
+        counted in ``stats.messages_dropped``, as nobody waits for it here.
         """
+        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+            try:
+                fut = self.publish_queued(message)
+            except QueueError as exc:
+                self.stats.messages_dropped += 1
+                self.log.warning("publish to %r not queued: %s", message.topic, exc)
+                return 0
+            fut.add_done_callback(self._append_done)
+            return 1
         events = self.events
         if events.on_published:
             events.message_published(message)
         return self.router.publish(message)
+
+    def publish_queued(self, message: Message) -> asyncio.Future[int]:
+        """Append a publish to ``$queue/<name>/<routing-key>`` to queue ``<name>``
+        (see ``QueueManager.publish``): the path of every protocol, so a queue gets
+        the same message from MQTT, HTTP or AMQP.
+
+        Returns the append's future: it resolves with the offset once the message is
+        durable under the queue's ``durability``, or carries the storage error;
+        acknowledge the publisher only then. A refusal raises at once, a typed
+        :class:`~fluxmq_core.queues.QueueError` (``UnknownQueueError``,
+        ``InvalidQueueNameError``, ``QueueFullError``, ``MessageTooLargeError``,
+        ``QueueTopicError``, ``QueuesUnavailableError``) for the protocol to map to
+        its own error reply. ``fluxmq_message_published`` is called once the append
+        was accepted (a refused publish is not reported as published).
+        """
+        manager = self.queues
+        if manager is None:
+            raise QueuesUnavailableError("queues are not available")
+        fut: asyncio.Future[int] = manager.publish(message)
+        events = self.events
+        if events.on_published:
+            events.message_published(message)
+        return fut
+
+    def _append_done(self, fut: asyncio.Future[int]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self.stats.messages_dropped += 1
+            self.log.warning("queue append failed: %s", fut.exception())

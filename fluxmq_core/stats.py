@@ -31,6 +31,11 @@ class Stats:
         "protocol_errors",
         "auth_failures",
         "authz_denied",
+        # Silent defaults made visible: queues a publish or subscription to an
+        # undeclared $queue/<name> created in memory ([queue_manager] auto_create), and
+        # messages a session queue at its bound dropped (MQTT max_queued_messages).
+        "ephemeral_queues_created",
+        "session_queue_dropped",
     )
     # Declared for type checkers; __init__ sets every slot (annotations alone make no
     # class attribute, so they do not clash with __slots__).
@@ -50,6 +55,26 @@ class Stats:
     protocol_errors: int
     auth_failures: int
     authz_denied: int
+
+    # Every slot is a number (set to 0 by __init__), declared for type checkers.
+    started_at: float
+    clients_connected: int
+    clients_total: int
+    clients_disconnected: int
+    connections_rejected: int
+    messages_received: int
+    messages_sent: int
+    messages_dropped: int
+    bytes_received: int
+    bytes_sent: int
+    publish_received: int
+    publish_sent: int
+    subscriptions: int
+    protocol_errors: int
+    auth_failures: int
+    authz_denied: int
+    ephemeral_queues_created: int
+    session_queue_dropped: int
 
     def __init__(self, started_at: float | None = None) -> None:
         for name in self.__slots__:

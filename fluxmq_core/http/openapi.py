@@ -62,7 +62,9 @@ _QUEUE = {"$ref": "#/components/schemas/Queue"}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/publish"): {
-        "description": "Publish one message into the broker's topics (the Go FluxMQ's body).",
+        "description": "Publish one message into the broker's topics (the Go FluxMQ's body). "
+        "A topic $queue/<name>/<routing-key> is appended to queue <name> and answered once the "
+        "append is durable, with the queue and offset.",
         "security": [{"basic": []}, {"bearer": []}, {}],
         "requestBody": {
             "required": True,
@@ -71,10 +73,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             },
         },
         "responses": {
-            "200": _json(_OK),
-            "400": _err("Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties"),
+            "200": _json({"$ref": "#/components/schemas/Published"}),
+            "400": _err(
+                "Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties; "
+                "an invalid queue name or a control verb ($ack...) in a $queue/ topic"
+            ),
             **_CLIENT_AUTH_ERRORS,
-            "413": _err("Body larger than [http] max_body"),
+            "404": _err('$queue/<name>: undeclared under [queue_manager] auto_create = "none"'),
+            "413": _err(
+                "Body larger than [http] max_body; payload over the queue's max_message_size"
+            ),
+            "503": _err("$queue/<name>: the queue is full, or the append failed (not stored)"),
         },
     },
     ("GET", "/subscribe"): {
@@ -350,6 +359,15 @@ COMPONENTS: dict[str, Any] = {
             "properties": {"error": {"type": "string"}},
         },
         "Ok": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+        "Published": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"const": "ok"},
+                "queue": {"type": "string", "description": "$queue/ topics: the queue"},
+                "offset": {"type": "integer", "description": "$queue/ topics: its offset"},
+            },
+        },
         "Ready": {
             "type": "object",
             "properties": {

@@ -6,7 +6,10 @@ routes (these plus the admin API of ``admin.py``), the open connections, and the
 subscribers, which are ordinary router subscribers with a bounded queue: a reader
 that falls behind loses messages (counted), never memory. The publish bridge keeps
 the Go FluxMQ's body (``topic``, base64 ``payload``, ``qos``, ``retain``) and goes
-through the same auth hooks and ``context.publish`` as every protocol.
+through the same auth hooks and ``context.publish`` as every protocol; a topic under
+``$queue/`` goes to the queue manager by the same core path as MQTT's, and the
+answer waits until the append is durable (errors: 404 unknown queue under
+``auto_create = "none"``, 400 bad queue topic, 413 too large, 503 full or not stored).
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ from fluxmq_core.http.server import (
     json_response,
 )
 from fluxmq_core.message import Message
+from fluxmq_core.queues import (
+    InvalidQueueNameError,
+    MessageTooLargeError,
+    QueueError,
+    QueueFullError,
+    QueuesUnavailableError,
+    QueueTopicError,
+    UnknownQueueError,
+    is_queue_topic,
+    split_queue_topic,
+)
 from fluxmq_core.router.topics import TopicError, validate_topic_filter, validate_topic_name
 from fluxmq_core.router.types import Delivery, SubscriptionOptions
 from fluxmq_core.sessions import SessionInfo
@@ -145,8 +159,30 @@ class HTTPService:
         stats.messages_received += 1
         stats.publish_received += 1
         stats.bytes_received += len(message.payload)
+        if is_queue_topic(message.topic):
+            return await self._publish_queued(message)
         self.context.publish(message)
         return json_response({"status": "ok"})
+
+    async def _publish_queued(self, message: Message) -> Response:
+        """A ``$queue/`` publish: answered once the append is durable, with the
+        queue and offset; a refusal or a failed append is an error status."""
+        ctx = self.context
+        try:
+            fut = ctx.publish_queued(message)
+        except QueueError as exc:
+            ctx.stats.messages_dropped += 1
+            raise HTTPError(_queue_error_status(exc), str(exc)) from None
+        try:
+            offset = await fut
+        except Exception as exc:
+            ctx.stats.messages_dropped += 1
+            log.warning("HTTP publish to %r: queue append failed: %s", message.topic, exc)
+            raise HTTPError(
+                503, f"queue append failed, the message was not stored: {exc}"
+            ) from None
+        name, _ = split_queue_topic(message.topic)
+        return json_response({"status": "ok", "queue": name, "offset": offset})
 
     def _message(self, req: Request) -> Message:
         try:
@@ -383,6 +419,19 @@ class SSESubscriber:
             stats.messages_sent += 1
             writer.write(bytes(out))
             await writer.drain()
+
+
+def _queue_error_status(exc: QueueError) -> int:
+    """The HTTP status of a refused queue publish."""
+    if isinstance(exc, UnknownQueueError):
+        return 404
+    if isinstance(exc, (InvalidQueueNameError, QueueTopicError)):
+        return 400
+    if isinstance(exc, MessageTooLargeError):
+        return 413
+    if isinstance(exc, (QueueFullError, QueuesUnavailableError)):
+        return 503
+    return 400
 
 
 def _sse_event(seq: int, m: Message, retain: bool) -> bytes:

@@ -38,6 +38,31 @@ class MessageTooLargeError(QueueError):
     """``append`` refused: the payload is larger than ``max_message_size``."""
 
 
+class InvalidQueueNameError(QueueError):
+    """A queue name that cannot be a queue (see :func:`validate_queue_name`)."""
+
+
+class UnknownQueueError(QueueError):
+    """The queue does not exist, and nothing creates it: an operation on an unknown
+    queue, a publish to an undeclared ``$queue/<name>`` under ``auto_create =
+    "none"``, a publish to a dead-letter queue that was never made."""
+
+
+class QueueTopicError(QueueError):
+    """A ``$queue/`` topic that names no append: a control verb (``$ack``...) as a
+    topic level. Those settle an MQTT consumer's deliveries; only the MQTT face
+    understands them."""
+
+
+class QueuesUnavailableError(QueueError):
+    """The broker runs without a queue manager (a protocol used outside a broker)."""
+
+
+#: ``[queue_manager] auto_create``: what a publish or subscription to an undeclared
+#: ``$queue/<name>`` does.
+AUTO_CREATE = ("ephemeral", "durable", "none")
+
+
 @dataclass
 class QueueManagerConfig:
     """``[queue_manager]``: timers of the queue manager and defaults for new queues."""
@@ -64,19 +89,30 @@ class QueueManagerConfig:
     ephemeral_idle_timeout: float = setting(
         300.0, "Seconds an ephemeral queue lives without consumers or publishes."
     )
+    auto_create: Literal["ephemeral", "durable", "none"] = setting(
+        "ephemeral",
+        "What a publish or subscription to an undeclared $queue/<name> does: ephemeral "
+        "creates an in-memory queue (lost on restart, removed when idle; logged once per "
+        "queue), durable a classic queue in the queue log, none refuses it (MQTT 5 PUBACK "
+        "0x90, HTTP 404).",
+    )
 
     def __post_init__(self) -> None:
         if self.sweep_interval <= 0:
             raise ValueError("sweep_interval must be > 0")
         if self.sweep_batch < 1:
             raise ValueError("sweep_batch must be >= 1")
-        for name in ("auto_commit_interval", "visibility_timeout", "ephemeral_idle_timeout"):
+        for name in ("auto_commit_interval", "ephemeral_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.visibility_timeout <= 0:
             raise ValueError("visibility_timeout must be > 0")
         if self.max_deliveries < 0:
             raise ValueError("max_deliveries must be >= 0")
+        if self.auto_create not in AUTO_CREATE:
+            raise ValueError(
+                f"auto_create must be one of {', '.join(AUTO_CREATE)}; got {self.auto_create!r}"
+            )
 
 
 @dataclass
@@ -235,10 +271,10 @@ def validate_queue_name(name: str) -> None:
     non-empty, no ``/``, ``+``, ``#`` or NUL, not starting with ``$``. Dead-letter
     queues (``$dlq/<name>``) are the one exception."""
     if not isinstance(name, str) or not name:
-        raise QueueError("a queue name must be a non-empty string")
+        raise InvalidQueueNameError("a queue name must be a non-empty string")
     base = name.removeprefix(DLQ_PREFIX)
     if not base or base.startswith("$") or any(c in base for c in "/+#\x00"):
-        raise QueueError(
+        raise InvalidQueueNameError(
             f"invalid queue name {name!r}: one topic level without '/', '+', '#', NUL "
             "or a leading '$'"
         )

@@ -6,11 +6,13 @@ nothing of it reaches the durable QueueLog, so it is gone after a restart (a
 ``[queues.<name>]`` table with ``type = "ephemeral"`` declares it again at start).
 Appends resolve at once whatever ``durability`` says.
 
-Protocol adapters call ``QueueManager.ensure_ephemeral(name)`` when a publish names
-an unknown ``$queue/<name>``: the first publish creates it with the defaults. The
-sweep deletes an ephemeral queue that has had no consumer and no publish for
-``[queue_manager] ephemeral_idle_timeout`` seconds (this applies to config-declared
-ephemeral queues as well; ``ensure_ephemeral`` brings them back).
+A publish or subscription to an undeclared ``$queue/<name>`` creates one with the
+defaults (``QueueManager.auto_declare`` under ``[queue_manager] auto_create =
+"ephemeral"``, the default; logged once per queue created, since its acknowledged
+messages are not on disk). The sweep deletes an ephemeral queue that has had no
+consumer and no publish for ``[queue_manager] ephemeral_idle_timeout`` seconds (this
+applies to config-declared ephemeral queues as well; the next publish brings them
+back).
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ semantics live in ``classic.py`` (work queues), ``stream.py`` (offset readers),
 ``dlq.py``, ``retention.py``, ``capture.py`` and ``ephemeral.py``; this module
 holds the lifecycle, the registry of queues and the append path.
 
+Publishes to queue topics: :meth:`QueueManager.publish` is the one path by which a
+publish to ``$queue/<name>/<routing-key>`` reaches a queue, whichever protocol it came
+from (``BrokerContext.publish`` and ``publish_queued`` call it). An undeclared name is
+created as ``[queue_manager] auto_create`` says: an in-memory ephemeral queue (the
+default, as the Go FluxMQ does; logged once per queue created, with how to make it
+durable), a durable classic queue, or refused with :class:`UnknownQueueError`.
+
 Append durability (group commit): ``append`` writes to the QueueLog at once (a
 plain call) and returns a future. Under ``durability = "sync"`` on a durable log the
 future resolves after a ``QueueLog.sync()``; every append of one loop tick shares
@@ -32,13 +39,22 @@ from fluxmq_core.queues.config import (
     QueueError,
     QueueFullError,
     QueueManagerConfig,
+    QueueTopicError,
+    UnknownQueueError,
     queue_config,
     resolve,
     validate_queue_name,
 )
 from fluxmq_core.queues.group import Group
 from fluxmq_core.queues.stream import StreamGroup
-from fluxmq_core.queues.types import Consumer, QueueInfo, parse_cursor, parse_message_id
+from fluxmq_core.queues.types import (
+    CONTROL_VERBS,
+    Consumer,
+    QueueInfo,
+    parse_cursor,
+    parse_message_id,
+    split_queue_topic,
+)
 from fluxmq_core.storage.memory_log import MemoryQueueLog
 
 if TYPE_CHECKING:
@@ -283,12 +299,63 @@ class QueueManager:
         return q
 
     def ensure_ephemeral(self, name: str) -> Queue:
-        """The queue ``name``, created as an ephemeral queue when it does not exist
-        (a publish to an unknown ``$queue/<name>``)."""
+        """The queue ``name``, created as an ephemeral queue when it does not exist,
+        whatever ``auto_create`` says (for callers that chose ephemeral themselves;
+        a publish or subscription to ``$queue/<name>`` uses :meth:`auto_declare`)."""
         q = self._queues.get(name)
         if q is not None:
             return q
         return self.declare(name, QueueConfig(type="ephemeral"))
+
+    def auto_declare(self, name: str, why: str = "a publish") -> Queue:
+        """The queue ``name``, created as ``[queue_manager] auto_create`` says when
+        it does not exist (``why`` names the cause in the log line).
+
+        ``ephemeral``: in memory, logged once per queue created with how to make it
+        durable, counted in ``stats.ephemeral_queues_created``. ``durable``: a classic
+        queue with the defaults in the QueueLog. ``none``: :class:`UnknownQueueError`.
+        A dead-letter queue (``$dlq/<name>``) is never created here: it exists once
+        its queue dead-lettered something. :class:`InvalidQueueNameError` for a name
+        that cannot be a queue.
+        """
+        q = self._queues.get(name)
+        if q is not None:
+            return q
+        validate_queue_name(name)
+        if name.startswith(DLQ_PREFIX):
+            raise UnknownQueueError(f"no dead-letter queue {name!r}")
+        mode = self.defaults.auto_create
+        if mode == "none":
+            raise UnknownQueueError(
+                f"unknown queue {name!r}: declare it in [queues.{name}] or through the "
+                "queue API (auto_create is none)"
+            )
+        if mode == "durable":
+            q = self.declare(name, QueueConfig(type="classic"))
+            log.info(
+                "queue %s created by %s to $queue/%s (auto_create = durable: a classic "
+                "queue in the queue log)",
+                name,
+                why,
+                name,
+            )
+            return q
+        q = self.declare(name, QueueConfig(type="ephemeral"))
+        stats = getattr(self.context, "stats", None)
+        if stats is not None:
+            stats.ephemeral_queues_created += 1
+        log.warning(
+            "queue %s created as an EPHEMERAL queue by %s to $queue/%s: its messages live "
+            "in memory only (lost on restart) and it is removed after %.0fs idle. To keep "
+            'them, declare it durable: [queues.%s] type = "classic" in the config file '
+            '(or [queue_manager] auto_create = "durable" for every new queue)',
+            name,
+            why,
+            name,
+            self.defaults.ephemeral_idle_timeout,
+            name,
+        )
+        return q
 
     def delete(self, name: str) -> bool:
         """Delete a queue with its messages, groups and consumers (whose handles
@@ -334,7 +401,7 @@ class QueueManager:
     def _require(self, name: str) -> Queue:
         q = self._queues.get(name)
         if q is None:
-            raise QueueError(f"unknown queue {name!r}")
+            raise UnknownQueueError(f"unknown queue {name!r}")
         return q
 
     def info(self, name: str) -> QueueInfo:
@@ -390,6 +457,30 @@ class QueueManager:
         return out
 
     # --- append -------------------------------------------------------------------------
+
+    def publish(self, message: Message) -> asyncio.Future[int]:
+        """Append a message published to ``$queue/<name>/<routing-key>`` (or to an
+        existing ``$dlq/<name>``) to its queue, creating an undeclared one as
+        ``auto_create`` says; the future is :meth:`append`'s.
+
+        Every protocol's publish reaches queues through here (by way of
+        ``BrokerContext.publish_queued``). Raises at once, all subclasses of
+        :class:`QueueError`: :class:`QueueTopicError` for a control verb as a topic
+        level, :class:`InvalidQueueNameError`, :class:`UnknownQueueError`,
+        :class:`QueueFullError`, :class:`MessageTooLargeError`. A retained flag is
+        dropped: queues do not retain.
+        """
+        name, rest = split_queue_topic(message.topic)
+        if rest and not CONTROL_VERBS.isdisjoint(rest.split("/")):
+            raise QueueTopicError(
+                f"{message.topic!r}: $ack, $nack, $reject and $commit settle an MQTT "
+                "consumer's deliveries; they are not appended"
+            )
+        if name not in self._queues:
+            self.auto_declare(name)
+        if message.retain:
+            message = message.copy(retain=False)
+        return self.append(name, message)
 
     def append(self, queue: str, message: Message) -> asyncio.Future[int]:
         """Append ``message``; the returned future resolves with its offset once

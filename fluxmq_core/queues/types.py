@@ -27,14 +27,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.queues.config import QueueError
+from fluxmq_core.queues.config import DLQ_PREFIX, QueueError
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
     from fluxmq_core.queues.group import Group
     from fluxmq_core.router.types import Subscriber
 
+#: Topics under these prefixes name a queue, not router subscribers: a publish to
+#: ``$queue/<name>/<routing-key>`` appends to queue ``<name>`` (``$dlq/<name>/...``
+#: to an existing dead-letter queue), whichever protocol it came from.
 QUEUE_TOPIC_PREFIX = "$queue/"
+QUEUE_TOPIC_PREFIXES = (QUEUE_TOPIC_PREFIX, DLQ_PREFIX)
+#: Topic levels that settle a delivery instead of naming a routing key (the MQTT
+#: face's control topics ``$queue/<name>/.../$ack``).
+CONTROL_VERBS = frozenset(("$ack", "$nack", "$reject", "$commit"))
 
 #: What ``consume(..., cursor=...)`` accepts for streams.
 CursorSpec = str | int | float | None
@@ -200,6 +207,21 @@ def parse_cursor(cursor: Any) -> tuple[str, float | int | None]:
         f"invalid stream cursor {cursor!r}: use first, last, an offset, a timestamp, "
         "'offset:N' or 'timestamp:T'"
     )
+
+
+def is_queue_topic(topic: str) -> bool:
+    """True for ``$queue/...`` and ``$dlq/...`` topics and filters."""
+    return topic.startswith(QUEUE_TOPIC_PREFIXES)
+
+
+def split_queue_topic(topic: str) -> tuple[str, str]:
+    """``(queue name, rest)`` of a ``$queue/<name>/<rest>`` or ``$dlq/<name>/<rest>``
+    topic (the dead-letter queue's name keeps its ``$dlq/`` prefix)."""
+    if topic.startswith(QUEUE_TOPIC_PREFIX):
+        name, _, rest = topic[len(QUEUE_TOPIC_PREFIX) :].partition("/")
+        return name, rest
+    name, _, rest = topic[len(DLQ_PREFIX) :].partition("/")
+    return DLQ_PREFIX + name, rest
 
 
 def routing_key(queue: str, topic: str) -> str:

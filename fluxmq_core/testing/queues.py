@@ -20,6 +20,7 @@ from fluxmq_core.config import load_config
 from fluxmq_core.message import Message
 from fluxmq_core.queues import QueueConfig, QueueManager, QueueManagerConfig
 from fluxmq_core.router import Delivery, Router
+from fluxmq_core.stats import Stats
 from fluxmq_core.storage.base import QueueLog
 from fluxmq_core.storage.memory_log import MemoryQueueLog
 
@@ -70,7 +71,11 @@ async def queue_manager(
         overrides={"queue_manager": settings, "queues": queues or {}},
     )
     context = SimpleNamespace(
-        config=config, clock=clock, router=Router(clock=clock), queue_log=qlog
+        config=config,
+        clock=clock,
+        router=Router(clock=clock),
+        queue_log=qlog,
+        stats=Stats(started_at=0.0),
     )
     mgr = QueueManager(context)
     await mgr.start()

@@ -380,3 +380,28 @@ def test_sse_slow_reader_drops_and_counts(fluxmq_broker_factory: Any) -> None:
     assert stream.dropped == 45 and b.context.stats.messages_dropped >= 45
     resp.close()
     conn.close()
+
+
+def test_a_queue_topic_is_answered_after_the_append_or_503_when_it_failed(broker: Any) -> None:
+    import asyncio
+
+    port = broker.port("http.bind")
+    body = {"topic": "$queue/h/orders/1", "payload": b64(b"x"), "qos": 1}
+    status, _, answer = request(port, "POST", "/publish", body)
+    assert (status, answer) == (200, {"status": "ok", "queue": "h", "offset": 0})
+    queues = broker.context.queues
+    assert broker.call_soon(queues.info, "h").depth == 1  # appended, not routed
+
+    def failing(message: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(OSError("disk gone"))
+        return fut
+
+    dropped = broker.context.stats.messages_dropped
+    broker.call_soon(setattr, queues, "publish", failing)
+    try:
+        status, _, answer = request(port, "POST", "/publish", body)
+    finally:
+        broker.call_soon(delattr, queues, "publish")
+    assert status == 503 and "not stored" in answer["error"] and "disk gone" in answer["error"]
+    assert broker.context.stats.messages_dropped == dropped + 1

@@ -195,3 +195,46 @@ def test_mqtt_queue_group_settles_with_puback_beside_amqp_consumers(both, mq, ch
         time.sleep(0.02)
     # the AMQP consumers' group is another group: it gets all three as well
     assert sorted(body for _m, _p, body in consume_n(channel, q, 3)) == [b"0", b"1", b"2"]
+
+
+def _http_publish(broker, topic, payload):
+    import base64
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", broker.port("http.bind"), timeout=WAIT)
+    body = {"topic": topic, "payload": base64.b64encode(payload).decode(), "qos": 1}
+    conn.request("POST", "/publish", body=json.dumps(body).encode())
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    return resp.status, data
+
+
+def test_http_publish_to_a_queue_topic_reaches_amqp_and_mqtt_consumers(both, mq, channel):
+    """``$queue/`` is routed once in the core: an HTTP publish lands in the same queue
+    an AMQP consumer reads and an MQTT consumer group reads."""
+    q = channel.queue_declare(name("web"), durable=True).method.queue
+    c = mq()
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.UserProperty = [("consumer-group", "mqtt-side")]
+    c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
+    c.ready.get(timeout=WAIT)
+    status, body = _http_publish(both, f"$queue/{q}/orders/7", b"from http")
+    assert (status, body["queue"], body["offset"]) == (200, q, 0)
+    assert [b for _m, _p, b in consume_n(channel, q, 1)] == [b"from http"]
+    m = c.got.get(timeout=WAIT)
+    assert (m.topic, m.payload) == (f"$queue/{q}/orders/7", b"from http")
+
+
+def test_an_amq_topic_publish_to_a_queue_topic_is_appended_by_the_core(both, channel):
+    """The AMQP bridge exchange hands ``$queue.<name>.<key>`` to ``context.publish``,
+    which appends it to the queue like any protocol's queue publish."""
+    q = name("bridged")
+    both.call_soon(both.context.queues.declare, q)
+    channel.confirm_delivery()
+    channel.basic_publish("amq.topic", f"$queue.{q}.k", b"via amq.topic", mandatory=True)
+    deadline = time.monotonic() + WAIT
+    while both.call_soon(both.context.queues.info, q).depth != 1:
+        assert time.monotonic() < deadline, "not appended"
+        time.sleep(0.02)

@@ -322,3 +322,136 @@ def test_durable_queue_publishes_survive_a_restart(fluxmq_broker_factory, client
     c = clients(broker.port(), "d-reader")
     c.subscribe("$queue/durable/#", 1)
     assert sorted(m.payload for m in collect(c, 10)) == sorted(b"%d" % i for i in range(10))
+
+
+# -- one core path for every protocol; the silent defaults made visible -----------------
+
+
+def http(broker: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", broker.port("http.bind"), timeout=WAIT)
+    conn.request(method, path, body=None if body is None else json.dumps(body).encode())
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, json.loads(data) if data else None
+
+
+def http_publish(broker: Any, topic: str, payload: bytes, **extra: Any) -> tuple[int, Any]:
+    import base64
+
+    body = {"topic": topic, "payload": base64.b64encode(payload).decode(), **extra}
+    return http(broker, "POST", "/publish", body)
+
+
+def test_http_publish_to_a_queue_topic_reaches_an_mqtt_queue_consumer(qbroker, clients):
+    port = qbroker.port()
+    worker = clients(port, "http-worker")
+    assert [rc.value for rc in worker.subscribe("$queue/web/#", 1)] == [1]
+    status, body = http_publish(qbroker, "$queue/web/orders/1", b"from http", qos=1)
+    assert (status, body) == (200, {"status": "ok", "queue": "web", "offset": 0})
+    m = worker.get()
+    assert (m.topic, m.payload) == ("$queue/web/orders/1", b"from http")
+    assert uprops(m)["message-id"] == "web:0"
+    # the same queue, whichever protocol appended: MQTT's publish is offset 1
+    assert clients(port, "mqtt-pub").publish("$queue/web/orders/2", b"from mqtt", 1).is_published()
+    assert worker.get().payload == b"from mqtt"
+    # refusals come back as HTTP statuses, typed in the core, not parsed from text
+    assert http_publish(qbroker, "$queue/small/x", b"1")[0] == 200
+    assert http_publish(qbroker, "$queue/small/x", b"2")[0] == 200
+    assert http_publish(qbroker, "$queue/small/x", b"3")[0] == 503  # max_depth 2
+    assert http_publish(qbroker, "$queue/tiny/x", b"too large")[0] == 413
+    assert http_publish(qbroker, "$queue/web/x/$ack", b"")[0] == 400
+    assert http_publish(qbroker, "$dlq/nothing/x", b"")[0] == 404
+    assert info(qbroker, "small").depth == 2
+
+
+def test_auto_create_none_refuses_undeclared_queues_in_each_protocol(
+    fluxmq_broker_factory, clients
+):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={"queue_manager": {"auto_create": "none"}, "queues": {"known": {}}},
+    )
+    port = b.port()
+    pub = clients(port, "none-pub")
+    codes = []
+    for topic in ("$queue/unknown/x", "$queue/known/x"):
+        pub.publish(topic, b"m", qos=1)
+        codes.append(pub.pubacks.get(timeout=WAIT)[1].value)
+    assert codes == [0x90, 0]  # Topic Name invalid for the undeclared queue
+    status, body = http_publish(b, "$queue/unknown/x", b"m")
+    assert status == 404 and "auto_create" in body["error"]
+    assert http_publish(b, "$queue/known/x", b"m")[0] == 200
+    assert [rc.value for rc in clients(port, "none-sub").subscribe("$queue/unknown/#", 1)] == [0x80]
+    assert b.call_soon(b.context.queues.get, "unknown") is None
+    assert info(b, "known").depth == 2
+
+
+def test_auto_create_durable_makes_a_classic_queue(fluxmq_broker_factory, clients):
+    b = fluxmq_broker_factory(
+        plugins=["mqtt"], config={"queue_manager": {"auto_create": "durable"}}
+    )
+    assert http_publish(b, "$queue/kept/x", b"m")[0] == 200
+    assert info(b, "kept").type == "classic"
+    assert http(b, "GET", "/api/v1/stats")[1]["broker"]["ephemeral_queues_created"] == 0
+
+
+def test_an_ephemeral_queue_is_logged_once_and_counted(qbroker, clients, caplog):
+    pub = clients(qbroker.port(), "eph-pub")
+    with caplog.at_level("WARNING", logger="fluxmq.queues"):
+        for i in range(3):
+            assert pub.publish("$queue/scratch/x", b"%d" % i, qos=1).is_published()
+    lines = [r.getMessage() for r in caplog.records if "scratch" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "EPHEMERAL" in lines[0] and "[queues.scratch]" in lines[0]
+    assert 'auto_create = "durable"' in lines[0]
+    stats = http(qbroker, "GET", "/api/v1/stats")[1]
+    assert stats["broker"]["ephemeral_queues_created"] == 1
+    assert info(qbroker, "scratch").type == "ephemeral"
+
+
+def test_offline_session_drops_are_counted_per_client_and_shown(
+    fluxmq_broker_factory, clients, caplog
+):
+    b = fluxmq_broker_factory(plugins=["mqtt"], config={"mqtt": {"max_queued_messages": 3}})
+    port = b.port()
+    sub = clients(port, "sleeper", connect_props={"SessionExpiryInterval": 3600}, clean=False)
+    sub.subscribe("news/#", 1)
+    sub.close()
+    wait_for(b, lambda: b.call_soon(lambda: b.context.stats.clients_connected) == 0)
+    pub = clients(port, "news-pub")
+    with caplog.at_level("WARNING", logger="fluxmq.mqtt"):
+        for i in range(5):
+            assert pub.publish("news/a", b"%d" % i, qos=1).is_published()
+    lines = [r.getMessage() for r in caplog.records if "max_queued_messages" in r.getMessage()]
+    assert len(lines) == 1 and "'sleeper': 1" in lines[0], lines  # then rate-limited
+    assert http(b, "GET", "/api/v1/stats")[1]["broker"]["session_queue_dropped"] == 2
+    session = http(b, "GET", "/api/v1/sessions/sleeper")[1]
+    assert session["extra"]["queue_dropped"] == 2
+    back = clients(port, "sleeper", connect_props={"SessionExpiryInterval": 3600}, clean=False)
+    assert [back.get().payload for _ in range(3)] == [b"2", b"3", b"4"]  # the oldest went
+
+
+def test_a_failed_append_is_0x80_for_5_0_and_closes_3_1_1(qbroker, clients):
+    import asyncio
+
+    port = qbroker.port()
+    queues = qbroker.context.queues
+
+    def failing(message: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(OSError("disk gone"))
+        return fut
+
+    v5, v4 = clients(port, "fail-5"), clients(port, "fail-4", 4)
+    qbroker.call_soon(setattr, queues, "publish", failing)
+    try:
+        v5.publish("$queue/f/x", b"m", qos=1)
+        assert v5.pubacks.get(timeout=WAIT)[1].value == 0x80
+        v4.client.publish("$queue/f/x", b"m", qos=1)
+        v4.disconnects.get(timeout=WAIT)  # no negative PUBACK in 3.1.1: closed, resent later
+        assert v4.pubacks.empty()
+    finally:
+        qbroker.call_soon(delattr, queues, "publish")

@@ -13,14 +13,15 @@ from fluxmq_mqtt.codec import (
     Properties,
     Puback,
     Publish,
+    Pubrec,
     Subscribe,
     SubscribeOptions,
     encode,
 )
 from fluxmq_mqtt.config import MQTTConfig
 from fluxmq_mqtt.connection import Connection
+from fluxmq_mqtt.registry import SessionRegistry
 from fluxmq_mqtt.session import Session
-from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase, QoSState
 
 from fluxmq_core.auth import AuthResult
@@ -291,3 +292,66 @@ def test_publish_before_auth_result_waits_in_order():
     conn.auth_done(AuthResult(ok=True))
     assert conn.phase is Phase.CONNECTED and not conn.backlog
     assert reg.stats.publish_received == 1
+
+
+def test_deferred_acks_leave_in_publish_order_and_refusals_reach_5_0_only():
+    for version in (5, 4):
+        reg, _sched, _p = make_registry()
+        conn, _ = connect(reg, f"p{version}", version=version)
+        woken = []
+        conn.wakeup = woken.append
+        first = conn.defer_ack(1, 1)
+        conn.ack_now(1, 2)  # answered at once, but after the deferred one
+        third = conn.defer_ack(2, 3)
+        assert not conn.out and conn.held_count == 3
+        conn.resolve_ack(third)
+        assert not conn.out and conn.held_count == 3  # the first still waits
+        conn.resolve_ack(first, 0x97, "queue full")
+        assert conn.held_count == 0 and woken == [conn]
+        got = Decoder(version=version, role="client").packets(bytes(conn.out))
+        assert [(type(p), p.packet_id) for p in got] == [(Puback, 1), (Puback, 2), (Pubrec, 3)]
+        if version == 5:
+            assert got[0].reason_code == 0x97
+            assert got[0].properties.reason_string == "queue full"
+        else:
+            assert got[0].reason_code == 0  # 3.1.1 has no negative PUBACK
+
+
+def test_a_deferred_ack_resolved_after_close_writes_nothing():
+    reg, _sched, _p = make_registry()
+    conn, _ = connect(reg, "gone")
+    ack = conn.defer_ack(1, 7)
+    conn.close("test")
+    conn.out.clear()
+    conn.resolve_ack(ack)
+    assert not conn.out and conn.held_count == 0
+
+
+def test_session_queue_drops_are_counted_per_client_and_logged_rate_limited(caplog):
+    reg, _sched, _p = make_registry(max_queued_messages=1)
+    a, b = Session(reg, "a", 5), Session(reg, "b", 5)
+    with caplog.at_level("WARNING", logger="fluxmq.mqtt"):
+        for i in range(3):
+            a.deliver(Message("t", b"%d" % i, 1), Delivery(1))
+        assert [m[1].payload for m in a.queue] == [b"2"]  # the oldest went
+        assert reg.stats.session_queue_dropped == 2
+        assert reg.queue_drops.by_client == {"a": 2}
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1, lines  # the first drop at once, the second waits
+        assert "max_queued_messages = 1" in lines[0] and "'a': 1" in lines[0]
+        reg.clock.advance(61)
+        b.deliver(Message("t", b"x", 1), Delivery(1))
+        b.deliver(Message("t", b"y", 1), Delivery(1))
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 2, lines
+        assert "dropped 2 " in lines[1] and "'a': 1" in lines[1] and "'b': 1" in lines[1]
+    reg.end_session(a)
+    assert reg.queue_drops.by_client == {"b": 1}
+    assert reg.stats.session_queue_dropped == 3
+
+
+def test_the_former_module_name_still_imports():
+    from fluxmq_mqtt import registry, sessions
+
+    assert sessions.SessionRegistry is registry.SessionRegistry is SessionRegistry
+    assert sessions.Will is registry.Will

@@ -13,8 +13,11 @@ What it does not do: any I/O, timers or awaiting. Steps that need the event loop
 (``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
 are exposed as ``waiting``; processing stops there, the adapter awaits and feeds the
 answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
-packets that arrived meanwhile are processed in order afterwards. Session lifetime,
-takeover and wills belong to ``sessions.py``; the QoS state rules to ``state.py``.
+packets that arrived meanwhile are processed in order afterwards. An acknowledgement
+that waits for something else (a queue append becoming durable, ``queues.py``) is
+reserved with :meth:`~Connection.defer_ack` and answered with
+:meth:`~Connection.resolve_ack`; acks still leave in PUBLISH order. Session lifetime,
+takeover and wills belong to ``registry.py``; the QoS state rules to ``state.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.message import Message
+from fluxmq_mqtt.acks import AckWriter, DeferredAck
 from fluxmq_mqtt.codec import (
     MQTT_5,
     Auth,
@@ -49,26 +53,26 @@ from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
 from fluxmq_mqtt.limits import TokenBucket, remote_ip
 from fluxmq_mqtt.outbound import OutboundWriter
 from fluxmq_mqtt.queues import is_queue_topic
+from fluxmq_mqtt.session import NEVER, PROTOCOL
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
 
 if TYPE_CHECKING:
+    from fluxmq_mqtt.registry import SessionRegistry, Will
     from fluxmq_mqtt.session import Session
-    from fluxmq_mqtt.sessions import SessionRegistry, Will
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "DeferredAck"]
 
-PROTOCOL = "mqtt"
 _PINGRESP = b"\xd0\x00"
-_NEVER = 0xFFFFFFFF
 
 
-class Connection(OutboundWriter, SubscribeHandlers):
+class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     """The protocol state of one network connection (see the module docstring).
 
     Output state and PUBLISH encoding come from :class:`OutboundWriter`
     (``outbound.py``), SUBSCRIBE and UNSUBSCRIBE from :class:`SubscribeHandlers`
-    (``subscribe.py``); ``closing`` asks the adapter to close the transport after
+    (``subscribe.py``), PUBACK/PUBREC encoding and deferred acks from
+    :class:`AckWriter` (``acks.py``); ``closing`` asks the adapter to close the transport after
     writing ``out``.
     """
 
@@ -155,7 +159,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.last_seen = 0.0
         self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
-        self.queue_acks: deque[Any] | None = None  # acks waiting for queue appends (queues.py)
+        self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
@@ -435,7 +439,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         elif p.clean_start:
             self.expiry = 0
         else:
-            self.expiry = cfg.persistent_session_expiry or _NEVER
+            self.expiry = cfg.persistent_session_expiry or NEVER
         auth = self.registry.auth
         method = props.authentication_method if props is not None else None
         if method is not None:
@@ -641,13 +645,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         return m
 
     def _ack(self, cls: type, pid: int, code: int) -> None:
-        if code and self.version == MQTT_5:
-            props = None
-            if self.problem_info and code >= 0x80:
-                props = Properties(reason_string=_REASONS.get(code, "refused"))
-            data = self._v5(cls(pid, code, props))
-        else:
-            data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+        data = self._encode_ack(cls, pid, code, "")
         if self.registry.durable:
             self.held += data
             self.held_count += 1
@@ -746,12 +744,6 @@ def _utf8(payload: bytes) -> bool:
         return False
     return True
 
-
-_REASONS = {
-    0x87: "not authorized",
-    0x97: "publish rate exceeded",
-    0x99: "payload is not valid UTF-8",
-}
 
 _HANDLERS: dict[type, Any] = {
     Connect: Connection._on_connect,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from fluxmq_core.message import Message
 from fluxmq_mqtt.codec import MQTT_5, Properties, PublishTemplate
 from fluxmq_mqtt.codec.primitives import encode_varint
+from fluxmq_mqtt.session import PROTOCOL
 
 #: Pending output (bytes) at which ``wakeup`` is called again although a flush is
 #: already pending, and the adapter writes at once instead of at the end of the chunk
@@ -75,11 +76,9 @@ def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishT
 
 
 if TYPE_CHECKING:
-    from fluxmq_mqtt.sessions import SessionRegistry
+    from fluxmq_mqtt.registry import SessionRegistry
 
 __all__ = ["OutboundWriter"]
-
-PROTOCOL = "mqtt"
 
 
 class OutboundWriter:

@@ -113,6 +113,11 @@ class MQTTSessions:
             queued=len(session.queue),
             expiry=session.expiry,
             disconnected_at=session.disconnected_at,
+            extra={
+                "queue_dropped": self._server.registry.queue_drops.by_client.get(
+                    session.client_id, 0
+                )
+            },
         )
 
     def list(self) -> list[SessionInfo]:

@@ -2,13 +2,16 @@
 
 Topics (the Go FluxMQ's conventions, DESIGN.md section 9):
 
-* **PUBLISH** ``$queue/<name>/<routing-key>`` appends to queue ``<name>`` (an
-  ephemeral queue is created when the name is unknown). The PUBACK / PUBREC goes out
+* **PUBLISH** ``$queue/<name>/<routing-key>`` appends to queue ``<name>`` through the
+  core's publish path (``BrokerContext.publish_queued``, the same for every
+  protocol), which creates an undeclared queue as ``[queue_manager] auto_create``
+  says. The PUBACK / PUBREC is reserved with ``Connection.defer_ack`` and goes out
   only once the append future resolved (durable under the queue's ``durability``);
-  5.0 clients get 0x97 when the queue is full and 0x80 when the message is too large
-  or the append failed; 3.x clients are acknowledged and the message is dropped
-  (there is no negative PUBACK in 3.1.1), except for a failed sync, which closes the
-  connection so the client sends the message again.
+  5.0 clients get 0x97 when the queue is full, 0x90 (Topic Name invalid) for an
+  invalid or unknown queue (``auto_create = "none"``, a missing ``$dlq/``) and 0x80
+  when the message is too large or the append failed; 3.x clients are acknowledged
+  and the message is dropped (there is no negative PUBACK in 3.1.1), except for a
+  failed sync, which closes the connection so the client sends the message again.
 * **PUBLISH** ``$queue/<name>/[...]/$ack|$nack|$reject|$commit`` settles a delivery
   named by the ``message-id`` (``<queue>:<offset>``) and ``group-id`` user properties,
   or, for 3.1.1, a JSON payload ``{"message_id": ..., "group_id": ...}``
@@ -16,7 +19,8 @@ Topics (the Go FluxMQ's conventions, DESIGN.md section 9):
   nacked message is redelivered). Without a group the client's own consumer group
   on that queue is used. A control verb that is not the last level is malformed and
   dropped, never appended.
-* **SUBSCRIBE** ``$queue/<name>/<pattern>`` joins a consumer group: the
+* **SUBSCRIBE** ``$queue/<name>/<pattern>`` joins a consumer group (an undeclared
+  queue is created as ``auto_create`` says; under ``"none"`` the SUBACK refuses it): the
   ``consumer-group`` user property (5.0), else the client id. A pattern other than
   ``#`` is a delivery-time filter on the routing key, and, as in the Go FluxMQ, the
   effective group is ``<group>@<pattern>`` (a group has one filter). ``cursor``
@@ -51,36 +55,38 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues import (
+    CONTROL_VERBS,
     DLQ_PREFIX,
-    MessageTooLargeError,
+    QUEUE_TOPIC_PREFIX,
+    InvalidQueueNameError,
     QueueConfig,
     QueueError,
     QueueFullError,
+    QueuesUnavailableError,
+    QueueTopicError,
+    UnknownQueueError,
+    is_queue_topic,
     parse_cursor,
     parse_message_id,
     routing_key,
+    split_queue_topic,
 )
 from fluxmq_core.router import Delivery
-from fluxmq_mqtt.codec import MQTT_5, Properties, Puback, Pubrec
-from fluxmq_mqtt.session import options_to_record
-from fluxmq_mqtt.state import Phase
+from fluxmq_mqtt.codec import MQTT_5
+from fluxmq_mqtt.session import PROTOCOL, options_to_record
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
     from fluxmq_core.queues import Consumer
     from fluxmq_core.router import SubscriptionOptions
     from fluxmq_mqtt.codec import Properties as PropertiesT
-    from fluxmq_mqtt.connection import Connection
+    from fluxmq_mqtt.connection import Connection, DeferredAck
+    from fluxmq_mqtt.registry import SessionRegistry
     from fluxmq_mqtt.session import Session
-    from fluxmq_mqtt.sessions import SessionRegistry
 
-__all__ = ["QueueFace", "QueueSpec", "is_queue_topic", "split_queue_topic"]
+__all__ = ["QueueFace", "QueueSpec", "is_queue_topic", "publish_refusal", "split_queue_topic"]
 
 log = logging.getLogger("fluxmq.mqtt")
-
-QUEUE_PREFIX = "$queue/"
-PREFIXES = (QUEUE_PREFIX, DLQ_PREFIX)
-CONTROL = frozenset(("$ack", "$nack", "$reject", "$commit"))
 #: In ``message.properties`` of a delivery made here (never sent on the wire).
 MARK = "mqtt.queue"
 #: Delivery metadata sent as 5.0 user properties, in this order.
@@ -96,22 +102,15 @@ DELIVERY_KEYS = (
 )
 #: The extra key in a stored subscription record that names its consumer group.
 GROUP_KEY = "queue_group"
-DEFAULT_CREDIT = 100
 
 
-def is_queue_topic(topic: str) -> bool:
-    """True for ``$queue/...`` and ``$dlq/...`` topics and filters."""
-    return topic.startswith(PREFIXES)
-
-
-def split_queue_topic(topic: str) -> tuple[str, str]:
-    """``(queue name, rest)`` of a ``$queue/<name>/<rest>`` or ``$dlq/<name>/<rest>``
-    topic (the dead-letter queue's name keeps its ``$dlq/`` prefix)."""
-    if topic.startswith(QUEUE_PREFIX):
-        name, _, rest = topic[len(QUEUE_PREFIX) :].partition("/")
-        return name, rest
-    name, _, rest = topic[len(DLQ_PREFIX) :].partition("/")
-    return DLQ_PREFIX + name, rest
+def publish_refusal(exc: QueueError) -> int:
+    """The MQTT 5 PUBACK/PUBREC reason code of a queue publish the core refused."""
+    if isinstance(exc, QueueFullError):
+        return 0x97  # Quota exceeded
+    if isinstance(exc, (InvalidQueueNameError, UnknownQueueError, QueueTopicError)):
+        return 0x90  # Topic Name invalid
+    return 0x80  # Unspecified error: too large, queues unavailable
 
 
 class QueueSpec:
@@ -143,7 +142,7 @@ class QueueSubscriber:
         self.session = session
         self.spec = spec
         self.client_id = session.client_id
-        self.protocol = "mqtt"
+        self.protocol = PROTOCOL
         self.handle: Consumer | None = None
         # offset -> delivery count of deliveries a PUBACK/PUBCOMP may settle: a late
         # PUBACK of an earlier delivery of the same offset settles nothing.
@@ -183,20 +182,10 @@ def delivery_topic(queue: str, topic: str, props: dict[str, Any]) -> str:
         original = props.get("_dlq_original_queue")
         key = routing_key(original, topic) if isinstance(original, str) else topic
         return f"{queue}/{key}" if key else queue
-    prefix = QUEUE_PREFIX + queue
+    prefix = QUEUE_TOPIC_PREFIX + queue
     if topic == prefix or topic.startswith(prefix + "/"):
         return topic
     return f"{prefix}/{topic}"
-
-
-class _Ack:
-    """A PUBACK/PUBREC waiting for its append: sent in PUBLISH order."""
-
-    __slots__ = ("data", "done")
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.done = False
 
 
 class QueueFace:
@@ -216,106 +205,43 @@ class QueueFace:
     # -- PUBLISH -----------------------------------------------------------------------
 
     def publish(self, conn: Connection, message: Message, qos: int, pid: int | None) -> None:
-        """A PUBLISH to a ``$queue/`` or ``$dlq/`` topic: append or settle, then ack."""
+        """A PUBLISH to a ``$queue/`` or ``$dlq/`` topic: settle (control topics) or
+        append through the core's publish path, then acknowledge."""
+        session = conn.session
+        assert session is not None  # a PUBLISH is handled only once connected
         name, rest = split_queue_topic(message.topic)
         levels = rest.split("/") if rest else []
         verb = levels[-1] if levels else ""
-        if verb in CONTROL:
+        if verb in CONTROL_VERBS:
             code, text = self._control(conn, name, verb, message)
-            self._ack_now(conn, qos, pid, code, text)
+            if qos == 2 and pid is not None and code < 0x80:
+                session.hold_inbound(pid, None)
+            conn.ack_now(qos, pid, code, text)
             return
-        if any(level in CONTROL for level in levels):
-            self._ack_now(conn, qos, pid, 0x80, "control verb must be the last topic level")
-            return
-        manager = self.manager
-        code, text = 0, ""
-        fut = None
-        if manager is None:
-            code, text = 0x80, "queues are not available"
-        else:
-            try:
-                if manager.get(name) is None:
-                    if name.startswith(DLQ_PREFIX):
-                        raise QueueError(f"no dead-letter queue {name!r}")
-                    manager.ensure_ephemeral(name)
-                message.retain = False
-                events = self.registry.events
-                if events.on_published:
-                    events.message_published(message)
-                fut = manager.append(name, message)
-            except QueueFullError as exc:
-                code, text = 0x97, str(exc)
-            except MessageTooLargeError as exc:
-                code, text = 0x80, str(exc)
-            except QueueError as exc:
-                code, text = (
-                    (0x90 if not name or "invalid queue name" in str(exc) else 0x80),
-                    str(exc),
-                )
-        if fut is None:
+        try:
+            fut = self.registry.context.publish_queued(message)
+        except QueueError as exc:
             self.registry.stats.messages_dropped += 1
-            log.debug("queue publish of %r by %r refused: %s", message.topic, conn.client_id, text)
-            self._ack_now(conn, qos, pid, code, text)
+            log.debug("queue publish of %r by %r refused: %s", message.topic, conn.client_id, exc)
+            conn.ack_now(qos, pid, publish_refusal(exc), str(exc))
             return
-        if not qos:
+        if not qos or pid is None:  # QoS 0 (a QoS 1/2 PUBLISH always has a packet id)
             fut.add_done_callback(_log_failure)
             return
         if qos == 2:
-            conn.session.hold_inbound(pid, None)  # type: ignore[union-attr]
-        acks = conn.queue_acks
-        if acks is None:
-            acks = conn.queue_acks = deque()
-        entry = _Ack()
-        acks.append(entry)
-        conn.held_count += 1
-        cls = Puback if qos == 1 else Pubrec
-        fut.add_done_callback(lambda f: self._appended(conn, entry, cls, pid, f))  # type: ignore[arg-type]
+            session.hold_inbound(pid, None)
+        ack = conn.defer_ack(qos, pid)
+        fut.add_done_callback(lambda f: self._appended(conn, ack, f))
 
-    def _appended(self, conn: Connection, entry: _Ack, cls: type, pid: int, fut: Any) -> None:
-        failed = fut.cancelled() or fut.exception() is not None
-        entry.done = True
-        if failed:
-            if conn.version == MQTT_5:
-                entry.data = self._encode_ack(conn, cls, pid, 0x80, "queue append failed")
-            else:
+    @staticmethod
+    def _appended(conn: Connection, ack: DeferredAck, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            if conn.version < MQTT_5:
+                # No negative ack in 3.x: closing makes the client send it again.
                 conn.close("queue append failed: the message was not acknowledged", will=True)
-        else:
-            entry.data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
-        acks = conn.queue_acks
-        wrote = False
-        while acks and acks[0].done:
-            done = acks.popleft()
-            conn.held_count -= 1
-            if done.data and conn.phase is not Phase.CLOSED:
-                conn.out += done.data
-                wrote = True
-        if wrote or conn.phase is Phase.CLOSED:
-            conn._wake()
-
-    def _encode_ack(self, conn: Connection, cls: type, pid: int, code: int, text: str) -> bytes:
-        props = Properties(reason_string=text[:200]) if conn.problem_info and text else None
-        return conn._v5(cls(pid, code, props))
-
-    def _ack_now(self, conn: Connection, qos: int, pid: int | None, code: int, text: str) -> None:
-        """Answer at once, but after the acks still waiting for earlier appends."""
-        if not qos or pid is None:
+            conn.resolve_ack(ack, 0x80, "queue append failed")
             return
-        cls = Puback if qos == 1 else Pubrec
-        if qos == 2 and code < 0x80:
-            conn.session.hold_inbound(pid, None)  # type: ignore[union-attr]
-        if code and conn.version == MQTT_5:
-            data = self._encode_ack(conn, cls, pid, code, text)
-        else:  # 3.x has no negative acks: acknowledged (and dropped when refused)
-            data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
-        acks = conn.queue_acks
-        if acks:
-            entry = _Ack()
-            entry.data = data
-            entry.done = True
-            acks.append(entry)
-            conn.held_count += 1
-        else:
-            conn.out += data
+        conn.resolve_ack(ack)
 
     # -- control topics ------------------------------------------------------------------
 
@@ -458,13 +384,13 @@ class QueueFace:
     def _join(self, session: Session, spec: QueueSpec, cursor: Any, credit: int) -> None:
         manager = self.manager
         if manager is None:
-            raise QueueError("queues are not available")
+            raise QueuesUnavailableError("queues are not available")
         q = manager.get(spec.queue)
         if q is None:
             if spec.queue.startswith(DLQ_PREFIX):
                 manager.declare(spec.queue, QueueConfig(type="classic", dlq=False))
             else:
-                manager.ensure_ephemeral(spec.queue)
+                manager.auto_declare(spec.queue, "a subscription")
             q = manager.get(spec.queue)
         sub = QueueSubscriber(self, session, spec)
         sub.handle = manager.consume(

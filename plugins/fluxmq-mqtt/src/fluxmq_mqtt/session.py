@@ -6,13 +6,19 @@ state), the inbound QoS 2 packet ids waiting for PUBREL, its bounded queue of Qo
 messages waiting for a connection or for room in the window, and its packet-id
 allocator. When a connection is attached, :meth:`Session.deliver` writes straight into
 that connection's outgoing buffer; otherwise it queues (QoS 1/2) or drops (QoS 0, as
-Mosquitto does by default with ``queue_qos0_messages false``). A queue overflow while
-connected disconnects the client when ``disconnect_slow_clients`` is on.
+Mosquitto does by default with ``queue_qos0_messages false``). A queue at
+``max_queued_messages`` drops as ``queue_policy`` says (the oldest by default, as
+Mosquitto does); every such drop is counted per client and logged, rate-limited, by
+the registry (``registry.queue_drops``). A queue overflow while connected disconnects
+the client when ``disconnect_slow_clients`` is on.
+
+The outbound QoS flows follow the tables of ``state.py`` (:func:`state.next_outbound`,
+``state.RESEND``); this module keeps the entries and persists them.
 
 Sessions that outlive their connection (``persistent``) mirror every change into the
 core's :class:`~fluxmq_core.storage.base.BrokerStore` with its synchronous write
 calls. This module is sans-IO (no asyncio, no sockets, no timers): the registry in
-``sessions.py`` owns lifetimes, wills and timers; ``connection.py`` owns packets and
+``registry.py`` owns lifetimes, wills and timers; ``connection.py`` owns packets and
 encoding.
 """
 
@@ -23,14 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions
-from fluxmq_mqtt.state import QoSState
+from fluxmq_mqtt.codec import Puback, Pubcomp, Publish, Pubrec
+from fluxmq_mqtt.state import RESEND, QoSState, next_outbound
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.connection import Connection
 
-__all__ = ["Outbound", "Session", "options_from_record", "options_to_record"]
+__all__ = ["NEVER", "PROTOCOL", "Outbound", "Session", "options_from_record", "options_to_record"]
 
+#: The protocol name of every MQTT session and message origin.
 PROTOCOL = "mqtt"
+#: A session expiry that never ends (MQTT 5's 0xFFFFFFFF).
+NEVER = 0xFFFFFFFF
+#: The packet that ends an outbound flow of each QoS.
+_LAST_ACK = {1: Puback, 2: Pubcomp}
 _SUB_IDS = "mqtt.subscription_ids"
 
 
@@ -129,7 +141,7 @@ class Session:
         self.queue: deque[tuple[int, Message, int, bool, tuple[int, ...]]] | tuple[()] = ()
         self.connection: Connection | None = None
         self.registry = registry
-        self.will: Any = None  # a pending will (sessions.Will) after the connection went
+        self.will: Any = None  # a pending will (registry.Will) after the connection went
         self.will_timer: Any = None
         self.expiry_timer: Any = None
         self.disconnected_at: float | None = None
@@ -308,11 +320,13 @@ class Session:
                 conn.kick(0x97, "session queue full: client too slow")
             if cfg.queue_policy == "reject" or not queue:
                 self._dropped(message, "session queue full")
+                self.registry.queue_drops.dropped(self.client_id)
                 return
             old = queue.popleft()
             if self.persistent and old[0]:
                 self.registry.store.remove_queued(self.client_id, (old[0],))
             self._dropped(old[1], "session queue full (oldest dropped)")
+            self.registry.queue_drops.dropped(self.client_id)
         seq = self._store_enqueue(message, qos, retain, ids) if self.persistent else 0
         if not queue:
             queue = self.queue = deque()
@@ -349,8 +363,8 @@ class Session:
         entry = self.inflight.get(pid)
         if entry is None or entry.qos != qos:
             return False
-        if qos == 2 and entry.state is not QoSState.SENT_PUBREL:
-            return False
+        if next_outbound(qos, entry.state, _LAST_ACK[qos]) is not QoSState.DONE:
+            return False  # a PUBCOMP before the PUBREC: not this flow's step
         self._finish(pid)
         return True
 
@@ -363,8 +377,9 @@ class Session:
         if failed:
             self._finish(pid)
             return False
-        if entry.state is QoSState.SENT_PUBLISH:
-            entry.state = QoSState.SENT_PUBREL
+        state = next_outbound(2, entry.state, Pubrec)
+        if state is not None:  # None: a repeated PUBREC, answered with PUBREL again
+            entry.state = state
             # The message is delivered: keep only what a PUBREL resend needs.
             if self.persistent:
                 self.registry.store.save_inflight(self.client_id, pid, entry.record())
@@ -401,7 +416,7 @@ class Session:
     def resend(self, conn: Connection) -> None:
         """On resume: resend unacknowledged PUBLISH (DUP) and PUBREL, then queued."""
         for pid, entry in list(self.inflight.items()):
-            if entry.state is QoSState.SENT_PUBREL:
+            if RESEND[entry.state] is not Publish:
                 conn.write_pubrel(pid)
             elif not conn.write_publish(
                 entry.message, entry.qos, entry.retain, entry.ids, pid, True

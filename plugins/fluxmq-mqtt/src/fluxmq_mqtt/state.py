@@ -29,8 +29,11 @@ inbound QoS 2::   PUBLISH received (we send PUBREC) --PUBREL--> (we send PUBCOMP
 
 On reconnect, outbound entries in ``SENT_PUBLISH`` are resent with DUP set, entries
 in ``SENT_PUBREL`` have their PUBREL resent (MQTT 5 forbids resending at any other
-time, and this broker does not). This module holds no behaviour: the connection
-looks things up here, and ``python -m fluxmq_mqtt.state`` prints the diagram.
+time, and this broker does not). The inbound QoS 2 flow has one step, so it is no
+table: the session's inbound map holds the packet ids in ``RECEIVED`` and a PUBREL
+removes them. This module holds no behaviour: the connection looks up ``ALLOWED``,
+the session ``next_outbound`` and ``RESEND``, and ``python -m fluxmq_mqtt.state``
+prints the diagram.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from fluxmq_mqtt.codec import (
 __all__ = [
     "ALLOWED",
     "SUSPEND",
-    "INBOUND_QOS2",
     "OUTBOUND_QOS1",
     "OUTBOUND_QOS2",
     "Phase",
@@ -105,7 +107,7 @@ class QoSState(enum.IntEnum):
     SENT_PUBLISH = 1  # outbound: PUBLISH sent, waiting for PUBACK (QoS 1) / PUBREC (QoS 2)
     SENT_PUBREL = 2  # outbound QoS 2: PUBREL sent, waiting for PUBCOMP
     DONE = 3  # the flow is finished: the entry is removed
-    RECEIVED = 4  # inbound QoS 2: PUBREC sent, waiting for PUBREL
+    RECEIVED = 4  # inbound QoS 2: PUBREC sent, waiting for PUBREL (stored in records)
 
 
 #: Outbound QoS 1: (state, packet received) -> next state.
@@ -117,11 +119,6 @@ OUTBOUND_QOS1: dict[tuple[QoSState, type], QoSState] = {
 OUTBOUND_QOS2: dict[tuple[QoSState, type], QoSState] = {
     (QoSState.SENT_PUBLISH, Pubrec): QoSState.SENT_PUBREL,
     (QoSState.SENT_PUBREL, Pubcomp): QoSState.DONE,
-}
-
-#: Inbound QoS 2 (the PUBLISH itself creates the entry in RECEIVED).
-INBOUND_QOS2: dict[tuple[QoSState, type], QoSState] = {
-    (QoSState.RECEIVED, Pubrel): QoSState.DONE,
 }
 
 #: What to resend for an outbound entry when its session is resumed.
@@ -147,11 +144,12 @@ def _diagram() -> str:  # pragma: no cover - a tool
     for title, table in (
         ("outbound QoS 1", OUTBOUND_QOS1),
         ("outbound QoS 2", OUTBOUND_QOS2),
-        ("inbound QoS 2", INBOUND_QOS2),
     ):
         lines.append(f"{title}:")
         for (state, pkt), nxt in table.items():
             lines.append(f"  {state.name:13} --{pkt.__name__.upper()}--> {nxt.name}")
+    lines.append("inbound QoS 2:")
+    lines.append(f"  {QoSState.RECEIVED.name:13} --PUBREL--> {QoSState.DONE.name}")
     return "\n".join(lines)
 
 

@@ -20,16 +20,15 @@ from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
 from fluxmq_mqtt.codec import MQTT_5, Properties, Suback, Subscribe, Unsuback, Unsubscribe, encode
 from fluxmq_mqtt.queues import is_queue_topic
+from fluxmq_mqtt.session import PROTOCOL
 from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.config import MQTTConfig
+    from fluxmq_mqtt.registry import SessionRegistry
     from fluxmq_mqtt.session import Session
-    from fluxmq_mqtt.sessions import SessionRegistry
 
 __all__ = ["SubscribeHandlers"]
-
-PROTOCOL = "mqtt"
 
 
 class SubscribeHandlers:

@@ -1,0 +1,443 @@
+"""The session registry: which client id has which session, and for how long.
+
+:class:`SessionRegistry` creates, resumes and takes over sessions when a CONNECT is
+accepted, ends them (clean start, Session Expiry Interval, 3.1.1 persistent-session
+cap), publishes wills (lost connection, protocol error, keep-alive timeout, takeover,
+server shutdown; never after a normal DISCONNECT unless reason 0x04) with the MQTT 5
+Will Delay Interval, and restores persisted sessions at start-up. Timers go through a
+two-method scheduler (``call_later(delay, fn, *args) -> handle``, ``cancel(handle)``)
+injected by the adapter, so the whole layer runs under a fake clock in tests.
+
+It also keeps :class:`QueueDrops`, the per-client count of messages that session
+queues dropped at ``max_queued_messages``, logged rate-limited, so that the default
+drop (the oldest, as Mosquitto does) is never silent.
+
+It holds no socket code and no packet handling (``connection.py``), and no per-message
+work except through the sessions it owns (``session.py``). (Before it was named
+``registry.py`` this module was ``sessions.py``; that name still imports.)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fluxmq_core.message import Message
+from fluxmq_mqtt.limits import KeyedLimiter
+from fluxmq_mqtt.queues import QueueFace, is_queue_topic
+from fluxmq_mqtt.session import NEVER, PROTOCOL, Session, options_from_record
+
+if TYPE_CHECKING:
+    from fluxmq_core.context import BrokerContext
+    from fluxmq_core.stats import Stats
+    from fluxmq_mqtt.codec import Connect
+    from fluxmq_mqtt.config import MQTTConfig
+    from fluxmq_mqtt.connection import Connection
+
+__all__ = ["NEVER", "QueueDrops", "Scheduler", "SessionRegistry", "Will"]
+
+log = logging.getLogger("fluxmq.mqtt")
+
+#: Seconds between two log lines about session-queue drops (the first is at once).
+DROP_LOG_INTERVAL = 60.0
+_WILL_DELAY = "mqtt.will_delay"
+_WILL_EXPIRY = "mqtt.will_expiry"
+
+
+class Scheduler(Protocol):
+    def call_later(self, delay: float, fn: Any, *args: Any) -> Any: ...
+
+    def cancel(self, handle: Any) -> None: ...
+
+
+class Will:
+    """A will message as given at CONNECT: the message (without timestamp or expiry
+    deadline; they are set when it is published), its delay and expiry interval."""
+
+    __slots__ = ("message", "delay", "expiry")
+
+    def __init__(self, message: Message, delay: int = 0, expiry: int | None = None) -> None:
+        self.message = message
+        self.delay = delay
+        self.expiry = expiry
+
+    def stored(self) -> Message:
+        props = dict(self.message.properties or {})
+        props[_WILL_DELAY] = self.delay
+        props[_WILL_EXPIRY] = self.expiry
+        return self.message.copy(properties=props)
+
+    @classmethod
+    def from_stored(cls, message: Message) -> Will:
+        props = dict(message.properties or {})
+        delay = int(props.pop(_WILL_DELAY, 0) or 0)
+        expiry = props.pop(_WILL_EXPIRY, None)
+        return cls(message.copy(properties=props or None), delay, expiry)
+
+
+class QueueDrops:
+    """Messages dropped by full session queues, per client id, logged rate-limited.
+
+    A session at ``max_queued_messages`` drops (``queue_policy``) rather than grow:
+    a fair default, but one a user must be able to see. Each drop is counted in
+    ``stats.session_queue_dropped`` and per client (``by_client``, shown as
+    ``extra.queue_dropped`` by the admin API's session view, kept while the session
+    lives). The first drop is logged at once; later ones in one line per
+    ``interval`` seconds at most, broker-wide, naming the clients that dropped most,
+    so that a fan-out to ten thousand offline sessions logs one line, not ten
+    thousand.
+    """
+
+    __slots__ = ("by_client", "clock", "cfg", "interval", "last_log", "pending", "stats")
+
+    def __init__(
+        self, cfg: MQTTConfig, stats: Stats, clock: Any, interval: float = DROP_LOG_INTERVAL
+    ) -> None:
+        self.cfg = cfg
+        self.stats = stats
+        self.clock = clock
+        self.interval = interval
+        self.by_client: dict[str, int] = {}
+        self.pending: dict[str, int] = {}  # drops not logged yet
+        self.last_log: float | None = None
+
+    def dropped(self, client_id: str) -> None:
+        """One message dropped by ``client_id``'s full session queue."""
+        self.stats.session_queue_dropped += 1
+        self.by_client[client_id] = self.by_client.get(client_id, 0) + 1
+        self.pending[client_id] = self.pending.get(client_id, 0) + 1
+        now = self.clock()
+        if self.last_log is None or now - self.last_log >= self.interval:
+            self._log(now)
+
+    def _log(self, now: float) -> None:
+        pending, self.pending = self.pending, {}
+        total = sum(pending.values())
+        worst = sorted(pending.items(), key=lambda kv: -kv[1])[:5]
+        named = ", ".join(f"{cid!r}: {n}" for cid, n in worst)
+        if len(pending) > len(worst):
+            named += f" and {len(pending) - len(worst)} more client(s)"
+        what = "the oldest queued" if self.cfg.queue_policy == "drop-oldest" else "new"
+        since = "" if self.last_log is None else f" in the last {now - self.last_log:.0f}s"
+        log.warning(
+            "session queues at [mqtt] max_queued_messages = %d dropped %d %s message(s)%s "
+            "(%s); raise max_queued_messages or let the clients reconnect sooner. Counted "
+            "in stats session_queue_dropped; logged at most every %.0fs",
+            self.cfg.max_queued_messages,
+            total,
+            what,
+            since,
+            named,
+            self.interval,
+        )
+        self.last_log = now
+
+    def forget(self, client_id: str) -> None:
+        """The session ended: its count goes (a new session starts from 0)."""
+        self.by_client.pop(client_id, None)
+
+
+class SessionRegistry:
+    """Every MQTT session of this broker (one per client id) and live connections."""
+
+    def __init__(self, context: BrokerContext, cfg: MQTTConfig, scheduler: Scheduler) -> None:
+        self.context = context
+        self.cfg = cfg
+        self.scheduler = scheduler
+        self.store = context.store
+        self.durable = bool(getattr(context.store, "durable", False))
+        self.stats = context.stats
+        self.events = context.events
+        self.clock = context.clock
+        self.router = context.router
+        self.auth = context.auth
+        self.sessions: dict[str, Session] = {}
+        # Publisher flow control (``server.FlowControl``), set by the adapter; None
+        # in sans-IO use, where deliveries to congested clients only drop or queue.
+        self.flow: Any = None
+        self.connections: set[Connection] = set()  # connections past CONNACK
+        self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
+        # [mqtt] connection_rate: one token bucket per remote IP address.
+        self.connect_limiter = (
+            KeyedLimiter(cfg.connection_rate, cfg.connection_burst) if cfg.connection_rate else None
+        )
+        self.queue_face = QueueFace(self)  # $queue/ topics (queues.py)
+        self.queue_drops = QueueDrops(cfg, context.stats, context.clock)
+
+    # -- wills ---------------------------------------------------------------------------
+
+    def make_will(self, client_id: str, p: Connect) -> Will:
+        props = p.will_properties
+        m = Message(
+            p.will_topic or "",
+            p.will_payload,
+            p.will_qos,
+            p.will_retain,
+            origin_protocol=PROTOCOL,
+            origin_client=client_id,
+        )
+        delay = 0
+        expiry = None
+        if props is not None:
+            delay = props.will_delay_interval or 0
+            expiry = props.message_expiry_interval
+            m.content_type = props.content_type
+            m.correlation_data = props.correlation_data
+            m.response_topic = props.response_topic
+            m.payload_format = props.payload_format_indicator
+            if props.user_properties:
+                m.user_properties = list(props.user_properties)
+        return Will(m, delay, expiry)
+
+    def publish_will(self, client_id: str, will: Will) -> None:
+        now = self.clock()
+        m = will.message.copy(timestamp=now)
+        if will.expiry is not None:
+            m.expires_at = now + will.expiry
+        if self.durable:
+            self.store.delete_will(client_id)
+        try:
+            self.context.publish(m)
+        except Exception:  # a will must never break a disconnect
+            log.exception("publishing the will of %r failed", client_id)
+
+    def _schedule_will(self, session: Session, will: Will) -> None:
+        delay = will.delay
+        if session.expiry != NEVER:
+            delay = min(delay, session.expiry)
+        session.will = will
+        if self.durable or session.persistent:
+            self.store.save_will(session.client_id, will.stored(), self.clock() + delay)
+        session.will_timer = self.scheduler.call_later(delay, self._will_due, session)
+
+    def _will_due(self, session: Session) -> None:
+        session.will_timer = None
+        will = session.will
+        session.will = None
+        if will is not None:
+            self.publish_will(session.client_id, will)
+
+    def _cancel_will(self, session: Session) -> None:
+        if session.will_timer is not None:
+            self.scheduler.cancel(session.will_timer)
+            session.will_timer = None
+        if session.will is not None:
+            session.will = None
+            self.store.delete_will(session.client_id)
+
+    # -- connect / disconnect ------------------------------------------------------------
+
+    def attach(self, conn: Connection, clean_start: bool) -> tuple[Session, bool]:
+        """Give ``conn`` its session (new, resumed or taken over) and say whether one
+        was present. A connection still attached to it is kicked (0x8E)."""
+        cid = conn.client_id
+        session = self.sessions.get(cid)
+        present = False
+        if session is not None:
+            prev = session.connection
+            if prev is not None:
+                self._take_over(prev, session, continues=not clean_start)
+            if clean_start:
+                self.end_session(session)
+                session = None
+            else:
+                self._cancel_will(session)
+                if session.expiry_timer is not None:
+                    self.scheduler.cancel(session.expiry_timer)
+                    session.expiry_timer = None
+                present = True
+        if session is None:
+            session = Session(self, cid, conn.version)
+            self.sessions[cid] = session
+        session.version = conn.version
+        session.username = conn.username
+        session.expiry = conn.expiry
+        session.disconnected_at = None
+        session.connection = conn
+        if conn.expiry:
+            session.make_persistent()
+            session.save()
+        else:
+            session.drop_persistence()
+        if conn.will is not None and self.durable:
+            # Saved while connected (publish_at 0): a crash counts as a lost connection,
+            # and the restarted broker publishes it. The CONNACK (and everything after
+            # it) waits for the store's sync, so an accepted will survives a kill -9.
+            self.store.save_will(cid, conn.will.stored(), 0.0)
+            conn.sync_first = True
+        return session, present
+
+    def _take_over(self, prev: Connection, session: Session, continues: bool) -> None:
+        will = prev.will
+        prev.will = None
+        prev.session = None
+        session.connection = None
+        prev.kick(0x8E, "session taken over")
+        if will is not None and not (will.delay and continues):
+            self.publish_will(prev.client_id, will)
+
+    def connected(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        stats = self.stats
+        stats.clients_connected += 1
+        stats.clients_total += 1
+        self.events.client_connected(PROTOCOL, conn.client_id, conn.username, conn.remote)
+
+    def disconnected(self, conn: Connection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        stats = self.stats
+        stats.clients_connected -= 1
+        stats.clients_disconnected += 1
+        self.auth.forget_client(conn.client_id)
+        self.events.client_disconnected(PROTOCOL, conn.client_id, conn.close_reason)
+
+    def detach(self, conn: Connection, will_wanted: bool) -> None:
+        """``conn`` is gone: publish or schedule its will, end or keep the session."""
+        session = conn.session
+        conn.session = None
+        if session is None or session.connection is not conn:
+            return
+        session.connection = None
+        self.queue_face.detached(session)
+        will = conn.will if will_wanted else None
+        conn.will = None
+        if will is None and self.durable:
+            self.store.delete_will(session.client_id)
+        if session.expiry == 0:
+            if will is not None:
+                self.publish_will(session.client_id, will)
+            self.end_session(session)
+            return
+        session.disconnected_at = self.clock()
+        session.save()
+        if will is not None:
+            if will.delay:
+                self._schedule_will(session, will)
+            else:
+                self.publish_will(session.client_id, will)
+        self._schedule_expiry(session)
+
+    def set_expiry(self, session: Session, expiry: int) -> None:
+        """A DISCONNECT changed the Session Expiry Interval."""
+        session.expiry = expiry
+        if expiry:
+            session.make_persistent()
+            session.save()
+
+    def _schedule_expiry(self, session: Session, delay: float | None = None) -> None:
+        if session.expiry == NEVER:
+            return
+        if delay is None:
+            delay = session.expiry
+        session.expiry_timer = self.scheduler.call_later(delay, self._expired, session)
+
+    def _expired(self, session: Session) -> None:
+        session.expiry_timer = None
+        if session.connection is None and not session.ended:
+            self.end_session(session)
+
+    def end_session(self, session: Session) -> None:
+        """Forget a session: subscriptions, queue, store; a pending will goes out."""
+        if session.ended:
+            return
+        session.ended = True
+        if session.expiry_timer is not None:
+            self.scheduler.cancel(session.expiry_timer)
+            session.expiry_timer = None
+        if session.will_timer is not None:
+            self.scheduler.cancel(session.will_timer)
+            session.will_timer = None
+        will = session.will
+        session.will = None
+        removed = self.router.unsubscribe_all(session)
+        self.stats.subscriptions -= removed
+        self.queue_face.session_ended(session)
+        self.queue_drops.forget(session.client_id)
+        session.drop_persistence()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if will is not None:
+            self.publish_will(session.client_id, will)
+
+    # -- start-up and shutdown -----------------------------------------------------------
+
+    async def restore(self) -> int:
+        """Load persisted MQTT sessions and pending wills; returns sessions restored."""
+        store = self.store
+        now = self.clock()
+        restored = 0
+        for cid in await store.list_sessions():
+            record = await store.load_session(cid)
+            if not record or record.get("protocol") != PROTOCOL:
+                continue
+            session = Session(
+                self,
+                cid,
+                int(record.get("version", 4)),
+                int(record.get("expiry", 0)),
+                persistent=True,
+            )
+            session.username = record.get("username")
+            for topic_filter, raw in (await store.load_subscriptions(cid)).items():
+                options = options_from_record(raw)
+                if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
+                    session.subscriptions[topic_filter] = options
+                    self.queue_face.restored(session, topic_filter, options, raw)
+                    continue
+                try:
+                    if self.router.subscribe(session, topic_filter, options):
+                        self.stats.subscriptions += 1
+                except ValueError:
+                    log.warning("dropping invalid stored subscription %r of %r", topic_filter, cid)
+                    continue
+                session.subscriptions[topic_filter] = options
+            for seq, message in await store.queued(cid):
+                session.restore_queued(seq, message)
+            for pid, rec in (await store.load_inflight(cid)).items():
+                session.restore_inflight(int(pid), rec)
+            if session.inflight:
+                session._next_pid = max(session.inflight) % 0xFFFF + 1
+            disconnected_at = record.get("disconnected_at") or now
+            session.disconnected_at = disconnected_at
+            self.sessions[cid] = session
+            restored += 1
+            if session.expiry != NEVER:
+                left = disconnected_at + session.expiry - now
+                if left <= 0:
+                    self.end_session(session)
+                    continue
+                self._schedule_expiry(session, left)
+        for cid, stored, publish_at in await store.load_wills():
+            will = Will.from_stored(stored)
+            due = (now + will.delay) if not publish_at else publish_at
+            owner = self.sessions.get(cid)
+            if owner is None:
+                self.scheduler.call_later(max(0.0, due - now), self.publish_will, cid, will)
+                continue
+            owner.will = will
+            owner.will_timer = self.scheduler.call_later(max(0.0, due - now), self._will_due, owner)
+        if restored:
+            log.info("restored %d MQTT session(s)", restored)
+        return restored
+
+    def shutdown(self) -> None:
+        """Server stop: wills of connected clients go out (as Mosquitto does), 5.0
+        clients get DISCONNECT 0x8B; sessions are saved for a restart."""
+        for conn in list(self.connections):
+            session = conn.session
+            conn.kick(0x8B, "server shutting down")
+            if session is not None:
+                self.detach(conn, True)
+        if not self.durable:
+            # Nothing will bring delayed wills back after the restart: send them now.
+            for session in list(self.sessions.values()):
+                if session.will is not None:
+                    if session.will_timer is not None:
+                        self.scheduler.cancel(session.will_timer)
+                    self._will_due(session)
+        for session in self.sessions.values():
+            for timer in (session.expiry_timer, session.will_timer):
+                if timer is not None:
+                    self.scheduler.cancel(timer)
