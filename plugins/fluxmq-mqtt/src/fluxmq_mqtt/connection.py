@@ -11,8 +11,8 @@ SUBSCRIBE/UNSUBSCRIBE, DISCONNECT, AUTH and protocol errors. Outbound PUBLISH en
 
 What it does not do: any I/O, timers or awaiting. Steps that need the event loop
 (``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
-are exposed as ``waiting``; processing stops there, the adapter awaits and feeds the
-answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
+are exposed as ``waiting``, a typed wait (``waits.py``); processing stops there, the
+adapter awaits and feeds the answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
 packets that arrived meanwhile are processed in order afterwards. Session lifetime,
 takeover and wills belong to ``sessions.py``; the QoS state rules to ``state.py``.
 """
@@ -51,6 +51,7 @@ from fluxmq_mqtt.outbound import OutboundWriter
 from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait, Wait
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.session import Session
@@ -78,6 +79,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         "decoder",
         "held",
         "held_count",
+        "held_mark",
         "phase",
         "version",
         "session",
@@ -122,6 +124,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.decoder = Decoder(role="server", max_packet_size=cfg.max_packet_size)
         self.held = bytearray()  # acks waiting for the store's sync (durable stores)
         self.held_count = 0
+        # Where in ``out`` the chunk's first held ack would have gone: what follows
+        # it waits for the same sync (-1: nothing held).
+        self.held_mark = -1
         self.phase = Phase.AWAIT_CONNECT
         self.version = 4
         self.session: Session | None = None
@@ -135,7 +140,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         self.in_aliases: dict[int, str] | None = None
         self.will: Will | None = None
         self.closing = False
-        self.waiting: tuple | None = None
+        self.waiting: Wait | None = None
         # Packets not handled yet: a deque while there are some, else an empty tuple
         # (an idle connection holds no deque block).
         self.backlog: deque[Any] | tuple[()] = ()
@@ -222,13 +227,13 @@ class Connection(OutboundWriter, SubscribeHandlers):
     # -- answers from the adapter -------------------------------------------------------
 
     def answer(self, action: str, topic: str, decision: bool) -> None:
-        """The result of ``AuthService.authorize`` for ``waiting = ("authorize", ...)``."""
+        """The result of ``AuthService.authorize`` for an ``AuthorizeWait``."""
         self.answers[(action, topic)] = decision
         self.waiting = None
         self._resume()
 
     def auth_done(self, result: AuthResult) -> None:
-        """The result of ``AuthService.authenticate`` for ``waiting = ("auth", req)``."""
+        """The result of ``AuthService.authenticate`` for an ``AuthWait``."""
         self.waiting = None
         if self.phase is Phase.CLOSED:
             return
@@ -455,10 +460,9 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 self._refuse(0x8C, f"authentication method {method!r} not supported")
                 return None
             self.enhanced = enhanced
-            self.waiting = ("enhanced", props.authentication_data or b"")  # type: ignore[union-attr]
+            self.waiting = EnhancedAuthWait(props.authentication_data or b"")  # type: ignore[union-attr]
             return None
-        self.waiting = (
-            "auth",
+        self.waiting = AuthWait(
             AuthRequest(
                 protocol=PROTOCOL,
                 client_id=client_id,
@@ -466,7 +470,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 password=p.password,
                 remote=self.remote,
                 tls_identity=self.tls_identity,
-            ),
+            )
         )
         return None
 
@@ -536,7 +540,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
         if decision is None:
             decision = self.answers.get((action, topic))
             if decision is None:
-                self.waiting = ("authorize", action, topic)
+                self.waiting = AuthorizeWait(action, topic)
         return decision
 
     # -- PUBLISH in ----------------------------------------------------------------------
@@ -609,9 +613,13 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 self.registry.context.publish(message)
             return None
         if qos == 1:
+            # The PUBACK goes where ``out`` ended before the publish: ahead of the
+            # deliveries to this same connection that the publish causes.
+            out = self.out
+            pos = len(out)
             if message is not None and not self.registry.context.publish(message) and v5:
                 code = 0x10
-            self._ack(Puback, pid, code)
+            self._ack(Puback, pid, code, out, pos)
             return None
         if code < 0x80:
             session.hold_inbound(pid, message)  # type: ignore[arg-type]
@@ -640,7 +648,11 @@ class Connection(OutboundWriter, SubscribeHandlers):
                 m.user_properties = list(props.user_properties)
         return m
 
-    def _ack(self, cls: type, pid: int, code: int) -> None:
+    def _ack(
+        self, cls: type, pid: int, code: int, at: bytearray | None = None, pos: int = 0
+    ) -> None:
+        """Append an ack, or insert it at ``pos`` of ``at`` when ``at`` is still the
+        output buffer (not written meanwhile); durable stores hold it for a sync."""
         if code and self.version == MQTT_5:
             props = None
             if self.problem_info and code >= 0x80:
@@ -648,11 +660,18 @@ class Connection(OutboundWriter, SubscribeHandlers):
             data = self._v5(cls(pid, code, props))
         else:
             data = (b"\x40\x02" if cls is Puback else b"\x50\x02") + pid.to_bytes(2, "big")
+        out = self.out
+        if at is not out:
+            pos = len(out)
         if self.registry.durable:
             self.held += data
             self.held_count += 1
+            if self.held_mark < 0:
+                self.held_mark = pos
+        elif pos >= len(out):
+            out += data
         else:
-            self.out += data
+            out[pos:pos] = data
 
     # -- acks of our PUBLISHes -----------------------------------------------------------
 
@@ -678,12 +697,13 @@ class Connection(OutboundWriter, SubscribeHandlers):
 
     def _on_pubrel(self, p: Pubrel) -> None:
         known, message = self.session.release_inbound(p.packet_id)  # type: ignore[union-attr]
-        if message is not None:
-            self.registry.context.publish(message)
+        # PUBCOMP first: it precedes the deliveries to this connection it causes.
         if known or self.version < MQTT_5:
             self.out += b"\x70\x02" + p.packet_id.to_bytes(2, "big")
         else:
             self.out += encode(Pubcomp(p.packet_id, 0x92), MQTT_5)
+        if message is not None:
+            self.registry.context.publish(message)
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -719,7 +739,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
             if p.reason_code != 0x18 or self.enhanced is None:
                 self._protocol_error(0x82, "unexpected AUTH reason code")
                 return
-            self.waiting = ("enhanced", data)
+            self.waiting = EnhancedAuthWait(data)
             return
         if p.reason_code != 0x19:
             self._protocol_error(0x82, "AUTH must start with Re-authenticate (0x19)")
@@ -736,7 +756,7 @@ class Connection(OutboundWriter, SubscribeHandlers):
             return
         self.enhanced = enhanced
         self.reauth = True
-        self.waiting = ("enhanced", data)
+        self.waiting = EnhancedAuthWait(data)
 
 
 def _utf8(payload: bytes) -> bool:
