@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from fluxmq_mqtt.codec import (
     Connack,
     Connect,
@@ -105,7 +104,7 @@ def test_disconnect_reason_reaches_a_client_that_keeps_writing(fluxmq_broker_fac
         # keep writing after the broker has decided to disconnect us
         sent_after = 0
         sock.settimeout(0.05)
-        for i in range(200):
+        for _ in range(200):
             try:
                 sock.sendall(encode(Publish("flood/t", b"y" * 100, 0), 5))
                 sent_after += 1
@@ -139,3 +138,36 @@ def test_kick_sends_reason_then_eof(fluxmq_broker_factory, raw):
     assert isinstance(d, Disconnect) and d.reason_code == 0x8E
     with pytest.raises(EOFError):
         old.recv()
+
+
+def test_a_bug_closes_only_that_connection(fluxmq_broker_factory, raw, monkeypatch, caplog):
+    """An exception while handling one client's packet: that client gets DISCONNECT
+    0x80 and is closed, logged once; another client goes on working."""
+    from fluxmq_mqtt import connection
+    from fluxmq_mqtt.codec import Pingreq, Pingresp
+
+    real = connection._HANDLERS[Pingreq]
+
+    def ping(conn, p):
+        if conn.client_id == "buggy":
+            raise RuntimeError("injected bug")
+        return real(conn, p)
+
+    monkeypatch.setitem(connection._HANDLERS, Pingreq, ping)
+    b = fluxmq_broker_factory(plugins=["mqtt"], config={"storage": {"driver": "memory"}})
+    good = _connect(raw, b.port(), 5, "good")
+    bad = raw(b.port(), 5)
+    bad.send_packet(Connect(client_id="buggy", protocol_level=5))
+    assert isinstance(bad.recv(), Connack)
+    bad.send_packet(Pingreq())
+    d = bad.recv()
+    assert isinstance(d, Disconnect) and d.reason_code == 0x80
+    with pytest.raises(EOFError):
+        bad.recv()
+    good.send_packet(Pingreq())
+    assert isinstance(good.recv(), Pingresp)
+    good.send_packet(Publish("own/still", b"ok", 1, packet_id=5))
+    got = _read(good, lambda g: any(isinstance(p, Publish) for p in g), "delivery")
+    assert isinstance(got[0], Puback)
+    logged = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert len(logged) == 1 and "buggy" in logged[0].getMessage()
