@@ -1,6 +1,8 @@
-"""Listeners: TCP and TLS sockets, port sharing by header, connection caps, and a
-WebSocket adapter that runs any binary protocol over WebSocket."""
+"""Listeners: TCP and TLS sockets, port sharing by header, connection caps, a
+WebSocket adapter that runs any binary protocol over WebSocket, and the
+protocol-adapter base every protocol plugin's connections subclass."""
 
+from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait, Wait
 from fluxmq_core.transport.base import (
     ListenerSecurity,
     ListenerSpec,
@@ -14,6 +16,10 @@ from fluxmq_core.transport.listeners import ListenerSet
 from fluxmq_core.transport.websocket import WebSocketTransport, websocket_factory
 
 __all__ = [
+    "AdapterProtocol",
+    "AdapterServer",
+    "AuthWait",
+    "Wait",
     "ListenerSecurity",
     "ListenerSet",
     "ListenerSpec",

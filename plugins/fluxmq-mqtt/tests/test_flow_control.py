@@ -3,10 +3,8 @@ dirty-connection flush, without sockets: fake publishers and subscriber connecti
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from fluxmq_mqtt.config import MQTTConfig
-from fluxmq_mqtt.server import FlowControl, MQTTServer
+from fluxmq_mqtt.server import FlowControl
 
 
 class FakePub:
@@ -103,30 +101,3 @@ def test_a_lost_subscriber_releases_its_publishers():
     flow.block(sub)
     flow.forget(sub)
     assert pub.waiting == [] and not flow.congested
-
-
-def test_one_failing_flush_does_not_strand_the_others():
-    server = MQTTServer.__new__(MQTTServer)  # only the flusher's state is needed
-    server._dirty = []
-    server._flush_scheduled = True
-    flushed = []
-
-    class Proto:
-        def __init__(self, name, fail=False):
-            self.name = name
-            self.fail = fail
-            self.conn = SimpleNamespace(flush_pending=True, out=bytearray(b"x"))
-            self.transport = SimpleNamespace(abort=lambda: flushed.append(name + " aborted"))
-
-        def flush(self):
-            if self.fail:
-                raise RuntimeError("boom")
-            self.conn.flush_pending = False
-            flushed.append(self.name)
-
-    bad, good = Proto("bad", fail=True), Proto("good")
-    server._dirty = [bad, good]
-    server.flush_dirty()
-    assert flushed == ["bad aborted", "good"]
-    assert not bad.conn.flush_pending and not good.conn.flush_pending
-    assert not server._flush_scheduled and server._dirty == []

@@ -23,6 +23,7 @@ from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.registry import SessionRegistry
 from fluxmq_mqtt.session import Session
 from fluxmq_mqtt.state import Phase, QoSState
+from fluxmq_mqtt.waits import AuthWait
 
 from fluxmq_core.auth import AuthResult
 from fluxmq_core.clock import ManualClock
@@ -224,7 +225,7 @@ def connect(reg, cid, version=5, clean=True, expiry=0, will=None, will_delay=0):
             version,
         )
     )
-    assert conn.waiting[0] == "auth"
+    assert isinstance(conn.waiting, AuthWait)
     conn.auth_done(AuthResult(ok=True))
     dec = Decoder(version=version, role="client")
     ack = dec.packets(bytes(conn.out))[0]

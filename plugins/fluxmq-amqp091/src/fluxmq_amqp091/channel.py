@@ -4,7 +4,7 @@ Sans-IO like ``connection.py``: it writes frames into the connection's ``out`` a
 calls the shared, synchronous broker services (``Topology``, ``Queues``, the core
 queue manager). What needs an await (``basic.get`` waiting for a delivery,
 ``tx.commit`` waiting for durable appends) is handed to the adapter through
-``connection.waiting``. Append futures are only given ``add_done_callback``.
+``connection.waiting``, a typed wait (``waits.py``). Append futures are only given ``add_done_callback``.
 
 Per channel: delivery tags (``unacked``: tag -> consumer, message id, group),
 prefetch (``basic.qos``: per consumer as the core's consumer credit, or per channel
@@ -31,6 +31,7 @@ from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     FRAME_ERROR,
+    INTERNAL_ERROR,
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_FOUND,
@@ -45,6 +46,7 @@ from fluxmq_amqp091.codec import (
 )
 from fluxmq_amqp091.props import from_message, routing_of, to_message
 from fluxmq_amqp091.queues import DEFAULT_GROUP
+from fluxmq_amqp091.waits import CommitWait, GetWait
 from fluxmq_core.queues.config import QueueError
 
 if TYPE_CHECKING:
@@ -596,10 +598,10 @@ class Channel:
     def _get(self, m: B.Get) -> None:
         qname = self._queue_name(m.queue, (60, 70))
         q = self.env.queues.lookup(self.conn, qname, (60, 70), touch=True)
-        self.conn.waiting = ("get", self, q, bool(m.no_ack))
+        self.conn.waiting = GetWait(self, q, bool(m.no_ack))
 
     def get_result(self, c: Consumer | None, message: Message | None, remaining: int) -> None:
-        """The adapter's answer to ``("get", ...)``: get-ok with the message or get-empty."""
+        """The adapter's answer to a ``GetWait``: get-ok with the message or get-empty."""
         if message is None or c is None:
             self.conn.send(self.number, B.GetEmpty())
             return
@@ -749,12 +751,34 @@ class Channel:
             raise AMQPError(PRECONDITION_FAILED, "channel is not transactional", 90, 20)
         pubs, self._tx_pub = self._tx_pub, []
         settles, self._tx_settle = self._tx_settle, []
-        for kind, tag, multiple, requeue in settles:
-            self._settle(kind, tag, multiple, requeue, (90, 20))
+        # All or nothing for what a queue would refuse at once: checked before
+        # anything is appended or settled.
+        refused = self.env.tx_refusal(pubs)
+        if refused:
+            raise AMQPError(PRECONDITION_FAILED, f"tx.commit refused: {refused}", 90, 20)
         futures: list[Any] = []
         for pm, h, body, message in pubs:
             futures.extend(self._route(pm, h, body, message))
-        self.conn.waiting = ("commit", self, futures)
+        self.conn.waiting = CommitWait(self, tuple(futures), tuple(settles))
+
+    def commit_done(self, error: str, settles: tuple[tuple[Any, ...], ...]) -> None:
+        """The adapter's answer to a ``CommitWait``. Every append durable (``error``
+        empty): the buffered acks are applied, then commit-ok. Otherwise the channel
+        closes with 541 INTERNAL_ERROR and the acks are not applied (the deliveries
+        are requeued with the channel)."""
+        if self.closing or self.conn.channels.get(self.number) is not self:
+            return
+        try:
+            if error:
+                raise AMQPError(INTERNAL_ERROR, f"tx.commit failed: {error}", 90, 20)
+            for kind, tag, multiple, requeue in settles:
+                self._settle(kind, tag, multiple, requeue, (90, 20))
+        except AMQPError as exc:
+            if exc.hard and exc.reply_code != INTERNAL_ERROR:
+                raise
+            self.fail(exc)
+            return
+        self.conn.send(self.number, commands.Tx.CommitOk())
 
     def _tx_rollback(self, m: Any) -> None:
         if not self.tx:

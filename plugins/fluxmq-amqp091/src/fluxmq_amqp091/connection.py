@@ -3,8 +3,9 @@
 Theory of operation: bytes go in through :meth:`Connection.receive`; bytes to send
 collect in ``out``; when the connection needs something only the adapter can do
 (await the auth service, wait for a queue delivery for ``basic.get``, wait for a
-transaction's appends to be durable) it sets ``waiting`` and stops reading frames
-until the adapter calls back (``auth_done``, ``resume``). ``closing`` tells the
+transaction's appends to be durable) it sets ``waiting`` to a typed wait
+(``waits.py``) and stops reading frames until the adapter calls back
+(``auth_done``, ``secret_done``, ``resume``). ``closing`` tells the
 adapter to close the transport once ``out`` is written. Time comes in as numbers
 (``now``) from the adapter; this module imports no asyncio and reads no clock.
 
@@ -53,7 +54,9 @@ from fluxmq_amqp091.codec import (
     encode_method,
 )
 from fluxmq_amqp091.props import PROTOCOL
+from fluxmq_amqp091.waits import AuthWait, SecretWait
 from fluxmq_core.auth import AuthRequest, AuthResult
+from fluxmq_core.transport.adapter import Wait
 
 if TYPE_CHECKING:
     from fluxmq_amqp091.config import AMQP091Config
@@ -129,7 +132,7 @@ class Connection:
         self.out = bytearray()
         self.phase = Phase.HEADER
         self.channels: dict[int, Channel] = {}
-        self.waiting: tuple[Any, ...] | None = None
+        self.waiting: Wait | None = None
         self.closing = False
         self.frame_max = cfg.frame_max
         self.channel_max = cfg.channel_max
@@ -146,6 +149,7 @@ class Connection:
         self.error: AMQPError | None = None
         #: set by the adapter: called when out gained bytes outside ``receive``
         self.wakeup: Any = lambda conn: None
+        self.flush_pending = False  # the adapter's flag (reset by each flush)
 
     def __repr__(self) -> str:
         return f"Connection({self.id}, {self.remote}, {self.phase.value})"
@@ -285,6 +289,9 @@ class Connection:
                 return
             if isinstance(m, (commands.Connection.Blocked, commands.Connection.Unblocked)):
                 return
+            if isinstance(m, commands.Connection.UpdateSecret):
+                self._update_secret(m)
+                return
             raise AMQPError(
                 COMMAND_INVALID if not _is_connection(m) else UNEXPECTED_FRAME,
                 f"unexpected method {m.name} on channel 0",
@@ -302,8 +309,7 @@ class Connection:
             self.capabilities = dict(caps) if isinstance(caps, dict) else {}
             user, password = parse_sasl(m.mechanism, m.response)
             self.phase = Phase.AUTH
-            self.waiting = (
-                "auth",
+            self.waiting = AuthWait(
                 AuthRequest(
                     protocol=PROTOCOL,
                     client_id=self.id,
@@ -311,7 +317,7 @@ class Connection:
                     password=password,
                     remote=self.remote,
                     tls_identity=self.tls_identity,
-                ),
+                )
             )
         elif phase is Phase.TUNE_OK:
             cm, fm = int(m.channel_max), int(m.frame_max)
@@ -338,7 +344,7 @@ class Connection:
             self.env.connection_opened(self)
 
     def auth_done(self, result: AuthResult) -> None:
-        """The adapter's answer to ``waiting = ("auth", request)``."""
+        """The adapter's answer to an ``AuthWait``."""
         self.waiting = None
         if not result.ok:
             self.fail(
@@ -360,6 +366,35 @@ class Connection:
             ),
         )
         self.phase = Phase.TUNE_OK
+
+    def _update_secret(self, m: Any) -> None:
+        """``connection.update-secret`` (RabbitMQ 3.8+, OAuth 2 token refresh): the
+        connection's user logs in again with the new secret."""
+        secret = m.new_secret
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        self.waiting = SecretWait(
+            AuthRequest(
+                protocol=PROTOCOL,
+                client_id=self.id,
+                username=self.username,
+                password=bytes(secret or b""),
+                remote=self.remote,
+                tls_identity=self.tls_identity,
+            )
+        )
+
+    def secret_done(self, result: AuthResult) -> None:
+        """The adapter's answer to a ``SecretWait``: update-secret-ok, or the
+        connection closes with 530 NOT_ALLOWED (RabbitMQ's answer)."""
+        self.waiting = None
+        if self.phase is not Phase.OPENED:
+            return
+        if not result.ok or (result.username or self.username) != self.username:
+            self.fail(AMQPError(NOT_ALLOWED, "New secret was refused by one of the backends"))
+            return
+        self._send(0, commands.Connection.UpdateSecretOk())
+        self.process()
 
     def resume(self) -> None:
         """The adapter finished a wait that a channel asked for; read on."""

@@ -2,13 +2,14 @@
 
 :class:`AMQPServer` is the per-broker environment every connection and channel sees
 (``env``): the shared :class:`~fluxmq_amqp091.broker.Topology` and
-:class:`~fluxmq_amqp091.queues.Queues`, the publish path, the write coalescing and
-the once-a-second housekeeping (``x-expires``, the memory high-water mark).
-:class:`AMQPProtocol` is the ``asyncio.Protocol`` of one connection: chunks in, one
-write per chunk out (deliveries into *other* connections mark them dirty and one
-``call_soon`` per loop tick flushes each once), the handshake timeout, heartbeats,
-transport backpressure (``pause_writing`` pauses the connection's consumers), and
-the awaits the sans-IO layer asks for (login, ``basic.get``, ``tx.commit``).
+:class:`~fluxmq_amqp091.queues.Queues`, the publish path and the once-a-second
+housekeeping (``x-expires``, the memory high-water mark). :class:`AMQPProtocol` is
+the ``asyncio.Protocol`` of one connection, built on the core's adapter base
+(:mod:`fluxmq_core.transport.adapter`: one write per destination per chunk, typed
+waits, per-connection exception isolation, the graceful close); what it adds is
+AMQP's own: the handshake timeout, heartbeats, transport backpressure
+(``pause_writing`` pauses the connection's consumers), and the handlers of the waits
+the sans-IO layer asks for (login, ``update-secret``, ``basic.get``, ``tx.commit``).
 
 Memory alarm: when ``memory_high_watermark`` (process RSS, from ``/proc/self/statm``)
 or ``buffer_high_watermark`` (bytes queued in AMQP transports) is exceeded, every
@@ -28,10 +29,17 @@ from pamqp import commands
 
 from fluxmq_amqp091.broker import Exchange, Topology
 from fluxmq_amqp091.channel import Consumer
-from fluxmq_amqp091.codec import CONNECTION_FORCED, PRECONDITION_FAILED, AMQPError
+from fluxmq_amqp091.codec import (
+    CONNECTION_FORCED,
+    INTERNAL_ERROR,
+    PRECONDITION_FAILED,
+    AMQPError,
+)
 from fluxmq_amqp091.connection import Connection, Phase
 from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues
+from fluxmq_amqp091.waits import AuthWait, CommitWait, GetWait, SecretWait
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
+from fluxmq_core.transport.adapter import HOLD_OTHER, AdapterProtocol, AdapterServer
 
 if TYPE_CHECKING:
     from fluxmq_amqp091.config import AMQP091Config
@@ -44,6 +52,9 @@ log = logging.getLogger("fluxmq.amqp091")
 
 HOUSEKEEPING_INTERVAL = 1.0
 GET_WAIT = 2.0  # longest basic.get waits for the queue's dispatcher (bounded)
+#: Longest tx.commit waits for its appends to be durable; past it the commit fails.
+COMMIT_WAIT = 30.0
+CLOSE_OK_WAIT = 2.0  # longest a connection.close waits for the client's close-ok
 
 
 def _rss() -> int:
@@ -54,14 +65,14 @@ def _rss() -> int:
         return 0
 
 
-class AMQPServer:
-    """One per broker: shared state, publish path, flusher, housekeeping."""
+class AMQPServer(AdapterServer):
+    """One per broker: shared state, publish path, housekeeping (the dirty list and
+    its flusher come from :class:`AdapterServer`)."""
 
     def __init__(self, context: BrokerContext, cfg: AMQP091Config) -> None:
-        self.context = context
+        super().__init__(context)
         self.cfg = cfg
         self.clock = context.clock
-        self.stats = context.stats
         self.node_id = context.node_id
         try:
             from importlib.metadata import version
@@ -71,9 +82,6 @@ class AMQPServer:
             self.version = "0"
         self.topology = Topology(context, cfg.topic_exchange)
         self.queues: Queues = Queues(context, self.topology, cfg.consumer_timeout)
-        self.protocols: set[AMQPProtocol] = set()
-        self._dirty: list[AMQPProtocol] = []
-        self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.blocked = False
@@ -99,9 +107,7 @@ class AMQPServer:
             conn = proto.conn
             if conn is not None and conn.phase is Phase.OPENED:
                 conn.close(CONNECTION_FORCED, "broker shutdown")
-            proto.flush()
-            if proto.transport is not None:
-                proto.transport.close()
+        self.close_all()
         await self.context.store.sync()
 
     # --- the publish path --------------------------------------------------------------
@@ -138,23 +144,36 @@ class AMQPServer:
         self.stats.protocol_errors += 1
         log.info("%s: %s", conn, exc)
 
-    # --- write coalescing ---------------------------------------------------------------
+    # --- tx.commit --------------------------------------------------------------------
 
-    def mark_dirty(self, proto: AMQPProtocol) -> None:
-        if proto.dirty:
-            return
-        proto.dirty = True
-        self._dirty.append(proto)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            (self._loop or asyncio.get_running_loop()).call_soon(self.flush_dirty)
-
-    def flush_dirty(self) -> None:
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for proto in dirty:
-            proto.dirty = False
-            proto.flush()
+    def tx_refusal(self, publishes: list[tuple[Any, ...]]) -> str:
+        """Why a queue would refuse at once one of a transaction's publishes (too
+        large, queue full with overflow ``reject``), or "": checked before anything
+        is applied, so such a commit applies nothing. Mirrors the synchronous checks
+        of the queue manager's ``append``."""
+        topo = self.topology
+        core = self.core
+        added: dict[str, int] = {}
+        for pm, h, _body, message in publishes:
+            ex = topo.exchanges.get(pm.exchange)
+            if ex is None:
+                continue
+            for name in topo.route(ex, pm.routing_key, h.properties.headers, self.queues.exists):
+                q = core.get(name)
+                if q is None:
+                    return f"no queue {name!r}"
+                cfg = q.config
+                size = len(message.payload)
+                if cfg.max_message_size and size > cfg.max_message_size:
+                    return (
+                        f"a message of {size} bytes exceeds queue {name!r}'s "
+                        f"max_message_size {cfg.max_message_size}"
+                    )
+                if cfg.max_depth and cfg.overflow == "reject":
+                    n = added[name] = added.get(name, 0) + 1
+                    if q.live_length() + n > cfg.max_depth:
+                        return f"queue {name!r} is full (max_depth {cfg.max_depth})"
+        return ""
 
     # --- basic.get ----------------------------------------------------------------------
 
@@ -252,182 +271,152 @@ class AMQPServer:
             proto.flush()
 
 
-class AMQPProtocol(asyncio.Protocol):
+class AMQPProtocol(AdapterProtocol):
     """One AMQP network connection on the event loop."""
 
-    # No __slots__: the core wraps connection_made/lost on the instance.
+    __slots__ = ("_handshake_timer", "_hb_timer", "_close_timer")
+
+    log_name = "fluxmq.amqp091"
+    server: AMQPServer
+    conn: Connection
 
     def __init__(self, server: AMQPServer) -> None:
-        self.server = server
-        self.conn: Connection | None = None
-        self.transport: asyncio.Transport | None = None
-        self.dirty = False
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(server)
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._hb_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._reading = True
 
-    # --- asyncio.Protocol ---------------------------------------------------------------
+    # --- adapter hooks ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
         server = self.server
-        server.protocols.add(self)
         tune_transport(transport, server.cfg.outbound_buffer)
-        conn = self.conn = Connection(server, peer_name(transport), peer_identity(transport))
-        conn.wakeup = self._wakeup
-        now = self._loop.time()
-        conn.last_recv = conn.last_sent = now
+        conn = Connection(server, peer_name(transport), peer_identity(transport))
+        conn.last_recv = conn.last_sent = self._loop.time()
+        return conn
+
+    def connected(self) -> None:
         self._handshake_timer = self._loop.call_later(
-            server.cfg.handshake_timeout, self._handshake_timeout
+            self.server.cfg.handshake_timeout, self._handshake_timeout
         )
 
-    def data_received(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        self.conn.receive(data, self._loop.time())
+
+    def after_step(self) -> None:
         conn = self.conn
-        assert conn is not None
-        self.server.stats.bytes_received += len(data)
-        conn.receive(data, self._loop.time())
-        self._after()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        server = self.server
-        server.protocols.discard(self)
-        for timer in (self._handshake_timer, self._hb_timer, self._close_timer):
-            if timer is not None:
-                timer.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        conn = self.conn
-        if conn is not None:
-            if conn.opened:
-                server.stats.clients_connected -= 1
-                server.stats.clients_disconnected += 1
-            conn.lost()
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        conn = self.conn
-        if conn is not None:
-            conn.paused = True
-            for ch in list(conn.channels.values()):
-                ch.refresh()
-
-    def resume_writing(self) -> None:
-        conn = self.conn
-        if conn is not None:
-            conn.paused = False
-            for ch in list(conn.channels.values()):
-                ch.refresh()
-
-    def set_reading(self, on: bool) -> None:
-        transport = self.transport
-        if transport is None or on == self._reading:
-            return
-        self._reading = on
-        if on:
-            transport.resume_reading()
-        else:
-            transport.pause_reading()
-
-    # --- after each step ----------------------------------------------------------------
-
-    def _wakeup(self, conn: Connection) -> None:
-        self.server.mark_dirty(self)
-
-    def _after(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        if conn.waiting is not None and (self._task is None or self._task.done()):
-            self._task = self._loop.create_task(self._resolve())
-        self.flush()
-        if self.server._dirty:
-            self.server.flush_dirty()
-        self._check_open()
-
-    def _check_open(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        if conn.phase is Phase.OPENED and self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-            if conn.heartbeat:
-                self._hb_timer = self._loop.call_later(
-                    max(0.5, conn.heartbeat / 2), self._heartbeat
-                )
+        phase = conn.phase
+        if phase is Phase.OPENED:
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
+                if conn.heartbeat:
+                    self._hb_timer = self._loop.call_later(
+                        max(0.5, conn.heartbeat / 2), self._heartbeat
+                    )
+        elif phase is Phase.CLOSING and self._close_timer is None:
+            # wait (bounded) for close-ok, then close anyway
+            self._close_timer = self._loop.call_later(CLOSE_OK_WAIT, self._force_close)
 
     def flush(self) -> None:
         conn = self.conn
-        transport = self.transport
-        if conn is None:
-            return
-        if transport is None:
-            conn.out.clear()
-            return
-        out = conn.out
-        if out:
-            conn.out = bytearray()
+        if conn is not None and conn.out:
             conn.last_sent = self._loop.time()
-            self.server.stats.bytes_sent += len(out)
-            transport.write(out)
-        if conn.closing or conn.phase is Phase.CLOSED:
-            if not transport.is_closing():
-                transport.close()
-        elif conn.phase is Phase.CLOSING and self._close_timer is None:
-            # wait (bounded) for close-ok, then close anyway
-            self._close_timer = self._loop.call_later(2.0, self._force_close)
+        AdapterProtocol.flush(self)
+
+    def internal_error(self) -> None:
+        self.conn.close(INTERNAL_ERROR, "internal error")
+        self.after_step()
+
+    def connection_ended(self) -> None:
+        for timer in (self._handshake_timer, self._hb_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._handshake_timer = self._hb_timer = self._close_timer = None
+        conn = self.conn
+        if conn is not None:
+            if conn.opened:
+                stats = self.server.stats
+                stats.clients_connected -= 1
+                stats.clients_disconnected += 1
+            conn.lost()
+
+    def writing_paused(self) -> None:
+        for ch in list(self.conn.channels.values()):
+            ch.refresh()
+
+    def writing_resumed(self) -> None:
+        for ch in list(self.conn.channels.values()):
+            ch.refresh()
+
+    def set_reading(self, on: bool) -> None:
+        """Memory alarm: stop or restart reading this publisher."""
+        if on:
+            self.release_reading(HOLD_OTHER)
+        else:
+            self.hold_reading(HOLD_OTHER)
 
     def _force_close(self) -> None:
         self._close_timer = None
         if self.transport is not None:
             self.transport.close()
 
-    async def _resolve(self) -> None:
+    # --- waits --------------------------------------------------------------------------
+
+    async def _auth(self, wait: AuthWait) -> None:
         conn = self.conn
-        assert conn is not None
-        server = self.server
+        result = await self.server.context.auth.authenticate(wait.request)
+        if not result.ok:
+            self.server.stats.auth_failures += 1
+        conn.auth_done(result)
+        conn.process()
+
+    async def _secret(self, wait: SecretWait) -> None:
+        auth = self.server.context.auth
+        result = await auth.authenticate(wait.request)
+        if not result.ok:
+            self.server.stats.auth_failures += 1
+        else:
+            forget = getattr(auth, "forget_client", None)
+            if forget is not None:
+                forget(self.conn.id)  # cached decisions were made for the old secret
+        self.conn.secret_done(result)
+
+    async def _get(self, wait: GetWait) -> None:
+        conn = self.conn
+        channel = wait.channel
         try:
-            while conn.waiting is not None and self.transport is not None:
-                waiting = conn.waiting
-                kind = waiting[0]
-                if kind == "auth":
-                    result = await server.context.auth.authenticate(waiting[1])
-                    if not result.ok:
-                        server.stats.auth_failures += 1
-                    conn.auth_done(result)
-                    conn.process()
-                elif kind == "get":
-                    _, channel, q, no_ack = waiting
-                    try:
-                        c, message, remaining = await server.basic_get(channel, q, no_ack)
-                    except AMQPError as exc:
-                        channel.fail(exc)
-                    else:
-                        if conn.channels.get(channel.number) is channel:
-                            channel.get_result(c, message, remaining)
-                        elif c is not None:
-                            channel._unregister(c)
-                    conn.resume()
-                elif kind == "commit":
-                    _, channel, futures = waiting
-                    if futures:
-                        await asyncio.wait(futures, timeout=30.0)
-                    if conn.channels.get(channel.number) is channel:
-                        conn.send(channel.number, commands.Tx.CommitOk())
-                    conn.resume()
-                else:  # pragma: no cover - a bug
-                    raise RuntimeError(f"unknown wait {waiting!r}")
-                self.flush()
-                if server._dirty:
-                    server.flush_dirty()
-                self._check_open()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("AMQP connection %r failed while waiting", conn)
-            conn.close(541, "internal error")
-            self.flush()
+            c, message, remaining = await self.server.basic_get(channel, wait.queue, wait.no_ack)
+        except AMQPError as exc:
+            channel.fail(exc)
+        else:
+            if conn.channels.get(channel.number) is channel:
+                channel.get_result(c, message, remaining)
+            elif c is not None:
+                channel._unregister(c)
+        conn.resume()
+
+    async def _commit(self, wait: CommitWait) -> None:
+        conn = self.conn
+        error = ""
+        futures = wait.futures
+        if futures:
+            done, pending = await asyncio.wait(futures, timeout=COMMIT_WAIT)
+            for f in pending:
+                f.add_done_callback(_retrieve)
+            if pending:
+                error = f"{len(pending)} append(s) not durable after {COMMIT_WAIT:g} s"
+            for f in done:
+                exc = None if f.cancelled() else f.exception()
+                if (f.cancelled() or exc is not None) and not error:
+                    error = f"append failed: {exc or 'cancelled'}"
+        try:
+            wait.channel.commit_done(error, wait.settles)
+        except AMQPError as exc:
+            conn.fail(exc)
+        conn.resume()
+
+    WAITS = {AuthWait: _auth, SecretWait: _secret, GetWait: _get, CommitWait: _commit}
 
     # --- timers -------------------------------------------------------------------------
 
@@ -443,9 +432,18 @@ class AMQPProtocol(asyncio.Protocol):
         conn = self.conn
         if conn is None or self.transport is None:
             return
-        if not conn.tick(self._loop.time()):
+        now = self._loop.time()
+        if conn.waiting is not None:
+            conn.last_recv = now  # not read while we wait: the silence is ours
+        if not conn.tick(now):
             log.info("%s: missed heartbeats from client, timeout: %ss", conn, conn.heartbeat)
             self.transport.abort()
             return
         self.flush()
         self._hb_timer = self._loop.call_later(max(0.5, conn.heartbeat / 2), self._heartbeat)
+
+
+def _retrieve(f: asyncio.Future[Any]) -> None:
+    """Mark a late append's outcome as seen (the commit already failed)."""
+    if not f.cancelled():
+        f.exception()

@@ -11,11 +11,11 @@ SUBSCRIBE/UNSUBSCRIBE, DISCONNECT, AUTH and protocol errors. Outbound PUBLISH en
 
 What it does not do: any I/O, timers or awaiting. Steps that need the event loop
 (``AuthService.authenticate``, a cache miss of ``authorize``, an enhanced-auth step)
-are exposed as ``waiting``; processing stops there, the adapter awaits and feeds the
-answer back (:meth:`auth_done`, :meth:`answer`, :meth:`enhanced_done`), and the
-packets that arrived meanwhile are processed in order afterwards. An acknowledgement
-that waits for something else (a queue append becoming durable, ``queues.py``) is
-reserved with :meth:`~Connection.defer_ack` and answered with
+are exposed as ``waiting``, a typed wait (``waits.py``); processing stops there, the
+adapter awaits and feeds the answer back (:meth:`auth_done`, :meth:`answer`,
+:meth:`enhanced_done`), and the packets that arrived meanwhile are processed in order
+afterwards. An acknowledgement that waits for something else (a queue append becoming
+durable, ``queues.py``) is reserved with :meth:`~Connection.defer_ack` and answered with
 :meth:`~Connection.resolve_ack`; acks still leave in PUBLISH order. Session lifetime,
 takeover and wills belong to ``registry.py``; the QoS state rules to ``state.py``.
 """
@@ -56,6 +56,7 @@ from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.session import NEVER, PROTOCOL
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait, Wait
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.registry import SessionRegistry, Will
@@ -82,6 +83,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "decoder",
         "held",
         "held_count",
+        "held_mark",
         "phase",
         "version",
         "session",
@@ -126,6 +128,9 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.decoder = Decoder(role="server", max_packet_size=cfg.max_packet_size)
         self.held = bytearray()  # acks waiting for the store's sync (durable stores)
         self.held_count = 0
+        # Where in ``out`` the chunk's first held ack would have gone: what follows
+        # it waits for the same sync (-1: nothing held).
+        self.held_mark = -1
         self.phase = Phase.AWAIT_CONNECT
         self.version = 4
         self.session: Session | None = None
@@ -139,7 +144,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.in_aliases: dict[int, str] | None = None
         self.will: Will | None = None
         self.closing = False
-        self.waiting: tuple | None = None
+        self.waiting: Wait | None = None
         # Packets not handled yet: a deque while there are some, else an empty tuple
         # (an idle connection holds no deque block).
         self.backlog: deque[Any] | tuple[()] = ()
@@ -226,13 +231,13 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     # -- answers from the adapter -------------------------------------------------------
 
     def answer(self, action: str, topic: str, decision: bool) -> None:
-        """The result of ``AuthService.authorize`` for ``waiting = ("authorize", ...)``."""
+        """The result of ``AuthService.authorize`` for an ``AuthorizeWait``."""
         self.answers[(action, topic)] = decision
         self.waiting = None
         self._resume()
 
     def auth_done(self, result: AuthResult) -> None:
-        """The result of ``AuthService.authenticate`` for ``waiting = ("auth", req)``."""
+        """The result of ``AuthService.authenticate`` for an ``AuthWait``."""
         self.waiting = None
         if self.phase is Phase.CLOSED:
             return
@@ -459,10 +464,9 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._refuse(0x8C, f"authentication method {method!r} not supported")
                 return None
             self.enhanced = enhanced
-            self.waiting = ("enhanced", props.authentication_data or b"")  # type: ignore[union-attr]
+            self.waiting = EnhancedAuthWait(props.authentication_data or b"")  # type: ignore[union-attr]
             return None
-        self.waiting = (
-            "auth",
+        self.waiting = AuthWait(
             AuthRequest(
                 protocol=PROTOCOL,
                 client_id=client_id,
@@ -470,7 +474,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 password=p.password,
                 remote=self.remote,
                 tls_identity=self.tls_identity,
-            ),
+            )
         )
         return None
 
@@ -540,7 +544,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         if decision is None:
             decision = self.answers.get((action, topic))
             if decision is None:
-                self.waiting = ("authorize", action, topic)
+                self.waiting = AuthorizeWait(action, topic)
         return decision
 
     # -- PUBLISH in ----------------------------------------------------------------------
@@ -613,9 +617,13 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self.registry.context.publish(message)
             return None
         if qos == 1:
+            # The PUBACK goes where ``out`` ended before the publish: ahead of the
+            # deliveries to this same connection that the publish causes.
+            out = self.out
+            pos = len(out)
             if message is not None and not self.registry.context.publish(message) and v5:
                 code = 0x10
-            self._ack(Puback, pid, code)
+            self._ack(Puback, pid, code, out, pos)
             return None
         if code < 0x80:
             session.hold_inbound(pid, message)  # type: ignore[arg-type]
@@ -644,13 +652,24 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 m.user_properties = list(props.user_properties)
         return m
 
-    def _ack(self, cls: type, pid: int, code: int) -> None:
+    def _ack(
+        self, cls: type, pid: int, code: int, at: bytearray | None = None, pos: int = 0
+    ) -> None:
+        """Append an ack, or insert it at ``pos`` of ``at`` when ``at`` is still the
+        output buffer (not written meanwhile); durable stores hold it for a sync."""
         data = self._encode_ack(cls, pid, code, "")
+        out = self.out
+        if at is not out:
+            pos = len(out)
         if self.registry.durable:
             self.held += data
             self.held_count += 1
+            if self.held_mark < 0:
+                self.held_mark = pos
+        elif pos >= len(out):
+            out += data
         else:
-            self.out += data
+            out[pos:pos] = data
 
     # -- acks of our PUBLISHes -----------------------------------------------------------
 
@@ -676,12 +695,13 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
 
     def _on_pubrel(self, p: Pubrel) -> None:
         known, message = self.session.release_inbound(p.packet_id)  # type: ignore[union-attr]
-        if message is not None:
-            self.registry.context.publish(message)
+        # PUBCOMP first: it precedes the deliveries to this connection it causes.
         if known or self.version < MQTT_5:
             self.out += b"\x70\x02" + p.packet_id.to_bytes(2, "big")
         else:
             self.out += encode(Pubcomp(p.packet_id, 0x92), MQTT_5)
+        if message is not None:
+            self.registry.context.publish(message)
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -717,7 +737,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             if p.reason_code != 0x18 or self.enhanced is None:
                 self._protocol_error(0x82, "unexpected AUTH reason code")
                 return
-            self.waiting = ("enhanced", data)
+            self.waiting = EnhancedAuthWait(data)
             return
         if p.reason_code != 0x19:
             self._protocol_error(0x82, "AUTH must start with Re-authenticate (0x19)")
@@ -734,7 +754,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             return
         self.enhanced = enhanced
         self.reauth = True
-        self.waiting = ("enhanced", data)
+        self.waiting = EnhancedAuthWait(data)
 
 
 def _utf8(payload: bytes) -> bool:

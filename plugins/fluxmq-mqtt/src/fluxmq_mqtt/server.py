@@ -1,20 +1,16 @@
 """The asyncio adapter: binds the sans-IO connection to core transports and services.
 
-:class:`MQTTServer` owns the :class:`~fluxmq_mqtt.sessions.SessionRegistry`, the
-listeners' protocol factory and the write coalescing: a connection's own answers are
-written once per ``data_received`` chunk, and deliveries into *other* connections
-mark them dirty so that one ``loop.call_soon`` per loop tick flushes each of them
-once. A connection whose pending output reaches ``FLUSH_AT`` bytes is written at once,
-whoever fills it: under uvloop one loop iteration may read dozens of chunks from every
-busy socket before a ``call_soon`` callback runs, so a deferred flush alone lets a
-subscriber's buffer fill and drop while publishers keep being read (see
-``docs/performance.md``). :class:`FlowControl` pauses reading MQTT publishers whose
-messages meet a congested subscriber. :class:`MQTTProtocol` is the ``asyncio.Protocol``
-of one connection: chunks in,
-the connect timeout, keep-alive (one lazily re-armed timer per connection, not one
-per packet), transport backpressure (``pause_writing`` stops deliveries into it;
-``resume_writing`` pumps its session queue) and the awaits the sans-IO layer asks for
-(login, ACL cache misses, enhanced-auth steps, the store sync before acks).
+Built on the core's adapter base (:mod:`fluxmq_core.transport.adapter`), which does
+the write coalescing (one write per destination per chunk), the typed waits, the
+per-connection exception isolation, back-pressure and the graceful close with a
+linger. What is MQTT's own here: :class:`MQTTServer` owns the
+:class:`~fluxmq_mqtt.sessions.SessionRegistry`; :class:`FlowControl` pauses reading
+MQTT publishers whose messages meet a congested subscriber; :class:`MQTTProtocol`
+adds the connect timeout, keep-alive (one lazily re-armed timer per connection, not
+one per packet), ``resume_writing`` pumping the session queue, the handlers of the
+MQTT waits (login, ACL cache misses, enhanced-auth steps) and the store sync before
+acks (held acks, and everything the same chunk wrote after them, go out after one
+``store.sync()``, so a PUBACK still precedes the deliveries its publish caused).
 
 What it does not do: MQTT rules. Everything a packet means is decided in
 ``connection.py``, ``session.py`` and ``sessions.py``.
@@ -28,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthError
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
+from fluxmq_core.transport.adapter import HOLD_FLOW, AdapterProtocol, AdapterServer
 from fluxmq_mqtt.connection import Connection
-from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this (see the docstring)
+from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
@@ -129,133 +127,100 @@ class FlowControl:
                 congested[conn] = None
 
 
-class MQTTServer:
-    """One per broker: the registry, the dirty-connection flusher, flow control,
-    start and stop."""
+class MQTTServer(AdapterServer):
+    """One per broker: the registry, flow control, start and stop (the dirty list
+    and its flusher come from :class:`AdapterServer`)."""
 
     def __init__(self, context: BrokerContext, cfg: MQTTConfig) -> None:
-        self.context = context
+        super().__init__(context)
         self.cfg = cfg
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
         self.flow = FlowControl(cfg)
         self.registry.flow = self.flow
-        self.protocols: set[MQTTProtocol] = set()
-        self._dirty: list[MQTTProtocol] = []
-        self._flush_scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def protocol_factory(self) -> MQTTProtocol:
         return MQTTProtocol(self)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         await self.registry.restore()
 
     async def stop(self) -> None:
         self.registry.shutdown()
-        self.flush_dirty()
-        for proto in list(self.protocols):
-            proto.flush()
-            if proto.transport is not None:
-                proto.transport.close()
+        self.close_all()
         await self.context.store.sync()
 
-    # -- write coalescing ----------------------------------------------------------------
 
-    def mark_dirty(self, proto: MQTTProtocol) -> None:
-        self._dirty.append(proto)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush_dirty)
-
-    def flush_dirty(self) -> None:
-        """Write every connection marked dirty. One failing connection is logged and
-        does not strand the others (each would keep ``flush_pending`` set and never
-        be marked again)."""
-        self._flush_scheduled = False
-        while self._dirty:
-            dirty = self._dirty
-            self._dirty = []
-            for proto in dirty:
-                try:
-                    proto.flush()
-                except Exception:
-                    log.exception("MQTT flush of %r failed", proto.conn)
-                    conn = proto.conn
-                    if conn is not None:
-                        conn.flush_pending = False
-                        conn.out.clear()
-                    if proto.transport is not None:
-                        proto.transport.abort()
-
-
-class MQTTProtocol(asyncio.Protocol):
+class MQTTProtocol(AdapterProtocol):
     """One MQTT network connection on the event loop."""
 
-    __slots__ = (
-        "server",
-        "conn",
-        "transport",
-        "_ka_timer",
-        "_connect_timer",
-        "_task",
-        "_ack_chain",
-        "_gate",
-        "_loop",
-        "_flow",
-    )
+    __slots__ = ("_ka_timer", "_connect_timer", "_ack_chain", "_flow")
+
+    flush_at = FLUSH_AT
+    log_name = "fluxmq.mqtt"
+    server: MQTTServer
+    conn: Connection
 
     def __init__(self, server: MQTTServer) -> None:
-        self.server = server
-        self.conn: Connection | None = None
-        self.transport: asyncio.Transport | None = None
+        super().__init__(server)
         self._ka_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
         self._ack_chain: asyncio.Future[None] | None = None
-        self._gate: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
         # While paused by flow control: [timer, subscriber connection, ...]
         self._flow: list[Any] | None = None
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
+    # -- adapter hooks -------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
         server = self.server
-        server.protocols.add(self)
         tune_transport(transport, server.cfg.outbound_buffer)
-        conn = self.conn = Connection(
-            server.registry, peer_name(transport), peer_identity(transport)
-        )
-        conn.wakeup = self._wakeup
+        conn = Connection(server.registry, peer_name(transport), peer_identity(transport))
         conn.last_seen = self._loop.time()
+        return conn
+
+    def connected(self) -> None:
         self._connect_timer = self._loop.call_later(
-            server.cfg.connect_timeout, self._connect_timeout
+            self.server.cfg.connect_timeout, self._connect_timeout
         )
 
-    def data_received(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         conn = self.conn
-        assert conn is not None
-        server = self.server
-        server.context.stats.bytes_received += len(data)
         conn.last_seen = self._loop.time()
-        flow = server.flow
+        flow = self.server.flow
         flow.current = self
         try:
             conn.receive(data)
         finally:
             flow.current = None
-        self._after()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def after_step(self) -> None:
+        conn = self.conn
+        if conn.held:
+            self._hold_acks()
+        if conn.sync_first:
+            # Nothing goes out before the store synced what the CONNACK promises.
+            conn.sync_first = False
+            self.hold_output(self.server.context.store.sync())
+        if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
+            self._connect_done()
+
+    def wakeup(self, conn: Any) -> None:
+        # Written at once when big, unless the chunk holds output back (acks waiting
+        # for a sync, and what follows them; or the CONNACK's sync).
+        if len(conn.out) >= FLUSH_AT and conn.held_mark < 0 and not conn.sync_first:
+            self.flush()
+        elif not self.dirty:
+            self.dirty = True
+            self.server.mark_dirty(self)
+
+    def internal_error(self) -> None:
+        self.conn.kick(0x80, "internal error")  # 5.0: DISCONNECT "unspecified error"
+
+    def connection_ended(self) -> None:
         server = self.server
-        server.protocols.discard(self)
         for timer in (self._ka_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        self._ka_timer = self._connect_timer = None
         if self._flow is not None:
             self._flow[0].cancel()
             for sub in self._flow[1:]:
@@ -268,23 +233,39 @@ class MQTTProtocol(asyncio.Protocol):
             if server.flow.congested:
                 server.flow.forget(conn)
             conn.lost()
-        self.transport = None
 
-    def pause_writing(self) -> None:
-        if self.conn is not None:
-            self.conn.paused = True
-
-    def resume_writing(self) -> None:
+    def writing_resumed(self) -> None:
         conn = self.conn
-        if conn is not None:
-            conn.paused = False
-            session = conn.session
-            if session is not None:
-                session.pump()
-                self.flush()
-                flow = self.server.flow
-                if flow.congested:
-                    flow.check(conn, len(session.queue))
+        session = conn.session
+        if session is not None:
+            session.pump()
+            self.flush()
+            flow = self.server.flow
+            if flow.congested:
+                flow.check(conn, len(session.queue))
+
+    # -- waits ---------------------------------------------------------------------------
+
+    async def _auth(self, wait: AuthWait) -> None:
+        self.conn.auth_done(await self.server.context.auth.authenticate(wait.request))
+
+    async def _authorize(self, wait: AuthorizeWait) -> None:
+        conn = self.conn
+        decision = await self.server.context.auth.authorize(
+            conn.client_id, conn.username, wait.action, wait.topic
+        )
+        conn.answer(wait.action, wait.topic, decision)
+
+    async def _enhanced(self, wait: EnhancedAuthWait) -> None:
+        conn = self.conn
+        try:
+            status, out = await conn.enhanced.step(wait.data)
+        except AuthError as exc:
+            conn.enhanced_failed(exc.reason)
+        else:
+            conn.enhanced_done(str(status), out)
+
+    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize, EnhancedAuthWait: _enhanced}
 
     # -- flow control (this connection as a publisher) ----------------------------------
 
@@ -297,7 +278,7 @@ class MQTTProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.pause_reading()
+        self.hold_reading(HOLD_FLOW)
         self._flow = [self._loop.call_later(timeout, self._flow_expired), sub]
 
     def flow_done(self, sub: Connection) -> None:
@@ -308,81 +289,31 @@ class MQTTProtocol(asyncio.Protocol):
         if len(waiting) == 1:
             waiting[0].cancel()
             self._flow = None
-            self._resume_reading()
+            self.release_reading(HOLD_FLOW)
 
     def _flow_expired(self) -> None:
         waiting = self._flow
         self._flow = None
         if waiting is not None:
             self.server.flow.expired(self, waiting[1:])
-            self._resume_reading()
+            self.release_reading(HOLD_FLOW)
 
-    def _resume_reading(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
-
-    # -- after each step -----------------------------------------------------------------
-
-    def _wakeup(self, conn: Connection) -> None:
-        if len(conn.out) >= FLUSH_AT:
-            self.flush()  # big enough: write now, whatever the loop does next
-        else:
-            self.server.mark_dirty(self)
-
-    def _after(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        if conn.held:
-            self._hold_acks()
-        if conn.waiting is not None and (self._task is None or self._task.done()):
-            self._task = self._loop.create_task(self._resolve())
-        self.flush()
-        # Write what this chunk delivered to other connections now: once per
-        # destination per chunk, not once per packet and not deferred to a later tick.
-        if self.server._dirty:
-            self.server.flush_dirty()
-        if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
-            self._connect_done()
-
-    def flush(self) -> None:
-        conn = self.conn
-        transport = self.transport
-        if conn is None:
-            return
-        conn.flush_pending = False
-        if transport is None:
-            conn.out.clear()
-            return
-        if conn.sync_first:
-            # Nothing goes out before the store synced what the CONNACK promises.
-            if self._gate is None:
-                self._gate = self._loop.create_task(self._open_gate())
-            return
-        out = conn.out
-        if out:
-            conn.out = bytearray()
-            self.server.context.stats.bytes_sent += len(out)
-            transport.write(out)
-        if conn.closing and not transport.is_closing():
-            transport.close()
-
-    async def _open_gate(self) -> None:
-        try:
-            await self.server.context.store.sync()
-        finally:
-            self._gate = None
-            if self.conn is not None:
-                self.conn.sync_first = False
-        self.flush()
+    # -- durable acks --------------------------------------------------------------------
 
     def _hold_acks(self) -> None:
-        """Durable store: acks of this chunk go out after one ``store.sync()``."""
+        """Durable store: acks of this chunk go out after one ``store.sync()``, and
+        so does everything the chunk wrote to this connection after the first of them
+        (the deliveries to itself a publish caused come after its PUBACK)."""
         conn = self.conn
-        assert conn is not None
         data = bytes(conn.held)
         count = conn.held_count
         conn.held.clear()
+        mark = conn.held_mark
+        conn.held_mark = -1
+        out = conn.out
+        if 0 <= mark < len(out) and not conn.closing:
+            data += out[mark:]
+            del out[mark:]
         previous = self._ack_chain
 
         async def release() -> None:
@@ -395,44 +326,6 @@ class MQTTProtocol(asyncio.Protocol):
                 self.flush()
 
         self._ack_chain = self._loop.create_task(release())
-
-    async def _resolve(self) -> None:
-        """Await what the connection is waiting for and feed the answers back."""
-        conn = self.conn
-        assert conn is not None
-        auth = self.server.context.auth
-        try:
-            while conn.waiting is not None and self.transport is not None:
-                waiting = conn.waiting
-                kind = waiting[0]
-                if kind == "auth":
-                    conn.auth_done(await auth.authenticate(waiting[1]))
-                elif kind == "authorize":
-                    _, action, topic = waiting
-                    decision = await auth.authorize(conn.client_id, conn.username, action, topic)
-                    conn.answer(action, topic, decision)
-                elif kind == "enhanced":
-                    try:
-                        status, out = await conn.enhanced.step(waiting[1])
-                    except AuthError as exc:
-                        conn.enhanced_failed(exc.reason)
-                    else:
-                        conn.enhanced_done(str(status), out)
-                else:  # pragma: no cover - a bug
-                    raise RuntimeError(f"unknown wait {waiting!r}")
-                if conn.held:
-                    self._hold_acks()
-                self.flush()
-                if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
-                    self._connect_done()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("MQTT connection %r failed while waiting", conn)
-            conn.close("internal error")
-            self.flush()
-        finally:
-            self._task = None  # a finished task would stay referenced by an idle connection
 
     # -- timers --------------------------------------------------------------------------
 
@@ -448,7 +341,6 @@ class MQTTProtocol(asyncio.Protocol):
             self._connect_timer.cancel()
             self._connect_timer = None
         conn = self.conn
-        assert conn is not None
         self._ka_timer = self._loop.call_later(conn.keepalive * 1.5, self._keepalive_check)
 
     def _keepalive_check(self) -> None:
@@ -456,7 +348,10 @@ class MQTTProtocol(asyncio.Protocol):
         if conn is None or self.transport is None:
             return
         limit = conn.keepalive * 1.5
-        idle = self._loop.time() - conn.last_seen
+        now = self._loop.time()
+        if conn.waiting is not None:
+            conn.last_seen = now  # not read while we wait: the silence is ours
+        idle = now - conn.last_seen
         if idle >= limit:
             self._ka_timer = None
             conn.kick(0x8D, "keep alive timeout")
