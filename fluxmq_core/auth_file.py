@@ -12,13 +12,18 @@ Two files, both optional and both re-read on reload:
 - an **ACL file** in TOML: an ordered list of allow/deny rules on MQTT topic filters,
   first match wins.
 
-This module is also the core's default auth plugin: its two hookimpls reach the
-provider through ``context.auth.file_provider`` and answer nothing (``None``) when no
-file is configured. They are ``trylast`` so that any third-party plugin registered
-without options is asked first; see ``docs/auth.md`` for the order.
+This module is also the core's default auth plugin, registered like any plugin:
+``fluxmq_auth_setup`` loads the files named by ``[auth]`` (at start-up and on reload),
+keeps the provider in ``context.extras`` and tells the auth service what it provides
+(an authentication source, an ACL, the ``SCRAM-SHA-256`` method); its
+``fluxmq_authenticate`` / ``fluxmq_authorize`` answer nothing (``None``) when no file
+is configured. They are ``trylast`` so that any third-party plugin registered without
+options is asked first; see ``docs/auth.md`` for the order. The auth service does not
+know this module.
 
 What it deliberately does not do: hold users in memory beyond the parsed file, know
-about protocols, or cache decisions (the :class:`fluxmq_core.auth.AuthService` caches).
+about protocols, cache decisions (the :class:`fluxmq_core.auth.AuthService` caches),
+or match topic filters itself (:mod:`fluxmq_core.router.topics` does).
 """
 
 from __future__ import annotations
@@ -36,14 +41,20 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fluxmq_core import scram
+from fluxmq_core.contracts import AuthConfig, AuthRequest, AuthResult, AuthSetup
+from fluxmq_core.errors import AuthFileError
 from fluxmq_core.hookspecs import hookimpl
-from fluxmq_core.scram import ScramCredentials
-
-if TYPE_CHECKING:
-    from fluxmq_core.auth import AuthRequest, AuthResult
+from fluxmq_core.router.topics import (
+    TopicError,
+    filter_covers,
+    filters_overlap,
+    strip_share,
+    validate_topic_filter,
+)
+from fluxmq_core.scram import ScramCredentials, ScramMethod, ScramServer
 
 __all__ = [
     "ANONYMOUS",
@@ -85,35 +96,6 @@ SCRAM_PREFIX = "$scram-sha-256$"
 
 #: What :func:`hash_password` / :func:`set_password` can write.
 SCHEMES = ("pbkdf2-sha512", "scram-sha-256")
-
-
-class AuthFileError(Exception):
-    """A password or ACL file could not be read or is malformed.
-
-    ``str()`` names the file and, where known, the line (password file) or the rule
-    number and key (ACL file), so the operator can fix it without guessing.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        message: str,
-        *,
-        line: int | None = None,
-        rule: int | None = None,
-        key: str | None = None,
-    ) -> None:
-        self.path = str(path)
-        self.line = line
-        self.rule = rule
-        self.key = key
-        self.message = message
-        where = self.path if line is None else f"{self.path}:{line}"
-        if rule is not None:
-            where += f": rule {rule}"
-        if key is not None:
-            where += f": key {key!r}"
-        super().__init__(f"{where}: {message}")
 
 
 # --- password hashes -----------------------------------------------------------------
@@ -162,12 +144,14 @@ def _decode_scram(encoded: str) -> ScramCredentials:
     count = parts[2]
     if not (count.isascii() and count.isdigit()) or int(count) < 1:
         raise ValueError(f"bad iteration count {count!r}")
+    if int(count) < scram.MIN_ITERATIONS:
+        raise ValueError(f"SCRAM needs at least {scram.MIN_ITERATIONS} iterations (RFC 7677)")
     try:
         salt, stored_key, server_key = (_b64decode(p) for p in parts[3:])
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError(f"bad base64: {exc}") from None
-    if not salt:
-        raise ValueError("empty salt")
+    if len(salt) < 12:
+        raise ValueError("SCRAM salt must be at least 12 bytes")
     if len(stored_key) != 32 or len(server_key) != 32:
         raise ValueError("StoredKey and ServerKey must be 32 bytes each")
     return ScramCredentials(salt, int(count), stored_key, server_key)
@@ -372,87 +356,6 @@ def delete_user(path: str | os.PathLike[str], username: str) -> bool:
     return True
 
 
-# --- topic filter algebra --------------------------------------------------------------
-
-
-def _strip_share(topic_filter: str) -> str:
-    """``$share/<group>/<filter>`` is authorized as ``<filter>``."""
-    if topic_filter.startswith("$share/"):
-        parts = topic_filter.split("/", 2)
-        if len(parts) == 3:
-            return parts[2]
-    return topic_filter
-
-
-def filter_covers(rule: str, requested: str) -> bool:
-    """Whether every topic matched by ``requested`` is also matched by ``rule``.
-
-    Both are MQTT filters (a plain topic name is a filter without wildcards, so this
-    is also "does ``rule`` match topic ``requested``"). MQTT's ``$`` rule holds: a
-    leading ``+`` or ``#`` does not match topics starting with ``$``. Examples:
-    ``a/#`` covers ``a/+/b`` and ``a``; ``a/b`` does not cover ``a/#``; ``+/#``
-    covers ``#``.
-    """
-    r = rule.split("/")
-    q = requested.split("/")
-    if q[0].startswith("$") and r[0] in ("+", "#"):
-        return False
-    i = 0
-    while True:
-        if i == len(r):
-            return i == len(q)
-        if r[i] == "#":
-            return True
-        if i == len(q):
-            return False
-        if q[i] == "#":
-            # q matches its parent level (if any) and everything below: only a rule
-            # remainder of "#" does, or "+/#" at the root, where there is no parent.
-            return i == 0 and r[i:] == ["+", "#"]
-        if r[i] == "+":
-            i += 1
-            continue
-        if q[i] == "+" or r[i] != q[i]:
-            return False
-        i += 1
-
-
-def filters_overlap(a: str, b: str) -> bool:
-    """Whether some topic is matched by both filters (``$`` rule included)."""
-    x = a.split("/")
-    y = b.split("/")
-    if (x[0] in ("+", "#") and y[0].startswith("$")) or (
-        y[0] in ("+", "#") and x[0].startswith("$")
-    ):
-        return False
-    i = 0
-    while True:
-        x_end, y_end = i == len(x), i == len(y)
-        if x_end and y_end:
-            return True
-        if (not x_end and x[i] == "#") or (not y_end and y[i] == "#"):
-            return True
-        if x_end or y_end:
-            return False
-        if x[i] == "+" or y[i] == "+" or x[i] == y[i]:
-            i += 1
-            continue
-        return False
-
-
-def _valid_filter(topic_filter: str) -> str | None:
-    """Return why ``topic_filter`` is not a valid MQTT filter, or ``None``."""
-    if not topic_filter:
-        return "topic filter must not be empty"
-    levels = topic_filter.split("/")
-    for n, level in enumerate(levels):
-        if "#" in level and (level != "#" or n != len(levels) - 1):
-            return "'#' must be a whole level and the last one"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level"
-    return None
-
-
 # --- ACL file ------------------------------------------------------------------------------
 
 ANONYMOUS = "*anonymous*"
@@ -508,11 +411,17 @@ class AclRule:
             return False
         return True
 
-    def decide(self, client_id: str, username: str | None, requested: str) -> bool:
+    def decide(
+        self, client_id: str, username: str | None, requested: str, partial: bool = False
+    ) -> bool:
         """Whether this rule matches ``requested`` (after ``%u``/``%c``).
 
-        An allow rule must cover the request; a deny rule need only overlap it (a
-        subscription that could receive one denied topic is denied). A placeholder
+        Strictly (``partial`` false, and always for topic names, where both readings
+        agree): an allow rule must cover the request; a deny rule need only overlap
+        it (a subscription that could receive one denied topic is denied). With
+        ``partial`` (a wildcard subscription under ``acl_subscribe = "filter"``, whose
+        deliveries are checked one by one): an allow rule need only overlap it, a deny
+        rule must cover it. A placeholder
         that cannot be filled safely (no username; a value holding ``+``, ``#`` or
         ``/``) makes an allow rule not match, and turns that level of a deny rule
         into ``+``, so a strange identity never escapes a deny.
@@ -530,9 +439,9 @@ class AclRule:
                     level = filled
                 out.append(level)
             topic = "/".join(out)
-        if self.allow:
-            return filter_covers(topic, requested)
-        return filters_overlap(topic, requested)
+        if self.allow is partial:
+            return filters_overlap(topic, requested)
+        return filter_covers(topic, requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,11 +451,26 @@ class Acl:
     rules: tuple[AclRule, ...]
     default_allow: bool
 
-    def check(self, client_id: str, username: str | None, action: str, topic: str) -> bool:
-        requested = _strip_share(topic) if action == "subscribe" else topic
+    def check(
+        self,
+        client_id: str,
+        username: str | None,
+        action: str,
+        topic: str,
+        partial: bool = False,
+    ) -> bool:
+        """The first rule that applies and matches decides, else the default.
+        ``partial``: decide a subscribe filter as "may any of it be read" (see
+        :meth:`AclRule.decide`); a topic name is decided the same either way."""
+        requested = topic
+        if action == "subscribe":
+            requested = strip_share(topic)
+            partial = partial and ("+" in requested or "#" in requested)
+        else:
+            partial = False
         for rule in self.rules:
             if rule.applies_to(client_id, username, action) and rule.decide(
-                client_id, username, requested
+                client_id, username, requested, partial
             ):
                 return rule.allow
         return self.default_allow
@@ -575,9 +499,10 @@ def _parse_rule(path: Any, index: int, raw: Any) -> AclRule:
     topic = raw.get("topic")
     if not isinstance(topic, str):
         raise AuthFileError(path, "required string (an MQTT topic filter)", rule=index, key="topic")
-    why = _valid_filter(topic)
-    if why:
-        raise AuthFileError(path, why, rule=index, key="topic")
+    try:
+        validate_topic_filter(topic)
+    except TopicError as exc:
+        raise AuthFileError(path, str(exc), rule=index, key="topic") from None
     users: frozenset[str] | None = None
     anonymous = True
     if "users" in raw:
@@ -638,11 +563,16 @@ class FileProvider:
     """
 
     def __init__(
-        self, password_file: str, acl_file: str, use_identity_as_username: bool = False
+        self,
+        password_file: str,
+        acl_file: str,
+        use_identity_as_username: bool = False,
+        acl_subscribe: str = "filter",
     ) -> None:
         self.password_file = password_file
         self.acl_file = acl_file
         self.use_identity_as_username = use_identity_as_username
+        self.partial_subscribe = acl_subscribe == "filter"
         self._users: dict[str, str] | None = None
         self._scram: dict[str, ScramCredentials] = {}
         self._acl: Acl | None = None
@@ -673,8 +603,6 @@ class FileProvider:
         return self._scram.get(username)
 
     def authenticate(self, request: AuthRequest) -> AuthResult | None:
-        from fluxmq_core.auth import AuthResult
-
         if request.method is not None:
             return None  # enhanced auth belongs to plugins that know the method
         if self.use_identity_as_username:
@@ -700,15 +628,66 @@ class FileProvider:
         acl = self._acl
         if acl is None:
             return None
-        return acl.check(client_id, username, action, topic)
+        return acl.check(client_id, username, action, topic, self.partial_subscribe)
+
+    def setup(self) -> AuthSetup:
+        """What this provider gives the auth service (see ``fluxmq_auth_setup``)."""
+        parts: list[str] = []
+        if self.use_identity_as_username:
+            parts.append("TLS client certificates (use_identity_as_username)")
+        elif self._users is not None:
+            parts.append(f"password file {self.password_file} ({len(self._users)} users)")
+        methods = {}
+        if self._users is not None and not self.use_identity_as_username:
+            methods[scram.MECHANISM] = self._start_scram
+        acl = self._acl
+        summary = "; ".join(parts)
+        if acl is not None and summary:
+            summary += f"; ACL file {self.acl_file} ({len(acl.rules)} rules)"
+        return AuthSetup(
+            authenticates=bool(parts),
+            authorizes=acl is not None,
+            methods=methods,
+            summary=summary,
+        )
+
+    def _start_scram(self, request: AuthRequest) -> ScramMethod:
+        # Bound to this provider: a reload mid-exchange does not switch the exchange
+        # to other credentials.
+        return ScramMethod(ScramServer(self.scram_credentials))
 
 
 # --- hookimpls: the core's default auth plugin ----------------------------------------------
 
+_KEY = "fluxmq.auth_file"
+
+
+def _extras(context: Any) -> dict[str, Any]:
+    extras = getattr(context, "extras", None)
+    if extras is None:  # a bare context (unit tests): give it the slot BrokerContext has
+        extras = {}
+        context.extras = extras
+    return extras
+
 
 def _provider(context: Any) -> FileProvider | None:
-    auth = getattr(context, "auth", None)
-    return getattr(auth, "file_provider", None)
+    return _extras(context).get(_KEY)
+
+
+@hookimpl
+def fluxmq_auth_setup(context: Any, config: AuthConfig) -> AuthSetup:
+    """Load the files ``[auth]`` names now. A bad file raises :class:`AuthFileError`
+    before anything is replaced, so on reload the previous files stay in force."""
+    provider = None
+    if config.password_file or config.acl_file or config.use_identity_as_username:
+        provider = FileProvider(
+            config.password_file,
+            config.acl_file,
+            config.use_identity_as_username,
+            config.acl_subscribe,
+        )
+    _extras(context)[_KEY] = provider
+    return provider.setup() if provider is not None else AuthSetup()
 
 
 @hookimpl(trylast=True)
@@ -718,7 +697,11 @@ def fluxmq_authenticate(context: Any, request: AuthRequest) -> Any:
     provider = _provider(context)
     if provider is None:
         return None
-    return asyncio.to_thread(provider.authenticate, request)
+    if provider.use_identity_as_username or (
+        request.username is not None and request.method is None and provider.has_users
+    ):
+        return asyncio.to_thread(provider.authenticate, request)
+    return None
 
 
 @hookimpl(trylast=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxmq_core.auth import AuthConfig
+from fluxmq_core.contracts import AuthConfig
 from fluxmq_core.config import ClusterConfig, LogConfig, ServerConfig, StorageConfig, SysConfig
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.http.config import HTTPConfig
