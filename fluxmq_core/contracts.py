@@ -184,7 +184,7 @@ class AuthSetup:
 
 @dataclass
 class AuthConfig:
-    """The ``[auth]`` config section (reference in ``docs/configuration.md``).
+    """The ``[auth]`` config section: who may log in, from where, and what they may do.
 
     Keys:
         anonymous: who may log in without credentials when no plugin decides:

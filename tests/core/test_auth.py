@@ -50,7 +50,7 @@ def req(
     )
 
 
-REMOTE = "192.0.2.7:40000"  # TEST-NET-1: never this machine
+REMOTE = "192.0.2.7:40000"  # not a loopback address
 
 
 def make_service(*plugins, builtins=True, **config):
