@@ -6,6 +6,8 @@ read checks."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import types
 
 import pluggy
@@ -476,3 +478,22 @@ async def test_reload_applies_changed_paths_from_the_config(tmp_path, passwd):
     service.reload()
     assert not service.has_source and not service.authorization_active
     assert (await service.authenticate(req("mallory", b"x"))).ok
+
+
+# --- module structure -----------------------------------------------------------------------------
+
+
+def _modules_loaded_by(module: str) -> set[str]:
+    code = (
+        f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('fluxmq')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_contracts_and_hookspecs_are_leaves_and_the_service_knows_no_provider():
+    leaves = {"fluxmq_core", "fluxmq_core.config", "fluxmq_core.errors", "fluxmq_core.contracts"}
+    assert _modules_loaded_by("fluxmq_core.contracts") <= leaves
+    assert _modules_loaded_by("fluxmq_core.hookspecs") <= leaves | {"fluxmq_core.hookspecs"}
+    service = _modules_loaded_by("fluxmq_core.auth")
+    assert not service & {"fluxmq_core.auth_file", "fluxmq_core.scram", "fluxmq_core.passwords"}
