@@ -44,7 +44,7 @@ from fluxmq_core.contracts import (
     is_loopback,
 )
 from fluxmq_core.errors import AuthError, AuthFileError
-from fluxmq_core.plugins import await_me_maybe
+from fluxmq_core.plugins import PluginError, await_me_maybe
 
 __all__ = [
     "PUBLISH",
@@ -165,17 +165,29 @@ class AuthService:
     def reload(self) -> None:
         """Ask every ``fluxmq_auth_setup`` again (the file provider re-reads its
         files, applying changed ``password_file`` / ``acl_file`` paths) and clear the
-        cache. An exception from a plugin (:class:`AuthFileError` naming file and
-        line/rule for a bad file) propagates and the previous setup stays in force."""
+        cache. A bad file raises :class:`AuthFileError` (naming file and line/rule),
+        any other failure of a plugin :class:`~fluxmq_core.plugins.PluginError` naming
+        it; the previous setup then stays in force."""
         setups: dict[Any, AuthSetup] = {}
+        kwargs = {"context": self._context, "config": self.config}
         for impl in self._pm.hook.fluxmq_auth_setup.get_hookimpls():
-            kwargs = {"context": self._context, "config": self.config}
-            answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            if impl.hookwrapper or impl.wrapper:
+                continue  # a wrapper declares nothing of its own
+            try:
+                answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except AuthFileError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in fluxmq_auth_setup: {exc}"
+                ) from exc
             if hasattr(answer, "__await__"):
                 getattr(answer, "close", lambda: None)()
-                raise TypeError(f"plugin {impl.plugin_name!r}: fluxmq_auth_setup must not be async")
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: fluxmq_auth_setup must not be async"
+                )
             if answer is not None and not isinstance(answer, AuthSetup):
-                raise TypeError(
+                raise PluginError(
                     f"plugin {impl.plugin_name!r}: fluxmq_auth_setup returned "
                     f"{type(answer).__name__}, not AuthSetup"
                 )

@@ -301,7 +301,8 @@ class ScramClient:
 
     def _call(self, method: str, *args: str) -> str:
         try:
-            return getattr(self._client, method)(*args)  # type: ignore[no-any-return]
+            answer: str = getattr(self._client, method)(*args)
+            return answer
         except ScramException as exc:
             raise _error(exc) from None
 

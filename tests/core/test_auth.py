@@ -26,6 +26,7 @@ from fluxmq_core.auth import (
 )
 from fluxmq_core.auth_file import set_password
 from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.plugins import PluginError
 
 FAST = 1000
 
@@ -497,3 +498,20 @@ def test_contracts_and_hookspecs_are_leaves_and_the_service_knows_no_provider():
     assert _modules_loaded_by("fluxmq_core.hookspecs") <= leaves | {"fluxmq_core.hookspecs"}
     service = _modules_loaded_by("fluxmq_core.auth")
     assert not service & {"fluxmq_core.auth_file", "fluxmq_core.scram", "fluxmq_core.passwords"}
+
+
+class BrokenSetup:
+    def __init__(self, answer):
+        self.answer = answer
+
+    @hookimpl
+    def fluxmq_auth_setup(self, context, config):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [RuntimeError("ldap down"), "yes", ({},)])
+def test_failing_or_wrong_setup_names_the_plugin(answer):
+    with pytest.raises(PluginError, match="test-plugin-0"):
+        make_service(BrokenSetup(answer))
