@@ -357,3 +357,29 @@ def test_start_up_log_names_listeners_reachable_from_outside(fluxmq_broker_facto
     (line,) = [r.getMessage() for r in caplog.records if r.name == "fluxmq.auth"]
     assert "mqtt.tcp (0.0.0.0:" in line and "http.bind (0.0.0.0:" in line
     assert "No authentication source" in line
+
+
+def test_sse_stream_is_filtered_per_message(fluxmq_broker_factory, tmp_path):
+    acl = tmp_path / "acl.toml"
+    acl.write_text(WIDE_ACL)
+    broker = start(fluxmq_broker_factory, [], {"acl_file": str(acl)})
+    port = broker.port("http.bind")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn.request("GET", "/subscribe?filter=%23")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    for _ in range(50):  # the stream says when it is subscribed
+        if resp.fp.readline().startswith(b": subscribed"):
+            break
+    for topic in ("secret/x", "public/x"):
+        body = {"topic": topic, "payload": base64.b64encode(b"p").decode()}
+        assert http_call("127.0.0.1", port, "POST", "/publish", body)[0] == 200
+    topic = None
+    while topic is None:
+        line = resp.fp.readline()
+        assert line, "stream ended"
+        if line.startswith(b"data: "):
+            topic = json.loads(line[6:])["topic"]
+    assert topic == "public/x"  # secret/x, published first, was not delivered
+    resp.close()
+    conn.close()
