@@ -5,6 +5,7 @@ read checks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -515,3 +516,37 @@ class BrokenSetup:
 def test_failing_or_wrong_setup_names_the_plugin(answer):
     with pytest.raises(PluginError, match="test-plugin-0"):
         make_service(BrokenSetup(answer))
+
+
+# --- per-delivery read checks (acl_subscribe = "filter") ---------------------------------------
+
+
+async def test_may_read_asks_a_sync_authorizer_once_per_topic():
+    counter = CountingAuthorizer(True)
+    service = make_service(counter)
+    assert service.filter_reads
+    assert service.may_read("c1", "u", "a/b") is True
+    assert service.may_read("c1", "u", "a/b") is True
+    assert counter.calls == [("c1", SUBSCRIBE, "a/b")]
+    assert service.authorize_cached("c1", "u", SUBSCRIBE, "a/b") is True
+    assert not make_service(counter, acl_subscribe="strict").filter_reads
+    assert not make_service().filter_reads  # no authorization at all: nothing to check
+
+
+async def test_may_read_with_an_async_authorizer_refuses_then_decides(caplog):
+    service = make_service(AsyncAuthority())
+    with caplog.at_level(logging.WARNING, logger="fluxmq.auth"):
+        assert service.may_read("c", "x", "ok/1") is False  # cannot wait at delivery
+        assert service.may_read("c", "x", "ok/1") is False  # one decision in flight
+    assert sum("async fluxmq_authorize" in r.getMessage() for r in caplog.records) == 1
+    for _ in range(20):  # let the background decision finish
+        if service.authorize_cached("c", "x", SUBSCRIBE, "ok/1") is not None:
+            break
+        await asyncio.sleep(0)
+    assert service.may_read("c", "x", "ok/1") is True
+
+
+async def test_may_read_failing_authorizer_refuses_and_is_not_cached():
+    service = make_service(Exploding())
+    assert service.may_read("c", "u", "t") is False
+    assert service.authorize_cached("c", "u", SUBSCRIBE, "t") is None
