@@ -258,8 +258,8 @@ class AuthService:
                 if anonymous == "local"
                 else "",
             )
-        else:
-            log.warning(
+        else:  # safe, but say why remote clients will be refused
+            log.info(
                 "listeners reachable from other hosts: %s. No authentication source is "
                 "configured, so remote clients cannot log in: set [auth] password_file "
                 "(fluxmq passwd) or install an auth plugin, or set [auth] anonymous = true "

@@ -187,7 +187,7 @@ def test_start_up_log_names_reachable_listeners(passwd, caplog):
         make_service(anonymous=True).log_exposure({"mqtt.tcp": ("0.0.0.0", 1)})
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "fluxmq.auth"]
     assert "only this machine" in lines[0][1]
-    assert lines[1][0] == "WARNING" and "mqtt.tcp (0.0.0.0:1883)" in lines[1][1]
+    assert lines[1][0] == "INFO" and "mqtt.tcp (0.0.0.0:1883)" in lines[1][1]
     assert "http.bind" not in lines[1][1] and "No authentication source" in lines[1][1]
     assert lines[2][0] == "INFO" and "amqp.tcp" in lines[2][1] and "password file" in lines[2][1]
     assert lines[3][0] == "WARNING" and "without credentials" in lines[3][1]
