@@ -2,41 +2,49 @@
 
 :class:`AuthService` is what protocols call: ``authenticate`` once per connection,
 ``authorize_cached`` on the hot path (a dict lookup, or ``True`` straight away when
-no authorization is configured at all), ``authorize`` on a cache miss, and
-``forget_client`` at disconnect. Decisions come from the ``fluxmq_authenticate`` /
-``fluxmq_authorize`` hooks (first answer wins) and, when nobody answers, from
-Mosquitto-like defaults described in ``docs/auth.md``.
+no authorization is configured at all), ``authorize`` on a cache miss, ``may_read``
+per delivery through a wildcard subscription (``[auth] acl_subscribe = "filter"``)
+and ``forget_client`` at disconnect. Decisions come from the ``fluxmq_authenticate``
+/ ``fluxmq_authorize`` hooks (first answer wins) and, when nobody answers, from the
+rules in ``docs/auth.md``: clients without credentials follow ``[auth] anonymous``
+(``"local"`` by default: only from this machine), everyone else is refused.
 
 Multi-step ("enhanced") authentication, MQTT 5's AUTH exchange and AMQP's SASL, goes
 through :meth:`AuthService.start_enhanced`, which returns an :class:`EnhancedSession`
 the protocol feeds with the client's data until it succeeds or raises
-:class:`AuthError`. Methods live in a registry on the service: ``SCRAM-SHA-256``
-(:mod:`fluxmq_core.scram`, credentials from the password file) is built in, and a
-plugin adds its own with :meth:`AuthService.register_method` from ``fluxmq_startup``.
+:class:`AuthError`. Methods come from plugins: offered through ``fluxmq_auth_setup``
+(the password file's ``SCRAM-SHA-256``) or registered with
+:meth:`AuthService.register_method` from ``fluxmq_startup``.
 
-The built-in password/ACL file provider lives in :mod:`fluxmq_core.auth_file` and is
-itself a plugin; this module only owns the service, the request/result types, the
-``[auth]`` config section, the enhanced-auth registry and the decision cache. It knows
-nothing of protocols.
+This module knows only the hooks: the password/ACL file provider
+(:mod:`fluxmq_core.auth_file`) is a default plugin like any other, which tells the
+service what it provides through ``fluxmq_auth_setup``. The contract types live in
+:mod:`fluxmq_core.contracts` and are re-exported here for existing imports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import enum
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pluggy
 
-from fluxmq_core import auth_file
-from fluxmq_core.auth_file import AuthFileError, FileProvider
-from fluxmq_core.config import setting
-from fluxmq_core.plugins import await_me_maybe
-from fluxmq_core.scram import MECHANISM as SCRAM_SHA_256
-from fluxmq_core.scram import ScramError, ScramServer
+from fluxmq_core.contracts import (
+    PUBLISH,
+    SUBSCRIBE,
+    AuthConfig,
+    AuthRequest,
+    AuthResult,
+    AuthSetup,
+    EnhancedAuth,
+    EnhancedFactory,
+    Step,
+    is_loopback,
+)
+from fluxmq_core.errors import AuthError, AuthFileError
+from fluxmq_core.plugins import PluginError, await_me_maybe
 
 __all__ = [
     "PUBLISH",
@@ -48,6 +56,7 @@ __all__ = [
     "AuthRequest",
     "AuthResult",
     "AuthService",
+    "AuthSetup",
     "EnhancedAuth",
     "EnhancedFactory",
     "EnhancedSession",
@@ -56,86 +65,10 @@ __all__ = [
 
 log = logging.getLogger("fluxmq.auth")
 
-PUBLISH = "publish"
-SUBSCRIBE = "subscribe"
+#: The name of the SCRAM method the password file offers (kept here for imports).
+SCRAM_SHA_256 = "SCRAM-SHA-256"
 
-
-@dataclass(frozen=True, slots=True)
-class AuthRequest:
-    """Everything known about a client at login.
-
-    ``remote`` is ``host:port``; ``tls_identity`` is the client certificate's subject
-    CN when TLS client authentication was used; ``method`` names an enhanced
-    authentication method (MQTT 5 AUTH, AMQP SASL mechanism) when one was asked for.
-    """
-
-    protocol: str
-    client_id: str
-    username: str | None
-    password: bytes | None
-    remote: str
-    tls_identity: str | None
-    method: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AuthResult:
-    """A login decision.
-
-    ``username`` is the identity to use from now on (for ACLs, events, logs); the
-    service fills it from the request when a plugin leaves it ``None`` on success.
-    ``reason`` is for logs and protocol reason strings; ``attributes`` is free-form
-    data a plugin wants to hand to later hooks (roles, tenant...).
-    """
-
-    ok: bool
-    username: str | None = None
-    reason: str = ""
-    attributes: dict | None = None
-
-
-class AuthError(Exception):
-    """An enhanced-authentication exchange failed: bad credentials, a malformed or
-    out-of-order message, or an error inside the method. The client is refused.
-
-    ``reason`` is short and safe to send to the client as a protocol reason string
-    (for SCRAM an RFC 5802 error value such as ``"invalid-proof"``); ``str()`` may
-    say more, for logs. Methods registered by plugins raise it to refuse.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-class Step(enum.StrEnum):
-    """What an enhanced-auth step asks the protocol to do next. A ``str`` enum, so
-    methods written by plugins may return the plain strings too."""
-
-    CONTINUE = "continue"  # send the data and wait for the client's next message
-    SUCCESS = "success"  # authenticated: send the data with the success answer
-
-
-class EnhancedAuth(Protocol):
-    """One exchange of one method, as a plugin implements it.
-
-    ``step`` receives the client's data (the first call gets the data that came with
-    the login, e.g. CONNECT's Authentication Data) and returns ``(Step, data for the
-    client)``, or an awaitable of that; it raises :class:`AuthError` to refuse.
-    ``username`` is the authenticated identity once the step returned ``SUCCESS``.
-    It is never called again after ``SUCCESS`` or an error: the session sees to that.
-    """
-
-    @property
-    def username(self) -> str | None: ...
-
-    def step(self, data: bytes) -> tuple[str, bytes] | Awaitable[tuple[str, bytes]]: ...
-
-
-#: Makes a method's exchange for one login, given what is known about the client
-#: (an :class:`AuthRequest` with ``method`` set and no username or password yet).
-#: Returns ``None`` when the method is not available for this client.
-EnhancedFactory = Callable[["AuthRequest"], "EnhancedAuth | None"]
+_UNDECLARED = AuthSetup(authenticates=True, authorizes=True)
 
 
 class EnhancedSession:
@@ -143,8 +76,8 @@ class EnhancedSession:
 
     Call :meth:`step` with each piece of client data; it returns ``(Step.CONTINUE,
     data)`` or ``(Step.SUCCESS, data)`` and raises :class:`AuthError` on failure and
-    only then: errors of the method itself (a :class:`~fluxmq_core.scram.ScramError`,
-    a bug in a plugin) become :class:`AuthError`. After success :attr:`result` is
+    only then: any other error of the method (a bug in a plugin) becomes
+    :class:`AuthError`. After success :attr:`result` is
     the login decision; after a failure or success every further step is refused.
     """
 
@@ -176,8 +109,6 @@ class EnhancedSession:
             answer = await await_me_maybe(self._impl.step(data))
         except AuthError:
             raise
-        except ScramError as exc:
-            raise AuthError(exc.reason, exc.detail) from exc
         except Exception:
             log.exception("enhanced authentication method %r failed", self.method)
             raise AuthError("other-error", "authentication error") from None
@@ -194,64 +125,13 @@ class EnhancedSession:
         return status, out
 
 
-class _ScramMethod:
-    """The built-in SCRAM-SHA-256 method over a :class:`ScramServer`."""
-
-    def __init__(self, server: ScramServer) -> None:
-        self._server = server
-        self._started = False
-
-    @property
-    def username(self) -> str | None:
-        return self._server.username if self._server.done else None
-
-    def step(self, data: bytes) -> tuple[str, bytes]:
-        if not self._started:
-            self._started = True
-            return Step.CONTINUE, self._server.first(data)
-        return Step.SUCCESS, self._server.final(data)
-
-
-@dataclass
-class AuthConfig:
-    """The ``[auth]`` config section.
-
-    Keys:
-        anonymous: allow clients that send no username when no plugin decides
-            (Mosquitto's ``allow_anonymous``).
-        password_file: path of a Mosquitto-format password file; ``""`` for none.
-        acl_file: path of a TOML ACL file; ``""`` for none (then everything is
-            allowed unless a plugin decides otherwise).
-        cache_size: how many authorization decisions to keep in memory (all
-            clients together); when full, the cache is cleared and refills. ``0``
-            disables caching (every check asks the plugins).
-        use_identity_as_username: take the TLS client certificate's CN as the
-            username and skip the password check (Mosquitto's option of the same
-            name); clients without a certificate are refused.
-    """
-
-    anonymous: bool = setting(True, "Allow clients that send no username when no plugin decides.")
-    password_file: str = setting(
-        "", "Mosquitto-format password file ('' for none); see docs/auth.md."
-    )
-    acl_file: str = setting(
-        "", "TOML ACL file ('' for none: everything allowed unless a plugin decides)."
-    )
-    cache_size: int = setting(
-        100_000, "Authorization decisions kept in memory; 0 disables the cache."
-    )
-    use_identity_as_username: bool = setting(
-        False, "Use the TLS client certificate CN as username and skip the password check."
-    )
-
-
 class AuthService:
     """The broker's single entry point for login and permission checks.
 
     Built once by the server with the plugin manager, the broker context (passed
-    to hooks; the file provider is reached through ``context.auth``) and the
-    ``[auth]`` config. Register plugins before building it: whether authorization is
-    active at all is computed here and on :meth:`reload`.
+    to hooks) and the ``[auth]`` config. Register plugins before building it: it asks
+    ``fluxmq_auth_setup`` here and on :meth:`reload`, and computes from the answers
+    whether any authentication source and any authorization exist.
 
     The decision cache maps ``client_id -> (username, {(action, topic): bool})``, so
     :meth:`forget_client` is one ``dict.pop``. It holds at most ``cache_size``
@@ -263,21 +143,137 @@ class AuthService:
         self._pm = pm
         self._context = context
         self.config = config
-        self.file_provider: FileProvider | None = None
-        if config.password_file or config.acl_file:
-            self.file_provider = FileProvider(
-                config.password_file, config.acl_file, config.use_identity_as_username
-            )
+        self._setups: dict[Any, AuthSetup] = {}
         self._cache: dict[str, tuple[str | None, dict[tuple[str, str], bool]]] = {}
         self._cached = 0
+        self._methods: dict[str, EnhancedFactory] = {}
+        self._offered: dict[str, EnhancedFactory] = {}
+        self._pending_reads: set[tuple[str, str | None, str]] = set()
+        self._warned_async_read = False
+        #: Any authorization at all (an ACL, a plugin deciding): else every check is
+        #: ``True`` at once.
         self.authorization_active = False
-        self._update_active()
-        self._methods: dict[str, EnhancedFactory] = {SCRAM_SHA_256: self._start_scram}
+        #: Deliveries are checked per topic (``acl_subscribe = "filter"`` and
+        #: authorization active); protocols test this flag before :meth:`may_read`.
+        self.filter_reads = False
+        #: Some plugin may accept usernames (a password file, an auth plugin).
+        self.has_source = False
+        self.reload()
+
+    # --- set-up and reload -------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Ask every ``fluxmq_auth_setup`` again (the file provider re-reads its
+        files, applying changed ``password_file`` / ``acl_file`` paths) and clear the
+        cache. A bad file raises :class:`AuthFileError` (naming file and line/rule),
+        any other failure of a plugin :class:`~fluxmq_core.plugins.PluginError` naming
+        it; the previous setup then stays in force."""
+        setups: dict[Any, AuthSetup] = {}
+        kwargs = {"context": self._context, "config": self.config}
+        for impl in self._pm.hook.fluxmq_auth_setup.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue  # a wrapper declares nothing of its own
+            try:
+                answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except AuthFileError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in fluxmq_auth_setup: {exc}"
+                ) from exc
+            if hasattr(answer, "__await__"):
+                getattr(answer, "close", lambda: None)()
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: fluxmq_auth_setup must not be async"
+                )
+            if answer is not None and not isinstance(answer, AuthSetup):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: fluxmq_auth_setup returned "
+                    f"{type(answer).__name__}, not AuthSetup"
+                )
+            setups[impl.plugin] = answer if answer is not None else _UNDECLARED
+        self._setups = setups
+        self._offered = {}
+        for setup in setups.values():
+            for name, factory in setup.methods.items():
+                self._offered.setdefault(name, factory)
+        self._cache.clear()
+        self._cached = 0
+        self._update_flags()
+
+    def _declares(self, hook: str, what: str) -> list[Any]:
+        """The plugins implementing ``hook`` that count for ``what`` (a field of
+        :class:`AuthSetup`): those that declared it, and those that declared nothing."""
+        impls = getattr(self._pm.hook, hook).get_hookimpls()
+        return [
+            impl.plugin
+            for impl in impls
+            if getattr(self._setups.get(impl.plugin, _UNDECLARED), what)
+        ]
+
+    def _update_flags(self) -> None:
+        self.has_source = bool(self._declares("fluxmq_authenticate", "authenticates"))
+        self.authorization_active = bool(self._declares("fluxmq_authorize", "authorizes"))
+        self.filter_reads = self.authorization_active and self.config.acl_subscribe == "filter"
+
+    def sources(self) -> list[str]:
+        """One line per authentication source, for logs and ``fluxmq`` tools."""
+        out: list[str] = []
+        for plugin in self._declares("fluxmq_authenticate", "authenticates"):
+            setup = self._setups.get(plugin)
+            out.append(
+                setup.summary
+                if setup is not None and setup.summary
+                else f"plugin {self._pm.get_name(plugin)}"
+            )
+        return out
+
+    def log_exposure(self, bound: dict[str, tuple[str, int]]) -> None:
+        """Say once, at start-up, which listeners other hosts can reach and what a
+        remote client needs to get in (loopback-only brokers say so too)."""
+        outside = sorted(
+            f"{name} ({host}:{port})"
+            for name, (host, port) in bound.items()
+            if not is_loopback(host)
+        )
+        if not outside:
+            log.info("every listener is bound to a loopback address: only this machine can connect")
+            return
+        where = ", ".join(outside)
+        anonymous = self.config.anonymous
+        sources = self.sources()
+        if anonymous is True:
+            log.warning(
+                "listeners reachable from other hosts: %s. [auth] anonymous = true: any "
+                "client that can reach them may connect without credentials",
+                where,
+            )
+        elif sources:
+            log.info(
+                "listeners reachable from other hosts: %s. Remote clients must log in "
+                "through: %s%s",
+                where,
+                "; ".join(sources),
+                " (clients on this machine may connect without credentials)"
+                if anonymous == "local"
+                else "",
+            )
+        else:  # safe, but say why remote clients will be refused
+            log.info(
+                "listeners reachable from other hosts: %s. No authentication source is "
+                "configured, so remote clients cannot log in: set [auth] password_file "
+                "(fluxmq passwd) or install an auth plugin, or set [auth] anonymous = true "
+                "to let everyone in",
+                where,
+            )
 
     # --- authentication ----------------------------------------------------------------
 
     async def authenticate(self, request: AuthRequest) -> AuthResult:
         """Decide a login. Never raises: a failing plugin is logged and means "no"."""
+        if request.username == "":
+            # A zero-length username is no username, as Mosquitto treats it.
+            request = dataclasses.replace(request, username=None)
         if self.config.use_identity_as_username:
             if request.tls_identity is None:
                 return AuthResult(ok=False, reason="client certificate required")
@@ -310,20 +306,31 @@ class AuthService:
         return result
 
     def _default_authentication(self, request: AuthRequest) -> AuthResult:
-        """Nobody answered: Mosquitto's rules. A password file refuses users it does
-        not know; without one any username is accepted; no username needs
-        ``anonymous``; an enhanced-auth method nobody implements is refused."""
+        """Nobody answered. Mosquitto 2's rules: no credentials follow ``anonymous``;
+        a username nobody knows is refused (``anonymous = true`` keeps Mosquitto 1.x's
+        "any username is accepted when there is no source at all"); an enhanced-auth
+        method nobody implements is refused."""
         if request.method is not None:
             return AuthResult(
                 ok=False, reason=f"unsupported authentication method {request.method!r}"
             )
-        if request.username is None:
-            if self.config.anonymous:
+        anonymous = self.config.anonymous
+        if request.username is None or request.default_login:
+            if anonymous is True:
                 return AuthResult(ok=True, username=None, reason="anonymous")
+            if anonymous == "local" and request.local:
+                return AuthResult(ok=True, username=None, reason="anonymous (local)")
+            if anonymous == "local":
+                return AuthResult(
+                    ok=False,
+                    reason="anonymous access is only allowed from this machine; log in with credentials",
+                )
             return AuthResult(ok=False, reason="anonymous access not allowed")
-        if self.file_provider is not None and self.file_provider.has_users:
+        if self.has_source:
             return AuthResult(ok=False, reason="unknown user")
-        return AuthResult(ok=True, username=request.username, reason="no password check")
+        if anonymous is True:
+            return AuthResult(ok=True, username=request.username, reason="no password check")
+        return AuthResult(ok=False, reason="no authentication source configured")
 
     # --- enhanced authentication ------------------------------------------------------------
 
@@ -333,22 +340,19 @@ class AuthService:
         """Offer an enhanced-auth method (an MQTT 5 Authentication Method, a SASL
         mechanism name; matched exactly, case included). Plugins call it from
         ``fluxmq_startup``. Registering a taken name is a ``ValueError`` unless
-        ``replace`` (which is how a plugin swaps out the built-in SCRAM-SHA-256)."""
+        ``replace`` (which is how a plugin swaps out the password file's
+        SCRAM-SHA-256)."""
         if not name:
             raise ValueError("method name must not be empty")
-        if name in self._methods and not replace:
+        if (name in self._methods or name in self._offered) and not replace:
             raise ValueError(f"authentication method {name!r} is already registered")
         self._methods[name] = factory
 
     def enhanced_methods(self) -> list[str]:
-        """Names of the methods a client may use now, in registration order.
-        The built-in SCRAM-SHA-256 is listed only while it can work: a password file
-        is configured and ``use_identity_as_username`` is off."""
-        return [
-            name
-            for name, factory in self._methods.items()
-            if factory != self._start_scram or self._scram_available()
-        ]
+        """Names of the methods a client may use now: those the plugins' set-up
+        offers (SCRAM-SHA-256 while a password file is configured and
+        ``use_identity_as_username`` is off), then those registered."""
+        return list(dict.fromkeys([*self._offered, *self._methods]))
 
     def start_enhanced(
         self,
@@ -362,7 +366,7 @@ class AuthService:
         """Begin an exchange, or ``None`` when ``method`` is not offered (MQTT 5:
         CONNACK 0x8C, Bad authentication method). Feed the client's first data to
         :meth:`EnhancedSession.step` next."""
-        factory = self._methods.get(method)
+        factory = self._methods.get(method) or self._offered.get(method)
         if factory is None:
             return None
         request = AuthRequest(
@@ -380,21 +384,6 @@ class AuthService:
             log.exception("enhanced authentication method %r failed to start", method)
             return None
         return None if impl is None else EnhancedSession(method, impl)
-
-    def _scram_available(self) -> bool:
-        provider = self.file_provider
-        return (
-            provider is not None and provider.has_users and not self.config.use_identity_as_username
-        )
-
-    def _start_scram(self, request: AuthRequest) -> EnhancedAuth | None:
-        if not self._scram_available():
-            return None
-        provider = self.file_provider
-        assert provider is not None
-        # Bound to the provider of this moment: a reload mid-exchange does not
-        # switch the exchange to other credentials.
-        return _ScramMethod(ScramServer(provider.scram_credentials))
 
     # --- authorization -----------------------------------------------------------------
 
@@ -437,6 +426,72 @@ class AuthService:
             self._denied(client_id, username, action, topic)
         return decision
 
+    def may_read(self, client_id: str, username: str | None, topic: str) -> bool:
+        """Whether a delivery on ``topic`` may reach this subscriber: the per-message
+        read check of ``acl_subscribe = "filter"``. Synchronous, as delivery is: a
+        cached decision (one dict lookup), else the ``fluxmq_authorize`` hookimpls
+        are called in place (a ``"subscribe"`` check on the topic name) and the answer
+        cached. A hookimpl that answers with an awaitable cannot be waited for here:
+        this delivery is refused and the decision is made in the background for the
+        next ones. Call it only while :attr:`filter_reads` is set."""
+        entry = self._cache.get(client_id)
+        if entry is not None and entry[0] == username:
+            decision = entry[1].get((SUBSCRIBE, topic))
+            if decision is not None:
+                return decision
+        return self._read_miss(client_id, username, topic)
+
+    def _read_miss(self, client_id: str, username: str | None, topic: str) -> bool:
+        kwargs = {
+            "context": self._context,
+            "client_id": client_id,
+            "username": username,
+            "action": SUBSCRIBE,
+            "topic": topic,
+        }
+        impls = self._pm.hook.fluxmq_authorize.get_hookimpls()
+        answer = None
+        if not any(impl.hookwrapper or impl.wrapper for impl in impls):
+            for impl in reversed(impls):
+                try:
+                    answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                except Exception:
+                    log.exception("plugin %r failed in fluxmq_authorize", impl.plugin_name)
+                    self._denied(client_id, username, SUBSCRIBE, topic)
+                    return False
+                if hasattr(answer, "__await__"):
+                    getattr(answer, "close", lambda: None)()
+                    break
+                if answer is not None:
+                    decision = bool(answer)
+                    self._store(client_id, username, SUBSCRIBE, topic, decision)
+                    if not decision:
+                        self._denied(client_id, username, SUBSCRIBE, topic)
+                    return decision
+            else:
+                self._store(client_id, username, SUBSCRIBE, topic, True)
+                return True
+        # An async plugin (or a hook wrapper): decide in the background, refuse now.
+        if not self._warned_async_read:
+            self._warned_async_read = True
+            log.warning(
+                "an async fluxmq_authorize answered a per-delivery read check: the first "
+                "message per (client, topic) is dropped while it decides; answer "
+                'synchronously, or set [auth] acl_subscribe = "strict"'
+            )
+        key = (client_id, username, topic)
+        if key not in self._pending_reads:
+            self._pending_reads.add(key)
+            try:
+                task = asyncio.get_running_loop().create_task(
+                    self.authorize(client_id, username, SUBSCRIBE, topic)
+                )
+            except RuntimeError:
+                self._pending_reads.discard(key)
+            else:
+                task.add_done_callback(lambda _t: self._pending_reads.discard(key))
+        return False
+
     def _denied(self, client_id: str, username: str | None, action: str, topic: str) -> None:
         """Tell event sinks (webhooks' authz.denied). Cached denials are not told
         again: this runs once per decision, not per refused message."""
@@ -473,32 +528,6 @@ class AuthService:
     def cache_entries(self) -> int:
         """How many decisions are cached (for stats and tests)."""
         return self._cached
-
-    # --- reload ----------------------------------------------------------------------------
-
-    def reload(self) -> None:
-        """Re-read the password and ACL files and clear the cache.
-
-        The files are those named by ``self.config`` now, so a reload also applies
-        changed ``password_file`` / ``acl_file`` paths (or their removal). Raises
-        :class:`AuthFileError` (naming file and line/rule) when a file is bad; the
-        previous provider then stays in force and the cache is kept.
-        """
-        cfg = self.config
-        provider = None
-        if cfg.password_file or cfg.acl_file:
-            provider = FileProvider(cfg.password_file, cfg.acl_file, cfg.use_identity_as_username)
-        self.file_provider = provider
-        self._cache.clear()
-        self._cached = 0
-        self._update_active()
-
-    def _update_active(self) -> None:
-        third_party = any(
-            impl.plugin is not auth_file for impl in self._pm.hook.fluxmq_authorize.get_hookimpls()
-        )
-        has_acl = self.file_provider is not None and self.file_provider.has_acl
-        self.authorization_active = has_acl or third_party
 
     # --- calling the first-answer hooks ------------------------------------------------------
 

@@ -9,6 +9,9 @@ when some plugin implements them; the core checks once at start-up.
 Any hookimpl may return a plain value or an awaitable; the core awaits either
 (:func:`fluxmq_core.plugins.await_me_maybe`). Observer hooks must not raise: an
 exception is logged with the plugin's name and the broker carries on.
+
+The types hooks receive and return live in leaf modules (:mod:`fluxmq_core.contracts`,
+:mod:`fluxmq_core.errors`, :mod:`fluxmq_core.message`); this module imports no service.
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from fluxmq_core.auth import AuthRequest
     from fluxmq_core.context import BrokerContext
+    from fluxmq_core.contracts import AuthConfig, AuthRequest, SubscriptionOptions
     from fluxmq_core.message import Message
-    from fluxmq_core.router.types import SubscriptionOptions
 
 hookspec = pluggy.HookspecMarker("fluxmq")
 hookimpl = pluggy.HookimplMarker("fluxmq")
@@ -78,15 +80,36 @@ def fluxmq_reload(context: BrokerContext) -> Any:
 # --- authentication and authorization (first answer wins) ----------------------------
 
 
+@hookspec
+def fluxmq_auth_setup(context: BrokerContext, config: AuthConfig) -> Any:
+    """Prepare this plugin's authentication/authorization sources and say what they are.
+
+    Called synchronously when the auth service is built (before any listener opens)
+    and again on every reload, with the ``[auth]`` section as it is then. Read your
+    files or connect your directory here, keep the state on your plugin object (or in
+    ``context.extras``), and return an :class:`fluxmq_core.contracts.AuthSetup`
+    saying whether your ``fluxmq_authenticate`` may accept usernames
+    (``authenticates``), whether your ``fluxmq_authorize`` decides anything
+    (``authorizes``; when no plugin does, authorization costs nothing per message),
+    the enhanced-auth methods you offer, and a one-line summary for the start-up log.
+    Return ``None`` to say nothing (then implementing ``fluxmq_authenticate`` /
+    ``fluxmq_authorize`` counts as both). Raise (e.g.
+    :class:`fluxmq_core.errors.AuthFileError`) to refuse the configuration: at
+    start-up the broker stops with the error, on reload the previous setup stays.
+    """
+
+
 @hookspec(firstresult=True)
 def fluxmq_authenticate(context: BrokerContext, request: AuthRequest) -> Any:
     """Decide whether a connecting client may log in.
 
-    ``request`` carries the protocol, client id, username, password, remote address
-    and TLS peer certificate identity. Return an :class:`fluxmq_core.auth.AuthResult`
-    (or an awaitable of one) to decide, or ``None`` to let the next plugin decide. The
-    first non-``None`` answer wins; when none answers, the ``[auth] anonymous``
-    setting decides.
+    ``request`` (:class:`fluxmq_core.contracts.AuthRequest`) carries the protocol,
+    client id, username (``None`` also for a zero-length one), password, peer address
+    (``remote``; ``request.local`` says whether it is on this machine) and TLS peer
+    certificate identity. Return an :class:`fluxmq_core.contracts.AuthResult` (or an
+    awaitable of one) to decide, or ``None`` to let the next plugin decide. The first
+    non-``None`` answer wins; when none answers, the ``[auth] anonymous`` setting
+    decides for clients without credentials and everyone else is refused.
     """
 
 
@@ -100,7 +123,11 @@ def fluxmq_authorize(
     Return ``True``/``False`` (or an awaitable of one) to decide, ``None`` to pass.
     The first non-``None`` answer wins; with no answer the action is allowed. The core
     caches decisions per (client, action, topic) and clears the cache on reload and
-    on disconnect, so this is not called per message.
+    on disconnect, so this is not called per message. Under ``[auth] acl_subscribe =
+    "filter"`` a ``"subscribe"`` check also comes with a topic name for each topic a
+    wildcard subscription delivers; answer those synchronously (a plain value), as
+    the delivery path cannot wait: an awaitable answer drops that first message
+    (counted, "not authorized") and decides the following ones once it resolved.
     """
 
 

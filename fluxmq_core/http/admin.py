@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
-import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_core.contracts import is_loopback
 from fluxmq_core.http.server import (
     HTTPError,
     Request,
@@ -36,16 +36,6 @@ __all__ = ["add_admin_routes", "is_loopback", "record_line"]
 
 PREFIX = "/api/v1"
 MAX_LIMIT = 1000
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def add_admin_routes(service: HTTPService) -> None:

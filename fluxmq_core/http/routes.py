@@ -332,15 +332,22 @@ class SSESubscriber:
         self.reason = "normal"
 
     def deliver(self, message: Message, delivery: Delivery) -> None:
+        auth = self.service.context.auth
+        if auth.filter_reads and not auth.may_read(self.client_id, self.username, message.topic):
+            self._drop(message, "not authorized")  # [auth] acl_subscribe = "filter"
+            return
         if len(self.queue) >= self.limit:
-            self.dropped += 1
-            ctx = self.service.context
-            ctx.stats.messages_dropped += 1
-            if ctx.events.on_dropped:
-                ctx.events.message_dropped(message, PROTOCOL, self.client_id, "queue full")
+            self._drop(message, "queue full")
             return
         self.queue.append((message, delivery.retain))
         self.wake.set()
+
+    def _drop(self, message: Message, reason: str) -> None:
+        self.dropped += 1
+        ctx = self.service.context
+        ctx.stats.messages_dropped += 1
+        if ctx.events.on_dropped:
+            ctx.events.message_dropped(message, PROTOCOL, self.client_id, reason)
 
     def end(self, reason: str) -> None:
         self.ended = True
@@ -387,6 +394,7 @@ class SSESubscriber:
                     ctx.stats.subscriptions -= 1
                     events.client_unsubscribed(PROTOCOL, self.client_id, f)
             service.streams.pop(self.client_id, None)
+            ctx.auth.forget_client(self.client_id)  # read decisions cached per delivery
             ctx.stats.clients_connected -= 1
             ctx.stats.clients_disconnected += 1
             reason = self.reason if self.ended else "connection lost"

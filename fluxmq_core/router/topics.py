@@ -2,8 +2,9 @@
 
 This module holds the pure-string side of routing: validating MQTT topic names and
 filters, splitting ``$share/<group>/<filter>`` subscriptions, a naive reference
-matcher, and the mapping between AMQP 0.9.1 topic-exchange routing keys / binding
-patterns and MQTT topics / filters.
+matcher, the algebra of two filters (does one cover the other, do they overlap: what
+ACLs are decided with), and the mapping between AMQP 0.9.1 topic-exchange routing
+keys / binding patterns and MQTT topics / filters.
 
 It deliberately holds no index: :mod:`fluxmq_core.router.trie` and
 :mod:`fluxmq_core.router.retained` do the fast matching. :func:`topic_matches` is
@@ -45,9 +46,12 @@ __all__ = [
     "TopicError",
     "amqp_pattern_to_filter",
     "amqp_routing_key_to_topic",
+    "filter_covers",
     "filter_to_amqp_pattern",
+    "filters_overlap",
     "is_dollar_topic",
     "parse_shared",
+    "strip_share",
     "topic_matches",
     "topic_to_amqp_routing_key",
     "validate_topic_filter",
@@ -181,6 +185,72 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if flevel != "+" and flevel != tlevels[i]:
             return False
     return len(flevels) == len(tlevels)
+
+
+def strip_share(topic_filter: str) -> str:
+    """The filter a ``$share/<group>/<filter>`` subscription matches with (the
+    group takes no part in matching or authorization); other filters unchanged."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        parts = topic_filter.split("/", 2)
+        if len(parts) == 3:
+            return parts[2]
+    return topic_filter
+
+
+def filter_covers(rule: str, requested: str) -> bool:
+    """Whether every topic matched by ``requested`` is also matched by ``rule``.
+
+    Both are MQTT filters (a plain topic name is a filter without wildcards, so this
+    is also "does ``rule`` match topic ``requested``"). MQTT's ``$`` rule holds: a
+    leading ``+`` or ``#`` does not match topics starting with ``$``. Examples:
+    ``a/#`` covers ``a/+/b`` and ``a``; ``a/b`` does not cover ``a/#``; ``+/#``
+    covers ``#``.
+    """
+    r = rule.split("/")
+    q = requested.split("/")
+    if q[0].startswith("$") and r[0] in ("+", "#"):
+        return False
+    i = 0
+    while True:
+        if i == len(r):
+            return i == len(q)
+        if r[i] == "#":
+            return True
+        if i == len(q):
+            return False
+        if q[i] == "#":
+            # q matches its parent level (if any) and everything below: only a rule
+            # remainder of "#" does, or "+/#" at the root, where there is no parent.
+            return i == 0 and r[i:] == ["+", "#"]
+        if r[i] == "+":
+            i += 1
+            continue
+        if q[i] == "+" or r[i] != q[i]:
+            return False
+        i += 1
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic is matched by both filters (``$`` rule included)."""
+    x = a.split("/")
+    y = b.split("/")
+    if (x[0] in ("+", "#") and y[0].startswith("$")) or (
+        y[0] in ("+", "#") and x[0].startswith("$")
+    ):
+        return False
+    i = 0
+    while True:
+        x_end, y_end = i == len(x), i == len(y)
+        if x_end and y_end:
+            return True
+        if (not x_end and x[i] == "#") or (not y_end and y[i] == "#"):
+            return True
+        if x_end or y_end:
+            return False
+        if x[i] == "+" or y[i] == "+" or x[i] == y[i]:
+            i += 1
+            continue
+        return False
 
 
 # -- AMQP topic exchanges ----------------------------------------------------------

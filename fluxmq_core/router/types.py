@@ -7,8 +7,9 @@ without pulling in the matching machinery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from fluxmq_core.contracts import SubscriptionOptions
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -27,17 +28,6 @@ class Subscriber(Protocol):
     protocol: str
 
     def deliver(self, message: Message, delivery: Delivery) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionOptions:
-    """Per-subscription options; non-MQTT protocols leave the defaults."""
-
-    qos: int = 0
-    no_local: bool = False
-    retain_as_published: bool = False
-    retain_handling: int = 0
-    subscription_id: int | None = None
 
 
 DEFAULT_OPTIONS = SubscriptionOptions()

@@ -240,8 +240,10 @@ def test_set_password_scram_refuses_usernames_saslprep_would_change(tmp_path, na
         ("$scram-sha-256$x$AAAA$" + "A" * 43 + "=$" + "A" * 43 + "=", "iteration"),
         ("$scram-sha-256$0$AAAA$" + "A" * 43 + "=$" + "A" * 43 + "=", "iteration"),
         ("$scram-sha-256$4096$!!!!$" + "A" * 43 + "=$" + "A" * 43 + "=", "base64"),
-        ("$scram-sha-256$4096$$" + "A" * 43 + "=$" + "A" * 43 + "=", "empty salt"),
-        ("$scram-sha-256$4096$AAAA$AAAA$" + "A" * 43 + "=", "32 bytes"),
+        ("$scram-sha-256$4096$$" + "A" * 43 + "=$" + "A" * 43 + "=", "12 bytes"),
+        ("$scram-sha-256$4096$AAAA$" + "A" * 43 + "=$" + "A" * 43 + "=", "12 bytes"),
+        ("$scram-sha-256$4095$" + "A" * 22 + "==$" + "A" * 43 + "=$" + "A" * 43 + "=", "4096"),
+        ("$scram-sha-256$4096$" + "A" * 22 + "==$AAAA$" + "A" * 43 + "=", "32 bytes"),
     ],
 )
 def test_bad_scram_entry_names_file_and_line(tmp_path, entry, words):
@@ -345,10 +347,10 @@ def test_filters_overlap_is_symmetric(a, b, expected):
 # --- ACL file ----------------------------------------------------------------------------------
 
 
-def acl(tmp_path, text):
+def acl(tmp_path, text, acl_subscribe="filter"):
     path = tmp_path / "acl.toml"
     path.write_text(text)
-    return FileProvider("", str(path))
+    return FileProvider("", str(path), acl_subscribe=acl_subscribe)
 
 
 def test_first_match_wins_in_file_order(tmp_path):
@@ -394,22 +396,46 @@ def test_empty_acl_denies(tmp_path):
     assert provider.authorize("c", "u", "publish", "x") is False
 
 
-def test_deny_rule_blocks_a_wider_subscription(tmp_path):
-    provider = acl(
-        tmp_path,
-        """
-        [[rule]]
-        permission = "deny"
-        topic = "secret/#"
-        [[rule]]
-        permission = "allow"
-        topic = "#"
-        """,
-    )
+WIDE = """
+    [[rule]]
+    permission = "deny"
+    topic = "secret/#"
+    [[rule]]
+    permission = "allow"
+    topic = "#"
+    """
+
+
+def test_strict_mode_deny_rule_blocks_a_wider_subscription(tmp_path):
+    provider = acl(tmp_path, WIDE, acl_subscribe="strict")
     assert provider.authorize("c", "u", "subscribe", "#") is False
     assert provider.authorize("c", "u", "subscribe", "public/#") is True
     assert provider.authorize("c", "u", "subscribe", "$share/g/secret/x") is False
     assert provider.authorize("c", "u", "subscribe", "$share/g/public/x") is True
+
+
+def test_filter_mode_allows_a_partly_readable_subscription(tmp_path):
+    provider = acl(tmp_path, WIDE)  # acl_subscribe = "filter", the default
+    assert provider.authorize("c", "u", "subscribe", "#") is True
+    assert provider.authorize("c", "u", "subscribe", "+/x") is True
+    assert provider.authorize("c", "u", "subscribe", "secret/#") is False  # wholly denied
+    assert provider.authorize("c", "u", "subscribe", "secret/+/x") is False
+    # Topic names (what each delivery is checked with) are decided as strictly as ever.
+    assert provider.authorize("c", "u", "subscribe", "secret/x") is False
+    assert provider.authorize("c", "u", "subscribe", "public/x") is True
+    only = acl(
+        tmp_path,
+        """
+        [[rule]]
+        permission = "allow"
+        topic = "sensors/%u/#"
+        """,
+    )
+    assert only.authorize("c", "ann", "subscribe", "#") is True  # part of it is hers
+    assert only.authorize("c", "ann", "subscribe", "sensors/+/t") is True
+    assert only.authorize("c", "ann", "subscribe", "other/#") is False  # nothing of it
+    assert only.authorize("c", None, "subscribe", "#") is False  # %u unfillable
+    assert only.authorize("c", "ann", "subscribe", "sensors/bob/t") is False
 
 
 def test_users_clients_and_anonymous(tmp_path):

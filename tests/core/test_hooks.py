@@ -16,6 +16,8 @@ import pytest
 from fluxmq_core import hookspecs
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.config import ConfigError
+from fluxmq_core.contracts import AuthSetup
+from fluxmq_core.errors import AuthFileError
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.message import Message
 from fluxmq_core.plugins import PluginError
@@ -184,6 +186,42 @@ def test_hook_fluxmq_reload(fluxmq_broker_factory: Any) -> None:
     applied = broker.call(broker.broker.reload())
     assert rec.names() == ["reload"]
     assert "auth" in applied
+
+
+def test_hook_fluxmq_auth_setup(fluxmq_broker_factory: Any, tmp_path: Path) -> None:
+    configs: list[Any] = []
+
+    class P:
+        @hookimpl
+        def fluxmq_auth_setup(self, context: Any, config: Any) -> AuthSetup:
+            configs.append(config.password_file)
+            return AuthSetup(authenticates=True, summary="token directory", methods={"X": P})
+
+        @hookimpl
+        def fluxmq_authenticate(self, context: Any, request: AuthRequest) -> AuthResult | None:
+            return AuthResult(ok=True) if request.password == b"token" else None
+
+    broker = start(fluxmq_broker_factory, P())
+    auth = broker.context.auth
+    assert configs == [""] and auth.has_source and not auth.authorization_active
+    assert "token directory" in auth.sources() and "X" in auth.enhanced_methods()
+    remote = AuthRequest("test", "c1", "u", b"token", "192.0.2.1:1", None)
+    assert broker.call(auth.authenticate(remote)).ok
+    unknown = AuthRequest("test", "c1", "v", b"nope", "192.0.2.1:1", None)
+    assert broker.call(auth.authenticate(unknown)).reason == "unknown user"
+    # Called again on reload; a plugin that raises keeps the previous setup.
+    auth.reload()
+    assert configs == ["", ""]
+
+    class Bad:
+        @hookimpl
+        def fluxmq_auth_setup(self, context: Any, config: Any) -> None:
+            raise AuthFileError(tmp_path / "users", "broken", line=3)
+
+    bad = BrokerThread(plugins=[], extra_plugins=[("bad", Bad())])
+    with pytest.raises(ConfigError, match="users:3: broken"):
+        bad.start()
+    bad.close()
 
 
 def test_hook_fluxmq_authenticate(fluxmq_broker_factory: Any) -> None:

@@ -206,7 +206,9 @@ def test_method_on_channel_zero_is_503_and_bad_vhost_530(raw, healthy):
     r2 = raw()
     r2.send(PROTOCOL_HEADER)
     r2.method()
-    r2.send(pframe.marshal(commands.Connection.StartOk(mechanism="PLAIN", response="\0a\0b"), 0))
+    r2.send(
+        pframe.marshal(commands.Connection.StartOk(mechanism="PLAIN", response="\0guest\0guest"), 0)
+    )
     tune = r2.method()
     r2.send(
         pframe.marshal(

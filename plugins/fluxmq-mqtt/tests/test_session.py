@@ -56,6 +56,7 @@ class FakeScheduler:
 
 class FakeAuth:
     authorization_active = False
+    filter_reads = False
 
     def authorize_cached(self, *a):
         return True

@@ -317,6 +317,9 @@ class Connection:
                     password=password,
                     remote=self.remote,
                     tls_identity=self.tls_identity,
+                    # What client libraries send when given no credentials: RabbitMQ's
+                    # guest, which [auth] anonymous then decides ("local" by default).
+                    default_login=user == "guest" and password == b"guest",
                 )
             )
         elif phase is Phase.TUNE_OK:

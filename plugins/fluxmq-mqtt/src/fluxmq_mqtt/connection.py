@@ -243,7 +243,9 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             return
         if not result.ok:
             self.registry.stats.auth_failures += 1
-            code = 0x86 if self.connect is not None and self.connect.username is not None else 0x87
+            # A username was refused: 0x86 (3.1.1: 4); no credentials (a zero-length
+            # username is none): 0x87 not authorized (3.1.1: 5).
+            code = 0x86 if self.connect is not None and self.connect.username else 0x87
             self._refuse(code, result.reason or "not authorized")
             return
         self.username = result.username

@@ -266,10 +266,15 @@ class Session:
 
     def deliver(self, message: Message, delivery: Delivery) -> None:
         """Called by the router; never blocks. Sends now, queues or drops."""
+        registry = self.registry
+        auth = registry.auth
+        if auth.filter_reads and not self._may_read(auth, message.topic):
+            self._dropped(message, "not authorized")
+            return
         qos = delivery.qos
         if message.qos < qos:
             qos = message.qos
-        if message.expires_at is not None and message.expired(self.registry.clock()):
+        if message.expires_at is not None and message.expired(registry.clock()):
             return
         conn = self.connection
         if conn is not None:
@@ -293,6 +298,15 @@ class Session:
         elif qos == 0:
             return  # QoS 0 is not queued for offline sessions
         self.enqueue(message, qos, delivery.retain, delivery.subscription_ids)
+
+    def _may_read(self, auth: Any, topic: str) -> bool:
+        """The per-message read check of ``[auth] acl_subscribe = "filter"`` (a cached
+        dict lookup after the first message per topic). Queue deliveries were
+        authorized when the queue subscription was made and are not re-checked: a
+        refused one would never be acknowledged."""
+        if topic.startswith("$queue/"):
+            return True
+        return auth.may_read(self.client_id, self.username, topic)
 
     def _send(
         self, conn: Connection, message: Message, qos: int, retain: bool, ids: tuple[int, ...]
