@@ -37,25 +37,6 @@ class Stats:
         "ephemeral_queues_created",
         "session_queue_dropped",
     )
-    # Declared for type checkers; __init__ sets every slot (annotations alone make no
-    # class attribute, so they do not clash with __slots__).
-    started_at: float
-    clients_connected: int
-    clients_total: int
-    clients_disconnected: int
-    connections_rejected: int
-    messages_received: int
-    messages_sent: int
-    messages_dropped: int
-    bytes_received: int
-    bytes_sent: int
-    publish_received: int
-    publish_sent: int
-    subscriptions: int
-    protocol_errors: int
-    auth_failures: int
-    authz_denied: int
-
     # Every slot is a number (set to 0 by __init__), declared for type checkers.
     started_at: float
     clients_connected: int

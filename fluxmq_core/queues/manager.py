@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues import dlq, ephemeral, retention
@@ -159,7 +159,7 @@ class QueueManager:
     def __init__(self, context: Any) -> None:
         self.context = context
         self.clock = context.clock
-        config = getattr(context, "config", None)
+        config: Any = getattr(context, "config", None)
         has = getattr(config, "has", None)
         self.defaults: QueueManagerConfig = (
             config.queue_manager
@@ -558,7 +558,7 @@ class QueueManager:
             self._sync_tasks.add(task)
             task.add_done_callback(self._sync_tasks.discard)
 
-    async def _sync(self, log_: QueueLog, futures: list[asyncio.Future[int]]) -> None:
+    async def _sync(self, log_: QueueLog, futures: Sequence[asyncio.Future[int]]) -> None:
         try:
             await log_.sync()
         except Exception as exc:

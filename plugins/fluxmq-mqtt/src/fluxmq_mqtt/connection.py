@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fluxmq_core.auth import AuthRequest, AuthResult
 from fluxmq_core.message import Message
@@ -580,7 +580,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             return None
         session = self.session
         assert session is not None
-        pid = p.packet_id
+        pid = p.packet_id or 0  # QoS 0 carries none (0 is never a valid packet id)
         if qos == 2 and pid in session.inbound:
             self._ack(Pubrec, pid, 0)  # a resend of a message we hold: answer again only
             return None
@@ -628,7 +628,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self._ack(Puback, pid, code, out, pos)
             return None
         if code < 0x80:
-            session.hold_inbound(pid, message)  # type: ignore[arg-type]
+            session.hold_inbound(pid, message)
         self._ack(Pubrec, pid, code)
         return None
 
@@ -676,13 +676,15 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     # -- acks of our PUBLISHes -----------------------------------------------------------
 
     def _on_puback(self, p: Puback) -> None:
-        entry = self.session.inflight.get(p.packet_id)  # type: ignore[union-attr]
-        if self.session.acked(p.packet_id, 1) and entry.message.properties:  # type: ignore[union-attr]
+        session = cast("Session", self.session)  # set from CONNECT on; acks come after
+        entry = session.inflight.get(p.packet_id)
+        if session.acked(p.packet_id, 1) and entry is not None and entry.message.properties:
             self.registry.queue_face.settled(self, entry.message)  # a queue delivery?
 
     def _on_pubcomp(self, p: Pubcomp) -> None:
-        entry = self.session.inflight.get(p.packet_id)  # type: ignore[union-attr]
-        if self.session.acked(p.packet_id, 2) and entry.message.properties:  # type: ignore[union-attr]
+        session = cast("Session", self.session)
+        entry = session.inflight.get(p.packet_id)
+        if session.acked(p.packet_id, 2) and entry is not None and entry.message.properties:
             self.registry.queue_face.settled(self, entry.message)
 
     def _on_pubrec(self, p: Pubrec) -> None:

@@ -354,9 +354,10 @@ class QueueFace:
         name, pattern = split_queue_topic(topic_filter)
         fields = dict(props.user_properties) if props is not None else {}
         group = fields.get("consumer-group") or conn.client_id
-        cursor = fields.get("cursor")
-        if cursor is not None and cursor.strip().isdigit():
-            cursor = int(cursor)
+        text = fields.get("cursor")
+        cursor: str | int | None = text
+        if text is not None and text.strip().isdigit():
+            cursor = int(text)
         spec = QueueSpec(
             topic_filter, name, None if pattern in ("", "#") else pattern, group, options.qos
         )

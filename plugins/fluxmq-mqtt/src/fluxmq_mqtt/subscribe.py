@@ -14,7 +14,7 @@ I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions, TopicError, validate_topic_filter
@@ -25,6 +25,7 @@ from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.config import MQTTConfig
+    from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.registry import SessionRegistry
     from fluxmq_mqtt.session import Session
 
@@ -109,7 +110,9 @@ class SubscribeHandlers:
         for topic_filter, options, code in plan:
             if options is not None and is_queue_topic(topic_filter):
                 codes.append(
-                    registry.queue_face.subscribe(self, topic_filter, options, p.properties)
+                    registry.queue_face.subscribe(
+                        cast("Connection", self), topic_filter, options, p.properties
+                    )
                 )
                 continue
             codes.append(code)
