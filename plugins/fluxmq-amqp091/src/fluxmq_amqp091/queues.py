@@ -38,7 +38,6 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_amqp091.broker import STORE_ID, Topology, plain
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     NOT_FOUND,
@@ -47,6 +46,7 @@ from fluxmq_amqp091.codec import (
     AMQPError,
 )
 from fluxmq_amqp091.props import PROTOCOL, from_message
+from fluxmq_amqp091.topology import STORE_ID, Topology, plain
 from fluxmq_core.queues import DLQ_PREFIX, QueueError
 
 if TYPE_CHECKING:

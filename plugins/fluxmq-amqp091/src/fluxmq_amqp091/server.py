@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from fluxmq_amqp091.broker import Exchange, Topology
 from fluxmq_amqp091.channel import Consumer
 from fluxmq_amqp091.codec import CONNECTION_FORCED, PRECONDITION_FAILED, AMQPError
 from fluxmq_amqp091.connection import Connection, Phase
 from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues
+from fluxmq_amqp091.topology import Exchange, Topology
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 
 if TYPE_CHECKING:
