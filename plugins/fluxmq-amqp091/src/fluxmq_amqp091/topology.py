@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
-    COMMAND_INVALID,
     NOT_FOUND,
     PRECONDITION_FAILED,
     AMQPError,
@@ -58,7 +57,9 @@ DEFAULT_EXCHANGES = {
     "amq.headers": "headers",
     "amq.match": "headers",
 }
-_NAME = re.compile(r"^[a-zA-Z0-9\-_.:]*$")
+#: Exchange names: anything RabbitMQ takes, but no control characters (the
+#: stored binding keys are separated by NUL).
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]*$")
 _CACHE_MAX = 4096
 
 #: A binding destination: ("queue" | "exchange", name).
@@ -213,6 +214,74 @@ def headers_match(args: dict[str, Any], headers: dict[str, Any] | None) -> bool:
     return all(one(k) for k in keys)
 
 
+_AMQP_TYPES = {bool: "bool", int: "signedint", float: "double", str: "longstr", bytes: "longstr"}
+
+
+def _show(value: Any) -> str:
+    """A value as RabbitMQ names it in an inequivalent-arg error."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    kind = _AMQP_TYPES.get(type(value), "table")
+    return f"the value '{value}' of type '{kind}'"
+
+
+def _assert_equivalent(
+    ex: Exchange, type_: str, durable: bool, auto_delete: bool, internal: bool, args: dict
+) -> None:
+    """RabbitMQ's equivalence check of a redeclared exchange: the type and flags, and
+    of the arguments only ``alternate-exchange`` (406 naming the first difference)."""
+    name = ex.name
+    for field_name, got, have in (
+        ("type", type_, ex.type),
+        ("durable", durable, ex.durable),
+        ("auto_delete", auto_delete, ex.auto_delete),
+        ("internal", internal, ex.internal),
+    ):
+        if got != have:
+            shown = (f"'{got}'", f"'{have}'") if field_name == "type" else (_show(got), _show(have))
+            raise AMQPError(
+                PRECONDITION_FAILED,
+                f"inequivalent arg '{field_name}' for exchange '{name}' in vhost '/': "
+                f"received {shown[0]} but current is {shown[1]}",
+                40,
+                10,
+            )
+    got_ae = args.get("alternate-exchange")
+    have_ae = ex.arguments.get("alternate-exchange")
+    if got_ae != have_ae:
+        raise AMQPError(
+            PRECONDITION_FAILED,
+            f"inequivalent arg 'alternate-exchange' for exchange '{name}' in vhost '/': "
+            f"received {_show(got_ae)} but current is {_show(have_ae)}",
+            40,
+            10,
+        )
+
+
+def _check_x_match(arguments: dict[str, Any] | None, ids: tuple[int, int]) -> None:
+    """A headers binding's ``x-match`` must be one of RabbitMQ's four values (406)."""
+    if not arguments or "x-match" not in arguments:
+        return
+    v = arguments["x-match"]
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    if not isinstance(v, str):
+        kind = _AMQP_TYPES.get(type(v), "table")
+        raise AMQPError(
+            PRECONDITION_FAILED,
+            f"Invalid x-match field type {kind} (value {v}); expected longstr",
+            *ids,
+        )
+    if v not in ("all", "any", "all-with-x", "any-with-x"):
+        raise AMQPError(
+            PRECONDITION_FAILED,
+            f'Invalid x-match field value <<"{v}">>; expected all, any, all-with-x, or any-with-x',
+            *ids,
+        )
+
+
 class BridgeSubscriber:
     """Router subscriber for one destination bound to the bridged topic exchange."""
 
@@ -348,25 +417,12 @@ class Topology:
         if not _NAME.match(name) or len(name) > 255:
             raise AMQPError(PRECONDITION_FAILED, f"invalid exchange name '{name}'", *ids)
         if type_ not in EXCHANGE_TYPES:
-            raise AMQPError(COMMAND_INVALID, f"unknown exchange type '{type_}'", *ids)
+            # a channel error, as RabbitMQ 3.13 and later (older ones: connection 503)
+            raise AMQPError(PRECONDITION_FAILED, f"unknown exchange type '{type_}'", *ids)
         args = plain(arguments or {})
         ex = self.exchanges.get(name)
         if ex is not None:
-            if (ex.type, ex.durable, ex.auto_delete, ex.internal, ex.arguments) != (
-                type_,
-                durable,
-                auto_delete,
-                internal,
-                args,
-            ):
-                raise AMQPError(
-                    PRECONDITION_FAILED,
-                    f"inequivalent arg for exchange '{name}' in vhost '/': received "
-                    f"type '{type_}' durable {durable} auto_delete {auto_delete} internal "
-                    f"{internal} but current is type '{ex.type}' durable {ex.durable} "
-                    f"auto_delete {ex.auto_delete} internal {ex.internal}",
-                    *ids,
-                )
+            _assert_equivalent(ex, type_, durable, auto_delete, internal, args)
             return ex
         if name.startswith("amq."):
             raise AMQPError(
@@ -380,11 +436,14 @@ class Topology:
 
     def delete(self, name: str, if_unused: bool) -> None:
         ids = (40, 20)
-        if not name or name.startswith("amq."):
-            if name in self.exchanges or not name:
-                raise AMQPError(
-                    ACCESS_REFUSED, f"operation not permitted on exchange '{name}'", *ids
-                )
+        if not name:
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange", *ids)
+        if name.startswith("amq.") and name in self.exchanges:
+            raise AMQPError(
+                ACCESS_REFUSED,
+                f"deletion of system exchange '{name}' in vhost '/' not allowed",
+                *ids,
+            )
         ex = self.exchanges.get(name)
         if ex is None:
             return  # RabbitMQ: deleting a missing exchange is OK
@@ -425,6 +484,8 @@ class Topology:
             raise AMQPError(NOT_FOUND, f"no exchange '{dest}' in vhost '/'", *ids)
         if kind == "exchange" and not dest:
             raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange", *ids)
+        if src.type == "headers":
+            _check_x_match(arguments, ids)
         b = Binding(source, kind, dest, routing_key, plain(arguments or {}))
         if b.key in src.bindings:
             return
@@ -459,11 +520,11 @@ class Topology:
         arguments: dict[str, Any],
         ids: tuple[int, int],
     ) -> None:
+        if not source or (kind == "exchange" and not dest):
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange", *ids)
         src = self.exchanges.get(source)
         if src is None:
-            raise AMQPError(NOT_FOUND, f"no exchange '{source}' in vhost '/'", *ids)
-        if kind == "exchange" and dest not in self.exchanges:
-            raise AMQPError(NOT_FOUND, f"no exchange '{dest}' in vhost '/'", *ids)
+            return  # RabbitMQ: unbinding from a missing exchange is OK too
         b = src.bindings.get(Binding(source, kind, dest, routing_key, plain(arguments or {})).key)
         if b is None:
             return  # RabbitMQ: unbinding what is not bound is OK
