@@ -111,7 +111,7 @@ def core_config(
     """The core ``[queues.<name>]`` keys for an AMQP declaration (406 if invalid)."""
     qtype = str(args.get("x-queue-type", "classic"))
     if qtype not in ("classic", "quorum", "stream"):
-        raise _invalid(name, "x-queue-type", f"unsupported queue type '{qtype}'")
+        raise _invalid(name, "x-queue-type", f"\"unsupported queue type '{qtype}'\"")
     stream = qtype == "stream"
     cfg: dict[str, Any] = {
         "type": "stream" if stream else "classic",
