@@ -98,8 +98,11 @@ def test_per_message_expiration_dead_letters_and_drops_expiration(clocked, ch):
 def test_expired_message_without_dlx_is_dropped(clocked, ch):
     q = ch.queue_declare(name(), arguments={"x-message-ttl": 1000}).method.queue
     ch.basic_publish("", q, b"x")
+    ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="500"))
+    assert ch.queue_declare(q, passive=True).method.message_count == 2
     advance(clocked, 2.0, ch)
     assert ch.queue_declare(q, passive=True).method.message_count == 0
+    assert ch.basic_get(q, auto_ack=True) == (None, None, None)
 
 
 def test_retry_loop_counts_x_death(clocked, ch):
