@@ -601,3 +601,21 @@ def test_durable_exchange_queue_and_binding_survive_restart(fluxmq_broker_factor
             fn(c)
         assert info.value.reply_code == 404, what
     conn.close()
+
+
+def test_routing_key_from_a_long_topic_is_cut_on_a_character_boundary(connect, amqp_broker):
+    """A topic from another protocol can be longer than a short string (255 bytes):
+    the delivery's routing key is cut without splitting a character."""
+    from fluxmq_core.message import Message
+
+    ch = connect().channel()
+    q = ch.queue_declare(name()).method.queue
+    ch.queue_bind(q, "amq.topic", "long.#")
+    topic = "long/" + "é" * 200  # 405 bytes
+    for _ in range(2):
+        amqp_broker.call_soon(amqp_broker.context.publish, Message(topic, b"x"))
+    expected = ("long." + "é" * 200).encode()[:255].decode("utf-8", "ignore")
+    m, _p, body = ch.basic_get(q, auto_ack=True)
+    assert (m.routing_key, body) == (expected, b"x")
+    ((m2, _p2, _b2),) = consume_n(ch, q, 1)
+    assert m2.routing_key == expected

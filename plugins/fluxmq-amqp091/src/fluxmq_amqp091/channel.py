@@ -44,6 +44,7 @@ from fluxmq_amqp091.codec import (
     encode_content,
     encode_deliver,
     encode_method,
+    short,
 )
 from fluxmq_amqp091.props import from_message, routing_of, to_message
 from fluxmq_amqp091.queues import DEFAULT_GROUP
@@ -646,8 +647,8 @@ class Channel:
             B.GetOk(
                 delivery_tag=tag,
                 redelivered=props.get("delivery-count", 1) > 1,
-                exchange=exchange,
-                routing_key=rk,
+                exchange=short(exchange),
+                routing_key=short(rk),
                 message_count=remaining,
             ),
         )

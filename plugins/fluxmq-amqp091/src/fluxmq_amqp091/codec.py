@@ -369,10 +369,17 @@ def encode_content(
     return b"".join((method_frame, head, *encode_body_frames(channel, body, frame_max)))
 
 
-def _sstr(value: str) -> bytes:
+def short(value: str) -> str:
+    """``value`` cut to a short string's 255 UTF-8 bytes on a character boundary (a
+    routing key from a long MQTT topic), so that the peer can still decode it."""
+    if len(value) <= 63:  # at most 4 bytes a character: always fits
+        return value
     b = value.encode("utf-8")
-    if len(b) > 255:
-        b = b[:255]
+    return value if len(b) <= 255 else b[:255].decode("utf-8", "ignore")
+
+
+def _sstr(value: str) -> bytes:
+    b = short(value).encode("utf-8")
     return bytes((len(b),)) + b
 
 
