@@ -241,6 +241,26 @@ CASES: dict[str, tuple[Callable[..., Any], str, int | None, str | None]] = {
         None,
     ),
     "cancel-unknown-consumer": (lambda ch, q, x, c: ch.basic_cancel("nope"), "ok", None, None),
+    "exclusive-consumer-on-a-used-queue": (
+        lambda ch, q, x, c: (
+            ch.queue_declare(q, exclusive=True),
+            ch.basic_consume(q, lambda *a: None),
+            ch.basic_consume(q, lambda *a: None, exclusive=True),
+        ),
+        "channel",
+        403,
+        "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use",
+    ),
+    "consumer-on-a-queue-with-an-exclusive-consumer": (
+        lambda ch, q, x, c: (
+            ch.queue_declare(q, exclusive=True),
+            ch.basic_consume(q, lambda *a: None, exclusive=True),
+            ch.basic_consume(q, lambda *a: None),
+        ),
+        "channel",
+        403,
+        "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use",
+    ),
 }
 
 

@@ -423,11 +423,7 @@ class Channel:
         if any(c.exclusive for c in q.consumers):
             raise AMQPError(ACCESS_REFUSED, f"queue '{qname}' in vhost '/' in exclusive use", *ids)
         if m.exclusive and q.consumers:
-            raise AMQPError(
-                ACCESS_REFUSED,
-                f"cannot obtain exclusive access to queue '{qname}' in vhost '/'",
-                *ids,
-            )
+            raise AMQPError(ACCESS_REFUSED, f"queue '{qname}' in vhost '/' in exclusive use", *ids)
         args = m.arguments or {}
         core_q = self.env.core.get(qname)
         stream = core_q is not None and core_q.is_stream
