@@ -171,6 +171,33 @@ CASES: dict[str, tuple[Callable[..., Any], str, int | None, str | None]] = {
         "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '{q}' in vhost '/': "
         "\"unsupported queue type 'lazy-ish'\"",
     ),
+    **{
+        f"bad-arg-{key}-{value}": (
+            lambda ch, q, x, c, key=key, value=value: ch.queue_declare(
+                q, exclusive=True, arguments={key: value}
+            ),
+            "channel",
+            406,
+            f"PRECONDITION_FAILED - invalid arg '{key}' for queue '{{q}}' in vhost '/': {detail}",
+        )
+        for key, value, detail in (  # the template is formatted again: braces doubled
+            ("x-message-ttl", "x", '"expected integer, got longstr"'),
+            ("x-message-ttl", -1, "{{value_negative,-1}}"),
+            ("x-max-length", -1, "{{value_negative,-1}}"),
+            ("x-expires", 0, "{{value_zero,0}}"),
+            ("x-max-priority", 256, "{{max_value_exceeded,256}}"),
+            ("x-overflow", "sideways", "invalid_overflow"),
+        )
+    },
+    "dead-letter-exchange-not-a-string": (
+        lambda ch, q, x, c: ch.queue_declare(
+            q, exclusive=True, arguments={"x-dead-letter-exchange": 5}
+        ),
+        "channel",
+        406,
+        "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in "
+        "queue '{q}' in vhost '/'",
+    ),
     "stream-exclusive": (
         lambda ch, q, x, c: ch.queue_declare(
             q, durable=True, exclusive=True, arguments={"x-queue-type": "stream"}

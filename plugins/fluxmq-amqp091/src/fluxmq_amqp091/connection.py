@@ -331,7 +331,7 @@ class Connection:
             self.phase = Phase.OPEN
         elif phase is Phase.OPEN:
             if m.virtual_host not in ("/", ""):
-                raise AMQPError(NOT_ALLOWED, f"vhost '{m.virtual_host}' not found", 10, 40)
+                raise AMQPError(NOT_ALLOWED, f"vhost {m.virtual_host} not found", 10, 40)
             self._send(0, commands.Connection.OpenOk())
             self.phase = Phase.OPENED
             self.env.connection_opened(self)

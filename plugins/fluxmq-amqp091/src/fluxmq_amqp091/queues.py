@@ -99,9 +99,9 @@ def _int_arg(args: dict[str, Any], key: str, minimum: int = 0, name: str = "") -
         return None
     v = args[key]
     if isinstance(v, bool) or not isinstance(v, int):
-        raise _invalid(name, key, f"expected integer, got {v!r}")
-    if v < minimum:
-        raise _invalid(name, key, f"{'value_zero' if v == 0 else 'value_negative'} {v}")
+        raise _invalid(name, key, f'"expected integer, got {_amqp_type(v)}"')
+    if v < minimum:  # RabbitMQ shows the Erlang term
+        raise _invalid(name, key, f"{{{'value_zero' if v == 0 else 'value_negative'},{v}}}")
     return v
 
 
@@ -143,7 +143,7 @@ def core_config(
         elif overflow in ("reject-publish", "reject-publish-dlx"):
             cfg["overflow"] = "reject"
         else:
-            raise _invalid(name, "x-overflow", f"invalid overflow {overflow!r}")
+            raise _invalid(name, "x-overflow", "invalid_overflow")
     age = args.get("x-max-age")
     if age is not None:
         text = str(age)
@@ -155,14 +155,15 @@ def core_config(
     prio = _int_arg(args, "x-max-priority", 0, name)
     if prio is not None:
         if prio > 255:
-            raise _invalid(name, "x-max-priority", f"max_value_exceeded {prio}")
+            raise _invalid(name, "x-max-priority", f"{{max_value_exceeded,{prio}}}")
         if prio and not stream:
             cfg["max_priority"] = prio
     dlx = args.get("x-dead-letter-exchange")
     if dlx is not None and not isinstance(dlx, str):
         raise AMQPError(
             PRECONDITION_FAILED,
-            f"invalid type for arg 'x-dead-letter-exchange' in queue '{name}' in vhost '/'",
+            f"invalid type '{_amqp_type(dlx)}' for arg 'x-dead-letter-exchange' in queue "
+            f"'{name}' in vhost '/'",
             50,
             10,
         )
@@ -540,16 +541,21 @@ def _locked(name: str) -> str:
     )
 
 
+def _amqp_type(value: Any) -> str:
+    """The AMQP field type name of ``value`` (as RabbitMQ names it in errors)."""
+    if isinstance(value, bool):
+        return "bool"
+    kinds = {int: "signedint", float: "double", str: "longstr", bytes: "longstr", list: "array"}
+    return kinds.get(type(value), "table")
+
+
 def _show(value: Any) -> str:
     """A flag or argument value as RabbitMQ shows it in an inequivalent-arg error."""
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "'true'" if value else "'false'"
-    kind = {int: "signedint", float: "double", str: "longstr", bytes: "longstr"}.get(
-        type(value), "table"
-    )
-    return f"the value '{value}' of type '{kind}'"
+    return f"the value '{value}' of type '{_amqp_type(value)}'"
 
 
 def _failed(exc: BaseException) -> Any:
