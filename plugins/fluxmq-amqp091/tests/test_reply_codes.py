@@ -1,5 +1,6 @@
 """Reply codes and texts with pika, as RabbitMQ 3.x sends them (each case was run
-against a live RabbitMQ 3.10; the unknown exchange type follows RabbitMQ 3.13+).
+against a live RabbitMQ 3.10; the unknown exchange type follows current RabbitMQ,
+where 3.10 still closed the connection with 503).
 
 Every case names the exact outcome: ``("channel", code, text)`` when the channel is
 closed (and the connection stays usable), ``("connection", code, text)`` when the

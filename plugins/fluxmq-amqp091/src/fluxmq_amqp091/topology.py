@@ -417,7 +417,7 @@ class Topology:
         if not _NAME.match(name) or len(name) > 255:
             raise AMQPError(PRECONDITION_FAILED, f"invalid exchange name '{name}'", *ids)
         if type_ not in EXCHANGE_TYPES:
-            # a channel error, as RabbitMQ 3.13 and later (older ones: connection 503)
+            # a channel error, as current RabbitMQ (3.10 and older: connection 503)
             raise AMQPError(PRECONDITION_FAILED, f"unknown exchange type '{type_}'", *ids)
         args = plain(arguments or {})
         ex = self.exchanges.get(name)
