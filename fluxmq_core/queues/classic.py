@@ -31,12 +31,22 @@ at the group's head without waiting for a consumer) is dead-lettered with reason
 ``expired`` when the queue has ``dlq_expired`` (a DEAD PEL entry, so the usual
 never-lose move applies), otherwise skipped; both count in ``expired``.
 
+Requeue order: due redeliveries wait in a heap keyed by offset, so whatever order
+they were given back in (a channel closing, a consumer cancelled, several nacks),
+they are redelivered in their original order, and all of them before new messages
+(whose offsets are past the cursor): each goes back to its original position, as
+RabbitMQ requeues.
+
 Priority (``max_priority`` > 0): the dispatcher scans new records (up to
 :data:`PRIORITY_WINDOW` ahead) into a heap of ``(-priority, offset)`` and delivers
 from its top, so higher priorities go first and one priority stays FIFO. The
 cursor is then the scan position; the committed offset also stays below the lowest
-scanned-but-undelivered offset. Redeliveries still go before new messages. Groups
-of queues without ``max_priority`` never touch the heap.
+scanned-but-undelivered offset. Redeliveries are keyed ``(-priority, offset)`` too
+and merged with that heap: a requeued message goes back to its place within its own
+priority, never ahead of a higher priority published later. A PEL entry adopted at
+start does not know its priority yet: it is keyed above every priority until its
+record is read, then put back at its place. Groups of queues without
+``max_priority`` never touch the scan heap.
 """
 
 from __future__ import annotations
@@ -76,7 +86,7 @@ def priority_of(message: Message, maximum: int) -> int:
 class Pending:
     """One PEL entry in memory (mirrors :class:`~fluxmq_core.storage.base.PendingEntry`)."""
 
-    __slots__ = ("consumer", "count", "deadline", "offset", "reason")
+    __slots__ = ("consumer", "count", "deadline", "offset", "prio", "reason")
 
     def __init__(self, offset: int, consumer: str, deadline: float, count: int) -> None:
         self.offset = offset
@@ -84,6 +94,8 @@ class Pending:
         self.deadline = deadline
         self.count = count
         self.reason = ""
+        #: The message's priority (priority groups; -1: not read yet, after a restart).
+        self.prio = -1
 
 
 class ClassicGroup(Group):
@@ -94,9 +106,12 @@ class ClassicGroup(Group):
     ) -> None:
         super().__init__(manager, queue, name, cursor, committed)
         self.pel: dict[int, Pending] = {}
-        self._ready: deque[int] = deque()  # WAITING entries that are due
+        # WAITING entries that are due: a heap of (-priority or 0, offset), so
+        # redeliveries keep their original order whatever order they came back in
+        self._ready: list[tuple[int, int]] = []
+        self._queued: set[int] = set()  # offsets in _ready
         self._dead: deque[int] = deque()  # DEAD entries that are due
-        self._queued: set[int] = set()
+        self._dead_queued: set[int] = set()  # offsets in _dead
         # priority groups only: scanned, undelivered records, and the PEL's offsets
         # (the PEL dict is then not in offset order)
         self._heap: list[tuple[int, int]] = []
@@ -192,7 +207,7 @@ class ClassicGroup(Group):
         p.deadline = now + max(0.0, delay)
         self._persist(p)
         if p.deadline <= now:
-            self._enqueue(self._ready, p.offset)
+            self._push_ready(p)
         self.wake()
 
     def dead_letter(self, p: Pending, reason: str) -> None:
@@ -202,14 +217,40 @@ class ClassicGroup(Group):
         p.deadline = self.manager.clock()
         p.reason = reason
         self._persist(p)
-        self._enqueue(self._dead, p.offset)
+        self._push_dead(p.offset)
         self._ensure_task()
         self.wake()
 
-    def _enqueue(self, q: deque[int], offset: int) -> None:
-        if offset not in self._queued:
-            self._queued.add(offset)
-            q.append(offset)
+    def _push_dead(self, offset: int) -> None:
+        if offset not in self._dead_queued:
+            self._dead_queued.add(offset)
+            self._dead.append(offset)
+
+    def _push_ready(self, p: Pending) -> None:
+        """Queue a due WAITING entry at its original place (see the module doc)."""
+        if p.offset in self._queued:
+            return
+        self._queued.add(p.offset)
+        maximum = self.queue.config.max_priority
+        if not maximum:
+            key = 0
+        elif p.prio < 0:
+            key = -(maximum + 1)  # priority not known yet: read it first
+        else:
+            key = -p.prio
+        heapq.heappush(self._ready, (key, p.offset))
+
+    def _ready_top(self) -> tuple[int, int] | None:
+        """The first due redelivery (stale heap entries are dropped on the way)."""
+        heap = self._ready
+        while heap:
+            offset = heap[0][1]
+            p = self.pel.get(offset)
+            if p is not None and p.consumer == WAITING:
+                return heap[0]
+            heapq.heappop(heap)
+            self._queued.discard(offset)
+        return None
 
     def nack(self, offset: int, requeue: bool, delay: float | None) -> bool:
         p = self.pel.get(offset)
@@ -260,11 +301,11 @@ class ClassicGroup(Group):
                 continue
             if p.consumer == WAITING:
                 if p.offset not in self._queued:
-                    self._enqueue(self._ready, p.offset)
+                    self._push_ready(p)
                     moved += 1
             elif p.consumer == DEAD:
-                if p.offset not in self._queued:
-                    self._enqueue(self._dead, p.offset)
+                if p.offset not in self._dead_queued:
+                    self._push_dead(p.offset)
                     moved += 1
             else:
                 self.manager.counters["timeouts"] += 1
@@ -318,6 +359,8 @@ class ClassicGroup(Group):
                 self._add_pending(p)
             p.consumer = c.id
             p.count = count
+            if q.config.max_priority:
+                p.prio = priority_of(message, q.config.max_priority)
             p.deadline = now + (q.config.visibility_timeout or 0.0)
             self._persist(p)
             c.inflight.add(offset)
@@ -336,40 +379,20 @@ class ClassicGroup(Group):
         # 1. dead-letter moves (never blocked by consumer credit)
         while self._dead and not self.closed:
             offset = self._dead.popleft()
-            self._queued.discard(offset)
+            self._dead_queued.discard(offset)
             p = self.pel.get(offset)
             if p is None or p.consumer != DEAD:
                 continue
             await dlq.move(self.manager, self, p)
-        # 2. redeliveries, oldest first
-        while self._ready and self.consumers and not self.closed:
-            offset = self._ready[0]
-            p = self.pel.get(offset)
-            if p is None or p.consumer != WAITING:
-                self._ready.popleft()
-                self._queued.discard(offset)
-                continue
-            if self.pick_peek() is None:
-                break
-            message = await self._read_one(offset)
-            if self.pel.get(offset) is not p or p.consumer != WAITING:
-                continue  # settled or moved while reading
-            c = self.pick()
-            if c is None:
-                break
-            self._ready.popleft()
-            self._queued.discard(offset)
-            if message is None:  # truncated meanwhile (drop-oldest, purge)
-                self.settle(offset)
-                continue
-            if message.expired(self.manager.clock()):
-                self.expire(offset, p)
-                continue
-            self._deliver(c, offset, message, p.count + 1)
-        # 3. new messages
         if q.config.max_priority:
-            await self._dispatch_priority()
+            await self._dispatch_priority()  # 2 and 3 merged by priority
             return
+        # 2. redeliveries, in offset order (their original positions)
+        while self.consumers and not self.closed:
+            top = self._ready_top()
+            if top is None or not await self._redeliver(top):
+                break
+        # 3. new messages
         if self._in_heap:
             self._flush_scan()  # max_priority was switched off
         log_, name = q.log, q.name
@@ -409,6 +432,40 @@ class ClassicGroup(Group):
                 break
             await asyncio.sleep(0)  # a long backlog must not starve the loop
         self.advance_commit()
+
+    async def _redeliver(self, top: tuple[int, int]) -> bool:
+        """Redeliver the due entry ``top`` (the ready heap's top); False when no
+        consumer has room (stop), True to go on (also when it moved meanwhile)."""
+        offset = top[1]
+        p = self.pel[offset]
+        if self.pick_peek() is None:
+            return False
+        message = await self._read_one(offset)
+        if self.closed:
+            return False
+        ready = self._ready
+        if self.pel.get(offset) is not p or p.consumer != WAITING or not ready or ready[0] != top:
+            return True  # settled, moved or overtaken while reading: look again
+        maximum = self.queue.config.max_priority
+        if maximum and p.prio < 0 and message is not None:
+            # adopted at start: now that its priority is known, put it at its place
+            heapq.heappop(ready)
+            p.prio = priority_of(message, maximum)
+            heapq.heappush(ready, (-p.prio, offset))
+            return True
+        c = self.pick()
+        if c is None:
+            return False
+        heapq.heappop(ready)
+        self._queued.discard(offset)
+        if message is None:  # truncated meanwhile (drop-oldest, purge)
+            self.settle(offset)
+            return True
+        if message.expired(self.manager.clock()):
+            self.expire(offset, p)
+            return True
+        self._deliver(c, offset, message, p.count + 1)
+        return True
 
     def pick_peek(self) -> Consumer | None:
         for c in self.consumers:
@@ -473,8 +530,16 @@ class ClassicGroup(Group):
     async def _dispatch_priority(self) -> None:
         await self._scan()
         while not self.closed and self.consumers:
+            if self.pick_peek() is None:
+                break
             top = self._top()
-            if top is None or self.pick_peek() is None:
+            again = self._ready_top()
+            if again is not None and (top is None or again < top):
+                # a redelivery at its place: a higher priority, or the same one and older
+                if not await self._redeliver(again):
+                    break
+                continue
+            if top is None:
                 break
             offset = top[1]
             message = await self._read_one(offset)

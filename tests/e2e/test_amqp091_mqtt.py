@@ -10,7 +10,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pika
 import pytest
-from fluxmq_amqp091.testing import WAIT, consume_n, name
+from fluxmq_amqp091.testing import WAIT, consume_n, name, settle
 from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -112,12 +112,12 @@ def test_mqtt_publish_reaches_bound_queues(mq, channel):
     assert bodies == [b"only-q2", b"{}"]
 
 
-def test_amqp_publish_to_bound_queue_is_not_duplicated(mq, channel):
+def test_amqp_publish_to_bound_queue_is_not_duplicated(mq, channel, both):
     q = channel.queue_declare(name()).method.queue
     channel.queue_bind(q, "amq.topic", "dup.*")
     channel.queue_bind(q, "amq.topic", "dup.x")
     channel.basic_publish("amq.topic", "dup.x", b"once")
-    time.sleep(0.2)
+    settle(both, channel)  # the publish and whatever the router did with it are done
     assert channel.queue_declare(q, passive=True).method.message_count == 1
 
 

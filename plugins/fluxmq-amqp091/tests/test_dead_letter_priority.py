@@ -8,7 +8,7 @@ from __future__ import annotations
 import aio_pika
 import pika
 import pytest
-from fluxmq_amqp091.testing import WAIT, consume_n, name
+from fluxmq_amqp091.testing import WAIT, consume_n, name, settle
 from pika.exceptions import ChannelClosedByBroker
 
 from fluxmq_core.clock import ManualClock
@@ -98,8 +98,11 @@ def test_per_message_expiration_dead_letters_and_drops_expiration(clocked, ch):
 def test_expired_message_without_dlx_is_dropped(clocked, ch):
     q = ch.queue_declare(name(), arguments={"x-message-ttl": 1000}).method.queue
     ch.basic_publish("", q, b"x")
+    ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="500"))
+    assert ch.queue_declare(q, passive=True).method.message_count == 2
     advance(clocked, 2.0, ch)
     assert ch.queue_declare(q, passive=True).method.message_count == 0
+    assert ch.basic_get(q, auto_ack=True) == (None, None, None)
 
 
 def test_retry_loop_counts_x_death(clocked, ch):
@@ -180,31 +183,24 @@ def test_priority_queue_orders_by_priority(clocked, ch):
 
 
 def test_priority_with_a_paused_consumer(clocked, ch):
+    broker, _clock = clocked
     q = ch.queue_declare(name(), arguments={"x-max-priority": 10}).method.queue
     ch.basic_qos(prefetch_count=1)
     got = []
     ch.basic_consume(q, lambda c, m, p, b: got.append((m, b)))
     ch.basic_publish("", q, b"first", pika.BasicProperties(priority=1))
-    ch.connection.process_data_events(time_limit=0.2)
-    deadline_loops = int(WAIT / 0.05)
-    for _ in range(deadline_loops):
-        if got:
-            break
-        ch.connection.process_data_events(time_limit=0.05)
+    settle(broker, ch)
     assert [b for _m, b in got] == [b"first"]  # holds the only prefetch slot
     for body, pr in [(b"low", 1), (b"mid", 5), (b"none", None), (b"high", 10)]:
         ch.basic_publish("", q, body, pika.BasicProperties(priority=pr))
-    ch.connection.process_data_events(time_limit=0.2)
-    bodies = [b"first"]
+    settle(broker, ch)
+    assert len(got) == 1  # all four wait in the queue
     for _ in range(4):
         ch.basic_ack(got[-1][0].delivery_tag)
         n = len(got)
-        for _ in range(deadline_loops):
-            if len(got) > n:
-                break
-            ch.connection.process_data_events(time_limit=0.05)
-        bodies.append(got[-1][1])
-    assert bodies == [b"first", b"high", b"mid", b"low", b"none"]
+        settle(broker, ch)
+        assert len(got) == n + 1
+    assert [b for _m, b in got] == [b"first", b"high", b"mid", b"low", b"none"]
 
 
 def test_invalid_max_priority_is_refused(clocked, ch):

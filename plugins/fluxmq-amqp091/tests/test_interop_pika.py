@@ -7,7 +7,7 @@ import time
 
 import pika
 import pytest
-from fluxmq_amqp091.testing import WAIT, consume_n, name
+from fluxmq_amqp091.testing import WAIT, consume_n, name, settle
 from pika.exceptions import ChannelClosedByBroker, UnroutableError
 
 
@@ -132,7 +132,7 @@ def test_exchange_to_exchange_binding_and_unbind(connect):
     assert [b for _m, _p, b in consume_n(ch, q, 1)] == [b"x"]
     ch.exchange_unbind(dst, src, "a.#")
     ch.basic_publish(src, "a.b", b"gone")
-    time.sleep(0.1)
+    # the passive declare is handled after the publish (one channel, in order)
     assert ch.queue_declare(q, passive=True).method.message_count == 0
 
 
@@ -256,11 +256,8 @@ def test_queue_arguments_ttl_max_length_overflow(connect):
     ch.basic_publish("", q2, b"a")
     with pytest.raises(pika.exceptions.NackError):
         ch.basic_publish("", q2, b"b")
-    q3 = ch.queue_declare(name(), arguments={"x-message-ttl": 50}).method.queue
-    ch.basic_publish("", q3, b"old")
-    ch.basic_publish("", q3, b"short", pika.BasicProperties(expiration="1"))
-    time.sleep(0.2)
-    assert ch.basic_get(q3, auto_ack=True) == (None, None, None)
+    # expiry (x-message-ttl, expiration) is tested on a manual clock in
+    # test_dead_letter_priority.py
     for args in ({"x-queue-type": "bogus"}, {"x-max-length": "x"}, {"x-overflow": "nope"}):
         c = connect().channel()
         with pytest.raises(ChannelClosedByBroker) as info:
@@ -305,7 +302,7 @@ def test_dead_letter_exchange(connect):
     assert props.headers["x-first-death-queue"] == q
 
 
-def test_qos_prefetch_per_consumer(connect):
+def test_qos_prefetch_per_consumer(connect, amqp_broker):
     ch = connect().channel()
     q = ch.queue_declare(name()).method.queue
     for i in range(5):
@@ -313,19 +310,14 @@ def test_qos_prefetch_per_consumer(connect):
     ch.basic_qos(prefetch_count=2)
     got = []
     ch.basic_consume(q, lambda c, m, p, b: got.append(m))
-    deadline = time.monotonic() + WAIT
-    while len(got) < 2 and time.monotonic() < deadline:
-        ch.connection.process_data_events(time_limit=0.05)
-    ch.connection.process_data_events(time_limit=0.2)
+    settle(amqp_broker, ch)
     assert len(got) == 2
     ch.basic_ack(got[-1].delivery_tag, multiple=True)
-    while len(got) < 4 and time.monotonic() < deadline:
-        ch.connection.process_data_events(time_limit=0.05)
-    ch.connection.process_data_events(time_limit=0.2)
+    settle(amqp_broker, ch)
     assert len(got) == 4
 
 
-def test_qos_global_limits_the_channel(connect):
+def test_qos_global_limits_the_channel(connect, amqp_broker):
     ch = connect().channel()
     q1, q2 = ch.queue_declare(name()).method.queue, ch.queue_declare(name()).method.queue
     for _i in range(3):
@@ -335,12 +327,10 @@ def test_qos_global_limits_the_channel(connect):
     got = []
     ch.basic_consume(q1, lambda c, m, p, b: got.append(m))
     ch.basic_consume(q2, lambda c, m, p, b: got.append(m))
-    ch.connection.process_data_events(time_limit=0.5)
+    settle(amqp_broker, ch)
     assert len(got) == 3
     ch.basic_ack(0, multiple=True)
-    deadline = time.monotonic() + WAIT
-    while len(got) < 6 and time.monotonic() < deadline:
-        ch.connection.process_data_events(time_limit=0.05)
+    settle(amqp_broker, ch)
     assert len(got) == 6
 
 
@@ -442,7 +432,8 @@ def test_mandatory_returns_unroutable(connect):
     returned = []
     ch.add_on_return_callback(lambda c, m, p, b: returned.append((m.reply_code, b)))
     ch.basic_publish("amq.direct", name("nobody"), b"lost", mandatory=True)
-    ch.connection.process_data_events(time_limit=0.3)
+    ch.exchange_declare("amq.direct", passive=True)  # the return comes before this reply
+    ch.connection.process_data_events(time_limit=0)
     assert returned == [(312, b"lost")]
     ch.confirm_delivery()
     with pytest.raises(UnroutableError):
@@ -487,10 +478,30 @@ def test_large_body_split_across_frames(connect):
     assert got == body
 
 
-def test_channel_flow(connect):
-    ch = connect().channel()
-    ch.flow(False)
-    ch.flow(True)
+def test_channel_flow_stops_and_resumes_deliveries(connect, amqp_broker):
+    conn = connect()
+    ch = conn.channel()
+    q = ch.queue_declare(name()).method.queue
+    got: list[bytes] = []
+    ch.basic_consume(q, lambda c, m, p, b: (got.append(b), c.basic_ack(m.delivery_tag)))
+    assert ch.flow(False) is False
+    pub = connect().channel()
+    pub.basic_publish("", q, b"held")
+    assert pub.queue_declare(q, passive=True).method.message_count == 1  # appended
+    settle(amqp_broker, ch)
+    assert got == []  # not delivered while the channel is inactive
+    assert pub.queue_declare(q, passive=True).method.message_count == 1
+    other = conn.channel()  # flow is per channel: another one still gets its deliveries
+    q2 = other.queue_declare(name()).method.queue
+    other.basic_publish("", q2, b"free")
+    assert [b for _m, _p, b in consume_n(other, q2, 1)] == [b"free"]
+    assert ch.flow(True) is True
+    deadline = time.monotonic() + WAIT
+    while not got and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.05)
+    assert got == [b"held"]
+    settle(amqp_broker, ch)
+    assert pub.queue_declare(q, passive=True).method.message_count == 0
 
 
 def test_stream_queue_offsets_and_consumer_group(connect):
@@ -590,3 +601,21 @@ def test_durable_exchange_queue_and_binding_survive_restart(fluxmq_broker_factor
             fn(c)
         assert info.value.reply_code == 404, what
     conn.close()
+
+
+def test_routing_key_from_a_long_topic_is_cut_on_a_character_boundary(connect, amqp_broker):
+    """A topic from another protocol can be longer than a short string (255 bytes):
+    the delivery's routing key is cut without splitting a character."""
+    from fluxmq_core.message import Message
+
+    ch = connect().channel()
+    q = ch.queue_declare(name()).method.queue
+    ch.queue_bind(q, "amq.topic", "long.#")
+    topic = "long/" + "é" * 200  # 405 bytes
+    for _ in range(2):
+        amqp_broker.call_soon(amqp_broker.context.publish, Message(topic, b"x"))
+    expected = ("long." + "é" * 200).encode()[:255].decode("utf-8", "ignore")
+    m, _p, body = ch.basic_get(q, auto_ack=True)
+    assert (m.routing_key, body) == (expected, b"x")
+    ((m2, _p2, _b2),) = consume_n(ch, q, 1)
+    assert m2.routing_key == expected

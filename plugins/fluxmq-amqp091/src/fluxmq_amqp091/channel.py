@@ -30,11 +30,13 @@ from pamqp import commands
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
+    COMMAND_INVALID,
     FRAME_ERROR,
     INTERNAL_ERROR,
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_FOUND,
+    NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
     UNEXPECTED_FRAME,
     AMQPError,
@@ -43,6 +45,7 @@ from fluxmq_amqp091.codec import (
     encode_content,
     encode_deliver,
     encode_method,
+    short,
 )
 from fluxmq_amqp091.props import from_message, routing_of, to_message
 from fluxmq_amqp091.queues import DEFAULT_GROUP
@@ -180,11 +183,8 @@ class Channel:
             )
         handler = _HANDLERS.get(type(m))
         if handler is None:
-            raise AMQPError(
-                UNEXPECTED_FRAME if m.name.startswith("Connection.") else NOT_ALLOWED,
-                f"method {m.name} is not allowed on a channel",
-                *_ids(m),
-            )
+            # RabbitMQ: a server-side or connection-class method here is 503
+            raise AMQPError(COMMAND_INVALID, f"unimplemented method {m.name}", *_ids(m))
         try:
             handler(self, m)
         except AMQPError as exc:
@@ -201,7 +201,10 @@ class Channel:
         if pub is None or pub[1] is not None:
             raise AMQPError(UNEXPECTED_FRAME, "content header without basic.publish")
         if h.class_id != 60:
-            raise AMQPError(FRAME_ERROR, f"content header for class {h.class_id}")
+            raise AMQPError(
+                UNEXPECTED_FRAME,
+                f"expected content header for class 60, got one for class {h.class_id} instead",
+            )
         limit = self.env.cfg.max_message_size
         if limit and h.body_size > limit:
             self._pub = None
@@ -377,7 +380,9 @@ class Channel:
 
     def _queue_unbind(self, m: Q.Unbind) -> None:
         name = self._queue_name(m.queue, (50, 50))
-        self.env.queues.lookup(self.conn, name, (50, 50))
+        if self.env.queues.exists(name) or name in self.env.queues.meta:
+            self.env.queues.lookup(self.conn, name, (50, 50))  # 405 when exclusive to another
+        # RabbitMQ: unbinding a missing queue (or from a missing exchange) is OK
         self.env.topology.unbind(
             m.exchange, "queue", name, m.routing_key, m.arguments or {}, (50, 50)
         )
@@ -398,6 +403,8 @@ class Channel:
     # --- basic: consumers ---------------------------------------------------------------
 
     def _qos(self, m: B.Qos) -> None:
+        if m.prefetch_size:
+            raise AMQPError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})", 60, 10)
         if m.global_:
             self.global_prefetch = int(m.prefetch_count)
             for c in self.consumers.values():
@@ -418,14 +425,23 @@ class Channel:
         if any(c.exclusive for c in q.consumers):
             raise AMQPError(ACCESS_REFUSED, f"queue '{qname}' in vhost '/' in exclusive use", *ids)
         if m.exclusive and q.consumers:
-            raise AMQPError(
-                ACCESS_REFUSED,
-                f"cannot obtain exclusive access to queue '{qname}' in vhost '/'",
-                *ids,
-            )
+            raise AMQPError(ACCESS_REFUSED, f"queue '{qname}' in vhost '/' in exclusive use", *ids)
         args = m.arguments or {}
         core_q = self.env.core.get(qname)
         stream = core_q is not None and core_q.is_stream
+        if stream and m.no_ack:
+            raise AMQPError(
+                NOT_IMPLEMENTED,
+                f"automatic acknowledgement not supported by stream queues queue '{qname}' "
+                "in vhost '/'",
+                *ids,
+            )
+        if stream and not self.prefetch:
+            raise AMQPError(
+                PRECONDITION_FAILED,
+                f"consumer prefetch count is not set for 'queue '{qname}' in vhost '/''",
+                *ids,
+            )
         group = args.get("x-consumer-group")
         group = str(group) if group else (tag if stream else DEFAULT_GROUP)
         cursor = stream_cursor(args.get("x-stream-offset")) if stream else None
@@ -580,6 +596,11 @@ class Channel:
         self.pump()
 
     def _recover(self, m: Any) -> None:
+        if not m.requeue:
+            # RabbitMQ never implemented redelivery to the same consumer
+            raise AMQPError(
+                NOT_IMPLEMENTED, "requeue=false", 60, 110 if isinstance(m, B.Recover) else 100
+            )
         core = self.env.core
         for _t, (_c, mid, group) in list(self.unacked.items()):
             try:
@@ -598,6 +619,14 @@ class Channel:
     def _get(self, m: B.Get) -> None:
         qname = self._queue_name(m.queue, (60, 70))
         q = self.env.queues.lookup(self.conn, qname, (60, 70), touch=True)
+        core_q = self.env.core.get(qname)
+        if core_q is not None and core_q.is_stream:
+            raise AMQPError(
+                NOT_IMPLEMENTED,
+                f"basic.get not supported by stream queues queue '{qname}' in vhost '/'",
+                60,
+                70,
+            )
         self.conn.waiting = GetWait(self, q, bool(m.no_ack))
 
     def get_result(self, c: Consumer | None, message: Message | None, remaining: int) -> None:
@@ -616,8 +645,8 @@ class Channel:
             B.GetOk(
                 delivery_tag=tag,
                 redelivered=props.get("delivery-count", 1) > 1,
-                exchange=exchange,
-                routing_key=rk,
+                exchange=short(exchange),
+                routing_key=short(rk),
                 message_count=remaining,
             ),
         )
@@ -633,6 +662,8 @@ class Channel:
     # --- basic.publish ----------------------------------------------------------------
 
     def _publish(self, m: B.Publish) -> None:
+        if m.immediate:
+            raise AMQPError(NOT_IMPLEMENTED, "immediate=true", 60, 40)
         self._pub = [m, None, [], 0]
 
     def _published(self, m: B.Publish, h: Header, body: bytes) -> None:

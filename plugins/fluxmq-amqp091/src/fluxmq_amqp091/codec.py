@@ -7,9 +7,9 @@ payloads to ``pamqp`` to decode. ``basic.publish`` (the hot path) is decoded by 
 content headers keep their raw property bytes so that a delivery can re-send them
 without re-encoding.
 
-Errors: anything malformed raises :class:`AMQPError` with the reply code the spec
-asks for (501 frame error, 502 syntax error, 503 command invalid, 505 unexpected
-frame); nothing else escapes :meth:`FrameReader.next_frame` (a hypothesis test
+Errors: anything malformed raises :class:`AMQPError` with the reply code RabbitMQ
+sends (501 frame error, also for a method or header it cannot decode; 503 command
+invalid for an unknown method; 505 unexpected frame); nothing else escapes :meth:`FrameReader.next_frame` (a hypothesis test
 checks it). A bad protocol header raises :class:`ProtocolHeaderError`; the server
 answers it with its own header and closes, as the spec says.
 
@@ -285,7 +285,8 @@ class FrameReader:
             return self._header(channel, payload)
         if ftype == FRAME_HEARTBEAT:
             if channel != 0:
-                raise AMQPError(FRAME_ERROR, "heartbeat on a channel other than 0")
+                # the spec says 501; RabbitMQ answers 505, and so do we
+                raise AMQPError(UNEXPECTED_FRAME, f"heartbeat frame on channel {channel}")
             return Heartbeat(channel)
         raise AMQPError(FRAME_ERROR, f"unknown frame type {ftype}")
 
@@ -308,8 +309,12 @@ class FrameReader:
         except AMQPError:
             raise
         except Exception as exc:  # pamqp raises assorted types on malformed input
+            # RabbitMQ: a method frame it cannot decode is a 501 frame error
             raise AMQPError(
-                SYNTAX_ERROR, f"malformed method {class_id}.{method_id}: {exc}", class_id, method_id
+                FRAME_ERROR,
+                f"cannot decode method {class_id}.{method_id}: {exc}",
+                class_id,
+                method_id,
             ) from None
 
     @staticmethod
@@ -319,8 +324,8 @@ class FrameReader:
         try:
             ch = ContentHeader()
             ch.unmarshal(payload)
-        except Exception as exc:
-            raise AMQPError(SYNTAX_ERROR, f"malformed content header: {exc}") from None
+        except Exception as exc:  # pamqp raises assorted types on malformed input
+            raise AMQPError(FRAME_ERROR, f"cannot decode content header: {exc}") from None
         return Header(channel, ch.class_id or 0, ch.body_size, ch.properties, payload[12:])
 
 
@@ -364,10 +369,17 @@ def encode_content(
     return b"".join((method_frame, head, *encode_body_frames(channel, body, frame_max)))
 
 
-def _sstr(value: str) -> bytes:
+def short(value: str) -> str:
+    """``value`` cut to a short string's 255 UTF-8 bytes on a character boundary (a
+    routing key from a long MQTT topic), so that the peer can still decode it."""
+    if len(value) <= 63:  # at most 4 bytes a character: always fits
+        return value
     b = value.encode("utf-8")
-    if len(b) > 255:
-        b = b[:255]
+    return value if len(b) <= 255 else b[:255].decode("utf-8", "ignore")
+
+
+def _sstr(value: str) -> bytes:
+    b = short(value).encode("utf-8")
     return bytes((len(b),)) + b
 
 

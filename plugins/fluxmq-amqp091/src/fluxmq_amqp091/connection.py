@@ -41,7 +41,6 @@ from fluxmq_amqp091.codec import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     PROTOCOL_HEADER,
-    SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
     FrameReader,
@@ -227,7 +226,7 @@ class Connection:
                     f"unexpected {type(frame).__name__.lower()} frame on channel {ch}",
                 )
             if ch != 0:
-                raise AMQPError(CHANNEL_ERROR, "channel frame before the connection is open")
+                raise AMQPError(UNEXPECTED_FRAME, "channel frame before the connection is open")
             self._connection_method(frame.method)
             return
         channel = self.channels.get(ch)
@@ -292,8 +291,8 @@ class Connection:
             if isinstance(m, commands.Connection.UpdateSecret):
                 self._update_secret(m)
                 return
-            raise AMQPError(
-                COMMAND_INVALID if not _is_connection(m) else UNEXPECTED_FRAME,
+            raise AMQPError(  # RabbitMQ: 504 for any other method on channel 0
+                CHANNEL_ERROR,
                 f"unexpected method {m.name} on channel 0",
                 *_method_ids(m),
             )
@@ -326,7 +325,7 @@ class Connection:
             cm, fm = int(m.channel_max), int(m.frame_max)
             if fm and fm < FRAME_MIN_SIZE:
                 raise AMQPError(
-                    SYNTAX_ERROR, f"frame-max {fm} below the minimum {FRAME_MIN_SIZE}", 10, 31
+                    NOT_ALLOWED, f"frame-max {fm} below the minimum {FRAME_MIN_SIZE}", 10, 31
                 )
             if (self.cfg.frame_max and fm > self.cfg.frame_max) or (
                 self.cfg.channel_max and cm > self.cfg.channel_max
@@ -341,7 +340,7 @@ class Connection:
             self.phase = Phase.OPEN
         elif phase is Phase.OPEN:
             if m.virtual_host not in ("/", ""):
-                raise AMQPError(NOT_ALLOWED, f"vhost '{m.virtual_host}' not found", 10, 40)
+                raise AMQPError(NOT_ALLOWED, f"vhost {m.virtual_host} not found", 10, 40)
             self._send(0, commands.Connection.OpenOk())
             self.phase = Phase.OPENED
             self.env.connection_opened(self)

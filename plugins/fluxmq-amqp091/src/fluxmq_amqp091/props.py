@@ -17,7 +17,7 @@ priority               ``properties["priority"]``
 =====================  ==========================================================
 
 A message from another protocol gets AMQP properties built from those fields the
-other way round. What this module does not hold: routing (``broker.py``).
+other way round. What this module does not hold: routing (``topology.py``).
 """
 
 from __future__ import annotations

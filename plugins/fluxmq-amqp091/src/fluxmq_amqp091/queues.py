@@ -38,7 +38,6 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_amqp091.broker import STORE_ID, Topology, plain
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     NOT_FOUND,
@@ -47,6 +46,7 @@ from fluxmq_amqp091.codec import (
     AMQPError,
 )
 from fluxmq_amqp091.props import PROTOCOL, from_message
+from fluxmq_amqp091.topology import STORE_ID, Topology, plain
 from fluxmq_core.queues import DLQ_PREFIX, QueueError
 
 if TYPE_CHECKING:
@@ -84,20 +84,34 @@ class AMQPQueue:
         }
 
 
-def _int_arg(args: dict[str, Any], key: str, minimum: int = 0) -> int | None:
+def _invalid(name: str, key: str, detail: str) -> AMQPError:
+    """A 406 for a bad declare argument, worded as RabbitMQ words it."""
+    return AMQPError(
+        PRECONDITION_FAILED,
+        f"invalid arg '{key}' for queue '{name}' in vhost '/': {detail}",
+        50,
+        10,
+    )
+
+
+def _int_arg(args: dict[str, Any], key: str, minimum: int = 0, name: str = "") -> int | None:
     if key not in args:
         return None
     v = args[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise AMQPError(PRECONDITION_FAILED, f"invalid arg '{key}' for queue: {v!r}", 50, 10)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _invalid(name, key, f'"expected integer, got {_amqp_type(v)}"')
+    if v < minimum:  # RabbitMQ shows the Erlang term
+        raise _invalid(name, key, f"{{{'value_zero' if v == 0 else 'value_negative'},{v}}}")
     return v
 
 
-def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) -> dict[str, Any]:
+def core_config(
+    durable: bool, args: dict[str, Any], consumer_timeout: float, name: str = ""
+) -> dict[str, Any]:
     """The core ``[queues.<name>]`` keys for an AMQP declaration (406 if invalid)."""
     qtype = str(args.get("x-queue-type", "classic"))
     if qtype not in ("classic", "quorum", "stream"):
-        raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-queue-type': {qtype!r}", 50, 10)
+        raise _invalid(name, "x-queue-type", f"\"unsupported queue type '{qtype}'\"")
     stream = qtype == "stream"
     cfg: dict[str, Any] = {
         "type": "stream" if stream else "classic",
@@ -105,7 +119,7 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
     }
     if not stream:
         cfg["visibility_timeout"] = consumer_timeout
-        limit = _int_arg(args, "x-delivery-limit", 1)
+        limit = _int_arg(args, "x-delivery-limit", 1, name)
         cfg["max_deliveries"] = limit or 0
         dlx_set = args.get("x-dead-letter-exchange") is not None
         cfg["dlq"] = dlx_set
@@ -113,13 +127,13 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
             cfg["dlq_expired"] = True
             if args.get("x-overflow") in ("drop-head", "reject-publish-dlx"):
                 cfg["dlq_overflow"] = True
-    ttl = _int_arg(args, "x-message-ttl")
+    ttl = _int_arg(args, "x-message-ttl", 0, name)
     if ttl is not None:
         cfg["message_ttl"] = max(ttl, 1) / 1000.0
-    max_len = _int_arg(args, "x-max-length")
+    max_len = _int_arg(args, "x-max-length", 0, name)
     if max_len is not None:
         cfg["retention_messages" if stream else "max_depth"] = max_len
-    max_bytes = _int_arg(args, "x-max-length-bytes")
+    max_bytes = _int_arg(args, "x-max-length-bytes", 0, name)
     if max_bytes is not None:
         cfg["retention_bytes"] = max_bytes
     overflow = args.get("x-overflow")
@@ -129,26 +143,30 @@ def core_config(durable: bool, args: dict[str, Any], consumer_timeout: float) ->
         elif overflow in ("reject-publish", "reject-publish-dlx"):
             cfg["overflow"] = "reject"
         else:
-            raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-overflow': {overflow!r}", 50, 10)
+            raise _invalid(name, "x-overflow", "invalid_overflow")
     age = args.get("x-max-age")
     if age is not None:
         text = str(age)
         unit = _AGE_UNITS.get(text[-1:])
         if not stream or unit is None or not text[:-1].isdigit():
-            raise AMQPError(PRECONDITION_FAILED, f"invalid arg 'x-max-age': {age!r}", 50, 10)
+            raise _invalid(name, "x-max-age", f"{age!r}")
         cfg["retention_age"] = float(int(text[:-1]) * unit)
-    _int_arg(args, "x-expires", 1)
-    prio = _int_arg(args, "x-max-priority", 0)
+    _int_arg(args, "x-expires", 1, name)
+    prio = _int_arg(args, "x-max-priority", 0, name)
     if prio is not None:
         if prio > 255:
-            raise AMQPError(
-                PRECONDITION_FAILED, f"invalid arg 'x-max-priority' for queue: {prio!r}", 50, 10
-            )
+            raise _invalid(name, "x-max-priority", f"{{max_value_exceeded,{prio}}}")
         if prio and not stream:
             cfg["max_priority"] = prio
     dlx = args.get("x-dead-letter-exchange")
     if dlx is not None and not isinstance(dlx, str):
-        raise AMQPError(PRECONDITION_FAILED, "invalid arg 'x-dead-letter-exchange'", 50, 10)
+        raise AMQPError(
+            PRECONDITION_FAILED,
+            f"invalid type '{_amqp_type(dlx)}' for arg 'x-dead-letter-exchange' in queue "
+            f"'{name}' in vhost '/'",
+            50,
+            10,
+        )
     return cfg
 
 
@@ -342,11 +360,7 @@ class Queues:
                 name, True, False, False, {}, last_used=self.context.clock()
             )
         if q.exclusive and q.owner is not conn:
-            raise AMQPError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'",
-                *ids,
-            )
+            raise AMQPError(RESOURCE_LOCKED, _locked(name), *ids)
         if touch:  # consume and get count as use for x-expires; a passive declare does not
             q.last_used = self.context.clock()
         return q
@@ -378,19 +392,19 @@ class Queues:
             q = self.lookup(conn, name, ids)
             return name, self.ready(name), len(q.consumers)
         if q is not None:
-            if q.exclusive and q.owner is not conn:
-                raise AMQPError(
-                    RESOURCE_LOCKED,
-                    f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'",
-                    *ids,
-                )
-            if (q.durable, q.exclusive, q.auto_delete) != (durable, exclusive, auto_delete):
-                raise AMQPError(
-                    PRECONDITION_FAILED,
-                    f"inequivalent arg 'durable/exclusive/auto_delete' for queue "
-                    f"'{name}' in vhost '/'",
-                    *ids,
-                )
+            if (q.exclusive and q.owner is not conn) or q.exclusive != exclusive:
+                raise AMQPError(RESOURCE_LOCKED, _locked(name), *ids)
+            for field_name, got, have in (
+                ("durable", durable, q.durable),
+                ("auto_delete", auto_delete, q.auto_delete),
+            ):
+                if got != have:
+                    raise AMQPError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{field_name}' for queue '{name}' in vhost '/': "
+                        f"received {_show(got)} but current is {_show(have)}",
+                        *ids,
+                    )
             if q.arguments != args:
                 diff = sorted(
                     k for k in set(q.arguments) | set(args) if q.arguments.get(k) != args.get(k)
@@ -398,13 +412,29 @@ class Queues:
                 raise AMQPError(
                     PRECONDITION_FAILED,
                     f"inequivalent arg '{diff[0]}' for queue '{name}' in vhost '/': "
-                    f"received {args.get(diff[0])!r} but current is "
-                    f"{q.arguments.get(diff[0])!r}",
+                    f"received {_show(args.get(diff[0]))} but current is "
+                    f"{_show(q.arguments.get(diff[0]))}",
                     *ids,
                 )
             q.last_used = self.context.clock()
             return name, self.ready(name), len(q.consumers)
-        cfg = core_config(durable, args, self.consumer_timeout)
+        qtype = str(args.get("x-queue-type", "classic"))
+        if qtype in ("quorum", "stream"):
+            # RabbitMQ: replicated queue types are durable, shared and kept
+            for bad, prop in ((exclusive, "exclusive-owner"), (not durable, "non-durable")):
+                if bad:
+                    raise AMQPError(
+                        PRECONDITION_FAILED,
+                        f"invalid property '{prop}' for queue '{name}' in vhost '/'",
+                        *ids,
+                    )
+            if auto_delete and qtype == "stream":
+                raise AMQPError(
+                    PRECONDITION_FAILED,
+                    f"invalid property 'auto-delete' for queue '{name}' in vhost '/'",
+                    *ids,
+                )
+        cfg = core_config(durable, args, self.consumer_timeout, name)
         try:
             self.core.declare(name, cfg)
         except QueueError as exc:
@@ -439,7 +469,7 @@ class Queues:
             raise AMQPError(PRECONDITION_FAILED, f"queue '{name}' in vhost '/' in use", *ids)
         count = self.ready(name)
         if if_empty and count:
-            raise AMQPError(PRECONDITION_FAILED, f"queue '{name}' in vhost '/' is not empty", *ids)
+            raise AMQPError(PRECONDITION_FAILED, f"queue '{name}' in vhost '/' not empty", *ids)
         self.drop(q)
         return count
 
@@ -500,6 +530,32 @@ class Queues:
             except QueueError as exc:
                 out.append(_failed(exc))
         return out
+
+
+def _locked(name: str) -> str:
+    """RabbitMQ's text for a queue exclusive to another connection (405)."""
+    return (
+        f"cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be "
+        "originally declared on another connection or the exclusive property value does "
+        "not match that of the original declaration."
+    )
+
+
+def _amqp_type(value: Any) -> str:
+    """The AMQP field type name of ``value`` (as RabbitMQ names it in errors)."""
+    if isinstance(value, bool):
+        return "bool"
+    kinds = {int: "signedint", float: "double", str: "longstr", bytes: "longstr", list: "array"}
+    return kinds.get(type(value), "table")
+
+
+def _show(value: Any) -> str:
+    """A flag or argument value as RabbitMQ shows it in an inequivalent-arg error."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    return f"the value '{value}' of type '{_amqp_type(value)}'"
 
 
 def _failed(exc: BaseException) -> Any:

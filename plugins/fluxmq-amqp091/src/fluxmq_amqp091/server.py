@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from fluxmq_amqp091.broker import Exchange, Topology
 from fluxmq_amqp091.channel import Consumer
 from fluxmq_amqp091.codec import (
     CONNECTION_FORCED,
@@ -37,6 +36,7 @@ from fluxmq_amqp091.codec import (
 )
 from fluxmq_amqp091.connection import Connection, Phase
 from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues
+from fluxmq_amqp091.topology import Exchange, Topology
 from fluxmq_amqp091.waits import AuthWait, CommitWait, GetWait, SecretWait
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from fluxmq_core.transport.adapter import HOLD_OTHER, AdapterProtocol, AdapterServer

@@ -27,3 +27,18 @@ def consume_n(ch: Any, queue: str, n: int, *, ack: bool = True, timeout: float =
             break
     ch.cancel()
     return out
+
+
+def settle(broker: Any, ch: Any) -> None:
+    """Make "nothing more arrives" checkable without sleeping (pika, blocking).
+
+    Waits until the broker's queue dispatchers are idle (every delivery they will
+    make now is written), then makes one round trip on ``ch``: what the broker sent
+    on that connection before the reply is in, and pika's callbacks for it run.
+    ``broker`` is a :class:`~fluxmq_core.testing.broker.BrokerThread`. Publishes
+    made on another connection need a round trip on that connection first.
+    """
+    ch.exchange_declare("amq.direct", passive=True)  # every frame sent so far is handled
+    broker.call(broker.context.queues.wait_idle())
+    ch.exchange_declare("amq.direct", passive=True)  # what that produced is in
+    ch.connection.process_data_events(time_limit=0)
