@@ -464,7 +464,7 @@ class Channel:
             c.handle.pause()
 
     def _cancel(self, m: B.Cancel) -> None:
-        c = self.consumers.pop(m.consumer_tag, None)
+        c = self.consumers.pop(m.consumer_tag or "", None)
         if c is not None:
             self._retire(c)
         if not m.nowait:
@@ -572,7 +572,7 @@ class Channel:
         if self.tx:
             self._tx_settle.append(("nack", m.delivery_tag, False, m.requeue))
             return
-        self._settle("nack", m.delivery_tag, False, m.requeue, (60, 90))
+        self._settle("nack", m.delivery_tag or 0, False, m.requeue, (60, 90))
 
     def _settle(
         self, kind: str, tag: int, multiple: bool, requeue: bool, ids: tuple[int, int]

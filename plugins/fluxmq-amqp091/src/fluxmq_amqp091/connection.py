@@ -78,7 +78,7 @@ class Phase(enum.Enum):
 
 
 #: What each negotiation phase accepts on channel 0 (data: a script can draw it).
-EXPECT: dict[Phase, tuple[type, ...]] = {
+EXPECT: dict[Phase, tuple[Any, ...]] = {
     Phase.START_OK: (commands.Connection.StartOk,),
     Phase.TUNE_OK: (commands.Connection.TuneOk,),
     Phase.OPEN: (commands.Connection.Open,),
@@ -296,7 +296,7 @@ class Connection:
                 f"unexpected method {m.name} on channel 0",
                 *_method_ids(m),
             )
-        if expected is None or not isinstance(m, expected):
+        if expected is None or not any(isinstance(m, t) for t in expected):
             raise AMQPError(
                 UNEXPECTED_FRAME if _is_connection(m) else COMMAND_INVALID,
                 f"expected {expected[0].name if expected else 'nothing'}, got {m.name}",

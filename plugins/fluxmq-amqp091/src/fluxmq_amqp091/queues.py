@@ -254,8 +254,10 @@ def add_death(
         ch.unmarshal(b"\x00\x3c\x00\x00" + b"\x00" * 8 + raw)
         p = ch.properties
         headers = dict(p.headers or {})
-        deaths = headers.get("x-death")
-        deaths = [d for d in deaths if isinstance(d, dict)] if isinstance(deaths, list) else []
+        x_death = headers.get("x-death")
+        deaths: list[dict[str, Any]] = (
+            [d for d in x_death if isinstance(d, dict)] if isinstance(x_death, list) else []
+        )
         found = None
         for d in deaths:
             if d.get("queue") == queue and d.get("reason") == reason:
@@ -378,8 +380,8 @@ class Queues:
     ) -> tuple[str, int, int]:
         ids = (50, 10)
         if passive:
-            q = self.lookup(conn, name, ids)
-            return name, self.ready(name), len(q.consumers)
+            found = self.lookup(conn, name, ids)
+            return name, self.ready(name), len(found.consumers)
         if not name:
             name = server_name()
         elif name.startswith("amq.") and name not in self.meta:

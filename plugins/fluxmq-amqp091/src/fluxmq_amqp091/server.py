@@ -42,6 +42,7 @@ from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from fluxmq_core.transport.adapter import HOLD_OTHER, AdapterProtocol, AdapterServer
 
 if TYPE_CHECKING:
+    from fluxmq_amqp091.channel import Channel
     from fluxmq_amqp091.config import AMQP091Config
     from fluxmq_core.context import BrokerContext
     from fluxmq_core.message import Message
@@ -384,7 +385,7 @@ class AMQPProtocol(AdapterProtocol):
 
     async def _get(self, wait: GetWait) -> None:
         conn = self.conn
-        channel = wait.channel
+        channel: Channel = wait.channel
         try:
             c, message, remaining = await self.server.basic_get(channel, wait.queue, wait.no_ack)
         except AMQPError as exc:
