@@ -349,7 +349,9 @@ def test_channel_frame_before_open_is_505(raw):
     r = raw()
     r.send(PROTOCOL_HEADER)
     r.method()
-    r.send(pframe.marshal(commands.Connection.StartOk(mechanism="PLAIN", response="\0a\0b"), 0))
+    r.send(
+        pframe.marshal(commands.Connection.StartOk(mechanism="PLAIN", response="\0guest\0guest"), 0)
+    )
     tune = r.method()
     r.send(pframe.marshal(commands.Connection.TuneOk(tune.channel_max, tune.frame_max, 0), 0))
     r.send(pframe.marshal(commands.Channel.Open(), 1))
