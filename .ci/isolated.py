@@ -15,15 +15,16 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # `uv run` tells its children where uv is; fall back to PATH.
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"
 
 
-def run(cmd: list[str], **kw: object) -> None:
+def run(cmd: list[str], **kw: Any) -> None:
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+    subprocess.run(cmd, check=True, **kw)
 
 
 def main(names: list[str]) -> int:

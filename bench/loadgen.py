@@ -1224,7 +1224,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.host not in ("127.0.0.1", "::1", "localhost"):
         ap.error("only loopback addresses")
-    from peers import raise_fd_limit  # type: ignore
+    from peers import raise_fd_limit  # bench/ is on sys.path when run as a script
 
     raise_fd_limit()
     cfg = {

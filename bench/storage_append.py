@@ -282,7 +282,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.install()
     except ImportError:

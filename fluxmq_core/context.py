@@ -90,10 +90,11 @@ class BrokerContext:
         self.pm = pm
         self.node_id = node_id
         self.queues: Any = None
-        # Both are set by Broker.start before any plugin sees the context; typed as
-        # present so that hot-path callers need no None check.
-        self.auth: AuthService = None  # type: ignore[assignment]
-        self.events: Events = None  # type: ignore[assignment]
+        # Both are set by Broker.start before any plugin sees the context; declared
+        # (not assigned) so that hot-path callers need no None check. Until then the
+        # slots are empty: read them with getattr(context, "events", None) there.
+        self.auth: AuthService
+        self.events: Events
         self.bound: dict[str, tuple[str, int]] = {}
         self.shutting_down = asyncio.Event()
         # A place for plugins to publish services to others through the core

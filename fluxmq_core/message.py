@@ -155,5 +155,5 @@ class Message:
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    # Mutable and compared by value, so unhashable; typeshed types __hash__ as a method.
-    __hash__ = None  # type: ignore[assignment]
+    # typeshed types __hash__ as a method; None is how Python spells "unhashable".
+    __hash__ = None  # type: ignore[assignment]  # unhashable: mutable, compared by value

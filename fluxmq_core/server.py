@@ -179,8 +179,9 @@ class Broker:
                 call_each(self.pm, "fluxmq_shutdown", context=ctx), deadline, "fluxmq_shutdown"
             )
         if ctx is not None:
-            if ctx.events is not None:  # None when start-up failed building auth
-                await self._bounded(ctx.events.drain(), deadline, "observer hooks")
+            events = getattr(ctx, "events", None)  # unset when start-up failed building auth
+            if events is not None:
+                await self._bounded(events.drain(), deadline, "observer hooks")
             if "cluster" in self._started:
                 await self._bounded(ctx.cluster.stop(), deadline, "cluster stop")
             if "queues" in self._started:

@@ -173,7 +173,8 @@ class QueueManager:
         self._memlog = MemoryQueueLog()
         self._queues: dict[str, Queue] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._sync_waiting: dict[int, tuple[QueueLog, list[asyncio.Future[int]]]] = {}
+        # Per log: the appends of this tick waiting for one sync, as (future, offset).
+        self._sync_waiting: dict[int, tuple[QueueLog, list[tuple[asyncio.Future[int], int]]]] = {}
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._sweep_task: asyncio.Task[None] | None = None
@@ -515,12 +516,11 @@ class QueueManager:
             fut.set_result(offset)
             return fut
         # Group commit: one sync per log per loop tick for every append of the tick.
-        fut.offset = offset  # type: ignore[attr-defined]
         entry = self._sync_waiting.get(id(log_))
         if entry is None:
-            self._sync_waiting[id(log_)] = (log_, [fut])
+            self._sync_waiting[id(log_)] = (log_, [(fut, offset)])
         else:
-            entry[1].append(fut)
+            entry[1].append((fut, offset))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush_syncs)
@@ -558,19 +558,21 @@ class QueueManager:
             self._sync_tasks.add(task)
             task.add_done_callback(self._sync_tasks.discard)
 
-    async def _sync(self, log_: QueueLog, futures: Sequence[asyncio.Future[int]]) -> None:
+    async def _sync(
+        self, log_: QueueLog, futures: Sequence[tuple[asyncio.Future[int], int]]
+    ) -> None:
         try:
             await log_.sync()
         except Exception as exc:
             self.counters["sync_failures"] += 1
             log.error("queue log sync failed; %d append(s) not acknowledged: %s", len(futures), exc)
-            for fut in futures:
+            for fut, _offset in futures:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for fut in futures:
+        for fut, offset in futures:
             if not fut.done():
-                fut.set_result(fut.offset)  # type: ignore[attr-defined]
+                fut.set_result(offset)
 
     # --- consumers ------------------------------------------------------------------
 
@@ -675,7 +677,8 @@ class QueueManager:
         if isinstance(g, StreamGroup):
             ok = g.commit(offset)
         else:
-            ok = g.settle(offset)  # type: ignore[attr-defined]
+            assert isinstance(g, ClassicGroup)  # the only other kind of group
+            ok = g.settle(offset)
         if ok:
             self.counters["acked"] += 1
         return ok
@@ -696,7 +699,8 @@ class QueueManager:
         if isinstance(g, StreamGroup):
             ok = g.release(offset)
         else:
-            ok = g.nack(offset, requeue, delay)  # type: ignore[attr-defined]
+            assert isinstance(g, ClassicGroup)  # the only other kind of group
+            ok = g.nack(offset, requeue, delay)
         if ok:
             self.counters["nacked"] += 1
         return ok
@@ -707,7 +711,8 @@ class QueueManager:
         if isinstance(g, StreamGroup):
             ok = g.release(offset)
         else:
-            ok = g.reject(offset)  # type: ignore[attr-defined]
+            assert isinstance(g, ClassicGroup)  # the only other kind of group
+            ok = g.reject(offset)
         if ok:
             self.counters["rejected"] += 1
         return ok

@@ -162,8 +162,9 @@ class QueueInfo:
     topics: list[str] = field(default_factory=list)
 
 
-def parse_message_id(message_id: str) -> tuple[str, int]:
-    """``"<queue>:<offset>"`` -> ``(queue, offset)``; :class:`QueueError` otherwise."""
+def parse_message_id(message_id: object) -> tuple[str, int]:
+    """``"<queue>:<offset>"`` -> ``(queue, offset)``; :class:`QueueError` otherwise
+    (anything else, so a header read from a client can be passed as it is)."""
     if isinstance(message_id, str):
         queue, sep, off = message_id.rpartition(":")
         if sep and queue and off.isdigit():

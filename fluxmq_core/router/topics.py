@@ -125,7 +125,9 @@ def validate_topic_filter(topic_filter: str) -> None:
     """
     _check_common("topic filter", topic_filter)
     if topic_filter.startswith(SHARE_PREFIX):
-        group, real = parse_shared(topic_filter)  # type: ignore[misc]  # raises if malformed
+        shared = parse_shared(topic_filter)  # raises if malformed
+        assert shared is not None  # it starts with $share/
+        group, real = shared
         if not group:
             raise TopicError(f"shared subscription {topic_filter!r}: share name is empty")
         if "+" in group or "#" in group:

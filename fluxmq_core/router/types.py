@@ -74,5 +74,5 @@ class Delivery:
             other.shared_group,
         )
 
-    # Compared by value and mutable, so unhashable; typeshed types __hash__ as a method.
-    __hash__ = None  # type: ignore[assignment]
+    # typeshed types __hash__ as a method; None is how Python spells "unhashable".
+    __hash__ = None  # type: ignore[assignment]  # unhashable: mutable, compared by value

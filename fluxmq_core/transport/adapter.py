@@ -63,7 +63,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 if TYPE_CHECKING:
     from fluxmq_core.auth import AuthRequest
@@ -244,7 +244,7 @@ class AdapterProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast("asyncio.Transport", transport)  # a stream server's transport
         self.server.protocols.add(self)
         conn = self.conn = self.make_connection(transport)
         conn.wakeup = self.wakeup

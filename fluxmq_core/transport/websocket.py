@@ -516,7 +516,7 @@ class WebSocketTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         # asyncio's signature takes any BaseProtocol; what runs over a WebSocket is
         # always a stream Protocol (a byte-stream broker protocol).
-        self._outer.inner = protocol  # type: ignore[assignment]
+        self._outer.inner = cast("asyncio.Protocol", protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._outer.inner  # type: ignore[return-value]  # None before the upgrade

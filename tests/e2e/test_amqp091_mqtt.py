@@ -227,14 +227,19 @@ def test_http_publish_to_a_queue_topic_reaches_amqp_and_mqtt_consumers(both, mq,
     assert (m.topic, m.payload) == (f"$queue/{q}/orders/7", b"from http")
 
 
-def test_an_amq_topic_publish_to_a_queue_topic_is_appended_by_the_core(both, channel):
-    """The AMQP bridge exchange hands ``$queue.<name>.<key>`` to ``context.publish``,
-    which appends it to the queue like any protocol's queue publish."""
+def test_an_amq_topic_publish_to_a_queue_topic_is_appended_by_the_core(both, mq, channel):
+    """The AMQP bridge exchange hands ``$queue.<name>.<key>`` to the core queue
+    manager (``context.publish_queued``), like any protocol's queue publish; the
+    confirm comes once it is appended, and an MQTT consumer group reads it."""
     q = name("bridged")
     both.call_soon(both.context.queues.declare, q)
     channel.confirm_delivery()
     channel.basic_publish("amq.topic", f"$queue.{q}.k", b"via amq.topic", mandatory=True)
-    deadline = time.monotonic() + WAIT
-    while both.call_soon(both.context.queues.info, q).depth != 1:
-        assert time.monotonic() < deadline, "not appended"
-        time.sleep(0.02)
+    assert both.call_soon(both.context.queues.info, q).depth == 1  # confirmed: appended
+    c = mq()
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.UserProperty = [("consumer-group", "mqtt-side")]
+    c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
+    c.ready.get(timeout=WAIT)
+    m = c.got.get(timeout=WAIT)
+    assert (m.topic, m.payload) == (f"$queue/{q}/k", b"via amq.topic")

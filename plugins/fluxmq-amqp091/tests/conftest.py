@@ -3,13 +3,15 @@ own queue and exchange names), pika connections closed at the end. Waits bounded
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
 import pytest
 from fluxmq_amqp091.testing import WAIT
 
+from fluxmq_core.queues.manager import QueueManager
 from fluxmq_core.testing.broker import BrokerThread
 
 
@@ -42,3 +44,26 @@ def connect(amqp_broker: BrokerThread) -> Iterator[Any]:
                 c.close()
             except Exception:
                 pass
+
+
+@pytest.fixture
+def inject(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """``inject(queue, "fail" | "hang")``: appends to ``queue`` fail or never finish.
+
+    Wraps the core queue manager's ``append`` for that queue name only (the broker
+    runs in a thread of this process), so the other queues of the shared broker are
+    untouched."""
+    modes: dict[str, str] = {}
+    real = QueueManager.append
+
+    def append(self: QueueManager, queue: str, message: Any) -> asyncio.Future[int]:
+        mode = modes.get(queue)
+        if mode is None:
+            return real(self, queue, message)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if mode == "fail":
+            fut.set_exception(OSError("injected: disk full"))
+        return fut
+
+    monkeypatch.setattr(QueueManager, "append", append)
+    return modes.__setitem__

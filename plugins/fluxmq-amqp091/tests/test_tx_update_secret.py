@@ -1,13 +1,11 @@
 """tx.commit answers commit-ok only when everything was durably applied, and
 connection.update-secret re-authenticates; both with pika over a real socket.
 
-A failing or never-finishing append is injected by wrapping the core queue
-manager's ``append`` for one queue name (the broker runs in a thread of this
-process), so the other queues of the shared broker are untouched."""
+A failing or never-finishing append is injected with the ``inject`` fixture
+(conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import fluxmq_amqp091.server as amqp_server
@@ -17,26 +15,6 @@ from fluxmq_amqp091.testing import WAIT, name
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from fluxmq_core.auth_file import set_password
-from fluxmq_core.queues.manager import QueueManager
-
-
-@pytest.fixture
-def inject(monkeypatch):
-    """``inject(queue, "fail" | "hang")``: appends to ``queue`` fail or never finish."""
-    modes: dict[str, str] = {}
-    real = QueueManager.append
-
-    def append(self, queue, message):
-        mode = modes.get(queue)
-        if mode is None:
-            return real(self, queue, message)
-        fut = asyncio.get_running_loop().create_future()
-        if mode == "fail":
-            fut.set_exception(OSError("injected: disk full"))
-        return fut
-
-    monkeypatch.setattr(QueueManager, "append", append)
-    return modes.__setitem__
 
 
 def _count(connect, q):

@@ -530,7 +530,7 @@ class Queues:
             try:
                 out.append(core.append(name, message))
             except QueueError as exc:
-                out.append(_failed(exc))
+                out.append(failed_future(exc))
         return out
 
 
@@ -560,7 +560,9 @@ def _show(value: Any) -> str:
     return f"the value '{value}' of type '{_amqp_type(value)}'"
 
 
-def _failed(exc: BaseException) -> Any:
+def failed_future(exc: BaseException) -> Any:
+    """A future that already carries ``exc``: a refused append among the others,
+    so a confirm nacks it and a ``tx.commit`` fails."""
     import asyncio  # noqa: PLC0415 - only on the rare failure path
 
     fut = asyncio.get_running_loop().create_future()

@@ -35,9 +35,17 @@ from fluxmq_amqp091.codec import (
     AMQPError,
 )
 from fluxmq_amqp091.connection import Connection, Phase
-from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues
+from fluxmq_amqp091.queues import DEFAULT_GROUP, Queues, failed_future
 from fluxmq_amqp091.topology import Exchange, Topology
 from fluxmq_amqp091.waits import AuthWait, CommitWait, GetWait, SecretWait
+from fluxmq_core.queues import (
+    CONTROL_VERBS,
+    DLQ_PREFIX,
+    QUEUE_TOPIC_PREFIXES,
+    QueueError,
+    split_queue_topic,
+)
+from fluxmq_core.queues.config import validate_queue_name
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from fluxmq_core.transport.adapter import HOLD_OTHER, AdapterProtocol, AdapterServer
 
@@ -117,16 +125,36 @@ class AMQPServer(AdapterServer):
         self, ex: Exchange, routing_key: str, message: Message, headers: dict[str, Any] | None
     ) -> tuple[bool, list[Any]]:
         """Route to queues (and, for the bridged exchange, to topic subscribers of
-        every protocol); returns (routed anywhere, append futures)."""
+        every protocol); returns (routed anywhere, append futures).
+
+        A bridged key whose topic is a queue topic (``$queue.jobs.x`` ->
+        ``$queue/jobs/x``) is appended by the core queue manager
+        (``context.publish_queued``), and its append future joins the others: a
+        confirm (or ``tx.commit``) waits for it to be durable as for a bound queue's,
+        and a refusal (unknown queue, full, too large) nacks the publish (then it
+        is not routed, so a ``mandatory`` one is also returned)."""
         topo = self.topology
         names = topo.route(ex, routing_key, headers, self.queues.exists)
         routed = bool(names)
-        if ex.name == topo.bridge and message.topic:
-            topo.suppressed = 0
-            n = self.context.publish(message)
-            if n - topo.suppressed > 0:
-                routed = True
+        queued = None
+        topic = message.topic
+        if ex.name == topo.bridge and topic:
+            if topic.startswith(QUEUE_TOPIC_PREFIXES):
+                try:
+                    queued = self.context.publish_queued(message)
+                    routed = True
+                except QueueError as exc:
+                    self.stats.messages_dropped += 1
+                    log.info("publish to %r not queued: %s", topic, exc)
+                    queued = failed_future(exc)
+            else:
+                topo.suppressed = 0
+                n = self.context.publish(message)
+                if n - topo.suppressed > 0:
+                    routed = True
         futures = self.queues.append_all(names, message) if names else []
+        if queued is not None:
+            futures.append(queued)
         return routed, futures
 
     # --- env callbacks from connections -------------------------------------------------
@@ -159,7 +187,24 @@ class AMQPServer(AdapterServer):
             ex = topo.exchanges.get(pm.exchange)
             if ex is None:
                 continue
-            for name in topo.route(ex, pm.routing_key, h.properties.headers, self.queues.exists):
+            names = topo.route(ex, pm.routing_key, h.properties.headers, self.queues.exists)
+            topic = message.topic
+            if ex.name == topo.bridge and topic.startswith(QUEUE_TOPIC_PREFIXES):
+                # A queue topic the core appends: the same checks on its queue, and
+                # the ones QueueManager.publish makes first.
+                name, rest = split_queue_topic(topic)
+                if rest and not CONTROL_VERBS.isdisjoint(rest.split("/")):
+                    return f"{topic!r} is a queue control topic"
+                if core.get(name) is not None:
+                    names = [*names, name]
+                else:
+                    try:
+                        validate_queue_name(name)
+                    except QueueError as exc:
+                        return str(exc)
+                    if name.startswith(DLQ_PREFIX) or core.defaults.auto_create == "none":
+                        return f"no queue {name!r}"
+            for name in names:
                 q = core.get(name)
                 if q is None:
                     return f"no queue {name!r}"

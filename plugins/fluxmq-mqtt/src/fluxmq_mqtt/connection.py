@@ -466,7 +466,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._refuse(0x8C, f"authentication method {method!r} not supported")
                 return None
             self.enhanced = enhanced
-            self.waiting = EnhancedAuthWait(props.authentication_data or b"")  # type: ignore[union-attr]
+            assert props is not None  # the method came from them
+            self.waiting = EnhancedAuthWait(props.authentication_data or b"")
             return None
         self.waiting = AuthWait(
             AuthRequest(
@@ -688,7 +689,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.registry.queue_face.settled(self, entry.message)
 
     def _on_pubrec(self, p: Pubrec) -> None:
-        due = self.session.received(p.packet_id, p.reason_code >= 0x80)  # type: ignore[union-attr]
+        session = cast("Session", self.session)
+        due = session.received(p.packet_id, p.reason_code >= 0x80)
         if due is None:
             if self.version == MQTT_5:
                 self.out += encode(Pubrel(p.packet_id, 0x92), MQTT_5)
@@ -698,7 +700,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.write_pubrel(p.packet_id)
 
     def _on_pubrel(self, p: Pubrel) -> None:
-        known, message = self.session.release_inbound(p.packet_id)  # type: ignore[union-attr]
+        session = cast("Session", self.session)
+        known, message = session.release_inbound(p.packet_id)
         # PUBCOMP first: it precedes the deliveries to this connection it causes.
         if known or self.version < MQTT_5:
             self.out += b"\x70\x02" + p.packet_id.to_bytes(2, "big")

@@ -202,9 +202,9 @@ class OutboundWriter:
         out += data
         if qos:
             off = pos + tmpl.offset
-            # QoS > 0 always comes with a packet id (hot path: no assert).
-            out[off] = pid >> 8  # type: ignore[operator]
-            out[off + 1] = pid & 0xFF  # type: ignore[operator]
+            assert pid is not None  # QoS > 0 always comes with a packet id (one compare)
+            out[off] = pid >> 8
+            out[off + 1] = pid & 0xFF
             if dup:
                 out[pos] |= 0x08
         registry = self.registry

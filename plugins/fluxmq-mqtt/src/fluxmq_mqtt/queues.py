@@ -298,10 +298,10 @@ class QueueFace:
 
     def _group_of(self, conn: Connection, queue: str) -> str:
         """The group of the client's own consumer on ``queue``, else its client id."""
+        session = conn.session
+        live = self.live.get(session, {}) if session is not None else {}
         groups = {
-            s.handle.group
-            for s in self.live.get(conn.session, {}).values()  # type: ignore[arg-type]
-            if s.spec.queue == queue and s.handle is not None
+            s.handle.group for s in live.values() if s.spec.queue == queue and s.handle is not None
         }
         if len(groups) > 1:
             raise QueueError(f"this client consumes {queue!r} in several groups; give group-id")
@@ -310,7 +310,9 @@ class QueueFace:
     def _subscriber(
         self, session: Session | None, queue: str, group: str
     ) -> QueueSubscriber | None:
-        for sub in self.live.get(session, {}).values():  # type: ignore[arg-type]
+        if session is None:
+            return None
+        for sub in self.live.get(session, {}).values():
             if sub.spec.queue == queue and sub.handle is not None and sub.handle.group == group:
                 return sub
         return None
@@ -323,7 +325,7 @@ class QueueFace:
         if not props or not props.get(MARK):
             return
         try:
-            queue, offset = parse_message_id(props.get("message-id"))  # type: ignore[arg-type]
+            queue, offset = parse_message_id(props.get("message-id"))
         except QueueError:
             return
         sub = self._subscriber(conn.session, queue, str(props.get("group-id")))
@@ -482,7 +484,7 @@ class QueueFace:
 
 def _is_delivery(message: Message) -> bool:
     props = message.properties
-    return bool(props) and bool(props.get(MARK))  # type: ignore[union-attr]
+    return bool(props and props.get(MARK))
 
 
 def _log_failure(fut: Any) -> None:

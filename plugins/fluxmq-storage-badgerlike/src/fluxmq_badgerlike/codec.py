@@ -203,7 +203,10 @@ def encode_message(m: Message) -> bytes:
     return b"".join(out)
 
 
-def decode_message(buf: bytes) -> Message:
+def decode_message(buf: bytes | None) -> Message:
+    """Decode what :func:`encode_message` wrote; ``ValueError`` for anything else,
+    including ``None`` (a record the engine does not hold), so callers can pass a
+    lookup's result as it is."""
     if not buf or buf[0] != MESSAGE_VERSION:
         raise ValueError("not an encoded message (bad version byte)")
     f = decode_value(buf[1:])

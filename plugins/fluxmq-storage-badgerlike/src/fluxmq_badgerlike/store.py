@@ -229,7 +229,7 @@ class BadgerlikeBrokerStore(BrokerStore):
         c = esc(client_id)
         get = self.engine.get
         # Every seq in the in-memory queue has its record (both change together).
-        return [(seq, decode_message(get(f"q/{c}/{seq:020d}"))) for seq in seqs]  # type: ignore[arg-type]
+        return [(seq, decode_message(get(f"q/{c}/{seq:020d}"))) for seq in seqs]
 
     def remove_queued(self, client_id: str, seqs: Iterable[int]) -> None:
         queue = self._queues.get(client_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from typing import Any, cast
 
 from fluxmq_core.message import Message
 from fluxmq_core.router import Delivery, SubscriptionOptions
@@ -36,7 +36,7 @@ class LineProtocol(asyncio.Protocol):
     # asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast("asyncio.Transport", transport)  # a stream server hands a Transport
         self.context.stats.clients_connected += 1
         self.context.events.client_connected(
             self.protocol, self.client_id, None, peer_name(transport)

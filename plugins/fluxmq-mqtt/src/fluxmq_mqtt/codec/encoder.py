@@ -236,10 +236,10 @@ def _encode_connect(p: Connect, version: int) -> bytes:
     if version >= MQTT_5:
         parts.append(_props(p.properties, 1))
     parts.append(encode_string(p.client_id))
-    if has_will:
+    if p.will_topic is not None:  # has_will
         if version >= MQTT_5:
             parts.append(_props(p.will_properties, WILL))
-        parts.append(encode_string(p.will_topic))  # type: ignore[arg-type]  # has_will: not None
+        parts.append(encode_string(p.will_topic))
         parts.append(encode_binary(p.will_payload))
     if p.username is not None:
         parts.append(encode_string(p.username))
