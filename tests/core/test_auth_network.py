@@ -163,6 +163,44 @@ def test_mqtt_anonymous_local_only_by_default(fluxmq_broker_factory, passwd):
     assert mqtt311_code(HOST_IP, port, "alice", "nope") == 4
 
 
+def ws_code(host: str, port: int, username: str | None = None, password: str | None = None) -> int:
+    """MQTT 5 over WebSocket with paho; the CONNACK reason code."""
+    acks: queue.Queue[Any] = queue.Queue()
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=uuid.uuid4().hex[:12],
+        protocol=mqtt.MQTTv5,
+        transport="websockets",
+        reconnect_on_failure=False,
+    )
+    client.ws_set_options(path="/mqtt")
+    client.on_connect = lambda _c, _u, _f, rc, _p: acks.put(rc)
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        return acks.get(timeout=WAIT).value
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_mqtt_over_websocket_anonymous_local_only(fluxmq_broker_factory, passwd):
+    broker = fluxmq_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "http": {"bind": ANY},
+            "mqtt": {"tcp": ANY, "websocket": ANY},
+            "auth": {"password_file": passwd},
+        },
+    )
+    port = broker.port("mqtt.websocket")
+    assert ws_code("127.0.0.1", port) == 0
+    assert ws_code(HOST_IP, port) == 0x87  # not authorized
+    assert ws_code(HOST_IP, port, "alice", "wonderland") == 0
+
+
 def test_mqtt_username_without_any_source_is_refused(fluxmq_broker_factory):
     broker = start(fluxmq_broker_factory, ["mqtt"])
     port = broker.port("mqtt.tcp")
