@@ -1,10 +1,15 @@
 """Shared helpers for the MQTT tests: a paho wrapper with queues and a raw-socket
-client that speaks bytes through our own codec. Every wait is bounded."""
+client that speaks bytes through our own codec. Every wait is bounded.
+
+Negative checks ("nothing arrived") never wait a fixed time: :meth:`Paho.nothing`
+makes a round trip through the broker (a marker message to the client itself), so a
+message the broker sent before the check cannot arrive after it unnoticed."""
 
 from __future__ import annotations
 
 import queue
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -16,6 +21,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
 
 WAIT = 5.0
+
+# Marker payloads start with this; every client files them apart from its messages
+# (a wildcard subscriber may see another client's marker on a custom topic).
+# Both are short: a marker must fit a client's small Maximum Packet Size.
+MARKER = b"~marker:"
+# ``$`` topics are matched by no ``#`` or ``+`` filter, so markers stay private.
+MARKER_TOPIC = "$marker/"
 
 
 class Paho:
@@ -58,8 +70,10 @@ class Paho:
         self.disconnects: queue.Queue[Any] = queue.Queue()
         self.subacks: queue.Queue[list] = queue.Queue()
         self.pubacks: queue.Queue[tuple] = queue.Queue()
+        self.markers: queue.Queue[bytes] = queue.Queue()
+        self._marker_topic: str | None = None
         c = self.client
-        c.on_message = lambda _c, _u, m: self.messages.put(m)
+        c.on_message = self._on_message
         c.on_connect = lambda _c, _u, flags, rc, props: self.connack.put((flags, rc, props))
         c.on_disconnect = lambda _c, _u, flags, rc, props: self.disconnects.put(rc)
         c.on_subscribe = lambda _c, _u, mid, rcs, props: self.subacks.put(rcs)
@@ -124,10 +138,54 @@ class Paho:
     def get(self, timeout: float = WAIT) -> mqtt.MQTTMessage:
         return self.messages.get(timeout=timeout)
 
-    def nothing(self, timeout: float = 0.3) -> None:
-        """Assert no message arrives within ``timeout`` (only for negative checks)."""
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        if m.payload.startswith(MARKER):
+            self.markers.put(m.payload)
+            self.client.ack(m.mid, m.qos)  # a no-op unless manual acks are on
+        else:
+            self.messages.put(m)
+
+    def sync(self, topic: str | None = None, timeout: float = WAIT) -> None:
+        """Round trip through the broker: publish a unique marker to a topic this
+        client subscribes to and wait until it comes back.
+
+        The broker handles one connection's packets in order and writes to one
+        connection in order, so afterwards every publish this client sent before
+        has been routed, and every message the broker sent this client before the
+        marker is in :attr:`messages`. ``topic`` replaces the private ``$`` marker
+        topic for clients whose ACL refuses it (it must be one they may subscribe
+        and publish to)."""
+        topic = topic or self._marker_topic or MARKER_TOPIC + uuid.uuid4().hex[:12]
+        if self._marker_topic != topic:
+            rcs = self.subscribe(topic, 1)
+            code = rcs[0] if isinstance(rcs[0], int) else rcs[0].value
+            if code >= 0x80:
+                raise AssertionError(
+                    f"marker subscription to {topic!r} refused ({code:#x}): "
+                    "pass a topic this client may use, nothing(topic=...)"
+                )
+            self._marker_topic = topic
+        marker = MARKER + uuid.uuid4().hex[:12].encode()
+        self.publish(topic, marker, 1)
+        deadline = time.monotonic() + timeout
+        while True:  # earlier markers (duplicates, another client's) are skipped
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"marker on {topic!r} did not come back in {timeout} s")
+            try:
+                if self.markers.get(timeout=left) == marker:
+                    return
+            except queue.Empty:
+                continue
+
+    def nothing(self, *, topic: str | None = None) -> None:
+        """Assert the broker has sent this client no message (a round trip, not a
+        fixed wait: see :meth:`sync`). A message caused by another client counts
+        only once that client's publish was handled: acknowledged (QoS 1 and 2) or
+        followed by that client's own :meth:`sync` (QoS 0)."""
+        self.sync(topic)
         try:
-            m = self.messages.get(timeout=timeout)
+            m = self.messages.get_nowait()
         except queue.Empty:
             return
         raise AssertionError(f"unexpected message {m.topic} {m.payload!r}")
@@ -145,6 +203,25 @@ class Paho:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+
+def _wait_connected(broker: Any, n: int, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while broker.call_soon(lambda: broker.context.stats.clients_connected) != n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the broker did not reach {n} connected clients in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def wait_connected():
+    """``wait_connected(broker, n)``: wait (bounded) until the broker counts ``n``
+    connected clients.
+
+    A connection counts as gone only after the broker handled its end (will
+    published or scheduled, session ended or kept), so a negative check after this
+    cannot race the broker noticing a close."""
+    return _wait_connected
 
 
 class Raw:

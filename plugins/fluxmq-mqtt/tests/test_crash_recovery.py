@@ -90,7 +90,7 @@ def test_will_of_a_client_connected_at_kill_9_is_published_after_restart(proc, c
         m = watcher.get(timeout=10)
         wills[m.topic] = m.payload
     assert wills == {"crash/will/311": b"311 died", "crash/will/5": b"5 died"}
-    watcher.nothing(0.3)  # each will exactly once
+    watcher.nothing()  # each will exactly once
 
 
 def test_acknowledged_qos1_messages_survive_kill_9(proc, clients):

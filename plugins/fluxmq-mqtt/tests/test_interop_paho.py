@@ -79,7 +79,7 @@ def test_retained_set_clear_wildcard(broker, clients, version):
 
 
 @pytest.mark.parametrize("version", V)
-def test_will_on_abrupt_close_not_after_disconnect(broker, clients, version):
+def test_will_on_abrupt_close_not_after_disconnect(broker, clients, version, wait_connected):
     port = broker.port()
     w = clients(port, version=version)
     w.subscribe("will/#", 1)
@@ -89,10 +89,11 @@ def test_will_on_abrupt_close_not_after_disconnect(broker, clients, version):
     assert (m.topic, m.payload) == ("will/a", b"gone")
     b = clients(port, version=version, will=("will/b", "gone", 1, False))
     b.close()
-    w.nothing(0.5)
+    wait_connected(broker, 1)  # the broker handled b's DISCONNECT and close
+    w.nothing()
 
 
-def test_will_delay_and_cancel_on_reconnect(broker, clients):
+def test_will_delay_and_cancel_on_reconnect(broker, clients, wait_connected):
     port = broker.port()
     w = clients(port)
     w.subscribe("will/#", 1)
@@ -105,7 +106,8 @@ def test_will_delay_and_cancel_on_reconnect(broker, clients):
         will_props={"WillDelayInterval": 1},
     )
     a.drop()
-    w.nothing(0.4)
+    wait_connected(broker, 1)  # the loss is handled: the will is scheduled, not sent
+    w.nothing()
     assert w.get().topic == "will/d"
     # Reconnecting within the delay cancels it.
     b = clients(
@@ -116,8 +118,19 @@ def test_will_delay_and_cancel_on_reconnect(broker, clients):
         will_props={"WillDelayInterval": 2},
     )
     b.drop()
+    wait_connected(broker, 1)
     clients(port, "cancel", clean=False, connect_props={"SessionExpiryInterval": 60})
-    w.nothing(2.5)
+    # A witness will with the same delay, scheduled later, is due after the
+    # cancelled one: when it arrives, the cancelled one would have come first.
+    witness = clients(
+        port,
+        "witness",
+        connect_props={"SessionExpiryInterval": 60},
+        will=("will/w", "witness", 1, False),
+        will_props={"WillDelayInterval": 2},
+    )
+    witness.drop()
+    assert w.get().topic == "will/w"
     # The session ends before the delay: the will goes out at the session end.
     c = clients(
         port,
@@ -151,6 +164,7 @@ def test_offline_queue_and_resume(broker, clients, version):
     p.publish("q/1", "one", 1)
     p.publish("q/2", "two", 2)
     p.publish("q/0", "zero", 0)  # QoS 0 is not queued for offline sessions
+    p.sync()  # handled (and dropped) before the session comes back
     s2 = clients(port, "persist", version, clean=False, connect_props=props, connect=False)
     flags, _rc, _props = s2.connect()
     assert flags.session_present
@@ -304,7 +318,7 @@ def test_shared_subscriptions_round_robin(broker, clients):
             m.get()
             n += 1
         counts.append(n)
-        m.nothing(0.2)
+        m.nothing()
     assert counts == [3, 3, 3]
 
 
@@ -469,7 +483,7 @@ def test_acl_v5_and_v311(fluxmq_broker_factory, clients, tmp_path):
     bob.publish("alice/x", "denied", 1)
     mid_rc = bob.pubacks.get(timeout=WAIT)
     assert mid_rc[1].value == 0x87
-    alice.nothing()
+    alice.nothing(topic="alice/marker")  # her ACL refuses the private marker topic
     bob3.publish("alice/x", "dropped", 1)  # 3.1.1: acked, silently dropped
     alice.nothing()
     bob.publish("open/x", "ok", 1)
