@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from fluxmq_mqtt.codec import Decoder, MQTTProtocolError, encode
+from fluxmq_mqtt.codec import Decoder, MQTTProtocolError, Pingreq, Pingresp, encode
 from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
@@ -249,6 +249,16 @@ class Raw:
                 raise EOFError("connection closed")
             self.pending.extend(self.decoder.packets(data))
         return self.pending.pop(0)
+
+    def nothing(self) -> None:
+        """Assert the broker sent nothing (and did not close): a PINGREQ round trip.
+
+        The broker writes one connection's packets in order, so a packet it sent
+        before handling the PINGREQ arrives before the PINGRESP; no fixed wait."""
+        assert not self.pending, f"unexpected packet {self.pending[0]!r}"
+        self.send_packet(Pingreq())
+        packet = self.recv()
+        assert isinstance(packet, Pingresp), f"unexpected packet {packet!r}"
 
     def closed(self, timeout: float = WAIT) -> bool:
         """True once the broker closed the connection (packets before are skipped)."""
