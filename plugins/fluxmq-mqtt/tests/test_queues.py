@@ -32,14 +32,19 @@ def collect(client: Any, n: int, timeout: float = WAIT) -> list[Any]:
     return [client.get(timeout) for _ in range(n)]
 
 
-def drain(client: Any, timeout: float = 0.5) -> list[Any]:
-    """Whatever arrives until ``timeout`` passes without a message."""
-    out = []
-    while True:
-        try:
-            out.append(client.get(timeout))
-        except stdqueue.Empty:
-            return out
+def collect_from(clients: list[Any], n: int, timeout: float = WAIT) -> list[list[Any]]:
+    """``n`` messages in all, from whichever of ``clients`` they reach (bounded);
+    one list per client."""
+    got: list[list[Any]] = [[] for _ in clients]
+    deadline = time.monotonic() + timeout
+    while sum(map(len, got)) < n:
+        assert time.monotonic() < deadline, f"{sum(map(len, got))} of {n} messages arrived"
+        for out, c in zip(got, clients, strict=True):
+            try:
+                out.append(c.get(0.01))
+            except stdqueue.Empty:
+                pass
+    return got
 
 
 def info(broker: Any, name: str) -> Any:
@@ -92,7 +97,10 @@ def test_work_queue_is_shared_between_the_consumers_of_a_group(qbroker, clients)
     for i in range(20):
         info_ = pub.publish(f"$queue/jobs/task/{i % 3}", f"job-{i}".encode(), qos=1)
         assert info_.is_published()
-    got_a, got_b = drain(a), drain(b)
+    got_a, got_b = collect_from([a, b], 20)
+    dispatched(qbroker)
+    a.nothing()
+    b.nothing()
     assert got_a and got_b, (len(got_a), len(got_b))
     payloads = sorted(m.payload for m in got_a + got_b)
     assert payloads == sorted(f"job-{i}".encode() for i in range(20))
