@@ -1,0 +1,456 @@
+"""The asyncio adapter of AMQP 1.0 and the broker side of its links.
+
+:class:`AMQP1Server` is the environment every :class:`~fluxmq_amqp1.connection.Connection`
+calls (``env``): it binds links to the core (``attach``), routes received messages
+(``publish``: the router for topics, the queue manager for queues, settled only once
+the append is durable), applies receivers' outcomes (``settle``) and keeps queue
+consumers' core credit equal to the link credit (``credit``). :class:`AMQP1Protocol`
+is one network connection on the core adapter base
+(:mod:`fluxmq_core.transport.adapter`: one write per destination per chunk, typed
+waits, per-connection exception isolation, the graceful close); what it adds is
+AMQP's own: the handshake timeout, idle time-out and heartbeats, and pausing queue
+consumers while the transport's buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_amqp1.codec.composites import (
+    Accepted,
+    Coordinator,
+    Error,
+    Modified,
+    Rejected,
+    Released,
+    Source,
+    Target,
+)
+from fluxmq_amqp1.codec.types import AMQPError
+from fluxmq_amqp1.connection import (
+    CONNECTION_FORCED,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    Connection,
+    Phase,
+)
+from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.mapping import INVALID_FIELD, from_core, resolve, to_core
+from fluxmq_core.contracts import SubscriptionOptions
+from fluxmq_core.queues import (
+    InvalidQueueNameError,
+    MessageTooLargeError,
+    QueueError,
+    QueueFullError,
+    UnknownQueueError,
+)
+from fluxmq_core.transport import peer_identity, peer_name, tune_transport
+from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait
+
+if TYPE_CHECKING:
+    from fluxmq_amqp1.config import AMQP1Config
+    from fluxmq_core.message import Message
+
+__all__ = ["AMQP1Protocol", "AMQP1Server"]
+
+log = logging.getLogger("fluxmq.amqp1")
+
+DEFAULT_GROUP = "default"
+RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
+
+
+def _queue_error(exc: QueueError) -> Error:
+    if isinstance(exc, UnknownQueueError):
+        return Error(NOT_FOUND, str(exc))
+    if isinstance(exc, QueueFullError | MessageTooLargeError):
+        return Error(RESOURCE_LIMIT, str(exc))
+    if isinstance(exc, InvalidQueueNameError):
+        return Error(INVALID_FIELD, str(exc))
+    return Error("amqp:precondition-failed", str(exc))
+
+
+class TopicSub:
+    """A receiver link on a topic: the router's subscriber."""
+
+    __slots__ = ("conn", "link", "filter", "client_id", "protocol", "server")
+
+    def __init__(self, server: AMQP1Server, conn: Connection, link: Link, topic_filter: str):
+        self.server = server
+        self.conn = conn
+        self.link = link
+        self.filter = topic_filter
+        self.client_id = conn.container_id or conn.id
+        self.protocol = "amqp1"
+
+    def deliver(self, message: Message, delivery: Any) -> None:
+        link = self.link
+        server = self.server
+        if len(link.held) >= server.cfg.max_held:
+            link.held.popleft()
+            link.dropped += 1
+            server.stats.messages_dropped += 1
+        if self.conn.send(link, from_core(message, server.clock()), None):
+            server.stats.messages_sent += 1
+
+    def close(self) -> None:
+        self.server.context.router.unsubscribe(self, self.filter)
+
+
+class QueueSub:
+    """A receiver link on a core queue: the queue manager's consumer. Its core
+    credit follows the link credit: unsettled deliveries plus the credit left."""
+
+    __slots__ = ("conn", "link", "queue", "group", "handle", "client_id", "protocol", "server")
+
+    def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
+        self.server = server
+        self.conn = conn
+        self.link = link
+        self.queue = queue
+        self.group = group
+        self.handle: Any = None
+        self.client_id = conn.container_id or conn.id
+        self.protocol = "amqp1"
+
+    def deliver(self, message: Message, delivery: Any) -> None:
+        props = message.properties or {}
+        token = props.get("message-id")
+        payload = from_core(message, self.server.clock())
+        if self.conn.send(self.link, payload, token):
+            self.server.stats.messages_sent += 1
+        self.sync()
+
+    def sync(self) -> None:
+        """Core credit = what the peer may still take + what it holds unsettled."""
+        h = self.handle
+        if h is None or h.closed:
+            return
+        link = self.link
+        room = link.credit - len(link.held)
+        want = len(h.inflight) + max(0, room)
+        if room <= 0 or self.conn.paused:
+            if not h.paused:
+                h.pause()
+        else:
+            if h.credit != want:
+                h.set_credit(want)
+            if h.paused:
+                h.resume()
+
+    def settle(self, token: Any, state: Any) -> None:
+        if not isinstance(token, str):
+            return
+        queues = self.server.context.queues
+        try:
+            if state is None or isinstance(state, Accepted):
+                queues.ack(token, self.group)
+            elif isinstance(state, Rejected):
+                queues.reject(token, self.group)
+            elif isinstance(state, Released):
+                queues.nack(token, self.group, requeue=True, delay=0)
+            elif isinstance(state, Modified):
+                if state.delivery_failed:
+                    queues.nack(token, self.group, requeue=True)
+                else:
+                    queues.nack(token, self.group, requeue=True, delay=0)
+        except QueueError as exc:
+            log.info("%s: settling %s: %s", self.conn, token, exc)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.server.context.queues.cancel(self.handle)
+            self.handle = None
+
+
+class QueueTarget:
+    """A sender link to a core queue (or a topic, when ``queue`` is None)."""
+
+    __slots__ = ("topic", "queue")
+
+    def __init__(self, topic: str, queue: str | None) -> None:
+        self.topic = topic
+        self.queue = queue
+
+
+class AMQP1Server(AdapterServer):
+    """One per broker: the connections' environment (see the module docstring)."""
+
+    def __init__(self, context: Any, cfg: AMQP1Config) -> None:
+        super().__init__(context)
+        self.cfg = cfg
+        self.clock = context.clock
+        self.container_id = f"fluxmq-{context.node_id}"
+
+    def protocol_factory(self) -> AMQP1Protocol:
+        return AMQP1Protocol(self)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is not None and conn.phase is Phase.OPENED:
+                conn.close(CONNECTION_FORCED, "broker shutdown")
+        self.close_all()
+
+    # --- Env: links ------------------------------------------------------------------------
+
+    def attach(self, conn: Connection, link: Link) -> Any:
+        a = link.attach
+        if link.outgoing:
+            source = a.source
+            if not isinstance(source, Source):
+                raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
+            if source.dynamic:
+                raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+            if source.filter:
+                names = ", ".join(str(k) for k in source.filter)
+                raise AMQPError(
+                    NOT_IMPLEMENTED, f"source filters are not implemented yet ({names})"
+                )
+            if source.distribution_mode == "copy":
+                raise AMQPError(
+                    NOT_IMPLEMENTED, "distribution-mode copy (browse) is not implemented yet"
+                )
+            addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
+            link.address = source.address
+            props = a.properties or {}
+            if addr.kind == "topic":
+                sub = TopicSub(self, conn, link, addr.name)
+                self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
+                self.stats.subscriptions += 1
+                link.node = sub
+            else:
+                group = str(props.get("consumer-group") or DEFAULT_GROUP)
+                cursor = props.get("cursor")
+                qsub = QueueSub(self, conn, link, addr.name, group)
+                queues = self._queues()
+                try:
+                    queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    qsub.handle = queues.consume(
+                        addr.name,
+                        group,
+                        qsub,
+                        filter=addr.pattern or None,
+                        credit=1,
+                        cursor=cursor,
+                        auto_commit=link.presettled,
+                    )
+                except QueueError as exc:
+                    err = _queue_error(exc)
+                    raise AMQPError(err.condition, err.description or "") from None
+                qsub.handle.pause()
+                link.node = qsub
+            return source
+        target = a.target
+        if isinstance(target, Coordinator):
+            raise AMQPError(
+                NOT_IMPLEMENTED, "transactions (the coordinator link) are not implemented yet"
+            )
+        if not isinstance(target, Target):
+            raise AMQPError(INVALID_FIELD, "a sending link needs a target")
+        if target.dynamic:
+            raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+        if target.address is None:
+            link.node = QueueTarget("", None)  # anonymous relay: routed by each `to`
+            return target
+        link.node = self._target(target.address, target.capabilities)
+        link.address = target.address
+        return target
+
+    def _queues(self) -> Any:
+        queues = self.context.queues
+        if queues is None:
+            raise AMQPError(NOT_IMPLEMENTED, "queues are not available in this broker")
+        return queues
+
+    def _target(self, address: Any, capabilities: Any) -> QueueTarget:
+        addr = resolve(address, capabilities, self.cfg.auto_create, filter=False)
+        if addr.kind == "topic":
+            return QueueTarget(addr.name, None)
+        queues = self._queues()
+        try:
+            queues.auto_declare(addr.name, "an AMQP 1.0 sender")
+        except QueueError as exc:
+            err = _queue_error(exc)
+            raise AMQPError(err.condition, err.description or "") from None
+        topic = f"$queue/{addr.name}" + (f"/{addr.pattern}" if addr.pattern else "")
+        return QueueTarget(topic, addr.name)
+
+    def detach(self, conn: Connection, link: Link) -> None:
+        node = link.node
+        if isinstance(node, TopicSub | QueueSub):
+            node.close()
+            if isinstance(node, TopicSub):
+                self.stats.subscriptions -= 1
+
+    def credit(self, conn: Connection, link: Link) -> None:
+        node = link.node
+        if isinstance(node, QueueSub):
+            node.sync()
+
+    def settle(self, conn: Connection, link: Link, token: Any, state: Any) -> None:
+        node = link.node
+        if isinstance(node, QueueSub):
+            node.settle(token, state)
+
+    # --- Env: publishing -------------------------------------------------------------------
+
+    def publish(
+        self, conn: Connection, link: Link, message: Any, payload: bytes, settled: bool, done: Any
+    ) -> None:
+        self.stats.messages_received += 1
+        node: QueueTarget = link.node
+        if node.queue is None and not node.topic:
+            to = message.properties.to if message.properties is not None else None
+            if to is None:
+                done(Rejected(error=Error(NOT_FOUND, "anonymous relay: the message has no `to`")))
+                return
+            try:
+                node = self._target(to, None)
+            except AMQPError as exc:
+                done(Rejected(error=Error(exc.condition, exc.description or None)))
+                return
+        core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
+        if node.queue is None:
+            self.context.publish(core)
+            done(Accepted())
+            return
+        try:
+            fut = self.context.publish_queued(core)
+        except QueueError as exc:
+            done(Rejected(error=_queue_error(exc)))
+            return
+
+        def appended(f: asyncio.Future[int]) -> None:
+            if f.cancelled():
+                done(Released())
+            elif f.exception() is not None:
+                done(Rejected(error=Error(INTERNAL_ERROR, f"queue append failed: {f.exception()}")))
+            else:
+                done(Accepted())
+
+        if fut.done():
+            appended(fut)
+        else:
+            fut.add_done_callback(appended)
+
+
+class AMQP1Protocol(AdapterProtocol):
+    """One AMQP 1.0 network connection on the event loop."""
+
+    __slots__ = ("_handshake_timer", "_hb_timer")
+
+    log_name = "fluxmq.amqp1"
+    server: AMQP1Server
+    conn: Connection
+
+    def __init__(self, server: AMQP1Server) -> None:
+        super().__init__(server)
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._hb_timer: asyncio.TimerHandle | None = None
+
+    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
+        server = self.server
+        tune_transport(transport, server.cfg.outbound_buffer)
+        conn = Connection(server, peer_name(transport), peer_identity(transport))
+        conn.last_recv = conn.last_sent = self._loop.time()
+        return conn
+
+    def connected(self) -> None:
+        self._handshake_timer = self._loop.call_later(
+            self.server.cfg.handshake_timeout, self._handshake_timeout
+        )
+
+    def feed(self, data: bytes) -> None:
+        self.conn.receive(data, self._loop.time())
+
+    def after_step(self) -> None:
+        conn = self.conn
+        if conn.opened and self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+            stats = self.server.stats
+            stats.clients_connected += 1
+            stats.clients_total += 1
+            self._schedule_heartbeat()
+
+    def _schedule_heartbeat(self) -> None:
+        conn = self.conn
+        periods = [p for p in (conn.idle_timeout, conn.remote_idle_timeout) if p]
+        if periods:
+            self._hb_timer = self._loop.call_later(max(0.1, min(periods) / 2), self._heartbeat)
+
+    def flush(self) -> None:
+        conn = self.conn
+        if conn is not None and conn.out:
+            conn.last_sent = self._loop.time()
+        AdapterProtocol.flush(self)
+
+    def internal_error(self) -> None:
+        self.conn.close(INTERNAL_ERROR, "internal error")
+
+    def connection_ended(self) -> None:
+        for timer in (self._handshake_timer, self._hb_timer):
+            if timer is not None:
+                timer.cancel()
+        self._handshake_timer = self._hb_timer = None
+        conn = self.conn
+        if conn is not None:
+            if conn.opened:
+                stats = self.server.stats
+                stats.clients_connected -= 1
+                stats.clients_disconnected += 1
+                conn.opened = False
+            conn.lost()
+
+    def writing_paused(self) -> None:
+        self._sync_consumers()
+
+    def writing_resumed(self) -> None:
+        self._sync_consumers()
+
+    def _sync_consumers(self) -> None:
+        for s in list(self.conn.sessions.values()):
+            for link in list(s.links.values()):
+                if isinstance(link.node, QueueSub):
+                    link.node.sync()
+
+    # --- waits --------------------------------------------------------------------------
+
+    async def _auth(self, wait: AuthWait) -> None:
+        result = await self.server.context.auth.authenticate(wait.request)
+        if not result.ok:
+            self.server.stats.auth_failures += 1
+        self.conn.auth_done(result)
+        self.conn.process()
+
+    WAITS = {AuthWait: _auth}
+
+    # --- timers -------------------------------------------------------------------------
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        conn = self.conn
+        if conn is not None and not conn.opened and self.transport is not None:
+            log.info("%s: handshake timeout", conn)
+            self.transport.close()
+
+    def _heartbeat(self) -> None:
+        self._hb_timer = None
+        conn = self.conn
+        if conn is None or self.transport is None:
+            return
+        now = self._loop.time()
+        if conn.waiting is not None:
+            conn.last_recv = now  # not read while we wait: the silence is ours
+        alive = conn.tick(now)
+        self.flush()
+        if alive:
+            self._schedule_heartbeat()
+        else:
+            log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
