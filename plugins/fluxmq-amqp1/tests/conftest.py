@@ -16,7 +16,7 @@ WAIT = 5.0
 
 @pytest.fixture(scope="module")
 def amqp1_broker() -> Iterator[BrokerThread]:
-    with BrokerThread(plugins=["amqp1", "mqtt"]) as b:
+    with BrokerThread(plugins=["amqp1"]) as b:
         yield b
 
 

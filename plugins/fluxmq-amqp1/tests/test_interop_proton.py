@@ -1,0 +1,200 @@
+"""Qpid Proton (its BlockingConnection) against the broker over real sockets:
+topics and queues, credit, every settlement outcome, multi-frame messages, the
+anonymous relay, clear refusals of what is not built, and MQTT <-> AMQP 1.0."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from typing import Any
+
+import pytest
+from proton import Message, symbol
+from proton.reactor import Copy, Selector
+from proton.utils import LinkDetached, SendException
+
+WAIT = 5.0
+
+
+def name(prefix: str = "q") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def test_topic_round_trip_keeps_the_message(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('t')}/x"
+    r = c.create_receiver(topic, credit=10)
+    s = c.create_sender(topic)
+    sent = Message(
+        body={"k": [1, 2.5, "v"]},
+        id="id-1",
+        correlation_id=uuid.UUID(int=3),
+        subject="subj",
+        content_type="application/json",
+        reply_to="topic/replies",
+        properties={"p": 7, "flag": True},
+        annotations={symbol("x-opt-a"): "b"},
+        durable=True,
+        priority=6,
+    )
+    s.send(sent)
+    got = r.receive(timeout=WAIT)
+    r.accept()
+    assert got.body == {"k": [1, 2.5, "v"]}
+    assert (got.id, got.correlation_id, got.subject) == ("id-1", uuid.UUID(int=3), "subj")
+    assert got.content_type == "application/json" and got.reply_to == "topic/replies"
+    assert got.properties == {"p": 7, "flag": True}
+    assert got.annotations == {"x-opt-a": "b"} and got.durable and got.priority == 6
+
+
+def test_routing_key_and_mqtt_wildcards(connect: Any) -> None:
+    c = connect()
+    base = name("w")
+    r1 = c.create_receiver(f"/topics/{base}.*", credit=10)
+    r2 = c.create_receiver(f"topic/{base}/#", credit=10)
+    s = c.create_sender(f"/exchanges/amq.topic/{base}.a")
+    s.send(Message(body=b"one"))
+    assert r1.receive(timeout=WAIT).body == b"one"
+    assert r2.receive(timeout=WAIT).body == b"one"
+    r1.accept()
+    r2.accept()
+
+
+def test_queue_send_and_consume_in_order(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    for i in range(5):
+        s.send(Message(body=f"m{i}"))  # raises unless the outcome is accepted
+    r = c.create_receiver(q, credit=10)
+    bodies = []
+    for _ in range(5):
+        bodies.append(r.receive(timeout=WAIT).body)
+        r.accept()
+    assert bodies == [f"m{i}" for i in range(5)]
+
+
+def test_queue_outcomes_accept_reject_release_modified(connect: Any) -> None:
+    c = connect()
+    qn = name()
+    s = c.create_sender(f"/queues/{qn}")
+    for b in ("a", "b", "c", "d"):
+        s.send(Message(body=b))
+    r = c.create_receiver(f"$queue/{qn}")
+    assert r.receive(timeout=WAIT).body == "a"
+    r.accept()
+    assert r.receive(timeout=WAIT).body == "b"
+    r.reject()
+    assert r.receive(timeout=WAIT).body == "c"
+    r.release(delivered=False)  # released
+    got = r.receive(timeout=WAIT)
+    # the released message comes back before new ones
+    assert got.body == "c"
+    r.release(delivered=True)  # modified(delivery-failed)
+    again = r.receive(timeout=WAIT)
+    assert again.body in ("c", "d")
+    r.accept()
+    rest = r.receive(timeout=WAIT)
+    r.accept()
+    assert {again.body, rest.body} == {"c", "d"}
+    dlq = c.create_receiver(f"$dlq/{qn}")
+    assert dlq.receive(timeout=WAIT).body == "b"
+    dlq.accept()
+
+
+def test_link_credit_bounds_queue_deliveries(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    for i in range(4):
+        s.send(Message(body=i))
+    slow = c.create_receiver(q, name="slow")  # no credit until receive() grants one
+    assert slow.receive(timeout=WAIT).body == 0  # held unsettled, credit spent
+    fast = c.create_receiver(q, credit=10, name="fast")
+    # with no credit left, the slow receiver gets nothing more: the rest go to fast
+    assert [fast.receive(timeout=WAIT).body for _ in range(3)] == [1, 2, 3]
+    fast.accept()
+    slow.accept()
+
+
+def test_multi_frame_messages_both_ways(connect: Any) -> None:
+    c = connect()
+    big = bytes(range(256)) * 1200  # 300 KB, several 64 KB frames each way
+    q = f"$queue/{name()}"
+    c.create_sender(q).send(Message(body=big))
+    r = c.create_receiver(q, credit=2)
+    assert r.receive(timeout=WAIT).body == big
+    r.accept()
+
+
+def test_anonymous_relay_routes_by_to(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('relay')}"
+    r = c.create_receiver(topic, credit=5)
+    s = c.create_sender(None)
+    s.send(Message(address=topic, body="via relay"))
+    assert r.receive(timeout=WAIT).body == "via relay"
+    r.accept()
+    with pytest.raises(SendException):
+        s.send(Message(body="nowhere"))  # no `to`: rejected
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: c.create_receiver(None, dynamic=True),
+        lambda c: c.create_sender("$management"),
+        lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
+        lambda c: c.create_receiver("$queue/browse", options=Copy()),
+    ],
+    ids=["dynamic", "management", "selector", "browse"],
+)
+def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
+    c = connect()
+    with pytest.raises(LinkDetached) as info:
+        make(c)
+    cond = info.value.link.remote_condition
+    assert (
+        cond is not None
+        and cond.name == "amqp:not-implemented"
+        and "not implemented" in cond.description
+    )
+
+
+def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
+    pytest.importorskip("fluxmq_mqtt")
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    from proton.utils import BlockingConnection
+
+    broker = fluxmq_broker_factory(plugins=["amqp1", "mqtt"])
+    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
+    got: queue.Queue[Any] = queue.Queue()
+    subacks: queue.Queue[Any] = queue.Queue()
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+    )
+    client.on_message = lambda _c, _u, m: got.put(m)
+    client.on_subscribe = lambda *a: subacks.put(a)
+    client.connect("127.0.0.1", broker.port("mqtt.tcp"))
+    client.loop_start()
+    try:
+        base = name("x")
+        r = conn.create_receiver(f"topic/{base}/from-mqtt", credit=5)
+        client.subscribe(f"{base}/from-amqp", qos=1)
+        subacks.get(timeout=WAIT)
+        client.publish(f"{base}/from-mqtt", b"hello amqp", qos=1).wait_for_publish(WAIT)
+        m = r.receive(timeout=WAIT)
+        r.accept()
+        assert m.body == b"hello amqp" and m.address == f"topic/{base}/from-mqtt"
+        conn.create_sender(f"topic/{base}/from-amqp").send(
+            Message(body=b"hello mqtt", content_type="text/plain", properties={"k": "v"})
+        )
+        pm = got.get(timeout=WAIT)
+        assert pm.payload == b"hello mqtt" and pm.topic == f"{base}/from-amqp"
+        assert (
+            pm.properties.ContentType == "text/plain" and ("k", "v") in pm.properties.UserProperty
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        conn.close()
