@@ -60,8 +60,12 @@ def test_anonymous_is_local_only_by_default(fluxmq_broker_factory: Any) -> None:
     # The same request from another host (the connection passes the peer address;
     # the sans-IO tests check that) is refused by the default policy.
     remote = AuthRequest(
-        protocol="amqp1", client_id="x", username=None, password=None,
-        remote="192.0.2.7:40000", tls_identity=None,
+        protocol="amqp1",
+        client_id="x",
+        username=None,
+        password=None,
+        remote="192.0.2.7:40000",
+        tls_identity=None,
     )
     assert not broker.call(broker.context.auth.authenticate(remote)).ok
 
@@ -131,7 +135,9 @@ def test_shares_its_port_with_amqp091(fluxmq_broker_factory: Any) -> None:
     assert broker.port("amqp091.bind") == port
     conn = BlockingConnection(f"amqp://127.0.0.1:{port}", timeout=WAIT)
     p = pika.BlockingConnection(
-        pika.ConnectionParameters("127.0.0.1", port, socket_timeout=WAIT, blocked_connection_timeout=WAIT)
+        pika.ConnectionParameters(
+            "127.0.0.1", port, socket_timeout=WAIT, blocked_connection_timeout=WAIT
+        )
     )
     try:
         ch = p.channel()

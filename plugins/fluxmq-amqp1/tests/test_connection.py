@@ -230,6 +230,9 @@ def test_no_sasl_refused_login_closes_after_open() -> None:
 def test_wrong_protocol_header_is_answered_and_closed() -> None:
     c = Client(Env())
     c.conn.receive(b"AMQP\x00\x00\x09\x01")
+    assert c.read() == [AMQP_HEADER] and c.conn.closing
+    c = Client(Env())
+    c.conn.receive(b"AMQP\x02\x01\x00\x00")  # in-band TLS: not spoken here
     assert c.read() == [SASL_HEADER] and c.conn.closing
 
 

@@ -221,7 +221,8 @@ class Connection:
             self.phase = Phase.OPEN_WAIT
         else:
             # Unsupported protocol or version: answer with ours and close (part 2.2).
-            self.out += AMQP_HEADER if phase is not Phase.HEADER else SASL_HEADER
+            plain = phase is not Phase.HEADER or raw[4:5] == b"\x00"
+            self.out += AMQP_HEADER if plain else SASL_HEADER
             self.phase = Phase.CLOSED
             self.closing = True
 

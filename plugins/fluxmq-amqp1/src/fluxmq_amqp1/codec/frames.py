@@ -47,15 +47,16 @@ _HDR = struct.Struct(">IBBH")
 
 
 def is_amqp1(data: bytes) -> bool | None:
-    """Port-sharing predicate: True for an AMQP 1.0 (plain or SASL) protocol header,
-    None while too few bytes arrived to tell, False otherwise."""
-    n = len(data)
-    if n < 8:
-        for h in (AMQP_HEADER, SASL_HEADER):
-            if h[:n] == data:
-                return None
+    """Port-sharing predicate: True for a protocol header of AMQP major version 1
+    (plain, TLS or SASL protocol id; an unsupported one is then answered with the
+    header we speak, as the spec asks), None while too few bytes arrived to tell,
+    False otherwise (AMQP 0.9.1's ``AMQP\\x00\\x00\\x09\\x01`` included)."""
+    n = min(len(data), 6)
+    if data[:4] != b"AMQP"[:n]:
         return False
-    return data[:8] in (AMQP_HEADER, SASL_HEADER)
+    if n < 6:
+        return None if n < 5 or data[4] in (0, 2, 3) else False
+    return data[4] in (0, 2, 3) and data[5] == 1
 
 
 class Header8:
