@@ -54,6 +54,10 @@ class Env:
         self.settled: list[tuple[Any, Any]] = []
         self.detached: list[Any] = []
         self.refuse: AMQPError | None = None
+        self.acl_wait: Any = None
+
+    def authorize(self, conn: Connection, link: Any) -> Any:
+        return self.acl_wait
 
     def attach(self, conn: Connection, link: Any) -> Any:
         if self.refuse is not None:
@@ -428,6 +432,24 @@ def test_refused_attach_answers_null_terminus_then_detach() -> None:
     )
     c.send(Detach(handle=0, closed=True))  # the client's answer is swallowed
     assert c.read() == [] and c.conn.phase is Phase.OPENED
+
+
+def test_attach_waits_for_an_uncached_acl_decision() -> None:
+    env = Env()
+    env.acl_wait = "ask"
+    c = Client(env)
+    c.open()
+    c.send(Attach(name="a", handle=0, role=False, target=Target(address="t")))
+    c.send(Attach(name="b", handle=1, role=False, target=Target(address="u")))
+    assert c.conn.waiting == "ask" and c.read() == []  # the second attach waits too
+    link = c.conn.sessions[0].links[0]
+    c.conn.authorized(link, False, "not authorized to publish 't'")
+    attach, detach = c.read()
+    assert attach.target is None and detach.error.condition == "amqp:unauthorized-access"
+    env.acl_wait = None
+    c.conn.process()  # the buffered second attach goes on
+    attach, flow = c.read()
+    assert isinstance(attach, Attach) and attach.target.address == "u" and isinstance(flow, Flow)
 
 
 def test_session_errors_end_the_session_only() -> None:

@@ -142,12 +142,11 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: c.create_receiver(None, dynamic=True),
         lambda c: c.create_sender("$management"),
         lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
         lambda c: c.create_receiver("$queue/browse", options=Copy()),
     ],
-    ids=["dynamic", "management", "selector", "browse"],
+    ids=["management", "selector", "browse"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -159,6 +158,63 @@ def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
         and cond.name == "amqp:not-implemented"
         and "not implemented" in cond.description
     )
+
+
+def test_dynamic_reply_queue_request_response(connect: Any) -> None:
+    c = connect()
+    service = f"$queue/{name('svc')}"
+    replies = c.create_receiver(None, dynamic=True, credit=5)
+    reply_to = replies.link.remote_source.address
+    assert reply_to.startswith("$queue/amq.dyn-")
+    c.create_sender(service).send(Message(body="ping", reply_to=reply_to, correlation_id="c1"))
+    worker = c.create_receiver(service, credit=1)
+    req = worker.receive(timeout=WAIT)
+    worker.accept()
+    c.create_sender(req.reply_to).send(Message(body="pong", correlation_id=req.correlation_id))
+    resp = replies.receive(timeout=WAIT)
+    replies.accept()
+    assert (resp.body, resp.correlation_id) == ("pong", "c1")
+    replies.close()
+    with pytest.raises(LinkDetached) as info:  # the temporary queue went with its link
+        c.create_sender(reply_to, name="late")
+    assert info.value.link.remote_condition.name == "amqp:not-found"
+
+
+def test_acl_applies_to_links_and_relayed_messages(
+    fluxmq_broker_factory: Any, tmp_path: Any
+) -> None:
+    from proton.utils import BlockingConnection
+
+    acl = tmp_path / "acl.toml"
+    acl.write_text(
+        'default = "deny"\n'
+        '[[rule]]\npermission = "allow"\ntopic = "open/#"\n'
+        '[[rule]]\npermission = "allow"\naction = "publish"\ntopic = "$queue/inbox"\n'
+    )
+    broker = fluxmq_broker_factory(plugins=["amqp1"], config={"auth": {"acl_file": str(acl)}})
+    c = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
+    try:
+        r = c.create_receiver("topic/open/a", credit=2)
+        c.create_sender("topic/open/a").send(Message(body="fine"))
+        assert r.receive(timeout=WAIT).body == "fine"
+        r.accept()
+        c.create_sender("$queue/inbox").send(Message(body="in"))
+        for address, make in (
+            ("topic/closed/a", c.create_receiver),
+            ("topic/closed/b", c.create_sender),
+            ("$queue/inbox", c.create_receiver),
+        ):
+            with pytest.raises(LinkDetached) as info:
+                make(address)
+            assert info.value.link.remote_condition.name == "amqp:unauthorized-access"
+        relay = c.create_sender(None)
+        relay.send(Message(address="topic/open/a", body="relayed"))
+        assert r.receive(timeout=WAIT).body == "relayed"
+        r.accept()
+        with pytest.raises(SendException):
+            relay.send(Message(address="topic/closed/x", body="no"))
+    finally:
+        c.close()
 
 
 def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:

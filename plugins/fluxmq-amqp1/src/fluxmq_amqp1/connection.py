@@ -109,6 +109,11 @@ class Env(Protocol):
     cfg: Any
     container_id: str
 
+    def authorize(self, conn: Connection, link: Link) -> Any:
+        """Check a new link against the ACL: None when allowed, a wait when the
+        decision is not cached (answered through ``conn.authorized``); raise
+        AMQPError to refuse."""
+
     def attach(self, conn: Connection, link: Link) -> Any:
         """Bind a new link (raise AMQPError to refuse); returns the terminus to
         answer with (the source of an outgoing link, the target of an incoming one)."""
@@ -466,6 +471,30 @@ class Connection:
         link = Link(s, a, s.new_handle())
         s.links[a.handle] = link
         try:
+            wait = self.env.authorize(self, link)
+        except AMQPError as exc:
+            self._refuse(link, exc)
+            return
+        if wait is not None:
+            self.waiting = wait  # an ACL decision that is not cached: ask, then go on
+            return
+        self._bind(link)
+
+    def authorized(self, link: Link, ok: bool, reason: str = "") -> None:
+        """The adapter's answer to the environment's authorization wait."""
+        self.waiting = None
+        s = link.session
+        if s.ended or s.links.get(link.handle) is not link or self.phase is not Phase.OPENED:
+            return
+        if not ok:
+            self._refuse(link, AMQPError(UNAUTHORIZED, reason or "not authorized"))
+            return
+        self._bind(link)
+
+    def _bind(self, link: Link) -> None:
+        s = link.session
+        a = link.attach
+        try:
             terminus = self.env.attach(self, link)
         except AMQPError as exc:
             self._refuse(link, exc)
@@ -501,6 +530,7 @@ class Connection:
             link.delivery_count = a.initial_delivery_count or 0
             link.credit = cfg.link_credit
             self._link_flow(link)
+        self._poke()
 
     def _refuse(self, link: Link, exc: AMQPError) -> None:
         """Part 2.6.3: answer the attach with a null terminus, then detach with the

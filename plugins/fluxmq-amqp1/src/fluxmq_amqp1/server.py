@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_amqp1.codec.composites import (
@@ -38,8 +39,9 @@ from fluxmq_amqp1.connection import (
     Phase,
 )
 from fluxmq_amqp1.links import Link
-from fluxmq_amqp1.mapping import INVALID_FIELD, from_core, resolve, to_core
-from fluxmq_core.contracts import SubscriptionOptions
+from fluxmq_amqp1.mapping import INVALID_FIELD, Address, from_core, resolve, to_core
+from fluxmq_amqp1.waits import AuthorizeWait
+from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
 from fluxmq_core.queues import (
     InvalidQueueNameError,
     MessageTooLargeError,
@@ -60,6 +62,9 @@ log = logging.getLogger("fluxmq.amqp1")
 
 DEFAULT_GROUP = "default"
 RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
+UNAUTHORIZED = "amqp:unauthorized-access"
+#: Queue names of dynamic nodes (never created by a plain attach).
+DYNAMIC_PREFIX = "amq.dyn-"
 
 
 def _queue_error(exc: QueueError) -> Error:
@@ -70,6 +75,14 @@ def _queue_error(exc: QueueError) -> Error:
     if isinstance(exc, InvalidQueueNameError):
         return Error(INVALID_FIELD, str(exc))
     return Error("amqp:precondition-failed", str(exc))
+
+
+def _acl_topic(addr: Address) -> str:
+    """The topic the ACL sees for an address: the topic (filter) itself, or
+    ``$queue/<name>[/<pattern>]`` for a queue (as MQTT clients name it)."""
+    if addr.kind == "topic":
+        return addr.name
+    return f"$queue/{addr.name}" + (f"/{addr.pattern}" if addr.pattern else "")
 
 
 class TopicSub:
@@ -103,10 +116,22 @@ class QueueSub:
     """A receiver link on a core queue: the queue manager's consumer. Its core
     credit follows the link credit: unsettled deliveries plus the credit left."""
 
-    __slots__ = ("conn", "link", "queue", "group", "handle", "client_id", "protocol", "server")
+    __slots__ = (
+        "conn",
+        "link",
+        "queue",
+        "group",
+        "handle",
+        "client_id",
+        "protocol",
+        "server",
+        "temporary",
+    )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
         self.server = server
+        #: a dynamic node: the queue is deleted with the link
+        self.temporary = False
         self.conn = conn
         self.link = link
         self.queue = queue
@@ -160,9 +185,13 @@ class QueueSub:
             log.info("%s: settling %s: %s", self.conn, token, exc)
 
     def close(self) -> None:
+        queues = self.server.context.queues
         if self.handle is not None:
-            self.server.context.queues.cancel(self.handle)
+            queues.cancel(self.handle)
             self.handle = None
+        if self.temporary:
+            self.temporary = False
+            queues.delete(self.queue)
 
 
 class QueueTarget:
@@ -183,6 +212,7 @@ class AMQP1Server(AdapterServer):
         self.cfg = cfg
         self.clock = context.clock
         self.container_id = f"fluxmq-{context.node_id}"
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
@@ -199,6 +229,39 @@ class AMQP1Server(AdapterServer):
 
     # --- Env: links ------------------------------------------------------------------------
 
+    def _acl_subject(self, link: Link) -> tuple[str, str] | None:
+        """(action, topic) the ACL is asked about for a new link, or None when the
+        link names no node yet (dynamic, anonymous relay, coordinator)."""
+        a = link.attach
+        cfg = self.cfg
+        if link.outgoing:
+            src = a.source
+            if not isinstance(src, Source) or src.dynamic:
+                return None
+            addr = resolve(src.address, src.capabilities, cfg.auto_create, filter=True)
+            return SUBSCRIBE, _acl_topic(addr)
+        tgt = a.target
+        if not isinstance(tgt, Target) or tgt.dynamic or tgt.address is None:
+            return None
+        addr = resolve(tgt.address, tgt.capabilities, cfg.auto_create, filter=False)
+        return PUBLISH, _acl_topic(addr)
+
+    def authorize(self, conn: Connection, link: Link) -> Any:
+        auth = self.context.auth
+        if not auth.authorization_active:
+            return None
+        subject = self._acl_subject(link)
+        if subject is None:
+            return None
+        action, topic = subject
+        ok = auth.authorize_cached(conn.container_id or conn.id, conn.username, action, topic)
+        if ok is None:
+            return AuthorizeWait(link, action, topic)
+        if not ok:
+            self.stats.authz_denied += 1
+            raise AMQPError(UNAUTHORIZED, f"not authorized to {action} {topic!r}")
+        return None
+
     def attach(self, conn: Connection, link: Link) -> Any:
         a = link.attach
         if link.outgoing:
@@ -206,7 +269,7 @@ class AMQP1Server(AdapterServer):
             if not isinstance(source, Source):
                 raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
             if source.dynamic:
-                raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+                return self._dynamic(conn, link, source)
             if source.filter:
                 names = ", ".join(str(k) for k in source.filter)
                 raise AMQPError(
@@ -229,6 +292,7 @@ class AMQP1Server(AdapterServer):
                 cursor = props.get("cursor")
                 qsub = QueueSub(self, conn, link, addr.name, group)
                 queues = self._queues()
+                self._check_dynamic(queues, addr.name)
                 try:
                     queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
                     qsub.handle = queues.consume(
@@ -262,6 +326,33 @@ class AMQP1Server(AdapterServer):
         link.address = target.address
         return target
 
+    def _dynamic(self, conn: Connection, link: Link, source: Source) -> Source:
+        """A receiver asking for a dynamic node gets a temporary queue (deleted at
+        detach): its address is the reply-to of request/response clients."""
+        queues = self._queues()
+        name = f"{DYNAMIC_PREFIX}{uuid.uuid4().hex[:16]}"
+        queues.ensure_ephemeral(name)
+        qsub = QueueSub(self, conn, link, name, DEFAULT_GROUP)
+        qsub.temporary = True
+        qsub.handle = queues.consume(
+            name, DEFAULT_GROUP, qsub, credit=1, auto_commit=link.presettled
+        )
+        qsub.handle.pause()
+        link.node = qsub
+        link.address = f"$queue/{name}"
+        return Source(
+            address=link.address,
+            dynamic=True,
+            expiry_policy=source.expiry_policy,
+            capabilities=["queue", "temporary-queue"],
+        )
+
+    @staticmethod
+    def _check_dynamic(queues: Any, name: str) -> None:
+        """Dynamic node names are the broker's: one that is gone is not re-created."""
+        if name.startswith(DYNAMIC_PREFIX) and queues.get(name) is None:
+            raise AMQPError(NOT_FOUND, f"no dynamic node {name!r} (it ended with its link)")
+
     def _queues(self) -> Any:
         queues = self.context.queues
         if queues is None:
@@ -273,6 +364,7 @@ class AMQP1Server(AdapterServer):
         if addr.kind == "topic":
             return QueueTarget(addr.name, None)
         queues = self._queues()
+        self._check_dynamic(queues, addr.name)
         try:
             queues.auto_declare(addr.name, "an AMQP 1.0 sender")
         except QueueError as exc:
@@ -315,6 +407,52 @@ class AMQP1Server(AdapterServer):
             except AMQPError as exc:
                 done(Rejected(error=Error(exc.condition, exc.description or None)))
                 return
+            auth = self.context.auth
+            if auth.authorization_active:
+                cid = conn.container_id or conn.id
+                ok = auth.authorize_cached(cid, conn.username, PUBLISH, node.topic)
+                if ok is None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._relay_checked(conn, node, message, payload, settled, done)
+                    )
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    return
+                if not ok:
+                    self.stats.authz_denied += 1
+                    done(
+                        Rejected(
+                            error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")
+                        )
+                    )
+                    return
+        self._route(conn, node, message, payload, settled, done)
+
+    async def _relay_checked(
+        self,
+        conn: Connection,
+        node: QueueTarget,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+    ) -> None:
+        cid = conn.container_id or conn.id
+        if await self.context.auth.authorize(cid, conn.username, PUBLISH, node.topic):
+            self._route(conn, node, message, payload, settled, done)
+        else:
+            self.stats.authz_denied += 1
+            done(Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")))
+
+    def _route(
+        self,
+        conn: Connection,
+        node: QueueTarget,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+    ) -> None:
         core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
         if node.queue is None:
             self.context.publish(core)
@@ -429,7 +567,18 @@ class AMQP1Protocol(AdapterProtocol):
         self.conn.auth_done(result)
         self.conn.process()
 
-    WAITS = {AuthWait: _auth}
+    async def _authorize(self, wait: AuthorizeWait) -> None:
+        conn = self.conn
+        auth = self.server.context.auth
+        ok = await auth.authorize(
+            conn.container_id or conn.id, conn.username, wait.action, wait.topic
+        )
+        if not ok:
+            self.server.stats.authz_denied += 1
+        conn.authorized(wait.link, ok, f"not authorized to {wait.action} {wait.topic!r}")
+        conn.process()
+
+    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize}
 
     # --- timers -------------------------------------------------------------------------
 
