@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from proton import Message, symbol
-from proton.reactor import Copy, Selector
+from proton.reactor import Copy, LinkOption, Selector
 from proton.utils import LinkDetached, SendException
 
 WAIT = 5.0
@@ -215,6 +215,47 @@ def test_acl_applies_to_links_and_relayed_messages(
             relay.send(Message(address="topic/closed/x", body="no"))
     finally:
         c.close()
+
+
+class Props(LinkOption):
+    """Link properties (consumer-group, cursor) on a receiver."""
+
+    def __init__(self, **props: Any) -> None:
+        self.props = {symbol(k): v for k, v in props.items()}
+
+    def apply(self, link: Any) -> None:
+        link.properties = self.props
+
+
+def test_stream_cursor_and_consumer_groups(connect: Any, amqp1_broker: Any) -> None:
+    stream = name("ev")
+    amqp1_broker.call_soon(amqp1_broker.context.queues.declare, stream, {"type": "stream"})
+    c = connect()
+    s = c.create_sender(f"$queue/{stream}")
+    for i in range(4):
+        s.send(Message(body=i))
+    # two groups each read the whole stream from the start
+    for group in ("g1", "g2"):
+        r = c.create_receiver(
+            f"$queue/{stream}",
+            credit=10,
+            name=group,
+            options=Props(**{"consumer-group": group, "cursor": "earliest"}),
+        )
+        got = []
+        for _ in range(4):
+            got.append(r.receive(timeout=WAIT).body)
+            r.accept()
+        assert got == [0, 1, 2, 3]
+    # a cursor at an offset starts there
+    r = c.create_receiver(
+        f"$queue/{stream}",
+        credit=10,
+        name="g3",
+        options=Props(**{"consumer-group": "g3", "cursor": 2}),
+    )
+    assert r.receive(timeout=WAIT).body == 2
+    r.accept()
 
 
 def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
