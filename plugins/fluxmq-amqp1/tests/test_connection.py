@@ -66,7 +66,14 @@ class Env:
         return link.attach.source if link.outgoing else link.attach.target
 
     def publish(
-        self, conn: Any, link: Any, message: Any, raw: bytes, settled: bool, done: Any
+        self,
+        conn: Any,
+        link: Any,
+        message: Any,
+        raw: bytes,
+        settled: bool,
+        done: Any,
+        state: Any = None,
     ) -> None:
         self.published.append((message, raw, settled))
         if self.hold:

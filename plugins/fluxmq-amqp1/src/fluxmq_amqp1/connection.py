@@ -126,8 +126,11 @@ class Env(Protocol):
         payload: bytes,
         settled: bool,
         done: Callable[[Any], None],
+        state: Any = None,
     ) -> None:
-        """Route one received message; call ``done(outcome)`` (now or later)."""
+        """Route one received message; call ``done(outcome)`` (now or later).
+        ``state`` is the transfer's delivery state (transactional-state inside a
+        transaction)."""
 
     def settle(self, conn: Connection, link: Link, token: Any, state: Any) -> None:
         """The peer's outcome of an outgoing delivery."""
@@ -172,6 +175,8 @@ class Connection:
         self.last_sent = 0.0
         self.error: Error | None = None
         self._in_receive = False
+        #: open transactions of this connection, by txn-id (the server's records)
+        self.txns: dict[bytes, Any] = {}
 
     def __repr__(self) -> str:
         return f"<amqp1 {self.container_id or self.id} from {self.remote}>"
@@ -678,7 +683,7 @@ class Connection:
                 raise EndpointError(TRANSFER_LIMIT, "transfer without link credit", link)
             link.credit -= 1
             link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
-            p = link.partial = Partial(t.delivery_id, t.delivery_tag, bool(t.settled))
+            p = link.partial = Partial(t.delivery_id, t.delivery_tag, bool(t.settled), t.state)
         elif t.delivery_id is not None and t.delivery_id != p.delivery_id:
             raise EndpointError(
                 INVALID_FIELD, "a continuation transfer changed the delivery id", link
@@ -727,7 +732,7 @@ class Connection:
             self._disposition(s, did, state)
             self._poke()
 
-        self.env.publish(self, link, message, raw, settled, done)
+        self.env.publish(self, link, message, raw, settled, done, p.state)
 
     def _disposition(self, s: Session, did: int, state: Any) -> None:
         self._send(s.channel, Disposition(role=True, first=did, settled=True, state=state))

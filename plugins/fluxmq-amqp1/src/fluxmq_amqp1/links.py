@@ -39,9 +39,12 @@ class EndpointError(AMQPError):
 class Partial:
     """A delivery being received over several transfer frames."""
 
-    __slots__ = ("delivery_id", "tag", "settled", "chunks", "size")
+    __slots__ = ("delivery_id", "tag", "settled", "chunks", "size", "state")
 
-    def __init__(self, delivery_id: int, tag: bytes, settled: bool) -> None:
+    def __init__(self, delivery_id: int, tag: bytes, settled: bool, state: Any = None) -> None:
+        #: the first frame's delivery state (a transactional-state for a transfer
+        #: inside a transaction)
+        self.state = state
         self.delivery_id = delivery_id
         self.tag = tag
         self.settled = settled

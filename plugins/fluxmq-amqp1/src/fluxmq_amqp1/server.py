@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_amqp1.codec.composites import (
     Accepted,
+    AmqpValue,
     Coordinator,
+    Declare,
+    Declared,
+    Discharge,
     Error,
     Modified,
     Rejected,
     Released,
     Source,
     Target,
+    TransactionalState,
 )
 from fluxmq_amqp1.codec.types import AMQPError
 from fluxmq_amqp1.connection import (
@@ -63,6 +69,8 @@ log = logging.getLogger("fluxmq.amqp1")
 DEFAULT_GROUP = "default"
 RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
 UNAUTHORIZED = "amqp:unauthorized-access"
+TXN_UNKNOWN = "amqp:transaction:unknown-id"
+TXN_ROLLBACK = "amqp:transaction:rollback"
 #: Queue names of dynamic nodes (never created by a plain attach).
 DYNAMIC_PREFIX = "amq.dyn-"
 
@@ -204,6 +212,27 @@ class QueueTarget:
         self.queue = queue
 
 
+class Txn:
+    """An open transaction: publishes and receivers' outcomes buffered until the
+    discharge applies them all (commit) or none (rollback)."""
+
+    __slots__ = ("id", "publishes", "settles")
+
+    def __init__(self, txn_id: bytes) -> None:
+        self.id = txn_id
+        self.publishes: list[tuple[QueueTarget, Message]] = []
+        self.settles: list[tuple[QueueSub, Any, Any]] = []
+
+
+class TxnCoordinator:
+    """The node of a coordinator link: it takes declare and discharge messages."""
+
+    __slots__ = ()
+
+
+COORDINATOR = TxnCoordinator()
+
+
 class AMQP1Server(AdapterServer):
     """One per broker: the connections' environment (see the module docstring)."""
 
@@ -312,9 +341,8 @@ class AMQP1Server(AdapterServer):
             return source
         target = a.target
         if isinstance(target, Coordinator):
-            raise AMQPError(
-                NOT_IMPLEMENTED, "transactions (the coordinator link) are not implemented yet"
-            )
+            link.node = COORDINATOR
+            return target
         if not isinstance(target, Target):
             raise AMQPError(INVALID_FIELD, "a sending link needs a target")
         if target.dynamic:
@@ -387,15 +415,118 @@ class AMQP1Server(AdapterServer):
 
     def settle(self, conn: Connection, link: Link, token: Any, state: Any) -> None:
         node = link.node
-        if isinstance(node, QueueSub):
-            node.settle(token, state)
+        if not isinstance(node, QueueSub):
+            return
+        if isinstance(state, TransactionalState):
+            txn = conn.txns.get(state.txn_id)
+            if txn is None:
+                node.settle(token, Released())  # an unknown transaction: give it back
+            else:
+                txn.settles.append((node, token, state.outcome))
+            return
+        node.settle(token, state)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def _coordinate(self, conn: Connection, message: Any, done: Any) -> None:
+        body = message.body
+        value = body[0].value if len(body) == 1 and type(body[0]) is AmqpValue else None
+        if isinstance(value, Declare):
+            if value.global_id is not None:
+                done(
+                    Rejected(
+                        error=Error(NOT_IMPLEMENTED, "distributed transactions are not implemented")
+                    )
+                )
+                return
+            txn_id = os.urandom(8)
+            conn.txns[txn_id] = Txn(txn_id)
+            done(Declared(txn_id=txn_id))
+        elif isinstance(value, Discharge):
+            txn = conn.txns.pop(value.txn_id, None)
+            if txn is None:
+                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {value.txn_id.hex()}")))
+            elif value.fail:
+                self.rollback(txn)
+                done(Accepted())
+            else:
+                self._commit(txn, done)
+        else:
+            done(
+                Rejected(
+                    error=Error("amqp:decode-error", "the coordinator takes declare and discharge")
+                )
+            )
+
+    def rollback(self, txn: Txn) -> None:
+        """Discard the publishes; the deliveries it settled go back to their queues."""
+        txn.publishes.clear()
+        for node, token, _outcome in txn.settles:
+            node.settle(token, Released())
+        txn.settles.clear()
+
+    def _commit(self, txn: Txn, done: Any) -> None:
+        """Apply every publish and outcome; the discharge is accepted once every
+        queue append is durable (rejected with amqp:transaction:rollback when one
+        was refused or failed: what was applied before stays applied)."""
+        futures = []
+        errors: list[str] = []
+        for node, core in txn.publishes:
+            if node.queue is None:
+                self.context.publish(core)
+                continue
+            try:
+                futures.append(self.context.publish_queued(core))
+            except QueueError as exc:
+                errors.append(str(exc))
+        for qsub, token, outcome in txn.settles:
+            qsub.settle(token, outcome if outcome is not None else Accepted())
+        txn.publishes.clear()
+        txn.settles.clear()
+        left = [len(futures)]
+
+        def finish() -> None:
+            if errors:
+                done(Rejected(error=Error(TXN_ROLLBACK, "; ".join(errors[:3]))))
+            else:
+                done(Accepted())
+
+        def one(f: asyncio.Future[int]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                errors.append(
+                    f"queue append failed: {'cancelled' if f.cancelled() else f.exception()}"
+                )
+            left[0] -= 1
+            if left[0] == 0:
+                finish()
+
+        if not futures:
+            finish()
+        for f in futures:
+            f.add_done_callback(one)
 
     # --- Env: publishing -------------------------------------------------------------------
 
     def publish(
-        self, conn: Connection, link: Link, message: Any, payload: bytes, settled: bool, done: Any
+        self,
+        conn: Connection,
+        link: Link,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+        state: Any = None,
     ) -> None:
+        if link.node is COORDINATOR:
+            self._coordinate(conn, message, done)
+            return
         self.stats.messages_received += 1
+        txn = None
+        if isinstance(state, TransactionalState):
+            txn = conn.txns.get(state.txn_id)
+            if txn is None:
+                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {state.txn_id.hex()}")))
+                return
         node: QueueTarget = link.node
         if node.queue is None and not node.topic:
             to = message.properties.to if message.properties is not None else None
@@ -413,7 +544,7 @@ class AMQP1Server(AdapterServer):
                 ok = auth.authorize_cached(cid, conn.username, PUBLISH, node.topic)
                 if ok is None:
                     task = asyncio.get_running_loop().create_task(
-                        self._relay_checked(conn, node, message, payload, settled, done)
+                        self._relay_checked(conn, node, message, payload, settled, done, txn)
                     )
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -426,7 +557,7 @@ class AMQP1Server(AdapterServer):
                         )
                     )
                     return
-        self._route(conn, node, message, payload, settled, done)
+        self._route(conn, node, message, payload, settled, done, txn)
 
     async def _relay_checked(
         self,
@@ -436,10 +567,11 @@ class AMQP1Server(AdapterServer):
         payload: bytes,
         settled: bool,
         done: Any,
+        txn: Txn | None,
     ) -> None:
         cid = conn.container_id or conn.id
         if await self.context.auth.authorize(cid, conn.username, PUBLISH, node.topic):
-            self._route(conn, node, message, payload, settled, done)
+            self._route(conn, node, message, payload, settled, done, txn)
         else:
             self.stats.authz_denied += 1
             done(Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")))
@@ -452,8 +584,13 @@ class AMQP1Server(AdapterServer):
         payload: bytes,
         settled: bool,
         done: Any,
+        txn: Txn | None = None,
     ) -> None:
         core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
+        if txn is not None:
+            txn.publishes.append((node, core))
+            done(TransactionalState(txn_id=txn.id, outcome=Accepted()))
+            return
         if node.queue is None:
             self.context.publish(core)
             done(Accepted())
@@ -539,6 +676,9 @@ class AMQP1Protocol(AdapterProtocol):
         self._handshake_timer = self._hb_timer = None
         conn = self.conn
         if conn is not None:
+            for txn in conn.txns.values():
+                self.server.rollback(txn)  # an open transaction ends with its connection
+            conn.txns.clear()
             if conn.opened:
                 stats = self.server.stats
                 stats.clients_connected -= 1
