@@ -142,11 +142,10 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: c.create_sender("$management"),
         lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
         lambda c: c.create_receiver("$queue/browse", options=Copy()),
     ],
-    ids=["management", "selector", "browse"],
+    ids=["selector", "browse"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -295,3 +294,50 @@ def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
         client.loop_stop()
         client.disconnect()
         conn.close()
+
+
+def test_management_node_creates_reads_queries_and_deletes_queues(connect: Any) -> None:
+    c = connect()
+    replies = c.create_receiver(None, dynamic=True, credit=10, name="mgmt-replies")
+    reply_to = replies.link.remote_source.address
+    mgmt = c.create_sender("$management")
+    qn = name("m")
+
+    def ask(operation: str, body: Any = None, **props: Any) -> Message:
+        mgmt.send(
+            Message(
+                id=f"req-{operation}",
+                reply_to=reply_to,
+                body=body,
+                properties={"operation": operation, "type": "queue", **props},
+            )
+        )
+        resp = replies.receive(timeout=WAIT)
+        replies.accept()
+        assert resp.correlation_id == f"req-{operation}"
+        return resp
+
+    created = ask("CREATE", {"type": "classic", "max_depth": 100}, name=qn)
+    assert created.properties["statusCode"] == 201 and created.body["name"] == qn
+    c.create_sender(f"$queue/{qn}").send(Message(body="one"))
+    read = ask("READ", name=qn)
+    assert read.properties["statusCode"] == 200 and read.body["depth"] == 1
+    assert read.body["type"] == "classic"
+    listed = ask("QUERY")
+    assert qn in [q["name"] for q in listed.body]
+    assert ask("DELETE", name=qn).properties["statusCode"] == 204
+    assert ask("READ", name=qn).properties["statusCode"] == 404
+    bad = ask("CREATE", {"type": "no-such-type"}, name=name("m"))
+    assert bad.properties["statusCode"] == 400
+    assert ask("PATCH", name=qn).properties["statusCode"] == 501
+
+
+def test_management_replies_on_a_management_receiver(connect: Any) -> None:
+    c = connect()
+    replies = c.create_receiver("$management", credit=2, name="mgmt-rx")
+    c.create_sender("$management").send(
+        Message(id="q1", reply_to="mgmt-rx", properties={"operation": "QUERY", "type": "queue"})
+    )
+    resp = replies.receive(timeout=WAIT)
+    replies.accept()
+    assert resp.properties["statusCode"] == 200 and isinstance(resp.body, list)

@@ -80,7 +80,7 @@ def resolve(
         raise AMQPError(INVALID_FIELD, f"address {address!r} is not a non-empty string")
     text = address
     if address == "$management":
-        raise AMQPError(NOT_IMPLEMENTED, "the $management node is not implemented yet")
+        return Address("management", address, "", text)
     if address.startswith(("$dlq/", "$queue/$dlq/")):
         rest = address.removeprefix("$queue/")[len("$dlq/") :]
         name, _, pattern = rest.partition("/")

@@ -35,6 +35,7 @@ from fluxmq_amqp1.codec.composites import (
     Target,
     TransactionalState,
 )
+from fluxmq_amqp1.codec.message import decode_message
 from fluxmq_amqp1.codec.types import AMQPError
 from fluxmq_amqp1.connection import (
     CONNECTION_FORCED,
@@ -45,6 +46,7 @@ from fluxmq_amqp1.connection import (
     Phase,
 )
 from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.management import MANAGEMENT, handle_request
 from fluxmq_amqp1.mapping import INVALID_FIELD, Address, from_core, resolve, to_core
 from fluxmq_amqp1.waits import AuthorizeWait
 from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
@@ -86,9 +88,10 @@ def _queue_error(exc: QueueError) -> Error:
 
 
 def _acl_topic(addr: Address) -> str:
-    """The topic the ACL sees for an address: the topic (filter) itself, or
-    ``$queue/<name>[/<pattern>]`` for a queue (as MQTT clients name it)."""
-    if addr.kind == "topic":
+    """The topic the ACL sees for an address: the topic (filter) itself,
+    ``$queue/<name>[/<pattern>]`` for a queue (as MQTT clients name it), or
+    ``$management``."""
+    if addr.kind in ("topic", "management"):
         return addr.name
     return f"$queue/{addr.name}" + (f"/{addr.pattern}" if addr.pattern else "")
 
@@ -224,6 +227,18 @@ class Txn:
         self.settles: list[tuple[QueueSub, Any, Any]] = []
 
 
+class MgmtReceiver:
+    """A receiver link on ``$management``: responses whose reply-to is its target
+    address (or its link name) are sent on it."""
+
+    __slots__ = ("conn", "link", "keys")
+
+    def __init__(self, conn: Connection, link: Link, keys: list[str]) -> None:
+        self.conn = conn
+        self.link = link
+        self.keys = keys
+
+
 class TxnCoordinator:
     """The node of a coordinator link: it takes declare and discharge messages."""
 
@@ -242,6 +257,8 @@ class AMQP1Server(AdapterServer):
         self.clock = context.clock
         self.container_id = f"fluxmq-{context.node_id}"
         self._tasks: set[asyncio.Task[None]] = set()
+        #: $management receiver links by reply address
+        self._mgmt_replies: dict[str, MgmtReceiver] = {}
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
@@ -311,6 +328,15 @@ class AMQP1Server(AdapterServer):
             addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
             link.address = source.address
             props = a.properties or {}
+            if addr.kind == "management":
+                keys = [link.name]
+                if isinstance(a.target, Target) and isinstance(a.target.address, str):
+                    keys.insert(0, a.target.address)
+                mgmt = MgmtReceiver(conn, link, keys)
+                for key in keys:
+                    self._mgmt_replies[key] = mgmt
+                link.node = mgmt
+                return source
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
                 self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
@@ -389,6 +415,8 @@ class AMQP1Server(AdapterServer):
 
     def _target(self, address: Any, capabilities: Any) -> QueueTarget:
         addr = resolve(address, capabilities, self.cfg.auto_create, filter=False)
+        if addr.kind == "management":
+            return QueueTarget(MANAGEMENT, None)
         if addr.kind == "topic":
             return QueueTarget(addr.name, None)
         queues = self._queues()
@@ -403,6 +431,11 @@ class AMQP1Server(AdapterServer):
 
     def detach(self, conn: Connection, link: Link) -> None:
         node = link.node
+        if isinstance(node, MgmtReceiver):
+            for key in node.keys:
+                if self._mgmt_replies.get(key) is node:
+                    del self._mgmt_replies[key]
+            return
         if isinstance(node, TopicSub | QueueSub):
             node.close()
             if isinstance(node, TopicSub):
@@ -425,6 +458,43 @@ class AMQP1Server(AdapterServer):
                 txn.settles.append((node, token, state.outcome))
             return
         node.settle(token, state)
+
+    # --- $management ----------------------------------------------------------------------
+
+    def _manage(self, conn: Connection, request: Any, done: Any) -> None:
+        """Carry out a management request and send the response to its reply-to."""
+        p = request.properties
+        reply_to = p.reply_to if p is not None else None
+        if not isinstance(reply_to, str) or not reply_to:
+            done(Rejected(error=Error(INVALID_FIELD, "a $management request needs a reply-to")))
+            return
+        direct = self._mgmt_replies.get(reply_to)
+        target = None
+        if direct is None:
+            try:
+                target = self._target(reply_to, None)
+            except AMQPError as exc:
+                done(Rejected(error=Error(exc.condition, exc.description or None)))
+                return
+            if target.topic == MANAGEMENT:
+                done(Rejected(error=Error(INVALID_FIELD, "reply-to cannot be $management")))
+                return
+        response = handle_request(self.context.queues, request)
+        done(Accepted())
+        if direct is not None:
+            direct.conn.send(direct.link, response, None)
+            return
+        assert target is not None
+        core = to_core(
+            decode_message(response), response, target.topic, True, "$management", self.clock()
+        )
+        try:
+            if target.queue is None:
+                self.context.publish(core)
+            else:
+                self.context.publish_queued(core).add_done_callback(_retrieve)
+        except QueueError as exc:
+            log.info("%s: $management reply to %r not delivered: %s", conn, reply_to, exc)
 
     # --- transactions ----------------------------------------------------------------------
 
@@ -586,6 +656,9 @@ class AMQP1Server(AdapterServer):
         done: Any,
         txn: Txn | None = None,
     ) -> None:
+        if node.topic == MANAGEMENT and node.queue is None:
+            self._manage(conn, message, done)
+            return
         core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
         if txn is not None:
             txn.publishes.append((node, core))
@@ -743,3 +816,9 @@ class AMQP1Protocol(AdapterProtocol):
             self._schedule_heartbeat()
         else:
             log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
+
+
+def _retrieve(f: asyncio.Future[int]) -> None:
+    """Mark a reply's append outcome as seen (nobody waits for it)."""
+    if not f.cancelled() and f.exception() is not None:
+        log.info("$management reply append failed: %s", f.exception())
