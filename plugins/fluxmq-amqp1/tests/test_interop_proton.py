@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
-from proton import Message, symbol
-from proton.reactor import Copy, LinkOption, Selector
+from proton import Described, Message, symbol
+from proton.reactor import Copy, Filter, LinkOption, Selector
 from proton.utils import LinkDetached, SendException
 
 WAIT = 5.0
@@ -255,6 +255,26 @@ def test_stream_cursor_and_consumer_groups(connect: Any, amqp1_broker: Any) -> N
     )
     assert r.receive(timeout=WAIT).body == 2
     r.accept()
+
+
+def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> None:
+    c = connect()
+    qn = name("bind")
+    s = c.create_sender(f"$queue/{qn}")  # the rest of the address is the routing key
+    for key in ("a/x", "b/y", "a/z"):
+        c.create_sender(f"$queue/{qn}/{key}", name=f"s-{key}").send(Message(body=key))
+    s.close()
+    binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), "a.*")
+    r = c.create_receiver(
+        f"$queue/{qn}",
+        credit=5,
+        name="bound",
+        options=[Filter({symbol("topic-filter"): binding}), Props(**{"consumer-group": "ga"})],
+    )
+    got = [r.receive(timeout=WAIT).body for _ in range(2)]
+    r.accept()
+    r.accept()
+    assert got == ["a/x", "a/z"]
 
 
 def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:

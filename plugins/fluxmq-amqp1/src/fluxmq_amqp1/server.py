@@ -36,7 +36,7 @@ from fluxmq_amqp1.codec.composites import (
     TransactionalState,
 )
 from fluxmq_amqp1.codec.message import decode_message
-from fluxmq_amqp1.codec.types import AMQPError
+from fluxmq_amqp1.codec.types import AMQPError, Described
 from fluxmq_amqp1.connection import (
     CONNECTION_FORCED,
     INTERNAL_ERROR,
@@ -56,6 +56,12 @@ from fluxmq_core.queues import (
     QueueError,
     QueueFullError,
     UnknownQueueError,
+)
+from fluxmq_core.router.topics import (
+    TopicError,
+    amqp_pattern_to_filter,
+    amqp_routing_key_to_topic,
+    validate_topic_name,
 )
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait
@@ -85,6 +91,40 @@ def _queue_error(exc: QueueError) -> Error:
     if isinstance(exc, InvalidQueueNameError):
         return Error(INVALID_FIELD, str(exc))
     return Error("amqp:precondition-failed", str(exc))
+
+
+#: The legacy AMQP binding filters (Apache's filter registry): descriptor -> kind.
+_BINDINGS: dict[Any, str] = {
+    "apache.org:legacy-amqp-direct-binding:string": "direct",
+    0x0000468C00000000: "direct",
+    "apache.org:legacy-amqp-topic-binding:string": "topic",
+    0x0000468C00000001: "topic",
+}
+
+
+def _binding_filter(filters: dict[Any, Any] | None, addr: Address) -> str | None:
+    """A queue source's legacy binding filter as the consumer group's routing-key
+    filter (MQTT form), or None. Any other filter, or one on a topic source, is
+    refused with amqp:not-implemented (a JMS selector among them)."""
+    if not filters:
+        return None
+    found = None
+    for key, value in filters.items():
+        kind = _BINDINGS.get(value.descriptor) if isinstance(value, Described) else None
+        if kind is None or addr.kind != "queue" or not isinstance(value.value, str):
+            what = value.descriptor if isinstance(value, Described) else key
+            raise AMQPError(NOT_IMPLEMENTED, f"source filter {what} is not implemented yet")
+        if found is not None or addr.pattern:
+            raise AMQPError(INVALID_FIELD, "one routing-key filter per queue source")
+        try:
+            if kind == "topic":
+                found = amqp_pattern_to_filter(value.value)
+            else:
+                found = amqp_routing_key_to_topic(value.value)
+                validate_topic_name(found)
+        except TopicError as exc:
+            raise AMQPError(INVALID_FIELD, f"source filter {key}: {exc}") from None
+    return found
 
 
 def _acl_topic(addr: Address) -> str:
@@ -316,11 +356,6 @@ class AMQP1Server(AdapterServer):
                 raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
             if source.dynamic:
                 return self._dynamic(conn, link, source)
-            if source.filter:
-                names = ", ".join(str(k) for k in source.filter)
-                raise AMQPError(
-                    NOT_IMPLEMENTED, f"source filters are not implemented yet ({names})"
-                )
             if source.distribution_mode == "copy":
                 raise AMQPError(
                     NOT_IMPLEMENTED, "distribution-mode copy (browse) is not implemented yet"
@@ -328,6 +363,9 @@ class AMQP1Server(AdapterServer):
             addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
             link.address = source.address
             props = a.properties or {}
+            binding = _binding_filter(source.filter, addr)
+            if binding is not None:
+                addr.pattern = binding
             if addr.kind == "management":
                 keys = [link.name]
                 if isinstance(a.target, Target) and isinstance(a.target.address, str):
