@@ -361,3 +361,22 @@ def test_management_replies_on_a_management_receiver(connect: Any) -> None:
     resp = replies.receive(timeout=WAIT)
     replies.accept()
     assert resp.properties["statusCode"] == 200 and isinstance(resp.body, list)
+
+
+def test_ten_megabytes_over_small_frames(fluxmq_broker_factory: Any) -> None:
+    from proton.utils import BlockingConnection
+
+    broker = fluxmq_broker_factory(plugins=["amqp1"], config={"amqp1": {"max_frame_size": 16384}})
+    c = BlockingConnection(
+        f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT * 3, max_frame_size=16384
+    )
+    try:
+        big = bytes(range(256)) * (10 * 4096)  # 10 MiB: 640 frames of 16 KiB each way
+        q = f"$queue/{name('big')}"
+        c.create_sender(q).send(Message(body=big))
+        r = c.create_receiver(q, credit=1)
+        got = r.receive(timeout=WAIT * 3)
+        r.accept()
+        assert got.body == big
+    finally:
+        c.close()

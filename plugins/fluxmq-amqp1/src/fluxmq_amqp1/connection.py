@@ -161,7 +161,9 @@ class Connection:
         self.flush_pending = False
         self.wakeup: Callable[[Connection], None] = _no_wakeup
         self.phase = Phase.HEADER
-        self.reader = FrameReader(max(4096, MIN_MAX_FRAME_SIZE))
+        # Before open the spec allows 512-byte frames; SASL responses (tokens) can be
+        # larger, so up to 64 KiB (or max_frame_size when smaller) is read.
+        self.reader = FrameReader(max(4096, min(cfg.max_frame_size, 65536)))
         self.auth: AuthResult | None = None
         self.sasl = False
         self.opened = False

@@ -790,6 +790,10 @@ class AMQP1Protocol(AdapterProtocol):
             for txn in conn.txns.values():
                 self.server.rollback(txn)  # an open transaction ends with its connection
             conn.txns.clear()
+            err = conn.error
+            if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
+                self.server.stats.protocol_errors += 1
+                log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
             if conn.opened:
                 stats = self.server.stats
                 stats.clients_connected -= 1
