@@ -457,3 +457,24 @@ def test_message_section_order_is_enforced() -> None:
         decode_message(bytes(raw))
     with pytest.raises(AMQPError, match="not a message section"):
         decode_message(encode("plain"))
+
+
+def test_port_sharing_predicate_is_the_complement_of_amqp091() -> None:
+    from fluxmq_amqp1.codec.frames import is_amqp1
+
+    assert is_amqp1(b"AMQP\x00\x01\x00\x00") and is_amqp1(b"AMQP\x03\x01\x00\x00")
+    assert is_amqp1(b"AMQP\x00\x01\x00\x09")  # answered with our header
+    assert is_amqp1(b"AMQP\x00\x00\x09\x01") is False
+    assert is_amqp1(b"AMQ") is None and is_amqp1(b"GET /") is False
+    try:
+        from fluxmq_amqp091.codec import is_amqp091
+    except ImportError:
+        return
+    for head in (
+        b"AMQP\x00\x01\x00\x00",
+        b"AMQP\x03\x01\x00\x00",
+        b"AMQP\x00\x00\x09\x01",
+        b"AMQP\x02\x01\x00\x00",
+        b"AMQP\x01\x01\x00\x00",
+    ):
+        assert bool(is_amqp1(head)) != bool(is_amqp091(head)), head

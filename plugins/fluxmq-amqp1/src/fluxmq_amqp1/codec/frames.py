@@ -47,16 +47,18 @@ _HDR = struct.Struct(">IBBH")
 
 
 def is_amqp1(data: bytes) -> bool | None:
-    """Port-sharing predicate: True for a protocol header of AMQP major version 1
-    (plain, TLS or SASL protocol id; an unsupported one is then answered with the
-    header we speak, as the spec asks), None while too few bytes arrived to tell,
-    False otherwise (AMQP 0.9.1's ``AMQP\\x00\\x00\\x09\\x01`` included)."""
-    n = min(len(data), 6)
-    if data[:4] != b"AMQP"[:n]:
+    """Port-sharing predicate: True for an AMQP 1.0 protocol header, plain
+    (``AMQP\\x00\\x01...``) or SASL (``AMQP\\x03...``), whatever version follows (an
+    unsupported one is then answered with the header we speak, as the spec asks);
+    None while too few bytes arrived to tell; False otherwise. The exact complement
+    of the AMQP 0.9.1 plugin's predicate on ``AMQP`` greetings, so the two never
+    both claim a connection."""
+    n = min(len(data), 4)
+    if data[:n] != b"AMQP"[:n]:
         return False
-    if n < 6:
-        return None if n < 5 or data[4] in (0, 2, 3) else False
-    return data[4] in (0, 2, 3) and data[5] == 1
+    if len(data) < 6:
+        return None
+    return data[4] == 3 or data[4:6] == b"\x00\x01"
 
 
 class Header8:
