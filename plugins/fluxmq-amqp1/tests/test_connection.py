@@ -38,6 +38,8 @@ from fluxmq_amqp1.codec.message import AMQPMessage, encode_message
 from fluxmq_amqp1.codec.types import AMQPError
 from fluxmq_amqp1.config import AMQP1Config
 from fluxmq_amqp1.connection import Connection, Phase
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fluxmq_core.contracts import AuthResult
 
@@ -526,3 +528,79 @@ def test_sans_io_modules_do_not_import_asyncio() -> None:
                 assert (node.module or "").split(".")[0] != "asyncio", name
             elif isinstance(node, ast.Await | ast.AsyncFunctionDef):
                 raise AssertionError(f"{name} awaits (line {node.lineno})")
+
+
+# --- fuzz: any frame sequence after open ends in frames, never in an exception --------------
+
+
+_small = st.integers(0, 5)
+_perfs = st.one_of(
+    st.builds(
+        Begin,
+        remote_channel=st.none() | _small,
+        next_outgoing_id=_small,
+        incoming_window=_small,
+        outgoing_window=_small,
+        handle_max=_small,
+    ),
+    st.builds(
+        Attach,
+        name=st.sampled_from(["a", "b"]),
+        handle=_small,
+        role=st.booleans(),
+        snd_settle_mode=st.integers(0, 3),
+        source=st.just(Source(address="q")),
+        target=st.just(Target(address="q")),
+    ),
+    st.builds(
+        Flow,
+        next_incoming_id=st.none() | _small,
+        incoming_window=_small,
+        next_outgoing_id=_small,
+        outgoing_window=_small,
+        handle=st.none() | _small,
+        delivery_count=st.none() | _small,
+        link_credit=st.none() | _small,
+        drain=st.booleans(),
+        echo=st.booleans(),
+    ),
+    st.builds(
+        Transfer,
+        handle=_small,
+        delivery_id=st.none() | _small,
+        delivery_tag=st.none() | st.just(b"t"),
+        settled=st.none() | st.booleans(),
+        more=st.booleans(),
+        aborted=st.booleans(),
+    ),
+    st.builds(
+        Disposition,
+        role=st.booleans(),
+        first=_small,
+        last=st.none() | _small,
+        settled=st.booleans(),
+        state=st.sampled_from([None, Accepted(), Released()]),
+    ),
+    st.builds(Detach, handle=_small, closed=st.booleans()),
+    st.just(End()),
+    st.just(Open(container_id="again")),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), _perfs, st.binary(max_size=20)), max_size=12))
+def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
+    env = Env()
+    c = Client(env)
+    c.open()
+    link = None
+    for channel, perf, payload in frames:
+        c.send(perf, channel=channel, payload=payload if isinstance(perf, Transfer) else b"")
+        s = c.conn.sessions.get(0)
+        if s is not None and link is None:
+            link = next((lk for lk in s.links.values() if lk.outgoing), None)
+            if link is not None:
+                c.conn.send(link, message(), "tok")
+        c.read()  # what it wrote always decodes
+        if c.conn.closing:
+            break
