@@ -206,6 +206,16 @@ def test_acl_applies_to_links_and_relayed_messages(
             with pytest.raises(LinkDetached) as info:
                 make(address)
             assert info.value.link.remote_condition.name == "amqp:unauthorized-access"
+        # A wildcard link that is only partly readable gets only what it may read
+        # ([auth] acl_subscribe = "filter"): closed/z (published past the ACL, from
+        # the broker itself) is dropped, the open/z after it arrives first.
+        from fluxmq_core.message import Message as CoreMessage
+
+        wild = c.create_receiver("topic/#", credit=5, name="wild")
+        broker.call_soon(broker.context.publish, CoreMessage("closed/z", b"secret"))
+        broker.call_soon(broker.context.publish, CoreMessage("open/z", b"readable"))
+        assert wild.receive(timeout=WAIT).body == b"readable"
+        wild.accept()
         relay = c.create_sender(None)
         relay.send(Message(address="topic/open/a", body="relayed"))
         assert r.receive(timeout=WAIT).body == "relayed"

@@ -152,6 +152,13 @@ class TopicSub:
     def deliver(self, message: Message, delivery: Any) -> None:
         link = self.link
         server = self.server
+        auth = server.context.auth
+        if auth.filter_reads and not auth.may_read(
+            self.client_id, self.conn.username, message.topic
+        ):
+            # [auth] acl_subscribe = "filter": a wildcard link gets only what it may read
+            server.stats.messages_dropped += 1
+            return
         if len(link.held) >= server.cfg.max_held:
             link.held.popleft()
             link.dropped += 1
