@@ -275,8 +275,8 @@ class Txn:
 
 
 class MgmtReceiver:
-    """A receiver link on ``$management``: responses whose reply-to is its target
-    address (or its link name) are sent on it."""
+    """A receiver link on ``$management``: responses to requests of the same
+    connection whose reply-to is its target address (or its link name) are sent on it."""
 
     __slots__ = ("conn", "link", "keys")
 
@@ -304,8 +304,9 @@ class AMQP1Server(AdapterServer):
         self.clock = context.clock
         self.container_id = f"fluxmq-{context.node_id}"
         self._tasks: set[asyncio.Task[None]] = set()
-        #: $management receiver links by reply address
-        self._mgmt_replies: dict[str, MgmtReceiver] = {}
+        #: $management receiver links by (connection, reply address): a response goes
+        #: only to a receiver of the connection that asked
+        self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
@@ -379,7 +380,7 @@ class AMQP1Server(AdapterServer):
                     keys.insert(0, a.target.address)
                 mgmt = MgmtReceiver(conn, link, keys)
                 for key in keys:
-                    self._mgmt_replies[key] = mgmt
+                    self._mgmt_replies[(id(conn), key)] = mgmt
                 link.node = mgmt
                 return source
             if addr.kind == "topic":
@@ -478,8 +479,8 @@ class AMQP1Server(AdapterServer):
         node = link.node
         if isinstance(node, MgmtReceiver):
             for key in node.keys:
-                if self._mgmt_replies.get(key) is node:
-                    del self._mgmt_replies[key]
+                if self._mgmt_replies.get((id(conn), key)) is node:
+                    del self._mgmt_replies[(id(conn), key)]
             return
         if isinstance(node, TopicSub | QueueSub):
             node.close()
@@ -513,7 +514,7 @@ class AMQP1Server(AdapterServer):
         if not isinstance(reply_to, str) or not reply_to:
             done(Rejected(error=Error(INVALID_FIELD, "a $management request needs a reply-to")))
             return
-        direct = self._mgmt_replies.get(reply_to)
+        direct = self._mgmt_replies.get((id(conn), reply_to))
         target = None
         if direct is None:
             try:
