@@ -154,3 +154,22 @@ def test_shares_its_port_with_amqp091(fluxmq_broker_factory: Any) -> None:
     finally:
         p.close()
         conn.close()
+
+
+def test_sessions_in_the_admin_directory(fluxmq_broker_factory: Any) -> None:
+    broker = fluxmq_broker_factory(plugins=["amqp1"])
+    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
+    try:
+        r = conn.create_receiver("topic/admin/x", credit=1)
+        cid = conn.conn.container
+        infos = broker.call_soon(lambda: broker.context.sessions.list(protocol="amqp1"))
+        (info,) = [i for i in infos if i.client_id == cid]
+        assert info.connected and info.version == "1.0" and "topic/admin/x" in info.subscriptions
+        assert broker.call_soon(broker.context.sessions.disconnect, cid, "amqp1")
+        with pytest.raises(ConnectionException, match="connection:forced"):
+            r.receive(timeout=WAIT)
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
