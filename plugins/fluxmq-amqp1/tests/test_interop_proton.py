@@ -143,9 +143,9 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
     "make",
     [
         lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
-        lambda c: c.create_receiver("$queue/browse", options=Copy()),
+        lambda c: c.create_receiver("topic/browse", options=Copy()),
     ],
-    ids=["selector", "browse"],
+    ids=["selector", "browse-topic"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -265,6 +265,9 @@ def test_stream_cursor_and_consumer_groups(connect: Any, amqp1_broker: Any) -> N
     )
     assert r.receive(timeout=WAIT).body == 2
     r.accept()
+    # browsing a stream copies every retained record
+    b = c.create_receiver(f"$queue/{stream}", credit=10, name="br", options=Copy())
+    assert [b.receive(timeout=WAIT).body for _ in range(4)] == [0, 1, 2, 3]
 
 
 def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> None:
@@ -285,6 +288,26 @@ def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> No
     r.accept()
     r.accept()
     assert got == ["a/x", "a/z"]
+
+
+def test_browse_reads_a_queue_without_consuming(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name('br')}"
+    s = c.create_sender(q)
+    for body in ("a", "b", "c"):
+        s.send(Message(body=body))
+    worker = c.create_receiver(q, name="worker")
+    assert worker.receive(timeout=WAIT).body == "a"
+    worker.accept()  # a is consumed; b and c stay
+    worker.close()
+    browser = c.create_receiver(q, credit=10, name="browser", options=Copy())
+    assert [browser.receive(timeout=WAIT).body for _ in range(2)] == ["b", "c"]
+    assert browser.link.remote_snd_settle_mode == 1  # copies come settled
+    # browsing took nothing away
+    again = c.create_receiver(q, credit=10, name="again")
+    assert [again.receive(timeout=WAIT).body for _ in range(2)] == ["b", "c"]
+    again.accept()
+    again.accept()
 
 
 def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:

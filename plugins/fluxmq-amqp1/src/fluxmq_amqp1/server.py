@@ -79,6 +79,8 @@ RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
 UNAUTHORIZED = "amqp:unauthorized-access"
 TXN_UNKNOWN = "amqp:transaction:unknown-id"
 TXN_ROLLBACK = "amqp:transaction:rollback"
+#: The consumer a classic queue's pending entry has once it is being dead-lettered.
+DEAD_MARK = "$dlq"
 #: Queue names of dynamic nodes (never created by a plain attach).
 DYNAMIC_PREFIX = "amq.dyn-"
 
@@ -252,6 +254,98 @@ class QueueSub:
             queues.delete(self.queue)
 
 
+class Browser:
+    """A receiver link with ``distribution-mode = copy`` on a queue: the messages in
+    the queue when it attached, read from the head without consuming them (for a
+    classic queue, what its consumer group has not settled: waiting redeliveries
+    and the unread part; for a stream, every retained record), sent settled as
+    credit allows."""
+
+    __slots__ = ("server", "conn", "link", "queue", "group", "task", "more")
+
+    def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: Any, group: str):
+        self.server = server
+        self.conn = conn
+        self.link = link
+        self.queue = queue
+        self.group = group
+        self.task: asyncio.Task[None] | None = None
+        self.more = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = None
+
+    def _snapshot(self) -> tuple[list[int], int, int]:
+        """(unsettled offsets below the read position, read position, end)."""
+        q = self.queue
+        log_ = q.log
+        end = log_.next_offset(q.name)
+        first = log_.first_offset(q.name)
+        g = q.groups.get(self.group)
+        if g is None or q.is_stream:
+            return [], first, end
+        pel = getattr(g, "pel", {})
+        below = sorted(
+            off
+            for off, p in pel.items()
+            if getattr(p, "consumer", "") != DEAD_MARK and off >= first
+        )
+        return below, max(first, int(g.cursor)), end
+
+    async def _wait_credit(self) -> bool:
+        link = self.link
+        while link.credit - len(link.held) <= 0:
+            if link.detached or link.session.ended:
+                return False
+            self.more.clear()
+            await self.more.wait()
+        return not (link.detached or link.session.ended)
+
+    async def _send(self, offset: int) -> bool:
+        if not await self._wait_credit():
+            return False
+        q = self.queue
+        rows = await q.log.read(q.name, offset, 1)
+        if rows and rows[0][0] == offset:
+            payload = from_core(rows[0][1], self.server.clock())
+            if not self.conn.send(self.link, payload, None):
+                return False
+            self.server.stats.messages_sent += 1
+        return True
+
+    async def _run(self) -> None:
+        try:
+            below, start, end = self._snapshot()
+            for offset in below:
+                if offset < start and not await self._send(offset):
+                    return
+            offset = start
+            while offset < end:
+                if not await self._wait_credit():
+                    return
+                q = self.queue
+                want = min(end - offset, max(1, self.link.credit - len(self.link.held)))
+                rows = await q.log.read(q.name, offset, want)
+                if not rows:
+                    return
+                for off, message in rows:
+                    if off >= end:
+                        return
+                    if not self.conn.send(self.link, from_core(message, self.server.clock()), None):
+                        return
+                    self.server.stats.messages_sent += 1
+                offset = rows[-1][0] + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: browsing %s failed", self.conn, self.queue.name)
+
+
 class QueueTarget:
     """A sender link to a core queue (or a topic, when ``queue`` is None)."""
 
@@ -364,10 +458,6 @@ class AMQP1Server(AdapterServer):
                 raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
             if source.dynamic:
                 return self._dynamic(conn, link, source)
-            if source.distribution_mode == "copy":
-                raise AMQPError(
-                    NOT_IMPLEMENTED, "distribution-mode copy (browse) is not implemented yet"
-                )
             addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
             link.address = source.address
             props = a.properties or {}
@@ -383,6 +473,8 @@ class AMQP1Server(AdapterServer):
                     self._mgmt_replies[(id(conn), key)] = mgmt
                 link.node = mgmt
                 return source
+            if source.distribution_mode == "copy":
+                return self._browse(conn, link, source, addr, props)
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
                 self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
@@ -447,6 +539,30 @@ class AMQP1Server(AdapterServer):
             capabilities=["queue", "temporary-queue"],
         )
 
+    def _browse(
+        self, conn: Connection, link: Link, source: Source, addr: Address, props: dict[Any, Any]
+    ) -> Source:
+        """distribution-mode copy: read a queue without consuming it."""
+        if addr.kind != "queue":
+            raise AMQPError(
+                NOT_IMPLEMENTED,
+                "browsing (distribution-mode copy) a topic is not implemented: topics keep no messages",
+            )
+        if addr.pattern:
+            raise AMQPError(
+                NOT_IMPLEMENTED, "browsing with a routing-key filter is not implemented yet"
+            )
+        queues = self._queues()
+        q = queues.get(addr.name)
+        if q is None:
+            raise AMQPError(NOT_FOUND, f"no queue {addr.name!r} to browse")
+        group = str(props.get("consumer-group") or DEFAULT_GROUP)
+        link.snd_settle_mode = 1  # copies are sent settled: there is nothing to ack
+        browser = Browser(self, conn, link, q, group)
+        link.node = browser
+        browser.start()
+        return source
+
     @staticmethod
     def _check_dynamic(queues: Any, name: str) -> None:
         """Dynamic node names are the broker's: one that is gone is not re-created."""
@@ -477,6 +593,9 @@ class AMQP1Server(AdapterServer):
 
     def detach(self, conn: Connection, link: Link) -> None:
         node = link.node
+        if isinstance(node, Browser):
+            node.close()
+            return
         if isinstance(node, MgmtReceiver):
             for key in node.keys:
                 if self._mgmt_replies.get((id(conn), key)) is node:
@@ -491,6 +610,8 @@ class AMQP1Server(AdapterServer):
         node = link.node
         if isinstance(node, QueueSub):
             node.sync()
+        elif isinstance(node, Browser):
+            node.more.set()
 
     def settle(self, conn: Connection, link: Link, token: Any, state: Any) -> None:
         node = link.node
