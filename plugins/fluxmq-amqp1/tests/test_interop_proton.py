@@ -310,6 +310,22 @@ def test_browse_reads_a_queue_without_consuming(connect: Any) -> None:
     again.accept()
 
 
+def test_jms_selector_on_a_topic_link(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('sel')}"
+    r = c.create_receiver(
+        topic, credit=10, name="picky", options=Selector("color = 'red' AND size > 2")
+    )
+    s = c.create_sender(topic)
+    for color, size in (("blue", 5), ("red", 1), ("red", 3)):
+        s.send(Message(body=f"{color}-{size}", properties={"color": color, "size": size}))
+    assert r.receive(timeout=WAIT).body == "red-3"  # the first two were not selected
+    r.accept()
+    with pytest.raises(LinkDetached) as info:
+        c.create_receiver(topic, name="bad", options=Selector("color = "))
+    assert info.value.link.remote_condition.name == "amqp:invalid-field"
+
+
 def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
     pytest.importorskip("fluxmq_mqtt")
     mqtt = pytest.importorskip("paho.mqtt.client")

@@ -48,6 +48,7 @@ from fluxmq_amqp1.connection import (
 from fluxmq_amqp1.links import Link
 from fluxmq_amqp1.management import MANAGEMENT, handle_request
 from fluxmq_amqp1.mapping import INVALID_FIELD, Address, from_core, resolve, to_core
+from fluxmq_amqp1.selector import Selector, SelectorError, compile_selector, selector_env
 from fluxmq_amqp1.waits import AuthorizeWait
 from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
 from fluxmq_core.queues import (
@@ -104,29 +105,50 @@ _BINDINGS: dict[Any, str] = {
 }
 
 
-def _binding_filter(filters: dict[Any, Any] | None, addr: Address) -> str | None:
-    """A queue source's legacy binding filter as the consumer group's routing-key
-    filter (MQTT form), or None. Any other filter, or one on a topic source, is
-    refused with amqp:not-implemented (a JMS selector among them)."""
+_SELECTORS = ("apache.org:selector-filter:string", 0x0000468C00000004)
+
+
+def _source_filters(
+    filters: dict[Any, Any] | None, addr: Address
+) -> tuple[str | None, Selector | None]:
+    """A source's filters: (a queue's legacy binding as the consumer group's
+    routing-key filter in MQTT form, a JMS selector for a topic source). Anything
+    else is refused with amqp:not-implemented, a bad one with amqp:invalid-field."""
     if not filters:
-        return None
-    found = None
+        return None, None
+    binding = None
+    selector = None
     for key, value in filters.items():
-        kind = _BINDINGS.get(value.descriptor) if isinstance(value, Described) else None
-        if kind is None or addr.kind != "queue" or not isinstance(value.value, str):
-            what = value.descriptor if isinstance(value, Described) else key
-            raise AMQPError(NOT_IMPLEMENTED, f"source filter {what} is not implemented yet")
-        if found is not None or addr.pattern:
+        descriptor = value.descriptor if isinstance(value, Described) else None
+        text = value.value if isinstance(value, Described) else None
+        if descriptor in _SELECTORS and isinstance(text, str):
+            if addr.kind != "topic":
+                raise AMQPError(
+                    NOT_IMPLEMENTED,
+                    "JMS selectors on queue sources are not implemented yet (use a topic "
+                    "source, or a legacy-amqp-topic-binding filter on the routing key)",
+                )
+            try:
+                selector = compile_selector(text)
+            except SelectorError as exc:
+                raise AMQPError(INVALID_FIELD, f"selector {text!r}: {exc}") from None
+            continue
+        kind = _BINDINGS.get(descriptor) if descriptor is not None else None
+        if kind is None or addr.kind != "queue" or not isinstance(text, str):
+            raise AMQPError(
+                NOT_IMPLEMENTED, f"source filter {descriptor or key} is not implemented yet"
+            )
+        if binding is not None or addr.pattern:
             raise AMQPError(INVALID_FIELD, "one routing-key filter per queue source")
         try:
             if kind == "topic":
-                found = amqp_pattern_to_filter(value.value)
+                binding = amqp_pattern_to_filter(text)
             else:
-                found = amqp_routing_key_to_topic(value.value)
-                validate_topic_name(found)
+                binding = amqp_routing_key_to_topic(text)
+                validate_topic_name(binding)
         except TopicError as exc:
             raise AMQPError(INVALID_FIELD, f"source filter {key}: {exc}") from None
-    return found
+    return binding, selector
 
 
 def _acl_topic(addr: Address) -> str:
@@ -141,7 +163,7 @@ def _acl_topic(addr: Address) -> str:
 class TopicSub:
     """A receiver link on a topic: the router's subscriber."""
 
-    __slots__ = ("conn", "link", "filter", "client_id", "protocol", "server")
+    __slots__ = ("conn", "link", "filter", "client_id", "protocol", "server", "selector")
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, topic_filter: str):
         self.server = server
@@ -150,6 +172,8 @@ class TopicSub:
         self.filter = topic_filter
         self.client_id = conn.container_id or conn.id
         self.protocol = "amqp1"
+        #: a JMS selector from the source's filter: only matching messages are sent
+        self.selector: Selector | None = None
 
     def deliver(self, message: Message, delivery: Any) -> None:
         link = self.link
@@ -165,7 +189,15 @@ class TopicSub:
             link.held.popleft()
             link.dropped += 1
             server.stats.messages_dropped += 1
-        if self.conn.send(link, from_core(message, server.clock()), None):
+        payload = from_core(message, server.clock())
+        if self.selector is not None:
+            try:
+                env = selector_env(decode_message(payload))
+            except AMQPError:
+                return
+            if not self.selector.matches(env):
+                return
+        if self.conn.send(link, payload, None):
             server.stats.messages_sent += 1
 
     def close(self) -> None:
@@ -461,7 +493,7 @@ class AMQP1Server(AdapterServer):
             addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
             link.address = source.address
             props = a.properties or {}
-            binding = _binding_filter(source.filter, addr)
+            binding, selector = _source_filters(source.filter, addr)
             if binding is not None:
                 addr.pattern = binding
             if addr.kind == "management":
@@ -477,6 +509,7 @@ class AMQP1Server(AdapterServer):
                 return self._browse(conn, link, source, addr, props)
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
+                sub.selector = selector
                 self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
                 self.stats.subscriptions += 1
                 link.node = sub
