@@ -8,6 +8,8 @@ import pytest
 from fluxmq_amqp1.codec.composites import Data, Header, Properties
 from fluxmq_amqp1.codec.message import AMQPMessage
 from fluxmq_amqp1.selector import SelectorError, compile_selector, selector_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ENV = {"color": "red", "size": 7, "weight": 2.5, "ok": True, "name": "it's", "code": "A_1"}
 
@@ -91,3 +93,22 @@ def test_jms_header_fields_from_an_amqp_message() -> None:
         "AND JMSCorrelationID = 'c-9' AND JMSType = 'order' AND region = 'eu'"
     )
     assert sel.matches(env)
+
+
+_atoms = st.sampled_from(
+    ["color", "size", "weight", "ok", "missing", "'red'", "'x''y'", "7", "2.5", "1e3", "TRUE",
+     "NULL", "(", ")", "=", "<>", "<", ">=", "+", "-", "*", "/", "AND", "OR", "NOT", "BETWEEN",
+     "IN", "LIKE", "ESCAPE", "IS", ",", "'%'", "'_'"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_atoms, max_size=14).map(" ".join) | st.text(max_size=40))
+def test_selector_parser_raises_only_selector_errors(text: str) -> None:
+    try:
+        sel = compile_selector(text)
+    except SelectorError:
+        return
+    result = sel.evaluate(ENV)  # evaluating never raises either
+    assert result is None or isinstance(result, bool | int | float | str)
+    assert sel.matches(ENV) is (result is True)
