@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from fluxmq_amqp1.codec.composites import (
-    AmqpValue,
     Data,
     Header,
     Properties,
@@ -280,10 +279,3 @@ def from_core(message: Message, now: float) -> bytes:
             message.encoded = {}
         message.encoded["amqp1"] = out
     return out
-
-
-def body_value(msg: AMQPMessage) -> Any:
-    """The single value of an amqp-value body, else None (for tools and tests)."""
-    if len(msg.body) == 1 and type(msg.body[0]) is AmqpValue:
-        return msg.body[0].value
-    return None
