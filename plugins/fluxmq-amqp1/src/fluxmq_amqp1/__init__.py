@@ -1,0 +1,1 @@
+"""AMQP 1.0 for FluxMQ: a sans-IO codec and link state machine on the core adapter."""

@@ -1,0 +1,685 @@
+"""The asyncio adapter of AMQP 1.0 and the broker side of its links.
+
+:class:`AMQP1Server` is the environment every :class:`~fluxmq_amqp1.connection.Connection`
+calls (``env``): it binds links to the core (``attach``), routes received messages
+(``publish``: the router for topics, the queue manager for queues, settled only once
+the append is durable), applies receivers' outcomes (``settle``) and keeps queue
+consumers' core credit equal to the link credit (``credit``). :class:`AMQP1Protocol`
+is one network connection on the core adapter base
+(:mod:`fluxmq_core.transport.adapter`: one write per destination per chunk, typed
+waits, per-connection exception isolation, the graceful close); what it adds is
+AMQP's own: the handshake timeout, idle time-out and heartbeats, and pausing queue
+consumers while the transport's buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_amqp1.codec.composites import (
+    Accepted,
+    AmqpValue,
+    Coordinator,
+    Declare,
+    Declared,
+    Discharge,
+    Error,
+    Rejected,
+    Released,
+    Source,
+    Target,
+    TransactionalState,
+)
+from fluxmq_amqp1.codec.message import decode_message
+from fluxmq_amqp1.codec.types import AMQPError
+from fluxmq_amqp1.connection import (
+    CONNECTION_FORCED,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    Connection,
+    Phase,
+)
+from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.management import MANAGEMENT, handle_request
+from fluxmq_amqp1.mapping import INVALID_FIELD, Address, resolve, to_core
+from fluxmq_amqp1.nodes import (
+    COORDINATOR,
+    DEFAULT_GROUP,
+    DYNAMIC_PREFIX,
+    TXN_ROLLBACK,
+    TXN_UNKNOWN,
+    UNAUTHORIZED,
+    Browser,
+    MgmtReceiver,
+    QueueSub,
+    QueueTarget,
+    TopicSub,
+    Txn,
+    acl_topic,
+    queue_error,
+    source_filters,
+)
+from fluxmq_amqp1.waits import AuthorizeWait
+from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
+from fluxmq_core.queues import QueueError
+from fluxmq_core.transport import peer_identity, peer_name, tune_transport
+from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait
+
+if TYPE_CHECKING:
+    from fluxmq_amqp1.config import AMQP1Config
+
+__all__ = ["AMQP1Protocol", "AMQP1Server"]
+
+log = logging.getLogger("fluxmq.amqp1")
+
+
+class AMQP1Server(AdapterServer):
+    """One per broker: the connections' environment (see the module docstring)."""
+
+    def __init__(self, context: Any, cfg: AMQP1Config) -> None:
+        super().__init__(context)
+        self.cfg = cfg
+        self.clock = context.clock
+        self.container_id = f"fluxmq-{context.node_id}"
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: $management receiver links by (connection, reply address): a response goes
+        #: only to a receiver of the connection that asked
+        self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
+
+    def protocol_factory(self) -> AMQP1Protocol:
+        return AMQP1Protocol(self)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is not None and conn.phase is Phase.OPENED:
+                conn.close(CONNECTION_FORCED, "broker shutdown")
+        self.close_all()
+
+    # --- Env: links ------------------------------------------------------------------------
+
+    def _acl_subject(self, link: Link) -> tuple[str, str] | None:
+        """(action, topic) the ACL is asked about for a new link, or None when the
+        link names no node yet (dynamic, anonymous relay, coordinator)."""
+        a = link.attach
+        cfg = self.cfg
+        if link.outgoing:
+            src = a.source
+            if not isinstance(src, Source) or src.dynamic:
+                return None
+            addr = resolve(src.address, src.capabilities, cfg.auto_create, filter=True)
+            return SUBSCRIBE, acl_topic(addr)
+        tgt = a.target
+        if not isinstance(tgt, Target) or tgt.dynamic or tgt.address is None:
+            return None
+        addr = resolve(tgt.address, tgt.capabilities, cfg.auto_create, filter=False)
+        return PUBLISH, acl_topic(addr)
+
+    def authorize(self, conn: Connection, link: Link) -> Any:
+        auth = self.context.auth
+        if not auth.authorization_active:
+            return None
+        subject = self._acl_subject(link)
+        if subject is None:
+            return None
+        action, topic = subject
+        ok = auth.authorize_cached(conn.container_id or conn.id, conn.username, action, topic)
+        if ok is None:
+            return AuthorizeWait(link, action, topic)
+        if not ok:
+            self.stats.authz_denied += 1
+            raise AMQPError(UNAUTHORIZED, f"not authorized to {action} {topic!r}")
+        return None
+
+    def attach(self, conn: Connection, link: Link) -> Any:
+        a = link.attach
+        if link.outgoing:
+            source = a.source
+            if not isinstance(source, Source):
+                raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
+            if source.dynamic:
+                return self._dynamic(conn, link, source)
+            addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
+            link.address = source.address
+            props = a.properties or {}
+            binding, selector = source_filters(source.filter, addr)
+            if binding is not None:
+                addr.pattern = binding
+            if addr.kind == "management":
+                keys = [link.name]
+                if isinstance(a.target, Target) and isinstance(a.target.address, str):
+                    keys.insert(0, a.target.address)
+                mgmt = MgmtReceiver(conn, link, keys)
+                for key in keys:
+                    self._mgmt_replies[(id(conn), key)] = mgmt
+                link.node = mgmt
+                return source
+            if source.distribution_mode == "copy":
+                return self._browse(conn, link, source, addr, props)
+            if addr.kind == "topic":
+                sub = TopicSub(self, conn, link, addr.name)
+                sub.selector = selector
+                self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
+                self.stats.subscriptions += 1
+                link.node = sub
+            else:
+                group = str(props.get("consumer-group") or DEFAULT_GROUP)
+                cursor = props.get("cursor")
+                qsub = QueueSub(self, conn, link, addr.name, group)
+                queues = self._queues()
+                self._check_dynamic(queues, addr.name)
+                try:
+                    queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    qsub.handle = queues.consume(
+                        addr.name,
+                        group,
+                        qsub,
+                        filter=addr.pattern or None,
+                        credit=1,
+                        cursor=cursor,
+                        auto_commit=link.presettled,
+                    )
+                except QueueError as exc:
+                    err = queue_error(exc)
+                    raise AMQPError(err.condition, err.description or "") from None
+                qsub.handle.pause()
+                link.node = qsub
+            return source
+        target = a.target
+        if isinstance(target, Coordinator):
+            link.node = COORDINATOR
+            return target
+        if not isinstance(target, Target):
+            raise AMQPError(INVALID_FIELD, "a sending link needs a target")
+        if target.dynamic:
+            raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+        if target.address is None:
+            link.node = QueueTarget("", None)  # anonymous relay: routed by each `to`
+            return target
+        link.node = self._target(target.address, target.capabilities)
+        link.address = target.address
+        return target
+
+    def _dynamic(self, conn: Connection, link: Link, source: Source) -> Source:
+        """A receiver asking for a dynamic node gets a temporary queue (deleted at
+        detach): its address is the reply-to of request/response clients."""
+        queues = self._queues()
+        name = f"{DYNAMIC_PREFIX}{uuid.uuid4().hex[:16]}"
+        queues.ensure_ephemeral(name)
+        qsub = QueueSub(self, conn, link, name, DEFAULT_GROUP)
+        qsub.temporary = True
+        qsub.handle = queues.consume(
+            name, DEFAULT_GROUP, qsub, credit=1, auto_commit=link.presettled
+        )
+        qsub.handle.pause()
+        link.node = qsub
+        link.address = f"$queue/{name}"
+        return Source(
+            address=link.address,
+            dynamic=True,
+            expiry_policy=source.expiry_policy,
+            capabilities=["queue", "temporary-queue"],
+        )
+
+    def _browse(
+        self, conn: Connection, link: Link, source: Source, addr: Address, props: dict[Any, Any]
+    ) -> Source:
+        """distribution-mode copy: read a queue without consuming it."""
+        if addr.kind != "queue":
+            raise AMQPError(
+                NOT_IMPLEMENTED,
+                "browsing (distribution-mode copy) a topic is not implemented: topics keep no messages",
+            )
+        if addr.pattern:
+            raise AMQPError(
+                NOT_IMPLEMENTED, "browsing with a routing-key filter is not implemented yet"
+            )
+        queues = self._queues()
+        q = queues.get(addr.name)
+        if q is None:
+            raise AMQPError(NOT_FOUND, f"no queue {addr.name!r} to browse")
+        group = str(props.get("consumer-group") or DEFAULT_GROUP)
+        link.snd_settle_mode = 1  # copies are sent settled: there is nothing to ack
+        browser = Browser(self, conn, link, q, group)
+        link.node = browser
+        browser.start()
+        return source
+
+    @staticmethod
+    def _check_dynamic(queues: Any, name: str) -> None:
+        """Dynamic node names are the broker's: one that is gone is not re-created."""
+        if name.startswith(DYNAMIC_PREFIX) and queues.get(name) is None:
+            raise AMQPError(NOT_FOUND, f"no dynamic node {name!r} (it ended with its link)")
+
+    def _queues(self) -> Any:
+        queues = self.context.queues
+        if queues is None:
+            raise AMQPError(NOT_IMPLEMENTED, "queues are not available in this broker")
+        return queues
+
+    def _target(self, address: Any, capabilities: Any) -> QueueTarget:
+        addr = resolve(address, capabilities, self.cfg.auto_create, filter=False)
+        if addr.kind == "management":
+            return QueueTarget(MANAGEMENT, None)
+        if addr.kind == "topic":
+            return QueueTarget(addr.name, None)
+        queues = self._queues()
+        self._check_dynamic(queues, addr.name)
+        try:
+            queues.auto_declare(addr.name, "an AMQP 1.0 sender")
+        except QueueError as exc:
+            err = queue_error(exc)
+            raise AMQPError(err.condition, err.description or "") from None
+        topic = f"$queue/{addr.name}" + (f"/{addr.pattern}" if addr.pattern else "")
+        return QueueTarget(topic, addr.name)
+
+    def detach(self, conn: Connection, link: Link) -> None:
+        node = link.node
+        if isinstance(node, Browser):
+            node.close()
+            return
+        if isinstance(node, MgmtReceiver):
+            for key in node.keys:
+                if self._mgmt_replies.get((id(conn), key)) is node:
+                    del self._mgmt_replies[(id(conn), key)]
+            return
+        if isinstance(node, TopicSub | QueueSub):
+            node.close()
+            if isinstance(node, TopicSub):
+                self.stats.subscriptions -= 1
+
+    def credit(self, conn: Connection, link: Link) -> None:
+        node = link.node
+        if isinstance(node, QueueSub):
+            node.sync()
+        elif isinstance(node, Browser):
+            node.more.set()
+
+    def settle(self, conn: Connection, link: Link, token: Any, state: Any) -> None:
+        node = link.node
+        if not isinstance(node, QueueSub):
+            return
+        if isinstance(state, TransactionalState):
+            txn = conn.txns.get(state.txn_id)
+            if txn is None:
+                node.settle(token, Released())  # an unknown transaction: give it back
+            else:
+                txn.settles.append((node, token, state.outcome))
+            return
+        node.settle(token, state)
+
+    # --- $management ----------------------------------------------------------------------
+
+    def _manage(self, conn: Connection, request: Any, done: Any) -> None:
+        """Carry out a management request and send the response to its reply-to."""
+        p = request.properties
+        reply_to = p.reply_to if p is not None else None
+        if not isinstance(reply_to, str) or not reply_to:
+            done(Rejected(error=Error(INVALID_FIELD, "a $management request needs a reply-to")))
+            return
+        direct = self._mgmt_replies.get((id(conn), reply_to))
+        target = None
+        if direct is None:
+            try:
+                target = self._target(reply_to, None)
+            except AMQPError as exc:
+                done(Rejected(error=Error(exc.condition, exc.description or None)))
+                return
+            if target.topic == MANAGEMENT:
+                done(Rejected(error=Error(INVALID_FIELD, "reply-to cannot be $management")))
+                return
+        response = handle_request(self.context.queues, request)
+        done(Accepted())
+        if direct is not None:
+            direct.conn.send(direct.link, response, None)
+            return
+        assert target is not None
+        core = to_core(
+            decode_message(response), response, target.topic, True, "$management", self.clock()
+        )
+        try:
+            if target.queue is None:
+                self.context.publish(core)
+            else:
+                self.context.publish_queued(core).add_done_callback(_retrieve)
+        except QueueError as exc:
+            log.info("%s: $management reply to %r not delivered: %s", conn, reply_to, exc)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def _coordinate(self, conn: Connection, message: Any, done: Any) -> None:
+        body = message.body
+        value = body[0].value if len(body) == 1 and type(body[0]) is AmqpValue else None
+        if isinstance(value, Declare):
+            if value.global_id is not None:
+                done(
+                    Rejected(
+                        error=Error(NOT_IMPLEMENTED, "distributed transactions are not implemented")
+                    )
+                )
+                return
+            txn_id = os.urandom(8)
+            conn.txns[txn_id] = Txn(txn_id)
+            done(Declared(txn_id=txn_id))
+        elif isinstance(value, Discharge):
+            txn = conn.txns.pop(value.txn_id, None)
+            if txn is None:
+                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {value.txn_id.hex()}")))
+            elif value.fail:
+                self.rollback(txn)
+                done(Accepted())
+            else:
+                self._commit(txn, done)
+        else:
+            done(
+                Rejected(
+                    error=Error("amqp:decode-error", "the coordinator takes declare and discharge")
+                )
+            )
+
+    def rollback(self, txn: Txn) -> None:
+        """Discard the publishes; the deliveries it settled go back to their queues."""
+        txn.publishes.clear()
+        for node, token, _outcome in txn.settles:
+            node.settle(token, Released())
+        txn.settles.clear()
+
+    def _commit(self, txn: Txn, done: Any) -> None:
+        """Apply every publish and outcome; the discharge is accepted once every
+        queue append is durable (rejected with amqp:transaction:rollback when one
+        was refused or failed: what was applied before stays applied)."""
+        futures = []
+        errors: list[str] = []
+        for node, core in txn.publishes:
+            if node.queue is None:
+                self.context.publish(core)
+                continue
+            try:
+                futures.append(self.context.publish_queued(core))
+            except QueueError as exc:
+                errors.append(str(exc))
+        for qsub, token, outcome in txn.settles:
+            qsub.settle(token, outcome if outcome is not None else Accepted())
+        txn.publishes.clear()
+        txn.settles.clear()
+        left = [len(futures)]
+
+        def finish() -> None:
+            if errors:
+                done(Rejected(error=Error(TXN_ROLLBACK, "; ".join(errors[:3]))))
+            else:
+                done(Accepted())
+
+        def one(f: asyncio.Future[int]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                errors.append(
+                    f"queue append failed: {'cancelled' if f.cancelled() else f.exception()}"
+                )
+            left[0] -= 1
+            if left[0] == 0:
+                finish()
+
+        if not futures:
+            finish()
+        for f in futures:
+            f.add_done_callback(one)
+
+    # --- Env: publishing -------------------------------------------------------------------
+
+    def publish(
+        self,
+        conn: Connection,
+        link: Link,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+        state: Any = None,
+    ) -> None:
+        if link.node is COORDINATOR:
+            self._coordinate(conn, message, done)
+            return
+        self.stats.messages_received += 1
+        txn = None
+        if isinstance(state, TransactionalState):
+            txn = conn.txns.get(state.txn_id)
+            if txn is None:
+                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {state.txn_id.hex()}")))
+                return
+        node: QueueTarget = link.node
+        if node.queue is None and not node.topic:
+            to = message.properties.to if message.properties is not None else None
+            if to is None:
+                done(Rejected(error=Error(NOT_FOUND, "anonymous relay: the message has no `to`")))
+                return
+            try:
+                node = self._target(to, None)
+            except AMQPError as exc:
+                done(Rejected(error=Error(exc.condition, exc.description or None)))
+                return
+            auth = self.context.auth
+            if auth.authorization_active:
+                cid = conn.container_id or conn.id
+                ok = auth.authorize_cached(cid, conn.username, PUBLISH, node.topic)
+                if ok is None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._relay_checked(conn, node, message, payload, settled, done, txn)
+                    )
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    return
+                if not ok:
+                    self.stats.authz_denied += 1
+                    done(
+                        Rejected(
+                            error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")
+                        )
+                    )
+                    return
+        self._route(conn, node, message, payload, settled, done, txn)
+
+    async def _relay_checked(
+        self,
+        conn: Connection,
+        node: QueueTarget,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+        txn: Txn | None,
+    ) -> None:
+        cid = conn.container_id or conn.id
+        if await self.context.auth.authorize(cid, conn.username, PUBLISH, node.topic):
+            self._route(conn, node, message, payload, settled, done, txn)
+        else:
+            self.stats.authz_denied += 1
+            done(Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")))
+
+    def _route(
+        self,
+        conn: Connection,
+        node: QueueTarget,
+        message: Any,
+        payload: bytes,
+        settled: bool,
+        done: Any,
+        txn: Txn | None = None,
+    ) -> None:
+        if node.topic == MANAGEMENT and node.queue is None:
+            self._manage(conn, message, done)
+            return
+        core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
+        if txn is not None:
+            txn.publishes.append((node, core))
+            done(TransactionalState(txn_id=txn.id, outcome=Accepted()))
+            return
+        if node.queue is None:
+            self.context.publish(core)
+            done(Accepted())
+            return
+        try:
+            fut = self.context.publish_queued(core)
+        except QueueError as exc:
+            done(Rejected(error=queue_error(exc)))
+            return
+
+        def appended(f: asyncio.Future[int]) -> None:
+            if f.cancelled():
+                done(Released())
+            elif f.exception() is not None:
+                done(Rejected(error=Error(INTERNAL_ERROR, f"queue append failed: {f.exception()}")))
+            else:
+                done(Accepted())
+
+        if fut.done():
+            appended(fut)
+        else:
+            fut.add_done_callback(appended)
+
+
+class AMQP1Protocol(AdapterProtocol):
+    """One AMQP 1.0 network connection on the event loop."""
+
+    __slots__ = ("_handshake_timer", "_hb_timer")
+
+    log_name = "fluxmq.amqp1"
+    server: AMQP1Server
+    conn: Connection
+
+    def __init__(self, server: AMQP1Server) -> None:
+        super().__init__(server)
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._hb_timer: asyncio.TimerHandle | None = None
+
+    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
+        server = self.server
+        tune_transport(transport, server.cfg.outbound_buffer)
+        conn = Connection(server, peer_name(transport), peer_identity(transport))
+        conn.last_recv = conn.last_sent = self._loop.time()
+        return conn
+
+    def connected(self) -> None:
+        self._handshake_timer = self._loop.call_later(
+            self.server.cfg.handshake_timeout, self._handshake_timeout
+        )
+
+    def feed(self, data: bytes) -> None:
+        self.conn.receive(data, self._loop.time())
+
+    def after_step(self) -> None:
+        conn = self.conn
+        if conn.opened and self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+            stats = self.server.stats
+            stats.clients_connected += 1
+            stats.clients_total += 1
+            self._schedule_heartbeat()
+
+    def _schedule_heartbeat(self) -> None:
+        conn = self.conn
+        periods = [p for p in (conn.idle_timeout, conn.remote_idle_timeout) if p]
+        if periods:
+            self._hb_timer = self._loop.call_later(max(0.1, min(periods) / 2), self._heartbeat)
+
+    def flush(self) -> None:
+        conn = self.conn
+        if conn is not None and conn.out:
+            conn.last_sent = self._loop.time()
+        AdapterProtocol.flush(self)
+
+    def internal_error(self) -> None:
+        self.conn.close(INTERNAL_ERROR, "internal error")
+
+    def connection_ended(self) -> None:
+        for timer in (self._handshake_timer, self._hb_timer):
+            if timer is not None:
+                timer.cancel()
+        self._handshake_timer = self._hb_timer = None
+        conn = self.conn
+        if conn is not None:
+            for txn in conn.txns.values():
+                self.server.rollback(txn)  # an open transaction ends with its connection
+            conn.txns.clear()
+            err = conn.error
+            if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
+                self.server.stats.protocol_errors += 1
+                log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
+            if conn.opened:
+                stats = self.server.stats
+                stats.clients_connected -= 1
+                stats.clients_disconnected += 1
+                conn.opened = False
+            conn.lost()
+
+    def writing_paused(self) -> None:
+        self._sync_consumers()
+
+    def writing_resumed(self) -> None:
+        self._sync_consumers()
+
+    def _sync_consumers(self) -> None:
+        for s in list(self.conn.sessions.values()):
+            for link in list(s.links.values()):
+                if isinstance(link.node, QueueSub):
+                    link.node.sync()
+
+    # --- waits --------------------------------------------------------------------------
+
+    async def _auth(self, wait: AuthWait) -> None:
+        result = await self.server.context.auth.authenticate(wait.request)
+        if not result.ok:
+            self.server.stats.auth_failures += 1
+        self.conn.auth_done(result)
+        self.conn.process()
+
+    async def _authorize(self, wait: AuthorizeWait) -> None:
+        conn = self.conn
+        auth = self.server.context.auth
+        ok = await auth.authorize(
+            conn.container_id or conn.id, conn.username, wait.action, wait.topic
+        )
+        if not ok:
+            self.server.stats.authz_denied += 1
+        conn.authorized(wait.link, ok, f"not authorized to {wait.action} {wait.topic!r}")
+        conn.process()
+
+    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize}
+
+    # --- timers -------------------------------------------------------------------------
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        conn = self.conn
+        if conn is not None and not conn.opened and self.transport is not None:
+            log.info("%s: handshake timeout", conn)
+            self.transport.close()
+
+    def _heartbeat(self) -> None:
+        self._hb_timer = None
+        conn = self.conn
+        if conn is None or self.transport is None:
+            return
+        now = self._loop.time()
+        if conn.waiting is not None:
+            conn.last_recv = now  # not read while we wait: the silence is ours
+        alive = conn.tick(now)
+        self.flush()
+        if alive:
+            self._schedule_heartbeat()
+        else:
+            log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
+
+
+def _retrieve(f: asyncio.Future[int]) -> None:
+    """Mark a reply's append outcome as seen (nobody waits for it)."""
+    if not f.cancelled() and f.exception() is not None:
+        log.info("$management reply append failed: %s", f.exception())

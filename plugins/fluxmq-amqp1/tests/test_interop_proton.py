@@ -1,0 +1,431 @@
+"""Qpid Proton (its BlockingConnection) against the broker over real sockets:
+topics and queues, credit, every settlement outcome, multi-frame messages, the
+anonymous relay, clear refusals of what is not built, and MQTT <-> AMQP 1.0."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from typing import Any
+
+import pytest
+from proton import Described, Message, symbol
+from proton.reactor import Copy, Filter, LinkOption, Selector
+from proton.utils import LinkDetached, SendException
+
+WAIT = 5.0
+
+
+def name(prefix: str = "q") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def test_topic_round_trip_keeps_the_message(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('t')}/x"
+    r = c.create_receiver(topic, credit=10)
+    s = c.create_sender(topic)
+    sent = Message(
+        body={"k": [1, 2.5, "v"]},
+        id="id-1",
+        correlation_id=uuid.UUID(int=3),
+        subject="subj",
+        content_type="application/json",
+        reply_to="topic/replies",
+        properties={"p": 7, "flag": True},
+        annotations={symbol("x-opt-a"): "b"},
+        durable=True,
+        priority=6,
+    )
+    s.send(sent)
+    got = r.receive(timeout=WAIT)
+    r.accept()
+    assert got.body == {"k": [1, 2.5, "v"]}
+    assert (got.id, got.correlation_id, got.subject) == ("id-1", uuid.UUID(int=3), "subj")
+    assert got.content_type == "application/json" and got.reply_to == "topic/replies"
+    assert got.properties == {"p": 7, "flag": True}
+    assert got.annotations == {"x-opt-a": "b"} and got.durable and got.priority == 6
+
+
+def test_routing_key_and_mqtt_wildcards(connect: Any) -> None:
+    c = connect()
+    base = name("w")
+    r1 = c.create_receiver(f"/topics/{base}.*", credit=10)
+    r2 = c.create_receiver(f"topic/{base}/#", credit=10)
+    s = c.create_sender(f"/exchanges/amq.topic/{base}.a")
+    s.send(Message(body=b"one"))
+    assert r1.receive(timeout=WAIT).body == b"one"
+    assert r2.receive(timeout=WAIT).body == b"one"
+    r1.accept()
+    r2.accept()
+
+
+def test_queue_send_and_consume_in_order(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    for i in range(5):
+        s.send(Message(body=f"m{i}"))  # raises unless the outcome is accepted
+    r = c.create_receiver(q, credit=10)
+    bodies = []
+    for _ in range(5):
+        bodies.append(r.receive(timeout=WAIT).body)
+        r.accept()
+    assert bodies == [f"m{i}" for i in range(5)]
+
+
+def test_queue_outcomes_accept_reject_release_modified(connect: Any) -> None:
+    c = connect()
+    qn = name()
+    s = c.create_sender(f"/queues/{qn}")
+    for b in ("a", "b", "c", "d"):
+        s.send(Message(body=b))
+    r = c.create_receiver(f"$queue/{qn}")
+    assert r.receive(timeout=WAIT).body == "a"
+    r.accept()
+    assert r.receive(timeout=WAIT).body == "b"
+    r.reject()
+    assert r.receive(timeout=WAIT).body == "c"
+    r.release(delivered=False)  # released
+    got = r.receive(timeout=WAIT)
+    # the released message comes back before new ones
+    assert got.body == "c"
+    r.release(delivered=True)  # modified(delivery-failed)
+    again = r.receive(timeout=WAIT)
+    assert again.body in ("c", "d")
+    r.accept()
+    rest = r.receive(timeout=WAIT)
+    r.accept()
+    assert {again.body, rest.body} == {"c", "d"}
+    dlq = c.create_receiver(f"$dlq/{qn}")
+    assert dlq.receive(timeout=WAIT).body == "b"
+    dlq.accept()
+
+
+def test_link_credit_bounds_queue_deliveries(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    for i in range(4):
+        s.send(Message(body=i))
+    slow = c.create_receiver(q, name="slow")  # no credit until receive() grants one
+    assert slow.receive(timeout=WAIT).body == 0  # held unsettled, credit spent
+    fast = c.create_receiver(q, credit=10, name="fast")
+    # with no credit left, the slow receiver gets nothing more: the rest go to fast
+    assert [fast.receive(timeout=WAIT).body for _ in range(3)] == [1, 2, 3]
+    fast.accept()
+    slow.accept()
+
+
+def test_multi_frame_messages_both_ways(connect: Any) -> None:
+    c = connect()
+    big = bytes(range(256)) * 1200  # 300 KB, several 64 KB frames each way
+    q = f"$queue/{name()}"
+    c.create_sender(q).send(Message(body=big))
+    r = c.create_receiver(q, credit=2)
+    assert r.receive(timeout=WAIT).body == big
+    r.accept()
+
+
+def test_anonymous_relay_routes_by_to(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('relay')}"
+    r = c.create_receiver(topic, credit=5)
+    s = c.create_sender(None)
+    s.send(Message(address=topic, body="via relay"))
+    assert r.receive(timeout=WAIT).body == "via relay"
+    r.accept()
+    with pytest.raises(SendException):
+        s.send(Message(body="nowhere"))  # no `to`: rejected
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
+        lambda c: c.create_receiver("topic/browse", options=Copy()),
+    ],
+    ids=["selector", "browse-topic"],
+)
+def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
+    c = connect()
+    with pytest.raises(LinkDetached) as info:
+        make(c)
+    cond = info.value.link.remote_condition
+    assert (
+        cond is not None
+        and cond.name == "amqp:not-implemented"
+        and "not implemented" in cond.description
+    )
+
+
+def test_dynamic_reply_queue_request_response(connect: Any) -> None:
+    c = connect()
+    service = f"$queue/{name('svc')}"
+    replies = c.create_receiver(None, dynamic=True, credit=5)
+    reply_to = replies.link.remote_source.address
+    assert reply_to.startswith("$queue/amq.dyn-")
+    c.create_sender(service).send(Message(body="ping", reply_to=reply_to, correlation_id="c1"))
+    worker = c.create_receiver(service, credit=1)
+    req = worker.receive(timeout=WAIT)
+    worker.accept()
+    c.create_sender(req.reply_to).send(Message(body="pong", correlation_id=req.correlation_id))
+    resp = replies.receive(timeout=WAIT)
+    replies.accept()
+    assert (resp.body, resp.correlation_id) == ("pong", "c1")
+    replies.close()
+    with pytest.raises(LinkDetached) as info:  # the temporary queue went with its link
+        c.create_sender(reply_to, name="late")
+    assert info.value.link.remote_condition.name == "amqp:not-found"
+
+
+def test_acl_applies_to_links_and_relayed_messages(
+    fluxmq_broker_factory: Any, tmp_path: Any
+) -> None:
+    from proton.utils import BlockingConnection
+
+    acl = tmp_path / "acl.toml"
+    acl.write_text(
+        'default = "deny"\n'
+        '[[rule]]\npermission = "allow"\ntopic = "open/#"\n'
+        '[[rule]]\npermission = "allow"\naction = "publish"\ntopic = "$queue/inbox"\n'
+    )
+    broker = fluxmq_broker_factory(plugins=["amqp1"], config={"auth": {"acl_file": str(acl)}})
+    c = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
+    try:
+        r = c.create_receiver("topic/open/a", credit=2)
+        c.create_sender("topic/open/a").send(Message(body="fine"))
+        assert r.receive(timeout=WAIT).body == "fine"
+        r.accept()
+        c.create_sender("$queue/inbox").send(Message(body="in"))
+        for address, make in (
+            ("topic/closed/a", c.create_receiver),
+            ("topic/closed/b", c.create_sender),
+            ("$queue/inbox", c.create_receiver),
+        ):
+            with pytest.raises(LinkDetached) as info:
+                make(address)
+            assert info.value.link.remote_condition.name == "amqp:unauthorized-access"
+        # A wildcard link that is only partly readable gets only what it may read
+        # ([auth] acl_subscribe = "filter"): closed/z (published past the ACL, from
+        # the broker itself) is dropped, the open/z after it arrives first.
+        from fluxmq_core.message import Message as CoreMessage
+
+        wild = c.create_receiver("topic/#", credit=5, name="wild")
+        broker.call_soon(broker.context.publish, CoreMessage("closed/z", b"secret"))
+        broker.call_soon(broker.context.publish, CoreMessage("open/z", b"readable"))
+        assert wild.receive(timeout=WAIT).body == b"readable"
+        wild.accept()
+        relay = c.create_sender(None)
+        relay.send(Message(address="topic/open/a", body="relayed"))
+        assert r.receive(timeout=WAIT).body == "relayed"
+        r.accept()
+        with pytest.raises(SendException):
+            relay.send(Message(address="topic/closed/x", body="no"))
+    finally:
+        c.close()
+
+
+class Props(LinkOption):
+    """Link properties (consumer-group, cursor) on a receiver."""
+
+    def __init__(self, **props: Any) -> None:
+        self.props = {symbol(k): v for k, v in props.items()}
+
+    def apply(self, link: Any) -> None:
+        link.properties = self.props
+
+
+def test_stream_cursor_and_consumer_groups(connect: Any, amqp1_broker: Any) -> None:
+    stream = name("ev")
+    amqp1_broker.call_soon(amqp1_broker.context.queues.declare, stream, {"type": "stream"})
+    c = connect()
+    s = c.create_sender(f"$queue/{stream}")
+    for i in range(4):
+        s.send(Message(body=i))
+    # two groups each read the whole stream from the start
+    for group in ("g1", "g2"):
+        r = c.create_receiver(
+            f"$queue/{stream}",
+            credit=10,
+            name=group,
+            options=Props(**{"consumer-group": group, "cursor": "earliest"}),
+        )
+        got = []
+        for _ in range(4):
+            got.append(r.receive(timeout=WAIT).body)
+            r.accept()
+        assert got == [0, 1, 2, 3]
+    # a cursor at an offset starts there
+    r = c.create_receiver(
+        f"$queue/{stream}",
+        credit=10,
+        name="g3",
+        options=Props(**{"consumer-group": "g3", "cursor": 2}),
+    )
+    assert r.receive(timeout=WAIT).body == 2
+    r.accept()
+    # browsing a stream copies every retained record
+    b = c.create_receiver(f"$queue/{stream}", credit=10, name="br", options=Copy())
+    assert [b.receive(timeout=WAIT).body for _ in range(4)] == [0, 1, 2, 3]
+
+
+def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> None:
+    c = connect()
+    qn = name("bind")
+    s = c.create_sender(f"$queue/{qn}")  # the rest of the address is the routing key
+    for key in ("a/x", "b/y", "a/z"):
+        c.create_sender(f"$queue/{qn}/{key}", name=f"s-{key}").send(Message(body=key))
+    s.close()
+    binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), "a.*")
+    r = c.create_receiver(
+        f"$queue/{qn}",
+        credit=5,
+        name="bound",
+        options=[Filter({symbol("topic-filter"): binding}), Props(**{"consumer-group": "ga"})],
+    )
+    got = [r.receive(timeout=WAIT).body for _ in range(2)]
+    r.accept()
+    r.accept()
+    assert got == ["a/x", "a/z"]
+
+
+def test_browse_reads_a_queue_without_consuming(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name('br')}"
+    s = c.create_sender(q)
+    for body in ("a", "b", "c"):
+        s.send(Message(body=body))
+    worker = c.create_receiver(q, name="worker")
+    assert worker.receive(timeout=WAIT).body == "a"
+    worker.accept()  # a is consumed; b and c stay
+    worker.close()
+    browser = c.create_receiver(q, credit=10, name="browser", options=Copy())
+    assert [browser.receive(timeout=WAIT).body for _ in range(2)] == ["b", "c"]
+    assert browser.link.remote_snd_settle_mode == 1  # copies come settled
+    # browsing took nothing away
+    again = c.create_receiver(q, credit=10, name="again")
+    assert [again.receive(timeout=WAIT).body for _ in range(2)] == ["b", "c"]
+    again.accept()
+    again.accept()
+
+
+def test_jms_selector_on_a_topic_link(connect: Any) -> None:
+    c = connect()
+    topic = f"topic/{name('sel')}"
+    r = c.create_receiver(
+        topic, credit=10, name="picky", options=Selector("color = 'red' AND size > 2")
+    )
+    s = c.create_sender(topic)
+    for color, size in (("blue", 5), ("red", 1), ("red", 3)):
+        s.send(Message(body=f"{color}-{size}", properties={"color": color, "size": size}))
+    assert r.receive(timeout=WAIT).body == "red-3"  # the first two were not selected
+    r.accept()
+    with pytest.raises(LinkDetached) as info:
+        c.create_receiver(topic, name="bad", options=Selector("color = "))
+    assert info.value.link.remote_condition.name == "amqp:invalid-field"
+
+
+def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
+    pytest.importorskip("fluxmq_mqtt")
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    from proton.utils import BlockingConnection
+
+    broker = fluxmq_broker_factory(plugins=["amqp1", "mqtt"])
+    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
+    got: queue.Queue[Any] = queue.Queue()
+    subacks: queue.Queue[Any] = queue.Queue()
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+    )
+    client.on_message = lambda _c, _u, m: got.put(m)
+    client.on_subscribe = lambda *a: subacks.put(a)
+    client.connect("127.0.0.1", broker.port("mqtt.tcp"))
+    client.loop_start()
+    try:
+        base = name("x")
+        r = conn.create_receiver(f"topic/{base}/from-mqtt", credit=5)
+        client.subscribe(f"{base}/from-amqp", qos=1)
+        subacks.get(timeout=WAIT)
+        client.publish(f"{base}/from-mqtt", b"hello amqp", qos=1).wait_for_publish(WAIT)
+        m = r.receive(timeout=WAIT)
+        r.accept()
+        assert m.body == b"hello amqp" and m.address == f"topic/{base}/from-mqtt"
+        conn.create_sender(f"topic/{base}/from-amqp").send(
+            Message(body=b"hello mqtt", content_type="text/plain", properties={"k": "v"})
+        )
+        pm = got.get(timeout=WAIT)
+        assert pm.payload == b"hello mqtt" and pm.topic == f"{base}/from-amqp"
+        assert (
+            pm.properties.ContentType == "text/plain" and ("k", "v") in pm.properties.UserProperty
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        conn.close()
+
+
+def test_management_node_creates_reads_queries_and_deletes_queues(connect: Any) -> None:
+    c = connect()
+    replies = c.create_receiver(None, dynamic=True, credit=10, name="mgmt-replies")
+    reply_to = replies.link.remote_source.address
+    mgmt = c.create_sender("$management")
+    qn = name("m")
+
+    def ask(operation: str, body: Any = None, **props: Any) -> Message:
+        mgmt.send(
+            Message(
+                id=f"req-{operation}",
+                reply_to=reply_to,
+                body=body,
+                properties={"operation": operation, "type": "queue", **props},
+            )
+        )
+        resp = replies.receive(timeout=WAIT)
+        replies.accept()
+        assert resp.correlation_id == f"req-{operation}"
+        return resp
+
+    created = ask("CREATE", {"type": "classic", "max_depth": 100}, name=qn)
+    assert created.properties["statusCode"] == 201 and created.body["name"] == qn
+    c.create_sender(f"$queue/{qn}").send(Message(body="one"))
+    read = ask("READ", name=qn)
+    assert read.properties["statusCode"] == 200 and read.body["depth"] == 1
+    assert read.body["type"] == "classic"
+    listed = ask("QUERY")
+    assert qn in [q["name"] for q in listed.body]
+    assert ask("DELETE", name=qn).properties["statusCode"] == 204
+    assert ask("READ", name=qn).properties["statusCode"] == 404
+    bad = ask("CREATE", {"type": "no-such-type"}, name=name("m"))
+    assert bad.properties["statusCode"] == 400
+    assert ask("PATCH", name=qn).properties["statusCode"] == 501
+
+
+def test_management_replies_on_a_management_receiver(connect: Any) -> None:
+    c = connect()
+    replies = c.create_receiver("$management", credit=2, name="mgmt-rx")
+    c.create_sender("$management").send(
+        Message(id="q1", reply_to="mgmt-rx", properties={"operation": "QUERY", "type": "queue"})
+    )
+    resp = replies.receive(timeout=WAIT)
+    replies.accept()
+    assert resp.properties["statusCode"] == 200 and isinstance(resp.body, list)
+
+
+def test_ten_megabytes_over_small_frames(fluxmq_broker_factory: Any) -> None:
+    from proton.utils import BlockingConnection
+
+    broker = fluxmq_broker_factory(plugins=["amqp1"], config={"amqp1": {"max_frame_size": 16384}})
+    c = BlockingConnection(
+        f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT * 3, max_frame_size=16384
+    )
+    try:
+        big = bytes(range(256)) * (10 * 4096)  # 10 MiB: 640 frames of 16 KiB each way
+        q = f"$queue/{name('big')}"
+        c.create_sender(q).send(Message(body=big))
+        r = c.create_receiver(q, credit=1)
+        got = r.receive(timeout=WAIT * 3)
+        r.accept()
+        assert got.body == big
+    finally:
+        c.close()
