@@ -345,7 +345,9 @@ class Peers:
         bound port."""
         if self._server is not None:
             raise RuntimeError("Peers already started")
-        server = grpc.aio.server(options=self._options())
+        # No SO_REUSEPORT (grpc's default): a second node on a taken port must fail,
+        # not share the port and receive half of the first node's traffic.
+        server = grpc.aio.server(options=[*self._options(), ("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((_Service(self),))
         try:
             if self.server_credentials is not None:
