@@ -92,9 +92,59 @@ class StorageConfig:
 
 @dataclass
 class ClusterConfig:
-    """``[cluster]``: clustering driver (group fluxmq.cluster)."""
+    """``[cluster]``: clustering driver (group fluxmq.cluster) and its settings.
 
-    driver: str = setting("none", "Cluster driver; 'none' runs a single node.")
+    The core owns the whole section, the ``etcd_*`` keys included, so a file is
+    checked the same way whichever driver is installed and ``fluxmq config init``
+    shows every key; the ``none`` driver reads only ``driver`` and ``node_id``.
+    """
+
+    driver: str = setting(
+        "none", "Cluster driver; 'none' runs a single node, 'etcd' joins a cluster."
+    )
+    node_id: str = setting(
+        "", "This node's id in the cluster; empty = [server] node_id, else the host name."
+    )
+    lease_ttl: float = setting(
+        10.0, "Seconds a node's membership (and what it owns) outlives its last keepalive."
+    )
+    bind: str = setting("0.0.0.0:7948", "host:port for node-to-node traffic (gRPC).", listener=True)
+    advertise: str = setting(
+        "", "host:port other nodes dial to reach this one; empty = the bound address."
+    )
+    etcd_endpoints: list[str] = setting(
+        help="etcd client URLs (http://host:2379 or https://...); empty with etcd_embedded = "
+        "false means http://127.0.0.1:2379.",
+        factory=list,
+    )
+    etcd_prefix: str = setting("/fluxmq/", "Key prefix of this cluster's records in etcd.")
+    etcd_username: str = setting("", "etcd user (with etcd_password); empty = no etcd auth.")
+    etcd_password: str = setting("", "etcd password of etcd_username.")
+    etcd_ca_file: str = setting("", "CA bundle to verify etcd's TLS certificate (https endpoints).")
+    etcd_cert_file: str = setting("", "Client certificate for etcd mutual TLS.")
+    etcd_key_file: str = setting("", "Private key of etcd_cert_file.")
+    etcd_timeout: float = setting(5.0, "Seconds an etcd request may take before it fails.")
+    etcd_embedded: bool = setting(
+        False, "Start and supervise a local etcd member (the etcd binary on PATH)."
+    )
+    etcd_client: str = setting("127.0.0.1:2379", "Embedded etcd: host:port of its client listener.")
+    etcd_peer: str = setting("127.0.0.1:2380", "Embedded etcd: host:port of its peer listener.")
+    etcd_initial_cluster: str = setting(
+        "",
+        "Embedded etcd: every member as name=http://host:peerport, comma-separated; "
+        "empty = a one-member cluster of this node.",
+    )
+    etcd_data_dir: str = setting("", "Embedded etcd: its data directory; empty = <data_dir>/etcd.")
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl < 2:
+            raise ValueError("lease_ttl must be >= 2 seconds")
+        if self.etcd_timeout <= 0:
+            raise ValueError("etcd_timeout must be > 0")
+        if bool(self.etcd_username) != bool(self.etcd_password):
+            raise ValueError("etcd_username and etcd_password go together")
+        if bool(self.etcd_cert_file) != bool(self.etcd_key_file):
+            raise ValueError("etcd_cert_file and etcd_key_file go together")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from fluxmq_core.message import Message
 from fluxmq_core.router.retained import RetainedStore
@@ -51,6 +51,15 @@ _Plan: TypeAlias = tuple[tuple[_Entry, ...], tuple[ShareGroup, ...]]
 _EMPTY_PLAN: _Plan = ((), ())
 
 RetainedCallback: TypeAlias = Callable[[str, "Message | None"], None]
+
+
+class FilterListener(Protocol):
+    """Told when a filter gains its first or loses its last local subscriber (the
+    cluster subscription index: see :meth:`Router.watch_filters`)."""
+
+    def subscription_added(self, topic_filter: str) -> None: ...
+
+    def subscription_removed(self, topic_filter: str) -> None: ...
 
 
 def _grant(entries: list[SubEntry]) -> _Grant:
@@ -95,6 +104,8 @@ class Router:
         "_cache",
         "_cache_size",
         "_clock",
+        "_filter_counts",
+        "_filter_listener",
         "_on_retained_change",
         "_retained",
         "_seq",
@@ -118,6 +129,46 @@ class Router:
         self._subs: dict[int, tuple[Subscriber, dict[str, SubscriptionOptions]]] = {}
         self._cache: dict[str, _Plan] = {}
         self._seq = 0
+        # Only kept while a cluster listens (watch_filters); None costs nothing.
+        self._filter_listener: FilterListener | None = None
+        self._filter_counts: dict[str, int] = {}
+
+    def watch_filters(self, listener: FilterListener | None) -> list[str]:
+        """Report filters to ``listener`` from now on: ``subscription_added`` when a
+        filter (as given, ``$share/...`` included) gets its first subscriber of any
+        protocol, ``subscription_removed`` when its last one goes. Returns the filters
+        held right now (the listener's starting point); ``None`` stops reporting.
+
+        A distributed cluster driver uses this to publish which filters this node
+        holds; with no listener the router does no counting at all.
+        """
+        self._filter_listener = listener
+        counts: dict[str, int] = {}
+        if listener is not None:
+            for _sub, filters in self._subs.values():
+                for f in filters:
+                    counts[f] = counts.get(f, 0) + 1
+        self._filter_counts = counts
+        return list(counts)
+
+    def _filter_changed(self, topic_filter: str, delta: int) -> None:
+        listener = self._filter_listener
+        if listener is None:
+            return
+        counts = self._filter_counts
+        n = counts.get(topic_filter, 0) + delta
+        try:
+            if n <= 0:
+                counts.pop(topic_filter, None)
+                if delta < 0:
+                    listener.subscription_removed(topic_filter)
+            else:
+                counts[topic_filter] = n
+                if n == 1 and delta > 0:
+                    listener.subscription_added(topic_filter)
+        except Exception:
+            # The index catches up on its next resync; a subscribe must not fail.
+            log.exception("cluster filter listener failed for %r", topic_filter)
 
     # -- subscriptions ---------------------------------------------------------
 
@@ -149,6 +200,8 @@ class Router:
             record = self._subs[key] = (subscriber, {})
         record[1][topic_filter] = options
         self._cache.clear()
+        if new and self._filter_listener is not None:
+            self._filter_changed(topic_filter, 1)
         return new
 
     def unsubscribe(self, subscriber: Subscriber, topic_filter: str) -> bool:
@@ -166,6 +219,8 @@ class Router:
         if not record[1]:
             del self._subs[key]
         self._cache.clear()
+        if self._filter_listener is not None:
+            self._filter_changed(topic_filter, -1)
         return True
 
     def unsubscribe_all(self, subscriber: Subscriber) -> int:

@@ -1,0 +1,498 @@
+"""``EtcdCluster``: the ``etcd`` cluster driver (entry point ``fluxmq.cluster = etcd``).
+
+Metadata lives in etcd under ``[cluster] etcd_prefix`` (default ``/fluxmq/``):
+
+- ``nodes/<node_id>``: this node's record (JSON: gRPC address, start time, session
+  count, listeners), attached to the node's lease, so it disappears ``lease_ttl``
+  seconds after the node stops answering;
+- ``subs/<node_id>/<filter>``: one key per filter held by a local subscriber of any
+  protocol (``$share/<group>/<filter>`` as given), on the same lease.
+
+Every node reads the whole prefix once, then follows it with one prefix watch from
+the revision it read. A watch that fails for any reason (etcd restarted, history
+compacted, the stream cut) ends the current *session* with etcd: the node re-reads
+everything and rebuilds its view from scratch (a full resync), so a gap in the event
+stream can never go unnoticed. Its own keys are re-written under a live lease at the
+start of each session (a lost lease is replaced by a new one).
+
+Publishes are forwarded by :meth:`EtcdCluster.forward` to the nodes whose filters
+match (and, for a retained publish, to every node, so each keeps the retained
+message), through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with a
+circuit breaker). A forwarded message is handed to the receiving node's router and
+never forwarded again.
+
+Not built yet, and refusing rather than pretending: session ownership and takeover
+across nodes (:meth:`acquire_session` raises ``NotImplementedError``), cluster-wide
+shared subscriptions (each node with members of a group delivers once), queues on
+several nodes (each node's queues are its own). ``docs/clustering.md`` says so too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
+from fluxmq_core.cluster.index import NodeIndex
+from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
+from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
+from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
+from fluxmq_etcd.peers import Peers
+
+if TYPE_CHECKING:
+    import aetcd
+
+    from fluxmq_core.message import Message
+log = logging.getLogger("fluxmq.cluster.etcd")
+
+__all__ = ["EtcdCluster"]
+
+#: Seconds between attempts to reach etcd again after a failure (grows to the max).
+RETRY_MIN = 0.2
+RETRY_MAX = 3.0
+
+
+class EtcdCluster:
+    """The etcd cluster driver (see the module docstring)."""
+
+    name = "etcd"
+    distributed = True
+
+    def __init__(self, node_id: str, options: ClusterConfig | None = None) -> None:
+        cfg = options if options is not None else ClusterConfig(driver="etcd")
+        if not node_id or "/" in node_id:
+            raise ConfigError(
+                f"cluster.node_id: {node_id!r} cannot name a node (non-empty, no '/')",
+                key="cluster.node_id",
+            )
+        self.node_id = node_id
+        self.cfg = cfg
+        self.prefix = cfg.etcd_prefix if cfg.etcd_prefix.endswith("/") else cfg.etcd_prefix + "/"
+        self._nodes_prefix = f"{self.prefix}nodes/".encode()
+        self._subs_prefix = f"{self.prefix}subs/".encode()
+        self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
+        if cfg.etcd_embedded:
+            self.endpoints = [
+                Endpoint(*parse_address(cfg.etcd_client, where="cluster.etcd_client"), False)
+            ]
+        else:
+            self.endpoints = parse_endpoints(cfg.etcd_endpoints or ["http://127.0.0.1:2379"])
+        self.ready = False
+        self.address = ""
+        self.started = time.time()
+        self.index = NodeIndex()
+        #: node id -> its record as read from etcd (this node included).
+        self.members: dict[str, dict[str, Any]] = {}
+        #: Filters held by local subscribers: the truth our etcd keys are made from.
+        self._local: set[str] = set()
+        #: Filter changes not yet written to etcd (filter -> held?).
+        self._pending: dict[str, bool] = {}
+        self._wake = asyncio.Event()
+        self._client: aetcd.Client | None = None
+        self._endpoint_i = 0
+        self._lease_id: int | None = None
+        self._context: Any = None
+        self._peers: Peers | None = None
+        self._supervisor: EtcdSupervisor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self._stopping = False
+        self._listeners: dict[str, str] = {}
+        self.resyncs = 0
+        self.last_error = ""
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, context: Any) -> None:
+        """Start embedded etcd (if configured) and the gRPC endpoint, then join:
+        returns once this node is registered and has read the cluster's state, or
+        raises when etcd cannot be reached within ``lease_ttl``."""
+        self._context = context
+        cfg = self.cfg
+        if cfg.etcd_embedded:
+            data_dir = cfg.etcd_data_dir or str(Path(context.config.server.data_dir) / "etcd")
+            member = EtcdMember(
+                self.node_id,
+                data_dir,
+                cfg.etcd_client,
+                cfg.etcd_peer,
+                cfg.etcd_initial_cluster,
+                log_path=Path(data_dir).parent / "etcd.log",
+            )
+            self._supervisor = EtcdSupervisor(member)
+            await self._supervisor.start()
+        self._peers = Peers(self.node_id, self._on_peer_messages)
+        port = await self._peers.start(cfg.bind)
+        host, _ = parse_address(cfg.bind, where="cluster.bind")
+        context.bound["cluster.bind"] = (host, port)
+        if cfg.advertise:
+            self.address = cfg.advertise
+        else:
+            shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+            self.address = f"{shown}:{port}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="etcd-cluster")
+        try:
+            await asyncio.wait_for(self._synced.wait(), max(5.0, cfg.lease_ttl))
+        except TimeoutError:
+            raise ClusterError(
+                f"cannot join the cluster through etcd at "
+                f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
+            ) from None
+        log.info(
+            "node %s joined the cluster (%d node(s)), peers at %s",
+            self.node_id,
+            len(self.members),
+            self.address,
+        )
+
+    async def stop(self) -> None:
+        """Leave: revoke the lease (our keys vanish at once, peers stop forwarding),
+        stop the gRPC endpoint and the embedded etcd."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        client = self._client
+        if client is not None:
+            if self._lease_id is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.revoke_lease(self._lease_id), 2.0)
+            with contextlib.suppress(Exception):
+                await client.close()
+            self._client = None
+        if self._peers is not None:
+            await self._peers.stop()
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+
+    # --- the session with etcd ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        pause = RETRY_MIN
+        while not self._stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ready = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("etcd session ended (%s); resyncing in %.1fs", self.last_error, pause)
+                await self._reset_client()
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+                continue
+            pause = RETRY_MIN
+
+    async def _reset_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
+        # Next endpoint on the next attempt: a dead member is not retried forever.
+        self._endpoint_i = (self._endpoint_i + 1) % len(self.endpoints)
+
+    async def _session(self) -> None:
+        """One connected stretch: register, read everything, follow the watch. Any
+        failure raises; :meth:`_run` starts over with a full resync."""
+        if self._client is None:
+            self._client = make_client(self.endpoints[self._endpoint_i], self.cfg)
+        client = self._client
+        ttl = max(2, int(round(self.cfg.lease_ttl)))
+        if self._lease_id is not None:
+            # Keep the lease when it survived the outage; otherwise a new one. Keys
+            # re-written below move to the new lease, so the old one expiring later
+            # deletes nothing.
+            try:
+                reply = await client.refresh_lease(self._lease_id)
+                alive = reply is not None and reply.TTL > 0
+            except Exception:
+                alive = False
+            if not alive:
+                log.warning("lease of node %s lost; registering again", self.node_id)
+                self._lease_id = None
+        if self._lease_id is None:
+            lease = await client.lease(ttl)
+            self._lease_id = lease.id
+        await self._register(client)
+        snapshot = await client.get_prefix(self.prefix.encode())
+        self._rebuild(snapshot)
+        self.resyncs += 1
+        watch = await client.watch_prefix(
+            self.prefix.encode(), start_revision=snapshot.header.revision + 1
+        )
+        self.ready = True
+        self.last_error = ""
+        self._synced.set()
+        tasks = [
+            asyncio.ensure_future(self._follow(watch)),
+            asyncio.ensure_future(self._keepalive(client, ttl)),
+            asyncio.ensure_future(self._writer(client)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # raise the failure that ended the session
+            raise ClusterError("etcd watch ended")
+        finally:
+            self.ready = False
+            for t in tasks:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watch.cancel(), 1.0)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _record(self) -> bytes:
+        sessions = 0
+        if self._context is not None:
+            sessions = sum(1 for s in self._context.sessions.list() if s.connected)
+        return json.dumps(
+            {
+                "node_id": self.node_id,
+                "address": self.address,
+                "started": self.started,
+                "sessions": sessions,
+                "listeners": self._listeners,
+            }
+        ).encode()
+
+    async def _register(self, client: aetcd.Client) -> None:
+        """Our node record and every local filter, under the current lease; keys of
+        ours that no longer match the local set (from before a restart) go."""
+        self._pending.clear()
+        await client.put(
+            self._nodes_prefix + self.node_id.encode(), self._record(), lease=self._lease_id
+        )
+        held = set(self._local)
+        existing = await client.get_prefix(self._own_subs, keys_only=True)
+        for kv in existing:
+            key = bytes(kv.key)
+            if key[len(self._own_subs) :].decode() not in held:
+                await client.delete(key)
+        for f in held:
+            await client.put(self._own_subs + f.encode(), b"", lease=self._lease_id)
+
+    async def _keepalive(self, client: aetcd.Client, ttl: int) -> None:
+        last = self._record()
+        while True:
+            await asyncio.sleep(max(0.5, ttl / 3))
+            assert self._lease_id is not None
+            reply = await client.refresh_lease(self._lease_id)
+            if reply is None or reply.TTL <= 0:
+                self._lease_id = None
+                raise ClusterError("lease expired (etcd unreachable for longer than lease_ttl?)")
+            record = self._record()
+            if record != last:  # session count or listeners changed
+                await client.put(
+                    self._nodes_prefix + self.node_id.encode(), record, lease=self._lease_id
+                )
+                last = record
+
+    async def _writer(self, client: aetcd.Client) -> None:
+        """Write filter changes in the order they settle; a failure ends the session
+        (the next one re-writes the whole local set, so nothing is lost)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                f, held = next(iter(self._pending.items()))
+                key = self._own_subs + f.encode()
+                if held:
+                    await client.put(key, b"", lease=self._lease_id)
+                else:
+                    await client.delete(key)
+                if self._pending.get(f) is held:
+                    del self._pending[f]
+
+    # --- the cluster's state, from etcd -------------------------------------------------
+
+    def _rebuild(self, snapshot: Any) -> None:
+        members: dict[str, dict[str, Any]] = {}
+        subs: dict[str, set[str]] = {}
+        for kv in snapshot:
+            self._apply_kv(bytes(kv.key), bytes(kv.value), members, subs)
+        old = set(self.members)
+        self.members = members
+        for node in set(self.index.node_ids) | set(subs):
+            self.index.set_node(node, subs.get(node, set()))
+        for node in old - set(members):
+            self._peer(node, None)
+        for node, record in members.items():
+            self._peer(node, record)
+
+    def _apply_kv(
+        self,
+        key: bytes,
+        value: bytes,
+        members: dict[str, dict[str, Any]],
+        subs: dict[str, set[str]],
+    ) -> None:
+        if key.startswith(self._nodes_prefix):
+            node = key[len(self._nodes_prefix) :].decode()
+            with contextlib.suppress(ValueError):
+                members[node] = json.loads(value)
+        elif key.startswith(self._subs_prefix):
+            node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
+            if node != self.node_id and f:
+                subs.setdefault(node, set()).add(f)
+
+    async def _follow(self, watch: Any) -> None:
+        async for event in watch:
+            key = bytes(event.kv.key)
+            put = event.kind == "PUT"
+            if key.startswith(self._nodes_prefix):
+                node = key[len(self._nodes_prefix) :].decode()
+                if put:
+                    try:
+                        record = json.loads(bytes(event.kv.value))
+                    except ValueError:
+                        continue
+                    self.members[node] = record
+                    self._peer(node, record)
+                else:
+                    self.members.pop(node, None)
+                    if node != self.node_id:
+                        self.index.drop_node(node)
+                    self._peer(node, None)
+            elif key.startswith(self._subs_prefix):
+                node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
+                if node == self.node_id or not f:
+                    continue
+                if put:
+                    self.index.add(node, f)
+                else:
+                    self.index.remove(node, f)
+        raise ClusterError("etcd watch stream closed")
+
+    def _peer(self, node: str, record: dict[str, Any] | None) -> None:
+        if node == self.node_id or self._peers is None:
+            return
+        self._peers.set_peer(node, None if record is None else record.get("address") or None)
+
+    # --- the interface the core calls ---------------------------------------------------
+
+    def subscription_added(self, topic_filter: str) -> None:
+        self._local.add(topic_filter)
+        self._pending[topic_filter] = True
+        self._wake.set()
+
+    def subscription_removed(self, topic_filter: str) -> None:
+        self._local.discard(topic_filter)
+        self._pending[topic_filter] = False
+        self._wake.set()
+
+    def forward(self, message: Message) -> int:
+        peers = self._peers
+        if peers is None:
+            return 0
+        members = self.members
+        if message.retain:
+            # Every node keeps the retained message, subscribed or not.
+            targets: Any = members
+        else:
+            targets = self.index.match(message.topic)
+            if not targets:
+                return 0
+        sent = 0
+        me = self.node_id
+        for node in targets:
+            if node != me and node in members:
+                peers.forward(node, message)
+                sent += 1
+        return sent
+
+    def _on_peer_messages(self, from_node: str, messages: list[Message]) -> None:
+        """Messages forwarded by ``from_node``: delivered here, never re-forwarded."""
+        context = self._context
+        if context is None:
+            return
+        publish = context.router.publish
+        for message in messages:
+            publish(message)
+
+    def nodes(self) -> list[NodeInfo]:
+        out = []
+        for node, record in sorted(self.members.items()):
+            extra = {"listeners": record.get("listeners") or {}}
+            out.append(
+                NodeInfo(
+                    node,
+                    address=str(record.get("address", "")),
+                    alive=True,
+                    local=node == self.node_id,
+                    started=record.get("started"),
+                    sessions=int(record.get("sessions") or 0),
+                    extra=extra,
+                )
+            )
+        if self.node_id not in self.members:
+            out.append(NodeInfo(self.node_id, self.address, alive=self.ready, local=True))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        peers = self._peers
+        stats = getattr(peers, "stats", None) if peers is not None else None
+        if callable(stats):
+            stats = stats()
+        return {
+            "driver": self.name,
+            "node_id": self.node_id,
+            "ready": self.ready,
+            "etcd": {
+                "endpoint": str(self.endpoints[self._endpoint_i]),
+                "embedded": self.cfg.etcd_embedded,
+                "lease_ttl": self.cfg.lease_ttl,
+                "resyncs": self.resyncs,
+                "last_error": self.last_error,
+            },
+            "subscriptions": {"local_filters": len(self._local)},
+            "peers": _plain(stats),
+            "nodes": [n.to_dict() for n in self.nodes()],
+            "not_replicated": [
+                "session ownership and takeover",
+                "queues (each node's queues are its own)",
+                "shared subscriptions are per node, not cluster-wide",
+            ],
+        }
+
+    def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
+        """Publish this node's protocol listeners in its record (next keepalive)."""
+        self._listeners = {k: f"{h}:{p}" for k, (h, p) in sorted(listeners.items())}
+
+    async def acquire_session(self, client_id: str) -> SessionClaim:
+        raise NotImplementedError(
+            "the etcd cluster driver does not move sessions between nodes yet: a client "
+            "reconnecting on another node starts from that node's own state"
+        )
+
+    async def release_session(self, claim: SessionClaim) -> None:
+        raise NotImplementedError("the etcd cluster driver does not own sessions yet")
+
+    def queue_owner(self, queue: str) -> str:
+        # Each node's queues are its own until queue ownership is replicated.
+        return self.node_id
+
+
+def _plain(value: Any) -> Any:
+    """Peer statistics as JSON-friendly values, whatever shape peers reports."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+    if hasattr(value, "__slots__"):
+        return {k: _plain(getattr(value, k, None)) for k in value.__slots__}
+    return str(value)

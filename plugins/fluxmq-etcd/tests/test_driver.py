@@ -1,0 +1,219 @@
+"""The etcd driver against a real etcd, with brokers in threads (core + this plugin
+only): membership, the subscription index, forwarding through gRPC peers, the admin
+API and readiness through an etcd outage."""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fluxmq_etcd.driver import EtcdCluster
+from fluxmq_etcd.testing import EtcdServer
+
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery
+from fluxmq_core.testing.broker import BrokerThread
+
+WAIT = 15.0
+
+
+class Sink:
+    """A router subscriber that hands deliveries to the test thread."""
+
+    protocol = "test"
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.got: queue.Queue[tuple[Message, Delivery]] = queue.Queue()
+
+    def deliver(self, message: Message, delivery: Delivery) -> None:
+        self.got.put((message, delivery))
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def node(etcd: EtcdServer, name: str, **extra: Any) -> BrokerThread:
+    cluster = {
+        "driver": "etcd",
+        "node_id": name,
+        "etcd_endpoints": [etcd.endpoint],
+        "lease_ttl": 3.0,
+        "etcd_timeout": 2.0,
+        **extra,
+    }
+    return BrokerThread(plugins=["etcd"], config={"cluster": cluster}).start()
+
+
+@pytest.fixture
+def pair(etcd: EtcdServer) -> Iterator[tuple[BrokerThread, BrokerThread]]:
+    a = node(etcd, "a")
+    b = node(etcd, "b")
+    try:
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+
+
+def members(b: BrokerThread) -> set[str]:
+    return set(b.call_soon(lambda: set(b.context.cluster.members)))
+
+
+def subscribe(b: BrokerThread, sink: Sink, topic_filter: str) -> None:
+    b.call_soon(b.context.router.subscribe, sink, topic_filter)
+
+
+def http_json(b: BrokerThread, path: str) -> tuple[int, Any]:
+    host, port = b.address("http.listen") if "http.listen" in b.context.bound else (None, None)
+    if host is None:
+        name = next(n for n in b.context.bound if n.startswith("http"))
+        host, port = b.context.bound[name]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_nodes_see_each_other(pair: tuple[BrokerThread, BrokerThread]) -> None:
+    a, b = pair
+    until(lambda: members(a) == {"a", "b"}, "a to see b")
+    until(lambda: members(b) == {"a", "b"}, "b to see a")
+    status, body = http_json(a, "/api/v1/cluster")
+    assert status == 200
+    assert body["driver"] == "etcd" and body["node_id"] == "a" and body["ready"] is True
+    rows = {n["node_id"]: n for n in body["nodes"]}
+    assert set(rows) == {"a", "b"}
+    assert rows["a"]["local"] and not rows["b"]["local"]
+    assert rows["b"]["address"].startswith("127.0.0.1:")
+
+
+def test_publish_reaches_a_subscriber_on_another_node_once(
+    pair: tuple[BrokerThread, BrokerThread],
+) -> None:
+    a, b = pair
+    sink = Sink("s1")
+    subscribe(b, sink, "t/+")
+    subscribe(b, Sink("s2"), "t/#")  # a second filter on b: still one copy to b
+    until(lambda: a.call_soon(a.context.cluster.index.match, "t/x") == {"b"}, "the index")
+    msg = Message(
+        "t/x",
+        b"hello",
+        1,
+        user_properties=[("k", "v")],
+        content_type="text/plain",
+        origin_client="pub",
+        origin_protocol="test",
+    )
+    n = a.call_soon(a.context.publish, msg)
+    assert n == 1  # no local subscriber, one node reached
+    got, delivery = sink.got.get(timeout=WAIT)
+    assert got.payload == b"hello" and got.qos == 1
+    assert got.user_properties == [("k", "v")] and got.content_type == "text/plain"
+    assert delivery.qos == 0
+    # Once: a marker published after it is the next thing the sink sees.
+    a.call_soon(a.context.publish, Message("t/y", b"marker"))
+    assert sink.got.get(timeout=WAIT)[0].payload == b"marker"
+    # Acknowledged by b: counted once the batch's answer came back.
+    until(lambda: a.call_soon(a.context.cluster.status)["peers"]["forwarded"] == 2, "2 acked")
+
+
+def test_unsubscribe_stops_forwarding(pair: tuple[BrokerThread, BrokerThread]) -> None:
+    a, b = pair
+    sink = Sink("s1")
+    subscribe(b, sink, "u/1")
+    until(lambda: a.call_soon(a.context.cluster.index.match, "u/1"), "b's filter at a")
+    b.call_soon(b.context.router.unsubscribe, sink, "u/1")
+    until(lambda: not a.call_soon(a.context.cluster.index.match, "u/1"), "b's filter gone")
+    assert a.call_soon(a.context.publish, Message("u/1", b"x")) == 0
+
+
+def test_retained_publish_reaches_every_node(pair: tuple[BrokerThread, BrokerThread]) -> None:
+    a, b = pair
+    until(lambda: members(a) == {"a", "b"}, "a to see b")
+    a.call_soon(a.context.publish, Message("r/1", b"kept", retain=True))
+    until(lambda: b.call_soon(b.context.router.get_retained, "r/1"), "the retained copy on b")
+
+
+def test_a_stopped_node_leaves(etcd: EtcdServer) -> None:
+    a = node(etcd, "a")
+    b = node(etcd, "b")
+    try:
+        sink = Sink("s")
+        subscribe(b, sink, "gone/#")
+        until(lambda: a.call_soon(a.context.cluster.index.match, "gone/1"), "b's filter")
+        b.close()
+        until(lambda: members(a) == {"a"}, "b to leave")
+        assert not a.call_soon(a.context.cluster.index.match, "gone/1")
+    finally:
+        b.close()
+        a.close()
+
+
+def test_etcd_outage_not_ready_then_resync(etcd: EtcdServer) -> None:
+    a = node(etcd, "a")
+    b = node(etcd, "b")
+    try:
+        until(lambda: members(a) == {"a", "b"}, "a to see b")
+        assert http_json(a, "/ready")[1]["checks"]["cluster"] is True
+        etcd.kill()
+        until(lambda: http_json(a, "/ready")[0] == 503, "a to report not ready")
+        assert http_json(a, "/ready")[1]["checks"]["cluster"] is False
+        # While etcd is away b subscribes; a must learn it after the resync.
+        sink = Sink("late")
+        subscribe(b, sink, "late/#")
+        etcd.restart()
+        until(lambda: http_json(a, "/ready")[0] == 200, "a ready again", timeout=30)
+        until(
+            lambda: a.call_soon(a.context.cluster.index.match, "late/x") == {"b"},
+            "the filter made during the outage",
+            timeout=30,
+        )
+        a.call_soon(a.context.publish, Message("late/x", b"after"))
+        assert sink.got.get(timeout=WAIT)[0].payload == b"after"
+    finally:
+        b.close()
+        a.close()
+
+
+def test_unreachable_etcd_is_a_clear_start_error() -> None:
+    from fluxmq_etcd.embedded import free_port
+
+    with pytest.raises(Exception, match="cannot join the cluster through etcd"):
+        BrokerThread(
+            plugins=["etcd"],
+            config={
+                "cluster": {
+                    "driver": "etcd",
+                    "node_id": "lonely",
+                    "etcd_endpoints": [f"http://127.0.0.1:{free_port()}"],
+                    "lease_ttl": 2.0,
+                    "etcd_timeout": 0.5,
+                }
+            },
+            start_timeout=30,
+        ).start()
+
+
+def test_acquire_session_refuses_clearly() -> None:
+    import asyncio
+
+    from fluxmq_core.config import ClusterConfig
+
+    cluster = EtcdCluster("n", ClusterConfig(driver="etcd"))
+    with pytest.raises(NotImplementedError, match="does not move sessions"):
+        asyncio.run(cluster.acquire_session("c"))

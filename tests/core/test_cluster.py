@@ -1,0 +1,122 @@
+"""The core's cluster layer: the node index against the reference matcher, the
+router's filter reports, the forward hook in the publish path, and the ``none``
+driver staying out of the way."""
+
+from __future__ import annotations
+
+import random
+
+from fluxmq_core.cluster import Cluster, NodeIndex, SingleNodeCluster
+from fluxmq_core.config import ClusterConfig
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery, Router, topic_matches
+from fluxmq_core.testing.broker import BrokerThread
+
+
+def test_node_index_matches_like_the_reference_matcher() -> None:
+    rng = random.Random(7)
+    levels = ["a", "b", "c", "$SYS"]
+    filters = ["#", "+", "a/#", "a/+", "+/b", "a/b/c", "a/+/c", "$SYS/#", "+/+/+", "$share/g/a/b"]
+    topics = ["/".join(rng.choice(levels) for _ in range(rng.randint(1, 3))) for _ in range(200)]
+    index = NodeIndex()
+    held: dict[str, set[str]] = {}
+    for i, f in enumerate(filters):
+        node = f"n{i % 3}"
+        index.add(node, f)
+        held.setdefault(node, set()).add(f)
+    for topic in topics:
+        expected = {n for n, fs in held.items() if any(topic_matches(f, topic) for f in fs)}
+        assert index.match(topic) == expected, topic
+    # Removing keeps answers right (and invalidates the cache).
+    index.remove("n0", "#")
+    held["n0"].discard("#")
+    for topic in topics:
+        expected = {n for n, fs in held.items() if any(topic_matches(f, topic) for f in fs)}
+        assert index.match(topic) == expected, topic
+
+
+def test_node_index_resync_and_drop() -> None:
+    index = NodeIndex()
+    index.add("b", "x/1")
+    index.add("b", "$share/g/x/1")  # the same inner filter twice: both must go
+    assert index.match("x/1") == {"b"}
+    index.remove("b", "x/1")
+    assert index.match("x/1") == {"b"}
+    index.set_node("b", {"y/#"})
+    assert index.match("x/1") == frozenset() and index.match("y/2") == {"b"}
+    index.drop_node("b")
+    assert index.match("y/2") == frozenset() and index.node_ids == []
+
+
+class Sub:
+    protocol = "test"
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.got: list[Message] = []
+
+    def deliver(self, message: Message, delivery: Delivery) -> None:
+        self.got.append(message)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def subscription_added(self, topic_filter: str) -> None:
+        self.events.append(("+", topic_filter))
+
+    def subscription_removed(self, topic_filter: str) -> None:
+        self.events.append(("-", topic_filter))
+
+
+def test_router_reports_first_and_last_subscriber_of_a_filter() -> None:
+    router = Router()
+    s1, s2 = Sub("1"), Sub("2")
+    router.subscribe(s1, "pre/existing")
+    listener = Listener()
+    assert router.watch_filters(listener) == ["pre/existing"]
+    router.subscribe(s1, "a/+")
+    router.subscribe(s2, "a/+")
+    router.subscribe(s1, "a/+")  # replacing options: not a new holder
+    router.subscribe(s2, "$share/g/a/+")
+    router.unsubscribe(s1, "a/+")
+    assert listener.events == [("+", "a/+"), ("+", "$share/g/a/+")]
+    router.unsubscribe_all(s2)
+    assert listener.events[2:] == [("-", "a/+"), ("-", "$share/g/a/+")]
+    router.unsubscribe(s1, "pre/existing")
+    assert listener.events[-1] == ("-", "pre/existing")
+    router.watch_filters(None)
+    router.subscribe(s1, "quiet")
+    assert listener.events[-1] == ("-", "pre/existing")
+
+
+def test_none_driver_is_a_cluster_of_one_and_wires_nothing() -> None:
+    cluster = SingleNodeCluster("solo", ClusterConfig())
+    assert isinstance(cluster, Cluster)
+    assert cluster.distributed is False and cluster.queue_owner("q") == "solo"
+    with BrokerThread(plugins=[]) as broker:
+        ctx = broker.context
+        assert ctx.forward is None
+        assert broker.call_soon(ctx.cluster.status)["nodes"][0]["node_id"] == ctx.node_id
+        sub = Sub("s")
+        broker.call_soon(ctx.router.subscribe, sub, "t")
+        assert broker.call_soon(ctx.publish, Message("t", b"x")) == 1
+
+
+def test_forward_hook_counts_nodes_and_sees_each_publish_once() -> None:
+    with BrokerThread(plugins=[]) as broker:
+        ctx = broker.context
+        seen: list[str] = []
+
+        def forward(message: Message) -> int:
+            seen.append(message.topic)
+            return 2
+
+        broker.call_soon(setattr, ctx, "forward", forward)
+        sub = Sub("s")
+        broker.call_soon(ctx.router.subscribe, sub, "t")
+        assert broker.call_soon(ctx.publish, Message("t", b"x")) == 3
+        # What arrives from a peer goes to the router: delivered, not forwarded again.
+        broker.call_soon(ctx.router.publish, Message("t", b"from-peer"))
+        assert seen == ["t"] and [m.payload for m in sub.got] == [b"x", b"from-peer"]

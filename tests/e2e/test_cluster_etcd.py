@@ -1,0 +1,203 @@
+"""Three broker processes as one cluster on a real etcd (Debian ``etcd-server``):
+MQTT publishes on one node reach paho subscribers on the two others once each, with
+QoS and properties; an AMQP 0.9.1 consumer on another node gets MQTT publishes; the
+admin API and ``fluxmq cluster status`` list the nodes. Skipped, saying why, when the
+etcd binary or the plugin is missing."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fluxmq_core.testing.broker import BrokerProcess
+
+etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
+
+WAIT = 15.0
+NODES = ("a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]]:
+    reason = etcd_testing.etcd_missing_reason()
+    if reason:
+        pytest.skip(f"{reason} (Debian/Ubuntu: apt-get install etcd-server)")
+    with etcd_testing.EtcdServer() as etcd:
+        procs: dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]] = {}
+        try:
+            for n in NODES:
+                proc = BrokerProcess(
+                    ["--plugins", "mqtt,amqp091,etcd"],
+                    env={
+                        "FLUXMQ_CLUSTER__DRIVER": "etcd",
+                        "FLUXMQ_CLUSTER__NODE_ID": n,
+                        "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
+                        "FLUXMQ_CLUSTER__LEASE_TTL": "4",
+                        "FLUXMQ_STORAGE__DRIVER": "memory",
+                    },
+                )
+                procs[n] = (proc, proc.start(timeout=30))
+            for n in NODES:
+                until(lambda n=n: len(api(procs[n][1], "/api/v1/cluster")["nodes"]) == 3)
+            yield procs
+        finally:
+            for proc, _bound in procs.values():
+                proc.signal(15)
+            for proc, _bound in procs.values():
+                try:
+                    proc.wait(15)
+                finally:
+                    proc.close()
+
+
+def until(predicate: Any, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def http_url(bound: dict[str, tuple[str, int]]) -> str:
+    host, port = bound["http.bind"]
+    return f"http://{host}:{port}"
+
+
+def api(bound: dict[str, tuple[str, int]], path: str) -> Any:
+    with urllib.request.urlopen(http_url(bound) + path, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def client(bound: dict[str, tuple[str, int]]) -> Any:
+    got: queue.Queue[Any] = queue.Queue()
+    acks: queue.Queue[Any] = queue.Queue()
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=uuid.uuid4().hex[:12],
+        protocol=mqtt.MQTTv5,
+    )
+    c.on_message = lambda _c, _u, m: got.put(m)
+    c.on_connect = lambda *a: acks.put("connack")
+    c.on_subscribe = lambda *a: acks.put("suback")
+    c.connect(*bound["mqtt.tcp"])
+    c.loop_start()
+    assert acks.get(timeout=WAIT) == "connack"
+    c.got = got
+    c.acks = acks
+    return c
+
+
+def test_mqtt_publish_reaches_subscribers_on_every_other_node_once(cluster: Any) -> None:
+    a, b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    subs = [client(b), client(c)]
+    try:
+        for s in subs:
+            s.subscribe("cl/#", qos=1)
+            assert s.acks.get(timeout=WAIT) == "suback"
+        # The index reaches node a through etcd: probe until both nodes answer.
+        for s in subs:
+            until(lambda s=s: pub.publish("cl/probe", b"p", 0) and _drain_probe(s))
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("trace", "42")]
+        props.ContentType = "text/plain"
+        props.ResponseTopic = "cl/reply"
+        props.CorrelationData = b"corr"
+        pub.publish("cl/q0", b"zero", 0, properties=props).wait_for_publish(WAIT)
+        pub.publish("cl/q1", b"one", 1, properties=props).wait_for_publish(WAIT)
+        pub.publish("cl/end", b"marker", 1).wait_for_publish(WAIT)
+        for s in subs:
+            seen = []
+            while True:
+                m = s.got.get(timeout=WAIT)
+                if m.topic == "cl/probe":
+                    continue
+                seen.append(m)
+                if m.topic == "cl/end":
+                    break
+            assert [(m.topic, m.payload, m.qos) for m in seen] == [
+                ("cl/q0", b"zero", 0),
+                ("cl/q1", b"one", 1),
+                ("cl/end", b"marker", 1),
+            ]
+            for m in seen[:2]:
+                assert m.properties.UserProperty == [("trace", "42")]
+                assert m.properties.ContentType == "text/plain"
+                assert m.properties.ResponseTopic == "cl/reply"
+                assert m.properties.CorrelationData == b"corr"
+    finally:
+        for x in (pub, *subs):
+            x.disconnect()
+            x.loop_stop()
+
+
+def _drain_probe(s: Any) -> bool:
+    try:
+        while True:
+            if s.got.get(timeout=0.2).topic == "cl/probe":
+                return True
+    except queue.Empty:
+        return False
+
+
+def test_amqp_consumer_on_another_node_gets_mqtt_publishes(cluster: Any) -> None:
+    a, _b, c = (cluster[n][1] for n in NODES)
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*c["amqp091.bind"]))
+    pub = client(a)
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, "amq.topic", "cl.amqp.*")
+
+        def probe() -> bool:
+            pub.publish("cl/amqp/probe", b"p", 0)
+            _m, _p, body = ch.basic_get(q, auto_ack=True)
+            return body is not None
+
+        until(probe)
+        pub.publish("cl/amqp/real", b"from mqtt on a", 1).wait_for_publish(WAIT)
+
+        def real() -> bytes | None:
+            method, _p, body = ch.basic_get(q, auto_ack=True)
+            return body if method is not None and method.routing_key == "cl.amqp.real" else None
+
+        assert until(real) == b"from mqtt on a"
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        conn.close()
+
+
+def test_cluster_status_lists_every_node(cluster: Any) -> None:
+    a = cluster["a"][1]
+    body = api(a, "/api/v1/cluster")
+    assert body["driver"] == "etcd" and body["ready"] is True
+    assert sorted(n["node_id"] for n in body["nodes"]) == list(NODES)
+    ready = api(a, "/ready")
+    assert ready["checks"]["cluster"] is True
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxmq_core.cli", "cluster", "status", "--url", http_url(a)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "driver etcd, node a: ready" in out.stdout
+    lines = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert lines == ["a", "b", "c"]
