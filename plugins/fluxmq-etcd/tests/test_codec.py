@@ -4,6 +4,7 @@ protobuf wire form, and clear errors for what cannot cross nodes."""
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from fluxmq_etcd.codec import (
+    MAX_DEPTH,
     CodecError,
     SessionSnapshot,
     forward_batch_from_proto,
@@ -167,6 +169,29 @@ def test_unstorable_property_is_a_clear_error(properties: dict[str, Any], where:
         message_to_proto(Message("t", properties=properties))
 
 
+def test_nesting_is_bounded_on_the_sending_side() -> None:
+    deep: Any = 1
+    for _ in range(MAX_DEPTH):
+        deep = {"k": deep}  # mappings: the deepest protobuf form per level
+    session = SessionSnapshot(
+        "c", inflight={1: outbound_record(Message("t", properties={"d": deep}), [])}
+    )
+    # The deepest allowed value still parses inside the deepest place it can travel.
+    wrapped = wire(pb.TakeoverResponse(found=True, session=session_to_proto(session)))
+    assert session_from_proto(wrapped.session) == session
+    with pytest.raises(CodecError, match=f"nested deeper than {MAX_DEPTH}"):
+        message_to_proto(Message("t", properties={"d": [deep]}))
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+def test_subclasses_of_plain_types_travel_as_the_plain_type() -> None:
+    back = value_from_proto(wire(value_to_proto({"level": Level.HIGH, "t": (True,)})))
+    assert back == {"level": 3, "t": [True]} and type(back["level"]) is int
+
+
 def test_bad_strings_and_numbers_are_codec_errors() -> None:
     with pytest.raises(CodecError, match="not valid UTF-8"):
         value_to_proto("\ud800")
@@ -278,7 +303,17 @@ def test_session_round_trip(snapshot: SessionSnapshot) -> None:
         record=plain(snapshot.record),
         subscriptions=plain(snapshot.subscriptions),
         queued=snapshot.queued,
-        inflight=snapshot.inflight,
+        # A record's message goes through Message.from_dict (as the session's
+        # restore_inflight does), which reads [] user properties as None.
+        inflight={
+            pid: {
+                **r,
+                "message": None
+                if r["message"] is None
+                else Message.from_dict(r["message"]).to_dict(),
+            }
+            for pid, r in snapshot.inflight.items()
+        },
         will=snapshot.will,
         epoch=snapshot.epoch,
     )

@@ -52,6 +52,11 @@ __all__ = [
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _U32_MAX = 2**32 - 1
+#: Lists and mappings nested deeper than this are refused when encoding: protobuf's
+#: parser stops at 100 nested messages, and a value inside a session snapshot starts
+#: 7 deep and takes 3 per level. Refusing on the sending side names the field; the
+#: receiver would only refuse the whole batch.
+MAX_DEPTH = 24
 #: Key of the protobuf form in ``Message.encoded``: a message forwarded to several
 #: peers is converted once.
 _CACHE_KEY = ("fluxmq-etcd", "pb")
@@ -76,7 +81,7 @@ def value_to_proto(value: Any, path: str = "value") -> pb.Value:
     return out
 
 
-def _fill_value(out: pb.Value, value: Any, path: str) -> None:
+def _fill_value(out: pb.Value, value: Any, path: str, depth: int = 0) -> None:
     t = type(value)
     if value is None:
         out.null_value = True
@@ -96,14 +101,18 @@ def _fill_value(out: pb.Value, value: Any, path: str) -> None:
         out.float_value = value
     elif t in (bytes, bytearray, memoryview):
         out.bytes_value = bytes(value)
-    elif t in (list, tuple):
+    elif isinstance(value, list | tuple):
+        if depth >= MAX_DEPTH:
+            raise CodecError(f"{path}: nested deeper than {MAX_DEPTH} levels")
         items = out.list_value.items
         out.list_value.SetInParent()  # an empty list is still a list
         for i, item in enumerate(value):
-            _fill_value(items.add(), item, f"{path}[{i}]")
+            _fill_value(items.add(), item, f"{path}[{i}]", depth + 1)
     elif isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            raise CodecError(f"{path}: nested deeper than {MAX_DEPTH} levels")
         out.struct_value.SetInParent()
-        _fill_struct(out.struct_value, value, path)
+        _fill_struct(out.struct_value, value, path, depth + 1)
     elif isinstance(value, bool | int | float | str | bytes):  # subclasses (IntEnum...)
         _fill_value(out, _plain(value), path)
     else:
@@ -114,6 +123,8 @@ def _fill_value(out: pb.Value, value: Any, path: str) -> None:
 
 
 def _plain(value: Any) -> Any:
+    """The built-in value of an instance of a subclass (IntEnum, StrEnum...)."""
+    base: type[Any]
     for base in (bool, int, float, str, bytes):
         if isinstance(value, base):
             return base(value)
@@ -159,7 +170,7 @@ def struct_to_proto(mapping: Mapping[str, Any], path: str = "struct") -> pb.Stru
     return out
 
 
-def _fill_struct(out: pb.Struct, mapping: Mapping[Any, Any], path: str) -> None:
+def _fill_struct(out: pb.Struct, mapping: Mapping[Any, Any], path: str, depth: int = 0) -> None:
     fields = out.fields
     for key, item in mapping.items():
         if type(key) is not str:
@@ -169,7 +180,7 @@ def _fill_struct(out: pb.Struct, mapping: Mapping[Any, Any], path: str) -> None:
             f.key = key
         except ValueError as exc:
             raise CodecError(f"{path}: key {key!r} is not valid UTF-8 ({exc})") from None
-        _fill_value(f.value, item, f"{path}.{key}")
+        _fill_value(f.value, item, f"{path}.{key}", depth)
 
 
 def struct_from_proto(struct: pb.Struct, path: str = "struct") -> dict[str, Any]:
@@ -189,7 +200,7 @@ def message_to_proto(message: Message, *, cache: bool = False) -> pb.Message:
         if enc is not None:
             hit = enc.get(_CACHE_KEY)
             if hit is not None:
-                return hit  # type: ignore[no-any-return]
+                return hit
     m = message
     try:
         out = pb.Message(
@@ -301,7 +312,9 @@ def inflight_to_proto(packet_id: int, record: Mapping[str, Any]) -> pb.InflightM
     """One in-flight record as the store keeps it (``{"dir": "out", "qos",
     "retain", "ids", "state", "message": Message.to_dict()}``, or ``{"dir": "in",
     "qos", "state", "message": dict | None}`` for an inbound QoS 2) with its
-    packet id. Unknown keys are an error rather than silently dropped."""
+    packet id. The message dict is read with ``Message.from_dict``, as the
+    session's ``restore_inflight`` reads it. Unknown keys are an error rather than
+    silently dropped."""
     path = f"inflight[{packet_id}]"
     direction = record.get("dir")
     if direction not in ("out", "in"):
