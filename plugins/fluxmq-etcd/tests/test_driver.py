@@ -4,6 +4,7 @@ API and readiness through an etcd outage."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import time
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aetcd
 import pytest
 from fluxmq_etcd.driver import EtcdCluster
 from fluxmq_etcd.testing import EtcdServer
@@ -209,11 +211,62 @@ def test_unreachable_etcd_is_a_clear_start_error() -> None:
         ).start()
 
 
-def test_acquire_session_refuses_clearly() -> None:
-    import asyncio
+def test_session_claims_are_compare_and_swap_with_a_fencing_epoch(
+    pair: tuple[BrokerThread, BrokerThread],
+) -> None:
+    a, b = pair
+    ca: EtcdCluster = a.context.cluster
+    cb: EtcdCluster = b.context.cluster
+    lost: queue.Queue[tuple[str, int]] = queue.Queue()
+    a.call_soon(ca.watch_sessions, lambda cid, epoch: lost.put((cid, epoch)))
+    first = a.call(ca.acquire_session("c1"))
+    assert first.node_id == "a" and a.call_soon(ca.claim_valid, first)
+    assert a.call(ca.acquire_session("c1")) == first  # already ours: same claim
+    second = b.call(cb.acquire_session("c1"))
+    assert second.node_id == "b" and second.epoch > first.epoch
+    # a hears it lost the session, and its old claim is fenced off.
+    assert lost.get(timeout=WAIT) == ("c1", first.epoch)
+    assert not a.call_soon(ca.claim_valid, first)
+    a.call(ca.release_session(first))  # stale: releases nothing
+    assert b.call_soon(cb.claim_valid, second)
+    third = a.call(ca.acquire_session("c1"))  # a takes it back: a newer epoch again
+    assert third.epoch > second.epoch
+    until(lambda: not b.call_soon(cb.claim_valid, second), "b to lose it")
+    a.call(ca.release_session(third))
+    fourth = b.call(cb.acquire_session("c1"))  # released: free to take
+    assert fourth.epoch > third.epoch
 
-    from fluxmq_core.config import ClusterConfig
 
-    cluster = EtcdCluster("n", ClusterConfig(driver="etcd"))
-    with pytest.raises(NotImplementedError, match="does not move sessions"):
-        asyncio.run(cluster.acquire_session("c"))
+def test_a_lost_lease_drops_every_claim(pair: tuple[BrokerThread, BrokerThread]) -> None:
+
+    a, _b = pair
+    ca: EtcdCluster = a.context.cluster
+    lost: queue.Queue[tuple[str, int]] = queue.Queue()
+    a.call_soon(ca.watch_sessions, lambda cid, epoch: lost.put((cid, epoch)))
+    claim = a.call(ca.acquire_session("c2"))
+    lease = ca._lease_id
+    endpoint = ca.endpoints[0]
+
+    async def revoke() -> None:
+        async with aetcd.Client(endpoint.host, endpoint.port) as client:
+            await client.revoke_lease(lease)
+
+    asyncio.run(revoke())  # as if the lease had expired during a partition
+    assert lost.get(timeout=WAIT) == ("c2", claim.epoch)
+    assert not a.call_soon(ca.claim_valid, claim)
+    # The node registers again under a new lease and can claim anew.
+    until(lambda: a.call_soon(lambda: ca.ready and ca._lease_id not in (None, lease)), "re-join")
+    assert a.call(ca.acquire_session("c2")).epoch > claim.epoch
+
+
+def test_claims_are_refused_while_etcd_is_unreachable(etcd: EtcdServer) -> None:
+    from fluxmq_core.cluster import ClusterError
+
+    a = node(etcd, "a")
+    try:
+        etcd.kill()
+        until(lambda: not a.call_soon(lambda: a.context.cluster.ready), "a not ready")
+        with pytest.raises(ClusterError, match="etcd is unreachable"):
+            a.call(a.context.cluster.acquire_session("c3"))
+    finally:
+        a.close()

@@ -21,10 +21,13 @@ message), through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with
 circuit breaker). A forwarded message is handed to the receiving node's router and
 never forwarded again.
 
-Not built yet, and refusing rather than pretending: session ownership and takeover
-across nodes (:meth:`acquire_session` raises ``NotImplementedError``), cluster-wide
-shared subscriptions (each node with members of a group delivers once), queues on
-several nodes (each node's queues are its own). ``docs/clustering.md`` says so too.
+Session ownership is a compare-and-swap on ``sessions/<client_id>`` under the lease,
+with the etcd revision of the winning write as fencing epoch (:meth:`acquire_session`);
+a node that loses its lease loses every claim with it. Not built yet: moving a
+session's state between nodes (no protocol calls ``acquire_session`` yet),
+cluster-wide shared subscriptions (each node with members of a group delivers once),
+queues on several nodes (each node's queues are its own). ``docs/clustering.md``
+says so too.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +80,7 @@ class EtcdCluster:
         self.prefix = cfg.etcd_prefix if cfg.etcd_prefix.endswith("/") else cfg.etcd_prefix + "/"
         self._nodes_prefix = f"{self.prefix}nodes/".encode()
         self._subs_prefix = f"{self.prefix}subs/".encode()
+        self._sessions_prefix = f"{self.prefix}sessions/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
             self.endpoints = [
@@ -106,6 +111,10 @@ class EtcdCluster:
         self._listeners: dict[str, str] = {}
         self.resyncs = 0
         self.last_error = ""
+        #: Sessions this node owns: client id -> epoch (the etcd revision of the
+        #: claim). Cleared when the lease is lost: ownership never outlives it.
+        self._owned: dict[str, int] = {}
+        self._session_lost: list[Callable[[str, int], None]] = []
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -221,6 +230,7 @@ class EtcdCluster:
             if not alive:
                 log.warning("lease of node %s lost; registering again", self.node_id)
                 self._lease_id = None
+                self._lose_all_sessions("lease lost")
         if self._lease_id is None:
             lease = await client.lease(ttl)
             self._lease_id = lease.id
@@ -290,6 +300,7 @@ class EtcdCluster:
             reply = await client.refresh_lease(self._lease_id)
             if reply is None or reply.TTL <= 0:
                 self._lease_id = None
+                self._lose_all_sessions("lease expired")
                 raise ClusterError("lease expired (etcd unreachable for longer than lease_ttl?)")
             record = self._record()
             if record != last:  # session count or listeners changed
@@ -319,8 +330,19 @@ class EtcdCluster:
     def _rebuild(self, snapshot: Any) -> None:
         members: dict[str, dict[str, Any]] = {}
         subs: dict[str, set[str]] = {}
+        owners: dict[str, tuple[str, int]] = {}
         for kv in snapshot:
-            self._apply_kv(bytes(kv.key), bytes(kv.value), members, subs)
+            key = bytes(kv.key)
+            if key.startswith(self._sessions_prefix):
+                owners[key[len(self._sessions_prefix) :].decode()] = (
+                    bytes(kv.value).decode(),
+                    kv.mod_revision,
+                )
+            else:
+                self._apply_kv(key, bytes(kv.value), members, subs)
+        for client_id, epoch in list(self._owned.items()):
+            if owners.get(client_id) != (self.node_id, epoch):
+                self._lose_session(client_id, epoch, "changed while etcd was away")
         old = set(self.members)
         self.members = members
         for node in set(self.index.node_ids) | set(subs):
@@ -364,6 +386,13 @@ class EtcdCluster:
                     if node != self.node_id:
                         self.index.drop_node(node)
                     self._peer(node, None)
+            elif key.startswith(self._sessions_prefix):
+                client_id = key[len(self._sessions_prefix) :].decode()
+                epoch = self._owned.get(client_id)
+                if epoch is not None and (
+                    not put or bytes(event.kv.value).decode() != self.node_id
+                ):
+                    self._lose_session(client_id, epoch, "taken over" if put else "released")
             elif key.startswith(self._subs_prefix):
                 node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
                 if node == self.node_id or not f:
@@ -458,8 +487,9 @@ class EtcdCluster:
             "subscriptions": {"local_filters": len(self._local)},
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
+            "sessions_owned": len(self._owned),
             "not_replicated": [
-                "session ownership and takeover",
+                "session state (ownership is claimed in etcd; state is not moved yet)",
                 "queues (each node's queues are its own)",
                 "shared subscriptions are per node, not cluster-wide",
             ],
@@ -469,14 +499,90 @@ class EtcdCluster:
         """Publish this node's protocol listeners in its record (next keepalive)."""
         self._listeners = {k: f"{h}:{p}" for k, (h, p) in sorted(listeners.items())}
 
+    # --- session ownership -------------------------------------------------------------
+
     async def acquire_session(self, client_id: str) -> SessionClaim:
-        raise NotImplementedError(
-            "the etcd cluster driver does not move sessions between nodes yet: a client "
-            "reconnecting on another node starts from that node's own state"
+        """Make this node the owner of ``client_id`` by compare-and-swap on
+        ``sessions/<client_id>`` (value: the owner's node id, on our lease).
+
+        The key is written only if it is absent, or unchanged since we read it (so of
+        two nodes racing for one client exactly one wins; the other gets
+        :class:`ClusterError`). The claim's ``epoch`` is the etcd revision of that
+        write: every later claim by anyone has a higher one, which makes it a fencing
+        token. Refused while etcd is unreachable: a node that cannot prove ownership
+        must not take a session over. The previous owner learns from its watch
+        (``watch_sessions`` callbacks) and must stop serving the session.
+
+        This is the ownership half of takeover; moving the session's state between
+        nodes is not built yet (see docs/clustering.md).
+        """
+        client = self._client
+        if not self.ready or client is None or self._lease_id is None:
+            raise ClusterError(
+                f"cannot claim session {client_id!r}: etcd is unreachable ({self.last_error or 'not connected'})"
+            )
+        key = self._sessions_prefix + client_id.encode()
+        current = await client.get(key)
+        tx = client.transactions
+        if current is None:
+            compare = [tx.create(key) == 0]
+        elif bytes(current.value).decode() == self.node_id and client_id in self._owned:
+            return SessionClaim(client_id, self.node_id, self._owned[client_id])
+        else:
+            compare = [tx.mod(key) == current.mod_revision]
+        ok, responses = await client.transaction(
+            compare=compare,
+            success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
+            failure=[],
         )
+        if not ok:
+            raise ClusterError(
+                f"session {client_id!r} was claimed by another node at the same time; not taken"
+            )
+        epoch = int(responses[0].response_put.header.revision)
+        self._owned[client_id] = epoch
+        return SessionClaim(client_id, self.node_id, epoch)
 
     async def release_session(self, claim: SessionClaim) -> None:
-        raise NotImplementedError("the etcd cluster driver does not own sessions yet")
+        """Delete the ownership key, only if it is still this claim (same owner, same
+        revision): a stale claim releases nothing."""
+        client = self._client
+        if self._owned.get(claim.client_id) == claim.epoch:
+            del self._owned[claim.client_id]
+        if client is None:
+            return
+        key = self._sessions_prefix + claim.client_id.encode()
+        tx = client.transactions
+        await client.transaction(
+            compare=[tx.mod(key) == claim.epoch, tx.value(key) == self.node_id.encode()],
+            success=[tx.delete(key)],
+            failure=[],
+        )
+
+    def claim_valid(self, claim: SessionClaim) -> bool:
+        """True while ``claim`` is this node's current ownership of the session (as
+        far as the watch has told; False at once when the lease is lost)."""
+        return self.ready and self._owned.get(claim.client_id) == claim.epoch
+
+    def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
+        """Call ``callback(client_id, epoch)`` when a session this node owned is
+        taken over, released elsewhere, or lost with the lease."""
+        self._session_lost.append(callback)
+
+    def _lose_session(self, client_id: str, epoch: int, why: str) -> None:
+        if self._owned.get(client_id) != epoch:
+            return
+        del self._owned[client_id]
+        log.info("session %r (epoch %d) no longer owned here: %s", client_id, epoch, why)
+        for callback in self._session_lost:
+            try:
+                callback(client_id, epoch)
+            except Exception:
+                log.exception("session-lost callback failed for %r", client_id)
+
+    def _lose_all_sessions(self, why: str) -> None:
+        for client_id, epoch in list(self._owned.items()):
+            self._lose_session(client_id, epoch, why)
 
     def queue_owner(self, queue: str) -> str:
         # Each node's queues are its own until queue ownership is replicated.
