@@ -7,39 +7,48 @@ granularity: filters stored level by level, a match walks only matching paths, a
 answers are cached per topic until the index changes (which is rare next to
 publishes).
 
+Shared filters (``$share/<group>/<filter>``) are kept apart from plain ones: a
+publish goes to *every* node with a matching plain filter, but to *one* node per
+matching share group, which the driver picks from :meth:`NodeIndex.match_shared`.
+
 What it does not do: count subscribers (a node either has a filter or not), pick
-share-group members, or know which node is "this" one; the driver does those.
+share-group members or nodes, or know which node is "this" one; the driver does.
 """
 
 from __future__ import annotations
 
-from fluxmq_core.router.topics import strip_share
+from fluxmq_core.router.topics import parse_shared
 
 __all__ = ["NodeIndex"]
 
 _NONE: frozenset[str] = frozenset()
 
+#: One share group a topic matches: (``$share/<group>/<filter>``, nodes holding it,
+#: sorted so every node walks the same order).
+SharedMatch = tuple[str, tuple[str, ...]]
+
 
 class _Node:
-    __slots__ = ("children", "owners")
+    __slots__ = ("children", "filter", "groups", "owners")
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "") -> None:
+        self.filter = path  # the filter this node stands for (the share key needs it)
         self.children: dict[str, _Node] = {}
-        # node id -> how many of that node's filters end here ($share/a/x and x
-        # both end at x).
-        self.owners: dict[str, int] = {}
+        # Nodes holding the plain filter that ends here.
+        self.owners: set[str] = set()
+        # Share group name -> nodes holding ``$share/<name>/<this filter>``.
+        self.groups: dict[str, set[str]] = {}
 
 
 class NodeIndex:
-    """Filters per node, matched as a trie; ``$share/<g>/`` prefixes are stripped
-    for matching (the group takes no part in which topics reach a node)."""
+    """Filters per node, matched as a trie (plain and shared apart)."""
 
     __slots__ = ("_by_node", "_cache", "_cache_size", "_root")
 
     def __init__(self, cache_size: int = 4096) -> None:
         self._root = _Node()
         self._by_node: dict[str, set[str]] = {}
-        self._cache: dict[str, frozenset[str]] = {}
+        self._cache: dict[str, tuple[frozenset[str], tuple[SharedMatch, ...]]] = {}
         self._cache_size = cache_size
 
     def add(self, node_id: str, topic_filter: str) -> bool:
@@ -48,13 +57,20 @@ class NodeIndex:
         if topic_filter in held:
             return False
         held.add(topic_filter)
+        shared = parse_shared(topic_filter)
+        inner = topic_filter if shared is None else shared[1]
         node = self._root
-        for level in strip_share(topic_filter).split("/"):
+        for level in inner.split("/"):
             child = node.children.get(level)
             if child is None:
-                child = node.children[level] = _Node()
+                child = node.children[level] = _Node(
+                    f"{node.filter}/{level}" if node is not self._root else level
+                )
             node = child
-        node.owners[node_id] = node.owners.get(node_id, 0) + 1
+        if shared is None:
+            node.owners.add(node_id)
+        else:
+            node.groups.setdefault(shared[0], set()).add(node_id)
         self._cache.clear()
         return True
 
@@ -66,19 +82,22 @@ class NodeIndex:
         held.discard(topic_filter)
         if not held:
             del self._by_node[node_id]
+        shared = parse_shared(topic_filter)
         path: list[tuple[_Node, str]] = []
         node = self._root
-        for level in strip_share(topic_filter).split("/"):
+        for level in (topic_filter if shared is None else shared[1]).split("/"):
             path.append((node, level))
             node = node.children[level]
-        left = node.owners[node_id] - 1
-        if left:
-            node.owners[node_id] = left
+        if shared is None:
+            node.owners.discard(node_id)
         else:
-            del node.owners[node_id]
+            members = node.groups[shared[0]]
+            members.discard(node_id)
+            if not members:
+                del node.groups[shared[0]]
         for parent, level in reversed(path):
             child = parent.children[level]
-            if child.children or child.owners:
+            if child.children or child.owners or child.groups:
                 break
             del parent.children[level]
         self._cache.clear()
@@ -102,15 +121,34 @@ class NodeIndex:
     def filters_of(self, node_id: str) -> set[str]:
         return set(self._by_node.get(node_id, ()))
 
+    def shared_groups(self) -> dict[str, list[str]]:
+        """``{"$share/<group>/<filter>": [node, ...]}`` for the admin API."""
+        out: dict[str, list[str]] = {}
+        for node, filters in self._by_node.items():
+            for f in filters:
+                if f.startswith("$share/"):
+                    out.setdefault(f, []).append(node)
+        return {k: sorted(v) for k, v in sorted(out.items())}
+
     @property
     def node_ids(self) -> list[str]:
         return sorted(self._by_node)
 
     def match(self, topic: str) -> frozenset[str]:
-        """The nodes holding at least one filter that matches ``topic``."""
+        """The nodes holding at least one plain filter that matches ``topic``."""
         found = self._cache.get(topic)
-        if found is not None:
-            return found
+        if found is None:
+            found = self._lookup(topic)
+        return found[0]
+
+    def match_shared(self, topic: str) -> tuple[SharedMatch, ...]:
+        """Every share group matching ``topic``, with the nodes that hold members."""
+        found = self._cache.get(topic)
+        if found is None:
+            found = self._lookup(topic)
+        return found[1]
+
+    def _lookup(self, topic: str) -> tuple[frozenset[str], tuple[SharedMatch, ...]]:
         found = self._match(topic)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
@@ -118,15 +156,15 @@ class NodeIndex:
             self._cache[topic] = found
         return found
 
-    def _match(self, topic: str) -> frozenset[str]:
+    def _match(self, topic: str) -> tuple[frozenset[str], tuple[SharedMatch, ...]]:
         levels = topic.split("/")
         n = len(levels)
-        out: set[str] = set()
+        hits: list[_Node] = []
         stack: list[tuple[_Node, int]]
         if levels[0].startswith("$"):
             first = self._root.children.get(levels[0])
             if first is None:
-                return _NONE
+                return _NONE, ()
             stack = [(first, 1)]
         else:
             stack = [(self._root, 0)]
@@ -134,18 +172,26 @@ class NodeIndex:
             node, i = stack.pop()
             children = node.children
             if i == n:
-                out.update(node.owners)
+                hits.append(node)
                 multi = children.get("#")
                 if multi is not None:
-                    out.update(multi.owners)
+                    hits.append(multi)
                 continue
             multi = children.get("#")
             if multi is not None:
-                out.update(multi.owners)
+                hits.append(multi)
             single = children.get("+")
             if single is not None:
                 stack.append((single, i + 1))
             exact = children.get(levels[i])
             if exact is not None and exact is not single and exact is not multi:
                 stack.append((exact, i + 1))
-        return frozenset(out) if out else _NONE
+        owners: set[str] = set()
+        shares: list[SharedMatch] = []
+        for node in hits:
+            owners.update(node.owners)
+            if node.groups:
+                for name, nodes in node.groups.items():
+                    shares.append((f"$share/{name}/{node.filter}", tuple(sorted(nodes))))
+        shares.sort()
+        return (frozenset(owners) if owners else _NONE), tuple(shares)

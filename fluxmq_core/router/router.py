@@ -53,6 +53,11 @@ _EMPTY_PLAN: _Plan = ((), ())
 RetainedCallback: TypeAlias = Callable[[str, "Message | None"], None]
 
 
+#: ``handler(message, groups) -> deliveries``: decides, for a distributed cluster,
+#: which node serves each matched share group (see :meth:`Router.set_share_handler`).
+ShareHandler: TypeAlias = Callable[["Message", "tuple[ShareGroup, ...]"], int]
+
+
 class FilterListener(Protocol):
     """Told when a filter gains its first or loses its last local subscriber (the
     cluster subscription index: see :meth:`Router.watch_filters`)."""
@@ -109,6 +114,7 @@ class Router:
         "_on_retained_change",
         "_retained",
         "_seq",
+        "_share_handler",
         "_subs",
         "_trie",
     )
@@ -132,6 +138,31 @@ class Router:
         # Only kept while a cluster listens (watch_filters); None costs nothing.
         self._filter_listener: FilterListener | None = None
         self._filter_counts: dict[str, int] = {}
+        self._share_handler: ShareHandler | None = None
+
+    def set_share_handler(self, handler: ShareHandler | None) -> None:
+        """Let ``handler`` serve the share groups a publish matches instead of picking a
+        local member: a distributed cluster picks one node per group cluster-wide and
+        delivers here with :meth:`deliver_group` only when this node is picked.
+        ``None`` (the default) picks locally."""
+        self._share_handler = handler
+
+    def deliver_group(self, group: ShareGroup, message: Message) -> int:
+        """Deliver ``message`` to the member of ``group`` whose turn it is (1), or to
+        nobody when every member is excluded (0)."""
+        member = group.pick(message.origin_client, message.origin_protocol)
+        if member is None:
+            return 0
+        try:
+            member[0].deliver(message, Delivery(member[1], False, member[2], group.name))
+        except Exception:
+            self._log_failure(member[0], message)
+            return 0
+        return 1
+
+    def share_group(self, topic_filter: str, name: str) -> ShareGroup | None:
+        """The local share group ``name`` on (inner) ``topic_filter``, if it has members."""
+        return self._trie.group(topic_filter, name)
 
     def watch_filters(self, listener: FilterListener | None) -> list[str]:
         """Report filters to ``listener`` from now on: ``subscription_added`` when a
@@ -355,6 +386,9 @@ class Router:
                     continue
                 delivered += 1
         if groups:
+            handler = self._share_handler
+            if handler is not None:
+                return delivered + handler(message, groups)
             for group in groups:
                 member = group.pick(message.origin_client, message.origin_protocol)
                 if member is None:

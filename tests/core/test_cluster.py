@@ -5,6 +5,7 @@ driver staying out of the way."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from fluxmq_core.cluster import Cluster, NodeIndex, SingleNodeCluster
 from fluxmq_core.config import ClusterConfig
@@ -24,24 +25,41 @@ def test_node_index_matches_like_the_reference_matcher() -> None:
         node = f"n{i % 3}"
         index.add(node, f)
         held.setdefault(node, set()).add(f)
-    for topic in topics:
-        expected = {n for n, fs in held.items() if any(topic_matches(f, topic) for f in fs)}
-        assert index.match(topic) == expected, topic
+
+    def check() -> None:
+        for topic in topics:
+            plain = {
+                n
+                for n, fs in held.items()
+                if any(topic_matches(f, topic) for f in fs if not f.startswith("$share/"))
+            }
+            assert index.match(topic) == plain, topic
+            shared = sorted(
+                (f, tuple(sorted(n for n, fs in held.items() if f in fs)))
+                for f in {f for fs in held.values() for f in fs}
+                if f.startswith("$share/") and topic_matches(f, topic)
+            )
+            assert list(index.match_shared(topic)) == shared, topic
+
+    check()
     # Removing keeps answers right (and invalidates the cache).
     index.remove("n0", "#")
     held["n0"].discard("#")
-    for topic in topics:
-        expected = {n for n, fs in held.items() if any(topic_matches(f, topic) for f in fs)}
-        assert index.match(topic) == expected, topic
+    index.add("n2", "$share/g/a/b")
+    held["n2"].add("$share/g/a/b")
+    check()
 
 
 def test_node_index_resync_and_drop() -> None:
     index = NodeIndex()
     index.add("b", "x/1")
-    index.add("b", "$share/g/x/1")  # the same inner filter twice: both must go
+    index.add("b", "$share/g/x/1")  # the same inner filter, plain and shared apart
     assert index.match("x/1") == {"b"}
+    assert index.match_shared("x/+") == ()
+    assert index.match_shared("x/1") == (("$share/g/x/1", ("b",)),)
     index.remove("b", "x/1")
-    assert index.match("x/1") == {"b"}
+    assert index.match("x/1") == frozenset()
+    assert index.match_shared("x/1") == (("$share/g/x/1", ("b",)),)
     index.set_node("b", {"y/#"})
     assert index.match("x/1") == frozenset() and index.match("y/2") == {"b"}
     index.drop_node("b")
@@ -120,3 +138,31 @@ def test_forward_hook_counts_nodes_and_sees_each_publish_once() -> None:
         # What arrives from a peer goes to the router: delivered, not forwarded again.
         broker.call_soon(ctx.router.publish, Message("t", b"from-peer"))
         assert seen == ["t"] and [m.payload for m in sub.got] == [b"x", b"from-peer"]
+
+
+def test_share_handler_decides_which_groups_deliver_here() -> None:
+    router = Router()
+    m1, m2, plain = Sub("m1"), Sub("m2"), Sub("p")
+    router.subscribe(m1, "$share/g/t/#")
+    router.subscribe(m2, "$share/g/t/#")
+    router.subscribe(plain, "t/#")
+    calls: list[tuple[str, list[str]]] = []
+    here = [True]
+
+    def handler(message: Message, groups: tuple[Any, ...]) -> int:
+        calls.append((message.topic, [f"{g.name}:{g.topic_filter}" for g in groups]))
+        return sum(router.deliver_group(g, message) for g in groups) if here[0] else 0
+
+    router.set_share_handler(handler)
+    assert router.publish(Message("t/1", b"a")) == 2  # plain + the group, picked here
+    here[0] = False
+    assert router.publish(Message("t/1", b"b")) == 1  # the group went elsewhere
+    assert calls == [("t/1", ["g:t/#"]), ("t/1", ["g:t/#"])]
+    assert [m.payload for m in plain.got] == [b"a", b"b"]
+    assert [m.payload for m in m1.got + m2.got] == [b"a"]
+    group = router.share_group("t/#", "g")
+    assert group is not None and router.share_group("t/#", "other") is None
+    assert router.deliver_group(group, Message("t/2", b"c")) == 1  # the next in turn
+    assert sorted(len(m.got) for m in (m1, m2)) == [1, 1]
+    router.set_share_handler(None)
+    assert router.publish(Message("t/1", b"d")) == 2

@@ -184,6 +184,34 @@ def test_amqp_consumer_on_another_node_gets_mqtt_publishes(cluster: Any) -> None
         conn.close()
 
 
+def test_a_shared_subscription_gets_each_message_once_across_nodes(cluster: Any) -> None:
+    a, b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    members = [client(b), client(c)]
+    try:
+        for m in members:
+            m.subscribe("$share/workers/jobs/#", qos=1)
+            assert m.acks.get(timeout=WAIT) == "suback"
+        until(lambda: _share_holders(a, "$share/workers/jobs/#") == ["b", "c"])
+        for i in range(10):
+            pub.publish("jobs/run", f"job-{i}".encode(), 1).wait_for_publish(WAIT)
+        got = [m.got.get(timeout=WAIT) for _ in range(5) for m in members]
+        # Node a alternates between b and c: 5 each, every job once.
+        assert sorted(x.payload for x in got) == sorted(f"job-{i}".encode() for i in range(10))
+        # Markers along the same streams come next: no duplicate was in flight.
+        for i in range(2):
+            pub.publish("jobs/run", f"end-{i}".encode(), 1).wait_for_publish(WAIT)
+        assert sorted(m.got.get(timeout=WAIT).payload for m in members) == [b"end-0", b"end-1"]
+    finally:
+        for x in (pub, *members):
+            x.disconnect()
+            x.loop_stop()
+
+
+def _share_holders(bound: dict[str, tuple[str, int]], key: str) -> list[str]:
+    return list(api(bound, "/api/v1/cluster").get("shared", {}).get(key, []))
+
+
 def test_cluster_status_lists_every_node(cluster: Any) -> None:
     a = cluster["a"][1]
     body = api(a, "/api/v1/cluster")

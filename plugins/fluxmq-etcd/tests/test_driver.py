@@ -270,3 +270,48 @@ def test_claims_are_refused_while_etcd_is_unreachable(etcd: EtcdServer) -> None:
             a.call(a.context.cluster.acquire_session("c3"))
     finally:
         a.close()
+
+
+def test_a_share_group_gets_each_message_once_across_nodes(etcd: EtcdServer) -> None:
+    a, b, c = (node(etcd, n) for n in ("a", "b", "c"))
+    try:
+        a1, b1, b2, plain = Sink("a1"), Sink("b1"), Sink("b2"), Sink("plain")
+        subscribe(a, a1, "$share/g/s/#")
+        subscribe(b, b1, "$share/g/s/#")
+        subscribe(b, b2, "$share/g/s/+")  # another group key on b: its own group
+        subscribe(b, plain, "s/#")
+        for x in (a, c):
+            until(
+                lambda x=x: (
+                    x.call_soon(x.context.cluster.index.match_shared, "s/1")
+                    == (("$share/g/s/#", ("a", "b")), ("$share/g/s/+", ("b",)))
+                ),
+                "the share groups everywhere",
+            )
+        # From a (a member of one group) and from c (a member of none).
+        for i in range(6):
+            a.call_soon(a.context.publish, Message("s/1", f"a{i}".encode()))
+            c.call_soon(c.context.publish, Message("s/1", f"c{i}".encode()))
+        sent = {f"{x}{i}".encode() for x in "ac" for i in range(6)}
+
+        def drain(sink: Sink, n: int) -> list[bytes]:
+            return [sink.got.get(timeout=WAIT)[0].payload for _ in range(n)]
+
+        # Plain subscriber: every message once. Group $share/g/s/+ (only on b): every
+        # message once. Group $share/g/s/#: every message once, split over a and b.
+        assert sorted(drain(plain, 12)) == sorted(sent)
+        assert sorted(drain(b2, 12)) == sorted(sent)
+        # Each publisher alternates between the two holding nodes: 3 + 3 each.
+        group = drain(a1, 6) + drain(b1, 6)
+        assert sorted(group) == sorted(sent)
+        # Nothing more arrives: each stream into a1 and b1 (local, c->a, a->b, c->b)
+        # is FIFO, so markers sent along all of them come next. The turns continue:
+        # 6 -> a, 7 -> b, for both publishers.
+        for x in (a, c):
+            for m in (b"end-1", b"end-2"):
+                x.call_soon(x.context.publish, Message("s/x", m))
+        assert sorted(drain(a1, 2)) == [b"end-1", b"end-1"]
+        assert sorted(drain(b1, 2)) == [b"end-2", b"end-2"]
+    finally:
+        for x in (c, b, a):
+            x.close()

@@ -17,16 +17,17 @@ start of each session (a lost lease is replaced by a new one).
 
 Publishes are forwarded by :meth:`EtcdCluster.forward` to the nodes whose filters
 match (and, for a retained publish, to every node, so each keeps the retained
-message), through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with a
+message). A shared subscription group is served once cluster-wide: the publishing
+node picks, in turn, one of the nodes holding members of the group, and only that
+node delivers (to one of its members, in its own turn). Messages travel through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with a
 circuit breaker). A forwarded message is handed to the receiving node's router and
 never forwarded again.
 
 Session ownership is a compare-and-swap on ``sessions/<client_id>`` under the lease,
 with the etcd revision of the winning write as fencing epoch (:meth:`acquire_session`);
 a node that loses its lease loses every claim with it. Not built yet: moving a
-session's state between nodes (no protocol calls ``acquire_session`` yet),
-cluster-wide shared subscriptions (each node with members of a group delivers once),
-queues on several nodes (each node's queues are its own). ``docs/clustering.md``
+session's state between nodes (no protocol calls ``acquire_session`` yet), queues
+on several nodes (each node's queues are its own). ``docs/clustering.md``
 says so too.
 """
 
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
 from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
+from fluxmq_core.router import parse_shared
 from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
 from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
 from fluxmq_etcd.peers import Peers
@@ -114,6 +116,10 @@ class EtcdCluster:
         #: Sessions this node owns: client id -> epoch (the etcd revision of the
         #: claim). Cleared when the lease is lost: ownership never outlives it.
         self._owned: dict[str, int] = {}
+        #: Share group key -> this node's round-robin turn over the holding nodes.
+        self._turns: dict[str, int] = {}
+        self._from_peer = False
+        self.share_dropped = 0
         self._session_lost: list[Callable[[str, int], None]] = []
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -136,7 +142,8 @@ class EtcdCluster:
             )
             self._supervisor = EtcdSupervisor(member)
             await self._supervisor.start()
-        self._peers = Peers(self.node_id, self._on_peer_messages)
+        self._peers = Peers(self.node_id, self._on_peer_messages, on_targeted=self._on_targeted)
+        context.router.set_share_handler(self._serve_groups)
         port = await self._peers.start(cfg.bind)
         host, _ = parse_address(cfg.bind, where="cluster.bind")
         context.bound["cluster.bind"] = (host, port)
@@ -167,6 +174,8 @@ class EtcdCluster:
             return
         self._stopping = True
         self.ready = False
+        if self._context is not None:
+            self._context.router.set_share_handler(None)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -345,6 +354,7 @@ class EtcdCluster:
                 self._lose_session(client_id, epoch, "changed while etcd was away")
         old = set(self.members)
         self.members = members
+        subs[self.node_id] = set(self._local)  # ours come from the router, not etcd
         for node in set(self.index.node_ids) | set(subs):
             self.index.set_node(node, subs.get(node, set()))
         for node in old - set(members):
@@ -412,42 +422,102 @@ class EtcdCluster:
 
     def subscription_added(self, topic_filter: str) -> None:
         self._local.add(topic_filter)
+        self.index.add(self.node_id, topic_filter)
         self._pending[topic_filter] = True
         self._wake.set()
 
     def subscription_removed(self, topic_filter: str) -> None:
         self._local.discard(topic_filter)
+        self.index.remove(self.node_id, topic_filter)
         self._pending[topic_filter] = False
         self._wake.set()
 
     def forward(self, message: Message) -> int:
+        """Plain matches: one copy to every other node holding a matching filter (a
+        retained message: to every node). Share groups with no member here: one
+        node per group, in turn (groups with members here were served by
+        :meth:`_serve_groups` during the local publish)."""
         peers = self._peers
         if peers is None:
             return 0
         members = self.members
+        index = self.index
+        topic = message.topic
         if message.retain:
             # Every node keeps the retained message, subscribed or not.
             targets: Any = members
         else:
-            targets = self.index.match(message.topic)
-            if not targets:
-                return 0
+            targets = index.match(topic)
         sent = 0
         me = self.node_id
         for node in targets:
             if node != me and node in members:
                 peers.forward(node, message)
                 sent += 1
+        shared = index.match_shared(topic)
+        if shared:
+            for key, holders in shared:
+                if me not in holders:
+                    sent += self._share_to(key, holders, None, message)
         return sent
 
+    def _serve_groups(self, message: Message, groups: Any) -> int:
+        """The router's share handler: for each matched local group, pick the node
+        whose turn it is among every node holding the group; deliver here only if it
+        is this one. A message from a peer was already decided at its origin."""
+        if self._from_peer:
+            return 0
+        holders = dict(self.index.match_shared(message.topic))
+        me = (self.node_id,)
+        delivered = 0
+        for group in groups:
+            key = f"$share/{group.name}/{group.topic_filter}"
+            delivered += self._share_to(key, holders.get(key, me), group, message)
+        return delivered
+
+    def _share_to(self, key: str, holders: tuple[str, ...], group: Any, message: Message) -> int:
+        """Round robin over the live nodes holding share group ``key`` (every node
+        walks them in the same sorted order, each with its own turn counter)."""
+        me = self.node_id
+        members = self.members
+        alive = [n for n in holders if n == me or n in members]
+        if not alive:
+            return 0
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        chosen = alive[turn % len(alive)]
+        if chosen == me:
+            if group is None:
+                return 0
+            return int(self._context.router.deliver_group(group, message))
+        assert self._peers is not None
+        return 1 if self._peers.forward(chosen, message, key) else 0
+
     def _on_peer_messages(self, from_node: str, messages: list[Message]) -> None:
-        """Messages forwarded by ``from_node``: delivered here, never re-forwarded."""
+        """Messages forwarded by ``from_node``: delivered here, never re-forwarded,
+        and not to share groups (the origin picked a node for each of those)."""
         context = self._context
         if context is None:
             return
         publish = context.router.publish
-        for message in messages:
-            publish(message)
+        self._from_peer = True
+        try:
+            for message in messages:
+                publish(message)
+        finally:
+            self._from_peer = False
+
+    def _on_targeted(self, from_node: str, entries: list[tuple[str, Message]]) -> None:
+        """Share-group deliveries picked for this node by ``from_node``."""
+        router = self._context.router if self._context is not None else None
+        if router is None:
+            return
+        for key, message in entries:
+            shared = parse_shared(key) if key.startswith("$share/") else None
+            group = router.share_group(shared[1], shared[0]) if shared else None
+            if group is None or not router.deliver_group(group, message):
+                # The last member left after the origin picked us: nobody to take it.
+                self.share_dropped += 1
 
     def nodes(self) -> list[NodeInfo]:
         out = []
@@ -484,14 +554,17 @@ class EtcdCluster:
                 "resyncs": self.resyncs,
                 "last_error": self.last_error,
             },
-            "subscriptions": {"local_filters": len(self._local)},
+            "subscriptions": {
+                "local_filters": len(self._local),
+                "share_dropped": self.share_dropped,
+            },
+            "shared": self.index.shared_groups(),
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
             "not_replicated": [
                 "session state (ownership is claimed in etcd; state is not moved yet)",
                 "queues (each node's queues are its own)",
-                "shared subscriptions are per node, not cluster-wide",
             ],
         }
 
