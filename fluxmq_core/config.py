@@ -118,6 +118,11 @@ class ClusterConfig:
         factory=list,
     )
     etcd_prefix: str = setting("/fluxmq/", "Key prefix of this cluster's records in etcd.")
+    retained_inline_max: int = setting(
+        65536,
+        "Retained messages up to this many payload bytes are kept in etcd; larger ones "
+        "stay on the node that took them and other nodes fetch them from it over gRPC.",
+    )
     etcd_username: str = setting("", "etcd user (with etcd_password); empty = no etcd auth.")
     etcd_password: str = setting("", "etcd password of etcd_username.")
     etcd_ca_file: str = setting("", "CA bundle to verify etcd's TLS certificate (https endpoints).")
@@ -139,6 +144,8 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         if self.lease_ttl < 2:
             raise ValueError("lease_ttl must be >= 2 seconds")
+        if self.retained_inline_max < 0:
+            raise ValueError("retained_inline_max must be >= 0")
         if self.etcd_timeout <= 0:
             raise ValueError("etcd_timeout must be > 0")
         if bool(self.etcd_username) != bool(self.etcd_password):

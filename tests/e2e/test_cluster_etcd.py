@@ -212,6 +212,30 @@ def _share_holders(bound: dict[str, tuple[str, int]], key: str) -> list[str]:
     return list(api(bound, "/api/v1/cluster").get("shared", {}).get(key, []))
 
 
+def test_a_retained_publish_is_seen_by_a_new_subscriber_on_another_node(cluster: Any) -> None:
+    a, _b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    try:
+        pub.publish("cl/retained", b"last value", 1, retain=True).wait_for_publish(WAIT)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+
+    def fresh_subscriber_gets_it() -> bool:
+        sub = client(c)
+        try:
+            sub.subscribe("cl/retained", qos=1)
+            m = sub.got.get(timeout=2)
+            return m.payload == b"last value" and m.retain
+        except queue.Empty:
+            return False
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+
+    until(fresh_subscriber_gets_it)
+
+
 def test_cluster_status_lists_every_node(cluster: Any) -> None:
     a = cluster["a"][1]
     body = api(a, "/api/v1/cluster")

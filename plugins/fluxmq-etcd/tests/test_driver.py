@@ -147,8 +147,33 @@ def test_unsubscribe_stops_forwarding(pair: tuple[BrokerThread, BrokerThread]) -
 def test_retained_publish_reaches_every_node(pair: tuple[BrokerThread, BrokerThread]) -> None:
     a, b = pair
     until(lambda: members(a) == {"a", "b"}, "a to see b")
-    a.call_soon(a.context.publish, Message("r/1", b"kept", retain=True))
-    until(lambda: b.call_soon(b.context.router.get_retained, "r/1"), "the retained copy on b")
+    a.call_soon(a.context.publish, Message("r/1", b"kept", retain=True, content_type="t/p"))
+    got = until(lambda: b.call_soon(b.context.router.get_retained, "r/1"), "the copy on b")
+    assert got.payload == b"kept" and got.content_type == "t/p"
+    # Cleared on a: cleared on b.
+    a.call_soon(a.context.publish, Message("r/1", b"", retain=True))
+    until(lambda: b.call_soon(b.context.router.get_retained, "r/1") is None, "cleared on b")
+
+
+@pytest.mark.parametrize("inline_max", [65536, 8], ids=["in-etcd", "fetched-over-grpc"])
+def test_a_node_that_joins_later_has_the_retained_messages(
+    etcd: EtcdServer, inline_max: int
+) -> None:
+    a = node(etcd, "a", retained_inline_max=inline_max)
+    c = None
+    try:
+        payload = b"a retained payload longer than eight bytes"
+        a.call_soon(a.context.publish, Message("r/late", payload, 1, retain=True))
+        until(lambda: a.call_soon(lambda: not a.context.cluster._retained_pending), "written")
+        c = node(etcd, "c", retained_inline_max=inline_max)
+        got = until(lambda: c.call_soon(c.context.router.get_retained, "r/late"), "on c")
+        assert got.payload == payload and got.qos == 1
+        held = a.call_soon(lambda: len(a.context.cluster._retained_held))
+        assert held == (1 if inline_max == 8 else 0)
+    finally:
+        if c is not None:
+            c.close()
+        a.close()
 
 
 def test_a_stopped_node_leaves(etcd: EtcdServer) -> None:

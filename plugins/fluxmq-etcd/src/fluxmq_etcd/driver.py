@@ -16,8 +16,9 @@ stream can never go unnoticed. Its own keys are re-written under a live lease at
 start of each session (a lost lease is replaced by a new one).
 
 Publishes are forwarded by :meth:`EtcdCluster.forward` to the nodes whose filters
-match (and, for a retained publish, to every node, so each keeps the retained
-message). A shared subscription group is served once cluster-wide: the publishing
+match. A retained publish is also written to ``retained/<topic>`` (small payloads
+inline, large ones as a pointer to the node that holds them, fetched over gRPC), so
+every node, a later one included, keeps it. A shared subscription group is served once cluster-wide: the publishing
 node picks, in turn, one of the nodes holding members of the group, and only that
 node delivers (to one of its members, in its own turn). Messages travel through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with a
 circuit breaker). A forwarded message is handed to the receiving node's router and
@@ -47,6 +48,7 @@ from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
 from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
 from fluxmq_core.router import parse_shared
+from fluxmq_etcd.codec import message_from_proto, message_to_proto, pb
 from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
 from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
 from fluxmq_etcd.peers import Peers
@@ -83,6 +85,7 @@ class EtcdCluster:
         self._nodes_prefix = f"{self.prefix}nodes/".encode()
         self._subs_prefix = f"{self.prefix}subs/".encode()
         self._sessions_prefix = f"{self.prefix}sessions/".encode()
+        self._retained_prefix = f"{self.prefix}retained/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
             self.endpoints = [
@@ -120,6 +123,11 @@ class EtcdCluster:
         self._turns: dict[str, int] = {}
         self._from_peer = False
         self.share_dropped = 0
+        #: Retained changes made here, not yet in etcd (topic -> message or None).
+        self._retained_pending: dict[str, Message | None] = {}
+        #: Large retained messages this node holds for others to fetch.
+        self._retained_held: dict[str, Message] = {}
+        self.retained_fetch_failed = 0
         self._session_lost: list[Callable[[str, int], None]] = []
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -143,6 +151,7 @@ class EtcdCluster:
             self._supervisor = EtcdSupervisor(member)
             await self._supervisor.start()
         self._peers = Peers(self.node_id, self._on_peer_messages, on_targeted=self._on_targeted)
+        self._peers.handle("FetchRetained", self._serve_retained)
         context.router.set_share_handler(self._serve_groups)
         port = await self._peers.start(cfg.bind)
         host, _ = parse_address(cfg.bind, where="cluster.bind")
@@ -253,6 +262,8 @@ class EtcdCluster:
         self.ready = True
         self.last_error = ""
         self._synced.set()
+        if self._retained_pending:
+            self._wake.set()  # made while etcd was away
         tasks = [
             asyncio.ensure_future(self._follow(watch)),
             asyncio.ensure_future(self._keepalive(client, ttl)),
@@ -320,10 +331,16 @@ class EtcdCluster:
 
     async def _writer(self, client: aetcd.Client) -> None:
         """Write filter changes in the order they settle; a failure ends the session
-        (the next one re-writes the whole local set, so nothing is lost)."""
+        (the next one re-writes the whole local set, so nothing is lost). Retained
+        changes made here follow (kept until written, across sessions)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._retained_pending:
+                topic, message = next(iter(self._retained_pending.items()))
+                await self._write_retained(client, topic, message)
+                if self._retained_pending.get(topic) is message:
+                    del self._retained_pending[topic]
             while self._pending:
                 f, held = next(iter(self._pending.items()))
                 key = self._own_subs + f.encode()
@@ -346,6 +363,10 @@ class EtcdCluster:
                 owners[key[len(self._sessions_prefix) :].decode()] = (
                     bytes(kv.value).decode(),
                     kv.mod_revision,
+                )
+            elif key.startswith(self._retained_prefix):
+                self._apply_retained(
+                    key[len(self._retained_prefix) :].decode(), bytes(kv.value), resync=True
                 )
             else:
                 self._apply_kv(key, bytes(kv.value), members, subs)
@@ -396,6 +417,11 @@ class EtcdCluster:
                     if node != self.node_id:
                         self.index.drop_node(node)
                     self._peer(node, None)
+            elif key.startswith(self._retained_prefix):
+                self._apply_retained(
+                    key[len(self._retained_prefix) :].decode(),
+                    bytes(event.kv.value) if put else None,
+                )
             elif key.startswith(self._sessions_prefix):
                 client_id = key[len(self._sessions_prefix) :].decode()
                 epoch = self._owned.get(client_id)
@@ -444,10 +470,10 @@ class EtcdCluster:
         index = self.index
         topic = message.topic
         if message.retain:
-            # Every node keeps the retained message, subscribed or not.
-            targets: Any = members
-        else:
-            targets = index.match(topic)
+            # Every node learns it through etcd; only subscribers need it now.
+            self._retained_pending[topic] = message if message.payload else None
+            self._wake.set()
+        targets = index.match(topic)
         sent = 0
         me = self.node_id
         for node in targets:
@@ -559,6 +585,11 @@ class EtcdCluster:
                 "share_dropped": self.share_dropped,
             },
             "shared": self.index.shared_groups(),
+            "retained": {
+                "pending": len(self._retained_pending),
+                "held_large": len(self._retained_held),
+                "fetch_failed": self.retained_fetch_failed,
+            },
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
@@ -571,6 +602,85 @@ class EtcdCluster:
     def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
         """Publish this node's protocol listeners in its record (next keepalive)."""
         self._listeners = {k: f"{h}:{p}" for k, (h, p) in sorted(listeners.items())}
+
+    # --- retained messages ---------------------------------------------------------------
+
+    async def _write_retained(
+        self, client: aetcd.Client, topic: str, message: Message | None
+    ) -> None:
+        """``retained/<topic>``: ``M<node>\0<protobuf Message>`` when the payload is
+        small, ``R<node>\0<timestamp>`` (fetch it from <node>) when it is not, absent
+        when cleared. No lease: a retained message outlives the node that took it
+        (a large one stays fetchable only while that node runs)."""
+        key = self._retained_prefix + topic.encode()
+        if message is None:
+            self._retained_held.pop(topic, None)
+            await client.delete(key)
+            return
+        head = self.node_id.encode() + b"\0"
+        if len(message.payload) <= self.cfg.retained_inline_max:
+            self._retained_held.pop(topic, None)
+            value = b"M" + head + message_to_proto(message).SerializeToString()
+        else:
+            self._retained_held[topic] = message
+            value = b"R" + head + repr(message.timestamp).encode()
+        await client.put(key, value)
+
+    def _apply_retained(self, topic: str, value: bytes | None, *, resync: bool = False) -> None:
+        """A retained change seen in etcd: store it in the local router (and through
+        it the local store) unless it came from here or is already held. On a resync
+        local retained messages that etcd lacks are kept (a node never deletes what
+        it cannot prove was cleared)."""
+        context = self._context
+        if context is None or topic in self._retained_pending:
+            return
+        router = context.router
+        if value is None:
+            if router.get_retained(topic) is not None:
+                router.clear_retained(topic)
+            return
+        kind, rest = value[:1], value[1:]
+        node, _, body = rest.partition(b"\0")
+        if node.decode() == self.node_id and not resync:
+            return
+        if kind == b"M":
+            try:
+                message = message_from_proto(pb.Message.FromString(body))
+            except Exception:
+                log.warning("retained message for %r in etcd is unreadable; skipped", topic)
+                return
+            held = router.get_retained(topic)
+            if held is None or (held.timestamp, held.payload) != (
+                message.timestamp,
+                message.payload,
+            ):
+                router.set_retained(message)
+        elif kind == b"R":
+            held = router.get_retained(topic)
+            if held is not None and repr(held.timestamp).encode() == body:
+                return
+            asyncio.get_running_loop().create_task(self._fetch_retained(node.decode(), topic))
+
+    async def _fetch_retained(self, node: str, topic: str) -> None:
+        peers = self._peers
+        if peers is None or self._context is None:
+            return
+        try:
+            reply = await peers.call(node, "FetchRetained", pb.FetchRetainedRequest(topic=topic))
+        except Exception as exc:
+            self.retained_fetch_failed += 1
+            log.warning("retained message %r: cannot fetch it from node %s: %s", topic, node, exc)
+            return
+        if reply.found:
+            self._context.router.set_retained(message_from_proto(reply.message))
+
+    async def _serve_retained(self, from_node: str, request: Any) -> Any:
+        message = self._retained_held.get(request.topic)
+        if message is None and self._context is not None:
+            message = self._context.router.get_retained(request.topic)
+        if message is None:
+            return pb.FetchRetainedResponse(found=False)
+        return pb.FetchRetainedResponse(found=True, message=message_to_proto(message))
 
     # --- session ownership -------------------------------------------------------------
 
