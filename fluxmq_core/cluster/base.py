@@ -27,8 +27,9 @@ How the core uses it, and the cost of each call:
 - **Session ownership**: :meth:`Cluster.acquire_session` claims a client id for this
   node by compare-and-swap and returns a :class:`SessionClaim` whose ``epoch``
   fences writes made under an older claim; :meth:`Cluster.release_session` gives
-  it back. A driver that cannot move sessions yet raises ``NotImplementedError``
-  rather than pretending.
+  it back; :meth:`Cluster.claim_valid` and :meth:`Cluster.watch_sessions` tell the
+  owner when it lost a claim (taken over, or its lease expired), so it stops serving
+  the session and writes nothing more under it.
 - **Queues**: :meth:`Cluster.queue_owner` names the node that holds a queue's log.
 
 Deliberately not here: how a driver stores its metadata, its wire format between
@@ -37,6 +38,7 @@ nodes and its failure detection; those belong to the driver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -137,6 +139,16 @@ class Cluster(Protocol):
 
     async def release_session(self, claim: SessionClaim) -> None:
         """Give a claim back (only if it is still ours)."""
+        ...
+
+    def claim_valid(self, claim: SessionClaim) -> bool:
+        """True while ``claim`` is still this node's ownership (check before writing
+        session state: a stale owner must not write)."""
+        ...
+
+    def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
+        """Call ``callback(client_id, epoch)`` when a session this node owned is taken
+        over by another node or lost with the node's lease: stop serving it."""
         ...
 
     def queue_owner(self, queue: str) -> str:

@@ -9,6 +9,7 @@ per message or per subscription for the cluster layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.cluster.base import NodeInfo, SessionClaim
@@ -64,6 +65,12 @@ class SingleNodeCluster:
 
     async def release_session(self, claim: SessionClaim) -> None:
         return None
+
+    def claim_valid(self, claim: SessionClaim) -> bool:
+        return True  # nobody else can take it
+
+    def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
+        """Never calls back: a single node never loses a session to another."""
 
     def owner_of_session(self, client_id: str) -> str:
         return self.node_id

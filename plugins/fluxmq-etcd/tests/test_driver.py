@@ -340,3 +340,18 @@ def test_a_share_group_gets_each_message_once_across_nodes(etcd: EtcdServer) -> 
     finally:
         for x in (c, b, a):
             x.close()
+
+
+def test_the_driver_implements_the_core_interface() -> None:
+    from fluxmq_core.cluster import Cluster
+    from fluxmq_core.config import ClusterConfig
+
+    cluster = EtcdCluster("n", ClusterConfig(driver="etcd"))
+    assert isinstance(cluster, Cluster) and cluster.distributed
+
+
+def test_a_node_id_with_a_slash_is_refused() -> None:
+    from fluxmq_core.config import ClusterConfig, ConfigError
+
+    with pytest.raises(ConfigError, match="cannot name a node"):
+        EtcdCluster("a/b", ClusterConfig(driver="etcd"))
