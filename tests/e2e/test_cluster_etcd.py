@@ -11,6 +11,7 @@ import queue
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -31,37 +32,60 @@ WAIT = 15.0
 NODES = ("a", "b", "c")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]]:
+Nodes = dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]
+
+
+def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Nodes:
+    procs: Nodes = {}
+    try:
+        for n in names:
+            proc = BrokerProcess(
+                ["--plugins", "mqtt,amqp091,etcd"],
+                env={
+                    "FLUXMQ_CLUSTER__DRIVER": "etcd",
+                    "FLUXMQ_CLUSTER__NODE_ID": n,
+                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
+                    "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
+                    "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
+                    "FLUXMQ_STORAGE__DRIVER": "memory",
+                },
+            )
+            procs[n] = (proc, proc.start(timeout=30))
+        for n in names:
+            until(lambda n=n: len(api(procs[n][1], "/api/v1/cluster")["nodes"]) == len(names))
+    except BaseException:
+        stop_nodes(procs)
+        raise
+    return procs
+
+
+def stop_nodes(procs: Nodes) -> None:
+    for proc, _bound in procs.values():
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.signal(15)
+    for proc, _bound in procs.values():
+        try:
+            if proc.proc is not None:
+                proc.wait(15)
+        finally:
+            proc.close()
+
+
+def need_etcd() -> None:
     reason = etcd_testing.etcd_missing_reason()
     if reason:
         pytest.skip(f"{reason} (Debian/Ubuntu: apt-get install etcd-server)")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Nodes]:
+    need_etcd()
     with etcd_testing.EtcdServer() as etcd:
-        procs: dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]] = {}
+        procs = start_nodes(etcd, NODES)
         try:
-            for n in NODES:
-                proc = BrokerProcess(
-                    ["--plugins", "mqtt,amqp091,etcd"],
-                    env={
-                        "FLUXMQ_CLUSTER__DRIVER": "etcd",
-                        "FLUXMQ_CLUSTER__NODE_ID": n,
-                        "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
-                        "FLUXMQ_CLUSTER__LEASE_TTL": "4",
-                        "FLUXMQ_STORAGE__DRIVER": "memory",
-                    },
-                )
-                procs[n] = (proc, proc.start(timeout=30))
-            for n in NODES:
-                until(lambda n=n: len(api(procs[n][1], "/api/v1/cluster")["nodes"]) == 3)
             yield procs
         finally:
-            for proc, _bound in procs.values():
-                proc.signal(15)
-            for proc, _bound in procs.values():
-                try:
-                    proc.wait(15)
-                finally:
-                    proc.close()
+            stop_nodes(procs)
 
 
 def until(predicate: Any, timeout: float = WAIT) -> Any:
@@ -253,3 +277,75 @@ def test_cluster_status_lists_every_node(cluster: Any) -> None:
     assert "driver etcd, node a: ready" in out.stdout
     lines = [line.split()[0] for line in out.stdout.splitlines()[2:]]
     assert lines == ["a", "b", "c"]
+
+
+def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="2")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            procs["b"][0].kill()  # kill -9: no goodbye, the lease has to expire
+            until(lambda: [n["node_id"] for n in api(a, "/api/v1/cluster")["nodes"]] == ["a"])
+            # A publish for nobody alive costs a nothing but a counter.
+            pub = client(a)
+            pub.publish("x/1", b"to nobody", 1).wait_for_publish(WAIT)
+            # The same id comes back (same ports): a forwards to it again.
+            bound = procs["b"][0].start(timeout=30)
+            assert bound["mqtt.tcp"] == b["mqtt.tcp"]
+            sub = client(b)
+            sub.subscribe("back/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("back/1", b"again", 1) and _drain(sub, b"again"))
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def _drain(s: Any, payload: bytes) -> bool:
+    try:
+        while True:
+            if s.got.get(timeout=0.2).payload == payload:
+                return True
+    except queue.Empty:
+        return False
+
+
+def test_etcd_stopped_and_restarted_under_traffic() -> None:
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="4")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            pub, sub = client(a), client(b)
+            sub.subscribe("live/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("live/probe", b"p", 0) and _drain(sub, b"p"))
+            etcd.kill()
+            until(lambda: _ready(a) == 503 and _ready(b) == 503)
+            # Nodes keep forwarding with the view they had: traffic goes on.
+            for i in range(20):
+                pub.publish("live/x", f"during-{i}".encode(), 1).wait_for_publish(WAIT)
+            got = [sub.got.get(timeout=WAIT).payload for _ in range(20)]
+            assert got == [f"during-{i}".encode() for i in range(20)]
+            etcd.restart()
+            until(lambda: _ready(a) == 200 and _ready(b) == 200, timeout=30)
+            # A subscription made after the outage is learnt through etcd again.
+            sub.subscribe("after/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("after/1", b"after", 1) and _drain(sub, b"after"))
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def _ready(bound: dict[str, tuple[str, int]]) -> int:
+    try:
+        with urllib.request.urlopen(http_url(bound) + "/ready", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
