@@ -112,6 +112,16 @@ class ClusterConfig:
     advertise: str = setting(
         "", "host:port other nodes dial to reach this one; empty = the bound address."
     )
+    tls_cert: str = setting(
+        "",
+        "PEM certificate of this node for node-to-node gRPC (server and client side); "
+        "empty: plaintext. With it, peers must present a certificate signed by tls_ca.",
+    )
+    tls_key: str = setting("", "PEM private key of tls_cert.")
+    tls_ca: str = setting("", "CA bundle that signed every node's certificate (mutual TLS).")
+    tls_server_name: str = setting(
+        "", "Name to verify in peers' certificates instead of the host of their address."
+    )
     etcd_endpoints: list[str] = setting(
         help="etcd client URLs (http://host:2379 or https://...); empty with etcd_embedded = "
         "false means http://127.0.0.1:2379.",
@@ -150,6 +160,10 @@ class ClusterConfig:
             raise ValueError("etcd_timeout must be > 0")
         if bool(self.etcd_username) != bool(self.etcd_password):
             raise ValueError("etcd_username and etcd_password go together")
+        if self.tls_cert and not (self.tls_key and self.tls_ca):
+            raise ValueError("tls_cert needs tls_key and tls_ca (node-to-node TLS is mutual)")
+        if (self.tls_key or self.tls_ca) and not self.tls_cert:
+            raise ValueError("tls_key and tls_ca need tls_cert")
         if bool(self.etcd_cert_file) != bool(self.etcd_key_file):
             raise ValueError("etcd_cert_file and etcd_key_file go together")
 

@@ -51,7 +51,7 @@ from fluxmq_core.router import parse_shared
 from fluxmq_etcd.codec import message_from_proto, message_to_proto, pb
 from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
 from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
-from fluxmq_etcd.peers import Peers
+from fluxmq_etcd.peers import Peers, tls_client_credentials, tls_server_credentials
 
 if TYPE_CHECKING:
     import aetcd
@@ -150,10 +150,27 @@ class EtcdCluster:
             )
             self._supervisor = EtcdSupervisor(member)
             await self._supervisor.start()
-        self._peers = Peers(self.node_id, self._on_peer_messages, on_targeted=self._on_targeted)
+        tls: dict[str, Any] = {}
+        if cfg.tls_cert:
+            try:
+                tls["server_credentials"] = tls_server_credentials(
+                    cfg.tls_cert, cfg.tls_key, cfg.tls_ca
+                )
+                tls["client_credentials"] = tls_client_credentials(
+                    cfg.tls_ca, cfg.tls_cert, cfg.tls_key
+                )
+            except (OSError, ValueError) as exc:
+                raise ConfigError(str(exc), key="cluster.tls_cert") from None
+            tls["tls_server_name"] = cfg.tls_server_name or None
+        self._peers = Peers(
+            self.node_id, self._on_peer_messages, on_targeted=self._on_targeted, **tls
+        )
         self._peers.handle("FetchRetained", self._serve_retained)
         context.router.set_share_handler(self._serve_groups)
-        port = await self._peers.start(cfg.bind)
+        try:
+            port = await self._peers.start(cfg.bind)
+        except OSError as exc:
+            raise ConfigError(f"cluster.bind: {exc}", key="cluster.bind") from None
         host, _ = parse_address(cfg.bind, where="cluster.bind")
         context.bound["cluster.bind"] = (host, port)
         if cfg.advertise:
