@@ -355,3 +355,56 @@ def test_a_node_id_with_a_slash_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="cannot name a node"):
         EtcdCluster("a/b", ClusterConfig(driver="etcd"))
+
+
+def test_a_three_member_etcd_loses_its_leader() -> None:
+    from fluxmq_etcd.testing import etcd_missing_reason
+
+    if etcd_missing_reason():
+        pytest.skip(f"{etcd_missing_reason()} (Debian/Ubuntu: apt-get install etcd-server)")
+    with EtcdServer(members=3) as etcd:
+        leader = etcd.leader()
+        # Each node's first endpoint is the leader: it must move to another member.
+        endpoints = [leader.endpoint] + [e for e in etcd.endpoints if e != leader.endpoint]
+        a = BrokerThread(
+            plugins=["etcd"],
+            config={
+                "cluster": {
+                    "driver": "etcd",
+                    "node_id": "a",
+                    "etcd_endpoints": endpoints,
+                    "lease_ttl": 3.0,
+                    "etcd_timeout": 2.0,
+                }
+            },
+        ).start()
+        b = BrokerThread(
+            plugins=["etcd"],
+            config={
+                "cluster": {
+                    "driver": "etcd",
+                    "node_id": "b",
+                    "etcd_endpoints": endpoints,
+                    "lease_ttl": 3.0,
+                    "etcd_timeout": 2.0,
+                }
+            },
+        ).start()
+        try:
+            until(lambda: members(a) == {"a", "b"}, "a to see b")
+            leader.kill()
+            # A subscription made after the leader died reaches a through the others.
+            sink = Sink("s")
+            subscribe(b, sink, "ha/#")
+            until(
+                lambda: a.call_soon(a.context.cluster.index.match, "ha/1") == {"b"},
+                "the filter through the surviving members",
+                timeout=30,
+            )
+            until(lambda: a.call_soon(lambda: a.context.cluster.ready), "a ready", timeout=30)
+            a.call_soon(a.context.publish, Message("ha/1", b"still here"))
+            assert sink.got.get(timeout=WAIT)[0].payload == b"still here"
+            assert members(a) == {"a", "b"}  # nobody's lease expired meanwhile
+        finally:
+            b.close()
+            a.close()
