@@ -44,3 +44,6 @@ def status(url: str = UrlOpt, token: str | None = TokenOpt, as_json: bool = Json
             ]
         )
     typer.echo(_table(["NODE", "ADDRESS", "ALIVE", "SESSIONS", "UP"], rows))
+    single = body.get("queues_single_copy") or []
+    if single:
+        typer.echo(f"queues with a single copy (on this node only): {', '.join(single)}")

@@ -262,6 +262,9 @@ def test_a_retained_publish_is_seen_by_a_new_subscriber_on_another_node(cluster:
 
 def test_cluster_status_lists_every_node(cluster: Any) -> None:
     a = cluster["a"][1]
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*a["amqp091.bind"]))
+    conn.channel().queue_declare("cl-orders", durable=True)
+    conn.close()
     body = api(a, "/api/v1/cluster")
     assert body["driver"] == "etcd" and body["ready"] is True
     assert sorted(n["node_id"] for n in body["nodes"]) == list(NODES)
@@ -275,8 +278,9 @@ def test_cluster_status_lists_every_node(cluster: Any) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "driver etcd, node a: ready" in out.stdout
-    lines = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    lines = [line.split()[0] for line in out.stdout.splitlines()[2:5]]
     assert lines == ["a", "b", "c"]
+    assert "queues with a single copy (on this node only): cl-orders" in out.stdout
 
 
 def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:

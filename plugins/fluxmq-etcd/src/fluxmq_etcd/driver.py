@@ -187,7 +187,8 @@ class EtcdCluster:
                 f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
             ) from None
         log.info(
-            "node %s joined the cluster (%d node(s)), peers at %s",
+            "node %s joined the cluster (%d node(s)), peers at %s; durable queues stay "
+            "on the node that declared them (not shared between nodes yet)",
             self.node_id,
             len(self.members),
             self.address,
@@ -610,11 +611,19 @@ class EtcdCluster:
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
+            # Every queue lives on one node only until queues are replicated.
+            "queues_single_copy": self._local_queues(),
             "not_replicated": [
                 "session state (ownership is claimed in etcd; state is not moved yet)",
                 "queues (each node's queues are its own)",
             ],
         }
+
+    def _local_queues(self) -> list[str]:
+        manager = self._context.queues if self._context is not None else None
+        if manager is None:
+            return []
+        return sorted(info.name for info in manager.list())
 
     def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
         """Publish this node's protocol listeners in its record (next keepalive)."""
