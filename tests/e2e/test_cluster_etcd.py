@@ -357,3 +357,26 @@ def _ready(bound: dict[str, tuple[str, int]]) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+def test_fluxmq_run_without_etcd_fails_clearly() -> None:
+    from fluxmq_etcd.embedded import free_port
+
+    proc = BrokerProcess(
+        ["--plugins", "mqtt,etcd"],
+        env={
+            "FLUXMQ_CLUSTER__DRIVER": "etcd",
+            "FLUXMQ_CLUSTER__NODE_ID": "lonely",
+            "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": f"http://127.0.0.1:{free_port()}",
+            "FLUXMQ_CLUSTER__LEASE_TTL": "2",
+            "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "0.5",
+        },
+    )
+    try:
+        with pytest.raises(RuntimeError, match="broker exited with 1"):
+            proc.start(timeout=30)
+        out = proc.output()
+        assert "cannot join the cluster through etcd at http://127.0.0.1:" in out
+        assert "Traceback" not in out
+    finally:
+        proc.close()

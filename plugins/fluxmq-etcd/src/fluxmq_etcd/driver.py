@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
 from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
+from fluxmq_core.plugins import PluginError
 from fluxmq_core.router import parse_shared
 from fluxmq_etcd.codec import message_from_proto, message_to_proto, pb
 from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
@@ -135,7 +136,16 @@ class EtcdCluster:
     async def start(self, context: Any) -> None:
         """Start embedded etcd (if configured) and the gRPC endpoint, then join:
         returns once this node is registered and has read the cluster's state, or
-        raises when etcd cannot be reached within ``lease_ttl``."""
+        raises when etcd cannot be reached within ``lease_ttl`` (``PluginError``,
+        which ``fluxmq run`` reports without a traceback). Whatever was started is
+        stopped again on failure: no orphaned etcd member or gRPC port."""
+        try:
+            await self._start(context)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, context: Any) -> None:
         self._context = context
         cfg = self.cfg
         if cfg.etcd_embedded:
@@ -182,8 +192,8 @@ class EtcdCluster:
         try:
             await asyncio.wait_for(self._synced.wait(), max(5.0, cfg.lease_ttl))
         except TimeoutError:
-            raise ClusterError(
-                f"cannot join the cluster through etcd at "
+            raise PluginError(
+                f"cluster driver etcd: cannot join the cluster through etcd at "
                 f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
             ) from None
         log.info(

@@ -26,16 +26,28 @@ import time
 from pathlib import Path
 
 from fluxmq_core.config import ConfigError
+from fluxmq_core.plugins import PluginError
 
 log = logging.getLogger("fluxmq.cluster.etcd")
 
-__all__ = ["EtcdMember", "EtcdNotFoundError", "EtcdSupervisor", "find_etcd", "free_port"]
+__all__ = [
+    "EtcdMember",
+    "EtcdNotFoundError",
+    "EtcdStartError",
+    "EtcdSupervisor",
+    "find_etcd",
+    "free_port",
+]
 
 DEBIAN_PACKAGE = "etcd-server"
 
 
 class EtcdNotFoundError(ConfigError):
     """No ``etcd`` binary: the embedded mode (and the tests) cannot start one."""
+
+
+class EtcdStartError(PluginError):
+    """The embedded etcd member did not come up (its log tail is in the message)."""
 
 
 def find_etcd() -> str:
@@ -206,12 +218,12 @@ class EtcdSupervisor:
         deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(self.member.answering):
             if not self.member.alive():
-                raise RuntimeError(
+                raise EtcdStartError(
                     f"embedded etcd exited with {self.member.returncode()}: "
                     f"{self.member.output(1500)}"
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(
+                raise EtcdStartError(
                     f"embedded etcd did not answer on {self.member.endpoint} within {timeout}s "
                     f"(log {self.member.log_path})"
                 )
