@@ -112,6 +112,17 @@ class ClusterConfig:
     advertise: str = setting(
         "", "host:port other nodes dial to reach this one; empty = the bound address."
     )
+    batch_max: int = setting(256, "Most messages in one batch forwarded to a peer.")
+    batch_delay: float = setting(
+        0.002, "Seconds a forwarded batch may wait to fill up before it is sent."
+    )
+    peer_queue_max: int = setting(
+        10000,
+        "Messages queued per peer while it is slow; past it new ones are dropped and counted.",
+    )
+    peer_timeout: float = setting(
+        2.0, "Seconds a node-to-node call may take before the peer counts as failing."
+    )
     tls_cert: str = setting(
         "",
         "PEM certificate of this node for node-to-node gRPC (server and client side); "
@@ -154,6 +165,10 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         if self.lease_ttl < 2:
             raise ValueError("lease_ttl must be >= 2 seconds")
+        if self.batch_max < 1 or self.peer_queue_max < 1:
+            raise ValueError("batch_max and peer_queue_max must be >= 1")
+        if self.batch_delay < 0 or self.peer_timeout <= 0:
+            raise ValueError("batch_delay must be >= 0 and peer_timeout > 0")
         if self.retained_inline_max < 0:
             raise ValueError("retained_inline_max must be >= 0")
         if self.etcd_timeout <= 0:

@@ -173,8 +173,16 @@ class EtcdCluster:
                 raise ConfigError(str(exc), key="cluster.tls_cert") from None
             tls["tls_server_name"] = cfg.tls_server_name or None
         self._peers = Peers(
-            self.node_id, self._on_peer_messages, on_targeted=self._on_targeted, **tls
+            self.node_id,
+            self._on_peer_messages,
+            on_targeted=self._on_targeted,
+            batch_max=cfg.batch_max,
+            batch_delay=cfg.batch_delay,
+            queue_max=cfg.peer_queue_max,
+            timeout=cfg.peer_timeout,
+            **tls,
         )
+        self._peers.ready = lambda: self.ready
         self._peers.handle("FetchRetained", self._serve_retained)
         context.router.set_share_handler(self._serve_groups)
         try:
