@@ -131,8 +131,10 @@ class Broker:
         self._started.append("cluster")
         if cluster.distributed:
             # Only a distributed driver costs anything per subscription and publish.
-            for held in router.watch_filters(cluster):
+            for held, count in router.watch_filters(cluster).items():
                 cluster.subscription_added(held)
+                if held.startswith("$share/"):
+                    cluster.shared_members(held, count)
             ctx.forward = cluster.forward
         log.info(
             "node %s: storage %s, queue log %s, cluster %s, data dir %s",

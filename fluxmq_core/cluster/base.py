@@ -127,6 +127,11 @@ class Cluster(Protocol):
         """The last local subscription on ``topic_filter`` went away (never blocks)."""
         ...
 
+    def shared_members(self, topic_filter: str, count: int) -> None:
+        """A ``$share/`` filter now has ``count`` (> 0) local members: the weight of
+        this node in the group's cluster-wide round robin (never blocks)."""
+        ...
+
     def forward(self, message: Message) -> int:
         """Hand ``message`` to every other node with a matching subscriber; returns
         the number of nodes. Never blocks, never raises for a peer that is down."""

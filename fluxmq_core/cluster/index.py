@@ -17,15 +17,17 @@ share-group members or nodes, or know which node is "this" one; the driver does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fluxmq_core.router.topics import parse_shared
 
 __all__ = ["NodeIndex"]
 
 _NONE: frozenset[str] = frozenset()
 
-#: One share group a topic matches: (``$share/<group>/<filter>``, nodes holding it,
-#: sorted so every node walks the same order).
-SharedMatch = tuple[str, tuple[str, ...]]
+#: One share group a topic matches: (``$share/<group>/<filter>``, ((node, members),
+#: ...) for every node holding it, sorted by node so every node walks one order).
+SharedMatch = tuple[str, tuple[tuple[str, int], ...]]
 
 
 class _Node:
@@ -36,8 +38,8 @@ class _Node:
         self.children: dict[str, _Node] = {}
         # Nodes holding the plain filter that ends here.
         self.owners: set[str] = set()
-        # Share group name -> nodes holding ``$share/<name>/<this filter>``.
-        self.groups: dict[str, set[str]] = {}
+        # Share group name -> {node: its members} for ``$share/<name>/<this filter>``.
+        self.groups: dict[str, dict[str, int]] = {}
 
 
 class NodeIndex:
@@ -51,13 +53,16 @@ class NodeIndex:
         self._cache: dict[str, tuple[frozenset[str], tuple[SharedMatch, ...]]] = {}
         self._cache_size = cache_size
 
-    def add(self, node_id: str, topic_filter: str) -> bool:
-        """Record that ``node_id`` holds ``topic_filter``; True if it was new."""
+    def add(self, node_id: str, topic_filter: str, members: int = 1) -> bool:
+        """Record that ``node_id`` holds ``topic_filter`` (with ``members`` local
+        members when it is a ``$share/`` filter); True if the filter was new there."""
         held = self._by_node.setdefault(node_id, set())
+        shared = parse_shared(topic_filter)
         if topic_filter in held:
+            if shared is not None:
+                self._set_members(node_id, shared, max(1, members))
             return False
         held.add(topic_filter)
-        shared = parse_shared(topic_filter)
         inner = topic_filter if shared is None else shared[1]
         node = self._root
         for level in inner.split("/"):
@@ -70,9 +75,18 @@ class NodeIndex:
         if shared is None:
             node.owners.add(node_id)
         else:
-            node.groups.setdefault(shared[0], set()).add(node_id)
+            node.groups.setdefault(shared[0], {})[node_id] = max(1, members)
         self._cache.clear()
         return True
+
+    def _set_members(self, node_id: str, shared: tuple[str, str], members: int) -> None:
+        node = self._root
+        for level in shared[1].split("/"):
+            node = node.children[level]
+        group = node.groups[shared[0]]
+        if group.get(node_id) != members:
+            group[node_id] = members
+            self._cache.clear()
 
     def remove(self, node_id: str, topic_filter: str) -> bool:
         """Forget one filter of ``node_id``; True if it was held."""
@@ -91,9 +105,9 @@ class NodeIndex:
         if shared is None:
             node.owners.discard(node_id)
         else:
-            members = node.groups[shared[0]]
-            members.discard(node_id)
-            if not members:
+            holders = node.groups[shared[0]]
+            holders.pop(node_id, None)
+            if not holders:
                 del node.groups[shared[0]]
         for parent, level in reversed(path):
             child = parent.children[level]
@@ -103,13 +117,14 @@ class NodeIndex:
         self._cache.clear()
         return True
 
-    def set_node(self, node_id: str, filters: set[str]) -> None:
-        """Replace everything known about ``node_id`` (a resync)."""
+    def set_node(self, node_id: str, filters: Mapping[str, int] | set[str]) -> None:
+        """Replace everything known about ``node_id`` (a resync); a mapping gives
+        the member count of each ``$share/`` filter."""
         for f in list(self._by_node.get(node_id, ())):
             if f not in filters:
                 self.remove(node_id, f)
         for f in filters:
-            self.add(node_id, f)
+            self.add(node_id, f, filters[f] if isinstance(filters, Mapping) else 1)
 
     def drop_node(self, node_id: str) -> None:
         """Forget a node entirely (it left the cluster)."""
@@ -191,7 +206,7 @@ class NodeIndex:
         for node in hits:
             owners.update(node.owners)
             if node.groups:
-                for name, nodes in node.groups.items():
-                    shares.append((f"$share/{name}/{node.filter}", tuple(sorted(nodes))))
+                for name, holders in node.groups.items():
+                    shares.append((f"$share/{name}/{node.filter}", tuple(sorted(holders.items()))))
         shares.sort()
         return (frozenset(owners) if owners else _NONE), tuple(shares)

@@ -57,6 +57,9 @@ class SingleNodeCluster:
     def subscription_removed(self, topic_filter: str) -> None:
         """Never called (``distributed`` is False); present for the interface."""
 
+    def shared_members(self, topic_filter: str, count: int) -> None:
+        """Never called (``distributed`` is False); present for the interface."""
+
     def forward(self, message: Message) -> int:
         return 0
 

@@ -66,6 +66,8 @@ class FilterListener(Protocol):
 
     def subscription_removed(self, topic_filter: str) -> None: ...
 
+    def shared_members(self, topic_filter: str, count: int) -> None: ...
+
 
 def _grant(entries: list[SubEntry]) -> _Grant:
     qos = 0
@@ -164,11 +166,13 @@ class Router:
         """The local share group ``name`` on (inner) ``topic_filter``, if it has members."""
         return self._trie.group(topic_filter, name)
 
-    def watch_filters(self, listener: FilterListener | None) -> list[str]:
+    def watch_filters(self, listener: FilterListener | None) -> dict[str, int]:
         """Report filters to ``listener`` from now on: ``subscription_added`` when a
         filter (as given, ``$share/...`` included) gets its first subscriber of any
-        protocol, ``subscription_removed`` when its last one goes. Returns the filters
-        held right now (the listener's starting point); ``None`` stops reporting.
+        protocol, ``subscription_removed`` when its last one goes, and
+        ``shared_members`` with the number of local members of a ``$share/`` filter
+        whenever it changes while above zero. Returns ``{filter: subscribers}`` held
+        right now (the listener's starting point); ``None`` stops reporting.
 
         A distributed cluster driver uses this to publish which filters this node
         holds; with no listener the router does no counting at all.
@@ -180,7 +184,7 @@ class Router:
                 for f in filters:
                     counts[f] = counts.get(f, 0) + 1
         self._filter_counts = counts
-        return list(counts)
+        return dict(counts)
 
     def _filter_changed(self, topic_filter: str, delta: int) -> None:
         listener = self._filter_listener
@@ -197,6 +201,9 @@ class Router:
                 counts[topic_filter] = n
                 if n == 1 and delta > 0:
                     listener.subscription_added(topic_filter)
+                if topic_filter.startswith("$share/"):
+                    # Members per node weigh the cluster-wide share round robin.
+                    listener.shared_members(topic_filter, n)
         except Exception:
             # The index catches up on its next resync; a subscribe must not fail.
             log.exception("cluster filter listener failed for %r", topic_filter)

@@ -35,7 +35,7 @@ def test_node_index_matches_like_the_reference_matcher() -> None:
             }
             assert index.match(topic) == plain, topic
             shared = sorted(
-                (f, tuple(sorted(n for n, fs in held.items() if f in fs)))
+                (f, tuple(sorted((n, 1) for n, fs in held.items() if f in fs)))
                 for f in {f for fs in held.values() for f in fs}
                 if f.startswith("$share/") and topic_matches(f, topic)
             )
@@ -56,13 +56,16 @@ def test_node_index_resync_and_drop() -> None:
     index.add("b", "$share/g/x/1")  # the same inner filter, plain and shared apart
     assert index.match("x/1") == {"b"}
     assert index.match_shared("x/+") == ()
-    assert index.match_shared("x/1") == (("$share/g/x/1", ("b",)),)
+    assert index.match_shared("x/1") == (("$share/g/x/1", (("b", 1),)),)
     index.remove("b", "x/1")
     assert index.match("x/1") == frozenset()
-    assert index.match_shared("x/1") == (("$share/g/x/1", ("b",)),)
+    index.add("b", "$share/g/x/1", 3)  # held already: the member count changes
+    index.add("a", "$share/g/x/1", 2)
+    assert index.match_shared("x/1") == (("$share/g/x/1", (("a", 2), ("b", 3))),)
     index.set_node("b", {"y/#"})
     assert index.match("x/1") == frozenset() and index.match("y/2") == {"b"}
     index.drop_node("b")
+    index.drop_node("a")
     assert index.match("y/2") == frozenset() and index.node_ids == []
 
 
@@ -87,21 +90,31 @@ class Listener:
     def subscription_removed(self, topic_filter: str) -> None:
         self.events.append(("-", topic_filter))
 
+    def shared_members(self, topic_filter: str, count: int) -> None:
+        self.events.append((f"={count}", topic_filter))
+
 
 def test_router_reports_first_and_last_subscriber_of_a_filter() -> None:
     router = Router()
     s1, s2 = Sub("1"), Sub("2")
     router.subscribe(s1, "pre/existing")
     listener = Listener()
-    assert router.watch_filters(listener) == ["pre/existing"]
+    assert router.watch_filters(listener) == {"pre/existing": 1}
     router.subscribe(s1, "a/+")
     router.subscribe(s2, "a/+")
     router.subscribe(s1, "a/+")  # replacing options: not a new holder
     router.subscribe(s2, "$share/g/a/+")
     router.unsubscribe(s1, "a/+")
-    assert listener.events == [("+", "a/+"), ("+", "$share/g/a/+")]
+    router.subscribe(s1, "$share/g/a/+")  # a second member of the group
+    assert listener.events == [
+        ("+", "a/+"),
+        ("+", "$share/g/a/+"),
+        ("=1", "$share/g/a/+"),
+        ("=2", "$share/g/a/+"),
+    ]
+    router.unsubscribe(s1, "$share/g/a/+")
     router.unsubscribe_all(s2)
-    assert listener.events[2:] == [("-", "a/+"), ("-", "$share/g/a/+")]
+    assert listener.events[4:] == [("=1", "$share/g/a/+"), ("-", "a/+"), ("-", "$share/g/a/+")]
     router.unsubscribe(s1, "pre/existing")
     assert listener.events[-1] == ("-", "pre/existing")
     router.watch_filters(None)

@@ -309,7 +309,7 @@ def test_a_share_group_gets_each_message_once_across_nodes(etcd: EtcdServer) -> 
             until(
                 lambda x=x: (
                     x.call_soon(x.context.cluster.index.match_shared, "s/1")
-                    == (("$share/g/s/#", ("a", "b")), ("$share/g/s/+", ("b",)))
+                    == (("$share/g/s/#", (("a", 1), ("b", 1))), ("$share/g/s/+", (("b", 1),)))
                 ),
                 "the share groups everywhere",
             )
@@ -337,6 +337,38 @@ def test_a_share_group_gets_each_message_once_across_nodes(etcd: EtcdServer) -> 
                 x.call_soon(x.context.publish, Message("s/x", m))
         assert sorted(drain(a1, 2)) == [b"end-1", b"end-1"]
         assert sorted(drain(b1, 2)) == [b"end-2", b"end-2"]
+    finally:
+        for x in (c, b, a):
+            x.close()
+
+
+def test_a_share_group_is_fair_to_members_not_nodes(etcd: EtcdServer) -> None:
+    a, b, c = (node(etcd, n) for n in ("a", "b", "c"))
+    try:
+        sinks = {name: Sink(name) for name in ("a1", "b1", "b2", "b3")}
+        subscribe(a, sinks["a1"], "$share/w/job")
+        for name in ("b1", "b2", "b3"):
+            subscribe(b, sinks[name], "$share/w/job")
+        until(
+            lambda: (
+                c.call_soon(c.context.cluster.index.match_shared, "job")
+                == (("$share/w/job", (("a", 1), ("b", 3))),)
+            ),
+            "member counts at c",
+        )
+        for i in range(8):  # two cycles of a, b, b, b: two messages per member
+            c.call_soon(c.context.publish, Message("job", f"{i}".encode()))
+        got = [sink.got.get(timeout=WAIT)[0].payload for sink in sinks.values() for _ in range(2)]
+        assert sorted(got) == sorted(f"{i}".encode() for i in range(8))
+        # A member leaves: b weighs 2 now.
+        b.call_soon(b.context.router.unsubscribe, sinks["b3"], "$share/w/job")
+        until(
+            lambda: (
+                c.call_soon(c.context.cluster.index.match_shared, "job")
+                == (("$share/w/job", (("a", 1), ("b", 2))),)
+            ),
+            "the new count at c",
+        )
     finally:
         for x in (c, b, a):
             x.close()

@@ -103,7 +103,11 @@ class EtcdCluster:
         #: Filters held by local subscribers: the truth our etcd keys are made from.
         self._local: set[str] = set()
         #: Filter changes not yet written to etcd (filter -> held?).
-        self._pending: dict[str, bool] = {}
+        #: (the value to write: b"" for a plain filter, the member count of a
+        #: ``$share/`` one; None to delete).
+        self._pending: dict[str, bytes | None] = {}
+        #: Local member count of each ``$share/`` filter held here.
+        self._members: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._client: aetcd.Client | None = None
         self._endpoint_i = 0
@@ -346,7 +350,13 @@ class EtcdCluster:
             if key[len(self._own_subs) :].decode() not in held:
                 await client.delete(key)
         for f in held:
-            await client.put(self._own_subs + f.encode(), b"", lease=self._lease_id)
+            await client.put(self._own_subs + f.encode(), self._value(f), lease=self._lease_id)
+
+    def _value(self, topic_filter: str) -> bytes:
+        """A subs key's value: empty for a plain filter, the local member count of a
+        ``$share/`` filter (its weight in the group's cluster-wide round robin)."""
+        count = self._members.get(topic_filter)
+        return b"" if count is None else str(count).encode()
 
     async def _keepalive(self, client: aetcd.Client, ttl: int) -> None:
         last = self._record()
@@ -378,20 +388,20 @@ class EtcdCluster:
                 if self._retained_pending.get(topic) is message:
                     del self._retained_pending[topic]
             while self._pending:
-                f, held = next(iter(self._pending.items()))
+                f, value = next(iter(self._pending.items()))
                 key = self._own_subs + f.encode()
-                if held:
-                    await client.put(key, b"", lease=self._lease_id)
+                if value is not None:
+                    await client.put(key, value, lease=self._lease_id)
                 else:
                     await client.delete(key)
-                if self._pending.get(f) is held:
+                if self._pending.get(f) is value:
                     del self._pending[f]
 
     # --- the cluster's state, from etcd -------------------------------------------------
 
     def _rebuild(self, snapshot: Any) -> None:
         members: dict[str, dict[str, Any]] = {}
-        subs: dict[str, set[str]] = {}
+        subs: dict[str, dict[str, int]] = {}
         owners: dict[str, tuple[str, int]] = {}
         for kv in snapshot:
             key = bytes(kv.key)
@@ -411,9 +421,10 @@ class EtcdCluster:
                 self._lose_session(client_id, epoch, "changed while etcd was away")
         old = set(self.members)
         self.members = members
-        subs[self.node_id] = set(self._local)  # ours come from the router, not etcd
+        # Ours come from the router, not etcd.
+        subs[self.node_id] = {f: self._members.get(f, 1) for f in self._local}
         for node in set(self.index.node_ids) | set(subs):
-            self.index.set_node(node, subs.get(node, set()))
+            self.index.set_node(node, subs.get(node, {}))
         for node in old - set(members):
             self._peer(node, None)
         for node, record in members.items():
@@ -424,7 +435,7 @@ class EtcdCluster:
         key: bytes,
         value: bytes,
         members: dict[str, dict[str, Any]],
-        subs: dict[str, set[str]],
+        subs: dict[str, dict[str, int]],
     ) -> None:
         if key.startswith(self._nodes_prefix):
             node = key[len(self._nodes_prefix) :].decode()
@@ -433,7 +444,7 @@ class EtcdCluster:
         elif key.startswith(self._subs_prefix):
             node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
             if node != self.node_id and f:
-                subs.setdefault(node, set()).add(f)
+                subs.setdefault(node, {})[f] = _weight(value)
 
     async def _follow(self, watch: Any) -> None:
         async for event in watch:
@@ -470,7 +481,7 @@ class EtcdCluster:
                 if node == self.node_id or not f:
                     continue
                 if put:
-                    self.index.add(node, f)
+                    self.index.add(node, f, _weight(bytes(event.kv.value)))
                 else:
                     self.index.remove(node, f)
         raise ClusterError("etcd watch stream closed")
@@ -484,15 +495,25 @@ class EtcdCluster:
 
     def subscription_added(self, topic_filter: str) -> None:
         self._local.add(topic_filter)
-        self.index.add(self.node_id, topic_filter)
-        self._pending[topic_filter] = True
+        self.index.add(self.node_id, topic_filter, self._members.get(topic_filter, 1))
+        self._pending[topic_filter] = self._value(topic_filter)
         self._wake.set()
 
     def subscription_removed(self, topic_filter: str) -> None:
         self._local.discard(topic_filter)
+        self._members.pop(topic_filter, None)
         self.index.remove(self.node_id, topic_filter)
-        self._pending[topic_filter] = False
+        self._pending[topic_filter] = None
         self._wake.set()
+
+    def shared_members(self, topic_filter: str, count: int) -> None:
+        if self._members.get(topic_filter) == count:
+            return
+        self._members[topic_filter] = count
+        if topic_filter in self._local:
+            self.index.add(self.node_id, topic_filter, count)
+            self._pending[topic_filter] = self._value(topic_filter)
+            self._wake.set()
 
     def forward(self, message: Message) -> int:
         """Plain matches: one copy to every other node holding a matching filter (a
@@ -519,7 +540,7 @@ class EtcdCluster:
         shared = index.match_shared(topic)
         if shared:
             for key, holders in shared:
-                if me not in holders:
+                if all(node != me for node, _n in holders):
                     sent += self._share_to(key, holders, None, message)
         return sent
 
@@ -530,24 +551,35 @@ class EtcdCluster:
         if self._from_peer:
             return 0
         holders = dict(self.index.match_shared(message.topic))
-        me = (self.node_id,)
+        me = ((self.node_id, 1),)
         delivered = 0
         for group in groups:
             key = f"$share/{group.name}/{group.topic_filter}"
             delivered += self._share_to(key, holders.get(key, me), group, message)
         return delivered
 
-    def _share_to(self, key: str, holders: tuple[str, ...], group: Any, message: Message) -> int:
-        """Round robin over the live nodes holding share group ``key`` (every node
-        walks them in the same sorted order, each with its own turn counter)."""
+    def _share_to(
+        self, key: str, holders: tuple[tuple[str, int], ...], group: Any, message: Message
+    ) -> int:
+        """Weighted round robin over the live nodes holding share group ``key``: each
+        node gets as many turns in a cycle as it has members (every node walks them
+        in the same sorted order, each publisher with its own turn counter); the
+        chosen node then picks one of its members in turn. Over a cycle every member
+        of the group, wherever it is, gets one message."""
         me = self.node_id
         members = self.members
-        alive = [n for n in holders if n == me or n in members]
+        alive = [(n, w) for n, w in holders if n == me or n in members]
         if not alive:
             return 0
         turn = self._turns.get(key, 0)
         self._turns[key] = turn + 1
-        chosen = alive[turn % len(alive)]
+        k = turn % sum(w for _n, w in alive)
+        chosen = alive[-1][0]
+        for node, weight in alive:
+            if k < weight:
+                chosen = node
+                break
+            k -= weight
         if chosen == me:
             if group is None:
                 return 0
@@ -814,6 +846,14 @@ class EtcdCluster:
     def queue_owner(self, queue: str) -> str:
         # Each node's queues are its own until queue ownership is replicated.
         return self.node_id
+
+
+def _weight(value: bytes) -> int:
+    """Members behind a subs key (1 for a plain filter or an unreadable value)."""
+    try:
+        return max(1, int(value)) if value else 1
+    except ValueError:
+        return 1
 
 
 def _plain(value: Any) -> Any:
