@@ -374,6 +374,28 @@ def test_a_share_group_is_fair_to_members_not_nodes(etcd: EtcdServer) -> None:
             x.close()
 
 
+def test_a_node_that_was_away_drops_a_retained_message_cleared_meanwhile(
+    etcd: EtcdServer,
+) -> None:
+    a = node(etcd, "a")
+    b = None
+    try:
+        a.call_soon(a.context.publish, Message("r/gone", b"old", retain=True))
+        a.call_soon(a.context.publish, Message("r/gone", b"", retain=True))  # cleared
+        until(lambda: a.call_soon(lambda: not a.context.cluster._retained_pending), "written")
+        b = node(etcd, "b")
+        # As if b's durable store had kept the copy from before it went away (the
+        # memory store of this test cannot): the next resync must drop it.
+        b.call_soon(b.context.router.set_retained, Message("r/gone", b"old"))
+        b.call(b.context.cluster._reset_client())  # the connection drops: a resync
+        until(lambda: b.call_soon(b.context.router.get_retained, "r/gone") is None, "dropped")
+        assert b.call_soon(lambda: b.context.cluster.resyncs) >= 2
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+
+
 def test_the_driver_implements_the_core_interface() -> None:
     from fluxmq_core.cluster import Cluster
     from fluxmq_core.config import ClusterConfig

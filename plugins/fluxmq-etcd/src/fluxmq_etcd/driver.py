@@ -685,15 +685,17 @@ class EtcdCluster:
         self, client: aetcd.Client, topic: str, message: Message | None
     ) -> None:
         """``retained/<topic>``: ``M<node>\0<protobuf Message>`` when the payload is
-        small, ``R<node>\0<timestamp>`` (fetch it from <node>) when it is not, absent
-        when cleared. No lease: a retained message outlives the node that took it
-        (a large one stays fetchable only while that node runs)."""
+        small, ``R<node>\0<timestamp>`` (fetch it from <node>) when it is not, and a
+        tombstone ``X<node>\0`` when cleared, so a node that was away when it was
+        cleared drops its copy on its next resync. No lease: a retained message
+        outlives the node that took it (a large one stays fetchable only while that
+        node runs)."""
         key = self._retained_prefix + topic.encode()
+        head = self.node_id.encode() + b"\0"
         if message is None:
             self._retained_held.pop(topic, None)
-            await client.delete(key)
+            await client.put(key, b"X" + head)
             return
-        head = self.node_id.encode() + b"\0"
         if len(message.payload) <= self.cfg.retained_inline_max:
             self._retained_held.pop(topic, None)
             value = b"M" + head + message_to_proto(message).SerializeToString()
@@ -704,9 +706,10 @@ class EtcdCluster:
 
     def _apply_retained(self, topic: str, value: bytes | None, *, resync: bool = False) -> None:
         """A retained change seen in etcd: store it in the local router (and through
-        it the local store) unless it came from here or is already held. On a resync
-        local retained messages that etcd lacks are kept (a node never deletes what
-        it cannot prove was cleared)."""
+        it the local store) unless it came from here or is already held; a
+        tombstone clears the local copy. Local retained messages that etcd does not
+        mention at all are kept (a node never deletes what it cannot prove was
+        cleared)."""
         context = self._context
         if context is None or topic in self._retained_pending:
             return
@@ -719,7 +722,10 @@ class EtcdCluster:
         node, _, body = rest.partition(b"\0")
         if node.decode() == self.node_id and not resync:
             return
-        if kind == b"M":
+        if kind == b"X":
+            if router.get_retained(topic) is not None:
+                router.clear_retained(topic)
+        elif kind == b"M":
             try:
                 message = message_from_proto(pb.Message.FromString(body))
             except Exception:
