@@ -13,6 +13,10 @@ drops some of its subscriptions; plus the share groups), which is cached per top
 until the next subscribe or unsubscribe. A cached publish then allocates one
 :class:`Delivery` per subscriber and nothing else.
 
+For a distributed cluster (and only then) two hooks exist: :meth:`Router.watch_filters`
+reports which filters this node holds, and :meth:`Router.set_share_handler` lets the
+cluster pick which node serves a share group; unset, they cost one ``None`` check.
+
 Deliberately not here: topic validation on publish (protocols validate at the
 edge; see :func:`~fluxmq_core.router.topics.validate_topic_name`), capping the QoS
 by the message QoS, queueing, flow control and retained-on-subscribe delivery
@@ -205,7 +209,8 @@ class Router:
                     # Members per node weigh the cluster-wide share round robin.
                     listener.shared_members(topic_filter, n)
         except Exception:
-            # The index catches up on its next resync; a subscribe must not fail.
+            # Logged, not raised: a subscribe must not fail because the cluster's
+            # index did.
             log.exception("cluster filter listener failed for %r", topic_filter)
 
     # -- subscriptions ---------------------------------------------------------
