@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import typer
 
 from fluxmq_core import __version__
+from fluxmq_core.cluster_cli import cluster_app
 from fluxmq_core.config import (
     Config,
     ConfigError,
@@ -43,6 +44,7 @@ plugin_app = typer.Typer(help="Tools for plugin authors.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(queue_app, name="queue")
+app.add_typer(cluster_app, name="cluster")
 
 EXIT_CONFIG = 2
 EXIT_ERROR = 1

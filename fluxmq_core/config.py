@@ -92,9 +92,95 @@ class StorageConfig:
 
 @dataclass
 class ClusterConfig:
-    """``[cluster]``: clustering driver (group fluxmq.cluster)."""
+    """``[cluster]``: clustering driver (group fluxmq.cluster) and its settings.
 
-    driver: str = setting("none", "Cluster driver; 'none' runs a single node.")
+    The core owns the whole section, the ``etcd_*`` keys included, so a file is
+    checked the same way whichever driver is installed and ``fluxmq config init``
+    shows every key; the ``none`` driver reads only ``driver`` and ``node_id``.
+    """
+
+    driver: str = setting(
+        "none", "Cluster driver; 'none' runs a single node, 'etcd' joins a cluster."
+    )
+    node_id: str = setting(
+        "", "This node's id in the cluster; empty = [server] node_id, else the host name."
+    )
+    lease_ttl: float = setting(
+        10.0, "Seconds a node's membership (and what it owns) outlives its last keepalive."
+    )
+    bind: str = setting("0.0.0.0:7948", "host:port for node-to-node traffic (gRPC).", listener=True)
+    advertise: str = setting(
+        "", "host:port other nodes dial to reach this one; empty = the bound address."
+    )
+    batch_max: int = setting(256, "Most messages in one batch forwarded to a peer.")
+    batch_delay: float = setting(
+        0.002, "Seconds a forwarded batch may wait to fill up before it is sent."
+    )
+    peer_queue_max: int = setting(
+        10000,
+        "Messages queued per peer while it is slow; past it new ones are dropped and counted.",
+    )
+    peer_timeout: float = setting(
+        2.0, "Seconds a node-to-node call may take before the peer counts as failing."
+    )
+    tls_cert: str = setting(
+        "",
+        "PEM certificate of this node for node-to-node gRPC (server and client side); "
+        "empty: plaintext. With it, peers must present a certificate signed by tls_ca.",
+    )
+    tls_key: str = setting("", "PEM private key of tls_cert.")
+    tls_ca: str = setting("", "CA bundle that signed every node's certificate (mutual TLS).")
+    tls_server_name: str = setting(
+        "", "Name to verify in peers' certificates instead of the host of their address."
+    )
+    etcd_endpoints: list[str] = setting(
+        help="etcd client URLs (http://host:2379 or https://...); empty with etcd_embedded = "
+        "false means http://127.0.0.1:2379.",
+        factory=list,
+    )
+    etcd_prefix: str = setting("/fluxmq/", "Key prefix of this cluster's records in etcd.")
+    retained_inline_max: int = setting(
+        65536,
+        "Retained messages up to this many payload bytes are kept in etcd; larger ones "
+        "stay on the node that took them and other nodes fetch them from it over gRPC.",
+    )
+    etcd_username: str = setting("", "etcd user (with etcd_password); empty = no etcd auth.")
+    etcd_password: str = setting("", "etcd password of etcd_username.")
+    etcd_ca_file: str = setting("", "CA bundle to verify etcd's TLS certificate (https endpoints).")
+    etcd_cert_file: str = setting("", "Client certificate for etcd mutual TLS.")
+    etcd_key_file: str = setting("", "Private key of etcd_cert_file.")
+    etcd_timeout: float = setting(5.0, "Seconds an etcd request may take before it fails.")
+    etcd_embedded: bool = setting(
+        False, "Start and supervise a local etcd member (the etcd binary on PATH)."
+    )
+    etcd_client: str = setting("127.0.0.1:2379", "Embedded etcd: host:port of its client listener.")
+    etcd_peer: str = setting("127.0.0.1:2380", "Embedded etcd: host:port of its peer listener.")
+    etcd_initial_cluster: str = setting(
+        "",
+        "Embedded etcd: every member as name=http://host:peerport, comma-separated; "
+        "empty = a one-member cluster of this node.",
+    )
+    etcd_data_dir: str = setting("", "Embedded etcd: its data directory; empty = <data_dir>/etcd.")
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl < 2:
+            raise ValueError("lease_ttl must be >= 2 seconds")
+        if self.batch_max < 1 or self.peer_queue_max < 1:
+            raise ValueError("batch_max and peer_queue_max must be >= 1")
+        if self.batch_delay < 0 or self.peer_timeout <= 0:
+            raise ValueError("batch_delay must be >= 0 and peer_timeout > 0")
+        if self.retained_inline_max < 0:
+            raise ValueError("retained_inline_max must be >= 0")
+        if self.etcd_timeout <= 0:
+            raise ValueError("etcd_timeout must be > 0")
+        if bool(self.etcd_username) != bool(self.etcd_password):
+            raise ValueError("etcd_username and etcd_password go together")
+        if self.tls_cert and not (self.tls_key and self.tls_ca):
+            raise ValueError("tls_cert needs tls_key and tls_ca (node-to-node TLS is mutual)")
+        if (self.tls_key or self.tls_ca) and not self.tls_cert:
+            raise ValueError("tls_key and tls_ca need tls_cert")
+        if bool(self.etcd_cert_file) != bool(self.etcd_key_file):
+            raise ValueError("etcd_cert_file and etcd_key_file go together")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues.config import QueueError, QueuesUnavailableError
@@ -43,7 +44,8 @@ class BrokerContext:
     ``shutting_down`` is set when a stop began, so protocols refuse new work.
     ``sessions`` is the session directory protocols register their sessions in (for
     the admin API); ``reload`` is the broker's reload coroutine function (SIGHUP and
-    ``POST /api/v1/reload``), ``None`` outside a running broker.
+    ``POST /api/v1/reload``), ``None`` outside a running broker. ``forward`` is
+    the cluster driver's remote delivery when it is distributed, else ``None``.
     """
 
     __slots__ = (
@@ -65,6 +67,7 @@ class BrokerContext:
         "log",
         "sessions",
         "reload",
+        "forward",
     )
 
     def __init__(
@@ -103,6 +106,9 @@ class BrokerContext:
         self.log = logging.getLogger("fluxmq")
         self.sessions: SessionDirectory = SessionDirectory()
         self.reload: Any = None
+        # The cluster's remote delivery, set by the broker only when the cluster
+        # driver is distributed: a single node checks one None per publish.
+        self.forward: Callable[[Message], int] | None = None
 
     def publish(self, message: Message) -> int:
         """Route a message from any protocol: the one entry point protocols use.
@@ -126,7 +132,12 @@ class BrokerContext:
         events = self.events
         if events.on_published:
             events.message_published(message)
-        return self.router.publish(message)
+        delivered = self.router.publish(message)
+        forward = self.forward
+        if forward is not None:
+            # Other nodes' subscribers: counted as one delivery per node reached.
+            delivered += forward(message)
+        return delivered
 
     def publish_queued(self, message: Message) -> asyncio.Future[int]:
         """Append a publish to ``$queue/<name>/<routing-key>`` to queue ``<name>``

@@ -76,7 +76,7 @@ class Broker:
 
     async def _start(self) -> BrokerContext:
         cfg = self.config
-        node_id = cfg.server.node_id or socket.gethostname()
+        node_id = cfg.cluster.node_id or cfg.server.node_id or socket.gethostname()
         data_dir = Path(cfg.server.data_dir)
         store_name = cfg.storage.driver or default_driver("fluxmq.storage")
         log_name = cfg.storage.queue_log or cfg.storage.driver or default_driver("fluxmq.queue_log")
@@ -92,7 +92,7 @@ class Broker:
         queue_log = load_driver("fluxmq.queue_log", log_name, options)
         await queue_log.open()
         self._started.append("queue_log")
-        cluster = load_driver("fluxmq.cluster", cfg.cluster.driver, node_id)
+        cluster = load_driver("fluxmq.cluster", cfg.cluster.driver, node_id, cfg.cluster)
         stats = Stats(started_at=self.clock())
 
         def on_retained(topic: str, message: Message | None) -> None:
@@ -129,6 +129,13 @@ class Broker:
         self._started.append("queues")
         await cluster.start(ctx)
         self._started.append("cluster")
+        if cluster.distributed:
+            # Only a distributed driver costs anything per subscription and publish.
+            for held, count in router.watch_filters(cluster).items():
+                cluster.subscription_added(held)
+                if held.startswith("$share/"):
+                    cluster.shared_members(held, count)
+            ctx.forward = cluster.forward
         log.info(
             "node %s: storage %s, queue log %s, cluster %s, data dir %s",
             node_id,

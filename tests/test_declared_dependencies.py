@@ -27,6 +27,10 @@ def _imported(source_root: Path) -> set[str]:
     return roots
 
 
+#: Distributions whose import name is not their project name.
+IMPORT_NAMES = {"grpcio": "grpc", "protobuf": "google"}
+
+
 @pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=lambda p: p.name)
 def test_every_runtime_dependency_is_imported(dist: Path) -> None:
     meta = tomllib.loads((dist / "pyproject.toml").read_text())["project"]
@@ -36,7 +40,7 @@ def test_every_runtime_dependency_is_imported(dist: Path) -> None:
         name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
         if name.startswith("fluxmq-"):
             continue  # the core or a sibling, checked by test_dependencies.py
-        module = name.lower().replace("-", "_")
+        module = IMPORT_NAMES.get(name.lower(), name.lower().replace("-", "_"))
         assert module in imported, f"{dist.name} declares {name!r} but never imports {module}"
 
 

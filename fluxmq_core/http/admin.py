@@ -66,6 +66,7 @@ def add_admin_routes(service: HTTPService) -> None:
         "Export a queue's log as JSON lines (read-only)",
         "admin",
     )
+    r.add("GET", f"{PREFIX}/cluster", api.cluster, "Cluster nodes and their health", "admin")
     r.add("POST", f"{PREFIX}/reload", api.reload, "Reload users, ACL and log settings", "admin")
     r.add("GET", f"{PREFIX}/openapi.json", api.openapi, "This OpenAPI document", "meta")
 
@@ -250,6 +251,12 @@ class AdminAPI:
                 writer.write(b"".join(buf))
 
         return StreamResponse(stream, content_type="application/x-ndjson")
+
+    async def cluster(self, req: Request) -> Response:
+        """The cluster driver's view: driver, this node, every node with its health
+        (the ``none`` driver answers with this node alone)."""
+        self.guard(req)
+        return json_response(self.context.cluster.status())
 
     async def reload(self, req: Request) -> Response:
         self.guard(req)

@@ -133,6 +133,23 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": [{"bearer": []}],
         "responses": {"200": _json({"type": "object"}), **_ADMIN_ERRORS},
     },
+    ("GET", "/api/v1/cluster"): {
+        "security": [{"bearer": []}],
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "driver": {"type": "string"},
+                        "node_id": {"type": "string"},
+                        "ready": {"type": "boolean"},
+                        "nodes": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            ),
+            **_ADMIN_ERRORS,
+        },
+    },
     ("GET", "/api/v1/sessions"): {
         "security": [{"bearer": []}],
         "parameters": [

@@ -13,6 +13,10 @@ drops some of its subscriptions; plus the share groups), which is cached per top
 until the next subscribe or unsubscribe. A cached publish then allocates one
 :class:`Delivery` per subscriber and nothing else.
 
+For a distributed cluster (and only then) two hooks exist: :meth:`Router.watch_filters`
+reports which filters this node holds, and :meth:`Router.set_share_handler` lets the
+cluster pick which node serves a share group; unset, they cost one ``None`` check.
+
 Deliberately not here: topic validation on publish (protocols validate at the
 edge; see :func:`~fluxmq_core.router.topics.validate_topic_name`), capping the QoS
 by the message QoS, queueing, flow control and retained-on-subscribe delivery
@@ -27,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from fluxmq_core.message import Message
 from fluxmq_core.router.retained import RetainedStore
@@ -51,6 +55,22 @@ _Plan: TypeAlias = tuple[tuple[_Entry, ...], tuple[ShareGroup, ...]]
 _EMPTY_PLAN: _Plan = ((), ())
 
 RetainedCallback: TypeAlias = Callable[[str, "Message | None"], None]
+
+
+#: ``handler(message, groups) -> deliveries``: decides, for a distributed cluster,
+#: which node serves each matched share group (see :meth:`Router.set_share_handler`).
+ShareHandler: TypeAlias = Callable[["Message", "tuple[ShareGroup, ...]"], int]
+
+
+class FilterListener(Protocol):
+    """Told when a filter gains its first or loses its last local subscriber (the
+    cluster subscription index: see :meth:`Router.watch_filters`)."""
+
+    def subscription_added(self, topic_filter: str) -> None: ...
+
+    def subscription_removed(self, topic_filter: str) -> None: ...
+
+    def shared_members(self, topic_filter: str, count: int) -> None: ...
 
 
 def _grant(entries: list[SubEntry]) -> _Grant:
@@ -95,9 +115,12 @@ class Router:
         "_cache",
         "_cache_size",
         "_clock",
+        "_filter_counts",
+        "_filter_listener",
         "_on_retained_change",
         "_retained",
         "_seq",
+        "_share_handler",
         "_subs",
         "_trie",
     )
@@ -118,6 +141,77 @@ class Router:
         self._subs: dict[int, tuple[Subscriber, dict[str, SubscriptionOptions]]] = {}
         self._cache: dict[str, _Plan] = {}
         self._seq = 0
+        # Only kept while a cluster listens (watch_filters); None costs nothing.
+        self._filter_listener: FilterListener | None = None
+        self._filter_counts: dict[str, int] = {}
+        self._share_handler: ShareHandler | None = None
+
+    def set_share_handler(self, handler: ShareHandler | None) -> None:
+        """Let ``handler`` serve the share groups a publish matches instead of picking a
+        local member: a distributed cluster picks one node per group cluster-wide and
+        delivers here with :meth:`deliver_group` only when this node is picked.
+        ``None`` (the default) picks locally."""
+        self._share_handler = handler
+
+    def deliver_group(self, group: ShareGroup, message: Message) -> int:
+        """Deliver ``message`` to the member of ``group`` whose turn it is (1), or to
+        nobody when every member is excluded (0)."""
+        member = group.pick(message.origin_client, message.origin_protocol)
+        if member is None:
+            return 0
+        try:
+            member[0].deliver(message, Delivery(member[1], False, member[2], group.name))
+        except Exception:
+            self._log_failure(member[0], message)
+            return 0
+        return 1
+
+    def share_group(self, topic_filter: str, name: str) -> ShareGroup | None:
+        """The local share group ``name`` on (inner) ``topic_filter``, if it has members."""
+        return self._trie.group(topic_filter, name)
+
+    def watch_filters(self, listener: FilterListener | None) -> dict[str, int]:
+        """Report filters to ``listener`` from now on: ``subscription_added`` when a
+        filter (as given, ``$share/...`` included) gets its first subscriber of any
+        protocol, ``subscription_removed`` when its last one goes, and
+        ``shared_members`` with the number of local members of a ``$share/`` filter
+        whenever it changes while above zero. Returns ``{filter: subscribers}`` held
+        right now (the listener's starting point); ``None`` stops reporting.
+
+        A distributed cluster driver uses this to publish which filters this node
+        holds; with no listener the router does no counting at all.
+        """
+        self._filter_listener = listener
+        counts: dict[str, int] = {}
+        if listener is not None:
+            for _sub, filters in self._subs.values():
+                for f in filters:
+                    counts[f] = counts.get(f, 0) + 1
+        self._filter_counts = counts
+        return dict(counts)
+
+    def _filter_changed(self, topic_filter: str, delta: int) -> None:
+        listener = self._filter_listener
+        if listener is None:
+            return
+        counts = self._filter_counts
+        n = counts.get(topic_filter, 0) + delta
+        try:
+            if n <= 0:
+                counts.pop(topic_filter, None)
+                if delta < 0:
+                    listener.subscription_removed(topic_filter)
+            else:
+                counts[topic_filter] = n
+                if n == 1 and delta > 0:
+                    listener.subscription_added(topic_filter)
+                if topic_filter.startswith("$share/"):
+                    # Members per node weigh the cluster-wide share round robin.
+                    listener.shared_members(topic_filter, n)
+        except Exception:
+            # Logged, not raised: a subscribe must not fail because the cluster's
+            # index did.
+            log.exception("cluster filter listener failed for %r", topic_filter)
 
     # -- subscriptions ---------------------------------------------------------
 
@@ -149,6 +243,8 @@ class Router:
             record = self._subs[key] = (subscriber, {})
         record[1][topic_filter] = options
         self._cache.clear()
+        if new and self._filter_listener is not None:
+            self._filter_changed(topic_filter, 1)
         return new
 
     def unsubscribe(self, subscriber: Subscriber, topic_filter: str) -> bool:
@@ -166,6 +262,8 @@ class Router:
         if not record[1]:
             del self._subs[key]
         self._cache.clear()
+        if self._filter_listener is not None:
+            self._filter_changed(topic_filter, -1)
         return True
 
     def unsubscribe_all(self, subscriber: Subscriber) -> int:
@@ -300,6 +398,9 @@ class Router:
                     continue
                 delivered += 1
         if groups:
+            handler = self._share_handler
+            if handler is not None:
+                return delivered + handler(message, groups)
             for group in groups:
                 member = group.pick(message.origin_client, message.origin_protocol)
                 if member is None:

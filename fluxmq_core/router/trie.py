@@ -271,6 +271,16 @@ class SubscriptionTrie:
                 push((exact, i + 1))
         return out
 
+    def group(self, topic_filter: str, name: str) -> ShareGroup | None:
+        """The share group ``name`` stored at ``topic_filter`` (inner filter), if any."""
+        node = self._root
+        for level in topic_filter.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.groups.get(name) if node.groups else None
+
     def filters(self) -> list[str]:
         """Every stored filter (inner filter for shared ones); for tests and tools."""
         out: list[str] = []

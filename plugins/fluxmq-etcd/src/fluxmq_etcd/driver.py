@@ -1,0 +1,877 @@
+"""``EtcdCluster``: the ``etcd`` cluster driver (entry point ``fluxmq.cluster = etcd``).
+
+Metadata lives in etcd under ``[cluster] etcd_prefix`` (default ``/fluxmq/``):
+
+- ``nodes/<node_id>``: this node's record (JSON: gRPC address, start time, session
+  count, listeners), attached to the node's lease, so it disappears ``lease_ttl``
+  seconds after the node stops answering;
+- ``subs/<node_id>/<filter>``: one key per filter held by a local subscriber of any
+  protocol (``$share/<group>/<filter>`` as given), on the same lease.
+
+Every node reads the whole prefix once, then follows it with one prefix watch from
+the revision it read. A watch that fails for any reason (etcd restarted, history
+compacted, the stream cut) ends the current *session* with etcd: the node re-reads
+everything and rebuilds its view from scratch (a full resync), so a gap in the event
+stream can never go unnoticed. Its own keys are re-written under a live lease at the
+start of each session (a lost lease is replaced by a new one).
+
+Publishes are forwarded by :meth:`EtcdCluster.forward` to the nodes whose filters
+match. A retained publish is also written to ``retained/<topic>`` (small payloads
+inline, large ones as a pointer to the node that holds them, fetched over gRPC), so
+every node, a later one included, keeps it. A shared subscription group is served once cluster-wide: the publishing
+node picks, in turn, one of the nodes holding members of the group, and only that
+node delivers (to one of its members, in its own turn). Messages travel through :class:`fluxmq_etcd.peers.Peers` (gRPC, batched per peer, with a
+circuit breaker). A forwarded message is handed to the receiving node's router and
+never forwarded again.
+
+Session ownership is a compare-and-swap on ``sessions/<client_id>`` under the lease,
+with the etcd revision of the winning write as fencing epoch (:meth:`acquire_session`);
+a node that loses its lease loses every claim with it. Not built yet: moving a
+session's state between nodes (no protocol calls ``acquire_session`` yet), queues
+on several nodes (each node's queues are its own). ``docs/clustering.md``
+says so too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
+from fluxmq_core.cluster.index import NodeIndex
+from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
+from fluxmq_core.plugins import PluginError
+from fluxmq_core.router import parse_shared
+from fluxmq_etcd.codec import message_from_proto, message_to_proto, pb
+from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
+from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
+from fluxmq_etcd.peers import Peers, tls_client_credentials, tls_server_credentials
+
+if TYPE_CHECKING:
+    import aetcd
+
+    from fluxmq_core.message import Message
+log = logging.getLogger("fluxmq.cluster.etcd")
+
+__all__ = ["EtcdCluster"]
+
+#: Seconds between attempts to reach etcd again after a failure (grows to the max).
+RETRY_MIN = 0.2
+RETRY_MAX = 3.0
+
+
+class EtcdCluster:
+    """The etcd cluster driver (see the module docstring)."""
+
+    name = "etcd"
+    distributed = True
+
+    def __init__(self, node_id: str, options: ClusterConfig | None = None) -> None:
+        cfg = options if options is not None else ClusterConfig(driver="etcd")
+        if not node_id or "/" in node_id:
+            raise ConfigError(
+                f"cluster.node_id: {node_id!r} cannot name a node (non-empty, no '/')",
+                key="cluster.node_id",
+            )
+        self.node_id = node_id
+        self.cfg = cfg
+        self.prefix = cfg.etcd_prefix if cfg.etcd_prefix.endswith("/") else cfg.etcd_prefix + "/"
+        self._nodes_prefix = f"{self.prefix}nodes/".encode()
+        self._subs_prefix = f"{self.prefix}subs/".encode()
+        self._sessions_prefix = f"{self.prefix}sessions/".encode()
+        self._retained_prefix = f"{self.prefix}retained/".encode()
+        self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
+        if cfg.etcd_embedded:
+            self.endpoints = [
+                Endpoint(*parse_address(cfg.etcd_client, where="cluster.etcd_client"), False)
+            ]
+        else:
+            self.endpoints = parse_endpoints(cfg.etcd_endpoints or ["http://127.0.0.1:2379"])
+        self.ready = False
+        self.address = ""
+        self.started = time.time()
+        self.index = NodeIndex()
+        #: node id -> its record as read from etcd (this node included).
+        self.members: dict[str, dict[str, Any]] = {}
+        #: Filters held by local subscribers: the truth our etcd keys are made from.
+        self._local: set[str] = set()
+        #: Filter changes not yet written to etcd (filter -> held?).
+        #: (the value to write: b"" for a plain filter, the member count of a
+        #: ``$share/`` one; None to delete).
+        self._pending: dict[str, bytes | None] = {}
+        #: Local member count of each ``$share/`` filter held here.
+        self._members: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._client: aetcd.Client | None = None
+        self._endpoint_i = 0
+        self._lease_id: int | None = None
+        self._context: Any = None
+        self._peers: Peers | None = None
+        self._supervisor: EtcdSupervisor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self._stopping = False
+        self._listeners: dict[str, str] = {}
+        self.resyncs = 0
+        self.last_error = ""
+        #: Sessions this node owns: client id -> epoch (the etcd revision of the
+        #: claim). Cleared when the lease is lost: ownership never outlives it.
+        self._owned: dict[str, int] = {}
+        #: Share group key -> this node's round-robin turn over the holding nodes.
+        self._turns: dict[str, int] = {}
+        self._from_peer = False
+        self.share_dropped = 0
+        #: Retained changes made here, not yet in etcd (topic -> message or None).
+        self._retained_pending: dict[str, Message | None] = {}
+        #: Large retained messages this node holds for others to fetch.
+        self._retained_held: dict[str, Message] = {}
+        self.retained_fetch_failed = 0
+        self._session_lost: list[Callable[[str, int], None]] = []
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, context: Any) -> None:
+        """Start embedded etcd (if configured) and the gRPC endpoint, then join:
+        returns once this node is registered and has read the cluster's state, or
+        raises when etcd cannot be reached within ``lease_ttl`` (``PluginError``,
+        which ``fluxmq run`` reports without a traceback). Whatever was started is
+        stopped again on failure: no orphaned etcd member or gRPC port."""
+        try:
+            await self._start(context)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, context: Any) -> None:
+        self._context = context
+        cfg = self.cfg
+        if cfg.etcd_embedded:
+            data_dir = cfg.etcd_data_dir or str(Path(context.config.server.data_dir) / "etcd")
+            member = EtcdMember(
+                self.node_id,
+                data_dir,
+                cfg.etcd_client,
+                cfg.etcd_peer,
+                cfg.etcd_initial_cluster,
+                log_path=Path(data_dir).parent / "etcd.log",
+            )
+            self._supervisor = EtcdSupervisor(member)
+            await self._supervisor.start()
+        tls: dict[str, Any] = {}
+        if cfg.tls_cert:
+            try:
+                tls["server_credentials"] = tls_server_credentials(
+                    cfg.tls_cert, cfg.tls_key, cfg.tls_ca
+                )
+                tls["client_credentials"] = tls_client_credentials(
+                    cfg.tls_ca, cfg.tls_cert, cfg.tls_key
+                )
+            except (OSError, ValueError) as exc:
+                raise ConfigError(str(exc), key="cluster.tls_cert") from None
+            tls["tls_server_name"] = cfg.tls_server_name or None
+        self._peers = Peers(
+            self.node_id,
+            self._on_peer_messages,
+            on_targeted=self._on_targeted,
+            batch_max=cfg.batch_max,
+            batch_delay=cfg.batch_delay,
+            queue_max=cfg.peer_queue_max,
+            timeout=cfg.peer_timeout,
+            **tls,
+        )
+        self._peers.ready = lambda: self.ready
+        self._peers.handle("FetchRetained", self._serve_retained)
+        context.router.set_share_handler(self._serve_groups)
+        try:
+            port = await self._peers.start(cfg.bind)
+        except OSError as exc:
+            raise ConfigError(f"cluster.bind: {exc}", key="cluster.bind") from None
+        host, _ = parse_address(cfg.bind, where="cluster.bind")
+        context.bound["cluster.bind"] = (host, port)
+        if cfg.advertise:
+            self.address = cfg.advertise
+        else:
+            shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+            self.address = f"{shown}:{port}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="etcd-cluster")
+        try:
+            await asyncio.wait_for(self._synced.wait(), max(5.0, cfg.lease_ttl))
+        except TimeoutError:
+            raise PluginError(
+                f"cluster driver etcd: cannot join the cluster through etcd at "
+                f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
+            ) from None
+        log.info(
+            "node %s joined the cluster (%d node(s)), peers at %s; durable queues stay "
+            "on the node that declared them (not shared between nodes yet)",
+            self.node_id,
+            len(self.members),
+            self.address,
+        )
+
+    async def stop(self) -> None:
+        """Leave: revoke the lease (our keys vanish at once, peers stop forwarding),
+        stop the gRPC endpoint and the embedded etcd."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.ready = False
+        if self._context is not None:
+            self._context.router.set_share_handler(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        client = self._client
+        if client is not None:
+            if self._lease_id is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.revoke_lease(self._lease_id), 2.0)
+            with contextlib.suppress(Exception):
+                await client.close()
+            self._client = None
+        if self._peers is not None:
+            await self._peers.stop()
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+
+    # --- the session with etcd ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        pause = RETRY_MIN
+        while not self._stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ready = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("etcd session ended (%s); resyncing in %.1fs", self.last_error, pause)
+                await self._reset_client()
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+                continue
+            pause = RETRY_MIN
+
+    async def _reset_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
+        # Next endpoint on the next attempt: a dead member is not retried forever.
+        self._endpoint_i = (self._endpoint_i + 1) % len(self.endpoints)
+
+    async def _session(self) -> None:
+        """One connected stretch: register, read everything, follow the watch. Any
+        failure raises; :meth:`_run` starts over with a full resync."""
+        if self._client is None:
+            self._client = make_client(self.endpoints[self._endpoint_i], self.cfg)
+        client = self._client
+        ttl = max(2, int(round(self.cfg.lease_ttl)))
+        if self._lease_id is not None:
+            # Keep the lease when it survived the outage; otherwise a new one. Keys
+            # re-written below move to the new lease, so the old one expiring later
+            # deletes nothing.
+            try:
+                reply = await client.refresh_lease(self._lease_id)
+                alive = reply is not None and reply.TTL > 0
+            except Exception:
+                alive = False
+            if not alive:
+                log.warning("lease of node %s lost; registering again", self.node_id)
+                self._lease_id = None
+                self._lose_all_sessions("lease lost")
+        if self._lease_id is None:
+            lease = await client.lease(ttl)
+            self._lease_id = lease.id
+        await self._register(client)
+        snapshot = await client.get_prefix(self.prefix.encode())
+        self._rebuild(snapshot)
+        self.resyncs += 1
+        watch = await client.watch_prefix(
+            self.prefix.encode(), start_revision=snapshot.header.revision + 1
+        )
+        self.ready = True
+        self.last_error = ""
+        self._synced.set()
+        if self._retained_pending:
+            self._wake.set()  # made while etcd was away
+        tasks = [
+            asyncio.ensure_future(self._follow(watch)),
+            asyncio.ensure_future(self._keepalive(client, ttl)),
+            asyncio.ensure_future(self._writer(client)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # raise the failure that ended the session
+            raise ClusterError("etcd watch ended")
+        finally:
+            self.ready = False
+            for t in tasks:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watch.cancel(), 1.0)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _record(self) -> bytes:
+        sessions = 0
+        if self._context is not None:
+            sessions = sum(1 for s in self._context.sessions.list() if s.connected)
+        return json.dumps(
+            {
+                "node_id": self.node_id,
+                "address": self.address,
+                "started": self.started,
+                "sessions": sessions,
+                "listeners": self._listeners,
+            }
+        ).encode()
+
+    async def _register(self, client: aetcd.Client) -> None:
+        """Our node record and every local filter, under the current lease; keys of
+        ours that no longer match the local set (from before a restart) go."""
+        self._pending.clear()
+        await client.put(
+            self._nodes_prefix + self.node_id.encode(), self._record(), lease=self._lease_id
+        )
+        held = set(self._local)
+        existing = await client.get_prefix(self._own_subs, keys_only=True)
+        for kv in existing:
+            key = bytes(kv.key)
+            if key[len(self._own_subs) :].decode() not in held:
+                await client.delete(key)
+        for f in held:
+            await client.put(self._own_subs + f.encode(), self._value(f), lease=self._lease_id)
+
+    def _value(self, topic_filter: str) -> bytes:
+        """A subs key's value: empty for a plain filter, the local member count of a
+        ``$share/`` filter (its weight in the group's cluster-wide round robin)."""
+        count = self._members.get(topic_filter)
+        return b"" if count is None else str(count).encode()
+
+    async def _keepalive(self, client: aetcd.Client, ttl: int) -> None:
+        last = self._record()
+        while True:
+            await asyncio.sleep(max(0.5, ttl / 3))
+            assert self._lease_id is not None
+            reply = await client.refresh_lease(self._lease_id)
+            if reply is None or reply.TTL <= 0:
+                self._lease_id = None
+                self._lose_all_sessions("lease expired")
+                raise ClusterError("lease expired (etcd unreachable for longer than lease_ttl?)")
+            record = self._record()
+            if record != last:  # session count or listeners changed
+                await client.put(
+                    self._nodes_prefix + self.node_id.encode(), record, lease=self._lease_id
+                )
+                last = record
+
+    async def _writer(self, client: aetcd.Client) -> None:
+        """Write filter changes in the order they settle; a failure ends the session
+        (the next one re-writes the whole local set, so nothing is lost). Retained
+        changes made here follow (kept until written, across sessions)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._retained_pending:
+                topic, message = next(iter(self._retained_pending.items()))
+                await self._write_retained(client, topic, message)
+                if self._retained_pending.get(topic) is message:
+                    del self._retained_pending[topic]
+            while self._pending:
+                f, value = next(iter(self._pending.items()))
+                key = self._own_subs + f.encode()
+                if value is not None:
+                    await client.put(key, value, lease=self._lease_id)
+                else:
+                    await client.delete(key)
+                if self._pending.get(f) is value:
+                    del self._pending[f]
+
+    # --- the cluster's state, from etcd -------------------------------------------------
+
+    def _rebuild(self, snapshot: Any) -> None:
+        members: dict[str, dict[str, Any]] = {}
+        subs: dict[str, dict[str, int]] = {}
+        owners: dict[str, tuple[str, int]] = {}
+        for kv in snapshot:
+            key = bytes(kv.key)
+            if key.startswith(self._sessions_prefix):
+                owners[key[len(self._sessions_prefix) :].decode()] = (
+                    bytes(kv.value).decode(),
+                    kv.mod_revision,
+                )
+            elif key.startswith(self._retained_prefix):
+                self._apply_retained(
+                    key[len(self._retained_prefix) :].decode(), bytes(kv.value), resync=True
+                )
+            else:
+                self._apply_kv(key, bytes(kv.value), members, subs)
+        for client_id, epoch in list(self._owned.items()):
+            if owners.get(client_id) != (self.node_id, epoch):
+                self._lose_session(client_id, epoch, "changed while etcd was away")
+        old = set(self.members)
+        self.members = members
+        # Ours come from the router, not etcd.
+        subs[self.node_id] = {f: self._members.get(f, 1) for f in self._local}
+        for node in set(self.index.node_ids) | set(subs):
+            self.index.set_node(node, subs.get(node, {}))
+        for node in old - set(members):
+            self._peer(node, None)
+        for node, record in members.items():
+            self._peer(node, record)
+
+    def _apply_kv(
+        self,
+        key: bytes,
+        value: bytes,
+        members: dict[str, dict[str, Any]],
+        subs: dict[str, dict[str, int]],
+    ) -> None:
+        if key.startswith(self._nodes_prefix):
+            node = key[len(self._nodes_prefix) :].decode()
+            with contextlib.suppress(ValueError):
+                members[node] = json.loads(value)
+        elif key.startswith(self._subs_prefix):
+            node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
+            if node != self.node_id and f:
+                subs.setdefault(node, {})[f] = _weight(value)
+
+    async def _follow(self, watch: Any) -> None:
+        async for event in watch:
+            key = bytes(event.kv.key)
+            put = event.kind == "PUT"
+            if key.startswith(self._nodes_prefix):
+                node = key[len(self._nodes_prefix) :].decode()
+                if put:
+                    try:
+                        record = json.loads(bytes(event.kv.value))
+                    except ValueError:
+                        continue
+                    self.members[node] = record
+                    self._peer(node, record)
+                else:
+                    self.members.pop(node, None)
+                    if node != self.node_id:
+                        self.index.drop_node(node)
+                    self._peer(node, None)
+            elif key.startswith(self._retained_prefix):
+                self._apply_retained(
+                    key[len(self._retained_prefix) :].decode(),
+                    bytes(event.kv.value) if put else None,
+                )
+            elif key.startswith(self._sessions_prefix):
+                client_id = key[len(self._sessions_prefix) :].decode()
+                epoch = self._owned.get(client_id)
+                if epoch is not None and (
+                    not put or bytes(event.kv.value).decode() != self.node_id
+                ):
+                    self._lose_session(client_id, epoch, "taken over" if put else "released")
+            elif key.startswith(self._subs_prefix):
+                node, _, f = key[len(self._subs_prefix) :].decode().partition("/")
+                if node == self.node_id or not f:
+                    continue
+                if put:
+                    self.index.add(node, f, _weight(bytes(event.kv.value)))
+                else:
+                    self.index.remove(node, f)
+        raise ClusterError("etcd watch stream closed")
+
+    def _peer(self, node: str, record: dict[str, Any] | None) -> None:
+        if node == self.node_id or self._peers is None:
+            return
+        self._peers.set_peer(node, None if record is None else record.get("address") or None)
+
+    # --- the interface the core calls ---------------------------------------------------
+
+    def subscription_added(self, topic_filter: str) -> None:
+        self._local.add(topic_filter)
+        self.index.add(self.node_id, topic_filter, self._members.get(topic_filter, 1))
+        self._pending[topic_filter] = self._value(topic_filter)
+        self._wake.set()
+
+    def subscription_removed(self, topic_filter: str) -> None:
+        self._local.discard(topic_filter)
+        self._members.pop(topic_filter, None)
+        self.index.remove(self.node_id, topic_filter)
+        self._pending[topic_filter] = None
+        self._wake.set()
+
+    def shared_members(self, topic_filter: str, count: int) -> None:
+        if self._members.get(topic_filter) == count:
+            return
+        self._members[topic_filter] = count
+        if topic_filter in self._local:
+            self.index.add(self.node_id, topic_filter, count)
+            self._pending[topic_filter] = self._value(topic_filter)
+            self._wake.set()
+
+    def forward(self, message: Message) -> int:
+        """Plain matches: one copy to every other node holding a matching filter (a
+        retained message: to every node). Share groups with no member here: one
+        node per group, in turn (groups with members here were served by
+        :meth:`_serve_groups` during the local publish)."""
+        peers = self._peers
+        if peers is None:
+            return 0
+        members = self.members
+        index = self.index
+        topic = message.topic
+        if message.retain:
+            # Every node learns it through etcd; only subscribers need it now.
+            self._retained_pending[topic] = message if message.payload else None
+            self._wake.set()
+        targets = index.match(topic)
+        sent = 0
+        me = self.node_id
+        for node in targets:
+            if node != me and node in members:
+                peers.forward(node, message)
+                sent += 1
+        shared = index.match_shared(topic)
+        if shared:
+            for key, holders in shared:
+                if all(node != me for node, _n in holders):
+                    sent += self._share_to(key, holders, None, message)
+        return sent
+
+    def _serve_groups(self, message: Message, groups: Any) -> int:
+        """The router's share handler: for each matched local group, pick the node
+        whose turn it is among every node holding the group; deliver here only if it
+        is this one. A message from a peer was already decided at its origin."""
+        if self._from_peer:
+            return 0
+        holders = dict(self.index.match_shared(message.topic))
+        me = ((self.node_id, 1),)
+        delivered = 0
+        for group in groups:
+            key = f"$share/{group.name}/{group.topic_filter}"
+            delivered += self._share_to(key, holders.get(key, me), group, message)
+        return delivered
+
+    def _share_to(
+        self, key: str, holders: tuple[tuple[str, int], ...], group: Any, message: Message
+    ) -> int:
+        """Weighted round robin over the live nodes holding share group ``key``: each
+        node gets as many turns in a cycle as it has members (every node walks them
+        in the same sorted order, each publisher with its own turn counter); the
+        chosen node then picks one of its members in turn. Over a cycle every member
+        of the group, wherever it is, gets one message."""
+        me = self.node_id
+        members = self.members
+        alive = [(n, w) for n, w in holders if n == me or n in members]
+        if not alive:
+            return 0
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        k = turn % sum(w for _n, w in alive)
+        chosen = alive[-1][0]
+        for node, weight in alive:
+            if k < weight:
+                chosen = node
+                break
+            k -= weight
+        if chosen == me:
+            if group is None:
+                return 0
+            return int(self._context.router.deliver_group(group, message))
+        assert self._peers is not None
+        return 1 if self._peers.forward(chosen, message, key) else 0
+
+    def _on_peer_messages(self, from_node: str, messages: list[Message]) -> None:
+        """Messages forwarded by ``from_node``: delivered here, never re-forwarded,
+        and not to share groups (the origin picked a node for each of those)."""
+        context = self._context
+        if context is None:
+            return
+        publish = context.router.publish
+        self._from_peer = True
+        try:
+            for message in messages:
+                publish(message)
+        finally:
+            self._from_peer = False
+
+    def _on_targeted(self, from_node: str, entries: list[tuple[str, Message]]) -> None:
+        """Share-group deliveries picked for this node by ``from_node``."""
+        router = self._context.router if self._context is not None else None
+        if router is None:
+            return
+        for key, message in entries:
+            shared = parse_shared(key) if key.startswith("$share/") else None
+            group = router.share_group(shared[1], shared[0]) if shared else None
+            if group is None or not router.deliver_group(group, message):
+                # The last member left after the origin picked us: nobody to take it.
+                self.share_dropped += 1
+
+    def nodes(self) -> list[NodeInfo]:
+        out = []
+        for node, record in sorted(self.members.items()):
+            extra = {"listeners": record.get("listeners") or {}}
+            out.append(
+                NodeInfo(
+                    node,
+                    address=str(record.get("address", "")),
+                    alive=True,
+                    local=node == self.node_id,
+                    started=record.get("started"),
+                    sessions=int(record.get("sessions") or 0),
+                    extra=extra,
+                )
+            )
+        if self.node_id not in self.members:
+            out.append(NodeInfo(self.node_id, self.address, alive=self.ready, local=True))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        peers = self._peers
+        stats = getattr(peers, "stats", None) if peers is not None else None
+        if callable(stats):
+            stats = stats()
+        return {
+            "driver": self.name,
+            "node_id": self.node_id,
+            "ready": self.ready,
+            "etcd": {
+                "endpoint": str(self.endpoints[self._endpoint_i]),
+                "embedded": self.cfg.etcd_embedded,
+                "lease_ttl": self.cfg.lease_ttl,
+                "resyncs": self.resyncs,
+                "last_error": self.last_error,
+            },
+            "subscriptions": {
+                "local_filters": len(self._local),
+                "share_dropped": self.share_dropped,
+            },
+            "shared": self.index.shared_groups(),
+            "retained": {
+                "pending": len(self._retained_pending),
+                "held_large": len(self._retained_held),
+                "fetch_failed": self.retained_fetch_failed,
+            },
+            "peers": _plain(stats),
+            "nodes": [n.to_dict() for n in self.nodes()],
+            "sessions_owned": len(self._owned),
+            # Every queue lives on one node only until queues are replicated.
+            "queues_single_copy": self._local_queues(),
+            "not_replicated": [
+                "session state (ownership is claimed in etcd; state is not moved yet)",
+                "queues (each node's queues are its own)",
+            ],
+        }
+
+    def _local_queues(self) -> list[str]:
+        manager = self._context.queues if self._context is not None else None
+        if manager is None:
+            return []
+        return sorted(info.name for info in manager.list())
+
+    def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
+        """Publish this node's protocol listeners in its record (next keepalive)."""
+        self._listeners = {k: f"{h}:{p}" for k, (h, p) in sorted(listeners.items())}
+
+    # --- retained messages ---------------------------------------------------------------
+
+    async def _write_retained(
+        self, client: aetcd.Client, topic: str, message: Message | None
+    ) -> None:
+        """``retained/<topic>``: ``M<node>\0<protobuf Message>`` when the payload is
+        small, ``R<node>\0<timestamp>`` (fetch it from <node>) when it is not, and a
+        tombstone ``X<node>\0`` when cleared, so a node that was away when it was
+        cleared drops its copy on its next resync. No lease: a retained message
+        outlives the node that took it (a large one stays fetchable only while that
+        node runs)."""
+        key = self._retained_prefix + topic.encode()
+        head = self.node_id.encode() + b"\0"
+        if message is None:
+            self._retained_held.pop(topic, None)
+            await client.put(key, b"X" + head)
+            return
+        if len(message.payload) <= self.cfg.retained_inline_max:
+            self._retained_held.pop(topic, None)
+            value = b"M" + head + message_to_proto(message).SerializeToString()
+        else:
+            self._retained_held[topic] = message
+            value = b"R" + head + repr(message.timestamp).encode()
+        await client.put(key, value)
+
+    def _apply_retained(self, topic: str, value: bytes | None, *, resync: bool = False) -> None:
+        """A retained change seen in etcd: store it in the local router (and through
+        it the local store) unless it came from here or is already held; a
+        tombstone clears the local copy. Local retained messages that etcd does not
+        mention at all are kept (a node never deletes what it cannot prove was
+        cleared)."""
+        context = self._context
+        if context is None or topic in self._retained_pending:
+            return
+        router = context.router
+        if value is None:
+            if router.get_retained(topic) is not None:
+                router.clear_retained(topic)
+            return
+        kind, rest = value[:1], value[1:]
+        node, _, body = rest.partition(b"\0")
+        if node.decode() == self.node_id and not resync:
+            return
+        if kind == b"X":
+            if router.get_retained(topic) is not None:
+                router.clear_retained(topic)
+        elif kind == b"M":
+            try:
+                message = message_from_proto(pb.Message.FromString(body))
+            except Exception:
+                log.warning("retained message for %r in etcd is unreadable; skipped", topic)
+                return
+            held = router.get_retained(topic)
+            if held is None or (held.timestamp, held.payload) != (
+                message.timestamp,
+                message.payload,
+            ):
+                router.set_retained(message)
+        elif kind == b"R":
+            held = router.get_retained(topic)
+            if held is not None and repr(held.timestamp).encode() == body:
+                return
+            asyncio.get_running_loop().create_task(self._fetch_retained(node.decode(), topic))
+
+    async def _fetch_retained(self, node: str, topic: str) -> None:
+        peers = self._peers
+        if peers is None or self._context is None:
+            return
+        try:
+            reply = await peers.call(node, "FetchRetained", pb.FetchRetainedRequest(topic=topic))
+        except Exception as exc:
+            self.retained_fetch_failed += 1
+            log.warning("retained message %r: cannot fetch it from node %s: %s", topic, node, exc)
+            return
+        if reply.found:
+            self._context.router.set_retained(message_from_proto(reply.message))
+
+    async def _serve_retained(self, from_node: str, request: Any) -> Any:
+        message = self._retained_held.get(request.topic)
+        if message is None and self._context is not None:
+            message = self._context.router.get_retained(request.topic)
+        if message is None:
+            return pb.FetchRetainedResponse(found=False)
+        return pb.FetchRetainedResponse(found=True, message=message_to_proto(message))
+
+    # --- session ownership -------------------------------------------------------------
+
+    async def acquire_session(self, client_id: str) -> SessionClaim:
+        """Make this node the owner of ``client_id`` by compare-and-swap on
+        ``sessions/<client_id>`` (value: the owner's node id, on our lease).
+
+        The key is written only if it is absent, or unchanged since we read it (so of
+        two nodes racing for one client exactly one wins; the other gets
+        :class:`ClusterError`). The claim's ``epoch`` is the etcd revision of that
+        write: every later claim by anyone has a higher one, which makes it a fencing
+        token. Refused while etcd is unreachable: a node that cannot prove ownership
+        must not take a session over. The previous owner learns from its watch
+        (``watch_sessions`` callbacks) and must stop serving the session.
+
+        This is the ownership half of takeover; moving the session's state between
+        nodes is not built yet (see docs/clustering.md).
+        """
+        client = self._client
+        if not self.ready or client is None or self._lease_id is None:
+            raise ClusterError(
+                f"cannot claim session {client_id!r}: etcd is unreachable ({self.last_error or 'not connected'})"
+            )
+        key = self._sessions_prefix + client_id.encode()
+        current = await client.get(key)
+        tx = client.transactions
+        if current is None:
+            compare = [tx.create(key) == 0]
+        elif bytes(current.value).decode() == self.node_id and client_id in self._owned:
+            return SessionClaim(client_id, self.node_id, self._owned[client_id])
+        else:
+            compare = [tx.mod(key) == current.mod_revision]
+        ok, responses = await client.transaction(
+            compare=compare,
+            success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
+            failure=[],
+        )
+        if not ok:
+            raise ClusterError(
+                f"session {client_id!r} was claimed by another node at the same time; not taken"
+            )
+        epoch = int(responses[0].response_put.header.revision)
+        self._owned[client_id] = epoch
+        return SessionClaim(client_id, self.node_id, epoch)
+
+    async def release_session(self, claim: SessionClaim) -> None:
+        """Delete the ownership key, only if it is still this claim (same owner, same
+        revision): a stale claim releases nothing."""
+        client = self._client
+        if self._owned.get(claim.client_id) == claim.epoch:
+            del self._owned[claim.client_id]
+        if client is None:
+            return
+        key = self._sessions_prefix + claim.client_id.encode()
+        tx = client.transactions
+        await client.transaction(
+            compare=[tx.mod(key) == claim.epoch, tx.value(key) == self.node_id.encode()],
+            success=[tx.delete(key)],
+            failure=[],
+        )
+
+    def claim_valid(self, claim: SessionClaim) -> bool:
+        """True while ``claim`` is this node's current ownership of the session (as
+        far as the watch has told; False at once when the lease is lost)."""
+        return self.ready and self._owned.get(claim.client_id) == claim.epoch
+
+    def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
+        """Call ``callback(client_id, epoch)`` when a session this node owned is
+        taken over, released elsewhere, or lost with the lease."""
+        self._session_lost.append(callback)
+
+    def _lose_session(self, client_id: str, epoch: int, why: str) -> None:
+        if self._owned.get(client_id) != epoch:
+            return
+        del self._owned[client_id]
+        log.info("session %r (epoch %d) no longer owned here: %s", client_id, epoch, why)
+        for callback in self._session_lost:
+            try:
+                callback(client_id, epoch)
+            except Exception:
+                log.exception("session-lost callback failed for %r", client_id)
+
+    def _lose_all_sessions(self, why: str) -> None:
+        for client_id, epoch in list(self._owned.items()):
+            self._lose_session(client_id, epoch, why)
+
+    def queue_owner(self, queue: str) -> str:
+        # Each node's queues are its own until queue ownership is replicated.
+        return self.node_id
+
+
+def _weight(value: bytes) -> int:
+    """Members behind a subs key (1 for a plain filter or an unreadable value)."""
+    try:
+        return max(1, int(value)) if value else 1
+    except ValueError:
+        return 1
+
+
+def _plain(value: Any) -> Any:
+    """Peer statistics as JSON-friendly values, whatever shape peers reports."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+    if hasattr(value, "__slots__"):
+        return {k: _plain(getattr(value, k, None)) for k in value.__slots__}
+    return str(value)

@@ -1,0 +1,382 @@
+"""Three broker processes as one cluster on a real etcd (Debian ``etcd-server``):
+MQTT publishes on one node reach paho subscribers on the two others once each, with
+QoS and properties; an AMQP 0.9.1 consumer on another node gets MQTT publishes; the
+admin API and ``fluxmq cluster status`` list the nodes. Skipped, saying why, when the
+etcd binary or the plugin is missing."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fluxmq_core.testing.broker import BrokerProcess
+
+etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
+
+WAIT = 15.0
+NODES = ("a", "b", "c")
+
+
+Nodes = dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]
+
+
+def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Nodes:
+    procs: Nodes = {}
+    try:
+        for n in names:
+            proc = BrokerProcess(
+                ["--plugins", "mqtt,amqp091,etcd"],
+                env={
+                    "FLUXMQ_CLUSTER__DRIVER": "etcd",
+                    "FLUXMQ_CLUSTER__NODE_ID": n,
+                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
+                    "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
+                    "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
+                    "FLUXMQ_STORAGE__DRIVER": "memory",
+                },
+            )
+            procs[n] = (proc, proc.start(timeout=30))
+        for n in names:
+            until(lambda n=n: len(api(procs[n][1], "/api/v1/cluster")["nodes"]) == len(names))
+    except BaseException:
+        stop_nodes(procs)
+        raise
+    return procs
+
+
+def stop_nodes(procs: Nodes) -> None:
+    for proc, _bound in procs.values():
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.signal(15)
+    for proc, _bound in procs.values():
+        try:
+            if proc.proc is not None:
+                proc.wait(15)
+        finally:
+            proc.close()
+
+
+def need_etcd() -> None:
+    reason = etcd_testing.etcd_missing_reason()
+    if reason:
+        pytest.skip(f"{reason} (Debian/Ubuntu: apt-get install etcd-server)")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Nodes]:
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, NODES)
+        try:
+            yield procs
+        finally:
+            stop_nodes(procs)
+
+
+def until(predicate: Any, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def http_url(bound: dict[str, tuple[str, int]]) -> str:
+    host, port = bound["http.bind"]
+    return f"http://{host}:{port}"
+
+
+def api(bound: dict[str, tuple[str, int]], path: str) -> Any:
+    with urllib.request.urlopen(http_url(bound) + path, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def client(bound: dict[str, tuple[str, int]]) -> Any:
+    got: queue.Queue[Any] = queue.Queue()
+    acks: queue.Queue[Any] = queue.Queue()
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=uuid.uuid4().hex[:12],
+        protocol=mqtt.MQTTv5,
+    )
+    c.on_message = lambda _c, _u, m: got.put(m)
+    c.on_connect = lambda *a: acks.put("connack")
+    c.on_subscribe = lambda *a: acks.put("suback")
+    c.connect(*bound["mqtt.tcp"])
+    c.loop_start()
+    assert acks.get(timeout=WAIT) == "connack"
+    c.got = got
+    c.acks = acks
+    return c
+
+
+def test_mqtt_publish_reaches_subscribers_on_every_other_node_once(cluster: Any) -> None:
+    a, b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    subs = [client(b), client(c)]
+    try:
+        for s in subs:
+            s.subscribe("cl/#", qos=1)
+            assert s.acks.get(timeout=WAIT) == "suback"
+        # The index reaches node a through etcd: probe until both nodes answer.
+        for s in subs:
+            until(lambda s=s: pub.publish("cl/probe", b"p", 0) and _drain_probe(s))
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("trace", "42")]
+        props.ContentType = "text/plain"
+        props.ResponseTopic = "cl/reply"
+        props.CorrelationData = b"corr"
+        pub.publish("cl/q0", b"zero", 0, properties=props).wait_for_publish(WAIT)
+        pub.publish("cl/q1", b"one", 1, properties=props).wait_for_publish(WAIT)
+        pub.publish("cl/end", b"marker", 1).wait_for_publish(WAIT)
+        for s in subs:
+            seen = []
+            while True:
+                m = s.got.get(timeout=WAIT)
+                if m.topic == "cl/probe":
+                    continue
+                seen.append(m)
+                if m.topic == "cl/end":
+                    break
+            assert [(m.topic, m.payload, m.qos) for m in seen] == [
+                ("cl/q0", b"zero", 0),
+                ("cl/q1", b"one", 1),
+                ("cl/end", b"marker", 1),
+            ]
+            for m in seen[:2]:
+                assert m.properties.UserProperty == [("trace", "42")]
+                assert m.properties.ContentType == "text/plain"
+                assert m.properties.ResponseTopic == "cl/reply"
+                assert m.properties.CorrelationData == b"corr"
+    finally:
+        for x in (pub, *subs):
+            x.disconnect()
+            x.loop_stop()
+
+
+def _drain_probe(s: Any) -> bool:
+    try:
+        while True:
+            if s.got.get(timeout=0.2).topic == "cl/probe":
+                return True
+    except queue.Empty:
+        return False
+
+
+def test_amqp_consumer_on_another_node_gets_mqtt_publishes(cluster: Any) -> None:
+    a, _b, c = (cluster[n][1] for n in NODES)
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*c["amqp091.bind"]))
+    pub = client(a)
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, "amq.topic", "cl.amqp.*")
+
+        def probe() -> bool:
+            pub.publish("cl/amqp/probe", b"p", 0)
+            _m, _p, body = ch.basic_get(q, auto_ack=True)
+            return body is not None
+
+        until(probe)
+        pub.publish("cl/amqp/real", b"from mqtt on a", 1).wait_for_publish(WAIT)
+
+        def real() -> bytes | None:
+            method, _p, body = ch.basic_get(q, auto_ack=True)
+            return body if method is not None and method.routing_key == "cl.amqp.real" else None
+
+        assert until(real) == b"from mqtt on a"
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        conn.close()
+
+
+def test_a_shared_subscription_gets_each_message_once_across_nodes(cluster: Any) -> None:
+    a, b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    members = [client(b), client(c)]
+    try:
+        for m in members:
+            m.subscribe("$share/workers/jobs/#", qos=1)
+            assert m.acks.get(timeout=WAIT) == "suback"
+        until(lambda: _share_holders(a, "$share/workers/jobs/#") == ["b", "c"])
+        for i in range(10):
+            pub.publish("jobs/run", f"job-{i}".encode(), 1).wait_for_publish(WAIT)
+        got = [m.got.get(timeout=WAIT) for _ in range(5) for m in members]
+        # Node a alternates between b and c: 5 each, every job once.
+        assert sorted(x.payload for x in got) == sorted(f"job-{i}".encode() for i in range(10))
+        # Markers along the same streams come next: no duplicate was in flight.
+        for i in range(2):
+            pub.publish("jobs/run", f"end-{i}".encode(), 1).wait_for_publish(WAIT)
+        assert sorted(m.got.get(timeout=WAIT).payload for m in members) == [b"end-0", b"end-1"]
+    finally:
+        for x in (pub, *members):
+            x.disconnect()
+            x.loop_stop()
+
+
+def _share_holders(bound: dict[str, tuple[str, int]], key: str) -> list[str]:
+    return list(api(bound, "/api/v1/cluster").get("shared", {}).get(key, []))
+
+
+def test_a_retained_publish_is_seen_by_a_new_subscriber_on_another_node(cluster: Any) -> None:
+    a, _b, c = (cluster[n][1] for n in NODES)
+    pub = client(a)
+    try:
+        pub.publish("cl/retained", b"last value", 1, retain=True).wait_for_publish(WAIT)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+
+    def fresh_subscriber_gets_it() -> bool:
+        sub = client(c)
+        try:
+            sub.subscribe("cl/retained", qos=1)
+            m = sub.got.get(timeout=2)
+            return m.payload == b"last value" and m.retain
+        except queue.Empty:
+            return False
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+
+    until(fresh_subscriber_gets_it)
+
+
+def test_cluster_status_lists_every_node(cluster: Any) -> None:
+    a = cluster["a"][1]
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*a["amqp091.bind"]))
+    conn.channel().queue_declare("cl-orders", durable=True)
+    conn.close()
+    body = api(a, "/api/v1/cluster")
+    assert body["driver"] == "etcd" and body["ready"] is True
+    assert sorted(n["node_id"] for n in body["nodes"]) == list(NODES)
+    ready = api(a, "/ready")
+    assert ready["checks"]["cluster"] is True
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxmq_core.cli", "cluster", "status", "--url", http_url(a)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "driver etcd, node a: ready" in out.stdout
+    lines = [line.split()[0] for line in out.stdout.splitlines()[2:5]]
+    assert lines == ["a", "b", "c"]
+    assert "queues with a single copy (on this node only): cl-orders" in out.stdout
+
+
+def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="2")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            procs["b"][0].kill()  # kill -9: no goodbye, the lease has to expire
+            until(lambda: [n["node_id"] for n in api(a, "/api/v1/cluster")["nodes"]] == ["a"])
+            # Publishing on a goes on while b is gone.
+            pub = client(a)
+            pub.publish("back/0", b"to nobody", 1).wait_for_publish(WAIT)
+            # The same id comes back (on fresh ports: a port just released may be
+            # taken by any outgoing connection meanwhile): a forwards to it again.
+            proc_b = procs["b"][0]
+            for var in proc_b._ephemeral_vars:
+                proc_b.env[var] = "127.0.0.1:0"
+            b = proc_b.start(timeout=30)
+            until(lambda: len(api(a, "/api/v1/cluster")["nodes"]) == 2)
+            sub = client(b)
+            sub.subscribe("back/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("back/1", b"again", 1) and _drain(sub, b"again"))
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def _drain(s: Any, payload: bytes) -> bool:
+    try:
+        while True:
+            if s.got.get(timeout=0.2).payload == payload:
+                return True
+    except queue.Empty:
+        return False
+
+
+def test_etcd_stopped_and_restarted_under_traffic() -> None:
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="4")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            pub, sub = client(a), client(b)
+            sub.subscribe("live/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("live/probe", b"p", 0) and _drain(sub, b"p"))
+            etcd.kill()
+            until(lambda: _ready(a) == 503 and _ready(b) == 503)
+            # Nodes keep forwarding with the view they had: traffic goes on.
+            for i in range(20):
+                pub.publish("live/x", f"during-{i}".encode(), 1).wait_for_publish(WAIT)
+            got = [sub.got.get(timeout=WAIT).payload for _ in range(20)]
+            assert got == [f"during-{i}".encode() for i in range(20)]
+            etcd.restart()
+            until(lambda: _ready(a) == 200 and _ready(b) == 200, timeout=30)
+            # A subscription made after the outage is learnt through etcd again.
+            sub.subscribe("after/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("after/1", b"after", 1) and _drain(sub, b"after"))
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def _ready(bound: dict[str, tuple[str, int]]) -> int:
+    try:
+        with urllib.request.urlopen(http_url(bound) + "/ready", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_fluxmq_run_without_etcd_fails_clearly() -> None:
+    from fluxmq_etcd.embedded import free_port
+
+    proc = BrokerProcess(
+        ["--plugins", "mqtt,etcd"],
+        env={
+            "FLUXMQ_CLUSTER__DRIVER": "etcd",
+            "FLUXMQ_CLUSTER__NODE_ID": "lonely",
+            "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": f"http://127.0.0.1:{free_port()}",
+            "FLUXMQ_CLUSTER__LEASE_TTL": "2",
+            "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "0.5",
+        },
+    )
+    try:
+        with pytest.raises(RuntimeError, match="broker exited with 1"):
+            proc.start(timeout=30)
+        out = proc.output()
+        assert "cannot join the cluster through etcd at http://127.0.0.1:" in out
+        assert "Traceback" not in out
+    finally:
+        proc.close()
