@@ -75,6 +75,9 @@ async def make_node() -> AsyncIterator[MakeNode]:
             log.extend(m.topic for _t, m in items)
 
         kwargs.setdefault("on_targeted", on_targeted)
+        # A busy CI machine can take seconds to open the first channel: a batch that
+        # times out is dropped, which would change the counts the tests check.
+        kwargs.setdefault("timeout", 30.0)
         node = Node(Peers(node_id, on_messages, **kwargs), inbox, targeted, log)
         await node.peers.start(bind)
         made.append(node)
