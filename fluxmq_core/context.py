@@ -37,6 +37,7 @@ class BrokerContext:
     """Shared services: ``config``, ``router``, ``queues``, ``store``,
     ``queue_log``, ``cluster``, ``auth``, ``events``, ``stats``, ``clock``.
 
+    ``tracer`` is set by a tracing plugin (see :meth:`publish`).
     ``node_id`` names this broker; ``pm`` is the plugin manager (for plugins that
     want to call hooks of their own); ``bound`` maps listener names
     (``"mqtt.tcp"``) to the ``(host, port)`` actually bound, filled once listening.
@@ -65,6 +66,7 @@ class BrokerContext:
         "log",
         "sessions",
         "reload",
+        "tracer",
     )
 
     def __init__(
@@ -103,6 +105,10 @@ class BrokerContext:
         self.log = logging.getLogger("fluxmq")
         self.sessions: SessionDirectory = SessionDirectory()
         self.reload: Any = None
+        # A tracing plugin sets this to an object with ``publish(message) -> int``
+        # (which routes the message itself) and ``queued(message, future)``; while
+        # it is None, tracing costs the publish path one attribute check.
+        self.tracer: Any = None
 
     def publish(self, message: Message) -> int:
         """Route a message from any protocol: the one entry point protocols use.
@@ -113,7 +119,11 @@ class BrokerContext:
         :meth:`publish_queued`) and counts as one delivery once the append is
         accepted, 0 when it is refused; a refusal or a failed append is logged and
         counted in ``stats.messages_dropped``, as nobody waits for it here.
+        With a tracer set (``context.tracer``), the tracer routes the message in spans.
         """
+        tracer = self.tracer
+        if tracer is not None:
+            return int(tracer.publish(message))
         if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
             try:
                 fut = self.publish_queued(message)
@@ -146,6 +156,9 @@ class BrokerContext:
         if manager is None:
             raise QueuesUnavailableError("queues are not available")
         fut: asyncio.Future[int] = manager.publish(message)
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.queued(message, fut)
         events = self.events
         if events.on_published:
             events.message_published(message)

@@ -21,10 +21,25 @@ def _imported(source_root: Path) -> set[str]:
     for path in source_root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
-                roots.update(a.name.split(".")[0] for a in node.names)
+                names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                roots.add(node.module.split(".")[0])
+                names = [node.module]
+            else:
+                continue
+            for dotted in names:  # "a.b.c" counts as a, a.b and a.b.c
+                parts = dotted.split(".")
+                roots.update(".".join(parts[: i + 1]) for i in range(len(parts)))
     return roots
+
+
+# Distributions whose import name is not their name with "-" as "_" (namespace
+# packages such as OpenTelemetry's): the module each one provides.
+IMPORT_NAMES = {
+    "opentelemetry-api": "opentelemetry.trace",
+    "opentelemetry-sdk": "opentelemetry.sdk",
+    "opentelemetry-exporter-otlp-proto-http": "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry.exporter.otlp.proto.grpc",
+}
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=lambda p: p.name)
@@ -36,7 +51,7 @@ def test_every_runtime_dependency_is_imported(dist: Path) -> None:
         name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
         if name.startswith("fluxmq-"):
             continue  # the core or a sibling, checked by test_dependencies.py
-        module = name.lower().replace("-", "_")
+        module = IMPORT_NAMES.get(name.lower(), name.lower().replace("-", "_"))
         assert module in imported, f"{dist.name} declares {name!r} but never imports {module}"
 
 

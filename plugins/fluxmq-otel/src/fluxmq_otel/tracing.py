@@ -1,0 +1,187 @@
+"""Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
+subscriber, and ``queue.append`` for a publish to ``$queue/``.
+
+:class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
+``None`` (``[otel] traces = false``) the core's publish path pays one attribute
+check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
+
+- The parent comes from the message's W3C trace context, the ``traceparent`` and
+  ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
+  arrive there), so a trace started by a client goes on in the broker.
+- The sampler is parent-based with a ratio for new traces. A publish that is not
+  sampled is routed by the ordinary ``router.publish``: no further span is made.
+- A sampled publish carries the ``publish`` span's context on to subscribers: the
+  message's ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees
+  them as user properties and an AMQP consumer as headers, and a trace crosses
+  protocols and services. One encoding still serves every subscriber, which is why
+  the context is the ``publish`` span's and not each ``deliver`` span's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from fluxmq_core.message import Message
+from fluxmq_core.queues.config import QueueError
+from fluxmq_core.queues.types import QUEUE_TOPIC_PREFIXES
+
+__all__ = ["TRACE_KEYS", "BrokerTracer", "extract", "inject"]
+
+log = logging.getLogger("fluxmq.otel")
+
+TRACE_KEYS = ("traceparent", "tracestate")
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def extract(message: Message) -> otel_context.Context | None:
+    """The trace context a client put in the message, or None."""
+    props = message.user_properties
+    if not props:
+        return None
+    carrier = {k: v for k, v in props if k in TRACE_KEYS}
+    if not carrier:
+        return None
+    return _PROPAGATOR.extract(carrier)
+
+
+def inject(message: Message, ctx: otel_context.Context | None = None) -> Message:
+    """A copy of ``message`` carrying the current (or ``ctx``'s) trace context in
+    its user properties, any earlier ``traceparent``/``tracestate`` replaced."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=ctx)
+    if not carrier:
+        return message
+    kept = [(k, v) for k, v in (message.user_properties or ()) if k not in TRACE_KEYS]
+    return message.copy(user_properties=kept + sorted(carrier.items()))
+
+
+class BrokerTracer:
+    """Routes messages in spans; see the module docstring."""
+
+    __slots__ = ("context", "tracer")
+
+    def __init__(self, context: Any, tracer: trace.Tracer) -> None:
+        self.context = context
+        self.tracer = tracer
+
+    # -- called by BrokerContext.publish -------------------------------------------------
+
+    def publish(self, message: Message) -> int:
+        """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
+        attrs = {
+            "messaging.system": "fluxmq",
+            "messaging.operation.type": "publish",
+            "messaging.destination.name": message.topic,
+            "messaging.message.body.size": len(message.payload),
+            "fluxmq.protocol": message.origin_protocol,
+            "fluxmq.client_id": message.origin_client,
+            "fluxmq.qos": message.qos,
+            "fluxmq.retain": message.retain,
+        }
+        span = self.tracer.start_span(
+            "publish", context=extract(message), kind=SpanKind.SERVER, attributes=attrs
+        )
+        if not span.is_recording():
+            span.end()
+            return self._route_plain(message)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            message = inject(message)
+            n = self._route(message, span)
+            span.set_attribute("fluxmq.deliveries", n)
+            return n
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    def queued(self, message: Message, fut: Any) -> None:
+        """A publish to ``$queue/`` was accepted: a ``queue.append`` span until the
+        append is durable (or failed)."""
+        parent = None if trace.get_current_span().is_recording() else extract(message)
+        span = self.tracer.start_span(
+            "queue.append",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "fluxmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": message.topic,
+                "messaging.message.body.size": len(message.payload),
+            },
+        )
+        if not span.is_recording():
+            return
+
+        def done(f: Any) -> None:
+            if f.cancelled():
+                span.set_status(Status(StatusCode.ERROR, "cancelled"))
+            elif f.exception() is not None:
+                span.set_status(Status(StatusCode.ERROR, str(f.exception())))
+            else:
+                span.set_attribute("fluxmq.queue.offset", int(f.result()))
+            span.end()
+
+        fut.add_done_callback(done)
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _route_plain(self, message: Message) -> int:
+        ctx = self.context
+        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+            return self._queue(message, None)
+        events = ctx.events
+        if events.on_published:
+            events.message_published(message)
+        return int(ctx.router.publish(message))
+
+    def _queue(self, message: Message, span: Any) -> int:
+        ctx = self.context
+        try:
+            fut = ctx.publish_queued(message)
+        except QueueError as exc:
+            ctx.stats.messages_dropped += 1
+            ctx.log.warning("publish to %r not queued: %s", message.topic, exc)
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            return 0
+        fut.add_done_callback(ctx._append_done)
+        return 1
+
+    def _route(self, message: Message, span: Any) -> int:
+        ctx = self.context
+        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+            return self._queue(message, span)
+        events = ctx.events
+        if events.on_published:
+            events.message_published(message)
+        with self.tracer.start_as_current_span(
+            "route", attributes={"messaging.destination.name": message.topic}
+        ) as route:
+            n = int(ctx.router.publish_each(message, self._deliver))
+            route.set_attribute("fluxmq.deliveries", n)
+        return n
+
+    def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
+        attrs = {
+            "messaging.system": "fluxmq",
+            "messaging.operation.type": "deliver",
+            "messaging.destination.name": message.topic,
+            "fluxmq.protocol": str(getattr(sub, "protocol", "")),
+            "fluxmq.client_id": str(getattr(sub, "client_id", "")),
+            "fluxmq.qos": int(getattr(delivery, "qos", 0)),
+        }
+        group = getattr(delivery, "shared_group", None)
+        if group:
+            attrs["fluxmq.share_group"] = group
+        with self.tracer.start_as_current_span("deliver", kind=SpanKind.PRODUCER, attributes=attrs):
+            sub.deliver(message, delivery)
