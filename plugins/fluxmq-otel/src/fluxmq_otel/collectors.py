@@ -59,6 +59,10 @@ def _attr(obj: Any, name: str) -> Callable[[], float]:
     return lambda: getattr(obj, name)
 
 
+def _item(mapping: dict[str, int], key: str) -> Callable[[], float]:
+    return lambda: mapping[key]
+
+
 def core_specs(context: Any) -> list[MetricSpec]:
     """Broker-wide counters (``context.stats``), the router and the uptime."""
     stats = context.stats
@@ -203,7 +207,7 @@ def queue_specs(context: Any) -> list[MetricSpec]:
         return []
     counters = manager.counters
     specs = [
-        MetricSpec(name, "counter", (lambda key=key: counters[key]), "{message}", desc)
+        MetricSpec(name, "counter", _item(counters, key), "{message}", desc)
         for name, key, desc in _QUEUE_COUNTERS
     ]
     specs += [

@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from fluxmq_core.message import Message
 from fluxmq_core.queues.config import QueueError
@@ -74,7 +75,7 @@ class BrokerTracer:
 
     def publish(self, message: Message) -> int:
         """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
-        attrs = {
+        attrs: dict[str, AttributeValue] = {
             "messaging.system": "fluxmq",
             "messaging.operation.type": "publish",
             "messaging.destination.name": message.topic,
@@ -172,7 +173,7 @@ class BrokerTracer:
         return n
 
     def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
-        attrs = {
+        attrs: dict[str, AttributeValue] = {
             "messaging.system": "fluxmq",
             "messaging.operation.type": "deliver",
             "messaging.destination.name": message.topic,
