@@ -316,11 +316,29 @@ def storage_specs(context: Any) -> list[MetricSpec]:
         except Exception:
             continue
 
+    # One collection reads every storage.* metric: call each driver's stats() once
+    # per collection, not once per metric.
+    cache: dict[str, Any] = {"at": -1.0, "stats": {}}
+
+    def stats_of(store_name: str) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - cache["at"] > 0.5:
+            fresh = {}
+            for name, store in sources.items():
+                try:
+                    fresh[name] = store.stats()
+                except Exception:
+                    fresh[name] = {}
+            cache["stats"] = fresh
+            cache["at"] = now
+        result: dict[str, Any] = cache["stats"].get(store_name, {})
+        return result
+
     def read(key: str) -> Callable[[], list[Observation]]:
         def inner() -> list[Observation]:
             out: list[Observation] = []
             for store_name in names[key]:
-                value = sources[store_name].stats().get(key)
+                value = stats_of(store_name).get(key)
                 if isinstance(value, int | float):
                     out.append((value, {"store": store_name}))
             return out
