@@ -199,3 +199,23 @@ def test_traces_off_leaves_no_tracer_on_the_publish_path() -> None:
     with BrokerThread(plugins=["otel"]) as b:
         assert b.context.tracer is None
         assert b.context.extras["otel"].tracer_provider is None
+
+
+def test_sample_rate_keeps_that_share_of_new_traces() -> None:
+    cfg = {"otel": {"traces": True, "sample_rate": 0.25}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        telemetry = b.context.extras["otel"]
+        telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        draws = iter([0.1, 0.5, 0.9, 0.2, 0.24, 0.25, 0.99, 0.6])
+        telemetry.tracer._random = draws.__next__  # the ratio draw, made deterministic
+        from fluxmq_core.message import Message
+
+        for i in range(8):
+            b.call_soon(b.context.publish, Message(f"r/{i}", b"x", origin_protocol="test"))
+        kept = sorted(
+            s.attributes["messaging.destination.name"]
+            for s in exporter.get_finished_spans()
+            if s.name == "publish"
+        )
+        assert kept == ["r/0", "r/3", "r/4"]  # draws below 0.25

@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from fluxmq_core.contracts import is_loopback
 from fluxmq_core.http.server import HTTPError, Request, Response
@@ -104,12 +104,17 @@ class Telemetry:
                     self._export_loop(), name="otel-metrics-export"
                 )
         if cfg.traces:
-            sampler = ParentBased(TraceIdRatioBased(cfg.sample_rate))
+            # New traces are sampled by BrokerTracer before any span is made (cheaper
+            # than a non-recording span per publish); a publish with a parent
+            # follows the parent's decision.
+            sampler = ParentBased(ALWAYS_ON)
             self.tracer_provider = TracerProvider(resource=self.resource, sampler=sampler)
             if cfg.otlp_endpoint:
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(self._span_exporter()))
             self.tracer = BrokerTracer(
-                self.context, self.tracer_provider.get_tracer("fluxmq", _version())
+                self.context,
+                self.tracer_provider.get_tracer("fluxmq", _version()),
+                cfg.sample_rate,
             )
             self.context.tracer = self.tracer
         log.info(

@@ -8,8 +8,10 @@ check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
   arrive there), so a trace started by a client goes on in the broker.
-- The sampler is parent-based with a ratio for new traces. A publish that is not
-  sampled is routed by the ordinary ``router.publish``: no further span is made.
+- Sampling is parent-based with a ratio for new traces. The ratio is drawn here,
+  before any span exists; a publish with a parent is left to the SDK's parent-based
+  sampler. A publish that is not sampled is routed by the ordinary
+  ``router.publish``: no span is made and the message is not touched.
 - A sampled publish carries the ``publish`` span's context on to subscribers: the
   message's ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees
   them as user properties and an AMQP consumer as headers, and a trace crosses
@@ -20,6 +22,7 @@ check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -65,16 +68,24 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Routes messages in spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer")
+    __slots__ = ("context", "tracer", "rate", "_random")
 
-    def __init__(self, context: Any, tracer: trace.Tracer) -> None:
+    def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
         self.tracer = tracer
+        # New traces are sampled here, before any span exists, so an unsampled
+        # publish costs one random draw and not a span; the SDK's sampler is
+        # parent-based over "always on" and decides publishes that carry a parent.
+        self.rate = rate
+        self._random = random.random
 
     # -- called by BrokerContext.publish -------------------------------------------------
 
     def publish(self, message: Message) -> int:
         """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
+        parent = extract(message)
+        if parent is None and self.rate < 1.0 and self._random() >= self.rate:
+            return self._route_plain(message)
         attrs: dict[str, AttributeValue] = {
             "messaging.system": "fluxmq",
             "messaging.operation.type": "publish",
@@ -86,7 +97,7 @@ class BrokerTracer:
             "fluxmq.retain": message.retain,
         }
         span = self.tracer.start_span(
-            "publish", context=extract(message), kind=SpanKind.SERVER, attributes=attrs
+            "publish", context=parent, kind=SpanKind.SERVER, attributes=attrs
         )
         if not span.is_recording():
             span.end()
@@ -108,7 +119,11 @@ class BrokerTracer:
     def queued(self, message: Message, fut: Any) -> None:
         """A publish to ``$queue/`` was accepted: a ``queue.append`` span until the
         append is durable (or failed)."""
-        parent = None if trace.get_current_span().is_recording() else extract(message)
+        parent = None
+        if not trace.get_current_span().is_recording():
+            parent = extract(message)
+            if parent is None and self.rate < 1.0 and self._random() >= self.rate:
+                return
         span = self.tracer.start_span(
             "queue.append",
             context=parent,
