@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fluxmq_otel.testing import WAIT, samples, scrape, subscribe, value
 
+from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.metrics import MetricSpec, register_metrics
 from fluxmq_core.testing.broker import BrokerThread
 
 
@@ -104,3 +107,48 @@ def test_admin_token_is_required_when_set() -> None:
 def test_prometheus_off_serves_nothing() -> None:
     with BrokerThread(plugins=["otel"], config={"otel": {"prometheus": False}}) as b:
         assert scrape(b)[0] == 404
+
+
+def test_queue_metrics_move_with_traffic(broker: BrokerThread, mqtt_client) -> None:
+    appended0 = value(scrape(broker)[2], "queue_messages_appended_total") or 0
+    pub = mqtt_client(broker, "prom-qpub")
+    for i in range(3):
+        pub.publish("$queue/prom-q/a", f"q{i}".encode(), qos=1).wait_for_publish(WAIT)
+    text = scrape(broker)[2]
+    assert value(text, "queue_depth", queue="prom-q") == 3
+    assert value(text, "queue_bytes", queue="prom-q") > 0
+    assert value(text, "queue_consumers", queue="prom-q") == 0
+    assert value(text, "queue_messages_appended_total") == appended0 + 3
+
+
+class _Offers:
+    """A throw-away plugin offering its own metrics through the core registry."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    @hookimpl
+    def fluxmq_startup(self, context: Any) -> None:
+        register_metrics(
+            context,
+            "offers",
+            [
+                MetricSpec("offers.frames.received", "counter", lambda: self.frames),
+                MetricSpec(
+                    "offers.channel.depth",
+                    "gauge",
+                    lambda: [(2, {"channel": "a"}), (5, {"channel": 'b"q'})],
+                ),
+            ],
+        )
+
+
+def test_a_plugin_offers_its_own_metrics() -> None:
+    offers = _Offers()
+    with BrokerThread(plugins=["otel"], extra_plugins=[("offers", offers)]) as b:
+        assert value(scrape(b)[2], "offers_frames_received_total") == 0
+        offers.frames = 7
+        text = scrape(b)[2]
+        assert value(text, "offers_frames_received_total") == 7
+        assert value(text, "offers_channel_depth", channel="a") == 2
+        assert value(text, "offers_channel_depth", channel='b"q') == 5  # escaped and parsed
