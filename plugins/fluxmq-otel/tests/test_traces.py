@@ -219,3 +219,28 @@ def test_sample_rate_keeps_that_share_of_new_traces() -> None:
             if s.name == "publish"
         )
         assert kept == ["r/0", "r/3", "r/4"]  # draws below 0.25
+
+
+def test_queue_deliver_and_ack_spans(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    consumer = mqtt_client(b, "tr-qcons")
+    got = subscribe(consumer, "$queue/tr-q2/#", qos=1)  # paho PUBACKs: that is the ack
+    pub = mqtt_client(b, "tr-pub6")
+    pub.publish(
+        "$queue/tr-q2/a", b"work", qos=1, properties=_props(traceparent=TRACEPARENT)
+    ).wait_for_publish(WAIT)
+    _wait(got)
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if any(s.name == "queue.ack" for s in exporter.get_finished_spans()):
+            break
+        tick.wait(0.01)
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    deliver, ack = spans["queue.deliver"], spans["queue.ack"]
+    assert deliver.attributes["messaging.destination.name"] == "tr-q2"
+    assert deliver.attributes["fluxmq.queue.offset"] == 0
+    assert ack.parent.span_id == deliver.context.span_id
+    assert ack.attributes["fluxmq.outcome"] == "ack"
+    assert ack.start_time == deliver.start_time <= ack.end_time
+    assert "queue.append" in spans

@@ -1,5 +1,6 @@
 """Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
-subscriber, and ``queue.append`` for a publish to ``$queue/``.
+subscriber, ``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` ->
+``queue.ack`` when a queue hands a traced message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import OrderedDict
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -40,6 +42,8 @@ __all__ = ["TRACE_KEYS", "BrokerTracer", "extract", "inject"]
 log = logging.getLogger("fluxmq.otel")
 
 TRACE_KEYS = ("traceparent", "tracestate")
+#: Traced queue deliveries remembered until settled (for their queue.ack span).
+MAX_PENDING = 10_000
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -68,7 +72,7 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Routes messages in spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer", "rate", "_random", "_route_ctx")
+    __slots__ = ("context", "tracer", "rate", "_random", "_route_ctx", "_pending")
 
     def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
@@ -79,6 +83,11 @@ class BrokerTracer:
         self.rate = rate
         self._random = random.random
         self._route_ctx: otel_context.Context | None = None
+        # (queue, group, offset) -> (queue.deliver span's context, its start in ns),
+        # until the delivery is settled; bounded, the oldest forgotten first.
+        self._pending: OrderedDict[tuple[str, str, int], tuple[otel_context.Context, int]] = (
+            OrderedDict()
+        )
 
     # -- called by BrokerContext.publish -------------------------------------------------
 
@@ -156,6 +165,66 @@ class BrokerTracer:
             span.end()
 
         fut.add_done_callback(done)
+
+    # -- called by the queue manager ------------------------------------------------------
+
+    def queue_deliver(self, queue: str, group: str, consumer: str, message: Message) -> None:
+        """A queue hands ``message`` to a consumer: a ``queue.deliver`` span, child of
+        the trace the stored message carries (only traced messages get one), and the
+        start of the ``queue.ack`` span that ends when the delivery is settled."""
+        parent = extract(message) if message.user_properties else None
+        if (
+            parent is None
+            or not trace.get_current_span(parent).get_span_context().trace_flags.sampled
+        ):
+            return
+        props = message.properties or {}
+        offset = props.get("offset")
+        attrs: dict[str, AttributeValue] = {
+            "messaging.system": "fluxmq",
+            "messaging.operation.type": "deliver",
+            "messaging.destination.name": queue,
+            "messaging.consumer.group.name": group,
+            "fluxmq.consumer": consumer,
+            "fluxmq.delivery_count": int(props.get("delivery-count", 1)),
+        }
+        if isinstance(offset, int):
+            attrs["fluxmq.queue.offset"] = offset
+        span = self.tracer.start_span(
+            "queue.deliver", context=parent, kind=SpanKind.PRODUCER, attributes=attrs
+        )
+        recording = span.is_recording()
+        start = getattr(span, "start_time", None)
+        span.end()
+        if not recording or not isinstance(offset, int) or not isinstance(start, int):
+            return
+        pending = self._pending
+        pending[(queue, group, offset)] = (trace.set_span_in_context(span), start)
+        if len(pending) > MAX_PENDING:
+            pending.popitem(last=False)
+
+    def queue_settled(self, queue: str, group: str, offset: int, outcome: str) -> None:
+        """A traced delivery was acked, nacked or rejected: its ``queue.ack`` span,
+        from the delivery to now (the time the consumer held it)."""
+        entry = self._pending.pop((queue, group, offset), None)
+        if entry is None:
+            return
+        ctx, start = entry
+        span = self.tracer.start_span(
+            "queue.ack",
+            context=ctx,
+            kind=SpanKind.CONSUMER,
+            start_time=start,
+            attributes={
+                "messaging.destination.name": queue,
+                "messaging.consumer.group.name": group,
+                "fluxmq.queue.offset": offset,
+                "fluxmq.outcome": outcome,
+            },
+        )
+        if outcome != "ack":
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
 
     # -- routing -------------------------------------------------------------------------
 
