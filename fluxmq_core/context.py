@@ -106,8 +106,10 @@ class BrokerContext:
         self.sessions: SessionDirectory = SessionDirectory()
         self.reload: Any = None
         # A tracing plugin sets this to an object with ``publish(message) -> int``
-        # (which routes the message itself) and ``queued(message, future)``; while
-        # it is None, tracing costs the publish path one attribute check.
+        # (which routes the message itself), ``queued(message, future)`` and, for the
+        # queue manager, ``queue_deliver(queue, group, consumer, message)`` and
+        # ``queue_settled(queue, group, offset, outcome)``; while it is None, tracing
+        # costs the publish path one attribute check.
         self.tracer: Any = None
 
     def publish(self, message: Message) -> int:
