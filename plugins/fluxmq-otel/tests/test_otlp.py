@@ -117,7 +117,7 @@ def test_otlp_http_metrics_and_traces(receiver: Receiver) -> None:
         assert _attrs(traces.resource_spans[0].resource.attributes)["service.name"] == "fluxmq"
 
 
-def test_otlp_export_failure_is_counted_not_raised() -> None:
+def test_otlp_export_failure_is_counted_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     # A port nobody listens on: the export fails, the broker goes on.
     import socket
 
@@ -125,11 +125,21 @@ def test_otlp_export_failure_is_counted_not_raised() -> None:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    cfg = {"otel": {"otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 2.0}}
+    cfg = {
+        "otel": {"otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 2.0, "traces": True}
+    }
     with BrokerThread(plugins=["otel"], config=cfg) as b:
         telemetry = b.context.extras["otel"]
         assert b.call(telemetry.export_now(), timeout=30) is False
         assert telemetry.export_failures == 1
+        from fluxmq_core.message import Message
+
+        b.call_soon(b.context.publish, Message("down/t", b"x", origin_protocol="test"))
+    # The broker stopped (its last export and span flush are bounded) and said why
+    # the export failed without a traceback.
+    ours = [r for r in caplog.records if r.name == "fluxmq.otel"]
+    assert not [r for r in ours if r.exc_info], [r.getMessage() for r in ours]
+    assert any("OTLP metric export" in r.getMessage() for r in ours)
 
 
 class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):

@@ -34,6 +34,8 @@ __all__ = ["PROMETHEUS_CONTENT_TYPE", "Telemetry"]
 log = logging.getLogger("fluxmq.otel")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds the last metric export at shutdown may take.
+FINAL_EXPORT_TIMEOUT = 2.0
 
 
 def _version() -> str:
@@ -134,9 +136,16 @@ class Telemetry:
                 await self._task
             self._task = None
             if self.metrics is not None and self.metrics.otlp_reader is not None:
-                await self.export_now()  # the last numbers before going away
+                # The last numbers before going away, but a collector that does not
+                # answer must not hold the shutdown.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.export_now(), FINAL_EXPORT_TIMEOUT)
         if self.tracer_provider is not None:
-            await asyncio.to_thread(self.tracer_provider.shutdown)
+            # Flushes queued spans; bounded like the last metric export.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.to_thread(self.tracer_provider.shutdown), FINAL_EXPORT_TIMEOUT
+                )
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.shutdown)
 
@@ -192,12 +201,15 @@ class Telemetry:
         assert self.metrics is not None and self.metrics.otlp_reader is not None
         try:
             ok = await self.metrics.otlp_reader.export_once()
-        except Exception:
-            log.exception("otel: OTLP metric export failed")
-            ok = False
+        except Exception as exc:  # a collector that is down is no reason for a traceback
+            log.warning("otel: OTLP metric export to %s failed: %s", self.cfg.otlp_endpoint, exc)
+            self.export_failures += 1
+            return False
         if ok:
             self.exports += 1
         else:
+            if not self.export_failures:  # once: the exporter logs each failure itself
+                log.warning("otel: OTLP metric export to %s failed", self.cfg.otlp_endpoint)
             self.export_failures += 1
         return ok
 
