@@ -48,8 +48,9 @@ class OtelConfig:
     )
     traces: bool = setting(
         False,
-        "Create spans (publish -> route -> deliver, queue.append) and carry W3C trace "
-        "context in MQTT 5 user properties and AMQP headers. Off: one flag check per publish.",
+        "Create spans (publish -> route -> deliver; queue.append, queue.deliver, queue.ack) "
+        "and carry W3C trace context in MQTT 5 user properties and AMQP headers. Off: one "
+        "flag check per publish.",
     )
     sample_rate: float = setting(
         1.0,
