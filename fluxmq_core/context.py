@@ -38,6 +38,7 @@ class BrokerContext:
     """Shared services: ``config``, ``router``, ``queues``, ``store``,
     ``queue_log``, ``cluster``, ``auth``, ``events``, ``stats``, ``clock``.
 
+    ``tracer`` is set by a tracing plugin (see :meth:`publish`).
     ``node_id`` names this broker; ``pm`` is the plugin manager (for plugins that
     want to call hooks of their own); ``bound`` maps listener names
     (``"mqtt.tcp"``) to the ``(host, port)`` actually bound, filled once listening.
@@ -68,6 +69,7 @@ class BrokerContext:
         "sessions",
         "reload",
         "forward",
+        "tracer",
     )
 
     def __init__(
@@ -109,6 +111,12 @@ class BrokerContext:
         # The cluster's remote delivery, set by the broker only when the cluster
         # driver is distributed: a single node checks one None per publish.
         self.forward: Callable[[Message], int] | None = None
+        # A tracing plugin sets this to an object with ``publish(message) -> int``
+        # (which routes the message itself), ``queued(message, future)`` and, for the
+        # queue manager, ``queue_deliver(queue, group, consumer, message)`` and
+        # ``queue_settled(queue, group, offset, outcome)``; while it is None, tracing
+        # costs the publish path one attribute check.
+        self.tracer: Any = None
 
     def publish(self, message: Message) -> int:
         """Route a message from any protocol: the one entry point protocols use.
@@ -119,7 +127,15 @@ class BrokerContext:
         :meth:`publish_queued`) and counts as one delivery once the append is
         accepted, 0 when it is refused; a refusal or a failed append is logged and
         counted in ``stats.messages_dropped``, as nobody waits for it here.
+        With a tracer set (``context.tracer``), the tracer routes the message in spans.
         """
+        tracer = self.tracer
+        if tracer is not None:
+            traced = int(tracer.publish(message))
+            forward = self.forward
+            if forward is not None and not message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                traced += forward(message)  # the tracer routes locally only
+            return traced
         if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
             try:
                 fut = self.publish_queued(message)
@@ -157,6 +173,9 @@ class BrokerContext:
         if manager is None:
             raise QueuesUnavailableError("queues are not available")
         fut: asyncio.Future[int] = manager.publish(message)
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.queued(message, fut)
         events = self.events
         if events.on_published:
             events.message_published(message)

@@ -21,14 +21,27 @@ def _imported(source_root: Path) -> set[str]:
     for path in source_root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
-                roots.update(a.name.split(".")[0] for a in node.names)
+                names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                roots.add(node.module.split(".")[0])
+                names = [node.module]
+            else:
+                continue
+            for dotted in names:  # "a.b.c" counts as a, a.b and a.b.c
+                parts = dotted.split(".")
+                roots.update(".".join(parts[: i + 1]) for i in range(len(parts)))
     return roots
 
 
-#: Distributions whose import name is not their project name.
-IMPORT_NAMES = {"grpcio": "grpc", "protobuf": "google"}
+# Distributions whose import name is not their name with "-" as "_" (namespace
+# packages such as OpenTelemetry's): the module each one provides.
+IMPORT_NAMES = {
+    "grpcio": "grpc",
+    "protobuf": "google.protobuf",
+    "opentelemetry-api": "opentelemetry.trace",
+    "opentelemetry-sdk": "opentelemetry.sdk",
+    "opentelemetry-exporter-otlp-proto-http": "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry.exporter.otlp.proto.grpc",
+}
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=lambda p: p.name)

@@ -202,6 +202,9 @@ class Group:
         from fluxmq_core.router.types import Delivery
 
         self.manager.counters["delivered"] += 1
+        tracer = getattr(self.manager.context, "tracer", None)  # set by a tracing plugin
+        if tracer is not None:
+            tracer.queue_deliver(self.queue.name, self.name, consumer.id, message)
         try:
             consumer.subscriber.deliver(message, Delivery(qos))
         except Exception:

@@ -681,6 +681,7 @@ class QueueManager:
             ok = g.settle(offset)
         if ok:
             self.counters["acked"] += 1
+            self._settled(_q.name, group, offset, "ack")
         return ok
 
     def nack(
@@ -703,6 +704,7 @@ class QueueManager:
             ok = g.nack(offset, requeue, delay)
         if ok:
             self.counters["nacked"] += 1
+            self._settled(_q.name, group, offset, "nack")
         return ok
 
     def reject(self, queue: str, group: str, offset: int | None = None) -> bool:
@@ -715,7 +717,14 @@ class QueueManager:
             ok = g.reject(offset)
         if ok:
             self.counters["rejected"] += 1
+            self._settled(_q.name, group, offset, "reject")
         return ok
+
+    def _settled(self, queue: str, group: str, offset: int, outcome: str) -> None:
+        """Tell a tracing plugin (``context.tracer``) that a delivery was settled."""
+        tracer = getattr(self.context, "tracer", None)
+        if tracer is not None:
+            tracer.queue_settled(queue, group, offset, outcome)
 
     def commit(self, queue: str, group: str, offset: int | None = None) -> bool:
         """Streams: record that the group processed everything up to ``offset``

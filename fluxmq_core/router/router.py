@@ -414,6 +414,49 @@ class Router:
                 delivered += 1
         return delivered
 
+    def publish_each(
+        self, message: Message, deliver: Callable[[Subscriber, Message, Delivery], None]
+    ) -> int:
+        """:meth:`publish`, but each delivery goes through ``deliver(sub, message,
+        delivery)`` instead of ``sub.deliver``: a tracer wraps it in a span. Kept
+        apart so that :meth:`publish`, the hot path, pays nothing for it; the same
+        rules (retained, expiry, No Local, one pick per shared group) apply."""
+        if message.retain:
+            self._update_retained(message)
+        if message.expires_at is not None and message.expired(self._clock()):
+            return 0
+        plan = self._cache.get(message.topic)
+        if plan is None:
+            plan = self._plan(message.topic)
+        entries, groups = plan
+        delivered = 0
+        for sub, qos, rap, ids, local in entries:
+            if (
+                local is not None
+                and sub.client_id == message.origin_client
+                and sub.protocol == message.origin_protocol
+            ):
+                if not local:
+                    continue
+                qos, rap, ids = local
+            try:
+                deliver(sub, message, Delivery(qos, message.retain and rap, ids))
+            except Exception:
+                self._log_failure(sub, message)
+                continue
+            delivered += 1
+        for group in groups:
+            member = group.pick(message.origin_client, message.origin_protocol)
+            if member is None:
+                continue
+            try:
+                deliver(member[0], message, Delivery(member[1], False, member[2], group.name))
+            except Exception:
+                self._log_failure(member[0], message)
+                continue
+            delivered += 1
+        return delivered
+
     @staticmethod
     def _log_failure(sub: Subscriber, message: Message) -> None:
         log.exception(

@@ -1,0 +1,154 @@
+"""GET /metrics: Prometheus text that prometheus_client parses, whose values move
+with real traffic, served under the admin API's access rule."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fluxmq_otel.testing import WAIT, samples, scrape, subscribe, value
+
+from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.metrics import MetricSpec, register_metrics
+from fluxmq_core.testing.broker import BrokerThread
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[BrokerThread]:
+    with BrokerThread(plugins=["mqtt", "otel"]) as b:
+        yield b
+
+
+def test_metrics_parse_and_carry_the_resource(broker: BrokerThread) -> None:
+    status, ctype, text = scrape(broker)
+    assert status == 200
+    assert ctype.startswith("text/plain; version=0.0.4")
+    got = samples(text)
+    info = [labels for (name, labels) in got if name == "target_info"]
+    assert info, text
+    labels = dict(info[0])
+    assert labels["service_name"] == "fluxmq"
+    assert labels["service_instance_id"] == broker.context.node_id
+    assert labels["service_version"]
+    assert value(text, "mqtt_connections_current") is not None
+    assert value(text, "mqtt_messages_received_total") is not None
+
+
+def test_connections_current_follows_clients(broker: BrokerThread, mqtt_client) -> None:
+    base = value(scrape(broker)[2], "mqtt_connections_current")
+    assert base is not None
+    clients = [mqtt_client(broker, f"prom-conn-{i}") for i in range(5)]
+    text = scrape(broker)[2]
+    assert value(text, "mqtt_connections_current") == base + 5
+    assert value(text, "fluxmq_connections_current") >= 5
+    assert value(text, "mqtt_sessions_active") >= 5
+    for c in clients[:2]:
+        c.disconnect()
+        c.loop_stop()
+    # The broker counts a disconnect when it reads DISCONNECT: a round trip through
+    # another client's subscription proves nothing, so ask until the gauge moves.
+    for _ in range(200):
+        if value(scrape(broker)[2], "mqtt_connections_current") == base + 3:
+            break
+        threading.Event().wait(0.02)
+    assert value(scrape(broker)[2], "mqtt_connections_current") == base + 3
+
+
+def test_message_counters_move_with_traffic(broker: BrokerThread, mqtt_client) -> None:
+    sub = mqtt_client(broker, "prom-sub")
+    got = subscribe(sub, "prom/t", qos=1)
+    before = scrape(broker)[2]
+    received0 = value(before, "mqtt_messages_received_total")
+    sent0 = value(before, "mqtt_messages_sent_total")
+    bytes0 = value(before, "mqtt_bytes_received_total")
+    subs0 = value(before, "mqtt_subscriptions_active")
+    assert subs0 is not None and subs0 >= 1
+    pub = mqtt_client(broker, "prom-pub")
+    for i in range(10):
+        pub.publish("prom/t", f"m{i}".encode(), qos=1).wait_for_publish(WAIT)
+    deadline = threading.Event()
+    for _ in range(500):
+        if len(got) == 10:
+            break
+        deadline.wait(0.01)
+    assert len(got) == 10
+    after = scrape(broker)[2]
+    assert value(after, "mqtt_messages_received_total") == received0 + 10
+    assert value(after, "mqtt_messages_sent_total") >= sent0 + 10
+    assert value(after, "mqtt_bytes_received_total") > bytes0
+    pub.publish("prom/retained", b"r", qos=1, retain=True).wait_for_publish(WAIT)
+    assert value(scrape(broker)[2], "mqtt_retained_messages") >= 1
+
+
+def test_non_loopback_is_refused_without_a_token() -> None:
+    """Same rule as the admin API: with no admin_token only loopback clients."""
+    from fluxmq_core.http.server import Request
+
+    with BrokerThread(plugins=["otel"]) as b:
+        telemetry = b.context.extras["otel"]
+        req = Request("GET", "/metrics", "/metrics", {}, {}, b"", "192.0.2.7:5555")
+        from fluxmq_core.http.server import HTTPError
+
+        with pytest.raises(HTTPError) as info:
+            b.call(telemetry.scrape(req))
+        assert info.value.status == 403
+
+
+def test_admin_token_is_required_when_set() -> None:
+    with BrokerThread(plugins=["otel"], config={"http": {"admin_token": "s3cret"}}) as b:
+        assert scrape(b)[0] == 401
+        assert scrape(b, token="wrong")[0] == 401
+        status, _, text = scrape(b, token="s3cret")
+        assert status == 200 and "target_info" in text
+
+
+def test_prometheus_off_serves_nothing() -> None:
+    with BrokerThread(plugins=["otel"], config={"otel": {"prometheus": False}}) as b:
+        assert scrape(b)[0] == 404
+
+
+def test_queue_metrics_move_with_traffic(broker: BrokerThread, mqtt_client) -> None:
+    appended0 = value(scrape(broker)[2], "queue_messages_appended_total") or 0
+    pub = mqtt_client(broker, "prom-qpub")
+    for i in range(3):
+        pub.publish("$queue/prom-q/a", f"q{i}".encode(), qos=1).wait_for_publish(WAIT)
+    text = scrape(broker)[2]
+    assert value(text, "queue_depth", queue="prom-q") == 3
+    assert value(text, "queue_bytes", queue="prom-q") > 0
+    assert value(text, "queue_consumers", queue="prom-q") == 0
+    assert value(text, "queue_messages_appended_total") == appended0 + 3
+
+
+class _Offers:
+    """A throw-away plugin offering its own metrics through the core registry."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    @hookimpl
+    def fluxmq_startup(self, context: Any) -> None:
+        register_metrics(
+            context,
+            "offers",
+            [
+                MetricSpec("offers.frames.received", "counter", lambda: self.frames),
+                MetricSpec(
+                    "offers.channel.depth",
+                    "gauge",
+                    lambda: [(2, {"channel": "a"}), (5, {"channel": 'b"q'})],
+                ),
+            ],
+        )
+
+
+def test_a_plugin_offers_its_own_metrics() -> None:
+    offers = _Offers()
+    with BrokerThread(plugins=["otel"], extra_plugins=[("offers", offers)]) as b:
+        assert value(scrape(b)[2], "offers_frames_received_total") == 0
+        offers.frames = 7
+        text = scrape(b)[2]
+        assert value(text, "offers_frames_received_total") == 7
+        assert value(text, "offers_channel_depth", channel="a") == 2
+        assert value(text, "offers_channel_depth", channel='b"q') == 5  # escaped and parsed

@@ -1,0 +1,246 @@
+"""Spans on the publish path, checked with the SDK's in-memory exporter: the tree
+publish -> route -> deliver with its attributes, and W3C trace context carried from a
+client's MQTT 5 user properties or AMQP headers to the subscriber of any protocol."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+from fluxmq_otel.testing import WAIT, subscribe
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fluxmq_core.testing.broker import BrokerThread
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@pytest.fixture(scope="module")
+def traced() -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
+    with BrokerThread(plugins=["mqtt", "amqp091", "otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        yield b, exporter
+
+
+def _props(**user: str) -> Properties:
+    p = Properties(PacketTypes.PUBLISH)
+    p.UserProperty = list(user.items())
+    return p
+
+
+def _wait(got: list[Any], n: int = 1) -> None:
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if len(got) >= n:
+            return
+        tick.wait(0.01)
+    raise AssertionError(f"expected {n} message(s), got {len(got)}")
+
+
+def _tree(spans: tuple[ReadableSpan, ...], trace_id: int) -> dict[str, ReadableSpan]:
+    mine = [s for s in spans if s.context.trace_id == trace_id]
+    by_name = {s.name: s for s in mine}
+    assert len(by_name) == len(mine), [s.name for s in mine]
+    return by_name
+
+
+def _user_props(msg: Any) -> dict[str, str]:
+    return dict(getattr(msg.properties, "UserProperty", []) or [])
+
+
+def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    sub = mqtt_client(b, "tr-sub")
+    got = subscribe(sub, "tr/mqtt", qos=1)
+    pub = mqtt_client(b, "tr-pub")
+    pub.publish(
+        "tr/mqtt", b"hello", qos=1, properties=_props(traceparent=TRACEPARENT, app="x")
+    ).wait_for_publish(WAIT)
+    _wait(got)
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    publish, route, deliver = spans["publish"], spans["route"], spans["deliver"]
+    # The client's span is the parent of the broker's publish span.
+    assert publish.parent is not None and publish.parent.span_id == int(PARENT_ID, 16)
+    assert route.parent.span_id == publish.context.span_id
+    assert deliver.parent.span_id == route.context.span_id
+    assert publish.attributes["fluxmq.protocol"] == "mqtt"
+    assert publish.attributes["fluxmq.client_id"] == "tr-pub"
+    assert publish.attributes["messaging.destination.name"] == "tr/mqtt"
+    assert publish.attributes["fluxmq.qos"] == 1
+    assert publish.attributes["messaging.message.body.size"] == 5
+    assert publish.attributes["fluxmq.deliveries"] == 1
+    assert deliver.attributes["fluxmq.protocol"] == "mqtt"
+    assert deliver.attributes["fluxmq.client_id"] == "tr-sub"
+    # The subscriber sees the same trace, with the broker's publish span as parent,
+    # and the other user properties untouched.
+    props = _user_props(got[0])
+    assert props["app"] == "x"
+    version, trace_id, parent_id, flags = props["traceparent"].split("-")
+    assert trace_id == TRACE_ID
+    assert int(parent_id, 16) == publish.context.span_id
+    assert flags == "01"
+
+
+def test_new_trace_without_client_context(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    sub = mqtt_client(b, "tr-sub2")
+    got = subscribe(sub, "tr/new", qos=0)
+    pub = mqtt_client(b, "tr-pub2", v5=False)  # MQTT 3.1.1: no user properties
+    pub.publish("tr/new", b"x", qos=1).wait_for_publish(WAIT)
+    _wait(got)
+    publish = next(s for s in exporter.get_finished_spans() if s.name == "publish")
+    assert publish.parent is None
+    trace_id = publish.context.trace_id
+    assert {"publish", "route", "deliver"} <= set(_tree(exporter.get_finished_spans(), trace_id))
+    assert _user_props(got[0])["traceparent"].split("-")[1] == f"{trace_id:032x}"
+
+
+def test_mqtt_to_amqp_carries_the_trace_in_headers(traced, mqtt_client) -> None:
+    b, exporter = traced
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", b.port("amqp091.bind"), socket_timeout=WAIT)
+    )
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("tr-amqp", exclusive=True).method.queue
+        ch.queue_bind(q, "amq.topic", routing_key="tr.amqp")
+        exporter.clear()
+        pub = mqtt_client(b, "tr-pub3")
+        pub.publish(
+            "tr/amqp", b"to-amqp", qos=1, properties=_props(traceparent=TRACEPARENT)
+        ).wait_for_publish(WAIT)
+        body = None
+        for _ in range(int(WAIT / 0.05)):
+            method, props, body = ch.basic_get(q, auto_ack=True)
+            if method is not None:
+                break
+            conn.sleep(0.05)
+        assert body == b"to-amqp"
+        assert props.headers["traceparent"].split("-")[1] == TRACE_ID
+        spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+        assert spans["deliver"].attributes["fluxmq.protocol"] == "amqp091"
+        assert spans["deliver"].parent.span_id == spans["route"].context.span_id
+        assert spans["publish"].attributes["fluxmq.protocol"] == "mqtt"
+    finally:
+        conn.close()
+
+
+def test_amqp_headers_start_the_trace_for_an_mqtt_subscriber(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    sub = mqtt_client(b, "tr-sub4")
+    got = subscribe(sub, "tr/from-amqp", qos=0)
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", b.port("amqp091.bind"), socket_timeout=WAIT)
+    )
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish(
+            "amq.topic",
+            "tr.from-amqp",
+            b"from-amqp",
+            pika.BasicProperties(headers={"traceparent": TRACEPARENT}),
+        )
+    finally:
+        conn.close()
+    _wait(got)
+    assert _user_props(got[0])["traceparent"].split("-")[1] == TRACE_ID
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    assert spans["publish"].attributes["fluxmq.protocol"] == "amqp091"
+    assert spans["publish"].parent.span_id == int(PARENT_ID, 16)
+    assert spans["deliver"].attributes["fluxmq.client_id"] == "tr-sub4"
+
+
+def test_queue_append_span(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    pub = mqtt_client(b, "tr-pub5")
+    pub.publish(
+        "$queue/tr-q/a", b"queued", qos=1, properties=_props(traceparent=TRACEPARENT)
+    ).wait_for_publish(WAIT)
+    # PUBACK comes once the append is durable, and the span ends with the append.
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    append = spans["queue.append"]
+    assert append.attributes["messaging.destination.name"] == "$queue/tr-q/a"
+    assert append.attributes["fluxmq.queue.offset"] == 0
+
+
+def test_unsampled_publish_makes_no_span_but_a_sampled_parent_does() -> None:
+    cfg = {"otel": {"traces": True, "sample_rate": 0.0}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        from fluxmq_core.message import Message
+
+        b.call_soon(b.context.publish, Message("s/t", b"x", origin_protocol="test"))
+        assert exporter.get_finished_spans() == ()
+        m = Message(
+            "s/t", b"x", origin_protocol="test", user_properties=[("traceparent", TRACEPARENT)]
+        )
+        b.call_soon(b.context.publish, m)
+        assert [s.name for s in exporter.get_finished_spans()] == ["route", "publish"]
+
+
+def test_traces_off_leaves_no_tracer_on_the_publish_path() -> None:
+    with BrokerThread(plugins=["otel"]) as b:
+        assert b.context.tracer is None
+        assert b.context.extras["otel"].tracer_provider is None
+
+
+def test_sample_rate_keeps_that_share_of_new_traces() -> None:
+    cfg = {"otel": {"traces": True, "sample_rate": 0.25}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        telemetry = b.context.extras["otel"]
+        telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        draws = iter([0.1, 0.5, 0.9, 0.2, 0.24, 0.25, 0.99, 0.6])
+        telemetry.tracer._random = draws.__next__  # the ratio draw, made deterministic
+        from fluxmq_core.message import Message
+
+        for i in range(8):
+            b.call_soon(b.context.publish, Message(f"r/{i}", b"x", origin_protocol="test"))
+        kept = sorted(
+            s.attributes["messaging.destination.name"]
+            for s in exporter.get_finished_spans()
+            if s.name == "publish"
+        )
+        assert kept == ["r/0", "r/3", "r/4"]  # draws below 0.25
+
+
+def test_queue_deliver_and_ack_spans(traced, mqtt_client) -> None:
+    b, exporter = traced
+    exporter.clear()
+    consumer = mqtt_client(b, "tr-qcons")
+    got = subscribe(consumer, "$queue/tr-q2/#", qos=1)  # paho PUBACKs: that is the ack
+    pub = mqtt_client(b, "tr-pub6")
+    pub.publish(
+        "$queue/tr-q2/a", b"work", qos=1, properties=_props(traceparent=TRACEPARENT)
+    ).wait_for_publish(WAIT)
+    _wait(got)
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if any(s.name == "queue.ack" for s in exporter.get_finished_spans()):
+            break
+        tick.wait(0.01)
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    deliver, ack = spans["queue.deliver"], spans["queue.ack"]
+    assert deliver.attributes["messaging.destination.name"] == "tr-q2"
+    assert deliver.attributes["fluxmq.queue.offset"] == 0
+    assert ack.parent.span_id == deliver.context.span_id
+    assert ack.attributes["fluxmq.outcome"] == "ack"
+    assert ack.start_time == deliver.start_time <= ack.end_time
+    assert "queue.append" in spans
