@@ -1,0 +1,106 @@
+"""The ``[coap]`` config section: :class:`CoAPConfig`.
+
+Every key is read by :mod:`fluxmq_coap.server`; the help texts are what ``fluxmq
+config init`` writes and what ``docs/protocols/coap.md`` lists. Validation happens in
+``__post_init__`` and names the key, so a bad value stops the broker at start-up
+instead of surfacing as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fluxmq_coap.resources import split_hostport
+from fluxmq_core.config import setting
+
+__all__ = ["CoAPConfig", "DTLS_UNAVAILABLE"]
+
+#: Why ``dtls_bind`` refuses: said once here so the config error, the docs and the
+#: tests agree on it.
+DTLS_UNAVAILABLE = (
+    "CoAP over DTLS is not available: aiocoap serves DTLS only through its optional "
+    "'tinydtls' extra (the DTLSSocket package, a C extension that is not installed "
+    "with fluxmq-coap), and this plugin does not wire it up yet; leave coap.dtls_bind "
+    "empty, or put the CoAP listener behind a DTLS-terminating proxy"
+)
+
+
+@dataclass
+class CoAPConfig:
+    """[coap]: CoAP (RFC 7252) over UDP: publish, retained GET/DELETE, Observe as
+    subscribe, block-wise transfers."""
+
+    bind: str = setting(
+        "0.0.0.0:5683",
+        "CoAP listener (UDP, host:port; [::] for IPv6 too); empty disables it.",
+        listener=True,
+    )
+    dtls_bind: str = setting(
+        "",
+        "CoAP over DTLS listener (UDP, usually :5684). Not available in this version: "
+        "a non-empty value stops the broker at start-up with the reason.",
+    )
+    max_message_size: int = setting(
+        256 * 1024,
+        "Largest payload in bytes accepted from a publish (after block-wise assembly; "
+        "larger: 4.13 Request Entity Too Large) and sent in a notification or GET.",
+    )
+    notify_con_every: int = setting(
+        8,
+        "Every n-th Observe notification is sent confirmable (CON), the others NON, as "
+        "RFC 7641 permits; 1 = every notification is CON. An unanswered CON ends the "
+        "observation.",
+    )
+    max_unacked: int = setting(
+        4,
+        "Confirmable notifications an observer may leave unacknowledged at once; past "
+        "it the observation ends (final 5.03) as the observer is presumed gone.",
+    )
+    max_queued: int = setting(
+        1000,
+        "Notifications queued per observer while it is slower than its publishers; "
+        "past it the oldest is dropped (counted in session_queue_dropped).",
+    )
+    max_observers: int = setting(
+        10000, "Observations held at once over all clients (past it: 5.03); 0 = unlimited."
+    )
+    publish_timeout: float = setting(
+        10.0,
+        "Seconds a confirmable publish to a $queue/ topic may wait for the durable append "
+        "before it is answered 5.03 Service Unavailable.",
+    )
+    auth_cache_ttl: float = setting(
+        30.0,
+        "Seconds a login decision (per remote address and credentials) is reused by "
+        "later requests; CoAP has no connection to hold it. 0 = decide every request.",
+    )
+    compat_paths: bool = setting(
+        True,
+        "Also publish on the Go FluxMQ's paths: POST/PUT /<topic...> and /mqtt/publish/<topic...>.",
+    )
+    queue_group: str = setting(
+        "coap",
+        "Consumer group an Observe of a $queue/<name>/... filter joins unless the "
+        "request names one with ?group=.",
+    )
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"coap.{key} {what}; got {getattr(self, key)!r}")
+
+        if self.bind:
+            try:
+                split_hostport(self.bind)
+            except ValueError as exc:
+                raise ValueError(f"coap.bind: {exc}") from None
+        if self.dtls_bind:
+            raise ValueError(f"coap.dtls_bind = {self.dtls_bind!r}: {DTLS_UNAVAILABLE}")
+        check(self.max_message_size >= 1, "max_message_size", "must be >= 1")
+        check(self.notify_con_every >= 1, "notify_con_every", "must be >= 1")
+        check(self.max_unacked >= 1, "max_unacked", "must be >= 1")
+        check(self.max_queued >= 1, "max_queued", "must be >= 1")
+        check(self.max_observers >= 0, "max_observers", "must be >= 0")
+        check(self.publish_timeout > 0, "publish_timeout", "must be > 0")
+        check(self.auth_cache_ttl >= 0, "auth_cache_ttl", "must be >= 0")
+        check(bool(self.queue_group), "queue_group", "must not be empty")
