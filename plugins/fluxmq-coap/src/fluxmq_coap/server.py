@@ -634,7 +634,8 @@ class CoAPServer:
         clock = self.context.clock
         while True:
             if obs.end_reason is not None:
-                final = _diag(Code.SERVICE_UNAVAILABLE, obs.end_reason, mtype=NON)
+                final = _diag(Code.SERVICE_UNAVAILABLE, obs.end_reason)
+                final.mtype = NON
                 pipe.add_response(final, is_last=True)
                 return
             if not obs.pending or (
