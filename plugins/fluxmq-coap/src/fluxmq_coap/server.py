@@ -68,6 +68,7 @@ __all__ = ["CoAPServer"]
 log = logging.getLogger("fluxmq.coap")
 
 PROTOCOL = "coap"
+AIOCOAP_LOGGER = "fluxmq.coap.aiocoap"
 _TEXT = 0  # Content-Format of our diagnostic payloads
 _OBSERVE_MAX = 0xFFFFFF
 _PROXY_OPTIONS = (35, 39)  # Proxy-Uri, Proxy-Scheme
@@ -201,6 +202,11 @@ class CoAPServer:
     async def start(self) -> None:
         if not self.cfg.bind:
             return
+        aiocoap_log = logging.getLogger(AIOCOAP_LOGGER)
+        if aiocoap_log.level == logging.NOTSET:
+            # aiocoap warns once per malformed or unexpected datagram: a peer sending
+            # garbage would flood the log. Set this logger's level to see them.
+            aiocoap_log.setLevel(logging.ERROR)
         host, port = split_hostport(self.cfg.bind)
         # udp6 only: aiocoap's default server transports also open CoAP over TCP
         # (and WebSocket) on the same port, which we neither document nor test.
@@ -208,7 +214,7 @@ class CoAPServer:
             self.root,
             bind=(host, port),
             transports=["udp6"],
-            loggername="fluxmq.coap.aiocoap",
+            loggername=AIOCOAP_LOGGER,
         )
         tm = self.coap.request_interfaces[0]
         self._token_manager = tm
@@ -221,7 +227,22 @@ class CoAPServer:
             real_dispatch(message)
 
         mman.dispatch_message = dispatch
-        bound_port = mman.message_interface._local_port()
+        iface = mman.message_interface
+        real_received = iface.datagram_msg_received
+
+        def received(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
+            # aiocoap's decoder lets some malformed datagrams escape as exceptions
+            # other than UnparsableMessage (a string option that is not UTF-8 raises
+            # UnicodeDecodeError into the event loop's handler): such a datagram is
+            # a protocol error of that peer, dropped like any unparsable one.
+            try:
+                real_received(data, ancdata, flags, address)
+            except Exception as exc:
+                self.context.stats.protocol_errors += 1
+                log.debug("CoAP: dropped an unparsable datagram from %s: %r", address, exc)
+
+        iface.datagram_msg_received = received
+        bound_port = iface._local_port()
         self.context.bound["coap.bind"] = (host, bound_port)
         self.context.sessions.register(PROTOCOL, self)
         log.info("CoAP listening on udp %s:%d", host, bound_port)
