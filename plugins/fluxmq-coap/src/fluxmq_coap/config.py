@@ -27,8 +27,9 @@ DTLS_UNAVAILABLE = (
 
 @dataclass
 class CoAPConfig:
-    """[coap]: CoAP (RFC 7252) over UDP: publish, retained GET/DELETE, Observe as
-    subscribe, block-wise transfers."""
+    """[coap]: CoAP (RFC 7252) over UDP: publish, retained, Observe, block-wise.
+
+    Topics live under ``/ps/<topic>``; see ``docs/protocols/coap.md``."""
 
     bind: str = setting(
         "0.0.0.0:5683",
@@ -43,7 +44,8 @@ class CoAPConfig:
     max_message_size: int = setting(
         256 * 1024,
         "Largest payload in bytes accepted from a publish (after block-wise assembly; "
-        "larger: 4.13 Request Entity Too Large) and sent in a notification or GET.",
+        "larger: 4.13 Request Entity Too Large) or sent to an observer (larger messages "
+        "are not notified and count in messages_dropped).",
     )
     notify_con_every: int = setting(
         8,

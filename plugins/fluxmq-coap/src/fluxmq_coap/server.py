@@ -292,6 +292,20 @@ class CoAPServer:
         except QueueError as exc:
             log.info("CoAP queue settle for %s failed: %s", obs.client_id, exc)
 
+    def _reject(self, obs: Observer, offset: int) -> None:
+        queues = self.context.queues
+        if queues is None or obs.queue is None or obs.group is None:
+            return
+        log.info(
+            "CoAP: queue %s message %d exceeds coap.max_message_size; dead-lettered",
+            obs.queue,
+            offset,
+        )
+        try:
+            queues.reject(obs.queue, obs.group, offset)
+        except QueueError as exc:
+            log.info("CoAP queue reject for %s failed: %s", obs.client_id, exc)
+
     def _stop_pipe(self, obs: Observer) -> None:
         """End an observation without sending anything (the peer said it is gone):
         what aiocoap itself does for an RST to a CON notification."""
@@ -666,11 +680,16 @@ class CoAPServer:
                 await obs.wake.wait()
                 continue
             message = obs.pending.popleft()
-            if message.expires_at is not None and message.expired(clock()):
-                continue
             offset = None
             if obs.queue is not None and message.properties:
                 offset = message.properties.get("offset")
+            if len(message.payload) > self.cfg.max_message_size or (
+                message.expires_at is not None and message.expired(clock())
+            ):
+                stats.messages_dropped += 1
+                if offset is not None:  # a queue delivery: dead-letter, not redeliver
+                    self._reject(obs, offset)
+                continue
             response = await self._notification(req, message)
             obs.seq = (obs.seq + 1) & _OBSERVE_MAX
             response.opt.observe = obs.seq
@@ -690,13 +709,7 @@ class CoAPServer:
                 )
 
     async def _notification(self, req: Any, message: Message) -> Any:
-        payload = message.payload
-        if len(payload) > self.cfg.max_message_size:
-            payload = b""
-            log.info("CoAP notification on %r too large; sent empty", message.topic)
-        full = self._content(
-            message if payload is message.payload else message.copy(payload=payload)
-        )
+        full = self._content(message)
         # Larger than a datagram: send the first block; the client fetches the rest
         # with GET + Block2 on the same path, served from the block cache.
         return await self.root._block2.extract_or_insert(req, _ready(full))
