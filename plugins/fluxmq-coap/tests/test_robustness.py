@@ -6,6 +6,7 @@ peer sends, the listener keeps answering everyone else."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +61,15 @@ class Raw:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[BrokerThread]:
-    cfg = {"coap": {"notify_con_every": 2, "max_unacked": 2}}
+    cfg = {
+        "coap": {
+            "notify_con_every": 2,
+            "max_unacked": 2,
+            # Departed observers are found fast: 0.5 s, one retransmission.
+            "notify_ack_timeout": 0.5,
+            "notify_max_retransmit": 1,
+        }
+    }
     with BrokerThread(plugins=["coap"], config=cfg) as b:
         yield b
 
@@ -77,11 +86,15 @@ def observers(broker: BrokerThread) -> int:
 
 
 def wait_observers(broker: BrokerThread, n: int, raw: Raw) -> None:
-    """Round trips until the broker holds ``n`` observers (bounded)."""
-    for i in range(200):
+    """Polls (with round trips) until the broker holds ``n`` observers; bounded."""
+    deadline = time.monotonic() + 2 * WAIT
+    i = 0
+    while time.monotonic() < deadline:
         if observers(broker) == n:
             return
-        raw.health(0x7000 + i)
+        raw.health(0x7000 + (i & 0xFFF))
+        i += 1
+        time.sleep(0.01)
     raise AssertionError(f"observers stayed at {observers(broker)}, expected {n}")
 
 
@@ -158,13 +171,51 @@ def test_rst_to_a_non_notification_deregisters(raw, broker):
     wait_observers(broker, before, raw)
 
 
-def test_too_many_unacked_con_notifications_end_the_observation(raw, broker):
+def test_unacknowledged_con_notification_ends_the_observation(raw, broker):
     before = observers(broker)
     register(raw, b"o3", 0x600, "/ps/raw/o3")
-    for i in range(8):  # every 2nd is CON; none is acknowledged
+    for i in range(2):  # the 2nd notification is CON; it is never acknowledged
         broker.call_soon(broker.context.publish, Message("raw/o3", b"%d" % i))
-    final = raw.recv_until(lambda m: m["token"] == b"o3" and m["code"] != CONTENT)
-    assert final["code"] == SERVICE_UNAVAILABLE and b"unacknowledged" in final["payload"]
+    con = raw.recv_until(lambda m: m["token"] == b"o3" and m["mtype"] == CON)
+    again = raw.recv_until(lambda m: m["token"] == b"o3" and m["mtype"] == CON)
+    assert again["mid"] == con["mid"]  # retransmitted (notify_ack_timeout), then given up
+    wait_observers(broker, before, raw)
+
+
+def server_observer(broker: BrokerThread, topic_filter: str) -> Any:
+    for obs in list(broker.context.extras["coap"].observers.values()):
+        if obs.filter == topic_filter:
+            return obs
+    raise AssertionError(f"no observer of {topic_filter!r}")
+
+
+def test_a_confirmable_notification_waits_for_the_previous_ack(raw, broker):
+    before = observers(broker)
+    register(raw, b"o5", 0x800, "/ps/raw/o5")
+    obs = server_observer(broker, "raw/o5")
+    for i in range(12):  # CON every 2nd notification: 0 NON, 1 CON, 2 NON, 3 CON...
+        broker.call_soon(broker.context.publish, Message("raw/o5", b"%d" % i))
+    got, cons = [], []
+    while len(got) < 3:
+        m = raw.recv_until(lambda m: m["token"] == b"o5" and m["mid"] not in cons)
+        got.append(m["payload"])
+        if m["mtype"] == CON:
+            cons.append(m["mid"])
+    assert got == [b"0", b"1", b"2"] and len(cons) == 1
+    # "3" is confirmable and waits for the ACK of "1": the broker holds it queued.
+    assert broker.call_soon(lambda: len(obs.pending)) == 9
+    assert broker.call_soon(lambda: len(obs.unacked)) == 1
+    raw.send(encode(ACK, 0, cons[0]))
+    rest = []
+    while len(rest) < 9:
+        m = raw.recv_until(lambda m: m["token"] == b"o5" and m["mid"] not in cons)
+        rest.append(m["payload"])
+        if m["mtype"] == CON:
+            cons.append(m["mid"])
+            raw.send(encode(ACK, 0, m["mid"]))
+    assert rest == [b"%d" % i for i in range(3, 12)]  # in order, none lost
+    raw.send(encode(CON, GET, 0x801, b"o5", [(6, uint(1))] + path_options("/ps/raw/o5")))
+    raw.recv_until(lambda m: m["mid"] == 0x801)
     wait_observers(broker, before, raw)
 
 

@@ -50,13 +50,25 @@ class CoAPConfig:
     notify_con_every: int = setting(
         8,
         "Every n-th Observe notification is sent confirmable (CON), the others NON, as "
-        "RFC 7641 permits; 1 = every notification is CON. An unanswered CON ends the "
-        "observation.",
+        "RFC 7641 permits; 1 = every notification is CON. A CON left unanswered through "
+        "its retransmissions ends the observer's observations.",
     )
     max_unacked: int = setting(
         4,
-        "Confirmable notifications an observer may leave unacknowledged at once; past "
-        "it the observation ends (final 5.03) as the observer is presumed gone.",
+        "Deliveries a $queue/ observer may leave unacknowledged at once (each is a "
+        "confirmable notification). Other observers have one confirmable notification "
+        "outstanding at a time; the next waits for its ACK and messages queue meanwhile "
+        "(see max_queued).",
+    )
+    notify_ack_timeout: float = setting(
+        2.0,
+        "Seconds before a confirmable notification is first retransmitted (RFC 7252 "
+        "ACK_TIMEOUT; doubles per retransmission).",
+    )
+    notify_max_retransmit: int = setting(
+        4,
+        "Retransmissions of a confirmable notification before the observer is presumed "
+        "gone and all its observations end (RFC 7252 MAX_RETRANSMIT; 0 = none).",
     )
     max_queued: int = setting(
         1000,
@@ -101,6 +113,8 @@ class CoAPConfig:
         check(self.max_message_size >= 1, "max_message_size", "must be >= 1")
         check(self.notify_con_every >= 1, "notify_con_every", "must be >= 1")
         check(self.max_unacked >= 1, "max_unacked", "must be >= 1")
+        check(0.01 <= self.notify_ack_timeout <= 60, "notify_ack_timeout", "must be 0.01..60")
+        check(0 <= self.notify_max_retransmit <= 10, "notify_max_retransmit", "must be 0..10")
         check(self.max_queued >= 1, "max_queued", "must be >= 1")
         check(self.max_observers >= 0, "max_observers", "must be >= 0")
         check(self.publish_timeout > 0, "publish_timeout", "must be > 0")

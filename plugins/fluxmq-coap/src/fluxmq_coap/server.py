@@ -30,6 +30,7 @@ import aiocoap
 from aiocoap import error as coap_error
 from aiocoap import resource as coap_resource
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import ACK, CON, NON, RST
 
 from fluxmq_coap.config import CoAPConfig
@@ -195,6 +196,13 @@ class CoAPServer:
         )
         self._auth_cache: dict[tuple[Any, ...], tuple[float, str, str | None]] = {}
         self._token_manager: Any = None
+        # Retransmission of confirmable notifications: RFC 7252's defaults unless
+        # configured (a shorter timeout finds departed observers sooner).
+        self._tuning = type(
+            "NotificationTuning",
+            (TransportTuning,),
+            {"ACK_TIMEOUT": cfg.notify_ack_timeout, "MAX_RETRANSMIT": cfg.notify_max_retransmit},
+        )()
         self.requests = 0
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -673,9 +681,18 @@ class CoAPServer:
                 final.mtype = NON
                 pipe.add_response(final, is_last=True)
                 return
-            if not obs.pending or (
-                obs.queue is not None and len(obs.unacked) >= self.cfg.max_unacked
-            ):
+            # Queue deliveries are always confirmable: the ACK is the queue ack, and
+            # up to max_unacked may be outstanding (aiocoap sends them in order).
+            # Other observers have one confirmable notification outstanding at a
+            # time (RFC 7641 4.5.1): a second one would wait in aiocoap's NSTART
+            # backlog while later NON notifications overtook it, and the client
+            # would discard it as older than what it has seen.
+            if obs.queue is not None:
+                confirm, window = True, self.cfg.max_unacked
+            else:
+                confirm, window = (obs.sent + 1) % every == 0, 1
+            if not obs.pending or (confirm and len(obs.unacked) >= window):
+                # Meanwhile messages queue (bounded by max_queued, oldest dropped).
                 obs.wake.clear()
                 await obs.wake.wait()
                 continue
@@ -694,19 +711,18 @@ class CoAPServer:
             obs.seq = (obs.seq + 1) & _OBSERVE_MAX
             response.opt.observe = obs.seq
             obs.sent += 1
-            # Queue deliveries are always confirmable: the ACK is the queue ack.
-            confirm = offset is not None or obs.sent % every == 0
-            response.mtype = CON if confirm else NON
+            if confirm:
+                response.mtype = CON
+                # An observer that leaves it unacknowledged through every
+                # retransmission is gone: aiocoap then ends all its requests.
+                response.transport_tuning = self._tuning
+            else:
+                response.mtype = NON
             pipe.add_response(response, is_last=False)
             stats.messages_sent += 1
             stats.publish_sent += 1
             stats.bytes_sent += len(message.payload)
             self._remember(response, obs, offset)
-            if obs.queue is None and len(obs.unacked) > self.cfg.max_unacked:
-                obs.end(
-                    f"{len(obs.unacked)} confirmable notifications unacknowledged "
-                    f"(coap.max_unacked={self.cfg.max_unacked})"
-                )
 
     async def _notification(self, req: Any, message: Message) -> Any:
         full = self._content(message)
