@@ -182,3 +182,14 @@ def test_anonymous_only_from_loopback_by_default(fluxmq_broker_factory, tmp_path
     finally:
         remote.close()
         local.close()
+
+
+def test_max_observers_refuses_more_with_5_03(fluxmq_broker_factory):
+    b = fluxmq_broker_factory(plugins=["coap"], config={"coap": {"max_observers": 1}})
+    raw = Raw(b.port("coap.bind"))
+    try:
+        assert observe(raw, b"m1", 1, "/ps/max/a")["code"] == CONTENT
+        refused = observe(raw, b"m2", 2, "/ps/max/b")
+        assert refused["code"] == SERVICE_UNAVAILABLE and b"max_observers" in refused["payload"]
+    finally:
+        raw.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -474,7 +475,9 @@ class CoAPServer:
         ``auth_cache_ttl`` seconds: CoAP has no connection to hold a login."""
         remote = remote_name(req.remote)
         client_id = query.client_id or f"coap:{remote}"
-        key = (remote, client_id, query.username, query.password)
+        # The password is kept hashed in the cache key, not in clear.
+        secret = None if query.password is None else hashlib.sha256(query.password).digest()
+        key = (remote, client_id, query.username, secret)
         now = time.monotonic()
         cached = self._auth_cache.get(key)
         if cached is not None and cached[0] > now:
