@@ -205,7 +205,6 @@ class CoAPServer:
             (TransportTuning,),
             {"ACK_TIMEOUT": cfg.notify_ack_timeout, "MAX_RETRANSMIT": cfg.notify_max_retransmit},
         )()
-        self.requests = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -349,7 +348,6 @@ class CoAPServer:
 
     async def handle(self, root: _Root, pipe: Any) -> None:
         """Render one request (or run one observation) into ``pipe``."""
-        self.requests += 1
         req = pipe.request
         try:
             response = self._precheck(req)
@@ -389,7 +387,7 @@ class CoAPServer:
             # The common case, without aiocoap's block-key computation per request:
             # only a response larger than a datagram goes through the Block2 cache.
             res = await self._render(req, target)
-            if len(res.payload) > req.remote.maximum_payload_size:
+            if len(res.payload) > _block_limit(req):
                 res = await root._block2.extract_or_insert(req, _ready(res))
         else:
             res = await root._block2.extract_or_insert(req, lambda: self._render(req, target))
@@ -745,7 +743,7 @@ class CoAPServer:
 
     async def _notification(self, req: Any, message: Message) -> Any:
         full = self._content(message)
-        if len(full.payload) <= req.remote.maximum_payload_size:
+        if len(full.payload) <= _block_limit(req):
             return full
         # Larger than a datagram: send the first block; the client fetches the rest
         # with GET + Block2 on the same path, served from the block cache.
@@ -801,6 +799,15 @@ def remote_name(remote: Any) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def _block_limit(req: Any) -> int:
+    """The largest payload sent in one piece: the datagram's room, or the Block2 size
+    the client asked for (RFC 7959 2.4)."""
+    limit = int(req.remote.maximum_payload_size)
+    if req.opt.block2 is not None:
+        limit = min(limit, int(req.opt.block2.size))
+    return limit
 
 
 def _ready(message: Any) -> Any:
