@@ -1,0 +1,1 @@
+"""FluxMQ CoAP plugin: CoAP over UDP on the shared router."""
