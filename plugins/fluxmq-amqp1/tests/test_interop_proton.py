@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from proton import Described, Message, symbol
+from proton import Delivery, Described, Message, symbol
 from proton.reactor import Copy, Filter, LinkOption, Selector
 from proton.utils import LinkDetached, SendException
 
@@ -100,6 +100,47 @@ def test_queue_outcomes_accept_reject_release_modified(connect: Any) -> None:
     dlq = c.create_receiver(f"$dlq/{qn}")
     assert dlq.receive(timeout=WAIT).body == "b"
     dlq.accept()
+
+
+def test_released_keeps_the_delivery_count_and_modified_failed_counts(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    c.create_sender(q).send(Message(body="c"))
+    r = c.create_receiver(q, credit=5)
+    counts = []
+    for outcome in ("released", "released", "modified", "failed", "accepted"):
+        got = r.receive(timeout=WAIT)
+        assert got.body == "c"
+        counts.append(got.delivery_count)
+        if outcome == "accepted":
+            r.accept()
+        elif outcome == "released":
+            r.release(delivered=False)
+        else:
+            r.fetcher.unsettled[0].local.failed = outcome == "failed"
+            r.settle(Delivery.MODIFIED)
+    # releases and a plain modified are not delivery attempts; delivery-failed is
+    assert counts == [0, 0, 0, 0, 1]
+
+
+def test_modified_undeliverable_here_goes_to_another_consumer(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    a = c.create_receiver(q, credit=10, name="a")
+    b = c.create_receiver(q, credit=0, name="b")  # in the group, no credit yet
+    s.send(Message(body="x"))
+    assert a.receive(timeout=WAIT).body == "x"
+    d = a.fetcher.unsettled[0]
+    d.local.undeliverable = True
+    a.settle(Delivery.MODIFIED)
+    s.send(Message(body="y"))
+    # a still has credit, but x waits for b (another consumer of the group): a gets y
+    assert a.receive(timeout=WAIT).body == "y"
+    a.accept()
+    got = b.receive(timeout=WAIT)  # grants b one credit
+    assert got.body == "x" and got.delivery_count == 0
+    b.accept()
 
 
 def test_link_credit_bounds_queue_deliveries(connect: Any) -> None:

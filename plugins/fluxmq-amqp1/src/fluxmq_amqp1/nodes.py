@@ -250,12 +250,20 @@ class QueueSub:
             elif isinstance(state, Rejected):
                 queues.reject(token, self.group)
             elif isinstance(state, Released):
-                queues.nack(token, self.group, requeue=True, delay=0)
+                # not a delivery attempt: the count stays, max_deliveries is not spent
+                queues.nack(token, self.group, requeue=True, delay=0, count=False)
             elif isinstance(state, Modified):
-                if state.delivery_failed:
-                    queues.nack(token, self.group, requeue=True)
-                else:
-                    queues.nack(token, self.group, requeue=True, delay=0)
+                # delivery-failed counts (and backs off); undeliverable-here steers the
+                # redelivery to another consumer of the group while one exists
+                failed = bool(state.delivery_failed)
+                queues.nack(
+                    token,
+                    self.group,
+                    requeue=True,
+                    delay=None if failed else 0,
+                    count=failed,
+                    elsewhere=bool(state.undeliverable_here),
+                )
         except QueueError as exc:
             log.info("%s: settling %s: %s", self.conn, token, exc)
 
