@@ -183,10 +183,10 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
+        lambda c: c.create_receiver("$queue/sel/a/#", options=Copy()),
         lambda c: c.create_receiver("topic/browse", options=Copy()),
     ],
-    ids=["selector", "browse-topic"],
+    ids=["browse-with-filter", "browse-topic"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -364,6 +364,31 @@ def test_jms_selector_on_a_topic_link(connect: Any) -> None:
     r.accept()
     with pytest.raises(LinkDetached) as info:
         c.create_receiver(topic, name="bad", options=Selector("color = "))
+    assert info.value.link.remote_condition.name == "amqp:invalid-field"
+
+
+def test_jms_selector_on_a_queue_leaves_the_rest_to_other_consumers(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name('qsel')}"
+    s = c.create_sender(q)
+    for i, color in enumerate(("blue", "red", "green", "red")):
+        s.send(Message(body=f"{color}-{i}", properties={"color": color}))
+    # a browser with the selector copies only what it selects
+    browser = c.create_receiver(
+        q, credit=10, name="peek", options=[Copy(), Selector("color = 'red'")]
+    )
+    assert [browser.receive(timeout=WAIT).body for _ in range(2)] == ["red-1", "red-3"]
+    red = c.create_receiver(q, credit=10, name="red", options=Selector("color = 'red'"))
+    assert [red.receive(timeout=WAIT).body for _ in range(2)] == ["red-1", "red-3"]
+    red.accept()
+    # what the selective link declined stayed in the queue, never delivered
+    rest = c.create_receiver(q, credit=10, name="rest")
+    got = [rest.receive(timeout=WAIT) for _ in range(2)]
+    assert [m.body for m in got] == ["blue-0", "green-2"]
+    assert [m.delivery_count for m in got] == [0, 0]
+    rest.accept()
+    with pytest.raises(LinkDetached) as info:
+        c.create_receiver(q, name="bad", options=Selector("color IN ("))
     assert info.value.link.remote_condition.name == "amqp:invalid-field"
 
 
