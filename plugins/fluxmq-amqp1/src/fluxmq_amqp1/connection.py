@@ -643,9 +643,12 @@ class Connection:
                 credit = rcv_count + (f.link_credit or 0) - link.delivery_count
                 link.credit = max(0, credit)
                 link.drain = f.drain
-                self.pump(link)
+                # the node first: a queue link defers a drain until its dispatcher ran
                 self.env.credit(self, link)
-                if f.echo:
+                self.pump(link)
+                if f.echo or (f.drain and credit <= 0 and not link.held):
+                    # a drain with no credit to spend is still answered: receivers
+                    # (rhea, Proton) wait for that flow
                     self._link_flow(link)
             else:
                 if f.delivery_count is not None:
@@ -751,6 +754,14 @@ class Connection:
         self._poke()
         return True
 
+    def finish_drain(self, link: Link) -> None:
+        """Answer a drain the node deferred: spend the credit left and say so."""
+        link.drain_wait = False
+        if link.detached or link.refused or link.session.ended or self.phase is not Phase.OPENED:
+            return
+        self.pump(link)
+        self._poke()
+
     def pump(self, link: Link) -> None:
         """Send held deliveries while the link has credit and the session window."""
         s = link.session
@@ -790,7 +801,7 @@ class Connection:
                 s.unsettled[did] = (link, token)
         else:
             s.blocked.pop(id(link), None)
-        if link.drain and link.credit > 0 and not held:
+        if link.drain and link.credit > 0 and not held and not link.drain_wait:
             # Drain: spend the rest of the credit and tell the receiver (part 2.6.7).
             link.delivery_count = (link.delivery_count + link.credit) & 0xFFFFFFFF
             link.credit = 0

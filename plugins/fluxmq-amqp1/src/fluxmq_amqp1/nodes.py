@@ -68,6 +68,8 @@ TXN_UNKNOWN = "amqp:transaction:unknown-id"
 TXN_ROLLBACK = "amqp:transaction:rollback"
 #: The consumer a classic queue's pending entry has once it is being dead-lettered.
 DEAD_MARK = "$dlq"
+#: Longest a drain on a queue link waits for the queue's dispatcher (seconds).
+DRAIN_WAIT = 1.0
 #: Queue names of dynamic nodes (never created by a plain attach).
 DYNAMIC_PREFIX = "amq.dyn-"
 
@@ -221,6 +223,7 @@ class QueueSub:
         "protocol",
         "server",
         "temporary",
+        "drainer",
     )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
@@ -234,6 +237,7 @@ class QueueSub:
         self.handle: Any = None
         self.client_id = conn.container_id or conn.id
         self.protocol = "amqp1"
+        self.drainer: asyncio.Task[None] | None = None
 
     def deliver(self, message: Message, delivery: Any) -> None:
         props = message.properties or {}
@@ -259,6 +263,27 @@ class QueueSub:
                 h.set_credit(want)
             if h.paused:
                 h.resume()
+
+    def drain(self) -> None:
+        """A drain on this link: the queue's dispatcher first delivers what is ready
+        for the new credit (it runs as its own task), then the rest is drained."""
+        self.link.drain_wait = True
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_WAIT
+        try:
+            await asyncio.sleep(0)
+            while True:
+                h = self.handle
+                if h is None or h.closed or h.idle or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            self.conn.finish_drain(self.link)
+            self.sync()
 
     def settle(self, token: Any, state: Any) -> None:
         if not isinstance(token, str):
@@ -289,6 +314,9 @@ class QueueSub:
 
     def close(self) -> None:
         queues = self.server.context.queues
+        if self.drainer is not None:
+            self.drainer.cancel()
+            self.drainer = None
         if self.handle is not None:
             queues.cancel(self.handle)
             self.handle = None

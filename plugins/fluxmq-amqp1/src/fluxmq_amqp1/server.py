@@ -314,6 +314,8 @@ class AMQP1Server(AdapterServer):
         node = link.node
         if isinstance(node, QueueSub):
             node.sync()
+            if link.drain and link.credit > 0:
+                node.drain()
         elif isinstance(node, Browser):
             node.more.set()
 
