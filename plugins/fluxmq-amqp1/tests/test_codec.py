@@ -38,7 +38,13 @@ from fluxmq_amqp1.codec.composites import (
     Target,
     Transfer,
 )
-from fluxmq_amqp1.codec.frames import FRAMING_ERROR, FrameReader, encode_frame
+from fluxmq_amqp1.codec.frames import (
+    FRAMING_ERROR,
+    FrameReader,
+    accepted_frame,
+    encode_frame,
+    transfer_frame,
+)
 from fluxmq_amqp1.codec.message import AMQPMessage, decode_message, encode_message
 from fluxmq_amqp1.codec.types import (
     DECODE_ERROR,
@@ -252,6 +258,51 @@ def test_performative_frames_round_trip(perf: Any) -> None:
     frame = reader.next_frame()
     assert frame is not None and frame.channel == 5 and frame.type == ftype
     assert frame.body == perf and frame.payload == payload
+
+
+@pytest.mark.parametrize("did", [0, 7, 255, 256, 2**32 - 1])
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True)])
+def test_direct_transfer_and_accepted_frames_match_the_generic_encoder(
+    did: int, flags: tuple[bool, bool]
+) -> None:
+    settled, more = flags
+
+    def read(raw: bytes) -> Any:
+        r = FrameReader()
+        r.expect_header = False
+        r.feed(raw)
+        return r.next_frame()
+
+    tag = did.to_bytes(4, "big")
+    fast = read(transfer_frame(3, did % 300, did, tag, settled, more, b"payload"))
+    generic = read(
+        encode_frame(
+            3,
+            Transfer(
+                handle=did % 300,
+                delivery_id=did,
+                delivery_tag=tag,
+                message_format=0,
+                settled=settled,
+                more=more,
+            ),
+            b"payload",
+        )
+    )
+    assert (fast.channel, fast.body, fast.payload) == (
+        generic.channel,
+        generic.body,
+        generic.payload,
+    )
+    fast = read(accepted_frame(2, did))
+    generic = read(
+        encode_frame(2, Disposition(role=True, first=did, settled=True, state=Accepted()))
+    )
+    assert (fast.channel, fast.body) == (generic.channel, generic.body)
+    # and Qpid Proton's decoder reads ours
+    data = proton.Data()
+    data.decode(transfer_frame(0, 1, did, tag, settled, more, b"")[8:])
+    assert data.get_object().descriptor == 0x14
 
 
 def test_mandatory_and_typed_fields_are_checked() -> None:

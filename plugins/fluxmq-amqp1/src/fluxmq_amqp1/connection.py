@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from fluxmq_amqp1.codec.composites import (
+    Accepted,
     Attach,
     Begin,
     Close,
@@ -56,7 +57,9 @@ from fluxmq_amqp1.codec.frames import (
     Frame,
     FrameReader,
     Header8,
+    accepted_frame,
     encode_frame,
+    transfer_frame,
 )
 from fluxmq_amqp1.codec.message import decode_message
 from fluxmq_amqp1.codec.types import DECODE_ERROR, AMQPError
@@ -740,6 +743,9 @@ class Connection:
         self.env.publish(self, link, message, raw, settled, done, p.state)
 
     def _disposition(self, s: Session, did: int, state: Any) -> None:
+        if type(state) is Accepted:
+            self.out += accepted_frame(s.channel, did)  # the common case, encoded directly
+            return
         self._send(s.channel, Disposition(role=True, first=did, settled=True, state=state))
 
     # --- sending deliveries --------------------------------------------------------------
@@ -782,17 +788,12 @@ class Connection:
                 chunk = payload[i * max_payload : (i + 1) * max_payload]
                 more = i < frames - 1
                 if i == 0:
-                    t = Transfer(
-                        handle=link.local_handle,
-                        delivery_id=did,
-                        delivery_tag=tag,
-                        message_format=0,
-                        settled=settled,
-                        more=more,
+                    self.out += transfer_frame(
+                        s.channel, link.local_handle, did, tag, settled, more, chunk
                     )
                 else:
                     t = Transfer(handle=link.local_handle, more=more)
-                self.out += encode_frame(s.channel, t, chunk)
+                    self.out += encode_frame(s.channel, t, chunk)
                 s.next_outgoing_id = (s.next_outgoing_id + 1) & 0xFFFFFFFF
                 s.remote_incoming_window -= 1
             link.credit -= 1

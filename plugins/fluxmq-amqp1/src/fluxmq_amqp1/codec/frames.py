@@ -28,8 +28,10 @@ __all__ = [
     "Frame",
     "FrameReader",
     "Header8",
+    "accepted_frame",
     "encode_frame",
     "is_amqp1",
+    "transfer_frame",
 ]
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -99,6 +101,56 @@ def encode_frame(
     if payload:
         body += payload
     return _HDR.pack(8 + len(body), 2, type, channel) + bytes(body)
+
+
+def _uint(v: int) -> bytes:
+    if v == 0:
+        return b"\x43"  # uint0
+    if v < 256:
+        return bytes((0x52, v))  # smalluint
+    return b"\x70" + v.to_bytes(4, "big")
+
+
+_BOOL = (b"\x42", b"\x41")
+
+
+def transfer_frame(
+    channel: int,
+    handle: int,
+    delivery_id: int,
+    tag: bytes,
+    settled: bool,
+    more: bool,
+    payload: bytes,
+) -> bytes:
+    """``encode_frame(channel, Transfer(handle, delivery_id, tag, message_format=0,
+    settled, more), payload)`` written directly: the first frame of every outgoing
+    delivery, the hot path of a consumer (the generic encoder walks the field table
+    per frame). Tags up to 255 bytes."""
+    fields = b"".join(
+        (
+            _uint(handle),
+            _uint(delivery_id),
+            b"\xa0",
+            bytes((len(tag),)),
+            tag,
+            b"\x43",
+            _BOOL[settled],
+            _BOOL[more],
+        )
+    )
+    head = b"\x00\x53\x14\xc0" + bytes((len(fields) + 1, 6))
+    return _HDR.pack(8 + len(head) + len(fields) + len(payload), 2, TYPE_AMQP, channel) + b"".join(
+        (head, fields, payload)
+    )
+
+
+def accepted_frame(channel: int, delivery_id: int) -> bytes:
+    """``encode_frame(channel, Disposition(role=True, first=delivery_id,
+    settled=True, state=Accepted()))`` written directly: one per unsettled publish."""
+    fields = b"\x41" + _uint(delivery_id) + b"\x40\x41\x00\x53\x24\x45"
+    body = b"\x00\x53\x15\xc0" + bytes((len(fields) + 1, 5)) + fields
+    return _HDR.pack(8 + len(body), 2, TYPE_AMQP, channel) + body
 
 
 def decode_body(type: int, body: bytes) -> tuple[Any, bytes]:
