@@ -169,7 +169,7 @@ _WIDTH = {0x40: 1, 0x41: 1, 0x42: 1, 0x43: 1, 0x52: 2, 0x56: 2, 0x50: 2, 0x70: 5
 def _fast_transfer(body: bytes) -> tuple[Transfer, bytes] | None:
     """The common transfer (list8, primitive fields, no state) decoded directly;
     None for anything else, which the generic decoder then reads (and judges)."""
-    if len(body) < 6 or body[3] != 0xC0:
+    if len(body) < 7 or body[3] != 0xC0:
         return None
     end = 5 + body[4]
     count = body[5]
