@@ -37,6 +37,23 @@ they are redelivered in their original order, and all of them before new message
 (whose offsets are past the cursor): each goes back to its original position, as
 RabbitMQ requeues.
 
+Release and steering: ``nack(..., count=False)`` gives a delivery back without
+counting it (AMQP 1.0 ``released``: the next delivery has the same count, and
+``max_deliveries`` is not spent); ``nack(..., elsewhere=True)`` remembers the
+consumer in the entry's ``avoid`` set, and the redelivery skips it while another
+consumer of the group would take the message (AMQP 1.0 ``undeliverable-here``).
+
+Per-consumer predicates (``Consumer.predicate``, a selector): a consumer gets only
+the messages its predicate accepts. A new message that no consumer with credit
+accepts while some consumer has credit is *parked*: a WAITING entry with delivery
+count 0, at its place in the ready heap, so the consumers with credit go on with
+later messages and the parked one goes to the first consumer that accepts it
+(a new consumer, or one with a matching predicate getting credit again). Verdicts
+are cached per entry and consumer, so a parked message is read and evaluated once
+per consumer. At most :data:`PARKED_LIMIT` ready entries are held: beyond that the
+group waits, as it does when no consumer has credit. A dispatch pass looks at every
+ready entry no consumer can take now and puts them back after the pass.
+
 Priority (``max_priority`` > 0): the dispatcher scans new records (up to
 :data:`PRIORITY_WINDOW` ahead) into a heap of ``(-priority, offset)`` and delivers
 from its top, so higher priorities go first and one priority stays FIFO. The
@@ -70,6 +87,12 @@ DEAD = "$dlq"
 
 #: Most scanned-but-undelivered records a priority group orders at once.
 PRIORITY_WINDOW = 100_000
+#: Most ready entries (redeliveries and parked messages) before a group with
+#: per-consumer predicates stops parking messages no consumer with credit accepts.
+PARKED_LIMIT = 1000
+
+#: What one redelivery attempt tells the dispatch loop.
+STOP, AGAIN, SKIP = 0, 1, 2
 
 
 def priority_of(message: Message, maximum: int) -> int:
@@ -86,7 +109,7 @@ def priority_of(message: Message, maximum: int) -> int:
 class Pending:
     """One PEL entry in memory (mirrors :class:`~fluxmq_core.storage.base.PendingEntry`)."""
 
-    __slots__ = ("consumer", "count", "deadline", "offset", "prio", "reason")
+    __slots__ = ("avoid", "consumer", "count", "deadline", "offset", "prio", "reason", "verdicts")
 
     def __init__(self, offset: int, consumer: str, deadline: float, count: int) -> None:
         self.offset = offset
@@ -96,6 +119,10 @@ class Pending:
         self.reason = ""
         #: The message's priority (priority groups; -1: not read yet, after a restart).
         self.prio = -1
+        #: Consumer ids this message must not go back to while others would take it.
+        self.avoid: set[str] | None = None
+        #: Cached predicate verdicts: consumer id -> accepted.
+        self.verdicts: dict[str, bool] | None = None
 
 
 class ClassicGroup(Group):
@@ -252,13 +279,30 @@ class ClassicGroup(Group):
             self._queued.discard(offset)
         return None
 
-    def nack(self, offset: int, requeue: bool, delay: float | None) -> bool:
+    def nack(
+        self,
+        offset: int,
+        requeue: bool,
+        delay: float | None,
+        *,
+        count: bool = True,
+        elsewhere: bool = False,
+    ) -> bool:
+        """Give a delivery back (see the module doc for ``count`` and ``elsewhere``)."""
         p = self.pel.get(offset)
         if p is None or p.consumer in (WAITING, DEAD):
             return False
         if not requeue:
             self.dead_letter(p, "nack")
             return True
+        if elsewhere and not self.queue.config.max_priority:
+            if p.avoid is None:
+                p.avoid = set()
+            p.avoid.add(p.consumer)
+        if not count:
+            # not a delivery attempt: the next one has the same count and
+            # max_deliveries is not spent
+            p.count = max(0, p.count - 1)
         self.requeue(p, self.queue.config.backoff(p.count) if delay is None else delay, "nack")
         return True
 
@@ -387,11 +431,25 @@ class ClassicGroup(Group):
         if q.config.max_priority:
             await self._dispatch_priority()  # 2 and 3 merged by priority
             return
-        # 2. redeliveries, in offset order (their original positions)
-        while self.consumers and not self.closed:
-            top = self._ready_top()
-            if top is None or not await self._redeliver(top):
-                break
+        # 2. redeliveries, in offset order (their original positions); entries no
+        # consumer with credit can take now (predicates, undeliverable-here) are
+        # set aside for this pass
+        aside: list[tuple[int, int]] = []
+        try:
+            while self.consumers and not self.closed:
+                top = self._ready_top()
+                if top is None:
+                    break
+                step = await self._redeliver(top)
+                if step == STOP:
+                    break
+                if step == SKIP:
+                    heapq.heappop(self._ready)
+                    aside.append(top)
+        finally:
+            for entry in aside:
+                heapq.heappush(self._ready, entry)
+        selective = self.selective
         # 3. new messages
         if self._in_heap:
             self._flush_scan()  # max_priority was switched off
@@ -421,7 +479,12 @@ class ClassicGroup(Group):
                     self.cursor = offset + 1
                     self.expire(offset, None)
                     continue
-                c = self.pick()
+                if selective:
+                    c = self._pick_for(None, message)[0]
+                    if c is None and self._park(offset, now):
+                        continue
+                else:
+                    c = self.pick()
                 if c is None:
                     stop = True
                     break
@@ -433,29 +496,40 @@ class ClassicGroup(Group):
             await asyncio.sleep(0)  # a long backlog must not starve the loop
         self.advance_commit()
 
-    async def _redeliver(self, top: tuple[int, int]) -> bool:
-        """Redeliver the due entry ``top`` (the ready heap's top); False when no
-        consumer has room (stop), True to go on (also when it moved meanwhile)."""
+    async def _redeliver(self, top: tuple[int, int]) -> int:
+        """Redeliver the due entry ``top`` (the ready heap's top): STOP when no
+        consumer has room, SKIP when only consumers that must not take it have room
+        (the caller sets it aside), AGAIN to go on (also when it moved meanwhile)."""
         offset = top[1]
         p = self.pel[offset]
         if self.pick_peek() is None:
-            return False
+            return STOP
+        steer = bool(p.avoid) or self.selective
+        if steer:
+            c, unknown = self._pick_for(p, None)
+            if c is None and not unknown:
+                return SKIP  # decided from cached verdicts, without a read
         message = await self._read_one(offset)
         if self.closed:
-            return False
+            return STOP
         ready = self._ready
         if self.pel.get(offset) is not p or p.consumer != WAITING or not ready or ready[0] != top:
-            return True  # settled, moved or overtaken while reading: look again
+            return AGAIN  # settled, moved or overtaken while reading: look again
         maximum = self.queue.config.max_priority
         if maximum and p.prio < 0 and message is not None:
             # adopted at start: now that its priority is known, put it at its place
             heapq.heappop(ready)
             p.prio = priority_of(message, maximum)
             heapq.heappush(ready, (-p.prio, offset))
-            return True
-        c = self.pick()
+            return AGAIN
+        if steer and message is not None:
+            c = self._pick_for(p, message)[0]
+            if c is None:
+                return STOP if self.pick_peek() is None else SKIP
+        else:
+            c = self.pick()
         if c is None:
-            return False
+            return STOP
         heapq.heappop(ready)
         self._queued.discard(offset)
         if message is None:  # truncated meanwhile (drop-oldest, purge)
@@ -465,13 +539,81 @@ class ClassicGroup(Group):
             self.expire(offset, p)
             return True
         self._deliver(c, offset, message, p.count + 1)
-        return True
+        return AGAIN
 
     def pick_peek(self) -> Consumer | None:
         for c in self.consumers:
             if c.has_credit():
                 return c
         return None
+
+    # --- predicates and steering ---------------------------------------------------
+
+    def _verdict(self, p: Pending | None, c: Consumer, message: Message | None) -> bool | None:
+        """Whether ``c`` accepts the message (cached on ``p``); None when unknown
+        and ``message`` was not read."""
+        if c.predicate is None:
+            return True
+        verdicts = p.verdicts if p is not None else None
+        if verdicts is not None:
+            v = verdicts.get(c.id)
+            if v is not None:
+                return v
+        if message is None:
+            return None
+        v = c.accepts(message)
+        if p is not None:
+            if verdicts is None:
+                p.verdicts = verdicts = {}
+            verdicts[c.id] = v
+        return v
+
+    def _pick_for(self, p: Pending | None, message: Message | None) -> tuple[Consumer | None, bool]:
+        """The next consumer in round-robin order with credit that accepts the
+        message and is not in ``p.avoid`` (unless no other consumer would take it):
+        ``(consumer, False)``; ``(None, True)`` when a verdict needs the message
+        read; ``(None, False)`` when no consumer with credit may take it."""
+        avoid = p.avoid if p is not None else None
+        if avoid:
+            others: bool | None = False
+            for c in self.consumers:
+                if c.active and c.id not in avoid:
+                    v = self._verdict(p, c, message)
+                    if v is None:
+                        others = None
+                    elif v:
+                        others = True
+                        break
+            if others is None:
+                return None, True
+            if not others:
+                avoid = None  # nobody else would take it: back to the same consumers
+        consumers = self.consumers
+        n = len(consumers)
+        unknown = False
+        for i in range(n):
+            c = consumers[(self._rr + i) % n]
+            if not c.has_credit() or (avoid and c.id in avoid):
+                continue
+            v = self._verdict(p, c, message)
+            if v is None:
+                unknown = True
+            elif v:
+                self._rr = (self._rr + i + 1) % n
+                return c, False
+        return None, unknown
+
+    def _park(self, offset: int, now: float) -> bool:
+        """Hold a new message that no consumer with credit accepts (see the module
+        doc); False when it must wait instead (nobody has credit, or the limit)."""
+        if self.pick_peek() is None or len(self._ready) >= PARKED_LIMIT:
+            return False
+        p = Pending(offset, WAITING, now, 0)
+        self._add_pending(p)
+        self._persist(p)
+        self._push_ready(p)
+        self.cursor = offset + 1
+        return True
 
     # --- priority groups -------------------------------------------------------
 
@@ -536,7 +678,7 @@ class ClassicGroup(Group):
             again = self._ready_top()
             if again is not None and (top is None or again < top):
                 # a redelivery at its place: a higher priority, or the same one and older
-                if not await self._redeliver(again):
+                if await self._redeliver(again) != AGAIN:
                     break
                 continue
             if top is None:

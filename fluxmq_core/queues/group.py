@@ -105,6 +105,11 @@ class Group:
                 return c
         return None
 
+    @property
+    def selective(self) -> bool:
+        """True when some consumer has a per-consumer predicate (a selector)."""
+        return any(c.predicate is not None for c in self.consumers)
+
     def room(self) -> int:
         """How many more deliveries the consumers can take now (capped)."""
         total = 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues import dlq, ephemeral, retention
@@ -597,6 +597,7 @@ class QueueManager:
         credit: int = DEFAULT_CREDIT,
         cursor: Any = None,
         auto_commit: bool = False,
+        predicate: Callable[[Message], bool] | None = None,
     ) -> Consumer:
         """Register ``consumer`` (anything with ``client_id`` and ``deliver``) in
         ``group`` of ``queue``; returns the handle for :meth:`cancel`.
@@ -608,8 +609,16 @@ class QueueManager:
         stream group (see :func:`~fluxmq_core.queues.types.parse_cursor`).
         ``auto_commit``: a classic delivery counts as acked when handed over
         (at-most-once); a stream group commits its position on an interval.
+        ``predicate``: this consumer gets only the messages it accepts (a selector;
+        see :class:`~fluxmq_core.queues.types.Consumer`); classic queues without
+        ``max_priority`` only.
         """
         q = self._require(queue)
+        if predicate is not None and (q.is_stream or q.config.max_priority):
+            raise QueueError(
+                f"queue {queue!r}: per-consumer predicates (selectors) are supported on "
+                "classic queues without max_priority only"
+            )
         if not isinstance(group, str) or not group:
             raise QueueError("a consumer group name must be a non-empty string")
         if cursor is not None and not q.is_stream:
@@ -622,6 +631,7 @@ class QueueManager:
         was_idle = not g.consumers
         try:
             handle = g.add_consumer(consumer, filter, credit, auto_commit)
+            handle.predicate = predicate  # before the dispatcher task first runs
         except QueueError:
             if created:
                 del q.groups[group]
@@ -692,16 +702,22 @@ class QueueManager:
         *,
         requeue: bool = True,
         delay: float | None = None,
+        count: bool = True,
+        elsewhere: bool = False,
     ) -> bool:
         """Give a delivery back. Classic: redelivered after ``delay`` seconds (None:
         the queue's retry backoff for its delivery count), dead-lettered when
-        ``requeue`` is false or ``max_deliveries`` is used up. Stream: frees credit."""
+        ``requeue`` is false or ``max_deliveries`` is used up. ``count=False``: the
+        delivery does not count (a release: the redelivery has the same delivery
+        count, ``max_deliveries`` is not spent). ``elsewhere=True``: redelivered to
+        another consumer of the group while one would take it (undeliverable here).
+        Stream: frees credit."""
         _q, g, offset = self._target(queue, group, offset)
         if isinstance(g, StreamGroup):
             ok = g.release(offset)
         else:
             assert isinstance(g, ClassicGroup)  # the only other kind of group
-            ok = g.nack(offset, requeue, delay)
+            ok = g.nack(offset, requeue, delay, count=count, elsewhere=elsewhere)
         if ok:
             self.counters["nacked"] += 1
             self._settled(_q.name, group, offset, "nack")

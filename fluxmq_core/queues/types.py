@@ -24,6 +24,8 @@ user properties, AMQP as headers; the keys are the Go FluxMQ's.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from fluxmq_core.message import Message
     from fluxmq_core.queues.group import Group
     from fluxmq_core.router.types import Subscriber
+
+log = logging.getLogger("fluxmq.queues")
 
 #: Topics under these prefixes name a queue, not router subscribers: a publish to
 #: ``$queue/<name>/<routing-key>`` appends to queue ``<name>`` (``$dlq/<name>/...``
@@ -59,6 +63,12 @@ class Consumer:
     starts them again. Protocol adapters use it for flow control (AMQP
     ``channel.flow``, a transport that stopped writing). ``closed`` is true once the
     consumer was cancelled or its queue or group went away.
+
+    ``predicate`` (classic queues) is a per-consumer filter, such as a JMS selector:
+    the dispatcher gives this consumer only messages for which it returns true;
+    messages it declines stay in the queue for the group's other consumers (see
+    :mod:`fluxmq_core.queues.classic`). It must be a pure function of the message
+    (its verdicts are cached per pending message); an exception counts as false.
     """
 
     __slots__ = (
@@ -70,6 +80,7 @@ class Consumer:
         "id",
         "inflight",
         "paused",
+        "predicate",
         "queue",
         "subscriber",
     )
@@ -87,6 +98,7 @@ class Consumer:
         self.inflight: set[int] = set()
         self.active = True
         self.paused = False
+        self.predicate: Callable[[Message], bool] | None = None
 
     @property
     def filter(self) -> str | None:
@@ -109,6 +121,17 @@ class Consumer:
             and not self.paused
             and (self.credit <= 0 or len(self.inflight) < self.credit)
         )
+
+    def accepts(self, message: Message) -> bool:
+        """Whether :attr:`predicate` takes ``message`` (no predicate: always)."""
+        pred = self.predicate
+        if pred is None:
+            return True
+        try:
+            return bool(pred(message))
+        except Exception:
+            log.exception("queue %s consumer %s: predicate failed", self.queue, self.id)
+            return False
 
     def set_credit(self, credit: int) -> None:
         """Change the window; more room wakes the group's dispatcher."""

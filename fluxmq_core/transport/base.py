@@ -10,8 +10,10 @@ ports and closes everything in order; the plugin only speaks its protocol.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +62,19 @@ class ProtocolServer:
 
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 CLIENT_AUTH_MODES = ("none", "optional", "required")
+
+#: The settings each context from :func:`make_server_ssl_context` was made with, so
+#: listeners of different protocols with equivalent TLS settings can share a socket.
+_TLS_SETTINGS: weakref.WeakKeyDictionary[ssl.SSLContext, tuple[str, ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def tls_settings(ctx: ssl.SSLContext) -> tuple[str, ...] | None:
+    """What ``ctx`` was made from (certificate, key, CA, CRL files, client auth, min
+    version, ciphers) when :func:`make_server_ssl_context` made it; None for a
+    context made elsewhere (it then shares a socket only with itself)."""
+    return _TLS_SETTINGS.get(ctx)
 
 
 @dataclass
@@ -230,6 +245,16 @@ def make_server_ssl_context(
                 key=key("tls_crl"),
             )
         _load_crl(ctx, crlfile, key("tls_crl"))
+    asks = bool(cafile) and mode != "none"
+    _TLS_SETTINGS[ctx] = (
+        os.path.realpath(certfile),
+        os.path.realpath(keyfile) if keyfile else "",
+        os.path.realpath(cafile) if asks else "",
+        os.path.realpath(crlfile) if crlfile else "",
+        mode if asks else "none",
+        min_version,
+        ciphers,
+    )
     return ctx
 
 

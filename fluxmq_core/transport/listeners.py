@@ -10,6 +10,13 @@ factories (no streams: the hot path stays on callbacks). When two listener specs
 for the same ``host:port`` (AMQP 0.9.1 and 1.0 on 5672), one socket is opened and a
 :class:`SniffingProtocol` buffers the first bytes until one protocol's header
 predicate claims the connection, then swaps itself out with ``set_protocol``.
+
+TLS: the context belongs to the socket, so listeners share a TLS socket only when
+their TLS settings are equivalent (:func:`~fluxmq_core.transport.base.tls_settings`:
+the same certificate, key, CA, CRL, client-auth mode, minimum version and ciphers;
+AMQP 0.9.1 and 1.0 on 5671 with the same ``tls_*`` keys). The same fixed address
+asked with different TLS settings (or with and without TLS) is a ConfigError naming
+both listeners, not an "address already in use" at bind time.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import logging
 from typing import Any, cast
 
 from fluxmq_core.config import ConfigError, parse_address
-from fluxmq_core.transport.base import ListenerSpec
+from fluxmq_core.transport.base import ListenerSpec, tls_settings
 
 log = logging.getLogger("fluxmq.transport")
 
@@ -130,6 +137,54 @@ def _counted(proto: asyncio.Protocol, counter: _Counter) -> asyncio.Protocol:
     return _Counted(proto, counter)
 
 
+#: The keys behind :func:`~fluxmq_core.transport.base.tls_settings`, in its order.
+TLS_KEYS = (
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_crl",
+    "tls_client_auth",
+    "tls_min_version",
+    "tls_ciphers",
+)
+
+
+def _tls_key(spec: ListenerSpec) -> Any:
+    """What must be equal for two listeners to share a socket, TLS-wise."""
+    if spec.ssl is None:
+        return None
+    settings = tls_settings(spec.ssl)
+    return settings if settings is not None else ("context", id(spec.ssl))
+
+
+def _check_tls_conflicts(groups: dict[tuple[Any, ...], list[ListenerSpec]]) -> None:
+    """One fixed address asked for with different TLS settings cannot be bound
+    twice: say which listeners and what differs."""
+    seen: dict[str, list[ListenerSpec]] = {}
+    for (address, *_rest), group in groups.items():
+        if parse_address(address, where=group[0].name)[1] == 0:
+            continue  # any free port: each group gets its own
+        first = seen.setdefault(address, group)
+        if first is group:
+            continue
+        a, b = first[0], group[0]
+        sa, sb = _tls_key(a), _tls_key(b)
+        if sa is None or sb is None:
+            what = f"{(a if sa is None else b).name} is plain TCP and {(b if sa is None else a).name} is TLS"
+        else:
+            names = TLS_KEYS
+            if isinstance(sa, tuple) and isinstance(sb, tuple) and len(sa) == len(sb) == len(names):
+                diff = [n for n, x, y in zip(names, sa, sb, strict=True) if x != y]
+            else:
+                diff = ["the TLS context"]
+            what = f"their TLS settings differ ({', '.join(diff)})"
+        raise ConfigError(
+            f"listeners {a.name} and {b.name} both ask for {address} but {what}: one "
+            "socket has one TLS setup, so give them the same tls_* keys or different ports",
+            key=b.name,
+        )
+
+
 class ListenerSet:
     """Every bound socket of the broker."""
 
@@ -147,16 +202,14 @@ class ListenerSet:
             if not spec.address:
                 continue
             _host, port = parse_address(spec.address, where=spec.name)
-            # Only specs with the same TLS context can share a socket: the context
+            # Only specs with equivalent TLS settings can share a socket: the context
             # is the socket's (one protocol's [section] TLS keys), not a connection's.
-            key: tuple[str, int] | tuple[str, int, str] = (
-                spec.address.strip(),
-                id(spec.ssl) if spec.ssl is not None else 0,
-            )
+            key: tuple[Any, ...] = (spec.address.strip(), _tls_key(spec))
             if port == 0 and spec.header is None:
                 # "Any free port" and no way to tell it apart: a port of its own.
                 key = (*key, spec.name)
             groups.setdefault(key, []).append(spec)
+        _check_tls_conflicts(groups)
         for (address, *_rest), group in groups.items():
             host, port = parse_address(address, where=group[0].name)
             for spec in group:

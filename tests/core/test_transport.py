@@ -194,3 +194,63 @@ def test_tls_listener_with_client_certificate(
 def test_bad_certificate_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot load TLS certificate"):
         make_server_ssl_context(str(tmp_path / "nope.pem"))
+
+
+def _free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _tls_specs(address: str, ctx_a: ssl.SSLContext, ctx_b: ssl.SSLContext | None) -> list[Any]:
+    def is_a(buf: bytes) -> bool | None:
+        return None if len(buf) < 4 else buf.startswith(b"AAAA")
+
+    def is_b(buf: bytes) -> bool | None:
+        return None if len(buf) < 4 else buf.startswith(b"BBBB")
+
+    return [
+        ListenerSpec("a.tls_bind", address, lambda: Tagged(b"A"), ssl=ctx_a, header=is_a),
+        ListenerSpec("b.tls_bind", address, lambda: Tagged(b"B"), ssl=ctx_b, header=is_b),
+    ]
+
+
+def test_equivalent_tls_settings_share_one_socket(
+    fluxmq_broker_factory: Any, certs: dict[str, Path]
+) -> None:
+    # two protocols, each with its own context made from the same keys
+    made = [
+        make_server_ssl_context(str(certs["server.pem"]), str(certs["server.key"]))
+        for _ in range(2)
+    ]
+    address = _free_address()
+    specs = _tls_specs(address, made[0], made[1])
+    broker = fluxmq_broker_factory(plugins=[], extra_plugins=[("t", servers_plugin(specs))])
+    assert broker.address("a.tls_bind") == broker.address("b.tls_bind")
+    client_ctx = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+    for prefix, tag in ((b"AAAA", b"A"), (b"BBBB", b"B")):
+        with socket.create_connection(broker.address("a.tls_bind"), timeout=5) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(prefix)
+                assert recv_some(s) == tag + b":" + prefix
+
+
+@pytest.mark.parametrize("second", ["client-ca", "plain"])
+def test_one_address_with_different_tls_settings_is_a_config_error(
+    certs: dict[str, Path], second: str
+) -> None:
+    ctx_a = make_server_ssl_context(str(certs["server.pem"]), str(certs["server.key"]))
+    ctx_b = None
+    if second == "client-ca":
+        ctx_b = make_server_ssl_context(
+            str(certs["server.pem"]), str(certs["server.key"]), str(certs["ca.pem"])
+        )
+    specs = _tls_specs(_free_address(), ctx_a, ctx_b)
+    broker = BrokerThread(plugins=[], extra_plugins=[("t", servers_plugin(specs))])
+    expected = "tls_ca, tls_client_auth" if second == "client-ca" else "b.tls_bind is plain TCP"
+    try:
+        with pytest.raises(ConfigError, match=expected) as info:
+            broker.start()
+        assert "a.tls_bind and b.tls_bind both ask for" in str(info.value)
+    finally:
+        broker.close()

@@ -38,7 +38,14 @@ from fluxmq_amqp1.codec.composites import (
     Target,
     Transfer,
 )
-from fluxmq_amqp1.codec.frames import FRAMING_ERROR, FrameReader, encode_frame
+from fluxmq_amqp1.codec.frames import (
+    FRAMING_ERROR,
+    FrameReader,
+    _fast_transfer,
+    accepted_frame,
+    encode_frame,
+    transfer_frame,
+)
 from fluxmq_amqp1.codec.message import AMQPMessage, decode_message, encode_message
 from fluxmq_amqp1.codec.types import (
     DECODE_ERROR,
@@ -51,6 +58,7 @@ from fluxmq_amqp1.codec.types import (
     decimal64,
     decimal128,
     decode,
+    decode_value,
     encode,
     float32,
     int32,
@@ -252,6 +260,97 @@ def test_performative_frames_round_trip(perf: Any) -> None:
     frame = reader.next_frame()
     assert frame is not None and frame.channel == 5 and frame.type == ftype
     assert frame.body == perf and frame.payload == payload
+
+
+@pytest.mark.parametrize("did", [0, 7, 255, 256, 2**32 - 1])
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True)])
+def test_direct_transfer_and_accepted_frames_match_the_generic_encoder(
+    did: int, flags: tuple[bool, bool]
+) -> None:
+    settled, more = flags
+
+    def read(raw: bytes) -> Any:
+        r = FrameReader()
+        r.expect_header = False
+        r.feed(raw)
+        return r.next_frame()
+
+    tag = did.to_bytes(4, "big")
+    fast = read(transfer_frame(3, did % 300, did, tag, settled, more, b"payload"))
+    generic = read(
+        encode_frame(
+            3,
+            Transfer(
+                handle=did % 300,
+                delivery_id=did,
+                delivery_tag=tag,
+                message_format=0,
+                settled=settled,
+                more=more,
+            ),
+            b"payload",
+        )
+    )
+    assert (fast.channel, fast.body, fast.payload) == (
+        generic.channel,
+        generic.body,
+        generic.payload,
+    )
+    fast = read(accepted_frame(2, did))
+    generic = read(
+        encode_frame(2, Disposition(role=True, first=did, settled=True, state=Accepted()))
+    )
+    assert (fast.channel, fast.body) == (generic.channel, generic.body)
+    # and Qpid Proton's decoder reads ours
+    data = proton.Data()
+    data.decode(transfer_frame(0, 1, did, tag, settled, more, b"")[8:])
+    assert data.get_object().descriptor == 0x14
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    handle=st.integers(0, 2**32 - 1),
+    did=st.none() | st.integers(0, 2**32 - 1),
+    tag=st.none() | st.binary(max_size=32),
+    fmt=st.none() | st.integers(0, 2**32 - 1),
+    settled=st.none() | st.booleans(),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    rsm=st.none() | st.integers(0, 1),
+    payload=st.binary(max_size=8),
+)
+def test_the_transfer_fast_path_decodes_as_the_generic_decoder(
+    handle: int,
+    did: int | None,
+    tag: bytes | None,
+    fmt: int | None,
+    settled: bool | None,
+    flags: tuple[bool, bool, bool, bool],
+    rsm: int | None,
+    payload: bytes,
+) -> None:
+    more, resume, aborted, batchable = flags
+    t = Transfer(
+        handle=handle,
+        delivery_id=did,
+        delivery_tag=tag,
+        message_format=fmt,
+        settled=settled,
+        more=more,
+        rcv_settle_mode=rsm,
+        resume=resume,
+        aborted=aborted,
+        batchable=batchable,
+    )
+    raw = encode_frame(0, t, payload)
+    body = raw[8:]
+    fast = _fast_transfer(body)
+    assert fast is not None  # what our encoder writes always takes the fast path
+    perf, pos = decode_value(body, 0)
+    assert fast == (perf, body[pos:]) and fast[0] == t
+    # cut short or lengthened, it defers to the generic decoder (which judges it)
+    for cut in (body[: -1 - len(payload)], body[:5] + bytes([body[5] + 1]) + body[6:]):
+        short = _fast_transfer(cut)
+        assert short is None or short[0] == decode_value(cut, 0)[0]
 
 
 def test_mandatory_and_typed_fields_are_checked() -> None:

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from proton import Described, Message, symbol
+from proton import Delivery, Described, Message, symbol
 from proton.reactor import Copy, Filter, LinkOption, Selector
 from proton.utils import LinkDetached, SendException
 
@@ -102,6 +102,47 @@ def test_queue_outcomes_accept_reject_release_modified(connect: Any) -> None:
     dlq.accept()
 
 
+def test_released_keeps_the_delivery_count_and_modified_failed_counts(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    c.create_sender(q).send(Message(body="c"))
+    r = c.create_receiver(q, credit=5)
+    counts = []
+    for outcome in ("released", "released", "modified", "failed", "accepted"):
+        got = r.receive(timeout=WAIT)
+        assert got.body == "c"
+        counts.append(got.delivery_count)
+        if outcome == "accepted":
+            r.accept()
+        elif outcome == "released":
+            r.release(delivered=False)
+        else:
+            r.fetcher.unsettled[0].local.failed = outcome == "failed"
+            r.settle(Delivery.MODIFIED)
+    # releases and a plain modified are not delivery attempts; delivery-failed is
+    assert counts == [0, 0, 0, 0, 1]
+
+
+def test_modified_undeliverable_here_goes_to_another_consumer(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name()}"
+    s = c.create_sender(q)
+    a = c.create_receiver(q, credit=10, name="a")
+    b = c.create_receiver(q, credit=0, name="b")  # in the group, no credit yet
+    s.send(Message(body="x"))
+    assert a.receive(timeout=WAIT).body == "x"
+    d = a.fetcher.unsettled[0]
+    d.local.undeliverable = True
+    a.settle(Delivery.MODIFIED)
+    s.send(Message(body="y"))
+    # a still has credit, but x waits for b (another consumer of the group): a gets y
+    assert a.receive(timeout=WAIT).body == "y"
+    a.accept()
+    got = b.receive(timeout=WAIT)  # grants b one credit
+    assert got.body == "x" and got.delivery_count == 0
+    b.accept()
+
+
 def test_link_credit_bounds_queue_deliveries(connect: Any) -> None:
     c = connect()
     q = f"$queue/{name()}"
@@ -142,10 +183,10 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: c.create_receiver("$queue/sel", options=Selector("color = 'red'")),
+        lambda c: c.create_receiver("$queue/sel/a/#", options=Copy()),
         lambda c: c.create_receiver("topic/browse", options=Copy()),
     ],
-    ids=["selector", "browse-topic"],
+    ids=["browse-with-filter", "browse-topic"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -323,6 +364,31 @@ def test_jms_selector_on_a_topic_link(connect: Any) -> None:
     r.accept()
     with pytest.raises(LinkDetached) as info:
         c.create_receiver(topic, name="bad", options=Selector("color = "))
+    assert info.value.link.remote_condition.name == "amqp:invalid-field"
+
+
+def test_jms_selector_on_a_queue_leaves_the_rest_to_other_consumers(connect: Any) -> None:
+    c = connect()
+    q = f"$queue/{name('qsel')}"
+    s = c.create_sender(q)
+    for i, color in enumerate(("blue", "red", "green", "red")):
+        s.send(Message(body=f"{color}-{i}", properties={"color": color}))
+    # a browser with the selector copies only what it selects
+    browser = c.create_receiver(
+        q, credit=10, name="peek", options=[Copy(), Selector("color = 'red'")]
+    )
+    assert [browser.receive(timeout=WAIT).body for _ in range(2)] == ["red-1", "red-3"]
+    red = c.create_receiver(q, credit=10, name="red", options=Selector("color = 'red'"))
+    assert [red.receive(timeout=WAIT).body for _ in range(2)] == ["red-1", "red-3"]
+    red.accept()
+    # what the selective link declined stayed in the queue, never delivered
+    rest = c.create_receiver(q, credit=10, name="rest")
+    got = [rest.receive(timeout=WAIT) for _ in range(2)]
+    assert [m.body for m in got] == ["blue-0", "green-2"]
+    assert [m.delivery_count for m in got] == [0, 0]
+    rest.accept()
+    with pytest.raises(LinkDetached) as info:
+        c.create_receiver(q, name="bad", options=Selector("color IN ("))
     assert info.value.link.remote_condition.name == "amqp:invalid-field"
 
 

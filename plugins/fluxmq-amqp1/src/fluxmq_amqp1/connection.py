@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from fluxmq_amqp1.codec.composites import (
+    Accepted,
     Attach,
     Begin,
     Close,
@@ -56,7 +57,9 @@ from fluxmq_amqp1.codec.frames import (
     Frame,
     FrameReader,
     Header8,
+    accepted_frame,
     encode_frame,
+    transfer_frame,
 )
 from fluxmq_amqp1.codec.message import decode_message
 from fluxmq_amqp1.codec.types import DECODE_ERROR, AMQPError
@@ -643,9 +646,12 @@ class Connection:
                 credit = rcv_count + (f.link_credit or 0) - link.delivery_count
                 link.credit = max(0, credit)
                 link.drain = f.drain
-                self.pump(link)
+                # the node first: a queue link defers a drain until its dispatcher ran
                 self.env.credit(self, link)
-                if f.echo:
+                self.pump(link)
+                if f.echo or (f.drain and credit <= 0 and not link.held):
+                    # a drain with no credit to spend is still answered: receivers
+                    # (rhea, Proton) wait for that flow
                     self._link_flow(link)
             else:
                 if f.delivery_count is not None:
@@ -737,6 +743,9 @@ class Connection:
         self.env.publish(self, link, message, raw, settled, done, p.state)
 
     def _disposition(self, s: Session, did: int, state: Any) -> None:
+        if type(state) is Accepted:
+            self.out += accepted_frame(s.channel, did)  # the common case, encoded directly
+            return
         self._send(s.channel, Disposition(role=True, first=did, settled=True, state=state))
 
     # --- sending deliveries --------------------------------------------------------------
@@ -750,6 +759,14 @@ class Connection:
         self.pump(link)
         self._poke()
         return True
+
+    def finish_drain(self, link: Link) -> None:
+        """Answer a drain the node deferred: spend the credit left and say so."""
+        link.drain_wait = False
+        if link.detached or link.refused or link.session.ended or self.phase is not Phase.OPENED:
+            return
+        self.pump(link)
+        self._poke()
 
     def pump(self, link: Link) -> None:
         """Send held deliveries while the link has credit and the session window."""
@@ -771,17 +788,12 @@ class Connection:
                 chunk = payload[i * max_payload : (i + 1) * max_payload]
                 more = i < frames - 1
                 if i == 0:
-                    t = Transfer(
-                        handle=link.local_handle,
-                        delivery_id=did,
-                        delivery_tag=tag,
-                        message_format=0,
-                        settled=settled,
-                        more=more,
+                    self.out += transfer_frame(
+                        s.channel, link.local_handle, did, tag, settled, more, chunk
                     )
                 else:
                     t = Transfer(handle=link.local_handle, more=more)
-                self.out += encode_frame(s.channel, t, chunk)
+                    self.out += encode_frame(s.channel, t, chunk)
                 s.next_outgoing_id = (s.next_outgoing_id + 1) & 0xFFFFFFFF
                 s.remote_incoming_window -= 1
             link.credit -= 1
@@ -790,7 +802,7 @@ class Connection:
                 s.unsettled[did] = (link, token)
         else:
             s.blocked.pop(id(link), None)
-        if link.drain and link.credit > 0 and not held:
+        if link.drain and link.credit > 0 and not held and not link.drain_wait:
             # Drain: spend the rest of the credit and tell the receiver (part 2.6.7).
             link.delivery_count = (link.delivery_count + link.credit) & 0xFFFFFFFF
             link.credit = 0

@@ -70,6 +70,7 @@ class Link:
         "credit",
         "delivery_count",
         "drain",
+        "drain_wait",
         "held",
         "partial",
         "node",
@@ -91,6 +92,8 @@ class Link:
         self.credit = 0
         self.delivery_count = 0
         self.drain = False
+        #: a drain the node answers later (a queue link waits for its dispatcher)
+        self.drain_wait = False
         #: outgoing deliveries waiting for credit or session window: (payload, token)
         self.held: deque[tuple[bytes, Any]] = deque()
         self.partial: Partial | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_amqp1.codec.composites import Accepted, Error, Modified, Rejected, Released
@@ -53,6 +54,8 @@ __all__ = [
     "TxnCoordinator",
     "acl_topic",
     "queue_error",
+    "queue_predicate",
+    "selects",
     "source_filters",
 ]
 
@@ -65,6 +68,8 @@ TXN_UNKNOWN = "amqp:transaction:unknown-id"
 TXN_ROLLBACK = "amqp:transaction:rollback"
 #: The consumer a classic queue's pending entry has once it is being dead-lettered.
 DEAD_MARK = "$dlq"
+#: Longest a drain on a queue link waits for the queue's dispatcher (seconds).
+DRAIN_WAIT = 1.0
 #: Queue names of dynamic nodes (never created by a plain attach).
 DYNAMIC_PREFIX = "amq.dyn-"
 
@@ -95,8 +100,8 @@ def source_filters(
     filters: dict[Any, Any] | None, addr: Address
 ) -> tuple[str | None, Selector | None]:
     """A source's filters: (a queue's legacy binding as the consumer group's
-    routing-key filter in MQTT form, a JMS selector for a topic source). Anything
-    else is refused with amqp:not-implemented, a bad one with amqp:invalid-field."""
+    routing-key filter in MQTT form, a JMS selector). Anything else is refused with
+    amqp:not-implemented, a bad one with amqp:invalid-field."""
     if not filters:
         return None, None
     binding = None
@@ -105,12 +110,8 @@ def source_filters(
         descriptor = value.descriptor if isinstance(value, Described) else None
         text = value.value if isinstance(value, Described) else None
         if descriptor in _SELECTORS and isinstance(text, str):
-            if addr.kind != "topic":
-                raise AMQPError(
-                    NOT_IMPLEMENTED,
-                    "JMS selectors on queue sources are not implemented yet (use a topic "
-                    "source, or a legacy-amqp-topic-binding filter on the routing key)",
-                )
+            if addr.kind not in ("topic", "queue"):
+                raise AMQPError(NOT_IMPLEMENTED, f"a selector on {addr.kind} is not supported")
             try:
                 selector = compile_selector(text)
             except SelectorError as exc:
@@ -132,6 +133,27 @@ def source_filters(
         except TopicError as exc:
             raise AMQPError(INVALID_FIELD, f"source filter {key}: {exc}") from None
     return binding, selector
+
+
+def selects(selector: Selector, message: Message, now: float) -> bool:
+    """Whether a JMS selector picks a core message (as an AMQP 1.0 receiver would
+    get it); a message that does not decode is not selected."""
+    try:
+        env = selector_env(decode_message(from_core(message, now)))
+    except AMQPError:
+        return False
+    return selector.matches(env)
+
+
+def queue_predicate(selector: Selector, clock: Callable[[], float]) -> Callable[[Message], bool]:
+    """The core queue consumer's predicate for a selector on a queue source: the
+    queue's dispatcher evaluates it, so messages this link declines stay in the
+    queue for the group's other consumers."""
+
+    def accepts(message: Message) -> bool:
+        return selects(selector, message, clock())
+
+    return accepts
 
 
 def acl_topic(addr: Address) -> str:
@@ -201,6 +223,7 @@ class QueueSub:
         "protocol",
         "server",
         "temporary",
+        "drainer",
     )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
@@ -214,6 +237,7 @@ class QueueSub:
         self.handle: Any = None
         self.client_id = conn.container_id or conn.id
         self.protocol = "amqp1"
+        self.drainer: asyncio.Task[None] | None = None
 
     def deliver(self, message: Message, delivery: Any) -> None:
         props = message.properties or {}
@@ -240,6 +264,27 @@ class QueueSub:
             if h.paused:
                 h.resume()
 
+    def drain(self) -> None:
+        """A drain on this link: the queue's dispatcher first delivers what is ready
+        for the new credit (it runs as its own task), then the rest is drained."""
+        self.link.drain_wait = True
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_WAIT
+        try:
+            await asyncio.sleep(0)
+            while True:
+                h = self.handle
+                if h is None or h.closed or h.idle or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            self.conn.finish_drain(self.link)
+            self.sync()
+
     def settle(self, token: Any, state: Any) -> None:
         if not isinstance(token, str):
             return
@@ -250,17 +295,28 @@ class QueueSub:
             elif isinstance(state, Rejected):
                 queues.reject(token, self.group)
             elif isinstance(state, Released):
-                queues.nack(token, self.group, requeue=True, delay=0)
+                # not a delivery attempt: the count stays, max_deliveries is not spent
+                queues.nack(token, self.group, requeue=True, delay=0, count=False)
             elif isinstance(state, Modified):
-                if state.delivery_failed:
-                    queues.nack(token, self.group, requeue=True)
-                else:
-                    queues.nack(token, self.group, requeue=True, delay=0)
+                # delivery-failed counts (and backs off); undeliverable-here steers the
+                # redelivery to another consumer of the group while one exists
+                failed = bool(state.delivery_failed)
+                queues.nack(
+                    token,
+                    self.group,
+                    requeue=True,
+                    delay=None if failed else 0,
+                    count=failed,
+                    elsewhere=bool(state.undeliverable_here),
+                )
         except QueueError as exc:
             log.info("%s: settling %s: %s", self.conn, token, exc)
 
     def close(self) -> None:
         queues = self.server.context.queues
+        if self.drainer is not None:
+            self.drainer.cancel()
+            self.drainer = None
         if self.handle is not None:
             queues.cancel(self.handle)
             self.handle = None
@@ -276,9 +332,11 @@ class Browser:
     and the unread part; for a stream, every retained record), sent settled as
     credit allows."""
 
-    __slots__ = ("server", "conn", "link", "queue", "group", "task", "more")
+    __slots__ = ("server", "conn", "link", "queue", "group", "task", "more", "selector")
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: Any, group: str):
+        #: a JMS selector from the source's filter: only matching messages are copied
+        self.selector: Selector | None = None
         self.server = server
         self.conn = conn
         self.link = link
@@ -312,6 +370,10 @@ class Browser:
         )
         return below, max(first, int(g.cursor)), end
 
+    def _selected(self, message: Message) -> bool:
+        sel = self.selector
+        return sel is None or selects(sel, message, self.server.clock())
+
     async def _wait_credit(self) -> bool:
         link = self.link
         while link.credit - len(link.held) <= 0:
@@ -326,7 +388,7 @@ class Browser:
             return False
         q = self.queue
         rows = await q.log.read(q.name, offset, 1)
-        if rows and rows[0][0] == offset:
+        if rows and rows[0][0] == offset and self._selected(rows[0][1]):
             payload = from_core(rows[0][1], self.server.clock())
             if not self.conn.send(self.link, payload, None):
                 return False
@@ -351,6 +413,8 @@ class Browser:
                 for off, message in rows:
                     if off >= end:
                         return
+                    if not self._selected(message):
+                        continue
                     if not self.conn.send(self.link, from_core(message, self.server.clock()), None):
                         return
                     self.server.stats.messages_sent += 1

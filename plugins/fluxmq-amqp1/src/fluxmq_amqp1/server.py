@@ -62,6 +62,7 @@ from fluxmq_amqp1.nodes import (
     Txn,
     acl_topic,
     queue_error,
+    queue_predicate,
     source_filters,
 )
 from fluxmq_amqp1.waits import AuthorizeWait
@@ -163,7 +164,10 @@ class AMQP1Server(AdapterServer):
                 link.node = mgmt
                 return source
             if source.distribution_mode == "copy":
-                return self._browse(conn, link, source, addr, props)
+                browser = self._browse(conn, link, source, addr, props)
+                browser.selector = selector
+                browser.start()
+                return source
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
                 sub.selector = selector
@@ -177,7 +181,17 @@ class AMQP1Server(AdapterServer):
                 queues = self._queues()
                 self._check_dynamic(queues, addr.name)
                 try:
-                    queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    q = queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    predicate = None
+                    if selector is not None:
+                        if q.is_stream or q.config.max_priority:
+                            raise AMQPError(
+                                NOT_IMPLEMENTED,
+                                f"JMS selectors on {q.type} queues"
+                                + (" with max_priority" if q.config.max_priority else "")
+                                + " are not implemented (classic queues only)",
+                            )
+                        predicate = queue_predicate(selector, self.clock)
                     qsub.handle = queues.consume(
                         addr.name,
                         group,
@@ -186,6 +200,7 @@ class AMQP1Server(AdapterServer):
                         credit=1,
                         cursor=cursor,
                         auto_commit=link.presettled,
+                        predicate=predicate,
                     )
                 except QueueError as exc:
                     err = queue_error(exc)
@@ -231,7 +246,7 @@ class AMQP1Server(AdapterServer):
 
     def _browse(
         self, conn: Connection, link: Link, source: Source, addr: Address, props: dict[Any, Any]
-    ) -> Source:
+    ) -> Browser:
         """distribution-mode copy: read a queue without consuming it."""
         if addr.kind != "queue":
             raise AMQPError(
@@ -250,8 +265,7 @@ class AMQP1Server(AdapterServer):
         link.snd_settle_mode = 1  # copies are sent settled: there is nothing to ack
         browser = Browser(self, conn, link, q, group)
         link.node = browser
-        browser.start()
-        return source
+        return browser
 
     @staticmethod
     def _check_dynamic(queues: Any, name: str) -> None:
@@ -300,6 +314,8 @@ class AMQP1Server(AdapterServer):
         node = link.node
         if isinstance(node, QueueSub):
             node.sync()
+            if link.drain and link.credit > 0:
+                node.drain()
         elif isinstance(node, Browser):
             node.more.set()
 

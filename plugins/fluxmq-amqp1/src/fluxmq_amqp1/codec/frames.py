@@ -28,8 +28,10 @@ __all__ = [
     "Frame",
     "FrameReader",
     "Header8",
+    "accepted_frame",
     "encode_frame",
     "is_amqp1",
+    "transfer_frame",
 ]
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -101,10 +103,143 @@ def encode_frame(
     return _HDR.pack(8 + len(body), 2, type, channel) + bytes(body)
 
 
+def _uint(v: int) -> bytes:
+    if v == 0:
+        return b"\x43"  # uint0
+    if v < 256:
+        return bytes((0x52, v))  # smalluint
+    return b"\x70" + v.to_bytes(4, "big")
+
+
+_BOOL = (b"\x42", b"\x41")
+
+
+def transfer_frame(
+    channel: int,
+    handle: int,
+    delivery_id: int,
+    tag: bytes,
+    settled: bool,
+    more: bool,
+    payload: bytes,
+) -> bytes:
+    """``encode_frame(channel, Transfer(handle, delivery_id, tag, message_format=0,
+    settled, more), payload)`` written directly: the first frame of every outgoing
+    delivery, the hot path of a consumer (the generic encoder walks the field table
+    per frame). Tags up to 255 bytes."""
+    fields = b"".join(
+        (
+            _uint(handle),
+            _uint(delivery_id),
+            b"\xa0",
+            bytes((len(tag),)),
+            tag,
+            b"\x43",
+            _BOOL[settled],
+            _BOOL[more],
+        )
+    )
+    head = b"\x00\x53\x14\xc0" + bytes((len(fields) + 1, 6))
+    return _HDR.pack(8 + len(head) + len(fields) + len(payload), 2, TYPE_AMQP, channel) + b"".join(
+        (head, fields, payload)
+    )
+
+
+def accepted_frame(channel: int, delivery_id: int) -> bytes:
+    """``encode_frame(channel, Disposition(role=True, first=delivery_id,
+    settled=True, state=Accepted()))`` written directly: one per unsettled publish."""
+    fields = b"\x41" + _uint(delivery_id) + b"\x40\x41\x00\x53\x24\x45"
+    body = b"\x00\x53\x15\xc0" + bytes((len(fields) + 1, 5)) + fields
+    return _HDR.pack(8 + len(body), 2, TYPE_AMQP, channel) + body
+
+
+#: What each transfer field may be on the fast path (anything else: the generic
+#: decoder decides): u uint, b binary, ? boolean, y ubyte, n null only.
+_TRANSFER_KINDS = ("u", "u", "b", "u", "?", "?", "y", "n", "?", "?", "?")
+_KIND_CODES = {
+    "u": frozenset((0x40, 0x43, 0x52, 0x70)),
+    "b": frozenset((0x40, 0xA0)),
+    "?": frozenset((0x40, 0x41, 0x42, 0x56)),
+    "y": frozenset((0x40, 0x50)),
+    "n": frozenset((0x40,)),
+}
+_WIDTH = {0x40: 1, 0x41: 1, 0x42: 1, 0x43: 1, 0x52: 2, 0x56: 2, 0x50: 2, 0x70: 5}
+
+
+def _fast_transfer(body: bytes) -> tuple[Transfer, bytes] | None:
+    """The common transfer (list8, primitive fields, no state) decoded directly;
+    None for anything else, which the generic decoder then reads (and judges)."""
+    if len(body) < 7 or body[3] != 0xC0:
+        return None
+    end = 5 + body[4]
+    count = body[5]
+    if not 0 < count <= 11 or end > len(body) or body[6] == 0x40:
+        return None  # the handle is mandatory: the generic decoder says so
+    pos = 6
+    vals: list[Any] = []
+    for i in range(count):
+        if pos >= end:
+            return None
+        c = body[pos]
+        kind = _TRANSFER_KINDS[i]
+        if c not in _KIND_CODES[kind]:
+            return None
+        if c == 0xA0:
+            if pos + 2 > end:
+                return None
+            n = body[pos + 1]
+            if pos + 2 + n > end:
+                return None
+            vals.append(body[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+            continue
+        w = _WIDTH[c]
+        if pos + w > end:
+            return None
+        if c == 0x40:
+            v: Any = None
+        elif c == 0x43:
+            v = 0
+        elif c in (0x52, 0x50):
+            v = body[pos + 1]
+        elif c == 0x70:
+            v = int.from_bytes(body[pos + 1 : pos + 5], "big")
+        elif c == 0x41:
+            v = True
+        elif c == 0x42:
+            v = False
+        else:  # 0x56
+            if body[pos + 1] > 1:
+                return None
+            v = body[pos + 1] == 1
+        vals.append(v)
+        pos += w
+    if pos != end:
+        return None
+    vals += [None] * (11 - count)
+    t = Transfer(
+        handle=vals[0],
+        delivery_id=vals[1],
+        delivery_tag=vals[2],
+        message_format=vals[3],
+        settled=vals[4],
+        more=bool(vals[5]),
+        rcv_settle_mode=vals[6],
+        resume=bool(vals[8]),
+        aborted=bool(vals[9]),
+        batchable=bool(vals[10]),
+    )
+    return t, body[end:]
+
+
 def decode_body(type: int, body: bytes) -> tuple[Any, bytes]:
     """A frame body -> (performative, payload). Only a transfer may carry a payload."""
     if not body:
         return None, b""
+    if type == TYPE_AMQP and body[:3] == b"\x00\x53\x14":
+        fast = _fast_transfer(body)
+        if fast is not None:
+            return fast
     perf, pos = decode_value(body, 0)
     if not isinstance(perf, Performative):
         raise AMQPError(DECODE_ERROR, f"frame body is not a performative: {type_name(perf)}")
