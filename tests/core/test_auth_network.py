@@ -13,9 +13,7 @@ import base64
 import http.client
 import json
 import queue
-import re
 import socket
-import subprocess
 import uuid
 from typing import Any
 
@@ -26,47 +24,13 @@ import pytest
 from paho.mqtt.client import CallbackAPIVersion
 
 from fluxmq_core.auth_file import set_password
+from fluxmq_core.testing.net import host_ipv4
 
 WAIT = 5.0
 ANY = "0.0.0.0:0"
 
 
-def _candidates() -> list[str]:
-    found: list[str] = []
-    try:
-        out = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "scope", "global"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout
-        found += re.findall(r"\binet (\d+\.\d+\.\d+\.\d+)/", out)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:  # the address the default route would use (no packet is sent)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("198.51.100.1", 9))
-            found.append(s.getsockname()[0])
-    except OSError:
-        pass
-    return found
-
-
-def _host_ip() -> str | None:
-    for ip in _candidates():
-        if ip.startswith("127."):
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((ip, 0))
-        except OSError:
-            continue
-        return ip
-    return None
-
-
-HOST_IP = _host_ip()
+HOST_IP = host_ipv4()
 
 pytestmark = pytest.mark.skipif(
     HOST_IP is None, reason="this machine has no non-loopback IPv4 address to connect from"

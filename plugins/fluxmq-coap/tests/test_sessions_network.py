@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
-import subprocess
 import time
 from typing import Any
 
@@ -17,6 +15,7 @@ from fluxmq_coap.testing import ACK, CON, RST, WAIT, decode, encode, path_option
 
 from fluxmq_core.message import Message
 from fluxmq_core.testing.broker import BrokerThread
+from fluxmq_core.testing.net import host_ipv4
 
 GET, POST = 1, 2
 CONTENT, CHANGED, UNAUTHORIZED, SERVICE_UNAVAILABLE = 0x45, 0x44, 0x81, 0xA3
@@ -129,30 +128,7 @@ def test_rst_gives_a_queue_delivery_back(fluxmq_broker_factory):
         second.close()
 
 
-def _host_ip() -> str | None:
-    found: list[str] = []
-    try:
-        out = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "scope", "global"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout
-        found += re.findall(r"\binet (\d+\.\d+\.\d+\.\d+)/", out)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    for ip in found:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((ip, 0))
-        except OSError:
-            continue
-        return ip
-    return None
-
-
-HOST_IP = _host_ip()
+HOST_IP = host_ipv4()
 
 
 @pytest.mark.skipif(HOST_IP is None, reason="this machine has no non-loopback IPv4 address")
