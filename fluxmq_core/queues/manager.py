@@ -434,14 +434,13 @@ class QueueManager:
                 validate_topic_filter(filter)
             except TopicError as exc:
                 raise QueueError(f"invalid consumer filter {filter!r}: {exc}") from None
-        nxt = q.log.next_offset(q.name)
-        g = self._new_group(q, group, nxt if start == "latest" else None)
+        begin = q.log.next_offset(q.name) if start == "latest" else q.live_first()
+        g = self._new_group(q, group, begin)
         g.filter = filter
-        if isinstance(g, StreamGroup):
-            g.seek("last" if start == "latest" else "first", None)
-        else:
-            q.log.commit_offset(q.name, group, g.cursor)
-            g.committed = g.cursor
+        # Committed at once: the group outlives a restart, and a stream group's
+        # first consumer resumes here instead of at the end.
+        q.log.commit_offset(q.name, group, g.cursor)
+        g.committed = g.cursor
         return g
 
     def delete_group(self, queue: str, group: str) -> bool:

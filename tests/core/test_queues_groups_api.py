@@ -97,3 +97,18 @@ async def test_pending_and_claim_move_idle_deliveries() -> None:
         assert mgr.ack("q", "g", 0) is True
         with pytest.raises(QueueError):
             mgr.pending("q", "nope")
+
+
+async def test_create_group_on_a_stream_starts_where_asked() -> None:
+    async with queue_manager(queues={"s": {"type": "stream"}}) as mgr:
+        for i in range(2):
+            await mgr.append("s", Message(f"$queue/s/k{i}", f"m{i}".encode()))
+        mgr.create_group("s", "early")
+        mgr.create_group("s", "late", start="latest")
+        await mgr.append("s", Message("$queue/s/k2", b"m2"))
+        early, late = RecordingConsumer("e"), RecordingConsumer("l")
+        mgr.consume("s", "early", early)
+        mgr.consume("s", "late", late)
+        await mgr.wait_idle()
+        assert early.payloads == [b"m0", b"m1", b"m2"]
+        assert late.payloads == [b"m2"]
