@@ -64,6 +64,7 @@ log = logging.getLogger("fluxmq.queue_api")
 PROTOCOL = "queue-api"
 DEFAULT_BATCH = 100
 MAX_BATCH = 1000
+STREAM_WINDOW = 1000  # AppendQueue appends waiting for durability at once
 TAIL_POLL_MAX = 0.1  # seconds between log reads of an idle Tail stream
 
 
@@ -499,7 +500,10 @@ class QueueAPI:
             origin_client=caller.client_id,
         )
 
-    async def _append(self, queue: str, message: Message, allowed: set[str], caller: Caller) -> int:
+    async def _submit(
+        self, queue: str, message: Message, allowed: set[str], caller: Caller
+    ) -> asyncio.Future[int]:
+        """Check the ACL and append; the future resolves once the append is durable."""
         if message.topic not in allowed:
             await self.allow(caller, PUBLISH, message.topic)
             allowed.add(message.topic)
@@ -507,13 +511,18 @@ class QueueAPI:
             fut = self.queues.append(queue, message)
         except QueueError as exc:
             raise from_queue_error(exc) from None
+        self.context.stats.messages_received += 1
+        return fut
+
+    @staticmethod
+    async def _durable(fut: asyncio.Future[int]) -> int:
         try:
-            offset = await fut
+            return await fut
         except Exception as exc:
             raise ApiError("unavailable", f"append not stored: {exc}") from None
-        stats = self.context.stats
-        stats.messages_received += 1
-        return offset
+
+    async def _append(self, queue: str, message: Message, allowed: set[str], caller: Caller) -> int:
+        return await self._durable(await self._submit(queue, message, allowed, caller))
 
     async def append(self, req: Any, caller: Caller) -> Any:
         self._queue(req.queue_name)
@@ -558,9 +567,22 @@ class QueueAPI:
 
     async def append_queue(self, requests: AsyncIterator[Any], caller: Caller) -> Any:
         queue = ""
-        offsets: list[int] = []
+        waiting: list[asyncio.Future[int]] = []
+        first = last_offset = count = 0
         allowed: set[str] = set()
         last = 0.0
+
+        async def settle() -> None:
+            # Appends are not awaited one by one (the stream's messages share group
+            # commits); at most STREAM_WINDOW wait at once.
+            nonlocal first, last_offset, count
+            for fut in waiting:
+                offset = await self._durable(fut)
+                first = offset if count == 0 else first
+                last_offset = offset
+                count += 1
+            waiting.clear()
+
         async for req in requests:
             if not queue:
                 queue = req.queue_name
@@ -569,18 +591,23 @@ class QueueAPI:
                 raise ApiError(
                     "invalid_argument",
                     f"AppendQueue: one stream appends to one queue ({queue!r}); "
-                    f"got {req.queue_name!r} after {len(offsets)} message(s) were appended",
+                    f"got {req.queue_name!r} after {count + len(waiting)} message(s) were appended",
                 )
             message = self._message(queue, req.key, req.value, req.headers, caller)
-            offsets.append(await self._append(queue, message, allowed, caller))
+            try:
+                waiting.append(await self._submit(queue, message, allowed, caller))
+            except ApiError:
+                # What was appended before the refusal stays appended: let it settle.
+                await asyncio.gather(*waiting, return_exceptions=True)
+                raise
             last = message.timestamp
-        if not offsets:
+            if len(waiting) >= STREAM_WINDOW:
+                await settle()
+        await settle()
+        if not count:
             raise ApiError("invalid_argument", "AppendQueue: the stream had no messages")
         return pb.AppendBatchResponse(
-            first_offset=offsets[0],
-            last_offset=offsets[-1],
-            count=len(offsets),
-            timestamp=_timestamp(last),
+            first_offset=first, last_offset=last_offset, count=count, timestamp=_timestamp(last)
         )
 
     # --- reading ------------------------------------------------------------------------
