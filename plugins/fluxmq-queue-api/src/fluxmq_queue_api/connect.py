@@ -20,6 +20,7 @@ The Connect protocol (connectrpc.com/docs/protocol) over HTTP/1.1:
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 import struct
@@ -73,21 +74,20 @@ class ConnectFace:
         self.api = api
 
     def install(self, router: Any) -> None:
-        router.add(
-            "POST",
-            f"/{SERVICE}/{{method}}",
-            self.handle,
-            "Queue API over the Connect protocol (see docs/queue-api.md)",
-            "queue-api",
-        )
-
-    async def handle(self, req: Request) -> Response | StreamResponse:
-        m = METHODS.get(req.params.get("method", ""))
-        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
-        if m is None:
-            return _unary_error(
-                ApiError("unimplemented", f"no method {SERVICE}/{req.params.get('method')}")
+        """One route per procedure (fixed paths: the OpenAPI document of the HTTP
+        listener stays valid, and an unknown procedure is the router's 404)."""
+        for name in METHODS:
+            router.add(
+                "POST",
+                f"/{SERVICE}/{name}",
+                functools.partial(self.handle, name=name),
+                f"Queue API {name} over the Connect protocol (see docs/queue-api.md)",
+                "queue-api",
             )
+
+    async def handle(self, req: Request, name: str) -> Response | StreamResponse:
+        m = METHODS[name]
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if m.kind == "unary":
             if ctype not in ("application/json", "application/proto"):
                 return _unary_error(
