@@ -207,3 +207,12 @@ def test_openapi_document_stays_valid(broker: BrokerThread) -> None:
     except ImportError:  # a dev dependency, not in the plugin's test extra
         return
     validate(doc)
+
+
+def test_connect_error_has_queue_error_detail(broker: BrokerThread) -> None:
+    status, _c, data = connect_call(broker, "GetQueue", {"name": "missing"})
+    assert status == 404
+    [detail] = json.loads(data)["details"]
+    assert detail["type"] == "fluxmq.queue.v1.QueueErrorDetail"
+    raw = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+    assert pb.QueueErrorDetail.FromString(raw).code == pb.QUEUE_ERROR_CODE_NOT_FOUND

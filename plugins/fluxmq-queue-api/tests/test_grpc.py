@@ -255,3 +255,73 @@ async def test_reflection_lists_the_service(broker: BrokerThread) -> None:
         answers = [a async for a in call(ask())]
     names = {s.name for s in answers[0].list_services_response.service}
     assert "fluxmq.queue.v1.QueueService" in names
+
+
+async def test_errors_carry_queue_error_detail(broker: BrokerThread) -> None:
+    """The Go FluxMQ's QueueErrorDetail rides in grpc-status-details-bin; a stream
+    refused half-way says how much it appended (AppendProgress)."""
+    from fluxmq_queue_api import SERVICE
+
+    def detail_of(exc: grpc.aio.AioRpcError) -> pb.QueueErrorDetail:
+        raw = dict(exc.trailing_metadata() or ())["grpc-status-details-bin"]
+        # google.rpc.Status: field 3 is the Any; parse it with a tiny reader.
+        from google.protobuf import any_pb2
+
+        i = 0
+        found = None
+        while i < len(raw):
+            key = raw[i]
+            i += 1
+            if key & 7 == 0:
+                while raw[i] & 0x80:
+                    i += 1
+                i += 1
+                continue
+            size, shift = 0, 0
+            while True:
+                b = raw[i]
+                i += 1
+                size |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            if key >> 3 == 3:
+                found = any_pb2.Any.FromString(raw[i : i + size])
+            i += size
+        assert found is not None
+        detail = pb.QueueErrorDetail()
+        assert found.Unpack(detail)
+        return detail
+
+    async with grpc.aio.insecure_channel(grpc_target(broker)) as channel:
+        meta = (("authorization", f"Bearer {TOKEN}"),)
+        get = channel.unary_unary(
+            f"/{SERVICE}/GetQueue",
+            request_serializer=pb.GetQueueRequest.SerializeToString,
+            response_deserializer=pb.Queue.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await get(pb.GetQueueRequest(name="missing"), metadata=meta)
+        d = detail_of(info.value)
+        assert d.code == pb.QUEUE_ERROR_CODE_NOT_FOUND and not d.retryable
+
+        async with QueueClient(grpc_target(broker), token=TOKEN) as admin:
+            await admin.purge("small")
+        stream = channel.stream_unary(
+            f"/{SERVICE}/AppendQueue",
+            request_serializer=pb.AppendRequest.SerializeToString,
+            response_deserializer=pb.AppendBatchResponse.FromString,
+        )
+
+        async def three():
+            for v in (b"1", b"2", b"3"):  # "small" holds 2
+                yield pb.AppendRequest(queue_name="small", value=v)
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stream(three(), metadata=meta)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        d = detail_of(info.value)
+        assert d.code == pb.QUEUE_ERROR_CODE_RESOURCE_EXHAUSTED and d.retryable
+        assert d.WhichOneof("progress") == "append_progress"
+        p = d.append_progress
+        assert (p.processed_count, p.failed_index, p.last_offset - p.first_offset) == (2, 2, 1)

@@ -20,6 +20,7 @@ The Connect protocol (connectrpc.com/docs/protocol) over HTTP/1.1:
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import gzip
 import json
@@ -33,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from fluxmq_core.http.server import Request, Response, StreamResponse, StreamWriter
 from fluxmq_queue_api import SERVICE
-from fluxmq_queue_api.errors import HTTP_STATUS, ApiError, internal
+from fluxmq_queue_api.errors import HTTP_STATUS, ApiError, error_detail, internal
 from fluxmq_queue_api.service import METHODS, Method, QueueAPI
 
 __all__ = ["ConnectFace", "envelope", "read_envelopes"]
@@ -64,7 +65,15 @@ def read_envelopes(body: bytes) -> list[tuple[int, bytes]]:
 
 
 def error_json(exc: ApiError) -> dict[str, Any]:
-    return {"code": exc.code, "message": exc.message}
+    """Connect's error body, with the ``QueueErrorDetail`` as a detail (unpadded
+    base64 of the binary message, as connect-go writes it)."""
+    detail = error_detail(exc)
+    value = base64.b64encode(detail.SerializeToString()).decode().rstrip("=")
+    return {
+        "code": exc.code,
+        "message": exc.message,
+        "details": [{"type": detail.DESCRIPTOR.full_name, "value": value}],
+    }
 
 
 class ConnectFace:

@@ -9,6 +9,7 @@ translated once, in :func:`from_queue_error`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fluxmq_core.queues import (
     InvalidQueueNameError,
@@ -61,14 +62,62 @@ QUEUE_ERROR_CODE = {
 class ApiError(Exception):
     """A refused call: ``code`` is a Connect code name, ``message`` says why."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: Any = None) -> None:
         assert code in HTTP_STATUS, code
         super().__init__(message)
         self.code = code
         self.message = message
+        #: A ``QueueErrorDetail`` with more than the code (progress of a partial
+        #: append); :func:`error_detail` fills in the rest.
+        self.detail = detail
 
     def __repr__(self) -> str:
         return f"ApiError({self.code!r}, {self.message!r})"
+
+
+#: Codes a client may retry as they are (the condition may pass).
+RETRYABLE = frozenset(("unavailable", "resource_exhausted", "deadline_exceeded", "aborted"))
+
+
+def error_detail(exc: ApiError) -> Any:
+    """The ``fluxmq.queue.v1.QueueErrorDetail`` sent with every error, as the Go
+    FluxMQ does, so clients branch on ``code`` instead of parsing the message."""
+    from fluxmq_queue_api._proto import queue_pb2 as pb
+
+    detail = pb.QueueErrorDetail()
+    if exc.detail is not None:
+        detail.CopyFrom(exc.detail)
+    detail.code = QUEUE_ERROR_CODE.get(exc.code, 0)
+    detail.retryable = exc.code in RETRYABLE
+    return detail
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def status_details_bin(grpc_code: int, exc: ApiError) -> bytes:
+    """``grpc-status-details-bin``: a serialized ``google.rpc.Status`` (code 1,
+    message 2, details 3 as ``google.protobuf.Any``), written by hand so that no
+    googleapis package is needed for three fields."""
+    from google.protobuf import any_pb2
+
+    packed = any_pb2.Any()
+    packed.Pack(error_detail(exc))
+    out = _varint(1 << 3) + _varint(grpc_code) if grpc_code else b""
+    return out + _field(2, exc.message.encode()) + _field(3, packed.SerializeToString())
 
 
 def internal(method: str, exc: BaseException) -> ApiError:

@@ -17,7 +17,7 @@ import grpc.aio
 
 from fluxmq_queue_api import SERVICE
 from fluxmq_queue_api.config import ApiConfig
-from fluxmq_queue_api.errors import ApiError, internal
+from fluxmq_queue_api.errors import ApiError, internal, status_details_bin
 from fluxmq_queue_api.service import METHODS, Caller, Method, QueueAPI
 
 __all__ = ["GrpcFace", "peer_address"]
@@ -106,7 +106,11 @@ class GrpcFace:
         des, ser = m.request.FromString, m.response.SerializeToString
 
         async def abort(ctx: grpc.aio.ServicerContext, exc: ApiError) -> None:
-            await ctx.abort(STATUS[exc.code], exc.message)
+            code = STATUS[exc.code]
+            details = status_details_bin(code.value[0], exc)
+            await ctx.abort(
+                code, exc.message, trailing_metadata=(("grpc-status-details-bin", details),)
+            )
 
         if m.kind == "unary":
 

@@ -576,34 +576,46 @@ class QueueAPI:
             # Appends are not awaited one by one (the stream's messages share group
             # commits); at most STREAM_WINDOW wait at once.
             nonlocal first, last_offset, count
-            for fut in waiting:
-                offset = await self._durable(fut)
+            while waiting:
+                offset = await self._durable(waiting[0])
+                waiting.pop(0)
                 first = offset if count == 0 else first
                 last_offset = offset
                 count += 1
-            waiting.clear()
 
-        async for req in requests:
-            if not queue:
-                queue = req.queue_name
-                self._queue(queue)
-            elif req.queue_name and req.queue_name != queue:
-                raise ApiError(
-                    "invalid_argument",
-                    f"AppendQueue: one stream appends to one queue ({queue!r}); "
-                    f"got {req.queue_name!r} after {count + len(waiting)} message(s) were appended",
-                )
-            message = self._message(queue, req.key, req.value, req.headers, caller)
-            try:
+        try:
+            async for req in requests:
+                if not queue:
+                    queue = req.queue_name
+                    self._queue(queue)
+                elif req.queue_name and req.queue_name != queue:
+                    raise ApiError(
+                        "invalid_argument",
+                        f"AppendQueue: one stream appends to one queue ({queue!r}); "
+                        f"got {req.queue_name!r}",
+                    )
+                message = self._message(queue, req.key, req.value, req.headers, caller)
                 waiting.append(await self._submit(queue, message, allowed, caller))
-            except ApiError:
-                # What was appended before the refusal stays appended: let it settle.
-                await asyncio.gather(*waiting, return_exceptions=True)
-                raise
-            last = message.timestamp
-            if len(waiting) >= STREAM_WINDOW:
-                await settle()
-        await settle()
+                last = message.timestamp
+                if len(waiting) >= STREAM_WINDOW:
+                    await settle()
+            await settle()
+        except ApiError as exc:
+            # What was appended before the refusal stays appended: say how much.
+            for result in await asyncio.gather(*waiting, return_exceptions=True):
+                if isinstance(result, int):
+                    first = result if count == 0 else first
+                    last_offset = result
+                    count += 1
+            exc.detail = pb.QueueErrorDetail(
+                append_progress=pb.AppendProgress(
+                    processed_count=count,
+                    failed_index=count,
+                    first_offset=first,
+                    last_offset=last_offset,
+                )
+            )
+            raise
         if not count:
             raise ApiError("invalid_argument", "AppendQueue: the stream had no messages")
         return pb.AppendBatchResponse(
