@@ -87,7 +87,7 @@ def error_detail(exc: ApiError) -> Any:
     detail = pb.QueueErrorDetail()
     if exc.detail is not None:
         detail.CopyFrom(exc.detail)
-    detail.code = QUEUE_ERROR_CODE.get(exc.code, 0)
+    detail.code = QUEUE_ERROR_CODE.get(exc.code, 0)  # type: ignore[assignment]
     detail.retryable = exc.code in RETRYABLE
     return detail
 
