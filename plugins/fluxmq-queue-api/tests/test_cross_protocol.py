@@ -1,5 +1,6 @@
 """What the API appends MQTT ``$queue/`` consumers get, and what MQTT publishes the
-API's ConsumeQueue stream gets: one core queue manager behind both. Also the
+API's ConsumeQueue stream gets, and the same with AMQP 0.9.1 (pika): one
+core queue manager behind every face. Also the
 ``[auth] anonymous = "local"`` default: a loopback caller needs no credentials."""
 
 from __future__ import annotations
@@ -72,3 +73,45 @@ async def test_mqtt_publish_reaches_consume_queue_stream(
         ack = await qc.ack("xp-in", "workers", "w1", [m.offset])
         assert ack.acked_count == 1
         await stream.aclose()
+
+
+def test_amqp_consumer_gets_api_appends_and_api_reads_amqp_publishes(
+    amqp_broker: BrokerThread,
+) -> None:
+    pika = pytest.importorskip("pika")
+    host, port = amqp_broker.address("amqp091.bind")
+
+    async def api_append() -> int:
+        async with QueueClient(grpc_target(amqp_broker), token=TOKEN) as qc:
+            await qc.create_queue("xp-amqp")
+            return (await qc.append("xp-amqp", b"from-api")).offset
+
+    asyncio.run(api_append())
+    conn = pika.BlockingConnection(pika.ConnectionParameters(host, port))
+    try:
+        ch = conn.channel()
+        ch.queue_declare("xp-amqp", passive=True)
+        method, _props, body = ch.basic_get("xp-amqp", auto_ack=False)
+        assert method is not None and body == b"from-api"
+        ch.basic_ack(method.delivery_tag)
+        ch.basic_publish("", "xp-amqp", b"from-amqp")
+        conn.process_data_events(0)
+        ch.queue_declare("xp-amqp", passive=True)  # a round trip: the publish is in
+    finally:
+        conn.close()
+
+    async def api_read() -> list[bytes]:
+        async with QueueClient(grpc_target(amqp_broker), token=TOKEN) as qc:
+            batch = await qc.read_batch("xp-amqp", 0)
+            return [m.value for m in batch.messages]
+
+    assert asyncio.run(api_read()) == [b"from-api", b"from-amqp"]
+
+
+@pytest.fixture(scope="module")
+def amqp_broker() -> Iterator[BrokerThread]:
+    pytest.importorskip("fluxmq_amqp091")
+    with BrokerThread(
+        plugins=["amqp091", "queue_api"], config={"http": {"admin_token": TOKEN}}
+    ) as b:
+        yield b
