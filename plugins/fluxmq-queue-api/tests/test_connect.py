@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import threading
+import time
 
 from fluxmq_queue_api._proto import queue_pb2 as pb
 from fluxmq_queue_api.testing import (
@@ -165,8 +166,17 @@ def test_consume_queue_stream_and_ack_over_connect(broker: BrokerThread) -> None
             {"queueName": "cconsume", "groupId": "g", "consumerId": "c1", "offsets": ["0"]},
         )
         assert acked["ackedCount"] == 1
+        group = ok_json(broker, "GetConsumerGroup", {"queueName": "cconsume", "groupId": "g"})
+        assert [c["consumerId"] for c in group["consumers"]] == ["c1"]
     finally:
         conn.close()
+    # The client went away: the stream's consumer leaves the group.
+    deadline = time.monotonic() + 10
+    while ok_json(broker, "GetConsumerGroup", {"queueName": "cconsume", "groupId": "g"}).get(
+        "consumers"
+    ):
+        assert time.monotonic() < deadline, "the Connect stream's consumer stayed"
+        time.sleep(0.02)
 
 
 def test_long_poll_consume_wakes_on_append(broker: BrokerThread) -> None:
