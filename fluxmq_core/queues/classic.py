@@ -336,6 +336,31 @@ class ClassicGroup(Group):
         consumer.inflight.clear()
         return n
 
+    def claim(
+        self, consumer: Consumer, now: float, min_idle: float, limit: int
+    ) -> list[tuple[int, int]]:
+        """Move deliveries pending on other consumers for at least ``min_idle``
+        seconds to ``consumer`` (see ``QueueManager.claim``)."""
+        vt = self.queue.config.visibility_timeout or 0.0
+        out: list[tuple[int, int]] = []
+        for p in list(self.pel.values()):
+            if limit and len(out) >= limit:
+                break
+            if p.consumer in (WAITING, DEAD, consumer.id):
+                continue
+            if now - (p.deadline - vt) < min_idle:
+                continue
+            self._release(p)
+            p.consumer = consumer.id
+            p.count += 1
+            p.deadline = now + vt
+            self._persist(p)
+            consumer.inflight.add(p.offset)
+            out.append((p.offset, p.count))
+        if out:
+            self.manager.counters["redelivered"] += len(out)
+        return sorted(out)
+
     def sweep(self, now: float) -> int:
         """Visibility timeouts and due retries; returns how many entries moved."""
         moved = 0

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues import dlq, ephemeral, retention
 from fluxmq_core.queues.capture import CaptureSubscriber
-from fluxmq_core.queues.classic import ClassicGroup
+from fluxmq_core.queues.classic import DEAD, ClassicGroup
 from fluxmq_core.queues.config import (
     DLQ_PREFIX,
     MessageTooLargeError,
@@ -55,6 +55,7 @@ from fluxmq_core.queues.types import (
     parse_message_id,
     split_queue_topic,
 )
+from fluxmq_core.router.topics import TopicError, validate_topic_filter
 from fluxmq_core.storage.memory_log import MemoryQueueLog
 
 if TYPE_CHECKING:
@@ -390,6 +391,104 @@ class QueueManager:
         for g in q.groups.values():
             g.skip_to(nxt)
         return n
+
+    def truncate(self, name: str, offset: int) -> int:
+        """Drop every message below ``offset`` (pending ones included: their later acks
+        return False), as retention would; groups skip past them. Returns how many
+        messages went. The queue API's Truncate."""
+        q = self._require(name)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise QueueError(f"invalid offset {offset!r}")
+        offset = min(offset, q.log.next_offset(name))
+        for g in q.groups.values():
+            if isinstance(g, ClassicGroup):
+                for o in [o for o in g.pel if o < offset]:
+                    g.settle(o)
+        n = q.log.truncate_before(name, offset)
+        for g in q.groups.values():
+            g.skip_to(offset)
+        self.counters["truncated"] += n
+        return n
+
+    # --- consumer groups without consumers ------------------------------------------
+
+    def create_group(
+        self, queue: str, group: str, *, start: str = "earliest", filter: str | None = None
+    ) -> Group:
+        """Create consumer group ``group`` of ``queue`` before any consumer joins it
+        (a consumer's first ``consume`` does so otherwise). ``start``: ``"earliest"``
+        (the first retained message) or ``"latest"`` (only what is appended from now
+        on). ``filter`` is the group's routing-key filter. :class:`QueueError` when
+        the group exists."""
+        q = self._require(queue)
+        if not isinstance(group, str) or not group:
+            raise QueueError("a consumer group name must be a non-empty string")
+        if group in q.groups:
+            raise QueueError(f"queue {queue!r} already has a consumer group {group!r}")
+        if start not in ("earliest", "latest"):
+            raise QueueError(f"start must be 'earliest' or 'latest'; got {start!r}")
+        if filter in ("", "#"):
+            filter = None
+        if filter is not None:
+            try:
+                validate_topic_filter(filter)
+            except TopicError as exc:
+                raise QueueError(f"invalid consumer filter {filter!r}: {exc}") from None
+        begin = q.log.next_offset(q.name) if start == "latest" else q.live_first()
+        g = self._new_group(q, group, begin)
+        g.filter = filter
+        # Committed at once: the group outlives a restart, and a stream group's
+        # first consumer resumes here instead of at the end.
+        q.log.commit_offset(q.name, group, g.cursor)
+        g.committed = g.cursor
+        return g
+
+    def delete_group(self, queue: str, group: str) -> bool:
+        """Remove a consumer group: its consumers become inactive, its pending
+        deliveries are forgotten. False when unknown. (The committed offset stays in
+        the queue log, so a durable group reappears after a restart.)"""
+        q = self._require(queue)
+        g = q.groups.pop(group, None)
+        if g is None:
+            return False
+        if isinstance(g, ClassicGroup):
+            for offset in list(g.pel):
+                q.log.pel_remove(q.name, group, offset)
+            g.pel.clear()
+        self._close_group(g)
+        return True
+
+    def pending(self, queue: str, group: str) -> list[tuple[int, str, float, int]]:
+        """The pending deliveries of a classic group as ``(offset, consumer id,
+        delivered at, delivery count)`` in offset order; waiting redeliveries have
+        consumer id ``""``. A stream group keeps no such list: empty."""
+        q = self._require(queue)
+        g = q.groups.get(group)
+        if g is None:
+            raise QueueError(f"queue {queue!r} has no consumer group {group!r}")
+        if not isinstance(g, ClassicGroup):
+            return []
+        vt = q.config.visibility_timeout or 0.0
+        return [
+            (p.offset, p.consumer, p.deadline - vt if p.consumer else p.deadline, p.count)
+            for p in sorted(g.pel.values(), key=lambda p: p.offset)
+            if p.consumer != DEAD
+        ]
+
+    def claim(self, handle: Consumer, min_idle: float, limit: int) -> list[tuple[int, int]]:
+        """Work stealing on demand: move up to ``limit`` deliveries of a classic
+        group that another consumer has held for at least ``min_idle`` seconds to
+        ``handle`` (its own registered consumer), as a fresh delivery with a new
+        visibility deadline. Returns ``(offset, delivery count)`` of each; the caller
+        reads and hands over the messages. Stream groups: :class:`QueueError`."""
+        g = handle._group
+        if not isinstance(g, ClassicGroup):
+            raise QueueError(
+                f"queue {handle.queue!r} is a {g.queue.type} queue: claim is for classic queues"
+            )
+        if not handle.active:
+            raise QueueError("claim: the consumer is no longer registered")
+        return g.claim(handle, self.clock(), min_idle, limit)
 
     # --- lookup -------------------------------------------------------------------------
 
