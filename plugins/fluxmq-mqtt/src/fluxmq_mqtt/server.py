@@ -29,7 +29,7 @@ from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
-from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
@@ -265,7 +265,22 @@ class MQTTProtocol(AdapterProtocol):
         else:
             conn.enhanced_done(str(status), out)
 
-    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize, EnhancedAuthWait: _enhanced}
+    async def _claim(self, wait: ClaimWait) -> None:
+        conn = self.conn
+        try:
+            await self.server.registry.claim(wait.client_id, wait.clean_start)
+        except Exception as exc:  # ClusterError, or a driver failing otherwise
+            log.warning("cannot take session %r for this node: %s", wait.client_id, exc)
+            conn.claim_failed(f"session not available on this node: {exc}")
+        else:
+            conn.claim_done()
+
+    WAITS = {
+        AuthWait: _auth,
+        AuthorizeWait: _authorize,
+        EnhancedAuthWait: _enhanced,
+        ClaimWait: _claim,
+    }
 
     # -- flow control (this connection as a publisher) ----------------------------------
 
