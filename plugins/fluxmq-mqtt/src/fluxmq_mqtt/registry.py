@@ -19,7 +19,6 @@ work except through the sessions it owns (``session.py``). (Before it was named
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -179,7 +178,8 @@ class SessionRegistry:
         self.claims: dict[str, SessionClaim] = {}
         self._cluster_wills: set[str] = set()  # client ids with a will recorded in etcd
         self._handoff_wills: dict[str, Will] = {}  # wills of connections fenced off
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Runs a coroutine in the background (set by the adapter; None in sans-IO use).
+        self.spawn: Any = None
         if self.cluster is not None:
             self.cluster.session_exporter(PROTOCOL, self.export_session)
             self.cluster.watch_sessions(self.session_lost)
@@ -391,14 +391,11 @@ class SessionRegistry:
     # -- cluster: claims, takeover between nodes, wills -------------------------------------
 
     def _background(self, coro: Any) -> None:
-        """Run a cluster call without waiting for it (release, in the background)."""
-        try:
-            task = asyncio.get_running_loop().create_task(coro)
-        except RuntimeError:  # no loop (sans-IO tests): nothing to release to
-            coro.close()
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run a cluster call without waiting for it (a release, in the background)."""
+        if self.spawn is None:
+            coro.close()  # sans-IO use: no loop to run it on
+        else:
+            self.spawn(coro)
 
     def _cluster_will(self, client_id: str, will: Will | None) -> None:
         """Record the will of a client connected here in the cluster (a surviving

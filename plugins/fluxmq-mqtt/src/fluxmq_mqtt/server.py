@@ -137,9 +137,17 @@ class MQTTServer(AdapterServer):
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
         self.flow = FlowControl(cfg)
         self.registry.flow = self.flow
+        self.registry.spawn = self._spawn
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def protocol_factory(self) -> MQTTProtocol:
         return MQTTProtocol(self)
+
+    def _spawn(self, coro: Any) -> None:
+        """The registry's background calls (cluster releases), kept referenced."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         await self.registry.restore()
