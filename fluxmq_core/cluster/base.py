@@ -38,6 +38,9 @@ How the core uses it, and the cost of each call:
   hands the state over) for a :class:`SessionSnapshot`, which the protocol
   imports. The ``none`` driver is never asked (``distributed`` is False), so a
   single node pays nothing per CONNECT.
+- **Session state for node failures**: :meth:`Cluster.session_saved` keeps a
+  persistent session's record and subscriptions where a surviving node can read
+  them; :meth:`Cluster.take_session` returns them when the owner died.
 - **Wills**: :meth:`Cluster.will_set` records (or clears) the will of a client
   connected here, so that if this node dies a surviving node publishes it, once.
 - **Queues**: :meth:`Cluster.queue_owner` names the node that holds a queue's log.
@@ -213,6 +216,12 @@ class Cluster(Protocol):
 
     def session_exporter(self, protocol: str, exporter: SessionExporter | None) -> None:
         """Serve takeovers of ``protocol``'s sessions with ``exporter`` (None: stop)."""
+        ...
+
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """A persistent session owned here changed (record, subscriptions) or ended
+        (None): keep it where another node can resume it if this one dies (never
+        blocks)."""
         ...
 
     def will_set(self, client_id: str, will: Message | None) -> None:

@@ -84,6 +84,9 @@ class SingleNodeCluster:
     def session_exporter(self, protocol: str, exporter: SessionExporter | None) -> None:
         """Nothing to export to: no other node exists."""
 
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """Never called (``distributed`` is False); present for the interface."""
+
     def will_set(self, client_id: str, will: Message | None) -> None:
         """Never called (``distributed`` is False); present for the interface."""
 

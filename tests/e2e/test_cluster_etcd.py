@@ -6,6 +6,7 @@ etcd binary or the plugin is missing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import subprocess
@@ -468,19 +469,24 @@ def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster:
             x.loop_stop()
 
 
-def _etcd_has(etcd: Any, key: str) -> bool:
-    import base64
-
+def _etcd_get(etcd: Any, key: str) -> bytes | None:
+    """A key's value through etcd's v3 JSON gateway (None: absent)."""
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
     req = urllib.request.Request(etcd.endpoint + "/v3/kv/range", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=5) as resp:
-        return bool(json.loads(resp.read()).get("kvs"))
+        kvs = json.loads(resp.read()).get("kvs")
+    return base64.b64decode(kvs[0].get("value", "")) if kvs else None
 
 
-def test_wills_of_a_killed_node_are_published_once_by_a_survivor() -> None:
-    """kill -9 of node c with a client connected there: once c's lease expires, one
-    of the surviving nodes publishes that client's will, once cluster-wide (every
-    subscriber gets it exactly once), and the client can connect to another node."""
+def _etcd_has(etcd: Any, key: str) -> bool:
+    return _etcd_get(etcd, key) is not None
+
+
+def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -> None:
+    """kill -9 of node c with clients connected there: once c's lease expires, one
+    of the surviving nodes publishes a client's will, once cluster-wide (every
+    subscriber gets it exactly once), and a persistent session of c resumes on
+    another node with its subscriptions (kept in etcd)."""
     need_etcd()
     with etcd_testing.EtcdServer() as etcd:
         procs = start_nodes(etcd, ("a", "b", "c"), lease_ttl="2")
@@ -499,6 +505,13 @@ def test_wills_of_a_killed_node_are_published_once_by_a_survivor() -> None:
             w.connect(*c["mqtt.tcp"])
             w.loop_start()
             until(lambda: _etcd_has(etcd, "/fluxmq/wills/c/doomed"))
+            ph_events: queue.Queue[Any] = queue.Queue()
+            phoenix = _persistent(c, "phoenix", ph_events)
+            assert _event(ph_events, "connack") is False
+            phoenix.subscribe("ph/#", qos=1)
+            _event(ph_events, "suback")
+            until(lambda: b"ph/#" in (_etcd_get(etcd, "/fluxmq/sessionstate/phoenix") or b""))
+            phoenix.loop_stop()
             procs["c"][0].kill()  # kill -9
             for s in subs:
                 assert s.got.get(timeout=WAIT).payload == b"gone"
@@ -511,6 +524,15 @@ def test_wills_of_a_killed_node_are_published_once_by_a_survivor() -> None:
             assert _drain(subs[0], b"mark2")
             published = sum(api(x, "/api/v1/cluster")["wills_published"] for x in (a, b))
             assert published == 1
+            # The persistent session resumes on node a, subscription included.
+            ph_events = queue.Queue()
+            back = _persistent(a, "phoenix", ph_events)
+            assert _event(ph_events, "connack") is True
+            pub_b = client(b)
+            until(lambda: pub_b.publish("ph/x", b"risen", 1) and _drain(back, b"risen"))
+            for x in (back, pub_b):
+                x.disconnect()
+                x.loop_stop()
             w.loop_stop()
             for x in (*subs, pub):
                 x.disconnect()

@@ -109,6 +109,7 @@ class EtcdCluster:
         self._sessions_prefix = f"{self.prefix}sessions/".encode()
         self._retained_prefix = f"{self.prefix}retained/".encode()
         self._wills_prefix = f"{self.prefix}wills/".encode()
+        self._state_prefix = f"{self.prefix}sessionstate/".encode()
         self._own_wills = f"{self.prefix}wills/{node_id}/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
@@ -161,6 +162,9 @@ class EtcdCluster:
         self._exporters: dict[str, SessionExporter] = {}
         #: Wills of clients connected here, not yet in etcd (client id -> message or None).
         self._wills_pending: dict[str, Message | None] = {}
+        #: Persistent session states not yet in etcd (client id -> snapshot or None).
+        self._states_pending: dict[str, SessionSnapshot | None] = {}
+        self.sessions_resumed_from_etcd = 0
         #: Whether our own stale ``wills/<node_id>/`` keys were cleared this run.
         self._wills_cleared = False
         self.takeovers_in = 0
@@ -268,6 +272,12 @@ class EtcdCluster:
             # survivors would publish them a second time.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush_wills(client), 2.0)
+        if client is not None and self._states_pending:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    while self._states_pending:
+                        cid, state = self._states_pending.popitem()
+                        await self._write_state(client, cid, state)
         if client is not None:
             if self._lease_id is not None:
                 with contextlib.suppress(Exception):
@@ -433,6 +443,11 @@ class EtcdCluster:
                 if self._retained_pending.get(topic) is message:
                     del self._retained_pending[topic]
             await self._flush_wills(client)
+            while self._states_pending:
+                cid, state = next(iter(self._states_pending.items()))
+                await self._write_state(client, cid, state)
+                if self._states_pending.get(cid) is state:
+                    del self._states_pending[cid]
             while self._pending:
                 f, value = next(iter(self._pending.items()))
                 key = self._own_subs + f.encode()
@@ -717,6 +732,7 @@ class EtcdCluster:
             "sessions_owned": len(self._owned),
             "takeovers": {"in": self.takeovers_in, "out": self.takeovers_out},
             "wills_published": self.wills_published,
+            "sessions_resumed_from_etcd": self.sessions_resumed_from_etcd,
             # Every queue lives on one node only until queues are replicated.
             "queues_single_copy": self._local_queues(),
             "not_replicated": [
@@ -842,7 +858,7 @@ class EtcdCluster:
 
     async def _claim(self, client_id: str) -> tuple[SessionClaim, str | None]:
         """:meth:`acquire_session`, also naming the node that owned the key before
-        (None: nobody, or this node already)."""
+        (``""``: nobody; None: this node already)."""
         client = self._client
         if not self.ready or client is None or self._lease_id is None:
             raise ClusterError(
@@ -857,7 +873,8 @@ class EtcdCluster:
             return SessionClaim(client_id, self.node_id, self._owned[client_id]), None
         else:
             compare = [tx.mod(key) == current.mod_revision]
-        previous = None if current is None else bytes(current.value).decode()
+        # "": nobody owned it (never, released, or its node's lease expired).
+        previous = "" if current is None else bytes(current.value).decode()
         ok, responses = await client.transaction(
             compare=compare,
             success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
@@ -883,8 +900,10 @@ class EtcdCluster:
         is up but does not answer leaves the claim ours and the state behind it
         (logged; the client gets a fresh session rather than no connection)."""
         claim, previous = await self._claim(client_id)
-        if previous is None or previous not in self.members or self._peers is None:
+        if previous is None:
             return claim, None
+        if previous == "" or previous not in self.members or self._peers is None:
+            return claim, await self._stored_state(client_id, protocol)
         request = pb.TakeoverRequest(client_id=client_id, to_node=self.node_id, epoch=claim.epoch)
         try:
             reply = await self._peers.call(previous, "TakeoverSession", request)
@@ -944,6 +963,76 @@ class EtcdCluster:
                 self.takeovers_out += 1
                 return pb.TakeoverResponse(found=True, session=session_to_proto(snapshot))
         return pb.TakeoverResponse(found=False)
+
+    # --- session state kept in etcd (for node failures) ------------------------------------
+
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """Keep a persistent session's record and subscriptions in
+        ``sessionstate/<client_id>`` (no lease: it must outlive this node), written
+        in the background and only while this node owns the session."""
+        self._states_pending[client_id] = snapshot
+        self._wake.set()
+
+    async def _write_state(
+        self, client: aetcd.Client, client_id: str, state: SessionSnapshot | None
+    ) -> None:
+        """Fenced: written (or deleted) only while ``sessions/<client_id>`` names
+        this node, so a stale owner cannot overwrite the new owner's state. A delete
+        also goes through when nobody owns the session (released just before)."""
+        owner = self._sessions_prefix + client_id.encode()
+        key = self._state_prefix + client_id.encode()
+        tx = client.transactions
+        if state is None:
+            ok, _ = await client.transaction(
+                compare=[tx.value(owner) == self.node_id.encode()],
+                success=[tx.delete(key)],
+                failure=[],
+            )
+            if not ok:
+                await client.transaction(
+                    compare=[tx.version(owner) == 0], success=[tx.delete(key)], failure=[]
+                )
+            return
+        value = self.node_id.encode() + b"\0" + session_to_proto(state).SerializeToString()
+        await client.transaction(
+            compare=[tx.value(owner) == self.node_id.encode()],
+            success=[tx.put(key, value)],
+            failure=[],
+        )
+
+    async def _stored_state(self, client_id: str, protocol: str) -> SessionSnapshot | None:
+        """The state a dead (or departed) owner left in etcd, unless it is this
+        node's own (the local copy is more complete) or expired."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            found = await client.get(self._state_prefix + client_id.encode())
+        except Exception as exc:
+            log.warning("session %r: cannot read its state from etcd: %s", client_id, exc)
+            return None
+        if found is None:
+            return None
+        writer, _, body = bytes(found.value).partition(b"\0")
+        if writer.decode() == self.node_id:
+            return None
+        try:
+            snapshot = session_from_proto(pb.SessionState.FromString(body))
+        except Exception as exc:
+            log.warning("session %r: its state in etcd is unreadable: %s", client_id, exc)
+            return None
+        if snapshot.protocol and snapshot.protocol != protocol:
+            return None
+        record = snapshot.record or {}
+        expiry = record.get("expiry") or 0
+        since = record.get("disconnected_at")
+        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+            return None
+        self.sessions_resumed_from_etcd += 1
+        log.info(
+            "session %r resumed from the state node %s left in etcd", client_id, writer.decode()
+        )
+        return snapshot
 
     # --- wills -----------------------------------------------------------------------------
 

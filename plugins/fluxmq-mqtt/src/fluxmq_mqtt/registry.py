@@ -178,6 +178,7 @@ class SessionRegistry:
         self.claims: dict[str, SessionClaim] = {}
         self._cluster_wills: set[str] = set()  # client ids with a will recorded in etcd
         self._handoff_wills: dict[str, Will] = {}  # wills of connections fenced off
+        self._replicated: set[str] = set()  # client ids whose state is kept in the cluster
         # Runs a coroutine in the background (set by the adapter; None in sans-IO use).
         self.spawn: Any = None
         if self.cluster is not None:
@@ -281,6 +282,7 @@ class SessionRegistry:
             session.drop_persistence()
         if self.cluster is not None:
             self._cluster_will(cid, conn.will)
+            self.replicate(session)
         if conn.will is not None and self.durable:
             # Saved while connected (publish_at 0): a crash counts as a lost connection,
             # and the restarted broker publishes it. The CONNACK (and everything after
@@ -336,6 +338,8 @@ class SessionRegistry:
             return
         session.disconnected_at = self.clock()
         session.save()
+        if self.cluster is not None:
+            self.replicate(session)
         if will is not None:
             if will.delay:
                 self._schedule_will(session, will)
@@ -382,6 +386,9 @@ class SessionRegistry:
         session.drop_persistence()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            if self.cluster is not None and session.client_id in self._replicated:
+                self._replicated.discard(session.client_id)
+                self.cluster.session_saved(session.client_id, None)
             claim = self.claims.pop(session.client_id, None)
             if claim is not None:
                 self._background(self.cluster.release_session(claim))
@@ -431,6 +438,28 @@ class SessionRegistry:
         conn.kick(0x8E, "session taken over by another node")
         return will
 
+    def replicate(self, session: Session) -> None:
+        """Give the cluster a persistent session's record and subscriptions (not its
+        queue or in-flight messages: those change per message), for a surviving
+        node to resume if this one dies. Called on connect, disconnect and each
+        subscription change; only in a cluster."""
+        cid = session.client_id
+        if session.expiry == 0:
+            if cid in self._replicated:
+                self._replicated.discard(cid)
+                self.cluster.session_saved(cid, None)
+            return
+        self._replicated.add(cid)
+        self.cluster.session_saved(
+            cid,
+            SessionSnapshot(
+                cid,
+                PROTOCOL,
+                record=session.record(),
+                subscriptions={f: options_to_record(o) for f, o in session.subscriptions.items()},
+            ),
+        )
+
     def session_lost(self, client_id: str, epoch: int) -> None:
         """The cluster says this node no longer owns ``client_id`` (taken over, or
         the lease was lost): stop serving it at once. The state stays until the new
@@ -471,6 +500,7 @@ class SessionRegistry:
             epoch=epoch,
         )
         self._forget(session)
+        self._replicated.discard(client_id)
         if self.cluster is not None:
             self._cluster_will(client_id, None)
         log.info("session %r handed over to another node", client_id)
