@@ -26,10 +26,12 @@ never forwarded again.
 
 Session ownership is a compare-and-swap on ``sessions/<client_id>`` under the lease,
 with the etcd revision of the winning write as fencing epoch (:meth:`acquire_session`);
-a node that loses its lease loses every claim with it. Not built yet: moving a
-session's state between nodes (no protocol calls ``acquire_session`` yet), queues
-on several nodes (each node's queues are its own). ``docs/clustering.md``
-says so too.
+a node that loses its lease loses every claim with it. :meth:`take_session` also
+moves a session's state from a live previous owner (``TakeoverSession``) or reads
+what a dead one left in ``sessionstate/<client_id>``; ``wills/<node>/<client_id>``
+holds the wills of clients connected to a node, published once by a survivor
+when that node dies. Not built yet: queues on several nodes (each node's queues
+are its own). ``docs/clustering.md`` says so too.
 """
 
 from __future__ import annotations
