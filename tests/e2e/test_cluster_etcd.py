@@ -469,6 +469,43 @@ def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster:
             x.loop_stop()
 
 
+def test_takeover_of_a_311_session_closes_the_old_connection(cluster: Any) -> None:
+    """MQTT 3.1.1 has no server DISCONNECT: the old connection on node a is closed
+    when the session moves to node c, which reports the session present."""
+    a, c = cluster["a"][1], cluster["c"][1]
+    cid = "v311-" + uuid.uuid4().hex[:6]
+    events: list[queue.Queue[Any]] = [queue.Queue(), queue.Queue()]
+    clients = []
+    present: list[bool] = []
+    for bound, ev in zip((a, c), events, strict=True):
+        x = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cid,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        x.on_connect = lambda _c, _u, flags, rc, _p, ev=ev: ev.put(
+            ("connack", flags.session_present)
+        )
+        x.on_disconnect = lambda *_a, ev=ev: ev.put(("disconnect", None))
+        x.on_subscribe = lambda *_a, ev=ev: ev.put(("suback", None))
+        x.reconnect_delay_set(60, 120)  # no automatic reconnect during the test
+        x.connect(*bound["mqtt.tcp"])
+        x.loop_start()
+        clients.append(x)
+        present.append(_event(ev, "connack"))
+        if len(clients) == 1:
+            x.subscribe("v311/#", qos=1)
+            _event(ev, "suback")
+    try:
+        assert present == [False, True]
+        _event(events[0], "disconnect")
+    finally:
+        for x in clients:
+            x.disconnect()
+            x.loop_stop()
+
+
 def _etcd_get(etcd: Any, key: str) -> bytes | None:
     """A key's value through etcd's v3 JSON gateway (None: absent)."""
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
