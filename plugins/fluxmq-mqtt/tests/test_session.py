@@ -357,3 +357,33 @@ def test_the_former_module_name_still_imports():
 
     assert sessions.SessionRegistry is registry.SessionRegistry is SessionRegistry
     assert sessions.Will is registry.Will
+
+
+def test_a_single_node_never_claims_sessions_through_the_cluster():
+    """With the ``none`` driver the registry keeps no cluster (a CONNECT checks one
+    None); a distributed driver gets the exporter and the session-lost callback."""
+    from fluxmq_core.cluster import SingleNodeCluster
+
+    reg, _s, _p = make_registry()
+    assert reg.cluster is None
+    ctx = reg.context
+    ctx.cluster = SingleNodeCluster("n1")
+    assert SessionRegistry(ctx, MQTTConfig(), FakeScheduler(ctx.clock)).cluster is None
+
+    class Distributed:
+        distributed = True
+
+        def __init__(self):
+            self.exporters, self.watchers = {}, []
+
+        def session_exporter(self, protocol, fn):
+            self.exporters[protocol] = fn
+
+        def watch_sessions(self, fn):
+            self.watchers.append(fn)
+
+    ctx.cluster = Distributed()
+    reg2 = SessionRegistry(ctx, MQTTConfig(), FakeScheduler(ctx.clock))
+    assert reg2.cluster is ctx.cluster
+    assert ctx.cluster.exporters == {"mqtt": reg2.export_session}
+    assert ctx.cluster.watchers == [reg2.session_lost]
