@@ -259,7 +259,11 @@ class SessionRegistry:
             if prev is not None:
                 self._take_over(prev, session, continues=not clean_start)
             if clean_start:
+                # The claim just made for this connection outlives the old session.
+                claim = self.claims.pop(cid, None)
                 self.end_session(session)
+                if claim is not None:
+                    self.claims[cid] = claim
                 session = None
             else:
                 self._cancel_will(session)
