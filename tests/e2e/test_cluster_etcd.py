@@ -576,3 +576,41 @@ def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -
                 x.loop_stop()
         finally:
             stop_nodes(procs)
+
+
+def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
+    """Node b frozen (SIGSTOP) longer than its lease: node a drops it; when b runs
+    again it finds its lease gone and disconnects the clients whose sessions it
+    owned (DISCONNECT 0x8E) instead of serving a stale ownership; the client then
+    resumes its session on node a."""
+    import signal
+
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="2")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            events: queue.Queue[Any] = queue.Queue()
+            stale = _persistent(b, "stale-" + uuid.uuid4().hex[:6], events)
+            assert _event(events, "connack") is False
+            stale.subscribe("st/#", qos=1)
+            _event(events, "suback")
+            cid = stale._client_id.decode()
+            until(lambda: b"st/#" in (_etcd_get(etcd, "/fluxmq/sessionstate/" + cid) or b""))
+            procs["b"][0].signal(signal.SIGSTOP)
+            try:
+                until(lambda: [n["node_id"] for n in api(a, "/api/v1/cluster")["nodes"]] == ["a"])
+            finally:
+                procs["b"][0].signal(signal.SIGCONT)
+            assert _event(events, "disconnect") == 0x8E
+            stale.loop_stop()
+            again: queue.Queue[Any] = queue.Queue()
+            pub = client(a)
+            back = _persistent(a, cid, again)
+            assert _event(again, "connack") is True
+            until(lambda: pub.publish("st/x", b"here", 1) and _drain(back, b"here"))
+            for x in (back, pub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
