@@ -30,6 +30,19 @@ How the core uses it, and the cost of each call:
   it back; :meth:`Cluster.claim_valid` and :meth:`Cluster.watch_sessions` tell the
   owner when it lost a claim (taken over, or its lease expired), so it stops serving
   the session and writes nothing more under it.
+- **Session takeover**: a protocol that keeps sessions registers an exporter per
+  protocol (:meth:`Cluster.session_exporter`) and, only when ``distributed`` is
+  True, awaits :meth:`Cluster.take_session` on CONNECT before it attaches the
+  session. That claims the client id by compare-and-swap and, when another node
+  owned it, asks that node (whose exporter closes the client's connection and
+  hands the state over) for a :class:`SessionSnapshot`, which the protocol
+  imports. The ``none`` driver is never asked (``distributed`` is False), so a
+  single node pays nothing per CONNECT.
+- **Session state for node failures**: :meth:`Cluster.session_saved` keeps a
+  persistent session's record and subscriptions where a surviving node can read
+  them; :meth:`Cluster.take_session` returns them when the owner died.
+- **Wills**: :meth:`Cluster.will_set` records (or clears) the will of a client
+  connected here, so that if this node dies a surviving node publishes it, once.
 - **Queues**: :meth:`Cluster.queue_owner` names the node that holds a queue's log.
 
 Deliberately not here: how a driver stores its metadata, its wire format between
@@ -40,12 +53,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from fluxmq_core.message import Message
+from fluxmq_core.message import Message
 
-__all__ = ["Cluster", "ClusterError", "NodeInfo", "SessionClaim"]
+#: ``(store seq or 0, message, granted qos, retain flag, subscription ids)``: one
+#: entry of a session's offline queue, as the MQTT session holds it.
+QueuedEntry = tuple[int, Message, int, bool, tuple[int, ...]]
+
+__all__ = [
+    "Cluster",
+    "ClusterError",
+    "NodeInfo",
+    "QueuedEntry",
+    "SessionClaim",
+    "SessionSnapshot",
+]
 
 
 class ClusterError(Exception):
@@ -87,6 +110,32 @@ class SessionClaim:
     client_id: str
     node_id: str
     epoch: int
+
+
+@dataclass(slots=True)
+class SessionSnapshot:
+    """What moves with a session between nodes on takeover: the store's session
+    record, the subscriptions (filter -> the store's options record), the offline
+    queue, the QoS 1/2 exchanges in flight (packet id -> the store's record) and
+    the will (message in its stored form, time it is due; 0 means the will of a
+    connection that was live when the session moved). ``epoch`` is the fencing
+    token of the ownership the state was taken under. Protocol-neutral: the
+    protocol that made it reads it back."""
+
+    client_id: str
+    protocol: str = ""
+    record: dict[str, Any] | None = None
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queued: list[QueuedEntry] = field(default_factory=list)
+    inflight: dict[int, dict[str, Any]] = field(default_factory=dict)
+    will: tuple[Message, float] | None = None
+    epoch: int = 0
+
+
+#: ``exporter(client_id, epoch) -> SessionSnapshot | None``: called on the old
+#: owner when another node took ``client_id`` over; it stops serving the session
+#: (closing its connection), returns its state and forgets it.
+SessionExporter = Callable[[str, int], SessionSnapshot | None]
 
 
 @runtime_checkable
@@ -154,6 +203,30 @@ class Cluster(Protocol):
     def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
         """Call ``callback(client_id, epoch)`` when a session this node owned is taken
         over by another node or lost with the node's lease: stop serving it."""
+        ...
+
+    async def take_session(
+        self, client_id: str, protocol: str
+    ) -> tuple[SessionClaim, SessionSnapshot | None]:
+        """Claim ``client_id`` for this node (as :meth:`acquire_session`) and, when
+        another live node owned it, fetch its state from there (that node stops
+        serving it). ``None``: no state elsewhere (use the local one, if any).
+        Raises :class:`ClusterError` when the claim cannot be made safely."""
+        ...
+
+    def session_exporter(self, protocol: str, exporter: SessionExporter | None) -> None:
+        """Serve takeovers of ``protocol``'s sessions with ``exporter`` (None: stop)."""
+        ...
+
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """A persistent session owned here changed (record, subscriptions) or ended
+        (None): keep it where another node can resume it if this one dies (never
+        blocks)."""
+        ...
+
+    def will_set(self, client_id: str, will: Message | None) -> None:
+        """Record (or clear, with None) the will of ``client_id``, connected here,
+        for a surviving node to publish if this node dies (never blocks)."""
         ...
 
     def queue_owner(self, queue: str) -> str:

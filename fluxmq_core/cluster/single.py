@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.cluster.base import NodeInfo, SessionClaim
+from fluxmq_core.cluster.base import NodeInfo, SessionClaim, SessionExporter, SessionSnapshot
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -74,6 +74,21 @@ class SingleNodeCluster:
 
     def watch_sessions(self, callback: Callable[[str, int], None]) -> None:
         """Never calls back: a single node never loses a session to another."""
+
+    async def take_session(
+        self, client_id: str, protocol: str
+    ) -> tuple[SessionClaim, SessionSnapshot | None]:
+        """Never asked (``distributed`` is False); present for the interface."""
+        return SessionClaim(client_id, self.node_id, 1), None
+
+    def session_exporter(self, protocol: str, exporter: SessionExporter | None) -> None:
+        """Nothing to export to: no other node exists."""
+
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """Never called (``distributed`` is False); present for the interface."""
+
+    def will_set(self, client_id: str, will: Message | None) -> None:
+        """Never called (``distributed`` is False); present for the interface."""
 
     def owner_of_session(self, client_id: str) -> str:
         return self.node_id

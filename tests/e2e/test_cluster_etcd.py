@@ -6,6 +6,7 @@ etcd binary or the plugin is missing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import subprocess
@@ -380,3 +381,236 @@ def test_fluxmq_run_without_etcd_fails_clearly() -> None:
         assert "Traceback" not in out
     finally:
         proc.close()
+
+
+def _persistent(bound: dict[str, tuple[str, int]], client_id: str, events: queue.Queue[Any]) -> Any:
+    """A 5.0 client resuming ``client_id`` (no clean start, 300 s session expiry)
+    that does not acknowledge anything by itself (``manual_ack``): its QoS 1
+    deliveries stay in flight at the broker."""
+    got: queue.Queue[Any] = queue.Queue()
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+    )
+    c.on_message = lambda _c, _u, m: got.put(m)
+    c.on_connect = lambda _c, _u, flags, rc, _p: events.put(("connack", flags.session_present))
+    c.on_subscribe = lambda *a: events.put(("suback", None))
+    c.on_disconnect = lambda _c, _u, _f, rc, _p: events.put(("disconnect", rc.value))
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 300
+    c.connect(*bound["mqtt.tcp"], clean_start=False, properties=props)
+    c.loop_start()
+    c.got = got
+    return c
+
+
+def _event(events: queue.Queue[Any], kind: str) -> Any:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        k, value = events.get(timeout=max(0.01, deadline - time.monotonic()))
+        if k == kind:
+            return value
+    raise AssertionError(f"no {kind}")
+
+
+def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster: Any) -> None:
+    """A persistent session on node a, with QoS 1 messages in flight (delivered,
+    never acknowledged) and queued behind its receive window, is taken over by the
+    same client id connecting to node b: the old connection gets DISCONNECT 0x8E and
+    the new one receives every message a publisher had acknowledged, with its
+    properties, then keeps receiving (its subscription moved to node b)."""
+    a, b, c = (cluster[n][1] for n in NODES)
+    cid = "mover-" + uuid.uuid4().hex[:6]
+    old_events: queue.Queue[Any] = queue.Queue()
+    old = _persistent(a, cid, old_events)
+    assert _event(old_events, "connack") is False
+    old.subscribe("tk/#", qos=1)
+    _event(old_events, "suback")
+    pub = client(a)
+    sent = {f"m{i}".encode() for i in range(40)}
+    for payload in sorted(sent):
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("k", payload.decode())
+        pub.publish("tk/x", payload, 1, properties=props).wait_for_publish(WAIT)
+    # At least one delivery reached the old client (and stays unacknowledged).
+    first = old.got.get(timeout=WAIT)
+    assert first.payload in sent
+    new_events: queue.Queue[Any] = queue.Queue()
+    new = _persistent(b, cid, new_events)
+    try:
+        assert _event(new_events, "connack") is True  # session present: it moved
+        assert _event(old_events, "disconnect") == 0x8E
+        received: dict[bytes, Any] = {}
+        deadline = time.monotonic() + WAIT
+        while set(received) != sent and time.monotonic() < deadline:
+            try:
+                m = new.got.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            received[m.payload] = m
+            new.ack(m.mid, m.qos)
+        assert set(received) == sent
+        m = received[b"m7"]
+        assert m.qos == 1
+        assert ("k", "m7") in m.properties.UserProperty
+        # The subscription lives on node b now: a publish on node c reaches it.
+        pub_c = client(c)
+        until(lambda: pub_c.publish("tk/after", b"after", 1) and _drain(new, b"after"))
+        status = api(b, "/api/v1/cluster")
+        assert status["takeovers"]["in"] >= 1
+        for x in (pub, pub_c):
+            x.disconnect()
+            x.loop_stop()
+    finally:
+        for x in (old, new):
+            x.disconnect()
+            x.loop_stop()
+
+
+def test_takeover_of_a_311_session_closes_the_old_connection(cluster: Any) -> None:
+    """MQTT 3.1.1 has no server DISCONNECT: the old connection on node a is closed
+    when the session moves to node c, which reports the session present."""
+    a, c = cluster["a"][1], cluster["c"][1]
+    cid = "v311-" + uuid.uuid4().hex[:6]
+    events: list[queue.Queue[Any]] = [queue.Queue(), queue.Queue()]
+    clients = []
+    present: list[bool] = []
+    for bound, ev in zip((a, c), events, strict=True):
+        x = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cid,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        x.on_connect = lambda _c, _u, flags, rc, _p, ev=ev: ev.put(
+            ("connack", flags.session_present)
+        )
+        x.on_disconnect = lambda *_a, ev=ev: ev.put(("disconnect", None))
+        x.on_subscribe = lambda *_a, ev=ev: ev.put(("suback", None))
+        x.reconnect_delay_set(60, 120)  # no automatic reconnect during the test
+        x.connect(*bound["mqtt.tcp"])
+        x.loop_start()
+        clients.append(x)
+        present.append(_event(ev, "connack"))
+        if len(clients) == 1:
+            x.subscribe("v311/#", qos=1)
+            _event(ev, "suback")
+    try:
+        assert present == [False, True]
+        _event(events[0], "disconnect")
+    finally:
+        for x in clients:
+            x.disconnect()
+            x.loop_stop()
+
+
+def _etcd_get(etcd: Any, key: str) -> bytes | None:
+    """A key's value through etcd's v3 JSON gateway (None: absent)."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    req = urllib.request.Request(etcd.endpoint + "/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        kvs = json.loads(resp.read()).get("kvs")
+    return base64.b64decode(kvs[0].get("value", "")) if kvs else None
+
+
+def _etcd_has(etcd: Any, key: str) -> bool:
+    return _etcd_get(etcd, key) is not None
+
+
+def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -> None:
+    """kill -9 of node c with clients connected there: once c's lease expires, one
+    of the surviving nodes publishes a client's will, once cluster-wide (every
+    subscriber gets it exactly once), and a persistent session of c resumes on
+    another node with its subscriptions (kept in etcd)."""
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b", "c"), lease_ttl="2")
+        try:
+            a, b, c = (procs[n][1] for n in ("a", "b", "c"))
+            subs = [client(a), client(b)]
+            for s in subs:
+                s.subscribe("wills/#", qos=1)
+                assert s.acks.get(timeout=WAIT) == "suback"
+            w = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id="doomed",
+                protocol=mqtt.MQTTv5,
+            )
+            w.will_set("wills/doomed", b"gone", qos=1)
+            w.connect(*c["mqtt.tcp"])
+            w.loop_start()
+            until(lambda: _etcd_has(etcd, "/fluxmq/wills/c/doomed"))
+            ph_events: queue.Queue[Any] = queue.Queue()
+            phoenix = _persistent(c, "phoenix", ph_events)
+            assert _event(ph_events, "connack") is False
+            phoenix.subscribe("ph/#", qos=1)
+            _event(ph_events, "suback")
+            until(lambda: b"ph/#" in (_etcd_get(etcd, "/fluxmq/sessionstate/phoenix") or b""))
+            phoenix.loop_stop()
+            procs["c"][0].kill()  # kill -9
+            for s in subs:
+                assert s.got.get(timeout=WAIT).payload == b"gone"
+            until(lambda: not _etcd_has(etcd, "/fluxmq/wills/c/doomed"))
+            # Both survivors have handled c's departure: the will went out once.
+            until(lambda: all(len(api(x, "/api/v1/cluster")["nodes"]) == 2 for x in (a, b)))
+            pub = client(a)
+            until(lambda: pub.publish("wills/marker", b"mark", 1) and _drain(subs[1], b"mark"))
+            pub.publish("wills/marker2", b"mark2", 1).wait_for_publish(WAIT)
+            assert _drain(subs[0], b"mark2")
+            published = sum(api(x, "/api/v1/cluster")["wills_published"] for x in (a, b))
+            assert published == 1
+            # The persistent session resumes on node a, subscription included.
+            ph_events = queue.Queue()
+            back = _persistent(a, "phoenix", ph_events)
+            assert _event(ph_events, "connack") is True
+            pub_b = client(b)
+            until(lambda: pub_b.publish("ph/x", b"risen", 1) and _drain(back, b"risen"))
+            for x in (back, pub_b):
+                x.disconnect()
+                x.loop_stop()
+            w.loop_stop()
+            for x in (*subs, pub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
+    """Node b frozen (SIGSTOP) longer than its lease: node a drops it; when b runs
+    again it finds its lease gone and disconnects the clients whose sessions it
+    owned (DISCONNECT 0x8E) instead of serving a stale ownership; the client then
+    resumes its session on node a."""
+    import signal
+
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="2")
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            events: queue.Queue[Any] = queue.Queue()
+            stale = _persistent(b, "stale-" + uuid.uuid4().hex[:6], events)
+            assert _event(events, "connack") is False
+            stale.subscribe("st/#", qos=1)
+            _event(events, "suback")
+            cid = stale._client_id.decode()
+            until(lambda: b"st/#" in (_etcd_get(etcd, "/fluxmq/sessionstate/" + cid) or b""))
+            procs["b"][0].signal(signal.SIGSTOP)
+            try:
+                until(lambda: [n["node_id"] for n in api(a, "/api/v1/cluster")["nodes"]] == ["a"])
+            finally:
+                procs["b"][0].signal(signal.SIGCONT)
+            assert _event(events, "disconnect") == 0x8E
+            stale.loop_stop()
+            again: queue.Queue[Any] = queue.Queue()
+            pub = client(a)
+            back = _persistent(a, cid, again)
+            assert _event(again, "connack") is True
+            until(lambda: pub.publish("st/x", b"here", 1) and _drain(back, b"here"))
+            for x in (back, pub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)

@@ -357,3 +357,67 @@ def test_the_former_module_name_still_imports():
 
     assert sessions.SessionRegistry is registry.SessionRegistry is SessionRegistry
     assert sessions.Will is registry.Will
+
+
+def test_a_single_node_never_claims_sessions_through_the_cluster():
+    """With the ``none`` driver the registry keeps no cluster (a CONNECT checks one
+    None); a distributed driver gets the exporter and the session-lost callback."""
+    from fluxmq_core.cluster import SingleNodeCluster
+
+    reg, _s, _p = make_registry()
+    assert reg.cluster is None
+    ctx = reg.context
+    ctx.cluster = SingleNodeCluster("n1")
+    assert SessionRegistry(ctx, MQTTConfig(), FakeScheduler(ctx.clock)).cluster is None
+
+    class Distributed:
+        distributed = True
+
+        def __init__(self):
+            self.exporters, self.watchers = {}, []
+
+        def session_exporter(self, protocol, fn):
+            self.exporters[protocol] = fn
+
+        def watch_sessions(self, fn):
+            self.watchers.append(fn)
+
+    ctx.cluster = Distributed()
+    reg2 = SessionRegistry(ctx, MQTTConfig(), FakeScheduler(ctx.clock))
+    assert reg2.cluster is ctx.cluster
+    assert ctx.cluster.exporters == {"mqtt": reg2.export_session}
+    assert ctx.cluster.watchers == [reg2.session_lost]
+
+
+def test_a_clean_start_on_the_same_node_keeps_the_new_connection_s_claim():
+    """Ending the old session of a clean-start reconnect must not release the
+    cluster claim just made for the new connection (else another node could take
+    the session without asking this one)."""
+    reg, _s, _p = make_registry()
+    released, saved = [], []
+    reg.cluster = SimpleNamespace(
+        will_set=lambda cid, will: None,
+        session_saved=lambda cid, snap: saved.append((cid, snap)),
+        release_session=lambda claim: released.append(claim) or _Noop(),
+    )
+
+    def conn():
+        return SimpleNamespace(
+            client_id="c", version=5, username=None, expiry=0, will=None, kick=lambda *a: None
+        )
+
+    reg.claims["c"] = "claim-1"
+    first = conn()
+    session, _present = reg.attach(first, True)
+    first.session = session
+    reg.claims["c"] = "claim-2"  # the second CONNECT claimed it again (same node)
+    second = conn()
+    second.session, _present = reg.attach(second, True)
+    assert released == [] and reg.claims == {"c": "claim-2"}
+    reg.detach(second, False)  # expiry 0: the session ends, the claim goes
+    assert released == ["claim-2"] and reg.claims == {}
+
+
+class _Noop:
+    def close(self):
+        pass

@@ -21,9 +21,9 @@ session or the store).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from fluxmq_core.cluster.base import QueuedEntry, SessionSnapshot
 from fluxmq_core.message import Message
 
 from ._proto import cluster_pb2 as pb
@@ -60,10 +60,6 @@ MAX_DEPTH = 24
 #: Key of the protobuf form in ``Message.encoded``: a message forwarded to several
 #: peers is converted once.
 _CACHE_KEY = ("fluxmq-etcd", "pb")
-
-#: ``(store seq or 0, message, granted qos, retain flag, subscription ids)``: one
-#: entry of a session's offline queue, as the MQTT session holds it.
-QueuedEntry = tuple[int, Message, int, bool, tuple[int, ...]]
 
 
 class CodecError(ValueError):
@@ -374,24 +370,6 @@ def queued_from_proto(p: pb.QueuedMessage) -> QueuedEntry:
     if not p.HasField("message"):
         raise CodecError(f"queued[{p.seq}]: no message")
     return p.seq, message_from_proto(p.message), p.qos, p.retain, tuple(p.subscription_ids)
-
-
-@dataclass(slots=True)
-class SessionSnapshot:
-    """What moves with a session on takeover: the store's session record, the
-    subscriptions (filter -> the store's options record), the offline queue, the
-    QoS 1/2 exchanges in flight (packet id -> the store's record) and a pending
-    will (message, time it is due). ``epoch`` is the fencing token of the
-    ownership the state was taken under."""
-
-    client_id: str
-    protocol: str = ""
-    record: dict[str, Any] | None = None
-    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    queued: list[QueuedEntry] = field(default_factory=list)
-    inflight: dict[int, dict[str, Any]] = field(default_factory=dict)
-    will: tuple[Message, float] | None = None
-    epoch: int = 0
 
 
 def session_to_proto(s: SessionSnapshot) -> pb.SessionState:

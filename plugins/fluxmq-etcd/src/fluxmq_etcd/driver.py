@@ -26,10 +26,12 @@ never forwarded again.
 
 Session ownership is a compare-and-swap on ``sessions/<client_id>`` under the lease,
 with the etcd revision of the winning write as fencing epoch (:meth:`acquire_session`);
-a node that loses its lease loses every claim with it. Not built yet: moving a
-session's state between nodes (no protocol calls ``acquire_session`` yet), queues
-on several nodes (each node's queues are its own). ``docs/clustering.md``
-says so too.
+a node that loses its lease loses every claim with it. :meth:`take_session` also
+moves a session's state from a live previous owner (``TakeoverSession``) or reads
+what a dead one left in ``sessionstate/<client_id>``; ``wills/<node>/<client_id>``
+holds the wills of clients connected to a node, published once by a survivor
+when that node dies. Not built yet: queues on several nodes (each node's queues
+are its own). ``docs/clustering.md`` says so too.
 """
 
 from __future__ import annotations
@@ -44,15 +46,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fluxmq_core.cluster.base import ClusterError, NodeInfo, SessionClaim
+import grpc
+
+from fluxmq_core.cluster.base import (
+    ClusterError,
+    NodeInfo,
+    SessionClaim,
+    SessionExporter,
+    SessionSnapshot,
+)
 from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
 from fluxmq_core.plugins import PluginError
 from fluxmq_core.router import parse_shared
-from fluxmq_etcd.codec import message_from_proto, message_to_proto, pb
+from fluxmq_etcd.codec import (
+    CodecError,
+    message_from_proto,
+    message_to_proto,
+    pb,
+    session_from_proto,
+    session_to_proto,
+)
 from fluxmq_etcd.embedded import EtcdMember, EtcdSupervisor
 from fluxmq_etcd.etcdclient import Endpoint, make_client, parse_endpoints
-from fluxmq_etcd.peers import Peers, tls_client_credentials, tls_server_credentials
+from fluxmq_etcd.peers import (
+    HandlerError,
+    PeerError,
+    Peers,
+    tls_client_credentials,
+    tls_server_credentials,
+)
 
 if TYPE_CHECKING:
     import aetcd
@@ -87,6 +110,9 @@ class EtcdCluster:
         self._subs_prefix = f"{self.prefix}subs/".encode()
         self._sessions_prefix = f"{self.prefix}sessions/".encode()
         self._retained_prefix = f"{self.prefix}retained/".encode()
+        self._wills_prefix = f"{self.prefix}wills/".encode()
+        self._state_prefix = f"{self.prefix}sessionstate/".encode()
+        self._own_wills = f"{self.prefix}wills/{node_id}/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
             self.endpoints = [
@@ -134,6 +160,18 @@ class EtcdCluster:
         self._retained_held: dict[str, Message] = {}
         self.retained_fetch_failed = 0
         self._session_lost: list[Callable[[str, int], None]] = []
+        #: protocol -> exporter of its sessions (serves TakeoverSession).
+        self._exporters: dict[str, SessionExporter] = {}
+        #: Wills of clients connected here, not yet in etcd (client id -> message or None).
+        self._wills_pending: dict[str, Message | None] = {}
+        #: Persistent session states not yet in etcd (client id -> snapshot or None).
+        self._states_pending: dict[str, SessionSnapshot | None] = {}
+        self.sessions_resumed_from_etcd = 0
+        #: Whether our own stale ``wills/<node_id>/`` keys were cleared this run.
+        self._wills_cleared = False
+        self.takeovers_in = 0
+        self.takeovers_out = 0
+        self.wills_published = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -188,6 +226,7 @@ class EtcdCluster:
         )
         self._peers.ready = lambda: self.ready
         self._peers.handle("FetchRetained", self._serve_retained)
+        self._peers.handle("TakeoverSession", self._serve_takeover)
         context.router.set_share_handler(self._serve_groups)
         try:
             port = await self._peers.start(cfg.bind)
@@ -230,6 +269,17 @@ class EtcdCluster:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         client = self._client
+        if client is not None and self._wills_pending:
+            # Wills published or cleared at shutdown go before the lease: else the
+            # survivors would publish them a second time.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_wills(client), 2.0)
+        if client is not None and self._states_pending:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    while self._states_pending:
+                        cid, state = self._states_pending.popitem()
+                        await self._write_state(client, cid, state)
         if client is not None:
             if self._lease_id is not None:
                 with contextlib.suppress(Exception):
@@ -343,6 +393,13 @@ class EtcdCluster:
         await client.put(
             self._nodes_prefix + self.node_id.encode(), self._record(), lease=self._lease_id
         )
+        if not self._wills_cleared:
+            # Left by an earlier run of this node id that nobody published (it came
+            # back before its lease expired): its durable store, if any, has them.
+            await client.delete_prefix(self._own_wills)
+            self._wills_cleared = True
+            if self._wills_pending:
+                self._wake.set()
         held = set(self._local)
         existing = await client.get_prefix(self._own_subs, keys_only=True)
         for kv in existing:
@@ -387,6 +444,12 @@ class EtcdCluster:
                 await self._write_retained(client, topic, message)
                 if self._retained_pending.get(topic) is message:
                     del self._retained_pending[topic]
+            await self._flush_wills(client)
+            while self._states_pending:
+                cid, state = next(iter(self._states_pending.items()))
+                await self._write_state(client, cid, state)
+                if self._states_pending.get(cid) is state:
+                    del self._states_pending[cid]
             while self._pending:
                 f, value = next(iter(self._pending.items()))
                 key = self._own_subs + f.encode()
@@ -419,8 +482,15 @@ class EtcdCluster:
         for client_id, epoch in list(self._owned.items()):
             if owners.get(client_id) != (self.node_id, epoch):
                 self._lose_session(client_id, epoch, "changed while etcd was away")
+        orphans = {
+            bytes(kv.key)[len(self._wills_prefix) :].decode().partition("/")[0]
+            for kv in snapshot
+            if bytes(kv.key).startswith(self._wills_prefix)
+        }
         old = set(self.members)
         self.members = members
+        for node in orphans - set(members) - {self.node_id}:
+            asyncio.get_running_loop().create_task(self._publish_wills_of(node))
         # Ours come from the router, not etcd.
         subs[self.node_id] = {f: self._members.get(f, 1) for f in self._local}
         for node in set(self.index.node_ids) | set(subs):
@@ -463,6 +533,7 @@ class EtcdCluster:
                     self.members.pop(node, None)
                     if node != self.node_id:
                         self.index.drop_node(node)
+                        asyncio.get_running_loop().create_task(self._publish_wills_of(node))
                     self._peer(node, None)
             elif key.startswith(self._retained_prefix):
                 self._apply_retained(
@@ -661,10 +732,14 @@ class EtcdCluster:
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
+            "takeovers": {"in": self.takeovers_in, "out": self.takeovers_out},
+            "wills_published": self.wills_published,
+            "sessions_resumed_from_etcd": self.sessions_resumed_from_etcd,
             # Every queue lives on one node only until queues are replicated.
             "queues_single_copy": self._local_queues(),
             "not_replicated": [
-                "session state (ownership is claimed in etcd; state is not moved yet)",
+                "session state after a node failure (moved between live nodes on "
+                "takeover; not copied while the owner runs)",
                 "queues (each node's queues are its own)",
             ],
         }
@@ -778,9 +853,14 @@ class EtcdCluster:
         must not take a session over. The previous owner learns from its watch
         (``watch_sessions`` callbacks) and must stop serving the session.
 
-        This is the ownership half of takeover; moving the session's state between
-        nodes is not built yet (see docs/clustering.md).
+        :meth:`take_session` also moves the session's state from the old owner.
         """
+        claim, _previous = await self._claim(client_id)
+        return claim
+
+    async def _claim(self, client_id: str) -> tuple[SessionClaim, str | None]:
+        """:meth:`acquire_session`, also naming the node that owned the key before
+        (``""``: nobody; None: this node already)."""
         client = self._client
         if not self.ready or client is None or self._lease_id is None:
             raise ClusterError(
@@ -792,9 +872,11 @@ class EtcdCluster:
         if current is None:
             compare = [tx.create(key) == 0]
         elif bytes(current.value).decode() == self.node_id and client_id in self._owned:
-            return SessionClaim(client_id, self.node_id, self._owned[client_id])
+            return SessionClaim(client_id, self.node_id, self._owned[client_id]), None
         else:
             compare = [tx.mod(key) == current.mod_revision]
+        # "": nobody owned it (never, released, or its node's lease expired).
+        previous = "" if current is None else bytes(current.value).decode()
         ok, responses = await client.transaction(
             compare=compare,
             success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
@@ -806,7 +888,205 @@ class EtcdCluster:
             )
         epoch = int(responses[0].response_put.header.revision)
         self._owned[client_id] = epoch
-        return SessionClaim(client_id, self.node_id, epoch)
+        if previous == self.node_id:
+            previous = None  # ours from an earlier claim (lost, then taken back)
+        return SessionClaim(client_id, self.node_id, epoch), previous
+
+    async def take_session(
+        self, client_id: str, protocol: str
+    ) -> tuple[SessionClaim, SessionSnapshot | None]:
+        """Claim ``client_id`` by compare-and-swap, then, when a live node owned it,
+        ask that node for the session's state (``TakeoverSession`` with our epoch):
+        it closes the client's connection there and hands the state over. A dead
+        owner's key is already gone with its lease (nothing to fetch). An owner that
+        is up but does not answer leaves the claim ours and the state behind it
+        (logged; the client gets a fresh session rather than no connection)."""
+        claim, previous = await self._claim(client_id)
+        if previous is None:
+            return claim, None
+        if previous == "" or previous not in self.members or self._peers is None:
+            return claim, await self._stored_state(client_id, protocol)
+        request = pb.TakeoverRequest(client_id=client_id, to_node=self.node_id, epoch=claim.epoch)
+        try:
+            reply = await self._peers.call(previous, "TakeoverSession", request)
+        except PeerError as exc:
+            log.warning(
+                "session %r: node %s did not hand its state over (%s); starting without it",
+                client_id,
+                previous,
+                exc,
+            )
+            return claim, None
+        if not reply.found:
+            return claim, None
+        try:
+            snapshot = session_from_proto(reply.session)
+        except CodecError as exc:
+            log.warning("session %r from node %s is unreadable: %s", client_id, previous, exc)
+            return claim, None
+        if snapshot.protocol and snapshot.protocol != protocol:
+            log.warning(
+                "session %r on node %s is a %s session, not %s; not moved",
+                client_id,
+                previous,
+                snapshot.protocol,
+                protocol,
+            )
+            return claim, None
+        self.takeovers_in += 1
+        return claim, snapshot
+
+    def session_exporter(self, protocol: str, exporter: SessionExporter | None) -> None:
+        """Serve ``TakeoverSession`` for ``protocol``'s sessions with ``exporter``."""
+        if exporter is None:
+            self._exporters.pop(protocol, None)
+        else:
+            self._exporters[protocol] = exporter
+
+    async def _serve_takeover(self, from_node: str, request: Any) -> Any:
+        """Another node won ``sessions/<client_id>``: check its epoch is newer than
+        ours (a stale request is refused), stop owning the session here, and hand
+        its state over. Each exporter is asked; the one that holds the session
+        closes the client's connection (DISCONNECT 0x8E) and forgets it."""
+        client_id = request.client_id
+        ours = self._owned.get(client_id)
+        if ours is not None and request.epoch <= ours:
+            raise HandlerError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"epoch {request.epoch} of session {client_id!r} is not newer than {ours}",
+            )
+        if ours is not None:
+            self._lose_session(client_id, ours, f"taken over by node {from_node}")
+        for protocol, exporter in list(self._exporters.items()):
+            snapshot = exporter(client_id, int(request.epoch))
+            if snapshot is not None:
+                snapshot.protocol = snapshot.protocol or protocol
+                snapshot.epoch = int(request.epoch)
+                self.takeovers_out += 1
+                return pb.TakeoverResponse(found=True, session=session_to_proto(snapshot))
+        return pb.TakeoverResponse(found=False)
+
+    # --- session state kept in etcd (for node failures) ------------------------------------
+
+    def session_saved(self, client_id: str, snapshot: SessionSnapshot | None) -> None:
+        """Keep a persistent session's record and subscriptions in
+        ``sessionstate/<client_id>`` (no lease: it must outlive this node), written
+        in the background and only while this node owns the session."""
+        self._states_pending[client_id] = snapshot
+        self._wake.set()
+
+    async def _write_state(
+        self, client: aetcd.Client, client_id: str, state: SessionSnapshot | None
+    ) -> None:
+        """Fenced: written (or deleted) only while ``sessions/<client_id>`` names
+        this node, so a stale owner cannot overwrite the new owner's state. A delete
+        also goes through when nobody owns the session (released just before)."""
+        owner = self._sessions_prefix + client_id.encode()
+        key = self._state_prefix + client_id.encode()
+        tx = client.transactions
+        if state is None:
+            ok, _ = await client.transaction(
+                compare=[tx.value(owner) == self.node_id.encode()],
+                success=[tx.delete(key)],
+                failure=[],
+            )
+            if not ok:
+                await client.transaction(
+                    compare=[tx.version(owner) == 0], success=[tx.delete(key)], failure=[]
+                )
+            return
+        value = self.node_id.encode() + b"\0" + session_to_proto(state).SerializeToString()
+        await client.transaction(
+            compare=[tx.value(owner) == self.node_id.encode()],
+            success=[tx.put(key, value)],
+            failure=[],
+        )
+
+    async def _stored_state(self, client_id: str, protocol: str) -> SessionSnapshot | None:
+        """The state a dead (or departed) owner left in etcd, unless it is this
+        node's own (the local copy is more complete) or expired."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            found = await client.get(self._state_prefix + client_id.encode())
+        except Exception as exc:
+            log.warning("session %r: cannot read its state from etcd: %s", client_id, exc)
+            return None
+        if found is None:
+            return None
+        writer, _, body = bytes(found.value).partition(b"\0")
+        if writer.decode() == self.node_id:
+            return None
+        try:
+            snapshot = session_from_proto(pb.SessionState.FromString(body))
+        except Exception as exc:
+            log.warning("session %r: its state in etcd is unreadable: %s", client_id, exc)
+            return None
+        if snapshot.protocol and snapshot.protocol != protocol:
+            return None
+        record = snapshot.record or {}
+        expiry = record.get("expiry") or 0
+        since = record.get("disconnected_at")
+        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+            return None
+        self.sessions_resumed_from_etcd += 1
+        log.info(
+            "session %r resumed from the state node %s left in etcd", client_id, writer.decode()
+        )
+        return snapshot
+
+    # --- wills -----------------------------------------------------------------------------
+
+    def will_set(self, client_id: str, will: Message | None) -> None:
+        """``wills/<node_id>/<client_id>`` holds the will of a client connected here
+        (no lease: it must outlive this node). Written in the background."""
+        self._wills_pending[client_id] = will
+        self._wake.set()
+
+    async def _flush_wills(self, client: aetcd.Client) -> None:
+        while self._wills_pending:
+            cid, will = next(iter(self._wills_pending.items()))
+            key = self._own_wills + cid.encode()
+            if will is not None:
+                await client.put(key, message_to_proto(will).SerializeToString())
+            else:
+                await client.delete(key)
+            if self._wills_pending.get(cid) is will:
+                del self._wills_pending[cid]
+
+    async def _publish_wills_of(self, node: str) -> None:
+        """``node`` left the cluster (its lease expired, or it stopped): publish the
+        wills it left in etcd. Every surviving node tries; each will is taken by a
+        transaction that deletes its key only if it is unchanged, so exactly one
+        node publishes it. A node that stopped cleanly published or cleared its
+        wills itself."""
+        client = self._client
+        context = self._context
+        if client is None or context is None:
+            return
+        prefix = self._wills_prefix + node.encode() + b"/"
+        try:
+            found = await client.get_prefix(prefix)
+            tx = client.transactions
+            for kv in found:
+                key = bytes(kv.key)
+                ok, _ = await client.transaction(
+                    compare=[tx.mod(key) == kv.mod_revision], success=[tx.delete(key)], failure=[]
+                )
+                if not ok:
+                    continue  # another node took it
+                try:
+                    message = message_from_proto(pb.Message.FromString(bytes(kv.value)))
+                except Exception:
+                    log.warning("will %r of node %s is unreadable; dropped", key, node)
+                    continue
+                message = message.copy(timestamp=time.time())
+                self.wills_published += 1
+                log.info("publishing the will of %r, left by node %s", message.origin_client, node)
+                context.publish(message)
+        except Exception as exc:
+            log.warning("wills of node %s: %s (retried at the next resync)", node, exc)
 
     async def release_session(self, claim: SessionClaim) -> None:
         """Delete the ownership key, only if it is still this claim (same owner, same

@@ -56,7 +56,7 @@ from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.session import NEVER, PROTOCOL
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
-from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait, Wait
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait, Wait
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.registry import SessionRegistry, Will
@@ -116,6 +116,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "publish_bucket",
         "sync_first",
         "queue_acks",
+        "claimed",
     )
 
     def __init__(
@@ -164,6 +165,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.last_seen = 0.0
         self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
+        self.claimed = False  # in a cluster: the session is claimed for this node
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
 
     def __repr__(self) -> str:
@@ -251,6 +253,22 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.username = result.username
         self.login_ok = True
         self._resume()
+
+    def claim_done(self) -> None:
+        """The session is this node's (and any state from another node imported)."""
+        self.waiting = None
+        if self.phase is Phase.CLOSED:
+            return
+        self.claimed = True
+        self._resume()
+
+    def claim_failed(self, reason: str) -> None:
+        """The cluster could not give this node the session (etcd unreachable, or
+        another node claimed it at the same time): 0x88 server unavailable."""
+        self.waiting = None
+        if self.phase is Phase.CLOSED:
+            return
+        self._refuse(0x88, reason)
 
     def enhanced_done(self, status: str, data: bytes) -> None:
         """One enhanced-auth step succeeded: ``status`` is "continue" or "success"."""
@@ -496,6 +514,11 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         p = self.connect
         assert p is not None
         registry = self.registry
+        if registry.cluster is not None and not self.claimed:
+            # Distributed only (the single-node path checks one None): claim the
+            # client id cluster-wide first; its state may come from another node.
+            self.waiting = ClaimWait(self.client_id, p.clean_start)
+            return SUSPEND
         session, present = registry.attach(self, p.clean_start)
         self.session = session
         if self.version == MQTT_5:

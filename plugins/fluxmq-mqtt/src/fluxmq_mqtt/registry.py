@@ -22,10 +22,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fluxmq_core.cluster.base import SessionClaim, SessionSnapshot
 from fluxmq_core.message import Message
 from fluxmq_mqtt.limits import KeyedLimiter
 from fluxmq_mqtt.queues import QueueFace, is_queue_topic
-from fluxmq_mqtt.session import NEVER, PROTOCOL, Session, options_from_record
+from fluxmq_mqtt.session import (
+    NEVER,
+    PROTOCOL,
+    Session,
+    _inbound_record,
+    options_from_record,
+    options_to_record,
+)
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
@@ -163,6 +171,19 @@ class SessionRegistry:
         )
         self.queue_face = QueueFace(self)  # $queue/ topics (queues.py)
         self.queue_drops = QueueDrops(cfg, context.stats, context.clock)
+        # The cluster driver when it is distributed, else None: the single-node path
+        # then checks one None per CONNECT and nothing per message.
+        cluster = getattr(context, "cluster", None)
+        self.cluster: Any = cluster if getattr(cluster, "distributed", False) else None
+        self.claims: dict[str, SessionClaim] = {}
+        self._cluster_wills: set[str] = set()  # client ids with a will recorded in etcd
+        self._handoff_wills: dict[str, Will] = {}  # wills of connections fenced off
+        self._replicated: set[str] = set()  # client ids whose state is kept in the cluster
+        # Runs a coroutine in the background (set by the adapter; None in sans-IO use).
+        self.spawn: Any = None
+        if self.cluster is not None:
+            self.cluster.session_exporter(PROTOCOL, self.export_session)
+            self.cluster.watch_sessions(self.session_lost)
 
     # -- wills ---------------------------------------------------------------------------
 
@@ -238,7 +259,11 @@ class SessionRegistry:
             if prev is not None:
                 self._take_over(prev, session, continues=not clean_start)
             if clean_start:
+                # The claim just made for this connection outlives the old session.
+                claim = self.claims.pop(cid, None)
                 self.end_session(session)
+                if claim is not None:
+                    self.claims[cid] = claim
                 session = None
             else:
                 self._cancel_will(session)
@@ -259,6 +284,9 @@ class SessionRegistry:
             session.save()
         else:
             session.drop_persistence()
+        if self.cluster is not None:
+            self._cluster_will(cid, conn.will)
+            self.replicate(session)
         if conn.will is not None and self.durable:
             # Saved while connected (publish_at 0): a crash counts as a lost connection,
             # and the restarted broker publishes it. The CONNACK (and everything after
@@ -300,6 +328,8 @@ class SessionRegistry:
         if session is None or session.connection is not conn:
             return
         session.connection = None
+        if self.cluster is not None:
+            self._cluster_will(session.client_id, None)
         self.queue_face.detached(session)
         will = conn.will if will_wanted else None
         conn.will = None
@@ -312,6 +342,8 @@ class SessionRegistry:
             return
         session.disconnected_at = self.clock()
         session.save()
+        if self.cluster is not None:
+            self.replicate(session)
         if will is not None:
             if will.delay:
                 self._schedule_will(session, will)
@@ -358,8 +390,197 @@ class SessionRegistry:
         session.drop_persistence()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            if self.cluster is not None and session.client_id in self._replicated:
+                self._replicated.discard(session.client_id)
+                self.cluster.session_saved(session.client_id, None)
+            claim = self.claims.pop(session.client_id, None)
+            if claim is not None:
+                self._background(self.cluster.release_session(claim))
         if will is not None:
             self.publish_will(session.client_id, will)
+
+    # -- cluster: claims, takeover between nodes, wills -------------------------------------
+
+    def _background(self, coro: Any) -> None:
+        """Run a cluster call without waiting for it (a release, in the background)."""
+        if self.spawn is None:
+            coro.close()  # sans-IO use: no loop to run it on
+        else:
+            self.spawn(coro)
+
+    def _cluster_will(self, client_id: str, will: Will | None) -> None:
+        """Record the will of a client connected here in the cluster (a surviving
+        node publishes it if this node dies), or clear it."""
+        if will is not None:
+            self._cluster_wills.add(client_id)
+            self.cluster.will_set(client_id, will.message)
+        elif client_id in self._cluster_wills:
+            self._cluster_wills.discard(client_id)
+            self.cluster.will_set(client_id, None)
+
+    async def claim(self, client_id: str, clean_start: bool) -> None:
+        """CONNECT in a cluster: claim ``client_id`` for this node by compare-and-swap
+        (raises ``ClusterError`` when it cannot be done safely) and import the
+        session's state when another node held it."""
+        claim, snapshot = await self.cluster.take_session(client_id, PROTOCOL)
+        self.claims[client_id] = claim
+        if snapshot is not None:
+            self.import_session(snapshot, clean_start)
+
+    def _fence(self, session: Session) -> Will | None:
+        """Stop serving ``session`` here: its connection gets DISCONNECT 0x8E (5.0)
+        or is closed (3.1.1), without its will (which moves with the session).
+        Returns that will."""
+        conn = session.connection
+        if conn is None:
+            return self._handoff_wills.pop(session.client_id, None)
+        will = conn.will
+        conn.will = None
+        conn.session = None
+        session.connection = None
+        self.queue_face.detached(session)
+        conn.kick(0x8E, "session taken over by another node")
+        return will
+
+    def replicate(self, session: Session) -> None:
+        """Give the cluster a persistent session's record and subscriptions (not its
+        queue or in-flight messages: those change per message), for a surviving
+        node to resume if this one dies. Called on connect, disconnect and each
+        subscription change; only in a cluster."""
+        cid = session.client_id
+        if session.expiry == 0:
+            if cid in self._replicated:
+                self._replicated.discard(cid)
+                self.cluster.session_saved(cid, None)
+            return
+        self._replicated.add(cid)
+        self.cluster.session_saved(
+            cid,
+            SessionSnapshot(
+                cid,
+                PROTOCOL,
+                record=session.record(),
+                subscriptions={f: options_to_record(o) for f, o in session.subscriptions.items()},
+            ),
+        )
+
+    def session_lost(self, client_id: str, epoch: int) -> None:
+        """The cluster says this node no longer owns ``client_id`` (taken over, or
+        the lease was lost): stop serving it at once. The state stays until the new
+        owner asks for it (``export_session``) or it expires."""
+        self.claims.pop(client_id, None)
+        session = self.sessions.get(client_id)
+        if session is not None and session.connection is not None:
+            will = self._fence(session)
+            if will is not None:
+                self._handoff_wills[client_id] = will
+
+    def export_session(self, client_id: str, epoch: int) -> SessionSnapshot | None:
+        """Another node took ``client_id`` over: close its connection here, hand
+        over the whole state (subscriptions, offline queue, QoS 1/2 in flight both
+        ways, the will) and forget it, without publishing the will: the new owner
+        decides, as a local takeover would."""
+        session = self.sessions.get(client_id)
+        if session is None or session.ended:
+            return None
+        self.claims.pop(client_id, None)
+        live = self._fence(session)
+        will: tuple[Message, float] | None = None
+        if live is not None:
+            will = (live.stored(), 0.0)  # 0: the will of a live connection
+        elif session.will is not None:
+            will = (session.will.stored(), max(1.0, self.clock()))
+        inflight = {pid: e.record() for pid, e in session.inflight.items()}
+        for pid, msg in session.inbound.items():
+            inflight[pid] = _inbound_record(msg)
+        snapshot = SessionSnapshot(
+            client_id,
+            PROTOCOL,
+            record=session.record(),
+            subscriptions={f: options_to_record(o) for f, o in session.subscriptions.items()},
+            queued=list(session.queue),
+            inflight=inflight,
+            will=will,
+            epoch=epoch,
+        )
+        self._forget(session)
+        self._replicated.discard(client_id)
+        if self.cluster is not None:
+            self._cluster_will(client_id, None)
+        log.info("session %r handed over to another node", client_id)
+        return snapshot
+
+    def _forget(self, session: Session) -> None:
+        """Drop a session that lives on elsewhere now: like ``end_session`` but
+        without its will and without releasing the cluster claim."""
+        session.ended = True
+        for timer in (session.expiry_timer, session.will_timer):
+            if timer is not None:
+                self.scheduler.cancel(timer)
+        session.expiry_timer = session.will_timer = None
+        session.will = None
+        self.stats.subscriptions -= self.router.unsubscribe_all(session)
+        self.queue_face.session_ended(session)
+        self.queue_drops.forget(session.client_id)
+        if self.durable or session.persistent:
+            self.store.delete_will(session.client_id)
+        session.drop_persistence()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    def import_session(self, snap: SessionSnapshot, clean_start: bool) -> Session:
+        """Install a session handed over by another node (replacing a stale local
+        copy): subscriptions routed here, offline queue and in-flight exchanges
+        kept for ``Session.resend``. The will of the connection that was live there
+        goes out now unless the session continues and it has a delay (as a local
+        takeover decides); a pending will waits for ``attach`` to cancel or publish
+        it."""
+        cid = snap.client_id
+        self._handoff_wills.pop(cid, None)
+        old = self.sessions.get(cid)
+        if old is not None:
+            if old.connection is not None:
+                self._fence(old)
+            self._forget(old)
+        record = snap.record or {}
+        session = Session(self, cid, int(record.get("version", 4)), int(record.get("expiry", 0)))
+        session.username = record.get("username")
+        self._fill(session, snap.subscriptions)
+        for _seq, message, qos, retain, ids in snap.queued:
+            session.enqueue(message, qos, retain, tuple(ids))
+        for pid, rec in snap.inflight.items():
+            session.restore_inflight(int(pid), rec)
+        if session.inflight:
+            session._next_pid = max(session.inflight) % 0xFFFF + 1
+        session.disconnected_at = record.get("disconnected_at") or self.clock()
+        self.sessions[cid] = session
+        self._schedule_expiry(session)  # attach, next, cancels it
+        if snap.will is not None:
+            stored, publish_at = snap.will
+            will = Will.from_stored(stored)
+            if publish_at:
+                session.will = will
+            elif not (will.delay and not clean_start):
+                self.publish_will(cid, will)
+        return session
+
+    def _fill(self, session: Session, subscriptions: dict[str, dict[str, Any]]) -> None:
+        """Route a restored or imported session's subscriptions here."""
+        for topic_filter, raw in subscriptions.items():
+            options = options_from_record(raw)
+            if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
+                session.subscriptions[topic_filter] = options
+                self.queue_face.restored(session, topic_filter, options, raw)
+                continue
+            try:
+                if self.router.subscribe(session, topic_filter, options):
+                    self.stats.subscriptions += 1
+            except ValueError:
+                log.warning(
+                    "dropping invalid subscription %r of %r", topic_filter, session.client_id
+                )
+                continue
+            session.subscriptions[topic_filter] = options
 
     # -- start-up and shutdown -----------------------------------------------------------
 
@@ -380,19 +601,7 @@ class SessionRegistry:
                 persistent=True,
             )
             session.username = record.get("username")
-            for topic_filter, raw in (await store.load_subscriptions(cid)).items():
-                options = options_from_record(raw)
-                if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
-                    session.subscriptions[topic_filter] = options
-                    self.queue_face.restored(session, topic_filter, options, raw)
-                    continue
-                try:
-                    if self.router.subscribe(session, topic_filter, options):
-                        self.stats.subscriptions += 1
-                except ValueError:
-                    log.warning("dropping invalid stored subscription %r of %r", topic_filter, cid)
-                    continue
-                session.subscriptions[topic_filter] = options
+            self._fill(session, await store.load_subscriptions(cid))
             for seq, message in await store.queued(cid):
                 session.restore_queued(seq, message)
             for pid, rec in (await store.load_inflight(cid)).items():

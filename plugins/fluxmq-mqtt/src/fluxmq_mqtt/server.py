@@ -29,7 +29,7 @@ from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
-from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, EnhancedAuthWait
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
@@ -137,9 +137,17 @@ class MQTTServer(AdapterServer):
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
         self.flow = FlowControl(cfg)
         self.registry.flow = self.flow
+        self.registry.spawn = self._spawn
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def protocol_factory(self) -> MQTTProtocol:
         return MQTTProtocol(self)
+
+    def _spawn(self, coro: Any) -> None:
+        """The registry's background calls (cluster releases), kept referenced."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         await self.registry.restore()
@@ -265,7 +273,22 @@ class MQTTProtocol(AdapterProtocol):
         else:
             conn.enhanced_done(str(status), out)
 
-    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize, EnhancedAuthWait: _enhanced}
+    async def _claim(self, wait: ClaimWait) -> None:
+        conn = self.conn
+        try:
+            await self.server.registry.claim(wait.client_id, wait.clean_start)
+        except Exception as exc:  # ClusterError, or a driver failing otherwise
+            log.warning("cannot take session %r for this node: %s", wait.client_id, exc)
+            conn.claim_failed(f"session not available on this node: {exc}")
+        else:
+            conn.claim_done()
+
+    WAITS = {
+        AuthWait: _auth,
+        AuthorizeWait: _authorize,
+        EnhancedAuthWait: _enhanced,
+        ClaimWait: _claim,
+    }
 
     # -- flow control (this connection as a publisher) ----------------------------------
 

@@ -238,11 +238,15 @@ class Session:
             self.registry.store.save_subscription(
                 self.client_id, topic_filter, options_to_record(options)
             )
+        if getattr(self.registry, "cluster", None) is not None:
+            self.registry.replicate(self)
 
     def remove_subscription(self, topic_filter: str) -> None:
         self.subscriptions.pop(topic_filter, None)
         if self.persistent:
             self.registry.store.delete_subscription(self.client_id, topic_filter)
+        if getattr(self.registry, "cluster", None) is not None:
+            self.registry.replicate(self)
 
     # -- packet ids --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fluxmq_core.transport.adapter import AuthWait, Wait
 
-__all__ = ["AuthWait", "AuthorizeWait", "EnhancedAuthWait"]
+__all__ = ["AuthWait", "AuthorizeWait", "ClaimWait", "EnhancedAuthWait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +27,13 @@ class EnhancedAuthWait(Wait):
     """One MQTT 5 enhanced-authentication step with the client's ``data``."""
 
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWait(Wait):
+    """In a cluster only: claim ``client_id`` for this node (and fetch its state
+    from the node that owned it) before the session is attached; answered with
+    ``Connection.claim_done`` or ``Connection.claim_failed``."""
+
+    client_id: str
+    clean_start: bool
