@@ -876,7 +876,7 @@ class EtcdCluster:
         else:
             compare = [tx.mod(key) == current.mod_revision]
         # "": nobody owned it (never, released, or its node's lease expired).
-        previous = "" if current is None else bytes(current.value).decode()
+        previous: str | None = "" if current is None else bytes(current.value).decode()
         ok, responses = await client.transaction(
             compare=compare,
             success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
