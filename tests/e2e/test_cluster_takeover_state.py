@@ -1,4 +1,5 @@
-"""Session takeover between nodes without the network: an MQTT session exported by
+"""Session takeover between nodes without the network (MQTT sessions through the etcd
+driver: a cross-plugin test, so it lives here): an MQTT session exported by
 one registry, carried through the protobuf codec, and imported by another comes
 back whole (subscriptions, offline queue, QoS 1/2 in flight both ways with their
 properties, will); the old owner refuses a takeover with a stale epoch."""
