@@ -1,6 +1,6 @@
-"""Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
-subscriber, ``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` ->
-``queue.ack`` when a queue hands a traced message to a consumer and it is settled.
+"""Real spans on the publish path: ``publish`` -> one ``deliver`` for its fan-out,
+``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` -> ``queue.ack``
+when a queue hands a traced message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
@@ -8,16 +8,21 @@ check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
 
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
-  arrive there), so a trace started by a client goes on in the broker.
-- Sampling is parent-based with a ratio for new traces. The ratio is drawn here,
-  before any span exists; a publish with a parent is left to the SDK's parent-based
-  sampler. A publish that is not sampled is routed by the ordinary
-  ``router.publish``: no span is made and the message is not touched.
+  arrive there), so a trace started by a client goes on in the broker. It is only
+  looked for when the message has user properties at all.
+- Sampling is decided here before any OpenTelemetry object is touched: a publish
+  with a parent follows the parent's sampled flag, a new trace is kept when one
+  ``random()`` draw is below ``sample_rate``. A publish that is not sampled is
+  routed by the ordinary ``router.publish``: no span, no attribute dict, and its
+  message is not touched. (The SDK's sampler is therefore "always on".)
+- A sampled publish is two spans, whatever its fan-out: ``publish`` and one
+  ``deliver`` that counts the deliveries and names the subscribers (a span costs
+  about 10 us in the SDK, so a span per subscriber made a sampled publish to many
+  subscribers the dominant cost at low sample rates).
 - A sampled publish carries the ``publish`` span's context on to subscribers: the
   message's ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees
   them as user properties and an AMQP consumer as headers, and a trace crosses
-  protocols and services. One encoding still serves every subscriber, which is why
-  the context is the ``publish`` span's and not each ``deliver`` span's.
+  protocols and services.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ log = logging.getLogger("fluxmq.otel")
 TRACE_KEYS = ("traceparent", "tracestate")
 #: Traced queue deliveries remembered until settled (for their queue.ack span).
 MAX_PENDING = 10_000
+#: Subscribers named in a ``deliver`` span's ``fluxmq.subscribers``; more are counted.
+MAX_LISTED = 16
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -56,6 +63,11 @@ def extract(message: Message) -> otel_context.Context | None:
     if not carrier:
         return None
     return _PROPAGATOR.extract(carrier)
+
+
+def _sampled(ctx: otel_context.Context) -> bool:
+    """Whether the trace context taken from a message is sampled."""
+    return bool(trace.get_current_span(ctx).get_span_context().trace_flags.sampled)
 
 
 def inject(message: Message, ctx: otel_context.Context | None = None) -> Message:
@@ -72,7 +84,7 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Routes messages in spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer", "rate", "_random", "_route_ctx", "_pending")
+    __slots__ = ("context", "tracer", "rate", "_random", "_batch", "_pending")
 
     def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
@@ -82,7 +94,7 @@ class BrokerTracer:
         # parent-based over "always on" and decides publishes that carry a parent.
         self.rate = rate
         self._random = random.random
-        self._route_ctx: otel_context.Context | None = None
+        self._batch: _Deliveries | None = None
         # (queue, group, offset) -> (queue.deliver span's context, its start in ns),
         # until the delivery is settled; bounded, the oldest forgotten first.
         self._pending: OrderedDict[tuple[str, str, int], tuple[otel_context.Context, int]] = (
@@ -93,36 +105,53 @@ class BrokerTracer:
 
     def publish(self, message: Message) -> int:
         """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
-        parent = extract(message) if message.user_properties else None
-        if parent is None and self.rate < 1.0 and self._random() >= self.rate:
-            # Not sampled: BrokerContext.publish's own path, inlined (this runs for
-            # 99 publishes in 100 at sample_rate 0.01).
-            ctx = self.context
-            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-                return self._queue(message, None)
-            if ctx.events.on_published:
-                ctx.events.message_published(message)
-            return int(ctx.router.publish(message))
-        attrs: dict[str, AttributeValue] = {
-            "messaging.system": "fluxmq",
-            "messaging.operation.type": "publish",
-            "messaging.destination.name": message.topic,
-            "messaging.message.body.size": len(message.payload),
-            "fluxmq.protocol": message.origin_protocol,
-            "fluxmq.client_id": message.origin_client,
-            "fluxmq.qos": message.qos,
-            "fluxmq.retain": message.retain,
-        }
+        parent: otel_context.Context | None = None
+        if message.user_properties:
+            parent = extract(message)
+        if parent is None:
+            # A new trace: one random draw decides it before any OTel object is
+            # touched (this runs for 99 publishes in 100 at sample_rate 0.01).
+            if self._random() >= self.rate:
+                ctx = self.context
+                if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                    return self._queue(message, None)
+                if ctx.events.on_published:
+                    ctx.events.message_published(message)
+                return ctx.router.publish(message)
+        elif not _sampled(parent):
+            return self._route_plain(message)  # the client's trace is not sampled
+        return self._traced(message, parent)
+
+    def _traced(self, message: Message, parent: otel_context.Context | None) -> int:
+        """A sampled publish: its ``publish`` span and, when anyone got it, one
+        ``deliver`` span."""
         span = self.tracer.start_span(
-            "publish", context=parent, kind=SpanKind.SERVER, attributes=attrs
+            "publish",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "messaging.system": "fluxmq",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": message.topic,
+                "messaging.message.body.size": len(message.payload),
+                "fluxmq.protocol": message.origin_protocol,
+                "fluxmq.client_id": message.origin_client,
+                "fluxmq.qos": message.qos,
+                "fluxmq.retain": message.retain,
+            },
         )
-        if not span.is_recording():
-            span.end()
-            return self._route_plain(message)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span_ctx = span.get_span_context()
+        message = _with_context(message, span_ctx)
         try:
-            message = inject(message)
-            n = self._route(message, span)
+            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                # Made current so that ``queued`` parents its span here.
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    n = self._queue(message, span)
+                finally:
+                    otel_context.detach(token)
+            else:
+                n = self._route(message, span)
             span.set_attribute("fluxmq.deliveries", n)
             return n
         except Exception as exc:
@@ -130,7 +159,6 @@ class BrokerTracer:
             span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
         finally:
-            otel_context.detach(token)
             span.end()
 
     def queued(self, message: Message, fut: Any) -> None:
@@ -138,8 +166,11 @@ class BrokerTracer:
         append is durable (or failed)."""
         parent = None
         if not trace.get_current_span().is_recording():
-            parent = extract(message)
-            if parent is None and self.rate < 1.0 and self._random() >= self.rate:
+            parent = extract(message) if message.user_properties else None
+            if parent is None:
+                if self._random() >= self.rate:
+                    return
+            elif not _sampled(parent):
                 return
         span = self.tracer.start_span(
             "queue.append",
@@ -173,10 +204,7 @@ class BrokerTracer:
         the trace the stored message carries (only traced messages get one), and the
         start of the ``queue.ack`` span that ends when the delivery is settled."""
         parent = extract(message) if message.user_properties else None
-        if (
-            parent is None
-            or not trace.get_current_span(parent).get_span_context().trace_flags.sampled
-        ):
+        if parent is None or not _sampled(parent):
             return
         props = message.properties or {}
         offset = props.get("offset")
@@ -252,46 +280,84 @@ class BrokerTracer:
 
     def _route(self, message: Message, span: Any) -> int:
         ctx = self.context
-        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-            return self._queue(message, span)
         events = ctx.events
         if events.on_published:
             events.message_published(message)
-        # Route and deliver spans get their parent explicitly instead of being made
-        # current (attach/detach per span is a good part of a span's cost); the
-        # publish span stays current for anything a delivery does in turn.
-        tracer = self.tracer
-        route = tracer.start_span(
-            "route",
-            context=trace.set_span_in_context(span),
-            attributes={"fluxmq.topic": message.topic},
-        )
-        outer = self._route_ctx
-        self._route_ctx = trace.set_span_in_context(route)
+        # One ``deliver`` span for the whole fan-out, started at the first delivery
+        # (a publish nobody receives makes none) and given its parent explicitly, as
+        # attaching a context costs as much as a small span.
+        outer = self._batch
+        batch = self._batch = _Deliveries(trace.set_span_in_context(span))
         try:
-            n = int(ctx.router.publish_each(message, self._deliver))
+            ctx.router.publish_each(message, self._deliver)
         finally:
-            self._route_ctx = outer
-        route.set_attribute("fluxmq.deliveries", n)
-        route.end()
-        return n
+            self._batch = outer
+            batch.finish()
+        return batch.count
 
     def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
-        attrs: dict[str, AttributeValue] = {
-            "fluxmq.protocol": sub.protocol,
-            "fluxmq.client_id": sub.client_id,
-            "fluxmq.qos": delivery.qos,
-        }
-        if delivery.shared_group:
-            attrs["fluxmq.share_group"] = delivery.shared_group
-        span = self.tracer.start_span(
-            "deliver", context=self._route_ctx, kind=SpanKind.PRODUCER, attributes=attrs
-        )
+        batch = self._batch
+        if batch.span is None:
+            batch.span = self.tracer.start_span(
+                "deliver", context=batch.parent, kind=SpanKind.PRODUCER
+            )
+        batch.count += 1
+        if batch.count <= MAX_LISTED:
+            batch.subs.append((sub, delivery))
         try:
             sub.deliver(message, delivery)
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            batch.span.record_exception(exc)
+            batch.span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
-        finally:
-            span.end()
+
+
+class _Deliveries:
+    """The fan-out of one sampled publish, summed up in its ``deliver`` span: the
+    subscriber's protocol, client id and QoS when there is one, the first
+    :data:`MAX_LISTED` as ``fluxmq.subscribers`` (``protocol:client_id``) when more."""
+
+    __slots__ = ("parent", "span", "count", "subs")
+
+    def __init__(self, parent: otel_context.Context) -> None:
+        self.parent = parent
+        self.span: Any = None
+        self.count = 0
+        self.subs: list[tuple[Any, Any]] = []
+
+    def finish(self) -> None:
+        span = self.span
+        if span is None:
+            return
+        attrs: dict[str, AttributeValue] = {
+            "messaging.system": "fluxmq",
+            "messaging.operation.type": "deliver",
+            "fluxmq.deliveries": self.count,
+        }
+        if self.count == 1:
+            sub, delivery = self.subs[0]
+            attrs["fluxmq.protocol"] = sub.protocol
+            attrs["fluxmq.client_id"] = sub.client_id
+            attrs["fluxmq.qos"] = delivery.qos
+            if delivery.shared_group:
+                attrs["fluxmq.share_group"] = delivery.shared_group
+        else:
+            attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in self.subs]
+        span.set_attributes(attrs)
+        span.end()
+
+
+def _with_context(message: Message, span_ctx: trace.SpanContext) -> Message:
+    """A copy of ``message`` whose ``traceparent``/``tracestate`` point at
+    ``span_ctx``: the W3C header formatted here, without a propagator and a
+    context object per publish."""
+    props: list[tuple[str, str]] = [
+        (
+            "traceparent",
+            f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{span_ctx.trace_flags:02x}",
+        )
+    ]
+    if span_ctx.trace_state:
+        props.append(("tracestate", span_ctx.trace_state.to_header()))
+    kept = [(k, v) for k, v in (message.user_properties or ()) if k not in TRACE_KEYS]
+    return message.copy(user_properties=kept + props)
