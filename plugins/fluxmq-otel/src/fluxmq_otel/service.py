@@ -81,6 +81,7 @@ class Telemetry:
             + collectors.queue_specs(ctx)
             + collectors.webhook_specs(ctx)
             + collectors.storage_specs(ctx)
+            + collectors.cluster_specs(ctx)
         )
         for owner, offered in sorted(metric_specs(ctx).items()):
             log.debug("otel: %d metric(s) offered by %s", len(offered), owner)
