@@ -45,7 +45,13 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
         "mqtt,otel",
         {"FLUXMQ_OTEL__TRACES": "true", "FLUXMQ_OTEL__SAMPLE_RATE": "1.0"},
     ),
+    # Not run by default: the cost of the sampling decision alone (nothing sampled).
+    "traces 0": (
+        "mqtt,otel",
+        {"FLUXMQ_OTEL__TRACES": "true", "FLUXMQ_OTEL__SAMPLE_RATE": "0"},
+    ),
 }
+DEFAULT_MODES = ("off", "metrics", "traces 0.01", "traces 1.0")
 
 
 class OtelFluxMQ(FluxMQ):
@@ -83,12 +89,15 @@ class OtelFluxMQ(FluxMQ):
         )
 
 
-def run(duration: float, rounds: int, publishers: int) -> dict:
-    rates: dict[str, list[float]] = {m: [] for m in MODES}
-    cores: dict[str, list[float]] = {m: [] for m in MODES}
+def run(
+    duration: float, rounds: int, publishers: int, modes: tuple[str, ...] = DEFAULT_MODES
+) -> dict:
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    cores: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-otel-") as tmp:
         for r in range(rounds):
-            for mode, (plugins, env) in MODES.items():
+            for mode in modes:
+                plugins, env = MODES[mode]
                 peer = OtelFluxMQ(Path(tmp) / mode.replace(" ", "_"), plugins, env)
                 peer.start()
                 try:
@@ -106,7 +115,7 @@ def run(duration: float, rounds: int, publishers: int) -> dict:
                 print(f"round {r + 1} {mode:12} {res['rate']:>12,.0f} msg/s", flush=True)
     base = statistics.median(rates["off"])
     rows = {}
-    for mode in MODES:
+    for mode in modes:
         med = statistics.median(rates[mode])
         rows[mode] = {
             "median_msgs_per_s": round(med),
@@ -146,8 +155,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--out", default=str(HERE / "results" / "otel.json"))
+    ap.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help=f"comma-separated, 'off' first; of {', '.join(MODES)}",
+    )
     args = ap.parse_args()
-    result = run(args.duration, args.rounds, args.publishers)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or "off" not in modes:
+        ap.error(f"--modes needs 'off' and known modes; unknown: {unknown}")
+    result = run(args.duration, args.rounds, args.publishers, modes)
     print(table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
