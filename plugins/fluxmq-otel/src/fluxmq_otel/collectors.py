@@ -114,7 +114,7 @@ def cluster_specs(context: Any) -> list[MetricSpec]:
         MetricSpec("cluster.ready", "gauge", lambda: 1 if status().get("ready") else 0, "1",
                    "1 when this node has joined the cluster and serves."),
         MetricSpec("cluster.messages.forwarded.total", "counter", peers("forwarded"),
-                   "{message}", "Messages sent to other nodes' subscribers."),
+                   "{message}", "Messages forwarded to other nodes (one per node reached)."),
         MetricSpec("cluster.messages.received.total", "counter", peers("received"),
                    "{message}", "Messages other nodes forwarded to this one."),
         MetricSpec("cluster.messages.dropped.total", "counter", peers("dropped"),
