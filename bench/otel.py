@@ -114,15 +114,23 @@ def run(
                 cores[mode].append(res.get("broker_cores") or 0.0)
                 print(f"round {r + 1} {mode:12} {res['rate']:>12,.0f} msg/s", flush=True)
     base = statistics.median(rates["off"])
+    # Messages per second of broker CPU: what a mode costs per message even when a
+    # busy neighbour takes cores away from the broker (the rate alone then says more
+    # about the neighbour than about the mode).
+    per_cpu = {m: [r / c for r, c in zip(rates[m], cores[m], strict=True) if c] for m in modes}
+    base_cpu = statistics.median(per_cpu["off"]) if per_cpu["off"] else 0.0
     rows = {}
     for mode in modes:
         med = statistics.median(rates[mode])
+        cpu = statistics.median(per_cpu[mode]) if per_cpu[mode] else 0.0
         rows[mode] = {
             "median_msgs_per_s": round(med),
             "min": round(min(rates[mode])),
             "max": round(max(rates[mode])),
             "vs_off": round(med / base, 3) if base else None,
             "broker_cores": round(statistics.median(cores[mode]), 3),
+            "msgs_per_cpu_s": round(cpu),
+            "cpu_vs_off": round(cpu / base_cpu, 3) if base_cpu else None,
             "rounds": [round(x) for x in rates[mode]],
         }
     return {
@@ -138,13 +146,15 @@ def run(
 
 def table(result: dict) -> str:
     lines = [
-        "| mode | msg/s (median) | min | max | vs off | broker cores |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| mode | msg/s (median) | min | max | vs off | broker cores "
+        "| msg per broker CPU-s | vs off (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, row in result["modes"].items():
         lines.append(
             f"| {mode} | {row['median_msgs_per_s']:,} | {row['min']:,} | {row['max']:,} "
-            f"| {row['vs_off']:.2f} | {row['broker_cores']:.2f} |"
+            f"| {row['vs_off']:.2f} | {row['broker_cores']:.2f} "
+            f"| {row['msgs_per_cpu_s']:,} | {row['cpu_vs_off']:.2f} |"
         )
     return "\n".join(lines)
 
