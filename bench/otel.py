@@ -45,7 +45,13 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
         "mqtt,otel",
         {"FLUXMQ_OTEL__TRACES": "true", "FLUXMQ_OTEL__SAMPLE_RATE": "1.0"},
     ),
+    # Not run by default: the cost of the sampling decision alone (nothing sampled).
+    "traces 0": (
+        "mqtt,otel",
+        {"FLUXMQ_OTEL__TRACES": "true", "FLUXMQ_OTEL__SAMPLE_RATE": "0"},
+    ),
 }
+DEFAULT_MODES = ("off", "metrics", "traces 0.01", "traces 1.0")
 
 
 class OtelFluxMQ(FluxMQ):
@@ -83,12 +89,15 @@ class OtelFluxMQ(FluxMQ):
         )
 
 
-def run(duration: float, rounds: int, publishers: int) -> dict:
-    rates: dict[str, list[float]] = {m: [] for m in MODES}
-    cores: dict[str, list[float]] = {m: [] for m in MODES}
+def run(
+    duration: float, rounds: int, publishers: int, modes: tuple[str, ...] = DEFAULT_MODES
+) -> dict:
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    cores: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-otel-") as tmp:
         for r in range(rounds):
-            for mode, (plugins, env) in MODES.items():
+            for mode in modes:
+                plugins, env = MODES[mode]
                 peer = OtelFluxMQ(Path(tmp) / mode.replace(" ", "_"), plugins, env)
                 peer.start()
                 try:
@@ -105,15 +114,23 @@ def run(duration: float, rounds: int, publishers: int) -> dict:
                 cores[mode].append(res.get("broker_cores") or 0.0)
                 print(f"round {r + 1} {mode:12} {res['rate']:>12,.0f} msg/s", flush=True)
     base = statistics.median(rates["off"])
+    # Messages per second of broker CPU: what a mode costs per message even when a
+    # busy neighbour takes cores away from the broker (the rate alone then says more
+    # about the neighbour than about the mode).
+    per_cpu = {m: [r / c for r, c in zip(rates[m], cores[m], strict=True) if c] for m in modes}
+    base_cpu = statistics.median(per_cpu["off"]) if per_cpu["off"] else 0.0
     rows = {}
-    for mode in MODES:
+    for mode in modes:
         med = statistics.median(rates[mode])
+        cpu = statistics.median(per_cpu[mode]) if per_cpu[mode] else 0.0
         rows[mode] = {
             "median_msgs_per_s": round(med),
             "min": round(min(rates[mode])),
             "max": round(max(rates[mode])),
             "vs_off": round(med / base, 3) if base else None,
             "broker_cores": round(statistics.median(cores[mode]), 3),
+            "msgs_per_cpu_s": round(cpu),
+            "cpu_vs_off": round(cpu / base_cpu, 3) if base_cpu else None,
             "rounds": [round(x) for x in rates[mode]],
         }
     return {
@@ -129,13 +146,15 @@ def run(duration: float, rounds: int, publishers: int) -> dict:
 
 def table(result: dict) -> str:
     lines = [
-        "| mode | msg/s (median) | min | max | vs off | broker cores |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| mode | msg/s (median) | min | max | vs off | broker cores "
+        "| msg per broker CPU-s | vs off (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, row in result["modes"].items():
         lines.append(
             f"| {mode} | {row['median_msgs_per_s']:,} | {row['min']:,} | {row['max']:,} "
-            f"| {row['vs_off']:.2f} | {row['broker_cores']:.2f} |"
+            f"| {row['vs_off']:.2f} | {row['broker_cores']:.2f} "
+            f"| {row['msgs_per_cpu_s']:,} | {row['cpu_vs_off']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -146,8 +165,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--out", default=str(HERE / "results" / "otel.json"))
+    ap.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help=f"comma-separated, 'off' first; of {', '.join(MODES)}",
+    )
     args = ap.parse_args()
-    result = run(args.duration, args.rounds, args.publishers)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or "off" not in modes:
+        ap.error(f"--modes needs 'off' and known modes; unknown: {unknown}")
+    result = run(args.duration, args.rounds, args.publishers, modes)
     print(table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,10 +119,14 @@ async def test_publish_larger_than_max_message_size_is_4_13(client, secured):
     assert r.opt.size1 == 4096
 
 
-def test_dtls_bind_refuses_at_start_with_the_reason():
-    with pytest.raises(Exception) as info:
-        BrokerThread(plugins=["coap"], config={"coap": {"dtls_bind": "127.0.0.1:0"}}).start()
+def test_dtls_bind_without_the_extra_refuses_with_the_reason(monkeypatch):
+    import fluxmq_coap.config as coap_config
+
+    monkeypatch.setattr(coap_config, "dtls_available", lambda: False)
+    with pytest.raises(ValueError) as info:
+        coap_config.CoAPConfig(dtls_bind="127.0.0.1:0", dtls_psk_file="x")
     assert "tinydtls" in str(info.value) and "dtls_bind" in str(info.value)
+    assert "fluxmq-coap[dtls]" in str(info.value)
 
 
 def test_shutting_down_answers_5_03(fluxmq_broker_factory):

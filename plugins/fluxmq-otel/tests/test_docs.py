@@ -1,6 +1,6 @@
 """The docs stay true: docs/observability.md names every metric a broker with the
-bundled protocols exports, and every metric a panel of docs/grafana/*.json queries
-exists under that Prometheus name."""
+bundled protocols (and a distributed cluster) exports, and every metric a panel of
+docs/grafana/*.json queries exists under that Prometheus name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fluxmq_otel import collectors
 from fluxmq_otel.metrics import prom_name
 
 from fluxmq_core.testing.broker import BrokerThread
@@ -34,13 +35,26 @@ PROMQL_WORDS = {
 }
 
 
+class _Distributed:
+    class cluster:  # noqa: N801 - stands for context.cluster
+        distributed = True
+
+        @staticmethod
+        def status() -> dict[str, object]:
+            return {}
+
+
 @pytest.fixture(scope="module")
 def exported() -> Iterator[dict[str, str]]:
     """Prometheus name -> OpenTelemetry name of every metric offered."""
     cfg = {"webhooks": {"endpoints": [{"url": "http://127.0.0.1:9/hook"}]}}
-    with BrokerThread(plugins=["mqtt", "amqp091", "otel"], config=cfg) as b:
+    with BrokerThread(plugins=["mqtt", "amqp091", "amqp1", "coap", "otel"], config=cfg) as b:
         out = {}
-        for spec in b.context.extras["otel"].specs():
+        specs = b.context.extras["otel"].specs()
+        # A cluster of one has no cluster.* metrics: the family as a distributed
+        # driver offers it.
+        specs += collectors.cluster_specs(_Distributed())
+        for spec in specs:
             name = prom_name(spec.name)
             if spec.kind == "counter" and not name.endswith("_total"):
                 name += "_total"

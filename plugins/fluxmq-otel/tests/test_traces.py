@@ -1,5 +1,5 @@
 """Spans on the publish path, checked with the SDK's in-memory exporter: the tree
-publish -> route -> deliver with its attributes, and W3C trace context carried from a
+publish -> deliver with its attributes, and W3C trace context carried from a
 client's MQTT 5 user properties or AMQP headers to the subscriber of any protocol."""
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     ).wait_for_publish(WAIT)
     _wait(got)
     spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
-    publish, route, deliver = spans["publish"], spans["route"], spans["deliver"]
+    assert set(spans) == {"publish", "deliver"}
+    publish, deliver = spans["publish"], spans["deliver"]
     # The client's span is the parent of the broker's publish span.
     assert publish.parent is not None and publish.parent.span_id == int(PARENT_ID, 16)
-    assert route.parent.span_id == publish.context.span_id
-    assert deliver.parent.span_id == route.context.span_id
+    assert deliver.parent.span_id == publish.context.span_id
     assert publish.attributes["fluxmq.protocol"] == "mqtt"
     assert publish.attributes["fluxmq.client_id"] == "tr-pub"
     assert publish.attributes["messaging.destination.name"] == "tr/mqtt"
@@ -83,6 +83,7 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     assert publish.attributes["fluxmq.deliveries"] == 1
     assert deliver.attributes["fluxmq.protocol"] == "mqtt"
     assert deliver.attributes["fluxmq.client_id"] == "tr-sub"
+    assert deliver.attributes["fluxmq.deliveries"] == 1
     # The subscriber sees the same trace, with the broker's publish span as parent,
     # and the other user properties untouched.
     props = _user_props(got[0])
@@ -91,6 +92,30 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     assert trace_id == TRACE_ID
     assert int(parent_id, 16) == publish.context.span_id
     assert flags == "01"
+
+
+def test_fan_out_is_one_deliver_span_naming_the_subscribers(traced, mqtt_client) -> None:
+    b, exporter = traced
+    subs = [mqtt_client(b, f"tr-fan{i}") for i in range(3)]
+    got = [subscribe(c, "tr/fan", qos=0) for c in subs]
+    exporter.clear()
+    pub = mqtt_client(b, "tr-fanpub")
+    pub.publish("tr/fan", b"x", qos=1, properties=_props(traceparent=TRACEPARENT)).wait_for_publish(
+        WAIT
+    )
+    for g in got:
+        _wait(g)
+    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    assert set(spans) == {"publish", "deliver"}
+    deliver = spans["deliver"]
+    assert deliver.parent.span_id == spans["publish"].context.span_id
+    assert deliver.attributes["fluxmq.deliveries"] == 3
+    assert sorted(deliver.attributes["fluxmq.subscribers"]) == [
+        "mqtt:tr-fan0",
+        "mqtt:tr-fan1",
+        "mqtt:tr-fan2",
+    ]
+    assert spans["publish"].attributes["fluxmq.deliveries"] == 3
 
 
 def test_new_trace_without_client_context(traced, mqtt_client) -> None:
@@ -104,7 +129,7 @@ def test_new_trace_without_client_context(traced, mqtt_client) -> None:
     publish = next(s for s in exporter.get_finished_spans() if s.name == "publish")
     assert publish.parent is None
     trace_id = publish.context.trace_id
-    assert {"publish", "route", "deliver"} <= set(_tree(exporter.get_finished_spans(), trace_id))
+    assert {"publish", "deliver"} == set(_tree(exporter.get_finished_spans(), trace_id))
     assert _user_props(got[0])["traceparent"].split("-")[1] == f"{trace_id:032x}"
 
 
@@ -132,7 +157,7 @@ def test_mqtt_to_amqp_carries_the_trace_in_headers(traced, mqtt_client) -> None:
         assert props.headers["traceparent"].split("-")[1] == TRACE_ID
         spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
         assert spans["deliver"].attributes["fluxmq.protocol"] == "amqp091"
-        assert spans["deliver"].parent.span_id == spans["route"].context.span_id
+        assert spans["deliver"].parent.span_id == spans["publish"].context.span_id
         assert spans["publish"].attributes["fluxmq.protocol"] == "mqtt"
     finally:
         conn.close()
@@ -192,7 +217,17 @@ def test_unsampled_publish_makes_no_span_but_a_sampled_parent_does() -> None:
             "s/t", b"x", origin_protocol="test", user_properties=[("traceparent", TRACEPARENT)]
         )
         b.call_soon(b.context.publish, m)
-        assert [s.name for s in exporter.get_finished_spans()] == ["route", "publish"]
+        assert [s.name for s in exporter.get_finished_spans()] == ["publish"]  # nobody got it
+        exporter.clear()
+        # A client's trace that is not sampled (flags 00) stays unsampled.
+        m = Message(
+            "s/t",
+            b"x",
+            origin_protocol="test",
+            user_properties=[("traceparent", TRACEPARENT[:-2] + "00")],
+        )
+        b.call_soon(b.context.publish, m)
+        assert exporter.get_finished_spans() == ()
 
 
 def test_traces_off_leaves_no_tracer_on_the_publish_path() -> None:

@@ -204,6 +204,7 @@ class TopicSub:
                 return
         if self.conn.send(link, payload, None):
             server.stats.messages_sent += 1
+            server.messages_out += 1
 
     def close(self) -> None:
         self.server.context.router.unsubscribe(self, self.filter)
@@ -245,6 +246,7 @@ class QueueSub:
         payload = from_core(message, self.server.clock())
         if self.conn.send(self.link, payload, token):
             self.server.stats.messages_sent += 1
+            self.server.messages_out += 1
         self.sync()
 
     def sync(self) -> None:
@@ -393,6 +395,7 @@ class Browser:
             if not self.conn.send(self.link, payload, None):
                 return False
             self.server.stats.messages_sent += 1
+            self.server.messages_out += 1
         return True
 
     async def _run(self) -> None:
@@ -418,6 +421,7 @@ class Browser:
                     if not self.conn.send(self.link, from_core(message, self.server.clock()), None):
                         return
                     self.server.stats.messages_sent += 1
+                    self.server.messages_out += 1
                 offset = rows[-1][0] + 1
         except asyncio.CancelledError:
             raise

@@ -14,6 +14,7 @@ from fluxmq_amqp1.config import AMQP1Config
 from fluxmq_amqp1.connection import CONNECTION_FORCED, Connection
 from fluxmq_amqp1.server import AMQP1Server
 from fluxmq_core.hookspecs import hookimpl
+from fluxmq_core.metrics import MetricSpec, register_metrics
 from fluxmq_core.sessions import SessionInfo
 from fluxmq_core.transport import ListenerSpec, ProtocolServer
 
@@ -51,12 +52,59 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
             )
         )
     context.extras["amqp1"] = server
+    register_metrics(context, "amqp1", metric_specs(server))
     context.sessions.register("amqp1", AMQP1Sessions(server))
     return [
         ProtocolServer(
             "amqp1", listeners, start=server.start, stop=server.stop, info={"versions": "1.0"}
         )
     ]
+
+
+def metric_specs(server: AMQP1Server) -> list[MetricSpec]:
+    """The ``amqp1.*`` metrics, read at collection time from the open connections
+    and the server's two message totals (nothing per message beyond those)."""
+
+    def conns() -> list[Connection]:
+        return [p.conn for p in list(server.protocols) if p.conn is not None]
+
+    def sessions() -> int:
+        return sum(len(c.sessions) for c in conns())
+
+    def links(outgoing: bool) -> int:
+        return sum(
+            1
+            for c in conns()
+            for s in c.sessions.values()
+            for lk in s.links.values()
+            if lk.outgoing is outgoing
+        )
+
+    def unsettled() -> int:
+        return sum(len(s.unsettled) for c in conns() for s in c.sessions.values())
+
+    def held() -> int:
+        return sum(len(lk.held) for c in conns() for s in c.sessions.values()
+                   for lk in s.links.values())  # fmt: skip
+
+    return [
+        MetricSpec("amqp1.connections.current", "updown", lambda: len(server.protocols),
+                   "{connection}", "AMQP 1.0 network connections open."),
+        MetricSpec("amqp1.sessions.current", "updown", sessions, "{session}",
+                   "AMQP 1.0 sessions begun."),
+        MetricSpec("amqp1.links.current", "updown",
+                   lambda: [(links(True), {"role": "sender"}), (links(False), {"role": "receiver"})],
+                   "{link}", "AMQP 1.0 links attached; role is the broker's (sender: "
+                   "the client receives)."),
+        MetricSpec("amqp1.messages.received.total", "counter", lambda: server.messages_in,
+                   "{message}", "Transfers received from AMQP 1.0 clients."),
+        MetricSpec("amqp1.messages.sent.total", "counter", lambda: server.messages_out,
+                   "{message}", "Transfers sent to AMQP 1.0 clients."),
+        MetricSpec("amqp1.deliveries.unsettled", "gauge", unsettled, "{delivery}",
+                   "Deliveries sent and not yet settled by the client."),
+        MetricSpec("amqp1.messages.held", "gauge", held, "{message}",
+                   "Messages waiting for link credit."),
+    ]  # fmt: skip
 
 
 class AMQP1Sessions:

@@ -91,6 +91,10 @@ class AMQP1Server(AdapterServer):
         #: $management receiver links by (connection, reply address): a response goes
         #: only to a receiver of the connection that asked
         self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
+        # AMQP 1.0's own message totals, read by a metrics exporter (amqp1.* metrics);
+        # context.stats counts every protocol together.
+        self.messages_in = 0
+        self.messages_out = 0
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
@@ -464,6 +468,7 @@ class AMQP1Server(AdapterServer):
             self._coordinate(conn, message, done)
             return
         self.stats.messages_received += 1
+        self.messages_in += 1
         txn = None
         if isinstance(state, TransactionalState):
             txn = conn.txns.get(state.txn_id)

@@ -8,21 +8,53 @@ instead of surfacing as a confusing runtime error.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from fluxmq_coap.resources import split_hostport
 from fluxmq_core.config import setting
 
-__all__ = ["CoAPConfig", "DTLS_UNAVAILABLE"]
+__all__ = ["CoAPConfig", "DTLS_UNAVAILABLE", "dtls_available", "load_psk_file"]
 
-#: Why ``dtls_bind`` refuses: said once here so the config error, the docs and the
-#: tests agree on it.
+#: Why ``dtls_bind`` refuses when the DTLS extra is missing: said once here so the
+#: config error, the docs and the tests agree on it.
 DTLS_UNAVAILABLE = (
-    "CoAP over DTLS is not available: aiocoap serves DTLS only through its optional "
-    "'tinydtls' extra (the DTLSSocket package, a C extension that is not installed "
-    "with fluxmq-coap), and this plugin does not wire it up yet; leave coap.dtls_bind "
-    "empty, or put the CoAP listener behind a DTLS-terminating proxy"
+    "CoAP over DTLS needs aiocoap's 'tinydtls' extra (the DTLSSocket C extension), "
+    "which is not installed: pip install 'fluxmq-coap[dtls]' (DTLSSocket has no wheel; "
+    "building it needs a C compiler, autoconf, automake and libtool), or leave "
+    "coap.dtls_bind empty"
 )
+
+
+def dtls_available() -> bool:
+    """Whether DTLSSocket (aiocoap's tinydtls transport) can be imported."""
+    return importlib.util.find_spec("DTLSSocket") is not None
+
+
+def load_psk_file(path: str) -> dict[str, bytes]:
+    """``identity -> key`` from a DTLS pre-shared-key file: one ``identity:key`` per
+    line (the key is the rest of the line, UTF-8), ``#`` comments and blank lines
+    ignored. Raises ValueError naming the line for anything else, as a PSK has to be
+    the secret itself (the password file's hashes cannot serve a DTLS handshake)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"coap.dtls_psk_file {path!r} cannot be read: {exc}") from None
+    keys: dict[str, bytes] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        identity, sep, key = line.partition(":")
+        if not sep or not identity or not key:
+            raise ValueError(f"coap.dtls_psk_file {path}:{n}: expected 'identity:key'")
+        if identity in keys:
+            raise ValueError(f"coap.dtls_psk_file {path}:{n}: identity {identity!r} repeated")
+        keys[identity] = key.encode()
+    if not keys:
+        raise ValueError(f"coap.dtls_psk_file {path!r} has no 'identity:key' line")
+    return keys
 
 
 @dataclass
@@ -38,8 +70,15 @@ class CoAPConfig:
     )
     dtls_bind: str = setting(
         "",
-        "CoAP over DTLS listener (UDP, usually :5684). Not available in this version: "
-        "a non-empty value stops the broker at start-up with the reason.",
+        "CoAP over DTLS listener with pre-shared keys (UDP, usually 0.0.0.0:5684); empty "
+        "disables it. Needs the 'dtls' extra (pip install 'fluxmq-coap[dtls]') and "
+        "dtls_psk_file.",
+    )
+    dtls_psk_file: str = setting(
+        "",
+        "DTLS pre-shared keys, one 'identity:key' per line (the key in clear: a PSK "
+        "cannot be derived from the password file's hashes). A peer that completes the "
+        "handshake is logged in as that identity (the username the ACL sees).",
     )
     max_message_size: int = setting(
         256 * 1024,
@@ -109,7 +148,18 @@ class CoAPConfig:
             except ValueError as exc:
                 raise ValueError(f"coap.bind: {exc}") from None
         if self.dtls_bind:
-            raise ValueError(f"coap.dtls_bind = {self.dtls_bind!r}: {DTLS_UNAVAILABLE}")
+            try:
+                split_hostport(self.dtls_bind)
+            except ValueError as exc:
+                raise ValueError(f"coap.dtls_bind: {exc}") from None
+            if not dtls_available():
+                raise ValueError(f"coap.dtls_bind = {self.dtls_bind!r}: {DTLS_UNAVAILABLE}")
+            if not self.dtls_psk_file:
+                raise ValueError(
+                    f"coap.dtls_bind = {self.dtls_bind!r} needs coap.dtls_psk_file "
+                    "(identity:key lines): DTLS here is pre-shared keys only"
+                )
+            load_psk_file(self.dtls_psk_file)  # a bad file stops the start, naming the line
         check(self.max_message_size >= 1, "max_message_size", "must be >= 1")
         check(self.notify_con_every >= 1, "notify_con_every", "must be >= 1")
         check(self.max_unacked >= 1, "max_unacked", "must be >= 1")

@@ -35,7 +35,7 @@ from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.pipe import error_to_message, run_driving_pipe
 
-from fluxmq_coap.config import CoAPConfig
+from fluxmq_coap.config import CoAPConfig, load_psk_file
 from fluxmq_coap.resources import (
     KNOWN_OPTIONS,
     Kind,
@@ -155,6 +155,7 @@ class Observer:
         if len(pending) >= server.cfg.max_queued and self.queue is None:
             pending.popleft()
             server.context.stats.session_queue_dropped += 1
+            server.notifications_dropped += 1
         pending.append(message)
         self.wake.set()
 
@@ -192,12 +193,20 @@ class CoAPServer:
         self.coap: Any = None
         self.root = _Root(self)
         self.observers: dict[int, Observer] = {}
+        # This listener's own totals, read by a metrics exporter (coap.* metrics);
+        # the broker-wide counters in context.stats count CoAP with every protocol.
+        self.requests = 0
+        self.publishes = 0
+        self.observations = 0
+        self.notifications = 0
+        self.notifications_dropped = 0
         # (remote, mid) of sent notifications -> (observer, queue offset or None).
         self._sent: collections.OrderedDict[tuple[Any, int], tuple[Observer, int | None]] = (
             collections.OrderedDict()
         )
         self._auth_cache: dict[tuple[Any, ...], tuple[float, str, str | None]] = {}
-        self._token_manager: Any = None
+        self.coaps: Any = None  # the DTLS context, when coap.dtls_bind is set
+        self._token_managers: list[Any] = []
         # Retransmission of confirmable notifications: RFC 7252's defaults unless
         # configured (a shorter timeout finds departed observers sooner).
         self._tuning = type(
@@ -209,23 +218,23 @@ class CoAPServer:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self.cfg.bind:
+        if not self.cfg.bind and not self.cfg.dtls_bind:
             return
         aiocoap_log = logging.getLogger(AIOCOAP_LOGGER)
         if aiocoap_log.level == logging.NOTSET:
             # aiocoap warns once per malformed or unexpected datagram: a peer sending
             # garbage would flood the log. Set this logger's level to see them.
             aiocoap_log.setLevel(logging.ERROR)
-        host, port = split_hostport(self.cfg.bind)
-        # udp6 only: aiocoap's default server transports also open CoAP over TCP
-        # (and WebSocket) on the same port, which we neither document nor test.
-        self.coap = await aiocoap.Context.create_server_context(
-            self.root,
-            bind=(host, port),
-            transports=["udp6"],
-            loggername=AIOCOAP_LOGGER,
-        )
-        coap = self.coap
+        if self.cfg.bind:
+            await self._start_udp()
+        if self.cfg.dtls_bind:
+            await self._start_dtls()
+        self.context.sessions.register(PROTOCOL, self)
+
+    def _hook(self, coap: Any) -> Any:
+        """Our hooks into one aiocoap context (plain or DTLS): rendering without a
+        task name, and ACK/RST of notifications seen before aiocoap handles them.
+        Returns its message manager."""
 
         def render_to_pipe(pipe: Any) -> None:
             # aiocoap's own names each rendering task with the request's repr,
@@ -233,8 +242,8 @@ class CoAPServer:
             run_driving_pipe(error_to_message(pipe, coap.log), coap._render_to_pipe(pipe))
 
         coap.render_to_pipe = render_to_pipe
-        tm = self.coap.request_interfaces[0]
-        self._token_manager = tm
+        tm = coap.request_interfaces[0]
+        self._token_managers.append(tm)
         mman = tm.token_interface
         real_dispatch = mman.dispatch_message
 
@@ -244,6 +253,45 @@ class CoAPServer:
             real_dispatch(message)
 
         mman.dispatch_message = dispatch
+        return mman
+
+    async def _start_dtls(self) -> None:
+        """CoAP over DTLS with pre-shared keys (aiocoap's experimental
+        ``tinydtls_server`` transport, DTLSSocket underneath), a second aiocoap
+        context over the same resources."""
+        from aiocoap.credentials import DTLS, CredentialsMap
+
+        creds = CredentialsMap()
+        for identity, key in load_psk_file(self.cfg.dtls_psk_file).items():
+            # The entry's name is what aiocoap reports as the peer's claim.
+            creds[identity] = DTLS(psk=key, client_identity=identity.encode())
+        host, port = split_hostport(self.cfg.dtls_bind)
+        # aiocoap binds this transport at the given port + 1 (5683 -> 5684, its
+        # default): ask for one less to get the configured port (0 stays 0).
+        self.coaps = await aiocoap.Context.create_server_context(
+            self.root,
+            bind=(host, port - 1),
+            transports=["tinydtls_server"],
+            server_credentials=creds,
+            loggername=AIOCOAP_LOGGER,
+        )
+        mman = self._hook(self.coaps)
+        transport = mman.message_interface._pool._transport
+        bound_port = transport.get_extra_info("sockname")[1]
+        self.context.bound["coap.dtls_bind"] = (host, bound_port)
+        log.info("CoAP over DTLS (PSK, %d identities) on udp %s:%d", len(creds), host, bound_port)
+
+    async def _start_udp(self) -> None:
+        host, port = split_hostport(self.cfg.bind)
+        # udp6 only: aiocoap's default server transports also open CoAP over TCP
+        # (and WebSocket) on the same port, which we neither document nor test.
+        self.coap = await aiocoap.Context.create_server_context(
+            self.root,
+            bind=(host, port),
+            transports=["udp6"],
+            loggername=AIOCOAP_LOGGER,
+        )
+        mman = self._hook(self.coap)
         iface = mman.message_interface
         real_received = iface.datagram_msg_received
 
@@ -261,7 +309,6 @@ class CoAPServer:
         iface.datagram_msg_received = received
         bound_port = iface._local_port()
         self.context.bound["coap.bind"] = (host, bound_port)
-        self.context.sessions.register(PROTOCOL, self)
         log.info("CoAP listening on udp %s:%d", host, bound_port)
 
     async def stop(self) -> None:
@@ -273,9 +320,11 @@ class CoAPServer:
                 break
             await asyncio.sleep(0)
         self.context.sessions.unregister(PROTOCOL)
-        if self.coap is not None:
-            await self.coap.shutdown()
-            self.coap = None
+        for name in ("coap", "coaps"):
+            ctx = getattr(self, name)
+            if ctx is not None:
+                setattr(self, name, None)
+                await ctx.shutdown()
 
     # --- ACK / RST bookkeeping ---------------------------------------------------------
 
@@ -326,8 +375,11 @@ class CoAPServer:
     def _stop_pipe(self, obs: Observer) -> None:
         """End an observation without sending anything (the peer said it is gone):
         what aiocoap itself does for an RST to a CON notification."""
-        tm = self._token_manager
-        entry = tm.incoming_requests.pop(obs.key, None) if tm is not None else None
+        entry = None
+        for tm in self._token_managers:
+            entry = tm.incoming_requests.pop(obs.key, None)
+            if entry is not None:
+                break
         if entry is not None:
             entry[1]()
         else:
@@ -349,6 +401,7 @@ class CoAPServer:
     async def handle(self, root: _Root, pipe: Any) -> None:
         """Render one request (or run one observation) into ``pipe``."""
         req = pipe.request
+        self.requests += 1
         try:
             response = self._precheck(req)
             if response is None:
@@ -473,6 +526,11 @@ class CoAPServer:
         ``auth_cache_ttl`` seconds: CoAP has no connection to hold a login."""
         remote = remote_name(req.remote)
         client_id = query.client_id or f"coap:{remote}"
+        claims = getattr(req.remote, "authenticated_claims", None)
+        if claims and query.username is None:
+            # A DTLS peer: its handshake proved the identity against
+            # coap.dtls_psk_file, which is this listener's credential store.
+            return client_id, str(claims[0])
         # The password is kept hashed in the cache key, not in clear.
         secret = None if query.password is None else hashlib.sha256(query.password).digest()
         key = (remote, client_id, query.username, secret)
@@ -535,6 +593,7 @@ class CoAPServer:
         stats.messages_received += 1
         stats.publish_received += 1
         stats.bytes_received += len(payload)
+        self.publishes += 1
         if is_queue_topic(topic):
             try:
                 fut = self.context.publish_queued(message)
@@ -644,6 +703,7 @@ class CoAPServer:
             return
         stats = self.context.stats
         self.observers[id(obs)] = obs
+        self.observations += 1
         stats.clients_connected += 1
         stats.clients_total += 1
         stats.subscriptions += 1
@@ -686,6 +746,7 @@ class CoAPServer:
             response = await self._notification(req, first)
             stats.messages_sent += 1
             stats.publish_sent += 1
+            self.notifications += 1
         else:
             response = aiocoap.Message(code=Code.CONTENT)
         response.opt.observe = 0
@@ -721,6 +782,7 @@ class CoAPServer:
                 message.expires_at is not None and message.expired(clock())
             ):
                 stats.messages_dropped += 1
+                self.notifications_dropped += 1
                 if offset is not None:  # a queue delivery: dead-letter, not redeliver
                     self._reject(obs, offset)
                 continue
@@ -738,6 +800,7 @@ class CoAPServer:
             pipe.add_response(response, is_last=False)
             stats.messages_sent += 1
             stats.publish_sent += 1
+            self.notifications += 1
             stats.bytes_sent += len(message.payload)
             self._remember(response, obs, offset)
 

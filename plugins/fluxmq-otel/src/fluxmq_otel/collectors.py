@@ -22,7 +22,14 @@ from typing import Any
 
 from fluxmq_core.metrics import MetricSpec, Observation
 
-__all__ = ["core_specs", "protocol_specs", "queue_specs", "storage_specs", "webhook_specs"]
+__all__ = [
+    "cluster_specs",
+    "core_specs",
+    "protocol_specs",
+    "queue_specs",
+    "storage_specs",
+    "webhook_specs",
+]
 
 # (metric name, Stats attribute, kind, unit, description)
 _STATS = (
@@ -61,6 +68,69 @@ def _attr(obj: Any, name: str) -> Callable[[], float]:
 
 def _item(mapping: dict[str, int], key: str) -> Callable[[], float]:
     return lambda: mapping[key]
+
+
+class _Memo:
+    """``status()`` of a cluster driver, taken once per collection: the cluster
+    metrics are a dozen specs over one summary, and a collection reads them all
+    within microseconds; ``ttl`` seconds later the next collection takes it again."""
+
+    def __init__(self, fetch: Callable[[], dict[str, Any]], ttl: float = 0.5) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._at = -1e18
+        self._value: dict[str, Any] = {}
+
+    def __call__(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._at > self._ttl:
+            self._value = self._fetch() or {}
+            self._at = now
+        return self._value
+
+
+def cluster_specs(context: Any) -> list[MetricSpec]:
+    """``cluster.*`` from a distributed cluster driver's ``status()`` (the etcd
+    driver's peer totals: forwarded, received, dropped, peer errors); nothing for a
+    single node."""
+    cluster = getattr(context, "cluster", None)
+    if cluster is None or not getattr(cluster, "distributed", False):
+        return []
+    status = _Memo(cluster.status)
+
+    def peers(key: str) -> Callable[[], float]:
+        return lambda: int((status().get("peers") or {}).get(key) or 0)
+
+    def per_peer(key: str) -> Callable[[], Iterable[Observation]]:
+        def read() -> Iterable[Observation]:
+            per = (status().get("peers") or {}).get("peers") or {}
+            return [(int(v.get(key) or 0), {"peer": str(n)}) for n, v in sorted(per.items())]
+
+        return read
+
+    return [
+        MetricSpec("cluster.nodes", "updown", lambda: len(status().get("nodes") or ()),
+                   "{node}", "Nodes in the cluster, this one included."),
+        MetricSpec("cluster.ready", "gauge", lambda: 1 if status().get("ready") else 0, "1",
+                   "1 when this node has joined the cluster and serves."),
+        MetricSpec("cluster.messages.forwarded.total", "counter", peers("forwarded"),
+                   "{message}", "Messages forwarded to other nodes (one per node reached)."),
+        MetricSpec("cluster.messages.received.total", "counter", peers("received"),
+                   "{message}", "Messages other nodes forwarded to this one."),
+        MetricSpec("cluster.messages.dropped.total", "counter", peers("dropped"),
+                   "{message}", "Forwards dropped: peer queue full, peer down or unknown."),
+        MetricSpec("cluster.peer.errors.total", "counter", peers("peer_errors"), "{error}",
+                   "Transport failures talking to peers (the circuit breaker's input)."),
+        MetricSpec("cluster.remote.errors.total", "counter", peers("remote_errors"),
+                   "{error}", "Errors peers answered with."),
+        MetricSpec("cluster.peer.queued", "gauge", per_peer("queued"), "{message}",
+                   "Messages waiting to be forwarded to that peer."),
+        MetricSpec("cluster.peer.failures", "gauge", per_peer("consecutive_failures"),
+                   "{error}", "Consecutive failures towards that peer (0 when healthy)."),
+        MetricSpec("cluster.share.dropped.total", "counter",
+                   lambda: int((status().get("subscriptions") or {}).get("share_dropped") or 0),
+                   "{message}", "Shared-subscription messages that found no member here."),
+    ]  # fmt: skip
 
 
 def core_specs(context: Any) -> list[MetricSpec]:

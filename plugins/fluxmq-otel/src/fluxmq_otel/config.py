@@ -48,7 +48,7 @@ class OtelConfig:
     )
     traces: bool = setting(
         False,
-        "Create spans (publish -> route -> deliver; queue.append, queue.deliver, queue.ack) "
+        "Create spans (publish -> deliver; queue.append, queue.deliver, queue.ack) "
         "and carry W3C trace context in MQTT 5 user properties and AMQP headers. Off: one "
         "flag check per publish.",
     )

@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from fluxmq_core.contracts import is_loopback
 from fluxmq_core.http.server import HTTPError, Request, Response
@@ -81,6 +81,7 @@ class Telemetry:
             + collectors.queue_specs(ctx)
             + collectors.webhook_specs(ctx)
             + collectors.storage_specs(ctx)
+            + collectors.cluster_specs(ctx)
         )
         for owner, offered in sorted(metric_specs(ctx).items()):
             log.debug("otel: %d metric(s) offered by %s", len(offered), owner)
@@ -106,10 +107,10 @@ class Telemetry:
                     self._export_loop(), name="otel-metrics-export"
                 )
         if cfg.traces:
-            # New traces are sampled by BrokerTracer before any span is made (cheaper
-            # than a non-recording span per publish); a publish with a parent
-            # follows the parent's decision.
-            sampler = ParentBased(ALWAYS_ON)
+            # BrokerTracer decides sampling before any span is made (its ratio for a
+            # new trace, the parent's flag otherwise), so the SDK's sampler is
+            # "always on": cheaper than a parent-based one asked for every span.
+            sampler = ALWAYS_ON
             self.tracer_provider = TracerProvider(resource=self.resource, sampler=sampler)
             if cfg.otlp_endpoint:
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(self._span_exporter()))

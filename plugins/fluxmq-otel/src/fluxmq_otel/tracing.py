@@ -1,6 +1,6 @@
-"""Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
-subscriber, ``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` ->
-``queue.ack`` when a queue hands a traced message to a consumer and it is settled.
+"""Real spans on the publish path: ``publish`` -> one ``deliver`` for its fan-out,
+``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` -> ``queue.ack``
+when a queue hands a traced message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
@@ -8,16 +8,21 @@ check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
 
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
-  arrive there), so a trace started by a client goes on in the broker.
-- Sampling is parent-based with a ratio for new traces. The ratio is drawn here,
-  before any span exists; a publish with a parent is left to the SDK's parent-based
-  sampler. A publish that is not sampled is routed by the ordinary
-  ``router.publish``: no span is made and the message is not touched.
+  arrive there), so a trace started by a client goes on in the broker. It is only
+  looked for when the message has user properties at all.
+- Sampling is decided here before any OpenTelemetry object is touched: a publish
+  with a parent follows the parent's sampled flag, a new trace is kept when one
+  ``random()`` draw is below ``sample_rate``. A publish that is not sampled is
+  routed by the ordinary ``router.publish``: no span, no attribute dict, and its
+  message is not touched. (The SDK's sampler is therefore "always on".)
+- A sampled publish is two spans, whatever its fan-out: ``publish`` and one
+  ``deliver`` that counts the deliveries and names the subscribers (a span costs
+  about 10 us in the SDK, so a span per subscriber made a sampled publish to many
+  subscribers the dominant cost at low sample rates).
 - A sampled publish carries the ``publish`` span's context on to subscribers: the
   message's ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees
   them as user properties and an AMQP consumer as headers, and a trace crosses
-  protocols and services. One encoding still serves every subscriber, which is why
-  the context is the ``publish`` span's and not each ``deliver`` span's.
+  protocols and services.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -44,7 +52,11 @@ log = logging.getLogger("fluxmq.otel")
 TRACE_KEYS = ("traceparent", "tracestate")
 #: Traced queue deliveries remembered until settled (for their queue.ack span).
 MAX_PENDING = 10_000
+#: Subscribers named in a ``deliver`` span's ``fluxmq.subscribers``; more are counted.
+MAX_LISTED = 16
 _PROPAGATOR = TraceContextTextMapPropagator()
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_OK_UNSET = Status(StatusCode.UNSET)
 
 
 def extract(message: Message) -> otel_context.Context | None:
@@ -56,6 +68,11 @@ def extract(message: Message) -> otel_context.Context | None:
     if not carrier:
         return None
     return _PROPAGATOR.extract(carrier)
+
+
+def _sampled(ctx: otel_context.Context) -> bool:
+    """Whether the trace context taken from a message is sampled."""
+    return bool(trace.get_current_span(ctx).get_span_context().trace_flags.sampled)
 
 
 def inject(message: Message, ctx: otel_context.Context | None = None) -> Message:
@@ -72,7 +89,16 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Routes messages in spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer", "rate", "_random", "_route_ctx", "_pending")
+    __slots__ = (
+        "context",
+        "tracer",
+        "rate",
+        "_random",
+        "_rec",
+        "_batch",
+        "_queue_parent",
+        "_pending",
+    )
 
     def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
@@ -82,7 +108,9 @@ class BrokerTracer:
         # parent-based over "always on" and decides publishes that carry a parent.
         self.rate = rate
         self._random = random.random
-        self._route_ctx: otel_context.Context | None = None
+        self._rec = _Recorder(tracer)
+        self._batch: _Deliveries | None = None
+        self._queue_parent: trace.SpanContext | None = None
         # (queue, group, offset) -> (queue.deliver span's context, its start in ns),
         # until the delivery is settled; bounded, the oldest forgotten first.
         self._pending: OrderedDict[tuple[str, str, int], tuple[otel_context.Context, int]] = (
@@ -93,16 +121,34 @@ class BrokerTracer:
 
     def publish(self, message: Message) -> int:
         """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
-        parent = extract(message) if message.user_properties else None
-        if parent is None and self.rate < 1.0 and self._random() >= self.rate:
-            # Not sampled: BrokerContext.publish's own path, inlined (this runs for
-            # 99 publishes in 100 at sample_rate 0.01).
-            ctx = self.context
-            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-                return self._queue(message, None)
-            if ctx.events.on_published:
-                ctx.events.message_published(message)
-            return int(ctx.router.publish(message))
+        parent: otel_context.Context | None = None
+        if message.user_properties:
+            parent = extract(message)
+        if parent is None:
+            # A new trace: one random draw decides it before any OTel object is
+            # touched (this runs for 99 publishes in 100 at sample_rate 0.01).
+            if self._random() >= self.rate:
+                ctx = self.context
+                if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                    return self._queue(message)[0]
+                if ctx.events.on_published:
+                    ctx.events.message_published(message)
+                return ctx.router.publish(message)
+        elif not _sampled(parent):
+            return self._route_plain(message)  # the client's trace is not sampled
+        return self._traced(message, parent)
+
+    def _traced(self, message: Message, parent: otel_context.Context | None) -> int:
+        """A sampled publish: its ``publish`` span and, when anyone got it, one
+        ``deliver`` span, both recorded finished (see :class:`_Recorder`)."""
+        rec = self._rec
+        start = time_ns()
+        parent_sc: trace.SpanContext | None = None
+        if parent is not None:
+            parent_sc = trace.get_current_span(parent).get_span_context()
+            span_ctx = rec.context(parent_sc.trace_id, parent_sc.trace_state)
+        else:
+            span_ctx = rec.context(rec.ids.generate_trace_id(), None)
         attrs: dict[str, AttributeValue] = {
             "messaging.system": "fluxmq",
             "messaging.operation.type": "publish",
@@ -111,35 +157,43 @@ class BrokerTracer:
             "fluxmq.protocol": message.origin_protocol,
             "fluxmq.client_id": message.origin_client,
             "fluxmq.qos": message.qos,
-            "fluxmq.retain": message.retain,
         }
-        span = self.tracer.start_span(
-            "publish", context=parent, kind=SpanKind.SERVER, attributes=attrs
-        )
-        if not span.is_recording():
-            span.end()
-            return self._route_plain(message)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        if message.retain:
+            attrs["fluxmq.retain"] = True
+        message = _with_context(message, span_ctx)
+        error: str | None = None
+        n = 0
         try:
-            message = inject(message)
-            n = self._route(message, span)
-            span.set_attribute("fluxmq.deliveries", n)
+            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                # ``queued`` (called from within) parents queue.append here.
+                outer = self._queue_parent
+                self._queue_parent = span_ctx
+                try:
+                    n, error = self._queue(message)
+                finally:
+                    self._queue_parent = outer
+            else:
+                n = self._route(message, span_ctx)
             return n
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            otel_context.detach(token)
-            span.end()
+            attrs["fluxmq.deliveries"] = n
+            rec.emit("publish", span_ctx, parent_sc, SpanKind.SERVER, attrs, start, error)
 
     def queued(self, message: Message, fut: Any) -> None:
         """A publish to ``$queue/`` was accepted: a ``queue.append`` span until the
         append is durable (or failed)."""
         parent = None
-        if not trace.get_current_span().is_recording():
-            parent = extract(message)
-            if parent is None and self.rate < 1.0 and self._random() >= self.rate:
+        if self._queue_parent is not None:
+            parent = trace.set_span_in_context(NonRecordingSpan(self._queue_parent))
+        elif not trace.get_current_span().is_recording():
+            parent = extract(message) if message.user_properties else None
+            if parent is None:
+                if self._random() >= self.rate:
+                    return
+            elif not _sampled(parent):
                 return
         span = self.tracer.start_span(
             "queue.append",
@@ -173,10 +227,7 @@ class BrokerTracer:
         the trace the stored message carries (only traced messages get one), and the
         start of the ``queue.ack`` span that ends when the delivery is settled."""
         parent = extract(message) if message.user_properties else None
-        if (
-            parent is None
-            or not trace.get_current_span(parent).get_span_context().trace_flags.sampled
-        ):
+        if parent is None or not _sampled(parent):
             return
         props = message.properties or {}
         offset = props.get("offset")
@@ -231,67 +282,152 @@ class BrokerTracer:
     def _route_plain(self, message: Message) -> int:
         ctx = self.context
         if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-            return self._queue(message, None)
+            return self._queue(message)[0]
         events = ctx.events
         if events.on_published:
             events.message_published(message)
         return int(ctx.router.publish(message))
 
-    def _queue(self, message: Message, span: Any) -> int:
+    def _queue(self, message: Message) -> tuple[int, str | None]:
+        """BrokerContext.publish's queue branch: (deliveries, the refusal or None)."""
         ctx = self.context
         try:
             fut = ctx.publish_queued(message)
         except QueueError as exc:
             ctx.stats.messages_dropped += 1
             ctx.log.warning("publish to %r not queued: %s", message.topic, exc)
-            if span is not None:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            return 0
+            return 0, str(exc)
         fut.add_done_callback(ctx._append_done)
-        return 1
+        return 1, None
 
-    def _route(self, message: Message, span: Any) -> int:
+    def _route(self, message: Message, parent: trace.SpanContext) -> int:
         ctx = self.context
-        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-            return self._queue(message, span)
         events = ctx.events
         if events.on_published:
             events.message_published(message)
-        # Route and deliver spans get their parent explicitly instead of being made
-        # current (attach/detach per span is a good part of a span's cost); the
-        # publish span stays current for anything a delivery does in turn.
-        tracer = self.tracer
-        route = tracer.start_span(
-            "route",
-            context=trace.set_span_in_context(span),
-            attributes={"fluxmq.topic": message.topic},
-        )
-        outer = self._route_ctx
-        self._route_ctx = trace.set_span_in_context(route)
+        # One ``deliver`` span for the whole fan-out, started at the first delivery
+        # (a publish nobody receives makes none).
+        outer = self._batch
+        batch = self._batch = _Deliveries(parent)
         try:
-            n = int(ctx.router.publish_each(message, self._deliver))
+            ctx.router.publish_each(message, self._deliver)
         finally:
-            self._route_ctx = outer
-        route.set_attribute("fluxmq.deliveries", n)
-        route.end()
-        return n
+            self._batch = outer
+            if batch.count:
+                batch.finish(self._rec)
+        return batch.count
 
     def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
-        attrs: dict[str, AttributeValue] = {
-            "fluxmq.protocol": sub.protocol,
-            "fluxmq.client_id": sub.client_id,
-            "fluxmq.qos": delivery.qos,
-        }
-        if delivery.shared_group:
-            attrs["fluxmq.share_group"] = delivery.shared_group
-        span = self.tracer.start_span(
-            "deliver", context=self._route_ctx, kind=SpanKind.PRODUCER, attributes=attrs
-        )
+        batch = self._batch
+        if not batch.count:
+            batch.start = time_ns()
+        batch.count += 1
+        if batch.count <= MAX_LISTED:
+            batch.subs.append((sub, delivery))
         try:
             sub.deliver(message, delivery)
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            batch.error = f"{type(exc).__name__}: {exc}"
             raise
-        finally:
-            span.end()
+
+
+class _Recorder:
+    """Records finished spans straight into the provider's span processors.
+
+    A span made through the SDK's ``Tracer.start_span`` costs about 10 us here
+    (sampler, limits, a lock, validation of every attribute, a copy at ``end``); the
+    two spans of a sampled publish are known complete when it returns, so they are
+    built as :class:`ReadableSpan` (what exporters receive anyway) and handed to
+    ``on_end`` directly: ids from the provider's id generator, its resource, the
+    tracer's instrumentation scope. Processors' ``on_start`` is not called for them
+    (the SDK's batch and simple processors do nothing there). Attribute values are
+    ours and of valid types, so they are not validated again."""
+
+    __slots__ = ("processor", "resource", "ids", "scope")
+
+    def __init__(self, tracer: Any) -> None:
+        self.processor = tracer.span_processor
+        self.resource = tracer.resource
+        self.ids = tracer.id_generator
+        self.scope = getattr(tracer, "_instrumentation_scope", None) or InstrumentationScope(
+            "fluxmq"
+        )
+
+    def context(self, trace_id: int, trace_state: Any) -> trace.SpanContext:
+        return trace.SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=trace_state,
+        )
+
+    def emit(
+        self,
+        name: str,
+        span_ctx: trace.SpanContext,
+        parent: trace.SpanContext | None,
+        kind: SpanKind,
+        attrs: dict[str, AttributeValue],
+        start: int,
+        error: str | None,
+    ) -> None:
+        self.processor.on_end(
+            ReadableSpan(
+                name,
+                context=span_ctx,
+                parent=parent,
+                resource=self.resource,
+                attributes=attrs,
+                kind=kind,
+                status=_OK_UNSET if error is None else Status(StatusCode.ERROR, error),
+                start_time=start,
+                end_time=time_ns(),
+                instrumentation_scope=self.scope,
+            )
+        )
+
+
+class _Deliveries:
+    """The fan-out of one sampled publish, summed up in its ``deliver`` span: the
+    subscriber's protocol, client id and QoS when there is one, the first
+    :data:`MAX_LISTED` as ``fluxmq.subscribers`` (``protocol:client_id``) when more."""
+
+    __slots__ = ("parent", "start", "count", "subs", "error")
+
+    def __init__(self, parent: trace.SpanContext) -> None:
+        self.parent = parent
+        self.start = 0
+        self.count = 0
+        self.subs: list[tuple[Any, Any]] = []
+        self.error: str | None = None
+
+    def finish(self, rec: _Recorder) -> None:
+        attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": self.count}
+        if self.count == 1:
+            sub, delivery = self.subs[0]
+            attrs["fluxmq.protocol"] = sub.protocol
+            attrs["fluxmq.client_id"] = sub.client_id
+            attrs["fluxmq.qos"] = delivery.qos
+            if delivery.shared_group:
+                attrs["fluxmq.share_group"] = delivery.shared_group
+        else:
+            attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in self.subs]
+        span_ctx = rec.context(self.parent.trace_id, self.parent.trace_state)
+        rec.emit("deliver", span_ctx, self.parent, SpanKind.PRODUCER, attrs, self.start, self.error)
+
+
+def _with_context(message: Message, span_ctx: trace.SpanContext) -> Message:
+    """A copy of ``message`` whose ``traceparent``/``tracestate`` point at
+    ``span_ctx``: the W3C header formatted here, without a propagator and a
+    context object per publish."""
+    props: list[tuple[str, str]] = [
+        (
+            "traceparent",
+            f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{span_ctx.trace_flags:02x}",
+        )
+    ]
+    if span_ctx.trace_state:
+        props.append(("tracestate", span_ctx.trace_state.to_header()))
+    kept = [(k, v) for k, v in (message.user_properties or ()) if k not in TRACE_KEYS]
+    return message.copy(user_properties=kept + props)
