@@ -319,6 +319,7 @@ class BrokerTracer:
 
     def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
         batch = self._batch
+        assert batch is not None  # set by _route around publish_each
         if not batch.count:
             batch.start = time_ns()
         batch.count += 1
