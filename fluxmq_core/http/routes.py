@@ -151,8 +151,24 @@ class HTTPService:
 
     # -- POST /publish ---------------------------------------------------------------------
 
+    def _rate_limited(self, req: Request, kind: str) -> None:
+        """``[rate_limit]`` per client (the client id header, else the address):
+        429 Too Many Requests with ``Retry-After``. One attribute check when unset."""
+        limits = self.context.limits
+        if limits is None:
+            return
+        key = self.client_id(req)
+        allowed = limits.allow_publish(key) if kind == PUBLISH else limits.allow_subscribe(key)
+        if not allowed:
+            raise HTTPError(
+                429,
+                f"{kind} rate limit exceeded",
+                [("Retry-After", str(limits.retry_after(kind, key)))],
+            )
+
     async def publish(self, req: Request) -> Response:
         user = await self.login(req)
+        self._rate_limited(req, PUBLISH)
         message = self._message(req)
         await self.allowed(req, user, PUBLISH, message.topic)
         stats = self.context.stats
@@ -260,6 +276,7 @@ class HTTPService:
             except TopicError as exc:
                 raise HTTPError(400, f"invalid filter {f!r}: {exc}") from None
         user = await self.login(req)
+        self._rate_limited(req, SUBSCRIBE)
         for f in filters:
             await self.allowed(req, user, SUBSCRIBE, f)
         if self.context.shutting_down.is_set():

@@ -114,6 +114,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "will_wanted",
         "last_seen",
         "publish_bucket",
+        "subscribe_bucket",
         "sync_first",
         "queue_acks",
     )
@@ -162,7 +163,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.close_reason = ""
         self.will_wanted = True
         self.last_seen = 0.0
-        self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
+        self.publish_bucket: TokenBucket | None = None  # [mqtt] or [rate_limit] publish_rate
+        self.subscribe_bucket: TokenBucket | None = None  # [rate_limit] subscribe_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
 
@@ -528,10 +530,15 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.out += encode(Connack(present, 0, props), MQTT_5)
         else:
             self.out += encode(Connack(present, 0), self.version)
+        limits = registry.context.limits
         if self.cfg.publish_rate:
             self.publish_bucket = TokenBucket(
                 self.cfg.publish_rate, self.cfg.publish_burst, registry.clock()
             )
+        elif limits is not None:  # the broker-wide [rate_limit], when set
+            self.publish_bucket = limits.publish_bucket()
+        if limits is not None:
+            self.subscribe_bucket = limits.subscribe_bucket()
         self.phase = Phase.CONNECTED
         registry.connected(self)
         session.resend(self)
@@ -597,6 +604,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         bucket = self.publish_bucket
         if bucket is not None and not bucket.take(self.registry.clock()):
             stats.messages_dropped += 1
+            stats.rate_limited_publishes += 1
             if v5 and qos == 0:
                 self._protocol_error(0x97, "publish rate exceeded", count=False)
             elif qos:  # 5.0: refused with 0x97; 3.x: acknowledged and dropped

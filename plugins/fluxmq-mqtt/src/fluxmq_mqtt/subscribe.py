@@ -24,6 +24,7 @@ from fluxmq_mqtt.session import PROTOCOL
 from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
+    from fluxmq_core.ratelimit import TokenBucket
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.registry import SessionRegistry
@@ -45,6 +46,7 @@ class SubscribeHandlers:
     client_id: str
     problem_info: bool
     out: bytearray
+    subscribe_bucket: TokenBucket | None
 
     if TYPE_CHECKING:
 
@@ -100,6 +102,12 @@ class SubscribeHandlers:
                     granted,
                 )
             )
+        bucket = self.subscribe_bucket
+        if bucket is not None and not bucket.take(self.registry.clock()):
+            # [rate_limit] subscribe_rate: every filter refused, 0x97 Quota exceeded
+            # (3.x has only 0x80); nothing is subscribed.
+            self.registry.stats.rate_limited_subscribes += 1
+            plan = [(f, None, 0x97 if v5 else 0x80) for f, _o, _c in plan]
         registry = self.registry
         session = self.session
         assert session is not None
