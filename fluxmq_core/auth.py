@@ -214,7 +214,10 @@ class AuthService:
     def _update_flags(self) -> None:
         self.has_source = bool(self._declares("fluxmq_authenticate", "authenticates"))
         self.authorization_active = bool(self._declares("fluxmq_authorize", "authorizes"))
-        self.filter_reads = self.authorization_active and self.config.acl_subscribe == "filter"
+        self.filter_reads = self.config.acl_subscribe == "filter" and any(
+            self._setups.get(p, _UNDECLARED).per_delivery
+            for p in self._declares("fluxmq_authorize", "authorizes")
+        )
 
     def sources(self) -> list[str]:
         """One line per authentication source, for logs and ``fluxmq`` tools."""
@@ -453,6 +456,8 @@ class AuthService:
         answer = None
         if not any(impl.hookwrapper or impl.wrapper for impl in impls):
             for impl in reversed(impls):
+                if not self._setups.get(impl.plugin, _UNDECLARED).per_delivery:
+                    continue  # decides on subscription filters only
                 try:
                     answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception:
@@ -556,6 +561,9 @@ class AuthService:
                 answer = await await_me_maybe(
                     impl.function(*[kwargs[arg] for arg in impl.argnames])
                 )
+            except AuthError as exc:  # a refusal with a reason: no traceback needed
+                log.warning("plugin %r refused in %s: %s", impl.plugin_name, name, exc)
+                raise _HookFailed(impl.plugin_name) from None
             except Exception:
                 log.exception("plugin %r failed in %s", impl.plugin_name, name)
                 raise _HookFailed(impl.plugin_name) from None

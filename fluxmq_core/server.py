@@ -234,15 +234,15 @@ class Broker:
             for name in ("rate_limit", "auth_external", "hooks"):
                 if self.config.has(name) and fresh.has(name):
                     self.config._sections[name] = fresh.section(name)
-            if self.context is not None and self.context.limits is not None:
-                self.context.limits.configure(self.config.section("rate_limit"))
-                applied.append("rate_limit")
         if self.context is not None:
             try:
                 self.context.auth.reload()
                 applied.append("auth")
             except Exception as exc:  # a bad users/ACL file must not kill the broker
                 log.error("reload: auth files not reloaded: %s", exc)
+            if self.config.source and self.context.limits is not None:
+                self.context.limits.configure(self.config.section("rate_limit"))
+                applied.append("rate_limit")
             await call_each(self.pm, "fluxmq_reload", context=self.context)
         log.info("reloaded: %s", ", ".join(applied) or "nothing")
         return applied
