@@ -282,6 +282,9 @@ class AuthService:
                 return AuthResult(ok=False, reason="client certificate required")
             request = dataclasses.replace(request, username=request.tls_identity, password=None)
         result = await self._authenticate(request)
+        hooks = getattr(self._context, "hooks", None)
+        if result.ok and hooks is not None and hooks.wants("auth_on_register", request.protocol):
+            result = await self._register_hook(hooks, request, result)
         if not result.ok:
             events = getattr(self._context, "events", None)
             if events is not None:
@@ -292,6 +295,34 @@ class AuthService:
                     request.remote,
                     result.reason,
                 )
+        return result
+
+    async def _register_hook(
+        self, hooks: Any, request: AuthRequest, result: AuthResult
+    ) -> AuthResult:
+        """``[[hooks.endpoints]]`` ``auth_on_register``: a blocking hook may still
+        refuse an accepted login, or set the external identity."""
+        from fluxmq_core.callout.hooks import HookRequest
+
+        attributes = dict(result.attributes or {})
+        outcome = await hooks.call(
+            HookRequest(
+                "auth_on_register",
+                request.protocol,
+                request.client_id,
+                username=request.username,
+                password=request.password,
+                external_id=str(attributes.get("external_id", "")),
+            )
+        )
+        if not outcome.allow:
+            return AuthResult(ok=False, reason=outcome.reason or "refused by hook")
+        if outcome.external_id:
+            attributes["external_id"] = outcome.external_id
+            ext = self._context.extras.get("auth_external")
+            if ext is not None:
+                ext._remember(request.client_id, request.protocol, outcome.external_id)
+            return dataclasses.replace(result, attributes=attributes)
         return result
 
     async def _authenticate(self, request: AuthRequest) -> AuthResult:

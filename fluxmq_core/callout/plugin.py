@@ -32,6 +32,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fluxmq_core.callout.config import ExternalAuthConfig
+from fluxmq_core.callout.hooks import HooksConfig
+from fluxmq_core.callout.hooks import build as build_hooks
 from fluxmq_core.callout.transport import (
     Breaker,
     CalloutError,
@@ -221,13 +223,16 @@ def _state(context: Any) -> ExternalAuth | None:
 
 @hookimpl
 def fluxmq_add_config() -> dict[str, Any]:
-    return {KEY: ExternalAuthConfig}
+    return {KEY: ExternalAuthConfig, "hooks": HooksConfig}
 
 
 @hookimpl
 def fluxmq_auth_setup(context: Any, config: AuthConfig) -> AuthSetup:
     """Build (or rebuild, on reload) the callout from ``[auth_external]``. Known
     identities survive a reload; the breaker starts closed."""
+    # The blocking hooks are (re)built here too: this runs at start-up, before any
+    # listener, and on every reload, which is exactly when [hooks] may change.
+    context.hooks = build_hooks(context)
     cfg: ExternalAuthConfig = context.config.section(KEY)
     old = _state(context)
     if old is not None:

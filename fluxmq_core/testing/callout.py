@@ -22,6 +22,13 @@ from typing import Any
 
 __all__ = ["CalloutHTTPServer", "CalloutGrpcServer"]
 
+_EVENTS = {
+    1: "auth_on_register",
+    2: "auth_on_publish",
+    3: "auth_on_subscribe",
+    4: "auth_on_unsubscribe",
+}
+
 
 class _Behaviour:
     def __init__(self) -> None:
@@ -147,7 +154,9 @@ class CalloutGrpcServer(_Behaviour):
 
         def handle(req: Any, ctx: Any) -> Any:
             body = {
-                "hook": pb.HookType.Name(req.hook),
+                # Our event names, so one hook_answer serves both transports.
+                "hook": _EVENTS.get(req.hook, ""),
+                "hook_enum": pb.HookType.Name(req.hook),
                 "client_id": req.client_id,
                 "topic": req.topic,
                 "payload": base64.b64encode(req.payload).decode(),

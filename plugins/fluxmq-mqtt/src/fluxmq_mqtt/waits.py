@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fluxmq_core.callout.hooks import HookRequest
 from fluxmq_core.transport.adapter import AuthWait, Wait
 
-__all__ = ["AuthWait", "AuthorizeWait", "EnhancedAuthWait"]
+__all__ = ["AuthWait", "AuthorizeWait", "EnhancedAuthWait", "HookWait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +28,11 @@ class EnhancedAuthWait(Wait):
     """One MQTT 5 enhanced-authentication step with the client's ``data``."""
 
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HookWait(Wait):
+    """A blocking hook call (``[[hooks.endpoints]]``): answered with
+    ``Connection.hook_done``."""
+
+    request: HookRequest
