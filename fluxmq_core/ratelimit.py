@@ -42,14 +42,14 @@ class RateLimitConfig:
 
     connections_per_ip: float = setting(
         0.0,
-        "New connections a second from one IP address, on every listener (and CoAP "
-        "source address); over it the connection is closed at once. 0 = no limit.",
+        "New connections a second from one IP address, on every TCP listener (MQTT, "
+        "AMQP, HTTP); over it the connection is closed at once. 0 = no limit.",
     )
     connection_burst: int = setting(20, "Connections one IP may open at once.")
     publish_rate: float = setting(
         0.0,
-        "Publishes a second per client on every protocol (MQTT 5 0x97 / 3.1.1 dropped, "
-        "AMQP 0.9.1 basic.nack or channel close 406, HTTP 429, CoAP 4.29). 0 = no limit.",
+        "Publishes a second per client (MQTT 5 0x97 / 3.1.1 dropped, AMQP 0.9.1 "
+        "basic.nack or channel close 406, HTTP 429; see docs/auth.md). 0 = no limit.",
     )
     publish_burst: int = setting(100, "Publishes one client may send at once.")
     subscribe_rate: float = setting(
