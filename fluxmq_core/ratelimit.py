@@ -49,13 +49,14 @@ class RateLimitConfig:
     publish_rate: float = setting(
         0.0,
         "Publishes a second per client (MQTT 5 0x97 / 3.1.1 dropped, AMQP 0.9.1 "
-        "basic.nack or channel close 406, HTTP 429; see docs/auth.md). 0 = no limit.",
+        "basic.nack or channel close 406, AMQP 1.0 rejected, HTTP 429, CoAP 4.29; see "
+        "docs/auth.md). 0 = no limit.",
     )
     publish_burst: int = setting(100, "Publishes one client may send at once.")
     subscribe_rate: float = setting(
         0.0,
-        "Subscribes a second per client (MQTT SUBACK 0x97 / 0x80, AMQP channel close 406, "
-        "HTTP 429). 0 = no limit.",
+        "Subscribes a second per client (MQTT SUBACK 0x97 / 0x80, AMQP 0.9.1 channel close "
+        "406, HTTP 429, CoAP Observe 4.29). 0 = no limit.",
     )
     subscribe_burst: int = setting(10, "Subscribes one client may send at once.")
     max_keys: int = setting(100_000, "Buckets kept per limit for keyed limits (IPs, HTTP clients).")
