@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import socket
 import sys
 from typing import Any
@@ -115,7 +116,19 @@ def test_protocol_selection_leaves_other_protocols_alone(fluxmq_broker_factory, 
     assert service.calls == []
 
 
-def test_reload_applies_a_new_url(fluxmq_broker_factory, service, tmp_path):
+@pytest.fixture
+def keep_logging() -> Any:
+    """A reload from a file re-runs ``setup_logging`` (root handler, ``fluxmq``
+    level): put the process's logging back so later tests' ``caplog`` is unaffected."""
+    root, flux = logging.getLogger(), logging.getLogger("fluxmq")
+    saved = (list(root.handlers), root.level, flux.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    flux.setLevel(saved[2])
+
+
+def test_reload_applies_a_new_url(fluxmq_broker_factory, service, tmp_path, keep_logging):
     conf = tmp_path / "fluxmq.toml"
     conf.write_text("[auth_external]\nurl = ''\n")
     b = fluxmq_broker_factory(plugins=[], config_file=str(conf))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 from typing import Any
 
@@ -116,8 +117,20 @@ def _refused(port: int) -> bool:
             return True
 
 
+@pytest.fixture
+def keep_logging() -> Any:
+    """A reload from a file re-runs ``setup_logging`` (root handler, ``fluxmq``
+    level): put the process's logging back so later tests' ``caplog`` is unaffected."""
+    root, flux = logging.getLogger(), logging.getLogger("fluxmq")
+    saved = (list(root.handlers), root.level, flux.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    flux.setLevel(saved[2])
+
+
 def test_connections_per_ip_on_a_listener_and_reload(
-    fluxmq_broker_factory: Any, tmp_path: Any
+    fluxmq_broker_factory: Any, tmp_path: Any, keep_logging: Any
 ) -> None:
     conf = tmp_path / "fluxmq.toml"
     conf.write_text("[rate_limit]\nconnections_per_ip = 0.0001\nconnection_burst = 2\n")
