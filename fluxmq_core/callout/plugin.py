@@ -97,7 +97,7 @@ class ExternalAuth:
             if self.grpc is not None:
                 pb = self.grpc.pb
                 res = await self._call(
-                    lambda: self.grpc.call(  # type: ignore[union-attr]
+                    lambda: self.grpc.call(
                         "/fluxmq.auth.v1.AuthService/Authenticate",
                         pb.AuthnReq(
                             client_id=request.client_id,
@@ -150,7 +150,7 @@ class ExternalAuth:
             if self.grpc is not None:
                 pb = self.grpc.pb
                 res = await self._call(
-                    lambda: self.grpc.call(  # type: ignore[union-attr]
+                    lambda: self.grpc.call(
                         "/fluxmq.auth.v1.AuthService/Authorize",
                         pb.AuthzReq(
                             external_id=external_id,

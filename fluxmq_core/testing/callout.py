@@ -132,7 +132,10 @@ class CalloutGrpcServer(_Behaviour):
 
         import grpc
 
-        from fluxmq_core.callout._proto import auth_pb2 as pb
+        import importlib
+
+        # Imported by name: the generated module has no type stub (see generate.py).
+        pb: Any = importlib.import_module("fluxmq_core.callout._proto.auth_pb2")
 
         self.pb = pb
 

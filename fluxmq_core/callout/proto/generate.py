@@ -8,7 +8,7 @@ workspace's dev group have it)::
 The output is committed and imported only when ``[auth_external] transport = "grpc"``
 (which then needs ``grpcio`` and ``protobuf`` installed; the core does not depend on
 them). ``tests/core/test_callout_proto.py`` regenerates into a temporary directory and
-fails when the committed files differ. Only message code and type stubs are
+fails when the committed files differ. Only message code is
 generated: the client calls the methods through grpc's generic ``unary_unary``
 (``fluxmq_core.callout.transport``), so no ``_pb2_grpc`` module is needed.
 """
@@ -24,7 +24,7 @@ PACKAGE_DIR = HERE.parent / "_proto"
 
 
 def generate(out_dir: Path) -> list[Path]:
-    """Write ``<name>_pb2.py`` and ``<name>_pb2.pyi`` for every proto into
+    """Write ``<name>_pb2.py`` for every proto into
     ``out_dir`` (flat: the import package is ``fluxmq_core.callout._proto``); return them."""
     from grpc_tools import protoc  # the build tool; not a runtime dependency
 
@@ -32,13 +32,15 @@ def generate(out_dir: Path) -> list[Path]:
     tmp = out_dir / ".gen"
     tmp.mkdir(exist_ok=True)
     include = Path(protoc.__file__).resolve().parent / "_proto"
-    args = ["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={tmp}", f"--pyi_out={tmp}"]
+    args = ["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={tmp}"]
     if protoc.main([*args, *PROTOS]) != 0:
         raise RuntimeError(f"protoc failed on {', '.join(PROTOS)}")
     written = []
     for proto in PROTOS:
         stem = Path(proto).with_suffix("")
-        for suffix in ("_pb2.py", "_pb2.pyi"):
+        # No .pyi: the contract's enum value ``Action.None`` is a Python keyword, which
+        # makes the generated stub a syntax error for type checkers.
+        for suffix in ("_pb2.py",):
             src = tmp / f"{stem}{suffix}"
             dst = out_dir / f"{stem.name}{suffix}"
             # One proto file, no imports between generated modules: nothing to make
