@@ -128,11 +128,10 @@ class CalloutGrpcServer(_Behaviour):
 
     def __init__(self) -> None:
         super().__init__()
+        import importlib
         from concurrent.futures import ThreadPoolExecutor
 
         import grpc
-
-        import importlib
 
         # Imported by name: the generated module has no type stub (see generate.py).
         pb: Any = importlib.import_module("fluxmq_core.callout._proto.auth_pb2")
