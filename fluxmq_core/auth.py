@@ -214,7 +214,10 @@ class AuthService:
     def _update_flags(self) -> None:
         self.has_source = bool(self._declares("fluxmq_authenticate", "authenticates"))
         self.authorization_active = bool(self._declares("fluxmq_authorize", "authorizes"))
-        self.filter_reads = self.authorization_active and self.config.acl_subscribe == "filter"
+        self.filter_reads = self.config.acl_subscribe == "filter" and any(
+            self._setups.get(p, _UNDECLARED).per_delivery
+            for p in self._declares("fluxmq_authorize", "authorizes")
+        )
 
     def sources(self) -> list[str]:
         """One line per authentication source, for logs and ``fluxmq`` tools."""
@@ -279,6 +282,9 @@ class AuthService:
                 return AuthResult(ok=False, reason="client certificate required")
             request = dataclasses.replace(request, username=request.tls_identity, password=None)
         result = await self._authenticate(request)
+        hooks = getattr(self._context, "hooks", None)
+        if result.ok and hooks is not None and hooks.wants("auth_on_register", request.protocol):
+            result = await self._register_hook(hooks, request, result)
         if not result.ok:
             events = getattr(self._context, "events", None)
             if events is not None:
@@ -289,6 +295,34 @@ class AuthService:
                     request.remote,
                     result.reason,
                 )
+        return result
+
+    async def _register_hook(
+        self, hooks: Any, request: AuthRequest, result: AuthResult
+    ) -> AuthResult:
+        """``[[hooks.endpoints]]`` ``auth_on_register``: a blocking hook may still
+        refuse an accepted login, or set the external identity."""
+        from fluxmq_core.callout.hooks import HookRequest
+
+        attributes = dict(result.attributes or {})
+        outcome = await hooks.call(
+            HookRequest(
+                "auth_on_register",
+                request.protocol,
+                request.client_id,
+                username=request.username,
+                password=request.password,
+                external_id=str(attributes.get("external_id", "")),
+            )
+        )
+        if not outcome.allow:
+            return AuthResult(ok=False, reason=outcome.reason or "refused by hook")
+        if outcome.external_id:
+            attributes["external_id"] = outcome.external_id
+            ext = self._context.extras.get("auth_external")
+            if ext is not None:
+                ext._remember(request.client_id, request.protocol, outcome.external_id)
+            return dataclasses.replace(result, attributes=attributes)
         return result
 
     async def _authenticate(self, request: AuthRequest) -> AuthResult:
@@ -453,6 +487,8 @@ class AuthService:
         answer = None
         if not any(impl.hookwrapper or impl.wrapper for impl in impls):
             for impl in reversed(impls):
+                if not self._setups.get(impl.plugin, _UNDECLARED).per_delivery:
+                    continue  # decides on subscription filters only
                 try:
                     answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception:
@@ -556,6 +592,9 @@ class AuthService:
                 answer = await await_me_maybe(
                     impl.function(*[kwargs[arg] for arg in impl.argnames])
                 )
+            except AuthError as exc:  # a refusal with a reason: no traceback needed
+                log.warning("plugin %r refused in %s: %s", impl.plugin_name, name, exc)
+                raise _HookFailed(impl.plugin_name) from None
             except Exception:
                 log.exception("plugin %r failed in %s", impl.plugin_name, name)
                 raise _HookFailed(impl.plugin_name) from None

@@ -11,6 +11,7 @@ from fluxmq_core.contracts import AuthConfig
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.http.config import HTTPConfig
 from fluxmq_core.queues.config import QueueConfig, QueueManagerConfig
+from fluxmq_core.ratelimit import RateLimitConfig
 from fluxmq_core.webhooks.config import WebhooksConfig
 
 
@@ -29,6 +30,7 @@ def fluxmq_add_config() -> dict[str, Any]:
         # fluxmq_core.http.plugin and fluxmq_core.webhooks.plugin).
         "http": HTTPConfig,
         "webhooks": WebhooksConfig,
+        "rate_limit": RateLimitConfig,
     }
 
 

@@ -70,6 +70,8 @@ class BrokerContext:
         "reload",
         "forward",
         "tracer",
+        "limits",
+        "hooks",
     )
 
     def __init__(
@@ -117,6 +119,12 @@ class BrokerContext:
         # ``queue_settled(queue, group, offset, outcome)``; while it is None, tracing
         # costs the publish path one attribute check.
         self.tracer: Any = None
+        # [rate_limit] (fluxmq_core.ratelimit.RateLimits), set by Broker.start; protocols
+        # ask it for per-connection buckets and check keyed limits.
+        self.limits: Any = None
+        # Blocking hook endpoints ([[hooks.endpoints]]); None while none is configured,
+        # so protocols pay one attribute check.
+        self.hooks: Any = None
 
     def publish(self, message: Message) -> int:
         """Route a message from any protocol: the one entry point protocols use.

@@ -171,8 +171,8 @@ class AuthSetup:
     it is an authentication source; without any source a username is refused),
     ``authorizes`` (its ``fluxmq_authorize`` decides something: when no plugin does,
     authorization costs nothing on the hot path), ``methods`` (enhanced-auth methods
-    it offers now, by name) and ``summary`` (one line for the start-up log, e.g.
-    ``"password file /etc/fluxmq/passwd (3 users)"``). A plugin that implements the
+    it offers now, by name), ``summary`` (one line for the start-up log, e.g.
+    ``"password file /etc/fluxmq/passwd (3 users)"``) and ``per_delivery``. A plugin that implements the
     auth hooks without this hook counts as both a source and an authorizer.
     """
 
@@ -180,6 +180,12 @@ class AuthSetup:
     authorizes: bool = False
     methods: Mapping[str, EnhancedFactory] = field(default_factory=dict)
     summary: str = ""
+    #: Its ``"subscribe"`` decisions also apply to each delivered topic under
+    #: ``[auth] acl_subscribe = "filter"``. A plugin that decides on subscription
+    #: filters only (the external callout: a network round trip cannot run per
+    #: delivery) says ``False``; deliveries are then checked only while another
+    #: authorizing plugin wants them.
+    per_delivery: bool = True
 
 
 @dataclass

@@ -46,6 +46,7 @@ DRIVER_GROUPS = ("fluxmq.storage", "fluxmq.queue_log", "fluxmq.cluster")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "fluxmq_core.builtin",
     "fluxmq_core.auth_file",
+    "fluxmq_core.callout.plugin",
     "fluxmq_core.sys_topics",
     "fluxmq_core.http.plugin",
     "fluxmq_core.webhooks.plugin",

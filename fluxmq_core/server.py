@@ -36,6 +36,7 @@ from fluxmq_core.plugins import (
     load_driver,
 )
 from fluxmq_core.queues import QueueManager
+from fluxmq_core.ratelimit import RateLimits
 from fluxmq_core.router import Router
 from fluxmq_core.stats import Stats
 from fluxmq_core.storage.base import StorageOptions
@@ -124,6 +125,7 @@ class Broker:
         except AuthFileError as exc:
             raise ConfigError(str(exc), key="auth") from exc
         ctx.events = Events(self.pm, ctx)
+        ctx.limits = RateLimits(cfg.section("rate_limit"), self.clock, stats)
         ctx.queues = QueueManager(ctx)
         await ctx.queues.start()
         self._started.append("queues")
@@ -156,7 +158,7 @@ class Broker:
         for server in self.servers:
             if server.start is not None:
                 await server.start()
-        self.listeners = ListenerSet(stats)
+        self.listeners = ListenerSet(stats, ctx.limits)
         await self.listeners.bind([spec for s in self.servers for spec in s.listeners])
         ctx.bound.update(self.listeners.bound)
         self._started.append("listeners")
@@ -228,12 +230,19 @@ class Broker:
             auth = self.config.section("auth")
             auth.password_file = fresh.auth.password_file
             auth.acl_file = fresh.auth.acl_file
+            # Whole sections that apply at run time without a restart.
+            for name in ("rate_limit", "auth_external", "hooks"):
+                if self.config.has(name) and fresh.has(name):
+                    self.config._sections[name] = fresh.section(name)
         if self.context is not None:
             try:
                 self.context.auth.reload()
                 applied.append("auth")
             except Exception as exc:  # a bad users/ACL file must not kill the broker
                 log.error("reload: auth files not reloaded: %s", exc)
+            if self.config.source and self.context.limits is not None:
+                self.context.limits.configure(self.config.section("rate_limit"))
+                applied.append("rate_limit")
             await call_each(self.pm, "fluxmq_reload", context=self.context)
         log.info("reloaded: %s", ", ".join(applied) or "nothing")
         return applied

@@ -59,6 +59,19 @@ class SessionDirectory:
 
     def __init__(self) -> None:
         self._providers: dict[str, SessionProvider] = {}
+        #: Functions that add to a :class:`SessionInfo` what a non-protocol plugin
+        #: knows about the client (the external auth callout's identity, in
+        #: ``extra["external_id"]``); called when an operator asks.
+        self.annotators: builtins.list[Any] = []
+
+    def _annotate(self, infos: builtins.list[SessionInfo]) -> builtins.list[SessionInfo]:
+        for annotate in self.annotators:
+            for info in infos:
+                try:
+                    annotate(info)
+                except Exception:
+                    log.exception("session annotator %r failed", annotate)
+        return infos
 
     def register(self, protocol: str, provider: SessionProvider) -> None:
         """Add (or replace) the provider of ``protocol``."""
@@ -86,7 +99,7 @@ class SessionDirectory:
                 continue
             out.extend(i for i in infos if i.client_id.startswith(prefix))
         out.sort(key=lambda i: (i.client_id, i.protocol))
-        return out
+        return self._annotate(out)
 
     # builtins.list: inside this class body `list` names the method above.
     def get(self, client_id: str, protocol: str | None = None) -> builtins.list[SessionInfo]:
@@ -102,7 +115,7 @@ class SessionDirectory:
                 continue
             if info is not None:
                 out.append(info)
-        return out
+        return self._annotate(out)
 
     def disconnect(self, client_id: str, protocol: str | None = None) -> bool:
         """Disconnect the client everywhere it is connected; True if anywhere."""

@@ -36,6 +36,10 @@ class Stats:
         # messages a session queue at its bound dropped (MQTT max_queued_messages).
         "ephemeral_queues_created",
         "session_queue_dropped",
+        # Refusals by [rate_limit] (fluxmq_core.ratelimit), all protocols together.
+        "rate_limited_connections",
+        "rate_limited_publishes",
+        "rate_limited_subscribes",
     )
     # Every slot is a number (set to 0 by __init__), declared for type checkers.
     started_at: float
@@ -56,6 +60,9 @@ class Stats:
     authz_denied: int
     ephemeral_queues_created: int
     session_queue_dropped: int
+    rate_limited_connections: int
+    rate_limited_publishes: int
+    rate_limited_subscribes: int
 
     def __init__(self, started_at: float | None = None) -> None:
         for name in self.__slots__:

@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import PUBLISH, SUBSCRIBE, AuthRequest, AuthResult
+from fluxmq_core.callout.hooks import HookRequest, apply_outcome
 from fluxmq_core.http.server import (
     HTTPError,
     HTTPProtocol,
@@ -151,10 +152,29 @@ class HTTPService:
 
     # -- POST /publish ---------------------------------------------------------------------
 
+    def _rate_limited(self, req: Request, kind: str) -> None:
+        """``[rate_limit]`` per client (the client id header, else the address):
+        429 Too Many Requests with ``Retry-After``. One attribute check when unset."""
+        limits = self.context.limits
+        if limits is None:
+            return
+        key = self.client_id(req)
+        allowed = limits.allow_publish(key) if kind == PUBLISH else limits.allow_subscribe(key)
+        if not allowed:
+            raise HTTPError(
+                429,
+                f"{kind} rate limit exceeded",
+                [("Retry-After", str(limits.retry_after(kind, key)))],
+            )
+
     async def publish(self, req: Request) -> Response:
         user = await self.login(req)
+        self._rate_limited(req, PUBLISH)
         message = self._message(req)
         await self.allowed(req, user, PUBLISH, message.topic)
+        hooks = self.context.hooks
+        if hooks is not None and hooks.wants("auth_on_publish", PROTOCOL):
+            await self._publish_hook(req, user, hooks, message)
         stats = self.context.stats
         stats.messages_received += 1
         stats.publish_received += 1
@@ -163,6 +183,29 @@ class HTTPService:
             return await self._publish_queued(message)
         self.context.publish(message)
         return json_response({"status": "ok"})
+
+    async def _publish_hook(
+        self, req: Request, user: AuthResult, hooks: Any, message: Message
+    ) -> None:
+        """``auth_on_publish``: 403 on a denial; a new topic is authorized again."""
+        outcome = await hooks.call(
+            HookRequest(
+                "auth_on_publish",
+                PROTOCOL,
+                self.client_id(req),
+                message.topic,
+                payload=message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=dict(message.user_properties or []),
+            )
+        )
+        if not outcome.allow:
+            raise HTTPError(403, f"publish refused: {outcome.reason}")
+        if outcome.topic is not None and outcome.topic != message.topic:
+            await self.allowed(req, user, PUBLISH, outcome.topic)
+            message.topic = outcome.topic
+        apply_outcome(message, outcome)
 
     async def _publish_queued(self, message: Message) -> Response:
         """A ``$queue/`` publish: answered once the append is durable, with the
@@ -250,6 +293,23 @@ class HTTPService:
 
     # -- GET /subscribe (SSE) ------------------------------------------------------------------
 
+    async def _subscribe_hook(self, req: Request, user: AuthResult, hooks: Any, f: str) -> str:
+        """``auth_on_subscribe``: 403 on a denial; the filter to use (a new one is
+        checked and authorized again)."""
+        outcome = await hooks.call(
+            HookRequest("auth_on_subscribe", PROTOCOL, self.client_id(req), f)
+        )
+        if not outcome.allow:
+            raise HTTPError(403, f"subscribe to {f!r} refused: {outcome.reason}")
+        if outcome.topic is None or outcome.topic == f:
+            return f
+        try:
+            validate_topic_filter(outcome.topic)
+        except TopicError as exc:
+            raise HTTPError(403, f"hook gave an invalid filter {outcome.topic!r}: {exc}") from None
+        await self.allowed(req, user, SUBSCRIBE, outcome.topic)
+        return outcome.topic
+
     async def subscribe(self, req: Request) -> StreamResponse:
         filters = req.query.get("filter") or []
         if not filters:
@@ -260,8 +320,12 @@ class HTTPService:
             except TopicError as exc:
                 raise HTTPError(400, f"invalid filter {f!r}: {exc}") from None
         user = await self.login(req)
+        self._rate_limited(req, SUBSCRIBE)
         for f in filters:
             await self.allowed(req, user, SUBSCRIBE, f)
+        hooks = self.context.hooks
+        if hooks is not None and hooks.wants("auth_on_subscribe", PROTOCOL):
+            filters = [await self._subscribe_hook(req, user, hooks, f) for f in filters]
         if self.context.shutting_down.is_set():
             raise HTTPError(503, "server shutting down")
         if self.client_id(req) in self.streams:

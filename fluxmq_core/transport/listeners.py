@@ -188,8 +188,11 @@ def _check_tls_conflicts(groups: dict[tuple[Any, ...], list[ListenerSpec]]) -> N
 class ListenerSet:
     """Every bound socket of the broker."""
 
-    def __init__(self, stats: Any) -> None:
+    def __init__(self, stats: Any, limits: Any = None) -> None:
         self._stats = stats
+        #: ``[rate_limit] connections_per_ip`` (a :class:`~fluxmq_core.ratelimit.RateLimits`);
+        #: looked at on every accept, so a reload turning it on applies at once.
+        self._limits = limits
         self._servers: list[asyncio.AbstractServer] = []
         self._counters: dict[str, _Counter] = {}
         self.bound: dict[str, tuple[str, int]] = {}
@@ -227,6 +230,7 @@ class ListenerSet:
                         key=missing[0],
                     )
                 factory = self._sniff_factory(group)
+            factory = self._rate_limited(factory)
             try:
                 server = await loop.create_server(
                     factory, host, port, ssl=group[0].ssl, reuse_address=True, backlog=1024
@@ -262,6 +266,21 @@ class ListenerSet:
 
         return factory
 
+    def _rate_limited(self, factory: Any) -> Any:
+        """Wrap a listener's factory with the per-IP connection limit: one attribute
+        check per accept while no limit is set."""
+        limits = self._limits
+        if limits is None:
+            return factory
+
+        def limited() -> asyncio.Protocol:
+            proto = factory()
+            if limits.connections is None:
+                return proto
+            return _IPGate(proto, limits)
+
+        return limited
+
     def _sniff_factory(self, group: list[ListenerSpec]) -> Any:
         return lambda: SniffingProtocol(group, self._stats, self._counters)
 
@@ -277,6 +296,34 @@ class ListenerSet:
             except Exception as exc:  # noqa: BLE001 - shutdown goes on regardless
                 log.debug("listener did not close cleanly: %r", exc)
         self._servers.clear()
+
+
+class _IPGate(asyncio.Protocol):
+    """Checks the peer's IP against ``[rate_limit] connections_per_ip`` when the
+    connection is made, then steps aside (``set_protocol``), so it costs nothing
+    afterwards. Over the limit, the connection is closed before the protocol sees it."""
+
+    __slots__ = ("inner", "limits")
+
+    def __init__(self, inner: asyncio.Protocol, limits: Any) -> None:
+        self.inner = inner
+        self.limits = limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+        if remote != "?" and not self.limits.allow_connection(remote):
+            log.debug("connection from %s refused: [rate_limit] connections_per_ip", remote)
+            transport.close()
+            return
+        cast(asyncio.Transport, transport).set_protocol(self.inner)
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:  # refused ones only
+        pass
+
+    def data_received(self, data: bytes) -> None:  # refused ones only
+        pass
 
 
 class _Reject(asyncio.Protocol):

@@ -417,6 +417,7 @@ class Channel:
 
     def _consume(self, m: B.Consume) -> None:
         ids = (60, 20)
+        self._over_subscribe_rate(ids)
         qname = self._queue_name(m.queue, ids)
         q = self.env.queues.lookup(self.conn, qname, ids, touch=True)
         tag = m.consumer_tag or _ctag()
@@ -685,6 +686,10 @@ class Channel:
                 )
             )
             return
+        bucket = self.conn.publish_bucket
+        if bucket is not None and not bucket.take(env.clock()):
+            self._over_publish_rate()
+            return
         message = to_message(
             h.properties, h.raw, body, m.exchange, m.routing_key, env.clock(), self.conn.id
         )
@@ -695,6 +700,28 @@ class Channel:
         if self.confirm:
             self.confirm_seq += 1
             self._track(self.confirm_seq, futures)
+
+    def _over_publish_rate(self) -> None:
+        """``[rate_limit] publish_rate`` exceeded: under confirms the publish is
+        nacked (the channel stays usable, the client may retry); without confirms the
+        client cannot be told per message, so the channel is closed with 406
+        PRECONDITION_FAILED rather than dropping silently."""
+        stats = self.env.stats
+        stats.messages_dropped += 1
+        stats.rate_limited_publishes += 1
+        if self.confirm:
+            self.confirm_seq += 1
+            self._confirmed(self.confirm_seq, False)
+            return
+        self.fail(AMQPError(PRECONDITION_FAILED, "publish rate limit exceeded", 60, 40))
+
+    def _over_subscribe_rate(self, ids: tuple[int, int]) -> None:
+        """``[rate_limit] subscribe_rate``: basic.consume / queue.bind refused with a
+        channel close 406 PRECONDITION_FAILED."""
+        bucket = self.conn.subscribe_bucket
+        if bucket is not None and not bucket.take(self.env.clock()):
+            self.env.stats.rate_limited_subscribes += 1
+            raise AMQPError(PRECONDITION_FAILED, "subscribe rate limit exceeded", *ids)
 
     def _route(self, m: B.Publish, h: Header, body: bytes, message: Message) -> list[Any]:
         env = self.env

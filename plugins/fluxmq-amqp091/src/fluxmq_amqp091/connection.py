@@ -145,6 +145,11 @@ class Connection:
         self.blocked = False
         self.published = False
         self.opened = False
+        # [rate_limit] publish / subscribe (basic.consume, queue.bind) per connection;
+        # None when unlimited (one check per publish).
+        limits = getattr(getattr(env, "context", None), "limits", None)
+        self.publish_bucket = limits.publish_bucket() if limits is not None else None
+        self.subscribe_bucket = limits.subscribe_bucket() if limits is not None else None
         self.error: AMQPError | None = None
         #: set by the adapter: called when out gained bytes outside ``receive``
         self.wakeup: Any = lambda conn: None

@@ -51,6 +51,7 @@ from fluxmq_amqp1.nodes import (
     COORDINATOR,
     DEFAULT_GROUP,
     DYNAMIC_PREFIX,
+    RESOURCE_LIMIT,
     TXN_ROLLBACK,
     TXN_UNKNOWN,
     UNAUTHORIZED,
@@ -469,6 +470,16 @@ class AMQP1Server(AdapterServer):
             return
         self.stats.messages_received += 1
         self.messages_in += 1
+        limits = self.context.limits
+        if (
+            limits is not None
+            and limits.publishes is not None
+            and not limits.allow_publish(conn.container_id or conn.id)
+        ):
+            # [rate_limit] publish_rate: the rejected outcome, the sender may retry.
+            self.stats.messages_dropped += 1
+            done(Rejected(error=Error(RESOURCE_LIMIT, "publish rate limit exceeded")))
+            return
         txn = None
         if isinstance(state, TransactionalState):
             txn = conn.txns.get(state.txn_id)

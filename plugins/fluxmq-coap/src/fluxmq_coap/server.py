@@ -568,6 +568,26 @@ class CoAPServer:
             self.context.stats.authz_denied += 1
             raise _Refused(_diag(Code.FORBIDDEN, f"not allowed to {action} {topic!r}"))
 
+    def _rate_limited(self, client_id: str, action: str) -> None:
+        """``[rate_limit]`` per client: 4.29 Too Many Requests with Max-Age set to
+        the seconds until the next token (RFC 8516)."""
+        limits = getattr(self.context, "limits", None)
+        if limits is None:
+            return
+        ok = (
+            limits.allow_publish(client_id)
+            if action == PUBLISH
+            else limits.allow_subscribe(client_id)
+        )
+        if not ok:
+            raise _Refused(
+                _diag(
+                    Code.TOO_MANY_REQUESTS,
+                    f"{action} rate limit exceeded",
+                    max_age=limits.retry_after(action, client_id),
+                )
+            )
+
     # --- publish / GET / DELETE ------------------------------------------------------------
 
     async def _publish(self, req: Any, topic: str, query: Query) -> Any:
@@ -577,6 +597,7 @@ class CoAPServer:
             return _diag(Code.BAD_REQUEST, f"bad topic {topic!r}: {exc}")
         client_id, username = await self._login(req, query)
         await self._authorize(client_id, username, PUBLISH, topic)
+        self._rate_limited(client_id, PUBLISH)
         payload = req.payload
         stats = self.context.stats
         message = Message(
@@ -669,6 +690,7 @@ class CoAPServer:
                 ) from None
             client_id, username = await self._login(req, query)
             await self._authorize(client_id, username, SUBSCRIBE, topic_filter)
+            self._rate_limited(client_id, SUBSCRIBE)
             limit = self.cfg.max_observers
             if limit and len(self.observers) >= limit:
                 raise _Refused(

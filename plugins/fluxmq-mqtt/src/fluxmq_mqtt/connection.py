@@ -28,6 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from fluxmq_core.auth import AuthRequest, AuthResult
+from fluxmq_core.callout.hooks import ALLOW, HookRequest, apply_outcome, external_id
 from fluxmq_core.message import Message
 from fluxmq_mqtt.acks import AckWriter, DeferredAck
 from fluxmq_mqtt.codec import (
@@ -56,7 +57,14 @@ from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.session import NEVER, PROTOCOL
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
 from fluxmq_mqtt.subscribe import SubscribeHandlers
-from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait, Wait
+from fluxmq_mqtt.waits import (
+    AuthorizeWait,
+    AuthWait,
+    ClaimWait,
+    EnhancedAuthWait,
+    HookWait,
+    Wait,
+)
 
 if TYPE_CHECKING:
     from fluxmq_mqtt.registry import SessionRegistry, Will
@@ -114,6 +122,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "will_wanted",
         "last_seen",
         "publish_bucket",
+        "subscribe_bucket",
         "sync_first",
         "queue_acks",
         "claimed",
@@ -149,7 +158,9 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         # Packets not handled yet: a deque while there are some, else an empty tuple
         # (an idle connection holds no deque block).
         self.backlog: deque[Any] | tuple[()] = ()
-        self.answers: dict[tuple[str, str], bool] = {}
+        # Decisions fed back by the adapter for the packet being handled: ACL answers
+        # by (action, topic), blocking hook outcomes by ("hook:<event>", topic).
+        self.answers: dict[tuple[str, str], Any] = {}
         self.login_ok = False
         self.connect: Connect | None = None
         self.assigned_id: str | None = None
@@ -163,7 +174,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.close_reason = ""
         self.will_wanted = True
         self.last_seen = 0.0
-        self.publish_bucket: TokenBucket | None = None  # [mqtt] publish_rate
+        self.publish_bucket: TokenBucket | None = None  # [mqtt] or [rate_limit] publish_rate
+        self.subscribe_bucket: TokenBucket | None = None  # [rate_limit] subscribe_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
         self.claimed = False  # in a cluster: the session is claimed for this node
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
@@ -237,6 +249,30 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.answers[(action, topic)] = decision
         self.waiting = None
         self._resume()
+
+    def hook_done(self, event: str, topic: str, outcome: Any) -> None:
+        """The outcome of a blocking hook for a ``HookWait`` (``None``: hooks were
+        switched off meanwhile, which allows)."""
+        self.answers[("hook:" + event, topic)] = outcome if outcome is not None else ALLOW
+        self.waiting = None
+        self._resume()
+
+    def _hooked(self, event: str, topic: str, **fields: Any) -> Any:
+        """The hook outcome for this packet, or ``None`` after asking the adapter
+        (return SUSPEND then). Only called while ``context.hooks`` wants ``event``."""
+        outcome = self.answers.get(("hook:" + event, topic))
+        if outcome is None:
+            self.waiting = HookWait(
+                HookRequest(
+                    event,
+                    PROTOCOL,
+                    self.client_id,
+                    topic,
+                    external_id=external_id(self.registry.context, self.client_id),
+                    **fields,
+                )
+            )
+        return outcome
 
     def auth_done(self, result: AuthResult) -> None:
         """The result of ``AuthService.authenticate`` for an ``AuthWait``."""
@@ -551,10 +587,15 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.out += encode(Connack(present, 0, props), MQTT_5)
         else:
             self.out += encode(Connack(present, 0), self.version)
+        limits = getattr(registry.context, "limits", None)
         if self.cfg.publish_rate:
             self.publish_bucket = TokenBucket(
                 self.cfg.publish_rate, self.cfg.publish_burst, registry.clock()
             )
+        elif limits is not None:  # the broker-wide [rate_limit], when set
+            self.publish_bucket = limits.publish_bucket()
+        if limits is not None:
+            self.subscribe_bucket = limits.subscribe_bucket()
         self.phase = Phase.CONNECTED
         registry.connected(self)
         session.resend(self)
@@ -614,12 +655,33 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         allowed = self._authorized("publish", topic)
         if allowed is None:
             return SUSPEND
+        hooked = None
+        hooks = getattr(self.registry.context, "hooks", None)
+        if allowed and hooks is not None and hooks.wants("auth_on_publish", PROTOCOL):
+            hooked = self._hooked(
+                "auth_on_publish",
+                topic,
+                payload=p.payload,
+                qos=qos,
+                retain=p.retain,
+                properties=dict(props.user_properties) if props and props.user_properties else {},
+            )
+            if hooked is None:
+                return SUSPEND
+            if not hooked.allow:
+                allowed = False
+            elif hooked.topic is not None and hooked.topic != topic:
+                topic = hooked.topic  # authorized again under its new name
+                allowed = self._authorized("publish", topic)
+                if allowed is None:
+                    return SUSPEND
         stats = self.registry.stats
         stats.messages_received += 1
         stats.publish_received += 1
         bucket = self.publish_bucket
         if bucket is not None and not bucket.take(self.registry.clock()):
             stats.messages_dropped += 1
+            stats.rate_limited_publishes += 1
             if v5 and qos == 0:
                 self._protocol_error(0x97, "publish rate exceeded", count=False)
             elif qos:  # 5.0: refused with 0x97; 3.x: acknowledged and dropped
@@ -635,6 +697,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             code = 0x99
         else:
             message = self._message(topic, p, props)
+            if hooked is not None:
+                apply_outcome(message, hooked)
             if topic.startswith("$") and is_queue_topic(topic):
                 self.registry.queue_face.publish(self, message, qos, pid)
                 return None

@@ -29,7 +29,7 @@ from fluxmq_mqtt.connection import Connection
 from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
-from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait
+from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait, HookWait
 
 if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
@@ -283,11 +283,18 @@ class MQTTProtocol(AdapterProtocol):
         else:
             conn.claim_done()
 
+    async def _hook(self, wait: HookWait) -> None:
+        hooks = self.server.context.hooks
+        req = wait.request
+        outcome = await hooks.call(req) if hooks is not None else None
+        self.conn.hook_done(req.hook, req.topic, outcome)
+
     WAITS = {
         AuthWait: _auth,
         AuthorizeWait: _authorize,
         EnhancedAuthWait: _enhanced,
         ClaimWait: _claim,
+        HookWait: _hook,
     }
 
     # -- flow control (this connection as a publisher) ----------------------------------

@@ -24,6 +24,7 @@ from fluxmq_mqtt.session import PROTOCOL
 from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
+    from fluxmq_core.ratelimit import TokenBucket
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.registry import SessionRegistry
@@ -45,12 +46,14 @@ class SubscribeHandlers:
     client_id: str
     problem_info: bool
     out: bytearray
+    subscribe_bucket: TokenBucket | None
 
     if TYPE_CHECKING:
 
         def _authorized(self, action: str, topic: str) -> bool | None: ...
         def _protocol_error(self, code: int, text: str, count: bool = True) -> None: ...
         def _v5(self, packet: Any) -> bytes: ...
+        def _hooked(self, event: str, topic: str, **fields: Any) -> Any: ...
 
     def _on_subscribe(self, p: Subscribe) -> Any:
         cfg = self.cfg
@@ -62,6 +65,7 @@ class SubscribeHandlers:
                 return None
             sub_id = p.properties.subscription_identifiers[0]
         plan: list[tuple[str, SubscriptionOptions | None, int]] = []
+        hooks = getattr(self.registry.context, "hooks", None)
         for topic_filter, o in p.subscriptions:
             code = 0
             shared = topic_filter.startswith("$share/")
@@ -87,10 +91,32 @@ class SubscribeHandlers:
                     return SUSPEND
                 if not allowed:
                     code = 0x87
+            asked = o.qos
+            if not code and hooks is not None and hooks.wants("auth_on_subscribe", PROTOCOL):
+                hooked = self._hooked("auth_on_subscribe", topic_filter, qos=o.qos)
+                if hooked is None:
+                    return SUSPEND
+                if not hooked.allow:
+                    code = 0x87
+                else:
+                    if hooked.qos is not None:
+                        asked = hooked.qos
+                    if hooked.topic is not None and hooked.topic != topic_filter:
+                        topic_filter = hooked.topic  # checked and authorized again
+                        try:
+                            validate_topic_filter(topic_filter)
+                        except TopicError:
+                            code = 0x8F
+                        else:
+                            allowed = self._authorized("subscribe", topic_filter)
+                            if allowed is None:
+                                return SUSPEND
+                            if not allowed:
+                                code = 0x87
             if code:
                 plan.append((topic_filter, None, code))
                 continue
-            granted = min(o.qos, cfg.max_qos)
+            granted = min(asked, cfg.max_qos)
             plan.append(
                 (
                     topic_filter,
@@ -100,6 +126,12 @@ class SubscribeHandlers:
                     granted,
                 )
             )
+        bucket = self.subscribe_bucket
+        if bucket is not None and not bucket.take(self.registry.clock()):
+            # [rate_limit] subscribe_rate: every filter refused, 0x97 Quota exceeded
+            # (3.x has only 0x80); nothing is subscribed.
+            self.registry.stats.rate_limited_subscribes += 1
+            plan = [(f, None, 0x97 if v5 else 0x80) for f, _o, _c in plan]
         registry = self.registry
         session = self.session
         assert session is not None
@@ -139,13 +171,27 @@ class SubscribeHandlers:
             session.deliver(m, Delivery(qos, True, sub_ids))
         return None
 
-    def _on_unsubscribe(self, p: Unsubscribe) -> None:
+    def _on_unsubscribe(self, p: Unsubscribe) -> Any:
         registry = self.registry
         session = self.session
         assert session is not None
+        hooks = getattr(registry.context, "hooks", None)
+        filters = list(p.topic_filters)
+        refused: set[int] = set()
+        if hooks is not None and hooks.wants("auth_on_unsubscribe", PROTOCOL):
+            for i, topic_filter in enumerate(p.topic_filters):
+                hooked = self._hooked("auth_on_unsubscribe", topic_filter)
+                if hooked is None:
+                    return SUSPEND
+                if not hooked.allow:
+                    refused.add(i)
+                elif hooked.topic is not None:
+                    filters[i] = hooked.topic
         codes = []
-        for topic_filter in p.topic_filters:
-            if is_queue_topic(topic_filter) and registry.queue_face.unsubscribe(
+        for i, topic_filter in enumerate(filters):
+            if i in refused:
+                codes.append(0x87 if self.version == MQTT_5 else 0x11)
+            elif is_queue_topic(topic_filter) and registry.queue_face.unsubscribe(
                 session, topic_filter
             ):
                 codes.append(0)

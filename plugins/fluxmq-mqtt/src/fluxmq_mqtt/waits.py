@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fluxmq_core.callout.hooks import HookRequest
 from fluxmq_core.transport.adapter import AuthWait, Wait
 
-__all__ = ["AuthWait", "AuthorizeWait", "ClaimWait", "EnhancedAuthWait"]
+__all__ = ["AuthWait", "AuthorizeWait", "ClaimWait", "EnhancedAuthWait", "HookWait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,11 @@ class ClaimWait(Wait):
 
     client_id: str
     clean_start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HookWait(Wait):
+    """A blocking hook call (``[[hooks.endpoints]]``): answered with
+    ``Connection.hook_done``."""
+
+    request: HookRequest

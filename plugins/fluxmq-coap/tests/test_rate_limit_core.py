@@ -1,0 +1,41 @@
+"""The broker-wide ``[rate_limit]`` on CoAP with aiocoap: publishes and Observe
+registrations over the per-client limit get 4.29 Too Many Requests with Max-Age."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aiocoap
+import pytest
+from aiocoap.numbers.codes import Code
+from fluxmq_coap.testing import WAIT, coap_url
+
+from fluxmq_core.testing import BrokerThread
+
+SLOW = 0.0001  # no token comes back during the test: only the burst counts
+
+
+@pytest.fixture
+def limited() -> Iterator[BrokerThread]:
+    config = {"rate_limit": {"publish_rate": SLOW, "publish_burst": 2}}
+    with BrokerThread(plugins=["coap"], config=config) as b:
+        yield b
+
+
+async def req(client: aiocoap.Context, broker: Any, code: Code, path: str, **kw: Any) -> Any:
+    msg = aiocoap.Message(code=code, uri=coap_url(broker, path), **kw)
+    return await asyncio.wait_for(client.request(msg).response, WAIT)
+
+
+async def test_publish_over_the_limit_is_4_29(client, limited):
+    path = "/ps/rl/a?client_id=dev1"
+    assert (await req(client, limited, Code.POST, path, payload=b"1")).code == Code.CHANGED
+    assert (await req(client, limited, Code.POST, path, payload=b"2")).code == Code.CHANGED
+    refused = await req(client, limited, Code.POST, path, payload=b"3")
+    assert refused.code == Code.TOO_MANY_REQUESTS
+    assert refused.opt.max_age is not None and refused.opt.max_age >= 1
+    other = await req(client, limited, Code.POST, "/ps/rl/a?client_id=dev2", payload=b"x")
+    assert other.code == Code.CHANGED  # per client
+    assert limited.call_soon(lambda: limited.context.stats.rate_limited_publishes) == 1
