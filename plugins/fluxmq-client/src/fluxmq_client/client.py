@@ -296,7 +296,7 @@ class Client:
         )
         try:
             await stream.write(encode(packet, self.version))
-            connack = await asyncio.wait_for(
+            connack, early = await asyncio.wait_for(
                 self._await_connack(stream, decoder, scram), self.connect_timeout
             )
         except TimeoutError:
@@ -324,21 +324,26 @@ class Client:
             self.client_id = connack.properties.assigned_client_identifier
         self._connected.set()
         await self._resume(connack.session_present)
+        for packet in early:  # what came in the same read as the CONNACK
+            await self._dispatch(packet)
         return connack
 
     async def _await_connack(
         self, stream: Stream, decoder: Decoder, scram: ScramClient | None
-    ) -> Connack:
+    ) -> tuple[Connack, list[Any]]:
+        """The CONNACK, and the packets read after it in the same chunk (a resumed
+        session's queued messages often arrive with it)."""
         while True:
             data = await stream.read()
             if not data:
                 raise ConnectError(f"{self.host}:{self.port} closed the connection before CONNACK")
-            for packet in decoder.packets(data):
+            packets = decoder.packets(data)
+            for i, packet in enumerate(packets):
                 if isinstance(packet, Connack):
                     if scram and packet.reason_code == 0 and packet.properties:
                         if packet.properties.authentication_data:
                             scram.verify(packet.properties.authentication_data)
-                    return packet
+                    return packet, packets[i + 1 :]
                 if isinstance(packet, Auth) and scram is not None:
                     data_in = packet.properties.authentication_data if packet.properties else b""
                     reply = Auth(
@@ -551,9 +556,17 @@ class Client:
         while pid in self._outgoing:
             pid = next(self._ids)
         packet = Publish(topic, data, qos, retain, packet_id=pid, properties=props)
+        if self._failed is not None:
+            raise self._failed
+        if self._closing:
+            raise ConnectionLost("the client is closed")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._outgoing[pid] = _Outgoing(packet, fut)
-        await self._send(packet)
+        # Written now when connected; otherwise (or if the write fails) the reconnect's
+        # _resume() sends it with every other message in flight, in order, once.
+        if self.connected:
+            with contextlib.suppress(OSError, ssl.SSLError, ConnectionLost):
+                await self._write(packet)
         return await fut
 
     @property
