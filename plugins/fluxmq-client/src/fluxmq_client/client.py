@@ -414,6 +414,7 @@ class Client:
         ):
             if not fut.done():
                 fut.set_exception(exc)
+                fut.exception()  # whoever awaits it still gets it; nobody else is told
         for sub in self._subs:
             sub._queue.put_nowait(None)
 
