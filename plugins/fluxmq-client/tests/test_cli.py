@@ -237,3 +237,26 @@ def test_queue_admin_commands_are_still_there():
 def test_help_uses_double_dash(cmd):
     r = fluxmq(cmd, "--help")
     assert r.returncode == 0 and "-h, --host" in r.stdout.replace("--host  -h", "-h, --host")
+
+
+def test_refusals_name_the_reason(broker):
+    port = str(broker.port())
+    r = fluxmq("pub", "-p", port, "-t", "a/#", "-m", "x")
+    assert r.returncode == 1 and "cannot publish to 'a/#'" in r.stderr
+    r = fluxmq("sub", "-p", port, "-t", "a/#/b", "-C", "1")
+    assert r.returncode == 1 and "bad topic filter" in r.stderr
+    # A control publish with nothing to settle: PUBACK 0x80 with the broker's reason.
+    r = fluxmq("pub", "-p", port, "-t", "$queue/jobs/$ack", "-q", "1", "-m", "{}")
+    assert r.returncode == 1
+    assert "publish refused: UNSPECIFIED_ERROR (0x80)" in r.stderr and "message-id" in r.stderr
+
+
+def test_pub_and_sub_against_mosquitto(mosquitto):
+    port = str(mosquitto)
+    r = fluxmq("pub", "-p", port, "-t", "mq/a", "-m", "from fluxmq", "-r", "-q", "2")
+    assert r.returncode == 0, r.stderr
+    for version in ("5", "3.1.1"):
+        r = fluxmq("sub", "-p", port, "-V", version, "-t", "mq/#", "-C", "1", "-v")
+        assert r.stdout == "mq/a from fluxmq\n", r.stderr
+    r = fluxmq("sub", "-p", port, "-t", "mq/none", "-W", "0.5")
+    assert r.returncode == 27

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 from fluxmq_client import (
     MQTT_3_1_1,
     Client,
     ConnectError,
+    ConnectionLost,
+    InvalidTopic,
     InvalidURL,
     Properties,
     client_from_options,
@@ -21,8 +19,6 @@ from fluxmq_client import (
 )
 
 from fluxmq_core.testing.tls import make_test_certs
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 @pytest.mark.parametrize("version", [5, MQTT_3_1_1])
@@ -180,28 +176,6 @@ async def test_not_authorized_has_the_reason_code(mqtt_broker_factory, tmp_path)
     assert "refused" in str(info.value)
 
 
-@pytest.fixture
-def mosquitto(tmp_path):
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = tmp_path / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.mark.parametrize("version", [5, MQTT_3_1_1])
 async def test_against_mosquitto(mosquitto, version):
     async with Client("127.0.0.1", mosquitto, version=version) as c:
@@ -262,3 +236,66 @@ async def test_in_flight_survives_while_disconnected(broker):
         await asyncio.wait_for(c.publish("f/1", "x", qos=1), 10)
         assert (await sub.get(5)).payload == b"x"
         assert c.reconnects >= 1
+
+
+async def test_receive_maximum_bounds_what_is_in_flight(mqtt_broker_factory):
+    """With [mqtt] receive_maximum = 2, 20 concurrent QoS 1 publishes all succeed and
+    never more than 2 are unacknowledged at once (the broker would DISCONNECT 0x93)."""
+    broker = mqtt_broker_factory(config={"mqtt": {"receive_maximum": 2}})
+    async with Client("127.0.0.1", broker.port(), reconnect=False) as c:
+        assert c.receive_maximum == 2
+        peak = 0
+        original = c._write
+
+        async def watching(packet):
+            nonlocal peak
+            peak = max(peak, c.in_flight)
+            await original(packet)
+
+        c._write = watching
+        results = await asyncio.gather(*(c.publish("rm/x", str(i), qos=1) for i in range(20)))
+        assert results == [0x10] * 20 and peak == 2
+
+
+async def test_session_taken_over_is_final(broker):
+    first = Client("127.0.0.1", broker.port(), client_id="same", reconnect_delay=0.05)
+    await first.connect()
+    sub = await first.subscribe("x/#", qos=1)
+    async with Client("127.0.0.1", broker.port(), client_id="same"):
+        with pytest.raises(ConnectionLost, match="SESSION_TAKEN_OVER"):
+            await sub.get(10)
+        assert first.reconnects == 0
+    await first.close()
+
+
+async def test_bad_topics_are_refused_before_sending(broker):
+    async with Client("127.0.0.1", broker.port()) as c:
+        with pytest.raises(InvalidTopic):
+            await c.publish("a/#", "x")
+        with pytest.raises(InvalidTopic):
+            await c.subscribe("a/#/b")
+        assert (await c.publish("still/connected", "x", qos=1)) == 0x10
+
+
+async def test_a_silent_broker_is_detected_by_keepalive():
+    """A peer that answers CONNECT but never PINGREQ: the client closes and reconnects."""
+    from fluxmq_core.mqtt_codec import Connack, Decoder, encode
+
+    connections = asyncio.Queue()
+
+    async def handle(reader, writer):
+        decoder = Decoder(role="server")
+        await connections.put(writer)
+        while data := await reader.read(4096):
+            for packet in decoder.packets(data):
+                if type(packet).__name__ == "Connect":
+                    writer.write(encode(Connack(), 5))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        c = Client("127.0.0.1", port, keepalive=1, reconnect_delay=0.05)
+        await c.connect()
+        await asyncio.wait_for(connections.get(), 5)
+        await asyncio.wait_for(connections.get(), 15)  # the second connection
+        await c.close()

@@ -6,6 +6,7 @@ from .client import Client, Message, QueueMessage, Subscription, Will, client_fr
 from .errors import (
     ConnectError,
     ConnectionLost,
+    InvalidTopic,
     InvalidURL,
     MQTTClientError,
     PublishError,
@@ -19,6 +20,7 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "InvalidTopic",
     "InvalidURL",
     "MQTTClientError",
     "Message",

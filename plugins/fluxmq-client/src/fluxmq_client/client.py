@@ -43,16 +43,28 @@ from fluxmq_core.mqtt_codec import (
     Unsuback,
     Unsubscribe,
     encode,
+    validate_topic_filter,
+    validate_topic_name,
 )
 from fluxmq_core.scram import MECHANISM, ScramClient
 
-from .errors import ConnectError, ConnectionLost, PublishError, SubscribeError, describe_reason
+from .errors import (
+    ConnectError,
+    ConnectionLost,
+    InvalidTopic,
+    PublishError,
+    SubscribeError,
+    describe_reason,
+)
 from .transport import Stream, make_ssl_context, open_stream, parse_url
 
 __all__ = ["Client", "Message", "Subscription", "Will", "topic_matches"]
 
 # 3.1.1 CONNACK return codes -> the MQTT 5 reason codes they mean.
 _V3_CONNACK = {1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
+# A server DISCONNECT with one of these is final: reconnecting would fight another
+# client for the session, or be refused again.
+_FINAL_DISCONNECT = frozenset({0x87, 0x8A, 0x8E, 0x9C, 0x9D})
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -113,7 +125,9 @@ class Message:
 
 
 class Subscription:
-    """An async iterator over the messages matching one subscription's filters."""
+    """An async iterator over the messages matching one subscription's filters. It
+    ends when the client is closed or the subscription unsubscribed, and raises the
+    error when the connection is lost for good (no reconnect, or a final refusal)."""
 
     def __init__(self, client: Client, filters: list[str], manual_ack: bool) -> None:
         self._client = client
@@ -132,6 +146,9 @@ class Subscription:
         item = await self._queue.get()
         if item is None:
             self._queue.put_nowait(None)  # every later read ends too
+            failed = self._client._failed
+            if failed is not None and not self._client._closing:
+                raise failed  # the connection is gone for good: say why
             raise StopAsyncIteration
         return item
 
@@ -140,7 +157,7 @@ class Subscription:
         try:
             return await asyncio.wait_for(self.__anext__(), timeout)
         except StopAsyncIteration:
-            raise ConnectionLost("the client was closed") from None
+            raise ConnectionLost("the subscription ended (client closed or unsubscribed)") from None
 
     async def unsubscribe(self) -> None:
         await self._client.unsubscribe(*self.filters)
@@ -227,6 +244,8 @@ class Client:
         self._subs: list[Subscription] = []
         self._sub_packets: list[Subscribe] = []  # resent when a session is not resumed
         self._pong: asyncio.Event = asyncio.Event()
+        self._slot_free = asyncio.Event()  # an outgoing QoS 1/2 message completed
+        self._server_disconnect: Disconnect | None = None
         self._send_lock = asyncio.Lock()
 
     @classmethod
@@ -391,6 +410,12 @@ class Client:
             await stream.close()
             if self._closing:
                 break
+            final = self._server_disconnect
+            self._server_disconnect = None
+            if final is not None and final.reason_code in _FINAL_DISCONNECT:
+                why = describe_reason(final.reason_code)
+                self._fail(ConnectionLost(f"{self.host}:{self.port} disconnected us: {why}"))
+                return
             if not self.reconnect:
                 self._fail(ConnectionLost(f"connection to {self.host}:{self.port} lost"))
                 return
@@ -417,12 +442,14 @@ class Client:
                 fut.exception()  # whoever awaits it still gets it; nobody else is told
         for sub in self._subs:
             sub._queue.put_nowait(None)
+        self._slot_free.set()
 
     async def _dispatch(self, packet: Any) -> None:
         if isinstance(packet, Publish):
             await self._on_publish(packet)
         elif isinstance(packet, Puback | Pubcomp):
             out = self._outgoing.pop(packet.packet_id, None)
+            self._slot_free.set()
             if out is not None and not out.future.done():
                 self._settle(out.future, packet)
         elif isinstance(packet, Pubrec):
@@ -431,6 +458,7 @@ class Client:
                 await self._write(Pubrel(packet.packet_id, 0x92))
             elif packet.reason_code >= 0x80:
                 self._outgoing.pop(packet.packet_id)
+                self._slot_free.set()
                 self._settle(out.future, packet)
             else:
                 out.released = True
@@ -445,8 +473,8 @@ class Client:
         elif isinstance(packet, Pingresp):
             self._pong.set()
         elif isinstance(packet, Disconnect):
-            # Server-initiated DISCONNECT: the read loop sees EOF next and reconnects.
-            pass
+            # The read loop sees EOF next and reconnects, unless the reason is final.
+            self._server_disconnect = packet
 
     @staticmethod
     def _settle(fut: asyncio.Future[int], packet: Any) -> None:
@@ -485,9 +513,17 @@ class Client:
         while not self._closing:
             await asyncio.sleep(max(self.keepalive * 0.75, 0.5))
             if self.connected:
+                stream = self._stream
                 self._pong.clear()
                 with contextlib.suppress(ConnectionLost, OSError):
                     await self._send(Pingreq())
+                try:
+                    await asyncio.wait_for(self._pong.wait(), max(self.keepalive * 0.5, 0.5))
+                except TimeoutError:
+                    # No PINGRESP: the connection is dead though no error said so;
+                    # closing it wakes the read loop, which reconnects.
+                    if stream is not None and stream is self._stream:
+                        await stream.close()
 
     async def _write(self, packet: Any) -> None:
         stream = self._stream
@@ -548,6 +584,10 @@ class Client:
         message stays in flight and is resent."""
         if qos not in (0, 1, 2):
             raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        if not validate_topic_name(topic):
+            raise InvalidTopic(
+                f"cannot publish to {topic!r}: a topic is not empty and has no + or #"
+            )
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         props = properties if self.version == MQTT_5 and properties else None
         if qos == 0:
@@ -561,6 +601,12 @@ class Client:
             raise self._failed
         if self._closing:
             raise ConnectionLost("the client is closed")
+        # The broker's Receive Maximum bounds our unacknowledged QoS 1/2 publishes.
+        while len(self._outgoing) >= self.receive_maximum:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            if self._failed is not None:
+                raise self._failed
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._outgoing[pid] = _Outgoing(packet, fut)
         # Written now when connected; otherwise (or if the write fails) the reconnect's
@@ -569,6 +615,12 @@ class Client:
             with contextlib.suppress(OSError, ssl.SSLError, ConnectionLost):
                 await self._write(packet)
         return await fut
+
+    @property
+    def receive_maximum(self) -> int:
+        """How many QoS 1/2 publishes the broker takes unacknowledged (CONNACK)."""
+        props = self.connack.properties if self.connack else None
+        return (props.receive_maximum if props else None) or 65535
 
     @property
     def in_flight(self) -> int:
@@ -593,6 +645,9 @@ class Client:
         queue consumers need: the PUBACK settles a queue delivery)."""
         if not filters:
             raise ValueError("subscribe needs at least one topic filter")
+        for f in filters:
+            if not validate_topic_filter(f):
+                raise InvalidTopic(f"bad topic filter {f!r}: + and # must be whole levels, # last")
         sub = Subscription(self, list(filters), manual_ack)
         self._subs.append(sub)
         opts = SubscribeOptions(qos, no_local, retain_as_published, retain_handling)

@@ -13,6 +13,11 @@ class InvalidURL(MQTTClientError, ValueError):
     """A broker URL that cannot be used (unknown scheme, bad port...)."""
 
 
+class InvalidTopic(MQTTClientError, ValueError):
+    """A topic name or filter MQTT does not allow (checked before sending, since the
+    broker would close the connection for it)."""
+
+
 class ConnectError(MQTTClientError):
     """The connection could not be made: refused, unreachable, TLS, or a CONNACK refusal.
 
