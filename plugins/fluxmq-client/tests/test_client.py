@@ -299,3 +299,22 @@ async def test_a_silent_broker_is_detected_by_keepalive():
         await asyncio.wait_for(connections.get(), 5)
         await asyncio.wait_for(connections.get(), 15)  # the second connection
         await c.close()
+
+
+async def test_stream_cursor_and_commit(mqtt_broker_factory):
+    broker = mqtt_broker_factory(config={"queues": {"events": {"type": "stream"}}})
+    async with Client("127.0.0.1", broker.port()) as c:
+        for i in range(4):
+            await c.publish_to_queue("events", f"e{i}")
+        seen = []
+
+        async def replay() -> None:
+            async for m in c.consume("events", group="replay", cursor="offset:2"):
+                seen.append((m.offset, m.payload))
+                await m.ack()
+                if m.offset == 3:
+                    await m.commit()
+                    return
+
+        await asyncio.wait_for(replay(), 10)
+        assert seen == [(2, b"e2"), (3, b"e3")]
