@@ -29,6 +29,7 @@ def run(cmd: list[str], **kw: Any) -> None:
 
 def main(names: list[str]) -> int:
     plugins = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+    plugins_all = list(plugins)
     if names:
         plugins = [p for p in plugins if p.name in names]
     with tempfile.TemporaryDirectory(prefix="fluxmq-isolated-") as tmp:
@@ -46,6 +47,16 @@ def main(names: list[str]) -> int:
             meta = tomllib.loads((plugin / "pyproject.toml").read_text())
             extras = meta["project"].get("optional-dependencies", {})
             target = f"{plugin}[test]" if "test" in extras else str(plugin)
+            # A test extra may name another workspace distribution (fluxmq-client's
+            # tests need the MQTT plugin as their broker): install it from the tree.
+            siblings = {p.name: p for p in plugins_all}
+            local = [
+                arg
+                for req in extras.get("test", [])
+                if (name := req.split("[")[0].split(">")[0].split("=")[0].strip()) in siblings
+                and name != plugin.name
+                for arg in ("-e", str(siblings[name]))
+            ]
             venv = Path(tmp) / plugin.name
             run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)])
             py = str(venv / "bin" / "python")
@@ -63,6 +74,7 @@ def main(names: list[str]) -> int:
                     str(ROOT),
                     "-e",
                     target,
+                    *local,
                 ]
             )
             env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}

@@ -307,6 +307,31 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _register_extensions() -> None:
+    """Commands from other distributions: each ``fluxmq.cli`` entry point is a
+    ``register(app, queue_app)`` function (``fluxmq-client`` adds ``pub``, ``sub``,
+    ``queue publish`` and ``queue consume``). Without it those names still exist and
+    say what to install, instead of "no such command"."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="fluxmq.cli"):
+        try:
+            ep.load()(app, queue_app)
+        except Exception as exc:  # a broken extension must not break the broker's CLI
+            typer.echo(f"fluxmq: warning: CLI extension {ep.name!r} failed: {exc}", err=True)
+    have = {c.name for c in app.registered_commands}
+    for name in ("pub", "sub"):
+        if name not in have:
+
+            def missing() -> None:
+                _fail("this command needs the client: pip install fluxmq-client", EXIT_ERROR)
+
+            app.command(name, help="(needs fluxmq-client)")(missing)
+
+
+_register_extensions()
+
+
 def main() -> None:
     app()
 

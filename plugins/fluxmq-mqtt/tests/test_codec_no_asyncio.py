@@ -1,4 +1,4 @@
-"""The codec is sans-IO: importing it must not import asyncio, and no module of it
+"""The codec (in the core, re-exported as `fluxmq_mqtt.codec`) is sans-IO: importing it must not import asyncio, and no module of it
 may mention asyncio (or another I/O framework) in an import statement."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fluxmq_mqtt import codec
+from fluxmq_core import mqtt_codec as codec
 
 CODEC_DIR = Path(codec.__file__).parent
-MODULES = sorted(f"fluxmq_mqtt.codec.{m.name}" for m in pkgutil.iter_modules([str(CODEC_DIR)]))
+MODULES = sorted(f"fluxmq_core.mqtt_codec.{m.name}" for m in pkgutil.iter_modules([str(CODEC_DIR)]))
 FORBIDDEN = {"asyncio", "anyio", "trio", "socket", "selectors", "uvloop", "time", "threading"}
 
 

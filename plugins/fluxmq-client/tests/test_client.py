@@ -1,0 +1,320 @@
+"""fluxmq_client against our broker (in-process, real sockets) and Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from fluxmq_client import (
+    MQTT_3_1_1,
+    Client,
+    ConnectError,
+    ConnectionLost,
+    InvalidTopic,
+    InvalidURL,
+    Properties,
+    client_from_options,
+    parse_url,
+)
+
+from fluxmq_core.testing.tls import make_test_certs
+
+
+@pytest.mark.parametrize("version", [5, MQTT_3_1_1])
+async def test_qos_0_1_2_round_trip(broker, version):
+    async with Client("127.0.0.1", broker.port(), version=version) as c:
+        sub = await c.subscribe("t/#", qos=2)
+        for qos in (0, 1, 2):
+            assert await c.publish("t/x", f"m{qos}", qos=qos) == 0
+            m = await sub.get(5)
+            assert (m.topic, m.payload, m.qos) == ("t/x", f"m{qos}".encode(), qos)
+
+
+async def test_typed_properties_and_request_response(broker):
+    async with (
+        Client("127.0.0.1", broker.port()) as server,
+        Client("127.0.0.1", broker.port()) as caller,
+    ):
+        requests = await server.subscribe("svc/echo", qos=1)
+
+        async def serve() -> None:
+            req = await requests.get(5)
+            assert req.properties is not None and req.properties.response_topic
+            await server.respond(req, req.payload.upper())
+
+        task = asyncio.create_task(serve())
+        reply = await caller.request("svc/echo", "ping", timeout=5)
+        await task
+        assert reply.payload == b"PING"
+        sub = await caller.subscribe("p/x", qos=1)
+        props = Properties(content_type="text/plain", user_properties=(("k", "v"),))
+        await caller.publish("p/x", "y", qos=1, properties=props)
+        m = await sub.get(5)
+        assert m.properties.content_type == "text/plain"
+        assert m.user_properties == {"k": "v"}
+
+
+async def test_queue_publish_consume_ack_nack_reject(broker):
+    async with Client("127.0.0.1", broker.port()) as c:
+        consumer = c.consume("jobs", group="workers")
+        first = asyncio.ensure_future(consumer.__anext__())
+        await asyncio.sleep(0)  # subscribe goes out before the publish
+        for body in ("a", "b"):
+            await c.publish_to_queue("jobs", body, key="eu")
+        m = await asyncio.wait_for(first, 5)
+        assert (m.message_id, m.offset, m.delivery_count, m.group) == ("jobs:0", 0, 1, "workers")
+        assert m.routing_key == "eu"
+        await m.nack(delay=0)
+        seen = {}
+        while len(seen) < 2:
+            nxt = await asyncio.wait_for(consumer.__anext__(), 5)
+            seen[nxt.offset] = nxt
+            if nxt.offset == 1:
+                await nxt.reject("bad")
+            else:
+                await nxt.ack()
+        assert seen[0].delivery_count == 2
+        await consumer.aclose()
+    async with Client("127.0.0.1", broker.port()) as c:
+        sub = await c.subscribe("$dlq/jobs/#", qos=1)
+        dead = await sub.get(5)
+        assert dead.payload == b"b"
+
+
+async def test_reconnect_after_restart_without_qos1_loss(mqtt_broker_factory):
+    """The broker goes down; a QoS 1 publish made meanwhile stays in flight and is
+    delivered after both clients reconnected (the subscription is re-made: the memory
+    store keeps no session across a restart, so the message is retained to not depend
+    on which client is back first)."""
+    broker = mqtt_broker_factory()
+    port = broker.port()
+    async with (
+        Client("127.0.0.1", port, client_id="resumer", reconnect_delay=0.05) as c,
+        Client("127.0.0.1", port, client_id="pub", reconnect_delay=0.05) as p,
+    ):
+        sub = await c.subscribe("r/#", qos=1)
+        await p.publish("r/1", "before", qos=1)
+        assert (await sub.get(5)).payload == b"before"
+        await asyncio.to_thread(broker.stop)
+        sending = asyncio.create_task(p.publish("r/2", "after", qos=1, retain=True))
+        await asyncio.to_thread(broker.start)
+        assert await asyncio.wait_for(sending, 20) in (0x00, 0x10)  # 0x10: no subscriber yet
+        got = await sub.get(20)
+        assert got.payload == b"after"
+        assert c.reconnects >= 1 and p.reconnects >= 1 and p.in_flight == 0
+
+
+async def test_session_resume_across_restart(mqtt_broker_factory):
+    """With the durable store the broker keeps the session: messages published while
+    the subscriber was away arrive after its reconnect, with session present."""
+    pytest.importorskip("fluxmq_badgerlike", reason="the durable store is not installed")
+    broker = mqtt_broker_factory(config={"storage": {"driver": "badgerlike"}})
+    port = broker.port()
+    async with Client(
+        "127.0.0.1", port, client_id="durable", session_expiry=3600, reconnect_delay=0.05
+    ) as c:
+        sub = await c.subscribe("d/#", qos=1)
+        await asyncio.to_thread(broker.restart)
+        async with Client("127.0.0.1", port) as p:
+            await p.publish("d/1", "kept", qos=1)
+        assert (await sub.get(20)).payload == b"kept"
+        assert c.session_present
+
+
+async def test_tls_and_websocket(mqtt_broker_factory, tmp_path):
+    certs = make_test_certs(tmp_path)
+    broker = mqtt_broker_factory(
+        plugins=["mqtt"],
+        config={
+            "mqtt": {
+                "tls_cert": certs["server.pem"],
+                "tls_key": certs["server.key"],
+                "tls": "127.0.0.1:0",
+                "websocket": "127.0.0.1:0",
+                "wss": "127.0.0.1:0",
+            }
+        },
+    )
+    urls = [
+        f"mqtts://127.0.0.1:{broker.port('mqtt.tls')}",
+        f"ws://127.0.0.1:{broker.port('mqtt.websocket')}/mqtt",
+        f"wss://127.0.0.1:{broker.port('mqtt.wss')}/mqtt",
+    ]
+    for url in urls:
+        c = client_from_options(url, cafile=certs["ca.pem"])
+        async with c:
+            sub = await c.subscribe("s/x", qos=1)
+            await c.publish("s/x", url, qos=1)
+            assert (await sub.get(5)).payload == url.encode()
+    bad = client_from_options(urls[0])  # the system CAs do not know our test CA
+    with pytest.raises(ConnectError, match="TLS failure"):
+        await bad.connect()
+
+
+async def test_bad_input_names_the_failure():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectError, match="connection refused"):
+        await Client("127.0.0.1", port, reconnect=False).connect()
+    with pytest.raises(InvalidURL, match="scheme"):
+        parse_url("http://x")
+    with pytest.raises(InvalidURL, match="bad broker URL"):
+        parse_url("mqtt://host:notaport")
+
+
+async def test_not_authorized_has_the_reason_code(mqtt_broker_factory, tmp_path):
+    pw = tmp_path / "passwd"
+    pw.write_text("")
+    broker = mqtt_broker_factory(
+        plugins=["mqtt"], config={"auth": {"anonymous": False, "password_file": str(pw)}}
+    )
+    with pytest.raises(ConnectError) as info:
+        await Client("127.0.0.1", broker.port(), username="x", password="y").connect()
+    assert info.value.reason_code in (0x86, 0x87)
+    assert "refused" in str(info.value)
+
+
+@pytest.mark.parametrize("version", [5, MQTT_3_1_1])
+async def test_against_mosquitto(mosquitto, version):
+    async with Client("127.0.0.1", mosquitto, version=version) as c:
+        sub = await c.subscribe("m/#", qos=2)
+        for qos in (0, 1, 2):
+            await c.publish("m/x", f"q{qos}", qos=qos, retain=qos == 2)
+            assert (await sub.get(5)).payload == f"q{qos}".encode()
+        if version == 5:
+            reply = asyncio.create_task(c.request("m/req", "hi", timeout=5))
+            req = await sub.get(5)
+            await c.respond(req, "ho")
+            assert (await reply).payload == b"ho"
+
+
+async def test_scram_sha_256_enhanced_auth(mqtt_broker_factory, tmp_path):
+    from fluxmq_core.passwords import set_password
+
+    pw = tmp_path / "passwd"
+    set_password(pw, "carol", "s3cret", scheme="scram-sha-256")
+    broker = mqtt_broker_factory(config={"auth": {"password_file": str(pw)}})
+    async with Client(
+        "127.0.0.1", broker.port(), username="carol", password="s3cret", scram=True
+    ) as c:
+        sub = await c.subscribe("a/b", qos=1)
+        await c.publish("a/b", "in", qos=1)
+        assert (await sub.get(5)).payload == b"in"
+        assert c.connack.properties.authentication_method == "SCRAM-SHA-256"
+    with pytest.raises(ConnectError) as info:
+        await Client(
+            "127.0.0.1", broker.port(), username="carol", password="nope", scram=True
+        ).connect()
+    assert info.value.not_authorized
+
+
+async def test_will_is_published_when_the_connection_breaks(broker):
+    from fluxmq_client import Will
+
+    async with Client("127.0.0.1", broker.port()) as watcher:
+        sub = await watcher.subscribe("wills/#", qos=1)
+        dying = Client(
+            "127.0.0.1", broker.port(), reconnect=False, will=Will("wills/x", b"gone", 1)
+        )
+        await dying.connect()
+        dying._stream._writer.transport.abort()  # no DISCONNECT: the broker sends the will
+        m = await sub.get(10)
+        assert (m.topic, m.payload) == ("wills/x", b"gone")
+        await dying.close()
+
+
+async def test_in_flight_survives_while_disconnected(broker):
+    """A QoS 1 publish made while the connection is down is sent once it is back."""
+    async with (
+        Client("127.0.0.1", broker.port()) as watcher,
+        Client("127.0.0.1", broker.port(), reconnect_delay=0.05) as c,
+    ):
+        sub = await watcher.subscribe("f/#", qos=1)
+        c._stream._writer.transport.abort()
+        await asyncio.wait_for(c.publish("f/1", "x", qos=1), 10)
+        assert (await sub.get(5)).payload == b"x"
+        assert c.reconnects >= 1
+
+
+async def test_receive_maximum_bounds_what_is_in_flight(mqtt_broker_factory):
+    """With [mqtt] receive_maximum = 2, 20 concurrent QoS 1 publishes all succeed and
+    never more than 2 are unacknowledged at once (the broker would DISCONNECT 0x93)."""
+    broker = mqtt_broker_factory(config={"mqtt": {"receive_maximum": 2}})
+    async with Client("127.0.0.1", broker.port(), reconnect=False) as c:
+        assert c.receive_maximum == 2
+        peak = 0
+        original = c._write
+
+        async def watching(packet):
+            nonlocal peak
+            peak = max(peak, c.in_flight)
+            await original(packet)
+
+        c._write = watching
+        results = await asyncio.gather(*(c.publish("rm/x", str(i), qos=1) for i in range(20)))
+        assert results == [0x10] * 20 and peak == 2
+
+
+async def test_session_taken_over_is_final(broker):
+    first = Client("127.0.0.1", broker.port(), client_id="same", reconnect_delay=0.05)
+    await first.connect()
+    sub = await first.subscribe("x/#", qos=1)
+    async with Client("127.0.0.1", broker.port(), client_id="same"):
+        with pytest.raises(ConnectionLost, match="SESSION_TAKEN_OVER"):
+            await sub.get(10)
+        assert first.reconnects == 0
+    await first.close()
+
+
+async def test_bad_topics_are_refused_before_sending(broker):
+    async with Client("127.0.0.1", broker.port()) as c:
+        with pytest.raises(InvalidTopic):
+            await c.publish("a/#", "x")
+        with pytest.raises(InvalidTopic):
+            await c.subscribe("a/#/b")
+        assert (await c.publish("still/connected", "x", qos=1)) == 0x10
+
+
+async def test_a_silent_broker_is_detected_by_keepalive():
+    """A peer that answers CONNECT but never PINGREQ: the client closes and reconnects."""
+    from fluxmq_core.mqtt_codec import Connack, Decoder, encode
+
+    connections = asyncio.Queue()
+
+    async def handle(reader, writer):
+        decoder = Decoder(role="server")
+        await connections.put(writer)
+        while data := await reader.read(4096):
+            for packet in decoder.packets(data):
+                if type(packet).__name__ == "Connect":
+                    writer.write(encode(Connack(), 5))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        c = Client("127.0.0.1", port, keepalive=1, reconnect_delay=0.05)
+        await c.connect()
+        await asyncio.wait_for(connections.get(), 5)
+        await asyncio.wait_for(connections.get(), 15)  # the second connection
+        await c.close()
+
+
+async def test_stream_cursor_and_commit(mqtt_broker_factory):
+    broker = mqtt_broker_factory(config={"queues": {"events": {"type": "stream"}}})
+    async with Client("127.0.0.1", broker.port()) as c:
+        for i in range(4):
+            await c.publish_to_queue("events", f"e{i}")
+        seen = []
+
+        async def replay() -> None:
+            async for m in c.consume("events", group="replay", cursor="offset:2"):
+                seen.append((m.offset, m.payload))
+                await m.ack()
+                if m.offset == 3:
+                    await m.commit()
+                    return
+
+        await asyncio.wait_for(replay(), 10)
+        assert seen == [(2, b"e2"), (3, b"e3")]
