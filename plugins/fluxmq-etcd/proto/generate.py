@@ -18,45 +18,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fluxmq_core.protogen import generate_protos
+
 HERE = Path(__file__).resolve().parent
 PROTOS = ("fluxmq/cluster/v1/cluster.proto",)
 PACKAGE_DIR = HERE.parent / "src" / "fluxmq_etcd" / "_proto"
 
 
 def generate(out_dir: Path) -> list[Path]:
-    """Write ``<name>_pb2.py`` and ``<name>_pb2.pyi`` for every proto into
-    ``out_dir`` (flat: the import package is ``fluxmq_etcd._proto``); return them."""
-    from grpc_tools import protoc  # the build tool; not a runtime dependency
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".gen"
-    tmp.mkdir(exist_ok=True)
-    include = Path(protoc.__file__).resolve().parent / "_proto"
-    args = ["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={tmp}", f"--pyi_out={tmp}"]
-    if protoc.main([*args, *PROTOS]) != 0:
-        raise RuntimeError(f"protoc failed on {', '.join(PROTOS)}")
-    written = []
-    for proto in PROTOS:
-        stem = Path(proto).with_suffix("")
-        for suffix in ("_pb2.py", "_pb2.pyi"):
-            src = tmp / f"{stem}{suffix}"
-            dst = out_dir / f"{stem.name}{suffix}"
-            # One proto file, no imports between generated modules: nothing to make
-            # package-relative. A second file importing the first would need its
-            # "from fluxmq.cluster.v1 import x_pb2" rewritten here.
-            dst.write_text(src.read_text())
-            written.append(dst)
-    _rmtree(tmp)
-    return written
-
-
-def _rmtree(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir():
-            _rmtree(child)
-        else:
-            child.unlink()
-    path.rmdir()
+    """Write the generated modules into ``out_dir`` (flat: the import package is
+    ``fluxmq_etcd._proto``); return them."""
+    return generate_protos(HERE, PROTOS, out_dir)
 
 
 if __name__ == "__main__":
