@@ -1233,7 +1233,8 @@ def main() -> None:
         "fanout_procs": a.fanout_procs,
         "batch_bytes": a.batch_bytes,
         "idle_conns": a.idle_conns,
-        "ws_path": a.ws_path,
+        # Only the ws_* scenarios run over WebSocket; the others are plain TCP.
+        "ws_path": a.ws_path if a.scenario.startswith("ws_") else None,
     }
     try:
         print(run_scenario(a.scenario, a.host, a.port, cfg))
