@@ -36,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fluxmq_amqp091.codec import (
     PROTOCOL_HEADER,
@@ -379,37 +381,43 @@ class RabbitMQ:
             )
 
 
+def measure_peers(
+    peers: list[Any], work: Path, measure: Callable[[int], dict[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """Start each peer in turn, run ``measure(port)`` against it and stop it; a peer
+    that is unavailable or fails is recorded with why (and its log's tail)."""
+    results: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        why = peer.available() if hasattr(peer, "available") else None
+        if why:
+            results[peer.name] = {"error": why}
+            print(f"{peer.name}: skipped: {why}", file=sys.stderr)
+            continue
+        try:
+            peer.start()
+            results[peer.name] = {"version": peer.version(), "msgs_per_s": measure(peer.port)}
+        except Exception as exc:
+            log = work / f"{peer.name}.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            results[peer.name] = {"error": f"{type(exc).__name__}: {exc}", "log_tail": tail}
+            print(f"{peer.name}: failed: {exc}\n{tail}", file=sys.stderr)
+        finally:
+            peer.stop()
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=50000)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--no-rabbitmq", action="store_true")
     args = ap.parse_args()
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-amqp-") as tmp:
         work = Path(tmp)
         peers: list = [FluxMQ(work)]
         if not args.no_rabbitmq:
             peers.append(RabbitMQ(work))
-        for peer in peers:
-            why = peer.available() if hasattr(peer, "available") else None
-            if why:
-                results[peer.name] = {"error": why}
-                print(f"{peer.name}: skipped: {why}", file=sys.stderr)
-                continue
-            try:
-                peer.start()
-                results[peer.name] = {
-                    "version": peer.version(),
-                    "msgs_per_s": scenarios(peer.port, args.messages, args.size),
-                }
-            except Exception as exc:
-                log = work / f"{peer.name}.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                results[peer.name] = {"error": f"{type(exc).__name__}: {exc}", "log_tail": tail}
-                print(f"{peer.name}: failed: {exc}\n{tail}", file=sys.stderr)
-            finally:
-                peer.stop()
+        results = measure_peers(peers, work, lambda port: scenarios(port, args.messages, args.size))
     names = ["publish", "publish+confirms", "consume", "consume no-ack"]
     flux = results.get("fluxmq", {}).get("msgs_per_s", {})
     rabbit = results.get("rabbitmq", {}).get("msgs_per_s", {})

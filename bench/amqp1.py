@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from amqp091 import RabbitMQ as RabbitMQ091
-from amqp091 import free_port, wait_port
+from amqp091 import free_port, measure_peers, wait_port
 from fluxmq_amqp1.codec.composites import (
     Accepted,
     Attach,
@@ -424,31 +424,12 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--no-rabbitmq", action="store_true")
     args = ap.parse_args()
-    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-amqp1-") as tmp:
         work = Path(tmp)
         peers: list[Any] = [FluxMQ(work)]
         if not args.no_rabbitmq:
             peers.append(RabbitMQ(work))
-        for peer in peers:
-            why = peer.available() if hasattr(peer, "available") else None
-            if why:
-                results[peer.name] = {"error": why}
-                print(f"{peer.name}: skipped: {why}", file=sys.stderr)
-                continue
-            try:
-                peer.start()
-                results[peer.name] = {
-                    "version": peer.version(),
-                    "msgs_per_s": scenarios(peer.port, args.messages, args.size),
-                }
-            except Exception as exc:
-                log = work / f"{peer.name}.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                results[peer.name] = {"error": f"{type(exc).__name__}: {exc}", "log_tail": tail}
-                print(f"{peer.name}: failed: {exc}\n{tail}", file=sys.stderr)
-            finally:
-                peer.stop()
+        results = measure_peers(peers, work, lambda port: scenarios(port, args.messages, args.size))
     names = ["send unsettled", "receive credit 1000"]
     flux = results.get("fluxmq", {}).get("msgs_per_s", {})
     rabbit = results.get("rabbitmq", {}).get("msgs_per_s", {})
