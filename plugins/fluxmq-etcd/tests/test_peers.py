@@ -108,7 +108,10 @@ async def test_messages_arrive_in_order_per_sender(make_node: MakeNode) -> None:
     assert b.topics("a") == [f"a/{i}" for i in range(300)]
     assert b.topics("c") == [f"c/{i}" for i in range(300)]
     assert c.topics("a") == [f"a/{i}" for i in range(300)]
-    assert a.peers.stats()["forwarded"] == 600 and a.peers.stats()["dropped"] == 0
+    # A batch counts as forwarded when its RPC returns, which is after the receiver
+    # has delivered it: wait for the last replies too.
+    await until(lambda: a.peers.stats()["forwarded"] == 600, "every batch acknowledged")
+    assert a.peers.stats()["dropped"] == 0
 
 
 async def test_every_field_crosses(make_node: MakeNode) -> None:
@@ -127,6 +130,7 @@ async def test_batching_groups_by_size(make_node: MakeNode) -> None:
     for i in range(200):  # all queued before the sender task runs
         assert a.peers.forward("b", Message(f"t/{i}"))
     await until(lambda: len(b.inbox) == 200, "200 messages")
+    await until(lambda: a.peers.stats()["forwarded"] == 200, "the last reply")
     assert a.peers.stats()["batches"] == 4
     assert b.peers.stats()["received_batches"] == 4
 
@@ -137,6 +141,7 @@ async def test_batching_bounded_by_bytes(make_node: MakeNode) -> None:
     for i in range(5):
         a.peers.forward("b", Message(f"t/{i}", b"x" * 60))
     await until(lambda: len(b.inbox) == 5, "5 messages")
+    await until(lambda: a.peers.stats()["forwarded"] == 5, "the last reply")
     assert a.peers.stats()["batches"] == 5  # 60 + 60 > 100: one per batch
 
 
