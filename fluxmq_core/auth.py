@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import pluggy
@@ -133,10 +134,14 @@ class AuthService:
     ``fluxmq_auth_setup`` here and on :meth:`reload`, and computes from the answers
     whether any authentication source and any authorization exist.
 
-    The decision cache maps ``client_id -> (username, {(action, topic): bool})``, so
-    :meth:`forget_client` is one ``dict.pop``. It holds at most ``cache_size``
-    decisions over all clients; when full it is cleared (cheaper than LRU
-    bookkeeping on every hit, and a miss only costs one hook call).
+    The decision cache maps ``client_id -> (username, {(action, topic): bool},
+    {(action, topic): deadline})``, so :meth:`forget_client` is one ``dict.pop``. It
+    holds at most ``cache_size`` decisions over all clients; when full it is cleared
+    (cheaper than LRU bookkeeping on every hit, and a miss only costs one hook call).
+    An authorizing plugin may bound it further through :class:`AuthSetup`
+    (``cache_ttl``: decisions older than that are asked again, checked against
+    ``context.clock`` only while some plugin declares a TTL; ``cache_per_client``:
+    a client's oldest decision goes when it has that many).
     """
 
     def __init__(self, pm: pluggy.PluginManager, context: Any, config: AuthConfig) -> None:
@@ -144,8 +149,16 @@ class AuthService:
         self._context = context
         self.config = config
         self._setups: dict[Any, AuthSetup] = {}
-        self._cache: dict[str, tuple[str | None, dict[tuple[str, str], bool]]] = {}
+        self._cache: dict[
+            str, tuple[str | None, dict[tuple[str, str], bool], dict[tuple[str, str], float]]
+        ] = {}
         self._cached = 0
+        #: Seconds a cached decision lives (0: no expiry) and decisions kept per
+        #: client (0: unbounded), from the authorizing plugins' AuthSetup.
+        self.cache_ttl = 0.0
+        self.cache_per_client = 0
+        clock = getattr(context, "clock", None)
+        self._clock = clock if callable(clock) else time.time
         self._methods: dict[str, EnhancedFactory] = {}
         self._offered: dict[str, EnhancedFactory] = {}
         self._pending_reads: set[tuple[str, str | None, str]] = set()
@@ -213,7 +226,13 @@ class AuthService:
 
     def _update_flags(self) -> None:
         self.has_source = bool(self._declares("fluxmq_authenticate", "authenticates"))
-        self.authorization_active = bool(self._declares("fluxmq_authorize", "authorizes"))
+        authorizers = self._declares("fluxmq_authorize", "authorizes")
+        self.authorization_active = bool(authorizers)
+        setups = [self._setups.get(p, _UNDECLARED) for p in authorizers]
+        ttls = [s.cache_ttl for s in setups if s.cache_ttl > 0]
+        sizes = [s.cache_per_client for s in setups if s.cache_per_client > 0]
+        self.cache_ttl = min(ttls) if ttls else 0.0
+        self.cache_per_client = min(sizes) if sizes else 0
         self.filter_reads = self.config.acl_subscribe == "filter" and any(
             self._setups.get(p, _UNDECLARED).per_delivery
             for p in self._declares("fluxmq_authorize", "authorizes")
@@ -431,7 +450,19 @@ class AuthService:
         entry = self._cache.get(client_id)
         if entry is None or entry[0] != username:
             return None
-        return entry[1].get((action, topic))
+        decision = entry[1].get((action, topic))
+        if decision is not None and self.cache_ttl and self._expired(entry, (action, topic)):
+            return None
+        return decision
+
+    def _expired(self, entry: Any, key: tuple[str, str]) -> bool:
+        """Whether a cached decision outlived ``cache_ttl`` (then it is dropped)."""
+        if entry[2].get(key, 0.0) > self._clock():
+            return False
+        del entry[1][key]
+        entry[2].pop(key, None)
+        self._cached -= 1
+        return True
 
     async def authorize(
         self, client_id: str, username: str | None, action: str, topic: str
@@ -471,7 +502,9 @@ class AuthService:
         entry = self._cache.get(client_id)
         if entry is not None and entry[0] == username:
             decision = entry[1].get((SUBSCRIBE, topic))
-            if decision is not None:
+            if decision is not None and not (
+                self.cache_ttl and self._expired(entry, (SUBSCRIBE, topic))
+            ):
                 return decision
         return self._read_miss(client_id, username, topic)
 
@@ -547,12 +580,21 @@ class AuthService:
         if entry is None or entry[0] != username:
             if entry is not None:
                 self._cached -= len(entry[1])
-            entry = (username, {})
+            entry = (username, {}, {})
             self._cache[client_id] = entry
         decisions = entry[1]
-        if (action, topic) not in decisions:
-            self._cached += 1
-        decisions[(action, topic)] = decision
+        key = (action, topic)
+        if key not in decisions:
+            limit = self.cache_per_client
+            if limit and len(decisions) >= limit:
+                oldest = next(iter(decisions))  # dicts keep insertion order
+                del decisions[oldest]
+                entry[2].pop(oldest, None)
+            else:
+                self._cached += 1
+        decisions[key] = decision
+        if self.cache_ttl:
+            entry[2][key] = self._clock() + self.cache_ttl
 
     def forget_client(self, client_id: str) -> None:
         """Drop a client's cached decisions (at disconnect)."""

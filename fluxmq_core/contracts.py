@@ -172,7 +172,8 @@ class AuthSetup:
     ``authorizes`` (its ``fluxmq_authorize`` decides something: when no plugin does,
     authorization costs nothing on the hot path), ``methods`` (enhanced-auth methods
     it offers now, by name), ``summary`` (one line for the start-up log, e.g.
-    ``"password file /etc/fluxmq/passwd (3 users)"``) and ``per_delivery``. A plugin that implements the
+    ``"password file /etc/fluxmq/passwd (3 users)"``), ``per_delivery`` and the
+    cache bounds ``cache_ttl`` / ``cache_per_client``. A plugin that implements the
     auth hooks without this hook counts as both a source and an authorizer.
     """
 
@@ -186,6 +187,14 @@ class AuthSetup:
     #: delivery) says ``False``; deliveries are then checked only while another
     #: authorizing plugin wants them.
     per_delivery: bool = True
+    #: Seconds a cached decision of this plugin stays valid (0: until the client
+    #: disconnects or a reload). The auth service applies the smallest positive TTL
+    #: any authorizing plugin declares to every cached decision.
+    cache_ttl: float = 0.0
+    #: Decisions cached per client at most (0: only ``[auth] cache_size`` bounds
+    #: them); past it the client's oldest decision is dropped. The smallest positive
+    #: value declared applies.
+    cache_per_client: int = 0
 
 
 @dataclass

@@ -54,12 +54,24 @@ class ExternalAuthConfig:
     authorize: bool = setting(
         True, "Also ask the service for publish/subscribe decisions (else logins only)."
     )
+    cache_ttl: float = setting(
+        60.0,
+        "Seconds an allow or deny answer is reused for the same client, action and topic "
+        "(then the service is asked again); 0 = until the client disconnects or a reload.",
+    )
+    cache_size: int = setting(
+        1000,
+        "Authorization answers kept per client; past it the client's oldest one goes. "
+        "0 = only [auth] cache_size bounds them.",
+    )
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
         if self.retries < 0 or self.backoff < 0 or self.breaker_reset < 0:
             raise ValueError("retries, backoff and breaker_reset must be >= 0")
+        if self.cache_ttl < 0 or self.cache_size < 0:
+            raise ValueError("cache_ttl and cache_size must be >= 0")
         if self.breaker_failures < 1:
             raise ValueError("breaker_failures must be >= 1")
         if (

@@ -11,9 +11,12 @@ standard library and h11 (already a core dependency), and auth that is one confi
 key away is what operators expect. The gRPC transport imports ``grpcio`` and
 ``protobuf`` only when configured, and says which package is missing otherwise.
 
-Caching: the auth service already caches each authorization decision per client,
-action and topic (bounded by ``[auth] cache_size``, cleared at disconnect and on
-reload), so a publish stream costs one callout per topic, not per message. This
+Caching: the auth service caches each authorization decision, allow or deny, per
+client, action and topic (bounded by ``[auth] cache_size``, cleared at disconnect and
+on reload), so a publish stream costs one callout per topic, not per message. This
+plugin bounds it further, as EMQX's authorization cache does: ``cache_ttl`` (an
+answer is asked again after that many seconds) and ``cache_size`` (answers kept per
+client), declared through :class:`~fluxmq_core.contracts.AuthSetup`. This
 plugin keeps, per client, the identity the service returned at login (``id``): it is
 sent back as ``external_id`` in authorization calls and shown in the admin API's
 session view as ``extra.external_id``. Subscriptions are authorized per filter, as
@@ -249,7 +252,12 @@ def fluxmq_auth_setup(context: Any, config: AuthConfig) -> AuthSetup:
     context.extras[KEY] = new
     context.sessions.annotators.append(new.annotate)
     return AuthSetup(
-        authenticates=True, authorizes=cfg.authorize, summary=new.summary(), per_delivery=False
+        authenticates=True,
+        authorizes=cfg.authorize,
+        summary=new.summary(),
+        per_delivery=False,
+        cache_ttl=cfg.cache_ttl,
+        cache_per_client=cfg.cache_size,
     )
 
 
