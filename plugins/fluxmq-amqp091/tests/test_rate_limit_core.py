@@ -60,3 +60,27 @@ def test_subscribe_rate_closes_the_channel_on_consume(fluxmq_broker_factory):
     assert info.value.reply_code == 406
     conn.close()
     assert b.call_soon(lambda: b.context.stats.rate_limited_subscribes) == 1
+
+
+def test_subscribe_rate_counts_queue_bind_and_consume_together(fluxmq_broker_factory):
+    b = fluxmq_broker_factory(
+        plugins=["amqp091"],
+        config={"rate_limit": {"subscribe_rate": SLOW, "subscribe_burst": 2}},
+    )
+    conn = _connect(b)
+    ch = conn.channel()
+    ch.queue_declare("rb")
+    ch.queue_bind("rb", "amq.topic", "a.b")  # one token
+    ch.basic_consume("rb", lambda *a: None)  # the second
+    with pytest.raises(ChannelClosedByBroker) as info:
+        ch.queue_bind("rb", "amq.topic", "a.c")
+    assert info.value.reply_code == 406
+    assert "subscribe rate limit" in info.value.reply_text
+    ch = conn.channel()  # the connection stays open; its bucket is still empty
+    with pytest.raises(ChannelClosedByBroker):
+        ch.queue_bind("rb", "amq.topic", "a.d")
+    conn.close()
+    assert b.call_soon(lambda: b.context.stats.rate_limited_subscribes) == 2
+    conn = _connect(b)  # a new connection, a new bucket
+    conn.channel().queue_bind("rb", "amq.topic", "a.e")
+    conn.close()

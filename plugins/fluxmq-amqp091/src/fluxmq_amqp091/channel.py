@@ -371,6 +371,7 @@ class Channel:
             )
 
     def _queue_bind(self, m: Q.Bind) -> None:
+        self._over_subscribe_rate((50, 20))
         name = self._queue_name(m.queue, (50, 20))
         self.env.queues.lookup(self.conn, name, (50, 20))
         rk = m.routing_key if (m.routing_key or m.queue) else name
