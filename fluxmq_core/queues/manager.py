@@ -105,6 +105,7 @@ class Queue:
         "may_expire",
         "mover",
         "name",
+        "watchers",
     )
 
     def __init__(
@@ -125,6 +126,9 @@ class Queue:
         self.mover: asyncio.Task[None] | None = None
         #: Some message may carry an expiry (set by appends; true after a load).
         self.may_expire = False
+        #: Futures resolved at the next append or at deletion (log readers that
+        #: follow the tail, see :meth:`QueueManager.watch`); empty costs one check.
+        self.watchers: list[asyncio.Future[None]] = []
 
     @property
     def type(self) -> str:
@@ -366,6 +370,8 @@ class QueueManager:
         if q is None:
             return False
         q.deleted = True
+        if q.watchers:
+            _wake(q)
         for g in q.groups.values():
             self._close_group(g)
         if q.capture is not None:
@@ -492,6 +498,20 @@ class QueueManager:
 
     # --- lookup -------------------------------------------------------------------------
 
+    def watch(self, name: str) -> asyncio.Future[None]:
+        """A future resolved at the next append to queue ``name`` or at its
+        deletion: a reader that reached the end of the log awaits it instead of
+        polling (check the log again after creating it, an append may have come
+        in between). Cancel it to stop watching. Raises :class:`QueueError` for an
+        unknown queue."""
+        q = self._require(name)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watchers = q.watchers
+        if len(watchers) >= 64:  # readers gone while the queue was idle
+            watchers[:] = [w for w in watchers if not w.done()]
+        watchers.append(fut)
+        return fut
+
     def get(self, name: str) -> Queue | None:
         return self._queues.get(name)
 
@@ -605,6 +625,8 @@ class QueueManager:
         offset = q.log.append(queue, message)
         q.last_activity = now
         self.counters["appended"] += 1
+        if q.watchers:
+            _wake(q)
         for g in q.groups.values():
             if g.consumers:
                 g.wake()
@@ -921,3 +943,11 @@ class QueueManager:
 
 
 __all__ = ["DLQ_PREFIX", "Queue", "QueueManager"]
+
+
+def _wake(q: Queue) -> None:
+    """Resolve the watchers of ``q`` (each fires once: watchers re-register)."""
+    watchers, q.watchers = q.watchers, []
+    for fut in watchers:
+        if not fut.done():
+            fut.set_result(None)

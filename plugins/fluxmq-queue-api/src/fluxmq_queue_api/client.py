@@ -131,8 +131,15 @@ class QueueClient:
         max_message_size: int = 0,
         retention_age: float = 0.0,
         retention_bytes: int = 0,
+        type: str = "",
+        max_priority: int = 0,
     ) -> pb.Queue:
+        """Create a queue; ``type`` is ``"classic"`` (the default), ``"stream"`` or
+        ``"ephemeral"``, ``max_priority`` (1-255) makes a classic queue deliver
+        higher ``priority`` headers first."""
         req = pb.CreateQueueRequest(name=name, topics=list(topics))
+        req.config.type = type
+        req.config.max_priority = max_priority
         req.config.max_message_size = max_message_size
         req.config.retention.max_bytes = retention_bytes
         if retention_age:

@@ -65,7 +65,6 @@ PROTOCOL = "queue-api"
 DEFAULT_BATCH = 100
 MAX_BATCH = 1000
 STREAM_WINDOW = 1000  # AppendQueue appends waiting for durability at once
-TAIL_POLL_MAX = 0.1  # seconds between log reads of an idle Tail stream
 
 
 @dataclass(frozen=True)
@@ -161,6 +160,8 @@ class QueueAPI:
         self.members: dict[Key, ApiConsumer] = {}
         self.groups: dict[tuple[str, str], _GroupState] = {}
         self.closing = asyncio.Event()
+        #: What idle Tail streams wait for (resolved at stop, so they end).
+        self._tail_waits: set[asyncio.Future[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, _snake(name)) for name in METHODS
@@ -175,6 +176,9 @@ class QueueAPI:
 
     async def stop(self) -> None:
         self.closing.set()
+        for fut in list(self._tail_waits):
+            if not fut.done():
+                fut.set_result(None)
         for member in list(self.members.values()):
             member.ready.set()
             self._remove(member)
@@ -439,7 +443,14 @@ class QueueAPI:
         self.require_admin(caller, "UpdateQueue")
         q = self._queue(req.name)
         settings = dataclasses.asdict(q.declared)
-        settings.update(_config_from_proto(req.config))
+        changes = _config_from_proto(req.config)
+        if changes.get("type", q.type) != q.type:
+            raise ApiError(
+                "failed_precondition",
+                f"queue {q.name!r} is a {q.type} queue; a queue's type cannot change "
+                "(delete it and create it again)",
+            )
+        settings.update(changes)
         try:
             self.queues.declare(req.name, settings, update=True)
         except (QueueError, ValueError, TypeError) as exc:
@@ -450,6 +461,8 @@ class QueueAPI:
         info = self.queues.info(q.name)
         cfg = q.config
         out = pb.Queue(name=q.name, topics=list(cfg.topics), reserved=q.name.startswith("$"))
+        out.config.type = cfg.type
+        out.config.max_priority = cfg.max_priority
         out.config.max_message_size = cfg.max_message_size
         out.config.compression = pb.COMPRESSION_TYPE_NONE
         out.config.retention.max_bytes = cfg.retention_bytes
@@ -491,10 +504,17 @@ class QueueAPI:
                 raise ApiError("invalid_argument", f"header {name!r} is not UTF-8 text") from None
         if len(value) > self.cfg.max_message_size:
             raise ApiError("invalid_argument", "value exceeds [api] max_message_size")
+        extra = None
+        if "priority" in headers:  # what a priority queue orders by, as AMQP's priority
+            text = bytes(headers["priority"]).decode("utf-8", "replace")
+            if not text.isdigit() or int(text) > 255:
+                raise ApiError("invalid_argument", f"header 'priority' must be 0-255, got {text!r}")
+            extra = {"priority": int(text)}
         return Message(
             topic,
             bytes(value),
             qos=1,
+            properties=extra,
             user_properties=props or None,
             origin_protocol=PROTOCOL,
             origin_client=caller.client_id,
@@ -668,21 +688,35 @@ class QueueAPI:
             offset = q.log.next_offset(q.name)
         else:
             offset = req.start_offset
-        pause = 0.005
         while not self.closing.is_set():
             if q.deleted:
                 raise ApiError("not_found", f"queue {q.name!r} was deleted")
+            before = q.log.next_offset(q.name)
             rows = await q.log.read(q.name, offset, DEFAULT_BATCH)
-            if not rows:
-                # The queue log has no append notification: an idle tail polls,
-                # backing off to TAIL_POLL_MAX, and is fast again once data flows.
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, TAIL_POLL_MAX)
+            if rows:
+                for off, message in rows:
+                    yield _message_proto(q.name, off, message)
+                    offset = off + 1
                 continue
-            pause = 0.005
-            for off, message in rows:
-                yield _message_proto(q.name, off, message)
-                offset = off + 1
+            # Nothing retained at or after ``offset`` when the read started: skip
+            # to where the log ended then (what came during the read is beyond).
+            offset = max(offset, before)
+            if q.log.next_offset(q.name) > offset:
+                continue  # appended during the read
+            # At the end of the log: sleep until the queue manager says something
+            # was appended (or the queue was deleted); no polling.
+            await self._await_append(q)
+
+    async def _await_append(self, q: Any) -> None:
+        if q.deleted:
+            return
+        fut = self.queues.watch(q.name)
+        self._tail_waits.add(fut)
+        try:
+            await fut
+        finally:
+            self._tail_waits.discard(fut)
+            fut.cancel()
 
     async def seek_to_offset(self, req: Any, caller: Caller) -> Any:
         q = self._queue(req.queue_name)
@@ -1097,6 +1131,10 @@ def _config_from_proto(cfg: Any) -> dict[str, Any]:
     do is refused, never silently dropped (segment settings excepted: the queue
     log's own layout applies)."""
     out: dict[str, Any] = {}
+    if cfg.type:
+        out["type"] = cfg.type  # the core says which types exist when it is unknown
+    if cfg.max_priority:
+        out["max_priority"] = cfg.max_priority
     if cfg.max_message_size:
         out["max_message_size"] = cfg.max_message_size
     if cfg.HasField("retention"):

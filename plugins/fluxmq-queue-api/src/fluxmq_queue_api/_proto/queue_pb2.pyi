@@ -157,18 +157,22 @@ class Queue(_message.Message):
     def __init__(self, name: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[QueueConfig, _Mapping]] = ..., state: _Optional[_Union[QueueState, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reserved: _Optional[bool] = ...) -> None: ...
 
 class QueueConfig(_message.Message):
-    __slots__ = ("retention", "compression", "max_message_size", "segment", "replication")
+    __slots__ = ("retention", "compression", "max_message_size", "segment", "replication", "type", "max_priority")
     RETENTION_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRIORITY_FIELD_NUMBER: _ClassVar[int]
     retention: RetentionConfig
     compression: CompressionType
     max_message_size: int
     segment: SegmentConfig
     replication: ReplicationConfig
-    def __init__(self, retention: _Optional[_Union[RetentionConfig, _Mapping]] = ..., compression: _Optional[_Union[CompressionType, str]] = ..., max_message_size: _Optional[int] = ..., segment: _Optional[_Union[SegmentConfig, _Mapping]] = ..., replication: _Optional[_Union[ReplicationConfig, _Mapping]] = ...) -> None: ...
+    type: str
+    max_priority: int
+    def __init__(self, retention: _Optional[_Union[RetentionConfig, _Mapping]] = ..., compression: _Optional[_Union[CompressionType, str]] = ..., max_message_size: _Optional[int] = ..., segment: _Optional[_Union[SegmentConfig, _Mapping]] = ..., replication: _Optional[_Union[ReplicationConfig, _Mapping]] = ..., type: _Optional[str] = ..., max_priority: _Optional[int] = ...) -> None: ...
 
 class RetentionConfig(_message.Message):
     __slots__ = ("max_age", "max_bytes", "min_messages")
