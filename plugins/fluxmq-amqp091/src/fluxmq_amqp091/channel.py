@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
+from fluxmq_amqp091 import observe
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -376,6 +377,7 @@ class Channel:
         self.env.queues.lookup(self.conn, name, (50, 20))
         rk = m.routing_key if (m.routing_key or m.queue) else name
         self.env.topology.bind(m.exchange, "queue", name, rk, m.arguments or {}, (50, 20))
+        observe.bound(self.env, self.conn, m.exchange, rk)
         if not m.nowait:
             self.conn.send(self.number, Q.BindOk())
 
@@ -387,6 +389,7 @@ class Channel:
         self.env.topology.unbind(
             m.exchange, "queue", name, m.routing_key, m.arguments or {}, (50, 50)
         )
+        observe.unbound(self.env, self.conn, m.exchange, m.routing_key)
         self.conn.send(self.number, Q.UnbindOk())
 
     def _queue_purge(self, m: Q.Purge) -> None:
@@ -464,11 +467,14 @@ class Channel:
             raise AMQPError(PRECONDITION_FAILED, str(exc), *ids) from None
         if not self.flow or self.conn.paused:
             c.handle.pause()
+        observe.consumed(self.env, self.conn, qname, bool(m.no_ack))
 
     def _cancel(self, m: B.Cancel) -> None:
         c = self.consumers.pop(m.consumer_tag or "", None)
         if c is not None:
             self._retire(c)
+            if c.queue is not None:
+                observe.cancelled(self.env, self.conn, c.queue.name)
         if not m.nowait:
             self.conn.send(self.number, B.CancelOk(consumer_tag=m.consumer_tag))
 
@@ -535,6 +541,8 @@ class Channel:
             self.number, frame, from_message(message, now), message.payload, conn.frame_max
         )
         self.env.stats.messages_sent += 1
+        if self.env.events.on_delivered:
+            observe.delivered(self.env, conn, message)
 
     def pump(self) -> None:
         """Send held deliveries while the channel has room."""
@@ -660,6 +668,8 @@ class Channel:
             self.conn.frame_max,
         )
         self.env.stats.messages_sent += 1
+        if self.env.events.on_delivered:
+            observe.delivered(self.env, self.conn, message)
 
     # --- basic.publish ----------------------------------------------------------------
 

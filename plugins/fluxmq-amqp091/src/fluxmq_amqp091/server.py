@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
+from fluxmq_amqp091 import observe
 from fluxmq_amqp091.channel import Consumer
 from fluxmq_amqp091.codec import (
     CONNECTION_FORCED,
@@ -89,6 +90,8 @@ class AMQPServer(AdapterServer):
             self.version = version("fluxmq-amqp091")
         except Exception:
             self.version = "0"
+        #: The core's observer events (flags ``on_published`` / ``on_delivered``).
+        self.events = context.events
         self.topology = Topology(context, cfg.topic_exchange)
         self.queues: Queues = Queues(context, self.topology, cfg.consumer_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -153,6 +156,8 @@ class AMQPServer(AdapterServer):
                 if n - topo.suppressed > 0:
                     routed = True
         futures = self.queues.append_all(names, message) if names else []
+        if self.events.on_published and ex.name != topo.bridge:
+            observe.published(self, message)  # the router reports bridged ones
         if queued is not None:
             futures.append(queued)
         return routed, futures
@@ -165,6 +170,7 @@ class AMQPServer(AdapterServer):
         self.stats.clients_total += 1
         if self.blocked and conn.capabilities.get("connection.blocked"):
             conn.send(0, commands.Connection.Blocked(reason="low on memory"))
+        observe.connected(self, conn)
 
     def connection_lost(self, conn: Connection) -> None:
         self.queues.connection_closed(conn)
@@ -385,6 +391,7 @@ class AMQPProtocol(AdapterProtocol):
                 stats = self.server.stats
                 stats.clients_connected -= 1
                 stats.clients_disconnected += 1
+                observe.disconnected(self.server, conn)
             conn.lost()
 
     def writing_paused(self) -> None:

@@ -36,6 +36,7 @@ from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.pipe import error_to_message, run_driving_pipe
 
 from fluxmq_coap.config import CoAPConfig, load_psk_file
+from fluxmq_coap.observe import Observations
 from fluxmq_coap.resources import (
     KNOWN_OPTIONS,
     Kind,
@@ -193,6 +194,8 @@ class CoAPServer:
         self.coap: Any = None
         self.root = _Root(self)
         self.observers: dict[int, Observer] = {}
+        #: The core's observer events (connected/subscribed per observation).
+        self.observe = Observations(context)
         # This listener's own totals, read by a metrics exporter (coap.* metrics);
         # the broker-wide counters in context.stats count CoAP with every protocol.
         self.requests = 0
@@ -729,9 +732,11 @@ class CoAPServer:
         stats.clients_connected += 1
         stats.clients_total += 1
         stats.subscriptions += 1
+        self.observe.started(obs)
         try:
             await self._run_observation(pipe, req, obs, first)
         finally:
+            self.observe.ended(obs)
             self.observers.pop(id(obs), None)
             stats.clients_connected -= 1
             stats.clients_disconnected += 1
@@ -769,6 +774,8 @@ class CoAPServer:
             stats.messages_sent += 1
             stats.publish_sent += 1
             self.notifications += 1
+            if self.observe.events.on_delivered:
+                self.observe.delivered(obs, first)
         else:
             response = aiocoap.Message(code=Code.CONTENT)
         response.opt.observe = 0
@@ -825,6 +832,8 @@ class CoAPServer:
             self.notifications += 1
             stats.bytes_sent += len(message.payload)
             self._remember(response, obs, offset)
+            if self.observe.events.on_delivered:
+                self.observe.delivered(obs, message)
 
     async def _notification(self, req: Any, message: Message) -> Any:
         full = self._content(message)
