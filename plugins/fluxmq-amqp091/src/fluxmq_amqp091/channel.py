@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from fluxmq_amqp091 import observe
+from fluxmq_amqp091 import access, observe
 from fluxmq_amqp091.codec import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -372,10 +372,14 @@ class Channel:
             )
 
     def _queue_bind(self, m: Q.Bind) -> None:
-        self._over_subscribe_rate((50, 20))
         name = self._queue_name(m.queue, (50, 20))
-        self.env.queues.lookup(self.conn, name, (50, 20))
         rk = m.routing_key if (m.routing_key or m.queue) else name
+        if self.env.auth.authorization_active and not access.may_bind(
+            self, m.exchange, rk, lambda: self._queue_bind(m)
+        ):
+            return
+        self._over_subscribe_rate((50, 20))
+        self.env.queues.lookup(self.conn, name, (50, 20))
         self.env.topology.bind(m.exchange, "queue", name, rk, m.arguments or {}, (50, 20))
         observe.bound(self.env, self.conn, m.exchange, rk)
         if not m.nowait:
@@ -421,8 +425,12 @@ class Channel:
 
     def _consume(self, m: B.Consume) -> None:
         ids = (60, 20)
-        self._over_subscribe_rate(ids)
         qname = self._queue_name(m.queue, ids)
+        if self.env.auth.authorization_active and not access.may_consume(
+            self, qname, ids, lambda: self._consume(m)
+        ):
+            return
+        self._over_subscribe_rate(ids)
         q = self.env.queues.lookup(self.conn, qname, ids, touch=True)
         tag = m.consumer_tag or _ctag()
         if tag in self.consumers:
@@ -628,6 +636,10 @@ class Channel:
 
     def _get(self, m: B.Get) -> None:
         qname = self._queue_name(m.queue, (60, 70))
+        if self.env.auth.authorization_active and not access.may_consume(
+            self, qname, (60, 70), lambda: self._get(m)
+        ):
+            return
         q = self.env.queues.lookup(self.conn, qname, (60, 70), touch=True)
         core_q = self.env.core.get(qname)
         if core_q is not None and core_q.is_stream:
@@ -680,6 +692,10 @@ class Channel:
 
     def _published(self, m: B.Publish, h: Header, body: bytes) -> None:
         env = self.env
+        if env.auth.authorization_active and not access.may_publish(
+            self, m, h.properties.headers, lambda: self._published(m, h, body)
+        ):
+            return
         env.stats.messages_received += 1
         env.stats.publish_received += 1
         self.conn.published = True

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from fluxmq_amqp091 import observe
+from fluxmq_amqp091 import access, observe
 from fluxmq_amqp091.channel import Consumer
 from fluxmq_amqp091.codec import (
     CONNECTION_FORCED,
@@ -92,6 +92,7 @@ class AMQPServer(AdapterServer):
             self.version = "0"
         #: The core's observer events (flags ``on_published`` / ``on_delivered``).
         self.events = context.events
+        self.auth = context.auth
         self.topology = Topology(context, cfg.topic_exchange)
         self.queues: Queues = Queues(context, self.topology, cfg.consumer_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -469,7 +470,19 @@ class AMQPProtocol(AdapterProtocol):
             conn.fail(exc)
         conn.resume()
 
-    WAITS = {AuthWait: _auth, SecretWait: _secret, GetWait: _get, CommitWait: _commit}
+    async def _authz(self, wait: access.AuthzWait) -> None:
+        conn = self.conn
+        await access.resolve(conn, self.server.auth, wait)
+        if conn.waiting is None:
+            conn.resume()
+
+    WAITS = {
+        AuthWait: _auth,
+        SecretWait: _secret,
+        GetWait: _get,
+        CommitWait: _commit,
+        access.AuthzWait: _authz,
+    }
 
     # --- timers -------------------------------------------------------------------------
 
