@@ -35,6 +35,7 @@ from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.pipe import error_to_message, run_driving_pipe
 
+from fluxmq_coap import hooks as coap_hooks
 from fluxmq_coap.config import CoAPConfig, load_psk_file
 from fluxmq_coap.observe import Observations
 from fluxmq_coap.resources import (
@@ -614,6 +615,14 @@ class CoAPServer:
             origin_protocol=PROTOCOL,
             origin_client=client_id,
         )
+        if self.context.hooks is not None:
+            try:
+                await coap_hooks.on_publish(
+                    self.context, client_id, username, message, self._authorize
+                )
+            except coap_hooks.HookRefused as exc:
+                return _diag(Code.FORBIDDEN, exc.reason)
+            topic, payload = message.topic, message.payload
         stats.messages_received += 1
         stats.publish_received += 1
         stats.bytes_received += len(payload)
@@ -694,6 +703,13 @@ class CoAPServer:
             client_id, username = await self._login(req, query)
             await self._authorize(client_id, username, SUBSCRIBE, topic_filter)
             self._rate_limited(client_id, SUBSCRIBE)
+            if self.context.hooks is not None:
+                try:
+                    topic_filter = await coap_hooks.on_subscribe(
+                        self.context, client_id, username, topic_filter, self._authorize
+                    )
+                except coap_hooks.HookRefused as exc:
+                    raise _Refused(_diag(Code.FORBIDDEN, exc.reason)) from None
             limit = self.cfg.max_observers
             if limit and len(self.observers) >= limit:
                 raise _Refused(
