@@ -43,7 +43,8 @@ class RateLimitConfig:
     connections_per_ip: float = setting(
         0.0,
         "New connections a second from one IP address, on every TCP listener (MQTT, "
-        "AMQP, HTTP); over it the connection is closed at once. 0 = no limit.",
+        "AMQP, HTTP; over it the connection is closed at once) and CoAP (a source "
+        "endpoint silent for 60 s counts as new; 4.29). 0 = no limit.",
     )
     connection_burst: int = setting(20, "Connections one IP may open at once.")
     publish_rate: float = setting(

@@ -39,3 +39,22 @@ async def test_publish_over_the_limit_is_4_29(client, limited):
     other = await req(client, limited, Code.POST, "/ps/rl/a?client_id=dev2", payload=b"x")
     assert other.code == Code.CHANGED  # per client
     assert limited.call_soon(lambda: limited.context.stats.rate_limited_publishes) == 1
+
+
+async def test_new_source_endpoints_take_connection_tokens(client):
+    config = {"rate_limit": {"connections_per_ip": SLOW, "connection_burst": 1}}
+    with BrokerThread(plugins=["coap"], config=config) as b:
+        path = "/ps/rl/c"
+        first = await req(client, b, Code.POST, path, payload=b"1")
+        assert first.code == Code.CHANGED
+        again = await req(client, b, Code.POST, path, payload=b"2")
+        assert again.code == Code.CHANGED  # the same endpoint: not a new connection
+        other = await aiocoap.Context.create_client_context(transports=["udp6"])
+        try:  # another source port on the same IP: a new connection, over the limit
+            refused = await req(other, b, Code.POST, path, payload=b"3")
+        finally:
+            await other.shutdown()
+        assert refused.code == Code.TOO_MANY_REQUESTS and refused.opt.max_age >= 1
+        assert b.call_soon(lambda: b.context.stats.rate_limited_connections) == 1
+        ok = await req(client, b, Code.POST, path, payload=b"4")
+        assert ok.code == Code.CHANGED

@@ -38,6 +38,7 @@ from aiocoap.pipe import error_to_message, run_driving_pipe
 from fluxmq_coap import hooks as coap_hooks
 from fluxmq_coap.config import CoAPConfig, load_psk_file
 from fluxmq_coap.observe import Observations
+from fluxmq_coap.peers import Peers
 from fluxmq_coap.resources import (
     KNOWN_OPTIONS,
     Kind,
@@ -197,6 +198,7 @@ class CoAPServer:
         self.observers: dict[int, Observer] = {}
         #: The core's observer events (connected/subscribed per observation).
         self.observe = Observations(context)
+        self.peers = Peers(context)  # [rate_limit] connections_per_ip
         # This listener's own totals, read by a metrics exporter (coap.* metrics);
         # the broker-wide counters in context.stats count CoAP with every protocol.
         self.requests = 0
@@ -408,6 +410,10 @@ class CoAPServer:
         self.requests += 1
         try:
             response = self._precheck(req)
+            if response is None and not self.peers.admit(remote_name(req.remote)):
+                response = _diag(
+                    Code.TOO_MANY_REQUESTS, "connection rate limit exceeded", max_age=1
+                )
             if response is None:
                 target = route(req.opt.uri_path, self.cfg.compat_paths)
                 if req.opt.observe == 0 and req.code == Code.GET and target.kind is Kind.PS:
