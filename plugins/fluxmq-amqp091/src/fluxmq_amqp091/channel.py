@@ -374,7 +374,8 @@ class Channel:
     def _queue_bind(self, m: Q.Bind) -> None:
         name = self._queue_name(m.queue, (50, 20))
         rk = m.routing_key if (m.routing_key or m.queue) else name
-        if self.env.auth.authorization_active and not access.may_bind(
+        env = self.env
+        if (env.auth.authorization_active or env.context.hooks is not None) and not access.may_bind(
             self, m.exchange, rk, lambda: self._queue_bind(m)
         ):
             return
@@ -426,9 +427,10 @@ class Channel:
     def _consume(self, m: B.Consume) -> None:
         ids = (60, 20)
         qname = self._queue_name(m.queue, ids)
-        if self.env.auth.authorization_active and not access.may_consume(
-            self, qname, ids, lambda: self._consume(m)
-        ):
+        env = self.env
+        if (
+            env.auth.authorization_active or env.context.hooks is not None
+        ) and not access.may_consume(self, qname, ids, lambda: self._consume(m)):
             return
         self._over_subscribe_rate(ids)
         q = self.env.queues.lookup(self.conn, qname, ids, touch=True)
@@ -636,9 +638,10 @@ class Channel:
 
     def _get(self, m: B.Get) -> None:
         qname = self._queue_name(m.queue, (60, 70))
-        if self.env.auth.authorization_active and not access.may_consume(
-            self, qname, (60, 70), lambda: self._get(m)
-        ):
+        env = self.env
+        if (
+            env.auth.authorization_active or env.context.hooks is not None
+        ) and not access.may_consume(self, qname, (60, 70), lambda: self._get(m)):
             return
         q = self.env.queues.lookup(self.conn, qname, (60, 70), touch=True)
         core_q = self.env.core.get(qname)
@@ -692,8 +695,10 @@ class Channel:
 
     def _published(self, m: B.Publish, h: Header, body: bytes) -> None:
         env = self.env
-        if env.auth.authorization_active and not access.may_publish(
-            self, m, h.properties.headers, lambda: self._published(m, h, body)
+        if (env.auth.authorization_active or env.context.hooks is not None) and not (
+            access.may_publish(
+                self, m, h.properties.headers, body, lambda: self._published(m, h, body)
+            )
         ):
             return
         env.stats.messages_received += 1
@@ -720,6 +725,8 @@ class Channel:
         message = to_message(
             h.properties, h.raw, body, m.exchange, m.routing_key, env.clock(), self.conn.id
         )
+        if env.context.hooks is not None:
+            m = access.apply_hook(self, m, message)
         if self.tx:
             self._tx_pub.append((m, h, body, message))
             return

@@ -476,7 +476,14 @@ class AMQPProtocol(AdapterProtocol):
         if conn.waiting is None:
             conn.resume()
 
+    async def _hook(self, wait: access.HookWait) -> None:
+        conn = self.conn
+        await access.resolve_hook(conn, self.server.context, wait)
+        if conn.waiting is None:
+            conn.resume()
+
     WAITS = {
+        access.HookWait: _hook,
         AuthWait: _auth,
         SecretWait: _secret,
         GetWait: _get,
