@@ -6,6 +6,8 @@ decisions come from a real HTTP service, one call per (client, action, topic).""
 
 from __future__ import annotations
 
+import http.client
+import json
 from typing import Any
 
 import pika
@@ -25,6 +27,18 @@ permission = "allow"
 topic = "$queue/jobs"
 users = ["bob"]
 """
+
+
+def _admin(b: Any, method: str, path: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", b.port("http.bind"), timeout=5)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status in (200, 204), (resp.status, body)
+        return json.loads(body) if body else None
+    finally:
+        conn.close()
 
 
 def _connect(b: Any, user: str, password: str) -> pika.BlockingConnection:
@@ -108,4 +122,13 @@ def test_external_callout_decides_and_is_asked_once_per_topic(fluxmq_broker_fact
         ch = conn.channel()
         ch.basic_consume("work", lambda *a: None)
         assert svc.paths("/auth/authorize")[-1]["action"] == "Subscribe"
-        conn.close()
+        # The admin API's session view: the connection, its consumer, the identity.
+        sessions = _admin(b, "GET", "/api/v1/sessions?protocol=amqp091")
+        listed = sessions["sessions"] if isinstance(sessions, dict) else sessions
+        (info,) = [s for s in listed if s["protocol"] == "amqp091"]
+        assert info["username"] == "bob" and info["extra"]["external_id"] == "uuid-bob"
+        assert info["subscriptions"] == {"$queue/work": 1}
+        _admin(b, "DELETE", f"/api/v1/sessions/{info['client_id']}")  # an operator's kick
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            conn.channel().queue_declare("work", passive=True)
+        assert closed.value.reply_code == 320

@@ -7,6 +7,7 @@ from typing import Any
 from fluxmq_amqp091.codec import is_amqp091
 from fluxmq_amqp091.config import AMQP091Config
 from fluxmq_amqp091.server import AMQPServer
+from fluxmq_amqp091.sessions import AMQP091Sessions
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.transport import ListenerSpec, ProtocolServer
 
@@ -44,6 +45,7 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
             )
         )
     context.extras["amqp091"] = server
+    context.sessions.register("amqp091", AMQP091Sessions(server))
     return [
         ProtocolServer(
             "amqp091", listeners, start=server.start, stop=server.stop, info={"versions": "0.9.1"}
