@@ -1,6 +1,7 @@
 // Builds the console into the Python package (src/fluxmq_dashboard/assets/):
 // index.html, app.js and app.css, with fixed names and no source maps, so the same
 // sources and lock file always give the same bytes (a test rebuilds and compares).
+// FLUXMQ_DASHBOARD_OUT=<dir> writes elsewhere (what that test does).
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -8,7 +9,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "..", "src", "fluxmq_dashboard", "assets");
+const out =
+  process.env.FLUXMQ_DASHBOARD_OUT || join(here, "..", "src", "fluxmq_dashboard", "assets");
 mkdirSync(out, { recursive: true });
 
 await build({

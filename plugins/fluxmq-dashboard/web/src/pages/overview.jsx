@@ -66,8 +66,14 @@ function Chart({ def, samples }) {
           })),
         ],
         axes: [{}, { values: (u, vals) => vals.map((v) => def.fmt(v)), size: 70 }],
-        // The window is always the last 15 minutes, ending at the newest sample.
-        scales: { x: { time: true, range: (u, min, max) => [max - sampler.WINDOW / 1000, max] } },
+        // At most the last 15 minutes (the sampler drops older samples), ending at the
+        // newest sample; a single sample gets a one-minute frame.
+        scales: {
+          x: {
+            time: true,
+            range: (u, min, max) => (max - min < 1 ? [max - 60, max] : [min, max]),
+          },
+        },
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
       },
