@@ -32,11 +32,12 @@ async function tick() {
       connections: counter(stats, "clients_connected"),
       subscriptions: stats.router.subscriptions,
       rss: stats.process ? stats.process.rss_bytes || 0 : 0,
-      inRate: 0,
-      outRate: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-      dropped: 0,
+      // Rates need two samples: the first one leaves a gap in the plots.
+      inRate: null,
+      outRate: null,
+      bytesIn: null,
+      bytesOut: null,
+      dropped: null,
     };
     if (prev) {
       const dt = Math.max(0.001, (t - prev.t) / 1000);

@@ -33,6 +33,7 @@ const CHARTS = [
       ["subscriptions", "subscriptions", "#ea580c"],
     ],
     fmt: (v) => fmtNum(v),
+    whole: true,
   },
   {
     id: "memory",
@@ -41,6 +42,9 @@ const CHARTS = [
     fmt: fmtBytes,
   },
 ];
+
+// Tick steps of a plot of counts: whole numbers only.
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
 
 function columns(def, samples) {
   return [samples.map((s) => s.t), ...def.series.map(([, key]) => samples.map((s) => s[key]))];
@@ -65,7 +69,14 @@ function Chart({ def, samples }) {
             value: (u, v) => (v === null || v === undefined ? "–" : def.fmt(v)),
           })),
         ],
-        axes: [{}, { values: (u, vals) => vals.map((v) => def.fmt(v)), size: 70 }],
+        axes: [
+          {},
+          {
+            values: (u, vals) => vals.map((v) => def.fmt(v)),
+            size: 70,
+            ...(def.whole ? { incrs: WHOLE } : {}),
+          },
+        ],
         // At most the last 15 minutes (the sampler drops older samples), ending at the
         // newest sample; a single sample gets a one-minute frame.
         scales: {
