@@ -64,6 +64,17 @@ def test_console_files_are_served_with_a_strict_policy(broker: BrokerThread) -> 
     assert get(broker, "/ui/..%2Fplugin.py")[0] == 404
 
 
+def test_the_openapi_document_lists_the_console_and_stays_valid(broker: BrokerThread) -> None:
+    status, _, body = get(broker, "/api/v1/openapi.json")
+    doc = json.loads(body)
+    assert status == 200 and {"/", "/ui/", "/ui/app.js", "/ui/app.css"} <= set(doc["paths"])
+    try:
+        from openapi_spec_validator import validate
+    except ImportError:  # a dev dependency, not in the plugin's test extra
+        return
+    validate(doc)
+
+
 def test_the_page_refers_only_to_its_own_files() -> None:
     html = (ASSETS / "index.html").read_text()
     refs = re.findall(r'(?:src|href)="([^"]*)"', html)

@@ -1,5 +1,5 @@
-"""The console's files, served from the package: ``/ui/`` (the page), ``/ui/<file>``
-(its script and style sheet), and redirects of ``/ui`` and ``/`` to ``/ui/``.
+"""The console's files, served from the package: ``/ui/`` (the page), ``/ui/app.js`` and
+``/ui/app.css``, and redirects of ``/ui`` and ``/`` to ``/ui/``.
 
 The files are the committed build of ``web/`` (``npm run build`` there writes them
 into ``assets/``), so installing the package needs no Node.js. Every answer carries
@@ -57,7 +57,12 @@ class StaticSite:
             router.add("GET", "/", self.to_ui, "Redirect to the web console", "dashboard")
         # The router ignores a trailing slash: "/ui" and "/ui/" reach the same route.
         router.add("GET", "/ui/", self.index, "The web console", "dashboard")
-        router.add("GET", "/ui/{name}", self.asset, "A file of the web console", "dashboard")
+        # One route per file (no path parameter): the OpenAPI document lists each.
+        for name in sorted(self.files):
+            if name != "index.html":
+                router.add(
+                    "GET", f"/ui/{name}", self.asset, f"The web console's {name}", "dashboard"
+                )
 
     async def to_ui(self, req: Request) -> Response:
         return Response(302, b"", "text/plain", [("Location", "/ui/"), *_HEADERS])
@@ -68,7 +73,7 @@ class StaticSite:
         return self._file("index.html")
 
     async def asset(self, req: Request) -> Response:
-        return self._file(req.params["name"])
+        return self._file(req.path.rsplit("/", 1)[-1])
 
     def _file(self, name: str) -> Response:
         body = self.files.get(name)
