@@ -119,22 +119,22 @@ class AdminAPI:
     async def stats(self, req: Request) -> Response:
         self.guard(req)
         ctx = self.context
-        return json_response(
-            {
-                "node_id": ctx.node_id,
-                "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
-                "broker": ctx.stats.snapshot(),
-                "router": {
-                    "subscriptions": ctx.router.subscription_count,
-                    "retained": ctx.router.retained_count,
-                },
-                "queues": ctx.queues.stats() if ctx.queues is not None else {},
-                "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
-                "protocols": ctx.sessions.protocols,
-                "sessions_by_protocol": self._by_protocol(),
-                "process": process_stats(),
-            }
-        )
+        body: dict[str, Any] = {
+            "node_id": ctx.node_id,
+            "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
+            "broker": ctx.stats.snapshot(),
+            "router": {
+                "subscriptions": ctx.router.subscription_count,
+                "retained": ctx.router.retained_count,
+            },
+            "queues": ctx.queues.stats() if ctx.queues is not None else {},
+            "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
+            "protocols": ctx.sessions.protocols,
+            "process": process_stats(),
+        }
+        if req.arg("by_protocol") == "true":  # walks every session: asked for, not always
+            body["sessions_by_protocol"] = self._by_protocol()
+        return json_response(body)
 
     def _by_protocol(self) -> dict[str, dict[str, int]]:
         """Sessions, connected clients and subscriptions of each protocol."""

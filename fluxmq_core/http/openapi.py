@@ -131,6 +131,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/api/v1/stats"): {
         "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "by_protocol",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+                "description": "Also sessions_by_protocol (walks every session)",
+            }
+        ],
         "responses": {"200": _json({"type": "object"}), **_ADMIN_ERRORS},
     },
     ("GET", "/api/v1/cluster"): {

@@ -219,9 +219,11 @@ def test_http_listener_can_be_disabled(fluxmq_broker_factory: Any) -> None:
 
 def test_stats_has_process_memory_and_sessions_by_protocol(broker: Any) -> None:
     _, _, body = request(broker.port("http.bind"), "GET", "/api/v1/stats")
+    assert "sessions_by_protocol" not in body  # walks every session: only when asked
     proc = body["process"]
     assert proc["rss_bytes"] > 1_000_000 and proc["max_rss_bytes"] >= proc["rss_bytes"] // 2
     assert proc["cpu_seconds"] >= 0 and proc["threads"] >= 1
+    _, _, body = request(broker.port("http.bind"), "GET", "/api/v1/stats?by_protocol=true")
     assert body["sessions_by_protocol"]["fake"] == {
         "sessions": 12,
         "connected": 6,

@@ -34,7 +34,17 @@ HAS_AMQP = _installed("amqp091")
 @pytest.fixture(scope="module")
 def broker() -> Iterator[BrokerThread]:
     plugins = ["mqtt", "dashboard"] + (["amqp091"] if HAS_AMQP else [])
-    cfg = {"http": {"admin_token": TOKEN}, "queues": {"orders": {"type": "classic"}}}
+    queues = {
+        "orders": {"type": "classic"},
+        # Two messages at most; what overflow drops goes to $dlq/capped.
+        "capped": {
+            "type": "classic",
+            "max_depth": 2,
+            "overflow": "drop-oldest",
+            "dlq_overflow": True,
+        },
+    }
+    cfg = {"http": {"admin_token": TOKEN}, "queues": queues}
     with BrokerThread(plugins=plugins, config=cfg) as b:
         yield b
 
@@ -211,6 +221,43 @@ def test_queues_depth_peek_purge_create_delete(
     expect(page.get_by_role("status")).to_contain_text("Deleted queue made-in-ui")
     assert broker.call_soon(qm.get, "made-in-ui") is None
     expect(page.locator("tr[data-queue=made-in-ui]")).to_have_count(0)
+
+
+def test_dead_letters_and_consumer_groups(
+    page: Any, broker: BrokerThread, mqtt_clients: Any
+) -> None:
+    pub = mqtt_clients(broker, "capped-feed")
+    for i in range(5):
+        pub.publish("$queue/capped/x", f"capped {i}".encode(), qos=1).wait_for_publish(WAIT)
+    qm = broker.context.queues
+
+    def dead() -> int:
+        return int(
+            broker.call_soon(lambda: qm.info("$dlq/capped").depth if qm.get("$dlq/capped") else 0)
+        )
+
+    wait_for(lambda: dead() == 3, "3 dead letters")
+    go(page, "queues")
+    row = page.locator("tr[data-queue=capped]")
+    expect(row.locator("[data-depth]")).to_have_text("2")
+    expect(row.locator("td").last).to_have_text("3")
+    row.get_by_role("link", name="capped").click()
+    detail = page.get_by_role("region", name="Queue capped")
+    expect(detail).to_contain_text("Dead letters3")
+    got: list[bytes] = []
+    consumer = mqtt_clients(broker, "capped-worker")
+    consumer.on_message = lambda c, u, m: got.append(m.payload)
+    consumer.subscribe("$queue/capped/#", qos=1)
+    wait_for(lambda: len(got) == 2, "the consumer to get both messages")
+    group = detail.locator("tr[data-group]")
+    expect(group).to_have_count(1)
+    expect(group.locator("td").first).to_have_text("1")  # one consumer
+    detail.get_by_role("link", name="Open the dead-letter queue $dlq/capped").click()
+    dlq = page.get_by_role("region", name="Queue $dlq/capped")
+    expect(dlq).to_contain_text("Depth3")
+    dlq.get_by_role("button", name="Peek newest 10").click()
+    expect(dlq.locator("tr[data-offset]")).to_have_count(3)
+    expect(dlq.locator("tr[data-offset]").first).to_contain_text("capped 2")
 
 
 def test_live_tail_shows_mqtt_messages_hex_pause_and_a_bounded_buffer(

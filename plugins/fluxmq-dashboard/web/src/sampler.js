@@ -6,9 +6,12 @@ export const INTERVAL = 2000;
 export const WINDOW = 15 * 60 * 1000;
 
 const listeners = new Set();
-export const state = { samples: [], last: null, error: null };
+// Sessions per protocol walk every session on the broker: asked every 5th sample.
+const PROTOCOL_EVERY = 5;
+export const state = { samples: [], last: null, error: null, byProtocol: null };
 let timer = null;
 let prev = null;
+let ticks = 0;
 
 export function subscribe(fn) {
   listeners.add(fn);
@@ -25,7 +28,9 @@ function counter(stats, key) {
 
 async function tick() {
   try {
-    const stats = await get(api("/stats"));
+    const withProtocols = ticks++ % PROTOCOL_EVERY === 0;
+    const stats = await get(api(withProtocols ? "/stats?by_protocol=true" : "/stats"));
+    if (stats.sessions_by_protocol) state.byProtocol = stats.sessions_by_protocol;
     const t = Date.now();
     const s = {
       t: t / 1000,

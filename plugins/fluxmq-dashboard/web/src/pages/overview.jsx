@@ -129,7 +129,7 @@ export function Overview() {
   const b = stats.broker;
   const q = stats.queues || {};
   const proc = stats.process || {};
-  const byProto = stats.sessions_by_protocol || {};
+  const byProto = sampler.state.byProtocol || {};
   return (
     <>
       <h1 tabIndex={-1}>Overview</h1>
