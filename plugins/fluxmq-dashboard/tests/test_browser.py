@@ -93,7 +93,12 @@ def page(broker: BrokerThread, browser_context: Any, traffic: Any) -> Iterator[A
 
 
 def go(page: Any, route: str) -> None:
+    """Open a page of the console, with the token in the tab's session storage (as
+    the first test leaves it; set here too so any test can run alone)."""
     page.goto(f"{page.origin}/ui/#/{route}")
+    if page.evaluate("sessionStorage.getItem('fluxmq.admin_token')") != TOKEN:
+        page.evaluate(f"sessionStorage.setItem('fluxmq.admin_token', {TOKEN!r})")
+        page.reload()
     page.wait_for_selector("main h1")
 
 
@@ -317,8 +322,13 @@ def test_cluster_page_shows_this_node_and_its_sessions(
     go(page, "cluster")
     node = page.locator(f"tr[data-node='{broker.context.node_id}']")
     expect(node).to_contain_text("alive")
-    sessions = broker.context.cluster.status()["nodes"][0]["sessions"]
-    expect(node.locator("[data-sessions]")).to_have_text(re.compile(rf"^{sessions - 2}|{sessions}"))
+    cluster = broker.context.cluster
+
+    def same_count() -> bool:
+        sessions = broker.call_soon(lambda: cluster.status()["nodes"][0]["sessions"])
+        return node.locator("[data-sessions]").inner_text() == str(sessions)
+
+    wait_for(same_count, "the page to show the node's session count")
     expect(page.get_by_text("Single node")).to_be_visible()
     screenshot(page, "dashboard-cluster")
 
@@ -347,9 +357,13 @@ def test_publish_form_reaches_a_real_subscriber(
 
 def test_keyboard_navigation(page: Any) -> None:
     go(page, "overview")
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-    for _ in range(5):  # skip link, then the nav: Overview, Clients, Subscriptions, Queues
+    expect(page.get_by_role("heading", level=1)).to_be_focused()  # focus follows the page
+    skip = page.get_by_role("link", name="Skip to content")
+    skip.focus()  # the first stop of the tab order
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    skip.focus()
+    for _ in range(6):  # then the navigation: Overview, Clients, Subscriptions, Queues
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.textContent") == "Queues":
             break
@@ -357,6 +371,21 @@ def test_keyboard_navigation(page: Any) -> None:
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Queues")
     expect(page.get_by_role("heading", level=1)).to_be_focused()
+    # Tab reaches the create form; Escape closes a confirmation without acting.
+    page.get_by_label("New queue name").focus()
+    page.keyboard.type("kbd-queue")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("Queue kbd-queue declared")
+    page.locator("tr[data-queue=kbd-queue]").get_by_role("link").focus()
+    page.keyboard.press("Enter")
+    delete = page.get_by_role("region", name="Queue kbd-queue").get_by_role("button", name="Delete")
+    delete.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Delete queue?")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("tr[data-queue=kbd-queue]")).to_have_count(1)
 
 
 def test_phone_width(screenshot: Any, page: Any) -> None:
