@@ -181,6 +181,24 @@ def test_clients_search_detail_and_disconnect_a_real_client(
     expect(page.get_by_role("status")).to_contain_text("Disconnected kick-me-42")
 
 
+def test_clients_paging(page: Any, broker: BrokerThread, mqtt_clients: Any) -> None:
+    for i in range(27):
+        mqtt_clients(broker, f"pager-{i:02d}")
+    go(page, "clients")
+    page.get_by_role("searchbox", name="Search").fill("pager-")
+    pager = page.get_by_role("navigation", name="Sessions pages")
+    expect(pager).to_contain_text("1–25 of 27")
+    expect(page.locator("tbody tr[data-client]")).to_have_count(25)
+    pager.get_by_role("button", name="Next").click()
+    expect(pager).to_contain_text("26–27 of 27")
+    rows = page.locator("tbody tr[data-client]")
+    expect(rows).to_have_count(2)
+    expect(rows.last).to_have_attribute("data-client", "pager-26")
+    expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+    pager.get_by_role("button", name="Previous").click()
+    expect(pager).to_contain_text("1–25 of 27")
+
+
 def test_subscriptions_by_filter_and_the_clients_of_one(screenshot: Any, page: Any) -> None:
     go(page, "subscriptions")
     row = page.locator("tr[data-filter='sensors/#']")
