@@ -21,6 +21,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.contracts import is_loopback
+from fluxmq_core.http.routes import SSESubscriber
 from fluxmq_core.http.server import (
     HTTPError,
     Request,
@@ -240,8 +241,6 @@ class AdminAPI:
         """``GET /subscribe``'s event stream, authorized by the admin token instead of
         the client auth hooks. The stream is an ``http`` session like any other."""
         self.guard(req)
-        from fluxmq_core.http.routes import SSESubscriber
-
         service = self.service
         filters = req.query.get("filter") or []
         if not filters:
@@ -256,7 +255,7 @@ class AdminAPI:
         client_id = req.headers.get("x-fluxmq-client-id") or f"admin-tail:{req.remote}"
         if client_id in service.streams:
             raise HTTPError(409, f"client id {client_id!r} is already streaming")
-        sub = SSESubscriber(service, client_id, None, req.remote, filters)
+        sub = AdminTail(service, client_id, None, req.remote, filters)
 
         async def stream(writer: StreamWriter) -> None:
             await sub.run(writer)
@@ -367,6 +366,21 @@ class AdminAPI:
         from fluxmq_core.http.openapi import document
 
         return json_response(document(self.service.router))
+
+
+class AdminTail(SSESubscriber):
+    """An SSE subscriber that skips the per-delivery ACL read check (``[auth]
+    acl_subscribe = "filter"``): the admin token sees every matching message. Still
+    bounded: past ``sse_queue_size`` new messages are dropped and counted."""
+
+    __slots__ = ()
+
+    def deliver(self, message: Any, delivery: Any) -> None:
+        if len(self.queue) >= self.limit:
+            self._drop(message, "queue full")
+            return
+        self.queue.append((message, delivery.retain))
+        self.wake.set()
 
 
 def process_stats() -> dict[str, Any]:

@@ -317,3 +317,42 @@ def test_admin_publish_to_a_queue(fluxmq_broker_factory: Any) -> None:
     assert r.status == 400 and "invalid JSON" in json.loads(r.read())["error"]
     conn.close()
     assert request(port, "GET", "/api/v1/queues/jobs")[2]["depth"] == 1
+
+
+def test_admin_tail_sees_what_the_acl_hides_from_readers(
+    fluxmq_broker_factory: Any, tmp_path: Path
+) -> None:
+    """Under ``acl_subscribe = "filter"`` a reader's deliveries are checked per topic;
+    the admin tail is not a reader under the ACL and sees every matching message."""
+    acl = tmp_path / "acl.toml"
+    acl.write_text(
+        '[[rule]]\npermission = "deny"\ntopic = "t/secret"\n\n'
+        '[[rule]]\npermission = "allow"\ntopic = "t/#"\n'
+    )
+    b = fluxmq_broker_factory(
+        plugins=[], config={"auth": {"acl_file": str(acl), "acl_subscribe": "filter"}}
+    )
+    port = b.port("http.bind")
+    assert b.context.auth.filter_reads
+    reader_conn, reader = _tail(port, "/subscribe?filter=t/%23")
+    assert reader.status == 200 and reader.readline().startswith(b": subscribed")
+    conn, resp = _tail(port, "/api/v1/tail?filter=t/%23")
+    assert resp.status == 200 and resp.readline().startswith(b": subscribed")
+    for topic in ("t/secret", "t/open"):
+        pub = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+        pub.request("POST", "/api/v1/publish", body=json.dumps({"topic": topic}))
+        assert pub.getresponse().status == 200
+        pub.close()
+
+    def topics(r: Any, n: int) -> list[str]:
+        got: list[str] = []
+        while len(got) < n:
+            line = r.readline()
+            if line.startswith(b"data: "):
+                got.append(json.loads(line[6:])["topic"])
+        return got
+
+    assert topics(resp, 2) == ["t/secret", "t/open"]
+    assert topics(reader, 1) == ["t/open"]  # the reader's t/secret was dropped
+    conn.close()
+    reader_conn.close()
