@@ -17,9 +17,11 @@ import base64
 import dataclasses
 import hmac
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.contracts import is_loopback
+from fluxmq_core.http.routes import SSESubscriber
 from fluxmq_core.http.server import (
     HTTPError,
     Request,
@@ -28,6 +30,8 @@ from fluxmq_core.http.server import (
     StreamWriter,
     json_response,
 )
+from fluxmq_core.queues import is_queue_topic
+from fluxmq_core.router.topics import TopicError, validate_topic_filter
 
 if TYPE_CHECKING:
     from fluxmq_core.http.routes import HTTPService
@@ -48,6 +52,13 @@ def add_admin_routes(service: HTTPService) -> None:
         "DELETE", f"{PREFIX}/sessions/{{client_id}}", api.disconnect, "Disconnect a client", "admin"
     )
     r.add("GET", f"{PREFIX}/subscriptions", api.subscriptions, "List subscriptions", "admin")
+    r.add(
+        "GET",
+        f"{PREFIX}/subscriptions/filters",
+        api.subscription_filters,
+        "Topic filters with their subscriber counts",
+        "admin",
+    )
     r.add("GET", f"{PREFIX}/queues", api.queues, "List durable queues", "admin")
     r.add("POST", f"{PREFIX}/queues", api.create_queue, "Declare a queue", "admin")
     r.add("GET", f"{PREFIX}/queues/{{name}}", api.queue, "One queue with its groups", "admin")
@@ -66,6 +77,8 @@ def add_admin_routes(service: HTTPService) -> None:
         "Export a queue's log as JSON lines (read-only)",
         "admin",
     )
+    r.add("POST", f"{PREFIX}/publish", api.publish, "Publish a message as the admin", "admin")
+    r.add("GET", f"{PREFIX}/tail", api.tail, "Stream matching messages as the admin (SSE)", "admin")
     r.add("GET", f"{PREFIX}/cluster", api.cluster, "Cluster nodes and their health", "admin")
     r.add("POST", f"{PREFIX}/reload", api.reload, "Reload users, ACL and log settings", "admin")
     r.add("GET", f"{PREFIX}/openapi.json", api.openapi, "This OpenAPI document", "meta")
@@ -107,20 +120,35 @@ class AdminAPI:
     async def stats(self, req: Request) -> Response:
         self.guard(req)
         ctx = self.context
-        return json_response(
-            {
-                "node_id": ctx.node_id,
-                "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
-                "broker": ctx.stats.snapshot(),
-                "router": {
-                    "subscriptions": ctx.router.subscription_count,
-                    "retained": ctx.router.retained_count,
-                },
-                "queues": ctx.queues.stats() if ctx.queues is not None else {},
-                "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
-                "protocols": ctx.sessions.protocols,
-            }
-        )
+        body: dict[str, Any] = {
+            "node_id": ctx.node_id,
+            "uptime": round(max(0.0, ctx.clock() - ctx.stats.started_at), 3),
+            "broker": ctx.stats.snapshot(),
+            "router": {
+                "subscriptions": ctx.router.subscription_count,
+                "retained": ctx.router.retained_count,
+            },
+            "queues": ctx.queues.stats() if ctx.queues is not None else {},
+            "listeners": {name: f"{h}:{p}" for name, (h, p) in sorted(ctx.bound.items())},
+            "protocols": ctx.sessions.protocols,
+            "process": process_stats(),
+        }
+        if req.arg("by_protocol") == "true":  # walks every session: asked for, not always
+            body["sessions_by_protocol"] = self._by_protocol()
+        return json_response(body)
+
+    def _by_protocol(self) -> dict[str, dict[str, int]]:
+        """Sessions, connected clients and subscriptions of each protocol."""
+        out = {
+            p: {"sessions": 0, "connected": 0, "subscriptions": 0}
+            for p in self.context.sessions.protocols
+        }
+        for info in self.context.sessions.list():
+            row = out.setdefault(info.protocol, {"sessions": 0, "connected": 0, "subscriptions": 0})
+            row["sessions"] += 1
+            row["connected"] += int(info.connected)
+            row["subscriptions"] += len(info.subscriptions)
+        return out
 
     async def sessions(self, req: Request) -> Response:
         self.guard(req)
@@ -132,6 +160,13 @@ class AdminAPI:
         )
         if connected:
             infos = [i for i in infos if i.connected == (connected == "true")]
+        search = (req.arg("search") or "").lower()
+        if search:
+            infos = [
+                i
+                for i in infos
+                if any(search in (v or "").lower() for v in (i.client_id, i.username, i.remote))
+            ]
         page = self._page(req, [i.to_dict() for i in infos])
         page["sessions"] = page.pop("items")
         return json_response(page)
@@ -155,16 +190,77 @@ class AdminAPI:
         self.guard(req)
         prefix = req.arg("prefix", "") or ""
         client = req.arg("client_id")
+        exact = req.arg("filter")
         rows = [
             {"client_id": i.client_id, "protocol": i.protocol, "filter": f, "qos": q}
             for i in self.context.sessions.list(protocol=req.arg("protocol") or None)
             if client is None or i.client_id == client
             for f, q in i.subscriptions.items()
-            if f.startswith(prefix)
+            if f.startswith(prefix) and (exact is None or f == exact)
         ]
         page = self._page(req, rows)
         page["subscriptions"] = page.pop("items")
         return json_response(page)
+
+    async def subscription_filters(self, req: Request) -> Response:
+        """One row per topic filter: how many clients hold it, by protocol; query
+        ``search`` (substring of the filter), ``protocol`` and paging; sorted by
+        subscriber count, then filter."""
+        self.guard(req)
+        search = req.arg("search") or ""
+        by_filter: dict[str, dict[str, int]] = {}
+        for info in self.context.sessions.list(protocol=req.arg("protocol") or None):
+            for f in info.subscriptions:
+                if search in f:
+                    counts = by_filter.setdefault(f, {})
+                    counts[info.protocol] = counts.get(info.protocol, 0) + 1
+        ordered = sorted(by_filter.items(), key=lambda fc: (-sum(fc[1].values()), fc[0]))
+        rows = [{"filter": f, "subscribers": sum(c.values()), "protocols": c} for f, c in ordered]
+        page = self._page(req, rows)
+        page["filters"] = page.pop("items")
+        return json_response(page)
+
+    # --- publish and tail as the admin (the web console) ------------------------------
+
+    async def publish(self, req: Request) -> Response:
+        """``POST /publish``'s body and answers, authorized by the admin token instead
+        of the client auth hooks (an operator's test message)."""
+        self.guard(req)
+        service = self.service
+        message = service._message(req)
+        stats = self.context.stats
+        stats.messages_received += 1
+        stats.publish_received += 1
+        stats.bytes_received += len(message.payload)
+        if is_queue_topic(message.topic):
+            return await service._publish_queued(message)
+        self.context.publish(message)
+        return json_response({"status": "ok"})
+
+    async def tail(self, req: Request) -> StreamResponse:
+        """``GET /subscribe``'s event stream, authorized by the admin token instead of
+        the client auth hooks. The stream is an ``http`` session like any other."""
+        self.guard(req)
+        service = self.service
+        filters = req.query.get("filter") or []
+        if not filters:
+            raise HTTPError(400, "query parameter 'filter' is required")
+        for f in filters:
+            try:
+                validate_topic_filter(f)
+            except TopicError as exc:
+                raise HTTPError(400, f"invalid filter {f!r}: {exc}") from None
+        if self.context.shutting_down.is_set():
+            raise HTTPError(503, "server shutting down")
+        client_id = req.headers.get("x-fluxmq-client-id") or f"admin-tail:{req.remote}"
+        if client_id in service.streams:
+            raise HTTPError(409, f"client id {client_id!r} is already streaming")
+        sub = AdminTail(service, client_id, None, req.remote, filters)
+
+        async def stream(writer: StreamWriter) -> None:
+            await sub.run(writer)
+
+        return StreamResponse(stream, headers=[("X-Accel-Buffering", "no")])
 
     async def queues(self, req: Request) -> Response:
         self.guard(req)
@@ -270,6 +366,46 @@ class AdminAPI:
         from fluxmq_core.http.openapi import document
 
         return json_response(document(self.service.router))
+
+
+class AdminTail(SSESubscriber):
+    """An SSE subscriber that skips the per-delivery ACL read check (``[auth]
+    acl_subscribe = "filter"``): the admin token sees every matching message. Still
+    bounded: past ``sse_queue_size`` new messages are dropped and counted."""
+
+    __slots__ = ()
+
+    def deliver(self, message: Any, delivery: Any) -> None:
+        if len(self.queue) >= self.limit:
+            self._drop(message, "queue full")
+            return
+        self.queue.append((message, delivery.retain))
+        self.wake.set()
+
+
+def process_stats() -> dict[str, Any]:
+    """This process's resident memory (``/proc`` on Linux; the peak elsewhere), peak
+    memory, CPU seconds and thread count: cheap enough to ask every second."""
+    import os
+    import threading
+
+    out: dict[str, Any] = {"pid": os.getpid(), "threads": threading.active_count()}
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS
+        out["max_rss_bytes"] = int(usage.ru_maxrss * scale)
+        out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
+    except ImportError:  # pragma: no cover - Windows
+        pass
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            out["rss_bytes"] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        if "max_rss_bytes" in out:
+            out["rss_bytes"] = out["max_rss_bytes"]
+    return out
 
 
 def _plain(value: Any) -> Any:

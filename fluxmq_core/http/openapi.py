@@ -131,6 +131,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/api/v1/stats"): {
         "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "by_protocol",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+                "description": "Also sessions_by_protocol (walks every session)",
+            }
+        ],
         "responses": {"200": _json({"type": "object"}), **_ADMIN_ERRORS},
     },
     ("GET", "/api/v1/cluster"): {
@@ -158,6 +166,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "in": "query",
                 "schema": {"type": "string"},
                 "description": "Client id prefix",
+            },
+            {
+                "name": "search",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Case-insensitive text in the client id, username or address",
             },
             _PROTOCOL,
             {
@@ -210,6 +224,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "schema": {"type": "string"},
                 "description": "Topic filter prefix",
             },
+            {
+                "name": "filter",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Only this exact topic filter (the clients of one filter)",
+            },
             {"name": "client_id", "in": "query", "schema": {"type": "string"}},
             _PROTOCOL,
             *_PAGING,
@@ -237,6 +257,90 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             ),
             "400": _err("Bad query parameter"),
             **_ADMIN_ERRORS,
+        },
+    },
+    ("GET", "/api/v1/subscriptions/filters"): {
+        "description": "One row per topic filter with the number of clients holding it, in all "
+        "and by protocol; sorted by subscriber count, then filter.",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "search",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Only filters containing this text",
+            },
+            _PROTOCOL,
+            *_PAGING,
+        ],
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "total": {"type": "integer"},
+                        "filters": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "filter": {"type": "string"},
+                                    "subscribers": {"type": "integer"},
+                                    "protocols": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            ),
+            "400": _err("Bad query parameter"),
+            **_ADMIN_ERRORS,
+        },
+    },
+    ("POST", "/api/v1/publish"): {
+        "description": "The body and answers of POST /publish, authorized by the admin token "
+        "instead of the client auth hooks (an operator's test message).",
+        "security": [{"bearer": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PublishRequest"}}
+            },
+        },
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Published"}),
+            "400": _err("Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties"),
+            **_ADMIN_ERRORS,
+            "404": _err('$queue/<name>: undeclared under [queue_manager] auto_create = "none"'),
+            "413": _err("Payload over the queue's max_message_size"),
+            "503": _err("$queue/<name>: the queue is full, or the append failed (not stored)"),
+        },
+    },
+    ("GET", "/api/v1/tail"): {
+        "description": "The event stream of GET /subscribe, authorized by the admin token "
+        "instead of the client auth hooks. Listed as an `http` session while it runs (its id "
+        "from the X-FluxMQ-Client-Id header, else admin-tail:<address>).",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "filter",
+                "in": "query",
+                "required": True,
+                "description": "Topic filter (repeatable)",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "400": _err("Missing or invalid filter"),
+            **_ADMIN_ERRORS,
+            "409": _err("That client id is already streaming"),
         },
     },
     ("GET", "/api/v1/queues"): {

@@ -215,3 +215,144 @@ def test_http_listener_can_be_disabled(fluxmq_broker_factory: Any) -> None:
     b = fluxmq_broker_factory(plugins=[], config={"http": {"bind": ""}})
     assert "http.bind" not in b.context.bound
     time.sleep(0)  # nothing else to check: start-up and stop are clean
+
+
+def test_stats_has_process_memory_and_sessions_by_protocol(broker: Any) -> None:
+    _, _, body = request(broker.port("http.bind"), "GET", "/api/v1/stats")
+    assert "sessions_by_protocol" not in body  # walks every session: only when asked
+    proc = body["process"]
+    assert proc["rss_bytes"] > 1_000_000 and proc["max_rss_bytes"] >= proc["rss_bytes"] // 2
+    assert proc["cpu_seconds"] >= 0 and proc["threads"] >= 1
+    _, _, body = request(broker.port("http.bind"), "GET", "/api/v1/stats?by_protocol=true")
+    assert body["sessions_by_protocol"]["fake"] == {
+        "sessions": 12,
+        "connected": 6,
+        "subscriptions": 24,
+    }
+
+
+def test_sessions_search(broker: Any) -> None:
+    port = broker.port("http.bind")
+    broker.fake.sessions["dev-05"].username = "Alice"
+    broker.fake.sessions["dev-07"].remote = "10.1.2.3:5000"
+    _, _, body = request(port, "GET", "/api/v1/sessions?search=v-1")
+    assert [s["client_id"] for s in body["sessions"]] == ["dev-10", "dev-11"]
+    _, _, body = request(port, "GET", "/api/v1/sessions?search=alice")
+    assert [s["client_id"] for s in body["sessions"]] == ["dev-05"]
+    _, _, body = request(port, "GET", "/api/v1/sessions?search=10.1.2")
+    assert [s["client_id"] for s in body["sessions"]] == ["dev-07"]
+    _, _, body = request(port, "GET", "/api/v1/sessions?search=nobody")
+    assert body["total"] == 0
+
+
+def test_subscription_filters_and_the_clients_of_one(broker: Any) -> None:
+    port = broker.port("http.bind")
+    _, _, body = request(port, "GET", "/api/v1/subscriptions/filters")
+    assert body["total"] == 13
+    assert body["filters"][0] == {"filter": "all/#", "subscribers": 12, "protocols": {"fake": 12}}
+    assert body["filters"][1] == {"filter": "t/0", "subscribers": 1, "protocols": {"fake": 1}}
+    _, _, body = request(port, "GET", "/api/v1/subscriptions/filters?search=t/1&limit=2")
+    assert [f["filter"] for f in body["filters"]] == ["t/1", "t/10"] and body["total"] == 3
+    _, _, body = request(port, "GET", "/api/v1/subscriptions?filter=t/3")
+    assert [s["client_id"] for s in body["subscriptions"]] == ["dev-03"]
+    _, _, body = request(port, "GET", "/api/v1/subscriptions?filter=all/%23&limit=1000")
+    assert body["total"] == 12
+
+
+def _tail(port: int, path: str, headers: dict[str, str] | None = None) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn.request("GET", path, headers=headers or {})
+    return conn, conn.getresponse()
+
+
+def test_admin_tail_streams_what_admin_publish_sends(fluxmq_broker_factory: Any) -> None:
+    b = fluxmq_broker_factory(plugins=[], config={"http": {"admin_token": "s3cret"}})
+    port = b.port("http.bind")
+    auth = {"Authorization": "Bearer s3cret"}
+    conn, resp = _tail(port, "/api/v1/tail?filter=t/%23")
+    assert resp.status == 401
+    conn.close()
+    assert request(port, "GET", "/api/v1/tail", auth)[0] == 400
+    assert request(port, "GET", "/api/v1/tail?filter=a/%23/b", auth)[0] == 400
+    conn, resp = _tail(
+        port, "/api/v1/tail?filter=t/%23", {**auth, "X-FluxMQ-Client-Id": "console-tail-1"}
+    )
+    assert resp.status == 200 and resp.getheader("content-type") == "text/event-stream"
+    assert resp.readline().startswith(b": subscribed to t/#")
+    _, _, body = request(port, "GET", "/api/v1/sessions?protocol=http", auth)
+    assert [s["client_id"] for s in body["sessions"]] == ["console-tail-1"]
+    pub = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    body_json = json.dumps({"topic": "t/x", "payload": "aGk=", "qos": 1})
+    pub.request("POST", "/api/v1/publish", body=body_json, headers={"Authorization": "Bearer no"})
+    assert pub.getresponse().status == 401
+    pub.close()
+    pub = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    pub.request("POST", "/api/v1/publish", body=body_json, headers=auth)
+    r = pub.getresponse()
+    assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+    pub.close()
+    data = None
+    for _ in range(20):
+        line = resp.readline()
+        if line.startswith(b"data: "):
+            data = json.loads(line[6:])
+            break
+    assert data is not None and data["topic"] == "t/x" and data["text"] == "hi"
+    conn.close()
+
+
+def test_admin_publish_to_a_queue(fluxmq_broker_factory: Any) -> None:
+    b = fluxmq_broker_factory(plugins=[], config={"queues": {"jobs": {"type": "classic"}}})
+    port = b.port("http.bind")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn.request("POST", "/api/v1/publish", body=json.dumps({"topic": "$queue/jobs/a"}))
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read()) == {
+        "status": "ok",
+        "queue": "jobs",
+        "offset": 0,
+    }
+    conn.request("POST", "/api/v1/publish", body=b"{")
+    r = conn.getresponse()
+    assert r.status == 400 and "invalid JSON" in json.loads(r.read())["error"]
+    conn.close()
+    assert request(port, "GET", "/api/v1/queues/jobs")[2]["depth"] == 1
+
+
+def test_admin_tail_sees_what_the_acl_hides_from_readers(
+    fluxmq_broker_factory: Any, tmp_path: Path
+) -> None:
+    """Under ``acl_subscribe = "filter"`` a reader's deliveries are checked per topic;
+    the admin tail is not a reader under the ACL and sees every matching message."""
+    acl = tmp_path / "acl.toml"
+    acl.write_text(
+        '[[rule]]\npermission = "deny"\ntopic = "t/secret"\n\n'
+        '[[rule]]\npermission = "allow"\ntopic = "t/#"\n'
+    )
+    b = fluxmq_broker_factory(
+        plugins=[], config={"auth": {"acl_file": str(acl), "acl_subscribe": "filter"}}
+    )
+    port = b.port("http.bind")
+    assert b.context.auth.filter_reads
+    reader_conn, reader = _tail(port, "/subscribe?filter=t/%23")
+    assert reader.status == 200 and reader.readline().startswith(b": subscribed")
+    conn, resp = _tail(port, "/api/v1/tail?filter=t/%23")
+    assert resp.status == 200 and resp.readline().startswith(b": subscribed")
+    for topic in ("t/secret", "t/open"):
+        pub = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+        pub.request("POST", "/api/v1/publish", body=json.dumps({"topic": topic}))
+        assert pub.getresponse().status == 200
+        pub.close()
+
+    def topics(r: Any, n: int) -> list[str]:
+        got: list[str] = []
+        while len(got) < n:
+            line = r.readline()
+            if line.startswith(b"data: "):
+                got.append(json.loads(line[6:])["topic"])
+        return got
+
+    assert topics(resp, 2) == ["t/secret", "t/open"]
+    assert topics(reader, 1) == ["t/open"]  # the reader's t/secret was dropped
+    conn.close()
+    reader_conn.close()
