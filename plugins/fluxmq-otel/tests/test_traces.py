@@ -292,12 +292,14 @@ class _Starts(SpanProcessor):
 
 
 def test_span_processors_see_every_span_start() -> None:
+    """With a processor that acts in on_start, the spans go through the SDK's tracer
+    (the same tree and attributes as the recorded ones); with only the SDK's own
+    processors they are recorded finished."""
     cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
     with BrokerThread(plugins=["otel"], config=cfg) as b:
-        starts = _Starts()
+        telemetry = b.context.extras["otel"]
         exporter = InMemorySpanExporter()
-        provider = b.context.extras["otel"].tracer_provider
-        provider.add_span_processor(starts)
+        provider = telemetry.tracer_provider
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         from fluxmq_core.message import Message
 
@@ -310,10 +312,34 @@ def test_span_processors_see_every_span_start() -> None:
                 got.append(message)
 
         b.call_soon(b.context.router.subscribe, Sub(), "st/#")
-        assert b.call_soon(b.context.publish, Message("st/a", b"x", origin_protocol="test")) == 1
-        ended = [s.name for s in exporter.get_finished_spans()]
-        assert sorted(ended) == ["deliver", "publish"]
-        assert sorted(starts.started) == sorted(ended)
+
+        def publish_tree() -> dict[str, ReadableSpan]:
+            exporter.clear()
+            m = Message("st/a", b"x", origin_protocol="test", origin_client="p1")
+            assert b.call_soon(b.context.publish, m) == 1
+            spans = {s.name: s for s in exporter.get_finished_spans()}
+            assert set(spans) == {"publish", "deliver"}
+            return spans
+
+        recorded = publish_tree()
+        assert telemetry.tracer._on_start_ignored()
+        starts = _Starts()
+        provider.add_span_processor(starts)
+        made = publish_tree()
+        assert not telemetry.tracer._on_start_ignored()
+        assert sorted(starts.started) == ["deliver", "publish"]
+        for spans in (recorded, made):
+            publish, deliver = spans["publish"], spans["deliver"]
+            assert deliver.parent.span_id == publish.context.span_id
+            assert publish.parent is None
+            assert deliver.attributes["fluxmq.client_id"] == "s1"
+            assert publish.attributes["fluxmq.client_id"] == "p1"
+            assert publish.attributes["fluxmq.deliveries"] == 1
+            assert publish.start_time <= deliver.start_time <= deliver.end_time
+        assert dict(recorded["publish"].attributes) == dict(made["publish"].attributes)
+        assert dict(recorded["deliver"].attributes) == dict(made["deliver"].attributes)
+        props = dict(got[-1].user_properties or [])
+        assert f"{made['publish'].context.span_id:016x}" in props["traceparent"]
 
 
 def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:

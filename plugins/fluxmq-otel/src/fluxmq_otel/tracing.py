@@ -19,10 +19,15 @@ routes, appends or forwards a message.
   ``random()`` draw is below ``sample_rate``. A publish that is not sampled gets
   ``None``: no span, no attribute dict, and its message is not touched. (The SDK's
   sampler is therefore parent-based "always on".)
-- A sampled publish is two spans made through the SDK's tracer (so every span
-  processor sees ``on_start`` and ``on_end``), whatever its fan-out: ``publish``
-  and one ``deliver`` that counts the deliveries and names the subscribers (a span
-  per subscriber made a sampled publish to many subscribers the dominant cost).
+- A sampled publish is two spans, whatever its fan-out: ``publish`` and one
+  ``deliver`` that counts the deliveries and names the subscribers (a span per
+  subscriber made a sampled publish to many subscribers the dominant cost).
+- Every span processor sees each span start and end. When some processor does
+  something in ``on_start`` (say, adds attributes), the two spans are made through
+  the SDK's tracer (:class:`PublishSpan`). When none does (the SDK's batch and
+  simple processors, the default), they are built finished and handed to
+  ``on_end`` directly (:class:`RecordedPublishSpan`): the same spans at a fifth of
+  the cost, as the SDK's ``start_span`` validates every attribute and samples again.
 - A sampled publish carries the ``publish`` span's context on: the message's
   ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees them as
   user properties, an AMQP consumer as headers, a queue stores them and another
@@ -35,17 +40,21 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from fluxmq_core.message import Message
 
-__all__ = ["TRACE_KEYS", "BrokerTracer", "PublishSpan", "extract", "inject"]
+__all__ = ["TRACE_KEYS", "BrokerTracer", "PublishSpan", "RecordedPublishSpan", "extract", "inject"]
 
 log = logging.getLogger("fluxmq.otel")
 
@@ -57,6 +66,12 @@ MAX_LISTED = 16
 _PROPAGATOR = TraceContextTextMapPropagator()
 #: The parent of a new trace: an empty context, whatever span is current.
 _ROOT = otel_context.Context()
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+#: ``on_start`` implementations that do nothing (the SDK's own processors).
+_QUIET_ON_START = frozenset(
+    {SpanProcessor.on_start, SimpleSpanProcessor.on_start, BatchSpanProcessor.on_start}
+)
 
 
 def extract(message: Message) -> otel_context.Context | None:
@@ -89,7 +104,7 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Decides sampling and makes the spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer", "rate", "_random", "_pending")
+    __slots__ = ("context", "tracer", "rate", "_random", "_pending", "_rec", "_members", "_quiet")
 
     def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
@@ -104,10 +119,14 @@ class BrokerTracer:
         self._pending: OrderedDict[tuple[str, str, int], tuple[otel_context.Context, int]] = (
             OrderedDict()
         )
+        self._rec = _Recorder(tracer)
+        # The span processors last looked at, and whether all of them ignore on_start.
+        self._members: Any = None
+        self._quiet = False
 
     # -- called by BrokerContext.publish -------------------------------------------------
 
-    def publish_span(self, message: Message) -> PublishSpan | None:
+    def publish_span(self, message: Message) -> PublishSpan | RecordedPublishSpan | None:
         """The ``publish`` span of ``message`` when it is sampled, else None."""
         parent: otel_context.Context | None = None
         if message.user_properties:
@@ -119,7 +138,20 @@ class BrokerTracer:
                 return None
         elif not _sampled(parent):
             return None  # the client's trace is not sampled
+        if self._on_start_ignored():
+            return RecordedPublishSpan(self._rec, message, parent)
         return PublishSpan(self.tracer, message, parent)
+
+    def _on_start_ignored(self) -> bool:
+        """Whether no span processor does anything in ``on_start`` (looked at again
+        whenever the provider's processors change)."""
+        members = getattr(self._rec.processor, "_span_processors", None)
+        if members is not self._members:
+            self._members = members
+            self._quiet = members is not None and all(
+                type(p).on_start in _QUIET_ON_START for p in members
+            )
+        return self._quiet
 
     def queued(self, message: Message, fut: Any) -> None:
         """A publish to ``$queue/`` was accepted: a ``queue.append`` span until the
@@ -227,23 +259,12 @@ class PublishSpan:
     def __init__(
         self, tracer: trace.Tracer, message: Message, parent: otel_context.Context | None
     ) -> None:
-        attrs: dict[str, AttributeValue] = {
-            "messaging.system": "fluxmq",
-            "messaging.operation.type": "publish",
-            "messaging.destination.name": message.topic,
-            "messaging.message.body.size": len(message.payload),
-            "fluxmq.protocol": message.origin_protocol,
-            "fluxmq.client_id": message.origin_client,
-            "fluxmq.qos": message.qos,
-        }
-        if message.retain:
-            attrs["fluxmq.retain"] = True
         if parent is None:
             # A new trace: not a child of whatever span is current in this task.
             parent = _ROOT
         self.tracer = tracer
         self.span = tracer.start_span(
-            "publish", context=parent, kind=SpanKind.SERVER, attributes=attrs
+            "publish", context=parent, kind=SpanKind.SERVER, attributes=_publish_attrs(message)
         )
         self.message = _with_context(message, self.span.get_span_context())
         self.error: str | None = None
@@ -263,20 +284,7 @@ class PublishSpan:
         if span is None:
             return
         self._deliver = None
-        attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": delivered}
-        subs, groups = self._subs, self._groups
-        if len(subs) == 1 and not groups:
-            sub, qos = subs[0]
-            attrs["fluxmq.protocol"] = sub.protocol
-            attrs["fluxmq.client_id"] = sub.client_id
-            attrs["fluxmq.qos"] = qos
-        else:
-            attrs["fluxmq.subscribers"] = [
-                f"{s.protocol}:{s.client_id}" for s, _ in subs[:MAX_LISTED]
-            ]
-            if groups:
-                attrs["fluxmq.share_groups"] = groups[:MAX_LISTED]
-        span.set_attributes(attrs)
+        span.set_attributes(_deliver_attrs(self._subs, self._groups, delivered))
         if failed:
             span.set_status(Status(StatusCode.ERROR, f"{failed} deliveries failed"))
         span.end()
@@ -287,6 +295,143 @@ class PublishSpan:
         if self.error is not None:
             span.set_status(Status(StatusCode.ERROR, self.error))
         span.end()
+
+
+class RecordedPublishSpan:
+    """:class:`PublishSpan` built finished: the same two spans as
+    :class:`ReadableSpan` (what exporters receive anyway), handed to the span
+    processors' ``on_end`` when complete, for when no processor does anything in
+    ``on_start`` (see the module docstring). Ids come from the provider's id
+    generator, the resource and scope from the tracer; the attribute values are ours
+    and of valid types, so they are not validated again."""
+
+    __slots__ = ("rec", "context", "parent", "message", "error", "start", "_fan", "_subs",
+                 "_groups")  # fmt: skip
+
+    def __init__(
+        self, rec: _Recorder, message: Message, parent: otel_context.Context | None
+    ) -> None:
+        self.rec = rec
+        self.start = time_ns()
+        self.parent: trace.SpanContext | None = None
+        if parent is not None:
+            self.parent = trace.get_current_span(parent).get_span_context()
+            self.context = rec.context(self.parent.trace_id, self.parent.trace_state)
+        else:
+            self.context = rec.context(rec.ids.generate_trace_id(), None)
+        self.message = _with_context(message, self.context)
+        self.error: str | None = None
+        self._fan = 0
+        self._subs: list[tuple[Any, int]] = []
+        self._groups: list[str] = []
+
+    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
+        self._fan = time_ns()
+        self._subs = subscribers
+        self._groups = groups
+
+    def fanned_out(self, delivered: int, failed: int) -> None:
+        ctx = self.context
+        error = f"{failed} deliveries failed" if failed else None
+        self.rec.emit(
+            "deliver",
+            self.rec.context(ctx.trace_id, ctx.trace_state),
+            ctx,
+            SpanKind.PRODUCER,
+            _deliver_attrs(self._subs, self._groups, delivered),
+            self._fan,
+            error,
+        )
+
+    def end(self, deliveries: int) -> None:
+        attrs = _publish_attrs(self.message)
+        attrs["fluxmq.deliveries"] = deliveries
+        self.rec.emit(
+            "publish", self.context, self.parent, SpanKind.SERVER, attrs, self.start, self.error
+        )
+
+
+class _Recorder:
+    """Builds finished spans for :class:`RecordedPublishSpan` from what the SDK's
+    tracer holds: its span processor, resource, id generator and scope."""
+
+    __slots__ = ("processor", "resource", "ids", "scope")
+
+    def __init__(self, tracer: Any) -> None:
+        self.processor = tracer.span_processor
+        self.resource = tracer.resource
+        self.ids = tracer.id_generator
+        self.scope = getattr(tracer, "_instrumentation_scope", None) or InstrumentationScope(
+            "fluxmq"
+        )
+
+    def context(self, trace_id: int, trace_state: Any) -> trace.SpanContext:
+        return trace.SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=trace_state,
+        )
+
+    def emit(
+        self,
+        name: str,
+        span_ctx: trace.SpanContext,
+        parent: trace.SpanContext | None,
+        kind: SpanKind,
+        attrs: dict[str, AttributeValue],
+        start: int,
+        error: str | None,
+    ) -> None:
+        self.processor.on_end(
+            ReadableSpan(
+                name,
+                context=span_ctx,
+                parent=parent,
+                resource=self.resource,
+                attributes=attrs,
+                kind=kind,
+                status=_UNSET if error is None else Status(StatusCode.ERROR, error),
+                start_time=start,
+                end_time=time_ns(),
+                instrumentation_scope=self.scope,
+            )
+        )
+
+
+def _publish_attrs(message: Message) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        "messaging.system": "fluxmq",
+        "messaging.operation.type": "publish",
+        "messaging.destination.name": message.topic,
+        "messaging.message.body.size": len(message.payload),
+        "fluxmq.protocol": message.origin_protocol,
+        "fluxmq.client_id": message.origin_client,
+        "fluxmq.qos": message.qos,
+    }
+    if message.retain:
+        attrs["fluxmq.retain"] = True
+    return attrs
+
+
+def _deliver_attrs(
+    subs: list[tuple[Any, int]], groups: list[str], delivered: int
+) -> dict[str, AttributeValue]:
+    """A ``deliver`` span's attributes: the subscriber's protocol, client id and QoS
+    when there is one (and no share group), else the first :data:`MAX_LISTED` as
+    ``fluxmq.subscribers`` (``protocol:client_id``) and the share groups matched."""
+    attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": delivered}
+    if len(subs) == 1 and not groups:
+        sub, qos = subs[0]
+        attrs["fluxmq.protocol"] = sub.protocol
+        attrs["fluxmq.client_id"] = sub.client_id
+        attrs["fluxmq.qos"] = qos
+    else:
+        attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in subs[:MAX_LISTED]]
+        if groups:
+            attrs["fluxmq.share_groups"] = groups[:MAX_LISTED]
+    return attrs
 
 
 def _with_context(message: Message, span_ctx: trace.SpanContext) -> Message:
