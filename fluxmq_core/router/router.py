@@ -15,8 +15,9 @@ until the next subscribe or unsubscribe. A cached publish then allocates one
 
 For a distributed cluster (and only then) two hooks exist: :meth:`Router.watch_filters`
 reports which filters this node holds, and :meth:`Router.set_share_handler` lets the
-cluster pick which node serves a share group; unset, they cost one ``None`` check. Tracing has one hook too: a
-:class:`DeliverySpan` given to :meth:`Router.publish` for a traced publish.
+cluster pick which node serves a share group; unset, they cost one ``None`` check.
+Tracing has one hook too: a :class:`DeliverySpan` given to :meth:`Router.publish`
+for a traced publish only.
 
 Deliberately not here: topic validation on publish (protocols validate at the
 edge; see :func:`~fluxmq_core.router.topics.validate_topic_name`), capping the QoS
