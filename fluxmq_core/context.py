@@ -113,9 +113,11 @@ class BrokerContext:
         # The cluster's remote delivery, set by the broker only when the cluster
         # driver is distributed: a single node checks one None per publish.
         self.forward: Callable[[Message], int] | None = None
-        # A tracing plugin sets this to an object with ``publish(message) -> int``
-        # (which routes the message itself), ``queued(message, future)`` and, for the
-        # queue manager, ``queue_deliver(queue, group, consumer, message)`` and
+        # A tracing plugin sets this to an object with ``publish_span(message)``
+        # (None when not sampled, else a span: its ``message`` to route, the
+        # router's DeliverySpan hook, ``error`` and ``end(deliveries)``),
+        # ``queued(message, future)`` and, for the queue manager,
+        # ``queue_deliver(queue, group, consumer, message)`` and
         # ``queue_settled(queue, group, offset, outcome)``; while it is None, tracing
         # costs the publish path one attribute check.
         self.tracer: Any = None
@@ -135,24 +137,20 @@ class BrokerContext:
         :meth:`publish_queued`) and counts as one delivery once the append is
         accepted, 0 when it is refused; a refusal or a failed append is logged and
         counted in ``stats.messages_dropped``, as nobody waits for it here.
-        With a tracer set (``context.tracer``), the tracer routes the message in spans.
+
+        With a tracer set (``context.tracer``), ``tracer.publish_span(message)``
+        decides sampling first: ``None`` routes as without a tracer; a span is
+        given to the router (its hook at the delivery point) and ended here, and
+        its ``message`` (carrying the span's trace context) is what gets routed,
+        appended and forwarded to other nodes.
         """
         tracer = self.tracer
         if tracer is not None:
-            traced = int(tracer.publish(message))
-            forward = self.forward
-            if forward is not None and not message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-                traced += forward(message)  # the tracer routes locally only
-            return traced
+            span = tracer.publish_span(message)
+            if span is not None:
+                return self._publish_traced(span)
         if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-            try:
-                fut = self.publish_queued(message)
-            except QueueError as exc:
-                self.stats.messages_dropped += 1
-                self.log.warning("publish to %r not queued: %s", message.topic, exc)
-                return 0
-            fut.add_done_callback(self._append_done)
-            return 1
+            return self._to_queue(message, None)
         events = self.events
         if events.on_published:
             events.message_published(message)
@@ -162,6 +160,41 @@ class BrokerContext:
             # Other nodes' subscribers: counted as one delivery per node reached.
             delivered += forward(message)
         return delivered
+
+    def _publish_traced(self, span: Any) -> int:
+        """:meth:`publish` of a sampled message inside its ``span`` (see there)."""
+        message: Message = span.message
+        delivered = 0
+        try:
+            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
+                delivered = self._to_queue(message, self.tracer, span)
+            else:
+                events = self.events
+                if events.on_published:
+                    events.message_published(message)
+                delivered = self.router.publish(message, span)
+                forward = self.forward
+                if forward is not None:
+                    delivered += forward(message)
+            return delivered
+        except Exception as exc:
+            span.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            span.end(delivered)
+
+    def _to_queue(self, message: Message, tracer: Any, span: Any = None) -> int:
+        """:meth:`publish`'s queue branch: 1 once the append is accepted, else 0."""
+        try:
+            fut = self._append(message, tracer)
+        except QueueError as exc:
+            self.stats.messages_dropped += 1
+            self.log.warning("publish to %r not queued: %s", message.topic, exc)
+            if span is not None:
+                span.error = str(exc)
+            return 0
+        fut.add_done_callback(self._append_done)
+        return 1
 
     def publish_queued(self, message: Message) -> asyncio.Future[int]:
         """Append a publish to ``$queue/<name>/<routing-key>`` to queue ``<name>``
@@ -177,11 +210,14 @@ class BrokerContext:
         its own error reply. ``fluxmq_message_published`` is called once the append
         was accepted (a refused publish is not reported as published).
         """
+        return self._append(message, self.tracer)
+
+    def _append(self, message: Message, tracer: Any) -> asyncio.Future[int]:
+        # ``tracer`` is None when the publish was already found not sampled.
         manager = self.queues
         if manager is None:
             raise QueuesUnavailableError("queues are not available")
         fut: asyncio.Future[int] = manager.publish(message)
-        tracer = self.tracer
         if tracer is not None:
             tracer.queued(message, fut)
         events = self.events

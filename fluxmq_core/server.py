@@ -28,6 +28,7 @@ from fluxmq_core.context import BrokerContext
 from fluxmq_core.events import Events
 from fluxmq_core.logs import setup_logging
 from fluxmq_core.message import Message
+from fluxmq_core.metrics import register_driver_metrics
 from fluxmq_core.plugins import (
     PluginError,
     PluginRegistry,
@@ -120,6 +121,7 @@ class Broker:
         )
         self.context = ctx
         ctx.reload = self.reload
+        register_driver_metrics(ctx)
         try:
             ctx.auth = AuthService(self.pm, ctx, cfg.auth)
         except AuthFileError as exc:

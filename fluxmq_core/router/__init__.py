@@ -9,7 +9,7 @@ mapping). The submodules (``trie``, ``retained``) are implementation detail.
 from __future__ import annotations
 
 from fluxmq_core.router.retained import RetainedStore
-from fluxmq_core.router.router import Router
+from fluxmq_core.router.router import DeliverySpan, Router
 from fluxmq_core.router.topics import (
     MAX_TOPIC_BYTES,
     SHARE_PREFIX,
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_TOPIC_BYTES",
     "SHARE_PREFIX",
     "Delivery",
+    "DeliverySpan",
     "RetainedStore",
     "Router",
     "Subscriber",

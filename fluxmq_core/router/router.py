@@ -16,6 +16,8 @@ until the next subscribe or unsubscribe. A cached publish then allocates one
 For a distributed cluster (and only then) two hooks exist: :meth:`Router.watch_filters`
 reports which filters this node holds, and :meth:`Router.set_share_handler` lets the
 cluster pick which node serves a share group; unset, they cost one ``None`` check.
+Tracing has one hook too: a :class:`DeliverySpan` given to :meth:`Router.publish`
+for a traced publish only.
 
 Deliberately not here: topic validation on publish (protocols validate at the
 edge; see :func:`~fluxmq_core.router.topics.validate_topic_name`), capping the QoS
@@ -39,7 +41,7 @@ from fluxmq_core.router.topics import parse_shared, validate_topic_filter
 from fluxmq_core.router.trie import ShareGroup, SubEntry, SubscriptionTrie
 from fluxmq_core.router.types import DEFAULT_OPTIONS, Delivery, Subscriber, SubscriptionOptions
 
-__all__ = ["Router"]
+__all__ = ["DeliverySpan", "Router"]
 
 log = logging.getLogger("fluxmq.router")
 
@@ -60,6 +62,22 @@ RetainedCallback: TypeAlias = Callable[[str, "Message | None"], None]
 #: ``handler(message, groups) -> deliveries``: decides, for a distributed cluster,
 #: which node serves each matched share group (see :meth:`Router.set_share_handler`).
 ShareHandler: TypeAlias = Callable[["Message", "tuple[ShareGroup, ...]"], int]
+
+
+class DeliverySpan(Protocol):
+    """The tracing hook at the router's delivery point, passed to
+    :meth:`Router.publish` by ``BrokerContext.publish`` for a traced publish only.
+
+    ``fan_out(subscribers, groups)`` is called before the first delivery with the
+    planned ``(subscriber, qos)`` pairs and the names of the share groups matched;
+    ``fanned_out(delivered, failed)`` after the last, with the deliveries made
+    (share groups served by other nodes included) and the ``deliver`` calls that
+    raised. Neither is called when nothing matches or the message expired.
+    """
+
+    def fan_out(self, subscribers: list[tuple[Subscriber, int]], groups: list[str]) -> None: ...
+
+    def fanned_out(self, delivered: int, failed: int) -> None: ...
 
 
 class FilterListener(Protocol):
@@ -360,7 +378,7 @@ class Router:
 
     # -- publish ---------------------------------------------------------------
 
-    def publish(self, message: Message) -> int:
+    def publish(self, message: Message, span: DeliverySpan | None = None) -> int:
         """Route ``message``: update retained, then deliver to every match.
 
         Returns the number of ``deliver`` calls that returned normally. A
@@ -368,6 +386,12 @@ class Router:
         skipped; the others still get the message. An expired message updates
         the retained index (the publisher meant to replace it) but is not
         delivered.
+
+        ``span`` is the tracing hook at the delivery point (see
+        :class:`DeliverySpan`): given only for a traced publish, it is told the
+        planned fan-out before the first delivery and the counts after the last.
+        Without it the fan-out pays two checks of a local per publish, none per
+        delivery.
         """
         if message.retain:
             self._update_retained(message)
@@ -377,7 +401,10 @@ class Router:
         if plan is None:
             plan = self._plan(message.topic)
         entries, groups = plan
+        if span is not None and (entries or groups):
+            span.fan_out([(e[0], e[1]) for e in entries], [g.name for g in groups])
         delivered = 0
+        failed = 0
         if entries:
             retain = message.retain
             origin_client = message.origin_client
@@ -395,66 +422,28 @@ class Router:
                     sub.deliver(message, Delivery(qos, retain and rap, ids))
                 except Exception:
                     self._log_failure(sub, message)
+                    failed += 1
                     continue
                 delivered += 1
         if groups:
             handler = self._share_handler
             if handler is not None:
-                return delivered + handler(message, groups)
-            for group in groups:
-                member = group.pick(message.origin_client, message.origin_protocol)
-                if member is None:
-                    continue
-                sub = member[0]
-                try:
-                    sub.deliver(message, Delivery(member[1], False, member[2], group.name))
-                except Exception:
-                    self._log_failure(sub, message)
-                    continue
-                delivered += 1
-        return delivered
-
-    def publish_each(
-        self, message: Message, deliver: Callable[[Subscriber, Message, Delivery], None]
-    ) -> int:
-        """:meth:`publish`, but each delivery goes through ``deliver(sub, message,
-        delivery)`` instead of ``sub.deliver``: a tracer wraps it in a span. Kept
-        apart so that :meth:`publish`, the hot path, pays nothing for it; the same
-        rules (retained, expiry, No Local, one pick per shared group) apply."""
-        if message.retain:
-            self._update_retained(message)
-        if message.expires_at is not None and message.expired(self._clock()):
-            return 0
-        plan = self._cache.get(message.topic)
-        if plan is None:
-            plan = self._plan(message.topic)
-        entries, groups = plan
-        delivered = 0
-        for sub, qos, rap, ids, local in entries:
-            if (
-                local is not None
-                and sub.client_id == message.origin_client
-                and sub.protocol == message.origin_protocol
-            ):
-                if not local:
-                    continue
-                qos, rap, ids = local
-            try:
-                deliver(sub, message, Delivery(qos, message.retain and rap, ids))
-            except Exception:
-                self._log_failure(sub, message)
-                continue
-            delivered += 1
-        for group in groups:
-            member = group.pick(message.origin_client, message.origin_protocol)
-            if member is None:
-                continue
-            try:
-                deliver(member[0], message, Delivery(member[1], False, member[2], group.name))
-            except Exception:
-                self._log_failure(member[0], message)
-                continue
-            delivered += 1
+                delivered += handler(message, groups)
+            else:
+                for group in groups:
+                    member = group.pick(message.origin_client, message.origin_protocol)
+                    if member is None:
+                        continue
+                    sub = member[0]
+                    try:
+                        sub.deliver(message, Delivery(member[1], False, member[2], group.name))
+                    except Exception:
+                        self._log_failure(sub, message)
+                        failed += 1
+                        continue
+                    delivered += 1
+        if span is not None and (entries or groups):
+            span.fanned_out(delivered, failed)
         return delivered
 
     @staticmethod

@@ -36,12 +36,18 @@ NODES = ("a", "b", "c")
 Nodes = dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]
 
 
-def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Nodes:
+def start_nodes(
+    etcd: Any,
+    names: tuple[str, ...],
+    lease_ttl: str = "4",
+    plugins: str = "mqtt,amqp091,etcd",
+    env: dict[str, str] | None = None,
+) -> Nodes:
     procs: Nodes = {}
     try:
         for n in names:
             proc = BrokerProcess(
-                ["--plugins", "mqtt,amqp091,etcd"],
+                ["--plugins", plugins],
                 env={
                     "FLUXMQ_CLUSTER__DRIVER": "etcd",
                     "FLUXMQ_CLUSTER__NODE_ID": n,
@@ -49,6 +55,7 @@ def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Node
                     "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
                     "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
                     "FLUXMQ_STORAGE__DRIVER": "memory",
+                    **(env or {}),
                 },
             )
             procs[n] = (proc, proc.start(timeout=30))
@@ -612,5 +619,41 @@ def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
             for x in (back, pub):
                 x.disconnect()
                 x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def test_a_sampled_trace_context_is_forwarded_to_the_other_node() -> None:
+    """With traces on, the message forwarded to another node carries the sending
+    node's ``publish`` span as its parent (same trace id, a new parent span id), so
+    a subscriber on that node continues the broker's trace, not the client's."""
+    pytest.importorskip("fluxmq_otel", reason="fluxmq-otel is not installed")
+    need_etcd()
+    trace_id, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with etcd_testing.EtcdServer() as etcd:
+        traces = {"FLUXMQ_OTEL__TRACES": "true", "FLUXMQ_OTEL__SAMPLE_RATE": "1.0"}
+        procs = start_nodes(etcd, ("ta", "tb"), plugins="mqtt,etcd,otel", env=traces)
+        try:
+            a, b = procs["ta"][1], procs["tb"][1]
+            pub, sub = client(a), client(b)
+            try:
+                sub.subscribe("cl/#", qos=1)
+                assert sub.acks.get(timeout=WAIT) == "suback"
+                until(lambda: pub.publish("cl/probe", b"p", 0) and _drain_probe(sub))
+                props = Properties(PacketTypes.PUBLISH)
+                props.UserProperty = [("traceparent", f"00-{trace_id}-{client_span}-01")]
+                pub.publish("cl/traced", b"traced", 1, properties=props).wait_for_publish(WAIT)
+                while True:
+                    m = sub.got.get(timeout=WAIT)
+                    if m.topic == "cl/traced":
+                        break
+                header = dict(m.properties.UserProperty)["traceparent"]
+                _version, got_trace, parent, flags = header.split("-")
+                assert (got_trace, flags) == (trace_id, "01")
+                assert parent != client_span, "the broker's span, not the client's"
+            finally:
+                for x in (pub, sub):
+                    x.disconnect()
+                    x.loop_stop()
         finally:
             stop_nodes(procs)

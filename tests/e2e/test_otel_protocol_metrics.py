@@ -209,3 +209,28 @@ def test_single_node_has_no_cluster_metrics() -> None:
 
     assert collectors.cluster_specs(_Ctx(Single())) == []
     assert collectors.cluster_specs(_Ctx(None)) == []
+
+
+# --- storage (badgerlike) ------------------------------------------------------------------
+
+
+def test_storage_fsync_histogram_size_and_gc_from_the_badgerlike_drivers() -> None:
+    """The badgerlike drivers offer their metrics through the core registry; the
+    otel plugin serves them without importing the storage plugin."""
+    pytest.importorskip("fluxmq_badgerlike")
+    cfg = {"storage": {"driver": "badgerlike", "queue_log": "badgerlike", "fsync": "always"}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        for i in range(5):
+            b.call_soon(
+                b.context.publish, Message(f"st/{i}", b"x" * 200, retain=True, origin_protocol="t")
+            )
+        b.call(b.context.store.sync())
+        text = scrape(b)[2]
+        count = value(text, "storage_fsync_duration_seconds_count", store="broker")
+        assert count is not None and count > 0, text
+        inf = value(text, "storage_fsync_duration_seconds_bucket", store="broker", le="+Inf")
+        assert inf == count
+        assert value(text, "storage_value_log_size", store="broker") > 0
+        assert value(text, "storage_value_log_size", store="queue_log") is not None
+        assert value(text, "storage_gc_runs_total", store="broker") == 0
+        assert value(text, "storage_gc_reclaimed_bytes_total", store="broker") == 0

@@ -11,7 +11,7 @@ import pytest
 from fluxmq_otel.testing import WAIT, samples, scrape, subscribe, value
 
 from fluxmq_core.hookspecs import hookimpl
-from fluxmq_core.metrics import MetricSpec, register_metrics
+from fluxmq_core.metrics import Histogram, MetricSpec, histogram_spec, register_metrics
 from fluxmq_core.testing.broker import BrokerThread
 
 
@@ -152,3 +152,44 @@ def test_a_plugin_offers_its_own_metrics() -> None:
         assert value(text, "offers_frames_received_total") == 7
         assert value(text, "offers_channel_depth", channel="a") == 2
         assert value(text, "offers_channel_depth", channel='b"q') == 5  # escaped and parsed
+
+
+class _Latency:
+    """A throw-away plugin offering a histogram, and one gauge name from two
+    owners (as two storage drivers do), through the core registry."""
+
+    def __init__(self) -> None:
+        self.histogram = Histogram((0.001, 0.01, 0.1))
+
+    @hookimpl
+    def fluxmq_startup(self, context: Any) -> None:
+        register_metrics(
+            context, "lat", [histogram_spec("lat.fsync.duration.seconds", self.histogram, "s")]
+        )
+        for store, size in (("broker", 10), ("queue_log", 20)):
+            register_metrics(
+                context,
+                f"lat.{store}",
+                [MetricSpec("lat.size", "gauge", lambda s=store, n=size: [(n, {"store": s})])],
+            )
+
+
+def test_a_histogram_and_a_name_shared_by_two_owners() -> None:
+    lat = _Latency()
+    assert not lat.histogram.attached
+    lat.histogram.record(5.0)  # nobody listens yet: dropped, costs a None check
+    with BrokerThread(plugins=["otel"], extra_plugins=[("lat", lat)]) as b:
+        assert lat.histogram.attached
+        for v, store in ((0.0005, "broker"), (0.005, "broker"), (0.05, "broker"), (0.2, "x")):
+            b.call_soon(lat.histogram.record, v, {"store": store})
+        text = scrape(b)[2]
+        name = "lat_fsync_duration_seconds"
+        assert value(text, f"{name}_bucket", store="broker", le="0.001") == 1
+        assert value(text, f"{name}_bucket", store="broker", le="0.01") == 2
+        assert value(text, f"{name}_bucket", store="broker", le="+Inf") == 3
+        assert value(text, f"{name}_count", store="broker") == 3
+        assert value(text, f"{name}_sum", store="broker") == pytest.approx(0.0555)
+        assert value(text, f"{name}_count", store="x") == 1
+        assert value(text, "lat_size", store="broker") == 10
+        assert value(text, "lat_size", store="queue_log") == 20
+    assert not lat.histogram.attached  # detached at shutdown

@@ -11,7 +11,7 @@ from typing import Any
 import pika
 import pytest
 from fluxmq_otel.testing import WAIT, subscribe
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from paho.mqtt.packettypes import PacketTypes
@@ -279,3 +279,98 @@ def test_queue_deliver_and_ack_spans(traced, mqtt_client) -> None:
     assert ack.attributes["fluxmq.outcome"] == "ack"
     assert ack.start_time == deliver.start_time <= ack.end_time
     assert "queue.append" in spans
+
+
+class _Starts(SpanProcessor):
+    """Records the names of the spans every processor is told have started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started.append(span.name)
+
+
+def test_span_processors_see_every_span_start() -> None:
+    """With a processor that acts in on_start, the spans go through the SDK's tracer
+    (the same tree and attributes as the recorded ones); with only the SDK's own
+    processors they are recorded finished."""
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        telemetry = b.context.extras["otel"]
+        exporter = InMemorySpanExporter()
+        provider = telemetry.tracer_provider
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        from fluxmq_core.message import Message
+
+        got: list[Message] = []
+
+        class Sub:
+            client_id, protocol = "s1", "test"
+
+            def deliver(self, message: Message, delivery: Any) -> None:
+                got.append(message)
+
+        b.call_soon(b.context.router.subscribe, Sub(), "st/#")
+
+        def publish_tree() -> dict[str, ReadableSpan]:
+            exporter.clear()
+            m = Message("st/a", b"x", origin_protocol="test", origin_client="p1")
+            assert b.call_soon(b.context.publish, m) == 1
+            spans = {s.name: s for s in exporter.get_finished_spans()}
+            assert set(spans) == {"publish", "deliver"}
+            return spans
+
+        recorded = publish_tree()
+        assert telemetry.tracer._on_start_ignored()
+        starts = _Starts()
+        provider.add_span_processor(starts)
+        made = publish_tree()
+        assert not telemetry.tracer._on_start_ignored()
+        assert sorted(starts.started) == ["deliver", "publish"]
+        for spans in (recorded, made):
+            publish, deliver = spans["publish"], spans["deliver"]
+            assert deliver.parent.span_id == publish.context.span_id
+            assert publish.parent is None
+            assert deliver.attributes["fluxmq.client_id"] == "s1"
+            assert publish.attributes["fluxmq.client_id"] == "p1"
+            assert publish.attributes["fluxmq.deliveries"] == 1
+            assert publish.start_time <= deliver.start_time <= deliver.end_time
+        assert dict(recorded["publish"].attributes) == dict(made["publish"].attributes)
+        assert dict(recorded["deliver"].attributes) == dict(made["deliver"].attributes)
+        props = dict(got[-1].user_properties or [])
+        assert f"{made['publish'].context.span_id:016x}" in props["traceparent"]
+
+
+def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:
+    """A distributed cluster's forward receives the message carrying the publish
+    span's traceparent (so the trace goes on on the other node), and the forward's
+    deliveries count in the publish span."""
+    cfg = {"otel": {"traces": True, "sample_rate": 0.0}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        from fluxmq_core.message import Message
+
+        forwarded: list[Message] = []
+
+        def forward(message: Message) -> int:
+            forwarded.append(message)
+            return 2  # two other nodes reached
+
+        b.call_soon(setattr, b.context, "forward", forward)
+        try:
+            sampled = Message(
+                "fw/t", b"x", origin_protocol="test", user_properties=[("traceparent", TRACEPARENT)]
+            )
+            assert b.call_soon(b.context.publish, sampled) == 2
+            unsampled = Message("fw/u", b"y", origin_protocol="test")
+            assert b.call_soon(b.context.publish, unsampled) == 2  # rate 0: not traced
+        finally:
+            b.call_soon(setattr, b.context, "forward", None)
+        publish = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))["publish"]
+        assert publish.attributes["fluxmq.deliveries"] == 2
+        props = dict(forwarded[0].user_properties or [])
+        _v, trace_id, parent_id, flags = props["traceparent"].split("-")
+        assert (trace_id, int(parent_id, 16), flags) == (TRACE_ID, publish.context.span_id, "01")
+        assert forwarded[1] is unsampled  # an untraced message is forwarded untouched

@@ -34,6 +34,14 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
     ]
 
 
+@hookimpl
+async def fluxmq_reload(context: Any) -> None:
+    """Users or ACL may have changed: observations no longer allowed end (4.03)."""
+    server = context.extras.get("coap")
+    if isinstance(server, CoAPServer):
+        await server.recheck_acl()
+
+
 def metric_specs(server: CoAPServer) -> list[MetricSpec]:
     """The ``coap.*`` metrics: this listener's own totals and its observers, read at
     collection time (nothing per message beyond the integer increments)."""

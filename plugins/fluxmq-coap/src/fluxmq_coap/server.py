@@ -10,12 +10,18 @@ Observe numbers and deregistration rules.
 
 aiocoap still does what it does well: message deduplication within the exchange
 lifetime, CON retransmission, piggybacked ACKs, block-wise assembly (Block1) and
-slicing (Block2) through the resource's spool and cache.
+slicing (Block2) through ``aiocoap.blockwise``'s spool and cache (the server's own).
 
-The one place we reach below aiocoap's public API: the message manager's
-``dispatch_message`` is wrapped to see empty ACKs and RSTs to our notifications
-(aiocoap only reports an RST to a CON), which RFC 7641 deregistration and the
-``$queue/`` acknowledgements need.
+Where we reach below aiocoap's public API (seeing the ACKs and RSTs that answer
+our notifications, dropping undecodable datagrams, the bound port) is all in
+:mod:`fluxmq_coap.aiocoap_glue`, checked at start-up against the pinned aiocoap.
+
+Each notification is checked against the ACL when ``[auth] acl_subscribe =
+"filter"`` (a topic the observer may not read is skipped), and on a reload every
+observation's filter is authorized again: one no longer allowed ends with 4.03.
+A ``$share/<group>/<filter>`` observation joins the router's share group (each
+message goes to one member, of any protocol) and gets no retained messages, as
+in MQTT.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 import aiocoap
 from aiocoap import error as coap_error
 from aiocoap import resource as coap_resource
+from aiocoap.blockwise import Block1Spool, Block2Cache
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
-from aiocoap.numbers.types import ACK, CON, NON, RST
-from aiocoap.pipe import error_to_message, run_driving_pipe
+from aiocoap.numbers.types import CON, NON, RST
 
+from fluxmq_coap import aiocoap_glue
 from fluxmq_coap import hooks as coap_hooks
 from fluxmq_coap.config import CoAPConfig, load_psk_file
 from fluxmq_coap.observe import Observations
@@ -62,7 +69,12 @@ from fluxmq_core.queues.config import (
     UnknownQueueError,
 )
 from fluxmq_core.queues.types import is_queue_topic, split_queue_topic
-from fluxmq_core.router.topics import TopicError, validate_topic_filter, validate_topic_name
+from fluxmq_core.router.topics import (
+    TopicError,
+    parse_shared,
+    validate_topic_filter,
+    validate_topic_name,
+)
 from fluxmq_core.sessions import SessionInfo
 
 if TYPE_CHECKING:
@@ -112,6 +124,7 @@ class Observer:
         "pending",
         "wake",
         "end_reason",
+        "end_code",
         "unacked",
         "seq",
         "sent",
@@ -141,6 +154,7 @@ class Observer:
         self.pending: collections.deque[Message] = collections.deque()
         self.wake: asyncio.Event = asyncio.Event()
         self.end_reason: str | None = None
+        self.end_code: Code = Code.SERVICE_UNAVAILABLE
         self.unacked: set[int] = set()
         self.seq = 0
         self.sent = 0
@@ -162,11 +176,13 @@ class Observer:
         pending.append(message)
         self.wake.set()
 
-    def end(self, reason: str) -> None:
-        """Ask the render task to finish this observation (it sends a final 5.03
-        unless the peer already said it is gone)."""
+    def end(self, reason: str, code: Code = Code.SERVICE_UNAVAILABLE) -> None:
+        """Ask the render task to finish this observation (it sends a final
+        notification with ``code``, 5.03 unless told, and ``reason`` unless the peer
+        already said it is gone)."""
         if self.end_reason is None:
             self.end_reason = reason
+            self.end_code = code
         self.wake.set()
 
 
@@ -211,6 +227,9 @@ class CoAPServer:
             collections.OrderedDict()
         )
         self._auth_cache: dict[tuple[Any, ...], tuple[float, str, str | None]] = {}
+        # Block-wise state of every request (RFC 7959), shared by both contexts.
+        self._block1 = Block1Spool()
+        self._block2 = Block2Cache()
         self.coaps: Any = None  # the DTLS context, when coap.dtls_bind is set
         self._token_managers: list[Any] = []
         # Retransmission of confirmable notifications: RFC 7252's defaults unless
@@ -237,29 +256,10 @@ class CoAPServer:
             await self._start_dtls()
         self.context.sessions.register(PROTOCOL, self)
 
-    def _hook(self, coap: Any) -> Any:
-        """Our hooks into one aiocoap context (plain or DTLS): rendering without a
-        task name, and ACK/RST of notifications seen before aiocoap handles them.
-        Returns its message manager."""
-
-        def render_to_pipe(pipe: Any) -> None:
-            # aiocoap's own names each rendering task with the request's repr,
-            # formatted eagerly for every request: the same without the name.
-            run_driving_pipe(error_to_message(pipe, coap.log), coap._render_to_pipe(pipe))
-
-        coap.render_to_pipe = render_to_pipe
-        tm = coap.request_interfaces[0]
-        self._token_managers.append(tm)
-        mman = tm.token_interface
-        real_dispatch = mman.dispatch_message
-
-        def dispatch(message: Any) -> None:
-            if message.mtype in (ACK, RST) and message.mid is not None:
-                self._peer_answered(message)
-            real_dispatch(message)
-
-        mman.dispatch_message = dispatch
-        return mman
+    def _hook(self, coap: Any) -> None:
+        """Our hooks into one aiocoap context (plain or DTLS): see
+        :mod:`fluxmq_coap.aiocoap_glue`."""
+        self._token_managers.append(aiocoap_glue.hook_context(coap, self._peer_answered))
 
     async def _start_dtls(self) -> None:
         """CoAP over DTLS with pre-shared keys (aiocoap's experimental
@@ -281,9 +281,8 @@ class CoAPServer:
             server_credentials=creds,
             loggername=AIOCOAP_LOGGER,
         )
-        mman = self._hook(self.coaps)
-        transport = mman.message_interface._pool._transport
-        bound_port = transport.get_extra_info("sockname")[1]
+        self._hook(self.coaps)
+        bound_port = aiocoap_glue.bound_port(self.coaps)
         self.context.bound["coap.dtls_bind"] = (host, bound_port)
         log.info("CoAP over DTLS (PSK, %d identities) on udp %s:%d", len(creds), host, bound_port)
 
@@ -297,23 +296,18 @@ class CoAPServer:
             transports=["udp6"],
             loggername=AIOCOAP_LOGGER,
         )
-        mman = self._hook(self.coap)
-        iface = mman.message_interface
-        real_received = iface.datagram_msg_received
+        self._hook(self.coap)
 
-        def received(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
+        def unparsable(address: Any, exc: BaseException) -> None:
             # aiocoap's decoder lets some malformed datagrams escape as exceptions
             # other than UnparsableMessage (a string option that is not UTF-8 raises
             # UnicodeDecodeError into the event loop's handler): such a datagram is
             # a protocol error of that peer, dropped like any unparsable one.
-            try:
-                real_received(data, ancdata, flags, address)
-            except Exception as exc:
-                self.context.stats.protocol_errors += 1
-                log.debug("CoAP: dropped an unparsable datagram from %s: %r", address, exc)
+            self.context.stats.protocol_errors += 1
+            log.debug("CoAP: dropped an unparsable datagram from %s: %r", address, exc)
 
-        iface.datagram_msg_received = received
-        bound_port = iface._local_port()
+        aiocoap_glue.wrap_datagrams(self.coap, unparsable)
+        bound_port = aiocoap_glue.bound_port(self.coap)
         self.context.bound["coap.bind"] = (host, bound_port)
         log.info("CoAP listening on udp %s:%d", host, bound_port)
 
@@ -381,14 +375,7 @@ class CoAPServer:
     def _stop_pipe(self, obs: Observer) -> None:
         """End an observation without sending anything (the peer said it is gone):
         what aiocoap itself does for an RST to a CON notification."""
-        entry = None
-        for tm in self._token_managers:
-            entry = tm.incoming_requests.pop(obs.key, None)
-            if entry is not None:
-                break
-        if entry is not None:
-            entry[1]()
-        else:
+        if not aiocoap_glue.stop_incoming(self._token_managers, obs.key):
             obs.end("reset by the client")
 
     def _remember(self, response: Any, obs: Observer, offset: int | None) -> None:
@@ -443,7 +430,7 @@ class CoAPServer:
             block1 is not None and block1.start + len(req.payload) > limit
         ):
             return self._too_large()
-        req = root._block1.feed_and_take(req)
+        req = self._block1.feed_and_take(req)
         if len(req.payload) > limit:
             return self._too_large()
         if req.opt.block2 is None:
@@ -451,9 +438,9 @@ class CoAPServer:
             # only a response larger than a datagram goes through the Block2 cache.
             res = await self._render(req, target)
             if len(res.payload) > _block_limit(req):
-                res = await root._block2.extract_or_insert(req, _ready(res))
+                res = await self._block2.extract_or_insert(req, _ready(res))
         else:
-            res = await root._block2.extract_or_insert(req, lambda: self._render(req, target))
+            res = await self._block2.extract_or_insert(req, lambda: self._render(req, target))
         res.opt.block1 = req.opt.block1
         return res
 
@@ -740,7 +727,10 @@ class CoAPServer:
                 self._consume(obs, topic_filter, query)
             else:
                 self.context.router.subscribe(obs, topic_filter)
-                retained = self.context.router.retained_for(topic_filter)
+                # A shared observation gets no retained messages (as in MQTT): every
+                # member would get the same ones.
+                shared = parse_shared(topic_filter) is not None
+                retained = [] if shared else self.context.router.retained_for(topic_filter)
                 if retained:
                     first = retained[0]
                     obs.pending.extend(retained[1:])
@@ -806,7 +796,7 @@ class CoAPServer:
         clock = self.context.clock
         while True:
             if obs.end_reason is not None:
-                final = _diag(Code.SERVICE_UNAVAILABLE, obs.end_reason)
+                final = _diag(obs.end_code, obs.end_reason)
                 final.mtype = NON
                 pipe.add_response(final, is_last=True)
                 return
@@ -863,7 +853,28 @@ class CoAPServer:
             return full
         # Larger than a datagram: send the first block; the client fetches the rest
         # with GET + Block2 on the same path, served from the block cache.
-        return await self.root._block2.extract_or_insert(req, _ready(full))
+        return await self._block2.extract_or_insert(req, _ready(full))
+
+    async def recheck_acl(self) -> int:
+        """Authorize every observation's filter again (after the users or the ACL
+        changed): one no longer allowed ends with a final 4.03 Forbidden. Returns
+        how many ended. Per-message read checks (``acl_subscribe = "filter"``) need
+        nothing here: the reload cleared the decisions they cache."""
+        auth = self.context.auth
+        ended = 0
+        for obs in list(self.observers.values()):
+            if obs.end_reason is not None:
+                continue
+            try:
+                ok = await auth.authorize(obs.client_id, obs.username, SUBSCRIBE, obs.filter)
+            except Exception:
+                log.exception("CoAP: re-authorizing %s on %r failed", obs.client_id, obs.filter)
+                ok = False
+            if not ok:
+                self.context.stats.authz_denied += 1
+                obs.end(f"no longer allowed to subscribe {obs.filter!r}", Code.FORBIDDEN)
+                ended += 1
+        return ended
 
     # --- session provider (admin API) ---------------------------------------------------
 

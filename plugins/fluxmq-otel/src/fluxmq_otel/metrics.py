@@ -1,9 +1,13 @@
 """The meter side: observable instruments over the broker's counters, a pull reader
 for Prometheus and an OTLP exporter driven from the event loop.
 
-Every instrument is asynchronous (observable): its callback reads a
-:class:`~fluxmq_core.metrics.MetricSpec` when a reader collects, so the message path
-never touches OpenTelemetry. Collection always runs on the broker's event loop, where
+Every instrument but the histograms is asynchronous (observable): its callback
+reads a :class:`~fluxmq_core.metrics.MetricSpec` when a reader collects, so the
+message path never touches OpenTelemetry. A histogram (an fsync's duration) is a
+synchronous instrument attached to the producer's
+:class:`~fluxmq_core.metrics.Histogram` while the provider runs; specs that share
+a name (the same metric from two storage drivers, with different attributes)
+become one instrument. Collection always runs on the broker's event loop, where
 the counters live: a Prometheus scrape collects in its request handler, and OTLP
 export collects in an asyncio task and only hands the finished batch to a worker
 thread for the network call (the SDK's periodic reader would read the broker's
@@ -28,9 +32,12 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     Sum,
 )
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramPoints,
+)
 from opentelemetry.sdk.resources import Resource
 
-from fluxmq_core.metrics import MetricSpec
+from fluxmq_core.metrics import Histogram, MetricSpec
 
 __all__ = ["LoopReader", "Metrics", "render_prometheus"]
 
@@ -79,6 +86,15 @@ def _callback(spec: MetricSpec) -> Any:
     return observe
 
 
+def _recorder(instrument: Any) -> Any:
+    record = instrument.record
+
+    def sink(value: float, attributes: Any) -> None:
+        record(value, attributes)
+
+    return sink
+
+
 class Metrics:
     """The meter provider with one observable instrument per spec."""
 
@@ -91,6 +107,7 @@ class Metrics:
             [self.prometheus_reader] if self.prometheus_reader else []
         )
         self.provider: MeterProvider | None = None
+        self._attached: list[Histogram] = []
 
     def add_otlp(self, exporter: MetricExporter) -> None:
         self.otlp_reader = LoopReader(exporter)
@@ -99,22 +116,52 @@ class Metrics:
     def start(self) -> None:
         self.provider = MeterProvider(resource=self.resource, metric_readers=self._readers)
         meter = self.provider.get_meter("fluxmq")
-        seen: set[str] = set()
+        # One instrument per name: specs sharing a name and kind are merged (their
+        # callbacks, or their histograms, go to the one instrument).
+        by_name: dict[str, list[MetricSpec]] = {}
         for spec in self.specs:
-            if spec.name in seen:
-                log.warning("metric %s offered twice; the first one is kept", spec.name)
+            same = by_name.setdefault(spec.name, [])
+            if same and same[0].kind != spec.kind:
+                log.warning(
+                    "metric %s offered as %s and %s; the first one is kept",
+                    spec.name,
+                    same[0].kind,
+                    spec.kind,
+                )
                 continue
-            seen.add(spec.name)
+            same.append(spec)
+        self._attached = []
+        for name, specs in by_name.items():
+            first = specs[0]
+            if first.kind == "histogram":
+                bounds = next((s.histogram.boundaries for s in specs if s.histogram), ())
+                hist = meter.create_histogram(
+                    name,
+                    unit=first.unit,
+                    description=first.description,
+                    explicit_bucket_boundaries_advisory=list(bounds) or None,
+                )
+                for spec in specs:
+                    if spec.histogram is not None:
+                        spec.histogram.attach(_recorder(hist))
+                        self._attached.append(spec.histogram)
+                continue
             make = {
                 "counter": meter.create_observable_counter,
                 "gauge": meter.create_observable_gauge,
                 "updown": meter.create_observable_up_down_counter,
-            }[spec.kind]
+            }[first.kind]
             make(
-                spec.name, callbacks=[_callback(spec)], unit=spec.unit, description=spec.description
+                name,
+                callbacks=[_callback(spec) for spec in specs],
+                unit=first.unit,
+                description=first.description,
             )
 
     def shutdown(self) -> None:
+        for histogram in self._attached:
+            histogram.attach(None)
+        self._attached = []
         if self.provider is not None:
             self.provider.shutdown(timeout_millis=5_000)
             self.provider = None
@@ -163,7 +210,9 @@ def _help(text: str) -> str:
 def render_prometheus(data: MetricsData | None, resource: Resource) -> str:
     """Render ``data`` as Prometheus text: a monotonic sum is a ``counter`` (its name
     gets ``_total`` unless it ends so already), anything else a ``gauge``; the
-    resource becomes ``target_info`` as the OpenTelemetry-Prometheus mapping says."""
+    resource becomes ``target_info`` as the OpenTelemetry-Prometheus mapping says;
+    a histogram is a ``histogram`` (cumulative ``_bucket{le=...}``, ``_sum``,
+    ``_count``)."""
     lines: list[str] = [
         "# HELP target_info Target metadata",
         "# TYPE target_info gauge",
@@ -175,6 +224,9 @@ def render_prometheus(data: MetricsData | None, resource: Resource) -> str:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 points = metric.data
+                if isinstance(points, HistogramPoints):
+                    lines += _histogram_lines(metric, points)
+                    continue
                 counter = isinstance(points, Sum) and points.is_monotonic
                 if not isinstance(points, Sum | Gauge):
                     continue
@@ -186,3 +238,22 @@ def render_prometheus(data: MetricsData | None, resource: Resource) -> str:
                 for dp in points.data_points:
                     lines.append(f"{name}{_labels(dp.attributes)} {_number(dp.value)}")
     return "\n".join(lines) + "\n"
+
+
+def _histogram_lines(metric: Any, points: Any) -> list[str]:
+    name = prom_name(metric.name)
+    lines = [
+        f"# HELP {name} {_help(metric.description or metric.name)}",
+        f"# TYPE {name} histogram",
+    ]
+    for dp in points.data_points:
+        attrs = dict(dp.attributes or {})
+        cumulative = 0
+        bounds = [*dp.explicit_bounds, math.inf]
+        for bound, count in zip(bounds, dp.bucket_counts, strict=False):
+            cumulative += count
+            labels = _labels({**attrs, "le": _number(float(bound))})
+            lines.append(f"{name}_bucket{labels} {cumulative}")
+        lines.append(f"{name}_sum{_labels(attrs)} {_number(dp.sum)}")
+        lines.append(f"{name}_count{_labels(attrs)} {dp.count}")
+    return lines

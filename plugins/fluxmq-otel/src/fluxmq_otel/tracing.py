@@ -4,7 +4,11 @@ when a queue hands a traced message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
-check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
+check. The core keeps the one publish path: it asks
+:meth:`BrokerTracer.publish_span` whether a message is traced and, when it is,
+routes the span's ``message`` itself, handing the span to the router as its hook
+at the delivery point (:class:`~fluxmq_core.router.DeliverySpan`). Nothing here
+routes, appends or forwards a message.
 
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
@@ -12,17 +16,23 @@ check. With it set, :meth:`BrokerTracer.publish` takes over routing the message:
   looked for when the message has user properties at all.
 - Sampling is decided here before any OpenTelemetry object is touched: a publish
   with a parent follows the parent's sampled flag, a new trace is kept when one
-  ``random()`` draw is below ``sample_rate``. A publish that is not sampled is
-  routed by the ordinary ``router.publish``: no span, no attribute dict, and its
-  message is not touched. (The SDK's sampler is therefore "always on".)
+  ``random()`` draw is below ``sample_rate``. A publish that is not sampled gets
+  ``None``: no span, no attribute dict, and its message is not touched. (The SDK's
+  sampler is therefore parent-based "always on".)
 - A sampled publish is two spans, whatever its fan-out: ``publish`` and one
-  ``deliver`` that counts the deliveries and names the subscribers (a span costs
-  about 10 us in the SDK, so a span per subscriber made a sampled publish to many
-  subscribers the dominant cost at low sample rates).
-- A sampled publish carries the ``publish`` span's context on to subscribers: the
-  message's ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees
-  them as user properties and an AMQP consumer as headers, and a trace crosses
-  protocols and services.
+  ``deliver`` that counts the deliveries and names the subscribers (a span per
+  subscriber made a sampled publish to many subscribers the dominant cost).
+- Every span processor sees each span start and end. When some processor does
+  something in ``on_start`` (say, adds attributes), the two spans are made through
+  the SDK's tracer (:class:`PublishSpan`). When none does (the SDK's batch and
+  simple processors, the default), they are built finished and handed to
+  ``on_end`` directly (:class:`RecordedPublishSpan`): the same spans at a fifth of
+  the cost, as the SDK's ``start_span`` validates every attribute and samples again.
+- A sampled publish carries the ``publish`` span's context on: the message's
+  ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees them as
+  user properties, an AMQP consumer as headers, a queue stores them and another
+  cluster node receives them with the forwarded message: a trace crosses
+  protocols, nodes and services.
 """
 
 from __future__ import annotations
@@ -35,17 +45,16 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from fluxmq_core.message import Message
-from fluxmq_core.queues.config import QueueError
-from fluxmq_core.queues.types import QUEUE_TOPIC_PREFIXES
 
-__all__ = ["TRACE_KEYS", "BrokerTracer", "extract", "inject"]
+__all__ = ["TRACE_KEYS", "BrokerTracer", "PublishSpan", "RecordedPublishSpan", "extract", "inject"]
 
 log = logging.getLogger("fluxmq.otel")
 
@@ -55,8 +64,14 @@ MAX_PENDING = 10_000
 #: Subscribers named in a ``deliver`` span's ``fluxmq.subscribers``; more are counted.
 MAX_LISTED = 16
 _PROPAGATOR = TraceContextTextMapPropagator()
+#: The parent of a new trace: an empty context, whatever span is current.
+_ROOT = otel_context.Context()
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_OK_UNSET = Status(StatusCode.UNSET)
+_UNSET = Status(StatusCode.UNSET)
+#: ``on_start`` implementations that do nothing (the SDK's own processors).
+_QUIET_ON_START = frozenset(
+    {SpanProcessor.on_start, SimpleSpanProcessor.on_start, BatchSpanProcessor.on_start}
+)
 
 
 def extract(message: Message) -> otel_context.Context | None:
@@ -87,18 +102,9 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 
 
 class BrokerTracer:
-    """Routes messages in spans; see the module docstring."""
+    """Decides sampling and makes the spans; see the module docstring."""
 
-    __slots__ = (
-        "context",
-        "tracer",
-        "rate",
-        "_random",
-        "_rec",
-        "_batch",
-        "_queue_parent",
-        "_pending",
-    )
+    __slots__ = ("context", "tracer", "rate", "_random", "_pending", "_rec", "_members", "_quiet")
 
     def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
         self.context = context
@@ -108,19 +114,20 @@ class BrokerTracer:
         # parent-based over "always on" and decides publishes that carry a parent.
         self.rate = rate
         self._random = random.random
-        self._rec = _Recorder(tracer)
-        self._batch: _Deliveries | None = None
-        self._queue_parent: trace.SpanContext | None = None
         # (queue, group, offset) -> (queue.deliver span's context, its start in ns),
         # until the delivery is settled; bounded, the oldest forgotten first.
         self._pending: OrderedDict[tuple[str, str, int], tuple[otel_context.Context, int]] = (
             OrderedDict()
         )
+        self._rec = _Recorder(tracer)
+        # The span processors last looked at, and whether all of them ignore on_start.
+        self._members: Any = None
+        self._quiet = False
 
     # -- called by BrokerContext.publish -------------------------------------------------
 
-    def publish(self, message: Message) -> int:
-        """Route ``message`` as ``BrokerContext.publish`` does, inside spans."""
+    def publish_span(self, message: Message) -> PublishSpan | RecordedPublishSpan | None:
+        """The ``publish`` span of ``message`` when it is sampled, else None."""
         parent: otel_context.Context | None = None
         if message.user_properties:
             parent = extract(message)
@@ -128,73 +135,35 @@ class BrokerTracer:
             # A new trace: one random draw decides it before any OTel object is
             # touched (this runs for 99 publishes in 100 at sample_rate 0.01).
             if self._random() >= self.rate:
-                ctx = self.context
-                if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-                    return self._queue(message)[0]
-                if ctx.events.on_published:
-                    ctx.events.message_published(message)
-                return ctx.router.publish(message)
+                return None
         elif not _sampled(parent):
-            return self._route_plain(message)  # the client's trace is not sampled
-        return self._traced(message, parent)
+            return None  # the client's trace is not sampled
+        if self._on_start_ignored():
+            return RecordedPublishSpan(self._rec, message, parent)
+        return PublishSpan(self.tracer, message, parent)
 
-    def _traced(self, message: Message, parent: otel_context.Context | None) -> int:
-        """A sampled publish: its ``publish`` span and, when anyone got it, one
-        ``deliver`` span, both recorded finished (see :class:`_Recorder`)."""
-        rec = self._rec
-        start = time_ns()
-        parent_sc: trace.SpanContext | None = None
-        if parent is not None:
-            parent_sc = trace.get_current_span(parent).get_span_context()
-            span_ctx = rec.context(parent_sc.trace_id, parent_sc.trace_state)
-        else:
-            span_ctx = rec.context(rec.ids.generate_trace_id(), None)
-        attrs: dict[str, AttributeValue] = {
-            "messaging.system": "fluxmq",
-            "messaging.operation.type": "publish",
-            "messaging.destination.name": message.topic,
-            "messaging.message.body.size": len(message.payload),
-            "fluxmq.protocol": message.origin_protocol,
-            "fluxmq.client_id": message.origin_client,
-            "fluxmq.qos": message.qos,
-        }
-        if message.retain:
-            attrs["fluxmq.retain"] = True
-        message = _with_context(message, span_ctx)
-        error: str | None = None
-        n = 0
-        try:
-            if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-                # ``queued`` (called from within) parents queue.append here.
-                outer = self._queue_parent
-                self._queue_parent = span_ctx
-                try:
-                    n, error = self._queue(message)
-                finally:
-                    self._queue_parent = outer
-            else:
-                n = self._route(message, span_ctx)
-            return n
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            attrs["fluxmq.deliveries"] = n
-            rec.emit("publish", span_ctx, parent_sc, SpanKind.SERVER, attrs, start, error)
+    def _on_start_ignored(self) -> bool:
+        """Whether no span processor does anything in ``on_start`` (looked at again
+        whenever the provider's processors change)."""
+        members = getattr(self._rec.processor, "_span_processors", None)
+        if members is not self._members:
+            self._members = members
+            self._quiet = members is not None and all(
+                type(p).on_start in _QUIET_ON_START for p in members
+            )
+        return self._quiet
 
     def queued(self, message: Message, fut: Any) -> None:
         """A publish to ``$queue/`` was accepted: a ``queue.append`` span until the
-        append is durable (or failed)."""
-        parent = None
-        if self._queue_parent is not None:
-            parent = trace.set_span_in_context(NonRecordingSpan(self._queue_parent))
-        elif not trace.get_current_span().is_recording():
-            parent = extract(message) if message.user_properties else None
-            if parent is None:
-                if self._random() >= self.rate:
-                    return
-            elif not _sampled(parent):
+        append is durable (or failed). Its parent is the trace context the message
+        carries: the ``publish`` span's when it came through ``context.publish``,
+        the client's for a protocol that appends directly."""
+        parent = extract(message) if message.user_properties else None
+        if parent is None:
+            if self._random() >= self.rate:
                 return
+        elif not _sampled(parent):
+            return
         span = self.tracer.start_span(
             "queue.append",
             context=parent,
@@ -277,72 +246,114 @@ class BrokerTracer:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
 
-    # -- routing -------------------------------------------------------------------------
 
-    def _route_plain(self, message: Message) -> int:
+class PublishSpan:
+    """The ``publish`` span of one sampled message, and the router's hook at its
+    delivery point (:class:`~fluxmq_core.router.DeliverySpan`): ``fan_out`` starts
+    the ``deliver`` span, ``fanned_out`` ends it, ``end`` ends ``publish``.
+    ``message`` is the message to route, carrying this span's trace context;
+    ``error`` is set by the core when the publish failed or was refused."""
+
+    __slots__ = ("tracer", "span", "message", "error", "_deliver", "_subs", "_groups")
+
+    def __init__(
+        self, tracer: trace.Tracer, message: Message, parent: otel_context.Context | None
+    ) -> None:
+        if parent is None:
+            # A new trace: not a child of whatever span is current in this task.
+            parent = _ROOT
+        self.tracer = tracer
+        self.span = tracer.start_span(
+            "publish", context=parent, kind=SpanKind.SERVER, attributes=_publish_attrs(message)
+        )
+        self.message = _with_context(message, self.span.get_span_context())
+        self.error: str | None = None
+        self._deliver: trace.Span | None = None
+        self._subs: list[tuple[Any, int]] = []
+        self._groups: list[str] = []
+
+    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
+        self._subs = subscribers
+        self._groups = groups
+        self._deliver = self.tracer.start_span(
+            "deliver", context=trace.set_span_in_context(self.span), kind=SpanKind.PRODUCER
+        )
+
+    def fanned_out(self, delivered: int, failed: int) -> None:
+        span = self._deliver
+        if span is None:
+            return
+        self._deliver = None
+        span.set_attributes(_deliver_attrs(self._subs, self._groups, delivered))
+        if failed:
+            span.set_status(Status(StatusCode.ERROR, f"{failed} deliveries failed"))
+        span.end()
+
+    def end(self, deliveries: int) -> None:
+        span = self.span
+        span.set_attribute("fluxmq.deliveries", deliveries)
+        if self.error is not None:
+            span.set_status(Status(StatusCode.ERROR, self.error))
+        span.end()
+
+
+class RecordedPublishSpan:
+    """:class:`PublishSpan` built finished: the same two spans as
+    :class:`ReadableSpan` (what exporters receive anyway), handed to the span
+    processors' ``on_end`` when complete, for when no processor does anything in
+    ``on_start`` (see the module docstring). Ids come from the provider's id
+    generator, the resource and scope from the tracer; the attribute values are ours
+    and of valid types, so they are not validated again."""
+
+    __slots__ = ("rec", "context", "parent", "message", "error", "start", "_fan", "_subs",
+                 "_groups")  # fmt: skip
+
+    def __init__(
+        self, rec: _Recorder, message: Message, parent: otel_context.Context | None
+    ) -> None:
+        self.rec = rec
+        self.start = time_ns()
+        self.parent: trace.SpanContext | None = None
+        if parent is not None:
+            self.parent = trace.get_current_span(parent).get_span_context()
+            self.context = rec.context(self.parent.trace_id, self.parent.trace_state)
+        else:
+            self.context = rec.context(rec.ids.generate_trace_id(), None)
+        self.message = _with_context(message, self.context)
+        self.error: str | None = None
+        self._fan = 0
+        self._subs: list[tuple[Any, int]] = []
+        self._groups: list[str] = []
+
+    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
+        self._fan = time_ns()
+        self._subs = subscribers
+        self._groups = groups
+
+    def fanned_out(self, delivered: int, failed: int) -> None:
         ctx = self.context
-        if message.topic.startswith(QUEUE_TOPIC_PREFIXES):
-            return self._queue(message)[0]
-        events = ctx.events
-        if events.on_published:
-            events.message_published(message)
-        return int(ctx.router.publish(message))
+        error = f"{failed} deliveries failed" if failed else None
+        self.rec.emit(
+            "deliver",
+            self.rec.context(ctx.trace_id, ctx.trace_state),
+            ctx,
+            SpanKind.PRODUCER,
+            _deliver_attrs(self._subs, self._groups, delivered),
+            self._fan,
+            error,
+        )
 
-    def _queue(self, message: Message) -> tuple[int, str | None]:
-        """BrokerContext.publish's queue branch: (deliveries, the refusal or None)."""
-        ctx = self.context
-        try:
-            fut = ctx.publish_queued(message)
-        except QueueError as exc:
-            ctx.stats.messages_dropped += 1
-            ctx.log.warning("publish to %r not queued: %s", message.topic, exc)
-            return 0, str(exc)
-        fut.add_done_callback(ctx._append_done)
-        return 1, None
-
-    def _route(self, message: Message, parent: trace.SpanContext) -> int:
-        ctx = self.context
-        events = ctx.events
-        if events.on_published:
-            events.message_published(message)
-        # One ``deliver`` span for the whole fan-out, started at the first delivery
-        # (a publish nobody receives makes none).
-        outer = self._batch
-        batch = self._batch = _Deliveries(parent)
-        try:
-            ctx.router.publish_each(message, self._deliver)
-        finally:
-            self._batch = outer
-            if batch.count:
-                batch.finish(self._rec)
-        return batch.count
-
-    def _deliver(self, sub: Any, message: Message, delivery: Any) -> None:
-        batch = self._batch
-        assert batch is not None  # set by _route around publish_each
-        if not batch.count:
-            batch.start = time_ns()
-        batch.count += 1
-        if batch.count <= MAX_LISTED:
-            batch.subs.append((sub, delivery))
-        try:
-            sub.deliver(message, delivery)
-        except Exception as exc:
-            batch.error = f"{type(exc).__name__}: {exc}"
-            raise
+    def end(self, deliveries: int) -> None:
+        attrs = _publish_attrs(self.message)
+        attrs["fluxmq.deliveries"] = deliveries
+        self.rec.emit(
+            "publish", self.context, self.parent, SpanKind.SERVER, attrs, self.start, self.error
+        )
 
 
 class _Recorder:
-    """Records finished spans straight into the provider's span processors.
-
-    A span made through the SDK's ``Tracer.start_span`` costs about 10 us here
-    (sampler, limits, a lock, validation of every attribute, a copy at ``end``); the
-    two spans of a sampled publish are known complete when it returns, so they are
-    built as :class:`ReadableSpan` (what exporters receive anyway) and handed to
-    ``on_end`` directly: ids from the provider's id generator, its resource, the
-    tracer's instrumentation scope. Processors' ``on_start`` is not called for them
-    (the SDK's batch and simple processors do nothing there). Attribute values are
-    ours and of valid types, so they are not validated again."""
+    """Builds finished spans for :class:`RecordedPublishSpan` from what the SDK's
+    tracer holds: its span processor, resource, id generator and scope."""
 
     __slots__ = ("processor", "resource", "ids", "scope")
 
@@ -381,7 +392,7 @@ class _Recorder:
                 resource=self.resource,
                 attributes=attrs,
                 kind=kind,
-                status=_OK_UNSET if error is None else Status(StatusCode.ERROR, error),
+                status=_UNSET if error is None else Status(StatusCode.ERROR, error),
                 start_time=start,
                 end_time=time_ns(),
                 instrumentation_scope=self.scope,
@@ -389,33 +400,38 @@ class _Recorder:
         )
 
 
-class _Deliveries:
-    """The fan-out of one sampled publish, summed up in its ``deliver`` span: the
-    subscriber's protocol, client id and QoS when there is one, the first
-    :data:`MAX_LISTED` as ``fluxmq.subscribers`` (``protocol:client_id``) when more."""
+def _publish_attrs(message: Message) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        "messaging.system": "fluxmq",
+        "messaging.operation.type": "publish",
+        "messaging.destination.name": message.topic,
+        "messaging.message.body.size": len(message.payload),
+        "fluxmq.protocol": message.origin_protocol,
+        "fluxmq.client_id": message.origin_client,
+        "fluxmq.qos": message.qos,
+    }
+    if message.retain:
+        attrs["fluxmq.retain"] = True
+    return attrs
 
-    __slots__ = ("parent", "start", "count", "subs", "error")
 
-    def __init__(self, parent: trace.SpanContext) -> None:
-        self.parent = parent
-        self.start = 0
-        self.count = 0
-        self.subs: list[tuple[Any, Any]] = []
-        self.error: str | None = None
-
-    def finish(self, rec: _Recorder) -> None:
-        attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": self.count}
-        if self.count == 1:
-            sub, delivery = self.subs[0]
-            attrs["fluxmq.protocol"] = sub.protocol
-            attrs["fluxmq.client_id"] = sub.client_id
-            attrs["fluxmq.qos"] = delivery.qos
-            if delivery.shared_group:
-                attrs["fluxmq.share_group"] = delivery.shared_group
-        else:
-            attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in self.subs]
-        span_ctx = rec.context(self.parent.trace_id, self.parent.trace_state)
-        rec.emit("deliver", span_ctx, self.parent, SpanKind.PRODUCER, attrs, self.start, self.error)
+def _deliver_attrs(
+    subs: list[tuple[Any, int]], groups: list[str], delivered: int
+) -> dict[str, AttributeValue]:
+    """A ``deliver`` span's attributes: the subscriber's protocol, client id and QoS
+    when there is one (and no share group), else the first :data:`MAX_LISTED` as
+    ``fluxmq.subscribers`` (``protocol:client_id``) and the share groups matched."""
+    attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": delivered}
+    if len(subs) == 1 and not groups:
+        sub, qos = subs[0]
+        attrs["fluxmq.protocol"] = sub.protocol
+        attrs["fluxmq.client_id"] = sub.client_id
+        attrs["fluxmq.qos"] = qos
+    else:
+        attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in subs[:MAX_LISTED]]
+        if groups:
+            attrs["fluxmq.share_groups"] = groups[:MAX_LISTED]
+    return attrs
 
 
 def _with_context(message: Message, span_ctx: trace.SpanContext) -> Message:

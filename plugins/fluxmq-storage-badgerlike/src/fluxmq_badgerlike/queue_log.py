@@ -52,9 +52,11 @@ from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message
 from fluxmq_badgerlike.engine import Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError
 from fluxmq_badgerlike.framing import MAGIC, scan_segment
+from fluxmq_badgerlike.metrics import engine_metric_specs
 from fluxmq_badgerlike.store import esc, unesc
 from fluxmq_badgerlike.writer import FileHandle, GroupWriter, fsync_dir
 from fluxmq_core.message import Message
+from fluxmq_core.metrics import MetricSpec
 from fluxmq_core.storage.base import PendingEntry, QueueLog, StorageOptions, UnknownQueueError
 
 log = logging.getLogger("fluxmq.storage.badgerlike")
@@ -391,6 +393,14 @@ class BadgerlikeQueueLog(QueueLog):
         }
         out.update({f"meta_{k}": v for k, v in self.meta.stats().items()})
         return out
+
+    def metric_specs(self, store: str) -> list[MetricSpec]:
+        """Fsync durations of the queue log's writer, its size (queue segments and
+        the metadata engine) and the metadata engine's GC, labelled ``store``
+        (see :mod:`fluxmq_badgerlike.metrics`)."""
+        return engine_metric_specs(
+            self.meta, self.writer, store, lambda: sum(q.bytes for q in self._queues.values())
+        )
 
     def _seg_path(self, q: _Queue, base: int) -> str:
         return os.path.join(q.dir, f"{base:020d}.seg")

@@ -30,7 +30,9 @@ from typing import Any
 
 from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
 from fluxmq_badgerlike.engine import Engine, EngineOptions
+from fluxmq_badgerlike.metrics import engine_metric_specs
 from fluxmq_core.message import Message
+from fluxmq_core.metrics import MetricSpec
 from fluxmq_core.storage.base import BrokerStore, StorageOptions
 
 
@@ -119,6 +121,11 @@ class BadgerlikeBrokerStore(BrokerStore):
         w = self.engine.writer
         out.update(fsyncs=w.fsyncs, flushes=w.flushes)
         return out
+
+    def metric_specs(self, store: str) -> list[MetricSpec]:
+        """The engine's numbers as metrics (see :mod:`fluxmq_core.metrics`),
+        labelled ``store``: fsync durations, value-log size and GC."""
+        return engine_metric_specs(self.engine, self.engine.writer, store)
 
     def _get(self, key: str) -> Any:
         raw = self.engine.get(key)

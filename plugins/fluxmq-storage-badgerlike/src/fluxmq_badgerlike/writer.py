@@ -35,13 +35,19 @@ import collections
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fluxmq_badgerlike.errors import StorageError, StorageLockedError
+from fluxmq_core.metrics import Histogram
 
 log = logging.getLogger("fluxmq.storage.badgerlike")
+
+#: Bucket bounds of the fsync-duration histogram, in seconds (0.1 ms to 2.5 s).
+FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                 0.25, 0.5, 1.0, 2.5)  # fmt: skip
 
 try:  # pragma: no cover - platform dependent
     import fcntl
@@ -135,6 +141,11 @@ class GroupWriter:
         self.flushes = 0
         self.fsyncs = 0
         self.bytes_written = 0
+        #: every fsync's duration in seconds (see :mod:`fluxmq_core.metrics`); the
+        #: writer thread notes them and the loop records them after each batch
+        self.fsync_seconds = Histogram(FSYNC_BUCKETS)
+        self.fsync_label: dict[str, str] = {}
+        self._fsync_times: list[float] = []
 
     # --- submitting ---------------------------------------------------------------
 
@@ -249,6 +260,11 @@ class GroupWriter:
                         if not fut.done():
                             fut.set_exception(StorageError(f"storage write failed: {exc}"))
                     return
+                if self._fsync_times:
+                    times, self._fsync_times = self._fsync_times, []
+                    if self.fsync_seconds.attached:
+                        for t in times:
+                            self.fsync_seconds.record(t, self.fsync_label)
                 for item in batch:
                     if isinstance(item, _Chunk):
                         h = item.handle
@@ -306,7 +322,9 @@ class GroupWriter:
         for h in list(self._dirty):
             if h.closed:
                 continue
+            t0 = time.perf_counter()
             os.fsync(h.fd)
+            self._fsync_times.append(time.perf_counter() - t0)
             self.fsyncs += 1
             if h.new:
                 dirs.add(os.path.dirname(h.path))
@@ -322,7 +340,9 @@ class GroupWriter:
 
         def run() -> None:
             if not handle.closed:
+                t0 = time.perf_counter()
                 os.fsync(handle.fd)
+                self._fsync_times.append(time.perf_counter() - t0)
                 self.fsyncs += 1
                 self._dirty.discard(handle)
 

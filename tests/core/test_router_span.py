@@ -1,5 +1,7 @@
-"""``Router.publish_each`` (the traced routing path) applies exactly the rules of
-``Router.publish``: same deliveries, same counts, same shared-group turns."""
+"""The tracing hook at the router's delivery point: ``Router.publish`` with a
+:class:`DeliverySpan` delivers exactly what it delivers without one (same counts,
+same shared-group turns) and tells the span the planned fan-out and the counts.
+Also the core metric registry."""
 
 from __future__ import annotations
 
@@ -45,21 +47,40 @@ MESSAGES = [
 ]
 
 
-def test_publish_each_matches_publish() -> None:
+class Span:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
+        self.calls.append(("fan_out", ([(s.client_id, q) for s, q in subscribers], groups)))
+
+    def fanned_out(self, delivered: int, failed: int) -> None:
+        self.calls.append(("fanned_out", (delivered, failed)))
+
+
+def test_publish_with_a_span_delivers_as_without() -> None:
     plain_router, plain = _setup()
-    each_router, each = _setup()
-    calls: list[str] = []
-
-    def deliver(sub: Any, message: Message, delivery: Delivery) -> None:
-        calls.append(sub.client_id)
-        sub.deliver(message, delivery)
-
+    span_router, spanned = _setup()
+    spans = [Span() for _ in MESSAGES]
     counts = [plain_router.publish(m) for m in MESSAGES]
-    counts_each = [each_router.publish_each(m, deliver) for m in MESSAGES]
-    assert counts == counts_each
-    assert [s.got for s in plain] == [s.got for s in each]
-    assert "bad" in calls  # a failing delivery went through deliver, and was survived
-    assert each_router.retained_count == plain_router.retained_count == 1
+    counts_span = [span_router.publish(m, s) for m, s in zip(MESSAGES, spans, strict=True)]
+    assert counts == counts_span
+    assert [s.got for s in plain] == [s.got for s in spanned]
+    assert span_router.retained_count == plain_router.retained_count == 1
+    assert spans[0].calls[0][0] == "fan_out"
+    assert spans[0].calls[-1] == ("fanned_out", (counts[0], 1))  # "bad" raised, survived
+    assert spans[3].calls == []  # expired: no fan-out
+    assert spans[4].calls == []  # nobody subscribed
+
+
+def test_a_share_handler_counts_in_the_span() -> None:
+    router, _subs = _setup()
+    router.set_share_handler(lambda message, groups: 2)
+    span = Span()
+    n = router.publish(Message("t/q", b"x"), span)
+    assert span.calls[0] == ("fan_out", ([("me", 2)], ["g"]))
+    assert span.calls[-1] == ("fanned_out", (n, 0))
+    assert n == 3  # me + the two the handler reported
 
 
 def test_metric_registry_keeps_specs_per_owner() -> None:
