@@ -17,7 +17,7 @@ from fluxmq_amqp1.codec.composites import Accepted, Error, Modified, Rejected, R
 from fluxmq_amqp1.codec.message import decode_message
 from fluxmq_amqp1.codec.types import AMQPError, Described
 from fluxmq_amqp1.connection import NOT_FOUND, NOT_IMPLEMENTED, Connection
-from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.endpoints import Link
 from fluxmq_amqp1.mapping import INVALID_FIELD, Address, from_core
 from fluxmq_amqp1.selector import Selector, SelectorError, compile_selector, selector_env
 from fluxmq_core.queues import (

@@ -44,7 +44,7 @@ from fluxmq_amqp1.connection import (
     Connection,
     Phase,
 )
-from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.endpoints import Link
 from fluxmq_amqp1.management import MANAGEMENT, handle_request
 from fluxmq_amqp1.mapping import INVALID_FIELD, Address, resolve, to_core
 from fluxmq_amqp1.nodes import (
