@@ -411,6 +411,46 @@ def test_message_too_large_detaches_the_link() -> None:
     assert isinstance(d, Detach) and d.error.condition == "amqp:link:message-size-exceeded"
 
 
+def test_partial_deliveries_are_bounded_per_connection() -> None:
+    """Every link stays under max-message-size, but together they pass
+    [amqp1] max_reassembly: the connection closes with resource-limit-exceeded."""
+    env = Env(max_message_size=1000, max_reassembly=2000)
+    c = Client(env)
+    c.open()
+    for h in (1, 2, 3):
+        c.sender(h)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=b"x" * 900)
+    c.send(Transfer(handle=2, delivery_id=1, delivery_tag=b"b", more=True), payload=b"x" * 900)
+    assert c.conn.reassembling == 1800 and c.read() == []
+    c.send(Transfer(handle=3, delivery_id=2, delivery_tag=b"c", more=True), payload=b"x" * 900)
+    got = c.read()
+    close = got[-1]
+    assert isinstance(close, Close) and close.error.condition == "amqp:resource-limit-exceeded"
+    assert "max_reassembly" in close.error.description
+    assert c.conn.closing and c.conn.reassembling == 0  # the links' partials were dropped
+
+
+def test_finished_aborted_and_detached_partials_give_their_bytes_back() -> None:
+    env = Env(max_reassembly=1000)
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    c.sender(2)
+    raw = message(b"y" * 700)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=raw[:600])
+    c.send(Transfer(handle=1, more=False), payload=raw[600:])  # complete: 600 back
+    assert c.conn.reassembling == 0 and len(env.published) == 1
+    c.send(Transfer(handle=2, delivery_id=1, delivery_tag=b"b", more=True), payload=b"x" * 900)
+    c.send(Transfer(handle=2, aborted=True))  # aborted: 900 back
+    assert c.conn.reassembling == 0
+    c.send(Transfer(handle=1, delivery_id=2, delivery_tag=b"c", more=True), payload=b"x" * 900)
+    c.send(Detach(handle=1, closed=True))  # detached mid-delivery: 900 back
+    assert c.conn.reassembling == 0
+    c.send(Transfer(handle=2, delivery_id=3, delivery_tag=b"d", more=True), payload=b"x" * 950)
+    assert c.conn.reassembling == 950 and not c.conn.closing
+    c.read()
+
+
 def test_credit_is_topped_up() -> None:
     env = Env(link_credit=4)
     c = Client(env)
@@ -608,3 +648,48 @@ def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
         c.read()  # what it wrote always decodes
         if c.conn.closing:
             break
+
+
+_transfers = st.lists(
+    st.tuples(
+        st.integers(1, 3),  # handle
+        st.integers(0, 300),  # payload size
+        st.booleans(),  # more
+        st.booleans(),  # aborted
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_transfers, st.integers(1, 900))
+def test_reassembly_bound_holds_for_any_transfer_sequence(frames: list[Any], cap: int) -> None:
+    """Interleaved, aborted and unfinished multi-frame deliveries on several links:
+    the bytes held are exactly what the links' partial deliveries hold, never more
+    than the cap; passing it closes with resource-limit-exceeded, nothing raises."""
+    env = Env(max_reassembly=cap, max_message_size=600)
+    c = Client(env)
+    c.open()
+    for h in (1, 2, 3):
+        c.sender(h)
+    did = 0
+    for handle, size, more, aborted in frames:
+        s = c.conn.sessions.get(0)
+        link = s.links.get(handle) if s is not None else None
+        first = link is not None and link.partial is None
+        t = Transfer(handle=handle, more=more, aborted=aborted)
+        if first:
+            t.delivery_id, t.delivery_tag = did, did.to_bytes(4, "big")
+            did += 1
+        c.send(t, payload=b"\x00" * size)
+        got = c.read()
+        conn = c.conn
+        if conn.closing:
+            assert isinstance(got[-1], Close)
+            assert got[-1].error.condition == "amqp:resource-limit-exceeded"
+            assert conn.reassembling == 0
+            return
+        held = sum(
+            lk.partial.held for lk in conn.sessions[0].links.values() if lk.partial is not None
+        )
+        assert conn.reassembling == held <= cap

@@ -179,6 +179,9 @@ class Connection:
         self.last_sent = 0.0
         self.error: Error | None = None
         self._in_receive = False
+        #: bytes of multi-frame deliveries waiting for their next frame, all links
+        #: together (bounded by [amqp1] max_reassembly)
+        self.reassembling = 0
         #: open transactions of this connection, by txn-id (the server's records)
         self.txns: dict[bytes, Any] = {}
 
@@ -429,6 +432,7 @@ class Connection:
 
     _on_transfer = delivery.on_transfer
     _refill = delivery.refill
+    _drop_partial = delivery.drop_partial
     _delivered = delivery.delivered
     _disposition = delivery.disposition
     send = delivery.send

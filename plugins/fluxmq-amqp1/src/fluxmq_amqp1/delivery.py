@@ -24,6 +24,7 @@ from fluxmq_amqp1.state import (
     INVALID_FIELD,
     MESSAGE_SIZE,
     NOT_ALLOWED,
+    RESOURCE_LIMIT,
     TRANSFER_LIMIT,
     WINDOW_VIOLATION,
     Phase,
@@ -65,7 +66,7 @@ def on_transfer(conn: Connection, channel: int, t: Transfer, payload: bytes) -> 
     elif t.delivery_id is not None and t.delivery_id != p.delivery_id:
         raise EndpointError(INVALID_FIELD, "a continuation transfer changed the delivery id", link)
     if t.aborted:
-        link.partial = None  # aborted deliveries are discarded, and settled
+        drop_partial(conn, link)  # aborted deliveries are discarded, and settled
         conn._refill(link)
         return
     if t.settled:
@@ -75,13 +76,38 @@ def on_transfer(conn: Connection, channel: int, t: Transfer, payload: bytes) -> 
         p.size += len(payload)
         limit = conn.cfg.max_message_size
         if limit and p.size > limit:
-            link.partial = None
+            drop_partial(conn, link)
             raise EndpointError(MESSAGE_SIZE, f"message larger than max-message-size {limit}", link)
     if t.more:
+        grow = p.size - p.held
+        if grow:
+            # What waits for its next frame counts against the connection's bound,
+            # whatever the number of links (a hostile peer opens many).
+            total = conn.reassembling + grow
+            cap = conn.cfg.max_reassembly
+            if total > cap:
+                raise AMQPError(
+                    RESOURCE_LIMIT,
+                    f"multi-frame deliveries being reassembled exceed {cap} bytes on this "
+                    "connection ([amqp1] max_reassembly)",
+                )
+            p.held = p.size
+            conn.reassembling = total
         return
     link.partial = None
+    if p.held:
+        conn.reassembling -= p.held
     conn._delivered(link, p)
     conn._refill(link)
+
+
+def drop_partial(conn: Connection, link: Link) -> None:
+    """Discard the delivery ``link`` was reassembling (aborted, too large, or the
+    link went away) and give its bytes back to the connection's bound."""
+    p = link.partial
+    if p is not None:
+        link.partial = None
+        conn.reassembling -= p.held
 
 
 def refill(conn: Connection, link: Link) -> None:

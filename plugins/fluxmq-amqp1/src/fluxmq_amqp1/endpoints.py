@@ -40,7 +40,7 @@ class EndpointError(AMQPError):
 class Partial:
     """A delivery being received over several transfer frames."""
 
-    __slots__ = ("delivery_id", "tag", "settled", "chunks", "size", "state")
+    __slots__ = ("delivery_id", "tag", "settled", "chunks", "size", "held", "state")
 
     def __init__(self, delivery_id: int, tag: bytes, settled: bool, state: Any = None) -> None:
         #: the first frame's delivery state (a transactional-state for a transfer
@@ -51,6 +51,8 @@ class Partial:
         self.settled = settled
         self.chunks: list[bytes] = []
         self.size = 0
+        #: bytes counted in the connection's ``reassembling`` (frames with more to come)
+        self.held = 0
 
 
 class Link:

@@ -161,6 +161,8 @@ def detach(
 
 
 def unbind(conn: Connection, s: Session, link: Link) -> None:
+    if link.partial is not None:
+        conn._drop_partial(link)
     if link.node is not None or link.outgoing:
         # Deliveries the peer never settled go back (released: not a failure).
         for did, (lk, token) in list(s.unsettled.items()):
