@@ -26,11 +26,13 @@ from fluxmq_core.queues import (
     QueueError,
     QueueFullError,
     UnknownQueueError,
+    routing_key,
 )
 from fluxmq_core.router.topics import (
     TopicError,
     amqp_pattern_to_filter,
     amqp_routing_key_to_topic,
+    topic_matches,
     validate_topic_name,
 )
 
@@ -332,13 +334,26 @@ class Browser:
     the queue when it attached, read from the head without consuming them (for a
     classic queue, what its consumer group has not settled: waiting redeliveries
     and the unread part; for a stream, every retained record), sent settled as
-    credit allows."""
+    credit allows. A routing-key filter (the address after ``$queue/<name>/``, or a
+    legacy binding filter) and a JMS selector copy only what they match."""
 
-    __slots__ = ("server", "conn", "link", "queue", "group", "task", "more", "selector")
+    __slots__ = (
+        "server",
+        "conn",
+        "link",
+        "queue",
+        "group",
+        "task",
+        "more",
+        "selector",
+        "pattern",
+    )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: Any, group: str):
         #: a JMS selector from the source's filter: only matching messages are copied
         self.selector: Selector | None = None
+        #: an MQTT filter over the routing key: only matching messages are copied
+        self.pattern = ""
         self.server = server
         self.conn = conn
         self.link = link
@@ -373,6 +388,9 @@ class Browser:
         return below, max(first, int(g.cursor)), end
 
     def _selected(self, message: Message) -> bool:
+        pattern = self.pattern
+        if pattern and not topic_matches(pattern, routing_key(self.queue.name, message.topic)):
+            return False
         sel = self.selector
         return sel is None or selects(sel, message, self.server.clock())
 

@@ -186,16 +186,10 @@ class AMQP1Server(AdapterServer):
                 queues = self._queues()
                 self._check_dynamic(queues, addr.name)
                 try:
-                    q = queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
                     predicate = None
                     if selector is not None:
-                        if q.is_stream or q.config.max_priority:
-                            raise AMQPError(
-                                NOT_IMPLEMENTED,
-                                f"JMS selectors on {q.type} queues"
-                                + (" with max_priority" if q.config.max_priority else "")
-                                + " are not implemented (classic queues only)",
-                            )
+                        # evaluated by the queue's dispatcher (classic, priority, stream)
                         predicate = queue_predicate(selector, self.clock)
                     qsub.handle = queues.consume(
                         addr.name,
@@ -258,10 +252,6 @@ class AMQP1Server(AdapterServer):
                 NOT_IMPLEMENTED,
                 "browsing (distribution-mode copy) a topic is not implemented: topics keep no messages",
             )
-        if addr.pattern:
-            raise AMQPError(
-                NOT_IMPLEMENTED, "browsing with a routing-key filter is not implemented yet"
-            )
         queues = self._queues()
         q = queues.get(addr.name)
         if q is None:
@@ -269,6 +259,7 @@ class AMQP1Server(AdapterServer):
         group = str(props.get("consumer-group") or DEFAULT_GROUP)
         link.snd_settle_mode = 1  # copies are sent settled: there is nothing to ack
         browser = Browser(self, conn, link, q, group)
+        browser.pattern = addr.pattern
         link.node = browser
         return browser
 
