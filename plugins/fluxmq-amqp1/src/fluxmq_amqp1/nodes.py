@@ -227,10 +227,14 @@ class QueueSub:
         "server",
         "temporary",
         "drainer",
+        "filter",
     )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
         self.server = server
+        #: what it consumes as a topic filter (``$queue/<name>[/<pattern>]``), as
+        #: subscription events name it
+        self.filter = f"$queue/{queue}"
         #: a dynamic node: the queue is deleted with the link
         self.temporary = False
         self.conn = conn

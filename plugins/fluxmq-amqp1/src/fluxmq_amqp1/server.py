@@ -41,6 +41,7 @@ from fluxmq_amqp1.connection import (
     INTERNAL_ERROR,
     NOT_FOUND,
     NOT_IMPLEMENTED,
+    PROTOCOL,
     Connection,
     Phase,
 )
@@ -151,6 +152,14 @@ class AMQP1Server(AdapterServer):
             source = a.source
             if not isinstance(source, Source):
                 raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
+            limits = self.context.limits
+            if (
+                limits is not None
+                and limits.subscribes is not None
+                and not limits.allow_subscribe(conn.container_id or conn.id)
+            ):
+                # [rate_limit] subscribe_rate: the attach is refused, the client may retry
+                raise AMQPError(RESOURCE_LIMIT, "subscribe rate limit exceeded")
             if source.dynamic:
                 return self._dynamic(conn, link, source)
             addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
@@ -176,9 +185,11 @@ class AMQP1Server(AdapterServer):
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
                 sub.selector = selector
-                self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
+                options = SubscriptionOptions(qos=1)
+                self.context.router.subscribe(sub, addr.name, options)
                 self.stats.subscriptions += 1
                 link.node = sub
+                self._subscribed(conn, sub.filter, options)
             else:
                 group = str(props.get("consumer-group") or DEFAULT_GROUP)
                 cursor = props.get("cursor")
@@ -206,6 +217,9 @@ class AMQP1Server(AdapterServer):
                     raise AMQPError(err.condition, err.description or "") from None
                 qsub.handle.pause()
                 link.node = qsub
+                if addr.pattern:
+                    qsub.filter += "/" + addr.pattern
+                self._subscribed(conn, qsub.filter, SubscriptionOptions(qos=1))
             return source
         target = a.target
         if isinstance(target, Coordinator):
@@ -236,6 +250,7 @@ class AMQP1Server(AdapterServer):
         qsub.handle.pause()
         link.node = qsub
         link.address = f"$queue/{name}"
+        self._subscribed(conn, qsub.filter, SubscriptionOptions(qos=1))
         return Source(
             address=link.address,
             dynamic=True,
@@ -305,6 +320,16 @@ class AMQP1Server(AdapterServer):
             node.close()
             if isinstance(node, TopicSub):
                 self.stats.subscriptions -= 1
+            self.context.events.client_unsubscribed(
+                PROTOCOL, conn.container_id or conn.id, node.filter
+            )
+
+    def _subscribed(self, conn: Connection, topic_filter: str, options: Any) -> None:
+        """A receiver link consumes a topic or queue now (subscription events and
+        webhooks, as MQTT's SUBSCRIBE)."""
+        self.context.events.client_subscribed(
+            PROTOCOL, conn.container_id or conn.id, topic_filter, options
+        )
 
     def credit(self, conn: Connection, link: Link) -> None:
         node = link.node
@@ -602,9 +627,13 @@ class AMQP1Protocol(AdapterProtocol):
         if conn.opened and self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-            stats = self.server.stats
+            server = self.server
+            stats = server.stats
             stats.clients_connected += 1
             stats.clients_total += 1
+            server.context.events.client_connected(
+                PROTOCOL, conn.container_id or conn.id, conn.username, conn.remote
+            )
             self._schedule_heartbeat()
 
     def _schedule_heartbeat(self) -> None:
@@ -636,12 +665,24 @@ class AMQP1Protocol(AdapterProtocol):
             if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
                 self.server.stats.protocol_errors += 1
                 log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
-            if conn.opened:
+            opened = conn.opened
+            if err is not None:
+                reason = err.condition + (f": {err.description}" if err.description else "")
+            elif conn.closing:
+                reason = "closed"  # a close without an error, from either side
+            else:
+                reason = "connection lost"
+            if opened:
                 stats = self.server.stats
                 stats.clients_connected -= 1
                 stats.clients_disconnected += 1
                 conn.opened = False
-            conn.lost()
+            conn.lost()  # links first: their unsubscribe events precede the disconnect
+            if opened:
+                context = self.server.context
+                cid = conn.container_id or conn.id
+                context.auth.forget_client(cid)  # cached ACL decisions end with it
+                context.events.client_disconnected(PROTOCOL, cid, reason)
 
     def writing_paused(self) -> None:
         self._sync_consumers()
