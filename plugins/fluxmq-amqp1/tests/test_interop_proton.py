@@ -4,7 +4,6 @@ anonymous relay, clear refusals of what is not built, and MQTT <-> AMQP 1.0."""
 
 from __future__ import annotations
 
-import queue
 import uuid
 from typing import Any
 
@@ -448,45 +447,6 @@ def test_browse_with_a_routing_key_filter(connect: Any) -> None:
     r = c.create_receiver(f"$queue/{qn}", credit=10, name="all")
     assert [r.receive(timeout=WAIT).body for _ in range(3)] == ["a/x", "b/y", "a/z"]
     r.accept()
-
-
-def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
-    pytest.importorskip("fluxmq_mqtt")
-    mqtt = pytest.importorskip("paho.mqtt.client")
-    from proton.utils import BlockingConnection
-
-    broker = fluxmq_broker_factory(plugins=["amqp1", "mqtt"])
-    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
-    got: queue.Queue[Any] = queue.Queue()
-    subacks: queue.Queue[Any] = queue.Queue()
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
-    )
-    client.on_message = lambda _c, _u, m: got.put(m)
-    client.on_subscribe = lambda *a: subacks.put(a)
-    client.connect("127.0.0.1", broker.port("mqtt.tcp"))
-    client.loop_start()
-    try:
-        base = name("x")
-        r = conn.create_receiver(f"topic/{base}/from-mqtt", credit=5)
-        client.subscribe(f"{base}/from-amqp", qos=1)
-        subacks.get(timeout=WAIT)
-        client.publish(f"{base}/from-mqtt", b"hello amqp", qos=1).wait_for_publish(WAIT)
-        m = r.receive(timeout=WAIT)
-        r.accept()
-        assert m.body == b"hello amqp" and m.address == f"topic/{base}/from-mqtt"
-        conn.create_sender(f"topic/{base}/from-amqp").send(
-            Message(body=b"hello mqtt", content_type="text/plain", properties={"k": "v"})
-        )
-        pm = got.get(timeout=WAIT)
-        assert pm.payload == b"hello mqtt" and pm.topic == f"{base}/from-amqp"
-        assert (
-            pm.properties.ContentType == "text/plain" and ("k", "v") in pm.properties.UserProperty
-        )
-    finally:
-        client.loop_stop()
-        client.disconnect()
-        conn.close()
 
 
 def test_management_node_creates_reads_queries_and_deletes_queues(connect: Any) -> None:
