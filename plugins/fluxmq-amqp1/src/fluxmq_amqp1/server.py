@@ -47,7 +47,7 @@ from fluxmq_amqp1.connection import (
 )
 from fluxmq_amqp1.endpoints import Link
 from fluxmq_amqp1.management import MANAGEMENT, handle_request
-from fluxmq_amqp1.mapping import INVALID_FIELD, Address, resolve, to_core
+from fluxmq_amqp1.mapping import INVALID_FIELD, Address, address_of, resolve, to_core
 from fluxmq_amqp1.nodes import (
     COORDINATOR,
     DEFAULT_GROUP,
@@ -68,6 +68,12 @@ from fluxmq_amqp1.nodes import (
     source_filters,
 )
 from fluxmq_amqp1.waits import AuthorizeWait
+from fluxmq_core.callout.hooks import (
+    HookOutcome,
+    HookRequest,
+    apply_outcome,
+    external_id,
+)
 from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
 from fluxmq_core.queues import QueueError
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
@@ -79,6 +85,9 @@ if TYPE_CHECKING:
 __all__ = ["AMQP1Protocol", "AMQP1Server"]
 
 log = logging.getLogger("fluxmq.amqp1")
+
+HOOK_PUBLISH = "auth_on_publish"
+HOOK_SUBSCRIBE = "auth_on_subscribe"
 
 
 class AMQP1Server(AdapterServer):
@@ -93,6 +102,10 @@ class AMQP1Server(AdapterServer):
         #: $management receiver links by (connection, reply address): a response goes
         #: only to a receiver of the connection that asked
         self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
+        #: receiver links an auth_on_subscribe hook moved: id(link) -> address, until bound
+        self.moved: dict[int, str] = {}
+        #: per connection: the order of publishes waiting for a check (ACL, hook)
+        self.publish_order: dict[int, asyncio.Lock] = {}
         # AMQP 1.0's own message totals, read by a metrics exporter (amqp1.* metrics);
         # context.stats counts every protocol together.
         self.messages_in = 0
@@ -132,19 +145,29 @@ class AMQP1Server(AdapterServer):
 
     def authorize(self, conn: Connection, link: Link) -> Any:
         auth = self.context.auth
-        if not auth.authorization_active:
+        hooks = self.context.hooks
+        if not auth.authorization_active and hooks is None:
             return None
         subject = self._acl_subject(link)
         if subject is None:
             return None
         action, topic = subject
+        # a receiver on a topic or queue is a subscription a blocking hook may see
+        hook = (
+            hooks is not None
+            and action == SUBSCRIBE
+            and topic != MANAGEMENT
+            and hooks.wants(HOOK_SUBSCRIBE, PROTOCOL)
+        )
+        if not auth.authorization_active:
+            return AuthorizeWait(link, action, topic, acl=False, hook=True) if hook else None
         ok = auth.authorize_cached(conn.container_id or conn.id, conn.username, action, topic)
         if ok is None:
-            return AuthorizeWait(link, action, topic)
+            return AuthorizeWait(link, action, topic, hook=hook)
         if not ok:
             self.stats.authz_denied += 1
             raise AMQPError(UNAUTHORIZED, f"not authorized to {action} {topic!r}")
-        return None
+        return AuthorizeWait(link, action, topic, acl=False, hook=True) if hook else None
 
     def attach(self, conn: Connection, link: Link) -> Any:
         a = link.attach
@@ -162,8 +185,9 @@ class AMQP1Server(AdapterServer):
                 raise AMQPError(RESOURCE_LIMIT, "subscribe rate limit exceeded")
             if source.dynamic:
                 return self._dynamic(conn, link, source)
-            addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
-            link.address = source.address
+            address = self.moved.pop(id(link), source.address)  # a hook's new filter
+            addr = resolve(address, source.capabilities, self.cfg.auto_create, filter=True)
+            link.address = address
             props = a.properties or {}
             binding, selector = source_filters(source.filter, addr)
             if binding is not None:
@@ -503,6 +527,7 @@ class AMQP1Server(AdapterServer):
                 done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {state.txn_id.hex()}")))
                 return
         node: QueueTarget = link.node
+        check_acl = False
         if node.queue is None and not node.topic:
             to = message.properties.to if message.properties is not None else None
             if to is None:
@@ -518,23 +543,29 @@ class AMQP1Server(AdapterServer):
                 cid = conn.container_id or conn.id
                 ok = auth.authorize_cached(cid, conn.username, PUBLISH, node.topic)
                 if ok is None:
-                    task = asyncio.get_running_loop().create_task(
-                        self._relay_checked(conn, node, message, payload, settled, done, txn)
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                    return
-                if not ok:
+                    check_acl = True
+                elif not ok:
                     self.stats.authz_denied += 1
-                    done(
-                        Rejected(
-                            error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")
-                        )
-                    )
+                    done(_denied(node.topic))
                     return
+        hooks = self.context.hooks
+        hook = (
+            hooks is not None
+            and not (node.topic == MANAGEMENT and node.queue is None)
+            and hooks.wants(HOOK_PUBLISH, PROTOCOL)
+        )
+        if check_acl or hook:
+            task = asyncio.get_running_loop().create_task(
+                self._publish_checked(
+                    conn, node, message, payload, settled, done, txn, check_acl, hook
+                )
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         self._route(conn, node, message, payload, settled, done, txn)
 
-    async def _relay_checked(
+    async def _publish_checked(
         self,
         conn: Connection,
         node: QueueTarget,
@@ -543,13 +574,59 @@ class AMQP1Server(AdapterServer):
         settled: bool,
         done: Any,
         txn: Txn | None,
+        check_acl: bool,
+        hook: bool,
     ) -> None:
-        cid = conn.container_id or conn.id
-        if await self.context.auth.authorize(cid, conn.username, PUBLISH, node.topic):
-            self._route(conn, node, message, payload, settled, done, txn)
-        else:
-            self.stats.authz_denied += 1
-            done(Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")))
+        """A publish that waits for an ACL decision (anonymous relay) and/or a
+        blocking ``auth_on_publish`` hook. One connection's waiting publishes go
+        on in the order they arrived (a FIFO lock per connection)."""
+        lock = self.publish_order.get(id(conn))
+        if lock is None:
+            lock = self.publish_order[id(conn)] = asyncio.Lock()
+        async with lock:
+            cid = conn.container_id or conn.id
+            auth = self.context.auth
+            if check_acl and not await auth.authorize(cid, conn.username, PUBLISH, node.topic):
+                self.stats.authz_denied += 1
+                done(_denied(node.topic))
+                return
+            outcome = None
+            hooks = self.context.hooks
+            if hook and hooks is not None:
+                core = to_core(message, payload, node.topic, settled, cid, self.clock())
+                outcome = await hooks.call(
+                    HookRequest(
+                        HOOK_PUBLISH,
+                        PROTOCOL,
+                        cid,
+                        node.topic,
+                        payload=core.payload,
+                        qos=core.qos,
+                        properties=dict(core.user_properties or ()),
+                        external_id=external_id(self.context, cid),
+                    )
+                )
+                if not outcome.allow:
+                    self.stats.authz_denied += 1
+                    reason = outcome.reason or "denied by hook"
+                    done(Rejected(error=Error(UNAUTHORIZED, reason)))
+                    return
+                if outcome.topic is not None and outcome.topic != node.topic:
+                    # authorized again under its new name: a hook cannot route around the ACL
+                    try:
+                        node = self._target(address_of(outcome.topic), None)
+                    except AMQPError as exc:
+                        done(Rejected(error=Error(exc.condition, exc.description or None)))
+                        return
+                    if auth.authorization_active and not await auth.authorize(
+                        cid, conn.username, PUBLISH, node.topic
+                    ):
+                        self.stats.authz_denied += 1
+                        done(_denied(node.topic))
+                        return
+            if conn.phase is Phase.CLOSED:
+                return  # the connection went while we waited: its sender resends
+            self._route(conn, node, message, payload, settled, done, txn, outcome)
 
     def _route(
         self,
@@ -560,11 +637,20 @@ class AMQP1Server(AdapterServer):
         settled: bool,
         done: Any,
         txn: Txn | None = None,
+        outcome: HookOutcome | None = None,
     ) -> None:
         if node.topic == MANAGEMENT and node.queue is None:
             self._manage(conn, message, done)
             return
         core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
+        if outcome is not None:
+            apply_outcome(core, outcome)
+            if outcome.payload is not None or outcome.properties:
+                # changed by a hook: AMQP 1.0 receivers get it rebuilt from the core
+                # message, not the bytes the client sent
+                extra = core.properties or {}
+                extra.pop("amqp1", None)
+                extra.pop("amqp1-trace", None)
         if txn is not None:
             txn.publishes.append((node, core))
             done(TransactionalState(txn_id=txn.id, outcome=Accepted()))
@@ -661,6 +747,7 @@ class AMQP1Protocol(AdapterProtocol):
             for txn in conn.txns.values():
                 self.server.rollback(txn)  # an open transaction ends with its connection
             conn.txns.clear()
+            self.server.publish_order.pop(id(conn), None)
             err = conn.error
             if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
                 self.server.stats.protocol_errors += 1
@@ -707,13 +794,41 @@ class AMQP1Protocol(AdapterProtocol):
 
     async def _authorize(self, wait: AuthorizeWait) -> None:
         conn = self.conn
-        auth = self.server.context.auth
-        ok = await auth.authorize(
-            conn.container_id or conn.id, conn.username, wait.action, wait.topic
-        )
+        context = self.server.context
+        auth = context.auth
+        cid = conn.container_id or conn.id
+        ok = True
+        reason = f"not authorized to {wait.action} {wait.topic!r}"
+        if wait.acl:
+            ok = await auth.authorize(cid, conn.username, wait.action, wait.topic)
+        hooks = context.hooks
+        if ok and wait.hook and hooks is not None:
+            outcome = await hooks.call(
+                HookRequest(
+                    HOOK_SUBSCRIBE,
+                    PROTOCOL,
+                    cid,
+                    wait.topic,
+                    qos=0 if wait.link.presettled else 1,
+                    external_id=external_id(context, cid),
+                )
+            )
+            if not outcome.allow:
+                ok = False
+                reason = outcome.reason or "denied by hook"
+            elif outcome.topic is not None and outcome.topic != wait.topic:
+                # the hook names another filter: authorized again, then the link
+                # consumes there (its source is answered as the client gave it)
+                new = outcome.topic
+                if auth.authorization_active:
+                    ok = await auth.authorize(cid, conn.username, wait.action, new)
+                    reason = f"not authorized to {wait.action} {new!r}"
+                if ok:
+                    self.server.moved[id(wait.link)] = address_of(new)
         if not ok:
             self.server.stats.authz_denied += 1
-        conn.authorized(wait.link, ok, f"not authorized to {wait.action} {wait.topic!r}")
+        conn.authorized(wait.link, ok, reason)  # binds the link now when it still can
+        self.server.moved.pop(id(wait.link), None)
         conn.process()
 
     WAITS = {AuthWait: _auth, AuthorizeWait: _authorize}
@@ -741,6 +856,10 @@ class AMQP1Protocol(AdapterProtocol):
             self._schedule_heartbeat()
         else:
             log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
+
+
+def _denied(topic: str) -> Rejected:
+    return Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {topic!r}"))
 
 
 def _retrieve(f: asyncio.Future[int]) -> None:
