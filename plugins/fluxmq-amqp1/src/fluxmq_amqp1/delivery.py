@@ -169,27 +169,46 @@ def pump(conn: Connection, link: Link) -> None:
     s = link.session
     held = link.held
     max_payload = max(64, conn.max_frame_size - TRANSFER_OVERHEAD)
+    settled = link.presettled
+    channel = s.channel
+    handle = link.local_handle
+    out = conn.out
     while held and link.credit > 0:
         payload, token = held[0]
-        frames = max(1, -(-len(payload) // max_payload))
+        size = len(payload)
+        if size <= max_payload:
+            # one frame: the common case, without slicing the payload
+            if s.remote_incoming_window < 1:
+                s.blocked[id(link)] = link
+                break
+            held.popleft()
+            did = s.next_delivery_id
+            s.next_delivery_id = (did + 1) & 0xFFFFFFFF
+            out += transfer_frame(
+                channel, handle, did, did.to_bytes(4, "big"), settled, False, payload
+            )
+            s.next_outgoing_id = (s.next_outgoing_id + 1) & 0xFFFFFFFF
+            s.remote_incoming_window -= 1
+            link.credit -= 1
+            link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
+            if not settled:
+                s.unsettled[did] = (link, token)
+            continue
+        frames = -(-size // max_payload)
         if s.remote_incoming_window < frames:
             s.blocked[id(link)] = link
             break
         held.popleft()
         did = s.next_delivery_id
         s.next_delivery_id = (did + 1) & 0xFFFFFFFF
-        settled = link.presettled
         tag = did.to_bytes(4, "big")
         for i in range(frames):
             chunk = payload[i * max_payload : (i + 1) * max_payload]
             more = i < frames - 1
             if i == 0:
-                conn.out += transfer_frame(
-                    s.channel, link.local_handle, did, tag, settled, more, chunk
-                )
+                out += transfer_frame(channel, handle, did, tag, settled, more, chunk)
             else:
-                t = Transfer(handle=link.local_handle, more=more)
-                conn.out += encode_frame(s.channel, t, chunk)
+                out += encode_frame(channel, Transfer(handle=handle, more=more), chunk)
             s.next_outgoing_id = (s.next_outgoing_id + 1) & 0xFFFFFFFF
             s.remote_incoming_window -= 1
         link.credit -= 1
@@ -219,15 +238,17 @@ def on_disposition(conn: Connection, channel: int, d: Disposition, payload: byte
         ids = [i for i in unsettled if first <= i <= last]
     else:
         ids = [i for i in range(first, last + 1) if i in unsettled]
-    settled_any = False
+    if state is None and not d.settled:
+        return  # neither an outcome nor settled: nothing to apply yet
+    env = conn.env
+    links: dict[int, Link] = {}
     for did in ids:
-        if state is None and not d.settled:
-            continue
         link, token = unsettled.pop(did)
-        conn.env.settle(conn, link, token, state)
-        settled_any = True
-        conn.env.credit(conn, link)
-    if settled_any and not d.settled:
+        env.settle(conn, link, token, state)
+        links[id(link)] = link
+    for link in links.values():
+        env.credit(conn, link)  # once per link, after the whole range
+    if links and not d.settled:
         conn._send(
             s.channel,
             Disposition(role=False, first=first, last=last, settled=True, state=state),
