@@ -451,6 +451,28 @@ def test_finished_aborted_and_detached_partials_give_their_bytes_back() -> None:
     c.read()
 
 
+def test_a_performative_too_large_for_the_peer_is_frame_size_too_small() -> None:
+    """The peer allows 512-byte frames; our attach echoing its long source would
+    not fit, so the connection closes with amqp:frame-size-too-small instead."""
+    env = Env()
+    c = Client(env)
+    c.open(max_frame_size=512)
+    c.send(
+        Attach(
+            name="big",
+            handle=0,
+            role=True,
+            source=Source(address="q/" + "a" * 400),
+            target=Target(address="t/" + "b" * 400),
+        )
+    )
+    got = c.read()
+    assert [type(f) for f in got] == [Close]
+    assert got[0].error.condition == "amqp:frame-size-too-small"
+    assert "max-frame-size 512" in got[0].error.description
+    assert c.conn.closing
+
+
 def test_credit_is_topped_up() -> None:
     env = Env(link_credit=4)
     c = Client(env)

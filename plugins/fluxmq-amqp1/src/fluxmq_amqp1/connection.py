@@ -44,6 +44,7 @@ from fluxmq_amqp1.codec.composites import (
 )
 from fluxmq_amqp1.codec.frames import (
     AMQP_HEADER,
+    FRAME_SIZE_TOO_SMALL,
     MIN_MAX_FRAME_SIZE,
     SASL_HEADER,
     TYPE_SASL,
@@ -443,7 +444,19 @@ class Connection:
     # --- output ---------------------------------------------------------------------------
 
     def _send(self, channel: int, perf: Any, type: int = 0) -> None:
-        self.out += encode_frame(channel, perf, type=type)
+        if self.phase is Phase.CLOSED:
+            return  # nothing follows a close
+        frame = encode_frame(channel, perf, type=type)
+        if len(frame) > self.max_frame_size and self.opened and not isinstance(perf, Close):
+            # A performative (an attach echoing a large terminus...) that does not fit
+            # the peer's max-frame-size cannot be sent at all (part 2.8.15).
+            self.close(
+                FRAME_SIZE_TOO_SMALL,
+                f"a {_name(perf)} of {len(frame)} bytes does not fit the peer's "
+                f"max-frame-size {self.max_frame_size}",
+            )
+            return
+        self.out += frame
 
     def _poke(self) -> None:
         if not self._in_receive and self.out:
