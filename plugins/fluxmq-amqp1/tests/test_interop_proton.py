@@ -218,6 +218,29 @@ def test_dynamic_reply_queue_request_response(connect: Any) -> None:
     assert info.value.link.remote_condition.name == "amqp:not-found"
 
 
+class DynamicTarget(LinkOption):
+    def apply(self, link: Any) -> None:
+        link.target.dynamic = True
+
+    def test(self, link: Any) -> bool:
+        return bool(link.is_sender)
+
+
+def test_dynamic_target_is_a_temporary_queue(connect: Any) -> None:
+    c = connect()
+    s = c.create_sender(None, name="dyn-out", options=DynamicTarget())
+    address = s.link.remote_target.address
+    assert address.startswith("$queue/amq.dyn-") and s.link.remote_target.dynamic
+    s.send(Message(body="into the node"))
+    r = c.create_receiver(address, credit=1, name="dyn-in")
+    assert r.receive(timeout=WAIT).body == "into the node"
+    r.accept()
+    s.close()  # the node goes with the link that asked for it
+    with pytest.raises(LinkDetached) as info:
+        c.create_sender(address, name="late")
+    assert info.value.link.remote_condition.name == "amqp:not-found"
+
+
 def test_acl_applies_to_links_and_relayed_messages(
     fluxmq_broker_factory: Any, tmp_path: Any
 ) -> None:

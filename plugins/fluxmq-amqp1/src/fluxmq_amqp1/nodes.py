@@ -452,13 +452,15 @@ class Browser:
 
 
 class QueueTarget:
-    """A sender link to a core queue (or a topic, when ``queue`` is None)."""
+    """A sender link to a core queue (or a topic, when ``queue`` is None).
+    ``temporary``: a dynamic node, deleted with the link."""
 
-    __slots__ = ("topic", "queue")
+    __slots__ = ("topic", "queue", "temporary")
 
     def __init__(self, topic: str, queue: str | None) -> None:
         self.topic = topic
         self.queue = queue
+        self.temporary = False
 
 
 class Txn:

@@ -252,7 +252,7 @@ class AMQP1Server(AdapterServer):
         if not isinstance(target, Target):
             raise AMQPError(INVALID_FIELD, "a sending link needs a target")
         if target.dynamic:
-            raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+            return self._dynamic_target(link, target)
         if target.address is None:
             link.node = QueueTarget("", None)  # anonymous relay: routed by each `to`
             return target
@@ -279,6 +279,23 @@ class AMQP1Server(AdapterServer):
             address=link.address,
             dynamic=True,
             expiry_policy=source.expiry_policy,
+            capabilities=["queue", "temporary-queue"],
+        )
+
+    def _dynamic_target(self, link: Link, target: Target) -> Target:
+        """A sender asking for a dynamic node gets a temporary queue (deleted at
+        detach); receivers attach to the address answered in the target."""
+        queues = self._queues()
+        name = f"{DYNAMIC_PREFIX}{uuid.uuid4().hex[:16]}"
+        queues.ensure_ephemeral(name)
+        node = QueueTarget(f"$queue/{name}", name)
+        node.temporary = True
+        link.node = node
+        link.address = f"$queue/{name}"
+        return Target(
+            address=link.address,
+            dynamic=True,
+            expiry_policy=target.expiry_policy,
             capabilities=["queue", "temporary-queue"],
         )
 
@@ -332,6 +349,11 @@ class AMQP1Server(AdapterServer):
 
     def detach(self, conn: Connection, link: Link) -> None:
         node = link.node
+        if isinstance(node, QueueTarget):
+            if node.temporary and node.queue is not None and self.context.queues is not None:
+                node.temporary = False
+                self.context.queues.delete(node.queue)
+            return
         if isinstance(node, Browser):
             node.close()
             return
