@@ -739,7 +739,12 @@ class AMQP1Protocol(AdapterProtocol):
             stats = server.stats
             stats.clients_connected += 1
             stats.clients_total += 1
-            server.context.events.client_connected(
+            context = server.context
+            ext = context.extras.get("auth_external")
+            if ext is not None and conn.container_id:
+                # the external identity was kept under the login's provisional id
+                ext.rename(conn.id, conn.container_id)
+            context.events.client_connected(
                 PROTOCOL, conn.container_id or conn.id, conn.username, conn.remote
             )
             self._schedule_heartbeat()
