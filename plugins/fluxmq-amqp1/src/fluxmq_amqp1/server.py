@@ -1,32 +1,26 @@
-"""The asyncio adapter of AMQP 1.0 and the broker side of its links.
+"""The broker side of AMQP 1.0 links: :class:`AMQP1Server`, one per broker.
 
-:class:`AMQP1Server` is the environment every :class:`~fluxmq_amqp1.connection.Connection`
-calls (``env``): it binds links to the core (``attach``), routes received messages
+It is the environment every :class:`~fluxmq_amqp1.connection.Connection` calls
+(``env``): it binds links to the core (``attach``), routes received messages
 (``publish``: the router for topics, the queue manager for queues, settled only once
-the append is durable), applies receivers' outcomes (``settle``) and keeps queue
-consumers' core credit equal to the link credit (``credit``). :class:`AMQP1Protocol`
-is one network connection on the core adapter base
-(:mod:`fluxmq_core.transport.adapter`: one write per destination per chunk, typed
-waits, per-connection exception isolation, the graceful close); what it adds is
-AMQP's own: the handshake timeout, idle time-out and heartbeats, and pausing queue
-consumers while the transport's buffer is full.
+the append is durable; blocking ``auth_on_publish`` hooks on the way), applies
+receivers' outcomes (``settle``) and keeps queue consumers' core credit equal to the
+link credit (``credit``). Each network connection is an
+:class:`~fluxmq_amqp1.protocol.AMQP1Protocol`; transactions are
+:mod:`fluxmq_amqp1.transactions`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_amqp1 import transactions
 from fluxmq_amqp1.codec.composites import (
     Accepted,
-    AmqpValue,
     Coordinator,
-    Declare,
-    Declared,
-    Discharge,
     Error,
     Rejected,
     Released,
@@ -53,7 +47,6 @@ from fluxmq_amqp1.nodes import (
     DEFAULT_GROUP,
     DYNAMIC_PREFIX,
     RESOURCE_LIMIT,
-    TXN_ROLLBACK,
     TXN_UNKNOWN,
     UNAUTHORIZED,
     Browser,
@@ -67,6 +60,7 @@ from fluxmq_amqp1.nodes import (
     queue_predicate,
     source_filters,
 )
+from fluxmq_amqp1.protocol import HOOK_SUBSCRIBE, AMQP1Protocol
 from fluxmq_amqp1.waits import AuthorizeWait
 from fluxmq_core.callout.hooks import (
     HookOutcome,
@@ -76,18 +70,16 @@ from fluxmq_core.callout.hooks import (
 )
 from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
 from fluxmq_core.queues import QueueError
-from fluxmq_core.transport import peer_identity, peer_name, tune_transport
-from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait
+from fluxmq_core.transport.adapter import AdapterServer
 
 if TYPE_CHECKING:
     from fluxmq_amqp1.config import AMQP1Config
 
-__all__ = ["AMQP1Protocol", "AMQP1Server"]
+__all__ = ["AMQP1Server"]
 
 log = logging.getLogger("fluxmq.amqp1")
 
 HOOK_PUBLISH = "auth_on_publish"
-HOOK_SUBSCRIBE = "auth_on_subscribe"
 
 
 class AMQP1Server(AdapterServer):
@@ -436,85 +428,6 @@ class AMQP1Server(AdapterServer):
         except QueueError as exc:
             log.info("%s: $management reply to %r not delivered: %s", conn, reply_to, exc)
 
-    # --- transactions ----------------------------------------------------------------------
-
-    def _coordinate(self, conn: Connection, message: Any, done: Any) -> None:
-        body = message.body
-        value = body[0].value if len(body) == 1 and type(body[0]) is AmqpValue else None
-        if isinstance(value, Declare):
-            if value.global_id is not None:
-                done(
-                    Rejected(
-                        error=Error(NOT_IMPLEMENTED, "distributed transactions are not implemented")
-                    )
-                )
-                return
-            txn_id = os.urandom(8)
-            conn.txns[txn_id] = Txn(txn_id)
-            done(Declared(txn_id=txn_id))
-        elif isinstance(value, Discharge):
-            txn = conn.txns.pop(value.txn_id, None)
-            if txn is None:
-                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {value.txn_id.hex()}")))
-            elif value.fail:
-                self.rollback(txn)
-                done(Accepted())
-            else:
-                self._commit(txn, done)
-        else:
-            done(
-                Rejected(
-                    error=Error("amqp:decode-error", "the coordinator takes declare and discharge")
-                )
-            )
-
-    def rollback(self, txn: Txn) -> None:
-        """Discard the publishes; the deliveries it settled go back to their queues."""
-        txn.publishes.clear()
-        for node, token, _outcome in txn.settles:
-            node.settle(token, Released())
-        txn.settles.clear()
-
-    def _commit(self, txn: Txn, done: Any) -> None:
-        """Apply every publish and outcome; the discharge is accepted once every
-        queue append is durable (rejected with amqp:transaction:rollback when one
-        was refused or failed: what was applied before stays applied)."""
-        futures = []
-        errors: list[str] = []
-        for node, core in txn.publishes:
-            if node.queue is None:
-                self.context.publish(core)
-                continue
-            try:
-                futures.append(self.context.publish_queued(core))
-            except QueueError as exc:
-                errors.append(str(exc))
-        for qsub, token, outcome in txn.settles:
-            qsub.settle(token, outcome if outcome is not None else Accepted())
-        txn.publishes.clear()
-        txn.settles.clear()
-        left = [len(futures)]
-
-        def finish() -> None:
-            if errors:
-                done(Rejected(error=Error(TXN_ROLLBACK, "; ".join(errors[:3]))))
-            else:
-                done(Accepted())
-
-        def one(f: asyncio.Future[int]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                errors.append(
-                    f"queue append failed: {'cancelled' if f.cancelled() else f.exception()}"
-                )
-            left[0] -= 1
-            if left[0] == 0:
-                finish()
-
-        if not futures:
-            finish()
-        for f in futures:
-            f.add_done_callback(one)
-
     # --- Env: publishing -------------------------------------------------------------------
 
     def publish(
@@ -528,7 +441,7 @@ class AMQP1Server(AdapterServer):
         state: Any = None,
     ) -> None:
         if link.node is COORDINATOR:
-            self._coordinate(conn, message, done)
+            transactions.coordinate(self.context, conn, message, done)
             return
         self.stats.messages_received += 1
         self.messages_in += 1
@@ -699,190 +612,6 @@ class AMQP1Server(AdapterServer):
             appended(fut)
         else:
             fut.add_done_callback(appended)
-
-
-class AMQP1Protocol(AdapterProtocol):
-    """One AMQP 1.0 network connection on the event loop."""
-
-    __slots__ = ("_handshake_timer", "_hb_timer")
-
-    log_name = "fluxmq.amqp1"
-    server: AMQP1Server
-    conn: Connection
-
-    def __init__(self, server: AMQP1Server) -> None:
-        super().__init__(server)
-        self._handshake_timer: asyncio.TimerHandle | None = None
-        self._hb_timer: asyncio.TimerHandle | None = None
-
-    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
-        server = self.server
-        tune_transport(transport, server.cfg.outbound_buffer)
-        conn = Connection(server, peer_name(transport), peer_identity(transport))
-        conn.last_recv = conn.last_sent = self._loop.time()
-        return conn
-
-    def connected(self) -> None:
-        self._handshake_timer = self._loop.call_later(
-            self.server.cfg.handshake_timeout, self._handshake_timeout
-        )
-
-    def feed(self, data: bytes) -> None:
-        self.conn.receive(data, self._loop.time())
-
-    def after_step(self) -> None:
-        conn = self.conn
-        if conn.opened and self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-            server = self.server
-            stats = server.stats
-            stats.clients_connected += 1
-            stats.clients_total += 1
-            context = server.context
-            ext = context.extras.get("auth_external")
-            if ext is not None and conn.container_id:
-                # the external identity was kept under the login's provisional id
-                ext.rename(conn.id, conn.container_id)
-            context.events.client_connected(
-                PROTOCOL, conn.container_id or conn.id, conn.username, conn.remote
-            )
-            self._schedule_heartbeat()
-
-    def _schedule_heartbeat(self) -> None:
-        conn = self.conn
-        periods = [p for p in (conn.idle_timeout, conn.remote_idle_timeout) if p]
-        if periods:
-            self._hb_timer = self._loop.call_later(max(0.1, min(periods) / 2), self._heartbeat)
-
-    def flush(self) -> None:
-        conn = self.conn
-        if conn is not None and conn.out:
-            conn.last_sent = self._loop.time()
-        AdapterProtocol.flush(self)
-
-    def internal_error(self) -> None:
-        self.conn.close(INTERNAL_ERROR, "internal error")
-
-    def connection_ended(self) -> None:
-        for timer in (self._handshake_timer, self._hb_timer):
-            if timer is not None:
-                timer.cancel()
-        self._handshake_timer = self._hb_timer = None
-        conn = self.conn
-        if conn is not None:
-            for txn in conn.txns.values():
-                self.server.rollback(txn)  # an open transaction ends with its connection
-            conn.txns.clear()
-            self.server.publish_order.pop(id(conn), None)
-            err = conn.error
-            if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
-                self.server.stats.protocol_errors += 1
-                log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
-            opened = conn.opened
-            if err is not None:
-                reason = err.condition + (f": {err.description}" if err.description else "")
-            elif conn.closing:
-                reason = "closed"  # a close without an error, from either side
-            else:
-                reason = "connection lost"
-            if opened:
-                stats = self.server.stats
-                stats.clients_connected -= 1
-                stats.clients_disconnected += 1
-                conn.opened = False
-            conn.lost()  # links first: their unsubscribe events precede the disconnect
-            if opened:
-                context = self.server.context
-                cid = conn.container_id or conn.id
-                context.auth.forget_client(cid)  # cached ACL decisions end with it
-                context.events.client_disconnected(PROTOCOL, cid, reason)
-
-    def writing_paused(self) -> None:
-        self._sync_consumers()
-
-    def writing_resumed(self) -> None:
-        self._sync_consumers()
-
-    def _sync_consumers(self) -> None:
-        for s in list(self.conn.sessions.values()):
-            for link in list(s.links.values()):
-                if isinstance(link.node, QueueSub):
-                    link.node.sync()
-
-    # --- waits --------------------------------------------------------------------------
-
-    async def _auth(self, wait: AuthWait) -> None:
-        result = await self.server.context.auth.authenticate(wait.request)
-        if not result.ok:
-            self.server.stats.auth_failures += 1
-        self.conn.auth_done(result)
-        self.conn.process()
-
-    async def _authorize(self, wait: AuthorizeWait) -> None:
-        conn = self.conn
-        context = self.server.context
-        auth = context.auth
-        cid = conn.container_id or conn.id
-        ok = True
-        reason = f"not authorized to {wait.action} {wait.topic!r}"
-        if wait.acl:
-            ok = await auth.authorize(cid, conn.username, wait.action, wait.topic)
-        hooks = context.hooks
-        if ok and wait.hook and hooks is not None:
-            outcome = await hooks.call(
-                HookRequest(
-                    HOOK_SUBSCRIBE,
-                    PROTOCOL,
-                    cid,
-                    wait.topic,
-                    qos=0 if wait.link.presettled else 1,
-                    external_id=external_id(context, cid),
-                )
-            )
-            if not outcome.allow:
-                ok = False
-                reason = outcome.reason or "denied by hook"
-            elif outcome.topic is not None and outcome.topic != wait.topic:
-                # the hook names another filter: authorized again, then the link
-                # consumes there (its source is answered as the client gave it)
-                new = outcome.topic
-                if auth.authorization_active:
-                    ok = await auth.authorize(cid, conn.username, wait.action, new)
-                    reason = f"not authorized to {wait.action} {new!r}"
-                if ok:
-                    self.server.moved[id(wait.link)] = address_of(new)
-        if not ok:
-            self.server.stats.authz_denied += 1
-        conn.authorized(wait.link, ok, reason)  # binds the link now when it still can
-        self.server.moved.pop(id(wait.link), None)
-        conn.process()
-
-    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize}
-
-    # --- timers -------------------------------------------------------------------------
-
-    def _handshake_timeout(self) -> None:
-        self._handshake_timer = None
-        conn = self.conn
-        if conn is not None and not conn.opened and self.transport is not None:
-            log.info("%s: handshake timeout", conn)
-            self.transport.close()
-
-    def _heartbeat(self) -> None:
-        self._hb_timer = None
-        conn = self.conn
-        if conn is None or self.transport is None:
-            return
-        now = self._loop.time()
-        if conn.waiting is not None:
-            conn.last_recv = now  # not read while we wait: the silence is ours
-        alive = conn.tick(now)
-        self.flush()
-        if alive:
-            self._schedule_heartbeat()
-        else:
-            log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
 
 
 def _denied(topic: str) -> Rejected:
