@@ -650,15 +650,41 @@ _perfs = st.one_of(
     st.builds(Detach, handle=_small, closed=st.booleans()),
     st.just(End()),
     st.just(Open(container_id="again")),
+    # a terminus too large to echo within a 512-byte max-frame-size
+    st.builds(
+        Attach,
+        name=st.sampled_from(["c", "d"]),
+        handle=_small,
+        role=st.booleans(),
+        source=st.builds(Source, address=st.text(min_size=200, max_size=400)),
+        target=st.builds(Target, address=st.text(min_size=200, max_size=400)),
+        initial_delivery_count=st.just(0),
+    ),
 )
 
 
+def frame_sizes(out: bytes) -> list[int]:
+    """The sizes of the frames in ``out`` (after the protocol header, if any)."""
+    sizes = []
+    i = 8 if out[:4] == b"AMQP" else 0
+    while i + 4 <= len(out):
+        size = int.from_bytes(out[i : i + 4], "big")
+        sizes.append(size)
+        i += size
+    return sizes
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 2), _perfs, st.binary(max_size=20)), max_size=12))
-def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
+@given(
+    st.lists(st.tuples(st.integers(0, 2), _perfs, st.binary(max_size=20)), max_size=12),
+    st.sampled_from([512, 65536]),
+)
+def test_state_machine_survives_any_frame_sequence(frames: list[Any], peer_max: int) -> None:
+    """Any frame sequence after open ends in frames, never an exception, and no
+    frame we write exceeds the peer's max-frame-size."""
     env = Env()
     c = Client(env)
-    c.open()
+    c.open(max_frame_size=peer_max)
     link = None
     for channel, perf, payload in frames:
         c.send(perf, channel=channel, payload=payload if isinstance(perf, Transfer) else b"")
@@ -666,7 +692,8 @@ def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
         if s is not None and link is None:
             link = next((lk for lk in s.links.values() if lk.outgoing), None)
             if link is not None:
-                c.conn.send(link, message(), "tok")
+                c.conn.send(link, message(b"y" * 600), "tok")
+        assert all(size <= peer_max for size in frame_sizes(bytes(c.conn.out)))
         c.read()  # what it wrote always decodes
         if c.conn.closing:
             break
