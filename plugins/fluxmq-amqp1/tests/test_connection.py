@@ -38,6 +38,7 @@ from fluxmq_amqp1.codec.message import AMQPMessage, encode_message
 from fluxmq_amqp1.codec.types import AMQPError
 from fluxmq_amqp1.config import AMQP1Config
 from fluxmq_amqp1.connection import Connection, Phase
+from fluxmq_amqp1.delivery import CHUNK_COST
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -421,7 +422,7 @@ def test_partial_deliveries_are_bounded_per_connection() -> None:
         c.sender(h)
     c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=b"x" * 900)
     c.send(Transfer(handle=2, delivery_id=1, delivery_tag=b"b", more=True), payload=b"x" * 900)
-    assert c.conn.reassembling == 1800 and c.read() == []
+    assert c.conn.reassembling == 1800 + 2 * CHUNK_COST and c.read() == []
     c.send(Transfer(handle=3, delivery_id=2, delivery_tag=b"c", more=True), payload=b"x" * 900)
     got = c.read()
     close = got[-1]
@@ -430,8 +431,23 @@ def test_partial_deliveries_are_bounded_per_connection() -> None:
     assert c.conn.closing and c.conn.reassembling == 0  # the links' partials were dropped
 
 
+def test_tiny_frames_count_what_they_cost() -> None:
+    """1-byte frames: the bound counts each frame's overhead, not only its byte."""
+    env = Env(max_reassembly=10 * (1 + CHUNK_COST))
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=b"x")
+    for _ in range(9):
+        c.send(Transfer(handle=1, more=True), payload=b"x")
+    assert c.conn.reassembling == 10 * (1 + CHUNK_COST) and not c.conn.closing
+    c.send(Transfer(handle=1, more=True), payload=b"x")
+    (close,) = c.read()[-1:]
+    assert isinstance(close, Close) and close.error.condition == "amqp:resource-limit-exceeded"
+
+
 def test_finished_aborted_and_detached_partials_give_their_bytes_back() -> None:
-    env = Env(max_reassembly=1000)
+    env = Env(max_reassembly=1100)
     c = Client(env)
     c.open()
     c.sender(1)
@@ -447,7 +463,7 @@ def test_finished_aborted_and_detached_partials_give_their_bytes_back() -> None:
     c.send(Detach(handle=1, closed=True))  # detached mid-delivery: 900 back
     assert c.conn.reassembling == 0
     c.send(Transfer(handle=2, delivery_id=3, delivery_tag=b"d", more=True), payload=b"x" * 950)
-    assert c.conn.reassembling == 950 and not c.conn.closing
+    assert c.conn.reassembling == 950 + CHUNK_COST and not c.conn.closing
     c.read()
 
 

@@ -33,6 +33,10 @@ from fluxmq_amqp1.state import (
 if TYPE_CHECKING:
     from fluxmq_amqp1.connection import Connection
 
+#: What one received frame's payload costs in memory besides its bytes (the bytes
+#: object and its list slot), counted against [amqp1] max_reassembly.
+CHUNK_COST = 64
+
 #: Bytes of frame header plus transfer performative reserved when splitting a
 #: payload into frames (a transfer with every first-frame field is under 64).
 TRANSFER_OVERHEAD = 96
@@ -79,10 +83,11 @@ def on_transfer(conn: Connection, channel: int, t: Transfer, payload: bytes) -> 
             drop_partial(conn, link)
             raise EndpointError(MESSAGE_SIZE, f"message larger than max-message-size {limit}", link)
     if t.more:
-        grow = p.size - p.held
+        # What waits for its next frame counts against the connection's bound,
+        # whatever the number of links (a hostile peer opens many), each frame's
+        # bytes object included (a peer sending 1-byte frames costs its memory too).
+        grow = p.size + CHUNK_COST * len(p.chunks) - p.held
         if grow:
-            # What waits for its next frame counts against the connection's bound,
-            # whatever the number of links (a hostile peer opens many).
             total = conn.reassembling + grow
             cap = conn.cfg.max_reassembly
             if total > cap:
@@ -91,7 +96,7 @@ def on_transfer(conn: Connection, channel: int, t: Transfer, payload: bytes) -> 
                     f"multi-frame deliveries being reassembled exceed {cap} bytes on this "
                     "connection ([amqp1] max_reassembly)",
                 )
-            p.held = p.size
+            p.held += grow
             conn.reassembling = total
         return
     link.partial = None
