@@ -1,7 +1,7 @@
 """The core's observer events from AMQP 1.0, seen through webhooks by a real HTTP
 receiver (``http.server`` in a thread): a Qpid Proton client connects, attaches
-receiver links on a topic and a queue, publishes, detaches and closes; each step is
-one webhook event naming the protocol and the client. Every wait is bounded."""
+receiver links on a topic and a queue, publishes (and gets the message), detaches
+and closes; each step is one webhook event naming the protocol and the client. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -103,5 +103,8 @@ def test_connect_subscribe_publish_unsubscribe_disconnect_events(
             assert data["client_id"] == cid and data["protocol"] == "amqp1"
     published = receiver.of_type("message.published", topic="wh/a")
     assert published["client_id"] == cid and published["protocol"] == "amqp1"
+    delivered = receiver.of_type("message.delivered", topic="wh/a")
+    assert delivered["client_id"] == cid and delivered["protocol"] == "amqp1"
+    assert delivered["origin_protocol"] == "amqp1"
     gone = receiver.of_type("client.disconnected", client_id=cid)
     assert gone["protocol"] == "amqp1" and gone["reason"] == "closed"

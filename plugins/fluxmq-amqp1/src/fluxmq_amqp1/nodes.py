@@ -207,6 +207,9 @@ class TopicSub:
         if self.conn.send(link, payload, None):
             server.stats.messages_sent += 1
             server.messages_out += 1
+            events = server.context.events
+            if events.on_delivered:  # a flag check unless something wants the event
+                events.message_delivered(message, "amqp1", self.client_id)
 
     def close(self) -> None:
         self.server.context.router.unsubscribe(self, self.filter)
@@ -249,10 +252,14 @@ class QueueSub:
     def deliver(self, message: Message, delivery: Any) -> None:
         props = message.properties or {}
         token = props.get("message-id")
-        payload = from_core(message, self.server.clock())
+        server = self.server
+        payload = from_core(message, server.clock())
         if self.conn.send(self.link, payload, token):
-            self.server.stats.messages_sent += 1
-            self.server.messages_out += 1
+            server.stats.messages_sent += 1
+            server.messages_out += 1
+            events = server.context.events
+            if events.on_delivered:
+                events.message_delivered(message, "amqp1", self.client_id)
         self.sync()
 
     def sync(self) -> None:
