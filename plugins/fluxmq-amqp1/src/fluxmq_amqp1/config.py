@@ -60,7 +60,8 @@ class AMQP1Config(ListenerSecurity):
         64 * 1024 * 1024,
         "Bytes of multi-frame messages being reassembled per connection, all links "
         "together; beyond it the connection is closed with "
-        "amqp:resource-limit-exceeded (a bound on memory against a hostile client).",
+        "amqp:resource-limit-exceeded (a bound on memory against a hostile client). "
+        "Keep it at least max_message_size.",
     )
     auto_create: str = setting(
         "queue",
