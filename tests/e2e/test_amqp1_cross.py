@@ -194,3 +194,19 @@ def test_amqp091_to_amqp1_and_back(fluxmq_broker_factory: Any) -> None:
     finally:
         p.close()
         conn.close()
+
+
+def test_port_sharing_predicates_are_complements() -> None:
+    """Exactly one of the two AMQP plugins claims each AMQP greeting."""
+    pytest.importorskip("fluxmq_amqp091")
+    from fluxmq_amqp091.codec import is_amqp091
+    from fluxmq_amqp1.codec.frames import is_amqp1
+
+    for head in (
+        b"AMQP\x00\x01\x00\x00",
+        b"AMQP\x03\x01\x00\x00",
+        b"AMQP\x00\x00\x09\x01",
+        b"AMQP\x02\x01\x00\x00",
+        b"AMQP\x01\x01\x00\x00",
+    ):
+        assert bool(is_amqp1(head)) != bool(is_amqp091(head)), head
