@@ -57,7 +57,7 @@ class RateLimitConfig:
     subscribe_rate: float = setting(
         0.0,
         "Subscribes a second per client (MQTT SUBACK 0x97 / 0x80, AMQP 0.9.1 channel close "
-        "406, HTTP 429, CoAP Observe 4.29). 0 = no limit.",
+        "406, AMQP 1.0 receiver attach refused, HTTP 429, CoAP Observe 4.29). 0 = no limit.",
     )
     subscribe_burst: int = setting(10, "Subscribes one client may send at once.")
     max_keys: int = setting(100_000, "Buckets kept per limit for keyed limits (IPs, HTTP clients).")

@@ -207,6 +207,13 @@ class ExternalAuth:
     def forget(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
 
+    def rename(self, old: str, new: str) -> None:
+        """A client that logged in under a provisional id goes on under its own
+        (AMQP 1.0 authenticates in SASL, before its open names its container-id)."""
+        known = self.clients.pop(old, None)
+        if known is not None:
+            self._remember(new, *known)
+
     def annotate(self, info: Any) -> None:
         known = self.clients.get(info.client_id)
         if known is not None and known[1] and known[0] == info.protocol:

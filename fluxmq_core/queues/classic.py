@@ -62,7 +62,9 @@ scanned-but-undelivered offset. Redeliveries are keyed ``(-priority, offset)`` t
 and merged with that heap: a requeued message goes back to its place within its own
 priority, never ahead of a higher priority published later. A PEL entry adopted at
 start does not know its priority yet: it is keyed above every priority until its
-record is read, then put back at its place. Groups of queues without
+record is read, then put back at its place. Predicates and steering work in priority groups
+as above: a parked message waits in the ready heap at its priority, and an entry
+no consumer with credit may take is set aside for the pass. Groups of queues without
 ``max_priority`` never touch the scan heap.
 """
 
@@ -295,7 +297,7 @@ class ClassicGroup(Group):
         if not requeue:
             self.dead_letter(p, "nack")
             return True
-        if elsewhere and not self.queue.config.max_priority:
+        if elsewhere:
             if p.avoid is None:
                 p.avoid = set()
             p.avoid.add(p.consumer)
@@ -628,12 +630,14 @@ class ClassicGroup(Group):
                 return c, False
         return None, unknown
 
-    def _park(self, offset: int, now: float) -> bool:
+    def _park(self, offset: int, now: float, prio: int = -1) -> bool:
         """Hold a new message that no consumer with credit accepts (see the module
-        doc); False when it must wait instead (nobody has credit, or the limit)."""
+        doc); False when it must wait instead (nobody has credit, or the limit).
+        ``prio``: its priority in a priority group (it waits at its place)."""
         if self.pick_peek() is None or len(self._ready) >= PARKED_LIMIT:
             return False
         p = Pending(offset, WAITING, now, 0)
+        p.prio = prio
         self._add_pending(p)
         self._persist(p)
         self._push_ready(p)
@@ -696,37 +700,55 @@ class ClassicGroup(Group):
 
     async def _dispatch_priority(self) -> None:
         await self._scan()
-        while not self.closed and self.consumers:
-            if self.pick_peek() is None:
-                break
-            top = self._top()
-            again = self._ready_top()
-            if again is not None and (top is None or again < top):
-                # a redelivery at its place: a higher priority, or the same one and older
-                if await self._redeliver(again) != AGAIN:
+        selective = self.selective
+        # redeliveries (and parked messages) no consumer with credit can take now
+        # are set aside for this pass, as in dispatch()
+        aside: list[tuple[int, int]] = []
+        try:
+            while not self.closed and self.consumers:
+                if self.pick_peek() is None:
                     break
-                continue
-            if top is None:
-                break
-            offset = top[1]
-            message = await self._read_one(offset)
-            if self.closed:
-                return
-            if not self._pop_top(top):
-                continue  # skipped or expired meanwhile
-            if message is None or offset in self.pel:
-                continue  # truncated meanwhile
-            if message.expired(self.manager.clock()):
-                self.expire(offset, None)
-                continue
-            c = self.pick()
-            if c is None:  # credit went while reading: back on the heap
-                heapq.heappush(self._heap, top)
-                self._in_heap.add(offset)
-                break
-            self._deliver(c, offset, message, 1)
-            if self.cursor < self.queue.log.next_offset(self.queue.name) and not self._in_heap:
-                await self._scan()
+                top = self._top()
+                again = self._ready_top()
+                if again is not None and (top is None or again < top):
+                    # a redelivery at its place: a higher priority, or the same one and older
+                    step = await self._redeliver(again)
+                    if step == SKIP:
+                        heapq.heappop(self._ready)
+                        aside.append(again)
+                    elif step != AGAIN:
+                        break
+                    continue
+                if top is None:
+                    break
+                offset = top[1]
+                message = await self._read_one(offset)
+                if self.closed:
+                    return
+                if not self._pop_top(top):
+                    continue  # skipped or expired meanwhile
+                if message is None or offset in self.pel:
+                    continue  # truncated meanwhile
+                now = self.manager.clock()
+                if message.expired(now):
+                    self.expire(offset, None)
+                    continue
+                if selective:
+                    c = self._pick_for(None, message)[0]
+                    if c is None and self._park(offset, now, -top[0]):
+                        continue
+                else:
+                    c = self.pick()
+                if c is None:  # credit went while reading: back on the heap
+                    heapq.heappush(self._heap, top)
+                    self._in_heap.add(offset)
+                    break
+                self._deliver(c, offset, message, 1)
+                if self.cursor < self.queue.log.next_offset(self.queue.name) and not self._in_heap:
+                    await self._scan()
+        finally:
+            for entry in aside:
+                heapq.heappush(self._ready, entry)
         self.advance_commit()
 
     async def expire_head(self, now: float, budget: int) -> int:

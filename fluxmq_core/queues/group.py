@@ -105,6 +105,23 @@ class Group:
                 return c
         return None
 
+    def pick_accepting(self, message: Message) -> tuple[Consumer | None, bool]:
+        """For groups with predicates and no pending list (streams): the next
+        consumer in round-robin order with credit that accepts ``message``, and
+        whether any consumer of the group accepts it at all (credit or not)."""
+        consumers = self.consumers
+        n = len(consumers)
+        wanted = False
+        for i in range(n):
+            c = consumers[(self._rr + i) % n]
+            if not c.active or not c.accepts(message):
+                continue
+            if c.has_credit():
+                self._rr = (self._rr + i + 1) % n
+                return c, True
+            wanted = True
+        return None, wanted
+
     @property
     def selective(self) -> bool:
         """True when some consumer has a per-consumer predicate (a selector)."""

@@ -731,15 +731,10 @@ class QueueManager:
         ``auto_commit``: a classic delivery counts as acked when handed over
         (at-most-once); a stream group commits its position on an interval.
         ``predicate``: this consumer gets only the messages it accepts (a selector;
-        see :class:`~fluxmq_core.queues.types.Consumer`); classic queues without
-        ``max_priority`` only.
+        see :class:`~fluxmq_core.queues.types.Consumer`, and the classic and stream
+        modules for what happens to the messages it declines).
         """
         q = self._require(queue)
-        if predicate is not None and (q.is_stream or q.config.max_priority):
-            raise QueueError(
-                f"queue {queue!r}: per-consumer predicates (selectors) are supported on "
-                "classic queues without max_priority only"
-            )
         if not isinstance(group, str) or not group:
             raise QueueError("a consumer group name must be a non-empty string")
         if cursor is not None and not q.is_stream:

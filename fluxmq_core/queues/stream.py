@@ -20,6 +20,11 @@ cursor, not by timers. The minimal rules:
   joining a busy group reads along with it.
 * Uncommitted deliveries of a consumer that goes away are not handed to others; the
   group reads them again only when it resumes from its committed offset.
+* Per-consumer predicates (selectors): a record goes to the next consumer with
+  credit that accepts it. A record no consumer of the group accepts is passed over
+  by the group (it stays in the stream for other groups and replays); one that only
+  consumers without credit accept makes the group wait, since the group has a
+  single read position.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ class StreamGroup(Group):
                 self.cursor = await log_.offset_for_time(name, float(value or 0.0))
         counters = self.manager.counters
         delivered = False
+        selective = self.selective
         while not self.closed and self.consumers and self.cursor < log_.next_offset(name):
             room = self.room()
             if room <= 0:
@@ -141,7 +147,13 @@ class StreamGroup(Group):
                 if not self.matches(message):
                     self.cursor = offset + 1
                     continue
-                c = self.pick()
+                if selective:
+                    c, wanted = self.pick_accepting(message)
+                    if not wanted:
+                        self.cursor = offset + 1  # no consumer of the group selects it
+                        continue
+                else:
+                    c = self.pick()
                 if c is None:
                     stop = True
                     break

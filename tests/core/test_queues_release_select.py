@@ -1,13 +1,11 @@
 """Classic queues: a release that does not count a delivery, redelivery steered
 away from a consumer (undeliverable here), and per-consumer predicates (selectors)
-that leave the messages they decline to the group's other consumers."""
+that leave the messages they decline to the group's other consumers, on classic,
+priority and stream queues."""
 
 from __future__ import annotations
 
-import pytest
-
 from fluxmq_core.message import Message
-from fluxmq_core.queues import QueueError
 from fluxmq_core.testing.queues import RecordingConsumer, queue_manager
 
 
@@ -105,8 +103,8 @@ async def test_a_busy_selective_consumer_does_not_block_the_others() -> None:
         assert hr.inflight == {3}
 
 
-async def test_a_failing_predicate_declines_and_bad_queues_refuse_predicates() -> None:
-    async with queue_manager(queues={"prio": {"max_priority": 5}}) as mgr:
+async def test_a_failing_predicate_declines() -> None:
+    async with queue_manager() as mgr:
         mgr.declare("jobs")
         broken, other = RecordingConsumer("broken"), RecordingConsumer("other")
 
@@ -118,5 +116,80 @@ async def test_a_failing_predicate_declines_and_bad_queues_refuse_predicates() -
         await mgr.append("jobs", msg(1))
         await mgr.wait_idle()
         assert broken.received == [] and other.payloads == [b"1"]
-        with pytest.raises(QueueError, match="predicates"):
-            mgr.consume("prio", "g", RecordingConsumer(), predicate=is_red)
+
+
+def pmsg(i: int, color: str, priority: int, queue: str = "prio") -> Message:
+    props = {"color": color, "priority": priority}
+    return Message(f"$queue/{queue}/a", str(i).encode(), qos=1, properties=props)
+
+
+async def test_predicates_on_a_priority_queue_keep_priority_order() -> None:
+    async with queue_manager(queues={"prio": {"max_priority": 5}}) as mgr:
+        red, anything = RecordingConsumer("red"), RecordingConsumer("any")
+        mgr.consume("prio", "g", red, predicate=is_red)
+        for i, (color, prio) in enumerate([("blue", 1), ("red", 1), ("red", 5), ("blue", 5)]):
+            await mgr.append("prio", pmsg(i, color, prio))
+        await mgr.wait_idle()
+        assert red.payloads == [b"2", b"1"]  # higher priority first, blues stay queued
+        mgr.consume("prio", "g", anything)
+        await mgr.wait_idle()
+        assert anything.payloads == [b"3", b"0"]  # the parked ones, by priority
+        assert counts(anything) == [1, 1]
+
+
+async def test_a_redelivery_steered_away_does_not_stall_a_priority_queue() -> None:
+    async with queue_manager(queues={"prio": {"max_priority": 5}}) as mgr:
+        a, b = RecordingConsumer("a"), RecordingConsumer("b")
+        mgr.consume("prio", "g", a, credit=2)
+        mgr.consume("prio", "g", b, credit=1)
+        await mgr.append("prio", pmsg(0, "x", 1))
+        await mgr.append("prio", pmsg(1, "y", 1))
+        await mgr.wait_idle()
+        assert a.ids == ["prio:0"] and b.ids == ["prio:1"]
+        assert mgr.nack("prio:0", "g", delay=0, elsewhere=True)  # b is full: it waits
+        await mgr.append("prio", pmsg(2, "z", 1))
+        await mgr.wait_idle()
+        assert a.ids == ["prio:0", "prio:2"]  # a goes on with new messages meanwhile
+        assert mgr.ack("prio:1", "g")
+        await mgr.wait_idle()
+        assert b.ids == ["prio:1", "prio:0"]
+
+
+async def test_predicates_on_a_stream_split_and_pass_over() -> None:
+    async with queue_manager(queues={"events": {"type": "stream"}}) as mgr:
+        red, blue = RecordingConsumer("red"), RecordingConsumer("blue")
+        mgr.consume("events", "g", red, predicate=is_red, cursor="earliest", auto_commit=True)
+        mgr.consume(
+            "events",
+            "g",
+            blue,
+            predicate=lambda m: (m.properties or {}).get("color") == "blue",
+            auto_commit=True,
+        )
+        colors = ["red", "blue", "green", "red", "blue"]
+        for i, color in enumerate(colors):
+            await mgr.append("events", pmsg(i, color, 0, "events"))
+        await mgr.wait_idle()
+        assert red.payloads == [b"0", b"3"] and blue.payloads == [b"1", b"4"]
+        # the green one was passed over by this group only: a new group reads it
+        everything = RecordingConsumer("all")
+        mgr.consume("events", "g2", everything, cursor="earliest", auto_commit=True)
+        await mgr.wait_idle()
+        assert everything.payloads == [b"0", b"1", b"2", b"3", b"4"]
+
+
+async def test_a_stream_group_waits_for_the_consumer_that_selects_a_record() -> None:
+    async with queue_manager(queues={"events": {"type": "stream"}}) as mgr:
+        red, anything = RecordingConsumer("red"), RecordingConsumer("any")
+        hr = mgr.consume("events", "g", red, credit=1, predicate=is_red, cursor="earliest")
+        mgr.consume("events", "g", anything, credit=1, predicate=lambda m: not is_red(m))
+        for i, color in enumerate(["red", "red", "blue"]):
+            await mgr.append("events", pmsg(i, color, 0, "events"))
+        await mgr.wait_idle()
+        # red is full with record 0; record 1 is only red's: the group's one read
+        # position waits there
+        assert red.payloads == [b"0"] and anything.payloads == []
+        assert mgr.commit("events", "g", 0)
+        await mgr.wait_idle()
+        assert red.payloads == [b"0", b"1"] and anything.payloads == [b"2"]
+        assert hr.inflight == {1}

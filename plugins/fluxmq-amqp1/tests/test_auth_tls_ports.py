@@ -1,5 +1,6 @@
 """Logins (SASL PLAIN against a password file, ANONYMOUS and the anonymous policy,
-EXTERNAL with a client certificate), TLS, and port sharing with AMQP 0.9.1."""
+EXTERNAL with a client certificate), TLS, and the admin API's session directory.
+Port sharing with AMQP 0.9.1 is a cross-plugin test (tests/e2e)."""
 
 from __future__ import annotations
 
@@ -124,87 +125,6 @@ def test_sasl_external_takes_the_client_certificate(
         names = [p.conn.username for p in list(server.protocols) if p.conn is not None]
         assert "device-7" in names
     finally:
-        conn.close()
-
-
-def test_shares_its_port_with_amqp091(fluxmq_broker_factory: Any) -> None:
-    pytest.importorskip("fluxmq_amqp091")
-    pika = pytest.importorskip("pika")
-    broker = fluxmq_broker_factory(plugins=["amqp1", "amqp091"])
-    port = broker.port("amqp1.bind")
-    assert broker.port("amqp091.bind") == port
-    conn = BlockingConnection(f"amqp://127.0.0.1:{port}", timeout=WAIT)
-    p = pika.BlockingConnection(
-        pika.ConnectionParameters(
-            "127.0.0.1", port, socket_timeout=WAIT, blocked_connection_timeout=WAIT
-        )
-    )
-    try:
-        ch = p.channel()
-        ch.queue_declare("shared-port-q")
-        # AMQP 1.0 publishes into the queue AMQP 0.9.1 declared and consumes.
-        conn.create_sender("$queue/shared-port-q").send(Message(body=b"from 1.0"))
-        got = None
-        for method, _props, body in ch.consume("shared-port-q", inactivity_timeout=WAIT):
-            got = body
-            ch.basic_ack(method.delivery_tag)
-            break
-        ch.cancel()
-        assert got == b"from 1.0"
-    finally:
-        p.close()
-        conn.close()
-
-
-def test_shares_its_tls_port_with_amqp091(
-    fluxmq_broker_factory: Any, certs: dict[str, str]
-) -> None:
-    """Both AMQP plugins with the same tls_* keys on one tls_bind: one TLS socket,
-    the protocol header (inside TLS) picks the protocol."""
-    pytest.importorskip("fluxmq_amqp091")
-    pika = pytest.importorskip("pika")
-    import socket
-    import ssl
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    tls = {"tls_bind": address, "tls_cert": certs["server.pem"], "tls_key": certs["server.key"]}
-    broker = fluxmq_broker_factory(
-        plugins=["amqp1", "amqp091"], config={"amqp1": dict(tls), "amqp091": dict(tls)}
-    )
-    port = broker.port("amqp1.tls_bind")
-    assert broker.port("amqp091.tls_bind") == port
-    conn = BlockingConnection(
-        f"amqps://127.0.0.1:{port}",
-        ssl_domain=_domain(certs),
-        virtual_host="localhost",
-        allowed_mechs="ANONYMOUS",
-        timeout=WAIT,
-    )
-    client_ctx = ssl.create_default_context(cafile=certs["ca.pem"])
-    p = pika.BlockingConnection(
-        pika.ConnectionParameters(
-            "127.0.0.1",
-            port,
-            ssl_options=pika.SSLOptions(client_ctx, "localhost"),
-            socket_timeout=WAIT,
-            blocked_connection_timeout=WAIT,
-        )
-    )
-    try:
-        ch = p.channel()
-        ch.queue_declare("shared-tls-q")
-        conn.create_sender("$queue/shared-tls-q").send(Message(body=b"over TLS"))
-        got = None
-        for method, _props, body in ch.consume("shared-tls-q", inactivity_timeout=WAIT):
-            got = body
-            ch.basic_ack(method.delivery_tag)
-            break
-        ch.cancel()
-        assert got == b"over TLS"
-    finally:
-        p.close()
         conn.close()
 
 

@@ -38,6 +38,7 @@ from fluxmq_amqp1.codec.message import AMQPMessage, encode_message
 from fluxmq_amqp1.codec.types import AMQPError
 from fluxmq_amqp1.config import AMQP1Config
 from fluxmq_amqp1.connection import Connection, Phase
+from fluxmq_amqp1.delivery import CHUNK_COST
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -411,6 +412,83 @@ def test_message_too_large_detaches_the_link() -> None:
     assert isinstance(d, Detach) and d.error.condition == "amqp:link:message-size-exceeded"
 
 
+def test_partial_deliveries_are_bounded_per_connection() -> None:
+    """Every link stays under max-message-size, but together they pass
+    [amqp1] max_reassembly: the connection closes with resource-limit-exceeded."""
+    env = Env(max_message_size=1000, max_reassembly=2000)
+    c = Client(env)
+    c.open()
+    for h in (1, 2, 3):
+        c.sender(h)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=b"x" * 900)
+    c.send(Transfer(handle=2, delivery_id=1, delivery_tag=b"b", more=True), payload=b"x" * 900)
+    assert c.conn.reassembling == 1800 + 2 * CHUNK_COST and c.read() == []
+    c.send(Transfer(handle=3, delivery_id=2, delivery_tag=b"c", more=True), payload=b"x" * 900)
+    got = c.read()
+    close = got[-1]
+    assert isinstance(close, Close) and close.error.condition == "amqp:resource-limit-exceeded"
+    assert "max_reassembly" in close.error.description
+    assert c.conn.closing and c.conn.reassembling == 0  # the links' partials were dropped
+
+
+def test_tiny_frames_count_what_they_cost() -> None:
+    """1-byte frames: the bound counts each frame's overhead, not only its byte."""
+    env = Env(max_reassembly=10 * (1 + CHUNK_COST))
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=b"x")
+    for _ in range(9):
+        c.send(Transfer(handle=1, more=True), payload=b"x")
+    assert c.conn.reassembling == 10 * (1 + CHUNK_COST) and not c.conn.closing
+    c.send(Transfer(handle=1, more=True), payload=b"x")
+    (close,) = c.read()[-1:]
+    assert isinstance(close, Close) and close.error.condition == "amqp:resource-limit-exceeded"
+
+
+def test_finished_aborted_and_detached_partials_give_their_bytes_back() -> None:
+    env = Env(max_reassembly=1100)
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    c.sender(2)
+    raw = message(b"y" * 700)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a", more=True), payload=raw[:600])
+    c.send(Transfer(handle=1, more=False), payload=raw[600:])  # complete: 600 back
+    assert c.conn.reassembling == 0 and len(env.published) == 1
+    c.send(Transfer(handle=2, delivery_id=1, delivery_tag=b"b", more=True), payload=b"x" * 900)
+    c.send(Transfer(handle=2, aborted=True))  # aborted: 900 back
+    assert c.conn.reassembling == 0
+    c.send(Transfer(handle=1, delivery_id=2, delivery_tag=b"c", more=True), payload=b"x" * 900)
+    c.send(Detach(handle=1, closed=True))  # detached mid-delivery: 900 back
+    assert c.conn.reassembling == 0
+    c.send(Transfer(handle=2, delivery_id=3, delivery_tag=b"d", more=True), payload=b"x" * 950)
+    assert c.conn.reassembling == 950 + CHUNK_COST and not c.conn.closing
+    c.read()
+
+
+def test_a_performative_too_large_for_the_peer_is_frame_size_too_small() -> None:
+    """The peer allows 512-byte frames; our attach echoing its long source would
+    not fit, so the connection closes with amqp:frame-size-too-small instead."""
+    env = Env()
+    c = Client(env)
+    c.open(max_frame_size=512)
+    c.send(
+        Attach(
+            name="big",
+            handle=0,
+            role=True,
+            source=Source(address="q/" + "a" * 400),
+            target=Target(address="t/" + "b" * 400),
+        )
+    )
+    got = c.read()
+    assert [type(f) for f in got] == [Close]
+    assert got[0].error.condition == "amqp:frame-size-too-small"
+    assert "max-frame-size 512" in got[0].error.description
+    assert c.conn.closing
+
+
 def test_credit_is_topped_up() -> None:
     env = Env(link_credit=4)
     c = Client(env)
@@ -515,7 +593,11 @@ def test_sans_io_modules_do_not_import_asyncio() -> None:
     root = Path(fluxmq_amqp1.__file__).parent
     names = [
         "connection.py",
+        "endpoints.py",
+        "sessions.py",
         "links.py",
+        "delivery.py",
+        "state.py",
         "mapping.py",
         *(f"codec/{p.name}" for p in (root / "codec").glob("*.py")),
     ]
@@ -584,15 +666,41 @@ _perfs = st.one_of(
     st.builds(Detach, handle=_small, closed=st.booleans()),
     st.just(End()),
     st.just(Open(container_id="again")),
+    # a terminus too large to echo within a 512-byte max-frame-size
+    st.builds(
+        Attach,
+        name=st.sampled_from(["c", "d"]),
+        handle=_small,
+        role=st.booleans(),
+        source=st.builds(Source, address=st.text(min_size=200, max_size=400)),
+        target=st.builds(Target, address=st.text(min_size=200, max_size=400)),
+        initial_delivery_count=st.just(0),
+    ),
 )
 
 
+def frame_sizes(out: bytes) -> list[int]:
+    """The sizes of the frames in ``out`` (after the protocol header, if any)."""
+    sizes = []
+    i = 8 if out[:4] == b"AMQP" else 0
+    while i + 4 <= len(out):
+        size = int.from_bytes(out[i : i + 4], "big")
+        sizes.append(size)
+        i += size
+    return sizes
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 2), _perfs, st.binary(max_size=20)), max_size=12))
-def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
+@given(
+    st.lists(st.tuples(st.integers(0, 2), _perfs, st.binary(max_size=20)), max_size=12),
+    st.sampled_from([512, 65536]),
+)
+def test_state_machine_survives_any_frame_sequence(frames: list[Any], peer_max: int) -> None:
+    """Any frame sequence after open ends in frames, never an exception, and no
+    frame we write exceeds the peer's max-frame-size."""
     env = Env()
     c = Client(env)
-    c.open()
+    c.open(max_frame_size=peer_max)
     link = None
     for channel, perf, payload in frames:
         c.send(perf, channel=channel, payload=payload if isinstance(perf, Transfer) else b"")
@@ -600,7 +708,53 @@ def test_state_machine_survives_any_frame_sequence(frames: list[Any]) -> None:
         if s is not None and link is None:
             link = next((lk for lk in s.links.values() if lk.outgoing), None)
             if link is not None:
-                c.conn.send(link, message(), "tok")
+                c.conn.send(link, message(b"y" * 600), "tok")
+        assert all(size <= peer_max for size in frame_sizes(bytes(c.conn.out)))
         c.read()  # what it wrote always decodes
         if c.conn.closing:
             break
+
+
+_transfers = st.lists(
+    st.tuples(
+        st.integers(1, 3),  # handle
+        st.integers(0, 300),  # payload size
+        st.booleans(),  # more
+        st.booleans(),  # aborted
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_transfers, st.integers(1, 900))
+def test_reassembly_bound_holds_for_any_transfer_sequence(frames: list[Any], cap: int) -> None:
+    """Interleaved, aborted and unfinished multi-frame deliveries on several links:
+    the bytes held are exactly what the links' partial deliveries hold, never more
+    than the cap; passing it closes with resource-limit-exceeded, nothing raises."""
+    env = Env(max_reassembly=cap, max_message_size=600)
+    c = Client(env)
+    c.open()
+    for h in (1, 2, 3):
+        c.sender(h)
+    did = 0
+    for handle, size, more, aborted in frames:
+        s = c.conn.sessions.get(0)
+        link = s.links.get(handle) if s is not None else None
+        first = link is not None and link.partial is None
+        t = Transfer(handle=handle, more=more, aborted=aborted)
+        if first:
+            t.delivery_id, t.delivery_tag = did, did.to_bytes(4, "big")
+            did += 1
+        c.send(t, payload=b"\x00" * size)
+        got = c.read()
+        conn = c.conn
+        if conn.closing:
+            assert isinstance(got[-1], Close)
+            assert got[-1].error.condition == "amqp:resource-limit-exceeded"
+            assert conn.reassembling == 0
+            return
+        held = sum(
+            lk.partial.held for lk in conn.sessions[0].links.values() if lk.partial is not None
+        )
+        assert conn.reassembling == held <= cap

@@ -4,7 +4,6 @@ anonymous relay, clear refusals of what is not built, and MQTT <-> AMQP 1.0."""
 
 from __future__ import annotations
 
-import queue
 import uuid
 from typing import Any
 
@@ -183,10 +182,9 @@ def test_anonymous_relay_routes_by_to(connect: Any) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: c.create_receiver("$queue/sel/a/#", options=Copy()),
         lambda c: c.create_receiver("topic/browse", options=Copy()),
     ],
-    ids=["browse-with-filter", "browse-topic"],
+    ids=["browse-topic"],
 )
 def test_not_built_yet_is_refused_clearly(connect: Any, make: Any) -> None:
     c = connect()
@@ -217,6 +215,29 @@ def test_dynamic_reply_queue_request_response(connect: Any) -> None:
     replies.close()
     with pytest.raises(LinkDetached) as info:  # the temporary queue went with its link
         c.create_sender(reply_to, name="late")
+    assert info.value.link.remote_condition.name == "amqp:not-found"
+
+
+class DynamicTarget(LinkOption):
+    def apply(self, link: Any) -> None:
+        link.target.dynamic = True
+
+    def test(self, link: Any) -> bool:
+        return bool(link.is_sender)
+
+
+def test_dynamic_target_is_a_temporary_queue(connect: Any) -> None:
+    c = connect()
+    s = c.create_sender(None, name="dyn-out", options=DynamicTarget())
+    address = s.link.remote_target.address
+    assert address.startswith("$queue/amq.dyn-") and s.link.remote_target.dynamic
+    s.send(Message(body="into the node"))
+    r = c.create_receiver(address, credit=1, name="dyn-in")
+    assert r.receive(timeout=WAIT).body == "into the node"
+    r.accept()
+    s.close()  # the node goes with the link that asked for it
+    with pytest.raises(LinkDetached) as info:
+        c.create_sender(address, name="late")
     assert info.value.link.remote_condition.name == "amqp:not-found"
 
 
@@ -392,43 +413,63 @@ def test_jms_selector_on_a_queue_leaves_the_rest_to_other_consumers(connect: Any
     assert info.value.link.remote_condition.name == "amqp:invalid-field"
 
 
-def test_mqtt_and_amqp1_cross(fluxmq_broker_factory: Any) -> None:
-    pytest.importorskip("fluxmq_mqtt")
-    mqtt = pytest.importorskip("paho.mqtt.client")
-    from proton.utils import BlockingConnection
-
-    broker = fluxmq_broker_factory(plugins=["amqp1", "mqtt"])
-    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.port('amqp1.bind')}", timeout=WAIT)
-    got: queue.Queue[Any] = queue.Queue()
-    subacks: queue.Queue[Any] = queue.Queue()
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+def test_jms_selector_on_a_stream(connect: Any, amqp1_broker: Any) -> None:
+    stream = name("ssel")
+    amqp1_broker.call_soon(amqp1_broker.context.queues.declare, stream, {"type": "stream"})
+    c = connect()
+    s = c.create_sender(f"$queue/{stream}")
+    for i, color in enumerate(("blue", "red", "green", "red")):
+        s.send(Message(body=f"{color}-{i}", properties={"color": color}))
+    red = c.create_receiver(
+        f"$queue/{stream}",
+        credit=10,
+        name="red",
+        options=[Selector("color = 'red'"), Props(**{"consumer-group": "r", "cursor": "earliest"})],
     )
-    client.on_message = lambda _c, _u, m: got.put(m)
-    client.on_subscribe = lambda *a: subacks.put(a)
-    client.connect("127.0.0.1", broker.port("mqtt.tcp"))
-    client.loop_start()
-    try:
-        base = name("x")
-        r = conn.create_receiver(f"topic/{base}/from-mqtt", credit=5)
-        client.subscribe(f"{base}/from-amqp", qos=1)
-        subacks.get(timeout=WAIT)
-        client.publish(f"{base}/from-mqtt", b"hello amqp", qos=1).wait_for_publish(WAIT)
-        m = r.receive(timeout=WAIT)
-        r.accept()
-        assert m.body == b"hello amqp" and m.address == f"topic/{base}/from-mqtt"
-        conn.create_sender(f"topic/{base}/from-amqp").send(
-            Message(body=b"hello mqtt", content_type="text/plain", properties={"k": "v"})
-        )
-        pm = got.get(timeout=WAIT)
-        assert pm.payload == b"hello mqtt" and pm.topic == f"{base}/from-amqp"
-        assert (
-            pm.properties.ContentType == "text/plain" and ("k", "v") in pm.properties.UserProperty
-        )
-    finally:
-        client.loop_stop()
-        client.disconnect()
-        conn.close()
+    assert [red.receive(timeout=WAIT).body for _ in range(2)] == ["red-1", "red-3"]
+    red.accept()
+    # the records this group passed over stay in the stream: another group reads all
+    every = c.create_receiver(
+        f"$queue/{stream}",
+        credit=10,
+        name="every",
+        options=Props(**{"consumer-group": "all", "cursor": "earliest"}),
+    )
+    got = [every.receive(timeout=WAIT).body for _ in range(4)]
+    assert got == ["blue-0", "red-1", "green-2", "red-3"]
+    every.accept()
+
+
+def test_jms_selector_on_a_priority_queue(connect: Any, amqp1_broker: Any) -> None:
+    qn = name("psel")
+    amqp1_broker.call_soon(amqp1_broker.context.queues.declare, qn, {"max_priority": 9})
+    c = connect()
+    s = c.create_sender(f"$queue/{qn}")
+    for color, prio in (("blue", 1), ("red", 1), ("red", 9), ("blue", 9)):
+        s.send(Message(body=f"{color}-{prio}", priority=prio, properties={"color": color}))
+    red = c.create_receiver(
+        f"$queue/{qn}", credit=10, name="red", options=Selector("color = 'red'")
+    )
+    assert [red.receive(timeout=WAIT).body for _ in range(2)] == ["red-9", "red-1"]
+    red.accept()
+    rest = c.create_receiver(f"$queue/{qn}", credit=10, name="rest")
+    got = [rest.receive(timeout=WAIT) for _ in range(2)]
+    assert [m.body for m in got] == ["blue-9", "blue-1"]  # by priority, never delivered
+    assert [m.delivery_count for m in got] == [0, 0]
+    rest.accept()
+
+
+def test_browse_with_a_routing_key_filter(connect: Any) -> None:
+    c = connect()
+    qn = name("brf")
+    for key in ("a/x", "b/y", "a/z"):
+        c.create_sender(f"$queue/{qn}/{key}", name=f"s-{key}").send(Message(body=key))
+    b = c.create_receiver(f"$queue/{qn}/a/#", credit=10, name="peek", options=Copy())
+    assert [b.receive(timeout=WAIT).body for _ in range(2)] == ["a/x", "a/z"]
+    # nothing was consumed
+    r = c.create_receiver(f"$queue/{qn}", credit=10, name="all")
+    assert [r.receive(timeout=WAIT).body for _ in range(3)] == ["a/x", "b/y", "a/z"]
+    r.accept()
 
 
 def test_management_node_creates_reads_queries_and_deletes_queues(connect: Any) -> None:

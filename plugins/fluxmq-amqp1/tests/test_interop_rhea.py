@@ -1,6 +1,7 @@
 """rhea (the Node.js AMQP 1.0 client, from npm) against the broker: unsettled sends
-and hand-settled receives, a receiver that grants its own credit (and drains), and
-request/response over a dynamic reply-to with the anonymous relay.
+and hand-settled receives, at-most-once both ways, every receiver outcome, a
+receiver that grants its own credit (and drains), request/response over a dynamic
+reply-to with the anonymous relay, and a JMS selector on a browser and a consumer.
 
 The scenarios are ``tests/js/client.js``; its dependencies are locked in
 ``tests/js/package-lock.json`` and installed with ``npm ci --prefix <that dir>``
@@ -73,3 +74,25 @@ def test_request_response_with_dynamic_reply_to(amqp1_broker: BrokerThread) -> N
     assert got["body"] == "HELLO" and got["correlation_id"] == "req-1"
     assert got["reply_to"].startswith("$queue/amq.dyn-")
     assert "ANONYMOUS-RELAY" in got["offered"]
+
+
+def test_presettled_both_ways(amqp1_broker: BrokerThread) -> None:
+    got = run(amqp1_broker, "presettled", address())
+    assert [r["body"] for r in got["received"]] == ["p0", "p1", "p2"]
+    assert all(r["settled"] for r in got["received"]) and got["snd_settle_mode"] == 1
+
+
+def test_every_receiver_outcome(amqp1_broker: BrokerThread) -> None:
+    got = run(amqp1_broker, "outcomes", address())
+    received = [(r["body"], r["count"]) for r in got["received"]]
+    # m0 rejected (never back), m1 modified with delivery-failed (back, counted), m2
+    # released (back, not counted); a redelivery goes before newer messages
+    assert received == [("m0", 0), ("m1", 0), ("m1", 1), ("m2", 0), ("m2", 0), ("m3", 0)]
+    assert got["dead"] == "m0"
+
+
+def test_selector_on_a_browser_and_a_consumer(amqp1_broker: BrokerThread) -> None:
+    got = run(amqp1_broker, "selector", address())
+    assert got["browsed"] == ["red-1", "red-3"]
+    assert got["selected"] == ["red-1", "red-3"]
+    assert got["rest"] == ["blue-0", "green-2"]

@@ -1,6 +1,7 @@
 """Raw bytes against the listener: wrong headers, frames that cannot be delimited,
 type-system violations, oversized frames, random garbage and a stalled handshake
-each end with the spec's answer (a protocol header or a close carrying the error
+and unfinished multi-frame deliveries spread over many links each end with the
+spec's answer (a protocol header or a close carrying the error
 condition), never a traceback, and the broker keeps serving."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import struct
 from typing import Any
 
 import pytest
-from fluxmq_amqp1.codec.composites import Begin, Close, Open
+from fluxmq_amqp1.codec.composites import Attach, Begin, Close, Open, Source, Target, Transfer
 from fluxmq_amqp1.codec.frames import AMQP_HEADER, FrameReader, Header8, encode_frame
 from proton import Message
 from proton.utils import BlockingConnection
@@ -23,7 +24,8 @@ WAIT = 5.0
 
 @pytest.fixture(scope="module")
 def broker() -> Any:
-    with BrokerThread(plugins=["amqp1"], config={"amqp1": {"handshake_timeout": 0.5}}) as b:
+    config = {"amqp1": {"handshake_timeout": 0.5, "max_reassembly": 4096}}
+    with BrokerThread(plugins=["amqp1"], config=config) as b:
         yield b
 
 
@@ -113,4 +115,29 @@ def test_random_garbage_after_open(broker: BrokerThread) -> None:
         frames = exchange(broker, opened(frame + encode_frame(0, Close())))
         assert isinstance(frames[1], Open)
         assert any(isinstance(f, Close) for f in frames)
+    still_serves(broker)
+
+
+def test_unfinished_deliveries_on_many_links_close_the_connection(broker: BrokerThread) -> None:
+    """Each link keeps one multi-frame delivery open, all under max-message-size;
+    together they pass [amqp1] max_reassembly (4096 here)."""
+    data = bytearray(opened(b""))
+    data += encode_frame(0, Begin(next_outgoing_id=0, incoming_window=100, outgoing_window=100))
+    for h in range(4):
+        data += encode_frame(
+            0,
+            Attach(
+                name=f"s{h}",
+                handle=h,
+                role=False,
+                source=Source(),
+                target=Target(address="topic/robust/partial"),
+                initial_delivery_count=0,
+            ),
+        )
+    for h in range(4):
+        t = Transfer(handle=h, delivery_id=h, delivery_tag=bytes([h]), more=True)
+        data += encode_frame(0, t, b"\x00" * 1500)
+    frames = exchange(broker, bytes(data))
+    assert close_condition(frames) == "amqp:resource-limit-exceeded"
     still_serves(broker)

@@ -56,6 +56,13 @@ class AMQP1Config(ListenerSecurity):
         "Largest message in bytes (all transfer frames of a delivery); larger ones "
         "detach the link with amqp:link:message-size-exceeded. 0 = no limit.",
     )
+    max_reassembly: int = setting(
+        64 * 1024 * 1024,
+        "Bytes of multi-frame messages being reassembled per connection, all links "
+        "together; beyond it the connection is closed with "
+        "amqp:resource-limit-exceeded (a bound on memory against a hostile client). "
+        "Keep it at least max_message_size.",
+    )
     auto_create: str = setting(
         "queue",
         'What a bare address (no topic/ or $queue/ prefix) names: "queue" (a core '
@@ -87,6 +94,7 @@ class AMQP1Config(ListenerSecurity):
         check(1 <= self.session_window <= 0x7FFFFFFF, "session_window", "must be 1..2147483647")
         check(1 <= self.link_credit <= 0xFFFFFFFF, "link_credit", "must be >= 1")
         check(self.max_message_size >= 0, "max_message_size", "must be >= 0")
+        check(self.max_reassembly >= 1, "max_reassembly", "must be >= 1")
         check(self.auto_create in AUTO_CREATE, "auto_create", f"must be one of {AUTO_CREATE}")
         check(self.max_held >= 1, "max_held", "must be >= 1")
         check(self.outbound_buffer >= 1024, "outbound_buffer", "must be >= 1024")

@@ -2,37 +2,32 @@
 
 Theory of operation. Bytes arrive through :meth:`Connection.receive`; every frame
 they complete is handled in order and answers are appended to ``out``, which the
-adapter writes once per chunk. The connection runs through these phases::
-
-    HEADER --SASL header--> SASL --sasl-init--> (AuthWait) --ok--> SASL_DONE
-       |                                                            |
-       +--AMQP header (no SASL: anonymous login, AuthWait)---+  AMQP header
-                                                             v      v
-                                                           OPEN_WAIT --open--> OPENED
-    OPENED --close (either side)--> CLOSED
-
-Within OPENED, sessions (begin/end) hold links (attach/detach); see
-:mod:`fluxmq_amqp1.links` for the flow-control arithmetic. What a link is bound to
-(a topic, a queue) is the environment's business (``env``, the server): the
-connection calls ``env.attach(link)``, ``env.publish(...)``, ``env.settle(...)``,
+adapter writes once per chunk. The phases (header, SASL, open, close) are drawn in
+:mod:`fluxmq_amqp1.state`; this module holds them, the login and the frame
+dispatch. Within OPENED the performatives are handled by the functions of
+:mod:`fluxmq_amqp1.sessions` (begin, end, flow), :mod:`fluxmq_amqp1.links` (attach,
+detach) and :mod:`fluxmq_amqp1.delivery` (transfer, disposition), which are methods
+of :class:`Connection`; their state (sessions, links, partial deliveries) is in
+:mod:`fluxmq_amqp1.endpoints`. What a link is bound to (a topic, a queue) is the
+environment's business (``env``, the server): the connection calls
+``env.attach(link)``, ``env.publish(...)``, ``env.settle(...)``,
 ``env.credit(link)`` and ``env.detach(link)``, and the environment pushes outgoing
 deliveries with :meth:`Connection.send`.
 
-Errors: the codec and this module raise :class:`AMQPError`; an
-:class:`~fluxmq_amqp1.links.EndpointError` ends only its link (detach) or session
+Errors: the codec and these modules raise :class:`AMQPError`; an
+:class:`~fluxmq_amqp1.endpoints.EndpointError` ends only its link (detach) or session
 (end), anything else closes the connection with the condition and description.
 Nothing else escapes :meth:`receive` unless it is a bug, which the adapter isolates.
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fluxmq_amqp1 import delivery, links, sessions
 from fluxmq_amqp1.codec.composites import (
-    Accepted,
     Attach,
     Begin,
     Close,
@@ -42,8 +37,6 @@ from fluxmq_amqp1.codec.composites import (
     Error,
     Flow,
     Open,
-    Rejected,
-    Released,
     SaslInit,
     SaslMechanisms,
     SaslOutcome,
@@ -51,59 +44,66 @@ from fluxmq_amqp1.codec.composites import (
 )
 from fluxmq_amqp1.codec.frames import (
     AMQP_HEADER,
+    FRAME_SIZE_TOO_SMALL,
     MIN_MAX_FRAME_SIZE,
     SASL_HEADER,
     TYPE_SASL,
     Frame,
     FrameReader,
     Header8,
-    accepted_frame,
     encode_frame,
-    transfer_frame,
 )
-from fluxmq_amqp1.codec.message import decode_message
-from fluxmq_amqp1.codec.types import DECODE_ERROR, AMQPError
-from fluxmq_amqp1.links import EndpointError, Link, Partial, Session
+from fluxmq_amqp1.codec.types import AMQPError
+from fluxmq_amqp1.delivery import TRANSFER_OVERHEAD
+from fluxmq_amqp1.endpoints import EndpointError, Link, Session
+from fluxmq_amqp1.state import (
+    CONNECTION_FORCED,
+    DETACH_FORCED,
+    ERRANT_LINK,
+    HANDLE_IN_USE,
+    INTERNAL_ERROR,
+    INVALID_FIELD,
+    MESSAGE_SIZE,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    PROTOCOL,
+    RESOURCE_LIMIT,
+    TRANSFER_LIMIT,
+    UNATTACHED_HANDLE,
+    UNAUTHORIZED,
+    WINDOW_VIOLATION,
+    Phase,
+)
 from fluxmq_core.contracts import AuthRequest, AuthResult
 from fluxmq_core.transport.adapter import AuthWait
 
-__all__ = ["Connection", "Env", "Phase"]
-
-PROTOCOL = "amqp1"
-
-# Error conditions (part 2.8.15-2.8.18).
-INTERNAL_ERROR = "amqp:internal-error"
-NOT_FOUND = "amqp:not-found"
-UNAUTHORIZED = "amqp:unauthorized-access"
-RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
-NOT_ALLOWED = "amqp:not-allowed"
-INVALID_FIELD = "amqp:invalid-field"
-NOT_IMPLEMENTED = "amqp:not-implemented"
-PRECONDITION_FAILED = "amqp:precondition-failed"
-CONNECTION_FORCED = "amqp:connection:forced"
-WINDOW_VIOLATION = "amqp:session:window-violation"
-ERRANT_LINK = "amqp:session:errant-link"
-HANDLE_IN_USE = "amqp:session:handle-in-use"
-UNATTACHED_HANDLE = "amqp:session:unattached-handle"
-TRANSFER_LIMIT = "amqp:link:transfer-limit-exceeded"
-MESSAGE_SIZE = "amqp:link:message-size-exceeded"
-DETACH_FORCED = "amqp:link:detach-forced"
+__all__ = [
+    "CONNECTION_FORCED",
+    "DETACH_FORCED",
+    "ERRANT_LINK",
+    "HANDLE_IN_USE",
+    "INTERNAL_ERROR",
+    "INVALID_FIELD",
+    "MESSAGE_SIZE",
+    "NOT_ALLOWED",
+    "NOT_FOUND",
+    "NOT_IMPLEMENTED",
+    "PRECONDITION_FAILED",
+    "PROTOCOL",
+    "RESOURCE_LIMIT",
+    "TRANSFER_LIMIT",
+    "TRANSFER_OVERHEAD",
+    "UNATTACHED_HANDLE",
+    "UNAUTHORIZED",
+    "WINDOW_VIOLATION",
+    "Connection",
+    "Env",
+    "Phase",
+]
 
 _ids = itertools.count(1)
-
-#: Bytes of frame header plus transfer performative reserved when splitting a
-#: payload into frames (a transfer with every first-frame field is under 64).
-TRANSFER_OVERHEAD = 96
-
-
-class Phase(enum.Enum):
-    HEADER = "header"
-    SASL = "sasl"
-    SASL_AUTH = "sasl-auth"
-    SASL_DONE = "sasl-done"
-    OPEN_WAIT = "open-wait"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 class Env(Protocol):
@@ -180,6 +180,9 @@ class Connection:
         self.last_sent = 0.0
         self.error: Error | None = None
         self._in_receive = False
+        #: bytes of multi-frame deliveries waiting for their next frame, all links
+        #: together (bounded by [amqp1] max_reassembly)
+        self.reassembling = 0
         #: open transactions of this connection, by txn-id (the server's records)
         self.txns: dict[bytes, Any] = {}
 
@@ -407,439 +410,53 @@ class Connection:
             self.last_sent = now
         return True
 
-    # --- sessions -------------------------------------------------------------------------
+    # --- sessions, links and deliveries: the functions of their modules -------------------
 
-    def _on_begin(self, channel: int, b: Begin, payload: bytes) -> None:
-        if b.remote_channel is not None:
-            raise AMQPError(NOT_ALLOWED, "the broker begins no sessions of its own")
-        if channel in self.sessions:
-            raise AMQPError(NOT_ALLOWED, f"channel {channel} already has a session")
-        if channel > self.channel_max:
-            raise AMQPError(
-                NOT_ALLOWED, f"channel {channel} exceeds channel-max {self.channel_max}"
-            )
-        local = 0
-        while local in self.local_channels:
-            local += 1
-        self.local_channels.add(local)
-        cfg = self.cfg
-        session = Session(local, channel, b, cfg.session_window, cfg.handle_max)
-        self.sessions[channel] = session
-        self._send(
-            local,
-            Begin(
-                remote_channel=channel,
-                next_outgoing_id=0,
-                incoming_window=session.incoming_window,
-                outgoing_window=0x7FFFFFFF,
-                handle_max=session.handle_max,
-            ),
-        )
+    _on_begin = sessions.on_begin
+    _session = sessions.get_session
+    _on_end = sessions.on_end
+    _drop_session = sessions.drop_session
+    end_session = sessions.end_session
+    _endpoint_error = sessions.endpoint_error
+    _session_flow = sessions.session_flow
+    _link_flow = sessions.link_flow
+    _on_flow = sessions.on_flow
 
-    def _session(self, channel: int) -> Session:
-        s = self.sessions.get(channel)
-        if s is None:
-            raise AMQPError(NOT_ALLOWED, f"no session on channel {channel}")
-        return s
+    _on_attach = links.on_attach
+    authorized = links.authorized
+    _bind = links.bind
+    _refuse = links.refuse
+    _link = links.get_link
+    _on_detach = links.on_detach
+    detach = links.detach
+    _unbind = links.unbind
 
-    def _on_end(self, channel: int, e: End, payload: bytes) -> None:
-        s = self._session(channel)
-        self._drop_session(s)
-        self._send(s.channel, End())
-
-    def _drop_session(self, s: Session) -> None:
-        for link in list(s.links.values()):
-            self._unbind(s, link)
-        s.links.clear()
-        s.ended = True
-        self.sessions.pop(s.remote_channel, None)
-        self.local_channels.discard(s.channel)
-
-    def end_session(self, s: Session, condition: str, description: str) -> None:
-        if s.ended:
-            return
-        self._drop_session(s)
-        self._send(s.channel, End(error=Error(condition, description or None)))
-
-    def _endpoint_error(self, exc: EndpointError) -> None:
-        ep = exc.endpoint
-        if isinstance(ep, Link):
-            self.detach(ep, exc.condition, exc.description)
-        else:
-            self.end_session(ep, exc.condition, exc.description)
-
-    # --- links ----------------------------------------------------------------------------
-
-    def _on_attach(self, channel: int, a: Attach, payload: bytes) -> None:
-        s = self._session(channel)
-        if a.handle > s.handle_max:
-            raise EndpointError(
-                NOT_ALLOWED, f"handle {a.handle} exceeds handle-max {s.handle_max}", s
-            )
-        if a.handle in s.links:
-            raise EndpointError(HANDLE_IN_USE, f"handle {a.handle} is in use", s)
-        link = Link(s, a, s.new_handle())
-        s.links[a.handle] = link
-        try:
-            wait = self.env.authorize(self, link)
-        except AMQPError as exc:
-            self._refuse(link, exc)
-            return
-        if wait is not None:
-            self.waiting = wait  # an ACL decision that is not cached: ask, then go on
-            return
-        self._bind(link)
-
-    def authorized(self, link: Link, ok: bool, reason: str = "") -> None:
-        """The adapter's answer to the environment's authorization wait."""
-        self.waiting = None
-        s = link.session
-        if s.ended or s.links.get(link.handle) is not link or self.phase is not Phase.OPENED:
-            return
-        if not ok:
-            self._refuse(link, AMQPError(UNAUTHORIZED, reason or "not authorized"))
-            return
-        self._bind(link)
-
-    def _bind(self, link: Link) -> None:
-        s = link.session
-        a = link.attach
-        try:
-            terminus = self.env.attach(self, link)
-        except AMQPError as exc:
-            self._refuse(link, exc)
-            return
-        cfg = self.cfg
-        if link.outgoing:
-            reply = Attach(
-                name=link.name,
-                handle=link.local_handle,
-                role=False,
-                snd_settle_mode=link.snd_settle_mode,
-                rcv_settle_mode=0,
-                source=terminus,
-                target=a.target,
-                initial_delivery_count=0,
-                max_message_size=cfg.max_message_size or None,
-            )
-            self._send(s.channel, reply)
-        else:
-            if link.snd_settle_mode not in (0, 1, 2):
-                link.snd_settle_mode = 2
-            reply = Attach(
-                name=link.name,
-                handle=link.local_handle,
-                role=True,
-                snd_settle_mode=link.snd_settle_mode,
-                rcv_settle_mode=0,
-                source=a.source,
-                target=terminus,
-                max_message_size=cfg.max_message_size or None,
-            )
-            self._send(s.channel, reply)
-            link.delivery_count = a.initial_delivery_count or 0
-            link.credit = cfg.link_credit
-            self._link_flow(link)
-        self._poke()
-
-    def _refuse(self, link: Link, exc: AMQPError) -> None:
-        """Part 2.6.3: answer the attach with a null terminus, then detach with the
-        reason; the peer's answering detach is swallowed."""
-        s = link.session
-        a = link.attach
-        self._send(
-            s.channel,
-            Attach(
-                name=link.name,
-                handle=link.local_handle,
-                role=not link.outgoing,
-                source=None if link.outgoing else a.source,
-                target=a.target if link.outgoing else None,
-                initial_delivery_count=0 if link.outgoing else None,
-            ),
-        )
-        link.refused = True
-        self._send(
-            s.channel,
-            Detach(
-                handle=link.local_handle,
-                closed=True,
-                error=Error(exc.condition, exc.description or None),
-            ),
-        )
-
-    def _link(self, s: Session, handle: int) -> Link:
-        link = s.links.get(handle)
-        if link is None:
-            raise EndpointError(UNATTACHED_HANDLE, f"no link with handle {handle}", s)
-        return link
-
-    def _on_detach(self, channel: int, d: Detach, payload: bytes) -> None:
-        s = self._session(channel)
-        link = self._link(s, d.handle)
-        del s.links[d.handle]
-        s.local_handles.discard(link.local_handle)
-        if link.refused or link.detached:
-            return  # the answer to our detach
-        self._unbind(s, link)
-        self._send(s.channel, Detach(handle=link.local_handle, closed=d.closed))
-
-    def detach(self, link: Link, condition: str | None = None, description: str = "") -> None:
-        """Detach (close) a link from our side, with an error when given."""
-        s = link.session
-        if link.detached or link.refused or s.ended:
-            return
-        self._unbind(s, link)
-        link.detached = True
-        error = Error(condition, description or None) if condition else None
-        self._send(s.channel, Detach(handle=link.local_handle, closed=True, error=error))
-        self._poke()
-
-    def _unbind(self, s: Session, link: Link) -> None:
-        if link.node is not None or link.outgoing:
-            # Deliveries the peer never settled go back (released: not a failure).
-            for did, (lk, token) in list(s.unsettled.items()):
-                if lk is link:
-                    del s.unsettled[did]
-                    self.env.settle(self, link, token, Released())
-            link.held.clear()
-            s.blocked.pop(id(link), None)
-        if link.node is not None:
-            self.env.detach(self, link)
-            link.node = None
-
-    # --- flow -----------------------------------------------------------------------------
-
-    def _session_flow(self, s: Session, link: Link | None = None) -> Flow:
-        f = Flow(
-            next_incoming_id=s.next_incoming_id,
-            incoming_window=s.incoming_window,
-            next_outgoing_id=s.next_outgoing_id,
-            outgoing_window=0x7FFFFFFF,
-        )
-        if link is not None:
-            f.handle = link.local_handle
-            f.delivery_count = link.delivery_count
-            f.link_credit = link.credit
-            if link.outgoing:
-                f.available = len(link.held)
-                f.drain = link.drain
-        return f
-
-    def _link_flow(self, link: Link) -> None:
-        self._send(link.session.channel, self._session_flow(link.session, link))
-
-    def _on_flow(self, channel: int, f: Flow, payload: bytes) -> None:
-        s = self._session(channel)
-        base = f.next_incoming_id if f.next_incoming_id is not None else 0
-        s.remote_incoming_window = base + f.incoming_window - s.next_outgoing_id
-        s.remote_outgoing_window = f.outgoing_window
-        if f.handle is None:
-            if f.echo:
-                self._send(s.channel, self._session_flow(s))
-        else:
-            link = self._link(s, f.handle)
-            if link.refused or link.detached:
-                return
-            if link.outgoing:
-                rcv_count = f.delivery_count if f.delivery_count is not None else 0
-                credit = rcv_count + (f.link_credit or 0) - link.delivery_count
-                link.credit = max(0, credit)
-                link.drain = f.drain
-                # the node first: a queue link defers a drain until its dispatcher ran
-                self.env.credit(self, link)
-                self.pump(link)
-                if f.echo or (f.drain and credit <= 0 and not link.held):
-                    # a drain with no credit to spend is still answered: receivers
-                    # (rhea, Proton) wait for that flow
-                    self._link_flow(link)
-            else:
-                if f.delivery_count is not None:
-                    # The sender's count is authoritative (part 2.6.7).
-                    spent = f.delivery_count - link.delivery_count
-                    link.delivery_count = f.delivery_count
-                    link.credit = max(0, link.credit - spent)
-                if f.echo or link.credit < self.cfg.link_credit // 2:
-                    link.credit = self.cfg.link_credit
-                    self._link_flow(link)
-        for blocked in list(s.blocked.values()):
-            self.pump(blocked)
-
-    # --- receiving deliveries ------------------------------------------------------------
-
-    def _on_transfer(self, channel: int, t: Transfer, payload: bytes) -> None:
-        s = self._session(channel)
-        if s.incoming_window <= 0:
-            raise EndpointError(WINDOW_VIOLATION, "transfer beyond the incoming window", s)
-        s.next_incoming_id = (s.next_incoming_id + 1) & 0xFFFFFFFF
-        s.incoming_window -= 1
-        if s.incoming_window <= s.window // 2:
-            s.incoming_window = s.window
-            self._send(s.channel, self._session_flow(s))
-        link = self._link(s, t.handle)
-        if link.refused or link.detached:
-            return
-        if link.outgoing:
-            raise EndpointError(NOT_ALLOWED, "transfer on a link the broker sends on", s)
-        p = link.partial
-        if p is None:
-            if t.delivery_id is None or t.delivery_tag is None:
-                raise EndpointError(
-                    INVALID_FIELD, "the first transfer of a delivery needs an id and a tag", link
-                )
-            if link.credit <= 0:
-                raise EndpointError(TRANSFER_LIMIT, "transfer without link credit", link)
-            link.credit -= 1
-            link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
-            p = link.partial = Partial(t.delivery_id, t.delivery_tag, bool(t.settled), t.state)
-        elif t.delivery_id is not None and t.delivery_id != p.delivery_id:
-            raise EndpointError(
-                INVALID_FIELD, "a continuation transfer changed the delivery id", link
-            )
-        if t.aborted:
-            link.partial = None  # aborted deliveries are discarded, and settled
-            self._refill(link)
-            return
-        if t.settled:
-            p.settled = True
-        if payload:
-            p.chunks.append(payload)
-            p.size += len(payload)
-            limit = self.cfg.max_message_size
-            if limit and p.size > limit:
-                link.partial = None
-                raise EndpointError(
-                    MESSAGE_SIZE, f"message larger than max-message-size {limit}", link
-                )
-        if t.more:
-            return
-        link.partial = None
-        self._delivered(link, p)
-        self._refill(link)
-
-    def _refill(self, link: Link) -> None:
-        if link.credit <= self.cfg.link_credit // 2 and not link.detached:
-            link.credit = self.cfg.link_credit
-            self._link_flow(link)
-
-    def _delivered(self, link: Link, p: Partial) -> None:
-        raw = p.chunks[0] if len(p.chunks) == 1 else b"".join(p.chunks)
-        s = link.session
-        did = p.delivery_id
-        settled = p.settled
-        try:
-            message = decode_message(raw)
-        except AMQPError as exc:
-            if not settled:
-                self._disposition(s, did, Rejected(error=Error(DECODE_ERROR, exc.description)))
-            return
-
-        def done(state: Any) -> None:
-            if settled or s.ended or self.phase is Phase.CLOSED:
-                return
-            self._disposition(s, did, state)
-            self._poke()
-
-        self.env.publish(self, link, message, raw, settled, done, p.state)
-
-    def _disposition(self, s: Session, did: int, state: Any) -> None:
-        if type(state) is Accepted:
-            self.out += accepted_frame(s.channel, did)  # the common case, encoded directly
-            return
-        self._send(s.channel, Disposition(role=True, first=did, settled=True, state=state))
-
-    # --- sending deliveries --------------------------------------------------------------
-
-    def send(self, link: Link, payload: bytes, token: Any = None) -> bool:
-        """Queue one outgoing delivery on ``link`` and send what credit and window
-        allow. False when the link is gone (the caller keeps the message)."""
-        if link.detached or link.refused or link.session.ended or self.phase is not Phase.OPENED:
-            return False
-        link.held.append((payload, token))
-        self.pump(link)
-        self._poke()
-        return True
-
-    def finish_drain(self, link: Link) -> None:
-        """Answer a drain the node deferred: spend the credit left and say so."""
-        link.drain_wait = False
-        if link.detached or link.refused or link.session.ended or self.phase is not Phase.OPENED:
-            return
-        self.pump(link)
-        self._poke()
-
-    def pump(self, link: Link) -> None:
-        """Send held deliveries while the link has credit and the session window."""
-        s = link.session
-        held = link.held
-        max_payload = max(64, self.max_frame_size - TRANSFER_OVERHEAD)
-        while held and link.credit > 0:
-            payload, token = held[0]
-            frames = max(1, -(-len(payload) // max_payload))
-            if s.remote_incoming_window < frames:
-                s.blocked[id(link)] = link
-                break
-            held.popleft()
-            did = s.next_delivery_id
-            s.next_delivery_id = (did + 1) & 0xFFFFFFFF
-            settled = link.presettled
-            tag = did.to_bytes(4, "big")
-            for i in range(frames):
-                chunk = payload[i * max_payload : (i + 1) * max_payload]
-                more = i < frames - 1
-                if i == 0:
-                    self.out += transfer_frame(
-                        s.channel, link.local_handle, did, tag, settled, more, chunk
-                    )
-                else:
-                    t = Transfer(handle=link.local_handle, more=more)
-                    self.out += encode_frame(s.channel, t, chunk)
-                s.next_outgoing_id = (s.next_outgoing_id + 1) & 0xFFFFFFFF
-                s.remote_incoming_window -= 1
-            link.credit -= 1
-            link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
-            if not settled:
-                s.unsettled[did] = (link, token)
-        else:
-            s.blocked.pop(id(link), None)
-        if link.drain and link.credit > 0 and not held and not link.drain_wait:
-            # Drain: spend the rest of the credit and tell the receiver (part 2.6.7).
-            link.delivery_count = (link.delivery_count + link.credit) & 0xFFFFFFFF
-            link.credit = 0
-            self._link_flow(link)
-
-    def _on_disposition(self, channel: int, d: Disposition, payload: bytes) -> None:
-        s = self._session(channel)
-        if not d.role:
-            return  # the peer settles deliveries we received: we settled them already
-        first = d.first
-        last = d.last if d.last is not None else first
-        if last < first:
-            raise EndpointError(INVALID_FIELD, "disposition range ends before it starts", s)
-        state = d.state
-        unsettled = s.unsettled
-        if last - first + 1 > len(unsettled):
-            ids = [i for i in unsettled if first <= i <= last]
-        else:
-            ids = [i for i in range(first, last + 1) if i in unsettled]
-        settled_any = False
-        for did in ids:
-            if state is None and not d.settled:
-                continue
-            link, token = unsettled.pop(did)
-            self.env.settle(self, link, token, state)
-            settled_any = True
-            self.env.credit(self, link)
-        if settled_any and not d.settled:
-            self._send(
-                s.channel,
-                Disposition(role=False, first=first, last=last, settled=True, state=state),
-            )
+    _on_transfer = delivery.on_transfer
+    _refill = delivery.refill
+    _drop_partial = delivery.drop_partial
+    _delivered = delivery.delivered
+    _disposition = delivery.disposition
+    send = delivery.send
+    finish_drain = delivery.finish_drain
+    pump = delivery.pump
+    _on_disposition = delivery.on_disposition
 
     # --- output ---------------------------------------------------------------------------
 
     def _send(self, channel: int, perf: Any, type: int = 0) -> None:
-        self.out += encode_frame(channel, perf, type=type)
+        if self.phase is Phase.CLOSED:
+            return  # nothing follows a close
+        frame = encode_frame(channel, perf, type=type)
+        if len(frame) > self.max_frame_size and self.opened and not isinstance(perf, Close):
+            # A performative (an attach echoing a large terminus...) that does not fit
+            # the peer's max-frame-size cannot be sent at all (part 2.8.15).
+            self.close(
+                FRAME_SIZE_TOO_SMALL,
+                f"a {_name(perf)} of {len(frame)} bytes does not fit the peer's "
+                f"max-frame-size {self.max_frame_size}",
+            )
+            return
+        self.out += frame
 
     def _poke(self) -> None:
         if not self._in_receive and self.out:

@@ -1,167 +1,176 @@
-"""Sessions and links of one AMQP 1.0 connection (sans-IO state, no frames written
-here; :mod:`fluxmq_amqp1.connection` drives them).
+"""Links of an AMQP 1.0 connection: attach (authorized, then bound by the
+environment), refusal and detach (sans-IO: no asyncio). Functions of the
+:class:`~fluxmq_amqp1.connection.Connection` (each is one of its methods; ``conn``
+is ``self``); their state is :class:`~fluxmq_amqp1.endpoints.Link`.
 
-Flow control, as part 2.5.6 and 2.6.7 of the spec put it:
-
-* A **session** counts transfer frames. ``next_incoming_id``/``incoming_window``
-  are ours (the peer may send ``incoming_window`` more frames; we reopen the window
-  when half of it is used). ``remote_incoming_window`` is how many frames the peer
-  accepts from us: ``next-incoming-id(peer) + incoming-window(peer) -
-  next-outgoing-id(ours)``, recomputed on every flow.
-* A **link** counts deliveries. On a link we *receive* on, we grant
-  ``link_credit`` and top it up when half is used; a transfer beyond it is
-  ``amqp:link:transfer-limit-exceeded``. On a link we *send* on, the peer's flow
-  sets our credit to ``delivery-count(peer) + link-credit(peer) -
-  delivery-count(ours)``; each delivery spends one; ``drain`` spends what is left
-  when nothing waits.
+A refused attach is answered as part 2.6.3 asks: an attach with a null terminus,
+then a detach with the reason. A link that goes away (detach, end, close, the
+connection lost) gives its unsettled deliveries back (released) before the
+environment unbinds it.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING
 
+from fluxmq_amqp1.codec.composites import Attach, Detach, Error, Released
 from fluxmq_amqp1.codec.types import AMQPError
+from fluxmq_amqp1.endpoints import EndpointError, Link, Session
+from fluxmq_amqp1.state import (
+    HANDLE_IN_USE,
+    NOT_ALLOWED,
+    UNATTACHED_HANDLE,
+    UNAUTHORIZED,
+    Phase,
+)
 
-__all__ = ["EndpointError", "Link", "Partial", "Session"]
+if TYPE_CHECKING:
+    from fluxmq_amqp1.connection import Connection
 
 
-class EndpointError(AMQPError):
-    """An error that ends one session or one link rather than the connection."""
+def on_attach(conn: Connection, channel: int, a: Attach, payload: bytes) -> None:
+    s = conn._session(channel)
+    if a.handle > s.handle_max:
+        raise EndpointError(NOT_ALLOWED, f"handle {a.handle} exceeds handle-max {s.handle_max}", s)
+    if a.handle in s.links:
+        raise EndpointError(HANDLE_IN_USE, f"handle {a.handle} is in use", s)
+    link = Link(s, a, s.new_handle())
+    s.links[a.handle] = link
+    try:
+        wait = conn.env.authorize(conn, link)
+    except AMQPError as exc:
+        conn._refuse(link, exc)
+        return
+    if wait is not None:
+        conn.waiting = wait  # an ACL decision that is not cached: ask, then go on
+        return
+    conn._bind(link)
 
-    def __init__(self, condition: str, description: str, endpoint: Any) -> None:
-        super().__init__(
-            condition, description, scope="link" if isinstance(endpoint, Link) else "session"
+
+def authorized(conn: Connection, link: Link, ok: bool, reason: str = "") -> None:
+    """The adapter's answer to the environment's authorization wait."""
+    conn.waiting = None
+    s = link.session
+    if s.ended or s.links.get(link.handle) is not link or conn.phase is not Phase.OPENED:
+        return
+    if not ok:
+        conn._refuse(link, AMQPError(UNAUTHORIZED, reason or "not authorized"))
+        return
+    conn._bind(link)
+
+
+def bind(conn: Connection, link: Link) -> None:
+    s = link.session
+    a = link.attach
+    try:
+        terminus = conn.env.attach(conn, link)
+    except AMQPError as exc:
+        conn._refuse(link, exc)
+        return
+    cfg = conn.cfg
+    if link.outgoing:
+        reply = Attach(
+            name=link.name,
+            handle=link.local_handle,
+            role=False,
+            snd_settle_mode=link.snd_settle_mode,
+            rcv_settle_mode=0,
+            source=terminus,
+            target=a.target,
+            initial_delivery_count=0,
+            max_message_size=cfg.max_message_size or None,
         )
-        self.endpoint = endpoint
+        conn._send(s.channel, reply)
+    else:
+        if link.snd_settle_mode not in (0, 1, 2):
+            link.snd_settle_mode = 2
+        reply = Attach(
+            name=link.name,
+            handle=link.local_handle,
+            role=True,
+            snd_settle_mode=link.snd_settle_mode,
+            rcv_settle_mode=0,
+            source=a.source,
+            target=terminus,
+            max_message_size=cfg.max_message_size or None,
+        )
+        conn._send(s.channel, reply)
+        link.delivery_count = a.initial_delivery_count or 0
+        link.credit = cfg.link_credit
+        conn._link_flow(link)
+    conn._poke()
 
 
-class Partial:
-    """A delivery being received over several transfer frames."""
-
-    __slots__ = ("delivery_id", "tag", "settled", "chunks", "size", "state")
-
-    def __init__(self, delivery_id: int, tag: bytes, settled: bool, state: Any = None) -> None:
-        #: the first frame's delivery state (a transactional-state for a transfer
-        #: inside a transaction)
-        self.state = state
-        self.delivery_id = delivery_id
-        self.tag = tag
-        self.settled = settled
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-
-class Link:
-    """One attached link. ``outgoing`` is True when the broker sends on it (the
-    peer attached as receiver). ``node`` is what the broker bound it to (a topic
-    subscription, a queue consumer, a publish target), set by the server."""
-
-    __slots__ = (
-        "session",
-        "name",
-        "handle",
-        "local_handle",
-        "outgoing",
-        "attach",
-        "address",
-        "snd_settle_mode",
-        "rcv_settle_mode",
-        "credit",
-        "delivery_count",
-        "drain",
-        "drain_wait",
-        "held",
-        "partial",
-        "node",
-        "refused",
-        "detached",
-        "dropped",
+def refuse(conn: Connection, link: Link, exc: AMQPError) -> None:
+    """Part 2.6.3: answer the attach with a null terminus, then detach with the
+    reason; the peer's answering detach is swallowed."""
+    s = link.session
+    a = link.attach
+    conn._send(
+        s.channel,
+        Attach(
+            name=link.name,
+            handle=link.local_handle,
+            role=not link.outgoing,
+            source=None if link.outgoing else a.source,
+            target=a.target if link.outgoing else None,
+            initial_delivery_count=0 if link.outgoing else None,
+        ),
+    )
+    link.refused = True
+    conn._send(
+        s.channel,
+        Detach(
+            handle=link.local_handle,
+            closed=True,
+            error=Error(exc.condition, exc.description or None),
+        ),
     )
 
-    def __init__(self, session: Session, attach: Any, local_handle: int) -> None:
-        self.session = session
-        self.name: str = attach.name
-        self.handle: int = attach.handle
-        self.local_handle = local_handle
-        self.outgoing: bool = bool(attach.role)  # peer is receiver -> we send
-        self.attach = attach
-        self.address: Any = None
-        self.snd_settle_mode: int = attach.snd_settle_mode
-        self.rcv_settle_mode: int = attach.rcv_settle_mode
-        self.credit = 0
-        self.delivery_count = 0
-        self.drain = False
-        #: a drain the node answers later (a queue link waits for its dispatcher)
-        self.drain_wait = False
-        #: outgoing deliveries waiting for credit or session window: (payload, token)
-        self.held: deque[tuple[bytes, Any]] = deque()
-        self.partial: Partial | None = None
-        self.node: Any = None
-        #: attach refused: the peer's answering detach is expected, nothing else
-        self.refused = False
-        self.detached = False
-        self.dropped = 0
 
-    @property
-    def presettled(self) -> bool:
-        """Deliveries on this outgoing link are sent settled (at-most-once)."""
-        return self.snd_settle_mode == 1
-
-    def __repr__(self) -> str:
-        kind = "out" if self.outgoing else "in"
-        return f"Link({self.name!r}, {kind}, handle={self.handle}, address={self.address!r})"
+def get_link(conn: Connection, s: Session, handle: int) -> Link:
+    link = s.links.get(handle)
+    if link is None:
+        raise EndpointError(UNATTACHED_HANDLE, f"no link with handle {handle}", s)
+    return link
 
 
-class Session:
-    """One begun session: its channels, windows, links and unsettled deliveries."""
+def on_detach(conn: Connection, channel: int, d: Detach, payload: bytes) -> None:
+    s = conn._session(channel)
+    link = conn._link(s, d.handle)
+    del s.links[d.handle]
+    s.local_handles.discard(link.local_handle)
+    if link.refused or link.detached:
+        return  # the answer to our detach
+    conn._unbind(s, link)
+    conn._send(s.channel, Detach(handle=link.local_handle, closed=d.closed))
 
-    __slots__ = (
-        "channel",
-        "remote_channel",
-        "next_incoming_id",
-        "incoming_window",
-        "window",
-        "next_outgoing_id",
-        "remote_incoming_window",
-        "remote_outgoing_window",
-        "handle_max",
-        "links",
-        "local_handles",
-        "next_delivery_id",
-        "unsettled",
-        "blocked",
-        "ended",
-    )
 
-    def __init__(
-        self, channel: int, remote_channel: int, begin: Any, window: int, handle_max: int
-    ) -> None:
-        self.channel = channel
-        self.remote_channel = remote_channel
-        self.next_incoming_id: int = begin.next_outgoing_id
-        self.window = window
-        self.incoming_window = window
-        self.next_outgoing_id = 0
-        self.remote_incoming_window: int = begin.incoming_window
-        self.remote_outgoing_window: int = begin.outgoing_window
-        self.handle_max = min(handle_max, begin.handle_max)
-        #: by the peer's handle
-        self.links: dict[int, Link] = {}
-        self.local_handles: set[int] = set()
-        self.next_delivery_id = 0
-        #: our outgoing unsettled deliveries: delivery-id -> (link, token)
-        self.unsettled: dict[int, tuple[Link, Any]] = {}
-        #: outgoing links with held deliveries waiting for the session window
-        self.blocked: dict[int, Link] = {}
-        self.ended = False
+def detach(
+    conn: Connection, link: Link, condition: str | None = None, description: str = ""
+) -> None:
+    """Detach (close) a link from our side, with an error when given."""
+    s = link.session
+    if link.detached or link.refused or s.ended:
+        return
+    conn._unbind(s, link)
+    link.detached = True
+    error = Error(condition, description or None) if condition else None
+    conn._send(s.channel, Detach(handle=link.local_handle, closed=True, error=error))
+    conn._poke()
 
-    def new_handle(self) -> int:
-        h = 0
-        while h in self.local_handles:
-            h += 1
-        self.local_handles.add(h)
-        return h
 
-    def __repr__(self) -> str:
-        return f"Session(channel={self.channel}, remote={self.remote_channel}, links={len(self.links)})"
+def unbind(conn: Connection, s: Session, link: Link) -> None:
+    if link.partial is not None:
+        conn._drop_partial(link)
+    if link.node is not None or link.outgoing:
+        # Deliveries the peer never settled go back (released: not a failure).
+        for did, (lk, token) in list(s.unsettled.items()):
+            if lk is link:
+                del s.unsettled[did]
+                conn.env.settle(conn, link, token, Released())
+        link.held.clear()
+        s.blocked.pop(id(link), None)
+    if link.node is not None:
+        conn.env.detach(conn, link)
+        link.node = None

@@ -18,6 +18,12 @@ Messages: an AMQP 1.0 message keeps its bytes (``properties["amqp1"]``), so AMQP
 receivers get it back exactly; the fields other protocols understand are copied into
 the ``Message`` (table in the doc). A message from another protocol is built into
 an AMQP message with a ``data`` body.
+
+W3C trace context: ``traceparent``/``tracestate`` application properties become user
+properties like any other, which is where a tracing plugin reads and replaces them.
+Its replacement reaches AMQP 1.0 receivers of a message that kept its bytes too: the
+values received are remembered (``properties["amqp1-trace"]``) and, when the user
+properties carry others at delivery, the application properties are rewritten.
 """
 
 from __future__ import annotations
@@ -194,6 +200,8 @@ def to_core(
             sv = _user_value(v)
             if sv is not None:
                 user.append((str(k), sv))
+        if "traceparent" in ap:
+            extra["amqp1-trace"] = _trace_key(user)
     return Message(
         topic,
         msg.payload_bytes(),
@@ -209,6 +217,21 @@ def to_core(
     )
 
 
+#: W3C trace context keys (application properties / user properties).
+TRACE_KEYS = ("traceparent", "tracestate")
+
+
+def _trace_key(user: list[tuple[str, str]] | Any) -> str:
+    """The trace context in user properties as one comparable string ("" for none)."""
+    tp = ts = ""
+    for k, v in user:
+        if k == "traceparent":
+            tp = v
+        elif k == "tracestate":
+            ts = v
+    return f"{tp}\n{ts}" if tp else ""
+
+
 def address_of(topic: str) -> str:
     """The AMQP address to show as ``to`` for a core topic."""
     if topic.startswith(("$queue/", "$dlq/")):
@@ -222,16 +245,38 @@ def from_core(message: Message, now: float) -> bytes:
     count = extra.get("delivery-count", 1)
     raw = extra.get("amqp1")
     if raw is not None:
-        if not isinstance(count, int) or count <= 1:
-            return bytes(raw)
+        recount = isinstance(count, int) and count > 1
+        trace = None
+        up = message.user_properties
+        if up:
+            trace = _trace_key(up)
+            if trace == extra.get("amqp1-trace", ""):
+                trace = None  # as received: nothing to rewrite
+        if not recount:
+            if trace is None:
+                return bytes(raw)
+            cached = message.encoded.get("amqp1") if message.encoded is not None else None
+            if cached is not None:
+                return bytes(cached)  # one rewrite per traced publish, whatever the fan-out
         try:
             msg = decode_message(bytes(raw))
         except AMQPError:
             return bytes(raw)
-        h = msg.header or Header()
-        h.delivery_count = count - 1
-        msg.header = h
-        return encode_message(msg)
+        if recount:
+            h = msg.header or Header()
+            h.delivery_count = count - 1
+            msg.header = h
+        if trace is not None and up:
+            props_in = dict(msg.application_properties or {})
+            props_in.pop("tracestate", None)
+            props_in.update((k, v) for k, v in up if k in TRACE_KEYS)
+            msg.application_properties = props_in
+        out = encode_message(msg)
+        if not recount:
+            if message.encoded is None:
+                message.encoded = {}
+            message.encoded["amqp1"] = out
+        return out
     cache = message.encoded
     if cache is not None and count == 1:
         hit = cache.get("amqp1")

@@ -17,7 +17,7 @@ from fluxmq_amqp1.codec.composites import Accepted, Error, Modified, Rejected, R
 from fluxmq_amqp1.codec.message import decode_message
 from fluxmq_amqp1.codec.types import AMQPError, Described
 from fluxmq_amqp1.connection import NOT_FOUND, NOT_IMPLEMENTED, Connection
-from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.endpoints import Link
 from fluxmq_amqp1.mapping import INVALID_FIELD, Address, from_core
 from fluxmq_amqp1.selector import Selector, SelectorError, compile_selector, selector_env
 from fluxmq_core.queues import (
@@ -26,11 +26,13 @@ from fluxmq_core.queues import (
     QueueError,
     QueueFullError,
     UnknownQueueError,
+    routing_key,
 )
 from fluxmq_core.router.topics import (
     TopicError,
     amqp_pattern_to_filter,
     amqp_routing_key_to_topic,
+    topic_matches,
     validate_topic_name,
 )
 
@@ -205,6 +207,9 @@ class TopicSub:
         if self.conn.send(link, payload, None):
             server.stats.messages_sent += 1
             server.messages_out += 1
+            events = server.context.events
+            if events.on_delivered:  # a flag check unless something wants the event
+                events.message_delivered(message, "amqp1", self.client_id)
 
     def close(self) -> None:
         self.server.context.router.unsubscribe(self, self.filter)
@@ -225,10 +230,14 @@ class QueueSub:
         "server",
         "temporary",
         "drainer",
+        "filter",
     )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: str, group: str):
         self.server = server
+        #: what it consumes as a topic filter (``$queue/<name>[/<pattern>]``), as
+        #: subscription events name it
+        self.filter = f"$queue/{queue}"
         #: a dynamic node: the queue is deleted with the link
         self.temporary = False
         self.conn = conn
@@ -243,10 +252,14 @@ class QueueSub:
     def deliver(self, message: Message, delivery: Any) -> None:
         props = message.properties or {}
         token = props.get("message-id")
-        payload = from_core(message, self.server.clock())
+        server = self.server
+        payload = from_core(message, server.clock())
         if self.conn.send(self.link, payload, token):
-            self.server.stats.messages_sent += 1
-            self.server.messages_out += 1
+            server.stats.messages_sent += 1
+            server.messages_out += 1
+            events = server.context.events
+            if events.on_delivered:
+                events.message_delivered(message, "amqp1", self.client_id)
         self.sync()
 
     def sync(self) -> None:
@@ -332,13 +345,26 @@ class Browser:
     the queue when it attached, read from the head without consuming them (for a
     classic queue, what its consumer group has not settled: waiting redeliveries
     and the unread part; for a stream, every retained record), sent settled as
-    credit allows."""
+    credit allows. A routing-key filter (the address after ``$queue/<name>/``, or a
+    legacy binding filter) and a JMS selector copy only what they match."""
 
-    __slots__ = ("server", "conn", "link", "queue", "group", "task", "more", "selector")
+    __slots__ = (
+        "server",
+        "conn",
+        "link",
+        "queue",
+        "group",
+        "task",
+        "more",
+        "selector",
+        "pattern",
+    )
 
     def __init__(self, server: AMQP1Server, conn: Connection, link: Link, queue: Any, group: str):
         #: a JMS selector from the source's filter: only matching messages are copied
         self.selector: Selector | None = None
+        #: an MQTT filter over the routing key: only matching messages are copied
+        self.pattern = ""
         self.server = server
         self.conn = conn
         self.link = link
@@ -373,6 +399,9 @@ class Browser:
         return below, max(first, int(g.cursor)), end
 
     def _selected(self, message: Message) -> bool:
+        pattern = self.pattern
+        if pattern and not topic_matches(pattern, routing_key(self.queue.name, message.topic)):
+            return False
         sel = self.selector
         return sel is None or selects(sel, message, self.server.clock())
 
@@ -430,13 +459,15 @@ class Browser:
 
 
 class QueueTarget:
-    """A sender link to a core queue (or a topic, when ``queue`` is None)."""
+    """A sender link to a core queue (or a topic, when ``queue`` is None).
+    ``temporary``: a dynamic node, deleted with the link."""
 
-    __slots__ = ("topic", "queue")
+    __slots__ = ("topic", "queue", "temporary")
 
     def __init__(self, topic: str, queue: str | None) -> None:
         self.topic = topic
         self.queue = queue
+        self.temporary = False
 
 
 class Txn:

@@ -1,32 +1,26 @@
-"""The asyncio adapter of AMQP 1.0 and the broker side of its links.
+"""The broker side of AMQP 1.0 links: :class:`AMQP1Server`, one per broker.
 
-:class:`AMQP1Server` is the environment every :class:`~fluxmq_amqp1.connection.Connection`
-calls (``env``): it binds links to the core (``attach``), routes received messages
+It is the environment every :class:`~fluxmq_amqp1.connection.Connection` calls
+(``env``): it binds links to the core (``attach``), routes received messages
 (``publish``: the router for topics, the queue manager for queues, settled only once
-the append is durable), applies receivers' outcomes (``settle``) and keeps queue
-consumers' core credit equal to the link credit (``credit``). :class:`AMQP1Protocol`
-is one network connection on the core adapter base
-(:mod:`fluxmq_core.transport.adapter`: one write per destination per chunk, typed
-waits, per-connection exception isolation, the graceful close); what it adds is
-AMQP's own: the handshake timeout, idle time-out and heartbeats, and pausing queue
-consumers while the transport's buffer is full.
+the append is durable; blocking ``auth_on_publish`` hooks on the way), applies
+receivers' outcomes (``settle``) and keeps queue consumers' core credit equal to the
+link credit (``credit``). Each network connection is an
+:class:`~fluxmq_amqp1.protocol.AMQP1Protocol`; transactions are
+:mod:`fluxmq_amqp1.transactions`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from fluxmq_amqp1 import transactions
 from fluxmq_amqp1.codec.composites import (
     Accepted,
-    AmqpValue,
     Coordinator,
-    Declare,
-    Declared,
-    Discharge,
     Error,
     Rejected,
     Released,
@@ -41,18 +35,18 @@ from fluxmq_amqp1.connection import (
     INTERNAL_ERROR,
     NOT_FOUND,
     NOT_IMPLEMENTED,
+    PROTOCOL,
     Connection,
     Phase,
 )
-from fluxmq_amqp1.links import Link
+from fluxmq_amqp1.endpoints import Link
 from fluxmq_amqp1.management import MANAGEMENT, handle_request
-from fluxmq_amqp1.mapping import INVALID_FIELD, Address, resolve, to_core
+from fluxmq_amqp1.mapping import INVALID_FIELD, Address, address_of, resolve, to_core
 from fluxmq_amqp1.nodes import (
     COORDINATOR,
     DEFAULT_GROUP,
     DYNAMIC_PREFIX,
     RESOURCE_LIMIT,
-    TXN_ROLLBACK,
     TXN_UNKNOWN,
     UNAUTHORIZED,
     Browser,
@@ -66,18 +60,26 @@ from fluxmq_amqp1.nodes import (
     queue_predicate,
     source_filters,
 )
+from fluxmq_amqp1.protocol import HOOK_SUBSCRIBE, AMQP1Protocol
 from fluxmq_amqp1.waits import AuthorizeWait
+from fluxmq_core.callout.hooks import (
+    HookOutcome,
+    HookRequest,
+    apply_outcome,
+    external_id,
+)
 from fluxmq_core.contracts import PUBLISH, SUBSCRIBE, SubscriptionOptions
 from fluxmq_core.queues import QueueError
-from fluxmq_core.transport import peer_identity, peer_name, tune_transport
-from fluxmq_core.transport.adapter import AdapterProtocol, AdapterServer, AuthWait
+from fluxmq_core.transport.adapter import AdapterServer
 
 if TYPE_CHECKING:
     from fluxmq_amqp1.config import AMQP1Config
 
-__all__ = ["AMQP1Protocol", "AMQP1Server"]
+__all__ = ["AMQP1Server"]
 
 log = logging.getLogger("fluxmq.amqp1")
+
+HOOK_PUBLISH = "auth_on_publish"
 
 
 class AMQP1Server(AdapterServer):
@@ -92,6 +94,10 @@ class AMQP1Server(AdapterServer):
         #: $management receiver links by (connection, reply address): a response goes
         #: only to a receiver of the connection that asked
         self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
+        #: receiver links an auth_on_subscribe hook moved: id(link) -> address, until bound
+        self.moved: dict[int, str] = {}
+        #: per connection: the order of publishes waiting for a check (ACL, hook)
+        self.publish_order: dict[int, asyncio.Lock] = {}
         # AMQP 1.0's own message totals, read by a metrics exporter (amqp1.* metrics);
         # context.stats counts every protocol together.
         self.messages_in = 0
@@ -131,19 +137,29 @@ class AMQP1Server(AdapterServer):
 
     def authorize(self, conn: Connection, link: Link) -> Any:
         auth = self.context.auth
-        if not auth.authorization_active:
+        hooks = self.context.hooks
+        if not auth.authorization_active and hooks is None:
             return None
         subject = self._acl_subject(link)
         if subject is None:
             return None
         action, topic = subject
+        # a receiver on a topic or queue is a subscription a blocking hook may see
+        hook = (
+            hooks is not None
+            and action == SUBSCRIBE
+            and topic != MANAGEMENT
+            and hooks.wants(HOOK_SUBSCRIBE, PROTOCOL)
+        )
+        if not auth.authorization_active:
+            return AuthorizeWait(link, action, topic, acl=False, hook=True) if hook else None
         ok = auth.authorize_cached(conn.container_id or conn.id, conn.username, action, topic)
         if ok is None:
-            return AuthorizeWait(link, action, topic)
+            return AuthorizeWait(link, action, topic, hook=hook)
         if not ok:
             self.stats.authz_denied += 1
             raise AMQPError(UNAUTHORIZED, f"not authorized to {action} {topic!r}")
-        return None
+        return AuthorizeWait(link, action, topic, acl=False, hook=True) if hook else None
 
     def attach(self, conn: Connection, link: Link) -> Any:
         a = link.attach
@@ -151,10 +167,19 @@ class AMQP1Server(AdapterServer):
             source = a.source
             if not isinstance(source, Source):
                 raise AMQPError(INVALID_FIELD, "a receiving link needs a source")
+            limits = self.context.limits
+            if (
+                limits is not None
+                and limits.subscribes is not None
+                and not limits.allow_subscribe(conn.container_id or conn.id)
+            ):
+                # [rate_limit] subscribe_rate: the attach is refused, the client may retry
+                raise AMQPError(RESOURCE_LIMIT, "subscribe rate limit exceeded")
             if source.dynamic:
                 return self._dynamic(conn, link, source)
-            addr = resolve(source.address, source.capabilities, self.cfg.auto_create, filter=True)
-            link.address = source.address
+            address = self.moved.pop(id(link), source.address)  # a hook's new filter
+            addr = resolve(address, source.capabilities, self.cfg.auto_create, filter=True)
+            link.address = address
             props = a.properties or {}
             binding, selector = source_filters(source.filter, addr)
             if binding is not None:
@@ -176,9 +201,11 @@ class AMQP1Server(AdapterServer):
             if addr.kind == "topic":
                 sub = TopicSub(self, conn, link, addr.name)
                 sub.selector = selector
-                self.context.router.subscribe(sub, addr.name, SubscriptionOptions(qos=1))
+                options = SubscriptionOptions(qos=1)
+                self.context.router.subscribe(sub, addr.name, options)
                 self.stats.subscriptions += 1
                 link.node = sub
+                self._subscribed(conn, sub.filter, options)
             else:
                 group = str(props.get("consumer-group") or DEFAULT_GROUP)
                 cursor = props.get("cursor")
@@ -186,16 +213,10 @@ class AMQP1Server(AdapterServer):
                 queues = self._queues()
                 self._check_dynamic(queues, addr.name)
                 try:
-                    q = queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
+                    queues.auto_declare(addr.name, "an AMQP 1.0 receiver")
                     predicate = None
                     if selector is not None:
-                        if q.is_stream or q.config.max_priority:
-                            raise AMQPError(
-                                NOT_IMPLEMENTED,
-                                f"JMS selectors on {q.type} queues"
-                                + (" with max_priority" if q.config.max_priority else "")
-                                + " are not implemented (classic queues only)",
-                            )
+                        # evaluated by the queue's dispatcher (classic, priority, stream)
                         predicate = queue_predicate(selector, self.clock)
                     qsub.handle = queues.consume(
                         addr.name,
@@ -212,6 +233,9 @@ class AMQP1Server(AdapterServer):
                     raise AMQPError(err.condition, err.description or "") from None
                 qsub.handle.pause()
                 link.node = qsub
+                if addr.pattern:
+                    qsub.filter += "/" + addr.pattern
+                self._subscribed(conn, qsub.filter, SubscriptionOptions(qos=1))
             return source
         target = a.target
         if isinstance(target, Coordinator):
@@ -220,7 +244,7 @@ class AMQP1Server(AdapterServer):
         if not isinstance(target, Target):
             raise AMQPError(INVALID_FIELD, "a sending link needs a target")
         if target.dynamic:
-            raise AMQPError(NOT_IMPLEMENTED, "dynamic nodes are not implemented yet")
+            return self._dynamic_target(link, target)
         if target.address is None:
             link.node = QueueTarget("", None)  # anonymous relay: routed by each `to`
             return target
@@ -242,10 +266,28 @@ class AMQP1Server(AdapterServer):
         qsub.handle.pause()
         link.node = qsub
         link.address = f"$queue/{name}"
+        self._subscribed(conn, qsub.filter, SubscriptionOptions(qos=1))
         return Source(
             address=link.address,
             dynamic=True,
             expiry_policy=source.expiry_policy,
+            capabilities=["queue", "temporary-queue"],
+        )
+
+    def _dynamic_target(self, link: Link, target: Target) -> Target:
+        """A sender asking for a dynamic node gets a temporary queue (deleted at
+        detach); receivers attach to the address answered in the target."""
+        queues = self._queues()
+        name = f"{DYNAMIC_PREFIX}{uuid.uuid4().hex[:16]}"
+        queues.ensure_ephemeral(name)
+        node = QueueTarget(f"$queue/{name}", name)
+        node.temporary = True
+        link.node = node
+        link.address = f"$queue/{name}"
+        return Target(
+            address=link.address,
+            dynamic=True,
+            expiry_policy=target.expiry_policy,
             capabilities=["queue", "temporary-queue"],
         )
 
@@ -258,10 +300,6 @@ class AMQP1Server(AdapterServer):
                 NOT_IMPLEMENTED,
                 "browsing (distribution-mode copy) a topic is not implemented: topics keep no messages",
             )
-        if addr.pattern:
-            raise AMQPError(
-                NOT_IMPLEMENTED, "browsing with a routing-key filter is not implemented yet"
-            )
         queues = self._queues()
         q = queues.get(addr.name)
         if q is None:
@@ -269,6 +307,7 @@ class AMQP1Server(AdapterServer):
         group = str(props.get("consumer-group") or DEFAULT_GROUP)
         link.snd_settle_mode = 1  # copies are sent settled: there is nothing to ack
         browser = Browser(self, conn, link, q, group)
+        browser.pattern = addr.pattern
         link.node = browser
         return browser
 
@@ -302,6 +341,11 @@ class AMQP1Server(AdapterServer):
 
     def detach(self, conn: Connection, link: Link) -> None:
         node = link.node
+        if isinstance(node, QueueTarget):
+            if node.temporary and node.queue is not None and self.context.queues is not None:
+                node.temporary = False
+                self.context.queues.delete(node.queue)
+            return
         if isinstance(node, Browser):
             node.close()
             return
@@ -314,6 +358,16 @@ class AMQP1Server(AdapterServer):
             node.close()
             if isinstance(node, TopicSub):
                 self.stats.subscriptions -= 1
+            self.context.events.client_unsubscribed(
+                PROTOCOL, conn.container_id or conn.id, node.filter
+            )
+
+    def _subscribed(self, conn: Connection, topic_filter: str, options: Any) -> None:
+        """A receiver link consumes a topic or queue now (subscription events and
+        webhooks, as MQTT's SUBSCRIBE)."""
+        self.context.events.client_subscribed(
+            PROTOCOL, conn.container_id or conn.id, topic_filter, options
+        )
 
     def credit(self, conn: Connection, link: Link) -> None:
         node = link.node
@@ -374,85 +428,6 @@ class AMQP1Server(AdapterServer):
         except QueueError as exc:
             log.info("%s: $management reply to %r not delivered: %s", conn, reply_to, exc)
 
-    # --- transactions ----------------------------------------------------------------------
-
-    def _coordinate(self, conn: Connection, message: Any, done: Any) -> None:
-        body = message.body
-        value = body[0].value if len(body) == 1 and type(body[0]) is AmqpValue else None
-        if isinstance(value, Declare):
-            if value.global_id is not None:
-                done(
-                    Rejected(
-                        error=Error(NOT_IMPLEMENTED, "distributed transactions are not implemented")
-                    )
-                )
-                return
-            txn_id = os.urandom(8)
-            conn.txns[txn_id] = Txn(txn_id)
-            done(Declared(txn_id=txn_id))
-        elif isinstance(value, Discharge):
-            txn = conn.txns.pop(value.txn_id, None)
-            if txn is None:
-                done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {value.txn_id.hex()}")))
-            elif value.fail:
-                self.rollback(txn)
-                done(Accepted())
-            else:
-                self._commit(txn, done)
-        else:
-            done(
-                Rejected(
-                    error=Error("amqp:decode-error", "the coordinator takes declare and discharge")
-                )
-            )
-
-    def rollback(self, txn: Txn) -> None:
-        """Discard the publishes; the deliveries it settled go back to their queues."""
-        txn.publishes.clear()
-        for node, token, _outcome in txn.settles:
-            node.settle(token, Released())
-        txn.settles.clear()
-
-    def _commit(self, txn: Txn, done: Any) -> None:
-        """Apply every publish and outcome; the discharge is accepted once every
-        queue append is durable (rejected with amqp:transaction:rollback when one
-        was refused or failed: what was applied before stays applied)."""
-        futures = []
-        errors: list[str] = []
-        for node, core in txn.publishes:
-            if node.queue is None:
-                self.context.publish(core)
-                continue
-            try:
-                futures.append(self.context.publish_queued(core))
-            except QueueError as exc:
-                errors.append(str(exc))
-        for qsub, token, outcome in txn.settles:
-            qsub.settle(token, outcome if outcome is not None else Accepted())
-        txn.publishes.clear()
-        txn.settles.clear()
-        left = [len(futures)]
-
-        def finish() -> None:
-            if errors:
-                done(Rejected(error=Error(TXN_ROLLBACK, "; ".join(errors[:3]))))
-            else:
-                done(Accepted())
-
-        def one(f: asyncio.Future[int]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                errors.append(
-                    f"queue append failed: {'cancelled' if f.cancelled() else f.exception()}"
-                )
-            left[0] -= 1
-            if left[0] == 0:
-                finish()
-
-        if not futures:
-            finish()
-        for f in futures:
-            f.add_done_callback(one)
-
     # --- Env: publishing -------------------------------------------------------------------
 
     def publish(
@@ -466,7 +441,7 @@ class AMQP1Server(AdapterServer):
         state: Any = None,
     ) -> None:
         if link.node is COORDINATOR:
-            self._coordinate(conn, message, done)
+            transactions.coordinate(self.context, conn, message, done)
             return
         self.stats.messages_received += 1
         self.messages_in += 1
@@ -487,6 +462,7 @@ class AMQP1Server(AdapterServer):
                 done(Rejected(error=Error(TXN_UNKNOWN, f"no transaction {state.txn_id.hex()}")))
                 return
         node: QueueTarget = link.node
+        check_acl = False
         if node.queue is None and not node.topic:
             to = message.properties.to if message.properties is not None else None
             if to is None:
@@ -502,23 +478,29 @@ class AMQP1Server(AdapterServer):
                 cid = conn.container_id or conn.id
                 ok = auth.authorize_cached(cid, conn.username, PUBLISH, node.topic)
                 if ok is None:
-                    task = asyncio.get_running_loop().create_task(
-                        self._relay_checked(conn, node, message, payload, settled, done, txn)
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                    return
-                if not ok:
+                    check_acl = True
+                elif not ok:
                     self.stats.authz_denied += 1
-                    done(
-                        Rejected(
-                            error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")
-                        )
-                    )
+                    done(_denied(node.topic))
                     return
+        hooks = self.context.hooks
+        hook = (
+            hooks is not None
+            and not (node.topic == MANAGEMENT and node.queue is None)
+            and hooks.wants(HOOK_PUBLISH, PROTOCOL)
+        )
+        if check_acl or hook:
+            task = asyncio.get_running_loop().create_task(
+                self._publish_checked(
+                    conn, node, message, payload, settled, done, txn, check_acl, hook
+                )
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         self._route(conn, node, message, payload, settled, done, txn)
 
-    async def _relay_checked(
+    async def _publish_checked(
         self,
         conn: Connection,
         node: QueueTarget,
@@ -527,13 +509,59 @@ class AMQP1Server(AdapterServer):
         settled: bool,
         done: Any,
         txn: Txn | None,
+        check_acl: bool,
+        hook: bool,
     ) -> None:
-        cid = conn.container_id or conn.id
-        if await self.context.auth.authorize(cid, conn.username, PUBLISH, node.topic):
-            self._route(conn, node, message, payload, settled, done, txn)
-        else:
-            self.stats.authz_denied += 1
-            done(Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {node.topic!r}")))
+        """A publish that waits for an ACL decision (anonymous relay) and/or a
+        blocking ``auth_on_publish`` hook. One connection's waiting publishes go
+        on in the order they arrived (a FIFO lock per connection)."""
+        lock = self.publish_order.get(id(conn))
+        if lock is None:
+            lock = self.publish_order[id(conn)] = asyncio.Lock()
+        async with lock:
+            cid = conn.container_id or conn.id
+            auth = self.context.auth
+            if check_acl and not await auth.authorize(cid, conn.username, PUBLISH, node.topic):
+                self.stats.authz_denied += 1
+                done(_denied(node.topic))
+                return
+            outcome = None
+            hooks = self.context.hooks
+            if hook and hooks is not None:
+                core = to_core(message, payload, node.topic, settled, cid, self.clock())
+                outcome = await hooks.call(
+                    HookRequest(
+                        HOOK_PUBLISH,
+                        PROTOCOL,
+                        cid,
+                        node.topic,
+                        payload=core.payload,
+                        qos=core.qos,
+                        properties=dict(core.user_properties or ()),
+                        external_id=external_id(self.context, cid),
+                    )
+                )
+                if not outcome.allow:
+                    self.stats.authz_denied += 1
+                    reason = outcome.reason or "denied by hook"
+                    done(Rejected(error=Error(UNAUTHORIZED, reason)))
+                    return
+                if outcome.topic is not None and outcome.topic != node.topic:
+                    # authorized again under its new name: a hook cannot route around the ACL
+                    try:
+                        node = self._target(address_of(outcome.topic), None)
+                    except AMQPError as exc:
+                        done(Rejected(error=Error(exc.condition, exc.description or None)))
+                        return
+                    if auth.authorization_active and not await auth.authorize(
+                        cid, conn.username, PUBLISH, node.topic
+                    ):
+                        self.stats.authz_denied += 1
+                        done(_denied(node.topic))
+                        return
+            if conn.phase is Phase.CLOSED:
+                return  # the connection went while we waited: its sender resends
+            self._route(conn, node, message, payload, settled, done, txn, outcome)
 
     def _route(
         self,
@@ -544,11 +572,20 @@ class AMQP1Server(AdapterServer):
         settled: bool,
         done: Any,
         txn: Txn | None = None,
+        outcome: HookOutcome | None = None,
     ) -> None:
         if node.topic == MANAGEMENT and node.queue is None:
             self._manage(conn, message, done)
             return
         core = to_core(message, payload, node.topic, settled, conn.container_id, self.clock())
+        if outcome is not None:
+            apply_outcome(core, outcome)
+            if outcome.payload is not None or outcome.properties:
+                # changed by a hook: AMQP 1.0 receivers get it rebuilt from the core
+                # message, not the bytes the client sent
+                extra = core.properties or {}
+                extra.pop("amqp1", None)
+                extra.pop("amqp1-trace", None)
         if txn is not None:
             txn.publishes.append((node, core))
             done(TransactionalState(txn_id=txn.id, outcome=Accepted()))
@@ -577,138 +614,8 @@ class AMQP1Server(AdapterServer):
             fut.add_done_callback(appended)
 
 
-class AMQP1Protocol(AdapterProtocol):
-    """One AMQP 1.0 network connection on the event loop."""
-
-    __slots__ = ("_handshake_timer", "_hb_timer")
-
-    log_name = "fluxmq.amqp1"
-    server: AMQP1Server
-    conn: Connection
-
-    def __init__(self, server: AMQP1Server) -> None:
-        super().__init__(server)
-        self._handshake_timer: asyncio.TimerHandle | None = None
-        self._hb_timer: asyncio.TimerHandle | None = None
-
-    def make_connection(self, transport: asyncio.BaseTransport) -> Connection:
-        server = self.server
-        tune_transport(transport, server.cfg.outbound_buffer)
-        conn = Connection(server, peer_name(transport), peer_identity(transport))
-        conn.last_recv = conn.last_sent = self._loop.time()
-        return conn
-
-    def connected(self) -> None:
-        self._handshake_timer = self._loop.call_later(
-            self.server.cfg.handshake_timeout, self._handshake_timeout
-        )
-
-    def feed(self, data: bytes) -> None:
-        self.conn.receive(data, self._loop.time())
-
-    def after_step(self) -> None:
-        conn = self.conn
-        if conn.opened and self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-            stats = self.server.stats
-            stats.clients_connected += 1
-            stats.clients_total += 1
-            self._schedule_heartbeat()
-
-    def _schedule_heartbeat(self) -> None:
-        conn = self.conn
-        periods = [p for p in (conn.idle_timeout, conn.remote_idle_timeout) if p]
-        if periods:
-            self._hb_timer = self._loop.call_later(max(0.1, min(periods) / 2), self._heartbeat)
-
-    def flush(self) -> None:
-        conn = self.conn
-        if conn is not None and conn.out:
-            conn.last_sent = self._loop.time()
-        AdapterProtocol.flush(self)
-
-    def internal_error(self) -> None:
-        self.conn.close(INTERNAL_ERROR, "internal error")
-
-    def connection_ended(self) -> None:
-        for timer in (self._handshake_timer, self._hb_timer):
-            if timer is not None:
-                timer.cancel()
-        self._handshake_timer = self._hb_timer = None
-        conn = self.conn
-        if conn is not None:
-            for txn in conn.txns.values():
-                self.server.rollback(txn)  # an open transaction ends with its connection
-            conn.txns.clear()
-            err = conn.error
-            if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
-                self.server.stats.protocol_errors += 1
-                log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
-            if conn.opened:
-                stats = self.server.stats
-                stats.clients_connected -= 1
-                stats.clients_disconnected += 1
-                conn.opened = False
-            conn.lost()
-
-    def writing_paused(self) -> None:
-        self._sync_consumers()
-
-    def writing_resumed(self) -> None:
-        self._sync_consumers()
-
-    def _sync_consumers(self) -> None:
-        for s in list(self.conn.sessions.values()):
-            for link in list(s.links.values()):
-                if isinstance(link.node, QueueSub):
-                    link.node.sync()
-
-    # --- waits --------------------------------------------------------------------------
-
-    async def _auth(self, wait: AuthWait) -> None:
-        result = await self.server.context.auth.authenticate(wait.request)
-        if not result.ok:
-            self.server.stats.auth_failures += 1
-        self.conn.auth_done(result)
-        self.conn.process()
-
-    async def _authorize(self, wait: AuthorizeWait) -> None:
-        conn = self.conn
-        auth = self.server.context.auth
-        ok = await auth.authorize(
-            conn.container_id or conn.id, conn.username, wait.action, wait.topic
-        )
-        if not ok:
-            self.server.stats.authz_denied += 1
-        conn.authorized(wait.link, ok, f"not authorized to {wait.action} {wait.topic!r}")
-        conn.process()
-
-    WAITS = {AuthWait: _auth, AuthorizeWait: _authorize}
-
-    # --- timers -------------------------------------------------------------------------
-
-    def _handshake_timeout(self) -> None:
-        self._handshake_timer = None
-        conn = self.conn
-        if conn is not None and not conn.opened and self.transport is not None:
-            log.info("%s: handshake timeout", conn)
-            self.transport.close()
-
-    def _heartbeat(self) -> None:
-        self._hb_timer = None
-        conn = self.conn
-        if conn is None or self.transport is None:
-            return
-        now = self._loop.time()
-        if conn.waiting is not None:
-            conn.last_recv = now  # not read while we wait: the silence is ours
-        alive = conn.tick(now)
-        self.flush()
-        if alive:
-            self._schedule_heartbeat()
-        else:
-            log.info("%s: idle time-out (%ss of silence)", conn, conn.idle_timeout)
+def _denied(topic: str) -> Rejected:
+    return Rejected(error=Error(UNAUTHORIZED, f"not authorized to publish {topic!r}"))
 
 
 def _retrieve(f: asyncio.Future[int]) -> None:

@@ -13,10 +13,13 @@ __all__ = ["AuthWait", "AuthorizeWait"]
 
 @dataclass(frozen=True, slots=True)
 class AuthorizeWait(Wait):
-    """An ACL decision for a new link that the auth service has not cached:
-    ``action`` (publish or subscribe) on ``topic``; answered with
+    """A new link's checks that need a round trip: an ACL decision the auth service
+    has not cached (``acl``) and/or a blocking ``auth_on_subscribe`` hook
+    (``hook``), for ``action`` (publish or subscribe) on ``topic``; answered with
     ``Connection.authorized(link, ok)``."""
 
     link: Any
     action: str
     topic: str
+    acl: bool = True
+    hook: bool = False

@@ -35,7 +35,9 @@ function fail(why) {
   process.exit(2);
 }
 
-setTimeout(() => fail('timed out'), 15000).unref();
+// what a scenario saw so far, told when it times out
+const progress = [];
+setTimeout(() => fail(`timed out; saw ${JSON.stringify(progress)}`), 15000).unref();
 
 // Send `n` messages unsettled; `then` runs once the broker accepted every one.
 function sendAll(conn, n, then) {
@@ -129,6 +131,95 @@ const scenarios = {
             correlation_id: rctx.message.correlation_id,
             body: rctx.message.body,
             offered: service.remote.open.offered_capabilities || null,
+          });
+        });
+      });
+    });
+  },
+
+  // At-most-once both ways: a pre-settled sender (no outcomes come back) and a
+  // receiver that asks for pre-settled deliveries (they arrive settled).
+  presettled() {
+    const conn = connect();
+    const sender = conn.open_sender({ target: { address }, snd_settle_mode: 1 });
+    sender.once('sendable', () => {
+      for (let i = 0; i < 3; i += 1) sender.send({ body: `p${i}` });
+      const receiver = conn.open_receiver({ source: { address }, snd_settle_mode: 1 });
+      const received = [];
+      receiver.on('message', (ctx) => {
+        received.push({ body: ctx.message.body, settled: ctx.delivery.remote_settled });
+        if (received.length === 3) {
+          finish({ received, snd_settle_mode: receiver.remote.attach.snd_settle_mode });
+        }
+      });
+    });
+  },
+
+  // Every outcome from a receiver: m0 rejected (dead-lettered), m1 modified with
+  // delivery-failed (comes back counted), m2 released (comes back uncounted), the
+  // rest and the redeliveries accepted; then the dead-letter queue is read. Credit
+  // one at a time: rhea merges dispositions sent in one tick into one range with
+  // the first one's outcome, which would turn the modified into a reject.
+  outcomes() {
+    const conn = connect();
+    sendAll(conn, 4, () => {
+      const receiver = conn.open_receiver({ source: { address }, autoaccept: false, credit_window: 1 });
+      const received = [];
+      const accepted = new Set();
+      receiver.on('message', (ctx) => {
+        const body = ctx.message.body;
+        const count = ctx.message.delivery_count || 0;
+        received.push({ body, count });
+        progress.push(body);
+        if (body === 'm0') ctx.delivery.reject({ condition: 'app:bad', description: 'no' });
+        else if (body === 'm1' && count === 0) ctx.delivery.modified({ delivery_failed: true });
+        else if (body === 'm2' && !accepted.has('m2-released')) {
+          accepted.add('m2-released');
+          ctx.delivery.release();
+        } else {
+          ctx.delivery.accept();
+          accepted.add(body);
+        }
+        if (['m1', 'm2', 'm3'].every((m) => accepted.has(m))) {
+          const name = address.replace(/^\$queue\//, '');
+          const dlq = conn.open_receiver({ source: { address: `$dlq/${name}` } });
+          dlq.on('message', (dctx) => finish({ received, dead: dctx.message.body }));
+        }
+      });
+    });
+  },
+
+  // A JMS selector (rhea.filter.selector): first on a browser (distribution-mode
+  // copy: read without consuming), then on a consumer; a plain consumer gets the rest.
+  selector() {
+    const conn = connect();
+    const sender = conn.open_sender({ target: { address } });
+    const colors = ['blue', 'red', 'green', 'red'];
+    let accepted = 0;
+    sender.once('sendable', () => {
+      colors.forEach((color, i) => {
+        sender.send({ body: `${color}-${i}`, application_properties: { color } });
+      });
+    });
+    sender.on('accepted', () => {
+      accepted += 1;
+      if (accepted < colors.length) return;
+      const filter = rhea.filter.selector("color = 'red'");
+      const browsed = [];
+      const browser = conn.open_receiver({ source: { address, distribution_mode: 'copy', filter } });
+      browser.on('message', (bctx) => {
+        browsed.push(bctx.message.body);
+        if (browsed.length < 2) return;
+        const selected = [];
+        const red = conn.open_receiver({ source: { address, filter }, autoaccept: true });
+        red.on('message', (rctx) => {
+          selected.push(rctx.message.body);
+          if (selected.length < 2) return;
+          const rest = [];
+          const plain = conn.open_receiver({ source: { address } });
+          plain.on('message', (pctx) => {
+            rest.push(pctx.message.body);
+            if (rest.length === 2) finish({ browsed, selected, rest });
           });
         });
       });

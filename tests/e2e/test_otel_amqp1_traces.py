@@ -1,0 +1,127 @@
+"""Cross-plugin: W3C trace context through AMQP 1.0 application properties with the
+otel plugin tracing (SDK in-memory exporter): a Qpid Proton sender's
+``traceparent`` is the parent of the broker's publish span, and AMQP 1.0 and MQTT 5
+receivers get the broker's span as theirs; an MQTT 5 publisher's trace reaches an
+AMQP 1.0 receiver as application properties. Waits are bounded."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fluxmq_core.testing.broker import BrokerThread
+
+pytest.importorskip("fluxmq_amqp1")
+pytest.importorskip("fluxmq_otel")
+pytest.importorskip("fluxmq_mqtt")
+proton = pytest.importorskip("proton")
+
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+from proton.utils import BlockingConnection  # noqa: E402
+
+WAIT = 10.0
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@pytest.fixture(scope="module")
+def traced() -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
+    with BrokerThread(plugins=["amqp1", "mqtt", "otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        yield b, exporter
+
+
+@pytest.fixture
+def amqp(traced: Any) -> Iterator[BlockingConnection]:
+    b, _ = traced
+    conn = BlockingConnection(f"amqp://127.0.0.1:{b.port('amqp1.bind')}", timeout=WAIT)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def mqtt5(traced: Any) -> Iterator[Any]:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.client import CallbackAPIVersion
+
+    b, _ = traced
+    got: queue.Queue[Any] = queue.Queue()
+    ready: queue.Queue[bool] = queue.Queue()
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=uuid.uuid4().hex[:12],
+        protocol=mqtt.MQTTv5,
+    )
+    c.on_message = lambda _c, _u, m: got.put(m)
+    c.on_connect = lambda *a: ready.put(True)
+    c.on_subscribe = lambda *a: ready.put(True)
+    c.connect("127.0.0.1", b.port("mqtt.tcp"))
+    c.loop_start()
+    ready.get(timeout=WAIT)
+    c.got = got
+    c.ready = ready
+    yield c
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_span(exporter: InMemorySpanExporter, topic: str) -> Any:
+    spans = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "publish" and s.attributes.get("messaging.destination.name") == topic
+    ]
+    assert len(spans) == 1, spans
+    return spans[0]
+
+
+def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5: Any) -> None:
+    _, exporter = traced
+    exporter.clear()
+    receiver = amqp.create_receiver("topic/tr1/a", credit=5)
+    mqtt5.subscribe("tr1/a", 1)
+    mqtt5.ready.get(timeout=WAIT)
+    amqp.create_sender("topic/tr1/a").send(
+        proton.Message(body="hi", properties={"traceparent": TRACEPARENT, "app": "x"})
+    )
+    got = receiver.receive(timeout=WAIT)
+    receiver.accept()
+    publish = publish_span(exporter, "tr1/a")
+    assert publish.context.trace_id == int(TRACE_ID, 16)
+    assert publish.parent is not None and publish.parent.span_id == int(PARENT_ID, 16)
+    assert publish.attributes["fluxmq.protocol"] == "amqp1"
+    # the AMQP 1.0 receiver: the broker's span as parent, other properties kept
+    _v, trace_id, parent_id, flags = got.properties["traceparent"].split("-")
+    assert trace_id == TRACE_ID and int(parent_id, 16) == publish.context.span_id
+    assert flags == "01" and got.properties["app"] == "x" and got.body == "hi"
+    # the MQTT 5 subscriber: the same, as user properties
+    m = mqtt5.got.get(timeout=WAIT)
+    user = dict(getattr(m.properties, "UserProperty", []) or [])
+    assert user["traceparent"] == got.properties["traceparent"]
+
+
+def test_mqtt_to_amqp1_carries_the_trace(traced: Any, amqp: Any, mqtt5: Any) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    _, exporter = traced
+    exporter.clear()
+    receiver = amqp.create_receiver("topic/tr2/a", credit=5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("traceparent", TRACEPARENT)]
+    mqtt5.publish("tr2/a", b"from-mqtt", qos=1, properties=props).wait_for_publish(WAIT)
+    got = receiver.receive(timeout=WAIT)
+    receiver.accept()
+    publish = publish_span(exporter, "tr2/a")
+    _v, trace_id, parent_id, _f = got.properties["traceparent"].split("-")
+    assert trace_id == TRACE_ID and int(parent_id, 16) == publish.context.span_id
