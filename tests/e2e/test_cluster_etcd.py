@@ -614,3 +614,74 @@ def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
                 x.loop_stop()
         finally:
             stop_nodes(procs)
+
+
+def test_a_killed_node_s_queue_and_in_flight_messages_resume_on_another_node() -> None:
+    """A persistent session on node a with QoS 1 messages in flight (delivered,
+    never acknowledged) and more queued while its client was away, all of them
+    acknowledged to their publisher on node a; then node a is killed (kill -9).
+    The client resumes on node c (node a's session replica is b, so c fetches the
+    copy from b): session present, every message with its user properties, and
+    its subscription works there."""
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b", "c"), lease_ttl="2")
+        try:
+            a, c = procs["a"][1], procs["c"][1]
+            until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
+            cid = "survivor-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("rp/#", qos=1)
+            _event(events, "suback")
+            pub = client(a)
+
+            def send(payloads: list[bytes]) -> None:
+                for payload in payloads:
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.UserProperty = ("k", payload.decode())
+                    pub.publish("rp/x", payload, 1, properties=props).wait_for_publish(WAIT)
+
+            in_flight = [f"f{i}".encode() for i in range(10)]
+            send(in_flight)
+            # Delivered to the client (never acknowledged: manual_ack).
+            seen = {first.got.get(timeout=WAIT).payload for _ in in_flight}
+            assert seen == set(in_flight)
+            first.disconnect()
+            assert _event(events, "disconnect") == 0
+            first.loop_stop()
+            offline = [f"q{i}".encode() for i in range(15)]
+            send(offline)  # every PUBACK came after the copy reached node b
+            pub.disconnect()
+            pub.loop_stop()
+            procs["a"][0].kill()  # kill -9
+            until(lambda: [n["node_id"] for n in api(c, "/api/v1/cluster")["nodes"]] == ["b", "c"])
+            again: queue.Queue[Any] = queue.Queue()
+            back = _persistent(c, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                received: dict[bytes, Any] = {}
+                want = set(in_flight) | set(offline)
+                deadline = time.monotonic() + WAIT
+                while set(received) != want and time.monotonic() < deadline:
+                    try:
+                        m = back.got.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    received[m.payload] = m
+                    back.ack(m.mid, m.qos)
+                assert set(received) == want
+                assert received[b"f3"].dup  # resent in-flight delivery
+                assert ("k", "q7") in received[b"q7"].properties.UserProperty
+                status = api(c, "/api/v1/cluster")["session_replication"]
+                assert status["resumed"] == 1
+                pub_b = client(procs["b"][1])
+                until(lambda: pub_b.publish("rp/after", b"after", 1) and _drain(back, b"after"))
+                pub_b.disconnect()
+                pub_b.loop_stop()
+            finally:
+                back.disconnect()
+                back.loop_stop()
+        finally:
+            stop_nodes(procs)

@@ -284,6 +284,8 @@ async def test_unary_calls_handlers_and_errors(make_node: MakeNode) -> None:
         "QueueAppend",
         "QueueSettle",
         "Ping",
+        "ReplicateSessions",
+        "FetchReplica",
     }
 
 

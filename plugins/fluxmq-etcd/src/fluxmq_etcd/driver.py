@@ -76,6 +76,7 @@ from fluxmq_etcd.peers import (
     tls_client_credentials,
     tls_server_credentials,
 )
+from fluxmq_etcd.replication import ReplicatedStore, SessionCopies, version_base
 
 if TYPE_CHECKING:
     import aetcd
@@ -172,6 +173,17 @@ class EtcdCluster:
         self.takeovers_in = 0
         self.takeovers_out = 0
         self.wills_published = 0
+        #: The node's store, wrapped so that persistent sessions are copied to the
+        #: session replica (``replication.py``); the copies kept here for others.
+        self._store: ReplicatedStore | None = None
+        self._replicas = SessionCopies(fenced=True)
+        self._replicator: asyncio.Task[None] | None = None
+        self._replica_wake = asyncio.Event()
+        self.replica_target: str | None = None
+        self.replication_errors = 0
+        self.replication_last_error = ""
+        self.replication_full_syncs = 0
+        self.sessions_resumed_from_replica = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -227,6 +239,14 @@ class EtcdCluster:
         self._peers.ready = lambda: self.ready
         self._peers.handle("FetchRetained", self._serve_retained)
         self._peers.handle("TakeoverSession", self._serve_takeover)
+        self._peers.handle("ReplicateSessions", self._serve_replicate)
+        self._peers.handle("FetchReplica", self._serve_fetch_replica)
+        # Before the protocols start (they read context.store once): every write
+        # to a persistent session is also copied to this node's session replica.
+        if not isinstance(context.store, ReplicatedStore):
+            self._store = ReplicatedStore(context.store, self.node_id, self._owned.get)
+            await self._store.load()
+            context.store = self._store
         context.router.set_share_handler(self._serve_groups)
         try:
             port = await self._peers.start(cfg.bind)
@@ -247,6 +267,10 @@ class EtcdCluster:
                 f"cluster driver etcd: cannot join the cluster through etcd at "
                 f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
             ) from None
+        if self._store is not None:
+            self._replicator = asyncio.get_running_loop().create_task(
+                self._replicate(self._store), name="etcd-session-replica"
+            )
         log.info(
             "node %s joined the cluster (%d node(s)), peers at %s; durable queues stay "
             "on the node that declared them (not shared between nodes yet)",
@@ -264,6 +288,7 @@ class EtcdCluster:
         self.ready = False
         if self._context is not None:
             self._context.router.set_share_handler(None)
+        await self._stop_replicator()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -560,6 +585,7 @@ class EtcdCluster:
     def _peer(self, node: str, record: dict[str, Any] | None) -> None:
         if node == self.node_id or self._peers is None:
             return
+        self._replica_wake.set()  # the session replica may change with membership
         self._peers.set_peer(node, None if record is None else record.get("address") or None)
 
     # --- the interface the core calls ---------------------------------------------------
@@ -735,11 +761,23 @@ class EtcdCluster:
             "takeovers": {"in": self.takeovers_in, "out": self.takeovers_out},
             "wills_published": self.wills_published,
             "sessions_resumed_from_etcd": self.sessions_resumed_from_etcd,
+            "session_replication": {
+                "replica": self.replica_target,
+                "sessions_copied": len(self._store.shadow) if self._store is not None else 0,
+                "copies_held": len(self._replicas),
+                "written": self._store.written if self._store is not None else 0,
+                "replicated": self._store.done if self._store is not None else 0,
+                "unreplicated_syncs": (
+                    self._store.unreplicated_syncs if self._store is not None else 0
+                ),
+                "full_syncs": self.replication_full_syncs,
+                "errors": self.replication_errors,
+                "last_error": self.replication_last_error,
+                "resumed": self.sessions_resumed_from_replica,
+            },
             # Every queue lives on one node only until queues are replicated.
             "queues_single_copy": self._local_queues(),
             "not_replicated": [
-                "session state after a node failure (moved between live nodes on "
-                "takeover; not copied while the owner runs)",
                 "queues (each node's queues are its own)",
             ],
         }
@@ -905,18 +943,18 @@ class EtcdCluster:
         if previous is None:
             return claim, None
         if previous == "" or previous not in self.members or self._peers is None:
-            return claim, await self._stored_state(client_id, protocol)
+            return claim, await self._gone_owner_state(client_id, protocol, claim.epoch)
         request = pb.TakeoverRequest(client_id=client_id, to_node=self.node_id, epoch=claim.epoch)
         try:
             reply = await self._peers.call(previous, "TakeoverSession", request)
         except PeerError as exc:
             log.warning(
-                "session %r: node %s did not hand its state over (%s); starting without it",
+                "session %r: node %s did not hand its state over (%s); resuming its copy",
                 client_id,
                 previous,
                 exc,
             )
-            return claim, None
+            return claim, await self._gone_owner_state(client_id, protocol, claim.epoch)
         if not reply.found:
             return claim, None
         try:
@@ -1002,6 +1040,20 @@ class EtcdCluster:
             failure=[],
         )
 
+    async def _gone_owner_state(
+        self, client_id: str, protocol: str, epoch: int
+    ) -> SessionSnapshot | None:
+        """The state of a session whose owner is gone: the replica's copy (whole),
+        else the record and subscriptions kept in etcd."""
+        try:
+            snapshot = await self._replica_state(client_id, protocol, epoch)
+        except Exception as exc:  # never fail a CONNECT on the way to the fallback
+            log.warning("session %r: asking for its replica failed: %s", client_id, exc)
+            snapshot = None
+        if snapshot is not None:
+            return snapshot
+        return await self._stored_state(client_id, protocol)
+
     async def _stored_state(self, client_id: str, protocol: str) -> SessionSnapshot | None:
         """The state a dead (or departed) owner left in etcd, unless it is this
         node's own (the local copy is more complete) or expired."""
@@ -1033,6 +1085,179 @@ class EtcdCluster:
         self.sessions_resumed_from_etcd += 1
         log.info(
             "session %r resumed from the state node %s left in etcd", client_id, writer.decode()
+        )
+        return snapshot
+
+    # --- session replicas (for node failures) ---------------------------------------------
+
+    def _replica_target(self) -> str | None:
+        """This node's session replica: the next live node after it in the ring of
+        node ids (None: no other node)."""
+        others = [n for n, r in self.members.items() if n != self.node_id and r.get("address")]
+        if not others:
+            return None
+        ring = sorted([*others, self.node_id])
+        return ring[(ring.index(self.node_id) + 1) % len(ring)]
+
+    async def _replicate(self, store: ReplicatedStore) -> None:
+        """Send the store's session ops to the replica, one request in flight, in
+        order. A new replica (or one that failed) first gets a full copy; a failed
+        request releases the syncs waiting for it (the acknowledgements go out
+        unreplicated, counted) rather than holding them."""
+        store.active = True
+        version = version_base()
+        current: str | None = None
+        reset = True
+        pause = RETRY_MIN
+        try:
+            while True:
+                target = self._replica_target()
+                if target != current:
+                    current, reset = target, True
+                    self.replica_target = target
+                    if target is not None:
+                        log.info("sessions of node %s are copied to node %s", self.node_id, target)
+                peers = self._peers
+                if current is None or peers is None:
+                    store.take()
+                    store.reached(store.written, replicated=False)
+                    reset = True
+                    await self._wait_replica_wake(store, 1.0)
+                    continue
+                if reset:
+                    ops, mark = store.take_all()
+                else:
+                    ops, mark = store.take()
+                    if not ops:
+                        await self._wait_replica_wake(store, 1.0)
+                        continue
+                version += 1
+                request = pb.ReplicateRequest(reset=reset, version=version, ops=ops)
+                try:
+                    await peers.call(current, "ReplicateSessions", request)
+                except PeerError as exc:
+                    self.replication_errors += 1
+                    self.replication_last_error = str(exc)
+                    store.reached(mark, replicated=False)
+                    reset = True
+                    await self._wait_replica_wake(store, pause, on_writes=False)
+                    pause = min(RETRY_MAX, pause * 2)
+                    continue
+                if reset:
+                    self.replication_full_syncs += 1
+                reset = False
+                pause = RETRY_MIN
+                store.reached(mark)
+        finally:
+            store.release_all()
+
+    async def _wait_replica_wake(
+        self, store: ReplicatedStore, timeout: float, *, on_writes: bool = True
+    ) -> None:
+        self._replica_wake.clear()
+        waits = [asyncio.ensure_future(self._replica_wake.wait())]
+        if on_writes:
+            store.wake.clear()
+            if store.pending:
+                store.wake.set()
+            waits.append(asyncio.ensure_future(store.wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _stop_replicator(self) -> None:
+        """Give the last ops (written by the protocols' shutdown) a moment to reach
+        the replica, then stop sending."""
+        task, self._replicator = self._replicator, None
+        store = self._store
+        if task is None or store is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.cfg.peer_timeout):
+                while store.done < store.written and not task.done():
+                    store.wake.set()
+                    await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def _serve_replicate(self, from_node: str, request: Any) -> Any:
+        """Ops from ``from_node``, whose session replica this node is."""
+        if request.reset:
+            self._replicas.drop_origin(from_node)
+        applied = 0
+        for op in request.ops:
+            if self._replicas.apply(from_node, op, request.version):
+                applied += 1
+        return pb.ReplicateResponse(applied=applied)
+
+    def _take_copy(self, client_id: str, epoch: int) -> tuple[Any, Any] | None:
+        """The copy held here of ``client_id`` as (sort key, FetchReplicaResponse);
+        dropped here when ``epoch`` (the new owner's claim) is newer."""
+        held = self._replicas.sessions.get(client_id)
+        if held is None:
+            return None
+        if epoch and held.epoch < epoch:
+            del self._replicas.sessions[client_id]
+        if held.record is None:
+            return None
+        reply = pb.FetchReplicaResponse(
+            found=True, origin=held.origin, epoch=held.epoch, version=held.version
+        )
+        reply.session.CopyFrom(session_to_proto(held.snapshot(client_id)))
+        return (held.epoch, held.version), reply
+
+    async def _serve_fetch_replica(self, from_node: str, request: Any) -> Any:
+        found = self._take_copy(request.client_id, int(request.epoch))
+        return pb.FetchReplicaResponse(found=False) if found is None else found[1]
+
+    async def _replica_state(
+        self, client_id: str, protocol: str, epoch: int
+    ) -> SessionSnapshot | None:
+        """The newest copy of ``client_id`` on any live node (this one included)
+        whose owner is gone: what it had acknowledged, queue and in-flight
+        exchanges included."""
+        candidates: list[tuple[Any, Any]] = []
+        mine = self._take_copy(client_id, epoch)
+        if mine is not None:
+            candidates.append(mine)
+        peers = self._peers
+        others = [n for n in self.members if n != self.node_id]
+        if peers is not None and others:
+            request = pb.FetchReplicaRequest(client_id=client_id, epoch=epoch)
+            replies = await asyncio.gather(
+                *(peers.call(n, "FetchReplica", request) for n in others),
+                return_exceptions=True,
+            )
+            for node, reply in zip(others, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    log.debug("session %r: no replica from node %s: %s", client_id, node, reply)
+                elif reply.found:
+                    candidates.append(((reply.epoch, reply.version), reply))
+        if not candidates:
+            return None
+        _key, best = max(candidates, key=lambda c: c[0])
+        try:
+            snapshot = session_from_proto(best.session)
+        except CodecError as exc:
+            log.warning("session %r: its replica is unreadable: %s", client_id, exc)
+            return None
+        if snapshot.protocol and snapshot.protocol != protocol:
+            return None
+        record = snapshot.record or {}
+        expiry = record.get("expiry") or 0
+        since = record.get("disconnected_at")
+        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+            return None
+        self.sessions_resumed_from_replica += 1
+        log.info(
+            "session %r resumed from the copy of node %s's state (%d queued, %d in flight)",
+            client_id,
+            best.origin,
+            len(snapshot.queued),
+            len(snapshot.inflight),
         )
         return snapshot
 
