@@ -685,3 +685,63 @@ def test_a_killed_node_s_queue_and_in_flight_messages_resume_on_another_node() -
                 back.loop_stop()
         finally:
             stop_nodes(procs)
+
+
+def _queue_consumer(bound: dict[str, tuple[str, int]], topic: str, group: str) -> Any:
+    """A 5.0 client in consumer group ``group`` of ``topic`` ($queue/...), QoS 1,
+    acknowledging each delivery (PUBACK) as paho does by itself."""
+    c = client(bound)
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.UserProperty = ("consumer-group", group)
+    c.subscribe(topic, qos=1, properties=props)
+    assert c.acks.get(timeout=WAIT) == "suback"
+    return c
+
+
+def test_a_queue_is_published_to_and_consumed_from_another_node(cluster: Any) -> None:
+    """Queue ``jobs`` is created on node a (its owner, recorded in etcd). A consumer
+    on node b and one on node a share group ``workers``; QoS 1 publishes to
+    ``$queue/jobs/...`` from node c are acknowledged once appended on a, and every
+    message reaches exactly one of the consumers (with its queue metadata);
+    PUBACKs from node b settle the deliveries on node a (nothing stays pending)."""
+    a, b, c = (cluster[n][1] for n in NODES)
+    name = "jobs" + uuid.uuid4().hex[:6]
+    seed = client(a)
+    seed.publish(f"$queue/{name}/seed", b"seed", 1).wait_for_publish(WAIT)
+    for x in (b, c):
+        until(lambda x=x: api(x, "/api/v1/cluster")["queue_owners"].get(name) == "a")
+    local = _queue_consumer(a, f"$queue/{name}/#", "workers")
+    remote = _queue_consumer(b, f"$queue/{name}/#", "workers")
+    until(lambda: api(a, "/api/v1/cluster")["queues"]["consumers_for_other_nodes"] == 1)
+    pub = client(c)
+    sent = {f"job{i}".encode() for i in range(30)}
+    for payload in sorted(sent):
+        pub.publish(f"$queue/{name}/work", payload, 1).wait_for_publish(WAIT)
+    got: dict[bytes, str] = {}
+    deadline = time.monotonic() + WAIT
+    while (set(got) - {b"seed"}) != sent and time.monotonic() < deadline:
+        for who, consumer in (("a", local), ("b", remote)):
+            try:
+                m = consumer.got.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            assert m.payload not in got, f"{m.payload!r} delivered twice"
+            got[m.payload] = who
+            if who == "b":
+                fields = dict(m.properties.UserProperty)
+                assert fields["group-id"] == "workers"
+                assert fields["message-id"].startswith(name + ":")
+    assert set(got) - {b"seed"} == sent
+    assert "b" in got.values() and "a" in got.values()
+
+    def settled() -> bool:
+        info = api(a, f"/api/v1/queues/{name}")
+        groups = {g["name"]: g for g in info["groups"]}
+        return groups["workers"]["pending"] == 0
+
+    until(settled)
+    status = api(c, "/api/v1/cluster")["queues"]
+    assert status["forwarded_appends"] >= 30
+    for x in (seed, local, remote, pub):
+        x.disconnect()
+        x.loop_stop()

@@ -76,6 +76,8 @@ from fluxmq_etcd.peers import (
     tls_client_credentials,
     tls_server_credentials,
 )
+from fluxmq_etcd.queues import TARGET as QUEUE_TARGET
+from fluxmq_etcd.queues import ClusterQueues
 from fluxmq_etcd.replication import ReplicatedStore, SessionCopies, version_base
 
 if TYPE_CHECKING:
@@ -113,6 +115,7 @@ class EtcdCluster:
         self._retained_prefix = f"{self.prefix}retained/".encode()
         self._wills_prefix = f"{self.prefix}wills/".encode()
         self._state_prefix = f"{self.prefix}sessionstate/".encode()
+        self._queues_prefix = f"{self.prefix}queues/".encode()
         self._own_wills = f"{self.prefix}wills/{node_id}/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
@@ -184,6 +187,11 @@ class EtcdCluster:
         self.replication_last_error = ""
         self.replication_full_syncs = 0
         self.sessions_resumed_from_replica = 0
+        #: Queue name -> (owner node id, queue type), from etcd ``queues/<name>``.
+        self.queue_owners: dict[str, tuple[str, str]] = {}
+        #: Queue claims not yet in etcd (name -> type, or None to give it up).
+        self._queues_pending: dict[str, str | None] = {}
+        self._cq: ClusterQueues | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -241,6 +249,14 @@ class EtcdCluster:
         self._peers.handle("TakeoverSession", self._serve_takeover)
         self._peers.handle("ReplicateSessions", self._serve_replicate)
         self._peers.handle("FetchReplica", self._serve_fetch_replica)
+        if context.queues is not None and not isinstance(context.queues, ClusterQueues):
+            # Queues owned by other nodes are reached through their owner.
+            self._cq = ClusterQueues(context.queues, self)
+            context.queues = self._cq
+            self._peers.handle("QueueAppend", self._cq.serve_append)
+            self._peers.handle("QueueSettle", self._cq.serve_settle)
+            self._peers.handle("QueueConsume", self._cq.serve_consume)
+            self._peers.handle("QueueCancel", self._cq.serve_cancel)
         # Before the protocols start (they read context.store once): every write
         # to a persistent session is also copied to this node's session replica.
         if not isinstance(context.store, ReplicatedStore):
@@ -425,6 +441,11 @@ class EtcdCluster:
             self._wills_cleared = True
             if self._wills_pending:
                 self._wake.set()
+        if self._cq is not None:
+            for info in self._cq.manager.list():
+                self._queues_pending.setdefault(info.name, info.type)
+            if self._queues_pending:
+                self._wake.set()
         held = set(self._local)
         existing = await client.get_prefix(self._own_subs, keys_only=True)
         for kv in existing:
@@ -470,6 +491,11 @@ class EtcdCluster:
                 if self._retained_pending.get(topic) is message:
                     del self._retained_pending[topic]
             await self._flush_wills(client)
+            while self._queues_pending:
+                name, qtype = next(iter(self._queues_pending.items()))
+                await self._write_queue(client, name, qtype)
+                if self._queues_pending.get(name) == qtype:
+                    del self._queues_pending[name]
             while self._states_pending:
                 cid, state = next(iter(self._states_pending.items()))
                 await self._write_state(client, cid, state)
@@ -491,6 +517,7 @@ class EtcdCluster:
         members: dict[str, dict[str, Any]] = {}
         subs: dict[str, dict[str, int]] = {}
         owners: dict[str, tuple[str, int]] = {}
+        owners_q: dict[str, tuple[str, str]] = {}
         for kv in snapshot:
             key = bytes(kv.key)
             if key.startswith(self._sessions_prefix):
@@ -502,6 +529,8 @@ class EtcdCluster:
                 self._apply_retained(
                     key[len(self._retained_prefix) :].decode(), bytes(kv.value), resync=True
                 )
+            elif key.startswith(self._queues_prefix):
+                owners_q[key[len(self._queues_prefix) :].decode()] = _queue_record(bytes(kv.value))
             else:
                 self._apply_kv(key, bytes(kv.value), members, subs)
         for client_id, epoch in list(self._owned.items()):
@@ -514,6 +543,7 @@ class EtcdCluster:
         }
         old = set(self.members)
         self.members = members
+        self.queue_owners = owners_q
         for node in orphans - set(members) - {self.node_id}:
             asyncio.get_running_loop().create_task(self._publish_wills_of(node))
         # Ours come from the router, not etcd.
@@ -522,6 +552,8 @@ class EtcdCluster:
             self.index.set_node(node, subs.get(node, {}))
         for node in old - set(members):
             self._peer(node, None)
+            if self._cq is not None:
+                self._cq.node_left(node)
         for node, record in members.items():
             self._peer(node, record)
 
@@ -559,7 +591,15 @@ class EtcdCluster:
                     if node != self.node_id:
                         self.index.drop_node(node)
                         asyncio.get_running_loop().create_task(self._publish_wills_of(node))
+                        if self._cq is not None:
+                            self._cq.node_left(node)
                     self._peer(node, None)
+            elif key.startswith(self._queues_prefix):
+                name = key[len(self._queues_prefix) :].decode()
+                if put:
+                    self.queue_owners[name] = _queue_record(bytes(event.kv.value))
+                else:
+                    self.queue_owners.pop(name, None)
             elif key.startswith(self._retained_prefix):
                 self._apply_retained(
                     key[len(self._retained_prefix) :].decode(),
@@ -699,11 +739,16 @@ class EtcdCluster:
             self._from_peer = False
 
     def _on_targeted(self, from_node: str, entries: list[tuple[str, Message]]) -> None:
-        """Share-group deliveries picked for this node by ``from_node``."""
+        """Share-group deliveries picked for this node by ``from_node``, and queue
+        deliveries its queues made to consumers here."""
         router = self._context.router if self._context is not None else None
         if router is None:
             return
         for key, message in entries:
+            if key.startswith(QUEUE_TARGET):
+                if self._cq is not None:
+                    self._cq.delivered(from_node, key[len(QUEUE_TARGET) :], message)
+                continue
             shared = parse_shared(key) if key.startswith("$share/") else None
             group = router.share_group(shared[1], shared[0]) if shared else None
             if group is None or not router.deliver_group(group, message):
@@ -775,8 +820,12 @@ class EtcdCluster:
                 "last_error": self.replication_last_error,
                 "resumed": self.sessions_resumed_from_replica,
             },
-            # Every queue lives on one node only until queues are replicated.
+            # Every queue lives on one node (its owner) only: a single copy.
             "queues_single_copy": self._local_queues(),
+            "queues": self._cq.status() if self._cq is not None else {},
+            "queue_owners": {
+                name: owner for name, (owner, _t) in sorted(self.queue_owners.items())
+            },
             "not_replicated": [
                 "queues (each node's queues are its own)",
             ],
@@ -786,7 +835,11 @@ class EtcdCluster:
         manager = self._context.queues if self._context is not None else None
         if manager is None:
             return []
-        return sorted(info.name for info in manager.list())
+        return (
+            sorted(info.name for info in manager.manager.list())
+            if isinstance(manager, ClusterQueues)
+            else sorted(info.name for info in manager.list())
+        )
 
     def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
         """Publish this node's protocol listeners in its record (next keepalive)."""
@@ -1355,8 +1408,58 @@ class EtcdCluster:
             self._lose_session(client_id, epoch, why)
 
     def queue_owner(self, queue: str) -> str:
-        # Each node's queues are its own until queue ownership is replicated.
+        """The node holding ``queue``'s log: this one when it exists here (or
+        nobody owns it yet: it would be created here), else its owner in etcd."""
+        if self._cq is not None:
+            owner = self._cq.owner_of(queue)
+            if owner is not None:
+                return owner
         return self.node_id
+
+    def queue_created(self, name: str, qtype: str | None) -> None:
+        """A queue was created here (claim it in etcd, first claim wins) or
+        deleted (``None``: give the claim up). Written in the background."""
+        found = self.queue_owners.get(name)
+        if qtype is not None and found is not None and found[0] == self.node_id:
+            return
+        self._queues_pending[name] = qtype
+        self._wake.set()
+
+    async def _write_queue(self, client: aetcd.Client, name: str, qtype: str | None) -> None:
+        """``queues/<name>`` = ``<owner>\\0<type>``: created only if absent (no
+        lease: a queue outlives its node's restarts); deleted only if ours."""
+        key = self._queues_prefix + name.encode()
+        tx = client.transactions
+        if qtype is None:
+            found = await client.get(key)
+            if found is not None and _queue_record(bytes(found.value))[0] == self.node_id:
+                await client.transaction(
+                    compare=[tx.mod(key) == found.mod_revision],
+                    success=[tx.delete(key)],
+                    failure=[],
+                )
+            return
+        value = self.node_id.encode() + b"\0" + qtype.encode()
+        ok, _ = await client.transaction(
+            compare=[tx.version(key) == 0], success=[tx.put(key, value)], failure=[]
+        )
+        if not ok:
+            found = await client.get(key)
+            owner = _queue_record(bytes(found.value))[0] if found is not None else ""
+            if owner and owner != self.node_id:
+                log.warning(
+                    "queue %r exists here and on node %s, which owns it: publishes and "
+                    "consumers on other nodes go to node %s's copy",
+                    name,
+                    owner,
+                    owner,
+                )
+
+
+def _queue_record(value: bytes) -> tuple[str, str]:
+    """(owner node id, queue type) of a ``queues/<name>`` value."""
+    node, _, qtype = value.partition(b"\0")
+    return node.decode(errors="replace"), qtype.decode(errors="replace") or "classic"
 
 
 def _weight(value: bytes) -> int:

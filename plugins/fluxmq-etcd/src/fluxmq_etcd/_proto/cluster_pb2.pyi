@@ -271,26 +271,68 @@ class QueueAppendResponse(_message.Message):
     def __init__(self, offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueSettleRequest(_message.Message):
-    __slots__ = ("queue", "group", "offsets", "action", "dead_letter", "delay")
+    __slots__ = ("queue", "group", "offsets", "action", "dead_letter", "delay", "uncounted", "elsewhere")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
+    UNCOUNTED_FIELD_NUMBER: _ClassVar[int]
+    ELSEWHERE_FIELD_NUMBER: _ClassVar[int]
     queue: str
     group: str
     offsets: _containers.RepeatedScalarFieldContainer[int]
     action: SettleAction
     dead_letter: bool
     delay: float
-    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[SettleAction, str]] = ..., dead_letter: _Optional[bool] = ..., delay: _Optional[float] = ...) -> None: ...
+    uncounted: bool
+    elsewhere: bool
+    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[SettleAction, str]] = ..., dead_letter: _Optional[bool] = ..., delay: _Optional[float] = ..., uncounted: _Optional[bool] = ..., elsewhere: _Optional[bool] = ...) -> None: ...
 
 class QueueSettleResponse(_message.Message):
     __slots__ = ("settled",)
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     settled: _containers.RepeatedScalarFieldContainer[bool]
     def __init__(self, settled: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class QueueConsumeRequest(_message.Message):
+    __slots__ = ("queue", "group", "consumer_id", "client_id", "filter", "credit", "auto_commit", "cursor")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    group: str
+    consumer_id: str
+    client_id: str
+    filter: str
+    credit: int
+    auto_commit: bool
+    cursor: Value
+    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., consumer_id: _Optional[str] = ..., client_id: _Optional[str] = ..., filter: _Optional[str] = ..., credit: _Optional[int] = ..., auto_commit: _Optional[bool] = ..., cursor: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class QueueConsumeResponse(_message.Message):
+    __slots__ = ("stream",)
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    stream: bool
+    def __init__(self, stream: _Optional[bool] = ...) -> None: ...
+
+class QueueCancelRequest(_message.Message):
+    __slots__ = ("consumer_id",)
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    consumer_id: str
+    def __init__(self, consumer_id: _Optional[str] = ...) -> None: ...
+
+class QueueCancelResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class SessionOp(_message.Message):
     __slots__ = ("kind", "client_id", "epoch", "record", "filter", "seq", "seqs", "packet_id", "message")
