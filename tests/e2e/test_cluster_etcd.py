@@ -745,3 +745,58 @@ def test_a_queue_is_published_to_and_consumed_from_another_node(cluster: Any) ->
     for x in (seed, local, remote, pub):
         x.disconnect()
         x.loop_stop()
+
+
+def test_an_amqp_consumer_on_another_node_consumes_a_queue(cluster: Any) -> None:
+    """Queue created on node a by an MQTT publish; an AMQP 0.9.1 consumer on node b
+    (declaring it: adopted, it lives on a) receives what MQTT publishes to it on
+    node c and acknowledges it (settled on node a); a message it rejects with
+    requeue goes back to the owner and comes again."""
+    a, b, c = (cluster[n][1] for n in NODES)
+    name = "amqpq" + uuid.uuid4().hex[:6]
+    seed = client(a)
+    seed.publish(f"$queue/{name}/seed", b"seed", 1).wait_for_publish(WAIT)
+    until(lambda: api(b, "/api/v1/cluster")["queue_owners"].get(name) == "a")
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*b["amqp091.bind"]))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(name, durable=True)
+        got: list[tuple[bytes, int, bool]] = []
+        ch.basic_qos(prefetch_count=10)
+        ch.basic_consume(
+            name,
+            lambda _ch, method, _p, body: got.append(
+                (body, method.delivery_tag, method.redelivered)
+            ),
+        )
+        until(lambda: api(a, "/api/v1/cluster")["queues"]["consumers_for_other_nodes"] >= 1)
+        pub = client(c)
+        pub.publish(f"$queue/{name}/k", b"first", 1).wait_for_publish(WAIT)
+
+        def receive(payload: bytes, after: int = 0) -> tuple[bytes, int, bool] | None:
+            conn.process_data_events(time_limit=0.1)
+            return next((g for g in got if g[0] == payload and g[1] > after), None)
+
+        body, tag, _redelivered = until(lambda: receive(b"first"))
+        ch.basic_nack(tag, requeue=True)
+        _body, tag2, redelivered = until(lambda: receive(b"first", tag))
+        assert redelivered
+        ch.basic_ack(tag2)
+        acked = {tag, tag2}
+
+        def settled() -> bool:
+            conn.process_data_events(time_limit=0.05)
+            for _b, t, _r in got:  # the seed, if this group got it
+                if t not in acked:
+                    ch.basic_ack(t)
+                    acked.add(t)
+            info = api(a, f"/api/v1/queues/{name}")
+            return all(g["pending"] == 0 for g in info["groups"])
+
+        until(settled)
+        pub.disconnect()
+        pub.loop_stop()
+    finally:
+        conn.close()
+        seed.disconnect()
+        seed.loop_stop()

@@ -249,6 +249,12 @@ class ClusterQueues:
             return None
         return RemoteQueue(name, owner, self.driver.queue_owners[name][1])
 
+    def ready_count(self, name: str, group: str | None = None) -> int:
+        """Messages ready in ``name`` (0 for a queue on another node: not known here)."""
+        if self.owner_of(name) is not None:
+            return 0
+        return int(self.manager.ready_count(name, group))
+
     def declare(self, name: str, config: Any = None, *, update: bool = False) -> Any:
         owner = self.owner_of(name)
         if owner is not None:
