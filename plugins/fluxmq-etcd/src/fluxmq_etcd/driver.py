@@ -30,8 +30,15 @@ a node that loses its lease loses every claim with it. :meth:`take_session` also
 moves a session's state from a live previous owner (``TakeoverSession``) or reads
 what a dead one left in ``sessionstate/<client_id>``; ``wills/<node>/<client_id>``
 holds the wills of clients connected to a node, published once by a survivor
-when that node dies. Not built yet: queues on several nodes (each node's queues
-are its own). ``docs/clustering.md`` says so too.
+when that node dies.
+
+Before the protocols start, the driver wraps two of the core's objects in the
+broker context: ``context.store`` becomes a :class:`~fluxmq_etcd.replication.ReplicatedStore`
+(every write of a persistent session is copied to this node's session replica
+before the store's ``sync()`` resolves, so a survivor resumes the session whole)
+and ``context.queues`` a :class:`~fluxmq_etcd.queues.ClusterQueues` (a queue owned
+by another node, ``queues/<name>`` in etcd, is published to, consumed and settled
+through its owner). ``docs/clustering.md`` says what is and is not replicated.
 """
 
 from __future__ import annotations
@@ -288,8 +295,8 @@ class EtcdCluster:
                 self._replicate(self._store), name="etcd-session-replica"
             )
         log.info(
-            "node %s joined the cluster (%d node(s)), peers at %s; durable queues stay "
-            "on the node that declared them (not shared between nodes yet)",
+            "node %s joined the cluster (%d node(s)), peers at %s; each queue has a "
+            "single copy, on the node that created it (reached from the others)",
             self.node_id,
             len(self.members),
             self.address,
