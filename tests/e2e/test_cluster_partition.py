@@ -88,13 +88,32 @@ class Net:
         """Nodes ``a`` and ``b`` stop reaching each other (a blackhole route to the
         other in each namespace); both still reach etcd and the clients."""
         for x, y in ((a, b), (b, a)):
-            _run("ip", "netns", "exec", self.ns[x], "ip", "route", "add", "blackhole",
-                 f"{self.ip[y]}/32")  # fmt: skip
+            _run(
+                "ip",
+                "netns",
+                "exec",
+                self.ns[x],
+                "ip",
+                "route",
+                "add",
+                "blackhole",
+                f"{self.ip[y]}/32",
+            )
 
     def heal(self, a: str, b: str) -> None:
         for x, y in ((a, b), (b, a)):
-            _run("ip", "netns", "exec", self.ns[x], "ip", "route", "del", "blackhole",
-                 f"{self.ip[y]}/32", check=False)  # fmt: skip
+            _run(
+                "ip",
+                "netns",
+                "exec",
+                self.ns[x],
+                "ip",
+                "route",
+                "del",
+                "blackhole",
+                f"{self.ip[y]}/32",
+                check=False,
+            )
 
     def down(self) -> None:
         for ns in self.ns.values():
