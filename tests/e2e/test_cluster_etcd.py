@@ -36,7 +36,9 @@ NODES = ("a", "b", "c")
 Nodes = dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]
 
 
-def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Nodes:
+def start_nodes(
+    etcd: Any, names: tuple[str, ...], lease_ttl: str = "4", endpoints: str = ""
+) -> Nodes:
     procs: Nodes = {}
     try:
         for n in names:
@@ -45,7 +47,7 @@ def start_nodes(etcd: Any, names: tuple[str, ...], lease_ttl: str = "4") -> Node
                 env={
                     "FLUXMQ_CLUSTER__DRIVER": "etcd",
                     "FLUXMQ_CLUSTER__NODE_ID": n,
-                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
+                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": endpoints or etcd.endpoint,
                     "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
                     "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
                     "FLUXMQ_STORAGE__DRIVER": "memory",
@@ -800,3 +802,62 @@ def test_an_amqp_consumer_on_another_node_consumes_a_queue(cluster: Any) -> None
         conn.close()
         seed.disconnect()
         seed.loop_stop()
+
+
+def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
+    """A three-member etcd whose leader is every node's first endpoint is killed
+    under traffic: both broker nodes move to another member, stay ready, keep their
+    leases (nobody drops out), and with real clients: a subscription made afterwards
+    on b gets publishes from a, and a persistent session moves from a to b (a
+    compare-and-swap through the new leader) with its queued message."""
+    need_etcd()
+    with etcd_testing.EtcdServer(members=3) as etcd:
+        leader = etcd.leader()
+        endpoints = [leader.endpoint] + [e for e in etcd.endpoints if e != leader.endpoint]
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="3", endpoints=",".join(endpoints))
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            cid = "ha-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("ha/s/#", qos=1)
+            _event(events, "suback")
+            first.disconnect()
+            _event(events, "disconnect")
+            first.loop_stop()
+            pub = client(a)
+            sub = client(b)
+            sub.subscribe("ha/live/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("ha/live/x", b"before", 1) and _drain(sub, b"before"))
+            leader.kill()
+            # Connected clients go on at once: nothing here waits for etcd.
+            pub.publish("ha/s/queued", b"kept", 1).wait_for_publish(WAIT)
+            pub.publish("ha/live/x", b"during", 1).wait_for_publish(WAIT)
+            until(lambda: _drain(sub, b"during"))
+            for x in (a, b):
+                until(lambda x=x: _ready(x) == 200, 30)
+                assert [n["node_id"] for n in api(x, "/api/v1/cluster")["nodes"]] == ["a", "b"]
+            # New subscriptions and sessions go through the surviving members.
+            late = client(b)
+            late.subscribe("ha/late/#", qos=1)
+            assert late.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("ha/late/x", b"late", 1) and _drain(late, b"late"))
+            late.disconnect()
+            late.loop_stop()
+            again: queue.Queue[Any] = queue.Queue()
+            moved = _persistent(b, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                m = moved.got.get(timeout=WAIT)
+                assert m.payload == b"kept"
+                moved.ack(m.mid, m.qos)
+            finally:
+                moved.disconnect()
+                moved.loop_stop()
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
