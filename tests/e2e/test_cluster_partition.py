@@ -25,6 +25,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fluxmq_core.testing.broker import BrokerProcess
 
@@ -232,6 +234,21 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
         assert sub.acks.get(timeout=WAIT) == "suback"
         pub = client(a)
         until(lambda: pub.publish("pt/probe", b"p", 1) and _drain(sub, b"p"))
+        # A persistent session on a (whose session replica is b), client away.
+        keeper = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="keeper-" + uuid.uuid4().hex[:6],
+            protocol=mqtt.MQTTv5,
+        )
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300
+        keeper.connect(*a["mqtt.tcp"], clean_start=False, properties=props)
+        keeper.loop_start()
+        keeper.subscribe("pt/s/#", qos=1)
+        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["sessions_copied"] == 1)
+        keeper.disconnect()
+        keeper.loop_stop()
+        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
 
         net.cut("b", "a")
         try:
@@ -246,6 +263,10 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
 
             until(breaker_open)
             assert sent >= 1
+            # A message queued for the session is acknowledged although its copy
+            # cannot reach the replica (counted, not waited for).
+            pub.publish("pt/s/x", b"queued", 1).wait_for_publish(WAIT)
+            assert api(a, "/api/v1/cluster")["session_replication"]["unreplicated_syncs"] >= 1
             # etcd is reachable from both: nobody lost its lease.
             for x in (a, b):
                 assert [n["node_id"] for n in api(x, "/api/v1/cluster")["nodes"]] == ["a", "b"]
@@ -253,6 +274,9 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
             net.heal("b", "a")
         until(lambda: pub.publish("pt/after", b"healed", 1) and _drain(sub, b"healed"), 30)
         assert api(a, "/api/v1/cluster")["peers"]["peers"]["b"]["state"] == "closed"
+        # The replica gets a full copy again once it answers.
+        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["full_syncs"] >= 2)
+        assert api(b, "/api/v1/cluster")["session_replication"]["copies_held"] == 1
         for x in (sub, pub):
             x.disconnect()
             x.loop_stop()
