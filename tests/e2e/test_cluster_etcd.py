@@ -861,3 +861,59 @@ def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
                 x.loop_stop()
         finally:
             stop_nodes(procs)
+
+
+def test_no_acknowledged_message_is_lost_while_a_session_moves(cluster: Any) -> None:
+    """A publisher on node a keeps publishing QoS 1 messages (each waited for: all
+    are acknowledged) while the subscriber's persistent session moves from node a
+    to node b. Every message reaches the client on node b: those node a had taken
+    move with the session, those published on a before node a routes to b directly
+    are relayed by a to the session on b."""
+    import threading
+
+    a, b, _c = (cluster[n][1] for n in NODES)
+    cid = "gap-" + uuid.uuid4().hex[:6]
+    old_events: queue.Queue[Any] = queue.Queue()
+    old = _persistent(a, cid, old_events)
+    assert _event(old_events, "connack") is False
+    old.subscribe("gap/#", qos=1)
+    _event(old_events, "suback")
+    pub = client(a)
+    total = 400
+    acked: list[bytes] = []
+    started = threading.Event()
+
+    def publish_all() -> None:
+        deadline = time.monotonic() + 60
+        for i in range(total):
+            if time.monotonic() > deadline:
+                break
+            payload = f"g{i}".encode()
+            pub.publish("gap/x", payload, 1).wait_for_publish(WAIT)
+            acked.append(payload)
+            if i == 50:
+                started.set()
+
+    sender = threading.Thread(target=publish_all, daemon=True)
+    sender.start()
+    assert started.wait(WAIT)
+    new_events: queue.Queue[Any] = queue.Queue()
+    new = _persistent(b, cid, new_events)
+    try:
+        assert _event(new_events, "connack") is True
+        sender.join(60)
+        assert len(acked) == total
+        received: set[bytes] = set()
+        deadline = time.monotonic() + WAIT
+        while received != set(acked) and time.monotonic() < deadline:
+            try:
+                m = new.got.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            received.add(m.payload)
+            new.ack(m.mid, m.qos)
+        assert set(acked) - received == set()
+    finally:
+        for x in (old, new, pub):
+            x.disconnect()
+            x.loop_stop()

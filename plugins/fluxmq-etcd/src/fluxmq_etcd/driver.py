@@ -66,6 +66,8 @@ from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
 from fluxmq_core.plugins import PluginError
 from fluxmq_core.router import parse_shared
+from fluxmq_core.router.topics import topic_matches
+from fluxmq_core.router.types import Delivery
 from fluxmq_etcd.codec import (
     CodecError,
     message_from_proto,
@@ -98,6 +100,30 @@ __all__ = ["EtcdCluster"]
 #: Seconds between attempts to reach etcd again after a failure (grows to the max).
 RETRY_MIN = 0.2
 RETRY_MAX = 3.0
+#: Target prefix of a message relayed to one session's new node after a takeover.
+SESSION_TARGET = "s:"
+#: Seconds an old owner keeps relaying what peers forward to it after it withdrew
+#: a moved session's filters (peers that had not seen the withdrawal yet).
+RELAY_GRACE = 1.0
+
+
+class _Relay:
+    """An old owner relaying a moved session's traffic to its new node until every
+    node routes to the new node directly (see ``EtcdCluster._serve_takeover``)."""
+
+    __slots__ = ("client_id", "node", "filters", "held", "local")
+
+    def __init__(self, client_id: str, node: str, filters: list[str], held: set[str]) -> None:
+        self.client_id = client_id
+        self.node = node
+        self.filters = filters
+        #: Filters kept in etcd for the relay only (no local subscriber holds them).
+        self.held = held
+        #: Still relaying local publishes (until the new node's filters are seen here).
+        self.local = True
+
+    def matches(self, topic: str) -> bool:
+        return any(topic_matches(f, topic) for f in self.filters)
 
 
 class EtcdCluster:
@@ -194,6 +220,10 @@ class EtcdCluster:
         self.replication_last_error = ""
         self.replication_full_syncs = 0
         self.sessions_resumed_from_replica = 0
+        #: Takeovers this node handed over, relaying until the new node is routed to.
+        self._relays: dict[str, _Relay] = {}
+        self.relayed = 0
+        self.relay_dropped = 0
         #: Queue name -> (owner node id, queue type), from etcd ``queues/<name>``.
         self.queue_owners: dict[str, tuple[str, str]] = {}
         #: Queue claims not yet in etcd (name -> type, or None to give it up).
@@ -638,6 +668,8 @@ class EtcdCluster:
     # --- the interface the core calls ---------------------------------------------------
 
     def subscription_added(self, topic_filter: str) -> None:
+        for relay in self._relays.values():
+            relay.held.discard(topic_filter)  # a local subscriber holds it now
         self._local.add(topic_filter)
         self.index.add(self.node_id, topic_filter, self._members.get(topic_filter, 1))
         self._pending[topic_filter] = self._value(topic_filter)
@@ -681,6 +713,8 @@ class EtcdCluster:
             if node != me and node in members:
                 peers.forward(node, message)
                 sent += 1
+        if self._relays:
+            sent += self._relay(message, targets, local=True)
         shared = index.match_shared(topic)
         if shared:
             for key, holders in shared:
@@ -742,6 +776,8 @@ class EtcdCluster:
         try:
             for message in messages:
                 publish(message)
+                if self._relays:
+                    self._relay(message, frozenset(), local=False)
         finally:
             self._from_peer = False
 
@@ -755,6 +791,9 @@ class EtcdCluster:
             if key.startswith(QUEUE_TARGET):
                 if self._cq is not None:
                     self._cq.delivered(from_node, key[len(QUEUE_TARGET) :], message)
+                continue
+            if key.startswith(SESSION_TARGET):
+                self._deliver_relayed(key[len(SESSION_TARGET) :], message, 0)
                 continue
             shared = parse_shared(key) if key.startswith("$share/") else None
             group = router.share_group(shared[1], shared[0]) if shared else None
@@ -810,7 +849,13 @@ class EtcdCluster:
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
-            "takeovers": {"in": self.takeovers_in, "out": self.takeovers_out},
+            "takeovers": {
+                "in": self.takeovers_in,
+                "out": self.takeovers_out,
+                "relaying": len(self._relays),
+                "relayed": self.relayed,
+                "relay_dropped": self.relay_dropped,
+            },
             "wills_published": self.wills_published,
             "sessions_resumed_from_etcd": self.sessions_resumed_from_etcd,
             "session_replication": {
@@ -1061,8 +1106,103 @@ class EtcdCluster:
                 snapshot.protocol = snapshot.protocol or protocol
                 snapshot.epoch = int(request.epoch)
                 self.takeovers_out += 1
+                self._start_relay(client_id, from_node, list(snapshot.subscriptions))
                 return pb.TakeoverResponse(found=True, session=session_to_proto(snapshot))
         return pb.TakeoverResponse(found=False)
+
+    # --- the handover window of a takeover ---------------------------------------------------
+
+    def _start_relay(self, client_id: str, node: str, filters: list[str]) -> None:
+        """The session moved to ``node``: until every node routes its filters there,
+        what still reaches this node for it is relayed to ``node`` (targeted to the
+        session), and this node keeps its filters in etcd meanwhile, so no node has
+        a moment in which the session's filters are nowhere. Shared and queue
+        subscriptions are not relayed (the group or queue serves them)."""
+        filters = [f for f in filters if not f.startswith(("$share/", "$queue/", "$dlq/"))]
+        if not filters or self._peers is None:
+            return
+        held = {f for f in filters if f not in self._local}
+        for f in held:
+            self._local.add(f)
+            self.index.add(self.node_id, f)
+            self._pending[f] = b""
+        if held:
+            self._wake.set()
+        relay = _Relay(client_id, node, filters, held)
+        self._relays[client_id] = relay
+        asyncio.get_running_loop().create_task(self._end_relay(relay))
+
+    async def _end_relay(self, relay: _Relay) -> None:
+        """Once the new node's filters are in our view (etcd delivers events in
+        order, so every node sees them before our withdrawal), withdraw ours and stop
+        relaying local publishes (we forward them directly now); relay what peers
+        still forward for ``RELAY_GRACE`` more seconds, then stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(5.0, 2 * self.cfg.lease_ttl)
+        try:
+            while (
+                loop.time() < deadline
+                and relay.node in self.members
+                and not set(relay.filters) <= self.index.filters_of(relay.node)
+            ):
+                await asyncio.sleep(0.02)
+            relay.local = False
+            for f in relay.held:
+                if f in self._local:
+                    self._local.discard(f)
+                    self.index.remove(self.node_id, f)
+                    self._pending[f] = None
+            relay.held = set()
+            self._wake.set()
+            await asyncio.sleep(RELAY_GRACE)
+        finally:
+            if self._relays.get(relay.client_id) is relay:
+                del self._relays[relay.client_id]
+
+    def _relay(self, message: Message, direct: Any, *, local: bool) -> int:
+        """Relay ``message`` to the new node of each moved session it matches (a
+        local publish only while that node was not forwarded it directly)."""
+        peers = self._peers
+        if peers is None:
+            return 0
+        sent = 0
+        topic = message.topic
+        for relay in list(self._relays.values()):
+            if local and (not relay.local or relay.node in direct):
+                continue
+            if relay.matches(topic) and peers.forward(
+                relay.node, message, SESSION_TARGET + relay.client_id
+            ):
+                self.relayed += 1
+                sent += 1
+        return sent
+
+    def _deliver_relayed(self, client_id: str, message: Message, attempt: int) -> None:
+        """A message the old owner of ``client_id`` relayed: delivered to that
+        session only, as the router would (its granted QoS and subscription ids).
+        The session may not be imported yet (the relay can overtake the takeover's
+        answer): retried for a second."""
+        context = self._context
+        if context is None:
+            return
+        matched = [
+            (sub, d)
+            for sub, d in context.router.match(message.topic)
+            if sub.client_id == client_id and d.shared_group is None
+        ]
+        if not matched:
+            if attempt < 50:
+                asyncio.get_running_loop().call_later(
+                    0.02, self._deliver_relayed, client_id, message, attempt + 1
+                )
+            else:
+                self.relay_dropped += 1
+            return
+        for sub, d in matched:
+            try:
+                sub.deliver(message, Delivery(d.qos, False, d.subscription_ids))
+            except Exception:
+                log.exception("relayed delivery to %r failed", client_id)
 
     # --- session state kept in etcd (for node failures) ------------------------------------
 
