@@ -117,6 +117,8 @@ def test_appends_consumers_and_settlement_go_to_the_owner(
 
     until(lambda: pending_on_a() == 0, "every delivery settled on a")
     assert a.call_soon(lambda: a.context.queues.get("$dlq/work")) is not None
+    # The dead-letter queue is claimed by its owner too: b reaches it there.
+    until(lambda: _owner_seen(b, "$dlq/work") == "a", "b to see a own the dead letters")
     # Declaring it on b with settings is refused (it lives on a).
     with pytest.raises(QueueError, match="lives on node a"):
         b.call_soon(b.context.queues.declare, "work", {"type": "classic"})

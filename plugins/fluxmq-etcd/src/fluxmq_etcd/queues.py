@@ -44,7 +44,7 @@ from fluxmq_core.queues import (
     QueueFullError,
     UnknownQueueError,
 )
-from fluxmq_core.queues.config import InvalidQueueNameError, QueueTopicError
+from fluxmq_core.queues.config import DLQ_PREFIX, InvalidQueueNameError, QueueTopicError
 from fluxmq_core.queues.types import parse_message_id, split_queue_topic
 from fluxmq_core.router.types import Delivery
 
@@ -232,6 +232,12 @@ class ClusterQueues:
         q = self.manager.get(name)
         if q is not None:
             self.driver.queue_created(name, q.type)
+
+    def _claim_dlq(self, queue: str) -> None:
+        """A settlement may have made ``$dlq/<queue>`` here: claim it too, so that a
+        consumer of the dead letters on another node reaches it."""
+        if not queue.startswith(DLQ_PREFIX):
+            self._claim(DLQ_PREFIX + queue)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -484,20 +490,28 @@ class ClusterQueues:
             extra["delay"] = float(delay)
         done = self._settle(pb.SETTLE_NACK, queue, group, offset, **extra)
         if done is None:
-            return self.manager.nack(
-                queue,
-                group,
-                offset,
-                requeue=requeue,
-                delay=delay,
-                count=count,
-                elsewhere=elsewhere,
+            ok = bool(
+                self.manager.nack(
+                    queue,
+                    group,
+                    offset,
+                    requeue=requeue,
+                    delay=delay,
+                    count=count,
+                    elsewhere=elsewhere,
+                )
             )
+            self._claim_dlq(queue if offset is not None else parse_message_id(queue)[0])
+            return ok
         return done
 
     def reject(self, queue: str, group: str, offset: int | None = None) -> bool:
         done = self._settle(pb.SETTLE_REJECT, queue, group, offset)
-        return self.manager.reject(queue, group, offset) if done is None else done
+        if done is None:
+            ok = bool(self.manager.reject(queue, group, offset))
+            self._claim_dlq(queue if offset is not None else parse_message_id(queue)[0])
+            return ok
+        return done
 
     def commit(self, queue: str, group: str, offset: int | None = None) -> bool:
         done = self._settle(pb.SETTLE_COMMIT, queue, group, offset)
@@ -581,6 +595,7 @@ class ClusterQueues:
                 settled.append(bool(ok))
         except QueueError as exc:
             raise error_to_status(exc) from None
+        self._claim_dlq(request.queue)
         return pb.QueueSettleResponse(settled=settled)
 
     async def serve_consume(self, from_node: str, request: Any) -> Any:
