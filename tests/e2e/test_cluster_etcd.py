@@ -917,3 +917,58 @@ def test_no_acknowledged_message_is_lost_while_a_session_moves(cluster: Any) -> 
         for x in (old, new, pub):
             x.disconnect()
             x.loop_stop()
+
+
+def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> None:
+    """Node a (memory store) holds a persistent session with queued QoS 1 messages,
+    copied to node b; a is killed (kill -9) and restarted under the same id at
+    once, before its lease expired. The client reconnecting to a gets session
+    present and its queued messages: the restarted node resumes what its earlier run
+    held from b's copy (which a reset from the new run does not wipe)."""
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="10")
+        try:
+            a = procs["a"][1]
+            until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
+            cid = "phoenix-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("px/#", qos=1)
+            _event(events, "suback")
+            first.disconnect()
+            _event(events, "disconnect")
+            first.loop_stop()
+            pub = client(a)
+            sent = [f"p{i}".encode() for i in range(10)]
+            for payload in sent:
+                pub.publish("px/x", payload, 1).wait_for_publish(WAIT)
+            pub.loop_stop()
+            proc_a = procs["a"][0]
+            proc_a.kill()
+            proc_a.wait(15)
+            for var in proc_a._ephemeral_vars:
+                proc_a.env[var] = "127.0.0.1:0"
+            a = proc_a.start(timeout=30)
+            procs["a"] = (proc_a, a)
+            until(lambda: api(a, "/api/v1/cluster")["ready"])
+            again: queue.Queue[Any] = queue.Queue()
+            back = _persistent(a, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                received: set[bytes] = set()
+                deadline = time.monotonic() + WAIT
+                while received != set(sent) and time.monotonic() < deadline:
+                    try:
+                        m = back.got.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    received.add(m.payload)
+                    back.ack(m.mid, m.qos)
+                assert received == set(sent)
+            finally:
+                back.disconnect()
+                back.loop_stop()
+        finally:
+            stop_nodes(procs)

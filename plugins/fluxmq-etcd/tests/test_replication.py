@@ -116,3 +116,24 @@ async def test_sync_waits_for_the_replica_and_a_failure_releases_it() -> None:
     store.release_all()
     await asyncio.wait_for(waiter, 1)
     assert store.stats()["replicated_sessions"] == 1
+
+
+def test_a_reset_keeps_the_copies_of_an_earlier_run_until_replaced() -> None:
+    replica = SessionCopies(fenced=True)
+    old_run = _store({"c1": 5})
+    old_run.save_session("c1", {"protocol": "mqtt"})
+    old_run.enqueue("c1", Message("x", b"kept", 1))
+    for op in old_run.take()[0]:
+        replica.apply("a", op, 1, run=100)
+    # Node a restarted (run 200): its first request resets only run 200's copies.
+    assert replica.drop_origin("a", 200) == 0
+    assert [m.payload for m in replica.sessions["c1"].queue.values()] == [b"kept"]
+    # The new run writing the same session starts a fresh copy (its queue
+    # sequence numbers are not the old run's).
+    new_run = _store({"c1": 9})
+    new_run.save_session("c1", {"protocol": "mqtt"})
+    for op in new_run.take()[0]:
+        replica.apply("a", op, 2, run=200)
+    held = replica.sessions["c1"]
+    assert (held.run, held.epoch, list(held.queue)) == (200, 9, [])
+    assert replica.drop_origin("a", 200) == 1

@@ -215,6 +215,8 @@ class EtcdCluster:
         self._replicas = SessionCopies(fenced=True)
         self._replicator: asyncio.Task[None] | None = None
         self._replica_wake = asyncio.Event()
+        #: This run of the node (its copies on replicas are tagged with it).
+        self.run = version_base()
         self.replica_target: str | None = None
         self.replication_errors = 0
         self.replication_last_error = ""
@@ -1003,7 +1005,8 @@ class EtcdCluster:
 
     async def _claim(self, client_id: str) -> tuple[SessionClaim, str | None]:
         """:meth:`acquire_session`, also naming the node that owned the key before
-        (``""``: nobody; None: this node already)."""
+        (``""``: nobody; None: this node, by a claim it still holds; this node's id:
+        an earlier claim of this node id, lost or made before a restart)."""
         client = self._client
         if not self.ready or client is None or self._lease_id is None:
             raise ClusterError(
@@ -1031,8 +1034,8 @@ class EtcdCluster:
             )
         epoch = int(responses[0].response_put.header.revision)
         self._owned[client_id] = epoch
-        if previous == self.node_id:
-            previous = None  # ours from an earlier claim (lost, then taken back)
+        # previous == our id: ours from an earlier claim (lost, then taken back, or
+        # made by an earlier run of this node id).
         return SessionClaim(client_id, self.node_id, epoch), previous
 
     async def take_session(
@@ -1047,6 +1050,10 @@ class EtcdCluster:
         claim, previous = await self._claim(client_id)
         if previous is None:
             return claim, None
+        if previous == self.node_id:
+            # Claimed by an earlier run of this node id (killed and restarted before
+            # its lease expired): what it held may be in a replica.
+            return claim, await self._replica_state(client_id, protocol, claim.epoch)
         if previous == "" or previous not in self.members or self._peers is None:
             return claim, await self._gone_owner_state(client_id, protocol, claim.epoch)
         request = pb.TakeoverRequest(client_id=client_id, to_node=self.node_id, epoch=claim.epoch)
@@ -1305,7 +1312,7 @@ class EtcdCluster:
         request releases the syncs waiting for it (the acknowledgements go out
         unreplicated, counted) rather than holding them."""
         store.active = True
-        version = version_base()
+        version = self.run
         current: str | None = None
         reset = True
         pause = RETRY_MIN
@@ -1332,7 +1339,7 @@ class EtcdCluster:
                         await self._wait_replica_wake(store, 1.0)
                         continue
                 version += 1
-                request = pb.ReplicateRequest(reset=reset, version=version, ops=ops)
+                request = pb.ReplicateRequest(reset=reset, version=version, ops=ops, run=self.run)
                 try:
                     await peers.call(current, "ReplicateSessions", request)
                 except PeerError as exc:
@@ -1386,31 +1393,34 @@ class EtcdCluster:
     async def _serve_replicate(self, from_node: str, request: Any) -> Any:
         """Ops from ``from_node``, whose session replica this node is."""
         if request.reset:
-            self._replicas.drop_origin(from_node)
+            # Copies of the caller's earlier run stay: they may be all that is left
+            # of sessions it held when it died (until read, replaced or expired).
+            self._replicas.drop_origin(from_node, request.run)
         applied = 0
         for op in request.ops:
-            if self._replicas.apply(from_node, op, request.version):
+            if self._replicas.apply(from_node, op, request.version, request.run):
                 applied += 1
         return pb.ReplicateResponse(applied=applied)
 
-    def _take_copy(self, client_id: str, epoch: int) -> tuple[Any, Any] | None:
+    def _take_copy(self, client_id: str, epoch: int, caller: str) -> tuple[Any, Any] | None:
         """The copy held here of ``client_id`` as (sort key, FetchReplicaResponse);
-        dropped here when ``epoch`` (the new owner's claim) is newer."""
+        dropped here when ``epoch`` (the new owner's claim) is newer, unless the
+        caller made it (it goes on writing it, or replaces it with a full copy)."""
         held = self._replicas.sessions.get(client_id)
         if held is None:
             return None
-        if epoch and held.epoch < epoch:
+        if epoch and held.epoch < epoch and held.origin != caller:
             del self._replicas.sessions[client_id]
         if held.record is None:
             return None
         reply = pb.FetchReplicaResponse(
-            found=True, origin=held.origin, epoch=held.epoch, version=held.version
+            found=True, origin=held.origin, epoch=held.epoch, version=held.version, run=held.run
         )
         reply.session.CopyFrom(session_to_proto(held.snapshot(client_id)))
         return (held.epoch, held.version), reply
 
     async def _serve_fetch_replica(self, from_node: str, request: Any) -> Any:
-        found = self._take_copy(request.client_id, int(request.epoch))
+        found = self._take_copy(request.client_id, int(request.epoch), from_node)
         return pb.FetchReplicaResponse(found=False) if found is None else found[1]
 
     async def _replica_state(
@@ -1420,7 +1430,7 @@ class EtcdCluster:
         whose owner is gone: what it had acknowledged, queue and in-flight
         exchanges included."""
         candidates: list[tuple[Any, Any]] = []
-        mine = self._take_copy(client_id, epoch)
+        mine = self._take_copy(client_id, epoch, self.node_id)
         if mine is not None:
             candidates.append(mine)
         peers = self._peers
@@ -1436,6 +1446,10 @@ class EtcdCluster:
                     log.debug("session %r: no replica from node %s: %s", client_id, node, reply)
                 elif reply.found:
                     candidates.append(((reply.epoch, reply.version), reply))
+        # Our own copies of this run: the local state is at least as fresh.
+        candidates = [
+            c for c in candidates if not (c[1].origin == self.node_id and c[1].run == self.run)
+        ]
         if not candidates:
             return None
         _key, best = max(candidates, key=lambda c: c[0])

@@ -55,10 +55,11 @@ class HeldSession:
     """One session as a store holds it: record, subscriptions, offline queue (store
     sequence -> the stored message), in-flight records; plus whose copy it is."""
 
-    __slots__ = ("origin", "epoch", "version", "record", "subs", "queue", "inflight")
+    __slots__ = ("origin", "run", "epoch", "version", "record", "subs", "queue", "inflight")
 
-    def __init__(self, origin: str, epoch: int) -> None:
+    def __init__(self, origin: str, epoch: int, run: int = 0) -> None:
         self.origin = origin
+        self.run = run
         self.epoch = epoch
         self.version = 0
         self.record: dict[str, Any] | None = None
@@ -141,15 +142,22 @@ class SessionCopies:
     def __len__(self) -> int:
         return len(self.sessions)
 
-    def drop_origin(self, origin: str) -> int:
-        gone = [cid for cid, h in self.sessions.items() if h.origin == origin]
+    def drop_origin(self, origin: str, run: int | None = None) -> int:
+        """Forget the copies of ``origin`` (of its run ``run`` only, if given)."""
+        gone = [
+            cid
+            for cid, h in self.sessions.items()
+            if h.origin == origin and (run is None or h.run == run)
+        ]
         for cid in gone:
             del self.sessions[cid]
         return len(gone)
 
-    def held(self, client_id: str, origin: str, epoch: int) -> HeldSession | None:
-        """The copy an op from ``origin`` under ``epoch`` applies to (made if
-        needed), or None when the op is stale."""
+    def held(self, client_id: str, origin: str, epoch: int, run: int = 0) -> HeldSession | None:
+        """The copy an op from ``origin`` (its run ``run``) under ``epoch`` applies
+        to (made if needed), or None when the op is stale. A copy from another
+        owner, or from an earlier run of the same owner (whose queue sequence
+        numbers mean nothing now), is replaced by a fresh one."""
         h = self.sessions.get(client_id)
         if not self.fenced:
             if h is None:
@@ -159,13 +167,14 @@ class SessionCopies:
             return h
         if h is not None and epoch < h.epoch:
             return None
-        if h is None or h.origin != origin:
-            h = self.sessions[client_id] = HeldSession(origin, epoch)
+        if h is None or h.origin != origin or h.run != run:
+            h = self.sessions[client_id] = HeldSession(origin, epoch, run)
         h.epoch = max(h.epoch, epoch)
         return h
 
-    def apply(self, origin: str, op: pb.SessionOp, version: int = 0) -> bool:
-        """Apply one op received from ``origin``; False when it was stale."""
+    def apply(self, origin: str, op: pb.SessionOp, version: int = 0, run: int = 0) -> bool:
+        """Apply one op received from ``origin`` (its run ``run``); False when it
+        was stale."""
         cid = op.client_id
         kind = op.kind
         if kind == K.SESSION_OP_DELETE:
@@ -174,7 +183,7 @@ class SessionCopies:
                 return False
             del self.sessions[cid]
             return True
-        h = self.held(cid, origin, op.epoch)
+        h = self.held(cid, origin, op.epoch, run)
         if h is None:
             return False
         h.version = version
@@ -399,6 +408,6 @@ class ReplicatedStore:
 
 
 def version_base() -> int:
-    """Replication request versions grow across restarts of a node: they start at
-    the wall clock in microseconds."""
+    """A node's run and the start of its replication request versions, which grow
+    across restarts: the wall clock in microseconds."""
     return time.time_ns() // 1000

@@ -357,14 +357,16 @@ class SessionOp(_message.Message):
     def __init__(self, kind: _Optional[_Union[SessionOpKind, str]] = ..., client_id: _Optional[str] = ..., epoch: _Optional[int] = ..., record: _Optional[_Union[Struct, _Mapping]] = ..., filter: _Optional[str] = ..., seq: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., packet_id: _Optional[int] = ..., message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
 
 class ReplicateRequest(_message.Message):
-    __slots__ = ("reset", "version", "ops")
+    __slots__ = ("reset", "version", "ops", "run")
     RESET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     reset: bool
     version: int
     ops: _containers.RepeatedCompositeFieldContainer[SessionOp]
-    def __init__(self, reset: _Optional[bool] = ..., version: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[SessionOp, _Mapping]]] = ...) -> None: ...
+    run: int
+    def __init__(self, reset: _Optional[bool] = ..., version: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[SessionOp, _Mapping]]] = ..., run: _Optional[int] = ...) -> None: ...
 
 class ReplicateResponse(_message.Message):
     __slots__ = ("applied",)
@@ -381,18 +383,20 @@ class FetchReplicaRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class FetchReplicaResponse(_message.Message):
-    __slots__ = ("found", "origin", "epoch", "version", "session")
+    __slots__ = ("found", "origin", "epoch", "version", "session", "run")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     found: bool
     origin: str
     epoch: int
     version: int
     session: SessionState
-    def __init__(self, found: _Optional[bool] = ..., origin: _Optional[str] = ..., epoch: _Optional[int] = ..., version: _Optional[int] = ..., session: _Optional[_Union[SessionState, _Mapping]] = ...) -> None: ...
+    run: int
+    def __init__(self, found: _Optional[bool] = ..., origin: _Optional[str] = ..., epoch: _Optional[int] = ..., version: _Optional[int] = ..., session: _Optional[_Union[SessionState, _Mapping]] = ..., run: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ("sent_at",)
