@@ -220,7 +220,11 @@ class BrokerProcess:
         data_dir: str | None = None,
         config_text: str | None = None,
         ephemeral: bool = True,
+        command_prefix: list[str] | None = None,
     ) -> None:
+        #: Put before the command, e.g. ``["ip", "netns", "exec", "ns1"]`` to run the
+        #: broker in a network namespace (it must exec the command: same pid).
+        self.command_prefix = list(command_prefix or [])
         self._tmp = tempfile.TemporaryDirectory(prefix="fluxmq-proc-")
         self.dir = Path(self._tmp.name)
         self.data_dir = data_dir or str(self.dir / "data")
@@ -255,6 +259,7 @@ class BrokerProcess:
         if self.ready_file.exists():
             self.ready_file.unlink()
         cmd = [
+            *self.command_prefix,
             sys.executable,
             "-m",
             "fluxmq_core.cli",

@@ -42,6 +42,7 @@ def start_nodes(
     lease_ttl: str = "4",
     plugins: str = "mqtt,amqp091,etcd",
     env: dict[str, str] | None = None,
+    endpoints: str = "",
 ) -> Nodes:
     procs: Nodes = {}
     try:
@@ -51,7 +52,7 @@ def start_nodes(
                 env={
                     "FLUXMQ_CLUSTER__DRIVER": "etcd",
                     "FLUXMQ_CLUSTER__NODE_ID": n,
-                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
+                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": endpoints or etcd.endpoint,
                     "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
                     "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
                     "FLUXMQ_STORAGE__DRIVER": "memory",
@@ -655,5 +656,361 @@ def test_a_sampled_trace_context_is_forwarded_to_the_other_node() -> None:
                 for x in (pub, sub):
                     x.disconnect()
                     x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def test_a_killed_node_s_queue_and_in_flight_messages_resume_on_another_node() -> None:
+    """A persistent session on node a with QoS 1 messages in flight (delivered,
+    never acknowledged) and more queued while its client was away, all of them
+    acknowledged to their publisher on node a; then node a is killed (kill -9).
+    The client resumes on node c (node a's session replica is b, so c fetches the
+    copy from b): session present, every message with its user properties, and
+    its subscription works there."""
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b", "c"), lease_ttl="2")
+        try:
+            a, c = procs["a"][1], procs["c"][1]
+            until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
+            cid = "survivor-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("rp/#", qos=1)
+            _event(events, "suback")
+            pub = client(a)
+
+            def send(payloads: list[bytes]) -> None:
+                for payload in payloads:
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.UserProperty = ("k", payload.decode())
+                    pub.publish("rp/x", payload, 1, properties=props).wait_for_publish(WAIT)
+
+            in_flight = [f"f{i}".encode() for i in range(10)]
+            send(in_flight)
+            # Delivered to the client (never acknowledged: manual_ack).
+            seen = {first.got.get(timeout=WAIT).payload for _ in in_flight}
+            assert seen == set(in_flight)
+            first.disconnect()
+            assert _event(events, "disconnect") == 0
+            first.loop_stop()
+            offline = [f"q{i}".encode() for i in range(15)]
+            send(offline)  # every PUBACK came after the copy reached node b
+            pub.disconnect()
+            pub.loop_stop()
+            procs["a"][0].kill()  # kill -9
+            until(lambda: [n["node_id"] for n in api(c, "/api/v1/cluster")["nodes"]] == ["b", "c"])
+            again: queue.Queue[Any] = queue.Queue()
+            back = _persistent(c, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                received: dict[bytes, Any] = {}
+                want = set(in_flight) | set(offline)
+                deadline = time.monotonic() + WAIT
+                while set(received) != want and time.monotonic() < deadline:
+                    try:
+                        m = back.got.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    received[m.payload] = m
+                    back.ack(m.mid, m.qos)
+                assert set(received) == want
+                assert received[b"f3"].dup  # resent in-flight delivery
+                assert ("k", "q7") in received[b"q7"].properties.UserProperty
+                status = api(c, "/api/v1/cluster")["session_replication"]
+                assert status["resumed"] == 1
+                pub_b = client(procs["b"][1])
+                until(lambda: pub_b.publish("rp/after", b"after", 1) and _drain(back, b"after"))
+                pub_b.disconnect()
+                pub_b.loop_stop()
+            finally:
+                back.disconnect()
+                back.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def _queue_consumer(bound: dict[str, tuple[str, int]], topic: str, group: str) -> Any:
+    """A 5.0 client in consumer group ``group`` of ``topic`` ($queue/...), QoS 1,
+    acknowledging each delivery (PUBACK) as paho does by itself."""
+    c = client(bound)
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.UserProperty = ("consumer-group", group)
+    c.subscribe(topic, qos=1, properties=props)
+    assert c.acks.get(timeout=WAIT) == "suback"
+    return c
+
+
+def test_a_queue_is_published_to_and_consumed_from_another_node(cluster: Any) -> None:
+    """Queue ``jobs`` is created on node a (its owner, recorded in etcd). A consumer
+    on node b and one on node a share group ``workers``; QoS 1 publishes to
+    ``$queue/jobs/...`` from node c are acknowledged once appended on a, and every
+    message reaches exactly one of the consumers (with its queue metadata);
+    PUBACKs from node b settle the deliveries on node a (nothing stays pending)."""
+    a, b, c = (cluster[n][1] for n in NODES)
+    name = "jobs" + uuid.uuid4().hex[:6]
+    seed = client(a)
+    seed.publish(f"$queue/{name}/seed", b"seed", 1).wait_for_publish(WAIT)
+    for x in (b, c):
+        until(lambda x=x: api(x, "/api/v1/cluster")["queue_owners"].get(name) == "a")
+    local = _queue_consumer(a, f"$queue/{name}/#", "workers")
+    remote = _queue_consumer(b, f"$queue/{name}/#", "workers")
+    until(lambda: api(a, "/api/v1/cluster")["queues"]["consumers_for_other_nodes"] == 1)
+    pub = client(c)
+    sent = {f"job{i}".encode() for i in range(30)}
+    for payload in sorted(sent):
+        pub.publish(f"$queue/{name}/work", payload, 1).wait_for_publish(WAIT)
+    got: dict[bytes, str] = {}
+    deadline = time.monotonic() + WAIT
+    while (set(got) - {b"seed"}) != sent and time.monotonic() < deadline:
+        for who, consumer in (("a", local), ("b", remote)):
+            try:
+                m = consumer.got.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            assert m.payload not in got, f"{m.payload!r} delivered twice"
+            got[m.payload] = who
+            if who == "b":
+                fields = dict(m.properties.UserProperty)
+                assert fields["group-id"] == "workers"
+                assert fields["message-id"].startswith(name + ":")
+    assert set(got) - {b"seed"} == sent
+    assert "b" in got.values() and "a" in got.values()
+
+    def settled() -> bool:
+        info = api(a, f"/api/v1/queues/{name}")
+        groups = {g["name"]: g for g in info["groups"]}
+        return groups["workers"]["pending"] == 0
+
+    until(settled)
+    status = api(c, "/api/v1/cluster")["queues"]
+    assert status["forwarded_appends"] >= 30
+    for x in (seed, local, remote, pub):
+        x.disconnect()
+        x.loop_stop()
+
+
+def test_an_amqp_consumer_on_another_node_consumes_a_queue(cluster: Any) -> None:
+    """Queue created on node a by an MQTT publish; an AMQP 0.9.1 consumer on node b
+    (declaring it: adopted, it lives on a) receives what MQTT publishes to it on
+    node c and acknowledges it (settled on node a); a message it rejects with
+    requeue goes back to the owner and comes again."""
+    a, b, c = (cluster[n][1] for n in NODES)
+    name = "amqpq" + uuid.uuid4().hex[:6]
+    seed = client(a)
+    seed.publish(f"$queue/{name}/seed", b"seed", 1).wait_for_publish(WAIT)
+    until(lambda: api(b, "/api/v1/cluster")["queue_owners"].get(name) == "a")
+    conn = pika.BlockingConnection(pika.ConnectionParameters(*b["amqp091.bind"]))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(name, durable=True)
+        got: list[tuple[bytes, int, bool]] = []
+        ch.basic_qos(prefetch_count=10)
+        ch.basic_consume(
+            name,
+            lambda _ch, method, _p, body: got.append(
+                (body, method.delivery_tag, method.redelivered)
+            ),
+        )
+        until(lambda: api(a, "/api/v1/cluster")["queues"]["consumers_for_other_nodes"] >= 1)
+        pub = client(c)
+        pub.publish(f"$queue/{name}/k", b"first", 1).wait_for_publish(WAIT)
+
+        def receive(payload: bytes, after: int = 0) -> tuple[bytes, int, bool] | None:
+            conn.process_data_events(time_limit=0.1)
+            return next((g for g in got if g[0] == payload and g[1] > after), None)
+
+        body, tag, _redelivered = until(lambda: receive(b"first"))
+        ch.basic_nack(tag, requeue=True)
+        _body, tag2, redelivered = until(lambda: receive(b"first", tag))
+        assert redelivered
+        ch.basic_ack(tag2)
+        acked = {tag, tag2}
+
+        def settled() -> bool:
+            conn.process_data_events(time_limit=0.05)
+            for _b, t, _r in got:  # the seed, if this group got it
+                if t not in acked:
+                    ch.basic_ack(t)
+                    acked.add(t)
+            info = api(a, f"/api/v1/queues/{name}")
+            return all(g["pending"] == 0 for g in info["groups"])
+
+        until(settled)
+        pub.disconnect()
+        pub.loop_stop()
+    finally:
+        conn.close()
+        seed.disconnect()
+        seed.loop_stop()
+
+
+def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
+    """A three-member etcd whose leader is every node's first endpoint is killed
+    under traffic: both broker nodes move to another member, stay ready, keep their
+    leases (nobody drops out), and with real clients: a subscription made afterwards
+    on b gets publishes from a, and a persistent session moves from a to b (a
+    compare-and-swap through the new leader) with its queued message."""
+    need_etcd()
+    with etcd_testing.EtcdServer(members=3) as etcd:
+        leader = etcd.leader()
+        endpoints = [leader.endpoint] + [e for e in etcd.endpoints if e != leader.endpoint]
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="3", endpoints=",".join(endpoints))
+        try:
+            a, b = procs["a"][1], procs["b"][1]
+            cid = "ha-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("ha/s/#", qos=1)
+            _event(events, "suback")
+            first.disconnect()
+            _event(events, "disconnect")
+            first.loop_stop()
+            pub = client(a)
+            sub = client(b)
+            sub.subscribe("ha/live/#", qos=1)
+            assert sub.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("ha/live/x", b"before", 1) and _drain(sub, b"before"))
+            leader.kill()
+            # Connected clients go on at once: nothing here waits for etcd.
+            pub.publish("ha/s/queued", b"kept", 1).wait_for_publish(WAIT)
+            pub.publish("ha/live/x", b"during", 1).wait_for_publish(WAIT)
+            until(lambda: _drain(sub, b"during"))
+            for x in (a, b):
+                until(lambda x=x: _ready(x) == 200, 30)
+                assert [n["node_id"] for n in api(x, "/api/v1/cluster")["nodes"]] == ["a", "b"]
+            # New subscriptions and sessions go through the surviving members.
+            late = client(b)
+            late.subscribe("ha/late/#", qos=1)
+            assert late.acks.get(timeout=WAIT) == "suback"
+            until(lambda: pub.publish("ha/late/x", b"late", 1) and _drain(late, b"late"))
+            late.disconnect()
+            late.loop_stop()
+            again: queue.Queue[Any] = queue.Queue()
+            moved = _persistent(b, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                m = moved.got.get(timeout=WAIT)
+                assert m.payload == b"kept"
+                moved.ack(m.mid, m.qos)
+            finally:
+                moved.disconnect()
+                moved.loop_stop()
+            for x in (pub, sub):
+                x.disconnect()
+                x.loop_stop()
+        finally:
+            stop_nodes(procs)
+
+
+def test_no_acknowledged_message_is_lost_while_a_session_moves(cluster: Any) -> None:
+    """A publisher on node a keeps publishing QoS 1 messages (each waited for: all
+    are acknowledged) while the subscriber's persistent session moves from node a
+    to node b. Every message reaches the client on node b: those node a had taken
+    move with the session, those published on a before node a routes to b directly
+    are relayed by a to the session on b."""
+    import threading
+
+    a, b, _c = (cluster[n][1] for n in NODES)
+    cid = "gap-" + uuid.uuid4().hex[:6]
+    old_events: queue.Queue[Any] = queue.Queue()
+    old = _persistent(a, cid, old_events)
+    assert _event(old_events, "connack") is False
+    old.subscribe("gap/#", qos=1)
+    _event(old_events, "suback")
+    pub = client(a)
+    total = 400
+    acked: list[bytes] = []
+    started = threading.Event()
+
+    def publish_all() -> None:
+        deadline = time.monotonic() + 60
+        for i in range(total):
+            if time.monotonic() > deadline:
+                break
+            payload = f"g{i}".encode()
+            pub.publish("gap/x", payload, 1).wait_for_publish(WAIT)
+            acked.append(payload)
+            if i == 50:
+                started.set()
+
+    sender = threading.Thread(target=publish_all, daemon=True)
+    sender.start()
+    assert started.wait(WAIT)
+    new_events: queue.Queue[Any] = queue.Queue()
+    new = _persistent(b, cid, new_events)
+    try:
+        assert _event(new_events, "connack") is True
+        sender.join(60)
+        assert len(acked) == total
+        received: set[bytes] = set()
+        deadline = time.monotonic() + WAIT
+        while received != set(acked) and time.monotonic() < deadline:
+            try:
+                m = new.got.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            received.add(m.payload)
+            new.ack(m.mid, m.qos)
+        assert set(acked) - received == set()
+    finally:
+        for x in (old, new, pub):
+            x.disconnect()
+            x.loop_stop()
+
+
+def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> None:
+    """Node a (memory store) holds a persistent session with queued QoS 1 messages,
+    copied to node b; a is killed (kill -9) and restarted under the same id at
+    once, before its lease expired. The client reconnecting to a gets session
+    present and its queued messages: the restarted node resumes what its earlier run
+    held from b's copy (which a reset from the new run does not wipe)."""
+    need_etcd()
+    with etcd_testing.EtcdServer() as etcd:
+        procs = start_nodes(etcd, ("a", "b"), lease_ttl="10")
+        try:
+            a = procs["a"][1]
+            until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
+            cid = "phoenix-" + uuid.uuid4().hex[:6]
+            events: queue.Queue[Any] = queue.Queue()
+            first = _persistent(a, cid, events)
+            assert _event(events, "connack") is False
+            first.subscribe("px/#", qos=1)
+            _event(events, "suback")
+            first.disconnect()
+            _event(events, "disconnect")
+            first.loop_stop()
+            pub = client(a)
+            sent = [f"p{i}".encode() for i in range(10)]
+            for payload in sent:
+                pub.publish("px/x", payload, 1).wait_for_publish(WAIT)
+            pub.loop_stop()
+            proc_a = procs["a"][0]
+            proc_a.kill()
+            proc_a.wait(15)
+            for var in proc_a._ephemeral_vars:
+                proc_a.env[var] = "127.0.0.1:0"
+            a = proc_a.start(timeout=30)
+            procs["a"] = (proc_a, a)
+            until(lambda: api(a, "/api/v1/cluster")["ready"])
+            again: queue.Queue[Any] = queue.Queue()
+            back = _persistent(a, cid, again)
+            try:
+                assert _event(again, "connack") is True
+                received: set[bytes] = set()
+                deadline = time.monotonic() + WAIT
+                while received != set(sent) and time.monotonic() < deadline:
+                    try:
+                        m = back.got.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    received.add(m.payload)
+                    back.ack(m.mid, m.qos)
+                assert received == set(sent)
+            finally:
+                back.disconnect()
+                back.loop_stop()
         finally:
             stop_nodes(procs)

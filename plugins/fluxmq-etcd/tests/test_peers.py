@@ -283,7 +283,11 @@ async def test_unary_calls_handlers_and_errors(make_node: MakeNode) -> None:
         "FetchRetained",
         "QueueAppend",
         "QueueSettle",
+        "QueueConsume",
+        "QueueCancel",
         "Ping",
+        "ReplicateSessions",
+        "FetchReplica",
     }
 
 

@@ -30,8 +30,15 @@ a node that loses its lease loses every claim with it. :meth:`take_session` also
 moves a session's state from a live previous owner (``TakeoverSession``) or reads
 what a dead one left in ``sessionstate/<client_id>``; ``wills/<node>/<client_id>``
 holds the wills of clients connected to a node, published once by a survivor
-when that node dies. Not built yet: queues on several nodes (each node's queues
-are its own). ``docs/clustering.md`` says so too.
+when that node dies.
+
+Before the protocols start, the driver wraps two of the core's objects in the
+broker context: ``context.store`` becomes a :class:`~fluxmq_etcd.replication.ReplicatedStore`
+(every write of a persistent session is copied to this node's session replica
+before the store's ``sync()`` resolves, so a survivor resumes the session whole)
+and ``context.queues`` a :class:`~fluxmq_etcd.queues.ClusterQueues` (a queue owned
+by another node, ``queues/<name>`` in etcd, is published to, consumed and settled
+through its owner). ``docs/clustering.md`` says what is and is not replicated.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ from fluxmq_core.cluster.index import NodeIndex
 from fluxmq_core.config import ClusterConfig, ConfigError, parse_address
 from fluxmq_core.plugins import PluginError
 from fluxmq_core.router import parse_shared
+from fluxmq_core.router.topics import topic_matches
+from fluxmq_core.router.types import Delivery
 from fluxmq_etcd.codec import (
     CodecError,
     message_from_proto,
@@ -76,6 +85,9 @@ from fluxmq_etcd.peers import (
     tls_client_credentials,
     tls_server_credentials,
 )
+from fluxmq_etcd.queues import TARGET as QUEUE_TARGET
+from fluxmq_etcd.queues import ClusterQueues
+from fluxmq_etcd.replication import ReplicatedStore, SessionCopies, version_base
 
 if TYPE_CHECKING:
     import aetcd
@@ -88,6 +100,30 @@ __all__ = ["EtcdCluster"]
 #: Seconds between attempts to reach etcd again after a failure (grows to the max).
 RETRY_MIN = 0.2
 RETRY_MAX = 3.0
+#: Target prefix of a message relayed to one session's new node after a takeover.
+SESSION_TARGET = "s:"
+#: Seconds an old owner keeps relaying what peers forward to it after it withdrew
+#: a moved session's filters (peers that had not seen the withdrawal yet).
+RELAY_GRACE = 1.0
+
+
+class _Relay:
+    """An old owner relaying a moved session's traffic to its new node until every
+    node routes to the new node directly (see ``EtcdCluster._serve_takeover``)."""
+
+    __slots__ = ("client_id", "node", "filters", "held", "local")
+
+    def __init__(self, client_id: str, node: str, filters: list[str], held: set[str]) -> None:
+        self.client_id = client_id
+        self.node = node
+        self.filters = filters
+        #: Filters kept in etcd for the relay only (no local subscriber holds them).
+        self.held = held
+        #: Still relaying local publishes (until the new node's filters are seen here).
+        self.local = True
+
+    def matches(self, topic: str) -> bool:
+        return any(topic_matches(f, topic) for f in self.filters)
 
 
 class EtcdCluster:
@@ -112,6 +148,7 @@ class EtcdCluster:
         self._retained_prefix = f"{self.prefix}retained/".encode()
         self._wills_prefix = f"{self.prefix}wills/".encode()
         self._state_prefix = f"{self.prefix}sessionstate/".encode()
+        self._queues_prefix = f"{self.prefix}queues/".encode()
         self._own_wills = f"{self.prefix}wills/{node_id}/".encode()
         self._own_subs = f"{self.prefix}subs/{node_id}/".encode()
         if cfg.etcd_embedded:
@@ -172,6 +209,28 @@ class EtcdCluster:
         self.takeovers_in = 0
         self.takeovers_out = 0
         self.wills_published = 0
+        #: The node's store, wrapped so that persistent sessions are copied to the
+        #: session replica (``replication.py``); the copies kept here for others.
+        self._store: ReplicatedStore | None = None
+        self._replicas = SessionCopies(fenced=True)
+        self._replicator: asyncio.Task[None] | None = None
+        self._replica_wake = asyncio.Event()
+        #: This run of the node (its copies on replicas are tagged with it).
+        self.run = version_base()
+        self.replica_target: str | None = None
+        self.replication_errors = 0
+        self.replication_last_error = ""
+        self.replication_full_syncs = 0
+        self.sessions_resumed_from_replica = 0
+        #: Takeovers this node handed over, relaying until the new node is routed to.
+        self._relays: dict[str, _Relay] = {}
+        self.relayed = 0
+        self.relay_dropped = 0
+        #: Queue name -> (owner node id, queue type), from etcd ``queues/<name>``.
+        self.queue_owners: dict[str, tuple[str, str]] = {}
+        #: Queue claims not yet in etcd (name -> type, or None to give it up).
+        self._queues_pending: dict[str, str | None] = {}
+        self._cq: ClusterQueues | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -227,6 +286,22 @@ class EtcdCluster:
         self._peers.ready = lambda: self.ready
         self._peers.handle("FetchRetained", self._serve_retained)
         self._peers.handle("TakeoverSession", self._serve_takeover)
+        self._peers.handle("ReplicateSessions", self._serve_replicate)
+        self._peers.handle("FetchReplica", self._serve_fetch_replica)
+        if context.queues is not None and not isinstance(context.queues, ClusterQueues):
+            # Queues owned by other nodes are reached through their owner.
+            self._cq = ClusterQueues(context.queues, self)
+            context.queues = self._cq
+            self._peers.handle("QueueAppend", self._cq.serve_append)
+            self._peers.handle("QueueSettle", self._cq.serve_settle)
+            self._peers.handle("QueueConsume", self._cq.serve_consume)
+            self._peers.handle("QueueCancel", self._cq.serve_cancel)
+        # Before the protocols start (they read context.store once): every write
+        # to a persistent session is also copied to this node's session replica.
+        if not isinstance(context.store, ReplicatedStore):
+            self._store = ReplicatedStore(context.store, self.node_id, self._owned.get)
+            await self._store.load()
+            context.store = self._store
         context.router.set_share_handler(self._serve_groups)
         try:
             port = await self._peers.start(cfg.bind)
@@ -247,9 +322,13 @@ class EtcdCluster:
                 f"cluster driver etcd: cannot join the cluster through etcd at "
                 f"{', '.join(str(e) for e in self.endpoints)}: {self.last_error or 'no answer'}"
             ) from None
+        if self._store is not None:
+            self._replicator = asyncio.get_running_loop().create_task(
+                self._replicate(self._store), name="etcd-session-replica"
+            )
         log.info(
-            "node %s joined the cluster (%d node(s)), peers at %s; durable queues stay "
-            "on the node that declared them (not shared between nodes yet)",
+            "node %s joined the cluster (%d node(s)), peers at %s; each queue has a "
+            "single copy, on the node that created it (reached from the others)",
             self.node_id,
             len(self.members),
             self.address,
@@ -264,6 +343,7 @@ class EtcdCluster:
         self.ready = False
         if self._context is not None:
             self._context.router.set_share_handler(None)
+        await self._stop_replicator()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -400,6 +480,11 @@ class EtcdCluster:
             self._wills_cleared = True
             if self._wills_pending:
                 self._wake.set()
+        if self._cq is not None:
+            for info in self._cq.manager.list():
+                self._queues_pending.setdefault(info.name, info.type)
+            if self._queues_pending:
+                self._wake.set()
         held = set(self._local)
         existing = await client.get_prefix(self._own_subs, keys_only=True)
         for kv in existing:
@@ -445,6 +530,11 @@ class EtcdCluster:
                 if self._retained_pending.get(topic) is message:
                     del self._retained_pending[topic]
             await self._flush_wills(client)
+            while self._queues_pending:
+                name, qtype = next(iter(self._queues_pending.items()))
+                await self._write_queue(client, name, qtype)
+                if self._queues_pending.get(name) == qtype:
+                    del self._queues_pending[name]
             while self._states_pending:
                 cid, state = next(iter(self._states_pending.items()))
                 await self._write_state(client, cid, state)
@@ -466,6 +556,7 @@ class EtcdCluster:
         members: dict[str, dict[str, Any]] = {}
         subs: dict[str, dict[str, int]] = {}
         owners: dict[str, tuple[str, int]] = {}
+        owners_q: dict[str, tuple[str, str]] = {}
         for kv in snapshot:
             key = bytes(kv.key)
             if key.startswith(self._sessions_prefix):
@@ -477,6 +568,8 @@ class EtcdCluster:
                 self._apply_retained(
                     key[len(self._retained_prefix) :].decode(), bytes(kv.value), resync=True
                 )
+            elif key.startswith(self._queues_prefix):
+                owners_q[key[len(self._queues_prefix) :].decode()] = _queue_record(bytes(kv.value))
             else:
                 self._apply_kv(key, bytes(kv.value), members, subs)
         for client_id, epoch in list(self._owned.items()):
@@ -489,6 +582,7 @@ class EtcdCluster:
         }
         old = set(self.members)
         self.members = members
+        self.queue_owners = owners_q
         for node in orphans - set(members) - {self.node_id}:
             asyncio.get_running_loop().create_task(self._publish_wills_of(node))
         # Ours come from the router, not etcd.
@@ -497,6 +591,8 @@ class EtcdCluster:
             self.index.set_node(node, subs.get(node, {}))
         for node in old - set(members):
             self._peer(node, None)
+            if self._cq is not None:
+                self._cq.node_left(node)
         for node, record in members.items():
             self._peer(node, record)
 
@@ -534,7 +630,15 @@ class EtcdCluster:
                     if node != self.node_id:
                         self.index.drop_node(node)
                         asyncio.get_running_loop().create_task(self._publish_wills_of(node))
+                        if self._cq is not None:
+                            self._cq.node_left(node)
                     self._peer(node, None)
+            elif key.startswith(self._queues_prefix):
+                name = key[len(self._queues_prefix) :].decode()
+                if put:
+                    self.queue_owners[name] = _queue_record(bytes(event.kv.value))
+                else:
+                    self.queue_owners.pop(name, None)
             elif key.startswith(self._retained_prefix):
                 self._apply_retained(
                     key[len(self._retained_prefix) :].decode(),
@@ -560,11 +664,14 @@ class EtcdCluster:
     def _peer(self, node: str, record: dict[str, Any] | None) -> None:
         if node == self.node_id or self._peers is None:
             return
+        self._replica_wake.set()  # the session replica may change with membership
         self._peers.set_peer(node, None if record is None else record.get("address") or None)
 
     # --- the interface the core calls ---------------------------------------------------
 
     def subscription_added(self, topic_filter: str) -> None:
+        for relay in self._relays.values():
+            relay.held.discard(topic_filter)  # a local subscriber holds it now
         self._local.add(topic_filter)
         self.index.add(self.node_id, topic_filter, self._members.get(topic_filter, 1))
         self._pending[topic_filter] = self._value(topic_filter)
@@ -608,6 +715,8 @@ class EtcdCluster:
             if node != me and node in members:
                 peers.forward(node, message)
                 sent += 1
+        if self._relays:
+            sent += self._relay(message, targets, local=True)
         shared = index.match_shared(topic)
         if shared:
             for key, holders in shared:
@@ -669,15 +778,25 @@ class EtcdCluster:
         try:
             for message in messages:
                 publish(message)
+                if self._relays:
+                    self._relay(message, frozenset(), local=False)
         finally:
             self._from_peer = False
 
     def _on_targeted(self, from_node: str, entries: list[tuple[str, Message]]) -> None:
-        """Share-group deliveries picked for this node by ``from_node``."""
+        """Share-group deliveries picked for this node by ``from_node``, and queue
+        deliveries its queues made to consumers here."""
         router = self._context.router if self._context is not None else None
         if router is None:
             return
         for key, message in entries:
+            if key.startswith(QUEUE_TARGET):
+                if self._cq is not None:
+                    self._cq.delivered(from_node, key[len(QUEUE_TARGET) :], message)
+                continue
+            if key.startswith(SESSION_TARGET):
+                self._deliver_relayed(key[len(SESSION_TARGET) :], message, 0)
+                continue
             shared = parse_shared(key) if key.startswith("$share/") else None
             group = router.share_group(shared[1], shared[0]) if shared else None
             if group is None or not router.deliver_group(group, message):
@@ -732,14 +851,36 @@ class EtcdCluster:
             "peers": _plain(stats),
             "nodes": [n.to_dict() for n in self.nodes()],
             "sessions_owned": len(self._owned),
-            "takeovers": {"in": self.takeovers_in, "out": self.takeovers_out},
+            "takeovers": {
+                "in": self.takeovers_in,
+                "out": self.takeovers_out,
+                "relaying": len(self._relays),
+                "relayed": self.relayed,
+                "relay_dropped": self.relay_dropped,
+            },
             "wills_published": self.wills_published,
             "sessions_resumed_from_etcd": self.sessions_resumed_from_etcd,
-            # Every queue lives on one node only until queues are replicated.
+            "session_replication": {
+                "replica": self.replica_target,
+                "sessions_copied": len(self._store.shadow) if self._store is not None else 0,
+                "copies_held": len(self._replicas),
+                "written": self._store.written if self._store is not None else 0,
+                "replicated": self._store.done if self._store is not None else 0,
+                "unreplicated_syncs": (
+                    self._store.unreplicated_syncs if self._store is not None else 0
+                ),
+                "full_syncs": self.replication_full_syncs,
+                "errors": self.replication_errors,
+                "last_error": self.replication_last_error,
+                "resumed": self.sessions_resumed_from_replica,
+            },
+            # Every queue lives on one node (its owner) only: a single copy.
             "queues_single_copy": self._local_queues(),
+            "queues": self._cq.status() if self._cq is not None else {},
+            "queue_owners": {
+                name: owner for name, (owner, _t) in sorted(self.queue_owners.items())
+            },
             "not_replicated": [
-                "session state after a node failure (moved between live nodes on "
-                "takeover; not copied while the owner runs)",
                 "queues (each node's queues are its own)",
             ],
         }
@@ -748,7 +889,11 @@ class EtcdCluster:
         manager = self._context.queues if self._context is not None else None
         if manager is None:
             return []
-        return sorted(info.name for info in manager.list())
+        return (
+            sorted(info.name for info in manager.manager.list())
+            if isinstance(manager, ClusterQueues)
+            else sorted(info.name for info in manager.list())
+        )
 
     def announce(self, listeners: dict[str, tuple[str, int]]) -> None:
         """Publish this node's protocol listeners in its record (next keepalive)."""
@@ -860,7 +1005,8 @@ class EtcdCluster:
 
     async def _claim(self, client_id: str) -> tuple[SessionClaim, str | None]:
         """:meth:`acquire_session`, also naming the node that owned the key before
-        (``""``: nobody; None: this node already)."""
+        (``""``: nobody; None: this node, by a claim it still holds; this node's id:
+        an earlier claim of this node id, lost or made before a restart)."""
         client = self._client
         if not self.ready or client is None or self._lease_id is None:
             raise ClusterError(
@@ -888,8 +1034,8 @@ class EtcdCluster:
             )
         epoch = int(responses[0].response_put.header.revision)
         self._owned[client_id] = epoch
-        if previous == self.node_id:
-            previous = None  # ours from an earlier claim (lost, then taken back)
+        # previous == our id: ours from an earlier claim (lost, then taken back, or
+        # made by an earlier run of this node id).
         return SessionClaim(client_id, self.node_id, epoch), previous
 
     async def take_session(
@@ -904,19 +1050,23 @@ class EtcdCluster:
         claim, previous = await self._claim(client_id)
         if previous is None:
             return claim, None
+        if previous == self.node_id:
+            # Claimed by an earlier run of this node id (killed and restarted before
+            # its lease expired): what it held may be in a replica.
+            return claim, await self._replica_state(client_id, protocol, claim.epoch)
         if previous == "" or previous not in self.members or self._peers is None:
-            return claim, await self._stored_state(client_id, protocol)
+            return claim, await self._gone_owner_state(client_id, protocol, claim.epoch)
         request = pb.TakeoverRequest(client_id=client_id, to_node=self.node_id, epoch=claim.epoch)
         try:
             reply = await self._peers.call(previous, "TakeoverSession", request)
         except PeerError as exc:
             log.warning(
-                "session %r: node %s did not hand its state over (%s); starting without it",
+                "session %r: node %s did not hand its state over (%s); resuming its copy",
                 client_id,
                 previous,
                 exc,
             )
-            return claim, None
+            return claim, await self._gone_owner_state(client_id, protocol, claim.epoch)
         if not reply.found:
             return claim, None
         try:
@@ -963,8 +1113,103 @@ class EtcdCluster:
                 snapshot.protocol = snapshot.protocol or protocol
                 snapshot.epoch = int(request.epoch)
                 self.takeovers_out += 1
+                self._start_relay(client_id, from_node, list(snapshot.subscriptions))
                 return pb.TakeoverResponse(found=True, session=session_to_proto(snapshot))
         return pb.TakeoverResponse(found=False)
+
+    # --- the handover window of a takeover ---------------------------------------------------
+
+    def _start_relay(self, client_id: str, node: str, filters: list[str]) -> None:
+        """The session moved to ``node``: until every node routes its filters there,
+        what still reaches this node for it is relayed to ``node`` (targeted to the
+        session), and this node keeps its filters in etcd meanwhile, so no node has
+        a moment in which the session's filters are nowhere. Shared and queue
+        subscriptions are not relayed (the group or queue serves them)."""
+        filters = [f for f in filters if not f.startswith(("$share/", "$queue/", "$dlq/"))]
+        if not filters or self._peers is None:
+            return
+        held = {f for f in filters if f not in self._local}
+        for f in held:
+            self._local.add(f)
+            self.index.add(self.node_id, f)
+            self._pending[f] = b""
+        if held:
+            self._wake.set()
+        relay = _Relay(client_id, node, filters, held)
+        self._relays[client_id] = relay
+        asyncio.get_running_loop().create_task(self._end_relay(relay))
+
+    async def _end_relay(self, relay: _Relay) -> None:
+        """Once the new node's filters are in our view (etcd delivers events in
+        order, so every node sees them before our withdrawal), withdraw ours and stop
+        relaying local publishes (we forward them directly now); relay what peers
+        still forward for ``RELAY_GRACE`` more seconds, then stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(5.0, 2 * self.cfg.lease_ttl)
+        try:
+            while (
+                loop.time() < deadline
+                and relay.node in self.members
+                and not set(relay.filters) <= self.index.filters_of(relay.node)
+            ):
+                await asyncio.sleep(0.02)
+            relay.local = False
+            for f in relay.held:
+                if f in self._local:
+                    self._local.discard(f)
+                    self.index.remove(self.node_id, f)
+                    self._pending[f] = None
+            relay.held = set()
+            self._wake.set()
+            await asyncio.sleep(RELAY_GRACE)
+        finally:
+            if self._relays.get(relay.client_id) is relay:
+                del self._relays[relay.client_id]
+
+    def _relay(self, message: Message, direct: Any, *, local: bool) -> int:
+        """Relay ``message`` to the new node of each moved session it matches (a
+        local publish only while that node was not forwarded it directly)."""
+        peers = self._peers
+        if peers is None:
+            return 0
+        sent = 0
+        topic = message.topic
+        for relay in list(self._relays.values()):
+            if local and (not relay.local or relay.node in direct):
+                continue
+            if relay.matches(topic) and peers.forward(
+                relay.node, message, SESSION_TARGET + relay.client_id
+            ):
+                self.relayed += 1
+                sent += 1
+        return sent
+
+    def _deliver_relayed(self, client_id: str, message: Message, attempt: int) -> None:
+        """A message the old owner of ``client_id`` relayed: delivered to that
+        session only, as the router would (its granted QoS and subscription ids).
+        The session may not be imported yet (the relay can overtake the takeover's
+        answer): retried for a second."""
+        context = self._context
+        if context is None:
+            return
+        matched = [
+            (sub, d)
+            for sub, d in context.router.match(message.topic)
+            if sub.client_id == client_id and d.shared_group is None
+        ]
+        if not matched:
+            if attempt < 50:
+                asyncio.get_running_loop().call_later(
+                    0.02, self._deliver_relayed, client_id, message, attempt + 1
+                )
+            else:
+                self.relay_dropped += 1
+            return
+        for sub, d in matched:
+            try:
+                sub.deliver(message, Delivery(d.qos, False, d.subscription_ids))
+            except Exception:
+                log.exception("relayed delivery to %r failed", client_id)
 
     # --- session state kept in etcd (for node failures) ------------------------------------
 
@@ -1002,6 +1247,20 @@ class EtcdCluster:
             failure=[],
         )
 
+    async def _gone_owner_state(
+        self, client_id: str, protocol: str, epoch: int
+    ) -> SessionSnapshot | None:
+        """The state of a session whose owner is gone: the replica's copy (whole),
+        else the record and subscriptions kept in etcd."""
+        try:
+            snapshot = await self._replica_state(client_id, protocol, epoch)
+        except Exception as exc:  # never fail a CONNECT on the way to the fallback
+            log.warning("session %r: asking for its replica failed: %s", client_id, exc)
+            snapshot = None
+        if snapshot is not None:
+            return snapshot
+        return await self._stored_state(client_id, protocol)
+
     async def _stored_state(self, client_id: str, protocol: str) -> SessionSnapshot | None:
         """The state a dead (or departed) owner left in etcd, unless it is this
         node's own (the local copy is more complete) or expired."""
@@ -1033,6 +1292,186 @@ class EtcdCluster:
         self.sessions_resumed_from_etcd += 1
         log.info(
             "session %r resumed from the state node %s left in etcd", client_id, writer.decode()
+        )
+        return snapshot
+
+    # --- session replicas (for node failures) ---------------------------------------------
+
+    def _replica_target(self) -> str | None:
+        """This node's session replica: the next live node after it in the ring of
+        node ids (None: no other node)."""
+        others = [n for n, r in self.members.items() if n != self.node_id and r.get("address")]
+        if not others:
+            return None
+        ring = sorted([*others, self.node_id])
+        return ring[(ring.index(self.node_id) + 1) % len(ring)]
+
+    async def _replicate(self, store: ReplicatedStore) -> None:
+        """Send the store's session ops to the replica, one request in flight, in
+        order. A new replica (or one that failed) first gets a full copy; a failed
+        request releases the syncs waiting for it (the acknowledgements go out
+        unreplicated, counted) rather than holding them."""
+        store.active = True
+        version = self.run
+        current: str | None = None
+        reset = True
+        pause = RETRY_MIN
+        try:
+            while True:
+                target = self._replica_target()
+                if target != current:
+                    current, reset = target, True
+                    self.replica_target = target
+                    if target is not None:
+                        log.info("sessions of node %s are copied to node %s", self.node_id, target)
+                peers = self._peers
+                if current is None or peers is None:
+                    store.take()
+                    store.reached(store.written, replicated=False)
+                    reset = True
+                    await self._wait_replica_wake(store, 1.0)
+                    continue
+                if reset:
+                    ops, mark = store.take_all()
+                else:
+                    ops, mark = store.take()
+                    if not ops:
+                        await self._wait_replica_wake(store, 1.0)
+                        continue
+                version += 1
+                request = pb.ReplicateRequest(reset=reset, version=version, ops=ops, run=self.run)
+                try:
+                    await peers.call(current, "ReplicateSessions", request)
+                except PeerError as exc:
+                    self.replication_errors += 1
+                    self.replication_last_error = str(exc)
+                    store.reached(mark, replicated=False)
+                    reset = True
+                    await self._wait_replica_wake(store, pause, on_writes=False)
+                    pause = min(RETRY_MAX, pause * 2)
+                    continue
+                if reset:
+                    self.replication_full_syncs += 1
+                reset = False
+                pause = RETRY_MIN
+                store.reached(mark)
+        finally:
+            store.release_all()
+
+    async def _wait_replica_wake(
+        self, store: ReplicatedStore, timeout: float, *, on_writes: bool = True
+    ) -> None:
+        self._replica_wake.clear()
+        waits = [asyncio.ensure_future(self._replica_wake.wait())]
+        if on_writes:
+            store.wake.clear()
+            if store.pending:
+                store.wake.set()
+            waits.append(asyncio.ensure_future(store.wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _stop_replicator(self) -> None:
+        """Give the last ops (written by the protocols' shutdown) a moment to reach
+        the replica, then stop sending."""
+        task, self._replicator = self._replicator, None
+        store = self._store
+        if task is None or store is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.cfg.peer_timeout):
+                while store.done < store.written and not task.done():
+                    store.wake.set()
+                    await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def _serve_replicate(self, from_node: str, request: Any) -> Any:
+        """Ops from ``from_node``, whose session replica this node is."""
+        if request.reset:
+            # Copies of the caller's earlier run stay: they may be all that is left
+            # of sessions it held when it died (until read, replaced or expired).
+            self._replicas.drop_origin(from_node, request.run)
+        applied = 0
+        for op in request.ops:
+            if self._replicas.apply(from_node, op, request.version, request.run):
+                applied += 1
+        return pb.ReplicateResponse(applied=applied)
+
+    def _take_copy(self, client_id: str, epoch: int, caller: str) -> tuple[Any, Any] | None:
+        """The copy held here of ``client_id`` as (sort key, FetchReplicaResponse);
+        dropped here when ``epoch`` (the new owner's claim) is newer, unless the
+        caller made it (it goes on writing it, or replaces it with a full copy)."""
+        held = self._replicas.sessions.get(client_id)
+        if held is None:
+            return None
+        if epoch and held.epoch < epoch and held.origin != caller:
+            del self._replicas.sessions[client_id]
+        if held.record is None:
+            return None
+        reply = pb.FetchReplicaResponse(
+            found=True, origin=held.origin, epoch=held.epoch, version=held.version, run=held.run
+        )
+        reply.session.CopyFrom(session_to_proto(held.snapshot(client_id)))
+        return (held.epoch, held.version), reply
+
+    async def _serve_fetch_replica(self, from_node: str, request: Any) -> Any:
+        found = self._take_copy(request.client_id, int(request.epoch), from_node)
+        return pb.FetchReplicaResponse(found=False) if found is None else found[1]
+
+    async def _replica_state(
+        self, client_id: str, protocol: str, epoch: int
+    ) -> SessionSnapshot | None:
+        """The newest copy of ``client_id`` on any live node (this one included)
+        whose owner is gone: what it had acknowledged, queue and in-flight
+        exchanges included."""
+        candidates: list[tuple[Any, Any]] = []
+        mine = self._take_copy(client_id, epoch, self.node_id)
+        if mine is not None:
+            candidates.append(mine)
+        peers = self._peers
+        others = [n for n in self.members if n != self.node_id]
+        if peers is not None and others:
+            request = pb.FetchReplicaRequest(client_id=client_id, epoch=epoch)
+            replies = await asyncio.gather(
+                *(peers.call(n, "FetchReplica", request) for n in others),
+                return_exceptions=True,
+            )
+            for node, reply in zip(others, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    log.debug("session %r: no replica from node %s: %s", client_id, node, reply)
+                elif reply.found:
+                    candidates.append(((reply.epoch, reply.version), reply))
+        # Our own copies of this run: the local state is at least as fresh.
+        candidates = [
+            c for c in candidates if not (c[1].origin == self.node_id and c[1].run == self.run)
+        ]
+        if not candidates:
+            return None
+        _key, best = max(candidates, key=lambda c: c[0])
+        try:
+            snapshot = session_from_proto(best.session)
+        except CodecError as exc:
+            log.warning("session %r: its replica is unreadable: %s", client_id, exc)
+            return None
+        if snapshot.protocol and snapshot.protocol != protocol:
+            return None
+        record = snapshot.record or {}
+        expiry = record.get("expiry") or 0
+        since = record.get("disconnected_at")
+        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+            return None
+        self.sessions_resumed_from_replica += 1
+        log.info(
+            "session %r resumed from the copy of node %s's state (%d queued, %d in flight)",
+            client_id,
+            best.origin,
+            len(snapshot.queued),
+            len(snapshot.inflight),
         )
         return snapshot
 
@@ -1130,8 +1569,58 @@ class EtcdCluster:
             self._lose_session(client_id, epoch, why)
 
     def queue_owner(self, queue: str) -> str:
-        # Each node's queues are its own until queue ownership is replicated.
+        """The node holding ``queue``'s log: this one when it exists here (or
+        nobody owns it yet: it would be created here), else its owner in etcd."""
+        if self._cq is not None:
+            owner = self._cq.owner_of(queue)
+            if owner is not None:
+                return owner
         return self.node_id
+
+    def queue_created(self, name: str, qtype: str | None) -> None:
+        """A queue was created here (claim it in etcd, first claim wins) or
+        deleted (``None``: give the claim up). Written in the background."""
+        found = self.queue_owners.get(name)
+        if qtype is not None and found is not None and found[0] == self.node_id:
+            return
+        self._queues_pending[name] = qtype
+        self._wake.set()
+
+    async def _write_queue(self, client: aetcd.Client, name: str, qtype: str | None) -> None:
+        """``queues/<name>`` = ``<owner>\\0<type>``: created only if absent (no
+        lease: a queue outlives its node's restarts); deleted only if ours."""
+        key = self._queues_prefix + name.encode()
+        tx = client.transactions
+        if qtype is None:
+            found = await client.get(key)
+            if found is not None and _queue_record(bytes(found.value))[0] == self.node_id:
+                await client.transaction(
+                    compare=[tx.mod(key) == found.mod_revision],
+                    success=[tx.delete(key)],
+                    failure=[],
+                )
+            return
+        value = self.node_id.encode() + b"\0" + qtype.encode()
+        ok, _ = await client.transaction(
+            compare=[tx.version(key) == 0], success=[tx.put(key, value)], failure=[]
+        )
+        if not ok:
+            found = await client.get(key)
+            owner = _queue_record(bytes(found.value))[0] if found is not None else ""
+            if owner and owner != self.node_id:
+                log.warning(
+                    "queue %r exists here and on node %s, which owns it: publishes and "
+                    "consumers on other nodes go to node %s's copy",
+                    name,
+                    owner,
+                    owner,
+                )
+
+
+def _queue_record(value: bytes) -> tuple[str, str]:
+    """(owner node id, queue type) of a ``queues/<name>`` value."""
+    node, _, qtype = value.partition(b"\0")
+    return node.decode(errors="replace"), qtype.decode(errors="replace") or "classic"
 
 
 def _weight(value: bytes) -> int:

@@ -18,12 +18,33 @@ class SettleAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTLE_NACK: _ClassVar[SettleAction]
     SETTLE_REJECT: _ClassVar[SettleAction]
     SETTLE_COMMIT: _ClassVar[SettleAction]
+
+class SessionOpKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_OP_UNSPECIFIED: _ClassVar[SessionOpKind]
+    SESSION_OP_SAVE: _ClassVar[SessionOpKind]
+    SESSION_OP_DELETE: _ClassVar[SessionOpKind]
+    SESSION_OP_SAVE_SUBSCRIPTION: _ClassVar[SessionOpKind]
+    SESSION_OP_DELETE_SUBSCRIPTION: _ClassVar[SessionOpKind]
+    SESSION_OP_ENQUEUE: _ClassVar[SessionOpKind]
+    SESSION_OP_REMOVE_QUEUED: _ClassVar[SessionOpKind]
+    SESSION_OP_SAVE_INFLIGHT: _ClassVar[SessionOpKind]
+    SESSION_OP_DELETE_INFLIGHT: _ClassVar[SessionOpKind]
 DIRECTION_OUTBOUND: Direction
 DIRECTION_INBOUND: Direction
 SETTLE_ACK: SettleAction
 SETTLE_NACK: SettleAction
 SETTLE_REJECT: SettleAction
 SETTLE_COMMIT: SettleAction
+SESSION_OP_UNSPECIFIED: SessionOpKind
+SESSION_OP_SAVE: SessionOpKind
+SESSION_OP_DELETE: SessionOpKind
+SESSION_OP_SAVE_SUBSCRIPTION: SessionOpKind
+SESSION_OP_DELETE_SUBSCRIPTION: SessionOpKind
+SESSION_OP_ENQUEUE: SessionOpKind
+SESSION_OP_REMOVE_QUEUED: SessionOpKind
+SESSION_OP_SAVE_INFLIGHT: SessionOpKind
+SESSION_OP_DELETE_INFLIGHT: SessionOpKind
 
 class Value(_message.Message):
     __slots__ = ("null_value", "bool_value", "int_value", "float_value", "string_value", "bytes_value", "list_value", "struct_value", "big_int_value")
@@ -250,26 +271,132 @@ class QueueAppendResponse(_message.Message):
     def __init__(self, offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueSettleRequest(_message.Message):
-    __slots__ = ("queue", "group", "offsets", "action", "dead_letter", "delay")
+    __slots__ = ("queue", "group", "offsets", "action", "dead_letter", "delay", "uncounted", "elsewhere")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
+    UNCOUNTED_FIELD_NUMBER: _ClassVar[int]
+    ELSEWHERE_FIELD_NUMBER: _ClassVar[int]
     queue: str
     group: str
     offsets: _containers.RepeatedScalarFieldContainer[int]
     action: SettleAction
     dead_letter: bool
     delay: float
-    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[SettleAction, str]] = ..., dead_letter: _Optional[bool] = ..., delay: _Optional[float] = ...) -> None: ...
+    uncounted: bool
+    elsewhere: bool
+    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[SettleAction, str]] = ..., dead_letter: _Optional[bool] = ..., delay: _Optional[float] = ..., uncounted: _Optional[bool] = ..., elsewhere: _Optional[bool] = ...) -> None: ...
 
 class QueueSettleResponse(_message.Message):
     __slots__ = ("settled",)
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     settled: _containers.RepeatedScalarFieldContainer[bool]
     def __init__(self, settled: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class QueueConsumeRequest(_message.Message):
+    __slots__ = ("queue", "group", "consumer_id", "client_id", "filter", "credit", "auto_commit", "cursor")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    group: str
+    consumer_id: str
+    client_id: str
+    filter: str
+    credit: int
+    auto_commit: bool
+    cursor: Value
+    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., consumer_id: _Optional[str] = ..., client_id: _Optional[str] = ..., filter: _Optional[str] = ..., credit: _Optional[int] = ..., auto_commit: _Optional[bool] = ..., cursor: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class QueueConsumeResponse(_message.Message):
+    __slots__ = ("stream",)
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    stream: bool
+    def __init__(self, stream: _Optional[bool] = ...) -> None: ...
+
+class QueueCancelRequest(_message.Message):
+    __slots__ = ("consumer_id",)
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    consumer_id: str
+    def __init__(self, consumer_id: _Optional[str] = ...) -> None: ...
+
+class QueueCancelResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
+
+class SessionOp(_message.Message):
+    __slots__ = ("kind", "client_id", "epoch", "record", "filter", "seq", "seqs", "packet_id", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: SessionOpKind
+    client_id: str
+    epoch: int
+    record: Struct
+    filter: str
+    seq: int
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    packet_id: int
+    message: Message
+    def __init__(self, kind: _Optional[_Union[SessionOpKind, str]] = ..., client_id: _Optional[str] = ..., epoch: _Optional[int] = ..., record: _Optional[_Union[Struct, _Mapping]] = ..., filter: _Optional[str] = ..., seq: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., packet_id: _Optional[int] = ..., message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+
+class ReplicateRequest(_message.Message):
+    __slots__ = ("reset", "version", "ops", "run")
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    reset: bool
+    version: int
+    ops: _containers.RepeatedCompositeFieldContainer[SessionOp]
+    run: int
+    def __init__(self, reset: _Optional[bool] = ..., version: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[SessionOp, _Mapping]]] = ..., run: _Optional[int] = ...) -> None: ...
+
+class ReplicateResponse(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    def __init__(self, applied: _Optional[int] = ...) -> None: ...
+
+class FetchReplicaRequest(_message.Message):
+    __slots__ = ("client_id", "epoch")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    epoch: int
+    def __init__(self, client_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class FetchReplicaResponse(_message.Message):
+    __slots__ = ("found", "origin", "epoch", "version", "session", "run")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    origin: str
+    epoch: int
+    version: int
+    session: SessionState
+    run: int
+    def __init__(self, found: _Optional[bool] = ..., origin: _Optional[str] = ..., epoch: _Optional[int] = ..., version: _Optional[int] = ..., session: _Optional[_Union[SessionState, _Mapping]] = ..., run: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ("sent_at",)
