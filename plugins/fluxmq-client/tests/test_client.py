@@ -318,3 +318,38 @@ async def test_stream_cursor_and_commit(mqtt_broker_factory):
 
         await asyncio.wait_for(replay(), 10)
         assert seen == [(2, b"e2"), (3, b"e3")]
+
+
+async def test_queue_settlement_over_3_1_1(broker):
+    """A 3.1.1 delivery carries no message id (no user properties): its PUBACK settles
+    it, and nack()/reject() say they cannot work rather than send a control publish
+    the broker refuses silently (3.1.1 has no negative PUBACK), after which the
+    client's PUBACK would have acknowledged the message instead."""
+    port = broker.port()
+    async with Client("127.0.0.1", port, version=MQTT_3_1_1, client_id="w311") as c:
+        consumer = c.consume("jobs311")
+        first = asyncio.ensure_future(consumer.__anext__())
+        for body in ("a", "b"):
+            assert await c.publish_to_queue("jobs311", body) == 0
+        m = await asyncio.wait_for(first, 10)
+        assert (m.payload, m.message_id, m.offset, m.delivery_count) == (b"a", "", None, None)
+        await m.ack()
+        m = await asyncio.wait_for(consumer.__anext__(), 10)
+        assert m.payload == b"b"
+        with pytest.raises(NotImplementedError, match="MQTT 5"):
+            await m.nack()
+        with pytest.raises(NotImplementedError, match="MQTT 5"):
+            await m.reject("bad")
+        await consumer.aclose()  # leaves the group with "b" unacknowledged
+    # The group (the client id) gets "b" again, and "c" after it: "a" was settled by
+    # its PUBACK, or it would come back first.
+    async with Client("127.0.0.1", port, version=MQTT_3_1_1, client_id="w311") as c:
+        await c.publish_to_queue("jobs311", "c")
+        seen = []
+        async with asyncio.timeout(20):
+            async for m in c.consume("jobs311"):
+                seen.append(m.payload)
+                await m.ack()
+                if m.payload == b"c":
+                    break
+        assert seen == [b"b", b"c"]

@@ -805,7 +805,10 @@ class QueueMessage:
         self.message_id: str = up.get("message-id", "")
         self.group: str | None = up.get("group-id")
         self.offset: int | None = int(up["offset"]) if "offset" in up else None
-        self.delivery_count: int = int(up.get("delivery-count", "1"))
+        # None when the broker sent no metadata (MQTT 3.1.1 deliveries).
+        self.delivery_count: int | None = (
+            int(up["delivery-count"]) if "delivery-count" in up else None
+        )
 
     @property
     def payload(self) -> bytes:
@@ -820,7 +823,17 @@ class QueueMessage:
         prefix = f"$queue/{self.queue}/"
         return self.topic[len(prefix) :] if self.topic.startswith(prefix) else ""
 
-    def _fields(self) -> dict[str, Any]:
+    def _fields(self, verb: str) -> dict[str, Any]:
+        if not self.message_id:
+            # Under MQTT 3.1.1 a delivery carries no user properties, so its message id
+            # is unknown. A control publish without one is refused by the broker, and
+            # 3.1.1 has no negative PUBACK to say so: the PUBACK that follows would then
+            # settle the message as acknowledged instead.
+            raise NotImplementedError(
+                f"{verb} needs the delivery's message id, which the broker sends only to "
+                "MQTT 5 consumers; under MQTT 3.1.1 a queue delivery is settled by ack() "
+                "(its PUBACK) only"
+            )
         fields: dict[str, Any] = {"message-id": self.message_id}
         if self.group:
             fields["group-id"] = self.group
@@ -833,7 +846,7 @@ class QueueMessage:
     async def nack(self, *, delay: float | None = None, requeue: bool = True) -> None:
         """Give back for redelivery (after ``delay`` seconds, or the queue's backoff);
         ``requeue=False`` dead-letters."""
-        fields = self._fields()
+        fields = self._fields("nack()")
         if delay is not None:
             fields["delay"] = delay
         if not requeue:
@@ -843,7 +856,7 @@ class QueueMessage:
 
     async def reject(self, reason: str | None = None) -> None:
         """Dead-letter to ``$dlq/<queue>``."""
-        fields = self._fields()
+        fields = self._fields("reject()")
         if reason:
             fields["reason"] = reason
         await self._client._control(self.queue, "$reject", fields)
@@ -852,7 +865,10 @@ class QueueMessage:
     async def commit(self) -> None:
         """Commit the group's position at this message (stream queues)."""
         if self.offset is None:
-            raise ValueError("the delivery carries no offset")
+            raise NotImplementedError(
+                "commit() needs the delivery's offset, which the broker sends only to MQTT 5 "
+                "consumers (under MQTT 3.1.1 use client.commit(queue, offset))"
+            )
         await self._client.commit(self.queue, self.offset, group=self.group)
 
 
