@@ -16,6 +16,7 @@ import itertools
 import json
 import ssl
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -203,6 +204,7 @@ class Client:
         connect_timeout: float = 10.0,
         scram: bool = False,
         properties: Properties | None = None,
+        topic_aliases: bool = True,
     ) -> None:
         if version not in (MQTT_3_1_1, MQTT_5):
             raise ValueError(f"MQTT version must be 4 (3.1.1) or 5, not {version!r}")
@@ -227,6 +229,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.scram = scram
         self.connect_properties = properties
+        self.topic_aliases = topic_aliases
         self.connack: Connack | None = None
         self.session_present = False
         self.reconnects = 0
@@ -247,6 +250,13 @@ class Client:
         self._slot_free = asyncio.Event()  # an outgoing QoS 1/2 message completed
         self._server_disconnect: Disconnect | None = None
         self._send_lock = asyncio.Lock()
+        # Topic aliases of the current connection (MQTT 5), both reset by a reconnect:
+        # ours towards the broker (topic -> alias, least recently used first, at most
+        # the CONNACK's Topic Alias Maximum), and the broker's towards us (alias -> topic,
+        # used when CONNECT properties give a Topic Alias Maximum).
+        self._aliases_out: OrderedDict[str, int] = OrderedDict()
+        self._alias_max_out = 0
+        self._aliases_in: dict[int, str] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Client:
@@ -335,6 +345,11 @@ class Client:
             reason = connack.properties.reason_string if connack.properties else None
             text = f"connection refused by {self.host}:{self.port}: {describe_reason(code)}"
             raise ConnectError(text + (f": {reason}" if reason else ""), code)
+        self._aliases_out = OrderedDict()
+        self._aliases_in = {}
+        server_max = connack.properties.topic_alias_maximum if connack.properties else None
+        use_aliases = self.topic_aliases and self.version == MQTT_5
+        self._alias_max_out = (server_max or 0) if use_aliases else 0
         self._stream = stream
         self._decoder = decoder
         self.connack = connack
@@ -485,6 +500,15 @@ class Client:
             fut.set_result(packet.reason_code)
 
     async def _on_publish(self, packet: Publish) -> None:
+        alias = packet.properties.topic_alias if packet.properties else None
+        if alias is not None:  # the broker's alias (we offered a Topic Alias Maximum)
+            if packet.topic:
+                self._aliases_in[alias] = packet.topic
+            else:
+                topic = self._aliases_in.get(alias)
+                if topic is None:
+                    raise MQTTProtocolError(0x82, f"the broker used unknown topic alias {alias}")
+                packet = replace(packet, topic=topic)
         if packet.qos == 2:
             await self._write(Pubrec(packet.packet_id or 0))
             if packet.packet_id in self._incoming_qos2:
@@ -530,7 +554,36 @@ class Client:
         if stream is None:
             raise ConnectionLost("not connected")
         async with self._send_lock:
+            # Aliases are chosen here, under the lock, so that the broker sees each
+            # alias defined before it is used; a write to a connection already replaced
+            # (it will fail) uses none, leaving the new connection's table alone.
+            if isinstance(packet, Publish) and self._alias_max_out and stream is self._stream:
+                packet = self._alias(packet)
             await stream.write(encode(packet, self.version))
+
+    def _alias(self, packet: Publish) -> Publish:
+        """The PUBLISH as sent with a Topic Alias: the alias alone (empty topic) once
+        the broker knows it; else the topic with a new alias, replacing the least
+        recently used one when all the broker allows are taken."""
+        aliases = self._aliases_out
+        topic = packet.topic
+        props = packet.properties or Properties()
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            return replace(packet, topic="", properties=replace(props, topic_alias=alias))
+        if len(aliases) < self._alias_max_out:
+            alias = len(aliases) + 1
+        else:
+            alias = aliases.popitem(last=False)[1]
+        aliases[topic] = alias
+        return replace(packet, properties=replace(props, topic_alias=alias))
+
+    @property
+    def topic_alias_maximum(self) -> int:
+        """How many topic aliases this connection uses towards the broker: the
+        CONNACK's Topic Alias Maximum (0 under 3.1.1, or with ``topic_aliases=False``)."""
+        return self._alias_max_out
 
     async def _send(self, packet: Any) -> None:
         """Write when connected; while reconnecting, wait for the connection."""
