@@ -260,3 +260,77 @@ def test_pub_and_sub_against_mosquitto(mosquitto):
         assert r.stdout == "mq/a from fluxmq\n", r.stderr
     r = fluxmq("sub", "-p", port, "-t", "mq/none", "-W", "0.5")
     assert r.returncode == 27
+
+
+async def start_cli(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fluxmq_core.cli",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL: the process's socket closes without a DISCONNECT."""
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+
+
+@pytest.mark.parametrize("version", ["5", "3.1.1"])
+async def test_will_options_deliver_the_will_when_the_connection_dies(broker, version):
+    port = str(broker.port())
+    will = ["--will-topic", "wills/cli", "--will-payload", "gone", "--will-qos", "1"]
+    async with Client("127.0.0.1", broker.port()) as watcher:
+        wills = await watcher.subscribe("wills/#", qos=1)
+        # fluxmq sub: connected once it prints a message published to its filter.
+        sub = await start_cli("sub", "-p", port, "-V", version, "-t", "alive/sub", *will)
+        try:
+            async with asyncio.timeout(30):
+                line = b""
+                while not line:
+                    await watcher.publish("alive/sub", "ping", qos=1)
+                    try:
+                        line = await asyncio.wait_for(sub.stdout.readline(), 0.5)
+                    except TimeoutError:
+                        continue
+            assert line == b"ping\n"
+        finally:
+            await kill(sub)
+        m = await wills.get(20)
+        assert (m.topic, m.payload, m.qos, m.retain) == ("wills/cli", b"gone", 1, False)
+        # fluxmq pub -l: connected once its first line arrives; then killed.
+        alive = await watcher.subscribe("alive/pub", qos=1)
+        pub = await start_cli(
+            "pub", "-p", port, "-V", version, "-t", "alive/pub", "-l", "-q", "1",
+            *will[:2], "--will-payload", "retained-will", "--will-retain",
+        )  # fmt: skip
+        try:
+            pub.stdin.write(b"first\n")
+            await pub.stdin.drain()
+            assert (await alive.get(30)).payload == b"first"
+        finally:
+            await kill(pub)
+        m = await wills.get(20)
+        assert (m.topic, m.payload) == ("wills/cli", b"retained-will")
+    async with Client("127.0.0.1", broker.port()) as late:  # --will-retain kept it
+        kept = await (await late.subscribe("wills/cli", qos=1)).get(10)
+        assert kept.payload == b"retained-will" and kept.retain
+        await late.publish("wills/cli", b"", retain=True, qos=1)  # clear it
+
+
+async def test_no_will_after_a_clean_exit(broker):
+    port = str(broker.port())
+    async with Client("127.0.0.1", broker.port()) as watcher:
+        wills = await watcher.subscribe("wills/#", qos=1)
+        r = await asyncio.to_thread(
+            fluxmq, "pub", "-p", port, "-t", "x", "-m", "y", "--will-topic", "wills/clean"
+        )
+        assert r.returncode == 0, r.stderr
+        # A round trip after the exit: the marker is the next message, not a will.
+        await watcher.publish("wills/marker", "m", qos=1)
+        assert (await wills.get(10)).topic == "wills/marker"
