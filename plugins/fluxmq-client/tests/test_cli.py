@@ -4,6 +4,7 @@ command against our broker on an ephemeral port; exit codes and messages checked
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -334,3 +335,106 @@ async def test_no_will_after_a_clean_exit(broker):
         # A round trip after the exit: the marker is the next message, not a will.
         await watcher.publish("wills/marker", "m", qos=1)
         assert (await wills.get(10)).topic == "wills/marker"
+
+
+async def test_pub_file_progress_bar_and_retained_only(broker, tmp_path):
+    port = str(broker.port())
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"\x00file\xff")
+    got = await collect(
+        broker.port(), "f/x", 1, lambda: fluxmq("pub", "-p", port, "-t", "f/x", "-f", str(body))
+    )
+    assert got[0].payload == b"\x00file\xff"
+    r = fluxmq("pub", "-p", port, "-t", "f/none", "-f", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    # With --count > 1 and no --quiet: the progress bar's task, then the final rate.
+    r = fluxmq("pub", "-p", port, "-t", "keep/r", "-m", "v", "-r", "-q", "1", "--count", "3")
+    assert r.returncode == 0, r.stderr
+    assert "publishing to keep/r" in r.stderr and "sent 3 messages in" in r.stderr
+    # --retained-only: the retained message is printed, then the first live one ends it.
+    sub = await start_cli("sub", "-p", port, "-t", "keep/r", "--retained-only", "-q", "1")
+    try:
+        async with asyncio.timeout(30):
+            assert await sub.stdout.readline() == b"v\n"  # retained: printed
+            async with Client("127.0.0.1", broker.port()) as c:
+                while sub.returncode is None:  # not retained: ends the command
+                    await c.publish("keep/r", "live", qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sub.wait(), 0.5)
+        assert sub.returncode == 0 and await sub.stdout.read() == b""
+    finally:
+        await kill(sub)
+
+
+def test_session_options_resume_a_session(broker):
+    """-c (no clean start) with -i keeps the session between two runs: a QoS 1 message
+    published in between is delivered to the second; -x 0 asks for none."""
+    port = str(broker.port())
+    first = fluxmq("sub", "-p", port, "-i", "keeper", "-c", "-q", "1", "-t", "ses/x", "-W", "1")
+    assert first.returncode == 27, first.stderr  # subscribed, then gave up waiting
+    r = fluxmq("pub", "-p", port, "-t", "ses/x", "-m", "while away", "-q", "1")
+    assert r.returncode == 0, r.stderr
+    again = fluxmq("sub", "-p", port, "-i", "keeper", "-c", "-q", "1", "-t", "ses/x", "-C", "1")
+    assert (again.returncode, again.stdout) == (0, "while away\n"), again.stderr
+    # -x 0: the session ends with the connection, so nothing is kept for the next run.
+    r = fluxmq(
+        "sub", "-p", port, "-i", "brief", "-c", "-x", "0", "-q", "1", "-t", "ses/y", "-W", "1"
+    )
+    assert r.returncode == 27
+    fluxmq("pub", "-p", port, "-t", "ses/y", "-m", "lost", "-q", "1")
+    r = fluxmq("sub", "-p", port, "-i", "brief", "-c", "-q", "1", "-t", "ses/y", "-W", "1")
+    assert (r.returncode, r.stdout) == (27, "")
+
+
+def test_client_certificate(mqtt_broker_factory, tmp_path):
+    certs = make_test_certs(tmp_path)
+    broker = mqtt_broker_factory(
+        config={
+            "mqtt": {
+                "tls_cert": certs["server.pem"],
+                "tls_key": certs["server.key"],
+                "tls_ca": certs["ca.pem"],
+                "tls_client_auth": "required",
+                "tls": "127.0.0.1:0",
+            }
+        }
+    )
+    tls = str(broker.port("mqtt.tls"))
+    ca = ["--cafile", certs["ca.pem"]]
+    mine = ["--cert", certs["client.pem"], "--key", certs["client.key"]]
+    r = fluxmq("pub", "-p", tls, *ca, *mine, "-t", "m/t", "-m", "x", "-r", "-q", "1")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, *mine, "-t", "m/t", "-C", "1")
+    assert (r.returncode, r.stdout) == (0, "x\n"), r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, "-t", "m/t", "-C", "1", "-W", "20")
+    assert r.returncode == 1 and r.stderr.startswith("fluxmq: error: ")
+    assert "Traceback" not in r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, "--cert", str(tmp_path / "nope.pem"), "-t", "m/t")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_queue_sources_cursor_and_no_ack(mqtt_broker_factory, tmp_path):
+    broker = mqtt_broker_factory(config={"queues": {"log": {"type": "stream"}}})
+    port = str(broker.port())
+    body = tmp_path / "m.txt"
+    body.write_text("from a file")
+    assert fluxmq("queue", "publish", "log", "-p", port, "-f", str(body)).returncode == 0
+    r = fluxmq("queue", "publish", "log", "-p", port, stdin="from stdin")
+    assert r.returncode == 0, r.stderr
+    assert fluxmq("queue", "publish", "log", "-p", port, "-m", "third").returncode == 0
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "a", "--cursor", "first", "-C", "3")
+    assert [line.split(" ", 3)[3] for line in r.stdout.splitlines()] == [
+        "from a file",
+        "from stdin",
+        "third",
+    ], r.stderr
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "b", "--cursor", "2", "-C", "1")
+    assert r.stdout == "log:2 offset=2 delivery=1 third\n", r.stderr
+    # --no-ack on a classic queue: the message stays pending and comes back.
+    fluxmq("queue", "publish", "work", "-p", port, "-m", "w")
+    r = fluxmq("queue", "consume", "work", "-p", port, "-g", "g", "-C", "1", "--no-ack")
+    assert r.stdout.startswith("work:0 offset=0 delivery=1 w"), r.stderr
+    r = fluxmq("queue", "consume", "work", "-p", port, "-g", "g", "-C", "1", "--json")
+    row = json.loads(r.stdout)
+    assert (row["message_id"], row["group"], row["payload"]) == ("work:0", "g", "w")
+    assert row["delivery_count"] >= 2

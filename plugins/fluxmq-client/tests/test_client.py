@@ -446,3 +446,22 @@ async def test_topic_aliases_against_mosquitto(mosquitto, monkeypatch):
         got = [await sub.get(10) for _ in range(3)]
         assert [(m.topic, m.payload) for m in got] == [("mal/x", str(i).encode()) for i in range(3)]
         assert sent == [("mal/x", 1), ("", 1), ("", 1)]
+
+
+async def test_a_resumed_sessions_messages_wait_for_the_subscription(broker):
+    """Messages queued for a session arrive with (or right after) the CONNACK, before
+    the application subscribes again: the first matching subscribe() gets them."""
+    port = broker.port()
+    async with Client("127.0.0.1", port, client_id="away", session_expiry=600) as c:
+        await c.subscribe("away/#", qos=1)
+    async with Client("127.0.0.1", port) as p:
+        for i in range(3):
+            await p.publish("away/x", str(i), qos=1)
+    async with Client(
+        "127.0.0.1", port, client_id="away", clean_start=False, session_expiry=600
+    ) as c:
+        assert c.session_present
+        await wait_for(lambda: len(c._unclaimed) == 3)
+        sub = await c.subscribe("away/#", qos=1)
+        assert [(await sub.get(10)).payload for _ in range(3)] == [b"0", b"1", b"2"]
+        assert not c._unclaimed

@@ -356,9 +356,10 @@ def pub(
             started = time.monotonic()
             bar = None
             if count > 1 and not quiet:
+                from rich.console import Console
                 from rich.progress import Progress
 
-                bar = Progress(transient=False)
+                bar = Progress(console=Console(stderr=True), transient=False)
                 task = bar.add_task(f"publishing to {topic}", total=count)
                 bar.start()
             try:

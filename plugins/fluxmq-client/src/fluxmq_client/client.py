@@ -16,7 +16,7 @@ import itertools
 import json
 import ssl
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -205,6 +205,7 @@ class Client:
         scram: bool = False,
         properties: Properties | None = None,
         topic_aliases: bool = True,
+        unclaimed_limit: int = 1000,
     ) -> None:
         if version not in (MQTT_3_1_1, MQTT_5):
             raise ValueError(f"MQTT version must be 4 (3.1.1) or 5, not {version!r}")
@@ -230,6 +231,10 @@ class Client:
         self.scram = scram
         self.connect_properties = properties
         self.topic_aliases = topic_aliases
+        # Messages no subscription matched (a resumed session's queued messages arrive
+        # before the application subscribes again): the next matching subscribe()
+        # gets them. The oldest go beyond the limit.
+        self._unclaimed: deque[Message] = deque(maxlen=max(unclaimed_limit, 0))
         self.connack: Connack | None = None
         self.session_present = False
         self.reconnects = 0
@@ -527,9 +532,13 @@ class Client:
             packet.packet_id,
             self,
         )
+        claimed = False
         for sub in self._subs:
             if sub.matches(packet.topic):
                 sub._queue.put_nowait(message)
+                claimed = True
+        if not claimed and self._unclaimed.maxlen:
+            self._unclaimed.append(message)
         if packet.qos == 1 and not manual:
             await message.ack()
 
@@ -703,6 +712,14 @@ class Client:
                 raise InvalidTopic(f"bad topic filter {f!r}: + and # must be whole levels, # last")
         sub = Subscription(self, list(filters), manual_ack)
         self._subs.append(sub)
+        if self._unclaimed:
+            kept: deque[Message] = deque(maxlen=self._unclaimed.maxlen)
+            for message in self._unclaimed:
+                if sub.matches(message.topic):
+                    sub._queue.put_nowait(message)
+                else:
+                    kept.append(message)
+            self._unclaimed = kept
         opts = SubscribeOptions(qos, no_local, retain_as_published, retain_handling)
         packet = Subscribe(
             0,
