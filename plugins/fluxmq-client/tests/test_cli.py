@@ -430,6 +430,12 @@ def test_queue_sources_cursor_and_no_ack(mqtt_broker_factory, tmp_path):
     ], r.stderr
     r = fluxmq("queue", "consume", "log", "-p", port, "-g", "b", "--cursor", "2", "-C", "1")
     assert r.stdout == "log:2 offset=2 delivery=1 third\n", r.stderr
+    # A time (broker clock, Unix seconds) long past: from the first message on.
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "c", "--cursor", "1.5", "-C", "1")
+    assert r.stdout == "log:0 offset=0 delivery=1 from a file\n", r.stderr
+    # last: only what is appended from now on, so nothing comes before -W.
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "d", "--cursor", "last", "-W", "1")
+    assert (r.returncode, r.stdout) == (27, "")
     # --no-ack on a classic queue: the message stays pending and comes back.
     fluxmq("queue", "publish", "work", "-p", port, "-m", "w")
     r = fluxmq("queue", "consume", "work", "-p", port, "-g", "g", "-C", "1", "--no-ack")
