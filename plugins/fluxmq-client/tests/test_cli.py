@@ -282,11 +282,19 @@ async def kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
+@pytest.fixture(params=["fluxmq", "mosquitto"])
+def any_broker_port(request) -> int:
+    """Our broker, then Mosquitto (skipped when it is not installed)."""
+    if request.param == "fluxmq":
+        return request.getfixturevalue("broker").port()
+    return request.getfixturevalue("mosquitto")
+
+
 @pytest.mark.parametrize("version", ["5", "3.1.1"])
-async def test_will_options_deliver_the_will_when_the_connection_dies(broker, version):
-    port = str(broker.port())
+async def test_will_options_deliver_the_will_when_the_connection_dies(any_broker_port, version):
+    port = str(any_broker_port)
     will = ["--will-topic", "wills/cli", "--will-payload", "gone", "--will-qos", "1"]
-    async with Client("127.0.0.1", broker.port()) as watcher:
+    async with Client("127.0.0.1", any_broker_port) as watcher:
         wills = await watcher.subscribe("wills/#", qos=1)
         # fluxmq sub: connected once it prints a message published to its filter.
         sub = await start_cli("sub", "-p", port, "-V", version, "-t", "alive/sub", *will)
@@ -318,7 +326,7 @@ async def test_will_options_deliver_the_will_when_the_connection_dies(broker, ve
             await kill(pub)
         m = await wills.get(20)
         assert (m.topic, m.payload) == ("wills/cli", b"retained-will")
-    async with Client("127.0.0.1", broker.port()) as late:  # --will-retain kept it
+    async with Client("127.0.0.1", any_broker_port) as late:  # --will-retain kept it
         kept = await (await late.subscribe("wills/cli", qos=1)).get(10)
         assert kept.payload == b"retained-will" and kept.retain
         await late.publish("wills/cli", b"", retain=True, qos=1)  # clear it
