@@ -452,3 +452,21 @@ def test_queue_sources_cursor_and_no_ack(mqtt_broker_factory, tmp_path):
     row = json.loads(r.stdout)
     assert (row["message_id"], row["group"], row["payload"]) == ("work:0", "g", "w")
     assert row["delivery_count"] >= 2
+
+
+def test_url_credentials_are_percent_decoded(mqtt_broker_factory, tmp_path):
+    from fluxmq_core.passwords import set_password
+
+    pw = tmp_path / "passwd"
+    set_password(pw, "bob", "p@ss w/rd", iterations=1000)
+    broker = mqtt_broker_factory(config={"auth": {"anonymous": False, "password_file": str(pw)}})
+    port = broker.port()
+    r = fluxmq("pub", "-L", f"mqtt://bob:p%40ss%20w%2Frd@127.0.0.1:{port}/c/u", "-m", "x")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("pub", "-L", f"mqtt://bob:wrong@127.0.0.1:{port}/c/u", "-m", "x")
+    assert r.returncode == 1 and "refused" in r.stderr
+    assert "0x86" in r.stderr or "0x87" in r.stderr
+    # -u/-P given on the command line win over the URL's.
+    url = f"mqtt://bob:wrong@127.0.0.1:{port}/c/u"
+    r = fluxmq("pub", "-L", url, "-u", "bob", "-P", "p@ss w/rd", "-m", "x")
+    assert r.returncode == 0, r.stderr

@@ -961,8 +961,11 @@ def client_from_options(
         u = parse_url(url)
         if ctx is None and u.transport in ("tls", "wss"):
             ctx = make_ssl_context()
-        kwargs.setdefault("username", u.username)
-        kwargs.setdefault("password", u.password)
+        # -u/-P win over the URL's user and password; None means "not given".
+        if kwargs.get("username") is None:
+            kwargs["username"] = u.username
+        if kwargs.get("password") is None:
+            kwargs["password"] = u.password
         return Client(
             u.host,
             port or u.port,
