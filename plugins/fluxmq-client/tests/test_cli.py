@@ -201,6 +201,11 @@ def test_tls_and_websocket_urls(mqtt_broker_factory, tmp_path):
     ws = broker.port("mqtt.websocket")
     r = fluxmq("sub", "-L", f"ws://127.0.0.1:{ws}/mqtt", "-t", "t/s", "-C", "1", "-v")
     assert r.stdout == "t/s x\n", r.stderr
+    # A topic after '#' in a ws URL, a wildcard filter URL-encoded.
+    r = fluxmq("pub", "-L", f"ws://127.0.0.1:{ws}/mqtt#t/w", "-m", "y", "-r")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("sub", "-L", f"ws://127.0.0.1:{ws}/mqtt#t/%23", "-C", "2", "-v")
+    assert sorted(r.stdout.splitlines()) == ["t/s x", "t/w y"], r.stderr
 
 
 def test_queue_publish_and_consume(broker):
