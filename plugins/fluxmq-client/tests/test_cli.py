@@ -4,6 +4,7 @@ command against our broker on an ephemeral port; exit codes and messages checked
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -200,6 +201,11 @@ def test_tls_and_websocket_urls(mqtt_broker_factory, tmp_path):
     ws = broker.port("mqtt.websocket")
     r = fluxmq("sub", "-L", f"ws://127.0.0.1:{ws}/mqtt", "-t", "t/s", "-C", "1", "-v")
     assert r.stdout == "t/s x\n", r.stderr
+    # A topic after '#' in a ws URL, a wildcard filter URL-encoded.
+    r = fluxmq("pub", "-L", f"ws://127.0.0.1:{ws}/mqtt#t/w", "-m", "y", "-r")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("sub", "-L", f"ws://127.0.0.1:{ws}/mqtt#t/%23", "-C", "2", "-v")
+    assert sorted(r.stdout.splitlines()) == ["t/s x", "t/w y"], r.stderr
 
 
 def test_queue_publish_and_consume(broker):
@@ -260,3 +266,212 @@ def test_pub_and_sub_against_mosquitto(mosquitto):
         assert r.stdout == "mq/a from fluxmq\n", r.stderr
     r = fluxmq("sub", "-p", port, "-t", "mq/none", "-W", "0.5")
     assert r.returncode == 27
+
+
+async def start_cli(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fluxmq_core.cli",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL: the process's socket closes without a DISCONNECT."""
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+
+
+@pytest.fixture(params=["fluxmq", "mosquitto"])
+def any_broker_port(request) -> int:
+    """Our broker, then Mosquitto (skipped when it is not installed)."""
+    if request.param == "fluxmq":
+        return request.getfixturevalue("broker").port()
+    return request.getfixturevalue("mosquitto")
+
+
+@pytest.mark.parametrize("version", ["5", "3.1.1"])
+async def test_will_options_deliver_the_will_when_the_connection_dies(any_broker_port, version):
+    port = str(any_broker_port)
+    will = ["--will-topic", "wills/cli", "--will-payload", "gone", "--will-qos", "1"]
+    async with Client("127.0.0.1", any_broker_port) as watcher:
+        wills = await watcher.subscribe("wills/#", qos=1)
+        # fluxmq sub: connected once it prints a message published to its filter.
+        sub = await start_cli("sub", "-p", port, "-V", version, "-t", "alive/sub", *will)
+        try:
+            async with asyncio.timeout(30):
+                line = b""
+                while not line:
+                    await watcher.publish("alive/sub", "ping", qos=1)
+                    try:
+                        line = await asyncio.wait_for(sub.stdout.readline(), 0.5)
+                    except TimeoutError:
+                        continue
+            assert line == b"ping\n"
+        finally:
+            await kill(sub)
+        m = await wills.get(20)
+        assert (m.topic, m.payload, m.qos, m.retain) == ("wills/cli", b"gone", 1, False)
+        # fluxmq pub -l: connected once its first line arrives; then killed.
+        alive = await watcher.subscribe("alive/pub", qos=1)
+        pub = await start_cli(
+            "pub", "-p", port, "-V", version, "-t", "alive/pub", "-l", "-q", "1",
+            *will[:2], "--will-payload", "retained-will", "--will-retain",
+        )  # fmt: skip
+        try:
+            pub.stdin.write(b"first\n")
+            await pub.stdin.drain()
+            assert (await alive.get(30)).payload == b"first"
+        finally:
+            await kill(pub)
+        m = await wills.get(20)
+        assert (m.topic, m.payload) == ("wills/cli", b"retained-will")
+    async with Client("127.0.0.1", any_broker_port) as late:  # --will-retain kept it
+        kept = await (await late.subscribe("wills/cli", qos=1)).get(10)
+        assert kept.payload == b"retained-will" and kept.retain
+        await late.publish("wills/cli", b"", retain=True, qos=1)  # clear it
+
+
+async def test_no_will_after_a_clean_exit(broker):
+    port = str(broker.port())
+    async with Client("127.0.0.1", broker.port()) as watcher:
+        wills = await watcher.subscribe("wills/#", qos=1)
+        r = await asyncio.to_thread(
+            fluxmq, "pub", "-p", port, "-t", "x", "-m", "y", "--will-topic", "wills/clean"
+        )
+        assert r.returncode == 0, r.stderr
+        # A round trip after the exit: the marker is the next message, not a will.
+        await watcher.publish("wills/marker", "m", qos=1)
+        assert (await wills.get(10)).topic == "wills/marker"
+
+
+async def test_pub_file_progress_bar_and_retained_only(broker, tmp_path):
+    port = str(broker.port())
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"\x00file\xff")
+    got = await collect(
+        broker.port(), "f/x", 1, lambda: fluxmq("pub", "-p", port, "-t", "f/x", "-f", str(body))
+    )
+    assert got[0].payload == b"\x00file\xff"
+    r = fluxmq("pub", "-p", port, "-t", "f/none", "-f", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    # With --count > 1 and no --quiet: the progress bar's task, then the final rate.
+    r = fluxmq("pub", "-p", port, "-t", "keep/r", "-m", "v", "-r", "-q", "1", "--count", "3")
+    assert r.returncode == 0, r.stderr
+    assert "publishing to keep/r" in r.stderr and "sent 3 messages in" in r.stderr
+    # --retained-only: the retained message is printed, then the first live one ends it.
+    sub = await start_cli("sub", "-p", port, "-t", "keep/r", "--retained-only", "-q", "1")
+    try:
+        async with asyncio.timeout(30):
+            assert await sub.stdout.readline() == b"v\n"  # retained: printed
+            async with Client("127.0.0.1", broker.port()) as c:
+                while sub.returncode is None:  # not retained: ends the command
+                    await c.publish("keep/r", "live", qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sub.wait(), 0.5)
+        assert sub.returncode == 0 and await sub.stdout.read() == b""
+    finally:
+        await kill(sub)
+
+
+def test_session_options_resume_a_session(broker):
+    """-c (no clean start) with -i keeps the session between two runs: a QoS 1 message
+    published in between is delivered to the second; -x 0 asks for none."""
+    port = str(broker.port())
+    first = fluxmq("sub", "-p", port, "-i", "keeper", "-c", "-q", "1", "-t", "ses/x", "-W", "1")
+    assert first.returncode == 27, first.stderr  # subscribed, then gave up waiting
+    r = fluxmq("pub", "-p", port, "-t", "ses/x", "-m", "while away", "-q", "1")
+    assert r.returncode == 0, r.stderr
+    again = fluxmq("sub", "-p", port, "-i", "keeper", "-c", "-q", "1", "-t", "ses/x", "-C", "1")
+    assert (again.returncode, again.stdout) == (0, "while away\n"), again.stderr
+    # -x 0: the session ends with the connection, so nothing is kept for the next run.
+    r = fluxmq(
+        "sub", "-p", port, "-i", "brief", "-c", "-x", "0", "-q", "1", "-t", "ses/y", "-W", "1"
+    )
+    assert r.returncode == 27
+    fluxmq("pub", "-p", port, "-t", "ses/y", "-m", "lost", "-q", "1")
+    r = fluxmq("sub", "-p", port, "-i", "brief", "-c", "-q", "1", "-t", "ses/y", "-W", "1")
+    assert (r.returncode, r.stdout) == (27, "")
+
+
+def test_client_certificate(mqtt_broker_factory, tmp_path):
+    certs = make_test_certs(tmp_path)
+    broker = mqtt_broker_factory(
+        config={
+            "mqtt": {
+                "tls_cert": certs["server.pem"],
+                "tls_key": certs["server.key"],
+                "tls_ca": certs["ca.pem"],
+                "tls_client_auth": "required",
+                "tls": "127.0.0.1:0",
+            }
+        }
+    )
+    tls = str(broker.port("mqtt.tls"))
+    ca = ["--cafile", certs["ca.pem"]]
+    mine = ["--cert", certs["client.pem"], "--key", certs["client.key"]]
+    r = fluxmq("pub", "-p", tls, *ca, *mine, "-t", "m/t", "-m", "x", "-r", "-q", "1")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, *mine, "-t", "m/t", "-C", "1")
+    assert (r.returncode, r.stdout) == (0, "x\n"), r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, "-t", "m/t", "-C", "1", "-W", "20")
+    assert r.returncode == 1 and r.stderr.startswith("fluxmq: error: ")
+    assert "Traceback" not in r.stderr
+    r = fluxmq("sub", "-p", tls, *ca, "--cert", str(tmp_path / "nope.pem"), "-t", "m/t")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_queue_sources_cursor_and_no_ack(mqtt_broker_factory, tmp_path):
+    broker = mqtt_broker_factory(config={"queues": {"log": {"type": "stream"}}})
+    port = str(broker.port())
+    body = tmp_path / "m.txt"
+    body.write_text("from a file")
+    assert fluxmq("queue", "publish", "log", "-p", port, "-f", str(body)).returncode == 0
+    r = fluxmq("queue", "publish", "log", "-p", port, stdin="from stdin")
+    assert r.returncode == 0, r.stderr
+    assert fluxmq("queue", "publish", "log", "-p", port, "-m", "third").returncode == 0
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "a", "--cursor", "first", "-C", "3")
+    assert [line.split(" ", 3)[3] for line in r.stdout.splitlines()] == [
+        "from a file",
+        "from stdin",
+        "third",
+    ], r.stderr
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "b", "--cursor", "2", "-C", "1")
+    assert r.stdout == "log:2 offset=2 delivery=1 third\n", r.stderr
+    # A time (broker clock, Unix seconds) long past: from the first message on.
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "c", "--cursor", "1.5", "-C", "1")
+    assert r.stdout == "log:0 offset=0 delivery=1 from a file\n", r.stderr
+    # last: only what is appended from now on, so nothing comes before -W.
+    r = fluxmq("queue", "consume", "log", "-p", port, "-g", "d", "--cursor", "last", "-W", "1")
+    assert (r.returncode, r.stdout) == (27, "")
+    # --no-ack on a classic queue: the message stays pending and comes back.
+    fluxmq("queue", "publish", "work", "-p", port, "-m", "w")
+    r = fluxmq("queue", "consume", "work", "-p", port, "-g", "g", "-C", "1", "--no-ack")
+    assert r.stdout.startswith("work:0 offset=0 delivery=1 w"), r.stderr
+    r = fluxmq("queue", "consume", "work", "-p", port, "-g", "g", "-C", "1", "--json")
+    row = json.loads(r.stdout)
+    assert (row["message_id"], row["group"], row["payload"]) == ("work:0", "g", "w")
+    assert row["delivery_count"] >= 2
+
+
+def test_url_credentials_are_percent_decoded(mqtt_broker_factory, tmp_path):
+    from fluxmq_core.passwords import set_password
+
+    pw = tmp_path / "passwd"
+    set_password(pw, "bob", "p@ss w/rd", iterations=1000)
+    broker = mqtt_broker_factory(config={"auth": {"anonymous": False, "password_file": str(pw)}})
+    port = broker.port()
+    r = fluxmq("pub", "-L", f"mqtt://bob:p%40ss%20w%2Frd@127.0.0.1:{port}/c/u", "-m", "x")
+    assert r.returncode == 0, r.stderr
+    r = fluxmq("pub", "-L", f"mqtt://bob:wrong@127.0.0.1:{port}/c/u", "-m", "x")
+    assert r.returncode == 1 and "refused" in r.stderr
+    assert "0x86" in r.stderr or "0x87" in r.stderr
+    # -u/-P given on the command line win over the URL's.
+    url = f"mqtt://bob:wrong@127.0.0.1:{port}/c/u"
+    r = fluxmq("pub", "-L", url, "-u", "bob", "-P", "p@ss w/rd", "-m", "x")
+    assert r.returncode == 0, r.stderr

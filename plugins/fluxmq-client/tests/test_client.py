@@ -318,3 +318,150 @@ async def test_stream_cursor_and_commit(mqtt_broker_factory):
 
         await asyncio.wait_for(replay(), 10)
         assert seen == [(2, b"e2"), (3, b"e3")]
+
+
+async def test_queue_settlement_over_3_1_1(broker):
+    """A 3.1.1 delivery carries no message id (no user properties): its PUBACK settles
+    it, and nack()/reject() say they cannot work rather than send a control publish
+    the broker refuses silently (3.1.1 has no negative PUBACK), after which the
+    client's PUBACK would have acknowledged the message instead."""
+    port = broker.port()
+    async with Client("127.0.0.1", port, version=MQTT_3_1_1, client_id="w311") as c:
+        consumer = c.consume("jobs311")
+        first = asyncio.ensure_future(consumer.__anext__())
+        for body in ("a", "b"):
+            assert await c.publish_to_queue("jobs311", body) == 0
+        m = await asyncio.wait_for(first, 10)
+        assert (m.payload, m.message_id, m.offset, m.delivery_count) == (b"a", "", None, None)
+        await m.ack()
+        m = await asyncio.wait_for(consumer.__anext__(), 10)
+        assert m.payload == b"b"
+        with pytest.raises(NotImplementedError, match="MQTT 5"):
+            await m.nack()
+        with pytest.raises(NotImplementedError, match="MQTT 5"):
+            await m.reject("bad")
+        await consumer.aclose()  # leaves the group with "b" unacknowledged
+    # The group (the client id) gets "b" again, and "c" after it: "a" was settled by
+    # its PUBACK, or it would come back first.
+    async with Client("127.0.0.1", port, version=MQTT_3_1_1, client_id="w311") as c:
+        await c.publish_to_queue("jobs311", "c")
+        seen = []
+        async with asyncio.timeout(20):
+            async for m in c.consume("jobs311"):
+                seen.append(m.payload)
+                await m.ack()
+                if m.payload == b"c":
+                    break
+        assert seen == [b"b", b"c"]
+
+
+def record_publishes(monkeypatch) -> list[tuple[str, int | None]]:
+    """(topic, topic alias) of every PUBLISH the clients of this test encode."""
+    import fluxmq_client.client as module
+
+    from fluxmq_core.mqtt_codec import Publish
+
+    sent: list[tuple[str, int | None]] = []
+    original = module.encode
+
+    def spy(packet, version):
+        if isinstance(packet, Publish):
+            props = packet.properties
+            sent.append((packet.topic, props.topic_alias if props else None))
+        return original(packet, version)
+
+    monkeypatch.setattr(module, "encode", spy)
+    return sent
+
+
+async def wait_for(condition, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_topic_aliases_on_send(mqtt_broker_factory, monkeypatch):
+    """Aliases up to the broker's Topic Alias Maximum (2 here), reused, the least
+    recently used replaced when all are taken, and a fresh table after a reconnect;
+    the subscriber sees every message under its full topic."""
+    broker = mqtt_broker_factory(config={"mqtt": {"topic_alias_maximum": 2}})
+    port = broker.port()
+    async with (
+        Client("127.0.0.1", port) as watcher,
+        Client("127.0.0.1", port, reconnect_delay=0.05) as c,
+    ):
+        sub = await watcher.subscribe("al/#", qos=1)
+        assert c.topic_alias_maximum == 2
+        sent = record_publishes(monkeypatch)
+        topics = ["al/a", "al/b", "al/a", "al/c", "al/b", "al/a"]
+        for topic in topics:
+            assert await c.publish(topic, topic, qos=1) == 0
+        assert [(m.topic, m.payload) for m in [await sub.get(10) for _ in topics]] == [
+            (t, t.encode()) for t in topics
+        ]
+        assert sent == [
+            ("al/a", 1),
+            ("al/b", 2),
+            ("", 1),  # al/a again: the alias alone
+            ("al/c", 2),  # replaces al/b, the least recently used
+            ("al/b", 1),  # replaces al/a
+            ("al/a", 2),  # replaces al/c
+        ]
+        sent.clear()
+        c._stream._writer.transport.abort()
+        await wait_for(lambda: c.reconnects >= 1 and c.connected)
+        for _ in range(2):
+            await c.publish("al/b", "again", qos=1)
+        assert [(await sub.get(10)).topic for _ in range(2)] == ["al/b", "al/b"]
+        assert sent == [("al/b", 1), ("", 1)]  # the new connection's table starts empty
+    async with Client("127.0.0.1", port, topic_aliases=False) as plain:
+        assert plain.topic_alias_maximum == 0
+    async with Client("127.0.0.1", port, version=MQTT_3_1_1) as old:
+        assert old.topic_alias_maximum == 0
+
+
+async def test_topic_aliases_from_the_broker_are_resolved(broker):
+    """With a Topic Alias Maximum in CONNECT the broker may send aliases; the client
+    gives every message its full topic."""
+    props = Properties(topic_alias_maximum=4)
+    async with (
+        Client("127.0.0.1", broker.port(), properties=props) as c,
+        Client("127.0.0.1", broker.port()) as p,
+    ):
+        sub = await c.subscribe("in/#", qos=1)
+        for i in range(3):
+            await p.publish("in/x", str(i), qos=1)
+        got = [await sub.get(10) for _ in range(3)]
+        assert [(m.topic, m.payload) for m in got] == [("in/x", str(i).encode()) for i in range(3)]
+        assert got[1].properties.topic_alias == got[0].properties.topic_alias is not None
+
+
+async def test_topic_aliases_against_mosquitto(mosquitto, monkeypatch):
+    async with Client("127.0.0.1", mosquitto) as c:
+        assert c.topic_alias_maximum > 0  # Mosquitto advertises 10 by default
+        sub = await c.subscribe("mal/#", qos=1)
+        sent = record_publishes(monkeypatch)
+        for i in range(3):
+            await c.publish("mal/x", str(i), qos=1)
+        got = [await sub.get(10) for _ in range(3)]
+        assert [(m.topic, m.payload) for m in got] == [("mal/x", str(i).encode()) for i in range(3)]
+        assert sent == [("mal/x", 1), ("", 1), ("", 1)]
+
+
+async def test_a_resumed_sessions_messages_wait_for_the_subscription(broker):
+    """Messages queued for a session arrive with (or right after) the CONNACK, before
+    the application subscribes again: the first matching subscribe() gets them."""
+    port = broker.port()
+    async with Client("127.0.0.1", port, client_id="away", session_expiry=600) as c:
+        await c.subscribe("away/#", qos=1)
+    async with Client("127.0.0.1", port) as p:
+        for i in range(3):
+            await p.publish("away/x", str(i), qos=1)
+    async with Client(
+        "127.0.0.1", port, client_id="away", clean_start=False, session_expiry=600
+    ) as c:
+        assert c.session_present
+        await wait_for(lambda: len(c._unclaimed) == 3)
+        sub = await c.subscribe("away/#", qos=1)
+        assert [(await sub.get(10)).payload for _ in range(3)] == [b"0", b"1", b"2"]
+        assert not c._unclaimed

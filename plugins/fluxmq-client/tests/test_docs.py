@@ -55,3 +55,32 @@ def test_cli_md_examples_run(broker):
             assert r.stdout.splitlines() == expected, command
             ran += 1
     assert ran >= 8
+
+
+def test_cli_md_lists_the_shared_connection_options():
+    """The 'Connection options (both commands)' table of docs/cli.md names every option
+    `fluxmq pub` and `fluxmq sub` share, and each one is in both commands' help."""
+    from fluxmq_client.cli import CONNECTION_OPTIONS
+
+    path = DOCS / "cli.md"
+    if not path.is_file():
+        pytest.skip("cli.md is not next to this distribution (installed elsewhere)")
+    text = path.read_text()
+    table = text.split("### Connection options (both commands)", 1)[1].split("\n###", 1)[0]
+    documented = set(re.findall(r"`(-{1,2}[a-zA-Z][-a-zA-Z]*)", table))
+    declared = set()
+    for _, option in CONNECTION_OPTIONS.values():
+        declared.update(option.param_decls)
+    declared.add("-q")  # the QoS of either command, also in the table
+    missing = declared - documented
+    assert not missing, f"not in docs/cli.md: {sorted(missing)}"
+    for command in ("pub", "sub"):
+        r = subprocess.run(
+            [sys.executable, "-m", "fluxmq_core.cli", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        shown = set(re.findall(r"(?<![\w-])(-{1,2}[a-zA-Z][-a-zA-Z]*)", r.stdout))
+        assert documented <= shown, f"{command}: {sorted(documented - shown)}"

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import inspect
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import typer
@@ -27,31 +30,155 @@ from .transport import parse_url
 EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 27
 CTX = {"help_option_names": ["--help"]}
 
-# Shared options (typer's documented style: Option objects as defaults).
-Host = typer.Option("127.0.0.1", "-h", "--host", help="Broker host.")
-Port = typer.Option(None, "-p", "--port", help="Broker port (1883, 8883 with TLS).")
-Url = typer.Option(
-    None, "-L", "--url", help="mqtt[s]://user:pass@host:port/topic or ws[s]://host:port/path"
-)
-Version = typer.Option("5", "-V", "--protocol-version", help="MQTT version: 5 or 3.1.1.")
+# Options of several commands (typer's documented style: Option objects as defaults).
 Qos = typer.Option(0, "-q", "--qos", min=0, max=2, help="QoS.")
 ClientId = typer.Option(None, "-i", "--id", help="Client id (default: random).")
-NoClean = typer.Option(False, "-c", "--disable-clean-session", help="Resume a session.")
-Expiry = typer.Option(None, "-x", "--session-expiry", help="Session expiry interval (s).")
-User = typer.Option(None, "-u", "--username")
-Password = typer.Option(None, "-P", "--pw", "--password")
-CaFile = typer.Option(None, "--cafile", help="CA certificates (PEM) to verify the broker.")
-Cert = typer.Option(None, "--cert", help="Client certificate (PEM).")
-Key = typer.Option(None, "--key", help="Client private key (PEM).")
-Insecure = typer.Option(False, "--insecure", help="Do not verify the broker's certificate.")
-Keepalive = typer.Option(60, "-k", "--keepalive")
-WillTopic = typer.Option(None, "--will-topic")
-WillPayload = typer.Option("", "--will-payload")
-WillQos = typer.Option(0, "--will-qos", min=0, max=2)
-WillRetain = typer.Option(False, "--will-retain")
 UserProp = typer.Option([], "-D", "--user-property", help="KEY=VALUE (repeatable).")
-Timeout = typer.Option(None, "-W", "--timeout", help="Give up after N seconds (exit 27).")
 Json = typer.Option(False, "--json", help="One JSON object per message.")
+
+#: The connection options, each declared once: name -> (type, typer option). A
+#: command takes the ones it names with :func:`connection_options`.
+CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "host": (str, typer.Option("127.0.0.1", "-h", "--host", help="Broker host.")),
+    "port": (
+        int | None,
+        typer.Option(None, "-p", "--port", help="Broker port (1883, 8883 with TLS)."),
+    ),
+    "url": (
+        str | None,
+        typer.Option(
+            None,
+            "-L",
+            "--url",
+            help="mqtt[s]://user:pass@host:port/topic or ws[s]://host:port/path",
+        ),
+    ),
+    "version": (
+        str,
+        typer.Option("5", "-V", "--protocol-version", help="MQTT version: 5 or 3.1.1."),
+    ),
+    "client_id": (str | None, ClientId),
+    "no_clean": (
+        bool,
+        typer.Option(False, "-c", "--disable-clean-session", help="Resume a session."),
+    ),
+    "expiry": (
+        int | None,
+        typer.Option(None, "-x", "--session-expiry", help="Session expiry interval (s)."),
+    ),
+    "username": (str | None, typer.Option(None, "-u", "--username")),
+    "password": (str | None, typer.Option(None, "-P", "--pw", "--password")),
+    "cafile": (
+        str | None,
+        typer.Option(None, "--cafile", help="CA certificates (PEM) to verify the broker."),
+    ),
+    "cert": (str | None, typer.Option(None, "--cert", help="Client certificate (PEM).")),
+    "key": (str | None, typer.Option(None, "--key", help="Client private key (PEM).")),
+    "insecure": (
+        bool,
+        typer.Option(False, "--insecure", help="Do not verify the broker's certificate."),
+    ),
+    "keepalive": (int, typer.Option(60, "-k", "--keepalive")),
+    "will_topic": (str | None, typer.Option(None, "--will-topic")),
+    "will_payload": (str, typer.Option("", "--will-payload")),
+    "will_qos": (int, typer.Option(0, "--will-qos", min=0, max=2)),
+    "will_retain": (bool, typer.Option(False, "--will-retain")),
+    "timeout": (
+        float | None,
+        typer.Option(None, "-W", "--timeout", help="Give up after N seconds (exit 27)."),
+    ),
+}
+#: ``fluxmq pub`` and ``fluxmq sub`` take every connection option.
+ALL_CONNECTION_OPTIONS = tuple(CONNECTION_OPTIONS)
+QUEUE_CONNECTION_OPTIONS = ("host", "port", "url", "username", "password", "cafile", "insecure")
+
+
+@dataclass
+class ConnectionOptions:
+    """The connection options a command was given (the defaults are what a command
+    that does not offer an option uses)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    url: str | None = None
+    version: str = "5"
+    client_id: str | None = None
+    no_clean: bool = False
+    expiry: int | None = None
+    username: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+    keepalive: int = 60
+    will_topic: str | None = None
+    will_payload: str = ""
+    will_qos: int = 0
+    will_retain: bool = False
+    timeout: float | None = None
+
+    def client(self) -> Client:
+        """The :class:`Client` these options describe (exits 1 naming a bad option)."""
+        v = _version(self.version)
+        will = None
+        if self.will_topic:
+            will = Will(
+                self.will_topic, self.will_payload.encode(), self.will_qos, self.will_retain
+            )
+        no_clean = self.no_clean
+        try:
+            return client_from_options(
+                self.url,
+                host=self.host,
+                port=self.port,
+                cafile=self.cafile,
+                certfile=self.cert,
+                keyfile=self.key,
+                insecure=self.insecure,
+                version=v,
+                client_id=self.client_id,
+                clean_start=not no_clean,
+                session_expiry=self.expiry
+                if self.expiry is not None
+                else (0xFFFFFFFF if no_clean else 0),
+                username=self.username,
+                password=self.password,
+                keepalive=self.keepalive,
+                will=will,
+                reconnect=False,
+            )
+        except (MQTTClientError, ValueError) as exc:
+            _die(str(exc))
+
+
+def connection_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the connection options ``names`` (keys of :data:`CONNECTION_OPTIONS`) to a
+    command after its own, and hand them to it gathered as ``conn``
+    (a :class:`ConnectionOptions`): typer sees one signature with every option."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(func, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "conn"]
+        for name in names:
+            annotation, option = CONNECTION_OPTIONS[name]
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+                )
+            )
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            conn = ConnectionOptions(**{name: kwargs.pop(name) for name in names})
+            return func(conn=conn, **kwargs)
+
+        del command.__wrapped__  # typer reads this signature, not the function's
+        command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 def _die(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -75,48 +202,6 @@ def _user_props(items: list[str]) -> tuple[tuple[str, str], ...]:
             _die(f"--user-property takes KEY=VALUE, not {item!r}")
         out.append((key, value))
     return tuple(out)
-
-
-def _client(
-    *,
-    url: str | None,
-    host: str,
-    port: int | None,
-    version: str,
-    client_id: str | None,
-    no_clean: bool,
-    expiry: int | None,
-    username: str | None,
-    password: str | None,
-    cafile: str | None,
-    cert: str | None,
-    key: str | None,
-    insecure: bool,
-    keepalive: int,
-    will: Will | None = None,
-) -> Client:
-    v = _version(version)
-    try:
-        return client_from_options(
-            url,
-            host=host,
-            port=port,
-            cafile=cafile,
-            certfile=cert,
-            keyfile=key,
-            insecure=insecure,
-            version=v,
-            client_id=client_id,
-            clean_start=not no_clean,
-            session_expiry=expiry if expiry is not None else (0xFFFFFFFF if no_clean else 0),
-            username=username,
-            password=password,
-            keepalive=keepalive,
-            will=will,
-            reconnect=False,
-        )
-    except (MQTTClientError, ValueError) as exc:
-        _die(str(exc))
 
 
 def _run(coro: Any, timeout: float | None) -> None:
@@ -212,6 +297,7 @@ def _messages(
     return None
 
 
+@connection_options(*ALL_CONNECTION_OPTIONS)
 def pub(
     topic: str | None = typer.Option(None, "-t", "--topic", help="Topic to publish to."),
     message: str | None = typer.Option(None, "-m", "--message", help="The payload."),
@@ -228,31 +314,14 @@ def pub(
     message_expiry: int | None = typer.Option(None, "--message-expiry"),
     user_property: list[str] = UserProp,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or summary."),
-    host: str = Host,
-    port: int | None = Port,
-    url: str | None = Url,
-    version: str = Version,
     qos: int = Qos,
-    client_id: str | None = ClientId,
-    no_clean: bool = NoClean,
-    expiry: int | None = Expiry,
-    username: str | None = User,
-    password: str | None = Password,
-    cafile: str | None = CaFile,
-    cert: str | None = Cert,
-    key: str | None = Key,
-    insecure: bool = Insecure,
-    keepalive: int = Keepalive,
-    will_topic: str | None = WillTopic,
-    will_payload: str = WillPayload,
-    will_qos: int = WillQos,
-    will_retain: bool = WillRetain,
-    timeout: float | None = Timeout,
+    *,
+    conn: ConnectionOptions,
 ) -> None:
     """Publish messages (as mosquitto_pub)."""
-    if topic is None and url:
+    if topic is None and conn.url:
         try:
-            topic = parse_url(url).topic
+            topic = parse_url(conn.url).topic
         except MQTTClientError as exc:
             _die(str(exc))
     if not topic:
@@ -265,24 +334,7 @@ def pub(
         message_expiry_interval=message_expiry,
         user_properties=_user_props(user_property),
     )
-    will = Will(will_topic, will_payload.encode(), will_qos, will_retain) if will_topic else None
-    client = _client(
-        url=url,
-        host=host,
-        port=port,
-        version=version,
-        client_id=client_id,
-        no_clean=no_clean,
-        expiry=expiry,
-        username=username,
-        password=password,
-        cafile=cafile,
-        cert=cert,
-        key=key,
-        insecure=insecure,
-        keepalive=keepalive,
-        will=will,
-    )
+    client = conn.client()
 
     async def source() -> AsyncIterator[bytes]:
         if payloads is not None:
@@ -304,9 +356,10 @@ def pub(
             started = time.monotonic()
             bar = None
             if count > 1 and not quiet:
+                from rich.console import Console
                 from rich.progress import Progress
 
-                bar = Progress(transient=False)
+                bar = Progress(console=Console(stderr=True), transient=False)
                 task = bar.add_task(f"publishing to {topic}", total=count)
                 bar.start()
             try:
@@ -328,9 +381,10 @@ def pub(
                     f"sent {sent} messages in {took:.2f}s ({sent / took:.0f} msg/s)", err=True
                 )
 
-    _run(go(), timeout)
+    _run(go(), conn.timeout)
 
 
+@connection_options(*ALL_CONNECTION_OPTIONS)
 def sub(
     topic: list[str] = typer.Option([], "-t", "--topic", help="Filter (repeatable)."),
     count: int | None = typer.Option(None, "-C", "--count", help="Exit after N messages."),
@@ -341,56 +395,22 @@ def sub(
         False, "--retained-only", help="Exit at the first non-retained message."
     ),
     user_property: list[str] = UserProp,
-    host: str = Host,
-    port: int | None = Port,
-    url: str | None = Url,
-    version: str = Version,
     qos: int = Qos,
-    client_id: str | None = ClientId,
-    no_clean: bool = NoClean,
-    expiry: int | None = Expiry,
-    username: str | None = User,
-    password: str | None = Password,
-    cafile: str | None = CaFile,
-    cert: str | None = Cert,
-    key: str | None = Key,
-    insecure: bool = Insecure,
-    keepalive: int = Keepalive,
-    will_topic: str | None = WillTopic,
-    will_payload: str = WillPayload,
-    will_qos: int = WillQos,
-    will_retain: bool = WillRetain,
-    timeout: float | None = Timeout,
+    *,
+    conn: ConnectionOptions,
 ) -> None:
     """Subscribe and print messages (as mosquitto_sub)."""
     filters = list(topic)
-    if not filters and url:
+    if not filters and conn.url:
         try:
-            t = parse_url(url).topic
+            t = parse_url(conn.url).topic
         except MQTTClientError as exc:
             _die(str(exc))
         if t:
             filters = [t]
     if not filters:
         _die("give at least one filter: -t FILTER")
-    will = Will(will_topic, will_payload.encode(), will_qos, will_retain) if will_topic else None
-    client = _client(
-        url=url,
-        host=host,
-        port=port,
-        version=version,
-        client_id=client_id,
-        no_clean=no_clean,
-        expiry=expiry,
-        username=username,
-        password=password,
-        cafile=cafile,
-        cert=cert,
-        key=key,
-        insecure=insecure,
-        keepalive=keepalive,
-        will=will,
-    )
+    client = conn.client()
     up = _user_props(user_property)
 
     async def go() -> None:
@@ -415,44 +435,23 @@ def sub(
                 if count is not None and seen >= count:
                     return
 
-    _run(go(), timeout)
+    _run(go(), conn.timeout)
 
 
+@connection_options(*QUEUE_CONNECTION_OPTIONS, "version", "timeout")
 def queue_publish(
     name: str = typer.Argument(..., help="Queue name."),
     message: str | None = typer.Option(None, "-m", "--message"),
     file: str | None = typer.Option(None, "-f", "--file"),
     routing_key: str = typer.Option("", "--key", help="Routing key ($queue/NAME/KEY)."),
     user_property: list[str] = UserProp,
-    host: str = Host,
-    port: int | None = Port,
-    url: str | None = Url,
-    version: str = Version,
-    username: str | None = User,
-    password: str | None = Password,
-    cafile: str | None = CaFile,
-    insecure: bool = Insecure,
-    timeout: float | None = Timeout,
+    *,
+    conn: ConnectionOptions,
 ) -> None:
     """Append a message to a durable queue (waits for the durable PUBACK)."""
     stdin = message is None and file is None
     payloads = _messages(message, file, False, stdin, False) or [b""]
-    client = _client(
-        url=url,
-        host=host,
-        port=port,
-        version=version,
-        client_id=None,
-        no_clean=False,
-        expiry=None,
-        username=username,
-        password=password,
-        cafile=cafile,
-        cert=None,
-        key=None,
-        insecure=insecure,
-        keepalive=60,
-    )
+    client = conn.client()
     up = _user_props(user_property)
 
     async def go() -> None:
@@ -465,9 +464,11 @@ def queue_publish(
             )
             typer.echo(f"appended to queue {name}", err=True)
 
-    _run(go(), timeout)
+    _run(go(), conn.timeout)
 
 
+# Always MQTT 5: groups, cursors and the delivery metadata are user properties.
+@connection_options(*QUEUE_CONNECTION_OPTIONS, "client_id", "timeout")
 def queue_consume(
     name: str = typer.Argument(..., help="Queue name."),
     group: str | None = typer.Option(None, "--group", "-g", help="Consumer group."),
@@ -480,15 +481,8 @@ def queue_consume(
     nack: bool = typer.Option(False, "--nack", help="Nack each message (redelivered)."),
     count: int | None = typer.Option(None, "-C", "--count", help="Exit after N messages."),
     as_json: bool = Json,
-    host: str = Host,
-    port: int | None = Port,
-    url: str | None = Url,
-    username: str | None = User,
-    password: str | None = Password,
-    cafile: str | None = CaFile,
-    insecure: bool = Insecure,
-    client_id: str | None = ClientId,
-    timeout: float | None = Timeout,
+    *,
+    conn: ConnectionOptions,
 ) -> None:
     """Consume a queue in a consumer group, printing message id, offset and delivery count."""
     mode = "nack" if nack else "none" if no_ack else "ack" if ack else settle
@@ -502,22 +496,7 @@ def queue_consume(
                 cursor = f"timestamp:{float(cursor)}"
             except ValueError:
                 _die(f"--cursor must be first, last, an offset or a time, not {cursor!r}")
-    client = _client(
-        url=url,
-        host=host,
-        port=port,
-        version="5",
-        client_id=client_id,
-        no_clean=False,
-        expiry=None,
-        username=username,
-        password=password,
-        cafile=cafile,
-        cert=None,
-        key=None,
-        insecure=insecure,
-        keepalive=60,
-    )
+    client = conn.client()
 
     async def go() -> None:
         async with client:
@@ -532,7 +511,7 @@ def queue_consume(
                 if count is not None and seen >= count:
                     return
 
-    _run(go(), timeout)
+    _run(go(), conn.timeout)
 
 
 def _queue_line(qm: QueueMessage, as_json: bool) -> str:

@@ -16,6 +16,7 @@ import itertools
 import json
 import ssl
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -203,6 +204,8 @@ class Client:
         connect_timeout: float = 10.0,
         scram: bool = False,
         properties: Properties | None = None,
+        topic_aliases: bool = True,
+        unclaimed_limit: int = 1000,
     ) -> None:
         if version not in (MQTT_3_1_1, MQTT_5):
             raise ValueError(f"MQTT version must be 4 (3.1.1) or 5, not {version!r}")
@@ -227,6 +230,11 @@ class Client:
         self.connect_timeout = connect_timeout
         self.scram = scram
         self.connect_properties = properties
+        self.topic_aliases = topic_aliases
+        # Messages no subscription matched (a resumed session's queued messages arrive
+        # before the application subscribes again): the next matching subscribe()
+        # gets them. The oldest go beyond the limit.
+        self._unclaimed: deque[Message] = deque(maxlen=max(unclaimed_limit, 0))
         self.connack: Connack | None = None
         self.session_present = False
         self.reconnects = 0
@@ -247,6 +255,13 @@ class Client:
         self._slot_free = asyncio.Event()  # an outgoing QoS 1/2 message completed
         self._server_disconnect: Disconnect | None = None
         self._send_lock = asyncio.Lock()
+        # Topic aliases of the current connection (MQTT 5), both reset by a reconnect:
+        # ours towards the broker (topic -> alias, least recently used first, at most
+        # the CONNACK's Topic Alias Maximum), and the broker's towards us (alias -> topic,
+        # used when CONNECT properties give a Topic Alias Maximum).
+        self._aliases_out: OrderedDict[str, int] = OrderedDict()
+        self._alias_max_out = 0
+        self._aliases_in: dict[int, str] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Client:
@@ -335,6 +350,11 @@ class Client:
             reason = connack.properties.reason_string if connack.properties else None
             text = f"connection refused by {self.host}:{self.port}: {describe_reason(code)}"
             raise ConnectError(text + (f": {reason}" if reason else ""), code)
+        self._aliases_out = OrderedDict()
+        self._aliases_in = {}
+        server_max = connack.properties.topic_alias_maximum if connack.properties else None
+        use_aliases = self.topic_aliases and self.version == MQTT_5
+        self._alias_max_out = (server_max or 0) if use_aliases else 0
         self._stream = stream
         self._decoder = decoder
         self.connack = connack
@@ -485,6 +505,15 @@ class Client:
             fut.set_result(packet.reason_code)
 
     async def _on_publish(self, packet: Publish) -> None:
+        alias = packet.properties.topic_alias if packet.properties else None
+        if alias is not None:  # the broker's alias (we offered a Topic Alias Maximum)
+            if packet.topic:
+                self._aliases_in[alias] = packet.topic
+            else:
+                topic = self._aliases_in.get(alias)
+                if topic is None:
+                    raise MQTTProtocolError(0x82, f"the broker used unknown topic alias {alias}")
+                packet = replace(packet, topic=topic)
         if packet.qos == 2:
             await self._write(Pubrec(packet.packet_id or 0))
             if packet.packet_id in self._incoming_qos2:
@@ -503,9 +532,13 @@ class Client:
             packet.packet_id,
             self,
         )
+        claimed = False
         for sub in self._subs:
             if sub.matches(packet.topic):
                 sub._queue.put_nowait(message)
+                claimed = True
+        if not claimed and self._unclaimed.maxlen:
+            self._unclaimed.append(message)
         if packet.qos == 1 and not manual:
             await message.ack()
 
@@ -530,7 +563,36 @@ class Client:
         if stream is None:
             raise ConnectionLost("not connected")
         async with self._send_lock:
+            # Aliases are chosen here, under the lock, so that the broker sees each
+            # alias defined before it is used; a write to a connection already replaced
+            # (it will fail) uses none, leaving the new connection's table alone.
+            if isinstance(packet, Publish) and self._alias_max_out and stream is self._stream:
+                packet = self._alias(packet)
             await stream.write(encode(packet, self.version))
+
+    def _alias(self, packet: Publish) -> Publish:
+        """The PUBLISH as sent with a Topic Alias: the alias alone (empty topic) once
+        the broker knows it; else the topic with a new alias, replacing the least
+        recently used one when all the broker allows are taken."""
+        aliases = self._aliases_out
+        topic = packet.topic
+        props = packet.properties or Properties()
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            return replace(packet, topic="", properties=replace(props, topic_alias=alias))
+        if len(aliases) < self._alias_max_out:
+            alias = len(aliases) + 1
+        else:
+            alias = aliases.popitem(last=False)[1]
+        aliases[topic] = alias
+        return replace(packet, properties=replace(props, topic_alias=alias))
+
+    @property
+    def topic_alias_maximum(self) -> int:
+        """How many topic aliases this connection uses towards the broker: the
+        CONNACK's Topic Alias Maximum (0 under 3.1.1, or with ``topic_aliases=False``)."""
+        return self._alias_max_out
 
     async def _send(self, packet: Any) -> None:
         """Write when connected; while reconnecting, wait for the connection."""
@@ -650,6 +712,14 @@ class Client:
                 raise InvalidTopic(f"bad topic filter {f!r}: + and # must be whole levels, # last")
         sub = Subscription(self, list(filters), manual_ack)
         self._subs.append(sub)
+        if self._unclaimed:
+            kept: deque[Message] = deque(maxlen=self._unclaimed.maxlen)
+            for message in self._unclaimed:
+                if sub.matches(message.topic):
+                    sub._queue.put_nowait(message)
+                else:
+                    kept.append(message)
+            self._unclaimed = kept
         opts = SubscribeOptions(qos, no_local, retain_as_published, retain_handling)
         packet = Subscribe(
             0,
@@ -805,7 +875,10 @@ class QueueMessage:
         self.message_id: str = up.get("message-id", "")
         self.group: str | None = up.get("group-id")
         self.offset: int | None = int(up["offset"]) if "offset" in up else None
-        self.delivery_count: int = int(up.get("delivery-count", "1"))
+        # None when the broker sent no metadata (MQTT 3.1.1 deliveries).
+        self.delivery_count: int | None = (
+            int(up["delivery-count"]) if "delivery-count" in up else None
+        )
 
     @property
     def payload(self) -> bytes:
@@ -820,7 +893,17 @@ class QueueMessage:
         prefix = f"$queue/{self.queue}/"
         return self.topic[len(prefix) :] if self.topic.startswith(prefix) else ""
 
-    def _fields(self) -> dict[str, Any]:
+    def _fields(self, verb: str) -> dict[str, Any]:
+        if not self.message_id:
+            # Under MQTT 3.1.1 a delivery carries no user properties, so its message id
+            # is unknown. A control publish without one is refused by the broker, and
+            # 3.1.1 has no negative PUBACK to say so: the PUBACK that follows would then
+            # settle the message as acknowledged instead.
+            raise NotImplementedError(
+                f"{verb} needs the delivery's message id, which the broker sends only to "
+                "MQTT 5 consumers; under MQTT 3.1.1 a queue delivery is settled by ack() "
+                "(its PUBACK) only"
+            )
         fields: dict[str, Any] = {"message-id": self.message_id}
         if self.group:
             fields["group-id"] = self.group
@@ -833,7 +916,7 @@ class QueueMessage:
     async def nack(self, *, delay: float | None = None, requeue: bool = True) -> None:
         """Give back for redelivery (after ``delay`` seconds, or the queue's backoff);
         ``requeue=False`` dead-letters."""
-        fields = self._fields()
+        fields = self._fields("nack()")
         if delay is not None:
             fields["delay"] = delay
         if not requeue:
@@ -843,7 +926,7 @@ class QueueMessage:
 
     async def reject(self, reason: str | None = None) -> None:
         """Dead-letter to ``$dlq/<queue>``."""
-        fields = self._fields()
+        fields = self._fields("reject()")
         if reason:
             fields["reason"] = reason
         await self._client._control(self.queue, "$reject", fields)
@@ -852,7 +935,10 @@ class QueueMessage:
     async def commit(self) -> None:
         """Commit the group's position at this message (stream queues)."""
         if self.offset is None:
-            raise ValueError("the delivery carries no offset")
+            raise NotImplementedError(
+                "commit() needs the delivery's offset, which the broker sends only to MQTT 5 "
+                "consumers (under MQTT 3.1.1 use client.commit(queue, offset))"
+            )
         await self._client.commit(self.queue, self.offset, group=self.group)
 
 
@@ -875,8 +961,11 @@ def client_from_options(
         u = parse_url(url)
         if ctx is None and u.transport in ("tls", "wss"):
             ctx = make_ssl_context()
-        kwargs.setdefault("username", u.username)
-        kwargs.setdefault("password", u.password)
+        # -u/-P win over the URL's user and password; None means "not given".
+        if kwargs.get("username") is None:
+            kwargs["username"] = u.username
+        if kwargs.get("password") is None:
+            kwargs["password"] = u.password
         return Client(
             u.host,
             port or u.port,
