@@ -206,10 +206,68 @@ def encode_message(m: Message) -> bytes:
 def decode_message(buf: bytes | None) -> Message:
     """Decode what :func:`encode_message` wrote; ``ValueError`` for anything else,
     including ``None`` (a record the engine does not hold), so callers can pass a
-    lookup's result as it is."""
+    lookup's result as it is.
+
+    The fields are read in one flat loop with the scalar tags inlined (this runs
+    once per message read from a queue); dicts, lists and big ints go through
+    :func:`_dec`. The result is the same as ``decode_value`` of the field list."""
     if not buf or buf[0] != MESSAGE_VERSION:
         raise ValueError("not an encoded message (bad version byte)")
+    if not buf.startswith(_MESSAGE_PREFIX):
+        return _decode_message_slow(buf)
+    f: list[Any] = []
+    append = f.append
+    unpack_u32, unpack_q, unpack_d = _U32.unpack_from, _Q.unpack_from, _D.unpack_from
+    i = len(_MESSAGE_PREFIX)
+    try:
+        for _ in range(_NFIELDS):
+            tag = buf[i]
+            if tag == 0x4E:  # N
+                append(None)
+                i += 1
+            elif tag == 0x73:  # s
+                (n,) = unpack_u32(buf, i + 1)
+                i += 5
+                append(buf[i : i + n].decode())
+                i += n
+            elif tag == 0x62:  # b
+                (n,) = unpack_u32(buf, i + 1)
+                i += 5
+                append(bytes(buf[i : i + n]))
+                i += n
+            elif tag == 0x69:  # i
+                append(unpack_q(buf, i + 1)[0])
+                i += 9
+            elif tag == 0x64:  # d
+                append(unpack_d(buf, i + 1)[0])
+                i += 9
+            elif tag == 0x46:  # F
+                append(False)
+                i += 1
+            elif tag == 0x54:  # T
+                append(True)
+                i += 1
+            else:
+                v, i = _dec(buf, i)
+                append(v)
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"undecodable value: {exc}") from None
+    if i != len(buf):
+        raise ValueError(f"undecodable value: {len(buf) - i} trailing bytes")
+    return _message(f)
+
+
+_NFIELDS = len(MESSAGE_FIELDS)
+
+
+def _decode_message_slow(buf: bytes) -> Message:
     f = decode_value(buf[1:])
+    if not isinstance(f, list) or len(f) != _NFIELDS:
+        raise ValueError("not an encoded message (bad field list)")
+    return _message(f)
+
+
+def _message(f: list[Any]) -> Message:
     up = f[5]
     return Message(
         f[0], f[1], f[2], f[3],
