@@ -415,26 +415,27 @@ class ClassicGroup(Group):
 
     def _deliver(self, c: Consumer, offset: int, message: Message, count: int) -> None:
         q = self.queue
+        cfg = q.config
+        manager = self.manager
         if c.auto_commit:
             # At-most-once consumer: settled as it is handed over.
             if offset in self.pel:
                 self.settle(offset)
-            self.manager.counters["acked"] += 1
+            manager.counters["acked"] += 1
         else:
-            now = self.manager.clock()
             p = self.pel.get(offset)
             if p is None:
                 p = Pending(offset, c.id, 0.0, count)
                 self._add_pending(p)
-            p.consumer = c.id
+            cid = p.consumer = c.id
             p.count = count
-            if q.config.max_priority:
-                p.prio = priority_of(message, q.config.max_priority)
-            p.deadline = now + (q.config.visibility_timeout or 0.0)
-            self._persist(p)
+            if cfg.max_priority:
+                p.prio = priority_of(message, cfg.max_priority)
+            deadline = p.deadline = manager.clock() + (cfg.visibility_timeout or 0.0)
+            q.log.pel_add(q.name, self.name, offset, cid, deadline, count)  # _persist(p)
             c.inflight.add(offset)
         if count > 1:
-            self.manager.counters["redelivered"] += 1
+            manager.counters["redelivered"] += 1
         self._deliver_to(c, decorate(message, q.name, self.name, offset, count), message.qos)
 
     async def _read_one(self, offset: int) -> Message | None:

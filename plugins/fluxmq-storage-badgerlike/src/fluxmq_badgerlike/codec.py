@@ -247,6 +247,32 @@ def decode_message(buf: bytes | None) -> Message:
             elif tag == 0x54:  # T
                 append(True)
                 i += 1
+            elif tag == 0x6D:  # m: a dict (the properties), its scalar values inlined
+                (count,) = unpack_u32(buf, i + 1)
+                i += 5
+                d: dict[str, Any] = {}
+                for _ in range(count):
+                    (n,) = unpack_u32(buf, i)
+                    i += 4
+                    k = buf[i : i + n].decode()
+                    i += n
+                    tag = buf[i]
+                    if tag == 0x73:  # s
+                        (n,) = unpack_u32(buf, i + 1)
+                        i += 5
+                        d[k] = buf[i : i + n].decode()
+                        i += n
+                    elif tag == 0x62:  # b
+                        (n,) = unpack_u32(buf, i + 1)
+                        i += 5
+                        d[k] = bytes(buf[i : i + n])
+                        i += n
+                    elif tag == 0x69:  # i
+                        d[k] = unpack_q(buf, i + 1)[0]
+                        i += 9
+                    else:
+                        d[k], i = _dec(buf, i)
+                append(d)
             else:
                 v, i = _dec(buf, i)
                 append(v)
@@ -268,11 +294,10 @@ def _decode_message_slow(buf: bytes) -> Message:
 
 
 def _message(f: list[Any]) -> Message:
-    up = f[5]
-    return Message(
-        f[0], f[1], f[2], f[3],
-        properties=f[4],
-        user_properties=None if up is None else [(k, v) for k, v in up],
-        content_type=f[6], correlation_data=f[7], response_topic=f[8], payload_format=f[9],
-        expires_at=f[10], origin_protocol=f[11], origin_client=f[12], timestamp=f[13],
-    )  # fmt: skip
+    m = Message.__new__(Message)
+    (m.topic, m.payload, m.qos, m.retain, m.properties, up, m.content_type,
+     m.correlation_data, m.response_topic, m.payload_format, m.expires_at,
+     m.origin_protocol, m.origin_client, m.timestamp) = f  # fmt: skip
+    m.user_properties = None if up is None else [(k, v) for k, v in up]
+    m.encoded = None
+    return m

@@ -184,7 +184,8 @@ class _Queue:
         self.next = 0
         self.bytes = 0
         self.groups: dict[str, int] = {}
-        self.pel: dict[str, dict[int, PendingEntry]] = {}
+        #: group -> offset -> (consumer, deadline, delivery count), in memory
+        self.pel: dict[str, dict[int, tuple[str, float, int]]] = {}
         #: group -> its meta key prefix ``<id>/<escaped group>`` (built once per group)
         self.gkeys: dict[str, str] = {}
 
@@ -282,7 +283,7 @@ class BadgerlikeQueueLog(QueueLog):
                 by_id[qid].groups[g] = off
         for qid, g, off, (consumer, deadline, count) in pels:
             if qid in by_id:
-                by_id[qid].pel.setdefault(g, {})[off] = PendingEntry(off, consumer, deadline, count)
+                by_id[qid].pel.setdefault(g, {})[off] = (consumer, deadline, count)
         for q in by_id.values():
             for g in q.pel:
                 q.pel[g] = dict(sorted(q.pel[g].items()))
@@ -666,14 +667,15 @@ class BadgerlikeQueueLog(QueueLog):
         delivery_count: int,
     ) -> None:
         q = self._q(queue)
-        entry = PendingEntry(int(offset), consumer, float(deadline), int(delivery_count))
+        offset = int(offset)
+        deadline = float(deadline)
+        delivery_count = int(delivery_count)
         pel = q.pel.get(group)
         if pel is None:
             pel = q.pel[group] = {}
-        pel[entry.offset] = entry
+        pel[offset] = (consumer, deadline, delivery_count)
         self.meta.put(
-            f"qp/{q.gkey(group)}/{entry.offset:020d}",
-            _enc_pel(consumer, entry.deadline, entry.delivery_count),
+            f"qp/{q.gkey(group)}/{offset:020d}", _enc_pel(consumer, deadline, delivery_count)
         )
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
@@ -686,4 +688,4 @@ class BadgerlikeQueueLog(QueueLog):
         pel = self._q(queue).pel.get(group)
         if not pel:
             return []
-        return [pel[o] for o in sorted(pel)]
+        return [PendingEntry(o, *pel[o]) for o in sorted(pel)]
