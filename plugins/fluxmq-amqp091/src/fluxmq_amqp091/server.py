@@ -366,8 +366,12 @@ class AMQPProtocol(AdapterProtocol):
 
     def flush(self) -> None:
         conn = self.conn
-        if conn is not None and conn.out:
-            conn.last_sent = self._loop.time()
+        if conn is not None:
+            for ch in conn.channels.values():
+                if ch.acks_held:  # publisher confirms held for this write
+                    ch.send_held_acks()
+            if conn.out:
+                conn.last_sent = self._loop.time()
         AdapterProtocol.flush(self)
 
     def internal_error(self) -> None:

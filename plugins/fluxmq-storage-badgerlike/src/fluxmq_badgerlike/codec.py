@@ -198,6 +198,24 @@ def encode_message(m: Message) -> bytes:
             append(b"i" + _Q.pack(v))
         elif t is float:
             append(b"d" + _D.pack(v))
+        elif t is dict:  # the properties: str and bytes values inlined
+            append(b"m" + _U32.pack(len(v)))
+            for k, x in v.items():
+                if type(k) is not str:
+                    raise TypeError(f"message: keys must be str, got {k!r}")
+                kb = k.encode()
+                append(_U32.pack(len(kb)))
+                append(kb)
+                tx = type(x)
+                if tx is str:
+                    b = x.encode()
+                    append(b"s" + _U32.pack(len(b)))
+                    append(b)
+                elif tx is bytes:
+                    append(b"b" + _U32.pack(len(x)))
+                    append(x)
+                else:
+                    _enc(x, out, "message")
         else:
             _enc(v, out, "message")
     return b"".join(out)
