@@ -221,6 +221,24 @@ class ClassicGroup(Group):
         self.wake()
         return True
 
+    def settle_many(self, offsets: list[int]) -> list[int]:
+        """:meth:`settle` for several offsets with one commit update and one wake;
+        returns the offsets that were pending (and are settled now)."""
+        pel = self.pel
+        log_, qname, name = self.queue.log, self.queue.name, self.name
+        done = []
+        for offset in offsets:
+            p = pel.pop(offset, None)
+            if p is None:
+                continue
+            self._release(p)
+            log_.pel_remove(qname, name, offset)
+            done.append(offset)
+        if done:
+            self.advance_commit()
+            self.wake()
+        return done
+
     def requeue(self, p: Pending, delay: float, reason: str) -> None:
         """Give ``p`` back for redelivery after ``delay`` seconds, or dead-letter it
         when it has used up ``max_deliveries``."""

@@ -589,7 +589,23 @@ class Channel:
     ) -> None:
         core = self.env.core
         touched: set[Consumer] = set()
-        for t in self._tags(tag, multiple, ids):
+        tags = self._tags(tag, multiple, ids)
+        if kind == "ack" and len(tags) > 1:
+            # one core call per group: one commit update and one wake for the batch
+            unacked = self.unacked
+            by_group: dict[str, list[str]] = {}
+            for t in tags:
+                c, mid, group = unacked.pop(t)
+                touched.add(c)
+                mids = by_group.get(group)
+                if mids is None:
+                    by_group[group] = [mid]
+                else:
+                    mids.append(mid)
+            for group, mids in by_group.items():
+                core.ack_many(group, mids)  # deleted queues' ids are skipped
+            tags = []
+        for t in tags:
             c, mid, group = self.unacked.pop(t)
             touched.add(c)
             try:
