@@ -43,7 +43,7 @@ from fluxmq_amqp091.codec import (
     Body,
     Header,
     encode_content,
-    encode_deliver,
+    encode_delivery,
     encode_method,
     short,
 )
@@ -533,9 +533,16 @@ class Channel:
         exchange, rk = routing_of(message)
         conn = self.conn
         now = self.env.clock()
-        frame = encode_deliver(self.number, c.tag, tag, count > 1, exchange, rk)
-        conn.out += encode_content(
-            self.number, frame, from_message(message, now), message.payload, conn.frame_max
+        conn.out += encode_delivery(
+            self.number,
+            c.tag,
+            tag,
+            count > 1,
+            exchange,
+            rk,
+            from_message(message, now),
+            message.payload,
+            conn.frame_max,
         )
         self.env.stats.messages_sent += 1
 
