@@ -1,10 +1,14 @@
-"""The one-call delivery encoder writes the same bytes as the method encoder plus
-the content encoder, for bodies that fit a frame, an empty body and a split body."""
+"""The codec's fast paths match the general ones: the one-call delivery encoder
+(bodies that fit a frame, an empty body, a split body) and the content header
+decoder for the common property sets (against pamqp's)."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from fluxmq_amqp091.codec import encode_content, encode_deliver, encode_delivery
+from pamqp import commands
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, 4088, 4089, 10_000])
@@ -21,3 +25,27 @@ def test_encode_delivery_matches_deliver_plus_content(size: int, frame_max: int)
         )
         got = encode_delivery(3, ctag, 12345, redelivered, ex, rk, props, body, frame_max)
         assert got == expect
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"delivery_mode": 2},
+        {"delivery_mode": 1},
+        {},
+        {"delivery_mode": 2, "priority": 3},
+        {"content_type": "text/plain", "headers": {"a": 1}},
+    ],
+)
+def test_content_header_decodes_as_pamqp_does(props: dict) -> None:
+    from fluxmq_amqp091.codec import FrameReader, encode_properties
+    from pamqp.header import ContentHeader
+
+    raw = encode_properties(commands.Basic.Properties(**props))
+    payload = struct.pack(">HHQ", 60, 0, 100) + raw
+    got = FrameReader._header(1, payload)
+    want = ContentHeader()
+    want.unmarshal(payload)
+    assert (got.class_id, got.body_size, got.raw) == (want.class_id, want.body_size, raw)
+    for name in commands.Basic.Properties.__slots__:
+        assert getattr(got.properties, name) == getattr(want.properties, name), name

@@ -180,6 +180,8 @@ class ProtocolHeader:
 _FRAME_HEAD = struct.Struct(">BHI")
 _PUBLISH_INDEX = commands.Basic.Publish.index
 _U16 = struct.Struct(">H")
+_CONTENT_HEAD_FLAGS = struct.Struct(">HHQH")  # class, weight, body size, property flags
+_DELIVERY_MODE_ONLY = 0x1000
 _U32 = struct.Struct(">I")
 
 
@@ -322,6 +324,15 @@ class FrameReader:
     def _header(channel: int, payload: bytes) -> Header:
         if len(payload) < 14:
             raise AMQPError(FRAME_ERROR, "content header frame is too short")
+        class_id, _weight, body_size, flags = _CONTENT_HEAD_FLAGS.unpack_from(payload, 0)
+        if (flags == _DELIVERY_MODE_ONLY and len(payload) == 15) or (
+            flags == 0 and len(payload) == 14
+        ):
+            # the common publish (persistent or not, nothing else): no pamqp decoder
+            props = commands.Basic.Properties()
+            if flags:
+                props.delivery_mode = payload[14]
+            return Header(channel, class_id, body_size, props, payload[12:])
         try:
             ch = ContentHeader()
             ch.unmarshal(payload)
