@@ -833,6 +833,8 @@ class Channel:
         if not nacked:
             if not self.acks_held:
                 self._ack_from = start
+                if defer:
+                    self.conn.acks_held.append(self)
             self.acks_held = low - 1
             if not defer:
                 self.send_held_acks()

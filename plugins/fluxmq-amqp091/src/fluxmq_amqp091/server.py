@@ -367,8 +367,9 @@ class AMQPProtocol(AdapterProtocol):
     def flush(self) -> None:
         conn = self.conn
         if conn is not None:
-            for ch in conn.channels.values():
-                if ch.acks_held:  # publisher confirms held for this write
+            if conn.acks_held:  # publisher confirms held for this write
+                held, conn.acks_held = conn.acks_held, []
+                for ch in held:
                     ch.send_held_acks()
             if conn.out:
                 conn.last_sent = self._loop.time()
