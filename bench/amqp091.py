@@ -1,6 +1,6 @@
 """AMQP 0.9.1 benchmark: FluxMQ beside RabbitMQ, same client, same machine, same run.
 
-    uv run python bench/amqp091.py [--messages 50000] [--size 100] [--no-rabbitmq]
+    uv run python bench/amqp091.py [--messages 20000] [--size 100] [--repeat 3] [--no-rabbitmq]
 
 Each broker runs as a subprocess on a free loopback port: FluxMQ as
 ``fluxmq run --plugins amqp091`` on a fresh data directory (durable ``badgerlike``
@@ -10,8 +10,12 @@ apt when missing and we are root) with a temporary ``RABBITMQ_MNESIA_BASE`` /
 and epmd ports, stopped afterwards.
 
 The client is a small raw-socket AMQP client built on this plugin's codec and pamqp:
-frames are encoded once and written in large batches, so the client is not what is
-measured. Scenarios, persistent 100-byte messages to a durable queue:
+frames are encoded once and written in large batches, and the consumer cuts the
+delivery frames by hand (only the delivery tag is read), so the client is not what is
+measured. ``--repeat`` rounds (default 3) interleave the brokers; the table shows
+medians with [min-max] and each broker's CPU time per message (its process tree's
+user + system time from ``/proc``, the figure other load on the machine disturbs
+least). Scenarios, persistent 100-byte messages to a durable queue:
 
 * ``publish``: N publishes, then queue.declare passive round trips until the
   queue counts all N (RabbitMQ enqueues asynchronously); msgs/s over that time.
@@ -32,6 +36,8 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,9 +48,7 @@ from typing import Any
 
 from fluxmq_amqp091.codec import (
     PROTOCOL_HEADER,
-    Body,
     FrameReader,
-    Header,
     Method,
     encode_content,
     encode_properties,
@@ -201,7 +205,17 @@ def run_publish(port: int, queue: str, n: int, body: bytes, confirms: bool) -> f
     return n / dt
 
 
+_FRAME_HEAD = struct.Struct(">BHI")
+_METHOD_IDS = struct.Struct(">HH")
+_TAG = struct.Struct(">Q")
+
+
 def run_consume(port: int, queue: str, n: int, no_ack: bool) -> float:
+    """Consume ``n`` deliveries. The frames are cut by hand: a ``basic.deliver`` is
+    recognised by its class and method ids and only its delivery tag is read, and
+    content frames are skipped by size, so the client spends a few steps per message
+    (decoding each delivery with pamqp cost about as much as the broker's work and
+    made the client the bound); any other method is decoded with pamqp."""
     c = Client(port)
     c.send(1, commands.Basic.Qos(prefetch_count=0 if no_ack else 1000))
     c.expect(commands.Basic.QosOk)
@@ -209,30 +223,82 @@ def run_consume(port: int, queue: str, n: int, no_ack: bool) -> float:
     c.send(1, commands.Basic.Consume(queue=queue, consumer_tag="bench", no_ack=no_ack))
     got = 0
     last_tag = 0
-    for f in c.frames():
-        if type(f) is Body or type(f) is Header:
-            continue
-        if isinstance(f.method, commands.Basic.Deliver):
-            got += 1
-            last_tag = f.method.delivery_tag
-            if not no_ack and got % 100 == 0:
-                c.send(1, commands.Basic.Ack(delivery_tag=last_tag, multiple=True))
-            if got >= n:
+    acked = 0
+    buf = bytes(c.reader._buf[c.reader._pos :])  # anything read after basic.qos-ok
+    ack = b""
+    if not no_ack:  # multiple acks of 100 at a time, the tag filled in when sent
+        ack = pframe.marshal(commands.Basic.Ack(delivery_tag=0, multiple=True), 1)
+    head, ids, tag_of = _FRAME_HEAD.unpack_from, _METHOD_IDS.unpack_from, _TAG.unpack_from
+    sock = c.sock
+    while got < n:
+        data = sock.recv(1 << 20)
+        if not data:
+            raise EOFError("broker closed the connection")
+        buf = buf + data if buf else data
+        pos, end = 0, len(buf)
+        while end - pos >= 7:
+            ftype, _ch, size = head(buf, pos)
+            nxt = pos + 8 + size
+            if nxt > end:
                 break
-    if not no_ack:
+            if ftype == 1:
+                if ids(buf, pos + 7) == (60, 60):
+                    got += 1
+                    last_tag = tag_of(buf, pos + 12 + buf[pos + 11])[0]
+                    if ack and got % 100 == 0:
+                        sock.sendall(ack[:11] + _TAG.pack(last_tag) + ack[19:])
+                        acked = last_tag
+                else:
+                    method = pframe.unmarshal(bytes(buf[pos:nxt]))[2]
+                    if isinstance(method, (commands.Connection.Close, commands.Channel.Close)):
+                        raise RuntimeError(f"closed by broker: {method}")
+            pos = nxt
+        buf = buf[pos:]
+    if not no_ack and last_tag > acked:
         c.send(1, commands.Basic.Ack(delivery_tag=last_tag, multiple=True))
     dt = time.perf_counter() - t0
     c.close()
     return n / dt
 
 
-def scenarios(port: int, n: int, size: int) -> dict[str, float]:
+def broker_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its descendants so far
+    (RabbitMQ runs as a script that starts the Erlang VM); 0 when unknown."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    todo = [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except (OSError, IndexError, ValueError):
+            continue
+        todo.extend(int(k) for k in kids)
+    return total
+
+
+def scenarios(
+    port: int, n: int, size: int, pid: int | None = None, cpu: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The four steps' rates; with ``pid`` and ``cpu``, also the broker's CPU time
+    per message of each step (microseconds) into ``cpu``."""
     body = os.urandom(size)
     out: dict[str, float] = {}
-    out["publish"] = run_publish(port, "bench-a", n, body, confirms=False)
-    out["publish+confirms"] = run_publish(port, "bench-b", n, body, confirms=True)
-    out["consume"] = run_consume(port, "bench-a", n, no_ack=False)
-    out["consume no-ack"] = run_consume(port, "bench-b", n, no_ack=True)
+    steps: list[tuple[str, Callable[[], float]]] = [
+        ("publish", lambda: run_publish(port, "bench-a", n, body, confirms=False)),
+        ("publish+confirms", lambda: run_publish(port, "bench-b", n, body, confirms=True)),
+        ("consume", lambda: run_consume(port, "bench-a", n, no_ack=False)),
+        ("consume no-ack", lambda: run_consume(port, "bench-b", n, no_ack=True)),
+    ]
+    for name, step in steps:
+        c0 = broker_cpu(pid)
+        out[name] = step()
+        if cpu is not None and pid is not None:
+            cpu[name] = round((broker_cpu(pid) - c0) / n * 1e6, 1)
     return out
 
 
@@ -406,10 +472,55 @@ def measure_peers(
     return results
 
 
+def measure_repeated(
+    peers: list[Any],
+    work: Path,
+    measure: Callable[[int, int | None, dict[str, float]], dict[str, float]],
+    repeat: int,
+) -> dict[str, dict[str, Any]]:
+    """``repeat`` rounds, the peers interleaved in each (one broker start per peer and
+    round); per peer: every round's rates and broker CPU per message, their medians
+    (``msgs_per_s``, ``cpu_us_per_msg``) and ``[min, max]`` of the rates."""
+    rounds: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for r in range(repeat):
+        for peer in peers:
+            cpu: dict[str, float] = {}
+            got = measure_peers(
+                [peer],
+                work,
+                lambda port, peer=peer, cpu=cpu: measure(
+                    port, peer.proc.pid if peer.proc else None, cpu
+                ),
+            )[peer.name]
+            if "error" in got:
+                results.setdefault(peer.name, {}).setdefault("errors", []).append(got)
+                continue
+            rounds.setdefault(peer.name, []).append((got["msgs_per_s"], cpu))
+            results.setdefault(peer.name, {})["version"] = got["version"]
+            line = ", ".join(
+                f"{k} {v:,.0f}/s ({cpu.get(k, 0):.1f} us)" for k, v in got["msgs_per_s"].items()
+            )
+            print(f"round {r + 1} {peer.name}: {line}", file=sys.stderr, flush=True)
+    for name, runs in rounds.items():
+        keys = list(runs[0][0])
+        res = results[name]
+        res["rounds"] = [{"msgs_per_s": rates, "cpu_us_per_msg": cpu} for rates, cpu in runs]
+        res["msgs_per_s"] = {k: statistics.median(x[0][k] for x in runs) for k in keys}
+        res["range"] = {k: [min(x[0][k] for x in runs), max(x[0][k] for x in runs)] for k in keys}
+        res["cpu_us_per_msg"] = {
+            k: statistics.median(x[1][k] for x in runs)
+            for k in keys
+            if all(k in x[1] for x in runs)
+        }
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--messages", type=int, default=50000)
+    ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds, peers interleaved (default 3)")
     ap.add_argument("--no-rabbitmq", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-amqp-") as tmp:
@@ -417,18 +528,35 @@ def main() -> int:
         peers: list = [FluxMQ(work)]
         if not args.no_rabbitmq:
             peers.append(RabbitMQ(work))
-        results = measure_peers(peers, work, lambda port: scenarios(port, args.messages, args.size))
+        results = measure_repeated(
+            peers,
+            work,
+            lambda port, pid, cpu: scenarios(port, args.messages, args.size, pid, cpu),
+            args.repeat,
+        )
     names = ["publish", "publish+confirms", "consume", "consume no-ack"]
-    flux = results.get("fluxmq", {}).get("msgs_per_s", {})
-    rabbit = results.get("rabbitmq", {}).get("msgs_per_s", {})
-    print(f"\nAMQP 0.9.1, {args.messages} persistent messages of {args.size} bytes, durable queue")
-    print(f"{'scenario':<20}{'fluxmq msg/s':>14}{'rabbitmq msg/s':>16}{'ratio':>8}")
+    flux = results.get("fluxmq", {})
+    rabbit = results.get("rabbitmq", {})
+    print(
+        f"\nAMQP 0.9.1, {args.messages} persistent messages of {args.size} bytes, durable "
+        f"queue; medians of {args.repeat} [min-max]; broker CPU per message in us"
+    )
+    print(
+        f"{'scenario':<18}{'fluxmq msg/s':>24}{'rabbitmq msg/s':>24}{'ratio':>7}"
+        f"{'fluxmq us':>11}{'rabbitmq us':>13}"
+    )
     ratios = {}
     for s in names:
-        f, r = flux.get(s), rabbit.get(s)
-        ratio = f / r if f and r else None
+        f = flux.get("msgs_per_s", {}).get(s)
+        r = rabbit.get("msgs_per_s", {}).get(s)
+        ratio = round(f / r, 2) if f and r else None
         ratios[s] = ratio
-        print(f"{s:<20}{f or 0:>14,.0f}{r or 0:>16,.0f}{(f'{ratio:.2f}x' if ratio else '-'):>8}")
+        print(
+            f"{s:<18}{range_cell(flux, s):>24}{range_cell(rabbit, s):>24}"
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>7}"
+            f"{flux.get('cpu_us_per_msg', {}).get(s, 0):>11.1f}"
+            f"{rabbit.get('cpu_us_per_msg', {}).get(s, 0):>13.1f}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -436,10 +564,13 @@ def main() -> int:
                 "benchmark": "amqp091",
                 "messages": args.messages,
                 "size": args.size,
+                "repeat": args.repeat,
+                "client": "raw sockets; consume frames cut by hand (see run_consume)",
                 "machine": {
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
+                    "loadavg_after": os.getloadavg(),
                 },
                 "results": results,
                 "ratio_fluxmq_over_rabbitmq": ratios,
@@ -451,6 +582,14 @@ def main() -> int:
     )
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)}")
     return 0
+
+
+def range_cell(res: dict[str, Any], s: str) -> str:
+    v = res.get("msgs_per_s", {}).get(s)
+    if v is None:
+        return "-"
+    lo, hi = res["range"][s]
+    return f"{v:,.0f} [{lo:,.0f}-{hi:,.0f}]"
 
 
 if __name__ == "__main__":

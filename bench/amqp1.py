@@ -1,7 +1,10 @@
 """AMQP 1.0 benchmark: FluxMQ beside RabbitMQ 3.10's ``rabbitmq_amqp1_0`` plugin,
 same client, same machine, same run.
 
-    uv run python bench/amqp1.py [--messages 20000] [--size 100] [--no-rabbitmq]
+    uv run python bench/amqp1.py [--messages 20000] [--size 100] [--repeat 3] [--no-rabbitmq]
+
+``--repeat`` rounds (default 3) interleave the brokers; the table shows medians with
+[min-max] and each broker's CPU time per message (process tree, from ``/proc``).
 
 Each broker runs as a subprocess on a free loopback port: FluxMQ as
 ``fluxmq run --plugins amqp1`` on a fresh data directory with the queue declared
@@ -44,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from amqp091 import RabbitMQ as RabbitMQ091
-from amqp091 import free_port, measure_peers, wait_port
+from amqp091 import broker_cpu, free_port, measure_repeated, range_cell, wait_port
 from fluxmq_amqp1.codec.composites import (
     Accepted,
     Attach,
@@ -301,11 +304,21 @@ def run_receive(port: int, n: int) -> float:
     return n / dt
 
 
-def scenarios(port: int, n: int, size: int) -> dict[str, float]:
-    return {
-        "send unsettled": run_send(port, n, size),
-        "receive credit 1000": run_receive(port, n),
-    }
+def scenarios(
+    port: int, n: int, size: int, pid: int | None = None, cpu: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Both steps' rates; with ``pid`` and ``cpu``, also the broker's CPU time per
+    message of each step (microseconds) into ``cpu``."""
+    out: dict[str, float] = {}
+    for name, step in (
+        ("send unsettled", lambda: run_send(port, n, size)),
+        ("receive credit 1000", lambda: run_receive(port, n)),
+    ):
+        c0 = broker_cpu(pid)
+        out[name] = step()
+        if cpu is not None and pid is not None:
+            cpu[name] = round((broker_cpu(pid) - c0) / n * 1e6, 1)
+    return out
 
 
 # --- brokers ----------------------------------------------------------------------------
@@ -422,6 +435,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds, peers interleaved (default 3)")
     ap.add_argument("--no-rabbitmq", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fluxmq-bench-amqp1-") as tmp:
@@ -429,18 +443,35 @@ def main() -> int:
         peers: list[Any] = [FluxMQ(work)]
         if not args.no_rabbitmq:
             peers.append(RabbitMQ(work))
-        results = measure_peers(peers, work, lambda port: scenarios(port, args.messages, args.size))
+        results = measure_repeated(
+            peers,
+            work,
+            lambda port, pid, cpu: scenarios(port, args.messages, args.size, pid, cpu),
+            args.repeat,
+        )
     names = ["send unsettled", "receive credit 1000"]
-    flux = results.get("fluxmq", {}).get("msgs_per_s", {})
-    rabbit = results.get("rabbitmq", {}).get("msgs_per_s", {})
-    print(f"\nAMQP 1.0, {args.messages} durable messages of {args.size} bytes, durable queue")
-    print(f"{'scenario':<22}{'fluxmq msg/s':>14}{'rabbitmq msg/s':>16}{'ratio':>8}")
+    flux = results.get("fluxmq", {})
+    rabbit = results.get("rabbitmq", {})
+    print(
+        f"\nAMQP 1.0, {args.messages} durable messages of {args.size} bytes, durable queue; "
+        f"medians of {args.repeat} [min-max]; broker CPU per message in us"
+    )
+    print(
+        f"{'scenario':<21}{'fluxmq msg/s':>24}{'rabbitmq msg/s':>24}{'ratio':>7}"
+        f"{'fluxmq us':>11}{'rabbitmq us':>13}"
+    )
     ratios = {}
     for s in names:
-        f, r = flux.get(s), rabbit.get(s)
-        ratio = f / r if f and r else None
+        f = flux.get("msgs_per_s", {}).get(s)
+        r = rabbit.get("msgs_per_s", {}).get(s)
+        ratio = round(f / r, 2) if f and r else None
         ratios[s] = ratio
-        print(f"{s:<22}{f or 0:>14,.0f}{r or 0:>16,.0f}{(f'{ratio:.2f}x' if ratio else '-'):>8}")
+        print(
+            f"{s:<21}{range_cell(flux, s):>24}{range_cell(rabbit, s):>24}"
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>7}"
+            f"{flux.get('cpu_us_per_msg', {}).get(s, 0):>11.1f}"
+            f"{rabbit.get('cpu_us_per_msg', {}).get(s, 0):>13.1f}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -448,11 +479,13 @@ def main() -> int:
                 "benchmark": "amqp1",
                 "messages": args.messages,
                 "size": args.size,
+                "repeat": args.repeat,
                 "address": ADDRESS,
                 "machine": {
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
+                    "loadavg_after": os.getloadavg(),
                 },
                 "results": results,
                 "ratio_fluxmq_over_rabbitmq": ratios,

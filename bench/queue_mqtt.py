@@ -18,7 +18,10 @@ beside FluxMQ here. ``bench/run.py`` runs the durable case as its ``queue_durabl
 scenario (the other peers' cells say "n/a: no queues").
 
 Every wait has a deadline; loopback only. Writes ``bench/results/queue_mqtt.json``.
-``python bench/queue_mqtt.py [--messages N] [--publishers P] [--consumers C]``
+``python bench/queue_mqtt.py [--messages N] [--publishers P] [--consumers C] [--repeat R]
+[--scenarios durable,ephemeral]``: medians of R rounds (default 3), the consumed rate's
+[min-max], and the broker's CPU time per consumed message (user + system, from
+``/proc``), the figure the machine's other load disturbs least.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import multiprocessing as mp
 import os
 import platform
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -215,10 +219,20 @@ def start_broker(workdir: Path, config: str) -> tuple[subprocess.Popen, int, Pat
     raise RuntimeError("broker not ready")
 
 
+def broker_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def run(name: str, config: str, n: int, pubs: int, cons: int, window: int) -> dict:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="fluxmq-qbench-") as tmp:
         proc, port, _ = start_broker(Path(tmp), config)
+        cpu0 = broker_cpu(proc.pid)
         try:
             out, ready, start, stop = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
             counter = ctx.Value("q", 0)
@@ -252,6 +266,7 @@ def run(name: str, config: str, n: int, pubs: int, cons: int, window: int) -> di
                 consumed_results.append(out.get(timeout=30))
             for p in pp + procs:
                 p.join(10)
+            cpu_s = broker_cpu(proc.pid) - cpu0
         finally:
             proc.terminate()
             try:
@@ -274,6 +289,7 @@ def run(name: str, config: str, n: int, pubs: int, cons: int, window: int) -> di
         "publish_per_s": round(acked / max(1e-9, pub_end - t0)),
         "consume_per_s": round(consumed / max(1e-9, con_end - t0)),
         "seconds": round(con_end - t0, 3),
+        "broker_cpu_us_per_msg": round(cpu_s / max(1, consumed) * 1e6, 1),
     }
 
 
@@ -290,25 +306,56 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (default 3); medians shown")
+    ap.add_argument(
+        "--scenarios", default="durable,ephemeral", help="comma-separated: durable, ephemeral"
+    )
     args = ap.parse_args()
-    rows = [
-        run(
-            "durable (badgerlike, sync)",
-            DURABLE,
-            args.messages,
-            args.publishers,
-            args.consumers,
-            args.window,
-        ),
-        run("ephemeral (memory)", "", args.messages, args.publishers, args.consumers, args.window),
-    ]
-    head = f"| {'scenario':<28} | {'messages':>8} | {'consumed':>8} | {'publish/s':>9} | {'consume/s':>9} |"
+    configs = {
+        "durable": ("durable (badgerlike, sync)", DURABLE),
+        "ephemeral": ("ephemeral (memory)", ""),
+    }
+    chosen = [c.strip() for c in args.scenarios.split(",") if c.strip()]
+    bad = [c for c in chosen if c not in configs]
+    if bad:
+        ap.error(f"unknown scenario(s): {', '.join(bad)}")
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.repeat):
+        for key in chosen:
+            label, cfg = configs[key]
+            r = run(label, cfg, args.messages, args.publishers, args.consumers, args.window)
+            print(
+                f"{label}: consumed {r['consume_per_s']}/s, lost {r['messages'] - r['consumed']}, "
+                f"broker {r['broker_cpu_us_per_msg']} us/msg",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs.setdefault(key, []).append(r)
+    rows = []
+    for key in chosen:
+        rs = runs[key]
+        row = dict(rs[0])
+        for k in ("publish_per_s", "consume_per_s", "seconds", "broker_cpu_us_per_msg"):
+            row[k] = statistics.median(r[k] for r in rs)
+        row["consume_range"] = [
+            min(r["consume_per_s"] for r in rs),
+            max(r["consume_per_s"] for r in rs),
+        ]
+        row["lost_max"] = max(r["messages"] - r["consumed"] for r in rs)
+        row["rounds"] = rs
+        rows.append(row)
+    head = (
+        f"| {'scenario':<28} | {'messages':>8} | {'lost (max)':>10} | {'publish/s':>9} | "
+        f"{'consume/s [min-max]':>21} | {'broker us/msg':>13} |"
+    )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
+        lo, hi = r["consume_range"]
+        consumed = f"{r['consume_per_s']:,.0f} [{lo:,}-{hi:,}]"
         print(
-            f"| {r['scenario']:<28} | {r['messages']:>8} | {r['consumed']:>8} | "
-            f"{r['publish_per_s']:>9} | {r['consume_per_s']:>9} |"
+            f"| {r['scenario']:<28} | {r['messages']:>8} | {r['lost_max']:>10} | "
+            f"{r['publish_per_s']:>9,.0f} | {consumed:>21} | {r['broker_cpu_us_per_msg']:>13} |"
         )
     print("Mosquitto has no queues: FluxMQ only.")
     result = {
@@ -320,6 +367,8 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "note": "Mosquitto has no queues; FluxMQ only.",
+        "repeat": args.repeat,
+        "loadavg_after": os.getloadavg(),
         "results": rows,
     }
     out = HERE / "results" / "queue_mqtt.json"

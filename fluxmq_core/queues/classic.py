@@ -223,6 +223,24 @@ class ClassicGroup(Group):
         self.wake()
         return True
 
+    def settle_many(self, offsets: list[int]) -> list[int]:
+        """:meth:`settle` for several offsets with one commit update and one wake;
+        returns the offsets that were pending (and are settled now)."""
+        pel = self.pel
+        log_, qname, name = self.queue.log, self.queue.name, self.name
+        done = []
+        for offset in offsets:
+            p = pel.pop(offset, None)
+            if p is None:
+                continue
+            self._release(p)
+            log_.pel_remove(qname, name, offset)
+            done.append(offset)
+        if done:
+            self.advance_commit()
+            self.wake()
+        return done
+
     def requeue(self, p: Pending, delay: float, reason: str) -> None:
         """Give ``p`` back for redelivery after ``delay`` seconds, or dead-letter it
         when it has used up ``max_deliveries``."""
@@ -417,26 +435,27 @@ class ClassicGroup(Group):
 
     def _deliver(self, c: Consumer, offset: int, message: Message, count: int) -> None:
         q = self.queue
+        cfg = q.config
+        manager = self.manager
         if c.auto_commit:
             # At-most-once consumer: settled as it is handed over.
             if offset in self.pel:
                 self.settle(offset)
-            self.manager.counters["acked"] += 1
+            manager.counters["acked"] += 1
         else:
-            now = self.manager.clock()
             p = self.pel.get(offset)
             if p is None:
                 p = Pending(offset, c.id, 0.0, count)
                 self._add_pending(p)
-            p.consumer = c.id
+            cid = p.consumer = c.id
             p.count = count
-            if q.config.max_priority:
-                p.prio = priority_of(message, q.config.max_priority)
-            p.deadline = now + (q.config.visibility_timeout or 0.0)
-            self._persist(p)
+            if cfg.max_priority:
+                p.prio = priority_of(message, cfg.max_priority)
+            deadline = p.deadline = manager.clock() + (cfg.visibility_timeout or 0.0)
+            q.log.pel_add(q.name, self.name, offset, cid, deadline, count)  # _persist(p)
             c.inflight.add(offset)
         if count > 1:
-            self.manager.counters["redelivered"] += 1
+            manager.counters["redelivered"] += 1
         self._deliver_to(c, decorate(message, q.name, self.name, offset, count), message.qos)
 
     async def _read_one(self, offset: int) -> Message | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fluxmq_core.queues.config import QueueError
 from fluxmq_core.queues.types import Consumer, GroupInfo, routing_key
 from fluxmq_core.router.topics import TopicError, topic_matches, validate_topic_filter
+from fluxmq_core.router.types import Delivery
 
 if TYPE_CHECKING:
     from fluxmq_core.message import Message
@@ -221,16 +222,15 @@ class Group:
         )
 
     def _deliver_to(self, consumer: Consumer, message: Message, qos: Any) -> None:
-        from fluxmq_core.router.types import Delivery
-
-        self.manager.counters["delivered"] += 1
-        tracer = getattr(self.manager.context, "tracer", None)  # set by a tracing plugin
+        manager = self.manager
+        manager.counters["delivered"] += 1
+        tracer = getattr(manager.context, "tracer", None)  # set by a tracing plugin
         if tracer is not None:
             tracer.queue_deliver(self.queue.name, self.name, consumer.id, message)
         try:
             consumer.subscriber.deliver(message, Delivery(qos))
         except Exception:
-            self.manager.counters["deliver_failures"] += 1
+            manager.counters["deliver_failures"] += 1
             log.exception(
                 "queue %s group %s: deliver to %s failed (the message stays unsettled)",
                 self.queue.name,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.queues import dlq, ephemeral, retention
@@ -809,6 +809,41 @@ class QueueManager:
             self.counters["acked"] += 1
             self._settled(_q.name, group, offset, "ack")
         return ok
+
+    def ack_many(self, group: str, message_ids: Iterable[str]) -> int:
+        """:meth:`ack` for several deliveries of ``group`` (message ids
+        ``"<queue>:<offset>"``, any queues), with one committed-offset update and one
+        dispatcher wake per queue instead of one per message. Ids that are not pending
+        (late, repeated, or their queue or group is gone) are skipped, as ``ack``
+        returning False, and so are malformed ids; returns how many were settled."""
+        by_queue: dict[str, list[int]] = {}
+        for mid in message_ids:
+            try:
+                queue, offset = parse_message_id(mid)
+            except QueueError:
+                continue
+            offsets = by_queue.get(queue)
+            if offsets is None:
+                by_queue[queue] = [offset]
+            else:
+                offsets.append(offset)
+        n = 0
+        for queue, offsets in by_queue.items():
+            q = self._queues.get(queue)
+            g = q.groups.get(group) if q is not None else None
+            if g is None:
+                continue
+            if isinstance(g, ClassicGroup):
+                done = g.settle_many(offsets)
+            else:
+                assert isinstance(g, StreamGroup)  # the only other kind of group
+                done = [o for o in offsets if g.commit(o)]
+            if done:
+                n += len(done)
+                self.counters["acked"] += len(done)
+                for offset in done:
+                    self._settled(queue, group, offset, "ack")
+        return n
 
     def nack(
         self,

@@ -477,3 +477,28 @@ async def test_ready_count_per_group() -> None:
         assert mgr.nack("jobs", "g", 0, delay=60)
         assert mgr.ready_count("jobs", "g") == 3  # a waiting redelivery is ready
         assert mgr.ready_count("jobs", "other") == 2  # what no group was given yet
+
+
+async def test_ack_many_settles_a_batch_like_acks_one_by_one() -> None:
+    async with queue_manager() as mgr:
+        mgr.declare("jobs")
+        mgr.declare("other")
+        c = RecordingConsumer("w1")
+        mgr.consume("jobs", "g", c, credit=10)
+        mgr.consume("other", "g", c, credit=10)
+        await fill(mgr, "jobs", 6)
+        await fill(mgr, "other", 2)
+        await mgr.wait_idle()
+        ids = c.ids
+        jobs = [i for i in ids if i.startswith("jobs:")]
+        other = [i for i in ids if i.startswith("other:")]
+        # a prefix of one queue, one of another, a repeat, a malformed and an unknown id
+        batch = [*jobs[:4], other[0], jobs[0], "nonsense", "gone:3"]
+        assert mgr.ack_many("g", batch) == 5
+        assert mgr.stats()["acked"] == 5
+        assert mgr.info("jobs").groups[0].pending == 2
+        assert mgr.info("jobs").groups[0].committed == 4  # advanced over the acked prefix
+        assert mgr.info("other").groups[0].pending == 1
+        assert not mgr.ack(jobs[0], "g")  # already settled
+        assert mgr.ack(jobs[4], "g")
+        assert mgr.ack_many("nosuchgroup", jobs) == 0

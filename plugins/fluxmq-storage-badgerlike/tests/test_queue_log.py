@@ -167,3 +167,33 @@ async def test_lock_is_exclusive(tmp_path: Path) -> None:
     with pytest.raises(StorageLockedError):
         await make(tmp_path).open()
     await log.close()
+
+
+async def test_a_run_of_commits_is_one_record_and_survives_a_crash(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 20)
+    before = log.meta.stats()["bytes"]
+    for offset in range(1, 11):  # a group acknowledging in order
+        log.commit_offset("orders/eu", "workers", offset)
+        assert await log.committed_offset("orders/eu", "workers") == offset  # at once
+    await log.sync()
+    one = len(b"qg/1/workers") + 16 + 9  # key, record header, encoded int
+    assert log.meta.stats()["bytes"] - before == one
+    await crash(log)
+    log = make(tmp_path)
+    await log.open()
+    assert await log.committed_offset("orders/eu", "workers") == 10
+    await log.close()
+
+
+async def test_a_commit_pending_when_its_queue_is_deleted_is_not_written(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 5)
+    log.commit_offset("orders/eu", "workers", 3)
+    log.delete_queue("orders/eu")
+    await log.sync()
+    assert not [k for k in log.meta.keys() if k.startswith("qg/")]
+    await crash(log)
+    log = make(tmp_path)
+    await log.open()
+    assert "orders/eu" not in await log.list_queues()
+    assert not [k for k in log.meta.keys() if k.startswith("qg/")]
+    await log.close()

@@ -44,7 +44,7 @@ from fluxmq_amqp091.codec import (
     Body,
     Header,
     encode_content,
-    encode_deliver,
+    encode_delivery,
     encode_method,
     short,
 )
@@ -161,6 +161,10 @@ class Channel:
         self._confirm_low = 1
         self._confirm_done: set[int] = set()
         self._nacked: set[int] = set()
+        # acks settled by append futures and not sent yet (``acks_held``: the last
+        # tag), sent as one ``multiple`` ack when the connection is next written
+        self._ack_from = 0
+        self.acks_held = 0
         self.tx = False
         self._tx_pub: list[tuple[Any, ...]] = []
         self._tx_settle: list[tuple[Any, ...]] = []
@@ -546,9 +550,16 @@ class Channel:
         exchange, rk = routing_of(message)
         conn = self.conn
         now = self.env.clock()
-        frame = encode_deliver(self.number, c.tag, tag, count > 1, exchange, rk)
-        conn.out += encode_content(
-            self.number, frame, from_message(message, now), message.payload, conn.frame_max
+        conn.out += encode_delivery(
+            self.number,
+            c.tag,
+            tag,
+            count > 1,
+            exchange,
+            rk,
+            from_message(message, now),
+            message.payload,
+            conn.frame_max,
         )
         self.env.stats.messages_sent += 1
         if self.env.events.on_delivered:
@@ -571,7 +582,12 @@ class Channel:
         if multiple:
             if tag == 0:
                 return list(self.unacked)
-            return [t for t in self.unacked if t <= tag]
+            out = []
+            for t in self.unacked:  # in delivery order: tags ascend
+                if t > tag:
+                    break
+                out.append(t)
+            return out
         if tag not in self.unacked:
             raise AMQPError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", *ids)
         return [tag]
@@ -599,7 +615,23 @@ class Channel:
     ) -> None:
         core = self.env.core
         touched: set[Consumer] = set()
-        for t in self._tags(tag, multiple, ids):
+        tags = self._tags(tag, multiple, ids)
+        if kind == "ack" and len(tags) > 1:
+            # one core call per group: one commit update and one wake for the batch
+            unacked = self.unacked
+            by_group: dict[str, list[str]] = {}
+            for t in tags:
+                c, mid, group = unacked.pop(t)
+                touched.add(c)
+                mids = by_group.get(group)
+                if mids is None:
+                    by_group[group] = [mid]
+                else:
+                    mids.append(mid)
+            for group, mids in by_group.items():
+                core.ack_many(group, mids)  # deleted queues' ids are skipped
+            tags = []
+        for t in tags:
             c, mid, group = self.unacked.pop(t)
             touched.add(c)
             try:
@@ -789,6 +821,14 @@ class Channel:
         if not futures:
             self._confirmed(seq, True)
             return
+        if len(futures) == 1:
+
+            def single(f: Any) -> None:
+                self._confirmed(seq, not f.cancelled() and f.exception() is None, defer=True)
+                self.conn.wakeup(self.conn)
+
+            futures[0].add_done_callback(single)
+            return
         left = [len(futures), True]
 
         def one(f: Any) -> None:
@@ -796,19 +836,22 @@ class Channel:
                 left[1] = False
             left[0] -= 1
             if left[0] == 0:
-                self._confirmed(seq, bool(left[1]))
+                self._confirmed(seq, bool(left[1]), defer=True)
                 self.conn.wakeup(self.conn)
 
         for f in futures:
             f.add_done_callback(one)
 
-    def _confirmed(self, seq: int, ok: bool) -> None:
+    def _confirmed(self, seq: int, ok: bool, defer: bool = False) -> None:
         """One publish settled: nack at once; acks go out in order, coalesced into
-        one ``multiple`` ack when several became contiguous."""
+        one ``multiple`` ack when several became contiguous. ``defer`` (settled by an
+        append future): the ack is held until the connection is next written, so the
+        futures one group commit resolves in one loop tick make one ack frame."""
         if self.closing or self.conn.channels.get(self.number) is not self:
             return
         send = self.conn.send
         if not ok:
+            self.send_held_acks()
             send(self.number, B.Nack(delivery_tag=seq, multiple=False, requeue=False))
             self._nacked.add(seq)
         done = self._confirm_done
@@ -822,13 +865,30 @@ class Channel:
         self._confirm_low = low
         nacked = self._nacked
         if not nacked:
-            send(self.number, B.Ack(delivery_tag=low - 1, multiple=low - 1 > start))
+            if not self.acks_held:
+                self._ack_from = start
+                if defer:
+                    self.conn.acks_held.append(self)
+            self.acks_held = low - 1
+            if not defer:
+                self.send_held_acks()
             return
+        self.send_held_acks()
         for t in range(start, low):
             if t in nacked:
                 nacked.discard(t)
             else:
                 send(self.number, B.Ack(delivery_tag=t, multiple=False))
+
+    def send_held_acks(self) -> None:
+        """Send the acks :meth:`_confirmed` held back, as one ``multiple`` ack (the
+        adapter calls this before it writes the connection's output)."""
+        upto = self.acks_held
+        if upto:
+            self.acks_held = 0
+            if self.closing or self.conn.channels.get(self.number) is not self:
+                return
+            self.conn.send(self.number, B.Ack(delivery_tag=upto, multiple=upto > self._ack_from))
 
     # --- tx -------------------------------------------------------------------------------
 

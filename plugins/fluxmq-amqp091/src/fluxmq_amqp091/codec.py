@@ -39,6 +39,7 @@ __all__ = [
     "encode_body_frames",
     "encode_content",
     "encode_deliver",
+    "encode_delivery",
     "encode_heartbeat",
     "encode_method",
     "is_amqp091",
@@ -179,6 +180,8 @@ class ProtocolHeader:
 _FRAME_HEAD = struct.Struct(">BHI")
 _PUBLISH_INDEX = commands.Basic.Publish.index
 _U16 = struct.Struct(">H")
+_CONTENT_HEAD_FLAGS = struct.Struct(">HHQH")  # class, weight, body size, property flags
+_DELIVERY_MODE_ONLY = 0x1000
 _U32 = struct.Struct(">I")
 
 
@@ -321,6 +324,15 @@ class FrameReader:
     def _header(channel: int, payload: bytes) -> Header:
         if len(payload) < 14:
             raise AMQPError(FRAME_ERROR, "content header frame is too short")
+        class_id, _weight, body_size, flags = _CONTENT_HEAD_FLAGS.unpack_from(payload, 0)
+        if (flags == _DELIVERY_MODE_ONLY and len(payload) == 15) or (
+            flags == 0 and len(payload) == 14
+        ):
+            # the common publish (persistent or not, nothing else): no pamqp decoder
+            props = commands.Basic.Properties()
+            if flags:
+                props.delivery_mode = payload[14]
+            return Header(channel, class_id, body_size, props, payload[12:])
         try:
             ch = ContentHeader()
             ch.unmarshal(payload)
@@ -378,9 +390,20 @@ def short(value: str) -> str:
     return value if len(b) <= 255 else b[:255].decode("utf-8", "ignore")
 
 
+_SSTR: dict[str, bytes] = {}
+
+
 def _sstr(value: str) -> bytes:
-    b = short(value).encode("utf-8")
-    return bytes((len(b),)) + b
+    """A short string field (length byte + UTF-8); the last few hundred distinct
+    values (consumer tags, exchanges, routing keys) are kept encoded."""
+    out = _SSTR.get(value)
+    if out is None:
+        b = short(value).encode("utf-8")
+        out = bytes((len(b),)) + b
+        if len(_SSTR) >= 512:
+            _SSTR.clear()
+        _SSTR[value] = out
+    return out
 
 
 _DELIVER_ID = struct.pack(">HH", 60, 60)
@@ -406,3 +429,50 @@ def encode_deliver(
         )
     )
     return _frame(FRAME_METHOD, channel, payload)
+
+
+_CONTENT_HEAD = struct.Struct(">HHQ")
+
+
+def encode_delivery(
+    channel: int,
+    consumer_tag: str,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str,
+    routing_key: str,
+    raw_props: bytes,
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """``encode_deliver`` + ``encode_content`` in one join for the common case (a
+    body that fits one frame): one call per delivered message."""
+    method = b"".join(
+        (
+            _DELIVER_ID,
+            _sstr(consumer_tag),
+            _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
+            _sstr(exchange),
+            _sstr(routing_key),
+        )
+    )
+    n = len(body)
+    if not n or n > (frame_max or 131072) - FRAME_OVERHEAD:
+        return encode_content(
+            channel, _frame(FRAME_METHOD, channel, method), raw_props, body, frame_max
+        )
+    pack = _FRAME_HEAD.pack
+    return b"".join(
+        (
+            pack(FRAME_METHOD, channel, len(method)),
+            method,
+            b"\xce",
+            pack(FRAME_HEADER, channel, 12 + len(raw_props)),
+            _CONTENT_HEAD.pack(60, 0, n),
+            raw_props,
+            b"\xce",
+            pack(FRAME_BODY, channel, n),
+            body,
+            b"\xce",
+        )
+    )

@@ -154,6 +154,8 @@ class Connection:
         #: set by the adapter: called when out gained bytes outside ``receive``
         self.wakeup: Any = lambda conn: None
         self.flush_pending = False  # the adapter's flag (reset by each flush)
+        #: channels holding publisher confirms for the next write (Channel.acks_held)
+        self.acks_held: list[Channel] = []
 
     def __repr__(self) -> str:
         return f"Connection({self.id}, {self.remote}, {self.phase.value})"

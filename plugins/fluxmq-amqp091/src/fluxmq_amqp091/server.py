@@ -373,8 +373,13 @@ class AMQPProtocol(AdapterProtocol):
 
     def flush(self) -> None:
         conn = self.conn
-        if conn is not None and conn.out:
-            conn.last_sent = self._loop.time()
+        if conn is not None:
+            if conn.acks_held:  # publisher confirms held for this write
+                held, conn.acks_held = conn.acks_held, []
+                for ch in held:
+                    ch.send_held_acks()
+            if conn.out:
+                conn.last_sent = self._loop.time()
         AdapterProtocol.flush(self)
 
     def internal_error(self) -> None:

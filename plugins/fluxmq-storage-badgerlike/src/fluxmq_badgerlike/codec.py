@@ -198,6 +198,24 @@ def encode_message(m: Message) -> bytes:
             append(b"i" + _Q.pack(v))
         elif t is float:
             append(b"d" + _D.pack(v))
+        elif t is dict:  # the properties: str and bytes values inlined
+            append(b"m" + _U32.pack(len(v)))
+            for k, x in v.items():
+                if type(k) is not str:
+                    raise TypeError(f"message: keys must be str, got {k!r}")
+                kb = k.encode()
+                append(_U32.pack(len(kb)))
+                append(kb)
+                tx = type(x)
+                if tx is str:
+                    b = x.encode()
+                    append(b"s" + _U32.pack(len(b)))
+                    append(b)
+                elif tx is bytes:
+                    append(b"b" + _U32.pack(len(x)))
+                    append(x)
+                else:
+                    _enc(x, out, "message")
         else:
             _enc(v, out, "message")
     return b"".join(out)
@@ -206,15 +224,98 @@ def encode_message(m: Message) -> bytes:
 def decode_message(buf: bytes | None) -> Message:
     """Decode what :func:`encode_message` wrote; ``ValueError`` for anything else,
     including ``None`` (a record the engine does not hold), so callers can pass a
-    lookup's result as it is."""
+    lookup's result as it is.
+
+    The fields are read in one flat loop with the scalar tags inlined (this runs
+    once per message read from a queue); dicts, lists and big ints go through
+    :func:`_dec`. The result is the same as ``decode_value`` of the field list."""
     if not buf or buf[0] != MESSAGE_VERSION:
         raise ValueError("not an encoded message (bad version byte)")
+    if not buf.startswith(_MESSAGE_PREFIX):
+        return _decode_message_slow(buf)
+    f: list[Any] = []
+    append = f.append
+    unpack_u32, unpack_q, unpack_d = _U32.unpack_from, _Q.unpack_from, _D.unpack_from
+    i = len(_MESSAGE_PREFIX)
+    try:
+        for _ in range(_NFIELDS):
+            tag = buf[i]
+            if tag == 0x4E:  # N
+                append(None)
+                i += 1
+            elif tag == 0x73:  # s
+                (n,) = unpack_u32(buf, i + 1)
+                i += 5
+                append(buf[i : i + n].decode())
+                i += n
+            elif tag == 0x62:  # b
+                (n,) = unpack_u32(buf, i + 1)
+                i += 5
+                append(bytes(buf[i : i + n]))
+                i += n
+            elif tag == 0x69:  # i
+                append(unpack_q(buf, i + 1)[0])
+                i += 9
+            elif tag == 0x64:  # d
+                append(unpack_d(buf, i + 1)[0])
+                i += 9
+            elif tag == 0x46:  # F
+                append(False)
+                i += 1
+            elif tag == 0x54:  # T
+                append(True)
+                i += 1
+            elif tag == 0x6D:  # m: a dict (the properties), its scalar values inlined
+                (count,) = unpack_u32(buf, i + 1)
+                i += 5
+                d: dict[str, Any] = {}
+                for _ in range(count):
+                    (n,) = unpack_u32(buf, i)
+                    i += 4
+                    k = buf[i : i + n].decode()
+                    i += n
+                    tag = buf[i]
+                    if tag == 0x73:  # s
+                        (n,) = unpack_u32(buf, i + 1)
+                        i += 5
+                        d[k] = buf[i : i + n].decode()
+                        i += n
+                    elif tag == 0x62:  # b
+                        (n,) = unpack_u32(buf, i + 1)
+                        i += 5
+                        d[k] = bytes(buf[i : i + n])
+                        i += n
+                    elif tag == 0x69:  # i
+                        d[k] = unpack_q(buf, i + 1)[0]
+                        i += 9
+                    else:
+                        d[k], i = _dec(buf, i)
+                append(d)
+            else:
+                v, i = _dec(buf, i)
+                append(v)
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"undecodable value: {exc}") from None
+    if i != len(buf):
+        raise ValueError(f"undecodable value: {len(buf) - i} trailing bytes")
+    return _message(f)
+
+
+_NFIELDS = len(MESSAGE_FIELDS)
+
+
+def _decode_message_slow(buf: bytes) -> Message:
     f = decode_value(buf[1:])
-    up = f[5]
-    return Message(
-        f[0], f[1], f[2], f[3],
-        properties=f[4],
-        user_properties=None if up is None else [(k, v) for k, v in up],
-        content_type=f[6], correlation_data=f[7], response_topic=f[8], payload_format=f[9],
-        expires_at=f[10], origin_protocol=f[11], origin_client=f[12], timestamp=f[13],
-    )  # fmt: skip
+    if not isinstance(f, list) or len(f) != _NFIELDS:
+        raise ValueError("not an encoded message (bad field list)")
+    return _message(f)
+
+
+def _message(f: list[Any]) -> Message:
+    m = Message.__new__(Message)
+    (m.topic, m.payload, m.qos, m.retain, m.properties, up, m.content_type,
+     m.correlation_data, m.response_topic, m.payload_format, m.expires_at,
+     m.origin_protocol, m.origin_client, m.timestamp) = f  # fmt: skip
+    m.user_properties = None if up is None else [(k, v) for k, v in up]
+    m.encoded = None
+    return m

@@ -46,6 +46,7 @@ from fluxmq_badgerlike.framing import (
     DELETE,
     HEADER,
     HEADER_SIZE,
+    MAGIC,
     PAD,
     PUT,
     check_kv,
@@ -63,6 +64,7 @@ _CKPT_MAGIC = b"FLXCKPT1"
 _CKPT_HEAD = struct.Struct("<IQQ")  # segment, position, key count
 _CKPT_ENTRY = struct.Struct("<IQI")  # segment, position, length
 _U32 = struct.Struct("<I")
+_PUT_HEAD = struct.Struct("<BBHII")  # magic, type, flags, key_len, value_len
 
 Pointer = tuple[int, int, int]
 
@@ -207,7 +209,10 @@ class Engine:
     # --- reads and writes -----------------------------------------------------------------
 
     def put(self, key: str, value: bytes) -> None:
-        self._append(key, kv_record(PUT, key.encode(), value), PUT)
+        kb = key.encode()
+        # kv_record(PUT, kb, value), inlined: one put per PEL change on the queue path
+        body = b"".join((_PUT_HEAD.pack(MAGIC, PUT, 0, len(kb), len(value)), kb, value))
+        self._append(key, _U32.pack(zlib.crc32(body)) + body, PUT)
 
     def delete(self, key: str) -> bool:
         """Delete ``key``; False (and nothing written) when it is absent."""
@@ -218,18 +223,21 @@ class Engine:
 
     def _append(self, key: str, record: bytes, rtype: int) -> None:
         n = len(record)
-        h = self._handles[self._head]
+        head = self._head
+        h = self._handles[head]
         if h.size and h.size + n > self.options.segment_size:
             h = self._rotate()
+            head = self._head
         pos = h.append(record)
-        self._total[self._head] += n
-        old = self._index.get(key)
+        self._total[head] += n
+        index = self._index
+        if rtype == PUT:
+            old = index.get(key)
+            index[key] = (head, pos, n)
+        else:
+            old = index.pop(key, None)
         if old is not None:
             self._dead[old[0]] += old[2]
-        if rtype == PUT:
-            self._index[key] = (self._head, pos, n)
-        else:
-            del self._index[key]
         self._changes += 1
 
     def _rotate(self) -> FileHandle:

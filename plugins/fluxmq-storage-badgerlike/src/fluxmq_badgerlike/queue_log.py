@@ -71,6 +71,28 @@ _IDX_MAGIC = b"FLXIDX01"
 _IDX_HEAD = struct.Struct("<QQQI")  # base, next, file size, entries
 _IDX_ENTRY = struct.Struct("<QQdQ")  # first offset, position, max timestamp, payload bytes
 _READ_CHUNK = 64 * 1024
+_INT = struct.Struct("<q")
+_PEL_HEAD = b"l" + struct.pack("<I", 3) + b"s"
+_PEL_TAIL = struct.Struct("<Bdc")  # after the consumer: b"d", deadline, b"i"
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _enc_int(value: int) -> bytes:
+    """``encode_value(value)`` for an int (the committed offset), inlined."""
+    if _INT64[0] <= value <= _INT64[1]:
+        return b"i" + _INT.pack(value)
+    return encode_value(value)
+
+
+def _enc_pel(consumer: str, deadline: float, count: int) -> bytes:
+    """``encode_value([consumer, deadline, count])``, inlined (one per delivery)."""
+    if type(consumer) is not str or not _INT64[0] <= count <= _INT64[1]:
+        return encode_value([consumer, deadline, count])
+    cb = consumer.encode()
+    return b"".join(
+        (_PEL_HEAD, struct.pack("<I", len(cb)), cb, _PEL_TAIL.pack(0x64, deadline, b"i"),
+         _INT.pack(count))
+    )  # fmt: skip
 
 
 def parse_q(view: memoryview, i: int, n: int) -> int:
@@ -151,7 +173,8 @@ class _Seg:
 
 
 class _Queue:
-    __slots__ = ("bytes", "config", "dir", "first", "groups", "id", "name", "next", "pel", "segs")
+    __slots__ = ("bytes", "config", "dir", "first", "gkeys", "groups", "id", "name", "next", "pel",
+                 "segs")  # fmt: skip
 
     def __init__(self, name: str, qid: int, config: dict[str, Any], directory: str) -> None:
         self.name = name
@@ -163,7 +186,16 @@ class _Queue:
         self.next = 0
         self.bytes = 0
         self.groups: dict[str, int] = {}
-        self.pel: dict[str, dict[int, PendingEntry]] = {}
+        #: group -> offset -> (consumer, deadline, delivery count), in memory
+        self.pel: dict[str, dict[int, tuple[str, float, int]]] = {}
+        #: group -> its meta key prefix ``<id>/<escaped group>`` (built once per group)
+        self.gkeys: dict[str, str] = {}
+
+    def gkey(self, group: str) -> str:
+        k = self.gkeys.get(group)
+        if k is None:
+            k = self.gkeys[group] = f"{self.id}/{esc(group)}"
+        return k
 
 
 class BadgerlikeQueueLog(QueueLog):
@@ -184,6 +216,10 @@ class BadgerlikeQueueLog(QueueLog):
         )
         self._queues: dict[str, _Queue] = {}
         self._next_id = 1
+        #: committed offsets not written yet: (queue, group) -> the latest offset;
+        #: written once per flush (see ``commit_offset``)
+        self._commits: dict[tuple[_Queue, str], int] = {}
+        self.writer.before_flush.append(self._put_commits)
         self.recovery: dict[str, Any] = {
             "truncated_bytes": 0,
             "repaired": [],
@@ -249,7 +285,7 @@ class BadgerlikeQueueLog(QueueLog):
                 by_id[qid].groups[g] = off
         for qid, g, off, (consumer, deadline, count) in pels:
             if qid in by_id:
-                by_id[qid].pel.setdefault(g, {})[off] = PendingEntry(off, consumer, deadline, count)
+                by_id[qid].pel.setdefault(g, {})[off] = (consumer, deadline, count)
         for q in by_id.values():
             for g in q.pel:
                 q.pel[g] = dict(sorted(q.pel[g].items()))
@@ -370,6 +406,7 @@ class BadgerlikeQueueLog(QueueLog):
             return False
 
     async def close(self) -> None:
+        self._put_commits()
         await self.meta.close()
         await self.writer.close()
         for q in self._queues.values():
@@ -377,6 +414,7 @@ class BadgerlikeQueueLog(QueueLog):
                 seg.handle.close()
 
     async def sync(self) -> None:
+        self._put_commits()
         await self.writer.sync()
 
     def stats(self) -> dict[str, int]:
@@ -426,6 +464,8 @@ class BadgerlikeQueueLog(QueueLog):
         q = self._queues.pop(name, None)
         if q is None:
             return
+        for key in [k for k in self._commits if k[0] is q]:
+            del self._commits[key]
         meta = self.meta
         meta.delete("qc/" + esc(name))
         meta.delete(f"qf/{q.id}")
@@ -595,9 +635,28 @@ class BadgerlikeQueueLog(QueueLog):
     # --- consumer groups --------------------------------------------------------
 
     def commit_offset(self, queue: str, group: str, offset: int) -> None:
+        """Record ``offset`` at once in memory; the meta record is written by the next
+        flush of the writer (before its batch is taken), so a run of commits (one
+        per ack while a group acknowledges in order) costs one record, not one each.
+        Nothing is weaker for it: records reach the file only at a flush anyway, and
+        ``sync()`` writes what is outstanding before it waits."""
         q = self._q(queue)
-        q.groups[group] = int(offset)
-        self.meta.put(f"qg/{q.id}/{esc(group)}", encode_value(int(offset)))
+        offset = int(offset)
+        q.groups[group] = offset
+        commits = self._commits
+        if not commits:
+            self.writer.schedule_flush()
+        commits[(q, group)] = offset
+
+    def _put_commits(self) -> None:
+        commits = self._commits
+        if not commits:
+            return
+        self._commits = {}
+        put = self.meta.put
+        for (q, group), offset in commits.items():
+            if self._queues.get(q.name) is q:
+                put("qg/" + q.gkey(group), _enc_int(offset))
 
     async def committed_offset(self, queue: str, group: str) -> int | None:
         return self._q(queue).groups.get(group)
@@ -618,18 +677,25 @@ class BadgerlikeQueueLog(QueueLog):
         delivery_count: int,
     ) -> None:
         q = self._q(queue)
-        entry = PendingEntry(int(offset), consumer, float(deadline), int(delivery_count))
-        q.pel.setdefault(group, {})[entry.offset] = entry
-        value = encode_value([consumer, entry.deadline, entry.delivery_count])
-        self.meta.put(f"qp/{q.id}/{esc(group)}/{entry.offset:020d}", value)
+        offset = int(offset)
+        deadline = float(deadline)
+        delivery_count = int(delivery_count)
+        pel = q.pel.get(group)
+        if pel is None:
+            pel = q.pel[group] = {}
+        pel[offset] = (consumer, deadline, delivery_count)
+        self.meta.put(
+            f"qp/{q.gkey(group)}/{offset:020d}", _enc_pel(consumer, deadline, delivery_count)
+        )
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
-        pel = self._q(queue).pel.get(group)
+        q = self._q(queue)
+        pel = q.pel.get(group)
         if pel is not None and pel.pop(offset, None) is not None:
-            self.meta.delete(f"qp/{self._queues[queue].id}/{esc(group)}/{int(offset):020d}")
+            self.meta.delete(f"qp/{q.gkey(group)}/{int(offset):020d}")
 
     async def pel_entries(self, queue: str, group: str) -> list[PendingEntry]:
         pel = self._q(queue).pel.get(group)
         if not pel:
             return []
-        return [pel[o] for o in sorted(pel)]
+        return [PendingEntry(o, *pel[o]) for o in sorted(pel)]

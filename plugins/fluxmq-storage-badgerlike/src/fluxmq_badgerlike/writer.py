@@ -137,6 +137,9 @@ class GroupWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: BaseException | None = None
         self._closed = False
+        #: called at the start of every flush, before the batch is taken: owners that
+        #: coalesce overwrites (the queue log's committed offsets) write them here
+        self.before_flush: list[Callable[[], None]] = []
         #: counters for stats and tests
         self.flushes = 0
         self.fsyncs = 0
@@ -154,6 +157,10 @@ class GroupWriter:
 
     def _note_write(self) -> None:
         self._submitted += 1
+        self._schedule()
+
+    def schedule_flush(self) -> None:
+        """Make sure a flush runs soon (for ``before_flush`` work), as a write would."""
         self._schedule()
 
     def _schedule(self) -> None:
@@ -233,6 +240,8 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                for hook in self.before_flush:
+                    hook()
                 batch, self._queue = self._queue, []
                 for item in batch:
                     if isinstance(item, _Chunk):
