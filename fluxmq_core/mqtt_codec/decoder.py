@@ -242,8 +242,9 @@ class Decoder:
         self._pos = 0
         # While a packet larger than what has arrived is pending (`_need` bytes in
         # total), chunks wait in `_parts` and are joined once, when it can complete:
-        # re-joining per chunk would copy a big packet quadratically.
-        self._parts: list[bytes] = []
+        # re-joining per chunk would copy a big packet quadratically. An empty tuple
+        # until a packet spans chunks (an idle connection holds no list).
+        self._parts: list[bytes] | tuple[()] = ()
         self._parts_len = 0
         self._need = 0
         self._role = role
@@ -298,12 +299,15 @@ class Decoder:
             data = bytes(data)
         held = len(self._buf) - self._pos
         if self._need and held + self._parts_len + len(data) < self._need:
-            self._parts.append(data)
+            if not self._parts:
+                self._parts = [data]
+            else:
+                self._parts.append(data)
             self._parts_len += len(data)
             return
         if self._parts:
             self._buf = b"".join((self._buf[self._pos :], *self._parts, data))
-            self._parts = []
+            self._parts = ()
             self._parts_len = 0
         elif held:
             self._buf = self._buf[self._pos :] + data
