@@ -128,6 +128,16 @@ def _make_publish(
     return pkt
 
 
+# Topic names that passed the checks below (UTF-8, no wildcard, no U+0000), by their
+# encoded bytes: a stream of PUBLISHes to the same topics skips the decode and the
+# scans, and every message of a topic shares one ``str`` whose hash is computed once
+# (the router's and the ACL's caches look it up again). Bounded (at most 4,096
+# names of at most 256 bytes); cleared when full.
+_TOPICS: dict[bytes, str] = {}
+_TOPICS_MAX = 4096
+_TOPIC_CACHED_LEN = 256
+
+
 def _publish_head(
     buf: bytes, start: int, end: int, flags: int
 ) -> tuple[str, int, tuple, int | None]:
@@ -140,14 +150,21 @@ def _publish_head(
     pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
     if pos > end:
         raise malformed("PUBLISH topic length runs past the end of the packet")
-    try:
-        topic = buf[start + 2 : pos].decode("utf-8")
-    except UnicodeDecodeError:
-        raise malformed("PUBLISH topic is not well-formed UTF-8") from None
-    if "+" in topic or "#" in topic:
-        raise MQTTProtocolError(TOPIC_NAME_INVALID, "PUBLISH topic contains a wildcard")
-    if "\x00" in topic:
-        raise malformed("PUBLISH topic contains U+0000")
+    raw = buf[start + 2 : pos]
+    topic = _TOPICS.get(raw)
+    if topic is None:
+        try:
+            topic = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise malformed("PUBLISH topic is not well-formed UTF-8") from None
+        if "+" in topic or "#" in topic:
+            raise MQTTProtocolError(TOPIC_NAME_INVALID, "PUBLISH topic contains a wildcard")
+        if "\x00" in topic:
+            raise malformed("PUBLISH topic contains U+0000")
+        if len(raw) <= _TOPIC_CACHED_LEN:
+            if len(_TOPICS) >= _TOPICS_MAX:
+                _TOPICS.clear()
+            _TOPICS[raw] = topic
     if bits[0]:
         if pos + 2 > end:
             raise malformed("PUBLISH too short for its packet identifier")

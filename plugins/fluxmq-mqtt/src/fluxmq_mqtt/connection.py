@@ -276,8 +276,37 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._decode_error(exc)
             return
         if packets:
-            self._add_backlog(packets)
-            self._process()
+            if self.backlog:
+                self.backlog.extend(packets)
+                self._process()
+            else:
+                self._run(packets)
+
+    def _run(self, packets: list[Any]) -> None:
+        """:meth:`_process` for a chunk when nothing is pending (the usual case):
+        walks the decoder's list as it is and makes a backlog of what is left only
+        when a packet has to wait."""
+        handlers = _HANDLERS
+        i = 0
+        for packet in packets:
+            phase = self.phase
+            if phase is Phase.CLOSED:
+                return
+            if self.waiting is not None:
+                break
+            kind = type(packet)
+            if kind not in ALLOWED[phase]:
+                self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
+                return
+            if handlers[kind](self, packet) is SUSPEND:
+                break  # handled again, from the backlog, once the wait is answered
+            i += 1
+            if self.answers:
+                self.answers = EMPTY
+        else:
+            return
+        if self.phase is not Phase.CLOSED:
+            self.backlog = deque(packets[i:])
 
     def _add_backlog(self, packets: list[Any]) -> None:
         if self.backlog:
@@ -724,11 +753,15 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         if qos and len(session.inbound) + self.held_count >= cfg.receive_maximum:
             self._protocol_error(0x93, "receive maximum exceeded")
             return None
-        allowed = self._authorized("publish", topic)
+        registry = self.registry
+        allowed = registry.auth.authorize_cached(self.client_id, self.username, "publish", topic)
         if allowed is None:
-            return SUSPEND
+            allowed = self._authorized("publish", topic)  # an answer fed back, or ask
+            if allowed is None:
+                return SUSPEND
         hooked = None
-        hooks = getattr(self.registry.context, "hooks", None)
+        context = registry.context
+        hooks = getattr(context, "hooks", None)
         if allowed and hooks is not None and hooks.wants("auth_on_publish", PROTOCOL):
             hooked = self._hooked(
                 "auth_on_publish",
@@ -747,11 +780,11 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 allowed = self._authorized("publish", topic)
                 if allowed is None:
                     return SUSPEND
-        stats = self.registry.stats
+        stats = registry.stats
         stats.messages_received += 1
         stats.publish_received += 1
         bucket = self.publish_bucket
-        if bucket is not None and not bucket.take(self.registry.clock()):
+        if bucket is not None and not bucket.take(registry.clock()):
             stats.messages_dropped += 1
             stats.rate_limited_publishes += 1
             if v5 and qos == 0:
@@ -768,22 +801,33 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         elif props is not None and props.payload_format_indicator == 1 and not _utf8(p.payload):
             code = 0x99
         else:
-            message = self._message(topic, p, props)
+            if props is None:
+                message = Message(
+                    topic,
+                    p.payload,
+                    qos,
+                    p.retain,
+                    origin_protocol=PROTOCOL,
+                    origin_client=self.client_id,
+                    timestamp=registry.clock(),
+                )
+            else:
+                message = self._message(topic, p, props)
             if hooked is not None:
                 apply_outcome(message, hooked)
-            if topic.startswith("$") and is_queue_topic(topic):
-                self.registry.queue_face.publish(self, message, qos, pid)
+            if topic[:1] == "$" and is_queue_topic(topic):
+                registry.queue_face.publish(self, message, qos, pid)
                 return None
         if qos == 0:
             if message is not None:
-                self.registry.context.publish(message)
+                context.publish(message)
             return None
         if qos == 1:
             # The PUBACK goes where ``out`` ended before the publish: ahead of the
             # deliveries to this same connection that the publish causes.
             out = self.out
             pos = len(out)
-            if message is not None and not self.registry.context.publish(message) and v5:
+            if message is not None and not context.publish(message) and v5:
                 code = 0x10
             self._ack(Puback, pid, code, out, pos)
             return None
