@@ -287,15 +287,21 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         walks the decoder's list as it is and makes a backlog of what is left only
         when a packet has to wait."""
         handlers = _HANDLERS
+        closed = Phase.CLOSED
+        # ALLOWED[phase] is looked up again only when the phase changes.
+        phase: Phase | None = None
+        allowed: Any = ()
         i = 0
         for packet in packets:
-            phase = self.phase
-            if phase is Phase.CLOSED:
-                return
+            if self.phase is not phase:
+                phase = self.phase
+                if phase is closed:
+                    return
+                allowed = ALLOWED[phase]
             if self.waiting is not None:
                 break
             kind = type(packet)
-            if kind not in ALLOWED[phase]:
+            if kind not in allowed:
                 self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
                 return
             if handlers[kind](self, packet) is SUSPEND:
