@@ -130,3 +130,25 @@ def test_an_earlier_deadline_rearms_the_timer() -> None:
     assert early.closed_at is not None and late.checks == []
     loop.advance(9.0)
     assert late.closed_at is not None
+
+
+def test_a_failing_check_does_not_stop_the_others() -> None:
+    loop = ManualLoop()
+    wheel = KeepAliveWheel()
+
+    class Broken(Proto):
+        conn = "broken"
+
+        def _keepalive_check(self) -> None:
+            raise RuntimeError("boom")
+
+    bad = Broken(loop, wheel, 1.0)
+    good = Proto(loop, wheel, 1.0)
+    later = Proto(loop, wheel, 3.0)
+    wheel.add(bad, loop.time() + 1.0)
+    wheel.add(good, loop.time() + 1.0)
+    wheel.add(later, loop.time() + 3.0)
+    loop.advance(1.2)
+    assert good.closed_at is not None
+    loop.advance(2.0)  # the timer was armed again for the later deadline
+    assert later.closed_at is not None

@@ -7,9 +7,10 @@ linger. What is MQTT's own here: :class:`MQTTServer` owns the
 :class:`~fluxmq_mqtt.sessions.SessionRegistry`; :class:`FlowControl` pauses reading
 MQTT publishers whose messages meet a congested subscriber; :class:`MQTTProtocol`
 adds the connect timeout, keep-alive (every connection's deadline in one shared
-:class:`KeepAliveWheel`, re-checked lazily: no timer per connection or per packet), ``resume_writing`` pumping the session queue, the handlers of the
-MQTT waits (login, ACL cache misses, enhanced-auth steps) and the store sync before
-acks (held acks, and everything the same chunk wrote after them, go out after one
+:class:`KeepAliveWheel`, re-checked lazily: no timer per connection or per packet),
+``resume_writing`` pumping the session queue, the handlers of the MQTT waits
+(login, ACL cache misses, enhanced-auth steps) and the store sync before acks (held
+acks, and everything the same chunk wrote after them, go out after one
 ``store.sync()``, so a PUBACK still precedes the deliveries its publish caused).
 
 What it does not do: MQTT rules. Everything a packet means is decided in
@@ -122,11 +123,18 @@ class KeepAliveWheel:
             bucket = buckets.pop(heapq.heappop(ticks), None)
             if bucket:
                 due.append(bucket)
-        for bucket in due:
-            for proto in bucket:
-                proto._keepalive_check()  # may add itself to a later tick
-        if ticks and self._timer is None:
-            self._arm(loop, ticks[0])
+        try:
+            for bucket in due:
+                for proto in bucket:
+                    try:
+                        proto._keepalive_check()  # may add itself to a later tick
+                    except Exception:
+                        # One connection's failure must not leave the others
+                        # unchecked (each had its own timer before).
+                        log.exception("keep-alive check of %r failed", proto.conn)
+        finally:
+            if ticks and self._timer is None:
+                self._arm(loop, ticks[0])
 
     def stop(self) -> None:
         if self._timer is not None:
