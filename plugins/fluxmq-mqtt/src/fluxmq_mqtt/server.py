@@ -280,6 +280,10 @@ class MQTTProtocol(AdapterProtocol):
         return conn
 
     def connected(self) -> None:
+        # The protocol itself is the connection's ``wakeup`` (``__call__`` below):
+        # the bound method the adapter set would be one more object (64 bytes) on
+        # every idle connection.
+        self.conn.wakeup = self
         self._connect_timer = self._loop.call_later(
             self.server.cfg.connect_timeout, self._connect_timeout
         )
@@ -313,6 +317,8 @@ class MQTTProtocol(AdapterProtocol):
         elif not self.dirty:
             self.dirty = True
             self.server.mark_dirty(self)
+
+    __call__ = wakeup  # conn.wakeup(conn) (see ``connected``)
 
     def internal_error(self) -> None:
         self.conn.kick(0x80, "internal error")  # 5.0: DISCONNECT "unspecified error"
