@@ -128,6 +128,16 @@ def _make_publish(
     return pkt
 
 
+# Topic names that passed the checks below (UTF-8, no wildcard, no U+0000), by their
+# encoded bytes: a stream of PUBLISHes to the same topics skips the decode and the
+# scans, and every message of a topic shares one ``str`` whose hash is computed once
+# (the router's and the ACL's caches look it up again). Bounded (at most 4,096
+# names of at most 256 bytes); cleared when full.
+_TOPICS: dict[bytes, str] = {}
+_TOPICS_MAX = 4096
+_TOPIC_CACHED_LEN = 256
+
+
 def _publish_head(
     buf: bytes, start: int, end: int, flags: int
 ) -> tuple[str, int, tuple, int | None]:
@@ -140,14 +150,21 @@ def _publish_head(
     pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
     if pos > end:
         raise malformed("PUBLISH topic length runs past the end of the packet")
-    try:
-        topic = buf[start + 2 : pos].decode("utf-8")
-    except UnicodeDecodeError:
-        raise malformed("PUBLISH topic is not well-formed UTF-8") from None
-    if "+" in topic or "#" in topic:
-        raise MQTTProtocolError(TOPIC_NAME_INVALID, "PUBLISH topic contains a wildcard")
-    if "\x00" in topic:
-        raise malformed("PUBLISH topic contains U+0000")
+    raw = buf[start + 2 : pos]
+    topic = _TOPICS.get(raw)
+    if topic is None:
+        try:
+            topic = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise malformed("PUBLISH topic is not well-formed UTF-8") from None
+        if "+" in topic or "#" in topic:
+            raise MQTTProtocolError(TOPIC_NAME_INVALID, "PUBLISH topic contains a wildcard")
+        if "\x00" in topic:
+            raise malformed("PUBLISH topic contains U+0000")
+        if len(raw) <= _TOPIC_CACHED_LEN:
+            if len(_TOPICS) >= _TOPICS_MAX:
+                _TOPICS.clear()
+            _TOPICS[raw] = topic
     if bits[0]:
         if pos + 2 > end:
             raise malformed("PUBLISH too short for its packet identifier")
@@ -242,8 +259,9 @@ class Decoder:
         self._pos = 0
         # While a packet larger than what has arrived is pending (`_need` bytes in
         # total), chunks wait in `_parts` and are joined once, when it can complete:
-        # re-joining per chunk would copy a big packet quadratically.
-        self._parts: list[bytes] = []
+        # re-joining per chunk would copy a big packet quadratically. An empty tuple
+        # until a packet spans chunks (an idle connection holds no list).
+        self._parts: list[bytes] | tuple[()] = ()
         self._parts_len = 0
         self._need = 0
         self._role = role
@@ -298,12 +316,15 @@ class Decoder:
             data = bytes(data)
         held = len(self._buf) - self._pos
         if self._need and held + self._parts_len + len(data) < self._need:
-            self._parts.append(data)
+            if not self._parts:
+                self._parts = [data]
+            else:
+                self._parts.append(data)
             self._parts_len += len(data)
             return
         if self._parts:
             self._buf = b"".join((self._buf[self._pos :], *self._parts, data))
-            self._parts = []
+            self._parts = ()
             self._parts_len = 0
         elif held:
             self._buf = self._buf[self._pos :] + data

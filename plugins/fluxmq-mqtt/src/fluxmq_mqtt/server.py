@@ -6,10 +6,11 @@ per-connection exception isolation, back-pressure and the graceful close with a
 linger. What is MQTT's own here: :class:`MQTTServer` owns the
 :class:`~fluxmq_mqtt.sessions.SessionRegistry`; :class:`FlowControl` pauses reading
 MQTT publishers whose messages meet a congested subscriber; :class:`MQTTProtocol`
-adds the connect timeout, keep-alive (one lazily re-armed timer per connection, not
-one per packet), ``resume_writing`` pumping the session queue, the handlers of the
-MQTT waits (login, ACL cache misses, enhanced-auth steps) and the store sync before
-acks (held acks, and everything the same chunk wrote after them, go out after one
+adds the connect timeout, keep-alive (every connection's deadline in one shared
+:class:`KeepAliveWheel`, re-checked lazily: no timer per connection or per packet),
+``resume_writing`` pumping the session queue, the handlers of the MQTT waits
+(login, ACL cache misses, enhanced-auth steps) and the store sync before acks (held
+acks, and everything the same chunk wrote after them, go out after one
 ``store.sync()``, so a PUBACK still precedes the deliveries its publish caused).
 
 What it does not do: MQTT rules. Everything a packet means is decided in
@@ -19,7 +20,9 @@ What it does not do: MQTT rules. Everything a packet means is decided in
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthError
@@ -35,7 +38,14 @@ if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
     from fluxmq_mqtt.config import MQTTConfig
 
-__all__ = ["FLUSH_AT", "FlowControl", "LoopScheduler", "MQTTProtocol", "MQTTServer"]
+__all__ = [
+    "FLUSH_AT",
+    "FlowControl",
+    "KeepAliveWheel",
+    "LoopScheduler",
+    "MQTTProtocol",
+    "MQTTServer",
+]
 
 log = logging.getLogger("fluxmq.mqtt")
 
@@ -50,6 +60,88 @@ class LoopScheduler:
 
     def cancel(self, handle: asyncio.TimerHandle) -> None:
         handle.cancel()
+
+
+class KeepAliveWheel:
+    """The keep-alive deadlines of every connection behind one loop timer.
+
+    A loop timer per connection costs about 540 bytes (the handle, libuv's timer,
+    a bound method and a context copy) on every idle connection; here a connection
+    costs one dict entry. Deadlines are grouped in ticks of ``RESOLUTION`` seconds
+    (rounded up: a connection is never closed early, at most one tick late); one
+    timer is armed for the earliest tick. When a tick is due each of its connections
+    checks itself (:meth:`MQTTProtocol._keepalive_check`) and, if data arrived
+    meanwhile, is added again at its new deadline.
+    """
+
+    RESOLUTION = 0.1
+
+    __slots__ = ("_buckets", "_ticks", "_timer", "_due")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, dict[MQTTProtocol, None]] = {}
+        self._ticks: list[int] = []  # heap of the ticks in _buckets
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0  # the tick the timer is armed for
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets.values())
+
+    def add(self, proto: MQTTProtocol, deadline: float) -> int:
+        """Check ``proto`` once ``deadline`` (loop time) has passed; returns the
+        tick to hand to :meth:`remove`."""
+        tick = math.ceil(deadline / self.RESOLUTION)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = {}
+            heapq.heappush(self._ticks, tick)
+        bucket[proto] = None
+        if self._timer is None or tick < self._due:
+            self._arm(proto._loop, tick)
+        return tick
+
+    def remove(self, proto: MQTTProtocol, tick: int) -> None:
+        bucket = self._buckets.get(tick)
+        if bucket is not None:
+            bucket.pop(proto, None)  # an empty bucket goes when its tick is due
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due = tick
+        self._timer = loop.call_at(tick * self.RESOLUTION, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        # Due: ticks up to now (plus the loop's millisecond rounding). Collected
+        # first, so a connection that adds itself again waits for the next fire.
+        now_tick = math.floor((loop.time() + 0.001) / self.RESOLUTION)
+        ticks = self._ticks
+        buckets = self._buckets
+        due = []
+        while ticks and ticks[0] <= now_tick:
+            bucket = buckets.pop(heapq.heappop(ticks), None)
+            if bucket:
+                due.append(bucket)
+        try:
+            for bucket in due:
+                for proto in bucket:
+                    try:
+                        proto._keepalive_check()  # may add itself to a later tick
+                    except Exception:
+                        # One connection's failure must not leave the others
+                        # unchecked (each had its own timer before).
+                        log.exception("keep-alive check of %r failed", proto.conn)
+        finally:
+            if ticks and self._timer is None:
+                self._arm(loop, ticks[0])
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._buckets.clear()
+        self._ticks.clear()
 
 
 class FlowControl:
@@ -136,6 +228,7 @@ class MQTTServer(AdapterServer):
         self.cfg = cfg
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
         self.flow = FlowControl(cfg)
+        self.keepalive = KeepAliveWheel()
         self.registry.flow = self.flow
         self.registry.spawn = self._spawn
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,13 +248,14 @@ class MQTTServer(AdapterServer):
     async def stop(self) -> None:
         self.registry.shutdown()
         self.close_all()
+        self.keepalive.stop()
         await self.context.store.sync()
 
 
 class MQTTProtocol(AdapterProtocol):
     """One MQTT network connection on the event loop."""
 
-    __slots__ = ("_ka_timer", "_connect_timer", "_ack_chain", "_flow")
+    __slots__ = ("_ka_tick", "_connect_timer", "_ack_chain", "_flow")
 
     flush_at = FLUSH_AT
     log_name = "fluxmq.mqtt"
@@ -170,7 +264,7 @@ class MQTTProtocol(AdapterProtocol):
 
     def __init__(self, server: MQTTServer) -> None:
         super().__init__(server)
-        self._ka_timer: asyncio.TimerHandle | None = None
+        self._ka_tick: int | None = None  # in server.keepalive (KeepAliveWheel)
         self._connect_timer: asyncio.TimerHandle | None = None
         self._ack_chain: asyncio.Future[None] | None = None
         # While paused by flow control: [timer, subscriber connection, ...]
@@ -186,6 +280,10 @@ class MQTTProtocol(AdapterProtocol):
         return conn
 
     def connected(self) -> None:
+        # The protocol itself is the connection's ``wakeup`` (``__call__`` below):
+        # the bound method the adapter set would be one more object (64 bytes) on
+        # every idle connection.
+        self.conn.wakeup = self
         self._connect_timer = self._loop.call_later(
             self.server.cfg.connect_timeout, self._connect_timeout
         )
@@ -208,7 +306,7 @@ class MQTTProtocol(AdapterProtocol):
             # Nothing goes out before the store synced what the CONNACK promises.
             conn.sync_first = False
             self.hold_output(self.server.context.store.sync())
-        if conn.phase is Phase.CONNECTED and self._ka_timer is None and conn.keepalive:
+        if conn.phase is Phase.CONNECTED and self._ka_tick is None and conn.keepalive:
             self._connect_done()
 
     def wakeup(self, conn: Any) -> None:
@@ -220,15 +318,19 @@ class MQTTProtocol(AdapterProtocol):
             self.dirty = True
             self.server.mark_dirty(self)
 
+    __call__ = wakeup  # conn.wakeup(conn) (see ``connected``)
+
     def internal_error(self) -> None:
         self.conn.kick(0x80, "internal error")  # 5.0: DISCONNECT "unspecified error"
 
     def connection_ended(self) -> None:
         server = self.server
-        for timer in (self._ka_timer, self._connect_timer):
-            if timer is not None:
-                timer.cancel()
-        self._ka_timer = self._connect_timer = None
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        if self._ka_tick is not None:
+            server.keepalive.remove(self, self._ka_tick)
+            self._ka_tick = -1  # never again (after_step must not add it back)
         if self._flow is not None:
             self._flow[0].cancel()
             for sub in self._flow[1:]:
@@ -335,9 +437,9 @@ class MQTTProtocol(AdapterProtocol):
         so does everything the chunk wrote to this connection after the first of them
         (the deliveries to itself a publish caused come after its PUBACK)."""
         conn = self.conn
-        data = bytes(conn.held)
+        data = bytes(conn.held or b"")
         count = conn.held_count
-        conn.held.clear()
+        conn.held = None
         mark = conn.held_mark
         conn.held_mark = -1
         out = conn.out
@@ -371,11 +473,13 @@ class MQTTProtocol(AdapterProtocol):
             self._connect_timer.cancel()
             self._connect_timer = None
         conn = self.conn
-        self._ka_timer = self._loop.call_later(conn.keepalive * 1.5, self._keepalive_check)
+        self._ka_tick = self.server.keepalive.add(self, self._loop.time() + conn.keepalive * 1.5)
 
     def _keepalive_check(self) -> None:
+        """Called by the server's :class:`KeepAliveWheel` once the deadline passed
+        (``proto`` is no longer in the wheel)."""
         conn = self.conn
-        if conn is None or self.transport is None:
+        if conn is None or self.transport is None or self._ka_tick == -1:
             return
         limit = conn.keepalive * 1.5
         now = self._loop.time()
@@ -383,8 +487,8 @@ class MQTTProtocol(AdapterProtocol):
             conn.last_seen = now  # not read while we wait: the silence is ours
         idle = now - conn.last_seen
         if idle >= limit:
-            self._ka_timer = None
+            self._ka_tick = -1
             conn.kick(0x8D, "keep alive timeout")
             self.flush()
             return
-        self._ka_timer = self._loop.call_later(limit - idle, self._keepalive_check)
+        self._ka_tick = self.server.keepalive.add(self, conn.last_seen + limit)

@@ -46,6 +46,24 @@ _LAST_ACK = {1: Puback, 2: Pubcomp}
 _SUB_IDS = "mqtt.subscription_ids"
 
 
+class _Empty(dict):
+    """A shared, read-only empty dict: the value of a per-session or per-connection
+    dict until its first entry, so that an idle connection holds no dict of its own.
+    A write that forgot to make a real dict first fails loudly instead of landing in
+    the shared one."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("the shared empty dict is read-only: make a dict of your own first")
+
+    __setitem__ = setdefault = update = __ior__ = _read_only
+
+
+#: The shared empty dict (see :class:`_Empty`); compare with ``is``.
+EMPTY: dict[Any, Any] = _Empty()
+
+
 class Outbound:
     """One outbound QoS 1/2 message in flight (keyed by packet id in the session)."""
 
@@ -131,10 +149,12 @@ class Session:
         self.expiry = expiry
         self.persistent = persistent
         self.subscriptions: dict[str, SubscriptionOptions] = {}
-        self.inflight: dict[int, Outbound] = {}
+        # Both are the shared read-only EMPTY until their first entry (idle sessions
+        # hold no dicts of their own); ``_add_inflight``/``hold_inbound`` make them.
+        self.inflight: dict[int, Outbound] = EMPTY
         # Inbound QoS 2: packet id -> message held until PUBREL (None: nothing to
         # publish, e.g. the publish was refused by the ACL).
-        self.inbound: dict[int, Message | None] = {}
+        self.inbound: dict[int, Message | None] = EMPTY
         # (store seq or 0, message, qos, retain, subscription ids); QoS 1/2 only.
         # A deque while messages wait, else an empty tuple (no deque block per idle
         # session; ``enqueue`` and ``restore_queued`` make one when needed).
@@ -222,8 +242,12 @@ class Session:
         msg = record.get("message")
         message = Message.from_dict(msg) if msg is not None else None
         if record.get("dir") == "in":
+            if self.inbound is EMPTY:
+                self.inbound = {}
             self.inbound[pid] = message
         elif message is not None:
+            if self.inflight is EMPTY:
+                self.inflight = {}
             self.inflight[pid] = Outbound(
                 message,
                 int(record["qos"]),
@@ -261,7 +285,10 @@ class Session:
         raise RuntimeError("no free packet identifier")  # the window makes this impossible
 
     def _add_inflight(self, pid: int, entry: Outbound) -> None:
-        self.inflight[pid] = entry
+        inflight = self.inflight
+        if inflight is EMPTY:
+            inflight = self.inflight = {}
+        inflight[pid] = entry
         self._next_pid = pid + 1 if pid < 0xFFFF else 1
         if self.persistent:
             self.registry.store.save_inflight(self.client_id, pid, entry.record())
@@ -416,7 +443,10 @@ class Session:
     # -- inbound QoS 2 -----------------------------------------------------------------
 
     def hold_inbound(self, pid: int, message: Message | None) -> None:
-        self.inbound[pid] = message
+        inbound = self.inbound
+        if inbound is EMPTY:
+            inbound = self.inbound = {}
+        inbound[pid] = message
         if self.persistent:
             self.registry.store.save_inflight(self.client_id, pid, _inbound_record(message))
 
