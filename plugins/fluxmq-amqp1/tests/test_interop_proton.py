@@ -235,7 +235,8 @@ def test_dynamic_target_is_a_temporary_queue(connect: Any) -> None:
     r = c.create_receiver(address, credit=1, name="dyn-in")
     assert r.receive(timeout=WAIT).body == "into the node"
     r.accept()
-    s.close()  # the node goes with the link that asked for it
+    _detaching(s.close, r)  # the node goes with the link that asked for it, and its receiver
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"
     with pytest.raises(LinkDetached) as info:
         c.create_sender(address, name="late")
     assert info.value.link.remote_condition.name == "amqp:not-found"
@@ -536,3 +537,79 @@ def test_ten_megabytes_over_small_frames(fluxmq_broker_factory: Any) -> None:
         assert got.body == big
     finally:
         c.close()
+
+
+def _detaching(action: Any, r: Any) -> None:
+    """Run a blocking ``action`` during which the broker may detach receiver ``r``
+    (the blocking API then raises LinkDetached for ``r``, only for ``r``)."""
+    try:
+        action()
+    except LinkDetached as exc:
+        assert exc.link.name == r.link.name, f"another link was detached: {exc}"
+
+
+def _remote_condition(c: Any, r: Any) -> Any:
+    """Wait (bounded) until the broker detaches receiver ``r``; its error condition
+    (the blocking API raises LinkDetached for each link detached with an error,
+    ``r`` or another one being detached with it)."""
+    from proton import Endpoint
+
+    for _ in range(5):
+        try:
+            c.wait(lambda: bool(r.link.state & Endpoint.REMOTE_CLOSED), timeout=WAIT)
+            break
+        except LinkDetached:
+            continue
+    return r.link.remote_condition
+
+
+def test_receiver_of_a_dynamic_target_is_detached_when_the_node_goes(connect: Any) -> None:
+    c = connect()
+    s = c.create_sender(None, name="dyn-out2", options=DynamicTarget())
+    address = s.link.remote_target.address
+    r = c.create_receiver(address, credit=1, name="dyn-in2")
+    other = c.create_receiver(f"$queue/{name('keep')}", credit=1, name="unrelated")
+    _detaching(s.close, r)
+    cond = _remote_condition(c, r)
+    assert cond is not None and cond.name == "amqp:resource-deleted"
+    assert address.removeprefix("$queue/") in cond.description
+    # a receiver on another queue stays attached and still works
+    other_address = other.link.remote_source.address
+    c.create_sender(other_address, name="to-other").send(Message(body="still here"))
+    assert other.receive(timeout=WAIT).body == "still here"
+    other.accept()
+
+
+def test_management_delete_detaches_the_queue_receivers(connect: Any) -> None:
+    c = connect()
+    qn = name("del")
+    r = c.create_receiver(f"$queue/{qn}", credit=1, name="doomed")
+    b = c.create_receiver(f"$queue/{qn}", credit=1, name="doomed-browser", options=Copy())
+    admin = connect()  # another connection asks, so its calls see no detach
+    replies = admin.create_receiver(None, dynamic=True, credit=2, name="del-replies")
+    admin.create_sender("$management").send(
+        Message(
+            id="d1",
+            reply_to=replies.link.remote_source.address,
+            properties={"operation": "DELETE", "type": "queue", "name": qn},
+        )
+    )
+    assert replies.receive(timeout=WAIT).properties["statusCode"] == 204
+    replies.accept()
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"
+    assert _remote_condition(c, b).name == "amqp:resource-deleted"
+
+
+def test_queue_deleted_elsewhere_detaches_the_receiver_at_its_next_flow(
+    connect: Any, amqp1_broker: Any
+) -> None:
+    c = connect()
+    qn = name("gone")
+    r = c.create_receiver(f"$queue/{qn}", credit=1, name="orphan")
+    c.create_sender(f"$queue/{qn}", name="fill").send(Message(body="one"))
+    assert r.receive(timeout=WAIT).body == "one"
+    r.accept()  # settled: the queue may go
+    queues = amqp1_broker.context.queues
+    assert amqp1_broker.call_soon(queues.delete, qn) is True  # as the admin API would
+    r.link.flow(1)  # the client asks for more
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"

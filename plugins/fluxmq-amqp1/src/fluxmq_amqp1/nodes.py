@@ -337,7 +337,8 @@ class QueueSub:
             self.handle = None
         if self.temporary:
             self.temporary = False
-            queues.delete(self.queue)
+            if queues.delete(self.queue):
+                self.server.queue_deleted(self.queue)
 
 
 class Browser:

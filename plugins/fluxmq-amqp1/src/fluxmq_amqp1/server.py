@@ -61,6 +61,7 @@ from fluxmq_amqp1.nodes import (
     source_filters,
 )
 from fluxmq_amqp1.protocol import HOOK_SUBSCRIBE, AMQP1Protocol
+from fluxmq_amqp1.state import RESOURCE_DELETED
 from fluxmq_amqp1.waits import AuthorizeWait
 from fluxmq_core.callout.hooks import (
     HookOutcome,
@@ -344,7 +345,8 @@ class AMQP1Server(AdapterServer):
         if isinstance(node, QueueTarget):
             if node.temporary and node.queue is not None and self.context.queues is not None:
                 node.temporary = False
-                self.context.queues.delete(node.queue)
+                if self.context.queues.delete(node.queue):
+                    self.queue_deleted(node.queue)
             return
         if isinstance(node, Browser):
             node.close()
@@ -369,9 +371,37 @@ class AMQP1Server(AdapterServer):
             PROTOCOL, conn.container_id or conn.id, topic_filter, options
         )
 
+    def queue_deleted(self, name: str) -> None:
+        """Queue ``name`` was deleted: every receiver link consuming or browsing it is
+        detached with ``amqp:resource-deleted`` (as RabbitMQ and Artemis do), rather
+        than left attached with nothing to receive. A link whose own detach deleted
+        the queue (a dynamic source) is already unbound and skipped."""
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is None or conn.phase is not Phase.OPENED:
+                continue
+            for s in list(conn.sessions.values()):
+                for link in list(s.links.values()):
+                    node = link.node
+                    if (isinstance(node, QueueSub) and node.handle is not None
+                            and node.queue == name) or (
+                        isinstance(node, Browser) and node.queue.name == name
+                    ):  # fmt: skip
+                        conn.detach(link, RESOURCE_DELETED, f"queue {name!r} was deleted")
+
     def credit(self, conn: Connection, link: Link) -> None:
         node = link.node
         if isinstance(node, QueueSub):
+            h = node.handle
+            if h is not None and h.closed:
+                # its queue or consumer group was deleted by someone else (the HTTP
+                # admin API, the queue API): detach rather than wait for nothing
+                conn.detach(
+                    link,
+                    RESOURCE_DELETED,
+                    f"queue {node.queue!r} or its consumer group {node.group!r} was deleted",
+                )
+                return
             node.sync()
             if link.drain and link.credit > 0:
                 node.drain()
@@ -411,7 +441,7 @@ class AMQP1Server(AdapterServer):
             if target.topic == MANAGEMENT:
                 done(Rejected(error=Error(INVALID_FIELD, "reply-to cannot be $management")))
                 return
-        response = handle_request(self.context.queues, request)
+        response = handle_request(self.context.queues, request, self.queue_deleted)
         done(Accepted())
         if direct is not None:
             direct.conn.send(direct.link, response, None)
