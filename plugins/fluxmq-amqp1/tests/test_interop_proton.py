@@ -353,6 +353,43 @@ def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> No
     assert got == ["a/x", "a/z"]
 
 
+def test_legacy_bindings_on_the_topic_exchange_subscribe_their_key(connect: Any) -> None:
+    c = connect()
+    base = name("ex")
+    topic_binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), f"{base}.*")
+    direct = Described(symbol("apache.org:legacy-amqp-direct-binding:string"), f"{base}.b")
+    r1 = c.create_receiver(
+        "/exchanges/amq.topic", credit=5, name="ex-t", options=Filter({symbol("f"): topic_binding})
+    )
+    r2 = c.create_receiver(
+        "/exchange/amq.topic", credit=5, name="ex-d", options=Filter({symbol("f"): direct})
+    )
+    s = c.create_sender(f"topic/{base}/a", name="ex-a")
+    s.send(Message(body="a"))
+    c.create_sender(f"/exchanges/amq.topic/{base}.b", name="ex-b").send(Message(body="b"))
+    assert [r1.receive(timeout=WAIT).body for _ in range(2)] == ["a", "b"]
+    r1.accept()
+    assert r2.receive(timeout=WAIT).body == "b"  # "a" did not match the direct key
+    r2.accept()
+    s.send(Message(body="a2"))  # a round trip: r2 still has nothing for topic a
+    assert r1.receive(timeout=WAIT).body == "a2"
+    r1.accept()
+    assert r2.link.queued == 0
+
+
+def test_legacy_binding_refused_where_it_does_not_fit(connect: Any) -> None:
+    c = connect()
+    binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), "a.*")
+    with pytest.raises(LinkDetached) as info:  # the address already names the topic
+        c.create_receiver("topic/x/y", name="both", options=Filter({symbol("f"): binding}))
+    cond = info.value.link.remote_condition
+    assert cond.name == "amqp:invalid-field" and "/exchanges/amq.topic" in cond.description
+    with pytest.raises(LinkDetached) as info:  # the exchange without a key
+        c.create_receiver("/exchanges/amq.topic", name="no-key")
+    cond = info.value.link.remote_condition
+    assert cond.name == "amqp:invalid-field" and "routing key" in cond.description
+
+
 def test_browse_reads_a_queue_without_consuming(connect: Any) -> None:
     c = connect()
     q = f"$queue/{name('br')}"

@@ -129,6 +129,8 @@ class AMQP1Server(AdapterServer):
             if not isinstance(src, Source) or src.dynamic:
                 return None
             addr = resolve(src.address, src.capabilities, cfg.auto_create, filter=True)
+            if addr.kind == "topic" and not addr.name:
+                source_filters(src.filter, addr)  # the exchange: its binding names the topic
             return SUBSCRIBE, acl_topic(addr)
         tgt = a.target
         if not isinstance(tgt, Target) or tgt.dynamic or tgt.address is None:
@@ -183,7 +185,7 @@ class AMQP1Server(AdapterServer):
             link.address = address
             props = a.properties or {}
             binding, selector = source_filters(source.filter, addr)
-            if binding is not None:
+            if binding is not None and addr.kind == "queue":
                 addr.pattern = binding
             if addr.kind == "management":
                 keys = [link.name]
