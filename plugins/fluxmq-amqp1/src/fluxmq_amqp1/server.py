@@ -103,6 +103,11 @@ class AMQP1Server(AdapterServer):
         # context.stats counts every protocol together.
         self.messages_in = 0
         self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.connections_total = 0
+        self.disconnections_total = 0
+        self.errors_total = 0
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
