@@ -1,4 +1,4 @@
-"""The amqp1.*, coap.* and cluster.* metrics those plugins register through the
+"""The amqp.* (AMQP 1.0), amqp091.*, coap.* and cluster.* metrics those plugins register through the
 core's metric registry: scraped from /metrics, parsed with prometheus_client's
 parser, moving with real traffic (Qpid Proton for AMQP 1.0, aiocoap for CoAP); the
 cluster family from a driver's status(). A plugin that is not installed is skipped."""
@@ -89,6 +89,29 @@ def test_amqp1_metrics_follow_connections_links_and_messages(amqp1_broker) -> No
     assert value(text, "amqp_links_current", role="sender") == 0
     assert value(text, "amqp_subscriptions_active") == 0
     assert value(text, "amqp_disconnections_total") == closed0 + 1
+
+
+# --- AMQP 0.9.1 --------------------------------------------------------------------------
+
+
+def test_amqp091_connections_and_channels_follow_pika() -> None:
+    pytest.importorskip("fluxmq_amqp091")
+    pika = pytest.importorskip("pika")
+    with BrokerThread(plugins=["amqp091", "otel"]) as b:
+        text = scrape(b)[2]
+        assert value(text, "amqp091_connections_current") == 0
+        host, port = b.address("amqp091.bind")
+        conn = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port))
+        try:
+            conn.channel()
+            conn.channel()
+            text = scrape(b)[2]
+            assert value(text, "amqp091_connections_current") == 1
+            assert value(text, "amqp091_channels_current") == 2
+        finally:
+            conn.close()
+        assert _until(b, "amqp091_connections_current", 0) == 0
+        assert value(scrape(b)[2], "amqp091_channels_current") == 0
 
 
 # --- CoAP --------------------------------------------------------------------------------
