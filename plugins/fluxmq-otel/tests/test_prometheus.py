@@ -34,6 +34,10 @@ def test_metrics_parse_and_carry_the_resource(broker: BrokerThread) -> None:
     assert labels["service_version"]
     assert value(text, "mqtt_connections_current") is not None
     assert value(text, "mqtt_messages_received_total") is not None
+    # protocol plugins that are not running contribute nothing
+    names = {name for (name, _labels) in got}
+    for prefix in ("amqp_", "amqp091_", "coap_", "cluster_", "webhook_"):
+        assert not [n for n in names if n.startswith(prefix)], prefix
 
 
 def test_connections_current_follows_clients(broker: BrokerThread, mqtt_client) -> None:
