@@ -637,16 +637,24 @@ def test_management_delete_detaches_the_queue_receivers(connect: Any) -> None:
     assert _remote_condition(c, b).name == "amqp:resource-deleted"
 
 
-def test_queue_deleted_elsewhere_detaches_the_receiver_at_its_next_flow(
-    connect: Any, amqp1_broker: Any
-) -> None:
+def test_queue_deleted_elsewhere_detaches_its_receivers(connect: Any, amqp1_broker: Any) -> None:
     c = connect()
     qn = name("gone")
     r = c.create_receiver(f"$queue/{qn}", credit=1, name="orphan")
     c.create_sender(f"$queue/{qn}", name="fill").send(Message(body="one"))
     assert r.receive(timeout=WAIT).body == "one"
     r.accept()  # settled: the queue may go
+    other = c.create_receiver(f"$queue/{name('stays')}", credit=1, name="stays")
     queues = amqp1_broker.context.queues
     assert amqp1_broker.call_soon(queues.delete, qn) is True  # as the admin API would
-    r.link.flow(1)  # the client asks for more
+    # no flow from the client: the broker's sweep finds the orphan
     assert _remote_condition(c, r).name == "amqp:resource-deleted"
+    assert other.link.remote_condition is None
+    # a receiver whose consumer group was deleted goes the same way, at its next flow
+    # at the latest
+    g = c.create_receiver(
+        f"$queue/{qn}x", credit=1, name="grouped", options=Props(**{"consumer-group": "cg"})
+    )
+    assert amqp1_broker.call_soon(queues.delete_group, f"{qn}x", "cg") is True
+    g.link.flow(1)
+    assert _remote_condition(c, g).name == "amqp:resource-deleted"

@@ -82,6 +82,13 @@ log = logging.getLogger("fluxmq.amqp1")
 
 HOOK_PUBLISH = "auth_on_publish"
 
+#: Seconds between sweeps for receivers whose queue another API deleted.
+DELETED_SWEEP = 1.0
+
+
+def _orphan(node: QueueSub) -> str:
+    return f"queue {node.queue!r} or its consumer group {node.group!r} was deleted"
+
 
 class AMQP1Server(AdapterServer):
     """One per broker: the connections' environment (see the module docstring)."""
@@ -92,6 +99,7 @@ class AMQP1Server(AdapterServer):
         self.clock = context.clock
         self.container_id = f"fluxmq-{context.node_id}"
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         #: $management receiver links by (connection, reply address): a response goes
         #: only to a receiver of the connection that asked
         self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
@@ -113,9 +121,47 @@ class AMQP1Server(AdapterServer):
         return AMQP1Protocol(self)
 
     async def start(self) -> None:
-        return None
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep_deleted(), name="fluxmq-amqp1-deleted-queues"
+        )
+
+    async def _sweep_deleted(self) -> None:
+        """Every :data:`DELETED_SWEEP` seconds: receivers whose queue or consumer
+        group another API deleted are detached (see :meth:`orphans_detached`)."""
+        while True:
+            await asyncio.sleep(DELETED_SWEEP)
+            try:
+                self.orphans_detached()
+            except Exception:
+                log.exception("amqp1: sweeping receivers of deleted queues failed")
+
+    def orphans_detached(self) -> int:
+        """Detach, with ``amqp:resource-deleted``, every receiver link whose queue
+        consumer the queue manager closed (its queue or consumer group was deleted
+        by the HTTP admin API, the queue API...); how many were."""
+        n = 0
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is None or conn.phase is not Phase.OPENED:
+                continue
+            for s in list(conn.sessions.values()):
+                for link in list(s.links.values()):
+                    node = link.node
+                    if (
+                        isinstance(node, QueueSub)
+                        and node.handle is not None
+                        and node.handle.closed
+                    ):
+                        conn.detach(link, RESOURCE_DELETED, _orphan(node))
+                        n += 1
+            if n:
+                proto.flush()
+        return n
 
     async def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
         for proto in list(self.protocols):
             conn = proto.conn
             if conn is not None and conn.phase is Phase.OPENED:
@@ -403,11 +449,7 @@ class AMQP1Server(AdapterServer):
             if h is not None and h.closed:
                 # its queue or consumer group was deleted by someone else (the HTTP
                 # admin API, the queue API): detach rather than wait for nothing
-                conn.detach(
-                    link,
-                    RESOURCE_DELETED,
-                    f"queue {node.queue!r} or its consumer group {node.group!r} was deleted",
-                )
+                conn.detach(link, RESOURCE_DELETED, _orphan(node))
                 return
             node.sync()
             if link.drain and link.credit > 0:
