@@ -12,13 +12,15 @@ from typing import Literal
 from fluxmq_core.config import setting
 
 PROTOCOLS = ("mqtt", "amqp091", "amqp1", "http", "coap")
+#: the auth callout also serves the queue API (its logins and queue ACL checks)
+AUTH_PROTOCOLS = (*PROTOCOLS, "queue-api")
 HOOK_EVENTS = ("auth_on_register", "auth_on_publish", "auth_on_subscribe", "auth_on_unsubscribe")
 
 
-def _check_protocols(names: list[str], key: str) -> None:
-    unknown = [p for p in names if p not in PROTOCOLS]
+def _check_protocols(names: list[str], key: str, known: tuple[str, ...] = PROTOCOLS) -> None:
+    unknown = [p for p in names if p not in known]
     if unknown:
-        raise ValueError(f"{key}: unknown protocol(s) {unknown}; known: {list(PROTOCOLS)}")
+        raise ValueError(f"{key}: unknown protocol(s) {unknown}; known: {list(known)}")
 
 
 @dataclass
@@ -48,7 +50,8 @@ class ExternalAuthConfig:
         10.0, "Seconds the breaker stays open before one trial call is let through."
     )
     protocols: list[str] = setting(
-        help="Protocols that use the callout (mqtt, amqp091, amqp1, http, coap); empty = all.",
+        help="Protocols that use the callout (mqtt, amqp091, amqp1, http, coap, queue-api); "
+        "empty = all.",
         factory=list,
     )
     authorize: bool = setting(
@@ -80,4 +83,4 @@ class ExternalAuthConfig:
             and not self.url.startswith(("http://", "https://"))
         ):
             raise ValueError(f"url {self.url!r} must start with http:// or https://")
-        _check_protocols(self.protocols, "protocols")
+        _check_protocols(self.protocols, "protocols", AUTH_PROTOCOLS)

@@ -3,7 +3,7 @@
 It answers ``fluxmq_authenticate`` and ``fluxmq_authorize`` by asking an operator's
 service (HTTP JSON or gRPC ``fluxmq.auth.v1.AuthService``), so it applies to every
 protocol that goes through :class:`~fluxmq_core.auth.AuthService`: MQTT, AMQP 0.9.1
-and 1.0, HTTP, CoAP. It **fails closed**: a timeout, a connection error, an open
+and 1.0, HTTP, CoAP and the queue API. It **fails closed**: a timeout, a connection error, an open
 circuit breaker or a malformed answer refuses the login or the action.
 
 Why in the core and not a plugin distribution: the HTTP transport needs only the
@@ -58,6 +58,9 @@ PROTOCOL_ENUM = {
     "amqp091": (3, "AMQP_0_9_1"),
     "http": (4, "HTTP"),
     "coap": (5, "CoAP"),
+    # The contract has no value for the queue API; the Go FluxMQ serves it over HTTP
+    # (Connect on its admin listener), so its calls are sent as HTTP.
+    "queue-api": (4, "HTTP"),
 }
 ACTION_ENUM = {"publish": (1, "Publish"), "subscribe": (2, "Subscribe")}
 MAX_CLIENTS = 100_000  # identities kept; the oldest go first (HTTP has no disconnect)

@@ -70,12 +70,16 @@ class DeliverySpan(Protocol):
 
     ``fan_out(subscribers, groups)`` is called before the first delivery with the
     planned ``(subscriber, qos)`` pairs and the names of the share groups matched;
+    ``shared(group, subscriber, qos)`` for each share group served here, with the
+    member picked (a group a cluster's share handler serves names no member here);
     ``fanned_out(delivered, failed)`` after the last, with the deliveries made
     (share groups served by other nodes included) and the ``deliver`` calls that
-    raised. Neither is called when nothing matches or the message expired.
+    raised. None is called when nothing matches or the message expired.
     """
 
     def fan_out(self, subscribers: list[tuple[Subscriber, int]], groups: list[str]) -> None: ...
+
+    def shared(self, group: str, subscriber: Subscriber, qos: int) -> None: ...
 
     def fanned_out(self, delivered: int, failed: int) -> None: ...
 
@@ -435,6 +439,8 @@ class Router:
                     if member is None:
                         continue
                     sub = member[0]
+                    if span is not None:
+                        span.shared(group.name, sub, member[1])
                     try:
                         sub.deliver(message, Delivery(member[1], False, member[2], group.name))
                     except Exception:

@@ -54,6 +54,9 @@ class Span:
     def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
         self.calls.append(("fan_out", ([(s.client_id, q) for s, q in subscribers], groups)))
 
+    def shared(self, group: str, subscriber: Any, qos: int) -> None:
+        self.calls.append(("shared", (group, subscriber.client_id, qos)))
+
     def fanned_out(self, delivered: int, failed: int) -> None:
         self.calls.append(("fanned_out", (delivered, failed)))
 
@@ -73,6 +76,21 @@ def test_publish_with_a_span_delivers_as_without() -> None:
     assert spans[4].calls == []  # nobody subscribed
 
 
+def test_the_span_is_told_the_share_group_member_picked() -> None:
+    router, subs = _setup()
+    picked = []
+    for body in (b"1", b"2"):
+        span = Span()
+        router.publish(Message("t/q", body), span)
+        shared = [c[1] for c in span.calls if c[0] == "shared"]
+        assert len(shared) == 1 and shared[0][0] == "g"
+        picked.append(shared[0][1:])
+    # the member named is the one that got the message, and the turn moved on
+    b, c = subs[2], subs[3]
+    assert sorted(picked) == [("b", 1), ("c", 0)]
+    assert len(b.got) == len(c.got) == 1
+
+
 def test_a_share_handler_counts_in_the_span() -> None:
     router, _subs = _setup()
     router.set_share_handler(lambda message, groups: 2)
@@ -80,6 +98,7 @@ def test_a_share_handler_counts_in_the_span() -> None:
     n = router.publish(Message("t/q", b"x"), span)
     assert span.calls[0] == ("fan_out", ([("me", 2)], ["g"]))
     assert span.calls[-1] == ("fanned_out", (n, 0))
+    assert [c for c in span.calls if c[0] == "shared"] == []  # the handler's members are elsewhere
     assert n == 3  # me + the two the handler reported
 
 

@@ -1,4 +1,4 @@
-"""The amqp1.*, coap.* and cluster.* metrics those plugins register through the
+"""The amqp.* (AMQP 1.0), amqp091.*, coap.* and cluster.* metrics those plugins register through the
 core's metric registry: scraped from /metrics, parsed with prometheus_client's
 parser, moving with real traffic (Qpid Proton for AMQP 1.0, aiocoap for CoAP); the
 cluster family from a driver's status(). A plugin that is not installed is skipped."""
@@ -45,15 +45,21 @@ def amqp1_broker() -> Iterator[BrokerThread]:
 
 
 def test_amqp1_metrics_follow_connections_links_and_messages(amqp1_broker) -> None:
+    """AMQP 1.0 metrics carry the Go FluxMQ's ``amqp.*`` names."""
     from proton import Message
     from proton.utils import BlockingConnection
 
     b = amqp1_broker
     text = scrape(b)[2]
-    assert value(text, "amqp1_connections_current") == 0
-    in0 = value(text, "amqp1_messages_received_total")
-    out0 = value(text, "amqp1_messages_sent_total")
-    assert in0 is not None and out0 is not None
+    assert value(text, "amqp_connections_current") == 0
+    in0 = value(text, "amqp_messages_received_total")
+    out0 = value(text, "amqp_messages_sent_total")
+    opened0 = value(text, "amqp_connections_total")
+    closed0 = value(text, "amqp_disconnections_total")
+    bytes_in0 = value(text, "amqp_bytes_received_total")
+    bytes_out0 = value(text, "amqp_bytes_sent_total")
+    assert None not in (in0, out0, opened0, closed0, bytes_in0, bytes_out0)
+    assert value(text, "amqp_errors_total") is not None
     conn = BlockingConnection(f"amqp://127.0.0.1:{b.port('amqp1.bind')}", timeout=WAIT)
     try:
         receiver = conn.create_receiver("topic/metrics/a", credit=10)
@@ -64,18 +70,48 @@ def test_amqp1_metrics_follow_connections_links_and_messages(amqp1_broker) -> No
             receiver.receive(timeout=WAIT)
             receiver.accept()
         text = scrape(b)[2]
-        assert value(text, "amqp1_connections_current") == 1
-        assert value(text, "amqp1_sessions_current") >= 1
-        assert value(text, "amqp1_links_current", role="sender") == 1
-        assert value(text, "amqp1_links_current", role="receiver") == 1
-        assert value(text, "amqp1_messages_received_total") == in0 + 3
-        assert value(text, "amqp1_messages_sent_total") == out0 + 3
-        assert value(text, "amqp1_deliveries_unsettled") is not None
-        assert value(text, "amqp1_messages_held") == 0
+        assert value(text, "amqp_connections_current") == 1
+        assert value(text, "amqp_connections_total") == opened0 + 1
+        assert value(text, "amqp_sessions_current") >= 1
+        assert value(text, "amqp_links_current", role="sender") == 1
+        assert value(text, "amqp_links_current", role="receiver") == 1
+        assert value(text, "amqp_subscriptions_active") == 1
+        assert value(text, "amqp_messages_received_total") == in0 + 3
+        assert value(text, "amqp_messages_sent_total") == out0 + 3
+        assert value(text, "amqp_bytes_received_total") > bytes_in0 + 3 * len("m0")
+        assert value(text, "amqp_bytes_sent_total") > bytes_out0 + 3 * len("m0")
+        assert value(text, "amqp_deliveries_unsettled") is not None
+        assert value(text, "amqp_messages_held") == 0
     finally:
         conn.close()
-    assert _until(b, "amqp1_connections_current", 0) == 0
-    assert value(scrape(b)[2], "amqp1_links_current", role="sender") == 0
+    assert _until(b, "amqp_connections_current", 0) == 0
+    text = scrape(b)[2]
+    assert value(text, "amqp_links_current", role="sender") == 0
+    assert value(text, "amqp_subscriptions_active") == 0
+    assert value(text, "amqp_disconnections_total") == closed0 + 1
+
+
+# --- AMQP 0.9.1 --------------------------------------------------------------------------
+
+
+def test_amqp091_connections_and_channels_follow_pika() -> None:
+    pytest.importorskip("fluxmq_amqp091")
+    pika = pytest.importorskip("pika")
+    with BrokerThread(plugins=["amqp091", "otel"]) as b:
+        text = scrape(b)[2]
+        assert value(text, "amqp091_connections_current") == 0
+        host, port = b.address("amqp091.bind")
+        conn = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port))
+        try:
+            conn.channel()
+            conn.channel()
+            text = scrape(b)[2]
+            assert value(text, "amqp091_connections_current") == 1
+            assert value(text, "amqp091_channels_current") == 2
+        finally:
+            conn.close()
+        assert _until(b, "amqp091_connections_current", 0) == 0
+        assert value(scrape(b)[2], "amqp091_channels_current") == 0
 
 
 # --- CoAP --------------------------------------------------------------------------------

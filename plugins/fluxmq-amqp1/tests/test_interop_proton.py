@@ -235,7 +235,8 @@ def test_dynamic_target_is_a_temporary_queue(connect: Any) -> None:
     r = c.create_receiver(address, credit=1, name="dyn-in")
     assert r.receive(timeout=WAIT).body == "into the node"
     r.accept()
-    s.close()  # the node goes with the link that asked for it
+    _detaching(s.close, r)  # the node goes with the link that asked for it, and its receiver
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"
     with pytest.raises(LinkDetached) as info:
         c.create_sender(address, name="late")
     assert info.value.link.remote_condition.name == "amqp:not-found"
@@ -350,6 +351,43 @@ def test_legacy_topic_binding_filters_a_queue_by_routing_key(connect: Any) -> No
     r.accept()
     r.accept()
     assert got == ["a/x", "a/z"]
+
+
+def test_legacy_bindings_on_the_topic_exchange_subscribe_their_key(connect: Any) -> None:
+    c = connect()
+    base = name("ex")
+    topic_binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), f"{base}.*")
+    direct = Described(symbol("apache.org:legacy-amqp-direct-binding:string"), f"{base}.b")
+    r1 = c.create_receiver(
+        "/exchanges/amq.topic", credit=5, name="ex-t", options=Filter({symbol("f"): topic_binding})
+    )
+    r2 = c.create_receiver(
+        "/exchange/amq.topic", credit=5, name="ex-d", options=Filter({symbol("f"): direct})
+    )
+    s = c.create_sender(f"topic/{base}/a", name="ex-a")
+    s.send(Message(body="a"))
+    c.create_sender(f"/exchanges/amq.topic/{base}.b", name="ex-b").send(Message(body="b"))
+    assert [r1.receive(timeout=WAIT).body for _ in range(2)] == ["a", "b"]
+    r1.accept()
+    assert r2.receive(timeout=WAIT).body == "b"  # "a" did not match the direct key
+    r2.accept()
+    s.send(Message(body="a2"))  # a round trip: r2 still has nothing for topic a
+    assert r1.receive(timeout=WAIT).body == "a2"
+    r1.accept()
+    assert r2.link.queued == 0
+
+
+def test_legacy_binding_refused_where_it_does_not_fit(connect: Any) -> None:
+    c = connect()
+    binding = Described(symbol("apache.org:legacy-amqp-topic-binding:string"), "a.*")
+    with pytest.raises(LinkDetached) as info:  # the address already names the topic
+        c.create_receiver("topic/x/y", name="both", options=Filter({symbol("f"): binding}))
+    cond = info.value.link.remote_condition
+    assert cond.name == "amqp:invalid-field" and "/exchanges/amq.topic" in cond.description
+    with pytest.raises(LinkDetached) as info:  # the exchange without a key
+        c.create_receiver("/exchanges/amq.topic", name="no-key")
+    cond = info.value.link.remote_condition
+    assert cond.name == "amqp:invalid-field" and "routing key" in cond.description
 
 
 def test_browse_reads_a_queue_without_consuming(connect: Any) -> None:
@@ -536,3 +574,87 @@ def test_ten_megabytes_over_small_frames(fluxmq_broker_factory: Any) -> None:
         assert got.body == big
     finally:
         c.close()
+
+
+def _detaching(action: Any, r: Any) -> None:
+    """Run a blocking ``action`` during which the broker may detach receiver ``r``
+    (the blocking API then raises LinkDetached for ``r``, only for ``r``)."""
+    try:
+        action()
+    except LinkDetached as exc:
+        assert exc.link.name == r.link.name, f"another link was detached: {exc}"
+
+
+def _remote_condition(c: Any, r: Any) -> Any:
+    """Wait (bounded) until the broker detaches receiver ``r``; its error condition
+    (the blocking API raises LinkDetached for each link detached with an error,
+    ``r`` or another one being detached with it)."""
+    from proton import Endpoint
+
+    for _ in range(5):
+        try:
+            c.wait(lambda: bool(r.link.state & Endpoint.REMOTE_CLOSED), timeout=WAIT)
+            break
+        except LinkDetached:
+            continue
+    return r.link.remote_condition
+
+
+def test_receiver_of_a_dynamic_target_is_detached_when_the_node_goes(connect: Any) -> None:
+    c = connect()
+    s = c.create_sender(None, name="dyn-out2", options=DynamicTarget())
+    address = s.link.remote_target.address
+    r = c.create_receiver(address, credit=1, name="dyn-in2")
+    other = c.create_receiver(f"$queue/{name('keep')}", credit=1, name="unrelated")
+    _detaching(s.close, r)
+    cond = _remote_condition(c, r)
+    assert cond is not None and cond.name == "amqp:resource-deleted"
+    assert address.removeprefix("$queue/") in cond.description
+    # a receiver on another queue stays attached and still works
+    other_address = other.link.remote_source.address
+    c.create_sender(other_address, name="to-other").send(Message(body="still here"))
+    assert other.receive(timeout=WAIT).body == "still here"
+    other.accept()
+
+
+def test_management_delete_detaches_the_queue_receivers(connect: Any) -> None:
+    c = connect()
+    qn = name("del")
+    r = c.create_receiver(f"$queue/{qn}", credit=1, name="doomed")
+    b = c.create_receiver(f"$queue/{qn}", credit=1, name="doomed-browser", options=Copy())
+    admin = connect()  # another connection asks, so its calls see no detach
+    replies = admin.create_receiver(None, dynamic=True, credit=2, name="del-replies")
+    admin.create_sender("$management").send(
+        Message(
+            id="d1",
+            reply_to=replies.link.remote_source.address,
+            properties={"operation": "DELETE", "type": "queue", "name": qn},
+        )
+    )
+    assert replies.receive(timeout=WAIT).properties["statusCode"] == 204
+    replies.accept()
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"
+    assert _remote_condition(c, b).name == "amqp:resource-deleted"
+
+
+def test_queue_deleted_elsewhere_detaches_its_receivers(connect: Any, amqp1_broker: Any) -> None:
+    c = connect()
+    qn = name("gone")
+    r = c.create_receiver(f"$queue/{qn}", credit=1, name="orphan")
+    c.create_sender(f"$queue/{qn}", name="fill").send(Message(body="one"))
+    assert r.receive(timeout=WAIT).body == "one"
+    r.accept()  # settled: the queue may go
+    other = c.create_receiver(f"$queue/{name('stays')}", credit=1, name="stays")
+    queues = amqp1_broker.context.queues
+    assert amqp1_broker.call_soon(queues.delete, qn) is True  # as the admin API would
+    # no flow from the client: the broker's sweep finds the orphan
+    assert _remote_condition(c, r).name == "amqp:resource-deleted"
+    assert other.link.remote_condition is None
+    # a receiver whose consumer group was deleted goes the same way, at its next flow
+    # at the latest
+    g = c.create_receiver(
+        f"$queue/{qn}x", credit=1, name="grouped", options=Props(**{"consumer-group": "cg"})
+    )
+    assert amqp1_broker.call_soon(queues.delete_group, f"{qn}x", "cg") is True
+    g.link.flow(1)
+    assert _remote_condition(c, g).name == "amqp:resource-deleted"

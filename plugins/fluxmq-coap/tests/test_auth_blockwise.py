@@ -142,3 +142,35 @@ def test_shutting_down_answers_5_03(fluxmq_broker_factory):
 
     r = asyncio.run(run())
     assert r.code == Code.SERVICE_UNAVAILABLE
+
+
+async def test_external_callout_decides_coap_requests(client):
+    """[auth_external]: a real HTTP callout service decides logins and publishes;
+    a burst of publishes to one topic costs one authorization callout."""
+    from fluxmq_core.testing.callout import CalloutHTTPServer
+
+    with CalloutHTTPServer() as svc:
+        svc.users["erin"] = ("pw", "uuid-erin")
+        svc.denied.add("closed/t")
+        config = {"auth_external": {"url": svc.url}, "auth": {"anonymous": False}}
+        with BrokerThread(plugins=broker_plugins(), config=config) as b:
+            got = Collector()
+            b.call_soon(b.context.router.subscribe, got, "open/t")
+            creds = "username=erin&password=pw&client_id=e1"
+            r = await req(
+                client, b, Code.POST, "/ps/open/t?username=erin&password=no", payload=b"x"
+            )
+            assert r.code == Code.UNAUTHORIZED
+            for i in range(5):
+                r = await req(client, b, Code.POST, f"/ps/open/t?{creds}", payload=b"%d" % i)
+                assert r.code == Code.CHANGED
+            assert len(got.wait(5)) == 5
+            r = await req(client, b, Code.POST, f"/ps/closed/t?{creds}", payload=b"x")
+            assert r.code == Code.FORBIDDEN
+        logins = svc.paths("/auth/authenticate")
+        assert {x["protocol"] for x in logins} == {"CoAP"}
+        assert len(logins) == 2  # the refused one, then one for the six requests of e1
+        checks = [(c["action"], c["topic"]) for c in svc.paths("/auth/authorize")]
+        assert checks.count(("Publish", "open/t")) == 1
+        assert ("Publish", "closed/t") in checks
+        assert {c["external_id"] for c in svc.paths("/auth/authorize")} == {"uuid-erin"}

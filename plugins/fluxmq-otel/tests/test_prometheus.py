@@ -34,6 +34,10 @@ def test_metrics_parse_and_carry_the_resource(broker: BrokerThread) -> None:
     assert labels["service_version"]
     assert value(text, "mqtt_connections_current") is not None
     assert value(text, "mqtt_messages_received_total") is not None
+    # protocol plugins that are not running contribute nothing
+    names = {name for (name, _labels) in got}
+    for prefix in ("amqp_", "amqp091_", "coap_", "cluster_", "webhook_"):
+        assert not [n for n in names if n.startswith(prefix)], prefix
 
 
 def test_connections_current_follows_clients(broker: BrokerThread, mqtt_client) -> None:
@@ -193,3 +197,102 @@ def test_a_histogram_and_a_name_shared_by_two_owners() -> None:
         assert value(text, "lat_size", store="broker") == 10
         assert value(text, "lat_size", store="queue_log") == 20
     assert not lat.histogram.attached  # detached at shutdown
+
+
+def _poll(cond: Any) -> None:
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if cond():
+            return
+        tick.wait(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def test_queue_group_lag_pending_redeliveries_and_dead_letters() -> None:
+    """The per-group gauges and the redelivery / dead-letter counters, moved by a
+    consumer of the core queue manager (the path every protocol's consumer takes)."""
+    from fluxmq_core.message import Message
+
+    with BrokerThread(plugins=["otel"]) as b:
+        got: list[Message] = []
+
+        class Consumer:
+            client_id, protocol = "prom-c", "test"
+
+            def deliver(self, message: Message, delivery: Any) -> None:
+                got.append(message)
+
+        qm = b.context.queues
+
+        async def fill() -> None:
+            qm.declare("prom-g", {"type": "classic"})
+            for i in range(3):
+                await qm.append("prom-g", Message("$queue/prom-g", f"m{i}".encode()))
+            qm.consume("prom-g", "g1", Consumer(), credit=2)
+
+        before = scrape(b)[2]
+        redelivered0 = value(before, "queue_messages_redelivered_total")
+        dead0 = value(before, "queue_messages_dead_lettered_total")
+        b.call(fill())
+        _poll(lambda: len(got) == 2)
+        text = scrape(b)[2]
+        assert value(text, "queue_group_pending", queue="prom-g", group="g1") == 2
+        assert value(text, "queue_group_lag", queue="prom-g", group="g1") == 3
+        first, second = (m.properties["message-id"] for m in got[:2])
+        assert b.call_soon(lambda: qm.nack(first, "g1", requeue=True, delay=0)) is True
+        _poll(lambda: len(got) == 3)  # the redelivery
+        assert b.call_soon(lambda: qm.reject(second, "g1")) is True
+        _poll(lambda: value(scrape(b)[2], "queue_messages_dead_lettered_total") == dead0 + 1)
+        text = scrape(b)[2]
+        assert value(text, "queue_messages_redelivered_total") == redelivered0 + 1
+        assert value(text, "queue_depth", queue="$dlq/prom-g") == 1
+        # the redelivered first message and the third are pending now
+        assert value(text, "queue_group_pending", queue="prom-g", group="g1") == 2
+
+
+def test_webhook_and_http_metrics_move_with_traffic() -> None:
+    """Webhook counters per endpoint, from a real local receiver that accepts one
+    endpoint's events and refuses the other's; the HTTP listener's connections."""
+    import http.server
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(500 if self.path.startswith("/bad") else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    good = f"http://127.0.0.1:{server.server_port}/good"
+    bad = f"http://127.0.0.1:{server.server_port}/bad"
+    cfg = {
+        "webhooks": {
+            "max_attempts": 1,
+            "endpoints": [
+                {"url": good, "events": ["message.published"]},
+                {"url": bad, "events": ["message.published"]},
+            ],
+        }
+    }
+    try:
+        with BrokerThread(plugins=["otel"], config=cfg) as b:
+            from fluxmq_core.message import Message
+
+            text = scrape(b)[2]
+            assert value(text, "webhook_sent_total", url=good) == 0
+            assert value(text, "http_connections_current") >= 1  # this scrape's
+            b.call_soon(b.context.publish, Message("hooks/a", b"x"))
+            _poll(lambda: value(scrape(b)[2], "webhook_sent_total", url=good) == 1)
+            _poll(lambda: (value(scrape(b)[2], "webhook_failed_total", url=bad) or 0) >= 1)
+            text = scrape(b)[2]
+            assert value(text, "webhook_sent_total", url=bad) == 0
+            assert value(text, "webhook_dropped_total") == 0
+            assert value(text, "webhook_breaker_open", url=good, state="closed") == 0
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -342,6 +342,62 @@ def test_span_processors_see_every_span_start() -> None:
         assert f"{made['publish'].context.span_id:016x}" in props["traceparent"]
 
 
+def test_deliver_span_names_the_share_group_member_that_got_the_message() -> None:
+    """Both span paths (recorded, and through the SDK's tracer) name the member the
+    router picked in a share group, not only the group."""
+    from fluxmq_core.contracts import SubscriptionOptions
+    from fluxmq_core.message import Message
+
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        telemetry = b.context.extras["otel"]
+        exporter = InMemorySpanExporter()
+        provider = telemetry.tracer_provider
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        got: dict[str, int] = {}
+
+        class Sub:
+            protocol = "test"
+
+            def __init__(self, client_id: str) -> None:
+                self.client_id = client_id
+
+            def deliver(self, message: Message, delivery: Any) -> None:
+                got[self.client_id] = got.get(self.client_id, 0) + 1
+
+        router = b.context.router
+        for cid in ("m1", "m2"):
+            b.call_soon(router.subscribe, Sub(cid), "$share/grp/sh/#", SubscriptionOptions(qos=1))
+
+        def deliver_span(topic: str) -> tuple[dict[str, Any], str]:
+            exporter.clear()
+            before = dict(got)
+            m = Message(topic, b"x", qos=1, origin_protocol="test", origin_client="p1")
+            b.call_soon(b.context.publish, m)
+            spans = {s.name: s for s in exporter.get_finished_spans()}
+            member = next(c for c in ("m1", "m2") if got.get(c, 0) > before.get(c, 0))
+            return dict(spans["deliver"].attributes), member
+
+        for on_start in (False, True):
+            if on_start:
+                provider.add_span_processor(_Starts())
+            assert telemetry.tracer._on_start_ignored() is not on_start
+            seen = set()
+            for _ in range(2):  # round robin: each member once, each named
+                attrs, member = deliver_span("sh/a")
+                assert attrs["fluxmq.client_id"] == member
+                assert attrs["fluxmq.protocol"] == "test" and attrs["fluxmq.qos"] == 1
+                assert attrs["fluxmq.share_group"] == "grp"
+                seen.add(member)
+            assert seen == {"m1", "m2"}
+        b.call_soon(router.subscribe, Sub("plain"), "sh/#")
+        attrs, member = deliver_span("sh/b")
+        assert attrs["fluxmq.deliveries"] == 2
+        assert sorted(attrs["fluxmq.subscribers"]) == sorted(["test:plain", f"test:{member}"])
+        assert attrs["fluxmq.share_members"] == (f"grp=test:{member}",)
+        assert attrs["fluxmq.share_groups"] == ("grp",)
+
+
 def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:
     """A distributed cluster's forward receives the message carrying the publish
     span's traceparent (so the trace goes on on the other node), and the forward's

@@ -71,7 +71,11 @@ def test_error_codes_and_statuses(broker: BrokerThread) -> None:
             400,
             "invalid_argument",
         ),
-    ]
+        # Claim is for classic queues: on a stream it is a failed precondition
+        ("Claim", {"queueName": "events", "groupId": "cg-claim", "consumerId": "c"}, TOKEN, 400,
+         "failed_precondition"),
+    ]  # fmt: skip
+    ok_json(broker, "CreateConsumerGroup", {"queueName": "events", "groupId": "cg-claim"})
     for method, body, token, status, code in cases:
         got, _ctype, data = connect_call(broker, method, body, token=token)
         assert got == status, (method, data)

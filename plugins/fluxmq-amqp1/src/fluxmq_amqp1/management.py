@@ -15,6 +15,7 @@ maps, for QUERY) as an ``amqp-value`` body.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from fluxmq_amqp1.codec.composites import AmqpValue, Properties
@@ -55,8 +56,11 @@ def _status(request: AMQPMessage, code: int, text: str, body: Any = None) -> byt
     )
 
 
-def handle_request(queues: Any, request: AMQPMessage) -> bytes:
-    """Carry out one management request; the response message's bytes."""
+def handle_request(
+    queues: Any, request: AMQPMessage, deleted: Callable[[str], None] | None = None
+) -> bytes:
+    """Carry out one management request; the response message's bytes.
+    ``deleted(name)`` is told of a queue a DELETE removed."""
     ap = request.application_properties or {}
     op = str(ap.get("operation", "")).upper()
     kind = str(ap.get("type", ""))
@@ -76,6 +80,8 @@ def handle_request(queues: Any, request: AMQPMessage) -> bytes:
             return _status(request, 200, "OK", _plain(queues.info(name)))
         if op == "DELETE":
             if queues.delete(name):
+                if deleted is not None:
+                    deleted(name)
                 return _status(request, 204, "No Content")
             return _status(request, 404, f"no queue {name!r}")
         body = request.body[0].value if len(request.body) == 1 else None

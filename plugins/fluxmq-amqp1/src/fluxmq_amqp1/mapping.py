@@ -56,6 +56,9 @@ NOT_IMPLEMENTED = "amqp:not-implemented"
 
 _TOPIC_MQTT = ("topic://", "topic/")
 _TOPIC_AMQP = ("/exchanges/amq.topic/", "/topics/", "/topic/")
+#: a receiver's source naming the topic exchange without a routing key: the topic
+#: is its legacy binding filter (as RabbitMQ's AMQP 1.0 plugin binds it)
+_EXCHANGES = ("/exchanges/amq.topic", "/exchange/amq.topic")
 _QUEUE = ("$queue/", "/queues/", "/queue/", "queue://", "queue/")
 
 
@@ -108,6 +111,9 @@ def resolve(
             except TopicError as exc:
                 raise AMQPError(INVALID_FIELD, f"address {address!r}: {exc}") from None
             return _topic(topic, text, filter)
+    if filter and address in _EXCHANGES:
+        # the exchange itself: the topic comes from the source's legacy binding filter
+        return Address("topic", "", "", text)
     if address.startswith("/exchanges/"):
         raise AMQPError(NOT_FOUND, f"no exchange in {address!r}: only amq.topic is bridged")
     caps = {str(c) for c in capabilities or ()}

@@ -101,10 +101,15 @@ _SELECTORS = ("apache.org:selector-filter:string", 0x0000468C00000004)
 def source_filters(
     filters: dict[Any, Any] | None, addr: Address
 ) -> tuple[str | None, Selector | None]:
-    """A source's filters: (a queue's legacy binding as the consumer group's
-    routing-key filter in MQTT form, a JMS selector). Anything else is refused with
-    amqp:not-implemented, a bad one with amqp:invalid-field."""
+    """A source's filters: (a legacy binding in MQTT form, a JMS selector). On a
+    queue the binding is the consumer group's routing-key filter; on the topic
+    exchange named without a key (``/exchanges/amq.topic``) it is the topic filter
+    subscribed, and required. Anything else is refused with amqp:not-implemented, a
+    bad one with amqp:invalid-field."""
+    exchange = addr.kind == "topic" and not addr.name
     if not filters:
+        if exchange:
+            raise AMQPError(INVALID_FIELD, _NO_KEY.format(addr.text))
         return None, None
     binding = None
     selector = None
@@ -120,7 +125,13 @@ def source_filters(
                 raise AMQPError(INVALID_FIELD, f"selector {text!r}: {exc}") from None
             continue
         kind = _BINDINGS.get(descriptor) if descriptor is not None else None
-        if kind is None or addr.kind != "queue" or not isinstance(text, str):
+        if kind is not None and addr.kind == "topic" and not exchange:
+            raise AMQPError(
+                INVALID_FIELD,
+                f"source filter {descriptor}: the address {addr.text!r} already names the "
+                "topic; bind on /exchanges/amq.topic (no routing key) instead",
+            )
+        if kind is None or addr.kind not in ("queue", "topic") or not isinstance(text, str):
             raise AMQPError(
                 NOT_IMPLEMENTED, f"source filter {descriptor or key} is not implemented yet"
             )
@@ -134,7 +145,17 @@ def source_filters(
                 validate_topic_name(binding)
         except TopicError as exc:
             raise AMQPError(INVALID_FIELD, f"source filter {key}: {exc}") from None
+    if exchange:
+        if binding is None:
+            raise AMQPError(INVALID_FIELD, _NO_KEY.format(addr.text))
+        addr.name = binding
     return binding, selector
+
+
+_NO_KEY = (
+    "a receiver on {!r} needs a routing key: "
+    "/exchanges/amq.topic/<key> or an apache.org:legacy-amqp-topic-binding filter"
+)
 
 
 def selects(selector: Selector, message: Message, now: float) -> bool:
@@ -337,7 +358,8 @@ class QueueSub:
             self.handle = None
         if self.temporary:
             self.temporary = False
-            queues.delete(self.queue)
+            if queues.delete(self.queue):
+                self.server.queue_deleted(self.queue)
 
 
 class Browser:

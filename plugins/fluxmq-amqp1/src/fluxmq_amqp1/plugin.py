@@ -12,6 +12,7 @@ from typing import Any
 from fluxmq_amqp1.codec.frames import is_amqp1
 from fluxmq_amqp1.config import AMQP1Config
 from fluxmq_amqp1.connection import CONNECTION_FORCED, Connection
+from fluxmq_amqp1.nodes import QueueSub, TopicSub
 from fluxmq_amqp1.server import AMQP1Server
 from fluxmq_core.hookspecs import hookimpl
 from fluxmq_core.metrics import MetricSpec, register_metrics
@@ -62,8 +63,9 @@ def fluxmq_register_servers(context: Any) -> list[ProtocolServer]:
 
 
 def metric_specs(server: AMQP1Server) -> list[MetricSpec]:
-    """The ``amqp1.*`` metrics, read at collection time from the open connections
-    and the server's two message totals (nothing per message beyond those)."""
+    """The ``amqp.*`` metrics (the Go FluxMQ's names for its AMQP 1.0 broker), read
+    at collection time from the open connections and the server's totals (nothing
+    per message beyond those)."""
 
     def conns() -> list[Connection]:
         return [p.conn for p in list(server.protocols) if p.conn is not None]
@@ -80,6 +82,15 @@ def metric_specs(server: AMQP1Server) -> list[MetricSpec]:
             if lk.outgoing is outgoing
         )
 
+    def subscriptions() -> int:
+        return sum(
+            1
+            for c in conns()
+            for s in c.sessions.values()
+            for lk in s.links.values()
+            if isinstance(lk.node, TopicSub | QueueSub)
+        )
+
     def unsettled() -> int:
         return sum(len(s.unsettled) for c in conns() for s in c.sessions.values())
 
@@ -88,21 +99,34 @@ def metric_specs(server: AMQP1Server) -> list[MetricSpec]:
                    for lk in s.links.values())  # fmt: skip
 
     return [
-        MetricSpec("amqp1.connections.current", "updown", lambda: len(server.protocols),
+        MetricSpec("amqp.connections.current", "updown", lambda: len(server.protocols),
                    "{connection}", "AMQP 1.0 network connections open."),
-        MetricSpec("amqp1.sessions.current", "updown", sessions, "{session}",
+        MetricSpec("amqp.connections.total", "counter", lambda: server.connections_total,
+                   "{connection}", "AMQP 1.0 connections opened since start."),
+        MetricSpec("amqp.disconnections.total", "counter", lambda: server.disconnections_total,
+                   "{connection}", "Opened AMQP 1.0 connections that ended since start."),
+        MetricSpec("amqp.errors.total", "counter", lambda: server.errors_total, "{error}",
+                   "AMQP 1.0 connections closed with an error condition (not forced by "
+                   "the broker)."),
+        MetricSpec("amqp.sessions.current", "updown", sessions, "{session}",
                    "AMQP 1.0 sessions begun."),
-        MetricSpec("amqp1.links.current", "updown",
+        MetricSpec("amqp.links.current", "updown",
                    lambda: [(links(True), {"role": "sender"}), (links(False), {"role": "receiver"})],
                    "{link}", "AMQP 1.0 links attached; role is the broker's (sender: "
                    "the client receives)."),
-        MetricSpec("amqp1.messages.received.total", "counter", lambda: server.messages_in,
+        MetricSpec("amqp.subscriptions.active", "updown", subscriptions, "{subscription}",
+                   "AMQP 1.0 receiver links consuming a topic or a queue."),
+        MetricSpec("amqp.messages.received.total", "counter", lambda: server.messages_in,
                    "{message}", "Transfers received from AMQP 1.0 clients."),
-        MetricSpec("amqp1.messages.sent.total", "counter", lambda: server.messages_out,
+        MetricSpec("amqp.messages.sent.total", "counter", lambda: server.messages_out,
                    "{message}", "Transfers sent to AMQP 1.0 clients."),
-        MetricSpec("amqp1.deliveries.unsettled", "gauge", unsettled, "{delivery}",
+        MetricSpec("amqp.bytes.received.total", "counter", lambda: server.bytes_in, "By",
+                   "Bytes read from AMQP 1.0 connections."),
+        MetricSpec("amqp.bytes.sent.total", "counter", lambda: server.bytes_out, "By",
+                   "Bytes written to AMQP 1.0 connections."),
+        MetricSpec("amqp.deliveries.unsettled", "gauge", unsettled, "{delivery}",
                    "Deliveries sent and not yet settled by the client."),
-        MetricSpec("amqp1.messages.held", "gauge", held, "{message}",
+        MetricSpec("amqp.messages.held", "gauge", held, "{message}",
                    "Messages waiting for link credit."),
     ]  # fmt: skip
 

@@ -64,6 +64,7 @@ class AMQP1Protocol(AdapterProtocol):
         )
 
     def feed(self, data: bytes) -> None:
+        self.server.bytes_in += len(data)
         self.conn.receive(data, self._loop.time())
 
     def after_step(self) -> None:
@@ -75,6 +76,7 @@ class AMQP1Protocol(AdapterProtocol):
             stats = server.stats
             stats.clients_connected += 1
             stats.clients_total += 1
+            server.connections_total += 1
             context = server.context
             ext = context.extras.get("auth_external")
             if ext is not None and conn.container_id:
@@ -95,6 +97,8 @@ class AMQP1Protocol(AdapterProtocol):
         conn = self.conn
         if conn is not None and conn.out:
             conn.last_sent = self._loop.time()
+            if self.transport is not None and self._gate is None and not self._lingering:
+                self.server.bytes_out += len(conn.out)  # what the adapter writes now
         AdapterProtocol.flush(self)
 
     def internal_error(self) -> None:
@@ -114,6 +118,7 @@ class AMQP1Protocol(AdapterProtocol):
             err = conn.error
             if err is not None and err.condition not in (CONNECTION_FORCED, INTERNAL_ERROR):
                 self.server.stats.protocol_errors += 1
+                self.server.errors_total += 1
                 log.info("%s: closed with %s: %s", conn, err.condition, err.description or "")
             opened = conn.opened
             if err is not None:
@@ -126,6 +131,7 @@ class AMQP1Protocol(AdapterProtocol):
                 stats = self.server.stats
                 stats.clients_connected -= 1
                 stats.clients_disconnected += 1
+                self.server.disconnections_total += 1
                 conn.opened = False
             conn.lost()  # links first: their unsubscribe events precede the disconnect
             if opened:

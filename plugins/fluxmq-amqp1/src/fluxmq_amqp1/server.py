@@ -61,6 +61,7 @@ from fluxmq_amqp1.nodes import (
     source_filters,
 )
 from fluxmq_amqp1.protocol import HOOK_SUBSCRIBE, AMQP1Protocol
+from fluxmq_amqp1.state import RESOURCE_DELETED
 from fluxmq_amqp1.waits import AuthorizeWait
 from fluxmq_core.callout.hooks import (
     HookOutcome,
@@ -81,6 +82,13 @@ log = logging.getLogger("fluxmq.amqp1")
 
 HOOK_PUBLISH = "auth_on_publish"
 
+#: Seconds between sweeps for receivers whose queue another API deleted.
+DELETED_SWEEP = 1.0
+
+
+def _orphan(node: QueueSub) -> str:
+    return f"queue {node.queue!r} or its consumer group {node.group!r} was deleted"
+
 
 class AMQP1Server(AdapterServer):
     """One per broker: the connections' environment (see the module docstring)."""
@@ -91,6 +99,7 @@ class AMQP1Server(AdapterServer):
         self.clock = context.clock
         self.container_id = f"fluxmq-{context.node_id}"
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         #: $management receiver links by (connection, reply address): a response goes
         #: only to a receiver of the connection that asked
         self._mgmt_replies: dict[tuple[int, str], MgmtReceiver] = {}
@@ -102,14 +111,57 @@ class AMQP1Server(AdapterServer):
         # context.stats counts every protocol together.
         self.messages_in = 0
         self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.connections_total = 0
+        self.disconnections_total = 0
+        self.errors_total = 0
 
     def protocol_factory(self) -> AMQP1Protocol:
         return AMQP1Protocol(self)
 
     async def start(self) -> None:
-        return None
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep_deleted(), name="fluxmq-amqp1-deleted-queues"
+        )
+
+    async def _sweep_deleted(self) -> None:
+        """Every :data:`DELETED_SWEEP` seconds: receivers whose queue or consumer
+        group another API deleted are detached (see :meth:`orphans_detached`)."""
+        while True:
+            await asyncio.sleep(DELETED_SWEEP)
+            try:
+                self.orphans_detached()
+            except Exception:
+                log.exception("amqp1: sweeping receivers of deleted queues failed")
+
+    def orphans_detached(self) -> int:
+        """Detach, with ``amqp:resource-deleted``, every receiver link whose queue
+        consumer the queue manager closed (its queue or consumer group was deleted
+        by the HTTP admin API, the queue API...); how many were."""
+        n = 0
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is None or conn.phase is not Phase.OPENED:
+                continue
+            for s in list(conn.sessions.values()):
+                for link in list(s.links.values()):
+                    node = link.node
+                    if (
+                        isinstance(node, QueueSub)
+                        and node.handle is not None
+                        and node.handle.closed
+                    ):
+                        conn.detach(link, RESOURCE_DELETED, _orphan(node))
+                        n += 1
+            if n:
+                proto.flush()
+        return n
 
     async def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
         for proto in list(self.protocols):
             conn = proto.conn
             if conn is not None and conn.phase is Phase.OPENED:
@@ -128,6 +180,8 @@ class AMQP1Server(AdapterServer):
             if not isinstance(src, Source) or src.dynamic:
                 return None
             addr = resolve(src.address, src.capabilities, cfg.auto_create, filter=True)
+            if addr.kind == "topic" and not addr.name:
+                source_filters(src.filter, addr)  # the exchange: its binding names the topic
             return SUBSCRIBE, acl_topic(addr)
         tgt = a.target
         if not isinstance(tgt, Target) or tgt.dynamic or tgt.address is None:
@@ -182,7 +236,7 @@ class AMQP1Server(AdapterServer):
             link.address = address
             props = a.properties or {}
             binding, selector = source_filters(source.filter, addr)
-            if binding is not None:
+            if binding is not None and addr.kind == "queue":
                 addr.pattern = binding
             if addr.kind == "management":
                 keys = [link.name]
@@ -344,7 +398,8 @@ class AMQP1Server(AdapterServer):
         if isinstance(node, QueueTarget):
             if node.temporary and node.queue is not None and self.context.queues is not None:
                 node.temporary = False
-                self.context.queues.delete(node.queue)
+                if self.context.queues.delete(node.queue):
+                    self.queue_deleted(node.queue)
             return
         if isinstance(node, Browser):
             node.close()
@@ -369,9 +424,33 @@ class AMQP1Server(AdapterServer):
             PROTOCOL, conn.container_id or conn.id, topic_filter, options
         )
 
+    def queue_deleted(self, name: str) -> None:
+        """Queue ``name`` was deleted: every receiver link consuming or browsing it is
+        detached with ``amqp:resource-deleted`` (as RabbitMQ and Artemis do), rather
+        than left attached with nothing to receive. A link whose own detach deleted
+        the queue (a dynamic source) is already unbound and skipped."""
+        for proto in list(self.protocols):
+            conn = proto.conn
+            if conn is None or conn.phase is not Phase.OPENED:
+                continue
+            for s in list(conn.sessions.values()):
+                for link in list(s.links.values()):
+                    node = link.node
+                    if (isinstance(node, QueueSub) and node.handle is not None
+                            and node.queue == name) or (
+                        isinstance(node, Browser) and node.queue.name == name
+                    ):  # fmt: skip
+                        conn.detach(link, RESOURCE_DELETED, f"queue {name!r} was deleted")
+
     def credit(self, conn: Connection, link: Link) -> None:
         node = link.node
         if isinstance(node, QueueSub):
+            h = node.handle
+            if h is not None and h.closed:
+                # its queue or consumer group was deleted by someone else (the HTTP
+                # admin API, the queue API): detach rather than wait for nothing
+                conn.detach(link, RESOURCE_DELETED, _orphan(node))
+                return
             node.sync()
             if link.drain and link.credit > 0:
                 node.drain()
@@ -411,7 +490,7 @@ class AMQP1Server(AdapterServer):
             if target.topic == MANAGEMENT:
                 done(Rejected(error=Error(INVALID_FIELD, "reply-to cannot be $management")))
                 return
-        response = handle_request(self.context.queues, request)
+        response = handle_request(self.context.queues, request, self.queue_deleted)
         done(Accepted())
         if direct is not None:
             direct.conn.send(direct.link, response, None)

@@ -40,6 +40,7 @@ UNATTACHED_HANDLE = "amqp:session:unattached-handle"
 TRANSFER_LIMIT = "amqp:link:transfer-limit-exceeded"
 MESSAGE_SIZE = "amqp:link:message-size-exceeded"
 DETACH_FORCED = "amqp:link:detach-forced"
+RESOURCE_DELETED = "amqp:resource-deleted"
 
 
 class Phase(enum.Enum):

@@ -23,7 +23,8 @@ from fluxmq_amqp1.codec.composites import (
 )
 from fluxmq_amqp1.nodes import TXN_ROLLBACK, TXN_UNKNOWN, Txn
 from fluxmq_amqp1.state import NOT_IMPLEMENTED
-from fluxmq_core.queues import QueueError
+from fluxmq_core.queues import CONTROL_VERBS, QueueError, split_queue_topic
+from fluxmq_core.queues.retention import trim_consumed
 
 if TYPE_CHECKING:
     from fluxmq_amqp1.connection import Connection
@@ -72,10 +73,60 @@ def rollback(txn: Txn) -> None:
     txn.settles.clear()
 
 
+def refusal(queues: Any, publishes: list[tuple[Any, Any]]) -> str | None:
+    """What the queue manager would refuse among a transaction's queue appends,
+    found before any is applied (the checks of ``QueueManager.publish`` and
+    ``append``: a control verb as topic level, an unknown queue that may not be
+    created, ``max_message_size``, and ``max_depth`` with ``overflow = "reject"``
+    for all of the transaction's messages to a queue together); None when all fit.
+    The check and the appends run in one call on the event loop: nothing can come
+    in between."""
+    counts: dict[str, int] = {}
+    for node, core in publishes:
+        if node.queue is None:
+            continue
+        if queues is None:
+            return "queues are not available in this broker"
+        try:
+            name, rest = split_queue_topic(core.topic)
+            if rest and not CONTROL_VERBS.isdisjoint(rest.split("/")):
+                return f"{core.topic!r}: a queue control verb is not appended"
+            q = queues.get(name)
+            if q is None:
+                q = queues.auto_declare(name, "an AMQP 1.0 transaction")  # as the append would
+        except QueueError as exc:
+            return str(exc)
+        limit = q.config.max_message_size
+        if limit and len(core.payload) > limit:
+            return (
+                f"queue {name!r}: payload of {len(core.payload)} bytes exceeds "
+                f"max_message_size {limit}"
+            )
+        counts[name] = counts.get(name, 0) + 1
+    for name, n in counts.items():
+        q = queues.get(name)
+        cfg = q.config
+        if cfg.max_depth and cfg.overflow == "reject" and q.log.length(name) + n > cfg.max_depth:
+            trim_consumed(queues, q)  # what the append does before it refuses
+            if q.live_length() + n > cfg.max_depth:
+                return (
+                    f"queue {name!r} is full (max_depth {cfg.max_depth}): "
+                    f"the transaction's {n} message(s) do not fit"
+                )
+    return None
+
+
 def commit(context: Any, txn: Txn, done: Any) -> None:
     """Apply every publish and outcome; the discharge is accepted once every
-    queue append is durable (rejected with amqp:transaction:rollback when one
-    was refused or failed: what was applied before stays applied)."""
+    queue append is durable. When a queue would refuse one of the appends (see
+    :func:`refusal`) nothing is applied: the transaction is rolled back and the
+    discharge rejected with amqp:transaction:rollback. A storage failure after the
+    appends (a failed sync) also rejects it, but what was appended stays."""
+    refused = refusal(context.queues, txn.publishes)
+    if refused is not None:
+        rollback(txn)
+        done(Rejected(error=Error(TXN_ROLLBACK, refused)))
+        return
     futures = []
     errors: list[str] = []
     for node, core in txn.publishes:

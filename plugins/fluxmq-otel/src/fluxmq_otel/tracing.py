@@ -254,7 +254,7 @@ class PublishSpan:
     ``message`` is the message to route, carrying this span's trace context;
     ``error`` is set by the core when the publish failed or was refused."""
 
-    __slots__ = ("tracer", "span", "message", "error", "_deliver", "_subs", "_groups")
+    __slots__ = ("tracer", "span", "message", "error", "_deliver", "_subs", "_groups", "_members")
 
     def __init__(
         self, tracer: trace.Tracer, message: Message, parent: otel_context.Context | None
@@ -271,6 +271,7 @@ class PublishSpan:
         self._deliver: trace.Span | None = None
         self._subs: list[tuple[Any, int]] = []
         self._groups: list[str] = []
+        self._members: list[tuple[str, Any, int]] | None = None
 
     def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
         self._subs = subscribers
@@ -279,12 +280,15 @@ class PublishSpan:
             "deliver", context=trace.set_span_in_context(self.span), kind=SpanKind.PRODUCER
         )
 
+    def shared(self, group: str, subscriber: Any, qos: int) -> None:
+        _add_member(self, group, subscriber, qos)
+
     def fanned_out(self, delivered: int, failed: int) -> None:
         span = self._deliver
         if span is None:
             return
         self._deliver = None
-        span.set_attributes(_deliver_attrs(self._subs, self._groups, delivered))
+        span.set_attributes(_deliver_attrs(self._subs, self._groups, delivered, self._members))
         if failed:
             span.set_status(Status(StatusCode.ERROR, f"{failed} deliveries failed"))
         span.end()
@@ -306,7 +310,7 @@ class RecordedPublishSpan:
     and of valid types, so they are not validated again."""
 
     __slots__ = ("rec", "context", "parent", "message", "error", "start", "_fan", "_subs",
-                 "_groups")  # fmt: skip
+                 "_groups", "_members")  # fmt: skip
 
     def __init__(
         self, rec: _Recorder, message: Message, parent: otel_context.Context | None
@@ -324,11 +328,15 @@ class RecordedPublishSpan:
         self._fan = 0
         self._subs: list[tuple[Any, int]] = []
         self._groups: list[str] = []
+        self._members: list[tuple[str, Any, int]] | None = None
 
     def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
         self._fan = time_ns()
         self._subs = subscribers
         self._groups = groups
+
+    def shared(self, group: str, subscriber: Any, qos: int) -> None:
+        _add_member(self, group, subscriber, qos)
 
     def fanned_out(self, delivered: int, failed: int) -> None:
         ctx = self.context
@@ -338,7 +346,7 @@ class RecordedPublishSpan:
             self.rec.context(ctx.trace_id, ctx.trace_state),
             ctx,
             SpanKind.PRODUCER,
-            _deliver_attrs(self._subs, self._groups, delivered),
+            _deliver_attrs(self._subs, self._groups, delivered, self._members),
             self._fan,
             error,
         )
@@ -415,20 +423,49 @@ def _publish_attrs(message: Message) -> dict[str, AttributeValue]:
     return attrs
 
 
+def _add_member(span: PublishSpan | RecordedPublishSpan, group: str, sub: Any, qos: int) -> None:
+    """The router picked ``sub`` of share group ``group`` (the first
+    :data:`MAX_LISTED` are kept)."""
+    members = span._members
+    if members is None:
+        span._members = [(group, sub, qos)]
+    elif len(members) < MAX_LISTED:
+        members.append((group, sub, qos))
+
+
 def _deliver_attrs(
-    subs: list[tuple[Any, int]], groups: list[str], delivered: int
+    subs: list[tuple[Any, int]],
+    groups: list[str],
+    delivered: int,
+    members: list[tuple[str, Any, int]] | None = None,
 ) -> dict[str, AttributeValue]:
     """A ``deliver`` span's attributes: the subscriber's protocol, client id and QoS
-    when there is one (and no share group), else the first :data:`MAX_LISTED` as
-    ``fluxmq.subscribers`` (``protocol:client_id``) and the share groups matched."""
+    when there is one (a plain subscriber, or the member picked in the one share
+    group matched, then with ``fluxmq.share_group``), else the first
+    :data:`MAX_LISTED` as ``fluxmq.subscribers`` (``protocol:client_id``, the share
+    groups' picked members included), the share groups matched as
+    ``fluxmq.share_groups`` and their picked members as ``fluxmq.share_members``
+    (``group=protocol:client_id``). A group a cluster peer serves names no member."""
     attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": delivered}
     if len(subs) == 1 and not groups:
         sub, qos = subs[0]
         attrs["fluxmq.protocol"] = sub.protocol
         attrs["fluxmq.client_id"] = sub.client_id
         attrs["fluxmq.qos"] = qos
+    elif not subs and len(groups) == 1 and members is not None and len(members) == 1:
+        group, sub, qos = members[0]
+        attrs["fluxmq.protocol"] = sub.protocol
+        attrs["fluxmq.client_id"] = sub.client_id
+        attrs["fluxmq.qos"] = qos
+        attrs["fluxmq.share_group"] = group
     else:
-        attrs["fluxmq.subscribers"] = [f"{s.protocol}:{s.client_id}" for s, _ in subs[:MAX_LISTED]]
+        listed = [f"{s.protocol}:{s.client_id}" for s, _ in subs[:MAX_LISTED]]
+        if members:
+            listed += [f"{s.protocol}:{s.client_id}" for _, s, _ in members]
+            attrs["fluxmq.share_members"] = [
+                f"{g}={s.protocol}:{s.client_id}" for g, s, _ in members
+            ]
+        attrs["fluxmq.subscribers"] = listed[:MAX_LISTED]
         if groups:
             attrs["fluxmq.share_groups"] = groups[:MAX_LISTED]
     return attrs

@@ -39,6 +39,12 @@ class ApiConfig(ListenerSecurity):
         "when JoinGroup does not say; a ConsumeQueue stream keeps its consumer alive.",
     )
     max_wait: float = setting(30.0, "Longest wait_time a Consume call may ask for, in seconds.")
+    login_cache_ttl: float = setting(
+        60.0,
+        "Seconds a successful login (the same Authorization header and client) is reused "
+        "by later calls, with its cached ACL decisions, instead of asking the auth "
+        "service (an external callout) on every call; 0 = every call logs in.",
+    )
 
     def __post_init__(self) -> None:
         self.check_listener_security("api")
@@ -50,3 +56,5 @@ class ApiConfig(ListenerSecurity):
             raise ValueError("api.session_timeout must be > 0")
         if self.max_wait < 0:
             raise ValueError("api.max_wait must be >= 0")
+        if self.login_cache_ttl < 0:
+            raise ValueError("api.login_cache_ttl must be >= 0")

@@ -68,3 +68,11 @@ async def fluxmq_shutdown(context: Any) -> None:
     if running.grpc is not None:
         await running.grpc.stop()
     await running.api.stop()
+
+
+@hookimpl
+def fluxmq_reload(context: Any) -> None:
+    """Users and ACL may have changed: later calls log in again."""
+    running = context.extras.get(_KEY)
+    if running is not None:
+        running.api.forget_logins()

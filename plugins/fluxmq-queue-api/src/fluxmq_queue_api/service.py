@@ -97,6 +97,9 @@ def _methods() -> dict[str, Method]:
     return out
 
 
+#: Logins kept by the login cache at most (the oldest go first).
+MAX_LOGINS = 10_000
+
 #: Every RPC of ``fluxmq.queue.v1.QueueService`` by name.
 METHODS = _methods()
 
@@ -166,6 +169,8 @@ class QueueAPI:
         self.handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, _snake(name)) for name in METHODS
         }
+        #: successful logins: (Authorization header, client id) -> (caller, expiry)
+        self.logins: dict[tuple[str, str], tuple[Caller, float]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -217,9 +222,39 @@ class QueueAPI:
         http = getattr(self.context.config, "http", None)
         return getattr(http, "admin_token", "") or ""
 
+    def forget_logins(self) -> None:
+        """Drop every cached login and its cached ACL decisions (on reload)."""
+        auth = self.context.auth
+        for caller, _expiry in self.logins.values():
+            auth.forget_client(caller.client_id)
+        self.logins.clear()
+
     async def login(self, authorization: str | None, remote: str, client_id: str = "") -> Caller:
-        """The caller of one request, or UNAUTHENTICATED."""
+        """The caller of one request, or UNAUTHENTICATED. A successful login is
+        reused for ``[api] login_cache_ttl`` seconds by calls with the same
+        Authorization header and client id (a gRPC channel keeps its connection, so
+        its remote address), so a stream of unary calls costs one login and one
+        authorization per queue and action, not one per call."""
         client_id = client_id or f"api:{remote}"
+        ttl = self.cfg.login_cache_ttl
+        key = (authorization or "", client_id)
+        if ttl:
+            hit = self.logins.get(key)
+            if hit is not None:
+                if time.monotonic() < hit[1]:
+                    return hit[0]
+                del self.logins[key]
+                self.context.auth.forget_client(client_id)
+        caller = await self._login(authorization, remote, client_id)
+        if ttl and not caller.admin:
+            if len(self.logins) >= MAX_LOGINS:
+                old_key = next(iter(self.logins))  # the oldest goes first
+                old_caller, _ = self.logins.pop(old_key)
+                self.context.auth.forget_client(old_caller.client_id)
+            self.logins[key] = (caller, time.monotonic() + ttl)
+        return caller
+
+    async def _login(self, authorization: str | None, remote: str, client_id: str) -> Caller:
         username: str | None = None
         password: bytes | None = None
         if authorization:
@@ -268,7 +303,8 @@ class QueueAPI:
         try:
             ok = await auth.authorize(caller.client_id, caller.username, action, topic)
         finally:
-            auth.forget_client(caller.client_id)  # one request is one "client"
+            if not self.cfg.login_cache_ttl:
+                auth.forget_client(caller.client_id)  # one request is one "client"
         if not ok:
             self.context.stats.authz_denied += 1
             raise ApiError("permission_denied", f"not authorized to {action} on {topic!r}")
