@@ -289,7 +289,29 @@ def test_cluster_status_lists_every_node(cluster: Any) -> None:
     assert "driver etcd, node a: ready" in out.stdout
     lines = [line.split()[0] for line in out.stdout.splitlines()[2:5]]
     assert lines == ["a", "b", "c"]
-    assert "queues with a single copy (on this node only): cl-orders" in out.stdout
+    assert "on this node only" not in out.stdout
+    queue_lines = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[6:]}
+    assert queue_lines["QUEUE"] == ["OWNER", "COPIES"]
+    assert queue_lines["cl-orders"] == ["a", "*", "1"]
+    # Another node names the same owner (from etcd), without the mark.
+    until(lambda: api(cluster["c"][1], "/api/v1/cluster")["queue_owners"].get("cl-orders") == "a")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fluxmq_core.cli",
+            "cluster",
+            "status",
+            "--url",
+            http_url(cluster["c"][1]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert ["cl-orders", "a", "1"] in rows
 
 
 def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:

@@ -874,14 +874,14 @@ class EtcdCluster:
                 "last_error": self.replication_last_error,
                 "resumed": self.sessions_resumed_from_replica,
             },
-            # Every queue lives on one node (its owner) only: a single copy.
+            # The queues this node owns; each lives on its owner only (a single copy).
             "queues_single_copy": self._local_queues(),
             "queues": self._cq.status() if self._cq is not None else {},
             "queue_owners": {
                 name: owner for name, (owner, _t) in sorted(self.queue_owners.items())
             },
             "not_replicated": [
-                "queues (each node's queues are its own)",
+                "queues (each lives on its owner node only: see queue_owners)",
             ],
         }
 
