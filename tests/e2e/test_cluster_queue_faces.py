@@ -111,6 +111,12 @@ def queue_on_a(nodes: dict[str, Bound], prefix: str) -> str:
     return name
 
 
+def body_of(m: Any) -> bytes:
+    """A copy of a Proton message's body (a view into the message's memory: copied
+    while the message is alive)."""
+    return bytes(m.body)
+
+
 def pending_on_owner(nodes: dict[str, Bound], name: str) -> int:
     info = api(nodes["a"], f"/api/v1/queues/{name}")
     return sum(g["pending"] for g in info["groups"])
@@ -157,6 +163,52 @@ def test_an_amqp1_receiver_on_another_node_consumes_the_queue(nodes: dict[str, B
     finally:
         conn.close()
     until(lambda: api(nodes["a"], "/api/v1/cluster")["queues"]["consumers_for_other_nodes"] == 0)
+
+
+def test_an_amqp1_receiver_s_link_credit_reaches_the_owner(nodes: dict[str, Bound]) -> None:
+    """The link credit of a receiver on node b governs how many unsettled
+    deliveries node a (the owner) hands it: credit 3 without settling gets exactly
+    3 of 6 messages (the owner keeps 3 pending and the rest ready); 3 more credit
+    gets the other 3; settling them leaves nothing pending."""
+    name = queue_on_a(nodes, "creditq")
+    host, port = nodes["b"]["amqp1.bind"]
+    conn = BlockingConnection(f"amqp://{host}:{port}", timeout=WAIT)
+    try:
+        # No prefetch: the link has exactly the credit given here.
+        receiver = conn.create_receiver(f"$queue/{name}/#", credit=0, name="credit-test")
+        until(lambda: api(nodes["a"], "/api/v1/cluster")["queues"]["consumers_for_other_nodes"])
+        sender = conn.create_sender(f"$queue/{name}/work")
+        for i in range(6):
+            sender.send(AmqpMessage(body=b"c%d" % i))  # returns once appended on a
+        receiver.link.flow(3)
+        first = [body_of(receiver.receive(timeout=WAIT)) for _ in range(3)]
+        # The seed went to this group too, first: the log order.
+        assert first == [b"seed", b"c0", b"c1"]
+
+        def groups() -> dict[str, Any]:
+            info = api(nodes["a"], f"/api/v1/queues/{name}")
+            return {g["name"]: g for g in info["groups"]}
+
+        # Three delivered and unsettled: the credit of 3 is spent, the rest waits.
+        assert groups()["default"]["pending"] == 3
+        receiver.link.flow(3)
+        more = [body_of(receiver.receive(timeout=WAIT)) for _ in range(3)]
+        assert more == [b"c2", b"c3", b"c4"]
+        assert groups()["default"]["pending"] == 6
+        assert api(nodes["b"], "/api/v1/cluster")["queues"]["flow_updates"] >= 2
+        for _ in range(6):
+            receiver.accept()  # settles the oldest unsettled delivery
+
+        def settled() -> bool:
+            conn.container.do_work(0.05)
+            return groups()["default"]["pending"] == 0
+
+        until(settled)
+        receiver.link.flow(1)
+        assert body_of(receiver.receive(timeout=WAIT)) == b"c5"
+        receiver.accept()
+    finally:
+        conn.close()
 
 
 def test_the_queue_api_on_a_node_that_does_not_own_the_queue(nodes: dict[str, Bound]) -> None:

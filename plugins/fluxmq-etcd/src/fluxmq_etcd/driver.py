@@ -296,6 +296,7 @@ class EtcdCluster:
             self._peers.handle("QueueSettle", self._cq.serve_settle)
             self._peers.handle("QueueConsume", self._cq.serve_consume)
             self._peers.handle("QueueCancel", self._cq.serve_cancel)
+            self._peers.handle("QueueFlow", self._cq.serve_flow)
         # Before the protocols start (they read context.store once): every write
         # to a persistent session is also copied to this node's session replica.
         if not isinstance(context.store, ReplicatedStore):
