@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import typer
 
@@ -22,7 +23,8 @@ cluster_app = typer.Typer(
 
 @cluster_app.command("status")
 def status(url: str = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt) -> None:
-    """List the cluster's nodes: id, address, alive, sessions, uptime."""
+    """List the cluster's nodes (id, address, alive, sessions, uptime) and its
+    queues with the node that owns each."""
     _code, body = AdminClient(url, token).call("GET", "/cluster")
     if as_json:
         typer.echo(json.dumps(body, indent=2))
@@ -44,6 +46,24 @@ def status(url: str = UrlOpt, token: str | None = TokenOpt, as_json: bool = Json
             ]
         )
     typer.echo(_table(["NODE", "ADDRESS", "ALIVE", "SESSIONS", "UP"], rows))
-    single = body.get("queues_single_copy") or []
-    if single:
-        typer.echo(f"queues with a single copy (on this node only): {', '.join(single)}")
+    rows = queue_rows(body)
+    if rows:
+        typer.echo("")
+        typer.echo(_table(["QUEUE", "OWNER", "COPIES"], rows))
+        typer.echo(
+            "every queue has a single copy, on its owner (queue replication is not "
+            "built): while the owner is down the queue is unavailable"
+        )
+
+
+def queue_rows(body: dict[str, Any]) -> list[list[Any]]:
+    """One row per queue the answer names: the node that owns it (``queue_owners``,
+    from the cluster's metadata; a queue this node holds without an owner record
+    is its own) and how many copies it has. ``*`` marks the answering node."""
+    here = body.get("node_id")
+    owners: dict[str, str] = dict(body.get("queue_owners") or {})
+    for name in body.get("queues_single_copy") or []:
+        owners.setdefault(name, str(here))
+    return [
+        [name, owner + (" *" if owner == here else ""), 1] for name, owner in sorted(owners.items())
+    ]

@@ -18,7 +18,8 @@ The write/durability contract
   (``"always"``, ``"batch"``, ``"never"``). A durable driver does group commit: many
   writes, then one fsync per batch, and every ``sync()`` waiting on that batch
   resolves together. The memory drivers' ``sync()`` returns at once.
-* **Protocols acknowledge only after ``await store.sync()`` resolves**: an MQTT
+* **Protocols acknowledge only after ``await store.sync()`` resolves** (when the
+  store's ``acks_wait_for_sync`` is True; the memory drivers' is False): an MQTT
   PUBACK/PUBREC, an AMQP confirm or disposition, a queue append reply. That is what
   makes "acknowledged means durable" (DESIGN.md section 6) hold while the loop
   never blocks on the disk.
@@ -110,9 +111,23 @@ class _Driver(abc.ABC):
 
     #: The driver's entry-point name (``"memory"``, ``"badgerlike"``).
     name: str = ""
-    #: True when writes survive a process crash once ``sync()`` resolved. Protocols
-    #: skip the sync round trip before acknowledging when the driver is not durable.
+    #: True when writes survive a process crash or restart once ``sync()`` resolved.
+    #: What a protocol decides from it: whether state is worth writing for a restart
+    #: (an MQTT will saved while its client is connected) and whether anything will
+    #: bring it back after a clean stop (a non-durable store's delayed wills are
+    #: published at shutdown instead). Acknowledgements follow
+    #: :attr:`acks_wait_for_sync`, not this.
     durable: bool = False
+
+    @property
+    def acks_wait_for_sync(self) -> bool:
+        """True when protocols must hold an acknowledgement (MQTT PUBACK/PUBREC, a
+        CONNACK that promises stored state) until ``sync()`` resolved; False lets
+        them skip the sync round trip. The same as :attr:`durable` for a plain
+        driver; a wrapper may differ, say a store that copies writes to another
+        node: its ``sync()`` waits for the copy (acknowledgements wait) while the
+        store itself does not survive a restart (``durable`` False)."""
+        return self.durable
 
     def __init__(self, options: StorageOptions) -> None:
         self.options = options

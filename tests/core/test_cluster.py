@@ -179,3 +179,16 @@ def test_share_handler_decides_which_groups_deliver_here() -> None:
     assert sorted(len(m.got) for m in (m1, m2)) == [1, 1]
     router.set_share_handler(None)
     assert router.publish(Message("t/1", b"d")) == 2
+
+
+def test_cluster_status_names_each_queue_s_owner() -> None:
+    from fluxmq_core.cluster_cli import queue_rows
+
+    body = {
+        "node_id": "b",
+        "queue_owners": {"orders": "a", "jobs": "b"},
+        # Held here without an owner record (say a claim lost to another node).
+        "queues_single_copy": ["jobs", "local-only"],
+    }
+    assert queue_rows(body) == [["jobs", "b *", 1], ["local-only", "b *", 1], ["orders", "a", 1]]
+    assert queue_rows({"node_id": "solo", "nodes": []}) == []

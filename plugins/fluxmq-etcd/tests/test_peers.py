@@ -285,6 +285,7 @@ async def test_unary_calls_handlers_and_errors(make_node: MakeNode) -> None:
         "QueueSettle",
         "QueueConsume",
         "QueueCancel",
+        "QueueFlow",
         "Ping",
         "ReplicateSessions",
         "FetchReplica",

@@ -65,7 +65,7 @@ class FakeAuth:
         pass
 
 
-def make_registry(**cfg):
+def make_registry(store=None, **cfg):
     clock = ManualClock()
     router = Router(clock=clock)
     published: list[Message] = []
@@ -83,7 +83,7 @@ def make_registry(**cfg):
         client_unsubscribed=lambda *a: None,
     )
     ctx = SimpleNamespace(
-        store=MemoryBrokerStore(),
+        store=store if store is not None else MemoryBrokerStore(),
         stats=Stats(),
         events=events,
         clock=clock,
@@ -267,6 +267,48 @@ def test_normal_disconnect_discards_will_and_expiry_zero_ends_session():
     conn.receive(encode(Disconnect(), 5))
     conn.lost()
     assert published == [] and "a" not in reg.sessions
+
+
+class ReplicatingMemoryStore(MemoryBrokerStore):
+    """A memory store whose sync stands for a copy made elsewhere (as a cluster
+    driver's replicating wrapper): acknowledgements wait for it, a restart keeps
+    nothing."""
+
+    acks_wait_for_sync = True
+
+
+class DurableMemoryStore(MemoryBrokerStore):
+    """A memory store that claims to survive restarts (as a disk store does)."""
+
+    durable = True
+
+
+def test_a_clean_stop_publishes_delayed_wills_unless_the_store_survives_a_restart():
+    for store, published_at_stop in (
+        (MemoryBrokerStore(), True),
+        (ReplicatingMemoryStore(), True),
+        (DurableMemoryStore(), False),
+    ):
+        reg, sched, published = make_registry(store)
+        conn, _ = connect(reg, "a", expiry=3600, will="will/a", will_delay=600)
+        conn.lost()
+        sched.advance(1)
+        assert published == []
+        reg.shutdown()
+        assert [m.topic for m in published] == (["will/a"] if published_at_stop else []), store
+        if not published_at_stop:  # kept for the next run, which publishes it when due
+            assert "a" in store._wills
+
+
+def test_acks_wait_for_the_sync_of_a_store_that_asks_for_it_not_of_a_memory_store():
+    for store, held in ((MemoryBrokerStore(), False), (ReplicatingMemoryStore(), True)):
+        reg, _sched, _p = make_registry(store)
+        pub, _ = connect(reg, "pub", version=4)
+        pub.receive(encode(Publish("x/y", b"hello", qos=1, packet_id=9), 4))
+        if held:
+            assert not pub.out and bytes(pub.held) == encode(Puback(9), 4)
+        else:
+            assert bytes(pub.out) == encode(Puback(9), 4) and not pub.held
 
 
 def test_connection_pubsub_in_memory():

@@ -296,6 +296,7 @@ class EtcdCluster:
             self._peers.handle("QueueSettle", self._cq.serve_settle)
             self._peers.handle("QueueConsume", self._cq.serve_consume)
             self._peers.handle("QueueCancel", self._cq.serve_cancel)
+            self._peers.handle("QueueFlow", self._cq.serve_flow)
         # Before the protocols start (they read context.store once): every write
         # to a persistent session is also copied to this node's session replica.
         if not isinstance(context.store, ReplicatedStore):
@@ -874,14 +875,14 @@ class EtcdCluster:
                 "last_error": self.replication_last_error,
                 "resumed": self.sessions_resumed_from_replica,
             },
-            # Every queue lives on one node (its owner) only: a single copy.
+            # The queues this node owns; each lives on its owner only (a single copy).
             "queues_single_copy": self._local_queues(),
             "queues": self._cq.status() if self._cq is not None else {},
             "queue_owners": {
                 name: owner for name, (owner, _t) in sorted(self.queue_owners.items())
             },
             "not_replicated": [
-                "queues (each node's queues are its own)",
+                "queues (each lives on its owner node only: see queue_owners)",
             ],
         }
 

@@ -106,13 +106,19 @@ class RemoteQueue:
 class RemoteConsumer:
     """The handle of a consumer registered on the queue's owner: the attributes of
     :class:`fluxmq_core.queues.types.Consumer` that protocols read. ``inflight`` holds
-    the offsets delivered here and not settled yet. Credit is fixed when it
-    registers (a later ``set_credit`` changes only the local record)."""
+    the offsets delivered here and not settled yet. ``set_credit``, ``pause`` and
+    ``resume`` travel to the owner (``QueueFlow``, the latest state, in order after
+    the registration), where the consumer's dispatch follows them; until the owner
+    has the change it delivers under the previous state (at most the old credit's
+    worth more, which the protocol holds as it would early deliveries)."""
 
     __slots__ = (
         "active",
         "auto_commit",
         "credit",
+        "flow_changed",
+        "flow_dirty",
+        "flow_task",
         "group",
         "id",
         "inflight",
@@ -120,6 +126,7 @@ class RemoteConsumer:
         "paused",
         "predicate",
         "queue",
+        "registered",
         "subscriber",
     )
 
@@ -137,6 +144,12 @@ class RemoteConsumer:
         self.active = True
         self.paused = False
         self.predicate: Callable[[Message], bool] | None = None
+        #: The owner has the registration; a flow change not sent yet; its sender.
+        self.registered = False
+        self.flow_dirty = False
+        self.flow_task: asyncio.Task[None] | None = None
+        #: Called on a change of credit or pause (set by ClusterQueues).
+        self.flow_changed: Callable[[RemoteConsumer], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -153,14 +166,26 @@ class RemoteConsumer:
     def has_credit(self) -> bool:
         return self.active and (self.credit <= 0 or len(self.inflight) < self.credit)
 
+    def _changed(self) -> None:
+        self.flow_dirty = True
+        if self.flow_changed is not None:
+            self.flow_changed(self)
+
     def set_credit(self, credit: int) -> None:
-        self.credit = int(credit)
+        credit = int(credit)
+        if credit != self.credit:
+            self.credit = credit
+            self._changed()
 
     def pause(self) -> None:
-        self.paused = True
+        if not self.paused:
+            self.paused = True
+            self._changed()
 
     def resume(self) -> None:
-        self.paused = False
+        if self.paused:
+            self.paused = False
+            self._changed()
 
     def __repr__(self) -> str:
         return f"RemoteConsumer({self.queue!r}, group={self.group!r}, owner={self.owner!r})"
@@ -212,6 +237,8 @@ class ClusterQueues:
         self.forwarded_deliveries = 0
         self.undeliverable = 0
         self.remote_settle_failures = 0
+        self.flow_updates = 0
+        self.flow_failures = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.manager, name)
@@ -376,13 +403,13 @@ class ClusterQueues:
         cid = f"{self.driver.node_id}-{next(self._ids)}"
         handle = RemoteConsumer(owner, queue, group, cid, consumer, credit)
         handle.auto_commit = auto_commit
+        handle.flow_changed = self._flow_changed
         self.remote[cid] = handle
         request = pb.QueueConsumeRequest(
             queue=queue,
             group=group,
             consumer_id=cid,
             client_id=str(getattr(consumer, "client_id", "")),
-            credit=max(0, int(credit)),
             auto_commit=auto_commit,
         )
         if filter is not None:
@@ -391,6 +418,12 @@ class ClusterQueues:
             request.cursor.CopyFrom(value_to_proto(cursor, "cursor"))
 
         async def register() -> None:
+            # Credit and pause as they are when the request leaves (a protocol
+            # pauses a new consumer right after this call returns); a change after
+            # that goes as a QueueFlow once the owner has the registration.
+            request.credit = max(0, handle.credit)
+            request.paused = handle.paused
+            handle.flow_dirty = False
             try:
                 await peers.call(owner, "QueueConsume", request)
             except PeerError as exc:
@@ -403,9 +436,50 @@ class ClusterQueues:
                 )
                 handle.active = False
                 self.remote.pop(cid, None)
+                return
+            handle.registered = True
+            if handle.flow_dirty:
+                self._flow_changed(handle)
 
         self._spawn(register())
         return handle
+
+    def _flow_changed(self, handle: RemoteConsumer) -> None:
+        """A remote consumer's credit or pause changed: send its state to the owner
+        (one sender per consumer, so updates arrive in order; the latest wins)."""
+        if not handle.registered or not handle.active or handle.flow_task is not None:
+            return
+        peers = self.driver._peers
+        if peers is None:
+            return
+
+        async def send() -> None:
+            try:
+                while handle.flow_dirty and handle.active:
+                    handle.flow_dirty = False
+                    request = pb.QueueFlowRequest(
+                        consumer_id=handle.id, credit=max(0, handle.credit), paused=handle.paused
+                    )
+                    try:
+                        await peers.call(handle.owner, "QueueFlow", request)
+                    except PeerError as exc:
+                        self.flow_failures += 1
+                        log.info(
+                            "credit of consumer %s (queue %r) not sent to node %s: %s",
+                            handle.id,
+                            handle.queue,
+                            handle.owner,
+                            exc,
+                        )
+                        return
+                    self.flow_updates += 1
+            finally:
+                handle.flow_task = None
+
+        task = asyncio.get_running_loop().create_task(send())
+        handle.flow_task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def cancel(self, handle: Any) -> None:
         if not isinstance(handle, RemoteConsumer):
@@ -617,6 +691,8 @@ class ClusterQueues:
             )
         except QueueError as exc:
             raise error_to_status(exc) from None
+        if request.paused:
+            proxy.handle.pause()
         self.proxies[key] = proxy
         q = self.manager.get(request.queue)
         return pb.QueueConsumeResponse(stream=bool(q is not None and q.is_stream))
@@ -628,6 +704,19 @@ class ClusterQueues:
         if proxy.handle is not None:
             self.manager.cancel(proxy.handle)
         return pb.QueueCancelResponse(found=True)
+
+    async def serve_flow(self, from_node: str, request: Any) -> Any:
+        proxy = self.proxies.get((from_node, request.consumer_id))
+        if proxy is None or proxy.handle is None:
+            return pb.QueueFlowResponse(found=False)
+        handle = proxy.handle
+        if handle.credit != request.credit:
+            handle.set_credit(request.credit)
+        if request.paused:
+            handle.pause()
+        else:
+            handle.resume()
+        return pb.QueueFlowResponse(found=True)
 
     def node_left(self, node: str) -> None:
         """``node`` left the cluster: cancel its consumers here (their unsettled
@@ -651,4 +740,6 @@ class ClusterQueues:
             "forwarded_deliveries": self.forwarded_deliveries,
             "undeliverable": self.undeliverable,
             "remote_settle_failures": self.remote_settle_failures,
+            "flow_updates": self.flow_updates,
+            "flow_failures": self.flow_failures,
         }

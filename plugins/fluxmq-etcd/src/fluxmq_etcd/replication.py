@@ -212,10 +212,13 @@ class SessionCopies:
 class ReplicatedStore:
     """A :class:`~fluxmq_core.storage.base.BrokerStore` that writes through to
     ``inner`` and records every change to a session as an op for the replica (see
-    the module docstring). Everything else is the inner store's. ``durable`` is
-    True so that protocols wait for :meth:`sync` before acknowledging."""
+    the module docstring). Everything else is the inner store's.
+    ``acks_wait_for_sync`` is True so that protocols wait for :meth:`sync` (the
+    copy on the replica) before acknowledging; ``durable`` is the inner store's,
+    since what survives a restart of this node is what the inner store keeps (a
+    memory store's delayed wills are still published when the node stops)."""
 
-    durable = True
+    acks_wait_for_sync = True
 
     def __init__(self, inner: Any, node_id: str, epoch_of: Callable[[str], int | None]) -> None:
         self.inner = inner
@@ -238,6 +241,10 @@ class ReplicatedStore:
     @property
     def name(self) -> str:
         return str(getattr(self.inner, "name", ""))
+
+    @property
+    def durable(self) -> bool:
+        return bool(getattr(self.inner, "durable", False))
 
     # --- what the owner records ------------------------------------------------------
 

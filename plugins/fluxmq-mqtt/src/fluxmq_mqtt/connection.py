@@ -868,12 +868,13 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self, cls: type, pid: int, code: int, at: bytearray | None = None, pos: int = 0
     ) -> None:
         """Append an ack, or insert it at ``pos`` of ``at`` when ``at`` is still the
-        output buffer (not written meanwhile); durable stores hold it for a sync."""
+        output buffer (not written meanwhile); a store whose acks wait for its sync
+        holds it for one."""
         data = self._encode_ack(cls, pid, code, "")
         out = self.out
         if at is not out:
             pos = len(out)
-        if self.registry.durable:
+        if self.registry.acks_wait:
             if self.held is None:
                 self.held = bytearray(data)
             else:

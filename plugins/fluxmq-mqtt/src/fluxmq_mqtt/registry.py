@@ -153,7 +153,12 @@ class SessionRegistry:
         self.cfg = cfg
         self.scheduler = scheduler
         self.store = context.store
+        # Two questions a store answers separately: does it survive a restart (wills
+        # are kept in it for the next run, or published at a clean stop), and do
+        # acknowledgements wait for its sync (a cluster driver's replicating store
+        # says yes while its memory store underneath says no to the first).
         self.durable = bool(getattr(context.store, "durable", False))
+        self.acks_wait = bool(getattr(context.store, "acks_wait_for_sync", self.durable))
         self.stats = context.stats
         self.events = context.events
         self.clock = context.clock
@@ -292,6 +297,10 @@ class SessionRegistry:
             # and the restarted broker publishes it. The CONNACK (and everything after
             # it) waits for the store's sync, so an accepted will survives a kill -9.
             self.store.save_will(cid, conn.will.stored(), 0.0)
+            conn.sync_first = True
+        elif conn.will is not None and self.acks_wait:
+            # A store whose sync means something else (a copy on another node): the
+            # CONNACK still waits for what the session wrote above.
             conn.sync_first = True
         return session, present
 

@@ -50,6 +50,7 @@ from fluxmq_core.auth import PUBLISH, SUBSCRIBE, AuthRequest
 from fluxmq_core.contracts import is_loopback
 from fluxmq_core.message import Message
 from fluxmq_core.queues import QueueError
+from fluxmq_core.queues.config import QueueConfig
 from fluxmq_core.queues.types import Consumer, decorate, routing_key
 from fluxmq_core.router.topics import TopicError, validate_topic_name
 from fluxmq_core.router.types import Delivery
@@ -99,6 +100,16 @@ def _methods() -> dict[str, Method]:
 
 #: Logins kept by the login cache at most (the oldest go first).
 MAX_LOGINS = 10_000
+
+
+def remote_owner(q: Any) -> str | None:
+    """The node that holds ``q`` when a cluster driver answered a stand-in for a
+    queue living on another node (it has an ``owner`` and no local log), else None."""
+    if hasattr(q, "log"):
+        return None
+    owner = getattr(q, "owner", None)
+    return str(owner) if owner else None
+
 
 #: Every RPC of ``fluxmq.queue.v1.QueueService`` by name.
 METHODS = _methods()
@@ -330,12 +341,22 @@ class QueueAPI:
     def queues(self) -> Any:
         return self.context.queues
 
-    def _queue(self, name: str) -> Any:
+    def _queue(self, name: str, *, remote_ok: bool = False) -> Any:
+        """The queue ``name``. In a cluster it may live on another node (its owner):
+        appends, consuming, acks and nacks reach it from here (``remote_ok``); any
+        other call is refused with the node to ask instead."""
         if not name:
             raise ApiError("invalid_argument", "queue_name is required")
         q = self.queues.get(name)
         if q is None:
             raise ApiError("not_found", f"unknown queue {name!r}")
+        owner = remote_owner(q)
+        if owner is not None and not remote_ok:
+            raise ApiError(
+                "failed_precondition",
+                f"queue {name!r} lives on node {owner} of the cluster: call this there "
+                "(append, consume, ack and nack work from any node)",
+            )
         return q
 
     def _group(self, queue: str, group: str) -> Any:
@@ -361,7 +382,7 @@ class QueueAPI:
     ) -> tuple[ApiConsumer, bool]:
         """The API consumer ``consumer_id`` of the group, registered when new
         (``True`` then)."""
-        self._queue(queue)
+        q = self._queue(queue, remote_ok=True)
         if not group:
             raise ApiError("invalid_argument", "group_id is required")
         if not consumer_id:
@@ -380,8 +401,9 @@ class QueueAPI:
         member = ApiConsumer(
             queue, group, consumer_id, session_timeout or self.cfg.session_timeout, now
         )
-        q = self.queues.get(queue)
-        existing = q.groups.get(group)
+        # A queue on another node: its groups are the owner's (the consumer joins
+        # with the group's filter there).
+        existing = q.groups.get(group) if remote_owner(q) is None else None
         try:
             member.handle = self.queues.consume(
                 queue,
@@ -581,21 +603,22 @@ class QueueAPI:
         return await self._durable(await self._submit(queue, message, allowed, caller))
 
     async def append(self, req: Any, caller: Caller) -> Any:
-        self._queue(req.queue_name)
+        self._queue(req.queue_name, remote_ok=True)
         message = self._message(req.queue_name, req.key, req.value, req.headers, caller)
         offset = await self._append(req.queue_name, message, set(), caller)
         return pb.AppendResponse(offset=offset, timestamp=_timestamp(message.timestamp))
 
     async def append_batch(self, req: Any, caller: Caller) -> Any:
-        q = self._queue(req.queue_name)
+        q = self._queue(req.queue_name, remote_ok=True)
         if not req.messages:
             raise ApiError("invalid_argument", "messages is empty")
         batch = [
             self._message(req.queue_name, m.key, m.value, m.headers, caller) for m in req.messages
         ]
-        cfg = q.config
         # Checked before the first append, so that a batch is all or nothing for the
-        # refusals we can foresee (size, a full queue under overflow = reject).
+        # refusals we can foresee (size, a full queue under overflow = reject). A
+        # queue on another node is checked there, message by message.
+        cfg = q.config if remote_owner(q) is None else QueueConfig()
         if cfg.max_message_size:
             for i, m in enumerate(batch):
                 if len(m.payload) > cfg.max_message_size:
@@ -643,7 +666,7 @@ class QueueAPI:
             async for req in requests:
                 if not queue:
                     queue = req.queue_name
-                    self._queue(queue)
+                    self._queue(queue, remote_ok=True)
                 elif req.queue_name and req.queue_name != queue:
                     raise ApiError(
                         "invalid_argument",
@@ -872,10 +895,16 @@ class QueueAPI:
         if timeout:
             member.session_timeout = timeout
         member.metadata = dict(req.metadata)
-        g = self._group(req.queue_name, req.group_id)
         out = pb.JoinGroupResponse(
             generation_id=self._state(req.queue_name, req.group_id).generation
         )
+        if remote_owner(self._queue(req.queue_name, remote_ok=True)) is not None:
+            # The group lives on the queue's owner: only this node's members are known.
+            for m in self.members.values():
+                if (m.queue, m.group) == (req.queue_name, req.group_id):
+                    out.consumers.append(pb.ConsumerInfo(consumer_id=m.consumer_id))
+            return out
+        g = self._group(req.queue_name, req.group_id)
         for c in g.consumers:
             out.consumers.append(self._consumer_proto(req.queue_name, req.group_id, c))
         return out
@@ -966,7 +995,15 @@ class QueueAPI:
                 self._remove(member)
 
     def _settle_target(self, req: Any) -> Any:
-        g = self._group(req.queue_name, req.group_id)
+        """The group to settle in (None: the queue lives on another node, which
+        checks the group and settles)."""
+        q = self._queue(req.queue_name, remote_ok=True)
+        if remote_owner(q) is not None:
+            if not req.group_id:
+                raise ApiError("invalid_argument", "group_id is required")
+            g = None
+        else:
+            g = self._group(req.queue_name, req.group_id)
         if not req.offsets:
             raise ApiError("invalid_argument", "offsets is empty")
         return g
@@ -981,6 +1018,8 @@ class QueueAPI:
             except QueueError as exc:
                 raise from_queue_error(exc) from None
         out = pb.AckResponse(acked_count=acked)
+        if g is None:  # settled on the owner: its cursor is not known here
+            return out
         info = g.info()
         out.committed.cursor = info.cursor
         out.committed.committed = info.committed or 0

@@ -297,7 +297,7 @@ class QueueSettleResponse(_message.Message):
     def __init__(self, settled: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class QueueConsumeRequest(_message.Message):
-    __slots__ = ("queue", "group", "consumer_id", "client_id", "filter", "credit", "auto_commit", "cursor")
+    __slots__ = ("queue", "group", "consumer_id", "client_id", "filter", "credit", "auto_commit", "cursor", "paused")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -306,6 +306,7 @@ class QueueConsumeRequest(_message.Message):
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     AUTO_COMMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
     queue: str
     group: str
     consumer_id: str
@@ -314,7 +315,8 @@ class QueueConsumeRequest(_message.Message):
     credit: int
     auto_commit: bool
     cursor: Value
-    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., consumer_id: _Optional[str] = ..., client_id: _Optional[str] = ..., filter: _Optional[str] = ..., credit: _Optional[int] = ..., auto_commit: _Optional[bool] = ..., cursor: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    paused: bool
+    def __init__(self, queue: _Optional[str] = ..., group: _Optional[str] = ..., consumer_id: _Optional[str] = ..., client_id: _Optional[str] = ..., filter: _Optional[str] = ..., credit: _Optional[int] = ..., auto_commit: _Optional[bool] = ..., cursor: _Optional[_Union[Value, _Mapping]] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class QueueConsumeResponse(_message.Message):
     __slots__ = ("stream",)
@@ -329,6 +331,22 @@ class QueueCancelRequest(_message.Message):
     def __init__(self, consumer_id: _Optional[str] = ...) -> None: ...
 
 class QueueCancelResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
+
+class QueueFlowRequest(_message.Message):
+    __slots__ = ("consumer_id", "credit", "paused")
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    consumer_id: str
+    credit: int
+    paused: bool
+    def __init__(self, consumer_id: _Optional[str] = ..., credit: _Optional[int] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class QueueFlowResponse(_message.Message):
     __slots__ = ("found",)
     FOUND_FIELD_NUMBER: _ClassVar[int]
     found: bool
