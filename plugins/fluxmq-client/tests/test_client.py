@@ -465,3 +465,23 @@ async def test_a_resumed_sessions_messages_wait_for_the_subscription(broker):
         sub = await c.subscribe("away/#", qos=1)
         assert [(await sub.get(10)).payload for _ in range(3)] == [b"0", b"1", b"2"]
         assert not c._unclaimed
+
+
+async def test_from_url_keeps_the_urls_credentials_unless_overridden(mqtt_broker_factory, tmp_path):
+    """``username=None``/``password=None`` (what an option parser passes when a flag
+    was not given) must not drop the URL's credentials; a real value still wins."""
+    from fluxmq_core.passwords import set_password
+
+    pw = tmp_path / "passwd"
+    set_password(pw, "dave", "p@ss word")
+    broker = mqtt_broker_factory(config={"auth": {"anonymous": False, "password_file": str(pw)}})
+    url = f"mqtt://dave:p%40ss%20word@127.0.0.1:{broker.port()}"
+    c = Client.from_url(url, username=None, password=None, ws_path=None, reconnect=False)
+    assert (c.username, c.password, c.ws_path) == ("dave", b"p@ss word", "/mqtt")
+    async with c:
+        assert c.connected
+    wrong = Client.from_url(url, password="not-it", reconnect=False)
+    assert wrong.username == "dave" and wrong.password == b"not-it"
+    with pytest.raises(ConnectError) as info:
+        await wrong.connect()
+    assert info.value.not_authorized
