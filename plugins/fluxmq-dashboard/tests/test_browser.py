@@ -352,6 +352,33 @@ def test_dead_letters_and_consumer_groups(
     expect(dlq.locator("tr[data-offset]").first).to_contain_text("capped 2")
 
 
+def test_a_groups_lag_and_pending_follow_a_consumer_that_acks_late(
+    page: Any, broker: BrokerThread, mqtt_clients: Any
+) -> None:
+    """A paho consumer with manual acks holds 3 deliveries: the group shows lag 3 and
+    3 pending (PEL); once it acks them both drop to 0."""
+    pub = mqtt_clients(broker, "held-feed")
+    for i in range(3):
+        pub.publish("$queue/held/x", f"held {i}".encode(), qos=1).wait_for_publish(WAIT)
+    got: list[mqtt.MQTTMessage] = []
+    worker = mqtt_clients(broker, "held-worker", manual_ack=True)
+    worker.on_message = lambda c, u, m: got.append(m)
+    worker.subscribe("$queue/held/#", qos=1)
+    wait_for(lambda: len(got) == 3, "the consumer to get 3 messages")
+    go(page, "queues")
+    page.locator("tr[data-queue=held]").get_by_role("link", name="held").click()
+    group = page.get_by_role("region", name="Queue held").locator("tr[data-group]")
+    expect(group).to_have_count(1)
+    cells = group.locator("td")
+    expect(cells.nth(0)).to_have_text("1")  # consumers
+    expect(cells.nth(1)).to_have_text("3")  # lag
+    expect(cells.nth(2)).to_have_text("3")  # pending (PEL)
+    for m in got:
+        worker.ack(m.mid, m.qos)
+    expect(cells.nth(1)).to_have_text("0")
+    expect(cells.nth(2)).to_have_text("0")
+
+
 def test_live_tail_shows_mqtt_messages_hex_pause_and_a_bounded_buffer(
     screenshot: Any, page: Any, broker: BrokerThread, traffic: Any
 ) -> None:
