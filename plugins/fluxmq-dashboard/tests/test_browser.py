@@ -467,6 +467,16 @@ def test_publish_form_reaches_a_real_subscriber(
     assert got[0].topic == "console/test" and got[0].payload == b"from the browser"
     assert got[0].qos == 1
     screenshot(page, "dashboard-publish")
+    # Retain, with a base64 payload: kept by the broker for later subscribers.
+    page.get_by_label("Topic").fill("console/kept")
+    page.get_by_label("Payload", exact=True).fill("AAH/")
+    page.get_by_label("base64").check()
+    page.get_by_label("Retain").check()
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published to console/kept")
+    wait_for(lambda: len(got) == 2, "the subscriber to get the retained message")
+    kept = broker.call_soon(broker.context.router.get_retained, "console/kept")
+    assert kept is not None and kept.payload == b"\x00\x01\xff"
 
 
 def test_keyboard_navigation(page: Any) -> None:
