@@ -80,6 +80,8 @@ async def test_queue_publish_consume_ack_nack_reject(broker):
         sub = await c.subscribe("$dlq/jobs/#", qos=1)
         dead = await sub.get(5)
         assert dead.payload == b"b"
+        assert dead.user_properties.get("_dlq_reason") == "rejected"
+        assert dead.user_properties.get("_dlq_original_id") == "jobs:1"
 
 
 async def test_reconnect_after_restart_without_qos1_loss(mqtt_broker_factory):
