@@ -487,3 +487,21 @@ async def test_from_url_keeps_the_urls_credentials_unless_overridden(mqtt_broker
     with pytest.raises(ConnectError) as info:
         await wrong.connect()
     assert info.value.not_authorized
+
+
+async def test_nack_with_a_delay_holds_the_message_back(broker):
+    """nack(delay=60): the next delivery is a message published after the nack, not
+    the nacked one (which an immediate nack would redeliver first)."""
+    async with Client("127.0.0.1", broker.port()) as c:
+        consumer = c.consume("later", group="g")
+        first = asyncio.ensure_future(consumer.__anext__())
+        await asyncio.sleep(0)  # subscribe goes out before the publish
+        await c.publish_to_queue("later", "held")
+        m = await asyncio.wait_for(first, 5)
+        assert m.payload == b"held"
+        await m.nack(delay=60)
+        await c.publish_to_queue("later", "marker")
+        nxt = await asyncio.wait_for(consumer.__anext__(), 5)
+        assert (nxt.payload, nxt.offset) == (b"marker", 1)
+        await nxt.ack()
+        await consumer.aclose()
