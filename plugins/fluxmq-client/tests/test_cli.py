@@ -163,6 +163,10 @@ def test_exit_codes_and_errors(mqtt_broker_factory, tmp_path):
     r = fluxmq("pub", "-p", str(free_port()), "-t", "x", "-m", "y")
     assert r.returncode == 1 and "connection refused" in r.stderr
     assert "Traceback" not in r.stderr
+    # An unknown host (the .invalid domain never resolves): named, no traceback.
+    r = fluxmq("sub", "-h", "no-such-host.invalid", "-t", "x", "-C", "1")
+    assert r.returncode == 1 and "cannot connect to no-such-host.invalid:1883" in r.stderr
+    assert "Traceback" not in r.stderr
     r = fluxmq("pub", "-L", "http://127.0.0.1/x", "-m", "y")
     assert r.returncode == 1 and "scheme must be" in r.stderr
     r = fluxmq("pub", "-h", "127.0.0.1", "-t", "x")
@@ -186,6 +190,7 @@ def test_tls_and_websocket_urls(mqtt_broker_factory, tmp_path):
                 "tls_key": certs["server.key"],
                 "tls": "127.0.0.1:0",
                 "websocket": "127.0.0.1:0",
+                "wss": "127.0.0.1:0",
             }
         }
     )
@@ -206,6 +211,14 @@ def test_tls_and_websocket_urls(mqtt_broker_factory, tmp_path):
     assert r.returncode == 0, r.stderr
     r = fluxmq("sub", "-L", f"ws://127.0.0.1:{ws}/mqtt#t/%23", "-C", "2", "-v")
     assert sorted(r.stdout.splitlines()) == ["t/s x", "t/w y"], r.stderr
+    # wss://: WebSocket over TLS, verified with --cafile (and refused without it).
+    wss = broker.port("mqtt.wss")
+    r = fluxmq(
+        "sub", "-L", f"wss://127.0.0.1:{wss}/mqtt#t/s", "--cafile", certs["ca.pem"], "-C", "1"
+    )
+    assert (r.returncode, r.stdout) == (0, "x\n"), r.stderr
+    r = fluxmq("sub", "-L", f"wss://127.0.0.1:{wss}/mqtt#t/s", "-C", "1")
+    assert r.returncode == 1 and "TLS failure" in r.stderr
 
 
 def test_queue_publish_and_consume(broker):

@@ -80,6 +80,8 @@ async def test_queue_publish_consume_ack_nack_reject(broker):
         sub = await c.subscribe("$dlq/jobs/#", qos=1)
         dead = await sub.get(5)
         assert dead.payload == b"b"
+        assert dead.user_properties.get("_dlq_reason") == "rejected"
+        assert dead.user_properties.get("_dlq_original_id") == "jobs:1"
 
 
 async def test_reconnect_after_restart_without_qos1_loss(mqtt_broker_factory):
@@ -465,3 +467,41 @@ async def test_a_resumed_sessions_messages_wait_for_the_subscription(broker):
         sub = await c.subscribe("away/#", qos=1)
         assert [(await sub.get(10)).payload for _ in range(3)] == [b"0", b"1", b"2"]
         assert not c._unclaimed
+
+
+async def test_from_url_keeps_the_urls_credentials_unless_overridden(mqtt_broker_factory, tmp_path):
+    """``username=None``/``password=None`` (what an option parser passes when a flag
+    was not given) must not drop the URL's credentials; a real value still wins."""
+    from fluxmq_core.passwords import set_password
+
+    pw = tmp_path / "passwd"
+    set_password(pw, "dave", "p@ss word")
+    broker = mqtt_broker_factory(config={"auth": {"anonymous": False, "password_file": str(pw)}})
+    url = f"mqtt://dave:p%40ss%20word@127.0.0.1:{broker.port()}"
+    c = Client.from_url(url, username=None, password=None, ws_path=None, reconnect=False)
+    assert (c.username, c.password, c.ws_path) == ("dave", b"p@ss word", "/mqtt")
+    async with c:
+        assert c.connected
+    wrong = Client.from_url(url, password="not-it", reconnect=False)
+    assert wrong.username == "dave" and wrong.password == b"not-it"
+    with pytest.raises(ConnectError) as info:
+        await wrong.connect()
+    assert info.value.not_authorized
+
+
+async def test_nack_with_a_delay_holds_the_message_back(broker):
+    """nack(delay=60): the next delivery is a message published after the nack, not
+    the nacked one (which an immediate nack would redeliver first)."""
+    async with Client("127.0.0.1", broker.port()) as c:
+        consumer = c.consume("later", group="g")
+        first = asyncio.ensure_future(consumer.__anext__())
+        await asyncio.sleep(0)  # subscribe goes out before the publish
+        await c.publish_to_queue("later", "held")
+        m = await asyncio.wait_for(first, 5)
+        assert m.payload == b"held"
+        await m.nack(delay=60)
+        await c.publish_to_queue("later", "marker")
+        nxt = await asyncio.wait_for(consumer.__anext__(), 5)
+        assert (nxt.payload, nxt.offset) == (b"marker", 1)
+        await nxt.ack()
+        await consumer.aclose()

@@ -1,5 +1,5 @@
 """Interop with libcoap's command-line client (Debian ``libcoap3-bin``): POST, GET,
-observe for a few seconds, and a block-wise PUT with a small block size. Skipped,
+observe for a few seconds, and block-wise POST and PUT with a small block size. Skipped,
 with the reason, when the client is not installed (``.ci/run`` installs it)."""
 
 from __future__ import annotations
@@ -48,17 +48,23 @@ def test_post_and_get(broker):
     assert r.returncode == 0 and r.stdout.strip() == b"hello"
 
 
-def test_blockwise_put_with_small_blocks(broker, tmp_path):
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_blockwise_publish_with_small_blocks(broker, tmp_path, method):
     data = bytes(range(256)) * 8  # 2 KiB in 32 blocks of 64 bytes
     f = tmp_path / "payload.bin"
     f.write_bytes(data)
-    r = run("-m", "put", "-b", "64", "-f", str(f), base(broker) + "/ps/lc/big?retain")
+    got = Collector(f"collector-{method}")
+    topic = f"lc/big-{method}"
+    broker.call_soon(broker.context.router.subscribe, got, topic)
+    r = run("-m", method, "-b", "64", "-f", str(f), base(broker) + f"/ps/{topic}?retain")
     assert r.returncode == 0, r.stderr
-    msg = broker.call_soon(broker.context.router.get_retained, "lc/big")
+    msg = broker.call_soon(broker.context.router.get_retained, topic)
     assert msg is not None and msg.payload == data
     out = tmp_path / "got.bin"
-    r = run("-m", "get", "-b", "64", "-o", str(out), base(broker) + "/ps/lc/big")
+    r = run("-m", "get", "-b", "64", "-o", str(out), base(broker) + f"/ps/{topic}")
     assert r.returncode == 0 and out.read_bytes() == data
+    # One message once every block was in (not one per block), after that round trip.
+    assert [m.payload for m in got.wait(1)] == [data]
 
 
 def test_observe_a_wildcard_for_a_few_seconds(broker):

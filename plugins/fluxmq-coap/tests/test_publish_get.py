@@ -53,6 +53,16 @@ async def test_put_with_qos_retain_and_client_id(client, coap_broker):
     assert r.opt.content_format is None
 
 
+@pytest.mark.parametrize("qos", [0, 1, 2])
+async def test_qos_query_sets_the_messages_qos(client, coap_broker, qos):
+    got = collect(coap_broker, f"pub/qos{qos}")
+    path = f"/ps/pub/qos{qos}?qos={qos}"
+    r = await req(client, coap_broker, Code.POST, path, payload=b"q")
+    assert r.code == Code.CHANGED
+    (m,) = got.wait(1)
+    assert (m.qos, m.retain, m.payload) == (qos, False, b"q")
+
+
 @pytest.mark.parametrize("path", ["/compat/a", "/mqtt/publish/compat/a"])
 async def test_go_compatible_paths_publish(client, coap_broker, path):
     got = collect(coap_broker, "compat/a")

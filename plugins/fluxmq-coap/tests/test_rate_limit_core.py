@@ -58,3 +58,21 @@ async def test_new_source_endpoints_take_connection_tokens(client):
         assert b.call_soon(lambda: b.context.stats.rate_limited_connections) == 1
         ok = await req(client, b, Code.POST, path, payload=b"4")
         assert ok.code == Code.CHANGED
+
+
+async def test_observe_registrations_over_the_limit_are_4_29(client):
+    config = {"rate_limit": {"subscribe_rate": SLOW, "subscribe_burst": 1}}
+    with BrokerThread(plugins=["coap"], config=config) as b:
+        first = client.request(
+            aiocoap.Message(code=Code.GET, uri=coap_url(b, "/ps/rl/o/1?client_id=obs1"), observe=0)
+        )
+        assert (await asyncio.wait_for(first.response, WAIT)).code == Code.CONTENT
+        refused = await req(client, b, Code.GET, "/ps/rl/o/2?client_id=obs1", observe=0)
+        assert refused.code == Code.TOO_MANY_REQUESTS
+        assert refused.opt.max_age is not None and refused.opt.max_age >= 1
+        assert b"subscribe rate limit" in refused.payload
+        ok = await req(client, b, Code.GET, "/ps/rl/o/3?client_id=obs2", observe=0)
+        assert ok.code == Code.CONTENT  # per client
+        assert b.call_soon(lambda: b.context.stats.rate_limited_subscribes) == 1
+        assert b.call_soon(lambda: len(b.context.extras["coap"].observers)) == 2
+        first.observation.cancel()

@@ -209,6 +209,75 @@ def test_subscriptions_by_filter_and_the_clients_of_one(screenshot: Any, page: A
     screenshot(page, "dashboard-subscriptions")
 
 
+def test_subscriptions_search_box_narrows_the_filters(
+    page: Any, broker: BrokerThread, mqtt_clients: Any
+) -> None:
+    c = mqtt_clients(broker, "searcher")
+    subscribed = threading.Event()
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.subscribe([("findme/alpha/+", 1), ("elsewhere/beta", 0)])
+    assert subscribed.wait(WAIT)
+    go(page, "subscriptions")
+    rows = page.locator("tbody tr[data-filter]")
+    expect(page.locator("tr[data-filter='elsewhere/beta']")).to_have_count(1)
+    page.get_by_role("searchbox", name="Filter contains").fill("alpha")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-filter", "findme/alpha/+")
+    expect(rows.first.locator("td").first).to_have_text("1")
+    page.get_by_role("searchbox", name="Filter contains").fill("no-such-filter")
+    expect(rows).to_have_count(0)
+    page.get_by_role("searchbox", name="Filter contains").fill("")
+    expect(page.locator("tr[data-filter='sensors/#']")).to_have_count(1)
+
+
+def test_clients_state_and_protocol_filters(page: Any, broker: BrokerThread) -> None:
+    """An MQTT 5 session with an expiry outlives its connection: "offline sessions"
+    lists it (and no connected client), "connected" does not."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    away = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="away-77", protocol=mqtt.MQTTv5)
+    ready = threading.Event()
+    away.on_connect = lambda *a: ready.set()
+    away.on_subscribe = lambda *a: ready.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    away.connect(*broker.address("mqtt.tcp"), clean_start=False, properties=props)
+    away.loop_start()
+    try:
+        assert ready.wait(WAIT)
+        ready.clear()
+        away.subscribe("away/#", qos=1)
+        assert ready.wait(WAIT)
+    finally:
+        away.disconnect()
+        away.loop_stop()
+    sessions = broker.context.sessions
+    wait_for(lambda: not sessions.get("away-77")[0].connected, "away-77 to go offline")
+    go(page, "clients")
+    rows = page.locator("tbody tr[data-client]")
+    state = page.get_by_label("State")
+    state.select_option(label="offline sessions")
+    expect(page.locator("tr[data-client=away-77]")).to_have_count(1)
+    expect(page.locator("tr[data-client=sensor-dash]")).to_have_count(0)
+    since = page.locator("tbody tr[data-client] td:nth-of-type(4)")  # "Connected since"
+    expect(since.filter(has_not_text="offline")).to_have_count(0)
+    expect(page.locator("tr[data-client=away-77] td").nth(4)).to_have_text("1")  # away/#
+    expect(page.get_by_role("button", name="Disconnect away-77")).to_have_count(0)
+    state.select_option(label="connected")
+    expect(rows.first.locator("td").nth(3)).to_contain_text("UTC")
+    expect(since.filter(has_not_text="UTC")).to_have_count(0)
+    search = page.get_by_role("searchbox", name="Search")
+    search.fill("away-77")
+    expect(rows).to_have_count(0)  # connected only: the offline session is not listed
+    state.select_option(label="all")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Protocol").select_option("mqtt")
+    expect(page.locator("tr[data-client=away-77]")).to_have_count(1)
+    page.get_by_label("Protocol").select_option("")
+    search.fill("")
+
+
 def test_queues_depth_peek_purge_create_delete(
     screenshot: Any, page: Any, broker: BrokerThread, mqtt_clients: Any
 ) -> None:
@@ -281,6 +350,33 @@ def test_dead_letters_and_consumer_groups(
     dlq.get_by_role("button", name="Peek newest 10").click()
     expect(dlq.locator("tr[data-offset]")).to_have_count(3)
     expect(dlq.locator("tr[data-offset]").first).to_contain_text("capped 2")
+
+
+def test_a_groups_lag_and_pending_follow_a_consumer_that_acks_late(
+    page: Any, broker: BrokerThread, mqtt_clients: Any
+) -> None:
+    """A paho consumer with manual acks holds 3 deliveries: the group shows lag 3 and
+    3 pending (PEL); once it acks them both drop to 0."""
+    pub = mqtt_clients(broker, "held-feed")
+    for i in range(3):
+        pub.publish("$queue/held/x", f"held {i}".encode(), qos=1).wait_for_publish(WAIT)
+    got: list[mqtt.MQTTMessage] = []
+    worker = mqtt_clients(broker, "held-worker", manual_ack=True)
+    worker.on_message = lambda c, u, m: got.append(m)
+    worker.subscribe("$queue/held/#", qos=1)
+    wait_for(lambda: len(got) == 3, "the consumer to get 3 messages")
+    go(page, "queues")
+    page.locator("tr[data-queue=held]").get_by_role("link", name="held").click()
+    group = page.get_by_role("region", name="Queue held").locator("tr[data-group]")
+    expect(group).to_have_count(1)
+    cells = group.locator("td")
+    expect(cells.nth(0)).to_have_text("1")  # consumers
+    expect(cells.nth(1)).to_have_text("3")  # lag
+    expect(cells.nth(2)).to_have_text("3")  # pending (PEL)
+    for m in got:
+        worker.ack(m.mid, m.qos)
+    expect(cells.nth(1)).to_have_text("0")
+    expect(cells.nth(2)).to_have_text("0")
 
 
 def test_live_tail_shows_mqtt_messages_hex_pause_and_a_bounded_buffer(
@@ -371,6 +467,16 @@ def test_publish_form_reaches_a_real_subscriber(
     assert got[0].topic == "console/test" and got[0].payload == b"from the browser"
     assert got[0].qos == 1
     screenshot(page, "dashboard-publish")
+    # Retain, with a base64 payload: kept by the broker for later subscribers.
+    page.get_by_label("Topic").fill("console/kept")
+    page.get_by_label("Payload", exact=True).fill("AAH/")
+    page.get_by_label("base64").check()
+    page.get_by_label("Retain").check()
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published to console/kept")
+    wait_for(lambda: len(got) == 2, "the subscriber to get the retained message")
+    kept = broker.call_soon(broker.context.router.get_retained, "console/kept")
+    assert kept is not None and kept.payload == b"\x00\x01\xff"
 
 
 def test_keyboard_navigation(page: Any) -> None:
@@ -406,6 +512,9 @@ def test_keyboard_navigation(page: Any) -> None:
     expect(page.locator("tr[data-queue=kbd-queue]")).to_have_count(1)
 
 
+PAGES = ["overview", "clients", "subscriptions", "queues", "tail", "cluster", "publish"]
+
+
 def test_phone_width(screenshot: Any, page: Any) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     try:
@@ -414,8 +523,55 @@ def test_phone_width(screenshot: Any, page: Any) -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page scrolls sideways at phone width ({width}px)"
         screenshot(page, "dashboard-phone", full_page=False)
+        # Every other page too: wide tables scroll inside their card, not the page.
+        for route in PAGES[1:]:
+            go(page, route)
+            page.wait_for_load_state("networkidle")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"#/{route} scrolls sideways at phone width ({width}px)"
+            nav = page.get_by_role("link", name="Queues")
+            expect(nav).to_be_visible()  # the navigation stays reachable
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
+
+
+# Every form control and button on a page has an accessible name (a <label>, an
+# aria-label or aria-labelledby, or its own text), and every table has a name.
+UNNAMED = """() => {
+  const named = (el) => (el.labels && el.labels.length) || el.getAttribute('aria-label')
+    || el.getAttribute('aria-labelledby') || (el.tagName === 'BUTTON' && el.textContent.trim())
+    || el.getAttribute('title');
+  const bad = [];
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+    if (!named(el)) bad.push(el.outerHTML.slice(0, 120));
+  // (a plot's own legend is inside its role=img, which names it as a whole)
+  for (const t of document.querySelectorAll('table'))
+    if (!t.closest('[role=img][aria-label]') && !t.getAttribute('aria-label') && !t.getAttribute('aria-labelledby') && !t.querySelector('caption'))
+      bad.push(t.outerHTML.slice(0, 120));
+  for (const c of document.querySelectorAll('canvas'))
+    if (!c.getAttribute('aria-label') && !c.closest('[role=img][aria-label], figure'))
+      bad.push(c.outerHTML.slice(0, 120));
+  return bad;
+}"""
+
+
+def test_every_control_has_an_accessible_name(page: Any) -> None:
+    for route in PAGES:
+        go(page, route)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(UNNAMED) == [], f"#/{route} has unnamed controls"
+        # One h1 per page, and the main landmark.
+        expect(page.get_by_role("heading", level=1)).to_have_count(1)
+        expect(page.get_by_role("main")).to_have_count(1)
+    # A detail view and a confirmation dialog as well.
+    go(page, "queues")
+    page.locator("tr[data-queue=orders]").get_by_role("link").click()
+    page.get_by_role("region", name="Queue orders").get_by_role("button", name="Purge").click()
+    dialog = page.get_by_role("dialog", name="Purge queue?")
+    expect(dialog).to_be_visible()
+    assert page.evaluate(UNNAMED) == []
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
 
 
 def test_no_request_leaves_the_broker_and_no_script_error(page: Any) -> None:

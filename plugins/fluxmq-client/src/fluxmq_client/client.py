@@ -265,11 +265,19 @@ class Client:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Client:
-        """``Client.from_url("mqtts://user:pw@host:8883")`` (see :func:`parse_url`)."""
+        """``Client.from_url("mqtts://user:pw@host:8883")`` (see :func:`parse_url`).
+
+        A keyword argument given as ``None`` (``username=None``, ``password=None``,
+        ``ws_path=None``) does not override what the URL says; any other value does.
+        """
         u = parse_url(url)
-        kwargs.setdefault("username", u.username)
-        kwargs.setdefault("password", u.password)
-        kwargs.setdefault("ws_path", u.ws_path)
+        for key, value in (
+            ("username", u.username),
+            ("password", u.password),
+            ("ws_path", u.ws_path),
+        ):
+            if kwargs.get(key) is None:
+                kwargs[key] = value
         return cls(u.host, u.port, transport=u.transport, **kwargs)
 
     # --- connection ---------------------------------------------------------------------
