@@ -20,7 +20,9 @@ A small supervisor (this module; it runs no broker itself) starts N child
 
 The supervisor forwards SIGTERM/SIGINT (stopping workers 1..N-1 first, worker 0,
 which holds the embedded etcd, last) and SIGHUP, restarts a worker that dies
-(backoff 0.5 s doubling to 10 s, reset once a worker ran a minute), prefixes each
+(backoff 0.5 s doubling to 10 s, reset once a worker ran a minute; before
+restarting worker 0 it stops the embedded etcd member a killed worker 0 left
+running), prefixes each
 child's output with ``[w<i>]``, and keeps ``<data_dir>/workers/workers.json``
 (each worker's pid, node id and restarts) current.
 """
@@ -152,6 +154,12 @@ class Supervisor:
         ]
         self._stopping = False
         self._exit_code = 0
+        #: worker 0's embedded etcd data directory, when it runs one
+        self._etcd_dir: str | None = None
+        if cfg.cluster.driver == "none" or cfg.cluster.etcd_embedded:
+            self._etcd_dir = os.path.abspath(
+                cfg.cluster.etcd_data_dir or str(self.data_dir / "w0" / "etcd")
+            )
 
     # --- environment of each worker -----------------------------------------------------
 
@@ -361,6 +369,8 @@ class Supervisor:
             )
             worker.ready = False
             self._write_state()
+            if worker.index == 0:
+                await self._stop_orphan_etcd()
             await asyncio.sleep(worker.backoff)
             worker.backoff = min(BACKOFF_MAX, worker.backoff * 2)
             if self._stopping:
@@ -371,6 +381,23 @@ class Supervisor:
                 await self._wait_ready(worker)
                 log.info("worker %d ready again (restart %d)", worker.index, worker.restarts)
             self._write_state()
+
+    async def _stop_orphan_etcd(self) -> None:
+        """A worker 0 that died without stopping its embedded etcd (SIGKILL) leaves the
+        member running in its own session, holding its ports and data: stop it, so
+        the restarted worker 0 can start it again (Linux: found through /proc)."""
+        if self._etcd_dir is None:
+            return
+        for pid in embedded_etcd_pids(self._etcd_dir):
+            log.warning("stopping the embedded etcd (pid %d) worker 0 left running", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                await asyncio.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _forward(self, sig: int) -> None:
         for worker in self.workers:
@@ -384,6 +411,7 @@ class Supervisor:
         grace = self.cfg.server.shutdown_timeout + 5.0
         await self._stop_group(self.workers[1:], grace)
         await self._stop_group(self.workers[:1], grace)
+        await self._stop_orphan_etcd()
         for worker in self.workers:
             if worker.pump is not None:
                 with contextlib.suppress(Exception):
@@ -408,6 +436,42 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     worker.proc.kill()
                 await worker.proc.wait()
+
+
+def embedded_etcd_pids(data_dir: str) -> list[int]:
+    """Pids of the etcd processes serving ``data_dir`` (an absolute path)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"etcd") or b"--data-dir" not in argv:
+            continue
+        i = argv.index(b"--data-dir")
+        if i + 1 < len(argv) and os.path.abspath(os.fsdecode(argv[i + 1])) == data_dir:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (an exited child not yet reaped by its parent) is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class _WorkerFailed(Exception):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pika
 import pytest
 from paho.mqtt.client import CallbackAPIVersion
 
@@ -39,9 +40,9 @@ def _need_etcd() -> None:
         pytest.skip(reason)
 
 
-def start_workers() -> Workers:
+def start_workers(plugins: str = "mqtt,etcd") -> Workers:
     proc = BrokerProcess(
-        ["--plugins", "mqtt,etcd", "--workers", "2"],
+        ["--plugins", plugins, "--workers", "2"],
         env={
             "FLUXMQ_STORAGE__DRIVER": "memory",
             # Node records (their session counts) are refreshed every lease_ttl / 3.
@@ -175,22 +176,29 @@ def test_connections_spread_and_clients_on_different_workers_exchange(broker: Wo
         close([pub, *subs])
 
 
-def test_a_killed_worker_is_restarted(broker: Workers) -> None:
+@pytest.mark.parametrize("index", [1, 0])
+def test_a_killed_worker_is_restarted(broker: Workers, index: int) -> None:
+    """Worker 1, then worker 0, which holds the embedded etcd: the supervisor stops
+    the etcd member the killed worker 0 left behind, so the restarted one can start
+    it again on the same ports and data."""
     proc, bound = broker
     before = until(lambda: (s := state(proc)) and all(w["ready"] for w in s["workers"]) and s)
-    victim = before["workers"][1]
+    victim = before["workers"][index]
     os.kill(victim["pid"], signal.SIGKILL)
 
     def restarted() -> dict[str, Any] | None:
-        w = (state(proc).get("workers") or [{}, {}])[1]
+        w = (state(proc).get("workers") or [{}, {}])[index]
         fresh = w.get("pid") not in (None, victim["pid"]) and w.get("ready")
         return w if fresh and w["restarts"] == victim["restarts"] + 1 else None
 
     again = until(restarted, 40)
     assert again["node_id"] == victim["node_id"]
-    assert "exited with -9" in proc.output() and "worker 1 ready again" in proc.output()
+    assert f"worker {index} ready again" in proc.output()
+    if index == 0:
+        assert "embedded etcd" in proc.output() and "worker 0 left running" in proc.output()
+        assert len(_etcd_of(proc.data_dir)) == 1
     # The restarted worker serves: it rejoined the cluster and takes connections.
-    until(lambda: len([n for n in api(bound, "/api/v1/cluster")["nodes"] if n["alive"]]) == 2)
+    until(lambda: len([n for n in api(bound, "/api/v1/cluster")["nodes"] if n["alive"]]) == 2, 40)
     clients = [client(bound) for _ in range(16)]
     try:
         assert all(sessions_per_node(bound, 16).values())
@@ -222,12 +230,25 @@ def _etcd_of(data_dir: str) -> list[int]:
 
 
 def test_sigterm_stops_every_worker_and_the_embedded_etcd() -> None:
-    proc, bound = start_workers()
+    """With AMQP 0.9.1 and the queue API too: every worker binds their ports as well
+    (the queue API's gRPC server with SO_REUSEPORT)."""
+    proc, bound = start_workers("mqtt,etcd,amqp091,queue_api")
     try:
         pids = [w["pid"] for w in until(lambda: state(proc).get("workers"))]
         assert len(pids) == 2 and all(_running(p) for p in pids)
         etcd = _etcd_of(proc.data_dir)
         assert len(etcd) == 1
+        grpc_port = bound["api.grpc"][1]
+        for w in ("w0", "w1"):
+            assert f"[{w}] " in proc.output()
+            assert any(
+                line.startswith(f"[{w}] ") and line.endswith(f"gRPC on 127.0.0.1:{grpc_port}")
+                for line in proc.output().splitlines()
+            )
+        amqp = pika.BlockingConnection(
+            pika.ConnectionParameters(*bound["amqp091.bind"], connection_attempts=1)
+        )
+        assert amqp.channel().queue_declare("", exclusive=True).method.queue
         c = client(bound)
         c.loop_stop()
         assert stop_workers(proc) == 0
