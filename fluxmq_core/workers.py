@@ -23,7 +23,7 @@ which holds the embedded etcd, last) and SIGHUP, restarts a worker that dies
 (backoff 0.5 s doubling to 10 s, reset once a worker ran a minute; before
 restarting worker 0 it stops the embedded etcd member a killed worker 0 left
 running), prefixes each
-child's output with ``[w<i>]``, and keeps ``<data_dir>/workers/workers.json``
+child's output with ``[w<i>]`` (JSON log lines get a ``"worker"`` field), and keeps ``<data_dir>/workers/workers.json``
 (each worker's pid, node id and restarts) current.
 """
 
@@ -210,9 +210,10 @@ class Supervisor:
         listeners = self.cfg.listeners()
         for name, (host, port) in bound.items():
             section, _, key = name.partition(".")
-            if section in ("cluster", "coap") or name not in listeners:
+            if section == "cluster" or name not in listeners:
                 continue
-            for worker in self.workers:
+            # CoAP runs on worker 0 only: its port is pinned for worker 0's restarts.
+            for worker in self.workers[:1] if section == "coap" else self.workers:
                 worker.env[_env_var(section, key)] = f"{host}:{port}"
 
     # --- processes ------------------------------------------------------------------------
@@ -255,13 +256,13 @@ class Supervisor:
     async def _pump(self, worker: Worker, proc: asyncio.subprocess.Process) -> None:
         """Copy the child's output to ours, each line prefixed with ``[w<i>]``."""
         assert proc.stdout is not None
-        prefix = f"[w{worker.index}] ".encode()
+        as_json = self.cfg.log.format == "json"
         out = sys.stderr.buffer
         while True:
             line = await proc.stdout.readline()
             if not line:
                 return
-            out.write(prefix + line)
+            out.write(tag_line(line, worker.index, as_json))
             out.flush()
 
     async def _wait_ready(self, worker: Worker, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
@@ -436,6 +437,21 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     worker.proc.kill()
                 await worker.proc.wait()
+
+
+def tag_line(line: bytes, index: int, as_json: bool = False) -> bytes:
+    """Mark a worker's output line: ``[w<i>] `` before a text line, a ``"worker"``
+    field in a JSON log line (``[log] format = "json"``) so it stays one JSON object."""
+    if as_json and line.startswith(b"{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            pass
+        else:
+            if isinstance(record, dict):
+                record["worker"] = index
+                return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    return f"[w{index}] ".encode() + line
 
 
 def embedded_etcd_pids(data_dir: str) -> list[int]:

@@ -5,16 +5,18 @@ workers running as one broker are tested in ``tests/e2e/test_workers.py``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fluxmq_core import workers
-from fluxmq_core.config import ConfigError, ServerConfig, load_config
+from fluxmq_core.config import ConfigError, ServerConfig, load_config, setting
 from fluxmq_core.plugins import PluginRegistry
 from fluxmq_core.stats import Stats
 from fluxmq_core.transport import ListenerSet
@@ -157,3 +159,36 @@ def test_worker_environment_on_a_configured_cluster(tmp_path: Path) -> None:
     assert [e["FLUXMQ_CLUSTER__ADVERTISE"] for e in envs] == ["10.0.0.1:7000", "10.0.0.1:7001"]
     assert [e["FLUXMQ_CLUSTER__ETCD_EMBEDDED"] for e in envs] == ["false", "false"]
     assert "FLUXMQ_CLUSTER__ETCD_ENDPOINTS" not in envs[0]  # the configured etcd as is
+
+
+def test_worker_output_is_tagged() -> None:
+    assert workers.tag_line(b"INFO hello\n", 1) == b"[w1] INFO hello\n"
+    tagged = workers.tag_line(b'{"level": "info", "msg": "hi"}\n', 0, as_json=True)
+    assert tagged.endswith(b"\n") and json.loads(tagged) == {
+        "level": "info",
+        "msg": "hi",
+        "worker": 0,
+    }
+    # A line that is not JSON (a traceback) keeps the text prefix.
+    assert workers.tag_line(b"Traceback\n", 2, as_json=True) == b"[w2] Traceback\n"
+
+
+@dataclass
+class _CoAPSection:
+    """Stands in for the CoAP plugin's [coap] section (a UDP listener)."""
+
+    bind: str = setting("0.0.0.0:5683", "UDP listener", listener=True)
+    dtls_bind: str = setting("", "DTLS listener")
+
+
+def test_coap_stays_on_worker_0(tmp_path: Path) -> None:
+    schema = {**PluginRegistry(enable=[]).config_schema(), "coap": _CoAPSection}
+    cfg = load_config(schema, None, env={})
+    cfg.server.data_dir = str(tmp_path)
+    sup = workers.Supervisor(cfg, 3, run_args=[])
+    assert "FLUXMQ_COAP__BIND" not in sup.workers[0].env
+    assert [w.env["FLUXMQ_COAP__BIND"] for w in sup.workers[1:]] == ["", ""]
+    sup._pin_ports({"coap.bind": ["127.0.0.1", 5999], "http.bind": ["127.0.0.1", 4242]})
+    assert sup.workers[0].env["FLUXMQ_COAP__BIND"] == "127.0.0.1:5999"
+    assert [w.env["FLUXMQ_COAP__BIND"] for w in sup.workers[1:]] == ["", ""]
+    assert all(w.env["FLUXMQ_HTTP__BIND"] == "127.0.0.1:4242" for w in sup.workers)
