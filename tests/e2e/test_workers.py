@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import time
 import urllib.request
 import uuid
@@ -260,3 +261,24 @@ def test_sigterm_stops_every_worker_and_the_embedded_etcd() -> None:
         assert not (Path(proc.data_dir) / "workers" / "workers.json").exists()
     finally:
         proc.close()
+
+
+def test_a_worker_failing_to_start_stops_the_broker_with_its_exit_code() -> None:
+    """A port another process holds (without SO_REUSEPORT): worker 0 cannot listen,
+    exits 2 (configuration error), and the supervisor stops and exits 2 too."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = BrokerProcess(
+            ["--plugins", "mqtt,etcd", "--workers", "2"],
+            env={"FLUXMQ_STORAGE__DRIVER": "memory", "FLUXMQ_MQTT__TCP": f"127.0.0.1:{port}"},
+        )
+        try:
+            with pytest.raises(RuntimeError, match="exited with 2"):
+                proc.start(timeout=60)
+            out = proc.output()
+            assert "cannot listen" in out and "worker 0 exited with 2 while starting" in out
+            assert not _etcd_of(proc.data_dir)
+        finally:
+            proc.close()
