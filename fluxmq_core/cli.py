@@ -101,10 +101,17 @@ def run(
     ready_file: str | None = typer.Option(
         None, "--ready-file", help="Write the bound listener addresses as JSON here once ready."
     ),
+    workers: str | None = typer.Option(
+        None,
+        "--workers",
+        help="Broker processes sharing every listener, run as one cluster (needs the "
+        "fluxmq-etcd plugin); 'auto' = one per core. Overrides [server] workers.",
+    ),
 ) -> None:
     """Start the broker. SIGINT/SIGTERM stop it cleanly; SIGHUP reloads log level, users and ACL."""
     from fluxmq_core.logs import setup_logging
     from fluxmq_core.server import Broker, install_event_loop_policy, serve
+    from fluxmq_core.workers import resolve_workers, run_workers
 
     overrides: dict[str, dict[str, Any]] = {}
     if data_dir:
@@ -113,6 +120,23 @@ def run(
         overrides.setdefault("log", {})["level"] = log_level
     registry, cfg = _load(config, plugins, overrides)
     setup_logging(cfg.log.level, cfg.log.format)
+    try:
+        count = resolve_workers(workers if workers is not None else cfg.server.workers)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if count > 1:
+        passed: list[str] = []
+        if config is not None or _config_path(None) is not None:
+            passed += ["--config", str(_config_path(config))]
+        if plugins:
+            passed += ["--plugins", plugins]
+        if log_level:
+            passed += ["--log-level", log_level]
+        try:
+            code = run_workers(cfg, count, run_args=passed, ready_file=ready_file)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        raise typer.Exit(code)
     loop_name = install_event_loop_policy()
     import logging
 

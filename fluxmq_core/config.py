@@ -64,10 +64,23 @@ class ServerConfig:
     shutdown_timeout: float = setting(
         10.0, "Seconds a clean shutdown may take (close sessions, flush storage) before exit."
     )
+    workers: int | Literal["auto"] = setting(
+        1,
+        "Broker processes sharing every listener and acting as one broker through the "
+        "etcd cluster driver (needs the fluxmq-etcd plugin); 'auto' = one per CPU core. "
+        "`fluxmq run --workers` overrides it.",
+    )
+    reuse_port: bool = setting(
+        False,
+        "Bind TCP listeners with SO_REUSEPORT, so several processes accept on one port "
+        "(set for each worker by --workers).",
+    )
 
     def __post_init__(self) -> None:
         if self.shutdown_timeout <= 0:
             raise ValueError("shutdown_timeout must be > 0")
+        if self.workers != "auto" and self.workers < 1:
+            raise ValueError("workers must be >= 1 or 'auto'")
 
 
 @dataclass

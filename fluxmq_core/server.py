@@ -160,7 +160,7 @@ class Broker:
         for server in self.servers:
             if server.start is not None:
                 await server.start()
-        self.listeners = ListenerSet(stats, ctx.limits)
+        self.listeners = ListenerSet(stats, ctx.limits, reuse_port=cfg.server.reuse_port)
         await self.listeners.bind([spec for s in self.servers for spec in s.listeners])
         ctx.bound.update(self.listeners.bound)
         self._started.append("listeners")

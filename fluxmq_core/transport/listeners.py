@@ -188,8 +188,11 @@ def _check_tls_conflicts(groups: dict[tuple[Any, ...], list[ListenerSpec]]) -> N
 class ListenerSet:
     """Every bound socket of the broker."""
 
-    def __init__(self, stats: Any, limits: Any = None) -> None:
+    def __init__(self, stats: Any, limits: Any = None, *, reuse_port: bool = False) -> None:
         self._stats = stats
+        #: SO_REUSEPORT on every socket (``[server] reuse_port``): several worker
+        #: processes accept on one port, the kernel spreading connections among them.
+        self._reuse_port = reuse_port
         #: ``[rate_limit] connections_per_ip`` (a :class:`~fluxmq_core.ratelimit.RateLimits`);
         #: looked at on every accept, so a reload turning it on applies at once.
         self._limits = limits
@@ -233,7 +236,13 @@ class ListenerSet:
             factory = self._rate_limited(factory)
             try:
                 server = await loop.create_server(
-                    factory, host, port, ssl=group[0].ssl, reuse_address=True, backlog=1024
+                    factory,
+                    host,
+                    port,
+                    ssl=group[0].ssl,
+                    reuse_address=True,
+                    reuse_port=self._reuse_port or None,
+                    backlog=1024,
                 )
             except OSError as exc:
                 raise ConfigError(

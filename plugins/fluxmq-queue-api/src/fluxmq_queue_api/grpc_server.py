@@ -47,10 +47,14 @@ class GrpcFace:
         self.port = 0
 
     async def start(self, bind: str) -> tuple[str, int]:
+        # SO_REUSEPORT only when the core's listeners use it ([server] reuse_port, set
+        # for each `fluxmq run --workers` process): the workers then share this port.
+        server_cfg = getattr(self.api.context.config, "server", None)
+        reuse_port = 1 if getattr(server_cfg, "reuse_port", False) else 0
         opts = [
             ("grpc.max_send_message_length", self.cfg.max_message_size),
             ("grpc.max_receive_message_length", self.cfg.max_message_size),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", reuse_port),
         ]
         server = grpc.aio.server(options=opts)
         handlers = {name: self._handler(m) for name, m in METHODS.items()}
