@@ -1,14 +1,15 @@
-"""Real spans on the publish path: ``publish`` -> one ``deliver`` for its fan-out,
-``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` -> ``queue.ack``
-when a queue hands a traced message to a consumer and it is settled.
+"""Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
+subscriber (or one for the whole fan-out), ``queue.append`` for a publish to
+``$queue/``, and ``queue.deliver`` -> ``queue.ack`` when a queue hands a traced
+message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
 check. The core keeps the one publish path: it asks
 :meth:`BrokerTracer.publish_span` whether a message is traced and, when it is,
 routes the span's ``message`` itself, handing the span to the router as its hook
-at the delivery point (:class:`~fluxmq_core.router.DeliverySpan`). Nothing here
-routes, appends or forwards a message.
+(:class:`~fluxmq_core.router.DeliverySpan`: told the match and each delivery).
+Nothing here routes, appends or forwards a message.
 
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
@@ -19,16 +20,20 @@ routes, appends or forwards a message.
   ``random()`` draw is below ``sample_rate``. A publish that is not sampled gets
   ``None``: no span, no attribute dict, and its message is not touched. (The SDK's
   sampler is therefore parent-based "always on".)
-- A sampled publish is two spans, whatever its fan-out: ``publish`` and one
-  ``deliver`` that counts the deliveries and names the subscribers (a span per
-  subscriber made a sampled publish to many subscribers the dominant cost).
+- A sampled publish is ``publish``, ``route`` under it (the match: subscribers and
+  share groups matched, deliveries, nodes forwarded to) and a ``deliver`` span per
+  subscriber reached under ``route``, at most ``[otel] max_deliver_spans`` per
+  publish (the rest counted as ``fluxmq.deliveries_omitted``); with
+  ``deliver_spans = "per_publish"`` one ``deliver`` counts the deliveries and names
+  the subscribers instead.
 - Every span processor sees each span start and end. When some processor does
-  something in ``on_start`` (say, adds attributes), the two spans are made through
+  something in ``on_start`` (say, adds attributes), the spans are made through
   the SDK's tracer (:class:`PublishSpan`). When none does (the SDK's batch and
   simple processors, the default), they are built finished and handed to
-  ``on_end`` directly (:class:`RecordedPublishSpan`): the same spans at a fifth of
-  the cost, as the SDK's ``start_span`` validates every attribute and samples again.
-- A sampled publish carries the ``publish`` span's context on: the message's
+  ``on_end`` as each ends (:class:`RecordedPublishSpan`): the same spans at a fifth
+  of the cost, as the SDK's ``start_span`` validates every attribute and samples again.
+- A sampled publish carries the ``publish`` span's context on (for every subscriber,
+  also with a ``deliver`` span each: one message copy serves them all): the message's
   ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees them as
   user properties, an AMQP consumer as headers, a queue stores them and another
   cluster node receives them with the forwarded message: a trace crosses
