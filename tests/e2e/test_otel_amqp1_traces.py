@@ -58,9 +58,10 @@ def mqtt5(traced: Any) -> Iterator[Any]:
     b, _ = traced
     got: queue.Queue[Any] = queue.Queue()
     ready: queue.Queue[bool] = queue.Queue()
+    client_id = uuid.uuid4().hex[:12]
     c = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
+        client_id=client_id,
         protocol=mqtt.MQTTv5,
     )
     c.on_message = lambda _c, _u, m: got.put(m)
@@ -70,6 +71,7 @@ def mqtt5(traced: Any) -> Iterator[Any]:
     c.loop_start()
     ready.get(timeout=WAIT)
     c.got = got
+    c.cid = client_id
     c.ready = ready
     yield c
     c.disconnect()
@@ -126,7 +128,7 @@ def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5
     delivers = deliver_spans(exporter, publish)
     assert sorted(d.attributes["fluxmq.protocol"] for d in delivers) == ["amqp1", "mqtt"]
     mqtt_deliver = next(d for d in delivers if d.attributes["fluxmq.protocol"] == "mqtt")
-    assert mqtt_deliver.attributes["fluxmq.client_id"] == mqtt5._client_id.decode()
+    assert mqtt_deliver.attributes["fluxmq.client_id"] == mqtt5.cid
     assert mqtt_deliver.attributes["fluxmq.qos"] == 1
 
 

@@ -348,6 +348,8 @@ class _PublishHooks:
     def routed(self, delivered: int, failed: int) -> None:
         self._delivered = delivered
         self._failed = failed
+        if self._current is not None:  # a delivery interrupted (cancelled): end its span
+            self.delivered(True)
         token = self._fan
         if token is not None:
             self._fan = None
