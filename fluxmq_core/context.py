@@ -115,7 +115,8 @@ class BrokerContext:
         self.forward: Callable[[Message], int] | None = None
         # A tracing plugin sets this to an object with ``publish_span(message)``
         # (None when not sampled, else a span: its ``message`` to route, the
-        # router's DeliverySpan hook, ``error`` and ``end(deliveries)``),
+        # router's DeliverySpan hook, ``forwarded(nodes)`` for the other cluster
+        # nodes reached, ``error`` and ``end(deliveries)``),
         # ``queued(message, future)`` and, for the queue manager,
         # ``queue_deliver(queue, group, consumer, message)`` and
         # ``queue_settled(queue, group, offset, outcome)``; while it is None, tracing
@@ -140,7 +141,8 @@ class BrokerContext:
 
         With a tracer set (``context.tracer``), ``tracer.publish_span(message)``
         decides sampling first: ``None`` routes as without a tracer; a span is
-        given to the router (its hook at the delivery point) and ended here, and
+        given to the router (its hook at the delivery point), told how many other
+        cluster nodes the message was forwarded to, and ended here, and
         its ``message`` (carrying the span's trace context) is what gets routed,
         appended and forwarded to other nodes.
         """
@@ -175,7 +177,9 @@ class BrokerContext:
                 delivered = self.router.publish(message, span)
                 forward = self.forward
                 if forward is not None:
-                    delivered += forward(message)
+                    nodes = forward(message)
+                    span.forwarded(nodes)
+                    delivered += nodes
             return delivered
         except Exception as exc:
             span.error = f"{type(exc).__name__}: {exc}"

@@ -17,7 +17,9 @@ For a distributed cluster (and only then) two hooks exist: :meth:`Router.watch_f
 reports which filters this node holds, and :meth:`Router.set_share_handler` lets the
 cluster pick which node serves a share group; unset, they cost one ``None`` check.
 Tracing has one hook too: a :class:`DeliverySpan` given to :meth:`Router.publish`
-for a traced publish only.
+for a traced publish only, which takes a copy of the routing loop that tells the
+span each step (so the untraced loop pays one ``None`` check per publish, none per
+delivery).
 
 Deliberately not here: topic validation on publish (protocols validate at the
 edge; see :func:`~fluxmq_core.router.topics.validate_topic_name`), capping the QoS
@@ -65,23 +67,32 @@ ShareHandler: TypeAlias = Callable[["Message", "tuple[ShareGroup, ...]"], int]
 
 
 class DeliverySpan(Protocol):
-    """The tracing hook at the router's delivery point, passed to
-    :meth:`Router.publish` by ``BrokerContext.publish`` for a traced publish only.
+    """The tracing hook of :meth:`Router.publish`, passed by ``BrokerContext.publish``
+    for a traced publish only (an untraced publish never reaches these calls).
 
-    ``fan_out(subscribers, groups)`` is called before the first delivery with the
-    planned ``(subscriber, qos)`` pairs and the names of the share groups matched;
-    ``shared(group, subscriber, qos)`` for each share group served here, with the
-    member picked (a group a cluster's share handler serves names no member here);
-    ``fanned_out(delivered, failed)`` after the last, with the deliveries made
-    (share groups served by other nodes included) and the ``deliver`` calls that
-    raised. None is called when nothing matches or the message expired.
+    In order: ``routing()`` as routing starts (before the retained update and the
+    match); ``matched(subscribers, groups)`` after the match, with the number of
+    subscribers planned and the names of the share groups matched (not called for
+    an expired message, which is not delivered); for each delivery made here,
+    ``delivering(subscriber, qos, group)`` just before it (``group`` is the share
+    group's name for a picked member, else None) and ``delivered(failed)`` just
+    after it; ``shared_elsewhere(deliveries)`` when a cluster's share handler served
+    the share groups (its members are named by nobody here); last ``routed(delivered,
+    failed)`` with the deliveries made (the share handler's included) and the
+    ``deliver`` calls that raised. A subscriber dropped by No Local gets no call.
     """
 
-    def fan_out(self, subscribers: list[tuple[Subscriber, int]], groups: list[str]) -> None: ...
+    def routing(self) -> None: ...
 
-    def shared(self, group: str, subscriber: Subscriber, qos: int) -> None: ...
+    def matched(self, subscribers: int, groups: list[str]) -> None: ...
 
-    def fanned_out(self, delivered: int, failed: int) -> None: ...
+    def delivering(self, subscriber: Subscriber, qos: int, group: str | None) -> None: ...
+
+    def delivered(self, failed: bool) -> None: ...
+
+    def shared_elsewhere(self, deliveries: int) -> None: ...
+
+    def routed(self, delivered: int, failed: int) -> None: ...
 
 
 class FilterListener(Protocol):
@@ -391,12 +402,13 @@ class Router:
         the retained index (the publisher meant to replace it) but is not
         delivered.
 
-        ``span`` is the tracing hook at the delivery point (see
-        :class:`DeliverySpan`): given only for a traced publish, it is told the
-        planned fan-out before the first delivery and the counts after the last.
-        Without it the fan-out pays two checks of a local per publish, none per
-        delivery.
+        ``span`` is the tracing hook (see :class:`DeliverySpan`): given only for
+        a traced publish, which then takes :meth:`_publish_traced`, the same
+        routing told to the span step by step. Without it the publish pays one
+        check of a local, none per delivery.
         """
+        if span is not None:
+            return self._publish_traced(message, span)
         if message.retain:
             self._update_retained(message)
         if message.expires_at is not None and message.expired(self._clock()):
@@ -405,10 +417,7 @@ class Router:
         if plan is None:
             plan = self._plan(message.topic)
         entries, groups = plan
-        if span is not None and (entries or groups):
-            span.fan_out([(e[0], e[1]) for e in entries], [g.name for g in groups])
         delivered = 0
-        failed = 0
         if entries:
             retain = message.retain
             origin_client = message.origin_client
@@ -426,7 +435,6 @@ class Router:
                     sub.deliver(message, Delivery(qos, retain and rap, ids))
                 except Exception:
                     self._log_failure(sub, message)
-                    failed += 1
                     continue
                 delivered += 1
         if groups:
@@ -439,18 +447,77 @@ class Router:
                     if member is None:
                         continue
                     sub = member[0]
-                    if span is not None:
-                        span.shared(group.name, sub, member[1])
                     try:
                         sub.deliver(message, Delivery(member[1], False, member[2], group.name))
                     except Exception:
                         self._log_failure(sub, message)
-                        failed += 1
                         continue
                     delivered += 1
-        if span is not None and (entries or groups):
-            span.fanned_out(delivered, failed)
         return delivered
+
+    def _publish_traced(self, message: Message, span: DeliverySpan) -> int:
+        """:meth:`publish` of a traced message: the same routing (same deliveries,
+        same share-group turns), each step told to ``span``."""
+        span.routing()
+        delivered = 0
+        failed = 0
+        try:
+            if message.retain:
+                self._update_retained(message)
+            if message.expires_at is not None and message.expired(self._clock()):
+                return 0
+            plan = self._cache.get(message.topic)
+            if plan is None:
+                plan = self._plan(message.topic)
+            entries, groups = plan
+            span.matched(len(entries), [g.name for g in groups])
+            retain = message.retain
+            origin_client = message.origin_client
+            origin_protocol = message.origin_protocol
+            for sub, qos, rap, ids, local in entries:
+                if (
+                    local is not None
+                    and sub.client_id == origin_client
+                    and sub.protocol == origin_protocol
+                ):
+                    if not local:
+                        continue
+                    qos, rap, ids = local
+                span.delivering(sub, qos, None)
+                try:
+                    sub.deliver(message, Delivery(qos, retain and rap, ids))
+                except Exception:
+                    self._log_failure(sub, message)
+                    span.delivered(True)
+                    failed += 1
+                    continue
+                span.delivered(False)
+                delivered += 1
+            if groups:
+                handler = self._share_handler
+                if handler is not None:
+                    elsewhere = handler(message, groups)
+                    span.shared_elsewhere(elsewhere)
+                    delivered += elsewhere
+                else:
+                    for group in groups:
+                        member = group.pick(origin_client, origin_protocol)
+                        if member is None:
+                            continue
+                        sub = member[0]
+                        span.delivering(sub, member[1], group.name)
+                        try:
+                            sub.deliver(message, Delivery(member[1], False, member[2], group.name))
+                        except Exception:
+                            self._log_failure(sub, message)
+                            span.delivered(True)
+                            failed += 1
+                            continue
+                        span.delivered(False)
+                        delivered += 1
+            return delivered
+        finally:
+            span.routed(delivered, failed)
 
     @staticmethod
     def _log_failure(sub: Subscriber, message: Message) -> None:

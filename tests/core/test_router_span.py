@@ -1,6 +1,6 @@
 """The tracing hook at the router's delivery point: ``Router.publish`` with a
 :class:`DeliverySpan` delivers exactly what it delivers without one (same counts,
-same shared-group turns) and tells the span the planned fan-out and the counts.
+same shared-group turns) and tells the span the match, each delivery and the counts.
 Also the core metric registry."""
 
 from __future__ import annotations
@@ -51,14 +51,23 @@ class Span:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
-        self.calls.append(("fan_out", ([(s.client_id, q) for s, q in subscribers], groups)))
+    def routing(self) -> None:
+        self.calls.append(("routing", None))
 
-    def shared(self, group: str, subscriber: Any, qos: int) -> None:
-        self.calls.append(("shared", (group, subscriber.client_id, qos)))
+    def matched(self, subscribers: int, groups: list[str]) -> None:
+        self.calls.append(("matched", (subscribers, groups)))
 
-    def fanned_out(self, delivered: int, failed: int) -> None:
-        self.calls.append(("fanned_out", (delivered, failed)))
+    def delivering(self, subscriber: Any, qos: int, group: str | None) -> None:
+        self.calls.append(("delivering", (subscriber.client_id, qos, group)))
+
+    def delivered(self, failed: bool) -> None:
+        self.calls.append(("delivered", failed))
+
+    def shared_elsewhere(self, deliveries: int) -> None:
+        self.calls.append(("shared_elsewhere", deliveries))
+
+    def routed(self, delivered: int, failed: int) -> None:
+        self.calls.append(("routed", (delivered, failed)))
 
 
 def test_publish_with_a_span_delivers_as_without() -> None:
@@ -70,10 +79,37 @@ def test_publish_with_a_span_delivers_as_without() -> None:
     assert counts == counts_span
     assert [s.got for s in plain] == [s.got for s in spanned]
     assert span_router.retained_count == plain_router.retained_count == 1
-    assert spans[0].calls[0][0] == "fan_out"
-    assert spans[0].calls[-1] == ("fanned_out", (counts[0], 1))  # "bad" raised, survived
-    assert spans[3].calls == []  # expired: no fan-out
-    assert spans[4].calls == []  # nobody subscribed
+    # t/x from "me": No Local drops me's t/# but t/+ still matches (qos 2), a,
+    # bad (raises) and one share member.
+    first = spans[0].calls
+    assert first[0] == ("routing", None)
+    assert first[1] == ("matched", (3, ["g"]))
+    assert first[-1] == ("routed", (counts[0], 1))  # "bad" raised, survived
+    pairs = [
+        (first[i][1], first[i + 1][1]) for i in range(len(first)) if first[i][0] == "delivering"
+    ]
+    assert sorted(p for p in pairs if p[0][2] is None) == [
+        (("a", 0, None), False),
+        (("bad", 0, None), True),
+        (("me", 2, None), False),
+    ]
+    assert [p[0][0] for p in pairs if p[0][2] == "g"] in (["b"], ["c"])
+    assert counts[0] == sum(1 for p in pairs if not p[1]) == 3
+    # expired: routing told, no match, no delivery
+    assert spans[3].calls == [("routing", None), ("routed", (0, 0))]
+    # nobody subscribed: matched nothing
+    assert spans[4].calls == [("routing", None), ("matched", (0, [])), ("routed", (0, 0))]
+
+
+def test_no_local_drops_the_subscriber_from_the_span_too() -> None:
+    router = Router()
+    me = Recorder("me")
+    router.subscribe(me, "n/#", SubscriptionOptions(no_local=True))
+    span = Span()
+    assert (
+        router.publish(Message("n/a", b"x", origin_client="me", origin_protocol="mqtt"), span) == 0
+    )
+    assert span.calls == [("routing", None), ("matched", (1, [])), ("routed", (0, 0))]
 
 
 def test_the_span_is_told_the_share_group_member_picked() -> None:
@@ -82,9 +118,9 @@ def test_the_span_is_told_the_share_group_member_picked() -> None:
     for body in (b"1", b"2"):
         span = Span()
         router.publish(Message("t/q", body), span)
-        shared = [c[1] for c in span.calls if c[0] == "shared"]
-        assert len(shared) == 1 and shared[0][0] == "g"
-        picked.append(shared[0][1:])
+        shared = [c[1] for c in span.calls if c[0] == "delivering" and c[1][2] is not None]
+        assert len(shared) == 1 and shared[0][2] == "g"
+        picked.append(shared[0][:2])
     # the member named is the one that got the message, and the turn moved on
     b, c = subs[2], subs[3]
     assert sorted(picked) == [("b", 1), ("c", 0)]
@@ -96,9 +132,11 @@ def test_a_share_handler_counts_in_the_span() -> None:
     router.set_share_handler(lambda message, groups: 2)
     span = Span()
     n = router.publish(Message("t/q", b"x"), span)
-    assert span.calls[0] == ("fan_out", ([("me", 2)], ["g"]))
-    assert span.calls[-1] == ("fanned_out", (n, 0))
-    assert [c for c in span.calls if c[0] == "shared"] == []  # the handler's members are elsewhere
+    assert span.calls[1] == ("matched", (1, ["g"]))
+    assert ("shared_elsewhere", 2) in span.calls
+    assert span.calls[-1] == ("routed", (n, 0))
+    # the handler's members are elsewhere: only "me" is delivered here
+    assert [c[1][0] for c in span.calls if c[0] == "delivering"] == ["me"]
     assert n == 3  # me + the two the handler reported
 
 

@@ -2,7 +2,8 @@
 otel plugin tracing (SDK in-memory exporter): a Qpid Proton sender's
 ``traceparent`` is the parent of the broker's publish span, and AMQP 1.0 and MQTT 5
 receivers get the broker's span as theirs; an MQTT 5 publisher's trace reaches an
-AMQP 1.0 receiver as application properties. Waits are bounded."""
+AMQP 1.0 receiver as application properties. The broker's spans form the tree
+publish -> route -> deliver, one deliver span per receiver. Waits are bounded."""
 
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def mqtt5(traced: Any) -> Iterator[Any]:
     b, _ = traced
     got: queue.Queue[Any] = queue.Queue()
     ready: queue.Queue[bool] = queue.Queue()
+    client_id = uuid.uuid4().hex[:12]
     c = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
+        client_id=client_id,
         protocol=mqtt.MQTTv5,
     )
     c.on_message = lambda _c, _u, m: got.put(m)
@@ -69,6 +71,7 @@ def mqtt5(traced: Any) -> Iterator[Any]:
     c.loop_start()
     ready.get(timeout=WAIT)
     c.got = got
+    c.cid = client_id
     c.ready = ready
     yield c
     c.disconnect()
@@ -83,6 +86,20 @@ def publish_span(exporter: InMemorySpanExporter, topic: str) -> Any:
     ]
     assert len(spans) == 1, spans
     return spans[0]
+
+
+def deliver_spans(exporter: InMemorySpanExporter, publish: Any) -> list[Any]:
+    """The route span under ``publish`` and the deliver spans under it, checked as a
+    tree; returns the deliver spans."""
+    spans = [
+        s for s in exporter.get_finished_spans() if s.context.trace_id == publish.context.trace_id
+    ]
+    routes = [s for s in spans if s.name == "route" and s.parent.span_id == publish.context.span_id]
+    assert len(routes) == 1, spans
+    delivers = [s for s in spans if s.name == "deliver"]
+    assert all(d.parent.span_id == routes[0].context.span_id for d in delivers)
+    assert routes[0].attributes["fluxmq.deliveries"] == len(delivers)
+    return delivers
 
 
 def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5: Any) -> None:
@@ -108,6 +125,11 @@ def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5
     m = mqtt5.got.get(timeout=WAIT)
     user = dict(getattr(m.properties, "UserProperty", []) or [])
     assert user["traceparent"] == got.properties["traceparent"]
+    delivers = deliver_spans(exporter, publish)
+    assert sorted(d.attributes["fluxmq.protocol"] for d in delivers) == ["amqp1", "mqtt"]
+    mqtt_deliver = next(d for d in delivers if d.attributes["fluxmq.protocol"] == "mqtt")
+    assert mqtt_deliver.attributes["fluxmq.client_id"] == mqtt5.cid
+    assert mqtt_deliver.attributes["fluxmq.qos"] == 1
 
 
 def test_mqtt_to_amqp1_carries_the_trace(traced: Any, amqp: Any, mqtt5: Any) -> None:
@@ -125,3 +147,6 @@ def test_mqtt_to_amqp1_carries_the_trace(traced: Any, amqp: Any, mqtt5: Any) -> 
     publish = publish_span(exporter, "tr2/a")
     _v, trace_id, parent_id, _f = got.properties["traceparent"].split("-")
     assert trace_id == TRACE_ID and int(parent_id, 16) == publish.context.span_id
+    (deliver,) = deliver_spans(exporter, publish)
+    assert deliver.attributes["fluxmq.protocol"] == "amqp1"
+    assert publish.attributes["fluxmq.protocol"] == "mqtt"

@@ -1,5 +1,5 @@
 """Spans on the publish path, checked with the SDK's in-memory exporter: the tree
-publish -> deliver with its attributes, and W3C trace context carried from a
+publish -> route -> deliver (one per subscriber) with its attributes, and W3C trace context carried from a
 client's MQTT 5 user properties or AMQP headers to the subscriber of any protocol."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fluxmq_otel.testing import WAIT, subscribe
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -55,6 +56,27 @@ def _tree(spans: tuple[ReadableSpan, ...], trace_id: int) -> dict[str, ReadableS
     return by_name
 
 
+def _spans(spans: tuple[ReadableSpan, ...], trace_id: int) -> dict[str, list[ReadableSpan]]:
+    """The spans of one trace by name (several ``deliver`` spans per publish)."""
+    out: dict[str, list[ReadableSpan]] = {}
+    for s in spans:
+        if s.context.trace_id == trace_id:
+            out.setdefault(s.name, []).append(s)
+    return out
+
+
+def _assert_tree(by_name: dict[str, list[ReadableSpan]], deliveries: int) -> None:
+    """One publish, one route under it, ``deliveries`` deliver spans under route."""
+    assert len(by_name["publish"]) == len(by_name["route"]) == 1, by_name
+    publish, route = by_name["publish"][0], by_name["route"][0]
+    assert route.parent.span_id == publish.context.span_id
+    assert len(by_name.get("deliver", [])) == deliveries
+    for d in by_name.get("deliver", []):
+        assert d.parent.span_id == route.context.span_id
+        assert route.start_time <= d.start_time <= d.end_time <= route.end_time
+    assert publish.start_time <= route.start_time <= route.end_time <= publish.end_time
+
+
 def _user_props(msg: Any) -> dict[str, str]:
     return dict(getattr(msg.properties, "UserProperty", []) or [])
 
@@ -70,11 +92,15 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     ).wait_for_publish(WAIT)
     _wait(got)
     spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
-    assert set(spans) == {"publish", "deliver"}
-    publish, deliver = spans["publish"], spans["deliver"]
+    assert set(spans) == {"publish", "route", "deliver"}
+    _assert_tree(_spans(exporter.get_finished_spans(), int(TRACE_ID, 16)), 1)
+    publish, route, deliver = spans["publish"], spans["route"], spans["deliver"]
     # The client's span is the parent of the broker's publish span.
     assert publish.parent is not None and publish.parent.span_id == int(PARENT_ID, 16)
-    assert deliver.parent.span_id == publish.context.span_id
+    assert route.attributes["fluxmq.matched_subscribers"] == 1
+    assert route.attributes["fluxmq.deliveries"] == 1
+    assert "fluxmq.share_groups" not in route.attributes
+    assert "fluxmq.cluster.forwarded_nodes" not in route.attributes
     assert publish.attributes["fluxmq.protocol"] == "mqtt"
     assert publish.attributes["fluxmq.client_id"] == "tr-pub"
     assert publish.attributes["messaging.destination.name"] == "tr/mqtt"
@@ -83,7 +109,7 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     assert publish.attributes["fluxmq.deliveries"] == 1
     assert deliver.attributes["fluxmq.protocol"] == "mqtt"
     assert deliver.attributes["fluxmq.client_id"] == "tr-sub"
-    assert deliver.attributes["fluxmq.deliveries"] == 1
+    assert deliver.attributes["fluxmq.qos"] == 1
     # The subscriber sees the same trace, with the broker's publish span as parent,
     # and the other user properties untouched.
     props = _user_props(got[0])
@@ -94,10 +120,12 @@ def test_mqtt_to_mqtt_span_tree_and_propagation(traced, mqtt_client) -> None:
     assert flags == "01"
 
 
-def test_fan_out_is_one_deliver_span_naming_the_subscribers(traced, mqtt_client) -> None:
+def test_fan_out_is_a_deliver_span_per_subscriber_and_share_member(traced, mqtt_client) -> None:
     b, exporter = traced
     subs = [mqtt_client(b, f"tr-fan{i}") for i in range(3)]
-    got = [subscribe(c, "tr/fan", qos=0) for c in subs]
+    got = [subscribe(c, "tr/fan", qos=i % 2) for i, c in enumerate(subs)]
+    members = [mqtt_client(b, f"tr-fanm{i}") for i in range(2)]
+    shared = [subscribe(c, "$share/fg/tr/fan", qos=1) for c in members]
     exporter.clear()
     pub = mqtt_client(b, "tr-fanpub")
     pub.publish("tr/fan", b"x", qos=1, properties=_props(traceparent=TRACEPARENT)).wait_for_publish(
@@ -105,17 +133,27 @@ def test_fan_out_is_one_deliver_span_naming_the_subscribers(traced, mqtt_client)
     )
     for g in got:
         _wait(g)
-    spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
-    assert set(spans) == {"publish", "deliver"}
-    deliver = spans["deliver"]
-    assert deliver.parent.span_id == spans["publish"].context.span_id
-    assert deliver.attributes["fluxmq.deliveries"] == 3
-    assert sorted(deliver.attributes["fluxmq.subscribers"]) == [
-        "mqtt:tr-fan0",
-        "mqtt:tr-fan1",
-        "mqtt:tr-fan2",
-    ]
-    assert spans["publish"].attributes["fluxmq.deliveries"] == 3
+    by_name = _spans(exporter.get_finished_spans(), int(TRACE_ID, 16))
+    _assert_tree(by_name, 4)
+    route = by_name["route"][0]
+    assert route.attributes["fluxmq.matched_subscribers"] == 3
+    assert route.attributes["fluxmq.share_groups"] == ("fg",)
+    assert route.attributes["fluxmq.deliveries"] == 4
+    delivers = {d.attributes["fluxmq.client_id"]: d.attributes for d in by_name["deliver"]}
+    picked = next(m for m in ("tr-fanm0", "tr-fanm1") if m in delivers)
+    _wait(shared[int(picked[-1])])  # the picked member got it
+    assert sorted(delivers) == sorted(["tr-fan0", "tr-fan1", "tr-fan2", picked])
+    for i in range(3):
+        attrs = delivers[f"tr-fan{i}"]
+        assert attrs["fluxmq.protocol"] == "mqtt" and attrs["fluxmq.qos"] == i % 2
+        assert "fluxmq.share_group" not in attrs
+    assert delivers[picked]["fluxmq.share_group"] == "fg"
+    assert delivers[picked]["fluxmq.qos"] == 1
+    assert by_name["publish"][0].attributes["fluxmq.deliveries"] == 4
+    # Every subscriber's traceparent names the publish span (one encoding for all).
+    publish_id = f"{by_name['publish'][0].context.span_id:016x}"
+    for g in got:
+        assert _user_props(g[0])["traceparent"].split("-")[2] == publish_id
 
 
 def test_new_trace_without_client_context(traced, mqtt_client) -> None:
@@ -129,7 +167,7 @@ def test_new_trace_without_client_context(traced, mqtt_client) -> None:
     publish = next(s for s in exporter.get_finished_spans() if s.name == "publish")
     assert publish.parent is None
     trace_id = publish.context.trace_id
-    assert {"publish", "deliver"} == set(_tree(exporter.get_finished_spans(), trace_id))
+    assert {"publish", "route", "deliver"} == set(_tree(exporter.get_finished_spans(), trace_id))
     assert _user_props(got[0])["traceparent"].split("-")[1] == f"{trace_id:032x}"
 
 
@@ -157,7 +195,8 @@ def test_mqtt_to_amqp_carries_the_trace_in_headers(traced, mqtt_client) -> None:
         assert props.headers["traceparent"].split("-")[1] == TRACE_ID
         spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
         assert spans["deliver"].attributes["fluxmq.protocol"] == "amqp091"
-        assert spans["deliver"].parent.span_id == spans["publish"].context.span_id
+        assert spans["deliver"].attributes["fluxmq.client_id"]  # the AMQP consumer's id
+        _assert_tree(_spans(exporter.get_finished_spans(), int(TRACE_ID, 16)), 1)
         assert spans["publish"].attributes["fluxmq.protocol"] == "mqtt"
     finally:
         conn.close()
@@ -188,6 +227,7 @@ def test_amqp_headers_start_the_trace_for_an_mqtt_subscriber(traced, mqtt_client
     assert spans["publish"].attributes["fluxmq.protocol"] == "amqp091"
     assert spans["publish"].parent.span_id == int(PARENT_ID, 16)
     assert spans["deliver"].attributes["fluxmq.client_id"] == "tr-sub4"
+    _assert_tree(_spans(exporter.get_finished_spans(), int(TRACE_ID, 16)), 1)
 
 
 def test_queue_append_span(traced, mqtt_client) -> None:
@@ -217,7 +257,9 @@ def test_unsampled_publish_makes_no_span_but_a_sampled_parent_does() -> None:
             "s/t", b"x", origin_protocol="test", user_properties=[("traceparent", TRACEPARENT)]
         )
         b.call_soon(b.context.publish, m)
-        assert [s.name for s in exporter.get_finished_spans()] == ["publish"]  # nobody got it
+        # nobody got it: routed, no deliver span
+        assert [s.name for s in exporter.get_finished_spans()] == ["route", "publish"]
+        assert exporter.get_finished_spans()[0].attributes["fluxmq.matched_subscribers"] == 0
         exporter.clear()
         # A client's trace that is not sampled (flags 00) stays unsampled.
         m = Message(
@@ -318,7 +360,7 @@ def test_span_processors_see_every_span_start() -> None:
             m = Message("st/a", b"x", origin_protocol="test", origin_client="p1")
             assert b.call_soon(b.context.publish, m) == 1
             spans = {s.name: s for s in exporter.get_finished_spans()}
-            assert set(spans) == {"publish", "deliver"}
+            assert set(spans) == {"publish", "route", "deliver"}
             return spans
 
         recorded = publish_tree()
@@ -327,56 +369,69 @@ def test_span_processors_see_every_span_start() -> None:
         provider.add_span_processor(starts)
         made = publish_tree()
         assert not telemetry.tracer._on_start_ignored()
-        assert sorted(starts.started) == ["deliver", "publish"]
+        assert sorted(starts.started) == ["deliver", "publish", "route"]
         for spans in (recorded, made):
-            publish, deliver = spans["publish"], spans["deliver"]
-            assert deliver.parent.span_id == publish.context.span_id
+            publish, route, deliver = spans["publish"], spans["route"], spans["deliver"]
+            assert route.parent.span_id == publish.context.span_id
+            assert deliver.parent.span_id == route.context.span_id
             assert publish.parent is None
             assert deliver.attributes["fluxmq.client_id"] == "s1"
             assert publish.attributes["fluxmq.client_id"] == "p1"
             assert publish.attributes["fluxmq.deliveries"] == 1
-            assert publish.start_time <= deliver.start_time <= deliver.end_time
-        assert dict(recorded["publish"].attributes) == dict(made["publish"].attributes)
-        assert dict(recorded["deliver"].attributes) == dict(made["deliver"].attributes)
+            assert publish.start_time <= route.start_time <= deliver.start_time
+            assert deliver.end_time <= route.end_time <= publish.end_time
+        for name in ("publish", "route", "deliver"):
+            assert dict(recorded[name].attributes) == dict(made[name].attributes)
+            assert recorded[name].kind == made[name].kind
         props = dict(got[-1].user_properties or [])
         assert f"{made['publish'].context.span_id:016x}" in props["traceparent"]
 
 
-def test_deliver_span_names_the_share_group_member_that_got_the_message() -> None:
-    """Both span paths (recorded, and through the SDK's tracer) name the member the
-    router picked in a share group, not only the group."""
+class _Sub:
+    protocol = "test"
+
+    def __init__(self, client_id: str, got: dict[str, int], fail: bool = False) -> None:
+        self.client_id = client_id
+        self.got = got
+        self.fail = fail
+
+    def deliver(self, message: Any, delivery: Any) -> None:
+        if self.fail:
+            raise RuntimeError("boom")
+        self.got[self.client_id] = self.got.get(self.client_id, 0) + 1
+
+
+@pytest.mark.parametrize("mode", ["per_subscriber", "per_publish"])
+def test_deliver_span_names_the_share_group_member_that_got_the_message(mode: str) -> None:
+    """Both span paths (recorded, and through the SDK's tracer) and both
+    deliver_spans modes name the member the router picked in a share group, not only
+    the group."""
     from fluxmq_core.contracts import SubscriptionOptions
     from fluxmq_core.message import Message
 
-    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0, "deliver_spans": mode}}
     with BrokerThread(plugins=["otel"], config=cfg) as b:
         telemetry = b.context.extras["otel"]
         exporter = InMemorySpanExporter()
         provider = telemetry.tracer_provider
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         got: dict[str, int] = {}
-
-        class Sub:
-            protocol = "test"
-
-            def __init__(self, client_id: str) -> None:
-                self.client_id = client_id
-
-            def deliver(self, message: Message, delivery: Any) -> None:
-                got[self.client_id] = got.get(self.client_id, 0) + 1
-
         router = b.context.router
         for cid in ("m1", "m2"):
-            b.call_soon(router.subscribe, Sub(cid), "$share/grp/sh/#", SubscriptionOptions(qos=1))
+            b.call_soon(
+                router.subscribe, _Sub(cid, got), "$share/grp/sh/#", SubscriptionOptions(qos=1)
+            )
 
-        def deliver_span(topic: str) -> tuple[dict[str, Any], str]:
+        def publish(topic: str) -> tuple[dict[str, list[ReadableSpan]], str]:
             exporter.clear()
             before = dict(got)
             m = Message(topic, b"x", qos=1, origin_protocol="test", origin_client="p1")
             b.call_soon(b.context.publish, m)
-            spans = {s.name: s for s in exporter.get_finished_spans()}
+            by_name: dict[str, list[ReadableSpan]] = {}
+            for s in exporter.get_finished_spans():
+                by_name.setdefault(s.name, []).append(s)
             member = next(c for c in ("m1", "m2") if got.get(c, 0) > before.get(c, 0))
-            return dict(spans["deliver"].attributes), member
+            return by_name, member
 
         for on_start in (False, True):
             if on_start:
@@ -384,18 +439,71 @@ def test_deliver_span_names_the_share_group_member_that_got_the_message() -> Non
             assert telemetry.tracer._on_start_ignored() is not on_start
             seen = set()
             for _ in range(2):  # round robin: each member once, each named
-                attrs, member = deliver_span("sh/a")
+                by_name, member = publish("sh/a")
+                _assert_tree(by_name, 1)
+                attrs = by_name["deliver"][0].attributes
                 assert attrs["fluxmq.client_id"] == member
                 assert attrs["fluxmq.protocol"] == "test" and attrs["fluxmq.qos"] == 1
                 assert attrs["fluxmq.share_group"] == "grp"
+                route = by_name["route"][0].attributes
+                assert route["fluxmq.share_groups"] == ("grp",)
+                assert route["fluxmq.matched_subscribers"] == 0
                 seen.add(member)
             assert seen == {"m1", "m2"}
-        b.call_soon(router.subscribe, Sub("plain"), "sh/#")
-        attrs, member = deliver_span("sh/b")
-        assert attrs["fluxmq.deliveries"] == 2
-        assert sorted(attrs["fluxmq.subscribers"]) == sorted(["test:plain", f"test:{member}"])
-        assert attrs["fluxmq.share_members"] == (f"grp=test:{member}",)
-        assert attrs["fluxmq.share_groups"] == ("grp",)
+        b.call_soon(router.subscribe, _Sub("plain", got), "sh/#")
+        by_name, member = publish("sh/b")
+        if mode == "per_subscriber":
+            _assert_tree(by_name, 2)
+            delivers = {d.attributes["fluxmq.client_id"]: d.attributes for d in by_name["deliver"]}
+            assert sorted(delivers) == sorted(["plain", member])
+            assert "fluxmq.share_group" not in delivers["plain"]
+            assert delivers[member]["fluxmq.share_group"] == "grp"
+        else:
+            _assert_tree(by_name, 1)
+            attrs = by_name["deliver"][0].attributes
+            assert attrs["fluxmq.deliveries"] == 2
+            assert sorted(attrs["fluxmq.subscribers"]) == sorted(["test:plain", f"test:{member}"])
+            assert attrs["fluxmq.share_members"] == (f"grp=test:{member}",)
+            assert attrs["fluxmq.share_groups"] == ("grp",)
+        assert by_name["route"][0].attributes["fluxmq.deliveries"] == 2
+
+
+def test_max_deliver_spans_caps_the_fan_out_and_failures_are_errors() -> None:
+    """Past ``max_deliver_spans`` deliveries get no span and are counted on the
+    route span; a subscriber whose delivery raised has an ERROR deliver span."""
+    from fluxmq_core.message import Message
+
+    cfg = {"otel": {"traces": True, "sample_rate": 1.0, "max_deliver_spans": 3}}
+    with BrokerThread(plugins=["otel"], config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        got: dict[str, int] = {}
+        for i in range(5):
+            b.call_soon(b.context.router.subscribe, _Sub(f"c{i}", got, fail=i == 0), "cap/t")
+        m = Message("cap/t", b"x", origin_protocol="test", origin_client="p")
+        assert b.call_soon(b.context.publish, m) == 4
+        assert len(got) == 4
+        by_name: dict[str, list[ReadableSpan]] = {}
+        for s in exporter.get_finished_spans():
+            by_name.setdefault(s.name, []).append(s)
+        _assert_tree(by_name, 3)
+        route = by_name["route"][0]
+        assert route.attributes["fluxmq.matched_subscribers"] == 5
+        assert route.attributes["fluxmq.deliveries"] == 4
+        assert route.attributes["fluxmq.deliveries_failed"] == 1
+        assert route.attributes["fluxmq.deliveries_omitted"] == 2
+        failed = [d for d in by_name["deliver"] if d.status.status_code is StatusCode.ERROR]
+        assert [d.attributes["fluxmq.client_id"] for d in failed] == ["c0"]
+        assert by_name["publish"][0].attributes["fluxmq.deliveries"] == 4
+
+
+def test_bad_deliver_span_settings_are_refused() -> None:
+    from fluxmq_otel.config import OtelConfig
+
+    with pytest.raises(ValueError, match="deliver_spans"):
+        OtelConfig(deliver_spans="per_topic")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_deliver_spans"):
+        OtelConfig(max_deliver_spans=0)
 
 
 def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:
@@ -424,8 +532,11 @@ def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:
             assert b.call_soon(b.context.publish, unsampled) == 2  # rate 0: not traced
         finally:
             b.call_soon(setattr, b.context, "forward", None)
-        publish = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))["publish"]
+        spans = _tree(exporter.get_finished_spans(), int(TRACE_ID, 16))
+        publish = spans["publish"]
         assert publish.attributes["fluxmq.deliveries"] == 2
+        assert spans["route"].attributes["fluxmq.cluster.forwarded_nodes"] == 2
+        assert spans["route"].attributes["fluxmq.deliveries"] == 0
         props = dict(forwarded[0].user_properties or [])
         _v, trace_id, parent_id, flags = props["traceparent"].split("-")
         assert (trace_id, int(parent_id, 16), flags) == (TRACE_ID, publish.context.span_id, "01")

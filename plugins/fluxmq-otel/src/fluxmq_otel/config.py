@@ -48,7 +48,7 @@ class OtelConfig:
     )
     traces: bool = setting(
         False,
-        "Create spans (publish -> deliver; queue.append, queue.deliver, queue.ack) "
+        "Create spans (publish -> route -> deliver; queue.append, queue.deliver, queue.ack) "
         "and carry W3C trace context in MQTT 5 user properties and AMQP headers. Off: one "
         "flag check per publish.",
     )
@@ -57,11 +57,29 @@ class OtelConfig:
         "Share of new traces kept, 0..1 (parent-based: a publish that carries a "
         "sampled traceparent is always kept).",
     )
+    deliver_spans: Literal["per_subscriber", "per_publish"] = setting(
+        "per_subscriber",
+        "Traced fan-out: 'per_subscriber' = a deliver span per subscriber reached (up to "
+        "max_deliver_spans per publish); 'per_publish' = one deliver span for the whole "
+        "fan-out, naming the first 16 subscribers.",
+    )
+    max_deliver_spans: int = setting(
+        100,
+        "With deliver_spans = 'per_subscriber': deliver spans made per traced publish at "
+        "most; further deliveries are counted in the route span's "
+        "fluxmq.deliveries_omitted.",
+    )
     service_name: str = setting("fluxmq", "The service.name resource attribute.")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
             raise ValueError("sample_rate must be between 0 and 1")
+        if self.deliver_spans not in ("per_subscriber", "per_publish"):
+            raise ValueError(
+                f"deliver_spans {self.deliver_spans!r} must be 'per_subscriber' or 'per_publish'"
+            )
+        if isinstance(self.max_deliver_spans, bool) or self.max_deliver_spans < 1:
+            raise ValueError("max_deliver_spans must be >= 1")
         if self.export_interval <= 0:
             raise ValueError("export_interval must be > 0")
         if self.otlp_timeout <= 0:

@@ -118,6 +118,8 @@ class Telemetry:
                 self.context,
                 self.tracer_provider.get_tracer("fluxmq", _version()),
                 cfg.sample_rate,
+                per_subscriber=cfg.deliver_spans == "per_subscriber",
+                cap=cfg.max_deliver_spans,
             )
             self.context.tracer = self.tracer
         log.info(

@@ -1,14 +1,15 @@
-"""Real spans on the publish path: ``publish`` -> one ``deliver`` for its fan-out,
-``queue.append`` for a publish to ``$queue/``, and ``queue.deliver`` -> ``queue.ack``
-when a queue hands a traced message to a consumer and it is settled.
+"""Real spans on the publish path: ``publish`` -> ``route`` -> ``deliver`` per
+subscriber (or one for the whole fan-out), ``queue.append`` for a publish to
+``$queue/``, and ``queue.deliver`` -> ``queue.ack`` when a queue hands a traced
+message to a consumer and it is settled.
 
 :class:`BrokerTracer` is what the plugin puts in ``context.tracer``; while that is
 ``None`` (``[otel] traces = false``) the core's publish path pays one attribute
 check. The core keeps the one publish path: it asks
 :meth:`BrokerTracer.publish_span` whether a message is traced and, when it is,
 routes the span's ``message`` itself, handing the span to the router as its hook
-at the delivery point (:class:`~fluxmq_core.router.DeliverySpan`). Nothing here
-routes, appends or forwards a message.
+(:class:`~fluxmq_core.router.DeliverySpan`: told the match and each delivery).
+Nothing here routes, appends or forwards a message.
 
 - The parent comes from the message's W3C trace context, the ``traceparent`` and
   ``tracestate`` user properties (MQTT 5 user properties and AMQP 0.9.1 headers both
@@ -19,16 +20,20 @@ routes, appends or forwards a message.
   ``random()`` draw is below ``sample_rate``. A publish that is not sampled gets
   ``None``: no span, no attribute dict, and its message is not touched. (The SDK's
   sampler is therefore parent-based "always on".)
-- A sampled publish is two spans, whatever its fan-out: ``publish`` and one
-  ``deliver`` that counts the deliveries and names the subscribers (a span per
-  subscriber made a sampled publish to many subscribers the dominant cost).
+- A sampled publish is ``publish``, ``route`` under it (the match: subscribers and
+  share groups matched, deliveries, nodes forwarded to) and a ``deliver`` span per
+  subscriber reached under ``route``, at most ``[otel] max_deliver_spans`` per
+  publish (the rest counted as ``fluxmq.deliveries_omitted``); with
+  ``deliver_spans = "per_publish"`` one ``deliver`` counts the deliveries and names
+  the subscribers instead.
 - Every span processor sees each span start and end. When some processor does
-  something in ``on_start`` (say, adds attributes), the two spans are made through
+  something in ``on_start`` (say, adds attributes), the spans are made through
   the SDK's tracer (:class:`PublishSpan`). When none does (the SDK's batch and
   simple processors, the default), they are built finished and handed to
-  ``on_end`` directly (:class:`RecordedPublishSpan`): the same spans at a fifth of
-  the cost, as the SDK's ``start_span`` validates every attribute and samples again.
-- A sampled publish carries the ``publish`` span's context on: the message's
+  ``on_end`` as each ends (:class:`RecordedPublishSpan`): the same spans at a fifth
+  of the cost, as the SDK's ``start_span`` validates every attribute and samples again.
+- A sampled publish carries the ``publish`` span's context on (for every subscriber,
+  also with a ``deliver`` span each: one message copy serves them all): the message's
   ``traceparent``/``tracestate`` are replaced, so an MQTT 5 subscriber sees them as
   user properties, an AMQP consumer as headers, a queue stores them and another
   cluster node receives them with the forwarded message: a trace crosses
@@ -63,6 +68,8 @@ TRACE_KEYS = ("traceparent", "tracestate")
 MAX_PENDING = 10_000
 #: Subscribers named in a ``deliver`` span's ``fluxmq.subscribers``; more are counted.
 MAX_LISTED = 16
+#: ``deliver`` spans made per publish by default (``[otel] max_deliver_spans``).
+MAX_DELIVER_SPANS = 100
 _PROPAGATOR = TraceContextTextMapPropagator()
 #: The parent of a new trace: an empty context, whatever span is current.
 _ROOT = otel_context.Context()
@@ -104,11 +111,23 @@ def inject(message: Message, ctx: otel_context.Context | None = None) -> Message
 class BrokerTracer:
     """Decides sampling and makes the spans; see the module docstring."""
 
-    __slots__ = ("context", "tracer", "rate", "_random", "_pending", "_rec", "_members", "_quiet")
+    __slots__ = ("context", "tracer", "rate", "per_subscriber", "cap", "_random", "_pending",
+                 "_rec", "_members", "_quiet")  # fmt: skip
 
-    def __init__(self, context: Any, tracer: trace.Tracer, rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        context: Any,
+        tracer: trace.Tracer,
+        rate: float = 1.0,
+        per_subscriber: bool = True,
+        cap: int = MAX_DELIVER_SPANS,
+    ) -> None:
         self.context = context
         self.tracer = tracer
+        # [otel] deliver_spans and max_deliver_spans: a deliver span per subscriber
+        # (at most ``cap`` per publish) or one per publish.
+        self.per_subscriber = per_subscriber
+        self.cap = cap
         # New traces are sampled here, before any span exists, so an unsampled
         # publish costs one random draw and not a span; the SDK's sampler is
         # parent-based over "always on" and decides publishes that carry a parent.
@@ -139,8 +158,8 @@ class BrokerTracer:
         elif not _sampled(parent):
             return None  # the client's trace is not sampled
         if self._on_start_ignored():
-            return RecordedPublishSpan(self._rec, message, parent)
-        return PublishSpan(self.tracer, message, parent)
+            return RecordedPublishSpan(self._rec, message, parent, self.per_subscriber, self.cap)
+        return PublishSpan(self.tracer, message, parent, self.per_subscriber, self.cap)
 
     def _on_start_ignored(self) -> bool:
         """Whether no span processor does anything in ``on_start`` (looked at again
@@ -247,17 +266,167 @@ class BrokerTracer:
         span.end()
 
 
-class PublishSpan:
-    """The ``publish`` span of one sampled message, and the router's hook at its
-    delivery point (:class:`~fluxmq_core.router.DeliverySpan`): ``fan_out`` starts
-    the ``deliver`` span, ``fanned_out`` ends it, ``end`` ends ``publish``.
-    ``message`` is the message to route, carrying this span's trace context;
-    ``error`` is set by the core when the publish failed or was refused."""
+class _PublishHooks:
+    """What :class:`PublishSpan` and :class:`RecordedPublishSpan` share: the
+    router's hook (:class:`~fluxmq_core.router.DeliverySpan`) turned into a
+    ``route`` span (child of ``publish``) and ``deliver`` spans under it, one per
+    subscriber (up to ``cap`` per publish; the rest are counted on ``route`` as
+    ``fluxmq.deliveries_omitted``) or, with ``per_subscriber`` False, one for the
+    whole fan-out. Subclasses open and close the spans (``_open_route``,
+    ``_open_deliver``, ``_close_deliver``, ``_close_route``, ``_close_publish``)."""
 
-    __slots__ = ("tracer", "span", "message", "error", "_deliver", "_subs", "_groups", "_members")
+    __slots__ = ("message", "error", "per_subscriber", "cap", "_routing", "_matched",
+                 "_groups", "_delivered", "_failed", "_elsewhere", "_forwarded", "_made",
+                 "_omitted", "_current", "_fan", "_subs", "_members")  # fmt: skip
+
+    message: Message
+
+    def _init_hooks(self, per_subscriber: bool, cap: int) -> None:
+        self.error: str | None = None
+        self.per_subscriber = per_subscriber
+        self.cap = cap
+        self._routing = False
+        self._matched: int | None = None
+        self._groups: list[str] = []
+        self._delivered = 0
+        self._failed = 0
+        self._elsewhere: int | None = None
+        self._forwarded: int | None = None
+        self._made = 0
+        self._omitted = 0
+        # The delivery under way: (subscriber, qos, group, its deliver span's token).
+        self._current: tuple[Any, int, str | None, Any] | None = None
+        # per_publish: the one deliver span's token, the plain subscribers (the
+        # first MAX_LISTED + 1) and the share members picked.
+        self._fan: Any = None
+        self._subs: list[tuple[Any, int]] = []
+        self._members: list[tuple[str, Any, int]] | None = None
+
+    # -- the router's hook ---------------------------------------------------------------
+
+    def routing(self) -> None:
+        self._routing = True
+        self._open_route()
+
+    def matched(self, subscribers: int, groups: list[str]) -> None:
+        self._matched = subscribers
+        self._groups = groups
+
+    def delivering(self, subscriber: Any, qos: int, group: str | None) -> None:
+        if self.per_subscriber:
+            if self._made < self.cap:
+                self._made += 1
+                self._current = (subscriber, qos, group, self._open_deliver())
+            else:
+                self._omitted += 1
+            return
+        if self._fan is None:
+            self._fan = self._open_deliver()
+        if group is not None:
+            _add_member(self, group, subscriber, qos)
+        elif len(self._subs) <= MAX_LISTED:
+            self._subs.append((subscriber, qos))
+
+    def delivered(self, failed: bool) -> None:
+        current = self._current
+        if current is None:
+            return
+        self._current = None
+        sub, qos, group, token = current
+        attrs: dict[str, AttributeValue] = {
+            "fluxmq.protocol": sub.protocol,
+            "fluxmq.client_id": sub.client_id,
+            "fluxmq.qos": qos,
+        }
+        if group is not None:
+            attrs["fluxmq.share_group"] = group
+        self._close_deliver(token, attrs, "delivery failed" if failed else None)
+
+    def shared_elsewhere(self, deliveries: int) -> None:
+        self._elsewhere = deliveries
+
+    def routed(self, delivered: int, failed: int) -> None:
+        self._delivered = delivered
+        self._failed = failed
+        if self._current is not None:  # a delivery interrupted (cancelled): end its span
+            self.delivered(True)
+        token = self._fan
+        if token is not None:
+            self._fan = None
+            attrs = _deliver_attrs(self._subs, self._groups, delivered, self._members)
+            self._close_deliver(token, attrs, f"{failed} deliveries failed" if failed else None)
+
+    # -- called by BrokerContext.publish --------------------------------------------------
+
+    def forwarded(self, nodes: int) -> None:
+        self._forwarded = nodes
+
+    def end(self, deliveries: int) -> None:
+        if self._routing:
+            self._close_route(self._route_attrs(), self._route_error())
+        attrs = _publish_attrs(self.message)
+        attrs["fluxmq.deliveries"] = deliveries
+        self._close_publish(attrs, self.error)
+
+    def _route_attrs(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {"fluxmq.deliveries": self._delivered}
+        if self._matched is None:
+            attrs["fluxmq.expired"] = True
+        else:
+            attrs["fluxmq.matched_subscribers"] = self._matched
+            if self._groups:
+                attrs["fluxmq.share_groups"] = tuple(self._groups[:MAX_LISTED])
+        if self._failed:
+            attrs["fluxmq.deliveries_failed"] = self._failed
+        if self._omitted:
+            attrs["fluxmq.deliveries_omitted"] = self._omitted
+        if self._elsewhere is not None:
+            attrs["fluxmq.cluster.share_deliveries"] = self._elsewhere
+        if self._forwarded is not None:
+            attrs["fluxmq.cluster.forwarded_nodes"] = self._forwarded
+        return attrs
+
+    def _route_error(self) -> str | None:
+        if self.error is not None:
+            return self.error
+        return f"{self._failed} deliveries failed" if self._failed else None
+
+    # -- made by the subclasses -----------------------------------------------------------
+
+    def _open_route(self) -> None:
+        raise NotImplementedError
+
+    def _open_deliver(self) -> Any:
+        raise NotImplementedError
+
+    def _close_deliver(
+        self, token: Any, attrs: dict[str, AttributeValue], error: str | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _close_route(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
+        raise NotImplementedError
+
+    def _close_publish(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
+        raise NotImplementedError
+
+
+class PublishSpan(_PublishHooks):
+    """The spans of one sampled message made through the SDK's tracer: ``publish``,
+    and the router's hook (:class:`~fluxmq_core.router.DeliverySpan`) that makes
+    ``route`` and ``deliver`` under it (see :class:`_PublishHooks`). ``message`` is
+    the message to route, carrying the ``publish`` span's trace context; ``error``
+    is set by the core when the publish failed or was refused."""
+
+    __slots__ = ("tracer", "span", "_route")
 
     def __init__(
-        self, tracer: trace.Tracer, message: Message, parent: otel_context.Context | None
+        self,
+        tracer: trace.Tracer,
+        message: Message,
+        parent: otel_context.Context | None,
+        per_subscriber: bool = True,
+        cap: int = MAX_DELIVER_SPANS,
     ) -> None:
         if parent is None:
             # A new trace: not a child of whatever span is current in this task.
@@ -267,53 +436,60 @@ class PublishSpan:
             "publish", context=parent, kind=SpanKind.SERVER, attributes=_publish_attrs(message)
         )
         self.message = _with_context(message, self.span.get_span_context())
-        self.error: str | None = None
-        self._deliver: trace.Span | None = None
-        self._subs: list[tuple[Any, int]] = []
-        self._groups: list[str] = []
-        self._members: list[tuple[str, Any, int]] | None = None
+        self._route: trace.Span | None = None
+        self._init_hooks(per_subscriber, cap)
 
-    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
-        self._subs = subscribers
-        self._groups = groups
-        self._deliver = self.tracer.start_span(
-            "deliver", context=trace.set_span_in_context(self.span), kind=SpanKind.PRODUCER
+    def _open_route(self) -> None:
+        self._route = self.tracer.start_span(
+            "route", context=trace.set_span_in_context(self.span), kind=SpanKind.INTERNAL
         )
 
-    def shared(self, group: str, subscriber: Any, qos: int) -> None:
-        _add_member(self, group, subscriber, qos)
+    def _open_deliver(self) -> Any:
+        parent = self._route if self._route is not None else self.span
+        return self.tracer.start_span(
+            "deliver", context=trace.set_span_in_context(parent), kind=SpanKind.PRODUCER
+        )
 
-    def fanned_out(self, delivered: int, failed: int) -> None:
-        span = self._deliver
+    def _close_deliver(
+        self, token: Any, attrs: dict[str, AttributeValue], error: str | None
+    ) -> None:
+        token.set_attributes(attrs)
+        if error is not None:
+            token.set_status(Status(StatusCode.ERROR, error))
+        token.end()
+
+    def _close_route(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
+        span = self._route
         if span is None:
             return
-        self._deliver = None
-        span.set_attributes(_deliver_attrs(self._subs, self._groups, delivered, self._members))
-        if failed:
-            span.set_status(Status(StatusCode.ERROR, f"{failed} deliveries failed"))
-        span.end()
+        self._route = None
+        self._close_deliver(span, attrs, error)
 
-    def end(self, deliveries: int) -> None:
+    def _close_publish(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
         span = self.span
-        span.set_attribute("fluxmq.deliveries", deliveries)
-        if self.error is not None:
-            span.set_status(Status(StatusCode.ERROR, self.error))
+        span.set_attribute("fluxmq.deliveries", attrs["fluxmq.deliveries"])
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
         span.end()
 
 
-class RecordedPublishSpan:
-    """:class:`PublishSpan` built finished: the same two spans as
-    :class:`ReadableSpan` (what exporters receive anyway), handed to the span
-    processors' ``on_end`` when complete, for when no processor does anything in
-    ``on_start`` (see the module docstring). Ids come from the provider's id
-    generator, the resource and scope from the tracer; the attribute values are ours
-    and of valid types, so they are not validated again."""
+class RecordedPublishSpan(_PublishHooks):
+    """:class:`PublishSpan` built finished: the same spans as :class:`ReadableSpan`
+    (what exporters receive anyway), each handed to the span processors' ``on_end``
+    when complete, for when no processor does anything in ``on_start`` (see the
+    module docstring). Ids come from the provider's id generator, the resource and
+    scope from the tracer; the attribute values are ours and of valid types, so they
+    are not validated again."""
 
-    __slots__ = ("rec", "context", "parent", "message", "error", "start", "_fan", "_subs",
-                 "_groups", "_members")  # fmt: skip
+    __slots__ = ("rec", "context", "parent", "start", "_route_ctx", "_route_start")
 
     def __init__(
-        self, rec: _Recorder, message: Message, parent: otel_context.Context | None
+        self,
+        rec: _Recorder,
+        message: Message,
+        parent: otel_context.Context | None,
+        per_subscriber: bool = True,
+        cap: int = MAX_DELIVER_SPANS,
     ) -> None:
         self.rec = rec
         self.start = time_ns()
@@ -324,38 +500,46 @@ class RecordedPublishSpan:
         else:
             self.context = rec.context(rec.ids.generate_trace_id(), None)
         self.message = _with_context(message, self.context)
-        self.error: str | None = None
-        self._fan = 0
-        self._subs: list[tuple[Any, int]] = []
-        self._groups: list[str] = []
-        self._members: list[tuple[str, Any, int]] | None = None
+        self._route_ctx: trace.SpanContext = self.context
+        self._route_start = 0
+        self._init_hooks(per_subscriber, cap)
 
-    def fan_out(self, subscribers: list[tuple[Any, int]], groups: list[str]) -> None:
-        self._fan = time_ns()
-        self._subs = subscribers
-        self._groups = groups
-
-    def shared(self, group: str, subscriber: Any, qos: int) -> None:
-        _add_member(self, group, subscriber, qos)
-
-    def fanned_out(self, delivered: int, failed: int) -> None:
+    def _open_route(self) -> None:
         ctx = self.context
-        error = f"{failed} deliveries failed" if failed else None
+        self._route_ctx = self.rec.context(ctx.trace_id, ctx.trace_state)
+        self._route_start = time_ns()
+
+    def _open_deliver(self) -> Any:
+        return time_ns()
+
+    def _close_deliver(
+        self, token: Any, attrs: dict[str, AttributeValue], error: str | None
+    ) -> None:
+        route = self._route_ctx
         self.rec.emit(
             "deliver",
-            self.rec.context(ctx.trace_id, ctx.trace_state),
-            ctx,
+            self.rec.context(route.trace_id, route.trace_state),
+            route,
             SpanKind.PRODUCER,
-            _deliver_attrs(self._subs, self._groups, delivered, self._members),
-            self._fan,
+            attrs,
+            token,
             error,
         )
 
-    def end(self, deliveries: int) -> None:
-        attrs = _publish_attrs(self.message)
-        attrs["fluxmq.deliveries"] = deliveries
+    def _close_route(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
         self.rec.emit(
-            "publish", self.context, self.parent, SpanKind.SERVER, attrs, self.start, self.error
+            "route",
+            self._route_ctx,
+            self.context,
+            SpanKind.INTERNAL,
+            attrs,
+            self._route_start,
+            error,
+        )
+
+    def _close_publish(self, attrs: dict[str, AttributeValue], error: str | None) -> None:
+        self.rec.emit(
+            "publish", self.context, self.parent, SpanKind.SERVER, attrs, self.start, error
         )
 
 
@@ -423,7 +607,7 @@ def _publish_attrs(message: Message) -> dict[str, AttributeValue]:
     return attrs
 
 
-def _add_member(span: PublishSpan | RecordedPublishSpan, group: str, sub: Any, qos: int) -> None:
+def _add_member(span: _PublishHooks, group: str, sub: Any, qos: int) -> None:
     """The router picked ``sub`` of share group ``group`` (the first
     :data:`MAX_LISTED` are kept)."""
     members = span._members
