@@ -78,6 +78,8 @@ class AMQPMessage:
         joined; an ``amqp-value`` of binary or string as it is; anything else the
         encoded body sections (so nothing is lost)."""
         body = self.body
+        if len(body) == 1 and type(body[0]) is Data and type(body[0].value) is bytes:
+            return body[0].value  # the common case
         if body and all(type(s) is Data for s in body):
             return b"".join(s.value for s in body)
         if len(body) == 1 and type(body[0]) is AmqpValue:
