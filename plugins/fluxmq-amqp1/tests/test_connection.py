@@ -377,6 +377,50 @@ def test_incoming_multi_frame_delivery_and_durable_settlement() -> None:
     assert d == Disposition(role=True, first=0, settled=True, state=Accepted())
 
 
+def test_settlements_of_a_batch_are_one_ranged_disposition_in_order() -> None:
+    env = Env()
+    env.hold = True
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    for i in range(9):
+        c.send(Transfer(handle=1, delivery_id=i, delivery_tag=bytes([i])), payload=message())
+    assert c.read() == []  # nothing settled before the appends are durable
+    done = list(env.pending)
+    for i in (0, 1, 2):
+        done[i](Accepted())
+    done[3](Rejected())
+    for i in (4, 5):
+        done[i](Accepted())
+    done[7](Accepted())  # not adjacent to 5: a frame of its own
+    done[6](Accepted())  # before 7, but written after it
+    assert c.read() == [
+        Disposition(role=True, first=0, last=2, settled=True, state=Accepted()),
+        Disposition(role=True, first=3, settled=True, state=Rejected()),
+        Disposition(role=True, first=4, last=5, settled=True, state=Accepted()),
+        Disposition(role=True, first=7, settled=True, state=Accepted()),
+        Disposition(role=True, first=6, settled=True, state=Accepted()),
+    ]
+    # what was read (written) is never widened: the next one is a frame of its own
+    done[8](Accepted())
+    assert c.read() == [Disposition(role=True, first=8, settled=True, state=Accepted())]
+
+
+def test_a_frame_between_two_settlements_keeps_them_apart() -> None:
+    env = Env(link_credit=4)
+    env.hold = True
+    c = Client(env)
+    c.open()
+    c.sender(1)
+    c.send(Transfer(handle=1, delivery_id=0, delivery_tag=b"a"), payload=message())
+    env.pending[0](Accepted())
+    c.send(Transfer(handle=1, delivery_id=1, delivery_tag=b"b"), payload=message())  # refill
+    env.pending[1](Accepted())
+    got = c.read()
+    assert [type(f).__name__ for f in got] == ["Disposition", "Flow", "Disposition"]
+    assert (got[0].first, got[0].last, got[2].first, got[2].last) == (0, None, 1, None)
+
+
 def test_aborted_and_presettled_deliveries() -> None:
     env = Env()
     c = Client(env)

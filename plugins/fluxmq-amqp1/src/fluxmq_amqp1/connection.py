@@ -158,6 +158,9 @@ class Connection:
         self.container_id = ""
         self.username: str | None = None
         self.out = bytearray()
+        #: the accepted disposition last written to ``out`` (buffer, start, frame,
+        #: channel, first, last): the next delivery's is merged into its range
+        self.last_accepted: tuple[bytearray, int, bytes, int, int, int] | None = None
         self.waiting: Any = None
         self.closing = False
         self.paused = False

@@ -96,6 +96,7 @@ class AMQP1Protocol(AdapterProtocol):
     def flush(self) -> None:
         conn = self.conn
         if conn is not None and conn.out:
+            conn.last_accepted = None  # written: nothing to widen in place any more
             conn.last_sent = self._loop.time()
             if self.transport is not None and self._gate is None and not self._lingering:
                 self.server.bytes_out += len(conn.out)  # what the adapter writes now

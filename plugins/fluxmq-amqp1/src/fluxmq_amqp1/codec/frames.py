@@ -145,10 +145,12 @@ def transfer_frame(
     )
 
 
-def accepted_frame(channel: int, delivery_id: int) -> bytes:
-    """``encode_frame(channel, Disposition(role=True, first=delivery_id,
-    settled=True, state=Accepted()))`` written directly: one per unsettled publish."""
-    fields = b"\x41" + _uint(delivery_id) + b"\x40\x41\x00\x53\x24\x45"
+def accepted_frame(channel: int, first: int, last: int | None = None) -> bytes:
+    """``encode_frame(channel, Disposition(role=True, first=first, last=last,
+    settled=True, state=Accepted()))`` written directly: what settles unsettled
+    publishes (a range of them when ``last`` is given)."""
+    end = b"\x40" if last is None else _uint(last)
+    fields = b"\x41" + _uint(first) + end + b"\x41\x00\x53\x24\x45"
     body = b"\x00\x53\x15\xc0" + bytes((len(fields) + 1, 5)) + fields
     return _HDR.pack(8 + len(body), 2, TYPE_AMQP, channel) + body
 

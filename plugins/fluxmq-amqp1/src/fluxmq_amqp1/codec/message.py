@@ -78,6 +78,8 @@ class AMQPMessage:
         joined; an ``amqp-value`` of binary or string as it is; anything else the
         encoded body sections (so nothing is lost)."""
         body = self.body
+        if len(body) == 1 and type(body[0]) is Data and type(body[0].value) is bytes:
+            return body[0].value  # the common case
         if body and all(type(s) is Data for s in body):
             return b"".join(s.value for s in body)
         if len(body) == 1 and type(body[0]) is AmqpValue:
@@ -122,13 +124,62 @@ def encode_message(msg: AMQPMessage) -> bytes:
     return bytes(out)
 
 
+#: Header sections seen, by their encoded bytes: the field values (a new Header is
+#: built from them per message, as decoded headers may be changed). Most senders
+#: write one of a few headers (``durable=true``...), so the generic decoder runs
+#: once per distinct header; bounded, cleared when full.
+_HEADERS: dict[bytes, tuple[Any, ...]] = {}
+_HEADERS_MAX = 256
+_HEADER_FIELDS = ("durable", "priority", "ttl", "first_acquirer", "delivery_count")
+
+
+def _section(payload: bytes, pos: int) -> tuple[Any, int]:
+    """The section at ``pos`` and where the next begins: ``data`` sections and
+    headers seen before without the generic decoder (the hot path of a publish),
+    anything else, and anything malformed, through it."""
+    head = payload[pos : pos + 4]
+    if head == b"\x00\x53\x75\xa0":  # data, vbin8
+        if pos + 5 <= len(payload):
+            end = pos + 5 + payload[pos + 4]
+            if end <= len(payload):
+                return Data(payload[pos + 5 : end]), end
+    elif head == b"\x00\x53\x75\xb0":  # data, vbin32
+        if pos + 8 <= len(payload):
+            end = pos + 8 + int.from_bytes(payload[pos + 4 : pos + 8], "big")
+            if end <= len(payload):
+                return Data(payload[pos + 8 : end]), end
+    elif head[:3] == b"\x00\x53\x70":  # header
+        code = head[3:]
+        end = 0
+        if code == b"\x45":
+            end = pos + 4
+        elif code == b"\xc0" and pos + 5 <= len(payload):
+            end = pos + 5 + payload[pos + 4]
+        elif code == b"\xd0" and pos + 8 <= len(payload):
+            end = pos + 8 + int.from_bytes(payload[pos + 4 : pos + 8], "big")
+        if 0 < end <= len(payload):
+            raw = payload[pos:end]
+            fields = _HEADERS.get(raw)
+            if fields is not None:
+                return Header(*fields), end
+            section, after = decode_value(payload, pos)
+            if after == end and type(section) is Header:
+                if len(_HEADERS) >= _HEADERS_MAX:
+                    _HEADERS.clear()
+                _HEADERS[bytes(raw)] = tuple(getattr(section, f) for f in _HEADER_FIELDS)
+            return section, after
+    return decode_value(payload, pos)
+
+
 def decode_message(payload: bytes) -> AMQPMessage:
+    if type(payload) is not bytes:
+        payload = bytes(payload)
     msg = AMQPMessage()
     pos = 0
     last = -1
     n = len(payload)
     while pos < n:
-        section, pos = decode_value(payload, pos)
+        section, pos = _section(payload, pos)
         rank = _ORDER.get(type(section))
         if rank is None:
             raise AMQPError(DECODE_ERROR, f"not a message section: {type(section).__name__}")
