@@ -7,14 +7,13 @@ publish -> route -> deliver, one deliver span per receiver. Waits are bounded.""
 
 from __future__ import annotations
 
-import queue
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from fluxmq_core.testing.broker import BrokerThread
+from tests.e2e._cluster import close, mqtt_client
 
 pytest.importorskip("fluxmq_amqp1")
 pytest.importorskip("fluxmq_otel")
@@ -52,30 +51,10 @@ def amqp(traced: Any) -> Iterator[BlockingConnection]:
 
 @pytest.fixture
 def mqtt5(traced: Any) -> Iterator[Any]:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.client import CallbackAPIVersion
-
     b, _ = traced
-    got: queue.Queue[Any] = queue.Queue()
-    ready: queue.Queue[bool] = queue.Queue()
-    client_id = uuid.uuid4().hex[:12]
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_message = lambda _c, _u, m: got.put(m)
-    c.on_connect = lambda *a: ready.put(True)
-    c.on_subscribe = lambda *a: ready.put(True)
-    c.connect("127.0.0.1", b.port("mqtt.tcp"))
-    c.loop_start()
-    ready.get(timeout=WAIT)
-    c.got = got
-    c.cid = client_id
-    c.ready = ready
+    c = mqtt_client(("127.0.0.1", b.port("mqtt.tcp")), WAIT)
     yield c
-    c.disconnect()
-    c.loop_stop()
+    close([c])
 
 
 def publish_span(exporter: InMemorySpanExporter, topic: str) -> Any:
@@ -107,7 +86,7 @@ def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5
     exporter.clear()
     receiver = amqp.create_receiver("topic/tr1/a", credit=5)
     mqtt5.subscribe("tr1/a", 1)
-    mqtt5.ready.get(timeout=WAIT)
+    mqtt5.acks.get(timeout=WAIT)
     amqp.create_sender("topic/tr1/a").send(
         proton.Message(body="hi", properties={"traceparent": TRACEPARENT, "app": "x"})
     )
