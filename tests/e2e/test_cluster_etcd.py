@@ -31,6 +31,7 @@ from tests.e2e._cluster import (
     Nodes,
     api,
     client,
+    close,
     drain,
     http_url,
     need_etcd,
@@ -94,9 +95,7 @@ def test_mqtt_publish_reaches_subscribers_on_every_other_node_once(cluster: Any)
                 assert m.properties.ResponseTopic == "cl/reply"
                 assert m.properties.CorrelationData == b"corr"
     finally:
-        for x in (pub, *subs):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, *subs))
 
 
 def _drain_probe(s: Any) -> bool:
@@ -155,9 +154,7 @@ def test_a_shared_subscription_gets_each_message_once_across_nodes(cluster: Any)
             pub.publish("jobs/run", f"end-{i}".encode(), 1).wait_for_publish(WAIT)
         assert sorted(m.got.get(timeout=WAIT).payload for m in members) == [b"end-0", b"end-1"]
     finally:
-        for x in (pub, *members):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, *members))
 
 
 def _share_holders(bound: dict[str, tuple[str, int]], key: str) -> list[str]:
@@ -255,9 +252,7 @@ def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:
             sub.subscribe("back/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
             until(lambda: pub.publish("back/1", b"again", 1) and drain(sub, b"again"))
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -285,9 +280,7 @@ def test_etcd_stopped_and_restarted_under_traffic() -> None:
             sub.subscribe("after/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
             until(lambda: pub.publish("after/1", b"after", 1) and drain(sub, b"after"))
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -410,15 +403,7 @@ def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster:
     try:
         assert _event(new_events, "connack") is True  # session present: it moved
         assert _event(old_events, "disconnect") == 0x8E
-        received: dict[bytes, Any] = {}
-        deadline = time.monotonic() + WAIT
-        while set(received) != sent and time.monotonic() < deadline:
-            try:
-                m = new.got.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            received[m.payload] = m
-            new.ack(m.mid, m.qos)
+        received = _take_all(new, sent)
         assert set(received) == sent
         m = received[b"m7"]
         assert m.qos == 1
@@ -428,13 +413,9 @@ def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster:
         until(lambda: pub_c.publish("tk/after", b"after", 1) and drain(new, b"after"))
         status = api(b, "/api/v1/cluster")
         assert status["takeovers"]["in"] >= 1
-        for x in (pub, pub_c):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, pub_c))
     finally:
-        for x in (old, new):
-            x.disconnect()
-            x.loop_stop()
+        close((old, new))
 
 
 def test_takeover_of_a_311_session_closes_the_old_connection(cluster: Any) -> None:
@@ -535,13 +516,9 @@ def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -
             assert _event(ph_events, "connack") is True
             pub_b = client(b)
             until(lambda: pub_b.publish("ph/x", b"risen", 1) and drain(back, b"risen"))
-            for x in (back, pub_b):
-                x.disconnect()
-                x.loop_stop()
+            close((back, pub_b))
             w.loop_stop()
-            for x in (*subs, pub):
-                x.disconnect()
-                x.loop_stop()
+            close((*subs, pub))
         finally:
             stop_nodes(procs)
 
@@ -626,9 +603,7 @@ def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
             back = _persistent(a, cid, again)
             assert _event(again, "connack") is True
             until(lambda: pub.publish("st/x", b"here", 1) and drain(back, b"here"))
-            for x in (back, pub):
-                x.disconnect()
-                x.loop_stop()
+            close((back, pub))
         finally:
             stop_nodes(procs)
 
@@ -662,9 +637,7 @@ def test_a_sampled_trace_context_is_forwarded_to_the_other_node() -> None:
                 assert (got_trace, flags) == (trace_id, "01")
                 assert parent != client_span, "the broker's span, not the client's"
             finally:
-                for x in (pub, sub):
-                    x.disconnect()
-                    x.loop_stop()
+                close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -787,9 +760,7 @@ def test_a_queue_is_published_to_and_consumed_from_another_node(cluster: Any) ->
     until(settled)
     status = api(c, "/api/v1/cluster")["queues"]
     assert status["forwarded_appends"] >= 30
-    for x in (seed, local, remote, pub):
-        x.disconnect()
-        x.loop_stop()
+    close((seed, local, remote, pub))
 
 
 def test_an_amqp_consumer_on_another_node_consumes_a_queue(cluster: Any) -> None:
@@ -892,9 +863,7 @@ def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
             finally:
                 moved.disconnect()
                 moved.loop_stop()
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -942,9 +911,7 @@ def test_no_acknowledged_message_is_lost_while_a_session_moves(cluster: Any) -> 
         received = _take_all(new, set(acked))
         assert set(acked) - set(received) == set()
     finally:
-        for x in (old, new, pub):
-            x.disconnect()
-            x.loop_stop()
+        close((old, new, pub))
 
 
 def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> None:

@@ -85,32 +85,17 @@ class Net:
     def cut(self, a: str, b: str) -> None:
         """Nodes ``a`` and ``b`` stop reaching each other (a blackhole route to the
         other in each namespace); both still reach etcd and the clients."""
-        for x, y in ((a, b), (b, a)):
-            _run(
-                "ip",
-                "netns",
-                "exec",
-                self.ns[x],
-                "ip",
-                "route",
-                "add",
-                "blackhole",
-                f"{self.ip[y]}/32",
-            )
+        self._blackholes("add", a, b, check=True)
 
     def heal(self, a: str, b: str) -> None:
+        self._blackholes("del", a, b, check=False)
+
+    def _blackholes(self, verb: str, a: str, b: str, check: bool) -> None:
         for x, y in ((a, b), (b, a)):
             _run(
-                "ip",
-                "netns",
-                "exec",
-                self.ns[x],
-                "ip",
-                "route",
-                "del",
-                "blackhole",
-                f"{self.ip[y]}/32",
-                check=False,
+                *("ip", "netns", "exec", self.ns[x]),
+                *("ip", "route", verb, "blackhole", f"{self.ip[y]}/32"),
+                check=check,
             )
 
     def down(self) -> None:
