@@ -20,25 +20,19 @@ pytest.importorskip("fluxmq_otel")
 pytest.importorskip("fluxmq_mqtt")
 proton = pytest.importorskip("proton")
 
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from fluxmq_otel.testing import PARENT_ID, TRACE_ID, TRACEPARENT, traced_broker  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
 from proton.utils import BlockingConnection  # noqa: E402
 
 WAIT = 10.0
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 @pytest.fixture(scope="module")
 def traced() -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
-    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
-    with BrokerThread(plugins=["amqp1", "mqtt", "otel"], config=cfg) as b:
-        exporter = InMemorySpanExporter()
-        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        yield b, exporter
+    with traced_broker(["amqp1", "mqtt", "otel"]) as pair:
+        yield pair
 
 
 @pytest.fixture
