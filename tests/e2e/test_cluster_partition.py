@@ -167,10 +167,10 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
         a, b = procs["a"][1], procs["b"][1]
         for x in (a, b):
             until(lambda x=x: len(status(x)["nodes"]) == 2)
-        sub = client(b)
+        sub = client(b, strict=True)
         sub.subscribe("pt/#", qos=1)
         assert sub.acks.get(timeout=WAIT) == "suback"
-        pub = client(a)
+        pub = client(a, strict=True)
         until(lambda: pub.publish("pt/probe", b"p", 1) and drain(sub, b"p"))
         # A persistent session on a (whose session replica is b), client away.
         keeper = mqtt.Client(
