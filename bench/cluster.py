@@ -40,7 +40,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import mqtt_connect, mqtt_subscribe, publish_packet  # noqa: E402
+from loadgen import (  # noqa: E402
+    drain_socket,
+    mqtt_connect,
+    mqtt_subscribe,
+    probe_until_delivered,
+    publish_packet,
+    send_batched,
+)
 
 from fluxmq_core.testing.broker import BrokerProcess  # noqa: E402
 
@@ -87,23 +94,8 @@ def flow(pairs: list[tuple[int, int, str]], messages: int, payload: int) -> floa
     # eventually consistent through etcd): probe until one arrives.
     for (_pp, _sp, topic), pub, sub in zip(pairs, pubs, subs, strict=True):
         probe = publish_packet(topic, b"probe", 0)
-        sub.settimeout(0.2)
-        deadline = time.monotonic() + 15
-        while True:
-            pub.sendall(probe)
-            try:
-                if sub.recv(65536):
-                    break
-            except TimeoutError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"subscription on {topic!r} never became visible")
-        # Drain the rest of the probes.
-        try:
-            while sub.recv(65536):
-                pass
-        except TimeoutError:
-            pass
+        probe_until_delivered(pub, sub, probe, f"subscription on {topic!r} never became visible")
+        drain_socket(sub)  # the rest of the probes
     counts = [0] * len(pairs)
     done_at = [0.0] * len(pairs)
 
@@ -123,14 +115,7 @@ def flow(pairs: list[tuple[int, int, str]], messages: int, payload: int) -> floa
         done_at[i] = time.monotonic()
 
     def send(pub: Any, topic: str) -> None:
-        pkt = publish_packet(topic, b"x" * payload, 0)
-        batch = pkt * max(1, 32768 // len(pkt))
-        per = len(batch) // len(pkt)
-        sent = 0
-        while sent < messages:
-            k = min(per, messages - sent)
-            pub.sendall(batch if k == per else pkt * k)
-            sent += k
+        send_batched(pub, publish_packet(topic, b"x" * payload, 0), messages)
 
     threads = []
     for i, (sub, (_pp, _sp, topic)) in enumerate(zip(subs, pairs, strict=True)):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import mqtt_connect, mqtt_subscribe, publish_packet  # noqa: E402
+from loadgen import install_loop, mqtt_connect, mqtt_subscribe, publish_packet  # noqa: E402
 
 TOPIC = "bench/t"
 
@@ -69,13 +69,7 @@ def main() -> None:
     ap.add_argument("--asyncio", action="store_true", help="the asyncio loop, not uvloop")
     ap.add_argument("--json", default=None, help="write the result here")
     a = ap.parse_args()
-    if not a.asyncio:
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            a.asyncio = True
+    a.asyncio = install_loop(a.asyncio)
     from fluxmq_core.testing import BrokerThread
 
     broker = BrokerThread(plugins=["mqtt"], config={"http": {"bind": ""}})

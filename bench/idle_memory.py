@@ -22,6 +22,11 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import install_loop  # noqa: E402
 
 CLIENT = r"""
 import socket, sys, time
@@ -74,13 +79,7 @@ def main() -> None:
     ap.add_argument("--sizes", action="store_true", help="also list allocations by size")
     ap.add_argument("--json", default=None, help="write the table here as JSON")
     a = ap.parse_args()
-    if not a.asyncio:
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            a.asyncio = True
+    a.asyncio = install_loop(a.asyncio)
     from fluxmq_core.testing import BrokerThread
 
     tracemalloc.start(12)

@@ -255,6 +255,59 @@ def mqtt_subscribe(sock: socket.socket, topic: str, qos: int) -> None:
         raise BrokerError(f"SUBACK granted QoS {hdr[4]} < {qos}")
 
 
+def probe_until_delivered(
+    pub: socket.socket, sub: socket.socket, probe: bytes, failure: str, timeout: float = 15
+) -> None:
+    """Send the QoS 0 PUBLISH ``probe`` on ``pub`` until something arrives on ``sub``
+    (a subscription is known where its publisher is only eventually, through etcd);
+    RuntimeError(``failure``) after ``timeout`` seconds. Leaves ``sub`` with a 0.2 s
+    timeout."""
+    sub.settimeout(0.2)
+    deadline = time.monotonic() + timeout
+    while True:
+        pub.sendall(probe)
+        try:
+            if sub.recv(65536):
+                return
+        except TimeoutError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+
+
+def drain_socket(sock: socket.socket) -> None:
+    """Read and drop what ``sock`` has until it times out or closes (late probes)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        pass
+
+
+def send_batched(sock: socket.socket, packet: bytes, count: int) -> None:
+    """Send ``packet`` ``count`` times, about 32 KiB of copies per ``sendall``."""
+    batch = packet * max(1, 32768 // len(packet))
+    per = len(batch) // len(packet)
+    sent = 0
+    while sent < count:
+        k = min(per, count - sent)
+        sock.sendall(batch if k == per else packet * k)
+        sent += k
+
+
+def install_loop(use_asyncio: bool) -> bool:
+    """Install uvloop unless ``use_asyncio`` (or uvloop is missing); return whether
+    the asyncio loop is the one in use (for the benchmarks' ``--asyncio``)."""
+    if use_asyncio:
+        return True
+    try:
+        import uvloop
+    except ImportError:
+        return True
+    uvloop.install()
+    return False
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy seconds, steal seconds) of all CPUs so far, from /proc/stat."""
     try:

@@ -39,7 +39,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import mqtt_connect, mqtt_subscribe, publish_packet  # noqa: E402
+from loadgen import (  # noqa: E402
+    drain_socket,
+    mqtt_connect,
+    mqtt_subscribe,
+    probe_until_delivered,
+    publish_packet,
+    send_batched,
+)
 
 from fluxmq_core.testing.broker import BrokerProcess  # noqa: E402
 
@@ -112,23 +119,11 @@ def flow(
     for i, pub in enumerate(pubs):
         sub, topic = subs[i % len(subs)], topics[i % len(topics)]
         probe = publish_packet(topic, b"p", 0)
-        sub.settimeout(0.2)
-        deadline = time.monotonic() + 15
-        while True:
-            pub.sendall(probe)
-            try:
-                if sub.recv(65536):
-                    break
-            except TimeoutError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("a subscription never became visible to its publisher")
+        probe_until_delivered(
+            pub, sub, probe, "a subscription never became visible to its publisher"
+        )
     for sub in subs:
-        try:
-            while sub.recv(65536):
-                pass
-        except TimeoutError:
-            pass
+        drain_socket(sub)
     per_pub = messages // publishers
     packets = [publish_packet(t, b"x" * payload, 0) for t in topics]
     size = len(packets[0])
@@ -150,14 +145,7 @@ def flow(
             done_at[i] = time.monotonic()
 
     def send(i: int) -> None:
-        pkt = packets[i % len(packets)]
-        batch = pkt * max(1, 32768 // len(pkt))
-        per = len(batch) // len(pkt)
-        sent = 0
-        while sent < per_pub:
-            k = min(per, per_pub - sent)
-            pubs[i].sendall(batch if k == per else pkt * k)
-            sent += k
+        send_batched(pubs[i], packets[i % len(packets)], per_pub)
 
     receivers = [threading.Thread(target=receive, args=(i,)) for i in range(len(subs))]
     for t in receivers:

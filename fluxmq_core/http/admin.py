@@ -30,8 +30,6 @@ from fluxmq_core.http.server import (
     StreamWriter,
     json_response,
 )
-from fluxmq_core.queues import is_queue_topic
-from fluxmq_core.router.topics import TopicError, validate_topic_filter
 
 if TYPE_CHECKING:
     from fluxmq_core.http.routes import HTTPService
@@ -227,29 +225,14 @@ class AdminAPI:
         of the client auth hooks (an operator's test message)."""
         self.guard(req)
         service = self.service
-        message = service._message(req)
-        stats = self.context.stats
-        stats.messages_received += 1
-        stats.publish_received += 1
-        stats.bytes_received += len(message.payload)
-        if is_queue_topic(message.topic):
-            return await service._publish_queued(message)
-        self.context.publish(message)
-        return json_response({"status": "ok"})
+        return await service._publish_counted(service._message(req))
 
     async def tail(self, req: Request) -> StreamResponse:
         """``GET /subscribe``'s event stream, authorized by the admin token instead of
         the client auth hooks. The stream is an ``http`` session like any other."""
         self.guard(req)
         service = self.service
-        filters = req.query.get("filter") or []
-        if not filters:
-            raise HTTPError(400, "query parameter 'filter' is required")
-        for f in filters:
-            try:
-                validate_topic_filter(f)
-            except TopicError as exc:
-                raise HTTPError(400, f"invalid filter {f!r}: {exc}") from None
+        filters = service._stream_filters(req)
         if self.context.shutting_down.is_set():
             raise HTTPError(503, "server shutting down")
         client_id = req.headers.get("x-fluxmq-client-id") or f"admin-tail:{req.remote}"

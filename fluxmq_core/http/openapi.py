@@ -59,6 +59,36 @@ _QUEUE_NAME = {
     "description": "Queue name (URL-encode the '/' of '$dlq/<name>')",
 }
 _QUEUE = {"$ref": "#/components/schemas/Queue"}
+_PUBLISH_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PublishRequest"}}},
+}
+_STREAM_FILTER = {
+    "name": "filter",
+    "in": "query",
+    "required": True,
+    "description": "Topic filter (repeatable)",
+    "schema": {"type": "string"},
+}
+_EVENT_STREAM = {
+    "description": "An event stream",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def _page(key: str, item: Any, with_window: bool = False) -> dict[str, Any]:
+    """A listing's body: ``total`` and the array ``key`` of ``item`` (with the
+    ``limit`` and ``offset`` it was cut by when ``with_window``)."""
+    window = {"limit": {"type": "integer"}, "offset": {"type": "integer"}} if with_window else {}
+    return {
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            **window,
+            key: {"type": "array", "items": item},
+        },
+    }
+
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/publish"): {
@@ -66,12 +96,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "A topic $queue/<name>/<routing-key> is appended to queue <name> and answered once the "
         "append is durable, with the queue and offset.",
         "security": [{"basic": []}, {"bearer": []}, {}],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/PublishRequest"}}
-            },
-        },
+        "requestBody": _PUBLISH_BODY,
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Published"}),
             "400": _err(
@@ -90,20 +115,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "Server-Sent Events: one `message` event per matching message; its data is "
         "a JSON object with topic, base64 payload, qos, retain (and text when UTF-8).",
         "security": [{"basic": []}, {"bearer": []}, {}],
-        "parameters": [
-            {
-                "name": "filter",
-                "in": "query",
-                "required": True,
-                "description": "Topic filter (repeatable)",
-                "schema": {"type": "string"},
-            }
-        ],
+        "parameters": [_STREAM_FILTER],
         "responses": {
-            "200": {
-                "description": "An event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
+            "200": _EVENT_STREAM,
             "400": _err("Missing or invalid filter"),
             **_CLIENT_AUTH_ERRORS,
             "409": _err("That client id is already streaming"),
@@ -183,18 +197,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         ],
         "responses": {
             "200": _json(
-                {
-                    "type": "object",
-                    "properties": {
-                        "total": {"type": "integer"},
-                        "limit": {"type": "integer"},
-                        "offset": {"type": "integer"},
-                        "sessions": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Session"},
-                        },
-                    },
-                }
+                _page("sessions", {"$ref": "#/components/schemas/Session"}, with_window=True)
             ),
             "400": _err("Bad query parameter"),
             **_ADMIN_ERRORS,
@@ -236,24 +239,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         ],
         "responses": {
             "200": _json(
-                {
-                    "type": "object",
-                    "properties": {
-                        "total": {"type": "integer"},
-                        "subscriptions": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "client_id": {"type": "string"},
-                                    "protocol": {"type": "string"},
-                                    "filter": {"type": "string"},
-                                    "qos": {"type": "integer"},
-                                },
-                            },
+                _page(
+                    "subscriptions",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "client_id": {"type": "string"},
+                            "protocol": {"type": "string"},
+                            "filter": {"type": "string"},
+                            "qos": {"type": "integer"},
                         },
                     },
-                }
+                )
             ),
             "400": _err("Bad query parameter"),
             **_ADMIN_ERRORS,
@@ -275,26 +272,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         ],
         "responses": {
             "200": _json(
-                {
-                    "type": "object",
-                    "properties": {
-                        "total": {"type": "integer"},
-                        "filters": {
-                            "type": "array",
-                            "items": {
+                _page(
+                    "filters",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "filter": {"type": "string"},
+                            "subscribers": {"type": "integer"},
+                            "protocols": {
                                 "type": "object",
-                                "properties": {
-                                    "filter": {"type": "string"},
-                                    "subscribers": {"type": "integer"},
-                                    "protocols": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "integer"},
-                                    },
-                                },
+                                "additionalProperties": {"type": "integer"},
                             },
                         },
                     },
-                }
+                )
             ),
             "400": _err("Bad query parameter"),
             **_ADMIN_ERRORS,
@@ -304,12 +295,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "The body and answers of POST /publish, authorized by the admin token "
         "instead of the client auth hooks (an operator's test message).",
         "security": [{"bearer": []}],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/PublishRequest"}}
-            },
-        },
+        "requestBody": _PUBLISH_BODY,
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Published"}),
             "400": _err("Bad JSON, bad base64, wildcard topic, QoS above 2, bad properties"),
@@ -324,20 +310,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "instead of the client auth hooks. Listed as an `http` session while it runs (its id "
         "from the X-FluxMQ-Client-Id header, else admin-tail:<address>).",
         "security": [{"bearer": []}],
-        "parameters": [
-            {
-                "name": "filter",
-                "in": "query",
-                "required": True,
-                "description": "Topic filter (repeatable)",
-                "schema": {"type": "string"},
-            }
-        ],
+        "parameters": [_STREAM_FILTER],
         "responses": {
-            "200": {
-                "description": "An event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
+            "200": _EVENT_STREAM,
             "400": _err("Missing or invalid filter"),
             **_ADMIN_ERRORS,
             "409": _err("That client id is already streaming"),

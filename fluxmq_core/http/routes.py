@@ -175,6 +175,11 @@ class HTTPService:
         hooks = self.context.hooks
         if hooks is not None and hooks.wants("auth_on_publish", PROTOCOL):
             await self._publish_hook(req, user, hooks, message)
+        return await self._publish_counted(message)
+
+    async def _publish_counted(self, message: Message) -> Response:
+        """Count an authorized message as received, then route it (or append it to
+        its queue, answered once durable). Shared with the admin API's publish."""
         stats = self.context.stats
         stats.messages_received += 1
         stats.publish_received += 1
@@ -310,8 +315,11 @@ class HTTPService:
         await self.allowed(req, user, SUBSCRIBE, outcome.topic)
         return outcome.topic
 
-    async def subscribe(self, req: Request) -> StreamResponse:
-        filters = req.query.get("filter") or []
+    @staticmethod
+    def _stream_filters(req: Request) -> list[str]:
+        """The ``filter`` query parameters of a stream request, each a valid topic
+        filter (400 otherwise). Shared with the admin API's tail."""
+        filters: list[str] = req.query.get("filter") or []
         if not filters:
             raise HTTPError(400, "query parameter 'filter' is required")
         for f in filters:
@@ -319,6 +327,10 @@ class HTTPService:
                 validate_topic_filter(f)
             except TopicError as exc:
                 raise HTTPError(400, f"invalid filter {f!r}: {exc}") from None
+        return filters
+
+    async def subscribe(self, req: Request) -> StreamResponse:
+        filters = self._stream_filters(req)
         user = await self.login(req)
         self._rate_limited(req, SUBSCRIBE)
         for f in filters:

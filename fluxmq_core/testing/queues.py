@@ -5,7 +5,7 @@ memory QueueLog (or the one given), a real router and a
 :class:`~fluxmq_core.clock.ManualClock`, with the sweep timer effectively off: tests
 move the clock and call ``await manager.sweep()`` themselves, then
 ``await manager.wait_idle()`` (bounded) to let the dispatchers deliver.
-:class:`RecordingConsumer` is a subscriber that keeps what it was given.
+:class:`RecordingConsumer` is a consumer or subscriber that keeps what it was given.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from fluxmq_core.storage.memory_log import MemoryQueueLog
 
 
 class RecordingConsumer:
-    """A queue consumer that records ``(message, delivery)`` pairs."""
+    """A queue consumer (or router subscriber) that records ``(message, delivery)``
+    pairs."""
 
     def __init__(self, client_id: str = "c", protocol: str = "test") -> None:
         self.client_id = client_id
@@ -40,6 +41,11 @@ class RecordingConsumer:
     def ids(self) -> list[str]:
         """The ``message-id`` of every delivery, in order."""
         return [(m.properties or {})["message-id"] for m, _d in self.received]
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every message delivered, in order."""
+        return [m for m, _d in self.received]
 
     @property
     def payloads(self) -> list[bytes]:

@@ -14,19 +14,9 @@ from typing import Any
 import pytest
 
 from fluxmq_core.callout.hooks import HookEndpoint
-from fluxmq_core.router.types import Delivery, SubscriptionOptions
+from fluxmq_core.router.types import SubscriptionOptions
 from fluxmq_core.testing.callout import CalloutHTTPServer
-
-
-class Recorder:
-    client_id = "recorder"
-    protocol = "test"
-
-    def __init__(self) -> None:
-        self.got: list[Any] = []
-
-    def deliver(self, message: Any, delivery: Delivery) -> None:
-        self.got.append(message)
+from fluxmq_core.testing.queues import RecordingConsumer
 
 
 def post(broker: Any, topic: str, payload: bytes = b"x", user: str | None = None) -> int:
@@ -42,8 +32,8 @@ def post(broker: Any, topic: str, payload: bytes = b"x", user: str | None = None
     return resp.status
 
 
-def recorder(broker: Any, topic_filter: str = "#") -> Recorder:
-    rec = Recorder()
+def recorder(broker: Any, topic_filter: str = "#") -> RecordingConsumer:
+    rec = RecordingConsumer("recorder")
     broker.call_soon(broker.context.router.subscribe, rec, topic_filter, SubscriptionOptions(qos=1))
     return rec
 
@@ -85,13 +75,13 @@ def test_publish_allow_deny_modify(fluxmq_broker_factory, tmp_path):
         assert post(b, "move/me") == 200
         assert post(b, "move/forbidden") == 403  # authorized again under the new topic
         assert post(b, "plain/t2") == 200  # a round trip: everything before is routed
-        got = b.call_soon(lambda: [(m.topic, m.payload, m.retain) for m in rec.got])
+        got = b.call_soon(lambda: [(m.topic, m.payload, m.retain) for m in rec.messages])
         assert got == [
             ("plain/t", b"x", False),
             ("moved/here", b"changed", True),
             ("plain/t2", b"x", False),
         ]
-        props = b.call_soon(lambda: rec.got[1].user_properties)
+        props = b.call_soon(lambda: rec.messages[1].user_properties)
         assert ("tag", "hooked") in list(props)
         seen = [c for c in svc.paths("/hooks") if c["hook"] == "auth_on_publish"]
         assert seen[0]["protocol"] == "HTTP" and seen[0]["topic"] == "plain/t"
@@ -191,6 +181,6 @@ def test_grpc_hook_service(fluxmq_broker_factory):
         rec = recorder(b)
         assert post(b, "deny/me") == 403
         assert post(b, "move/me") == 200
-        got = b.call_soon(lambda: [(m.topic, m.payload, m.retain) for m in rec.got])
+        got = b.call_soon(lambda: [(m.topic, m.payload, m.retain) for m in rec.messages])
         assert got == [("moved/here", b"changed", True)]
         assert svc.paths("Handle")[0]["hook_enum"] == "AuthOnPublish"

@@ -14,23 +14,10 @@ from typing import Any
 import pytest
 
 from fluxmq_core.auth_file import set_password
-from fluxmq_core.router.types import Delivery, SubscriptionOptions
+from fluxmq_core.router.types import SubscriptionOptions
+from fluxmq_core.testing.queues import RecordingConsumer
 
 WAIT = 5.0
-
-
-class Recorder:
-    """A core router subscriber that records what it gets (thread-safe enough:
-    appended on the broker's loop, read after a bounded wait)."""
-
-    client_id = "recorder"
-    protocol = "test"
-
-    def __init__(self) -> None:
-        self.got: list[Any] = []
-
-    def deliver(self, message: Any, delivery: Delivery) -> None:
-        self.got.append(message)
 
 
 def wait_for(predicate: Any, timeout: float = WAIT) -> None:
@@ -75,8 +62,8 @@ def broker(fluxmq_broker_factory: Any) -> Any:
     return fluxmq_broker_factory(plugins=[])
 
 
-def subscribe(broker: Any, topic_filter: str) -> Recorder:
-    rec = Recorder()
+def subscribe(broker: Any, topic_filter: str) -> RecordingConsumer:
+    rec = RecordingConsumer("recorder")
     broker.call_soon(broker.context.router.subscribe, rec, topic_filter, SubscriptionOptions(qos=2))
     return rec
 
@@ -102,8 +89,8 @@ def test_publish_reaches_a_subscriber_with_properties(broker: Any) -> None:
         },
     )
     assert (status, body) == (200, {"status": "ok"})
-    wait_for(lambda: rec.got)
-    m = rec.got[0]
+    wait_for(lambda: rec.messages)
+    m = rec.messages[0]
     assert (m.topic, m.payload, m.qos, m.retain) == ("sensors/1", b"\x00\x01hi", 1, False)
     assert m.content_type == "application/octet-stream" and m.correlation_data == b"c-1"
     assert m.response_topic == "replies/1" and m.user_properties == [("k", "v")]

@@ -3,17 +3,15 @@ MQTT client; the MQTT plugin's package is not imported). Waits are bounded."""
 
 from __future__ import annotations
 
-import queue
 import time
-import uuid
 
-import paho.mqtt.client as mqtt
 import pika
 import pytest
 from fluxmq_amqp091.testing import WAIT, consume_n, name, settle
-from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from tests.e2e._cluster import close, mqtt_client
 
 
 @pytest.fixture(scope="module")
@@ -29,28 +27,12 @@ def mq(both):
     clients = []
 
     def factory():
-        got: queue.Queue = queue.Queue()
-        ready: queue.Queue = queue.Queue()
-        c = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=uuid.uuid4().hex[:12],
-            protocol=mqtt.MQTTv5,
-        )
-        c.on_message = lambda _c, _u, m: got.put(m)
-        c.on_connect = lambda *a: ready.put(True)
-        c.on_subscribe = lambda *a: ready.put(True)
-        c.connect("127.0.0.1", both.port("mqtt.tcp"))
-        c.loop_start()
-        ready.get(timeout=WAIT)
-        c.got = got
-        c.ready = ready
+        c = mqtt_client(("127.0.0.1", both.port("mqtt.tcp")), WAIT)
         clients.append(c)
         return c
 
     yield factory
-    for c in clients:
-        c.disconnect()
-        c.loop_stop()
+    close(clients)
 
 
 @pytest.fixture
@@ -65,7 +47,7 @@ def channel(both):
 def test_amq_topic_publish_reaches_mqtt_with_properties(mq, channel):
     c = mq()
     c.subscribe("a/+", qos=1)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     channel.basic_publish(
         "amq.topic",
         "a.b",
@@ -124,7 +106,7 @@ def test_amqp_publish_to_bound_queue_is_not_duplicated(mq, channel, both):
 def test_mandatory_counts_mqtt_subscribers(both, mq, channel):
     c = mq()
     c.subscribe("only/mqtt", qos=0)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     returned = []
     channel.add_on_return_callback(lambda *a: returned.append(a))
     channel.basic_publish("amq.topic", "only.mqtt", b"x", mandatory=True)
@@ -163,7 +145,7 @@ def test_queue_declared_over_amqp_is_reached_by_mqtt_at_queue_topics(mq, channel
     props = Properties(PacketTypes.SUBSCRIBE)
     props.UserProperty = [("consumer-group", "mqtt-side")]
     c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     channel.confirm_delivery()
     channel.basic_publish("", q, b"from amqp")
     # a new group reads the queue from its first message: groups fan out
@@ -180,7 +162,7 @@ def test_mqtt_queue_group_settles_with_puback_beside_amqp_consumers(both, mq, ch
     q = channel.queue_declare(name("mixed"), durable=True).method.queue
     c = mq()
     c.subscribe(f"$queue/{q}/#", qos=1)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     pub = mq()
     for i in range(3):
         _mq_publish(pub, f"$queue/{q}/k", b"%d" % i)
@@ -219,7 +201,7 @@ def test_http_publish_to_a_queue_topic_reaches_amqp_and_mqtt_consumers(both, mq,
     props = Properties(PacketTypes.SUBSCRIBE)
     props.UserProperty = [("consumer-group", "mqtt-side")]
     c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     status, body = _http_publish(both, f"$queue/{q}/orders/7", b"from http")
     assert (status, body["queue"], body["offset"]) == (200, q, 0)
     assert [b for _m, _p, b in consume_n(channel, q, 1)] == [b"from http"]
@@ -240,6 +222,6 @@ def test_an_amq_topic_publish_to_a_queue_topic_is_appended_by_the_core(both, mq,
     props = Properties(PacketTypes.SUBSCRIBE)
     props.UserProperty = [("consumer-group", "mqtt-side")]
     c.subscribe(f"$queue/{q}/#", qos=1, properties=props)
-    c.ready.get(timeout=WAIT)
+    c.acks.get(timeout=WAIT)
     m = c.got.get(timeout=WAIT)
     assert (m.topic, m.payload) == (f"$queue/{q}/k", b"via amq.topic")

@@ -26,64 +26,23 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fluxmq_core.testing.broker import BrokerProcess
+from tests.e2e._cluster import (
+    WAIT,
+    Nodes,
+    api,
+    client,
+    close,
+    drain,
+    http_url,
+    need_etcd,
+    start_nodes,
+    stop_nodes,
+    until,
+)
 
 etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
 
-WAIT = 15.0
 NODES = ("a", "b", "c")
-
-
-Nodes = dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]]
-
-
-def start_nodes(
-    etcd: Any,
-    names: tuple[str, ...],
-    lease_ttl: str = "4",
-    plugins: str = "mqtt,amqp091,etcd",
-    env: dict[str, str] | None = None,
-    endpoints: str = "",
-) -> Nodes:
-    procs: Nodes = {}
-    try:
-        for n in names:
-            proc = BrokerProcess(
-                ["--plugins", plugins],
-                env={
-                    "FLUXMQ_CLUSTER__DRIVER": "etcd",
-                    "FLUXMQ_CLUSTER__NODE_ID": n,
-                    "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": endpoints or etcd.endpoint,
-                    "FLUXMQ_CLUSTER__LEASE_TTL": lease_ttl,
-                    "FLUXMQ_CLUSTER__ETCD_TIMEOUT": "2",
-                    "FLUXMQ_STORAGE__DRIVER": "memory",
-                    **(env or {}),
-                },
-            )
-            procs[n] = (proc, proc.start(timeout=30))
-        for n in names:
-            until(lambda n=n: len(api(procs[n][1], "/api/v1/cluster")["nodes"]) == len(names))
-    except BaseException:
-        stop_nodes(procs)
-        raise
-    return procs
-
-
-def stop_nodes(procs: Nodes) -> None:
-    for proc, _bound in procs.values():
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.signal(15)
-    for proc, _bound in procs.values():
-        try:
-            if proc.proc is not None:
-                proc.wait(15)
-        finally:
-            proc.close()
-
-
-def need_etcd() -> None:
-    reason = etcd_testing.etcd_missing_reason()
-    if reason:
-        pytest.skip(f"{reason} (Debian/Ubuntu: apt-get install etcd-server)")
 
 
 @pytest.fixture(scope="module")
@@ -95,45 +54,6 @@ def cluster() -> Iterator[Nodes]:
             yield procs
         finally:
             stop_nodes(procs)
-
-
-def until(predicate: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
-def http_url(bound: dict[str, tuple[str, int]]) -> str:
-    host, port = bound["http.bind"]
-    return f"http://{host}:{port}"
-
-
-def api(bound: dict[str, tuple[str, int]], path: str) -> Any:
-    with urllib.request.urlopen(http_url(bound) + path, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def client(bound: dict[str, tuple[str, int]]) -> Any:
-    got: queue.Queue[Any] = queue.Queue()
-    acks: queue.Queue[Any] = queue.Queue()
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_message = lambda _c, _u, m: got.put(m)
-    c.on_connect = lambda *a: acks.put("connack")
-    c.on_subscribe = lambda *a: acks.put("suback")
-    c.connect(*bound["mqtt.tcp"])
-    c.loop_start()
-    assert acks.get(timeout=WAIT) == "connack"
-    c.got = got
-    c.acks = acks
-    return c
 
 
 def test_mqtt_publish_reaches_subscribers_on_every_other_node_once(cluster: Any) -> None:
@@ -175,9 +95,7 @@ def test_mqtt_publish_reaches_subscribers_on_every_other_node_once(cluster: Any)
                 assert m.properties.ResponseTopic == "cl/reply"
                 assert m.properties.CorrelationData == b"corr"
     finally:
-        for x in (pub, *subs):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, *subs))
 
 
 def _drain_probe(s: Any) -> bool:
@@ -236,9 +154,7 @@ def test_a_shared_subscription_gets_each_message_once_across_nodes(cluster: Any)
             pub.publish("jobs/run", f"end-{i}".encode(), 1).wait_for_publish(WAIT)
         assert sorted(m.got.get(timeout=WAIT).payload for m in members) == [b"end-0", b"end-1"]
     finally:
-        for x in (pub, *members):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, *members))
 
 
 def _share_holders(bound: dict[str, tuple[str, int]], key: str) -> list[str]:
@@ -335,21 +251,10 @@ def test_a_killed_node_drops_out_and_comes_back_under_the_same_id() -> None:
             sub = client(b)
             sub.subscribe("back/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
-            until(lambda: pub.publish("back/1", b"again", 1) and _drain(sub, b"again"))
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            until(lambda: pub.publish("back/1", b"again", 1) and drain(sub, b"again"))
+            close((pub, sub))
         finally:
             stop_nodes(procs)
-
-
-def _drain(s: Any, payload: bytes) -> bool:
-    try:
-        while True:
-            if s.got.get(timeout=0.2).payload == payload:
-                return True
-    except queue.Empty:
-        return False
 
 
 def test_etcd_stopped_and_restarted_under_traffic() -> None:
@@ -361,7 +266,7 @@ def test_etcd_stopped_and_restarted_under_traffic() -> None:
             pub, sub = client(a), client(b)
             sub.subscribe("live/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
-            until(lambda: pub.publish("live/probe", b"p", 0) and _drain(sub, b"p"))
+            until(lambda: pub.publish("live/probe", b"p", 0) and drain(sub, b"p"))
             etcd.kill()
             until(lambda: _ready(a) == 503 and _ready(b) == 503)
             # Nodes keep forwarding with the view they had: traffic goes on.
@@ -374,10 +279,8 @@ def test_etcd_stopped_and_restarted_under_traffic() -> None:
             # A subscription made after the outage is learnt through etcd again.
             sub.subscribe("after/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
-            until(lambda: pub.publish("after/1", b"after", 1) and _drain(sub, b"after"))
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            until(lambda: pub.publish("after/1", b"after", 1) and drain(sub, b"after"))
+            close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -445,6 +348,34 @@ def _event(events: queue.Queue[Any], kind: str) -> Any:
     raise AssertionError(f"no {kind}")
 
 
+def _park(bound: dict[str, tuple[str, int]], client_id: str, topic: str) -> None:
+    """A new persistent session ``client_id`` on a node, subscribed to ``topic`` at
+    QoS 1, its client gone (DISCONNECT): what matches queues for it."""
+    events: queue.Queue[Any] = queue.Queue()
+    c = _persistent(bound, client_id, events)
+    assert _event(events, "connack") is False
+    c.subscribe(topic, qos=1)
+    _event(events, "suback")
+    c.disconnect()
+    _event(events, "disconnect")
+    c.loop_stop()
+
+
+def _take_all(c: Any, want: set[bytes]) -> dict[bytes, Any]:
+    """What ``c`` (a :func:`_persistent` client) receives, by payload, acknowledging
+    each, until every payload in ``want`` came or WAIT seconds passed."""
+    received: dict[bytes, Any] = {}
+    deadline = time.monotonic() + WAIT
+    while set(received) != want and time.monotonic() < deadline:
+        try:
+            m = c.got.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        received[m.payload] = m
+        c.ack(m.mid, m.qos)
+    return received
+
+
 def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster: Any) -> None:
     """A persistent session on node a, with QoS 1 messages in flight (delivered,
     never acknowledged) and queued behind its receive window, is taken over by the
@@ -472,31 +403,19 @@ def test_takeover_on_another_node_moves_the_session_with_qos1_in_flight(cluster:
     try:
         assert _event(new_events, "connack") is True  # session present: it moved
         assert _event(old_events, "disconnect") == 0x8E
-        received: dict[bytes, Any] = {}
-        deadline = time.monotonic() + WAIT
-        while set(received) != sent and time.monotonic() < deadline:
-            try:
-                m = new.got.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            received[m.payload] = m
-            new.ack(m.mid, m.qos)
+        received = _take_all(new, sent)
         assert set(received) == sent
         m = received[b"m7"]
         assert m.qos == 1
         assert ("k", "m7") in m.properties.UserProperty
         # The subscription lives on node b now: a publish on node c reaches it.
         pub_c = client(c)
-        until(lambda: pub_c.publish("tk/after", b"after", 1) and _drain(new, b"after"))
+        until(lambda: pub_c.publish("tk/after", b"after", 1) and drain(new, b"after"))
         status = api(b, "/api/v1/cluster")
         assert status["takeovers"]["in"] >= 1
-        for x in (pub, pub_c):
-            x.disconnect()
-            x.loop_stop()
+        close((pub, pub_c))
     finally:
-        for x in (old, new):
-            x.disconnect()
-            x.loop_stop()
+        close((old, new))
 
 
 def test_takeover_of_a_311_session_closes_the_old_connection(cluster: Any) -> None:
@@ -586,9 +505,9 @@ def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -
             # Both survivors have handled c's departure: the will went out once.
             until(lambda: all(len(api(x, "/api/v1/cluster")["nodes"]) == 2 for x in (a, b)))
             pub = client(a)
-            until(lambda: pub.publish("wills/marker", b"mark", 1) and _drain(subs[1], b"mark"))
+            until(lambda: pub.publish("wills/marker", b"mark", 1) and drain(subs[1], b"mark"))
             pub.publish("wills/marker2", b"mark2", 1).wait_for_publish(WAIT)
-            assert _drain(subs[0], b"mark2")
+            assert drain(subs[0], b"mark2")
             published = sum(api(x, "/api/v1/cluster")["wills_published"] for x in (a, b))
             assert published == 1
             # The persistent session resumes on node a, subscription included.
@@ -596,14 +515,10 @@ def test_a_killed_node_s_wills_go_out_once_and_its_sessions_resume_elsewhere() -
             back = _persistent(a, "phoenix", ph_events)
             assert _event(ph_events, "connack") is True
             pub_b = client(b)
-            until(lambda: pub_b.publish("ph/x", b"risen", 1) and _drain(back, b"risen"))
-            for x in (back, pub_b):
-                x.disconnect()
-                x.loop_stop()
+            until(lambda: pub_b.publish("ph/x", b"risen", 1) and drain(back, b"risen"))
+            close((back, pub_b))
             w.loop_stop()
-            for x in (*subs, pub):
-                x.disconnect()
-                x.loop_stop()
+            close((*subs, pub))
         finally:
             stop_nodes(procs)
 
@@ -623,7 +538,7 @@ def test_a_clean_stop_publishes_the_delayed_will_of_a_disconnected_session() -> 
             sub.subscribe("late/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
             probe = client(a)
-            until(lambda: probe.publish("late/probe", b"p", 1) and _drain(sub, b"p"))
+            until(lambda: probe.publish("late/probe", b"p", 1) and drain(sub, b"p"))
             w = mqtt.Client(
                 callback_api_version=CallbackAPIVersion.VERSION2,
                 client_id="sleeper",
@@ -643,7 +558,7 @@ def test_a_clean_stop_publishes_the_delayed_will_of_a_disconnected_session() -> 
             w.socket().close()  # lost without a DISCONNECT: the will is scheduled
             until(lambda: not api(a, "/api/v1/sessions/sleeper")["connected"])
             # Still delayed: a round trip through node a shows nothing came before it.
-            until(lambda: probe.publish("late/probe", b"p2", 1) and _drain(sub, b"p2"))
+            until(lambda: probe.publish("late/probe", b"p2", 1) and drain(sub, b"p2"))
             probe.disconnect()
             probe.loop_stop()
             proc_a = procs["a"][0]
@@ -687,10 +602,8 @@ def test_a_node_that_lost_its_lease_stops_serving_its_sessions() -> None:
             pub = client(a)
             back = _persistent(a, cid, again)
             assert _event(again, "connack") is True
-            until(lambda: pub.publish("st/x", b"here", 1) and _drain(back, b"here"))
-            for x in (back, pub):
-                x.disconnect()
-                x.loop_stop()
+            until(lambda: pub.publish("st/x", b"here", 1) and drain(back, b"here"))
+            close((back, pub))
         finally:
             stop_nodes(procs)
 
@@ -724,9 +637,7 @@ def test_a_sampled_trace_context_is_forwarded_to_the_other_node() -> None:
                 assert (got_trace, flags) == (trace_id, "01")
                 assert parent != client_span, "the broker's span, not the client's"
             finally:
-                for x in (pub, sub):
-                    x.disconnect()
-                    x.loop_stop()
+                close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -776,23 +687,15 @@ def test_a_killed_node_s_queue_and_in_flight_messages_resume_on_another_node() -
             back = _persistent(c, cid, again)
             try:
                 assert _event(again, "connack") is True
-                received: dict[bytes, Any] = {}
                 want = set(in_flight) | set(offline)
-                deadline = time.monotonic() + WAIT
-                while set(received) != want and time.monotonic() < deadline:
-                    try:
-                        m = back.got.get(timeout=0.5)
-                    except queue.Empty:
-                        continue
-                    received[m.payload] = m
-                    back.ack(m.mid, m.qos)
+                received = _take_all(back, want)
                 assert set(received) == want
                 assert received[b"f3"].dup  # resent in-flight delivery
                 assert ("k", "q7") in received[b"q7"].properties.UserProperty
                 status = api(c, "/api/v1/cluster")["session_replication"]
                 assert status["resumed"] == 1
                 pub_b = client(procs["b"][1])
-                until(lambda: pub_b.publish("rp/after", b"after", 1) and _drain(back, b"after"))
+                until(lambda: pub_b.publish("rp/after", b"after", 1) and drain(back, b"after"))
                 pub_b.disconnect()
                 pub_b.loop_stop()
             finally:
@@ -857,9 +760,7 @@ def test_a_queue_is_published_to_and_consumed_from_another_node(cluster: Any) ->
     until(settled)
     status = api(c, "/api/v1/cluster")["queues"]
     assert status["forwarded_appends"] >= 30
-    for x in (seed, local, remote, pub):
-        x.disconnect()
-        x.loop_stop()
+    close((seed, local, remote, pub))
 
 
 def test_an_amqp_consumer_on_another_node_consumes_a_queue(cluster: Any) -> None:
@@ -931,24 +832,17 @@ def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
         try:
             a, b = procs["a"][1], procs["b"][1]
             cid = "ha-" + uuid.uuid4().hex[:6]
-            events: queue.Queue[Any] = queue.Queue()
-            first = _persistent(a, cid, events)
-            assert _event(events, "connack") is False
-            first.subscribe("ha/s/#", qos=1)
-            _event(events, "suback")
-            first.disconnect()
-            _event(events, "disconnect")
-            first.loop_stop()
+            _park(a, cid, "ha/s/#")
             pub = client(a)
             sub = client(b)
             sub.subscribe("ha/live/#", qos=1)
             assert sub.acks.get(timeout=WAIT) == "suback"
-            until(lambda: pub.publish("ha/live/x", b"before", 1) and _drain(sub, b"before"))
+            until(lambda: pub.publish("ha/live/x", b"before", 1) and drain(sub, b"before"))
             leader.kill()
             # Connected clients go on at once: nothing here waits for etcd.
             pub.publish("ha/s/queued", b"kept", 1).wait_for_publish(WAIT)
             pub.publish("ha/live/x", b"during", 1).wait_for_publish(WAIT)
-            until(lambda: _drain(sub, b"during"))
+            until(lambda: drain(sub, b"during"))
             for x in (a, b):
                 until(lambda x=x: _ready(x) == 200, 30)
                 assert [n["node_id"] for n in api(x, "/api/v1/cluster")["nodes"]] == ["a", "b"]
@@ -956,7 +850,7 @@ def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
             late = client(b)
             late.subscribe("ha/late/#", qos=1)
             assert late.acks.get(timeout=WAIT) == "suback"
-            until(lambda: pub.publish("ha/late/x", b"late", 1) and _drain(late, b"late"))
+            until(lambda: pub.publish("ha/late/x", b"late", 1) and drain(late, b"late"))
             late.disconnect()
             late.loop_stop()
             again: queue.Queue[Any] = queue.Queue()
@@ -969,9 +863,7 @@ def test_brokers_keep_working_when_the_etcd_leader_dies() -> None:
             finally:
                 moved.disconnect()
                 moved.loop_stop()
-            for x in (pub, sub):
-                x.disconnect()
-                x.loop_stop()
+            close((pub, sub))
         finally:
             stop_nodes(procs)
 
@@ -1016,20 +908,10 @@ def test_no_acknowledged_message_is_lost_while_a_session_moves(cluster: Any) -> 
         assert _event(new_events, "connack") is True
         sender.join(60)
         assert len(acked) == total
-        received: set[bytes] = set()
-        deadline = time.monotonic() + WAIT
-        while received != set(acked) and time.monotonic() < deadline:
-            try:
-                m = new.got.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            received.add(m.payload)
-            new.ack(m.mid, m.qos)
-        assert set(acked) - received == set()
+        received = _take_all(new, set(acked))
+        assert set(acked) - set(received) == set()
     finally:
-        for x in (old, new, pub):
-            x.disconnect()
-            x.loop_stop()
+        close((old, new, pub))
 
 
 def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> None:
@@ -1045,14 +927,7 @@ def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> No
             a = procs["a"][1]
             until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
             cid = "phoenix-" + uuid.uuid4().hex[:6]
-            events: queue.Queue[Any] = queue.Queue()
-            first = _persistent(a, cid, events)
-            assert _event(events, "connack") is False
-            first.subscribe("px/#", qos=1)
-            _event(events, "suback")
-            first.disconnect()
-            _event(events, "disconnect")
-            first.loop_stop()
+            _park(a, cid, "px/#")
             pub = client(a)
             sent = [f"p{i}".encode() for i in range(10)]
             for payload in sent:
@@ -1070,16 +945,7 @@ def test_a_node_killed_and_restarted_under_its_id_gets_its_sessions_back() -> No
             back = _persistent(a, cid, again)
             try:
                 assert _event(again, "connack") is True
-                received: set[bytes] = set()
-                deadline = time.monotonic() + WAIT
-                while received != set(sent) and time.monotonic() < deadline:
-                    try:
-                        m = back.got.get(timeout=0.5)
-                    except queue.Empty:
-                        continue
-                    received.add(m.payload)
-                    back.ack(m.mid, m.qos)
-                assert received == set(sent)
+                assert set(_take_all(back, set(sent))) == set(sent)
             finally:
                 back.disconnect()
                 back.loop_stop()

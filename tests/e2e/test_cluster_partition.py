@@ -11,13 +11,9 @@ in teardown whatever happens.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import shutil
 import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -29,11 +25,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fluxmq_core.testing.broker import BrokerProcess
+from tests.e2e._cluster import WAIT, Bound, Nodes, api, client, close, drain, stop_nodes, until
 
 etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
 from fluxmq_etcd.embedded import EtcdMember, free_port  # noqa: E402
 
-WAIT = 15.0
 SUBNET = "169.254.213"
 BRIDGE_IP = f"{SUBNET}.254"
 #: The admin API answers non-loopback clients only with a token.
@@ -89,32 +85,17 @@ class Net:
     def cut(self, a: str, b: str) -> None:
         """Nodes ``a`` and ``b`` stop reaching each other (a blackhole route to the
         other in each namespace); both still reach etcd and the clients."""
-        for x, y in ((a, b), (b, a)):
-            _run(
-                "ip",
-                "netns",
-                "exec",
-                self.ns[x],
-                "ip",
-                "route",
-                "add",
-                "blackhole",
-                f"{self.ip[y]}/32",
-            )
+        self._blackholes("add", a, b, check=True)
 
     def heal(self, a: str, b: str) -> None:
+        self._blackholes("del", a, b, check=False)
+
+    def _blackholes(self, verb: str, a: str, b: str, check: bool) -> None:
         for x, y in ((a, b), (b, a)):
             _run(
-                "ip",
-                "netns",
-                "exec",
-                self.ns[x],
-                "ip",
-                "route",
-                "del",
-                "blackhole",
-                f"{self.ip[y]}/32",
-                check=False,
+                *("ip", "netns", "exec", self.ns[x]),
+                *("ip", "route", verb, "blackhole", f"{self.ip[y]}/32"),
+                check=check,
             )
 
     def down(self) -> None:
@@ -138,53 +119,10 @@ def net() -> Iterator[Net]:
         n.down()
 
 
-def until(predicate: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
-def api(bound: dict[str, tuple[str, int]], path: str) -> Any:
-    host, port = bound["http.bind"]
-    req = urllib.request.Request(
-        f"http://{host}:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def client(bound: dict[str, tuple[str, int]]) -> Any:
-    got: queue.Queue[Any] = queue.Queue()
-    acks: queue.Queue[Any] = queue.Queue()
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_message = lambda _c, _u, m: got.put(m)
-    c.on_connect = lambda _c, _u, _f, rc, _p: acks.put(
-        "connack" if not rc.is_failure else f"refused {rc}"
-    )
-    c.on_subscribe = lambda *a: acks.put("suback")
-    c.connect(*bound["mqtt.tcp"])
-    c.loop_start()
-    assert acks.get(timeout=WAIT) == "connack"
-    c.got = got
-    c.acks = acks
-    return c
-
-
-def _drain(c: Any, payload: bytes) -> bool:
-    try:
-        while True:
-            if c.got.get(timeout=0.2).payload == payload:
-                return True
-    except queue.Empty:
-        return False
+def status(bound: Bound) -> Any:
+    """A node's cluster status from its admin API (with the token: the test's
+    address is not loopback to the node)."""
+    return api(bound, "/api/v1/cluster", TOKEN)
 
 
 def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
@@ -203,7 +141,7 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
         log_path=tmp_path / "etcd.log",
     )
     etcd.start()
-    procs: dict[str, tuple[BrokerProcess, dict[str, tuple[str, int]]]] = {}
+    procs: Nodes = {}
     try:
         etcd.wait_ready(20)
         for n in ("a", "b"):
@@ -228,12 +166,12 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
             procs[n] = (proc, proc.start(timeout=30))
         a, b = procs["a"][1], procs["b"][1]
         for x in (a, b):
-            until(lambda x=x: len(api(x, "/api/v1/cluster")["nodes"]) == 2)
-        sub = client(b)
+            until(lambda x=x: len(status(x)["nodes"]) == 2)
+        sub = client(b, strict=True)
         sub.subscribe("pt/#", qos=1)
         assert sub.acks.get(timeout=WAIT) == "suback"
-        pub = client(a)
-        until(lambda: pub.publish("pt/probe", b"p", 1) and _drain(sub, b"p"))
+        pub = client(a, strict=True)
+        until(lambda: pub.publish("pt/probe", b"p", 1) and drain(sub, b"p"))
         # A persistent session on a (whose session replica is b), client away.
         keeper = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -245,10 +183,10 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
         keeper.connect(*a["mqtt.tcp"], clean_start=False, properties=props)
         keeper.loop_start()
         keeper.subscribe("pt/s/#", qos=1)
-        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["sessions_copied"] == 1)
+        until(lambda: status(a)["session_replication"]["sessions_copied"] == 1)
         keeper.disconnect()
         keeper.loop_stop()
-        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["replica"] == "b")
+        until(lambda: status(a)["session_replication"]["replica"] == "b")
 
         net.cut("b", "a")
         try:
@@ -258,7 +196,7 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
                 nonlocal sent
                 pub.publish("pt/cut", b"during", 1).wait_for_publish(WAIT)  # PUBACK: a serves
                 sent += 1
-                peer = api(a, "/api/v1/cluster")["peers"]["peers"].get("b", {})
+                peer = status(a)["peers"]["peers"].get("b", {})
                 return peer.get("state") == "open" and peer.get("dropped", 0) > 0
 
             until(breaker_open)
@@ -266,28 +204,18 @@ def test_a_partition_between_two_brokers_opens_the_breaker_and_heals(
             # A message queued for the session is acknowledged although its copy
             # cannot reach the replica (counted, not waited for).
             pub.publish("pt/s/x", b"queued", 1).wait_for_publish(WAIT)
-            assert api(a, "/api/v1/cluster")["session_replication"]["unreplicated_syncs"] >= 1
+            assert status(a)["session_replication"]["unreplicated_syncs"] >= 1
             # etcd is reachable from both: nobody lost its lease.
             for x in (a, b):
-                assert [n["node_id"] for n in api(x, "/api/v1/cluster")["nodes"]] == ["a", "b"]
+                assert [n["node_id"] for n in status(x)["nodes"]] == ["a", "b"]
         finally:
             net.heal("b", "a")
-        until(lambda: pub.publish("pt/after", b"healed", 1) and _drain(sub, b"healed"), 30)
-        assert api(a, "/api/v1/cluster")["peers"]["peers"]["b"]["state"] == "closed"
+        until(lambda: pub.publish("pt/after", b"healed", 1) and drain(sub, b"healed"), 30)
+        assert status(a)["peers"]["peers"]["b"]["state"] == "closed"
         # The replica gets a full copy again once it answers.
-        until(lambda: api(a, "/api/v1/cluster")["session_replication"]["full_syncs"] >= 2)
-        assert api(b, "/api/v1/cluster")["session_replication"]["copies_held"] == 1
-        for x in (sub, pub):
-            x.disconnect()
-            x.loop_stop()
+        until(lambda: status(a)["session_replication"]["full_syncs"] >= 2)
+        assert status(b)["session_replication"]["copies_held"] == 1
+        close((sub, pub))
     finally:
-        for proc, _bound in procs.values():
-            if proc.proc is not None and proc.proc.poll() is None:
-                proc.signal(15)
-        for proc, _bound in procs.values():
-            try:
-                if proc.proc is not None:
-                    proc.wait(15)
-            finally:
-                proc.close()
+        stop_nodes(procs)
         etcd.stop()

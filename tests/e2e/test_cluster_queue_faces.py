@@ -7,20 +7,25 @@ when etcd or a plugin is missing."""
 from __future__ import annotations
 
 import asyncio
-import json
-import queue
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.client import CallbackAPIVersion
 
-from fluxmq_core.testing.broker import BrokerProcess
+from tests.e2e._cluster import (
+    WAIT,
+    Bound,
+    api,
+    client,
+    close,
+    need_etcd,
+    start_nodes,
+    stop_nodes,
+    until,
+)
 
 etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
 pytest.importorskip("fluxmq_amqp1", reason="fluxmq-amqp1 is not installed")
@@ -30,83 +35,26 @@ from fluxmq_queue_api.client import QueueAPIError, QueueClient  # noqa: E402
 from proton import Message as AmqpMessage  # noqa: E402
 from proton.utils import BlockingConnection  # noqa: E402
 
-WAIT = 15.0
-Bound = dict[str, tuple[str, int]]
-
-
-def until(predicate: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
-def api(bound: Bound, path: str) -> Any:
-    host, port = bound["http.bind"]
-    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
-
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[dict[str, Bound]]:
-    reason = etcd_testing.etcd_missing_reason()
-    if reason:
-        pytest.skip(f"{reason} (Debian/Ubuntu: apt-get install etcd-server)")
+    need_etcd()
     with etcd_testing.EtcdServer() as etcd:
-        procs: dict[str, BrokerProcess] = {}
-        bound: dict[str, Bound] = {}
+        procs = start_nodes(
+            etcd, ("a", "b"), plugins="mqtt,amqp1,queue_api,etcd", etcd_timeout=None
+        )
         try:
-            for n in ("a", "b"):
-                procs[n] = BrokerProcess(
-                    ["--plugins", "mqtt,amqp1,queue_api,etcd"],
-                    env={
-                        "FLUXMQ_CLUSTER__DRIVER": "etcd",
-                        "FLUXMQ_CLUSTER__NODE_ID": n,
-                        "FLUXMQ_CLUSTER__ETCD_ENDPOINTS": etcd.endpoint,
-                        "FLUXMQ_CLUSTER__LEASE_TTL": "4",
-                        "FLUXMQ_STORAGE__DRIVER": "memory",
-                    },
-                )
-                bound[n] = procs[n].start(timeout=30)
-            for n in ("a", "b"):
-                until(lambda n=n: len(api(bound[n], "/api/v1/cluster")["nodes"]) == 2)
-            yield bound
+            yield {n: bound for n, (_proc, bound) in procs.items()}
         finally:
-            for p in procs.values():
-                if p.proc is not None and p.proc.poll() is None:
-                    p.signal(15)
-            for p in procs.values():
-                try:
-                    if p.proc is not None:
-                        p.wait(15)
-                finally:
-                    p.close()
-
-
-def mqtt_client(bound: Bound) -> Any:
-    connected: queue.Queue[bool] = queue.Queue()
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_connect = lambda *a: connected.put(True)
-    c.connect(*bound["mqtt.tcp"])
-    c.loop_start()
-    assert connected.get(timeout=WAIT)
-    return c
+            stop_nodes(procs)
 
 
 def queue_on_a(nodes: dict[str, Bound], prefix: str) -> str:
     """A new queue created on node a (its owner) by an MQTT publish, known to b."""
     name = prefix + uuid.uuid4().hex[:6]
-    seed = mqtt_client(nodes["a"])
+    seed = client(nodes["a"])
     seed.publish(f"$queue/{name}/seed", b"seed", 1).wait_for_publish(WAIT)
-    seed.disconnect()
-    seed.loop_stop()
+    close([seed])
     until(lambda: api(nodes["b"], "/api/v1/cluster")["queue_owners"].get(name) == "a")
     return name
 

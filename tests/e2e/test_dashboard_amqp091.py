@@ -7,9 +7,6 @@ skipped, saying why, without Chromium, Playwright or either plugin."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import pytest
 
 from fluxmq_core.testing.broker import BrokerThread
+from tests.e2e._console import browser_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pika = pytest.importorskip("pika", reason="pika is not installed")
@@ -24,13 +22,6 @@ expect = sync_api.expect
 
 WAIT = 10.0
 TOKEN = "e2e-console-token"
-
-
-def _chromium() -> str:
-    path = os.environ.get("FLUXMQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(path):
-        pytest.skip("Chromium not found: `apt-get install chromium` to run the browser tests")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -51,30 +42,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
 
 @pytest.fixture(scope="module")
 def page(broker: BrokerThread) -> Iterator[Any]:
-    path = _chromium()
-    with sync_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        ctx = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=path,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            viewport={"width": 1280, "height": 900},
-        )
-        ctx.set_default_timeout(WAIT * 1000)
-        try:
-            p = ctx.new_page()
-            p.errors = []
-            p.on("pageerror", lambda e: p.errors.append(str(e)))
-            origin = "http://{}:{}".format(*broker.address("http.bind"))
-            p.goto(f"{origin}/ui/")
-            p.evaluate(f"sessionStorage.setItem('fluxmq.admin_token', {TOKEN!r})")
-            p.goto(f"{origin}/ui/#/clients")
-            p.reload()  # the console reads the token when it starts
-            p.wait_for_selector("main h1")
-            yield p
-            assert p.errors == []
-        finally:
-            ctx.close()
+    with browser_page(WAIT) as p:
+        origin = "http://{}:{}".format(*broker.address("http.bind"))
+        p.goto(f"{origin}/ui/")
+        p.evaluate(f"sessionStorage.setItem('fluxmq.admin_token', {TOKEN!r})")
+        p.goto(f"{origin}/ui/#/clients")
+        p.reload()  # the console reads the token when it starts
+        p.wait_for_selector("main h1")
+        yield p
 
 
 def test_clients_page_shows_and_disconnects_a_pika_connection(

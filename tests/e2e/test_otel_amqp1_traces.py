@@ -7,39 +7,32 @@ publish -> route -> deliver, one deliver span per receiver. Waits are bounded.""
 
 from __future__ import annotations
 
-import queue
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from fluxmq_core.testing.broker import BrokerThread
+from tests.e2e._cluster import close, mqtt_client
 
 pytest.importorskip("fluxmq_amqp1")
 pytest.importorskip("fluxmq_otel")
 pytest.importorskip("fluxmq_mqtt")
 proton = pytest.importorskip("proton")
 
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from fluxmq_otel.testing import PARENT_ID, TRACE_ID, TRACEPARENT, traced_broker  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
 from proton.utils import BlockingConnection  # noqa: E402
 
 WAIT = 10.0
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 @pytest.fixture(scope="module")
 def traced() -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
-    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
-    with BrokerThread(plugins=["amqp1", "mqtt", "otel"], config=cfg) as b:
-        exporter = InMemorySpanExporter()
-        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        yield b, exporter
+    with traced_broker(["amqp1", "mqtt", "otel"]) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -52,30 +45,10 @@ def amqp(traced: Any) -> Iterator[BlockingConnection]:
 
 @pytest.fixture
 def mqtt5(traced: Any) -> Iterator[Any]:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.client import CallbackAPIVersion
-
     b, _ = traced
-    got: queue.Queue[Any] = queue.Queue()
-    ready: queue.Queue[bool] = queue.Queue()
-    client_id = uuid.uuid4().hex[:12]
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_message = lambda _c, _u, m: got.put(m)
-    c.on_connect = lambda *a: ready.put(True)
-    c.on_subscribe = lambda *a: ready.put(True)
-    c.connect("127.0.0.1", b.port("mqtt.tcp"))
-    c.loop_start()
-    ready.get(timeout=WAIT)
-    c.got = got
-    c.cid = client_id
-    c.ready = ready
+    c = mqtt_client(("127.0.0.1", b.port("mqtt.tcp")), WAIT)
     yield c
-    c.disconnect()
-    c.loop_stop()
+    close([c])
 
 
 def publish_span(exporter: InMemorySpanExporter, topic: str) -> Any:
@@ -107,7 +80,7 @@ def test_amqp1_to_amqp1_and_mqtt_carries_the_trace(traced: Any, amqp: Any, mqtt5
     exporter.clear()
     receiver = amqp.create_receiver("topic/tr1/a", credit=5)
     mqtt5.subscribe("tr1/a", 1)
-    mqtt5.ready.get(timeout=WAIT)
+    mqtt5.acks.get(timeout=WAIT)
     amqp.create_sender("topic/tr1/a").send(
         proton.Message(body="hi", properties={"traceparent": TRACEPARENT, "app": "x"})
     )

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import socket
-import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pika
 import pytest
-from paho.mqtt.client import CallbackAPIVersion
 
 from fluxmq_core.testing.broker import BrokerProcess
+from tests.e2e._cluster import api, client, close, until
 
 etcd_testing = pytest.importorskip("fluxmq_etcd.testing", reason="fluxmq-etcd is not installed")
 
@@ -77,22 +72,6 @@ def broker() -> Iterator[Workers]:
         proc.close()
 
 
-def until(predicate: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
-def api(bound: dict[str, tuple[str, int]], path: str) -> Any:
-    host, port = bound["http.bind"]
-    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
-
-
 def state(proc: BrokerProcess) -> dict[str, Any]:
     path = Path(proc.data_dir) / "workers" / "workers.json"
     try:
@@ -100,31 +79,6 @@ def state(proc: BrokerProcess) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data
-
-
-def client(bound: dict[str, tuple[str, int]]) -> Any:
-    got: queue.Queue[Any] = queue.Queue()
-    acks: queue.Queue[Any] = queue.Queue()
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=uuid.uuid4().hex[:12],
-        protocol=mqtt.MQTTv5,
-    )
-    c.on_message = lambda _c, _u, m: got.put(m)
-    c.on_connect = lambda *a: acks.put("connack")
-    c.on_subscribe = lambda *a: acks.put("suback")
-    c.connect(*bound["mqtt.tcp"])
-    c.loop_start()
-    assert acks.get(timeout=WAIT) == "connack"
-    c.got = got
-    c.acks = acks
-    return c
-
-
-def close(clients: list[Any]) -> None:
-    for c in clients:
-        c.disconnect()
-        c.loop_stop()
 
 
 def sessions_per_node(bound: dict[str, tuple[str, int]], total: int) -> dict[str, int]:
@@ -135,7 +89,7 @@ def sessions_per_node(bound: dict[str, tuple[str, int]], total: int) -> dict[str
         out = {n["node_id"]: n["sessions"] for n in nodes if n["alive"]}
         return out if len(out) == 2 and sum(out.values()) == total else None
 
-    result: dict[str, int] = until(counts)
+    result: dict[str, int] = until(counts, WAIT)
     return result
 
 
@@ -143,7 +97,7 @@ def test_connections_spread_and_clients_on_different_workers_exchange(broker: Wo
     _proc, bound = broker
     nodes = api(bound, "/api/v1/cluster")["nodes"]
     assert sorted(n["node_id"].rsplit("-", 1)[1] for n in nodes) == ["w0", "w1"]
-    pub = client(bound)
+    pub = client(bound, WAIT)
     subs: list[Any] = []
     try:
         # The kernel hashes each connection to a worker: add subscribers until both
@@ -153,7 +107,7 @@ def test_connections_spread_and_clients_on_different_workers_exchange(broker: Wo
         spread: dict[str, int] = {}
         while len(subs) < 32:
             for _ in range(8):
-                s = client(bound)
+                s = client(bound, WAIT)
                 s.subscribe("wk/#", qos=1)
                 assert s.acks.get(timeout=WAIT) == "suback"
                 subs.append(s)
@@ -163,7 +117,7 @@ def test_connections_spread_and_clients_on_different_workers_exchange(broker: Wo
         assert all(spread.values()), spread
         # Each worker's filters reach the other through etcd: probe until all answer.
         for s in subs:
-            until(lambda s=s: pub.publish("wk/probe", b"p", 0) and not s.got.empty())
+            until(lambda s=s: pub.publish("wk/probe", b"p", 0) and not s.got.empty(), WAIT)
         for i in range(20):
             pub.publish(f"wk/{i}", str(i).encode(), 1).wait_for_publish(WAIT)
         for s in subs:
@@ -183,7 +137,7 @@ def test_a_killed_worker_is_restarted(broker: Workers, index: int) -> None:
     the etcd member the killed worker 0 left behind, so the restarted one can start
     it again on the same ports and data."""
     proc, bound = broker
-    before = until(lambda: (s := state(proc)) and all(w["ready"] for w in s["workers"]) and s)
+    before = until(lambda: (s := state(proc)) and all(w["ready"] for w in s["workers"]) and s, WAIT)
     victim = before["workers"][index]
     os.kill(victim["pid"], signal.SIGKILL)
 
@@ -200,7 +154,7 @@ def test_a_killed_worker_is_restarted(broker: Workers, index: int) -> None:
         assert len(_etcd_of(proc.data_dir)) == 1
     # The restarted worker serves: it rejoined the cluster and takes connections.
     until(lambda: len([n for n in api(bound, "/api/v1/cluster")["nodes"] if n["alive"]]) == 2, 40)
-    clients = [client(bound) for _ in range(16)]
+    clients = [client(bound, WAIT) for _ in range(16)]
     try:
         assert all(sessions_per_node(bound, 16).values())
     finally:
@@ -235,7 +189,7 @@ def test_sigterm_stops_every_worker_and_the_embedded_etcd() -> None:
     (the queue API's gRPC server with SO_REUSEPORT)."""
     proc, bound = start_workers("mqtt,etcd,amqp091,queue_api")
     try:
-        pids = [w["pid"] for w in until(lambda: state(proc).get("workers"))]
+        pids = [w["pid"] for w in until(lambda: state(proc).get("workers"), WAIT)]
         assert len(pids) == 2 and all(_running(p) for p in pids)
         etcd = _etcd_of(proc.data_dir)
         assert len(etcd) == 1
@@ -250,7 +204,7 @@ def test_sigterm_stops_every_worker_and_the_embedded_etcd() -> None:
             pika.ConnectionParameters(*bound["amqp091.bind"], connection_attempts=1)
         )
         assert amqp.channel().queue_declare("", exclusive=True).method.queue
-        c = client(bound)
+        c = client(bound, WAIT)
         c.loop_stop()
         assert stop_workers(proc) == 0
         out = proc.output()

@@ -12,25 +12,15 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
-from fluxmq_core.router.types import Delivery, SubscriptionOptions
+from fluxmq_core.router.types import SubscriptionOptions
 from fluxmq_core.testing.callout import CalloutHTTPServer
+from fluxmq_core.testing.queues import RecordingConsumer
 
 ACL = (
     '[[rule]]\npermission = "deny"\naction = "publish"\ntopic = "secret/#"\n'
     '[[rule]]\npermission = "allow"\ntopic = "#"\n'
     '[[rule]]\npermission = "allow"\ntopic = "$queue/#"\n'
 )
-
-
-class Recorder:
-    client_id = "recorder"
-    protocol = "test"
-
-    def __init__(self) -> None:
-        self.got: list[Any] = []
-
-    def deliver(self, message: Any, delivery: Delivery) -> None:
-        self.got.append(message)
 
 
 def answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +48,7 @@ def test_publish_and_subscribe_hooks(fluxmq_broker_factory, tmp_path):
             "auth": {"acl_file": str(acl)},
         }
         b = fluxmq_broker_factory(plugins=["amqp091"], config=config)
-        rec = Recorder()
+        rec = RecordingConsumer("recorder")
         b.call_soon(b.context.router.subscribe, rec, "t/#", SubscriptionOptions(qos=1))
         conn = pika.BlockingConnection(
             pika.ConnectionParameters("127.0.0.1", b.port("amqp091.bind"), socket_timeout=5)
@@ -75,7 +65,7 @@ def test_publish_and_subscribe_hooks(fluxmq_broker_factory, tmp_path):
         assert ch.queue_declare("move", passive=True).method.message_count == 0
         _m, _p, body = ch.basic_get("moved", auto_ack=True)
         assert body == b"new m"
-        got = b.call_soon(lambda: [(m.topic, m.payload) for m in rec.got])
+        got = b.call_soon(lambda: [(m.topic, m.payload) for m in rec.messages])
         assert got == [("t/moved", b"bridged"), ("t/plain", b"as is")]
         with pytest.raises(ChannelClosedByBroker) as info:
             ch.basic_publish("", "denied", b"x")

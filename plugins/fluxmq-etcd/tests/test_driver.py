@@ -7,68 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import aetcd
 import pytest
 from fluxmq_etcd.driver import EtcdCluster
-from fluxmq_etcd.testing import EtcdServer
+from fluxmq_etcd.testing import WAIT, EtcdServer, Sink, node, until
 
 from fluxmq_core.message import Message
-from fluxmq_core.router import Delivery
 from fluxmq_core.testing.broker import BrokerThread
-
-WAIT = 15.0
-
-
-class Sink:
-    """A router subscriber that hands deliveries to the test thread."""
-
-    protocol = "test"
-
-    def __init__(self, client_id: str) -> None:
-        self.client_id = client_id
-        self.got: queue.Queue[tuple[Message, Delivery]] = queue.Queue()
-
-    def deliver(self, message: Message, delivery: Delivery) -> None:
-        self.got.put((message, delivery))
-
-
-def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def node(etcd: EtcdServer, name: str, **extra: Any) -> BrokerThread:
-    cluster = {
-        "driver": "etcd",
-        "node_id": name,
-        "etcd_endpoints": [etcd.endpoint],
-        "lease_ttl": 3.0,
-        "etcd_timeout": 2.0,
-        **extra,
-    }
-    return BrokerThread(plugins=["etcd"], config={"cluster": cluster}).start()
-
-
-@pytest.fixture
-def pair(etcd: EtcdServer) -> Iterator[tuple[BrokerThread, BrokerThread]]:
-    a = node(etcd, "a")
-    b = node(etcd, "b")
-    try:
-        yield a, b
-    finally:
-        b.close()
-        a.close()
 
 
 def members(b: BrokerThread) -> set[str]:

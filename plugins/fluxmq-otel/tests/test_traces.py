@@ -10,7 +10,7 @@ from typing import Any
 
 import pika
 import pytest
-from fluxmq_otel.testing import WAIT, subscribe
+from fluxmq_otel.testing import PARENT_ID, TRACE_ID, TRACEPARENT, WAIT, subscribe, traced_broker
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,18 +20,11 @@ from paho.mqtt.properties import Properties
 
 from fluxmq_core.testing.broker import BrokerThread
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
 
 @pytest.fixture(scope="module")
 def traced() -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
-    cfg = {"otel": {"traces": True, "sample_rate": 1.0}}
-    with BrokerThread(plugins=["mqtt", "amqp091", "otel"], config=cfg) as b:
-        exporter = InMemorySpanExporter()
-        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        yield b, exporter
+    with traced_broker(["mqtt", "amqp091", "otel"]) as pair:
+        yield pair
 
 
 def _props(**user: str) -> Properties:
@@ -245,10 +238,7 @@ def test_queue_append_span(traced, mqtt_client) -> None:
 
 
 def test_unsampled_publish_makes_no_span_but_a_sampled_parent_does() -> None:
-    cfg = {"otel": {"traces": True, "sample_rate": 0.0}}
-    with BrokerThread(plugins=["otel"], config=cfg) as b:
-        exporter = InMemorySpanExporter()
-        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with traced_broker(["otel"], sample_rate=0.0) as (b, exporter):
         from fluxmq_core.message import Message
 
         b.call_soon(b.context.publish, Message("s/t", b"x", origin_protocol="test"))
@@ -510,10 +500,7 @@ def test_a_sampled_trace_context_is_forwarded_to_other_nodes() -> None:
     """A distributed cluster's forward receives the message carrying the publish
     span's traceparent (so the trace goes on on the other node), and the forward's
     deliveries count in the publish span."""
-    cfg = {"otel": {"traces": True, "sample_rate": 0.0}}
-    with BrokerThread(plugins=["otel"], config=cfg) as b:
-        exporter = InMemorySpanExporter()
-        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with traced_broker(["otel"], sample_rate=0.0) as (b, exporter):
         from fluxmq_core.message import Message
 
         forwarded: list[Message] = []

@@ -126,6 +126,17 @@ class _Relay:
         return any(topic_matches(f, topic) for f in self.filters)
 
 
+def _resumable(snapshot: SessionSnapshot, protocol: str) -> bool:
+    """Whether a session's stored state (in etcd or a replica) may resume it: same
+    protocol (or none recorded), and not expired since its client went away."""
+    if snapshot.protocol and snapshot.protocol != protocol:
+        return False
+    record = snapshot.record or {}
+    expiry = record.get("expiry") or 0
+    since = record.get("disconnected_at")
+    return not (since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time())
+
+
 class EtcdCluster:
     """The etcd cluster driver (see the module docstring)."""
 
@@ -1283,12 +1294,7 @@ class EtcdCluster:
         except Exception as exc:
             log.warning("session %r: its state in etcd is unreadable: %s", client_id, exc)
             return None
-        if snapshot.protocol and snapshot.protocol != protocol:
-            return None
-        record = snapshot.record or {}
-        expiry = record.get("expiry") or 0
-        since = record.get("disconnected_at")
-        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+        if not _resumable(snapshot, protocol):
             return None
         self.sessions_resumed_from_etcd += 1
         log.info(
@@ -1459,12 +1465,7 @@ class EtcdCluster:
         except CodecError as exc:
             log.warning("session %r: its replica is unreadable: %s", client_id, exc)
             return None
-        if snapshot.protocol and snapshot.protocol != protocol:
-            return None
-        record = snapshot.record or {}
-        expiry = record.get("expiry") or 0
-        since = record.get("disconnected_at")
-        if since and expiry and expiry != 0xFFFFFFFF and since + expiry < time.time():
+        if not _resumable(snapshot, protocol):
             return None
         self.sessions_resumed_from_replica += 1
         log.info(

@@ -11,19 +11,31 @@ against the etcd driver::
 :meth:`EtcdServer.kill` and :meth:`EtcdServer.restart` (same ports, same data)
 let a test show what a node does while etcd is gone; ``EtcdServer(members=3)``
 runs a three-member etcd cluster whose members can be killed one by one.
+
+:func:`node` starts a broker in a thread as a node of that etcd's cluster,
+:class:`Sink` is a subscriber whose deliveries a test thread takes from a queue,
+and :func:`until` is the bounded poll to wait for what the cluster learns.
 """
 
 from __future__ import annotations
 
+import queue
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fluxmq_core.message import Message
+from fluxmq_core.router import Delivery
+from fluxmq_core.testing.broker import BrokerThread
 from fluxmq_etcd.embedded import EtcdMember, find_etcd, free_port
 
-__all__ = ["EtcdServer", "etcd_missing_reason"]
+__all__ = ["WAIT", "EtcdServer", "Sink", "etcd_missing_reason", "node", "until"]
+
+#: Seconds a test waits for the cluster to learn something.
+WAIT = 15.0
 
 
 def etcd_missing_reason() -> str | None:
@@ -118,3 +130,44 @@ class EtcdServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def node(etcd: EtcdServer, name: str, **cluster: Any) -> BrokerThread:
+    """A started broker in a thread (this plugin only) as node ``name`` of the
+    cluster on ``etcd`` (3 s lease, 2 s etcd timeout); ``cluster`` adds or
+    overrides ``[cluster]`` keys. The caller closes it."""
+    config = {
+        "driver": "etcd",
+        "node_id": name,
+        "etcd_endpoints": [etcd.endpoint],
+        "lease_ttl": 3.0,
+        "etcd_timeout": 2.0,
+        **cluster,
+    }
+    return BrokerThread(plugins=["etcd"], config={"cluster": config}).start()
+
+
+class Sink:
+    """A router subscriber or queue consumer that hands its deliveries to the test
+    thread through ``got``."""
+
+    protocol = "test"
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.got: queue.Queue[tuple[Message, Delivery]] = queue.Queue()
+
+    def deliver(self, message: Message, delivery: Delivery) -> None:
+        self.got.put((message, delivery))
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or fail saying
+    ``what`` was awaited once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

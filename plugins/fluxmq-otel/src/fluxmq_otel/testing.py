@@ -1,19 +1,53 @@
 """Test helpers for the otel plugin and for plugins that check their metrics:
 scrape ``/metrics`` over a real socket and read it with prometheus_client's parser
-(imported only when used, as it is a test dependency)."""
+(imported only when used, as it is a test dependency); a broker whose finished spans
+an in-memory exporter keeps, and a client's W3C trace context to send."""
 
 from __future__ import annotations
 
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fluxmq_core.testing.broker import BrokerThread
 
-__all__ = ["WAIT", "samples", "scrape", "subscribe", "value"]
+__all__ = [
+    "PARENT_ID",
+    "TRACEPARENT",
+    "TRACE_ID",
+    "WAIT",
+    "samples",
+    "scrape",
+    "subscribe",
+    "traced_broker",
+    "value",
+]
 
 WAIT = 10.0
+
+#: A client's sampled trace context (the W3C example ids), as a ``traceparent``.
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@contextmanager
+def traced_broker(
+    plugins: list[str], sample_rate: float = 1.0
+) -> Iterator[tuple[BrokerThread, InMemorySpanExporter]]:
+    """A broker with ``plugins`` (``otel`` among them) tracing at ``sample_rate``,
+    and the in-memory exporter that receives every span it finishes."""
+    cfg = {"otel": {"traces": True, "sample_rate": sample_rate}}
+    with BrokerThread(plugins=plugins, config=cfg) as b:
+        exporter = InMemorySpanExporter()
+        b.context.extras["otel"].tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        yield b, exporter
 
 
 def scrape(broker: BrokerThread, token: str | None = None) -> tuple[int, str, str]:
