@@ -6,7 +6,8 @@ Topics (the Go FluxMQ's conventions, DESIGN.md section 9):
   core's publish path (``BrokerContext.publish_queued``, the same for every
   protocol), which creates an undeclared queue as ``[queue_manager] auto_create``
   says. The PUBACK / PUBREC is reserved with ``Connection.defer_ack`` and goes out
-  only once the append future resolved (durable under the queue's ``durability``);
+  only once the append future resolved (durable under the queue's ``durability``;
+  one callback per connection answers every append a group commit made durable);
   5.0 clients get 0x97 when the queue is full, 0x90 (Topic Name invalid) for an
   invalid or unknown queue (``auto_create = "none"``, a missing ``$dlq/``) and 0x80
   when the message is too large or the append failed; 3.x clients are acknowledged
@@ -33,8 +34,12 @@ messages: ``$queue/<name>/<source topic>``; dead letters ``$dlq/<name>/<key>``),
 with user properties ``message-id``, ``group-id``, ``queue``, ``offset``,
 ``delivery-count`` and, where they apply, ``x-source-topic``, ``x-stream-*`` and the
 ``_dlq_*`` details (5.0). A consumer's credit is the client's receive window. The
-PUBACK (QoS 1) or PUBCOMP (QoS 2) of a delivery acknowledges it; QoS 0
-subscriptions are auto-acknowledged as they are handed over (at most once).
+PUBACK (QoS 1) or PUBCOMP (QoS 2) of a delivery acknowledges it (those of one
+received chunk together, with ``QueueManager.ack_many``, at the end of the chunk or
+before anything else here touches the queues); QoS 0 subscriptions are
+auto-acknowledged as they are handed over (at most once). A plain classic delivery
+to a 5.0 client is encoded here, with the ``group-id``/``queue`` user-property
+bytes cached per subscriber.
 
 Lifetimes: a lost connection cancels its consumers (the queue manager gives their
 pending messages to the group's other consumers) and drops the undelivered queue
@@ -223,12 +228,16 @@ class QueueSubscriber:
             or message.payload_format is not None
         ):
             return  # the outbound writer encodes it (remaining expiry, other properties)
-        fixed = self.fixed
-        if fixed is None or fixed[0] != group or fixed[1] != queue:
-            fixed = self.fixed = (group, queue, _pair("group-id", group) + _pair("queue", queue))
-        parts = [_pair(k, v) for k, v in own] if own else []
-        parts += (_MID_KEY, _field(mid), fixed[2], _OFFSET_KEY, _field(offset))
-        parts += (_COUNT_KEY, _field(count))
+        try:
+            fixed = self.fixed
+            if fixed is None or fixed[0] != group or fixed[1] != queue:
+                pairs = _pair("group-id", group) + _pair("queue", queue)
+                fixed = self.fixed = (group, queue, pairs)
+            parts = [_pair(k, v) for k, v in own] if own else []
+            parts += (_MID_KEY, _field(mid), fixed[2], _OFFSET_KEY, _digits(offset))
+            parts += (_COUNT_KEY, _digits(count))
+        except ValueError:
+            return  # a field too long or not encodable: the generic encoder says so
         tmpl = _v5_template(message.topic, message.payload, qos, b"".join(parts))
         if tmpl is not None:
             message.encoded = {(5, qos, False, (), None, None, False): tmpl}
@@ -240,6 +249,9 @@ _MID_KEY = b"\x26\x00\x0amessage-id"
 _OFFSET_KEY = b"\x26\x00\x06offset"
 _COUNT_KEY = b"\x26\x00\x0edelivery-count"
 _new = object.__new__
+# delivery topic -> its encoded field (2-byte length + UTF-8), bounded
+_TOPIC_FIELDS: dict[str, bytes] = {}
+_TOPIC_FIELDS_MAX = 4096
 
 
 def _field(text: str) -> bytes:
@@ -248,6 +260,26 @@ def _field(text: str) -> bytes:
     if len(raw) > 0xFFFF:
         raise ValueError("string longer than 65,535 bytes")
     return len(raw).to_bytes(2, "big") + raw
+
+
+def _digits(text: str) -> bytes:
+    """:func:`_field` of a decimal number (ASCII, short)."""
+    return bytes((0, len(text))) + text.encode("ascii")
+
+
+def _topic_field(topic: str) -> bytes:
+    """:func:`_field` of a delivery topic, cached (bounded): few topics repeat."""
+    field = _TOPIC_FIELDS.get(topic)
+    if field is None:
+        field = _field(topic)
+        if len(_TOPIC_FIELDS) >= _TOPIC_FIELDS_MAX:
+            _TOPIC_FIELDS.clear()
+        _TOPIC_FIELDS[topic] = field
+    return field
+
+
+def _varint(n: int) -> bytes:
+    return bytes((n,)) if n < 0x80 else encode_varint(n)
 
 
 def _pair(key: str, value: str) -> bytes:
@@ -260,14 +292,14 @@ def _v5_template(topic: str, payload: bytes, qos: int, props: bytes) -> PublishT
     block ``props``: the bytes ``PublishTemplate`` builds from the same
     properties. None when a field is too long (the generic encoder reports it)."""
     try:
-        topic_field = _field(topic)
-        props_field = encode_varint(len(props)) + props
+        topic_field = _topic_field(topic)
+        props_field = _varint(len(props)) + props
     except (ValueError, MQTTEncodeError):
         return None
     size = len(topic_field) + (2 if qos else 0) + len(props_field) + len(payload)
     if size > MAX_VARINT:
         return None
-    head = bytes((0x30 | (qos << 1),)) + encode_varint(size) + topic_field
+    head = bytes((0x30 | (qos << 1),)) + _varint(size) + topic_field
     tmpl = _new(PublishTemplate)
     tmpl.data = b"".join((head, b"\x00\x00" if qos else b"", props_field, payload))
     tmpl.offset = len(head)
