@@ -41,13 +41,14 @@ class DeferredAck:
     """A PUBACK (QoS 1) or PUBREC (QoS 2) reserved by :meth:`AckWriter.defer_ack`
     and answered by :meth:`AckWriter.resolve_ack`."""
 
-    __slots__ = ("data", "done", "pid", "qos")
+    __slots__ = ("data", "done", "fut", "pid", "qos")
 
     def __init__(self, qos: int, pid: int) -> None:
         self.qos = qos
         self.pid = pid
         self.data = b""
         self.done = False
+        self.fut: Any = None  # what the answer waits for (the caller's, if it says)
 
 
 class AckWriter:
@@ -98,9 +99,18 @@ class AckWriter:
         ``receive``. After the connection closed nothing is written."""
         if ack.done:
             return
-        conn = cast("Connection", self)
+        self.answer_ack(ack, code, text)
+        self.write_due_acks()
+
+    def answer_ack(self, ack: DeferredAck, code: int = 0, text: str = "") -> None:
+        """Encode the answer of a deferred ack without writing anything: several
+        answered together go out with one :meth:`write_due_acks`."""
         ack.done = True
         ack.data = self._encode_ack(Puback if ack.qos == 1 else Pubrec, ack.pid, code, text)
+
+    def write_due_acks(self) -> None:
+        """Write every answered ack now due in order, and wake the adapter."""
+        conn = cast("Connection", self)
         acks = conn.queue_acks
         wrote = False
         while acks and acks[0].done:

@@ -274,6 +274,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self._process()
             if self.phase is not Phase.CLOSED:
                 self._decode_error(exc)
+            self._settle_queue_acks()
             return
         if packets:
             if self.backlog:
@@ -281,6 +282,13 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._process()
             else:
                 self._run(packets)
+            self._settle_queue_acks()
+
+    def _settle_queue_acks(self) -> None:
+        """The chunk's PUBACKs / PUBCOMPs of queue deliveries, settled together."""
+        face = self.registry.queue_face
+        if face.acks:
+            face.flush_acks()
 
     def _run(self, packets: list[Any]) -> None:
         """:meth:`_process` for a chunk when nothing is pending (the usual case):
@@ -451,6 +459,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             if self._finish_connect() is SUSPEND:
                 return
         self._process()
+        self._settle_queue_acks()
 
     # -- errors and closing ------------------------------------------------------------
 

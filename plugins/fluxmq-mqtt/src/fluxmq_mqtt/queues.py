@@ -6,7 +6,8 @@ Topics (the Go FluxMQ's conventions, DESIGN.md section 9):
   core's publish path (``BrokerContext.publish_queued``, the same for every
   protocol), which creates an undeclared queue as ``[queue_manager] auto_create``
   says. The PUBACK / PUBREC is reserved with ``Connection.defer_ack`` and goes out
-  only once the append future resolved (durable under the queue's ``durability``);
+  only once the append future resolved (durable under the queue's ``durability``;
+  one callback per connection answers every append a group commit made durable);
   5.0 clients get 0x97 when the queue is full, 0x90 (Topic Name invalid) for an
   invalid or unknown queue (``auto_create = "none"``, a missing ``$dlq/``) and 0x80
   when the message is too large or the append failed; 3.x clients are acknowledged
@@ -33,8 +34,12 @@ messages: ``$queue/<name>/<source topic>``; dead letters ``$dlq/<name>/<key>``),
 with user properties ``message-id``, ``group-id``, ``queue``, ``offset``,
 ``delivery-count`` and, where they apply, ``x-source-topic``, ``x-stream-*`` and the
 ``_dlq_*`` details (5.0). A consumer's credit is the client's receive window. The
-PUBACK (QoS 1) or PUBCOMP (QoS 2) of a delivery acknowledges it; QoS 0
-subscriptions are auto-acknowledged as they are handed over (at most once).
+PUBACK (QoS 1) or PUBCOMP (QoS 2) of a delivery acknowledges it (those of one
+received chunk together, with ``QueueManager.ack_many``, at the end of the chunk or
+before anything else here touches the queues); QoS 0 subscriptions are
+auto-acknowledged as they are handed over (at most once). A plain classic delivery
+to a 5.0 client is encoded here, with the ``group-id``/``queue`` user-property
+bytes cached per subscriber.
 
 Lifetimes: a lost connection cancels its consumers (the queue manager gives their
 pending messages to the group's other consumers) and drops the undelivered queue
@@ -72,7 +77,8 @@ from fluxmq_core.queues import (
     split_queue_topic,
 )
 from fluxmq_core.router import Delivery
-from fluxmq_mqtt.codec import MQTT_5
+from fluxmq_mqtt.codec import MQTT_5, MQTTEncodeError, PublishTemplate
+from fluxmq_mqtt.codec.primitives import MAX_VARINT, encode_varint
 from fluxmq_mqtt.session import PROTOCOL, options_to_record
 
 if TYPE_CHECKING:
@@ -80,7 +86,7 @@ if TYPE_CHECKING:
     from fluxmq_core.queues import Consumer
     from fluxmq_core.router import SubscriptionOptions
     from fluxmq_mqtt.codec import Properties as PropertiesT
-    from fluxmq_mqtt.connection import Connection, DeferredAck
+    from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.registry import SessionRegistry
     from fluxmq_mqtt.session import Session
 
@@ -135,7 +141,17 @@ class QueueSpec:
 class QueueSubscriber:
     """The queue manager's subscriber for one queue subscription of a session."""
 
-    __slots__ = ("client_id", "face", "handle", "pending", "protocol", "session", "spec")
+    __slots__ = (
+        "client_id",
+        "delivery",
+        "face",
+        "fixed",
+        "handle",
+        "pending",
+        "protocol",
+        "session",
+        "spec",
+    )
 
     def __init__(self, face: QueueFace, session: Session, spec: QueueSpec) -> None:
         self.face = face
@@ -144,6 +160,9 @@ class QueueSubscriber:
         self.client_id = session.client_id
         self.protocol = PROTOCOL
         self.handle: Consumer | None = None
+        self.delivery: Delivery | None = None  # the same for every delivery
+        # (group-id, queue, their encoded user properties) of the last delivery
+        self.fixed: tuple[str, str, bytes] | None = None
         # offset -> delivery count of deliveries a PUBACK/PUBCOMP may settle: a late
         # PUBACK of an earlier delivery of the same offset settles nothing.
         self.pending: dict[int, int] = {}
@@ -160,9 +179,12 @@ class QueueSubscriber:
         message.topic = delivery_topic(spec.queue, message.topic, props)
         session = self.session
         if session.version == MQTT_5:
-            extra = [(k, str(props[k])) for k in DELIVERY_KEYS if k in props]
-            extra += [(k, str(v)) for k, v in props.items() if k.startswith("_dlq_")]
-            message.user_properties = list(message.user_properties or ()) + extra
+            if len(props) == _PLAIN_KEYS:  # the five delivery keys and MARK only
+                self._plain_v5(message, props, qos)
+            else:
+                extra = [(k, str(props[k])) for k in DELIVERY_KEYS if k in props]
+                extra += [(k, str(v)) for k, v in props.items() if k.startswith("_dlq_")]
+                message.user_properties = list(message.user_properties or ()) + extra
         if qos:
             pending = self.pending
             if (
@@ -173,7 +195,116 @@ class QueueSubscriber:
                 inflight = self.handle.inflight
                 self.pending = pending = {o: c for o, c in pending.items() if o in inflight}
             pending[props["offset"]] = props["delivery-count"]
-        session.deliver(message, Delivery(qos))
+        cached = self.delivery
+        if cached is None or cached.qos != qos:
+            cached = self.delivery = Delivery(qos)
+        session.deliver(message, cached)
+
+    def _plain_v5(self, message: Message, props: dict[str, Any], qos: int) -> None:
+        """The 5.0 user properties of a plain classic delivery (no stream, capture or
+        dead-letter keys), and, for a message without other 5.0 properties or an
+        expiry, its PUBLISH encoded here and cached under the key the outbound writer
+        looks up (``_template_v5``): the ``group-id`` and ``queue`` pairs are encoded
+        once per subscriber, no ``Properties`` is built."""
+        mid = props["message-id"]
+        group = props["group-id"]
+        queue = props["queue"]
+        offset = str(props["offset"])
+        count = str(props["delivery-count"])
+        own = message.user_properties
+        extra = [
+            ("message-id", mid),
+            ("group-id", group),
+            ("queue", queue),
+            ("offset", offset),
+            ("delivery-count", count),
+        ]
+        message.user_properties = list(own) + extra if own else extra
+        if (
+            message.expires_at is not None
+            or message.content_type is not None
+            or message.response_topic is not None
+            or message.correlation_data is not None
+            or message.payload_format is not None
+        ):
+            return  # the outbound writer encodes it (remaining expiry, other properties)
+        try:
+            fixed = self.fixed
+            if fixed is None or fixed[0] != group or fixed[1] != queue:
+                pairs = _pair("group-id", group) + _pair("queue", queue)
+                fixed = self.fixed = (group, queue, pairs)
+            parts = [_pair(k, v) for k, v in own] if own else []
+            parts += (_MID_KEY, _field(mid), fixed[2], _OFFSET_KEY, _digits(offset))
+            parts += (_COUNT_KEY, _digits(count))
+        except ValueError:
+            return  # a field too long or not encodable: the generic encoder says so
+        tmpl = _v5_template(message.topic, message.payload, qos, b"".join(parts))
+        if tmpl is not None:
+            message.encoded = {(5, qos, False, (), None, None, False): tmpl}
+
+
+#: ``len(props)`` of a plain classic delivery: the five delivery keys and MARK.
+_PLAIN_KEYS = 6
+_MID_KEY = b"\x26\x00\x0amessage-id"
+_OFFSET_KEY = b"\x26\x00\x06offset"
+_COUNT_KEY = b"\x26\x00\x0edelivery-count"
+_new = object.__new__
+# delivery topic -> its encoded field (2-byte length + UTF-8), bounded
+_TOPIC_FIELDS: dict[str, bytes] = {}
+_TOPIC_FIELDS_MAX = 4096
+
+
+def _field(text: str) -> bytes:
+    """A UTF-8 string field: 2-byte length and the bytes (at most 65,535)."""
+    raw = text.encode("utf-8")
+    if len(raw) > 0xFFFF:
+        raise ValueError("string longer than 65,535 bytes")
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _digits(text: str) -> bytes:
+    """:func:`_field` of a decimal number (ASCII, short)."""
+    return bytes((0, len(text))) + text.encode("ascii")
+
+
+def _topic_field(topic: str) -> bytes:
+    """:func:`_field` of a delivery topic, cached (bounded): few topics repeat."""
+    field = _TOPIC_FIELDS.get(topic)
+    if field is None:
+        field = _field(topic)
+        if len(_TOPIC_FIELDS) >= _TOPIC_FIELDS_MAX:
+            _TOPIC_FIELDS.clear()
+        _TOPIC_FIELDS[topic] = field
+    return field
+
+
+def _varint(n: int) -> bytes:
+    return bytes((n,)) if n < 0x80 else encode_varint(n)
+
+
+def _pair(key: str, value: str) -> bytes:
+    """A User Property (0x26) with its key and value."""
+    return b"\x26" + _field(key) + _field(value)
+
+
+def _v5_template(topic: str, payload: bytes, qos: int, props: bytes) -> PublishTemplate | None:
+    """A 5.0 PUBLISH (not retained, no DUP) of ``topic`` with the encoded property
+    block ``props``: the bytes ``PublishTemplate`` builds from the same
+    properties. None when a field is too long (the generic encoder reports it)."""
+    try:
+        topic_field = _topic_field(topic)
+        props_field = _varint(len(props)) + props
+    except (ValueError, MQTTEncodeError):
+        return None
+    size = len(topic_field) + (2 if qos else 0) + len(props_field) + len(payload)
+    if size > MAX_VARINT:
+        return None
+    head = bytes((0x30 | (qos << 1),)) + _varint(size) + topic_field
+    tmpl = _new(PublishTemplate)
+    tmpl.data = b"".join((head, b"\x00\x00" if qos else b"", props_field, payload))
+    tmpl.offset = len(head)
+    tmpl.qos = qos
+    return tmpl
 
 
 def delivery_topic(queue: str, topic: str, props: dict[str, Any]) -> str:
@@ -197,6 +328,8 @@ class QueueFace:
         self.specs: dict[str, dict[str, QueueSpec]] = {}
         # session -> topic filter -> live consumer
         self.live: dict[Session, dict[str, QueueSubscriber]] = {}
+        # group -> message ids acknowledged by PUBACK / PUBCOMP, not settled yet
+        self.acks: dict[str, list[str]] = {}
 
     @property
     def manager(self) -> Any:
@@ -207,11 +340,15 @@ class QueueFace:
     def publish(self, conn: Connection, message: Message, qos: int, pid: int | None) -> None:
         """A PUBLISH to a ``$queue/`` or ``$dlq/`` topic: settle (control topics) or
         append through the core's publish path, then acknowledge."""
+        if self.acks:
+            self.flush_acks()
         session = conn.session
         assert session is not None  # a PUBLISH is handled only once connected
-        name, rest = split_queue_topic(message.topic)
-        levels = rest.split("/") if rest else []
-        verb = levels[-1] if levels else ""
+        topic = message.topic
+        verb = ""
+        if topic[topic.rfind("/") + 1 :] in CONTROL_VERBS:  # else not a control topic
+            name, rest = split_queue_topic(topic)
+            verb = rest.rpartition("/")[2]
         if verb in CONTROL_VERBS:
             code, text = self._control(conn, name, verb, message)
             if qos == 2 and pid is not None and code < 0x80:
@@ -230,18 +367,13 @@ class QueueFace:
             return
         if qos == 2:
             session.hold_inbound(pid, None)
+        # The head of a non-empty ``queue_acks`` is unanswered and has the callback
+        # (``_appended``): one per connection, not one per message.
+        armed = bool(conn.queue_acks)
         ack = conn.defer_ack(qos, pid)
-        fut.add_done_callback(lambda f: self._appended(conn, ack, f))
-
-    @staticmethod
-    def _appended(conn: Connection, ack: DeferredAck, fut: Any) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            if conn.version < MQTT_5:
-                # No negative ack in 3.x: closing makes the client send it again.
-                conn.close("queue append failed: the message was not acknowledged", will=True)
-            conn.resolve_ack(ack, 0x80, "queue append failed")
-            return
-        conn.resolve_ack(ack)
+        ack.fut = fut
+        if not armed:
+            fut.add_done_callback(lambda f: _appended(conn))
 
     # -- control topics ------------------------------------------------------------------
 
@@ -324,8 +456,10 @@ class QueueFace:
         props = message.properties
         if not props or not props.get(MARK):
             return
+        mid = props.get("message-id")
         try:
-            queue, offset = parse_message_id(props.get("message-id"))
+            queue, offset = parse_message_id(mid)
+            assert isinstance(mid, str)  # parse_message_id takes strings only
         except QueueError:
             return
         sub = self._subscriber(conn.session, queue, str(props.get("group-id")))
@@ -336,10 +470,28 @@ class QueueFace:
         del sub.pending[offset]
         if offset not in sub.handle.inflight:
             return  # settled otherwise meanwhile (a control topic, a timeout)
-        try:
-            self.manager.ack(queue, sub.handle.group, offset)
-        except QueueError:
-            pass
+        # Settled with the chunk's other PUBACKs by ``flush_acks`` (end of the chunk).
+        group = sub.handle.group
+        batch = self.acks.get(group)
+        if batch is None:
+            self.acks[group] = [mid]
+        else:
+            batch.append(mid)
+
+    def flush_acks(self) -> None:
+        """Settle the PUBACKs / PUBCOMPs gathered by :meth:`settled` (one chunk's),
+        with one ``ack_many`` per group: one committed-offset update and dispatcher
+        wake per queue for the batch. Called at the end of ``Connection.receive``
+        and before anything else here looks at queue state."""
+        acks = self.acks
+        if not acks:
+            return
+        self.acks = {}
+        manager = self.manager
+        if manager is None:
+            return
+        for group, mids in acks.items():
+            manager.ack_many(group, mids)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
 
@@ -351,6 +503,8 @@ class QueueFace:
         props: PropertiesT | None,
     ) -> int:
         """Join the group of ``topic_filter``; the SUBACK code (granted QoS or an error)."""
+        if self.acks:
+            self.flush_acks()
         session = conn.session
         assert session is not None
         name, pattern = split_queue_topic(topic_filter)
@@ -415,6 +569,8 @@ class QueueFace:
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
         """UNSUBSCRIBE of a queue filter: leave the group; False when not subscribed."""
+        if self.acks:
+            self.flush_acks()
         spec = self.specs.get(session.client_id, {}).pop(topic_filter, None)
         sub = self.live.get(session, {}).pop(topic_filter, None)
         if sub is not None:
@@ -442,6 +598,8 @@ class QueueFace:
 
     def attached(self, conn: Connection, session: Session) -> None:
         """A connection took the session (after CONNACK): (re-)join its groups."""
+        if self.acks:
+            self.flush_acks()
         live = self.live.get(session)
         if live:  # a takeover that continues the session: same consumers, new window
             for sub in live.values():
@@ -458,6 +616,8 @@ class QueueFace:
         """The session's connection is gone: cancel its consumers (their pending
         messages go to the group's other consumers) and forget the queue messages
         the session still holds for it, which the group delivers again."""
+        if self.acks:
+            self.flush_acks()
         live = self.live.pop(session, None)
         if not live:
             return
@@ -480,6 +640,32 @@ class QueueFace:
         self.detached(session)
         if self.registry.sessions.get(session.client_id) in (None, session):
             self.specs.pop(session.client_id, None)
+
+
+def _appended(conn: Connection) -> None:
+    """The append future of the first unanswered ack of ``conn`` is done: answer it
+    and every later one whose append is done too (a group commit makes many durable
+    at once), write what is due in one go, and wait on the next unanswered one."""
+    acks = conn.queue_acks
+    if not acks:
+        return
+    for ack in acks:
+        fut = ack.fut
+        if ack.done or fut is None or not fut.done():
+            continue
+        ack.fut = None
+        if fut.cancelled() or fut.exception() is not None:
+            if conn.version < MQTT_5:
+                # No negative ack in 3.x: closing makes the client send it again.
+                conn.close("queue append failed: the message was not acknowledged", will=True)
+            conn.answer_ack(ack, 0x80, "queue append failed")
+        else:
+            conn.answer_ack(ack)
+    conn.write_due_acks()
+    if acks:
+        head = acks[0].fut
+        if head is not None:
+            head.add_done_callback(lambda f: _appended(conn))
 
 
 def _is_delivery(message: Message) -> bool:
