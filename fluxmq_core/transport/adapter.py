@@ -187,6 +187,7 @@ class AdapterProtocol(asyncio.Protocol):
         "_lingering",
         "_linger_timer",
         "_failed",
+        "counter",
     )
 
     #: wait type -> ``async def handler(self, wait)``; the handler answers the connection.
@@ -209,6 +210,9 @@ class AdapterProtocol(asyncio.Protocol):
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
         self._failed = False
+        # The listener's open-connection count, when it keeps one (counted here
+        # rather than through a wrapper protocol: one object less per connection).
+        self.counter: Any = None
 
     # -- hooks for subclasses -------------------------------------------------------------
 
@@ -244,6 +248,8 @@ class AdapterProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.counter is not None:
+            self.counter.open += 1
         self.transport = cast("asyncio.Transport", transport)  # a stream server's transport
         self.server.protocols.add(self)
         conn = self.conn = self.make_connection(transport)
@@ -265,6 +271,8 @@ class AdapterProtocol(asyncio.Protocol):
         return None  # the peer is done: close (MQTT and AMQP have no half-open state)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counter is not None:
+            self.counter.open -= 1
         self.server.protocols.discard(self)
         self.transport = None
         if self._linger_timer is not None:

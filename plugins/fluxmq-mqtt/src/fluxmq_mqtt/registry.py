@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
     from fluxmq_core.stats import Stats
     from fluxmq_mqtt.codec import Connect
+    from fluxmq_mqtt.codec.decoder import Decoder
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
 
@@ -169,6 +170,9 @@ class SessionRegistry:
         # in sans-IO use, where deliveries to congested clients only drop or queue.
         self.flow: Any = None
         self.connections: set[Connection] = set()  # connections past CONNACK
+        # One decoder per MQTT version shared by the connections past CONNECT between
+        # packets (``Connection.receive``): an idle connection holds no decoder.
+        self.idle_decoders: dict[int, Decoder] = {}
         self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
         # [mqtt] connection_rate: one token bucket per remote IP address.
         self.connect_limiter = (
