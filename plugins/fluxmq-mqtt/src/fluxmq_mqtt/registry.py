@@ -582,7 +582,7 @@ class SessionRegistry:
         for topic_filter, raw in subscriptions.items():
             options = options_from_record(raw)
             if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
-                session.subscriptions[topic_filter] = options
+                session.add_subscription(topic_filter, options)
                 self.queue_face.restored(session, topic_filter, options, raw)
                 continue
             try:
@@ -593,7 +593,7 @@ class SessionRegistry:
                     "dropping invalid subscription %r of %r", topic_filter, session.client_id
                 )
                 continue
-            session.subscriptions[topic_filter] = options
+            session.add_subscription(topic_filter, options)
 
     # -- start-up and shutdown -----------------------------------------------------------
 
