@@ -309,6 +309,37 @@ class Decoder:
         """The error that failed this decoder, if any."""
         return self._error
 
+    @property
+    def connect_seen(self) -> bool:
+        """Whether a CONNECT has been decoded (a server-role decoder refuses a second)."""
+        return self._connect_seen
+
+    def drained(self) -> bool:
+        """Nothing buffered and no error: the decoder holds no state of the stream
+        beyond its version. Drops its reference to the last chunk."""
+        if self._error is not None or self._parts or self._pos != len(self._buf):
+            return False
+        self._buf = b""
+        self._pos = 0
+        self._need = 0
+        return True
+
+    def detach(self) -> Decoder:
+        """A new decoder with this one's whole state (buffered bytes, error, version);
+        this one keeps its version and settings and is left empty. Lets one decoder
+        serve many connections between packets, each taking a decoder of its own
+        only while a packet spans chunks."""
+        new = Decoder.__new__(Decoder)
+        for name in Decoder.__slots__:
+            setattr(new, name, getattr(self, name))
+        self._buf = b""
+        self._pos = 0
+        self._parts = ()
+        self._parts_len = 0
+        self._need = 0
+        self._error = None
+        return new
+
     # ------------------------------------------------------------------ input
 
     def _append(self, data: bytes | bytearray | memoryview) -> None:

@@ -164,6 +164,11 @@ class AdapterServer:
                 transport.close()
 
 
+#: ``AdapterProtocol._flags`` bits: ``connection_ended`` ran; a failure was handled.
+_ENDED = 1
+_FAILED = 2
+
+
 class AdapterProtocol(asyncio.Protocol):
     """One network connection on the event loop; see the module docstring.
 
@@ -183,10 +188,10 @@ class AdapterProtocol(asyncio.Protocol):
         "_loop",
         "_task",
         "_gate",
-        "_ended",
         "_lingering",
         "_linger_timer",
-        "_failed",
+        "_flags",
+        "counter",
     )
 
     #: wait type -> ``async def handler(self, wait)``; the handler answers the connection.
@@ -205,10 +210,12 @@ class AdapterProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
         self._gate: asyncio.Task[None] | None = None
-        self._ended = False
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
-        self._failed = False
+        self._flags = 0  # _ENDED | _FAILED (one slot for two rarely set bools)
+        # The listener's open-connection count, when it keeps one (counted here
+        # rather than through a wrapper protocol: one object less per connection).
+        self.counter: Any = None
 
     # -- hooks for subclasses -------------------------------------------------------------
 
@@ -244,6 +251,8 @@ class AdapterProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.counter is not None:
+            self.counter.open += 1
         self.transport = cast("asyncio.Transport", transport)  # a stream server's transport
         self.server.protocols.add(self)
         conn = self.conn = self.make_connection(transport)
@@ -265,6 +274,8 @@ class AdapterProtocol(asyncio.Protocol):
         return None  # the peer is done: close (MQTT and AMQP have no half-open state)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counter is not None:
+            self.counter.open -= 1
         self.server.protocols.discard(self)
         self.transport = None
         if self._linger_timer is not None:
@@ -408,12 +419,12 @@ class AdapterProtocol(asyncio.Protocol):
         ``except`` block): log it once and close this connection with the protocol's
         internal-error code; a second failure aborts the transport."""
         transport = self.transport
-        if self._failed:
+        if self._flags & _FAILED:
             if transport is not None:
                 transport.abort()
             self._end()
             return
-        self._failed = True
+        self._flags |= _FAILED
         logging.getLogger(self.log_name).exception(
             "internal error in %s handling of %r; closing it", where, self.conn
         )
@@ -452,6 +463,6 @@ class AdapterProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
+        if not self._flags & _ENDED:
+            self._flags |= _ENDED
             self.connection_ended()

@@ -26,6 +26,7 @@ import logging
 from typing import Any, cast
 
 from fluxmq_core.config import ConfigError, parse_address
+from fluxmq_core.transport.adapter import AdapterProtocol
 from fluxmq_core.transport.base import ListenerSpec, tls_settings
 
 log = logging.getLogger("fluxmq.transport")
@@ -134,6 +135,9 @@ class _Counted(asyncio.Protocol):
 
 
 def _counted(proto: asyncio.Protocol, counter: _Counter) -> asyncio.Protocol:
+    if isinstance(proto, AdapterProtocol) and proto.counter is None:
+        proto.counter = counter  # counts itself: no wrapper object per connection
+        return proto
     return _Counted(proto, counter)
 
 

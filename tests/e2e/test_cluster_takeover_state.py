@@ -82,7 +82,7 @@ def test_an_exported_session_is_imported_whole_on_another_node() -> None:
     old.sessions["c1"] = s
     opts = SubscriptionOptions(1, True, True, 1, 7)
     old.router.subscribe(s, "a/#", opts)
-    s.subscriptions["a/#"] = opts
+    s.add_subscription("a/#", opts)
     conn = _Conn()
     conn.will = Will(Message("w/c1", b"bye", 1, origin_client="c1"), delay=5)
     conn.session = s

@@ -704,3 +704,18 @@ def test_large_packet_in_many_chunks():
             assert decoder.buffered == fed
     assert got == [Publish("big", payload, qos=1, packet_id=3), Pingreq()]
     assert decoder.buffered == 0
+
+
+def test_detach_hands_a_split_packet_to_a_new_decoder():
+    from fluxmq_mqtt.codec import Pingreq, Publish
+
+    shared = Decoder(version=4, role="server")
+    data = encode(Pingreq(), 4) + encode(Publish("a/b", b"x" * 10), 4)
+    assert [type(p) for p in shared.packets(data[:5])] == [Pingreq]
+    assert not shared.drained()
+    own = shared.detach()
+    assert shared.drained() and shared.buffered == 0 and shared.version == 4
+    got = own.packets(data[5:])
+    assert [(p.topic, p.payload) for p in got] == [("a/b", b"x" * 10)]
+    assert own.drained()
+    assert shared.packets(encode(Pingreq(), 4)) == [Pingreq()]

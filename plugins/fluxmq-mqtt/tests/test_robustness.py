@@ -165,3 +165,40 @@ def test_many_malformed_connections_do_not_disturb_a_good_client(broker, raw, cl
         c.close()
         good.publish("alive", str(i), 1)
         assert good.get().payload == str(i).encode()
+
+
+def test_packets_split_across_chunks_on_interleaved_connections(broker, raw):
+    """Connected clients share one decoder per version between packets; a packet
+    cut between chunks is kept per connection, whatever the others send meanwhile."""
+    from fluxmq_mqtt.codec import Publish, Suback, Subscribe, SubscribeOptions
+
+    port = broker.port()
+
+    def client(cid, version):
+        c = raw(port, version)
+        c.send(encode(Connect(client_id=cid, protocol_level=version), version))
+        assert c.recv().reason_code == 0
+        return c
+
+    sub = client("split-sub", 5)
+    sub.send_packet(Subscribe(1, (("split/#", SubscribeOptions(qos=0)),), Properties()))
+    assert isinstance(sub.recv(), Suback)
+    pubs = [client("split-a", 5), client("split-b", 5), client("split-c", 4)]
+    packets = [
+        encode(Publish("split/a", b"a" * 300, properties=Properties()), 5),
+        encode(Publish("split/b", b"b" * 300, properties=Properties()), 5),
+        encode(Publish("split/c", b"c" * 300), 4),
+    ]
+    rounds = 3
+    for _ in range(rounds):
+        for cut in ((0, 7), (7, 150), (150, None)):
+            for c, data in zip(pubs, packets, strict=True):
+                c.send(data[cut[0] : cut[1]])
+        for c, version in zip(pubs, (5, 5, 4), strict=True):  # still in step: a round trip on each
+            c.send(encode(Pingreq(), version))
+            assert isinstance(c.recv(), Pingresp)
+    got = [sub.recv() for _ in range(3 * rounds)]
+    assert sorted((p.topic, bytes(p.payload)) for p in got) == sorted(
+        (t, t[-1].encode() * 300) for t in ("split/a", "split/b", "split/c") * rounds
+    )
+    still_serving(raw, port)

@@ -76,6 +76,10 @@ _PINGRESP = b"\xd0\x00"
 _T = TypeVar("_T")
 
 
+#: Keep-alive values seen (at most 65,536 ints, shared by the connections that use them).
+_KEEPALIVES: dict[int, int] = {}
+
+
 class _Rare:
     """The rarely set fields of one :class:`Connection` (see ``_RareField``)."""
 
@@ -92,6 +96,10 @@ class _Rare:
         "close_reason",
         "will_wanted",
         "claimed",
+        "problem_info",
+        "expiry",
+        "subscribe_bucket",
+        "sync_first",
     )
 
     def __init__(self) -> None:
@@ -102,7 +110,7 @@ class _Rare:
 class _RareField(Generic[_T]):
     """A Connection attribute kept in its ``_rare`` record: reads give ``default``
     while there is none, and writing the default creates none. An idle connection
-    holds eleven fewer slots (twelve fields out, the ``_rare`` link in: 88 bytes)."""
+    holds fifteen fewer slots (sixteen fields out, the ``_rare`` link in: 120 bytes)."""
 
     __slots__ = ("name", "default")
 
@@ -157,7 +165,6 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "username",
         "keepalive",
         "remote",
-        "problem_info",
         "send_window",
         "will",
         "closing",
@@ -166,11 +173,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "answers",
         "login_ok",
         "connect",
-        "expiry",
         "last_seen",
         "publish_bucket",
-        "subscribe_bucket",
-        "sync_first",
         "queue_acks",
         "_rare",
     )
@@ -189,6 +193,10 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     close_reason: _RareField[str] = _RareField("")
     will_wanted: _RareField[bool] = _RareField(True)
     claimed: _RareField[bool] = _RareField(False)
+    problem_info: _RareField[bool] = _RareField(True)
+    expiry: _RareField[int] = _RareField(0)
+    subscribe_bucket: _RareField[TokenBucket | None] = _RareField(None)
+    sync_first: _RareField[bool] = _RareField(False)
 
     def __init__(
         self, registry: SessionRegistry, remote: str = "?", tls_identity: str | None = None
@@ -198,7 +206,10 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.registry = registry
         self.cfg = cfg
         self._init_outbound(cfg.outbound_buffer)
-        self.decoder = Decoder(role="server", max_packet_size=cfg.max_packet_size)
+        # This connection's decoder until CONNECT is decoded; afterwards None between
+        # packets (the registry's shared decoder of the version decodes each chunk) and
+        # a decoder of its own only while a packet spans chunks.
+        self.decoder: Decoder | None = Decoder(role="server", max_packet_size=cfg.max_packet_size)
         # Acks waiting for the store's sync (durable stores): a bytearray once one
         # is held (an idle connection holds none).
         self.held: bytearray | None = None
@@ -241,7 +252,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.will_wanted = True
         self.last_seen = 0.0
         self.publish_bucket: TokenBucket | None = None  # [mqtt] or [rate_limit] publish_rate
-        self.subscribe_bucket: TokenBucket | None = None  # [rate_limit] subscribe_rate
+        self.subscribe_bucket = None  # [rate_limit] subscribe_rate
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
         self.claimed = False  # in a cluster: the session is claimed for this node
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
@@ -260,22 +271,30 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self.phase is Phase.AWAIT_CONNECT
                 and data
                 and data[0] != 0x10
-                and not self.decoder.buffered
+                and not (self.decoder is not None and self.decoder.buffered)
             ):
                 # Not MQTT (the first packet must be CONNECT): do not wait for a
                 # "remaining length" that garbage happened to announce.
                 self.registry.stats.protocol_errors += 1
                 self.close("first packet is not CONNECT", will=False)
                 return
+        decoder = self.decoder
+        if decoder is None:
+            decoder = self._idle_decoder()
         try:
-            packets = self.decoder.packets(data)
+            packets = decoder.packets(data)
         except MQTTProtocolError as exc:
+            if self.decoder is None:
+                self.decoder = decoder.detach()
             self._add_backlog(exc.packets)
             self._process()
             if self.phase is not Phase.CLOSED:
                 self._decode_error(exc)
             self._settle_queue_acks()
             return
+        if self.decoder is None:
+            if not decoder.drained():
+                self.decoder = decoder.detach()  # a packet spans chunks
         if packets:
             if self.backlog:
                 self.backlog.extend(packets)
@@ -283,12 +302,40 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             else:
                 self._run(packets)
             self._settle_queue_acks()
+        if self.decoder is not None and self.phase is Phase.CONNECTED:
+            self._park_decoder()
 
     def _settle_queue_acks(self) -> None:
         """The chunk's PUBACKs / PUBCOMPs of queue deliveries, settled together."""
         face = self.registry.queue_face
         if face.acks:
             face.flush_acks()
+
+    def _park_decoder(self) -> None:
+        """Past CONNECT with nothing buffered: drop this connection's decoder (the
+        registry's shared one of the version decodes the next chunk)."""
+        decoder = self.decoder
+        if (
+            decoder is not None
+            and decoder.connect_seen
+            and decoder.version == self.version
+            and decoder.drained()
+        ):
+            self.decoder = None
+
+    def _idle_decoder(self) -> Decoder:
+        """The registry's shared decoder of this connection's version (past CONNECT,
+        nothing buffered): holds no state between chunks, so connections take turns."""
+        shared = self.registry.idle_decoders
+        version = self.version
+        decoder = shared.get(version)
+        if decoder is None:
+            decoder = Decoder(
+                version=version, role="server", max_packet_size=self.cfg.max_packet_size
+            )
+            decoder._connect_seen = True
+            shared[version] = decoder
+        return decoder
 
     def _run(self, packets: list[Any]) -> None:
         """:meth:`_process` for a chunk when nothing is pending (the usual case):
@@ -467,7 +514,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         code = exc.reason_code
         if self.phase is Phase.AWAIT_CONNECT:
             self.registry.stats.protocol_errors += 1
-            version = self.decoder.version
+            version = self.decoder.version if self.decoder is not None else self.version
             if code == 0x84 or version is None:
                 if code == 0x84:
                     self.out += b"\x20\x02\x00\x01"  # 3.1.1 CONNACK: unacceptable version
@@ -600,7 +647,9 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._refuse(0x85, f"keep alive must be 1..{cfg.max_keepalive}")
                 return None
             keepalive = self.server_keep_alive = cfg.max_keepalive
-        self.keepalive = keepalive
+        # One int object per keep-alive value for every connection (values above
+        # 256 are not cached by Python: 32 bytes on each idle connection otherwise).
+        self.keepalive = _KEEPALIVES.setdefault(keepalive, keepalive)
         if p.will_topic is not None:
             if p.will_qos > cfg.max_qos:
                 self._refuse(0x9B, "will QoS not supported")
@@ -717,6 +766,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         session.resend(self)
         registry.queue_face.attached(self, session)
         self.connect = None  # not needed after CONNACK: an idle connection keeps less
+        self._park_decoder()
         return None
 
     # -- authorization -------------------------------------------------------------------

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from fluxmq_core.context import BrokerContext
     from fluxmq_core.stats import Stats
     from fluxmq_mqtt.codec import Connect
+    from fluxmq_mqtt.codec.decoder import Decoder
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
 
@@ -169,6 +170,9 @@ class SessionRegistry:
         # in sans-IO use, where deliveries to congested clients only drop or queue.
         self.flow: Any = None
         self.connections: set[Connection] = set()  # connections past CONNACK
+        # One decoder per MQTT version shared by the connections past CONNECT between
+        # packets (``Connection.receive``): an idle connection holds no decoder.
+        self.idle_decoders: dict[int, Decoder] = {}
         self._will_timers: dict[str, Any] = {}  # client id -> timer of a delayed will
         # [mqtt] connection_rate: one token bucket per remote IP address.
         self.connect_limiter = (
@@ -578,7 +582,7 @@ class SessionRegistry:
         for topic_filter, raw in subscriptions.items():
             options = options_from_record(raw)
             if is_queue_topic(topic_filter):  # re-joined at reconnect, not routed
-                session.subscriptions[topic_filter] = options
+                session.add_subscription(topic_filter, options)
                 self.queue_face.restored(session, topic_filter, options, raw)
                 continue
             try:
@@ -589,7 +593,7 @@ class SessionRegistry:
                     "dropping invalid subscription %r of %r", topic_filter, session.client_id
                 )
                 continue
-            session.subscriptions[topic_filter] = options
+            session.add_subscription(topic_filter, options)
 
     # -- start-up and shutdown -----------------------------------------------------------
 

@@ -76,10 +76,11 @@ class KeepAliveWheel:
 
     RESOLUTION = 0.1
 
-    __slots__ = ("_buckets", "_ticks", "_timer", "_due")
+    __slots__ = ("_buckets", "_keys", "_ticks", "_timer", "_due")
 
     def __init__(self) -> None:
         self._buckets: dict[int, dict[MQTTProtocol, None]] = {}
+        self._keys: dict[int, int] = {}  # tick -> the int object the bucket's tick is
         self._ticks: list[int] = []  # heap of the ticks in _buckets
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0  # the tick the timer is armed for
@@ -94,7 +95,12 @@ class KeepAliveWheel:
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = {}
+            self._keys[tick] = tick
             heapq.heappush(self._ticks, tick)
+        else:
+            # The bucket's own int: the connection keeps it, and one int per tick
+            # is 32 bytes less on every idle connection than one each.
+            tick = self._keys[tick]
         bucket[proto] = None
         if self._timer is None or tick < self._due:
             self._arm(proto._loop, tick)
@@ -120,7 +126,9 @@ class KeepAliveWheel:
         buckets = self._buckets
         due = []
         while ticks and ticks[0] <= now_tick:
-            bucket = buckets.pop(heapq.heappop(ticks), None)
+            tick = heapq.heappop(ticks)
+            self._keys.pop(tick, None)
+            bucket = buckets.pop(tick, None)
             if bucket:
                 due.append(bucket)
         try:
@@ -141,6 +149,7 @@ class KeepAliveWheel:
             self._timer.cancel()
             self._timer = None
         self._buckets.clear()
+        self._keys.clear()
         self._ticks.clear()
 
 

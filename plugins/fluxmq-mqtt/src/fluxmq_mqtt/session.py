@@ -118,9 +118,11 @@ class Session:
     """One client id's session. ``registry`` supplies ``cfg``, ``store``, ``stats``,
     ``events`` and ``clock``; the registry attaches and detaches connections."""
 
+    #: The same for every MQTT session: a class attribute, not a slot of each.
+    protocol: str = PROTOCOL
+
     __slots__ = (
         "client_id",
-        "protocol",
         "version",
         "username",
         "expiry",
@@ -143,14 +145,14 @@ class Session:
         self, registry: Any, client_id: str, version: int, expiry: int = 0, persistent: bool = False
     ) -> None:
         self.client_id = client_id
-        self.protocol = PROTOCOL
         self.version = version
         self.username: str | None = None
         self.expiry = expiry
         self.persistent = persistent
-        self.subscriptions: dict[str, SubscriptionOptions] = {}
-        # Both are the shared read-only EMPTY until their first entry (idle sessions
-        # hold no dicts of their own); ``_add_inflight``/``hold_inbound`` make them.
+        # These three are the shared read-only EMPTY until their first entry (idle
+        # sessions hold no dicts of their own): ``add_subscription``,
+        # ``_add_inflight`` and ``hold_inbound`` make them.
+        self.subscriptions: dict[str, SubscriptionOptions] = EMPTY
         self.inflight: dict[int, Outbound] = EMPTY
         # Inbound QoS 2: packet id -> message held until PUBREL (None: nothing to
         # publish, e.g. the publish was refused by the ACL).
@@ -256,8 +258,16 @@ class Session:
                 QoSState(int(record["state"])),
             )
 
+    def add_subscription(self, topic_filter: str, options: SubscriptionOptions) -> None:
+        """Record a subscription in ``subscriptions`` only (nothing stored, routed
+        or replicated)."""
+        subs = self.subscriptions
+        if subs is EMPTY:
+            subs = self.subscriptions = {}
+        subs[topic_filter] = options
+
     def set_subscription(self, topic_filter: str, options: SubscriptionOptions) -> None:
-        self.subscriptions[topic_filter] = options
+        self.add_subscription(topic_filter, options)
         if self.persistent:
             self.registry.store.save_subscription(
                 self.client_id, topic_filter, options_to_record(options)
