@@ -246,6 +246,25 @@ def test_claims_are_refused_while_etcd_is_unreachable(etcd: EtcdServer) -> None:
         a.close()
 
 
+def test_a_claim_made_while_etcd_is_away_waits_for_the_resync(etcd: EtcdServer) -> None:
+    """A client connecting while the node's etcd session is being re-established
+    is not refused at once: the claim waits (up to ``etcd_timeout``) and succeeds
+    once the node is registered again."""
+    a = node(etcd, "a", etcd_timeout=30.0)
+    try:
+        ca = a.context.cluster
+        etcd.kill()
+        until(lambda: not a.call_soon(lambda: ca.ready), "a not ready")
+        assert a.loop is not None
+        pending = asyncio.run_coroutine_threadsafe(ca.acquire_session("c5"), a.loop)
+        etcd.restart()
+        claim = pending.result(timeout=40)
+        assert claim.node_id == "a"
+        assert a.call_soon(lambda: ca.ready and ca.claim_valid(claim))
+    finally:
+        a.close()
+
+
 def test_a_share_group_gets_each_message_once_across_nodes(etcd: EtcdServer) -> None:
     a, b, c = (node(etcd, n) for n in ("a", "b", "c"))
     try:

@@ -168,7 +168,6 @@ class EtcdCluster:
             ]
         else:
             self.endpoints = parse_endpoints(cfg.etcd_endpoints or ["http://127.0.0.1:2379"])
-        self.ready = False
         self.address = ""
         self.started = time.time()
         self.index = NodeIndex()
@@ -191,6 +190,10 @@ class EtcdCluster:
         self._supervisor: EtcdSupervisor | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        #: Set while :attr:`ready` (a claim waits on it); ``_retry_now`` cuts the
+        #: pause before the next attempt to reach etcd short when a claim waits.
+        self._ready = asyncio.Event()
+        self._retry_now = asyncio.Event()
         self._stopping = False
         self._listeners: dict[str, str] = {}
         self.resyncs = 0
@@ -242,6 +245,18 @@ class EtcdCluster:
         #: Queue claims not yet in etcd (name -> type, or None to give it up).
         self._queues_pending: dict[str, str | None] = {}
         self._cq: ClusterQueues | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Registered in etcd and following its watch: sessions can be claimed."""
+        return self._ready.is_set()
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        if value:
+            self._ready.set()
+        else:
+            self._ready.clear()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -398,7 +413,13 @@ class EtcdCluster:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("etcd session ended (%s); resyncing in %.1fs", self.last_error, pause)
                 await self._reset_client()
-                await asyncio.sleep(pause)
+                # A claim waiting for etcd (see :meth:`_claim`) cuts the pause short,
+                # but never below RETRY_MIN: clients connecting during an outage do
+                # not make the attempts any more frequent than that.
+                self._retry_now.clear()
+                await asyncio.sleep(RETRY_MIN)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry_now.wait(), pause - RETRY_MIN)
                 pause = min(RETRY_MAX, pause * 2)
                 continue
             pause = RETRY_MIN
@@ -1019,6 +1040,13 @@ class EtcdCluster:
         """:meth:`acquire_session`, also naming the node that owned the key before
         (``""``: nobody; None: this node, by a claim it still holds; this node's id:
         an earlier claim of this node id, lost or made before a restart)."""
+        if not self.ready and not self._stopping:
+            # The etcd session is being re-established (etcd was away, or this
+            # node's watch or keepalive failed): wait for it up to etcd_timeout
+            # rather than refuse a client a moment before the node could serve it.
+            self._retry_now.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), self.cfg.etcd_timeout)
         client = self._client
         if not self.ready or client is None or self._lease_id is None:
             raise ClusterError(
