@@ -211,6 +211,38 @@ def test_session_claims_are_compare_and_swap_with_a_fencing_epoch(
     assert fourth.epoch > third.epoch
 
 
+def test_a_claim_racing_the_old_owners_release_takes_the_session(
+    pair: tuple[BrokerThread, BrokerThread],
+) -> None:
+    """A client that disconnects from a and at once connects to b: a releases the
+    key between b's read and b's compare-and-swap. Nobody owns the session then, so
+    b claims it again instead of refusing the client as if another node had won."""
+    a, b = pair
+    ca: EtcdCluster = a.context.cluster
+    cb: EtcdCluster = b.context.cluster
+    first = a.call(ca.acquire_session("c6"))
+    client = b.call_soon(lambda: cb._client)
+    real_get = client.get
+    reads = []
+
+    async def get_then_release(key: bytes) -> Any:
+        value = await real_get(key)
+        reads.append(value)
+        if len(reads) == 1:
+            # a's loop runs in its own thread: the release lands before b's swap.
+            a.call(ca.release_session(first))
+        return value
+
+    client.get = get_then_release
+    try:
+        claim = b.call(cb.acquire_session("c6"))
+    finally:
+        del client.get
+    assert reads[0] is not None and bytes(reads[0].value) == b"a"
+    assert claim.node_id == "b" and claim.epoch > first.epoch
+    assert b.call_soon(cb.claim_valid, claim)
+
+
 def test_a_lost_lease_drops_every_claim(pair: tuple[BrokerThread, BrokerThread]) -> None:
 
     a, _b = pair

@@ -100,6 +100,9 @@ __all__ = ["EtcdCluster"]
 #: Seconds between attempts to reach etcd again after a failure (grows to the max).
 RETRY_MIN = 0.2
 RETRY_MAX = 3.0
+#: Compare-and-swap attempts of one session claim when the key is released between
+#: the read and the swap (a claimed key ends the attempts at once).
+CLAIM_ATTEMPTS = 3
 #: Target prefix of a message relayed to one session's new node after a takeover.
 SESSION_TARGET = "s:"
 #: Seconds an old owner keeps relaying what peers forward to it after it withdrew
@@ -1053,25 +1056,31 @@ class EtcdCluster:
                 f"cannot claim session {client_id!r}: etcd is unreachable ({self.last_error or 'not connected'})"
             )
         key = self._sessions_prefix + client_id.encode()
-        current = await client.get(key)
         tx = client.transactions
-        if current is None:
-            compare = [tx.create(key) == 0]
-        elif bytes(current.value).decode() == self.node_id and client_id in self._owned:
-            return SessionClaim(client_id, self.node_id, self._owned[client_id]), None
-        else:
-            compare = [tx.mod(key) == current.mod_revision]
-        # "": nobody owned it (never, released, or its node's lease expired).
-        previous: str | None = "" if current is None else bytes(current.value).decode()
-        ok, responses = await client.transaction(
-            compare=compare,
-            success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
-            failure=[],
-        )
-        if not ok:
-            raise ClusterError(
-                f"session {client_id!r} was claimed by another node at the same time; not taken"
+        for attempt in range(CLAIM_ATTEMPTS):
+            current = await client.get(key)
+            if current is None:
+                compare = [tx.create(key) == 0]
+            elif bytes(current.value).decode() == self.node_id and client_id in self._owned:
+                return SessionClaim(client_id, self.node_id, self._owned[client_id]), None
+            else:
+                compare = [tx.mod(key) == current.mod_revision]
+            # "": nobody owned it (never, released, or its node's lease expired).
+            previous: str | None = "" if current is None else bytes(current.value).decode()
+            ok, responses = await client.transaction(
+                compare=compare,
+                success=[tx.put(key, self.node_id.encode(), lease=self._lease_id)],
+                failure=[],
             )
+            if ok:
+                break
+            # The key changed between the read and the swap. Released meanwhile (the
+            # old owner's client disconnected just as it reconnected here): nobody
+            # owns it now, so claim it again. Another node's claim: that one won.
+            if attempt + 1 == CLAIM_ATTEMPTS or await client.get(key) is not None:
+                raise ClusterError(
+                    f"session {client_id!r} was claimed by another node at the same time; not taken"
+                )
         epoch = int(responses[0].response_put.header.revision)
         self._owned[client_id] = epoch
         # previous == our id: ours from an earlier claim (lost, then taken back, or
