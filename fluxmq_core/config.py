@@ -162,7 +162,11 @@ class ClusterConfig:
     etcd_ca_file: str = setting("", "CA bundle to verify etcd's TLS certificate (https endpoints).")
     etcd_cert_file: str = setting("", "Client certificate for etcd mutual TLS.")
     etcd_key_file: str = setting("", "Private key of etcd_cert_file.")
-    etcd_timeout: float = setting(5.0, "Seconds an etcd request may take before it fails.")
+    etcd_timeout: float = setting(
+        5.0,
+        "Seconds an etcd request may take before it fails; also how long a session "
+        "claim waits for the node to be back in etcd before the client is refused.",
+    )
     etcd_embedded: bool = setting(
         False, "Start and supervise a local etcd member (the etcd binary on PATH)."
     )
