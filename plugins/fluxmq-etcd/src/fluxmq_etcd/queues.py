@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -543,6 +543,25 @@ class ClusterQueues:
     def ack(self, queue: str, group: str, offset: int | None = None) -> bool:
         done = self._settle(pb.SETTLE_ACK, queue, group, offset)
         return self.manager.ack(queue, group, offset) if done is None else done
+
+    def ack_many(self, group: str, message_ids: Iterable[str]) -> int:
+        """``QueueManager.ack_many`` with the ids of queues owned by other nodes
+        settled on their owners (one by one, as :meth:`ack`) and the local ones
+        batched by the local manager."""
+        local: list[str] = []
+        n = 0
+        for mid in message_ids:
+            try:
+                queue, offset = parse_message_id(mid)
+            except QueueError:
+                continue
+            if self.owner_of(queue) is None:
+                local.append(mid)
+            elif self.ack(queue, group, offset):
+                n += 1
+        if local:
+            n += self.manager.ack_many(group, local)
+        return n
 
     def nack(
         self,
