@@ -484,14 +484,22 @@ def run_amqp(name: str, workdir: Path, params: dict) -> dict:
     try:
         broker.start()
         start_s = time.monotonic() - t
-        rates = amqp091.scenarios(broker.port, params["amqp_messages"], 100)
+        cpu: dict[str, float] = {}
+        pid = broker.proc.pid if getattr(broker, "proc", None) else None
+        rates = amqp091.scenarios(broker.port, params["amqp_messages"], 100, pid, cpu)
     except Exception as exc:
         log = work / f"{broker.name}.log"
         tail = log.read_text(errors="replace")[-300:].replace("\n", " | ") if log.exists() else ""
         raise RuntimeError(f"{exc} {tail}".strip()) from None
     finally:
         broker.stop()
-    return dict(rates, messages=params["amqp_messages"], body=100, start_s=round(start_s, 1))
+    return dict(
+        rates,
+        messages=params["amqp_messages"],
+        body=100,
+        start_s=round(start_s, 1),
+        cpu_us_per_msg=cpu,
+    )
 
 
 def run_queue(params: dict) -> dict:
