@@ -188,6 +188,7 @@ def _value(out: list[bytes], value: Any, path: str, depth: int) -> None:
         out.append(_U8.pack(_DICT))
         _struct(out, value, path, depth + 1)
     elif isinstance(value, bool | int | float | str | bytes):  # subclasses (IntEnum...)
+        base: type[Any]
         for base in (bool, int, float, str, bytes):
             if isinstance(value, base):
                 _value(out, base(value), path, depth)
@@ -218,7 +219,7 @@ def encode_message(message: Message, *, cache: bool = True) -> bytes:
     if cache and enc is not None:
         hit = enc.get(_CACHE_KEY)
         if hit is not None:
-            return hit  # type: ignore[no-any-return]
+            return hit
     m = message
     topic = m.topic
     tb = topic.encode() if type(topic) is str and topic.isascii() else _text(topic, "topic")

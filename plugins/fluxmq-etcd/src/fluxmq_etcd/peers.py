@@ -469,14 +469,18 @@ class Peers:
         self.port = port
         if link is not None:
             try:
-                await self._start_link(link)
+                await self.start_link(link)
             except BaseException:
                 self._server = None
                 await server.stop(None)
                 raise
         return port
 
-    async def _start_link(self, address: str) -> None:
+    async def start_link(self, address: str) -> None:
+        """Serve forwarded batches of same-host peers at ``address`` (a socket path,
+        replaced if a stale socket is there, or ``@name``); OSError when it cannot."""
+        if self._link_server is not None:
+            raise RuntimeError("the same-host link is already served")
         if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "SO_PEERCRED"):
             raise OSError("cluster link: Unix sockets with peer credentials need Linux")
         name = _socket_name(address)
