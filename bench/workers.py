@@ -70,17 +70,19 @@ def worker_pids(proc: BrokerProcess, workers: int) -> list[int]:
     return [int(w["pid"]) for w in state["workers"]]
 
 
-def forwarded(http: tuple[str, int], workers: int) -> int:
-    """Messages forwarded between workers so far, summed over every worker's view."""
+def forwarded(http: tuple[str, int], workers: int) -> tuple[int, int]:
+    """Messages forwarded between workers so far, and how many of them over the
+    same-host link, summed over every worker's view."""
     if workers == 1:
-        return 0
-    seen: dict[str, int] = {}
+        return 0, 0
+    seen: dict[str, tuple[int, int]] = {}
     for _ in range(50):
         with urllib.request.urlopen(f"http://{http[0]}:{http[1]}/api/v1/cluster", timeout=5) as r:
             status = json.loads(r.read())
-        seen[status["node_id"]] = int(status["peers"]["forwarded"])
+        peers = status["peers"]
+        seen[status["node_id"]] = (int(peers["forwarded"]), int(peers.get("link_forwarded", 0)))
         if len(seen) == workers:
-            return sum(seen.values())
+            return sum(f for f, _l in seen.values()), sum(n for _f, n in seen.values())
     raise RuntimeError(f"saw only workers {sorted(seen)} through the shared HTTP port")
 
 
@@ -195,13 +197,14 @@ def main() -> int:
             try:
                 pids = worker_pids(proc, workers)
                 for scenario in scenarios:
-                    fwd0 = forwarded(bound["http.bind"], workers)
+                    fwd0, link0 = forwarded(bound["http.bind"], workers)
                     cpu0 = cpu_seconds(pids)
                     rate, delivered = flow(
                         bound["mqtt.tcp"][1], scenario, args.publishers, args.messages, args.payload
                     )
                     cpu = cpu_seconds(pids) - cpu0
-                    fwd = forwarded(bound["http.bind"], workers) - fwd0
+                    fwd, link = forwarded(bound["http.bind"], workers)
+                    fwd, link = fwd - fwd0, link - link0
                     run = {
                         "repeat": rep,
                         "scenario": scenario,
@@ -212,12 +215,14 @@ def main() -> int:
                         "cpu_s": cpu,
                         "cpu_us_per_msg": cpu / delivered * 1e6 if delivered else None,
                         "forwarded": fwd,
+                        "forwarded_over_link": link,
                     }
                     runs.append(run)
                     print(
                         f"  repeat {rep} {scenario} workers {workers}: {rate:,.0f} msg/s, "
                         f"{delivered}/{sent} delivered, "
-                        f"{run['cpu_us_per_msg'] or 0:.1f} us CPU/msg, {fwd} forwarded",
+                        f"{run['cpu_us_per_msg'] or 0:.1f} us CPU/msg, {fwd} forwarded "
+                        f"({link} over the same-host link)",
                         flush=True,
                     )
             finally:
