@@ -215,21 +215,61 @@ def encode_message(message: Message, *, cache: bool = True) -> bytes:
     """The link form of ``message`` (without its target). With ``cache`` it is kept
     in ``message.encoded``, so a message forwarded to several peers is encoded once.
     :class:`~fluxmq_etcd.codec.CodecError` for a field that cannot cross nodes."""
-    enc = message.encoded
+    m = message
+    enc = m.encoded
     if cache and enc is not None:
         hit = enc.get(_CACHE_KEY)
         if hit is not None:
             return hit
-    m = message
     topic = m.topic
-    tb = topic.encode() if type(topic) is str and topic.isascii() else _text(topic, "topic")
     payload = m.payload
-    if type(payload) is not bytes:
-        payload = _blob(payload, f"message on {topic!r}: payload")
     op = m.origin_protocol
-    opb = op.encode() if type(op) is str and op.isascii() else _text(op, "origin_protocol")
     oc = m.origin_client
-    ocb = oc.encode() if type(oc) is str and oc.isascii() else _text(oc, "origin_client")
+    qos = m.qos
+    ts = m.timestamp
+    retain = m.retain
+    out: bytes | None = None
+    if (
+        # The common message: plain types, no optional field (one pack, one join).
+        type(topic) is str
+        and type(payload) is bytes
+        and type(op) is str
+        and type(oc) is str
+        and type(qos) is int
+        and type(ts) is float
+        and (retain is False or retain is True)
+        and m.properties is None
+        and m.user_properties is None
+        and m.content_type is None
+        and m.correlation_data is None
+        and m.response_topic is None
+        and m.payload_format is None
+        and m.expires_at is None
+    ):
+        try:
+            tb = topic.encode()
+            opb = op.encode()
+            ocb = oc.encode()
+            head = _HEAD.pack(retain, qos, ts, len(tb), len(payload), len(opb), len(ocb))
+            out = b"".join((head, tb, payload, opb, ocb))
+        except (UnicodeEncodeError, struct.error):
+            out = None  # the full path says what is wrong
+    if out is None:
+        out = _encode_full(m)
+    if cache:
+        if enc is None:
+            m.encoded = enc = {}
+        enc[_CACHE_KEY] = out
+    return out
+
+
+def _encode_full(m: Message) -> bytes:
+    """:func:`encode_message` for any message, checking every field."""
+    topic = m.topic
+    tb = _text(topic, "topic")
+    payload = _blob(m.payload, f"message on {topic!r}: payload")
+    opb = _text(m.origin_protocol, "origin_protocol")
+    ocb = _text(m.origin_client, "origin_client")
     qos = m.qos
     if type(qos) is not int and (isinstance(qos, bool) or not isinstance(qos, int)):
         raise CodecError(f"message on {topic!r}: QoS {qos!r} is not an int")
@@ -278,7 +318,7 @@ def encode_message(message: Message, *, cache: bool = True) -> bytes:
     pf = m.payload_format
     if pf is not None:
         flags |= _PAYLOAD_FORMAT
-        if type(pf) is not int and not (isinstance(pf, int) and not isinstance(pf, bool)):
+        if isinstance(pf, bool) or not isinstance(pf, int):
             raise CodecError(f"message on {topic!r}: payload_format {pf!r} is not an int")
         if not _INT64_MIN <= pf <= _INT64_MAX:
             raise CodecError(f"message on {topic!r}: payload_format {pf} is out of 64-bit range")
@@ -286,16 +326,9 @@ def encode_message(message: Message, *, cache: bool = True) -> bytes:
     if m.expires_at is not None:
         flags |= _EXPIRES_AT
         tail.append(_F64.pack(_number(m.expires_at, f"message on {topic!r}: expires_at")))
-    ts = m.timestamp
-    if type(ts) is not float:
-        ts = _number(ts, f"message on {topic!r}: timestamp")
+    ts = _number(m.timestamp, f"message on {topic!r}: timestamp")
     head = _HEAD.pack(flags, qos, ts, len(tb), len(payload), len(opb), len(ocb))
-    out = b"".join((head, tb, payload, opb, ocb, *tail))
-    if cache:
-        if enc is None:
-            m.encoded = enc = {}
-        enc[_CACHE_KEY] = out
-    return out
+    return b"".join((head, tb, payload, opb, ocb, *tail))
 
 
 def encode_batch(sequence: int, entries: Iterable[tuple[bytes, str]]) -> bytes:
@@ -452,75 +485,92 @@ def _read_struct(r: _Reader, path: str, depth: int) -> dict[str, Any]:
     return out
 
 
-def _read_message(r: _Reader) -> Message:
-    flags, qos, ts, nt, npl, nop, noc = r.unpack(_HEAD)
-    data = r.data
-    p = r.pos
-    end = p + nt + npl + nop + noc
-    if end > len(data):
-        raise LinkError(f"{r.what}: message truncated")
-    try:
-        topic = data[p : p + nt].decode()
-        p += nt
-        payload = data[p : p + npl]
-        p += npl
-        op = data[p : p + nop].decode()
-        p += nop
-        oc = data[p:end].decode()
-    except UnicodeDecodeError as exc:
-        raise LinkError(f"{r.what}: a message string is not valid UTF-8 ({exc})") from None
-    r.pos = end
-    if qos > 2:
-        raise LinkError(f"message on {topic!r}: QoS {qos} is not 0, 1 or 2")
-    m = Message(
-        topic,
-        payload,
-        qos,
-        bool(flags & _RETAIN),
-        origin_protocol=op,
-        origin_client=oc,
-        timestamp=ts,
-    )
-    if flags > _RETAIN:
-        if flags & _PROPERTIES:
-            m.properties = _read_struct(r, "message.properties", 0)
-        if flags & _USER_PROPERTIES:
-            m.user_properties = [
-                (r.text(r.u32(), "user property"), r.text(r.u32(), "user property"))
-                for _ in range(r.count("user properties", 8))
-            ]
-        if flags & _CONTENT_TYPE:
-            m.content_type = r.text(r.u32(), "content_type")
-        if flags & _CORRELATION:
-            m.correlation_data = r.take(r.u32())
-        if flags & _RESPONSE_TOPIC:
-            m.response_topic = r.text(r.u32(), "response_topic")
-        if flags & _PAYLOAD_FORMAT:
-            m.payload_format = r.unpack(_I64)[0]
-        if flags & _EXPIRES_AT:
-            m.expires_at = r.unpack(_F64)[0]
-    return m
+def _read_optional(r: _Reader, m: Message, flags: int) -> None:
+    """The optional fields of a message whose flags name some, into ``m``."""
+    if flags & _PROPERTIES:
+        m.properties = _read_struct(r, "message.properties", 0)
+    if flags & _USER_PROPERTIES:
+        m.user_properties = [
+            (r.text(r.u32(), "user property"), r.text(r.u32(), "user property"))
+            for _ in range(r.count("user properties", 8))
+        ]
+    if flags & _CONTENT_TYPE:
+        m.content_type = r.text(r.u32(), "content_type")
+    if flags & _CORRELATION:
+        m.correlation_data = r.take(r.u32())
+    if flags & _RESPONSE_TOPIC:
+        m.response_topic = r.text(r.u32(), "response_topic")
+    if flags & _PAYLOAD_FORMAT:
+        m.payload_format = r.unpack(_I64)[0]
+    if flags & _EXPIRES_AT:
+        m.expires_at = r.unpack(_F64)[0]
 
 
 def decode_batch(body: bytes) -> tuple[int, list[tuple[Message, str]]]:
     """``(sequence, [(message, target), ...])`` of a BATCH frame's body (the bytes
     after the kind); :class:`LinkError` when it does not parse."""
-    r = _Reader(body, 0, "forward batch")
-    sequence, count = r.unpack(_BATCH_TAIL)
-    r.what = f"forward batch {sequence}"
-    if count * (4 + _HEAD.size) > len(body) - r.pos:
-        raise LinkError(f"{r.what}: claims {count} messages, more than the frame holds")
-    out = []
+    if len(body) < _BATCH_TAIL.size:
+        raise LinkError("forward batch: truncated before its sequence number")
+    sequence, count = _BATCH_TAIL.unpack_from(body)
+    what = f"forward batch {sequence}"
+    size = len(body)
+    if count * (4 + _HEAD.size) > size - _BATCH_TAIL.size:
+        raise LinkError(f"{what}: claims {count} messages, more than the frame holds")
+    out: list[tuple[Message, str]] = []
+    append = out.append
     unpack_u32 = _U32.unpack_from
-    for _ in range(count):
-        p = r.pos
-        if p + 4 > len(body):
-            raise LinkError(f"{r.what}: truncated")
-        (nt,) = unpack_u32(body, p)
-        r.pos = p + 4
-        target = r.text(nt, "target") if nt else ""
-        out.append((_read_message(r), target))
-    r.done()
+    unpack_head = _HEAD.unpack_from
+    head_size = _HEAD.size
+    reader: _Reader | None = None
+    p = _BATCH_TAIL.size
+    try:
+        for _ in range(count):
+            (nt,) = unpack_u32(body, p)
+            p += 4
+            if nt:
+                if p + nt > size:
+                    raise LinkError(f"{what}: truncated target")
+                target = body[p : p + nt].decode()
+                p += nt
+            else:
+                target = ""
+            flags, qos, ts, ntop, npl, nop, noc = unpack_head(body, p)
+            p += head_size
+            end = p + ntop + npl + nop + noc
+            if end > size:
+                raise LinkError(f"{what}: message truncated")
+            e = p + ntop
+            topic = body[p:e].decode()
+            p = e + npl
+            payload = body[e:p]
+            e = p + nop
+            op = body[p:e].decode()
+            oc = body[e:end].decode()
+            p = end
+            if qos > 2:
+                raise LinkError(f"message on {topic!r}: QoS {qos} is not 0, 1 or 2")
+            m = Message(
+                topic,
+                payload,
+                qos,
+                flags & _RETAIN == 1,
+                origin_protocol=op,
+                origin_client=oc,
+                timestamp=ts,
+            )
+            if flags > _RETAIN:
+                if reader is None:
+                    reader = _Reader(body, p, what)
+                reader.pos = p
+                _read_optional(reader, m, flags)
+                p = reader.pos
+            append((m, target))
+    except struct.error:
+        raise LinkError(f"{what}: truncated") from None
+    except UnicodeDecodeError as exc:
+        raise LinkError(f"{what}: a string is not valid UTF-8 ({exc})") from None
+    if p != size:
+        raise LinkError(f"{what}: {size - p} stray bytes at the end")
     return sequence, out
 
 
