@@ -414,3 +414,22 @@ async def test_a_stale_socket_file_is_replaced_and_a_plain_file_refused(tmp_path
         await q.start("127.0.0.1:0", link=str(path))
     assert path.read_text() == "not a socket"
     assert q._server is None  # the gRPC server it started was stopped again
+
+
+async def test_an_abstract_namespace_link(tmp_path: Path) -> None:
+    name = f"@fluxmq-test-{tmp_path.name}-{id(tmp_path)}"
+    got: list[str] = []
+    a = Peers("a", lambda _f, _m: None, timeout=30.0)
+    b = Peers("b", lambda _f, ms: got.extend(m.topic for m in ms), timeout=30.0)
+    await a.start("127.0.0.1:0")
+    await b.start("127.0.0.1:0", link=name)
+    try:
+        assert b.link_address == name and not list(tmp_path.iterdir())  # no file
+        a.set_peer("b", f"127.0.0.1:{b.port}", link=name)
+        for i in range(5):
+            a.forward("b", Message(f"t/{i}"))
+        await until(lambda: a.stats()["forwarded"] == 5, "the acks")
+        assert got == [f"t/{i}" for i in range(5)] and a.stats()["link_forwarded"] == 5
+    finally:
+        await a.stop(timeout=0)
+        await b.stop(timeout=0)

@@ -153,6 +153,8 @@ LINK_RETRY_MIN = 0.5
 LINK_RETRY_MAX = 10.0
 #: Bytes of ACKs a link's server lets queue before it waits for the dialer to read.
 _LINK_ACK_BUFFER = 1 << 20
+#: Bytes of batches a link's dialer lets queue before it waits for the socket.
+_LINK_WRITE_BUFFER = 4 << 20
 #: Largest HELLO/WELCOME/REFUSE frame.
 _LINK_SMALL_FRAME = 1 << 17
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
@@ -826,6 +828,11 @@ class Peers:
         conn.writer.write(frame)
         conn.pending.append((peer.sequence, n))
         peer.in_flight += n
+        if (
+            len(conn.pending) < LINK_WINDOW
+            and conn.writer.transport.get_write_buffer_size() < _LINK_WRITE_BUFFER
+        ):
+            return  # room for more: no wait (the common case)
         try:
             async with asyncio.timeout(self.timeout):
                 while len(conn.pending) >= LINK_WINDOW and not conn.closed:
