@@ -7,7 +7,9 @@ Each run starts ``fluxmq run --workers N`` (memory storage, free loopback ports)
 connects one subscriber and ``--publishers`` publishers to the one shared MQTT port
 (the kernel spreads the connections over the workers, SO_REUSEPORT), and sends
 ``--messages`` QoS 0 messages in all, pre-encoded (``bench/loadgen.py``), to the
-subscriber's topic. The two worker counts alternate, ``--repeat`` times.
+subscriber's topic. The two worker counts alternate, ``--repeat`` times. The
+workers forward to each other over their same-host link (``--local-link off``:
+over gRPC, as between nodes on different hosts).
 
 Reported per run: delivered messages per second (first send to last receipt), the
 share delivered (QoS 0 across workers is at most once: a burst beyond the per-peer
@@ -86,13 +88,17 @@ def forwarded(http: tuple[str, int], workers: int) -> tuple[int, int]:
     raise RuntimeError(f"saw only workers {sorted(seen)} through the shared HTTP port")
 
 
-def start(workers: int) -> tuple[BrokerProcess, dict[str, tuple[str, int]]]:
+def start(
+    workers: int, local_link: str = "auto"
+) -> tuple[BrokerProcess, dict[str, tuple[str, int]]]:
     env = {
         "FLUXMQ_STORAGE__DRIVER": "memory",
         "FLUXMQ_LOG__LEVEL": "warning",
         # A burst must not overflow the queue towards the other worker.
         "FLUXMQ_CLUSTER__PEER_QUEUE_MAX": "1000000",
     }
+    if local_link != "auto":  # (unset by default: older builds know no such key)
+        env["FLUXMQ_CLUSTER__LOCAL_LINK"] = local_link
     proc = BrokerProcess(["--plugins", "mqtt,etcd", "--workers", str(workers)], env=env)
     return proc, proc.start(timeout=60)
 
@@ -173,6 +179,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scenarios", default="fanin,pairs")
     ap.add_argument("--quick", action="store_true", help="8,000 messages, one repeat")
+    ap.add_argument(
+        "--local-link",
+        choices=["auto", "off"],
+        default="auto",
+        help="[cluster] local_link of the workers: 'off' forwards over gRPC",
+    )
     args = ap.parse_args()
     if args.quick:
         args.messages, args.repeat = 8_000, 1
@@ -193,7 +205,7 @@ def main() -> int:
     sent = args.messages // args.publishers * args.publishers
     for rep in range(args.repeat):
         for workers in (1, 2):
-            proc, bound = start(workers)
+            proc, bound = start(workers, args.local_link)
             try:
                 pids = worker_pids(proc, workers)
                 for scenario in scenarios:
