@@ -138,9 +138,9 @@ class ClusterConfig:
     )
     local_link: str = setting(
         "auto",
-        "'auto': publishes forwarded to a node on the same host (same kernel boot id, "
-        "the workers of --workers) go over a Unix socket in data_dir instead of gRPC; "
-        "'off': always gRPC.",
+        "'auto': publishes forwarded to a node on the same host (same kernel boot id "
+        "and network namespace, as the workers of --workers) go over a Unix socket in "
+        "data_dir instead of gRPC; 'off': always gRPC.",
     )
     tls_cert: str = setting(
         "",

@@ -118,14 +118,19 @@ LINK_PATH_MAX = 100
 
 
 def host_id() -> str | None:
-    """This kernel's boot id: equal for two nodes exactly when they run on the same
-    (booted) host, whatever their host names or addresses; None off Linux."""
+    """This kernel's boot id and network namespace: equal for two nodes exactly when
+    they run on the same (booted) host and share its network, whatever their host
+    names or addresses (two network namespaces, say two containers or a partition
+    test, count as two hosts: the link must not bypass their network); None off
+    Linux."""
     if not hasattr(socket, "SO_PEERCRED"):
         return None
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        net = os.stat("/proc/self/ns/net")
     except OSError:
         return None
+    return f"{boot}/net:{net.st_dev}:{net.st_ino}" if boot else None
 
 
 class _Relay:
