@@ -13,7 +13,8 @@ sends pre-encoded batches, the subscriber counts PUBLISH packets):
 * ``local-in-cluster``: a 2-node etcd cluster, publisher and subscriber on the same
   node (the cost of the cluster layer for local traffic: index lookups only);
 * ``forwarded``: a 2-node cluster, publisher on node a, subscriber on node b (every
-  message crosses gRPC once);
+  message crosses to node b once, over the same-host link that two nodes of one
+  host use by default);
 * ``scale-N`` for N in 1, 2, 3: N cluster nodes, one publisher and one subscriber
   per node on a topic of its own (traffic spread evenly, nothing crosses nodes):
   the aggregate rate, as a simulation of scale-out.

@@ -7,7 +7,9 @@ Each run starts ``fluxmq run --workers N`` (memory storage, free loopback ports)
 connects one subscriber and ``--publishers`` publishers to the one shared MQTT port
 (the kernel spreads the connections over the workers, SO_REUSEPORT), and sends
 ``--messages`` QoS 0 messages in all, pre-encoded (``bench/loadgen.py``), to the
-subscriber's topic. The two worker counts alternate, ``--repeat`` times.
+subscriber's topic. The two worker counts alternate, ``--repeat`` times. The
+workers forward to each other over their same-host link (``--local-link off``:
+over gRPC, as between nodes on different hosts).
 
 Reported per run: delivered messages per second (first send to last receipt), the
 share delivered (QoS 0 across workers is at most once: a burst beyond the per-peer
@@ -70,27 +72,33 @@ def worker_pids(proc: BrokerProcess, workers: int) -> list[int]:
     return [int(w["pid"]) for w in state["workers"]]
 
 
-def forwarded(http: tuple[str, int], workers: int) -> int:
-    """Messages forwarded between workers so far, summed over every worker's view."""
+def forwarded(http: tuple[str, int], workers: int) -> tuple[int, int]:
+    """Messages forwarded between workers so far, and how many of them over the
+    same-host link, summed over every worker's view."""
     if workers == 1:
-        return 0
-    seen: dict[str, int] = {}
+        return 0, 0
+    seen: dict[str, tuple[int, int]] = {}
     for _ in range(50):
         with urllib.request.urlopen(f"http://{http[0]}:{http[1]}/api/v1/cluster", timeout=5) as r:
             status = json.loads(r.read())
-        seen[status["node_id"]] = int(status["peers"]["forwarded"])
+        peers = status["peers"]
+        seen[status["node_id"]] = (int(peers["forwarded"]), int(peers.get("link_forwarded", 0)))
         if len(seen) == workers:
-            return sum(seen.values())
+            return sum(f for f, _l in seen.values()), sum(n for _f, n in seen.values())
     raise RuntimeError(f"saw only workers {sorted(seen)} through the shared HTTP port")
 
 
-def start(workers: int) -> tuple[BrokerProcess, dict[str, tuple[str, int]]]:
+def start(
+    workers: int, local_link: str = "auto"
+) -> tuple[BrokerProcess, dict[str, tuple[str, int]]]:
     env = {
         "FLUXMQ_STORAGE__DRIVER": "memory",
         "FLUXMQ_LOG__LEVEL": "warning",
         # A burst must not overflow the queue towards the other worker.
         "FLUXMQ_CLUSTER__PEER_QUEUE_MAX": "1000000",
     }
+    if local_link != "auto":  # (unset by default: older builds know no such key)
+        env["FLUXMQ_CLUSTER__LOCAL_LINK"] = local_link
     proc = BrokerProcess(["--plugins", "mqtt,etcd", "--workers", str(workers)], env=env)
     return proc, proc.start(timeout=60)
 
@@ -171,6 +179,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scenarios", default="fanin,pairs")
     ap.add_argument("--quick", action="store_true", help="8,000 messages, one repeat")
+    ap.add_argument(
+        "--local-link",
+        choices=["auto", "off"],
+        default="auto",
+        help="[cluster] local_link of the workers: 'off' forwards over gRPC",
+    )
     args = ap.parse_args()
     if args.quick:
         args.messages, args.repeat = 8_000, 1
@@ -191,17 +205,18 @@ def main() -> int:
     sent = args.messages // args.publishers * args.publishers
     for rep in range(args.repeat):
         for workers in (1, 2):
-            proc, bound = start(workers)
+            proc, bound = start(workers, args.local_link)
             try:
                 pids = worker_pids(proc, workers)
                 for scenario in scenarios:
-                    fwd0 = forwarded(bound["http.bind"], workers)
+                    fwd0, link0 = forwarded(bound["http.bind"], workers)
                     cpu0 = cpu_seconds(pids)
                     rate, delivered = flow(
                         bound["mqtt.tcp"][1], scenario, args.publishers, args.messages, args.payload
                     )
                     cpu = cpu_seconds(pids) - cpu0
-                    fwd = forwarded(bound["http.bind"], workers) - fwd0
+                    fwd, link = forwarded(bound["http.bind"], workers)
+                    fwd, link = fwd - fwd0, link - link0
                     run = {
                         "repeat": rep,
                         "scenario": scenario,
@@ -212,12 +227,14 @@ def main() -> int:
                         "cpu_s": cpu,
                         "cpu_us_per_msg": cpu / delivered * 1e6 if delivered else None,
                         "forwarded": fwd,
+                        "forwarded_over_link": link,
                     }
                     runs.append(run)
                     print(
                         f"  repeat {rep} {scenario} workers {workers}: {rate:,.0f} msg/s, "
                         f"{delivered}/{sent} delivered, "
-                        f"{run['cpu_us_per_msg'] or 0:.1f} us CPU/msg, {fwd} forwarded",
+                        f"{run['cpu_us_per_msg'] or 0:.1f} us CPU/msg, {fwd} forwarded "
+                        f"({link} over the same-host link)",
                         flush=True,
                     )
             finally:

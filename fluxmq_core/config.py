@@ -136,6 +136,12 @@ class ClusterConfig:
     peer_timeout: float = setting(
         2.0, "Seconds a node-to-node call may take before the peer counts as failing."
     )
+    local_link: str = setting(
+        "auto",
+        "'auto': publishes forwarded to a node on the same host (same kernel boot id "
+        "and network namespace, as the workers of --workers) go over a Unix socket in "
+        "data_dir instead of gRPC; 'off': always gRPC.",
+    )
     tls_cert: str = setting(
         "",
         "PEM certificate of this node for node-to-node gRPC (server and client side); "
@@ -186,6 +192,8 @@ class ClusterConfig:
             raise ValueError("batch_max and peer_queue_max must be >= 1")
         if self.batch_delay < 0 or self.peer_timeout <= 0:
             raise ValueError("batch_delay must be >= 0 and peer_timeout > 0")
+        if self.local_link not in ("auto", "off"):
+            raise ValueError(f"local_link must be 'auto' or 'off', not {self.local_link!r}")
         if self.retained_inline_max < 0:
             raise ValueError("retained_inline_max must be >= 0")
         if self.etcd_timeout <= 0:

@@ -127,6 +127,19 @@ def test_connections_spread_and_clients_on_different_workers_exchange(broker: Wo
                 if m.topic != "wk/probe":
                     seen.append(m.payload)
             assert sorted(seen, key=int) == [str(i).encode() for i in range(20)]
+        # The workers forwarded to each other over their same-host link, not gRPC
+        # (each HTTP request lands on one worker: ask until both answered).
+        seen_peers: dict[str, dict[str, Any]] = {}
+
+        def both() -> bool:
+            status = api(bound, "/api/v1/cluster")
+            seen_peers[status["node_id"]] = status["peers"]
+            return len(seen_peers) == 2
+
+        until(both, WAIT)
+        forwarded = sum(p["forwarded"] for p in seen_peers.values())
+        assert forwarded >= 20
+        assert sum(p["link_forwarded"] for p in seen_peers.values()) == forwarded
     finally:
         close([pub, *subs])
 

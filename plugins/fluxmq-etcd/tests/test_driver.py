@@ -9,6 +9,7 @@ import json
 import queue
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aetcd
@@ -81,6 +82,35 @@ def test_publish_reaches_a_subscriber_on_another_node_once(
     assert sink.got.get(timeout=WAIT)[0].payload == b"marker"
     # Acknowledged by b: counted once the batch's answer came back.
     until(lambda: a.call_soon(a.context.cluster.status)["peers"]["forwarded"] == 2, "2 acked")
+    # Both nodes run on this host: the batches took the same-host link, not gRPC.
+    peers = a.call_soon(a.context.cluster.status)["peers"]
+    assert peers["link_forwarded"] == 2 and peers["peers"]["b"]["link"] == "up"
+    link = b.call_soon(b.context.cluster.status)["peers"]["link"]
+    assert link == str(Path(b.data_dir).resolve() / "cluster-b.sock") or link.startswith("@")
+
+
+def test_local_link_off_forwards_over_grpc(etcd: EtcdServer, tmp_path: Path) -> None:
+    a = node(etcd, "a", local_link="off")
+    config = {"driver": "etcd", "node_id": "b", "etcd_endpoints": [etcd.endpoint]}
+    b = BrokerThread(plugins=["etcd"], config={"cluster": config}, data_dir=str(tmp_path))
+    b.start()
+    try:
+        # b serves a link (it is on), a neither serves nor uses one (off).
+        assert (tmp_path / "cluster-b.sock").is_socket()
+        sink = Sink("s1")
+        subscribe(b, sink, "t/+")
+        until(lambda: a.call_soon(a.context.cluster.index.match, "t/x") == {"b"}, "the index")
+        a.call_soon(a.context.publish, Message("t/x", b"hello"))
+        assert sink.got.get(timeout=WAIT)[0].payload == b"hello"
+        until(lambda: a.call_soon(a.context.cluster.status)["peers"]["forwarded"] == 1, "the ack")
+        peers = a.call_soon(a.context.cluster.status)["peers"]
+        assert peers["link_forwarded"] == 0 and peers["link"] is None
+        assert peers["peers"]["b"]["link"] == "off"
+    finally:
+        b.close()
+        a.close()
+    # Stopped: the link's socket file is gone.
+    assert not (tmp_path / "cluster-b.sock").exists()
 
 
 def test_unsubscribe_stops_forwarding(pair: tuple[BrokerThread, BrokerThread]) -> None:

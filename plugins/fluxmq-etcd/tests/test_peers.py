@@ -1,5 +1,9 @@
 """Peers: two or three nodes in one event loop on loopback, real gRPC between them.
 
+Every test runs twice: with gRPC only, and with each node also serving a same-host
+link (a Unix socket in the test's directory) that forwarded batches take instead:
+the two transports must behave the same.
+
 No timing assertions: every wait is a bounded poll for a state, and the batching
 tests queue their messages synchronously (``forward`` never yields), so how the
 batches are cut does not depend on the scheduler.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -50,6 +55,10 @@ class Node:
     def address(self) -> str:
         return f"127.0.0.1:{self.peers.port}"
 
+    @property
+    def link(self) -> str | None:
+        return self.peers.link_address
+
     def topics(self, sender: str | None = None) -> list[str]:
         return [m.topic for f, m in self.inbox if sender is None or f == sender]
 
@@ -57,8 +66,13 @@ class Node:
 MakeNode = Callable[..., Awaitable[Node]]
 
 
+@pytest.fixture(params=["grpc", "link"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def make_node() -> AsyncIterator[MakeNode]:
+async def make_node(transport: str, tmp_path: Path) -> AsyncIterator[MakeNode]:
     made: list[Node] = []
 
     async def make(node_id: str, *, bind: str = "127.0.0.1:0", **kwargs: Any) -> Node:
@@ -79,7 +93,8 @@ async def make_node() -> AsyncIterator[MakeNode]:
         # times out is dropped, which would change the counts the tests check.
         kwargs.setdefault("timeout", 30.0)
         node = Node(Peers(node_id, on_messages, **kwargs), inbox, targeted, log)
-        await node.peers.start(bind)
+        link_path = str(tmp_path / f"{node_id}.sock") if transport == "link" else None
+        await node.peers.start(bind, link=link_path)
         made.append(node)
         return node
 
@@ -92,10 +107,10 @@ def link(*nodes: Node) -> None:
     for a in nodes:
         for b in nodes:
             if a is not b:
-                a.peers.set_peer(b.peers.node_id, b.address)
+                a.peers.set_peer(b.peers.node_id, b.address, link=b.link)
 
 
-async def test_messages_arrive_in_order_per_sender(make_node: MakeNode) -> None:
+async def test_messages_arrive_in_order_per_sender(make_node: MakeNode, transport: str) -> None:
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     link(a, b, c)
     for i in range(300):
@@ -112,9 +127,12 @@ async def test_messages_arrive_in_order_per_sender(make_node: MakeNode) -> None:
     # has delivered it: wait for the last replies too.
     await until(lambda: a.peers.stats()["forwarded"] == 600, "every batch acknowledged")
     assert a.peers.stats()["dropped"] == 0
+    # Over the link when there is one, and then over it only.
+    assert a.peers.stats()["link_forwarded"] == (600 if transport == "link" else 0)
+    assert b.peers.stats()["link_received"] == (600 if transport == "link" else 0)
 
 
-async def test_every_field_crosses(make_node: MakeNode) -> None:
+async def test_every_field_crosses(make_node: MakeNode, transport: str) -> None:
     a, b = await make_node("a"), await make_node("b")
     link(a, b)
     sent = [sample_message(i) for i in range(3)] + [Message("plain", timestamp=5.0)]
@@ -122,6 +140,9 @@ async def test_every_field_crosses(make_node: MakeNode) -> None:
         a.peers.forward("b", m)
     await until(lambda: len(b.inbox) == 4, "the messages")
     assert [m for _f, m in b.inbox] == sent
+    await until(lambda: a.peers.stats()["forwarded"] == 4, "the acks")
+    assert a.peers.stats()["peers"]["b"]["link"] == ("up" if transport == "link" else "off")
+    assert a.peers.stats()["link_forwarded"] == (4 if transport == "link" else 0)
 
 
 async def test_batching_groups_by_size(make_node: MakeNode) -> None:
@@ -294,7 +315,7 @@ async def test_unary_calls_handlers_and_errors(make_node: MakeNode) -> None:
 
 async def test_call_to_the_wrong_node_is_refused(make_node: MakeNode) -> None:
     a, b = await make_node("a"), await make_node("b")
-    a.peers.set_peer("c", b.address)  # a stale address: b now sits where c was
+    a.peers.set_peer("c", b.address, link=b.link)  # stale: b now sits where c was
     with pytest.raises(PeerError, match="this is node 'b', not 'c'") as info:
         await a.peers.call("c", "Ping", pb.PingRequest())
     assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION

@@ -47,6 +47,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -108,6 +110,27 @@ SESSION_TARGET = "s:"
 #: Seconds an old owner keeps relaying what peers forward to it after it withdrew
 #: a moved session's filters (peers that had not seen the withdrawal yet).
 RELAY_GRACE = 1.0
+
+
+#: Longest socket path the link uses (``sun_path`` holds 108 bytes on Linux);
+#: a longer one is replaced by a random name in the abstract namespace.
+LINK_PATH_MAX = 100
+
+
+def host_id() -> str | None:
+    """This kernel's boot id and network namespace: equal for two nodes exactly when
+    they run on the same (booted) host and share its network, whatever their host
+    names or addresses (two network namespaces, say two containers or a partition
+    test, count as two hosts: the link must not bypass their network); None off
+    Linux."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        net = os.stat("/proc/self/ns/net")
+    except OSError:
+        return None
+    return f"{boot}/net:{net.st_dev}:{net.st_ino}" if boot else None
 
 
 class _Relay:
@@ -191,6 +214,8 @@ class EtcdCluster:
         self._context: Any = None
         self._peers: Peers | None = None
         self._supervisor: EtcdSupervisor | None = None
+        #: Same-host link: this kernel's boot id when ``local_link`` is on.
+        self._host = host_id() if cfg.local_link == "auto" else None
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         #: Set while :attr:`ready` (a claim waits on it); ``_retry_now`` cuts the
@@ -337,6 +362,8 @@ class EtcdCluster:
             port = await self._peers.start(cfg.bind)
         except OSError as exc:
             raise ConfigError(f"cluster.bind: {exc}", key="cluster.bind") from None
+        if self._host is not None:
+            await self._start_link(context)
         host, _ = parse_address(cfg.bind, where="cluster.bind")
         context.bound["cluster.bind"] = (host, port)
         if cfg.advertise:
@@ -363,6 +390,22 @@ class EtcdCluster:
             len(self.members),
             self.address,
         )
+
+    async def _start_link(self, context: Any) -> None:
+        """Serve the same-host link at ``<data_dir>/cluster-<node_id>.sock`` (an
+        abstract name when that path is too long); without it, gRPC only."""
+        assert self._peers is not None
+        data_dir = Path(os.path.abspath(context.config.server.data_dir))
+        path = str(data_dir / f"cluster-{self.node_id}.sock")
+        if len(os.fsencode(path)) > LINK_PATH_MAX:
+            path = f"@fluxmq-link-{secrets.token_hex(8)}"
+        try:
+            if not path.startswith("@"):
+                data_dir.mkdir(parents=True, exist_ok=True)
+            await self._peers.start_link(path)
+        except OSError as exc:
+            log.warning("cluster: no same-host link (%s): forwarding over gRPC only", exc)
+            self._host = None
 
     async def stop(self) -> None:
         """Leave: revoke the lease (our keys vanish at once, peers stop forwarding),
@@ -499,6 +542,11 @@ class EtcdCluster:
                 "started": self.started,
                 "sessions": sessions,
                 "listeners": self._listeners,
+                **(
+                    {"link": self._peers.link_address, "host": self._host}
+                    if self._host is not None and self._peers is not None
+                    else {}
+                ),
             }
         ).encode()
 
@@ -701,7 +749,13 @@ class EtcdCluster:
         if node == self.node_id or self._peers is None:
             return
         self._replica_wake.set()  # the session replica may change with membership
-        self._peers.set_peer(node, None if record is None else record.get("address") or None)
+        if record is None:
+            self._peers.set_peer(node, None)
+            return
+        link = record.get("link") if self._host and record.get("host") == self._host else None
+        self._peers.set_peer(
+            node, record.get("address") or None, link=link if isinstance(link, str) else None
+        )
 
     # --- the interface the core calls ---------------------------------------------------
 

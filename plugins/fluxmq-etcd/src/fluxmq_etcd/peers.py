@@ -33,6 +33,22 @@ answers ``UNIMPLEMENTED`` naming it. Every call carries the caller's node id and
 node id it meant to reach in its metadata; a node answers ``FAILED_PRECONDITION``
 to a call meant for another id (a stale address after a restart under a new id).
 
+Same-host link: a peer on the same host may also name a Unix domain socket
+(``set_peer(..., link=...)``; this node serves its own with ``start(bind,
+link=...)``). The sender then carries its ``Forward`` batches over one stream to
+that socket (the hand-written frames of :mod:`fluxmq_etcd.link`, no protobuf, no
+gRPC) and everything else over gRPC. The batches, the queue, the breaker and the
+counters are the same: a batch counts as forwarded when the peer's ACK for it
+arrives (after its delivery there), an error the peer answers with counts as a
+remote error, and up to ``LINK_WINDOW`` batches may be unacknowledged at once
+(the stream keeps them in order). When the link cannot be opened, is refused or
+breaks, its unacknowledged messages count as dropped and the batches go over gRPC
+until a retry (after ``LINK_RETRY_MIN`` seconds, doubling up to
+``LINK_RETRY_MAX``) opens it again; gRPC and the link never carry batches of one
+peer at the same time, so the order per sender holds. The socket accepts
+processes of this node's own user only (file mode 0600 and the peer's
+credentials), and a dialer names the node it meant to reach, as over gRPC.
+
 The service is served and called through grpc's generic handlers, built from the
 service descriptor of the generated code, so there is no ``_pb2_grpc`` module and
 handlers can be registered after the server started.
@@ -45,6 +61,10 @@ import collections
 import contextlib
 import enum
 import logging
+import os
+import socket
+import stat
+import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -57,6 +77,27 @@ from google.protobuf.message import Message as ProtoMessage
 from fluxmq_core.message import Message
 
 from .codec import CodecError, forward_batch_from_proto, forward_batch_to_proto, pb
+from .link import (
+    ACK,
+    BATCH,
+    HELLO,
+    REFUSE,
+    WELCOME,
+    LinkError,
+    batch_sequence,
+    decode_ack,
+    decode_batch,
+    decode_hello,
+    decode_refuse,
+    decode_welcome,
+    encode_ack,
+    encode_batch,
+    encode_hello,
+    encode_message,
+    encode_refuse,
+    encode_welcome,
+    frame_length,
+)
 
 __all__ = [
     "RPCS",
@@ -103,7 +144,20 @@ _TRANSPORT_FAILURES = frozenset(
 
 
 #: Per-peer counters summed into the totals of ``Peers.stats()``.
-_TOTALS = ("forwarded", "batches", "dropped", "errors", "remote_errors")
+_TOTALS = ("forwarded", "batches", "dropped", "errors", "remote_errors", "link_forwarded")
+
+#: Batches a same-host link may have unacknowledged at once.
+LINK_WINDOW = 8
+#: Seconds before a link that failed is tried again (doubling up to the max).
+LINK_RETRY_MIN = 0.5
+LINK_RETRY_MAX = 10.0
+#: Bytes of ACKs a link's server lets queue before it waits for the dialer to read.
+_LINK_ACK_BUFFER = 1 << 20
+#: Bytes of batches a link's dialer lets queue before it waits for the socket.
+_LINK_WRITE_BUFFER = 4 << 20
+#: Largest HELLO/WELCOME/REFUSE frame.
+_LINK_SMALL_FRAME = 1 << 17
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class BreakerState(enum.StrEnum):
@@ -182,6 +236,34 @@ def tls_client_credentials(
     )
 
 
+def _socket_name(address: str) -> str:
+    """The ``AF_UNIX`` name of a link address: a path, or ``@name`` for the
+    abstract namespace."""
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
+async def _read_frame(reader: asyncio.StreamReader, limit: int) -> tuple[int, bytes]:
+    """One link frame: ``(kind, body)``. ``IncompleteReadError`` at the end of the
+    stream, :class:`LinkError` for a frame that cannot be one."""
+    n = frame_length(await reader.readexactly(4), limit)
+    data = await reader.readexactly(n)
+    return data[0], data[1:]
+
+
+class _LinkConn:
+    """The dialing side of a same-host link: its stream and unacknowledged batches."""
+
+    __slots__ = ("reader", "writer", "pending", "room", "task", "closed")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: collections.deque[tuple[int, int]] = collections.deque()  # (seq, n)
+        self.room = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+
+
 def _check_node_id(node_id: str) -> None:
     # It travels in gRPC metadata, which takes printable ASCII only.
     if not node_id or not node_id.isascii() or not node_id.isprintable():
@@ -213,9 +295,15 @@ class _Peer:
         "errors",
         "remote_errors",
         "last_error",
+        "link_address",
+        "link",
+        "link_retry_at",
+        "link_backoff",
+        "link_forwarded",
+        "link_error",
     )
 
-    def __init__(self, node_id: str, address: str) -> None:
+    def __init__(self, node_id: str, address: str, link: str | None = None) -> None:
         self.node_id = node_id
         self.address = address
         self.channel: grpc.aio.Channel | None = None
@@ -237,6 +325,12 @@ class _Peer:
         self.errors = 0  # transport failures (the breaker's input)
         self.remote_errors = 0  # errors the peer answered with
         self.last_error = ""
+        self.link_address = link
+        self.link: _LinkConn | None = None
+        self.link_retry_at = 0.0
+        self.link_backoff = 0.0
+        self.link_forwarded = 0
+        self.link_error = ""
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -251,6 +345,11 @@ class _Peer:
             "remote_errors": self.remote_errors,
             "consecutive_failures": self.failures,
             "last_error": self.last_error,
+            "link": "off"
+            if self.link_address is None
+            else ("up" if self.link is not None else "down"),
+            "link_forwarded": self.link_forwarded,
+            "link_error": self.link_error,
         }
 
 
@@ -331,6 +430,13 @@ class Peers:
         self._received = 0
         self._received_batches = 0
         self._served_errors = 0
+        #: This node's same-host link: its address (a path or ``@name``), server,
+        #: the socket file's (device, inode) to remove at stop, the dialers' streams.
+        self.link_address: str | None = None
+        self._link_server: asyncio.Server | None = None
+        self._link_file: tuple[int, int] | None = None
+        self._link_clients: set[asyncio.StreamWriter] = set()
+        self._link_received = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -340,9 +446,10 @@ class Peers:
             ("grpc.max_receive_message_length", self.max_message_size),
         ]
 
-    async def start(self, bind: str) -> int:
+    async def start(self, bind: str, *, link: str | None = None) -> int:
         """Serve on ``bind`` (``host:port``; port 0 picks a free one); return the
-        bound port."""
+        bound port. With ``link`` (a socket path, or ``@name`` for Linux's abstract
+        namespace) also serve forwarded batches of same-host peers there."""
         if self._server is not None:
             raise RuntimeError("Peers already started")
         # No SO_REUSEPORT (grpc's default): a second node on a taken port must fail,
@@ -362,7 +469,51 @@ class Peers:
         self._server = server
         self._closing = False
         self.port = port
+        if link is not None:
+            try:
+                await self.start_link(link)
+            except BaseException:
+                self._server = None
+                await server.stop(None)
+                raise
         return port
+
+    async def start_link(self, address: str) -> None:
+        """Serve forwarded batches of same-host peers at ``address`` (a socket path,
+        replaced if a stale socket is there, or ``@name``); OSError when it cannot."""
+        if self._link_server is not None:
+            raise RuntimeError("the same-host link is already served")
+        if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "SO_PEERCRED"):
+            raise OSError("cluster link: Unix sockets with peer credentials need Linux")
+        name = _socket_name(address)
+        if not address.startswith("@"):
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISSOCK(os.lstat(name).st_mode):
+                    raise OSError(f"cluster link: {address!r} exists and is not a socket")
+                os.unlink(name)  # left by a run that did not stop cleanly
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(name)
+            if not address.startswith("@"):
+                os.chmod(name, 0o600)
+                st = os.stat(name)
+                self._link_file = (st.st_dev, st.st_ino)
+            self._link_server = await asyncio.start_unix_server(self._serve_link, sock=sock)
+        except BaseException:
+            sock.close()
+            self._unlink(address)
+            raise
+        self.link_address = address
+
+    def _unlink(self, address: str) -> None:
+        """Remove the link's socket file if it is still the one this node bound."""
+        known, self._link_file = self._link_file, None
+        if known is None or address.startswith("@"):
+            return
+        with contextlib.suppress(OSError):
+            st = os.stat(address)
+            if (st.st_dev, st.st_ino) == known:
+                os.unlink(address)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop: give each peer's queued messages up to ``timeout`` seconds (default
@@ -381,15 +532,27 @@ class Peers:
                 await asyncio.sleep(0.005)
         for node_id in list(self._peers):
             await self._remove(node_id)
+        link_server, self._link_server = self._link_server, None
+        if link_server is not None:
+            link_server.close()
+            for writer in list(self._link_clients):
+                writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(link_server.wait_closed(), 1.0)
+            if self.link_address is not None:
+                self._unlink(self.link_address)
+            self.link_address = None
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace=min(budget, 1.0))
 
     # --- peers -------------------------------------------------------------------------
 
-    def set_peer(self, node_id: str, address: str | None) -> None:
+    def set_peer(self, node_id: str, address: str | None, *, link: str | None = None) -> None:
         """Know ``node_id`` at ``address`` (``host:port``), forget it (``None``), or
-        move it to a new address (its queue is kept, its breaker reset)."""
+        move it to a new address (its queue is kept, its breaker reset). ``link``:
+        the peer's same-host link socket, to forward over instead of gRPC (``None``:
+        gRPC only); a new value closes the current link."""
         if node_id == self.node_id:
             raise ValueError(f"node {node_id!r} is this node, not a peer")
         peer = self._peers.get(node_id)
@@ -400,10 +563,14 @@ class Peers:
         _check_node_id(node_id)
         if not address or ":" not in address:
             raise ValueError(f"peer {node_id!r}: address {address!r} is not host:port")
+        if peer is not None and peer.link_address != link:
+            self._link_drop(peer, "the peer's link address changed")
+            peer.link_address = link
+            peer.link_retry_at = peer.link_backoff = 0.0
         if peer is not None and peer.address == address:
             return
         if peer is None:
-            peer = _Peer(node_id, address)
+            peer = _Peer(node_id, address, link)
             self._peers[node_id] = peer
             peer.task = asyncio.get_running_loop().create_task(
                 self._run(peer), name=f"fluxmq-cluster-peer-{node_id}"
@@ -415,6 +582,7 @@ class Peers:
             peer.address = address
             peer.state = BreakerState.CLOSED
             peer.failures = peer.opens = 0
+            peer.link_retry_at = peer.link_backoff = 0.0  # restarted: try the link at once
         self._connect(peer)
         peer.wake.set()
 
@@ -454,6 +622,7 @@ class Peers:
             return asyncio.sleep(0)
         peer.dropped += len(peer.queue)
         peer.queue.clear()
+        self._link_drop(peer, "peer removed")
         retired = self._retired
         for name in _TOTALS:
             retired[name] += getattr(peer, name)
@@ -526,6 +695,13 @@ class Peers:
             await self._send(peer, self._take_batch(peer))
 
     async def _send(self, peer: _Peer, batch: list[tuple[Message, str]]) -> None:
+        if peer.link_address is not None:
+            conn = peer.link
+            if conn is None and asyncio.get_running_loop().time() >= peer.link_retry_at:
+                conn = await self._link_open(peer)
+            if conn is not None and not conn.closed:
+                await self._send_link(peer, conn, batch)
+                return
         peer.sequence += 1
         try:
             request = forward_batch_to_proto(batch, peer.sequence)
@@ -544,7 +720,7 @@ class Peers:
                 return
             batch = keep
             request = forward_batch_to_proto(batch, peer.sequence)
-        peer.in_flight = len(batch)
+        peer.in_flight += len(batch)
         try:
             await peer.forward_rpc(request, timeout=self.timeout, metadata=self._metadata(peer))
         except grpc.aio.AioRpcError as exc:
@@ -558,7 +734,157 @@ class Peers:
             peer.forwarded += len(batch)
             self._succeeded(peer)
         finally:
-            peer.in_flight = 0
+            peer.in_flight -= len(batch)
+
+    # --- the same-host link, dialing side ----------------------------------------------
+
+    async def _link_open(self, peer: _Peer) -> _LinkConn | None:
+        """Connect to the peer's link and shake hands; None (and a retry time) when
+        it cannot be used now."""
+        address = peer.link_address
+        assert address is not None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_unix_connection(_socket_name(address))
+                writer.write(encode_hello(self.node_id, peer.node_id))
+                kind, body = await _read_frame(reader, _LINK_SMALL_FRAME)
+            if kind == REFUSE:
+                status, details = decode_refuse(body)
+                code = _STATUS.get(status, grpc.StatusCode.UNKNOWN)
+                raise LinkError(f"refused: {code.name}: {details}")
+            if kind != WELCOME:
+                raise LinkError(f"expected a welcome, got a frame of kind {kind}")
+            node = decode_welcome(body)
+            if node != peer.node_id:
+                raise LinkError(f"this is node {node!r}, not {peer.node_id!r}")
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, LinkError) as exc:
+            if writer is not None:
+                writer.close()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._link_failed(peer, f"cannot open {address!r}: {why or type(exc).__name__}")
+            return None
+        if peer.link_address != address or self._peers.get(peer.node_id) is not peer:
+            writer.close()  # moved or removed meanwhile
+            return None
+        conn = _LinkConn(reader, writer)
+        conn.task = asyncio.get_running_loop().create_task(
+            self._link_acks(peer, conn), name=f"fluxmq-cluster-link-{peer.node_id}"
+        )
+        peer.link = conn
+        peer.link_backoff = 0.0
+        peer.link_error = ""
+        log.info("cluster: forwarding to %s over the same-host link %s", peer.node_id, address)
+        return conn
+
+    def _link_failed(self, peer: _Peer, why: str) -> None:
+        if why != peer.link_error:
+            log.info("cluster: link to %s unusable (%s): forwarding over gRPC", peer.node_id, why)
+        peer.link_error = why
+        peer.link_backoff = min(max(LINK_RETRY_MIN, peer.link_backoff * 2), LINK_RETRY_MAX)
+        peer.link_retry_at = asyncio.get_running_loop().time() + peer.link_backoff
+
+    def _link_drop(self, peer: _Peer, why: str, *, failed: bool = False) -> None:
+        """Close the peer's link: its unacknowledged messages count as dropped."""
+        conn = peer.link
+        if conn is None:
+            return
+        peer.link = None
+        conn.closed = True
+        lost = sum(n for _seq, n in conn.pending)
+        conn.pending.clear()
+        peer.in_flight -= lost
+        peer.dropped += lost
+        conn.room.set()
+        conn.writer.close()
+        task = conn.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if failed:
+            self._link_failed(peer, why)
+
+    async def _send_link(
+        self, peer: _Peer, conn: _LinkConn, batch: list[tuple[Message, str]]
+    ) -> None:
+        entries = []
+        for item in batch:
+            message, target = item
+            try:
+                entries.append((encode_message(message), target))
+            except CodecError as exc:
+                # One unconvertible message must not sink the rest of the batch.
+                log.warning("cluster: a message for %s cannot be forwarded: %s", peer.node_id, exc)
+                peer.dropped += 1
+        if not entries:
+            return
+        peer.sequence += 1
+        try:
+            frame = encode_batch(peer.sequence, entries)
+        except CodecError as exc:
+            log.warning("cluster: a batch for %s cannot be forwarded: %s", peer.node_id, exc)
+            peer.dropped += len(entries)
+            return
+        n = len(entries)
+        conn.writer.write(frame)
+        conn.pending.append((peer.sequence, n))
+        peer.in_flight += n
+        if (
+            len(conn.pending) < LINK_WINDOW
+            and conn.writer.transport.get_write_buffer_size() < _LINK_WRITE_BUFFER
+        ):
+            return  # room for more: no wait (the common case)
+        try:
+            async with asyncio.timeout(self.timeout):
+                while len(conn.pending) >= LINK_WINDOW and not conn.closed:
+                    conn.room.clear()
+                    await conn.room.wait()
+                if not conn.closed:
+                    await conn.writer.drain()
+        except TimeoutError:
+            # As a Forward RPC past its deadline: a transport failure of the peer.
+            peer.last_error = "Forward: DEADLINE_EXCEEDED: no answer on the same-host link"
+            self._link_drop(peer, "no answer within the timeout", failed=True)
+            peer.errors += 1
+            peer.failures += 1
+            if peer.state is BreakerState.HALF_OPEN or peer.failures >= self.breaker_failures:
+                self._open(peer)
+        except (ConnectionError, OSError) as exc:
+            self._link_drop(peer, f"write failed: {exc}", failed=True)
+
+    async def _link_acks(self, peer: _Peer, conn: _LinkConn) -> None:
+        """Read the peer's ACKs, in order, and count each batch as its gRPC reply
+        would be counted."""
+        why = "closed by the peer"
+        try:
+            while True:
+                kind, body = await _read_frame(conn.reader, _LINK_SMALL_FRAME)
+                if kind != ACK:
+                    raise LinkError(f"expected an ack, got a frame of kind {kind}")
+                sequence, status, accepted, details = decode_ack(body)
+                if not conn.pending or conn.pending[0][0] != sequence:
+                    raise LinkError(f"ack for batch {sequence}, which is not the next one")
+                _seq, n = conn.pending.popleft()
+                peer.in_flight -= n
+                if status == 0:
+                    peer.batches += 1
+                    peer.forwarded += n
+                    peer.link_forwarded += n
+                    self._succeeded(peer)
+                else:
+                    code = _STATUS.get(status, grpc.StatusCode.UNKNOWN)
+                    peer.dropped += n
+                    peer.remote_errors += 1
+                    peer.last_error = f"Forward: {code.name}: {details}"
+                conn.room.set()
+        except asyncio.CancelledError:
+            return
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except LinkError as exc:
+            why = str(exc)
+            log.warning("cluster: link to %s: %s; closing it", peer.node_id, why)
+        if peer.link is conn:
+            self._link_drop(peer, why, failed=True)
 
     # --- breaker -----------------------------------------------------------------------
 
@@ -691,9 +1017,18 @@ class Peers:
         except CodecError as exc:
             self._served_errors += 1
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad forward batch: {exc}")
+        code, details = self._accept(caller, entries)
+        if code is not grpc.StatusCode.OK:
+            await context.abort(code, details)
+        return pb.ForwardAck(accepted=len(entries))
+
+    def _accept(
+        self, caller: str, entries: list[tuple[Message, str]]
+    ) -> tuple[grpc.StatusCode, str]:
+        """Deliver a forwarded batch (either transport); the status to answer with."""
         if self.on_targeted is None and any(t for _m, t in entries):
             self._served_errors += 1
-            await context.abort(
+            return (
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"node {self.node_id!r} takes no targeted deliveries (no on_targeted)",
             )
@@ -702,10 +1037,88 @@ class Peers:
         except Exception as exc:
             self._served_errors += 1
             log.exception("cluster: delivering a batch from %s failed", caller)
-            await context.abort(grpc.StatusCode.INTERNAL, f"delivery failed: {exc!r}")
+            return grpc.StatusCode.INTERNAL, f"delivery failed: {exc!r}"
         self._received += len(entries)
         self._received_batches += 1
-        return pb.ForwardAck(accepted=len(entries))
+        return grpc.StatusCode.OK, ""
+
+    # --- the same-host link, serving side ----------------------------------------------
+
+    async def _serve_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One dialer of this node's link: a HELLO, then BATCH frames each answered
+        by an ACK in order. A frame that cannot be one closes the link (the dialer
+        falls back to gRPC and tries again later); a batch that frames well but does
+        not decode is answered INVALID_ARGUMENT, as the Forward RPC answers it."""
+        self._link_clients.add(writer)
+        caller = "?"
+        try:
+            sock = writer.get_extra_info("socket")
+            uid = None
+            with contextlib.suppress(OSError, AttributeError):
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                uid = struct.unpack("3i", creds)[1]
+            if uid != os.getuid():
+                writer.write(
+                    encode_refuse(
+                        grpc.StatusCode.PERMISSION_DENIED.value[0],
+                        "the cluster link takes processes of the broker's own user only",
+                    )
+                )
+                log.warning("cluster link: refused a process of user %s", uid)
+                return
+            async with asyncio.timeout(self.timeout):
+                kind, body = await _read_frame(reader, _LINK_SMALL_FRAME)
+            if kind != HELLO:
+                raise LinkError(f"expected a hello, got a frame of kind {kind}")
+            caller, to = decode_hello(body)
+            if to != self.node_id:
+                writer.write(
+                    encode_refuse(
+                        grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                        f"this is node {self.node_id!r}, not {to!r} (stale address?)",
+                    )
+                )
+                return
+            writer.write(encode_welcome(self.node_id))
+            limit = self.max_message_size
+            transport = writer.transport
+            while True:
+                kind, body = await _read_frame(reader, limit)
+                if kind != BATCH:
+                    raise LinkError(f"expected a forward batch, got a frame of kind {kind}")
+                writer.write(self._serve_link_batch(caller, body))
+                if transport.get_write_buffer_size() > _LINK_ACK_BUFFER:
+                    await writer.drain()
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                self._served_errors += 1
+                log.warning("cluster link from %s: stream cut inside a frame; closed", caller)
+        except LinkError as exc:
+            self._served_errors += 1
+            log.warning("cluster link from %s: %s; closed", caller, exc)
+        except (ConnectionError, OSError, TimeoutError):
+            pass
+        finally:
+            self._link_clients.discard(writer)
+            writer.close()
+
+    def _serve_link_batch(self, caller: str, body: bytes) -> bytes:
+        sequence = batch_sequence(body)
+        try:
+            _seq, entries = decode_batch(body)
+        except CodecError as exc:
+            self._served_errors += 1
+            return encode_ack(
+                sequence,
+                grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                0,
+                f"bad forward batch: {exc}",
+            )
+        code, details = self._accept(caller, entries)
+        if code is not grpc.StatusCode.OK:
+            return encode_ack(sequence, code.value[0], 0, details)
+        self._link_received += len(entries)
+        return encode_ack(sequence, 0, len(entries))
 
     def _deliver(self, caller: str, entries: list[tuple[Message, str]]) -> None:
         """Hand runs of untargeted and targeted messages to their callbacks, in order."""
@@ -782,6 +1195,9 @@ class Peers:
             "received": self._received,
             "received_batches": self._received_batches,
             "served_errors": self._served_errors,
+            "link": self.link_address,
+            "link_forwarded": totals["link_forwarded"],
+            "link_received": self._link_received,
             "peers": per,
         }
 
