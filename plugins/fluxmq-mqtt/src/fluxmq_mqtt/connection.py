@@ -941,20 +941,17 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         (added in bulk) and the subscribers' bytes. So: a publish ACL decision
         cached as allowed, no ``auth_on_publish`` hook, no publish rate limit, not
         a ``$`` topic, no tracer, cluster forwarding or ``fluxmq_message_published``
-        / ``fluxmq_message_delivered`` hookimpl, no share group matched, no read
-        filtering (``acl_subscribe = "filter"``), and every matched subscriber an
-        MQTT session. A subscriber whose output fills up drops the rest of the run
-        as per message (and blocks the publisher the same way)."""
+        / ``fluxmq_message_delivered`` hookimpl, no share group matched, every
+        matched subscriber an MQTT session and, under ``acl_subscribe = "filter"``,
+        its read decision cached. A subscriber whose output fills up drops the rest
+        of the run as per message (and blocks the publisher the same way)."""
         topic = run.topic
         if self.publish_bucket is not None or topic[0] == "$":
             return False
         registry = self.registry
         auth = registry.auth
         client_id = self.client_id
-        if (
-            auth.filter_reads
-            or auth.authorize_cached(client_id, self.username, "publish", topic) is not True
-        ):
+        if auth.authorize_cached(client_id, self.username, "publish", topic) is not True:
             return False
         context = registry.context
         hooks = getattr(context, "hooks", None)
@@ -965,7 +962,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         entries = context.route_plan(topic)
         if entries is None:
             return False
-        targets: list[tuple[Session, tuple[int, ...]]] = []
+        filter_reads = auth.filter_reads
+        targets: list[tuple[Session, tuple[int, ...], bool]] = []
         for sub, _qos, _rap, ids, local in entries:
             if type(sub) is not Session:
                 return False
@@ -973,16 +971,27 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 if not local:
                     continue  # No Local: not back to the publisher
                 ids = local[2]
-            targets.append((sub, ids))
+            readable = True
+            if filter_reads:
+                # Session.deliver's read check, once per subscriber: only a cached
+                # decision (a miss may call hookimpls, per message).
+                decision = auth.read_cached(sub.client_id, sub.username, topic)
+                if decision is None:
+                    return False
+                readable = decision
+            targets.append((sub, ids, readable))
         n = len(run.ends)
         stats = registry.stats
         stats.messages_received += n
         stats.publish_received += n
         if targets:
             shared = RunDelivery(run, client_id, registry.clock)
-            for sub, ids in targets:
+            for sub, ids, readable in targets:
                 try:
-                    sub.deliver_run(run, ids, shared)
+                    if readable:
+                        sub.deliver_run(run, ids, shared)
+                    else:
+                        sub.dropped_run(shared, 0, "not authorized")
                 except Exception:
                     log.exception(
                         "deliver to subscriber %r failed for topic %r; continuing with the others",
