@@ -445,10 +445,12 @@ class Decoder:
         publish = self._publish
         limit = min(self.max_packet_size, self.max_buffer_size)
         runs = self.runs
-        # The previous packet's bytes from its topic field up to its payload, while
-        # it may start or extend a run (else None), and the run being extended.
+        # While the previous packet may start or extend a run: ``skip``, the length
+        # of its bytes from the topic field up to the payload (0: it may not), at
+        # ``run_body``; ``prefix``, those bytes, sliced once a QoS 0 PUBLISH follows;
+        # ``run``, the run being extended.
         prefix: bytes | None = None
-        skip = run_start = run_first = 0
+        skip = run_start = run_body = 0
         run: PublishRun | None = None
         try:
             while n - pos >= 2:
@@ -466,36 +468,41 @@ class Decoder:
                     self._need = end - pos
                     break
                 b0 = buf[pos]
-                if b0 == 0x30 and prefix is not None and buf.startswith(prefix, body, end):
-                    if run is None:
-                        first: Publish = out[-1]
-                        run = PublishRun(
-                            first.topic,
-                            buf,
-                            run_start,
-                            [run_first],
-                            [pos],
-                            self._version == MQTT_5,
-                        )
-                        out[-1] = run
-                    run.starts.append(body + skip)
-                    run.ends.append(end)
-                elif b0 >> 4 == 3 and publish is not None:
+                if b0 == 0x30 and skip:
+                    if prefix is None:
+                        prefix = buf[run_body : run_body + skip]
+                    if buf.startswith(prefix, body, end):
+                        if run is None:
+                            first: Publish = out[-1]
+                            run = PublishRun(
+                                first.topic,
+                                buf,
+                                run_start,
+                                [run_body + skip],
+                                [pos],
+                                self._version == MQTT_5,
+                            )
+                            out[-1] = run
+                        run.starts.append(body + skip)
+                        run.ends.append(end)
+                        pos = end
+                        continue
+                if b0 >> 4 == 3 and publish is not None:
                     pkt = publish(buf, body, end, b0 & 15)
                     append(pkt)
-                    run = None
+                    prefix = run = None
                     if b0 == 0x30 and runs and pkt.properties is None:
                         # QoS 0, not retained, no alias: the next may repeat it.
                         skip = end - body - len(pkt.payload)
-                        prefix = buf[body : body + skip]
                         run_start = pos
-                        run_first = end - len(pkt.payload)
+                        run_body = body
                     else:
-                        prefix = None
+                        skip = 0
                 else:
                     append(self._decode_other(b0, buf[body:end]))
                     publish = self._publish  # CONNECT may have set the version
                     prefix = run = None
+                    skip = 0
                 pos = end
         except MQTTProtocolError as exc:
             self._pos = pos
