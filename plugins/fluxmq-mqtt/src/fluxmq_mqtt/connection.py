@@ -365,7 +365,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 break
             kind = type(packet)
             if kind not in allowed:
-                self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
+                self._protocol_error(0x82, f"{_name(kind)} not allowed now")
                 return
             if handlers[kind](self, packet) is SUSPEND:
                 break  # handled again, from the backlog, once the wait is answered
@@ -395,7 +395,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             kind = type(packet)
             if kind not in ALLOWED[phase]:
                 backlog.clear()
-                self._protocol_error(0x82, f"{kind.__name__.upper()} not allowed now")
+                self._protocol_error(0x82, f"{_name(kind)} not allowed now")
                 return
             if handlers[kind](self, packet) is SUSPEND:
                 return
@@ -1134,6 +1134,11 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.enhanced = enhanced
         self.reauth = True
         self.waiting = EnhancedAuthWait(data)
+
+
+def _name(kind: type) -> str:
+    """A packet type's name in errors (a run of PUBLISHes is PUBLISH)."""
+    return "PUBLISH" if kind is PublishRun else kind.__name__.upper()
 
 
 def _utf8(payload: bytes) -> bool:
