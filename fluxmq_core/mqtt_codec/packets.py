@@ -7,6 +7,8 @@ are plain ints (see `reasons.py`), properties are a `Properties` or `None` (see
 `properties.py`). These classes hold data only: no validation beyond what the
 decoder did, no encoding (see `encoder.py`), no session semantics (topic alias
 resolution, QoS flows, client id assignment belong to the connection).
+`PublishRun`, a plain slotted class, is the one item that is not a packet: several
+PUBLISHes a decoder made with ``runs=True`` returns together.
 """
 
 from __future__ import annotations
