@@ -138,14 +138,28 @@ class Writer(OutboundWriter):
     ``FLUSH_AT`` unless output is held, and the transport pauses after
     ``pause_after`` bytes written (as ``pause_writing`` would)."""
 
-    __slots__ = ("registry", "version", "client_id", "wire", "hold", "pause_after", "wakes")
+    __slots__ = (
+        "registry",
+        "version",
+        "client_id",
+        "wire",
+        "hold",
+        "pause_after",
+        "wakes",
+        "dropped",
+    )
 
     def __init__(self, version: int, limit: int, hold: bool, pause_after: int) -> None:
         self._init_outbound(limit)
+        self.dropped: list[tuple[bytes, str]] = []
         self.registry = SimpleNamespace(
             stats=Stats(),
             clock=ManualClock(),
-            events=SimpleNamespace(on_dropped=False, on_delivered=False),
+            events=SimpleNamespace(
+                on_dropped=True,
+                on_delivered=False,
+                message_dropped=lambda m, _proto, _cid, why: self.dropped.append((m.payload, why)),
+            ),
         )
         self.version = version
         self.client_id = "w"
@@ -175,6 +189,7 @@ class Writer(OutboundWriter):
             s.messages_sent,
             s.publish_sent,
             s.messages_dropped,
+            tuple(self.dropped),
         )
 
 
@@ -189,7 +204,7 @@ def _run_of(version: int, sizes: list[int]) -> PublishRun:
 
 def test_bulk_write_matches_one_write_publish_per_message():
     rng = random.Random(7)
-    cases = 0
+    full = too_large = paused = 0
     for _ in range(300):
         in_version = rng.choice((4, 5))
         out_version = rng.choice((4, 5))
@@ -223,8 +238,11 @@ def test_bulk_write_matches_one_write_publish_per_message():
                     w.write_publish(shared.message(i), 0, False, ids)
             pair.append((k, w.state()))
         assert pair[0] == pair[1], (in_version, out_version, ids, limit, hold, start_out)
-        cases += 1
-    assert cases == 300
+        full += pair[0][0] < len(sizes)
+        too_large += bool(pair[0][1][-1])
+        paused += pair[0][1][2]
+    # The random states did reach each way out: no room, too large, paused.
+    assert full > 20 and too_large > 5 and paused > 5
 
 
 # -- real clients ------------------------------------------------------------------------
