@@ -499,6 +499,14 @@ class AuthService:
         cached. A hookimpl that answers with an awaitable cannot be waited for here:
         this delivery is refused and the decision is made in the background for the
         next ones. Call it only while :attr:`filter_reads` is set."""
+        decision = self.read_cached(client_id, username, topic)
+        if decision is not None:
+            return decision
+        return self._read_miss(client_id, username, topic)
+
+    def read_cached(self, client_id: str, username: str | None, topic: str) -> bool | None:
+        """:meth:`may_read`'s cached decision, or None where it would ask the
+        hookimpls: a check without side effects (for a batch of deliveries)."""
         entry = self._cache.get(client_id)
         if entry is not None and entry[0] == username:
             decision = entry[1].get((SUBSCRIBE, topic))
@@ -506,7 +514,7 @@ class AuthService:
                 self.cache_ttl and self._expired(entry, (SUBSCRIBE, topic))
             ):
                 return decision
-        return self._read_miss(client_id, username, topic)
+        return None
 
     def _read_miss(self, client_id: str, username: str | None, topic: str) -> bool:
         kwargs = {

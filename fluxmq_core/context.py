@@ -163,6 +163,26 @@ class BrokerContext:
             delivered += forward(message)
         return delivered
 
+    def route_plan(self, topic: str) -> tuple[Any, ...] | None:
+        """The router's per-subscriber entries for a run of plain messages to
+        ``topic`` (QoS 0, not retained, no expiry, no properties) that the caller
+        delivers itself, or None when :meth:`publish` would do more per message
+        than deliver to them: a tracer set, a ``fluxmq_message_published``
+        hookimpl, cluster forwarding, a queue topic, or a share group matched
+        (whose turn advances per message). Then publish each message. Entries are
+        ``(subscriber, qos, rap, ids, local)`` (see ``Router.plan``)."""
+        if (
+            self.tracer is not None
+            or self.forward is not None
+            or self.events.on_published
+            or topic.startswith(QUEUE_TOPIC_PREFIXES)
+        ):
+            return None
+        entries, groups = self.router.plan(topic)
+        if groups:
+            return None
+        return entries
+
     def _publish_traced(self, span: Any) -> int:
         """:meth:`publish` of a sampled message inside its ``span`` (see there)."""
         message: Message = span.message

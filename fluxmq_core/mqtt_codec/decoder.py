@@ -32,7 +32,7 @@ from typing import Any
 
 from .bodies import BODY_DECODERS, connect_version, decode_connect
 from .errors import MQTTProtocolError
-from .packets import MQTT_5, VERSIONS, Publish
+from .packets import MQTT_5, VERSIONS, Publish, PublishRun
 from .primitives import MAX_VARINT, malformed
 from .properties import decode_properties
 
@@ -227,6 +227,9 @@ class Decoder:
     CONNECT sets it. `role`: `"server"` (we are the broker; packets only a server may
     send are rejected, as is a second CONNECT and a client PUBLISH carrying a
     subscription identifier), `"client"`, or None to accept every packet type.
+    `runs`: return two or more consecutive PUBLISHes that differ only in their
+    payload (QoS 0, not retained, one topic name, no properties) as one
+    `PublishRun` from `packets()`, so that a receiver can handle them as a batch.
     """
 
     __slots__ = (
@@ -243,6 +246,7 @@ class Decoder:
         "_version",
         "max_buffer_size",
         "max_packet_size",
+        "runs",
     )
 
     def __init__(
@@ -252,6 +256,7 @@ class Decoder:
         role: str | None = None,
         max_packet_size: int = MAX_PACKET_SIZE,
         max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
+        runs: bool = False,
     ) -> None:
         if role not in _FORBIDDEN:
             raise ValueError(f"role must be 'server', 'client' or None, not {role!r}")
@@ -272,6 +277,7 @@ class Decoder:
         self.max_buffer_size = max_buffer_size
         self._error: MQTTProtocolError | None = None
         self._connect_seen = False
+        self.runs = runs
         if version is not None:
             self.set_version(version)
 
@@ -421,7 +427,12 @@ class Decoder:
         """Feed `data` and return every complete packet now available, in order.
 
         On a violation, raises `MQTTProtocolError` whose `packets` attribute holds the
-        packets decoded from this chunk before the bad one."""
+        packets decoded from this chunk before the bad one.
+
+        With `runs` set, a PUBLISH that repeats the previous one's first bytes up to
+        its payload (QoS 0 flags, topic name, and under 5.0 an empty property block)
+        joins it in a `PublishRun` without being decoded again: one `startswith`
+        and two list appends per packet."""
         if self._error is not None:
             raise self._error
         if data:
@@ -433,6 +444,14 @@ class Decoder:
         append = out.append
         publish = self._publish
         limit = min(self.max_packet_size, self.max_buffer_size)
+        runs = self.runs
+        # While the previous packet may start or extend a run: ``skip``, the length
+        # of its bytes from the topic field up to the payload (0: it may not), at
+        # ``run_body``; ``prefix``, those bytes, sliced once a QoS 0 PUBLISH follows;
+        # ``run``, the run being extended.
+        prefix: bytes | None = None
+        skip = run_start = run_body = 0
+        run: PublishRun | None = None
         try:
             while n - pos >= 2:
                 rl = buf[pos + 1]
@@ -449,11 +468,41 @@ class Decoder:
                     self._need = end - pos
                     break
                 b0 = buf[pos]
+                if b0 == 0x30 and skip:
+                    if prefix is None:
+                        prefix = buf[run_body : run_body + skip]
+                    if buf.startswith(prefix, body, end):
+                        if run is None:
+                            first: Publish = out[-1]
+                            run = PublishRun(
+                                first.topic,
+                                buf,
+                                run_start,
+                                [run_body + skip],
+                                [pos],
+                                self._version == MQTT_5,
+                            )
+                            out[-1] = run
+                        run.starts.append(body + skip)
+                        run.ends.append(end)
+                        pos = end
+                        continue
                 if b0 >> 4 == 3 and publish is not None:
-                    append(publish(buf, body, end, b0 & 15))
+                    pkt = publish(buf, body, end, b0 & 15)
+                    append(pkt)
+                    prefix = run = None
+                    if b0 == 0x30 and runs and pkt.properties is None:
+                        # QoS 0, not retained, no alias: the next may repeat it.
+                        skip = end - body - len(pkt.payload)
+                        run_start = pos
+                        run_body = body
+                    else:
+                        skip = 0
                 else:
                     append(self._decode_other(b0, buf[body:end]))
                     publish = self._publish  # CONNECT may have set the version
+                    prefix = run = None
+                    skip = 0
                 pos = end
         except MQTTProtocolError as exc:
             self._pos = pos

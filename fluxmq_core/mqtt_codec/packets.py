@@ -7,6 +7,8 @@ are plain ints (see `reasons.py`), properties are a `Properties` or `None` (see
 `properties.py`). These classes hold data only: no validation beyond what the
 decoder did, no encoding (see `encoder.py`), no session semantics (topic alias
 resolution, QoS flows, client id assignment belong to the connection).
+`PublishRun`, a plain slotted class, is the one item that is not a packet: several
+PUBLISHes a decoder made with ``runs=True`` returns together.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "Puback",
     "Pubcomp",
     "Publish",
+    "PublishRun",
     "Pubrec",
     "Pubrel",
     "Suback",
@@ -120,6 +123,64 @@ class Publish:
     dup: bool = False
     packet_id: int | None = None
     properties: Properties | None = None
+
+
+class PublishRun:
+    """Consecutive PUBLISHes of one chunk that differ only in their payload: QoS 0,
+    neither retained nor DUP, one topic name (given in full, never through a topic
+    alias), no properties. Only a `Decoder` made with ``runs=True`` returns these,
+    and only for two or more such packets in a row; each stands for the `Publish`
+    packets it holds, in order (:meth:`publishes`), so a receiver can do the
+    per-topic work once per run.
+
+    ``buf`` is the chunk the packets were cut from; packet ``k`` is
+    ``buf[ends[k - 1]:ends[k]]`` (``start`` for the first one) and its payload
+    ``buf[starts[k]:ends[k]]``. ``v5`` says whether the packets carry the (empty)
+    property block of 5.0; ``done`` counts the packets a receiver has handled
+    already (it resumes there).
+    """
+
+    __slots__ = ("topic", "buf", "start", "starts", "ends", "v5", "done", "_payloads")
+
+    def __init__(
+        self,
+        topic: str,
+        buf: bytes,
+        start: int,
+        starts: list[int],
+        ends: list[int],
+        v5: bool,
+    ) -> None:
+        self.topic = topic
+        self.buf = buf
+        self.start = start
+        self.starts = starts
+        self.ends = ends
+        self.v5 = v5
+        self.done = 0
+        self._payloads: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __repr__(self) -> str:
+        return f"PublishRun({self.topic!r}, {len(self.ends)} packets, done={self.done})"
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """Every packet's payload, in order (sliced once, on first use)."""
+        payloads = self._payloads
+        if payloads is None:
+            buf = self.buf
+            payloads = self._payloads = [
+                buf[a:b] for a, b in zip(self.starts, self.ends, strict=True)
+            ]
+        return payloads
+
+    def publishes(self) -> list[Publish]:
+        """The packets as `Publish` objects, as a decoder without runs returns them."""
+        topic = self.topic
+        return [Publish(topic, payload) for payload in self.payloads]
 
 
 @dataclass(frozen=True, slots=True)

@@ -391,6 +391,19 @@ class Router:
                 out.append((member[0], Delivery(member[1], False, member[2], group.name)))
         return out
 
+    def plan(self, topic: str) -> _Plan:
+        """The cached plan of ``topic`` (building it on a miss): ``(entries,
+        groups)`` where each entry is ``(subscriber, qos, rap, ids, local)`` as
+        :meth:`publish` walks them (``local``: None when no matching subscription
+        has No Local, ``()`` when all of them have it, else the grant of the
+        others). For a protocol that delivers a run of plain messages itself (see
+        ``BrokerContext.route_plan``); valid until the next subscribe or
+        unsubscribe."""
+        plan = self._cache.get(topic)
+        if plan is None:
+            plan = self._plan(topic)
+        return plan
+
     # -- publish ---------------------------------------------------------------
 
     def publish(self, message: Message, span: DeliverySpan | None = None) -> int:

@@ -26,11 +26,15 @@ queue, ``session.py``), inbound packets (``connection.py``), any I/O.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Callable
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.message import Message
-from fluxmq_mqtt.codec import MQTT_5, Properties, PublishTemplate
+from fluxmq_mqtt.codec import MQTT_5, Properties, PublishRun, PublishTemplate
+from fluxmq_mqtt.codec.encoder import _publish_parts
 from fluxmq_mqtt.codec.primitives import encode_varint
 from fluxmq_mqtt.session import PROTOCOL
 
@@ -78,7 +82,82 @@ def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishT
 if TYPE_CHECKING:
     from fluxmq_mqtt.registry import SessionRegistry
 
-__all__ = ["OutboundWriter"]
+__all__ = ["OutboundWriter", "RunDelivery"]
+
+
+class RunDelivery:
+    """What the subscribers of one :class:`~fluxmq_mqtt.codec.PublishRun` share:
+    its encodings per outbound shape, and its messages as
+    :class:`~fluxmq_core.message.Message` objects, each made only if something needs
+    one (a drop reported to ``fluxmq_message_dropped``, a subscriber that takes
+    topic aliases) and then the same object for every subscriber, as one publish
+    would give them."""
+
+    __slots__ = ("run", "client_id", "clock", "_messages", "_shapes")
+
+    def __init__(self, run: PublishRun, client_id: str, clock: Callable[[], float]) -> None:
+        self.run = run
+        self.client_id = client_id
+        self.clock = clock
+        self._messages: dict[int, Message] | None = None
+        self._shapes: dict[tuple[bool, tuple[int, ...]], tuple[Any, list[int], int]] | None = None
+
+    def message(self, k: int) -> Message:
+        """The run's ``k``-th message, as ``Connection._on_publish`` would build it."""
+        made = self._messages
+        if made is None:
+            made = self._messages = {}
+        m = made.get(k)
+        if m is None:
+            run = self.run
+            m = made[k] = Message(
+                run.topic,
+                run.payloads[k],
+                0,
+                False,
+                origin_protocol=PROTOCOL,
+                origin_client=self.client_id,
+                timestamp=self.clock(),
+            )
+        return m
+
+    def encoding(self, v5: bool, ids: tuple[int, ...]) -> tuple[Any, list[int], int]:
+        """``(data, ends, base)``: the run's QoS 0 PUBLISHes encoded for a 3.1.1
+        (``v5`` False) or 5.0 subscriber with these subscription ids, back to back;
+        packet ``k`` is ``data[ends[k - 1]:ends[k]]`` (``base`` for the first). When
+        the shape is the one the publisher used, that is its own bytes."""
+        run = self.run
+        if v5 == run.v5 and not ids:
+            return run.buf, run.ends, run.start
+        shapes = self._shapes
+        if shapes is None:
+            shapes = self._shapes = {}
+        key = (v5, ids)
+        found = shapes.get(key)
+        if found is None:
+            props = None
+            if ids:
+                # As ``_template_v5`` builds them for a message without properties.
+                props = Properties(subscription_identifiers=ids, user_properties=())
+            _first, field, block = _publish_parts(
+                run.topic, 0, False, False, props, MQTT_5 if v5 else 4
+            )
+            vh = field + block
+            fixed = len(vh)
+            heads: dict[int, bytes] = {}
+            parts: list[bytes] = []
+            for payload in run.payloads:
+                size = fixed + len(payload)
+                head = heads.get(size)
+                if head is None:
+                    head = heads[size] = b"\x30" + encode_varint(size) + vh
+                parts.append(head)
+                parts.append(payload)
+            ends = list(
+                accumulate(len(parts[i]) + len(parts[i + 1]) for i in range(0, len(parts), 2))
+            )
+            found = shapes[key] = (b"".join(parts), ends, 0)
+        return found
 
 
 class OutboundWriter:
@@ -220,6 +299,79 @@ class OutboundWriter:
         elif len(out) >= FLUSH_AT and self.wakeup is not None:
             self.wakeup(self)  # the adapter writes now rather than at the tick's end
         return True
+
+    def write_run(self, run: PublishRun, ids: tuple[int, ...], shared: RunDelivery) -> int:
+        """:meth:`write_publish` of each message of ``run`` from ``run.done`` on (QoS 0,
+        not retained, subscription ``ids``), each only while the connection has room
+        (:meth:`has_room`, as ``Session.deliver`` checks it): returns the index of
+        the first message that found none (``len(run)`` when all fit).
+
+        The same bytes, counters and wake-ups as one call per message, with the
+        messages that stay below ``FLUSH_AT`` appended as one slice: whenever
+        ``out`` is below ``FLUSH_AT`` and a flush is already pending, neither the
+        room check nor a wake-up can fire before the message that reaches it."""
+        k = run.done
+        n = len(run.ends)
+        if self.out_aliases is not None:
+            # Topic aliases are decided per message: one write_publish each.
+            while k < n:
+                if self.paused or len(self.out) >= self.out_limit:
+                    return k
+                self.write_publish(shared.message(k), 0, False, ids)
+                k += 1
+            return n
+        data, ends, base = shared.encoding(self.version == MQTT_5, ids)
+        view = memoryview(data)
+        a = ends[k - 1] if k else base
+        limit = self.out_limit
+        max_packet = self.max_out_packet
+        bulk = FLUSH_AT <= limit and not max_packet
+        wake = self.wakeup
+        sent = 0
+        while k < n:
+            out = self.out
+            size = len(out)
+            if self.paused or size >= limit:
+                break
+            if bulk and size < FLUSH_AT and self.flush_pending:
+                # Every message up to the one that reaches FLUSH_AT, at once.
+                j = bisect_left(ends, a + FLUSH_AT - size, k)
+                stop = j + 1 if j < n else n
+                b = ends[stop - 1]
+                out += view[a:b]
+                sent += stop - k
+                k = stop
+                a = b
+                if j < n and wake is not None:
+                    wake(self)  # the adapter writes now rather than at the tick's end
+                continue
+            b = ends[k]
+            if max_packet and b - a > max_packet:
+                registry = self.registry
+                registry.stats.messages_dropped += 1
+                if registry.events.on_dropped:
+                    registry.events.message_dropped(
+                        shared.message(k),
+                        PROTOCOL,
+                        self.client_id,
+                        "larger than client's maximum packet size",
+                    )
+            else:
+                out += view[a:b]
+                sent += 1
+                if not self.flush_pending:
+                    if wake is not None:
+                        self.flush_pending = True
+                        wake(self)
+                elif len(out) >= FLUSH_AT and wake is not None:
+                    wake(self)
+            a = b
+            k += 1
+        if sent:
+            stats = self.registry.stats
+            stats.messages_sent += sent
+            stats.publish_sent += sent
+        return k
 
     def _template_v5(
         self,

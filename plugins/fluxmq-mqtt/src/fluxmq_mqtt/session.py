@@ -33,7 +33,9 @@ from fluxmq_mqtt.codec import Puback, Pubcomp, Publish, Pubrec
 from fluxmq_mqtt.state import RESEND, QoSState, next_outbound
 
 if TYPE_CHECKING:
+    from fluxmq_mqtt.codec import PublishRun
     from fluxmq_mqtt.connection import Connection
+    from fluxmq_mqtt.outbound import RunDelivery
 
 __all__ = ["NEVER", "PROTOCOL", "Outbound", "Session", "options_from_record", "options_to_record"]
 
@@ -339,6 +341,30 @@ class Session:
         elif qos == 0:
             return  # QoS 0 is not queued for offline sessions
         self.enqueue(message, qos, delivery.retain, delivery.subscription_ids)
+
+    def deliver_run(self, run: PublishRun, ids: tuple[int, ...], shared: RunDelivery) -> None:
+        """:meth:`deliver` of each message of a run of plain QoS 0 messages, in order
+        (``Connection._on_publish_run``, which did the read check). What does not fit
+        the connection's output is dropped as :meth:`deliver` drops it."""
+        conn = self.connection
+        if conn is None:
+            return  # QoS 0 is not queued for offline sessions
+        k = conn.write_run(run, ids, shared)
+        if k < len(run.ends):
+            self.dropped_run(shared, k, "outbound buffer full")
+            flow = self.registry.flow
+            if flow is not None and conn.paused:
+                flow.block(conn)  # stop reading the publisher until it drains
+
+    def dropped_run(self, shared: RunDelivery, k: int, reason: str) -> None:
+        """:meth:`_dropped` for each message of a run from the ``k``-th on."""
+        registry = self.registry
+        n = len(shared.run.ends)
+        if registry.events.on_dropped:
+            for i in range(k, n):
+                self._dropped(shared.message(i), reason)
+        else:
+            registry.stats.messages_dropped += n - k
 
     def _may_read(self, auth: Any, topic: str) -> bool:
         """The per-message read check of ``[auth] acl_subscribe = "filter"`` (a cached

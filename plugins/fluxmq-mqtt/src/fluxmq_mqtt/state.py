@@ -48,6 +48,7 @@ from fluxmq_mqtt.codec import (
     Puback,
     Pubcomp,
     Publish,
+    PublishRun,
     Pubrec,
     Pubrel,
     Subscribe,
@@ -80,6 +81,7 @@ ALLOWED: dict[Phase, frozenset[type]] = {
     Phase.CONNECTED: frozenset(
         {
             Publish,
+            PublishRun,
             Puback,
             Pubrec,
             Pubrel,
