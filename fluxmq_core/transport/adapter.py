@@ -129,13 +129,18 @@ class AdapterServer:
         self.protocols: set[Any] = set()
         self.dirty: list[AdapterProtocol] = []
         self._flush_scheduled = False
+        #: ``data_received`` calls of this server's connections now running: their
+        #: end writes the dirty list, so marking needs no loop callback then.
+        self.in_chunk = 0
 
     def mark_dirty(self, proto: AdapterProtocol) -> None:
         """``proto`` has output: write it at the end of the chunk or loop tick."""
         self.dirty.append(proto)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self.in_chunk:
+            # Outside a chunk of this server (a timer, a task, another protocol's
+            # chunk): one callback per loop tick writes the list.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush_dirty)
+            proto._loop.call_soon(self.flush_dirty)
 
     def flush_dirty(self) -> None:
         """Write every connection marked dirty, each once. One failing connection
@@ -262,13 +267,22 @@ class AdapterProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # closing: read and discard
-        self.server.stats.bytes_received += len(data)
+        server = self.server
+        server.stats.bytes_received += len(data)
+        # Deliveries this chunk makes are written at its end (``after``, or below
+        # when it failed), not by a loop callback per chunk.
+        server.in_chunk += 1
         try:
-            self.feed(data)
-        except Exception:
-            self.failed("data")
-            return
-        self.after()
+            try:
+                self.feed(data)
+            except Exception:
+                self.failed("data")
+            else:
+                self.after()
+        finally:
+            server.in_chunk -= 1
+        if server.dirty:
+            server.flush_dirty()
 
     def eof_received(self) -> bool | None:
         return None  # the peer is done: close (MQTT and AMQP have no half-open state)
