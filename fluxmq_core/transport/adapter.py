@@ -323,19 +323,26 @@ class AdapterProtocol(asyncio.Protocol):
             self.server.mark_dirty(self)
 
     def after(self) -> None:
-        """After a chunk: hooks, start the wait, write this connection and every
-        connection the chunk delivered to (once each)."""
+        """After a chunk: hooks, start the wait, write every connection the chunk
+        delivered to (once each), then this connection's own answers."""
         conn = self.conn
         try:
             self.after_step()
             if conn.waiting is not None and self._task is None:
                 self.hold_reading(HOLD_WAIT)
                 self._task = self._loop.create_task(self._resolve())
+        except Exception:
+            self.failed("step")
+            return
+        # Deliveries first: a publisher's acknowledgement (its own write, and the
+        # wake-up of its process) does not delay the subscribers' copies.
+        server = self.server
+        if server.dirty:
+            server.flush_dirty()
+        try:
             self.flush()
         except Exception:
             self.failed("step")
-        if self.server.dirty:
-            self.server.flush_dirty()
 
     def flush(self) -> None:
         """Write the connection's pending output; close when it asks to."""

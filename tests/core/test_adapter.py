@@ -197,6 +197,19 @@ def test_a_chunk_writes_its_deliveries_without_a_loop_callback(monkeypatch):
     asyncio.run(main())
 
 
+def test_deliveries_are_written_before_the_chunks_own_answers(monkeypatch):
+    async def main() -> None:
+        server = ToyServer()
+        (a, ta), (b, tb) = _pair(server)
+        order: list[tuple[str, bytes]] = []
+        for name, t in (("a", ta), ("b", tb)):
+            monkeypatch.setattr(t, "write", lambda data, name=name: order.append((name, data)))
+        a.data_received(b"echo ack\nto c1 copy\n")
+        assert order == [("b", b"copy\n"), ("a", b"ack\n")]
+
+    asyncio.run(main())
+
+
 def test_a_failing_chunk_still_writes_what_it_delivered(caplog):
     async def main() -> None:
         server = ToyServer()
