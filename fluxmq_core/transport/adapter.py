@@ -129,13 +129,18 @@ class AdapterServer:
         self.protocols: set[Any] = set()
         self.dirty: list[AdapterProtocol] = []
         self._flush_scheduled = False
+        #: ``data_received`` calls of this server's connections now running: their
+        #: end writes the dirty list, so marking needs no loop callback then.
+        self.in_chunk = 0
 
     def mark_dirty(self, proto: AdapterProtocol) -> None:
         """``proto`` has output: write it at the end of the chunk or loop tick."""
         self.dirty.append(proto)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self.in_chunk:
+            # Outside a chunk of this server (a timer, a task, another protocol's
+            # chunk): one callback per loop tick writes the list.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush_dirty)
+            proto._loop.call_soon(self.flush_dirty)
 
     def flush_dirty(self) -> None:
         """Write every connection marked dirty, each once. One failing connection
@@ -262,13 +267,22 @@ class AdapterProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # closing: read and discard
-        self.server.stats.bytes_received += len(data)
+        server = self.server
+        server.stats.bytes_received += len(data)
+        # Deliveries this chunk makes are written at its end (``after``, or below
+        # when it failed), not by a loop callback per chunk.
+        server.in_chunk += 1
         try:
-            self.feed(data)
-        except Exception:
-            self.failed("data")
-            return
-        self.after()
+            try:
+                self.feed(data)
+            except Exception:
+                self.failed("data")
+            else:
+                self.after()
+        finally:
+            server.in_chunk -= 1
+        if server.dirty:
+            server.flush_dirty()
 
     def eof_received(self) -> bool | None:
         return None  # the peer is done: close (MQTT and AMQP have no half-open state)
@@ -309,19 +323,26 @@ class AdapterProtocol(asyncio.Protocol):
             self.server.mark_dirty(self)
 
     def after(self) -> None:
-        """After a chunk: hooks, start the wait, write this connection and every
-        connection the chunk delivered to (once each)."""
+        """After a chunk: hooks, start the wait, write every connection the chunk
+        delivered to (once each), then this connection's own answers."""
         conn = self.conn
         try:
             self.after_step()
             if conn.waiting is not None and self._task is None:
                 self.hold_reading(HOLD_WAIT)
                 self._task = self._loop.create_task(self._resolve())
+        except Exception:
+            self.failed("step")
+            return
+        # Deliveries first: a publisher's acknowledgement (its own write, and the
+        # wake-up of its process) does not delay the subscribers' copies.
+        server = self.server
+        if server.dirty:
+            server.flush_dirty()
+        try:
             self.flush()
         except Exception:
             self.failed("step")
-        if self.server.dirty:
-            self.server.flush_dirty()
 
     def flush(self) -> None:
         """Write the connection's pending output; close when it asks to."""

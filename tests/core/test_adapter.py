@@ -169,6 +169,75 @@ def test_one_write_per_destination_per_chunk():
     asyncio.run(main())
 
 
+def test_a_chunk_writes_its_deliveries_without_a_loop_callback(monkeypatch):
+    async def main() -> None:
+        server = ToyServer()
+        (a, _ta), (b, tb) = _pair(server)
+        loop = asyncio.get_running_loop()
+        scheduled: list[Any] = []
+        real = loop.call_soon
+
+        def counting(cb: Any, *args: Any, **kw: Any) -> Any:
+            scheduled.append(cb)
+            return real(cb, *args, **kw)
+
+        monkeypatch.setattr(loop, "call_soon", counting)
+        for i in range(3):
+            a.data_received(f"to c1 m{i}\n".encode())
+        assert tb.writes == [b"m0\n", b"m1\n", b"m2\n"]
+        assert scheduled == []  # the chunk's end wrote them; nothing left for the loop
+        # Outside a chunk (a timer, a task): one callback per loop tick writes.
+        for text in (b"t1\n", b"t2\n"):
+            b.conn.out += text
+            b.conn.wakeup(b.conn)
+        assert tb.writes[3:] == [] and len(scheduled) == 1
+        await asyncio.sleep(0)
+        assert tb.writes[3:] == [b"t1\nt2\n"]
+
+    asyncio.run(main())
+
+
+def test_deliveries_are_written_before_the_chunks_own_answers(monkeypatch):
+    async def main() -> None:
+        server = ToyServer()
+        (a, ta), (b, tb) = _pair(server)
+        order: list[tuple[str, bytes]] = []
+        for name, t in (("a", ta), ("b", tb)):
+            monkeypatch.setattr(t, "write", lambda data, name=name: order.append((name, data)))
+        a.data_received(b"echo ack\nto c1 copy\n")
+        assert order == [("b", b"copy\n"), ("a", b"ack\n")]
+
+    asyncio.run(main())
+
+
+def test_a_failing_chunk_still_writes_what_it_delivered(caplog):
+    async def main() -> None:
+        server = ToyServer()
+        (a, ta), (b, tb) = _pair(server)
+        with caplog.at_level(logging.ERROR, logger="fluxmq.test.toy"):
+            a.data_received(b"to c1 one\nboom\n")
+        assert tb.writes == [b"one\n"]  # at once, not left for a later loop tick
+        assert not server.dirty
+        assert b"".join(ta.writes) == b"ERR internal\n"
+
+    asyncio.run(main())
+
+
+def test_delivery_into_another_server_is_written_on_the_next_tick():
+    async def main() -> None:
+        one, two = ToyServer(), ToyServer()
+        ((a, _ta),) = _pair(one, 1)
+        ((b, tb),) = _pair(two, 1)
+        one.conns["other"] = b.conn  # a's chunk delivers into two's connection
+        a.data_received(b"to other hi\n")
+        assert tb.writes == []  # one's chunk end writes one's list only
+        assert two.dirty == [b]
+        await asyncio.sleep(0)
+        assert tb.writes == [b"hi\n"] and not two.dirty
+
+    asyncio.run(main())
+
+
 def test_output_past_flush_at_is_written_at_once(monkeypatch):
     async def main() -> None:
         server = ToyServer()
