@@ -319,3 +319,71 @@ def _message(f: list[Any]) -> Message:
     m.user_properties = None if up is None else [(k, v) for k, v in up]
     m.encoded = None
     return m
+
+
+# --- snapshots: what decoding would give, without the bytes -------------------------
+
+#: The value types the codec gives back as they were stored (a subclass, a
+#: bytearray or a tuple comes back as its base type or a list).
+_EXACT = frozenset((str, bytes, int, float, bool, type(None)))
+_new_message = Message.__new__
+
+#: A message's fields in :data:`MESSAGE_FIELDS` order, with ``None`` in place of the
+#: properties (kept beside it) and the user properties as a tuple of pairs:
+#: immutable scalars in tuples only, so that the garbage collector stops tracking a
+#: snapshot the first time it sees one (a cache of tracked objects would make every
+#: full collection walk it; a dict inside would keep the tuple tracked).
+Snapshot = tuple[Any, ...]
+
+
+def snapshot_message(m: Message) -> tuple[Snapshot, dict[str, Any] | None] | None:
+    """``(fields, properties)`` that :func:`message_from_snapshot` turns back into a
+    Message equal, field by field and type by type, to
+    ``decode_message(encode_message(m))``; ``None`` when ``m`` holds a value whose
+    round trip would change it (a nested property, a ``bytearray``, a subclass of a
+    scalar type): the queue log's live tail keeps such messages as their encoded
+    bytes instead.
+
+    The properties dict is copied and the user properties become a tuple (their
+    values are immutable scalars), so nothing the caller does to ``m`` afterwards
+    reaches the snapshot. A dict of scalars is not tracked by the garbage collector
+    either."""
+    exact = _EXACT
+    props = m.properties
+    if props is not None:
+        for v in props.values():
+            if type(v) not in exact:
+                return None
+        props = props.copy()
+    up = m.user_properties
+    pairs = None
+    if up is not None:
+        for k, v in up:
+            if type(k) not in exact or type(v) not in exact:
+                return None
+        pairs = tuple([(k, v) for k, v in up])
+    snap = (m.topic, m.payload, m.qos, m.retain, None, pairs, m.content_type, m.correlation_data,
+            m.response_topic, m.payload_format, m.expires_at, m.origin_protocol,
+            m.origin_client, m.timestamp)  # fmt: skip
+    t = type
+    if (
+        t(snap[0]) in exact and t(snap[1]) in exact and t(snap[2]) in exact
+        and t(snap[3]) in exact and t(snap[6]) in exact and t(snap[7]) in exact
+        and t(snap[8]) in exact and t(snap[9]) in exact and t(snap[10]) in exact
+        and t(snap[11]) in exact and t(snap[12]) in exact and t(snap[13]) in exact
+    ):  # fmt: skip
+        return snap, props
+    return None
+
+
+def message_from_snapshot(snap: Snapshot, props: dict[str, Any] | None) -> Message:
+    """A new Message from a :func:`snapshot_message` snapshot, with its own
+    ``properties`` dict and ``user_properties`` list and no encode cache."""
+    m = _new_message(Message)
+    (m.topic, m.payload, m.qos, m.retain, _, up, m.content_type, m.correlation_data,
+     m.response_topic, m.payload_format, m.expires_at, m.origin_protocol, m.origin_client,
+     m.timestamp) = snap  # fmt: skip
+    m.properties = None if props is None else props.copy()
+    m.user_properties = None if up is None else list(up)
+    m.encoded = None
+    return m

@@ -73,12 +73,13 @@ class EngineOptions:
     """Tunables of one engine; see ``docs/storage.md`` for the matching keys."""
 
     __slots__ = ("checkpoint_interval", "gc_interval", "gc_ratio", "index_interval", "repair",
-                 "segment_size", "sync_interval")  # fmt: skip
+                 "segment_size", "sync_interval", "tail_cache_bytes")  # fmt: skip
 
     #: ``StorageOptions.extra`` keys understood, with their types.
     KEYS = {
         "segment_size": int, "checkpoint_interval": float, "gc_ratio": float,
         "gc_interval": float, "sync_interval": float, "repair": bool, "index_interval": int,
+        "tail_cache_bytes": int,
     }  # fmt: skip
 
     @classmethod
@@ -109,6 +110,8 @@ class EngineOptions:
             raise ValueError("badgerlike storage: gc_ratio must be in (0, 1]")
         if opts.index_interval < 1:
             raise ValueError("badgerlike storage: index_interval must be at least 1")
+        if opts.tail_cache_bytes < 0:
+            raise ValueError("badgerlike storage: tail_cache_bytes must be 0 (off) or more")
         return opts
 
     def __init__(
@@ -121,8 +124,11 @@ class EngineOptions:
         sync_interval: float = 1.0,
         repair: bool = False,
         index_interval: int = 64,
+        tail_cache_bytes: int = 32 << 20,
     ) -> None:
         self.index_interval = int(index_interval)
+        #: the queue log's live-tail cache bound (see ``queue_log``); the store ignores it
+        self.tail_cache_bytes = int(tail_cache_bytes)
         self.segment_size = int(segment_size)
         self.checkpoint_interval = float(checkpoint_interval)
         self.gc_ratio = float(gc_ratio)

@@ -26,6 +26,21 @@ queue's last segment (and any segment whose ``.idx`` is missing or corrupt).
 last one, which keeps ``next_offset`` derivable) and records that offset under
 ``qf/<id>``; records below it that share a segment are skipped on read.
 
+**Live tail.** The newest records of each queue are also kept in memory, as
+snapshots of their messages (:func:`~fluxmq_badgerlike.codec.snapshot_message`: a tuple of the fields, equal
+field by field and type by type to what decoding the record gives), so a consumer
+that keeps up with its publishers reads a message without reading the file back and
+decoding it: ``read`` builds a new Message from the snapshot
+(:func:`~fluxmq_badgerlike.codec.message_from_snapshot`). A message whose round trip would
+change a value (a nested property, a ``bytearray``) is held as its encoded body and
+decoded on read. The tail always ends at the queue's next offset; its oldest
+entries are dropped once every consumer group of the queue committed past them
+(``commit_offset``), by ``truncate_before``, and when the cached messages of all
+queues together exceed ``tail_cache_bytes`` (each counted as its encoded size plus
+:data:`TAIL_ENTRY_OVERHEAD`; the queue appended to least recently loses its oldest
+first). ``tail_cache_bytes = 0`` turns it off. The records are written exactly as
+before: the cache changes what a read costs, never what is durable.
+
 Meta keys: ``qid`` (next queue id), ``qc/<name>`` ({id, config}), ``qf/<id>``
 (first offset), ``qg/<id>/<group>`` (committed offset), ``qp/<id>/<group>/<offset:020d>``
 ([consumer, deadline, delivery count]); names are %-escaped as in the store.
@@ -45,10 +60,19 @@ import os
 import shutil
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
+from fluxmq_badgerlike.codec import (
+    Snapshot,
+    decode_message,
+    decode_value,
+    encode_message,
+    encode_value,
+    message_from_snapshot,
+    snapshot_message,
+)
 from fluxmq_badgerlike.engine import Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError
 from fluxmq_badgerlike.framing import MAGIC, scan_segment
@@ -75,6 +99,9 @@ _INT = struct.Struct("<q")
 _PEL_HEAD = b"l" + struct.pack("<I", 3) + b"s"
 _PEL_TAIL = struct.Struct("<Bdc")  # after the consumer: b"d", deadline, b"i"
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+#: Bytes counted per message in the live tail on top of its encoded size: the
+#: snapshot Message, its properties dict and its slots in the tail's lists.
+TAIL_ENTRY_OVERHEAD = 320
 
 
 def _enc_int(value: int) -> bytes:
@@ -172,9 +199,50 @@ class _Seg:
             yield off, ts, plen, buf[i + QHEADER_SIZE : end]
 
 
+class _Tail:
+    """The newest records of one queue in memory (see the module docstring).
+
+    ``items[i]`` holds offset ``base + i`` for ``i >= head``: a message snapshot
+    (its properties in ``props[i]``), or the encoded body of a message that has no
+    exact snapshot; ``items[:head]`` are dropped (None) until the lists are
+    compacted. ``costs`` are the entries' counted bytes. Entries always end at the
+    queue's next offset (appends are in order)."""
+
+    __slots__ = ("base", "bytes", "costs", "head", "items", "props")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.head = 0
+        self.items: list[Snapshot | bytes | None] = []
+        self.props: list[dict[str, Any] | None] = []
+        self.costs: list[int] = []
+        self.bytes = 0
+
+    def drop_front(self, n: int) -> int:
+        """Drop the ``n`` oldest entries (fewer if there are fewer); returns the
+        bytes freed."""
+        items, props, costs = self.items, self.props, self.costs
+        head = self.head
+        stop = min(len(items), head + n)
+        freed = 0
+        for i in range(head, stop):
+            items[i] = props[i] = None
+            freed += costs[i]
+        self.bytes -= freed
+        if stop * 2 >= len(items):  # compact: amortised O(1) per entry
+            del items[:stop]
+            del props[:stop]
+            del costs[:stop]
+            self.base += stop
+            self.head = 0
+        else:
+            self.head = stop
+        return freed
+
+
 class _Queue:
     __slots__ = ("bytes", "config", "dir", "first", "gkeys", "groups", "id", "name", "next", "pel",
-                 "segs")  # fmt: skip
+                 "segs", "tail")  # fmt: skip
 
     def __init__(self, name: str, qid: int, config: dict[str, Any], directory: str) -> None:
         self.name = name
@@ -190,6 +258,7 @@ class _Queue:
         self.pel: dict[str, dict[int, tuple[str, float, int]]] = {}
         #: group -> its meta key prefix ``<id>/<escaped group>`` (built once per group)
         self.gkeys: dict[str, str] = {}
+        self.tail = _Tail()
 
     def gkey(self, group: str) -> str:
         k = self.gkeys.get(group)
@@ -220,6 +289,15 @@ class BadgerlikeQueueLog(QueueLog):
         #: written once per flush (see ``commit_offset``)
         self._commits: dict[tuple[_Queue, str], int] = {}
         self.writer.before_flush.append(self._put_commits)
+        #: the live tail (see the module docstring): its bound, what it holds, and
+        #: the queues holding some, least recently appended to first
+        self._tail_budget = self.opts.tail_cache_bytes
+        self._tail_bytes = 0
+        self._tails: OrderedDict[_Tail, None] = OrderedDict()
+        self._tail_last: _Tail | None = None
+        #: records read from the tail and from the files
+        self.tail_hits = 0
+        self.tail_misses = 0
         self.recovery: dict[str, Any] = {
             "truncated_bytes": 0,
             "repaired": [],
@@ -407,6 +485,7 @@ class BadgerlikeQueueLog(QueueLog):
 
     async def close(self) -> None:
         self._put_commits()
+        self._tail_clear()
         await self.meta.close()
         await self.writer.close()
         for q in self._queues.values():
@@ -428,6 +507,10 @@ class BadgerlikeQueueLog(QueueLog):
             "segments": sum(len(q.segs) for q in qs),
             "fsyncs": self.writer.fsyncs,
             "flushes": self.writer.flushes,
+            "tail_messages": sum(len(q.tail.items) - q.tail.head for q in qs),
+            "tail_bytes": self._tail_bytes,
+            "tail_hits": self.tail_hits,
+            "tail_misses": self.tail_misses,
         }
         out.update({f"meta_{k}": v for k, v in self.meta.stats().items()})
         return out
@@ -466,6 +549,7 @@ class BadgerlikeQueueLog(QueueLog):
             return
         for key in [k for k in self._commits if k[0] is q]:
             del self._commits[key]
+        self._tail_drop(q.tail, len(q.tail.items))
         meta = self.meta
         meta.delete("qc/" + esc(name))
         meta.delete(f"qf/{q.id}")
@@ -513,7 +597,62 @@ class BadgerlikeQueueLog(QueueLog):
         seg.add(off, pos, ts, plen, self.opts.index_interval)
         q.next = off + 1
         q.bytes += plen
+        if self._tail_budget:
+            self._tail_add(q.tail, off, message, body)
         return off
+
+    # --- the live tail ----------------------------------------------------------
+
+    def _tail_add(self, t: _Tail, off: int, message: Message, body: bytes) -> None:
+        snap = snapshot_message(message)
+        cost = len(body) + TAIL_ENTRY_OVERHEAD
+        items = t.items
+        if not items:
+            t.base = off
+            t.head = 0
+        if snap is None:
+            items.append(body)
+            t.props.append(None)
+        else:
+            items.append(snap[0])
+            t.props.append(snap[1])
+        t.costs.append(cost)
+        t.bytes += cost
+        if self._tail_last is not t:
+            self._tail_last = t
+            tails = self._tails
+            tails[t] = None
+            tails.move_to_end(t)
+        self._tail_bytes += cost
+        if self._tail_bytes > self._tail_budget:
+            self._tail_evict()
+
+    def _tail_evict(self) -> None:
+        """Drop the oldest entries of the queue appended to least recently until the
+        tail is back within its bound."""
+        tails = self._tails
+        while self._tail_bytes > self._tail_budget and tails:
+            t = next(iter(tails))
+            while self._tail_bytes > self._tail_budget and t.head < len(t.items):
+                self._tail_bytes -= t.drop_front(1)
+            if t.head >= len(t.items):
+                self._tail_forget(t)
+
+    def _tail_drop(self, t: _Tail, n: int) -> None:
+        """Drop the ``n`` oldest entries of ``t``."""
+        if n > 0 and t.items:
+            self._tail_bytes -= t.drop_front(n)
+            if not t.items:
+                self._tail_forget(t)
+
+    def _tail_forget(self, t: _Tail) -> None:
+        self._tails.pop(t, None)
+        if self._tail_last is t:
+            self._tail_last = None
+
+    def _tail_clear(self) -> None:
+        for q in self._queues.values():
+            self._tail_drop(q.tail, len(q.tail.items))
 
     def _rotate(self, q: _Queue, base: int) -> _Seg:
         if q.segs:
@@ -547,18 +686,44 @@ class BadgerlikeQueueLog(QueueLog):
         out: list[tuple[int, Message]] = []
         if limit <= 0 or start >= q.next:
             return out
+        t = q.tail
+        items = t.items
+        front = t.base + t.head if items else q.next  # the tail holds [front, next)
+        if start < front:
+            self._read_files(q, start, front, limit, out)
+            self.tail_misses += len(out)
+            if len(out) >= limit or not items:
+                return out
+            start = front
+        base, props = t.base, t.props
+        stop = min(len(items), start - base + limit - len(out))
+        for i in range(start - base, stop):
+            m = items[i]
+            if isinstance(m, tuple):
+                out.append((base + i, message_from_snapshot(m, props[i])))
+            else:  # the encoded body of a message without an exact snapshot
+                out.append((base + i, decode_message(m)))
+        self.tail_hits += stop - (start - base)
+        return out
+
+    def _read_files(
+        self, q: _Queue, start: int, stop: int, limit: int, out: list[tuple[int, Message]]
+    ) -> None:
+        """Append the records of offsets ``[start, stop)`` read from the segment
+        files to ``out``, up to ``limit`` rows in ``out``."""
         si = max(0, bisect.bisect_right([s.base for s in q.segs], start) - 1)
         for seg in q.segs[si:]:
             if seg.next <= start or not seg.offs:
                 continue
             k = max(0, bisect.bisect_right(seg.offs, start) - 1)
-            for off, _ts, _pl, body in seg.records(seg.poss[k]):
+            for off, _ts, _pl, body in seg.records(seg.poss[k], stop):
                 if off < start:
                     continue
                 out.append((off, decode_message(body)))
                 if len(out) >= limit:
-                    return out
-        return out
+                    return
+            if seg.next >= stop:
+                return
 
     def first_offset(self, queue: str) -> int:
         return self._q(queue).first
@@ -608,6 +773,8 @@ class BadgerlikeQueueLog(QueueLog):
             return 0
         q.bytes -= self._payload_bytes(q, q.first, new_first)
         q.first = new_first
+        t = q.tail
+        self._tail_drop(t, new_first - (t.base + t.head))
         self.meta.put(f"qf/{q.id}", encode_value(new_first))
         while len(q.segs) > 1 and q.segs[0].next <= new_first:
             seg = q.segs.pop(0)
@@ -642,11 +809,16 @@ class BadgerlikeQueueLog(QueueLog):
         ``sync()`` writes what is outstanding before it waits."""
         q = self._q(queue)
         offset = int(offset)
-        q.groups[group] = offset
+        groups = q.groups
+        groups[group] = offset
         commits = self._commits
         if not commits:
             self.writer.schedule_flush()
         commits[(q, group)] = offset
+        t = q.tail
+        if t.items:  # every group settled what is below its committed offset
+            low = offset if len(groups) == 1 else min(groups.values())
+            self._tail_drop(t, low - (t.base + t.head))
 
     def _put_commits(self) -> None:
         commits = self._commits
