@@ -220,6 +220,51 @@ class Engine:
         body = b"".join((_PUT_HEAD.pack(MAGIC, PUT, 0, len(kb), len(value)), kb, value))
         self._append(key, _U32.pack(zlib.crc32(body)) + body, PUT)
 
+    def write_many(self, items: list[tuple[str, bytes | None]]) -> None:
+        """``put`` (a value) or ``delete`` (``None``) several keys, in order, with one
+        append to the head segment: the queue log's PEL changes of one writer flush.
+        The records are the ones ``put`` and ``delete`` write; a delete of an absent
+        key writes nothing."""
+        index = self._index
+        records: list[bytes] = []
+        metas: list[tuple[str, int, int]] = []
+        pack, crc32, u32 = _PUT_HEAD.pack, zlib.crc32, _U32.pack
+        for key, value in items:
+            kb = key.encode()
+            if value is None:
+                if key not in index:
+                    continue
+                body = pack(MAGIC, DELETE, 0, len(kb), 0) + kb
+                rtype = DELETE
+            else:
+                body = b"".join((pack(MAGIC, PUT, 0, len(kb), len(value)), kb, value))
+                rtype = PUT
+            record = u32(crc32(body)) + body
+            records.append(record)
+            metas.append((key, rtype, len(record)))
+        if not records:
+            return
+        data = b"".join(records)
+        head = self._head
+        h = self._handles[head]
+        if h.size and h.size + len(data) > self.options.segment_size:
+            for record, (key, rtype, _n) in zip(records, metas, strict=True):
+                self._append(key, record, rtype)  # rotates where it must
+            return
+        pos = h.append(data)
+        self._total[head] += len(data)
+        dead = self._dead
+        for key, rtype, n in metas:
+            if rtype == PUT:
+                old = index.get(key)
+                index[key] = (head, pos, n)
+            else:
+                old = index.pop(key, None)
+            if old is not None:
+                dead[old[0]] += old[2]
+            pos += n
+        self._changes += len(metas)
+
     def delete(self, key: str) -> bool:
         """Delete ``key``; False (and nothing written) when it is absent."""
         if key not in self._index:

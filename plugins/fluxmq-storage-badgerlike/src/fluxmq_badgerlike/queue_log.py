@@ -288,7 +288,12 @@ class BadgerlikeQueueLog(QueueLog):
         #: committed offsets not written yet: (queue, group) -> the latest offset;
         #: written once per flush (see ``commit_offset``)
         self._commits: dict[tuple[_Queue, str], int] = {}
-        self.writer.before_flush.append(self._put_commits)
+        #: PEL changes not written yet: (queue, group, offset) -> the entry, or None
+        #: for a removal; written once per flush (see ``pel_add``)
+        self._pels: dict[tuple[_Queue, str, int], tuple[str, float, int] | None] = {}
+        #: keys in ``_pels`` whose pending entry replaces one already written
+        self._pel_shadowed: set[tuple[_Queue, str, int]] = set()
+        self.writer.before_flush.append(self._before_flush)
         #: the live tail (see the module docstring): its bound, what it holds, and
         #: the queues holding some, least recently appended to first
         self._tail_budget = self.opts.tail_cache_bytes
@@ -484,7 +489,7 @@ class BadgerlikeQueueLog(QueueLog):
             return False
 
     async def close(self) -> None:
-        self._put_commits()
+        self._before_flush()
         self._tail_clear()
         await self.meta.close()
         await self.writer.close()
@@ -493,8 +498,16 @@ class BadgerlikeQueueLog(QueueLog):
                 seg.handle.close()
 
     async def sync(self) -> None:
-        self._put_commits()
+        self._before_flush()
         await self.writer.sync()
+
+    def _before_flush(self) -> None:
+        """Write what is coalesced until the writer's next flush: committed offsets
+        and PEL changes."""
+        if self._commits:
+            self._put_commits()
+        if self._pels:
+            self._put_pels()
 
     def stats(self) -> dict[str, int]:
         qs = self._queues.values()
@@ -549,6 +562,10 @@ class BadgerlikeQueueLog(QueueLog):
             return
         for key in [k for k in self._commits if k[0] is q]:
             del self._commits[key]
+        for pkey in [k for k in self._pels if k[0] is q]:
+            if self._pels.pop(pkey) is None:  # a removal of a written entry
+                self.meta.delete(f"qp/{q.gkey(pkey[1])}/{pkey[2]:020d}")
+            self._pel_shadowed.discard(pkey)
         self._tail_drop(q.tail, len(q.tail.items))
         meta = self.meta
         meta.delete("qc/" + esc(name))
@@ -848,23 +865,62 @@ class BadgerlikeQueueLog(QueueLog):
         deadline: float,
         delivery_count: int,
     ) -> None:
+        """Record the entry at once in memory; its meta record is written by the next
+        flush of the writer, with every other PEL change since the last one (one
+        append), and not at all when the entry is removed before that flush (a
+        delivery acknowledged within one flush: nothing of it ever reached the file
+        anyway). Nothing is weaker for it: records reach the file only at a flush,
+        and ``sync()`` writes what is outstanding before it waits.
+
+        Bookkeeping: an entry in memory and not in ``_pels`` is written; one in
+        ``_pels`` is written only if its key is in ``_pel_shadowed`` (an older
+        version, which a removal must delete)."""
         q = self._q(queue)
         offset = int(offset)
-        deadline = float(deadline)
-        delivery_count = int(delivery_count)
+        entry = (consumer, float(deadline), int(delivery_count))
         pel = q.pel.get(group)
         if pel is None:
             pel = q.pel[group] = {}
-        pel[offset] = (consumer, deadline, delivery_count)
-        self.meta.put(
-            f"qp/{q.gkey(group)}/{offset:020d}", _enc_pel(consumer, deadline, delivery_count)
-        )
+        key = (q, group, offset)
+        pels = self._pels
+        if offset in pel:  # replacing an entry: is a version of it written?
+            if key not in pels or pels[key] is None:
+                self._pel_shadowed.add(key)
+        elif key in pels:  # re-added after a removal not written yet
+            self._pel_shadowed.add(key)
+        pel[offset] = entry
+        if not pels:
+            self.writer.schedule_flush()
+        pels[key] = entry
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
         q = self._q(queue)
         pel = q.pel.get(group)
         if pel is not None and pel.pop(offset, None) is not None:
-            self.meta.delete(f"qp/{q.gkey(group)}/{int(offset):020d}")
+            key = (q, group, int(offset))
+            pels = self._pels
+            if key not in pels:  # written: write its removal
+                if not pels:
+                    self.writer.schedule_flush()
+                pels[key] = None
+            elif key in self._pel_shadowed:  # an older version is written
+                pels[key] = None
+                self._pel_shadowed.discard(key)
+            else:  # never written: nothing to write
+                del pels[key]
+
+    def _put_pels(self) -> None:
+        pels = self._pels
+        self._pels = {}
+        self._pel_shadowed.clear()
+        queues = self._queues
+        items: list[tuple[str, bytes | None]] = []
+        for (q, group, offset), entry in pels.items():
+            if queues.get(q.name) is not q:
+                continue  # deleted meanwhile (delete_queue wrote what it had to)
+            key = f"qp/{q.gkey(group)}/{offset:020d}"
+            items.append((key, None if entry is None else _enc_pel(*entry)))
+        self.meta.write_many(items)
 
     async def pel_entries(self, queue: str, group: str) -> list[PendingEntry]:
         pel = self._q(queue).pel.get(group)
