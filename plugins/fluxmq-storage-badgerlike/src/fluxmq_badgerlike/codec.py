@@ -164,6 +164,10 @@ def decode_value(buf: bytes) -> Any:
     return value
 
 
+#: The value types the codec gives back as they were stored (a subclass, a
+#: bytearray or a tuple comes back as its base type or a list).
+_EXACT = frozenset((str, bytes, int, float, bool, type(None)))
+
 _MESSAGE_PREFIX = bytes([MESSAGE_VERSION]) + b"l" + _U32.pack(len(MESSAGE_FIELDS))
 
 
@@ -172,13 +176,23 @@ def encode_message(m: Message) -> bytes:
 
     Byte-for-byte what ``encode_value`` would write for the field list, with the
     common scalar cases inlined: this runs once per stored message."""
+    return encode_message_exact(m)[0]
+
+
+def encode_message_exact(m: Message) -> tuple[bytes, bool]:
+    """:func:`encode_message`, and whether every value of ``m`` is of a type the
+    codec gives back unchanged (``None``, ``bool``, ``int``, ``float``, ``str``,
+    ``bytes``; no container but the properties dict and the user-property pairs),
+    so that :func:`snapshot_message` may copy it without checking it again."""
+    props = m.properties
     up = m.user_properties
+    pairs = None if up is None else [[k, v] for k, v in up]
     out: list[bytes] = [_MESSAGE_PREFIX]
     append = out.append
+    exact = True
     v: Any  # the fields' types differ; the `type(v) is` checks below pick the encoding
     for v in (
-        m.topic, m.payload, m.qos, m.retain, m.properties,
-        None if up is None else [[k, v] for k, v in up],
+        m.topic, m.payload, m.qos, m.retain, props, pairs,
         m.content_type, m.correlation_data, m.response_topic, m.payload_format,
         m.expires_at, m.origin_protocol, m.origin_client, m.timestamp,
     ):  # fmt: skip
@@ -199,6 +213,8 @@ def encode_message(m: Message) -> bytes:
         elif t is float:
             append(b"d" + _D.pack(v))
         elif t is dict:  # the properties: str and bytes values inlined
+            if v is not props:
+                exact = False
             append(b"m" + _U32.pack(len(v)))
             for k, x in v.items():
                 if type(k) is not str:
@@ -215,10 +231,19 @@ def encode_message(m: Message) -> bytes:
                     append(b"b" + _U32.pack(len(x)))
                     append(x)
                 else:
+                    if tx not in _EXACT:
+                        exact = False
                     _enc(x, out, "message")
         else:
+            if v is not pairs:
+                exact = False
+            elif exact:
+                for k, x in pairs or ():
+                    if type(k) not in _EXACT or type(x) not in _EXACT:
+                        exact = False
+                        break
             _enc(v, out, "message")
-    return b"".join(out)
+    return b"".join(out), exact
 
 
 def decode_message(buf: bytes | None) -> Message:
@@ -323,9 +348,6 @@ def _message(f: list[Any]) -> Message:
 
 # --- snapshots: what decoding would give, without the bytes -------------------------
 
-#: The value types the codec gives back as they were stored (a subclass, a
-#: bytearray or a tuple comes back as its base type or a list).
-_EXACT = frozenset((str, bytes, int, float, bool, type(None)))
 _new_message = Message.__new__
 
 #: A message's fields in :data:`MESSAGE_FIELDS` order, with ``None`` in place of the
@@ -342,38 +364,28 @@ def snapshot_message(m: Message) -> tuple[Snapshot, dict[str, Any] | None] | Non
     ``decode_message(encode_message(m))``; ``None`` when ``m`` holds a value whose
     round trip would change it (a nested property, a ``bytearray``, a subclass of a
     scalar type): the queue log's live tail keeps such messages as their encoded
-    bytes instead.
+    bytes instead. (The queue log learns that from :func:`encode_message_exact`
+    and calls :func:`snapshot_exact` directly.)"""
+    if not encode_message_exact(m)[1]:
+        return None
+    return snapshot_exact(m)
 
-    The properties dict is copied and the user properties become a tuple (their
-    values are immutable scalars), so nothing the caller does to ``m`` afterwards
-    reaches the snapshot. A dict of scalars is not tracked by the garbage collector
-    either."""
-    exact = _EXACT
+
+def snapshot_exact(m: Message) -> tuple[Snapshot, dict[str, Any] | None]:
+    """:func:`snapshot_message` of a message :func:`encode_message_exact` found
+    exact. The properties dict is copied and the user properties become a tuple
+    (their values are immutable scalars), so nothing the caller does to ``m``
+    afterwards reaches the snapshot; a dict of scalars is not tracked by the
+    garbage collector either."""
     props = m.properties
-    if props is not None:
-        for v in props.values():
-            if type(v) not in exact:
-                return None
-        props = props.copy()
     up = m.user_properties
-    pairs = None
-    if up is not None:
-        for k, v in up:
-            if type(k) not in exact or type(v) not in exact:
-                return None
-        pairs = tuple([(k, v) for k, v in up])
-    snap = (m.topic, m.payload, m.qos, m.retain, None, pairs, m.content_type, m.correlation_data,
-            m.response_topic, m.payload_format, m.expires_at, m.origin_protocol,
-            m.origin_client, m.timestamp)  # fmt: skip
-    t = type
-    if (
-        t(snap[0]) in exact and t(snap[1]) in exact and t(snap[2]) in exact
-        and t(snap[3]) in exact and t(snap[6]) in exact and t(snap[7]) in exact
-        and t(snap[8]) in exact and t(snap[9]) in exact and t(snap[10]) in exact
-        and t(snap[11]) in exact and t(snap[12]) in exact and t(snap[13]) in exact
-    ):  # fmt: skip
-        return snap, props
-    return None
+    return (
+        (m.topic, m.payload, m.qos, m.retain, None,
+         None if up is None else tuple([(k, v) for k, v in up]),
+         m.content_type, m.correlation_data, m.response_topic, m.payload_format,
+         m.expires_at, m.origin_protocol, m.origin_client, m.timestamp),
+        None if props is None else props.copy(),
+    )  # fmt: skip
 
 
 def message_from_snapshot(snap: Snapshot, props: dict[str, Any] | None) -> Message:

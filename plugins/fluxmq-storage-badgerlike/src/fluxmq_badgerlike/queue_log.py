@@ -68,10 +68,10 @@ from fluxmq_badgerlike.codec import (
     Snapshot,
     decode_message,
     decode_value,
-    encode_message,
+    encode_message_exact,
     encode_value,
     message_from_snapshot,
-    snapshot_message,
+    snapshot_exact,
 )
 from fluxmq_badgerlike.engine import Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError
@@ -598,7 +598,7 @@ class BadgerlikeQueueLog(QueueLog):
         return [self._append(q, m) for m in messages]
 
     def _append(self, q: _Queue, message: Message) -> int:
-        body = encode_message(message)
+        body, exact = encode_message_exact(message)
         off = q.next
         ts = float(message.timestamp)
         plen = len(message.payload)
@@ -615,24 +615,26 @@ class BadgerlikeQueueLog(QueueLog):
         q.next = off + 1
         q.bytes += plen
         if self._tail_budget:
-            self._tail_add(q.tail, off, message, body)
+            self._tail_add(q.tail, off, message if exact else None, body)
         return off
 
     # --- the live tail ----------------------------------------------------------
 
-    def _tail_add(self, t: _Tail, off: int, message: Message, body: bytes) -> None:
-        snap = snapshot_message(message)
+    def _tail_add(self, t: _Tail, off: int, exact: Message | None, body: bytes) -> None:
+        """Keep record ``off``: a snapshot of ``exact`` (a message whose every value
+        the codec gives back unchanged), else the encoded ``body``."""
         cost = len(body) + TAIL_ENTRY_OVERHEAD
         items = t.items
         if not items:
             t.base = off
             t.head = 0
-        if snap is None:
+        if exact is None:
             items.append(body)
             t.props.append(None)
         else:
-            items.append(snap[0])
-            t.props.append(snap[1])
+            snap, props = snapshot_exact(exact)
+            items.append(snap)
+            t.props.append(props)
         t.costs.append(cost)
         t.bytes += cost
         if self._tail_last is not t:
