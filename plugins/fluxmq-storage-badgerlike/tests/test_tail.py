@@ -11,8 +11,10 @@ import pytest
 from fluxmq_badgerlike import BadgerlikeQueueLog
 from fluxmq_badgerlike.codec import (
     MESSAGE_FIELDS,
+    _encode_message_exact,
     decode_message,
     encode_message,
+    encode_message_exact,
     message_from_snapshot,
     snapshot_message,
 )
@@ -219,3 +221,31 @@ async def test_off_when_the_bound_is_zero(tmp_path: Path) -> None:
 def test_a_negative_bound_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tail_cache_bytes"):
         make(tmp_path, tail_cache_bytes=-1)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        plain(user_properties=None, content_type=None, correlation_data=None,
+              response_topic=None, payload_format=None, expires_at=None),
+        Message("$queue/bench/x", b"x" * 64, 1, origin_protocol="mqtt", origin_client="p"),
+        Message("t", b"", 0, True, properties={"priority": 3, "big": 1 << 70}),
+        Message("t", b"x", properties={"f": 1.5, "n": None, "b": True}),
+        Message("t", b"x", properties={1: "non-str key"}),  # type: ignore[dict-item]
+        Message("t", b"x", 1 << 70),
+        Message("t", b"x", timestamp=5),
+        sample_message(3),
+    ],
+)  # fmt: skip
+def test_the_common_shape_encodes_as_the_generic_path(message: Message) -> None:
+    try:
+        expected: Any = _encode_message_exact(message)
+    except TypeError as exc:
+        expected = str(exc)
+    try:
+        got: Any = encode_message_exact(message)
+    except TypeError as exc:
+        got = str(exc)
+    assert got == expected
+    if not isinstance(got, str):
+        assert decode_message(got[0]) == message

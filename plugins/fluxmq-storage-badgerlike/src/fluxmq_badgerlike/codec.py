@@ -37,6 +37,9 @@ from fluxmq_core.message import Message
 _Q = struct.Struct("<q")
 _D = struct.Struct("<d")
 _U32 = struct.Struct("<I")
+_TAG_LEN = struct.Struct("<BI")  # a tag and a u32 length (str, bytes, dict)
+_TAG_Q = struct.Struct("<Bq")
+_TAG_D = struct.Struct("<Bd")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 MESSAGE_VERSION = 1
@@ -183,7 +186,57 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
     """:func:`encode_message`, and whether every value of ``m`` is of a type the
     codec gives back unchanged (``None``, ``bool``, ``int``, ``float``, ``str``,
     ``bytes``; no container but the properties dict and the user-property pairs),
-    so that :func:`snapshot_message` may copy it without checking it again."""
+    so that :func:`snapshot_message` may copy it without checking it again.
+
+    The common shape (no user properties, content type, correlation data, response
+    topic, payload format or expiry; plain scalars elsewhere; properties of str,
+    bytes and 64-bit ints) is packed without the per-field dispatch."""
+    props = m.properties
+    up = m.user_properties
+    topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
+    oproto, oclient, ts = m.origin_protocol, m.origin_client, m.timestamp
+    if (
+        up is None and m.content_type is None and m.correlation_data is None
+        and m.response_topic is None and m.payload_format is None and m.expires_at is None
+        and type(topic) is str and type(payload) is bytes and type(qos) is int
+        and type(retain) is bool and type(oproto) is str and type(oclient) is str
+        and type(ts) is float and _INT64_MIN <= qos <= _INT64_MAX
+    ):  # fmt: skip
+        tb, pb, cb = topic.encode(), oproto.encode(), oclient.encode()
+        out = [_MESSAGE_PREFIX, _TAG_LEN.pack(0x73, len(tb)), tb,
+               _TAG_LEN.pack(0x62, len(payload)), payload,
+               _TAG_Q.pack(0x69, qos), b"T" if retain else b"F"]  # fmt: skip
+        if props is None:
+            out.append(b"N")
+        else:
+            append = out.append
+            append(_TAG_LEN.pack(0x6D, len(props)))
+            for k, x in props.items():
+                if type(k) is not str:
+                    raise TypeError(f"message: keys must be str, got {k!r}")
+                kb = k.encode()
+                append(_U32.pack(len(kb)))
+                append(kb)
+                tx = type(x)
+                if tx is str:
+                    b = x.encode()
+                    append(_TAG_LEN.pack(0x73, len(b)))
+                    append(b)
+                elif tx is bytes:
+                    append(_TAG_LEN.pack(0x62, len(x)))
+                    append(x)
+                elif tx is int and _INT64_MIN <= x <= _INT64_MAX:
+                    append(_TAG_Q.pack(0x69, x))
+                else:
+                    return _encode_message_exact(m)
+        out += (b"NNNNNN", _TAG_LEN.pack(0x73, len(pb)), pb, _TAG_LEN.pack(0x73, len(cb)), cb,
+                _TAG_D.pack(0x64, ts))  # fmt: skip
+        return b"".join(out), True
+    return _encode_message_exact(m)
+
+
+def _encode_message_exact(m: Message) -> tuple[bytes, bool]:
+    """:func:`encode_message_exact` for any message, field by field."""
     props = m.properties
     up = m.user_properties
     pairs = None if up is None else [[k, v] for k, v in up]
