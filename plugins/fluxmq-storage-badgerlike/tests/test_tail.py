@@ -29,6 +29,14 @@ def make(tmp_path: Path, **extra: Any) -> BadgerlikeQueueLog:
     return BadgerlikeQueueLog(StorageOptions(data_dir=str(tmp_path), extra=extra))
 
 
+def consumed(log: BadgerlikeQueueLog, *queues: str) -> None:
+    """Create the queues with a consumer group at offset 0 (the tail caches only
+    queues with groups)."""
+    for q in queues:
+        log.create_queue(q, {})
+        log.commit_offset(q, "g", 0)
+
+
 def plain(i: int = 0, **changes: Any) -> Message:
     """A message the tail keeps as a snapshot: every value a plain scalar."""
     m = Message(
@@ -113,7 +121,7 @@ def test_every_message_slot_is_a_codec_field() -> None:
 async def test_recent_messages_are_read_from_the_tail_as_private_copies(tmp_path: Path) -> None:
     log = make(tmp_path)
     await log.open()
-    log.create_queue("q", {})
+    consumed(log, "q")
     originals = [plain(i) for i in range(5)]
     log.append_many("q", originals)
     originals[0].properties["amqp"] = b"changed"  # type: ignore[index]
@@ -138,7 +146,7 @@ async def test_recent_messages_are_read_from_the_tail_as_private_copies(tmp_path
 async def test_messages_without_a_snapshot_are_kept_encoded(tmp_path: Path) -> None:
     log = make(tmp_path)
     await log.open()
-    log.create_queue("q", {})
+    consumed(log, "q")
     nested = sample_message(0)  # a nested property: no exact snapshot
     log.append_many("q", [nested, plain(1)])
     nested.properties["nested"]["tags"].append("c")  # type: ignore[index]
@@ -154,7 +162,7 @@ async def test_the_bound_drops_the_oldest_and_reads_cross_into_the_files(tmp_pat
     one = len(encode_message(plain(0))) + TAIL_ENTRY_OVERHEAD
     log = make(tmp_path, tail_cache_bytes=one * 3 + 10, segment_size=4096, index_interval=4)
     await log.open()
-    log.create_queue("q", {})
+    consumed(log, "q")
     log.append_many("q", [plain(i) for i in range(40)])
     stats = log.stats()
     assert stats["tail_messages"] == 3
@@ -169,8 +177,7 @@ async def test_the_least_recently_appended_queue_loses_its_tail_first(tmp_path: 
     one = len(encode_message(plain(0))) + TAIL_ENTRY_OVERHEAD
     log = make(tmp_path, tail_cache_bytes=one * 6)
     await log.open()
-    log.create_queue("a", {})
-    log.create_queue("b", {})
+    consumed(log, "a", "b")
     log.append_many("a", [plain(i) for i in range(4)])
     log.append_many("b", [plain(i) for i in range(4)])
     assert len(log._queues["a"].tail.items) - log._queues["a"].tail.head == 2
@@ -185,6 +192,7 @@ async def test_commits_truncation_and_deletion_drop_tail_entries(tmp_path: Path)
     log = make(tmp_path)
     await log.open()
     log.create_queue("q", {})
+    log.commit_offset("q", "g1", 0)
     log.append_many("q", [plain(i) for i in range(10)])
     log.commit_offset("q", "g1", 4)
     assert log.stats()["tail_messages"] == 6  # one group: 0-3 are settled
@@ -200,7 +208,7 @@ async def test_commits_truncation_and_deletion_drop_tail_entries(tmp_path: Path)
     assert await log.read("q", 0, 10) == [(8, plain(8)), (9, plain(9))]
     log.delete_queue("q")
     assert log.stats()["tail_bytes"] == 0
-    log.create_queue("q", {})
+    consumed(log, "q")
     assert await log.read("q", 0, 10) == []
     log.append("q", plain(5))
     assert await log.read("q", 0, 10) == [(0, plain(5))]
@@ -210,7 +218,7 @@ async def test_commits_truncation_and_deletion_drop_tail_entries(tmp_path: Path)
 async def test_off_when_the_bound_is_zero(tmp_path: Path) -> None:
     log = make(tmp_path, tail_cache_bytes=0)
     await log.open()
-    log.create_queue("q", {})
+    consumed(log, "q")
     log.append_many("q", [plain(i) for i in range(3)])
     assert log.stats()["tail_messages"] == 0
     assert await log.read("q", 0, 10) == [(i, plain(i)) for i in range(3)]
@@ -249,3 +257,40 @@ def test_the_common_shape_encodes_as_the_generic_path(message: Message) -> None:
     assert got == expected
     if not isinstance(got, str):
         assert decode_message(got[0]) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Message("$queue/bench/x", b"x" * 64, 1, origin_protocol="mqtt", origin_client="p"),
+        Message("", b"body", 1, properties={"amqp": b"\x10", "exchange": "", "n": -5}),
+        Message("t", b"", 0, True, properties={}),
+        Message("t", b"x", properties={"f": 1.5}),
+        Message("t", b"x", properties={"big": 1 << 70}),
+        Message("t", b"x", timestamp=5),
+        plain(),
+        sample_message(3),
+    ],
+)
+def test_the_common_shape_decodes_as_the_generic_path(message: Message) -> None:
+    body = encode_message(message)
+    decoded = decode_message(body)
+    assert decoded == message
+    assert fields(decoded) == fields(decode_message(bytearray(body)))  # the generic path
+    for cut in (len(body) - 1, len(body) // 2):  # truncated: an error, not a wrong message
+        with pytest.raises(ValueError):
+            decode_message(body[:cut])
+
+
+async def test_a_queue_without_consumer_groups_is_not_cached(tmp_path: Path) -> None:
+    log = make(tmp_path)
+    await log.open()
+    log.create_queue("q", {})
+    log.append_many("q", [plain(i) for i in range(3)])
+    assert log.stats()["tail_messages"] == 0
+    log.commit_offset("q", "g", 0)  # a group: appends from now on are kept
+    log.append_many("q", [plain(i) for i in range(3, 6)])
+    assert log.stats()["tail_messages"] == 3
+    assert await log.read("q", 0, 10) == [(i, plain(i)) for i in range(6)]
+    assert log.tail_misses == 3 and log.tail_hits == 3
+    await log.close()

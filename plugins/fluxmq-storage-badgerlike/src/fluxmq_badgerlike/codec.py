@@ -170,6 +170,7 @@ def decode_value(buf: bytes) -> Any:
 #: The value types the codec gives back as they were stored (a subclass, a
 #: bytearray or a tuple comes back as its base type or a list).
 _EXACT = frozenset((str, bytes, int, float, bool, type(None)))
+_new_message = Message.__new__
 
 _MESSAGE_PREFIX = bytes([MESSAGE_VERSION]) + b"l" + _U32.pack(len(MESSAGE_FIELDS))
 
@@ -311,6 +312,9 @@ def decode_message(buf: bytes | None) -> Message:
         raise ValueError("not an encoded message (bad version byte)")
     if not buf.startswith(_MESSAGE_PREFIX):
         return _decode_message_slow(buf)
+    m = _decode_common(buf)
+    if m is not None:
+        return m
     f: list[Any] = []
     append = f.append
     unpack_u32, unpack_q, unpack_d = _U32.unpack_from, _Q.unpack_from, _D.unpack_from
@@ -380,6 +384,100 @@ def decode_message(buf: bytes | None) -> Message:
 
 
 _NFIELDS = len(MESSAGE_FIELDS)
+_NONE6 = b"NNNNNN"
+
+
+def _decode_common(buf: bytes) -> Message | None:
+    """The common shape :func:`encode_message_exact` packs in one pass (str topic,
+    bytes payload, int QoS, a retain flag, no properties or str/bytes/int ones, six
+    ``None``, two str origins, a float timestamp), read straight through; ``None``
+    (decode it field by field) for anything else, a malformed buffer included."""
+    if type(buf) is not bytes:  # slices of a bytearray or memoryview are not bytes
+        return None
+    try:
+        u32, tag_len = _U32.unpack_from, _TAG_LEN.unpack_from
+        i = len(_MESSAGE_PREFIX)
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        topic = buf[i : i + n].decode()
+        i += n
+        tag, n = tag_len(buf, i)
+        if tag != 0x62:
+            return None
+        i += 5
+        payload = buf[i : i + n]
+        i += n
+        tag, qos = _TAG_Q.unpack_from(buf, i)
+        if tag != 0x69:
+            return None
+        i += 9
+        r = buf[i]
+        if r == 0x54:
+            retain = True
+        elif r == 0x46:
+            retain = False
+        else:
+            return None
+        i += 1
+        props: dict[str, Any] | None = None
+        tag = buf[i]
+        if tag == 0x4E:
+            i += 1
+        elif tag == 0x6D:
+            (count,) = u32(buf, i + 1)
+            i += 5
+            props = {}
+            for _ in range(count):
+                (n,) = u32(buf, i)
+                i += 4
+                k = buf[i : i + n].decode()
+                i += n
+                tag = buf[i]
+                if tag == 0x73:
+                    (n,) = u32(buf, i + 1)
+                    i += 5
+                    props[k] = buf[i : i + n].decode()
+                    i += n
+                elif tag == 0x62:
+                    (n,) = u32(buf, i + 1)
+                    i += 5
+                    props[k] = buf[i : i + n]
+                    i += n
+                elif tag == 0x69:
+                    props[k] = _Q.unpack_from(buf, i + 1)[0]
+                    i += 9
+                else:
+                    return None
+        else:
+            return None
+        if buf[i : i + 6] != _NONE6:
+            return None
+        i += 6
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        oproto = buf[i : i + n].decode()
+        i += n
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        oclient = buf[i : i + n].decode()
+        i += n
+        tag, ts = _TAG_D.unpack_from(buf, i)
+        if tag != 0x64 or i + 9 != len(buf):
+            return None
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    m = _new_message(Message)
+    m.topic, m.payload, m.qos, m.retain, m.properties = topic, payload, qos, retain, props
+    m.user_properties = m.content_type = m.correlation_data = m.response_topic = None
+    m.payload_format = m.expires_at = m.encoded = None
+    m.origin_protocol, m.origin_client, m.timestamp = oproto, oclient, ts
+    return m
 
 
 def _decode_message_slow(buf: bytes) -> Message:
@@ -401,7 +499,6 @@ def _message(f: list[Any]) -> Message:
 
 # --- snapshots: what decoding would give, without the bytes -------------------------
 
-_new_message = Message.__new__
 
 #: A message's fields in :data:`MESSAGE_FIELDS` order, with ``None`` in place of the
 #: properties (kept beside it) and the user properties as a tuple of pairs:

@@ -124,7 +124,7 @@ class EngineOptions:
         sync_interval: float = 1.0,
         repair: bool = False,
         index_interval: int = 64,
-        tail_cache_bytes: int = 32 << 20,
+        tail_cache_bytes: int = 8 << 20,
     ) -> None:
         self.index_interval = int(index_interval)
         #: the queue log's live-tail cache bound (see ``queue_log``); the store ignores it

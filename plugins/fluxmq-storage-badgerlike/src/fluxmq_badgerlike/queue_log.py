@@ -26,20 +26,24 @@ queue's last segment (and any segment whose ``.idx`` is missing or corrupt).
 last one, which keeps ``next_offset`` derivable) and records that offset under
 ``qf/<id>``; records below it that share a segment are skipped on read.
 
-**Live tail.** The newest records of each queue are also kept in memory, as
-snapshots of their messages (:func:`~fluxmq_badgerlike.codec.snapshot_message`: a tuple of the fields, equal
+**Live tail.** The newest records of a queue that has consumer groups (one
+committed an offset) are also kept in memory, as snapshots of their messages
+(:func:`~fluxmq_badgerlike.codec.snapshot_message`: a tuple of the fields, equal
 field by field and type by type to what decoding the record gives), so a consumer
-that keeps up with its publishers reads a message without reading the file back and
-decoding it: ``read`` builds a new Message from the snapshot
-(:func:`~fluxmq_badgerlike.codec.message_from_snapshot`). A message whose round trip would
-change a value (a nested property, a ``bytearray``) is held as its encoded body and
-decoded on read. The tail always ends at the queue's next offset; its oldest
-entries are dropped once every consumer group of the queue committed past them
-(``commit_offset``), by ``truncate_before``, and when the cached messages of all
-queues together exceed ``tail_cache_bytes`` (each counted as its encoded size plus
-:data:`TAIL_ENTRY_OVERHEAD`; the queue appended to least recently loses its oldest
-first). ``tail_cache_bytes = 0`` turns it off. The records are written exactly as
-before: the cache changes what a read costs, never what is durable.
+that keeps up with its publishers reads a message without reading the file back
+and decoding it: ``read`` builds a new Message from the snapshot
+(:func:`~fluxmq_badgerlike.codec.message_from_snapshot`). A message whose round
+trip would change a value (a nested property, a ``bytearray``) is held as its
+encoded body and decoded on read. The tail always ends at the queue's next offset;
+its oldest entries are dropped once every consumer group of the queue committed
+past them (``commit_offset``), by ``truncate_before``, and when the cached messages
+of all queues together exceed ``tail_cache_bytes`` (each counted as its encoded
+size plus :data:`TAIL_ENTRY_OVERHEAD`; the queue appended to least recently loses
+its oldest first). ``tail_cache_bytes = 0`` turns it off. A queue nobody consumes
+is not cached: holding a backlog's messages as Python objects made every publish
+dearer (a heap full of long-lived objects) by more than it saved a later
+consumer. The records are written exactly as before: the cache changes what a read
+costs, never what is durable.
 
 Meta keys: ``qid`` (next queue id), ``qc/<name>`` ({id, config}), ``qf/<id>``
 (first offset), ``qg/<id>/<group>`` (committed offset), ``qp/<id>/<group>/<offset:020d>``
@@ -614,7 +618,7 @@ class BadgerlikeQueueLog(QueueLog):
         seg.add(off, pos, ts, plen, self.opts.index_interval)
         q.next = off + 1
         q.bytes += plen
-        if self._tail_budget:
+        if self._tail_budget and q.groups:
             self._tail_add(q.tail, off, message if exact else None, body)
         return off
 
@@ -625,6 +629,8 @@ class BadgerlikeQueueLog(QueueLog):
         the codec gives back unchanged), else the encoded ``body``."""
         cost = len(body) + TAIL_ENTRY_OVERHEAD
         items = t.items
+        if items and t.base + len(items) != off:  # not contiguous: start again
+            self._tail_drop(t, len(items))
         if not items:
             t.base = off
             t.head = 0
