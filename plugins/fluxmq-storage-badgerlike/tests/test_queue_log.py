@@ -267,3 +267,24 @@ async def test_pel_changes_pending_when_the_queue_is_deleted(tmp_path: Path) -> 
     await log.open()
     assert pel_keys(log) == [] and await log.list_queues() == {}
     await log.close()
+
+
+async def test_reads_in_steps_resume_where_the_last_one_stopped(tmp_path: Path) -> None:
+    log = make(tmp_path, tail_cache_bytes=0)  # every read from the files
+    await log.open()
+    log.create_queue("orders/eu", {})
+    expected = [sample_message(i, timestamp=1000.0 + i) for i in range(120)]
+    log.append_many("orders/eu", expected)
+    got = []
+    offset = 0
+    while offset < 120:  # steps across index blocks and segment files
+        rows = await log.read("orders/eu", offset, 7)
+        got += rows
+        offset = rows[-1][0] + 1
+        if offset == 50:  # another reader elsewhere in between
+            assert await log.read("orders/eu", 3, 2) == [(3, expected[3]), (4, expected[4])]
+    assert got == list(enumerate(expected))
+    log.truncate_before("orders/eu", 60)
+    assert (await log.read("orders/eu", 0, 3))[0][0] == 60
+    assert await log.read("orders/eu", 61, 2) == [(61, expected[61]), (62, expected[62])]
+    await log.close()

@@ -246,7 +246,7 @@ class _Tail:
 
 class _Queue:
     __slots__ = ("bytes", "config", "dir", "first", "gkeys", "groups", "id", "name", "next", "pel",
-                 "segs", "tail")  # fmt: skip
+                 "rhint", "segs", "tail")  # fmt: skip
 
     def __init__(self, name: str, qid: int, config: dict[str, Any], directory: str) -> None:
         self.name = name
@@ -263,6 +263,8 @@ class _Queue:
         #: group -> its meta key prefix ``<id>/<escaped group>`` (built once per group)
         self.gkeys: dict[str, str] = {}
         self.tail = _Tail()
+        #: where the last read from the files stopped: (segment, next offset, position)
+        self.rhint: tuple[_Seg, int, int] | None = None
 
     def gkey(self, group: str) -> str:
         k = self.gkeys.get(group)
@@ -735,17 +737,53 @@ class BadgerlikeQueueLog(QueueLog):
         self, q: _Queue, start: int, stop: int, limit: int, out: list[tuple[int, Message]]
     ) -> None:
         """Append the records of offsets ``[start, stop)`` read from the segment
-        files to ``out``, up to ``limit`` rows in ``out``."""
+        files to ``out``, up to ``limit`` rows in ``out``.
+
+        A read that starts where the previous one of the queue ended starts at that
+        record's file position (``q.rhint``) instead of its index block's first
+        record, so a consumer reading a backlog in steps does not re-read (and
+        CRC-check) up to ``index_interval`` records per step. The records are cut
+        as :meth:`_Seg.records` does, inline."""
+        hint = q.rhint
         si = max(0, bisect.bisect_right([s.base for s in q.segs], start) - 1)
+        crc32, unpack, magic_ok = zlib.crc32, QHEADER.unpack_from, MAGIC
         for seg in q.segs[si:]:
             if seg.next <= start or not seg.offs:
                 continue
-            k = max(0, bisect.bisect_right(seg.offs, start) - 1)
-            for off, _ts, _pl, body in seg.records(seg.poss[k], stop):
+            if hint is not None and hint[0] is seg and hint[1] == start:
+                pos = hint[2]
+            else:
+                pos = seg.poss[max(0, bisect.bisect_right(seg.offs, start) - 1)]
+            h = seg.handle
+            buf, bpos = b"", pos
+            while pos < h.size:
+                i = pos - bpos
+                if len(buf) - i < QHEADER_SIZE:
+                    buf, bpos, i = h.pread(pos, _READ_CHUNK), pos, 0
+                crc, magic, rtype, _f, blen, off, _ts, _pl = unpack(buf, i)
+                end = i + QHEADER_SIZE + blen
+                if end > len(buf):
+                    buf, bpos, i = h.pread(pos, max(_READ_CHUNK, QHEADER_SIZE + blen)), pos, 0
+                    end = QHEADER_SIZE + blen
+                if (
+                    magic != magic_ok
+                    or end > len(buf)
+                    or crc32(memoryview(buf)[i + 4 : end]) != crc
+                ):
+                    raise StorageCorruptionError(
+                        h.path, pos, "queue record failed its CRC check on read"
+                    )
+                if rtype != REC:
+                    pos += end - i
+                    continue
+                if off >= stop:
+                    return
+                pos += end - i
                 if off < start:
                     continue
-                out.append((off, decode_message(body)))
+                out.append((off, decode_message(buf[i + QHEADER_SIZE : end])))
                 if len(out) >= limit:
+                    q.rhint = (seg, off + 1, pos)
                     return
             if seg.next >= stop:
                 return
