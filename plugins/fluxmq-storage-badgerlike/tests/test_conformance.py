@@ -63,9 +63,3 @@ class TestBadgerlikeQueueLogNoTail(TestBadgerlikeQueueLog):
     """The live tail off: every read decodes the segment files."""
 
     options = {"tail_cache_bytes": 0}
-
-
-class TestBadgerlikeQueueLogSmallTail(TestBadgerlikeQueueLog):
-    """A live tail of a few messages: reads cross from the files into it."""
-
-    options = {"tail_cache_bytes": 2000}
