@@ -265,8 +265,11 @@ def decorate(
     message: Message, queue: str, group: str, offset: int, count: int, *, stream: bool = False
 ) -> Message:
     """Add the delivery metadata (see the module docstring) to ``message``, which
-    must be a private copy (the QueueLog returns copies from ``read``)."""
-    props = dict(message.properties) if message.properties else {}
+    must be a private copy (the QueueLog returns copies from ``read``): its
+    properties dict is updated in place."""
+    props = message.properties
+    if props is None:
+        props = {}
     props["message-id"] = f"{queue}:{offset}"
     props["group-id"] = group
     props["queue"] = queue

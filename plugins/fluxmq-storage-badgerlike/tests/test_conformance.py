@@ -37,10 +37,14 @@ class TestBadgerlikeBrokerStoreNever(TestBadgerlikeBrokerStore):
 
 class TestBadgerlikeQueueLog(QueueLogConformance):
     fsync_mode = "batch"
+    #: options on top of EXTRA (the live tail's bound below)
+    options: dict[str, int] = {}
 
     def make_log(self, tmp_path: Path) -> BadgerlikeQueueLog:
         return BadgerlikeQueueLog(
-            StorageOptions(data_dir=str(tmp_path), fsync=self.fsync_mode, extra=dict(EXTRA))
+            StorageOptions(
+                data_dir=str(tmp_path), fsync=self.fsync_mode, extra={**EXTRA, **self.options}
+            )
         )
 
     def reopen(self, store: BadgerlikeQueueLog, tmp_path: Path) -> BadgerlikeQueueLog:
@@ -53,3 +57,9 @@ class TestBadgerlikeQueueLogAlways(TestBadgerlikeQueueLog):
 
 class TestBadgerlikeQueueLogNever(TestBadgerlikeQueueLog):
     fsync_mode = "never"
+
+
+class TestBadgerlikeQueueLogNoTail(TestBadgerlikeQueueLog):
+    """The live tail off: every read decodes the segment files."""
+
+    options = {"tail_cache_bytes": 0}

@@ -197,3 +197,94 @@ async def test_a_commit_pending_when_its_queue_is_deleted_is_not_written(tmp_pat
     assert "orders/eu" not in await log.list_queues()
     assert not [k for k in log.meta.keys() if k.startswith("qg/")]
     await log.close()
+
+
+def pel_keys(log: BadgerlikeQueueLog) -> list[str]:
+    return sorted(k for k in log.meta.keys() if k.startswith("qp/"))
+
+
+async def reopened_pel(log: BadgerlikeQueueLog, tmp_path: Path) -> list[tuple[int, str, int]]:
+    """Crash, reopen and list the group's PEL as (offset, consumer, count)."""
+    await crash(log)
+    log = make(tmp_path)
+    await log.open()
+    try:
+        return [
+            (e.offset, e.consumer, e.delivery_count)
+            for e in await log.pel_entries("orders/eu", "g")
+        ]
+    finally:
+        await log.close()
+
+
+async def test_a_delivery_settled_before_the_next_flush_writes_no_pel_record(
+    tmp_path: Path,
+) -> None:
+    log = await filled(tmp_path, 5)
+    before = log.meta.stats()["bytes"]
+    for offset in range(5):
+        log.pel_add("orders/eu", "g", offset, "c1", 10.0, 1)
+    for offset in range(4):
+        log.pel_remove("orders/eu", "g", offset)
+    assert [e.offset for e in await log.pel_entries("orders/eu", "g")] == [4]  # at once
+    await log.sync()
+    assert pel_keys(log) == ["qp/1/g/00000000000000000004"]
+    one = len(pel_keys(log)[0]) + 16 + 1 + 4 + 1 + 4 + 2 + 1 + 8 + 1 + 8  # key, header, value
+    assert log.meta.stats()["bytes"] - before == one
+    assert await reopened_pel(log, tmp_path) == [(4, "c1", 1)]
+
+
+async def test_pel_changes_after_a_written_entry_are_written(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 5)
+    for offset in range(4):
+        log.pel_add("orders/eu", "g", offset, "c1", 10.0, 1)
+    await log.sync()
+    assert len(pel_keys(log)) == 4
+    log.pel_remove("orders/eu", "g", 0)  # written: its removal is written
+    log.pel_add("orders/eu", "g", 1, "c2", 20.0, 2)  # a redelivery, then settled: the
+    log.pel_remove("orders/eu", "g", 1)  # written first version must go
+    log.pel_remove("orders/eu", "g", 2)  # removed, then added again before a flush
+    log.pel_add("orders/eu", "g", 2, "c3", 30.0, 3)
+    log.pel_add("orders/eu", "g", 3, "c4", 40.0, 2)  # replaced
+    log.pel_remove("orders/eu", "g", 7)  # unknown: ignored
+    await log.sync()
+    assert pel_keys(log) == ["qp/1/g/00000000000000000002", "qp/1/g/00000000000000000003"]
+    assert await reopened_pel(log, tmp_path) == [(2, "c3", 3), (3, "c4", 2)]
+
+
+async def test_pel_changes_pending_when_the_queue_is_deleted(tmp_path: Path) -> None:
+    log = await filled(tmp_path, 5)
+    log.pel_add("orders/eu", "g", 0, "c1", 10.0, 1)
+    log.pel_add("orders/eu", "g", 1, "c1", 10.0, 1)
+    await log.sync()
+    log.pel_remove("orders/eu", "g", 0)  # a removal not written yet
+    log.pel_add("orders/eu", "g", 2, "c1", 10.0, 1)  # an entry not written yet
+    log.delete_queue("orders/eu")
+    await log.sync()
+    assert pel_keys(log) == []
+    await crash(log)
+    log = make(tmp_path)
+    await log.open()
+    assert pel_keys(log) == [] and await log.list_queues() == {}
+    await log.close()
+
+
+async def test_reads_in_steps_resume_where_the_last_one_stopped(tmp_path: Path) -> None:
+    log = make(tmp_path, tail_cache_bytes=0)  # every read from the files
+    await log.open()
+    log.create_queue("orders/eu", {})
+    expected = [sample_message(i, timestamp=1000.0 + i) for i in range(120)]
+    log.append_many("orders/eu", expected)
+    got = []
+    offset = 0
+    while offset < 120:  # steps across index blocks and segment files
+        rows = await log.read("orders/eu", offset, 7)
+        got += rows
+        offset = rows[-1][0] + 1
+        if offset == 50:  # another reader elsewhere in between
+            assert await log.read("orders/eu", 3, 2) == [(3, expected[3]), (4, expected[4])]
+    assert got == list(enumerate(expected))
+    log.truncate_before("orders/eu", 60)
+    assert (await log.read("orders/eu", 0, 3))[0][0] == 60
+    assert await log.read("orders/eu", 61, 2) == [(61, expected[61]), (62, expected[62])]
+    await log.close()

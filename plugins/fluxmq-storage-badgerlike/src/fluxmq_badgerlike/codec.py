@@ -37,6 +37,9 @@ from fluxmq_core.message import Message
 _Q = struct.Struct("<q")
 _D = struct.Struct("<d")
 _U32 = struct.Struct("<I")
+_TAG_LEN = struct.Struct("<BI")  # a tag and a u32 length (str, bytes, dict)
+_TAG_Q = struct.Struct("<Bq")
+_TAG_D = struct.Struct("<Bd")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 MESSAGE_VERSION = 1
@@ -164,6 +167,11 @@ def decode_value(buf: bytes) -> Any:
     return value
 
 
+#: The value types the codec gives back as they were stored (a subclass, a
+#: bytearray or a tuple comes back as its base type or a list).
+_EXACT = frozenset((str, bytes, int, float, bool, type(None)))
+_new_message = Message.__new__
+
 _MESSAGE_PREFIX = bytes([MESSAGE_VERSION]) + b"l" + _U32.pack(len(MESSAGE_FIELDS))
 
 
@@ -172,13 +180,73 @@ def encode_message(m: Message) -> bytes:
 
     Byte-for-byte what ``encode_value`` would write for the field list, with the
     common scalar cases inlined: this runs once per stored message."""
+    return encode_message_exact(m)[0]
+
+
+def encode_message_exact(m: Message) -> tuple[bytes, bool]:
+    """:func:`encode_message`, and whether every value of ``m`` is of a type the
+    codec gives back unchanged (``None``, ``bool``, ``int``, ``float``, ``str``,
+    ``bytes``; no container but the properties dict and the user-property pairs),
+    so that :func:`snapshot_message` may copy it without checking it again.
+
+    The common shape (no user properties, content type, correlation data, response
+    topic, payload format or expiry; plain scalars elsewhere; properties of str,
+    bytes and 64-bit ints) is packed without the per-field dispatch."""
+    props = m.properties
     up = m.user_properties
+    topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
+    oproto, oclient, ts = m.origin_protocol, m.origin_client, m.timestamp
+    if (
+        up is None and m.content_type is None and m.correlation_data is None
+        and m.response_topic is None and m.payload_format is None and m.expires_at is None
+        and type(topic) is str and type(payload) is bytes and type(qos) is int
+        and type(retain) is bool and type(oproto) is str and type(oclient) is str
+        and type(ts) is float and _INT64_MIN <= qos <= _INT64_MAX
+    ):  # fmt: skip
+        tb, pb, cb = topic.encode(), oproto.encode(), oclient.encode()
+        out = [_MESSAGE_PREFIX, _TAG_LEN.pack(0x73, len(tb)), tb,
+               _TAG_LEN.pack(0x62, len(payload)), payload,
+               _TAG_Q.pack(0x69, qos), b"T" if retain else b"F"]  # fmt: skip
+        if props is None:
+            out.append(b"N")
+        else:
+            append = out.append
+            append(_TAG_LEN.pack(0x6D, len(props)))
+            for k, x in props.items():
+                if type(k) is not str:
+                    raise TypeError(f"message: keys must be str, got {k!r}")
+                kb = k.encode()
+                append(_U32.pack(len(kb)))
+                append(kb)
+                tx = type(x)
+                if tx is str:
+                    b = x.encode()
+                    append(_TAG_LEN.pack(0x73, len(b)))
+                    append(b)
+                elif tx is bytes:
+                    append(_TAG_LEN.pack(0x62, len(x)))
+                    append(x)
+                elif tx is int and _INT64_MIN <= x <= _INT64_MAX:
+                    append(_TAG_Q.pack(0x69, x))
+                else:
+                    return _encode_message_exact(m)
+        out += (b"NNNNNN", _TAG_LEN.pack(0x73, len(pb)), pb, _TAG_LEN.pack(0x73, len(cb)), cb,
+                _TAG_D.pack(0x64, ts))  # fmt: skip
+        return b"".join(out), True
+    return _encode_message_exact(m)
+
+
+def _encode_message_exact(m: Message) -> tuple[bytes, bool]:
+    """:func:`encode_message_exact` for any message, field by field."""
+    props = m.properties
+    up = m.user_properties
+    pairs = None if up is None else [[k, v] for k, v in up]
     out: list[bytes] = [_MESSAGE_PREFIX]
     append = out.append
+    exact = True
     v: Any  # the fields' types differ; the `type(v) is` checks below pick the encoding
     for v in (
-        m.topic, m.payload, m.qos, m.retain, m.properties,
-        None if up is None else [[k, v] for k, v in up],
+        m.topic, m.payload, m.qos, m.retain, props, pairs,
         m.content_type, m.correlation_data, m.response_topic, m.payload_format,
         m.expires_at, m.origin_protocol, m.origin_client, m.timestamp,
     ):  # fmt: skip
@@ -199,6 +267,8 @@ def encode_message(m: Message) -> bytes:
         elif t is float:
             append(b"d" + _D.pack(v))
         elif t is dict:  # the properties: str and bytes values inlined
+            if v is not props:
+                exact = False
             append(b"m" + _U32.pack(len(v)))
             for k, x in v.items():
                 if type(k) is not str:
@@ -215,10 +285,19 @@ def encode_message(m: Message) -> bytes:
                     append(b"b" + _U32.pack(len(x)))
                     append(x)
                 else:
+                    if tx not in _EXACT:
+                        exact = False
                     _enc(x, out, "message")
         else:
+            if v is not pairs:
+                exact = False
+            elif exact:
+                for k, x in pairs or ():
+                    if type(k) not in _EXACT or type(x) not in _EXACT:
+                        exact = False
+                        break
             _enc(v, out, "message")
-    return b"".join(out)
+    return b"".join(out), exact
 
 
 def decode_message(buf: bytes | None) -> Message:
@@ -233,6 +312,9 @@ def decode_message(buf: bytes | None) -> Message:
         raise ValueError("not an encoded message (bad version byte)")
     if not buf.startswith(_MESSAGE_PREFIX):
         return _decode_message_slow(buf)
+    m = _decode_common(buf)
+    if m is not None:
+        return m
     f: list[Any] = []
     append = f.append
     unpack_u32, unpack_q, unpack_d = _U32.unpack_from, _Q.unpack_from, _D.unpack_from
@@ -302,6 +384,100 @@ def decode_message(buf: bytes | None) -> Message:
 
 
 _NFIELDS = len(MESSAGE_FIELDS)
+_NONE6 = b"NNNNNN"
+
+
+def _decode_common(buf: bytes) -> Message | None:
+    """The common shape :func:`encode_message_exact` packs in one pass (str topic,
+    bytes payload, int QoS, a retain flag, no properties or str/bytes/int ones, six
+    ``None``, two str origins, a float timestamp), read straight through; ``None``
+    (decode it field by field) for anything else, a malformed buffer included."""
+    if type(buf) is not bytes:  # slices of a bytearray or memoryview are not bytes
+        return None
+    try:
+        u32, tag_len = _U32.unpack_from, _TAG_LEN.unpack_from
+        i = len(_MESSAGE_PREFIX)
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        topic = buf[i : i + n].decode()
+        i += n
+        tag, n = tag_len(buf, i)
+        if tag != 0x62:
+            return None
+        i += 5
+        payload = buf[i : i + n]
+        i += n
+        tag, qos = _TAG_Q.unpack_from(buf, i)
+        if tag != 0x69:
+            return None
+        i += 9
+        r = buf[i]
+        if r == 0x54:
+            retain = True
+        elif r == 0x46:
+            retain = False
+        else:
+            return None
+        i += 1
+        props: dict[str, Any] | None = None
+        tag = buf[i]
+        if tag == 0x4E:
+            i += 1
+        elif tag == 0x6D:
+            (count,) = u32(buf, i + 1)
+            i += 5
+            props = {}
+            for _ in range(count):
+                (n,) = u32(buf, i)
+                i += 4
+                k = buf[i : i + n].decode()
+                i += n
+                tag = buf[i]
+                if tag == 0x73:
+                    (n,) = u32(buf, i + 1)
+                    i += 5
+                    props[k] = buf[i : i + n].decode()
+                    i += n
+                elif tag == 0x62:
+                    (n,) = u32(buf, i + 1)
+                    i += 5
+                    props[k] = buf[i : i + n]
+                    i += n
+                elif tag == 0x69:
+                    props[k] = _Q.unpack_from(buf, i + 1)[0]
+                    i += 9
+                else:
+                    return None
+        else:
+            return None
+        if buf[i : i + 6] != _NONE6:
+            return None
+        i += 6
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        oproto = buf[i : i + n].decode()
+        i += n
+        tag, n = tag_len(buf, i)
+        if tag != 0x73:
+            return None
+        i += 5
+        oclient = buf[i : i + n].decode()
+        i += n
+        tag, ts = _TAG_D.unpack_from(buf, i)
+        if tag != 0x64 or i + 9 != len(buf):
+            return None
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    m = _new_message(Message)
+    m.topic, m.payload, m.qos, m.retain, m.properties = topic, payload, qos, retain, props
+    m.user_properties = m.content_type = m.correlation_data = m.response_topic = None
+    m.payload_format = m.expires_at = m.encoded = None
+    m.origin_protocol, m.origin_client, m.timestamp = oproto, oclient, ts
+    return m
 
 
 def _decode_message_slow(buf: bytes) -> Message:
@@ -317,5 +493,59 @@ def _message(f: list[Any]) -> Message:
      m.correlation_data, m.response_topic, m.payload_format, m.expires_at,
      m.origin_protocol, m.origin_client, m.timestamp) = f  # fmt: skip
     m.user_properties = None if up is None else [(k, v) for k, v in up]
+    m.encoded = None
+    return m
+
+
+# --- snapshots: what decoding would give, without the bytes -------------------------
+
+
+#: A message's fields in :data:`MESSAGE_FIELDS` order, with ``None`` in place of the
+#: properties (kept beside it) and the user properties as a tuple of pairs:
+#: immutable scalars in tuples only, so that the garbage collector stops tracking a
+#: snapshot the first time it sees one (a cache of tracked objects would make every
+#: full collection walk it; a dict inside would keep the tuple tracked).
+Snapshot = tuple[Any, ...]
+
+
+def snapshot_message(m: Message) -> tuple[Snapshot, dict[str, Any] | None] | None:
+    """``(fields, properties)`` that :func:`message_from_snapshot` turns back into a
+    Message equal, field by field and type by type, to
+    ``decode_message(encode_message(m))``; ``None`` when ``m`` holds a value whose
+    round trip would change it (a nested property, a ``bytearray``, a subclass of a
+    scalar type): the queue log's live tail keeps such messages as their encoded
+    bytes instead. (The queue log learns that from :func:`encode_message_exact`
+    and calls :func:`snapshot_exact` directly.)"""
+    if not encode_message_exact(m)[1]:
+        return None
+    return snapshot_exact(m)
+
+
+def snapshot_exact(m: Message) -> tuple[Snapshot, dict[str, Any] | None]:
+    """:func:`snapshot_message` of a message :func:`encode_message_exact` found
+    exact. The properties dict is copied and the user properties become a tuple
+    (their values are immutable scalars), so nothing the caller does to ``m``
+    afterwards reaches the snapshot; a dict of scalars is not tracked by the
+    garbage collector either."""
+    props = m.properties
+    up = m.user_properties
+    return (
+        (m.topic, m.payload, m.qos, m.retain, None,
+         None if up is None else tuple([(k, v) for k, v in up]),
+         m.content_type, m.correlation_data, m.response_topic, m.payload_format,
+         m.expires_at, m.origin_protocol, m.origin_client, m.timestamp),
+        None if props is None else props.copy(),
+    )  # fmt: skip
+
+
+def message_from_snapshot(snap: Snapshot, props: dict[str, Any] | None) -> Message:
+    """A new Message from a :func:`snapshot_message` snapshot, with its own
+    ``properties`` dict and ``user_properties`` list and no encode cache."""
+    m = _new_message(Message)
+    (m.topic, m.payload, m.qos, m.retain, _, up, m.content_type, m.correlation_data,
+     m.response_topic, m.payload_format, m.expires_at, m.origin_protocol, m.origin_client,
+     m.timestamp) = snap  # fmt: skip
+    m.properties = None if props is None else props.copy()
+    m.user_properties = None if up is None else list(up)
     m.encoded = None
     return m

@@ -73,12 +73,13 @@ class EngineOptions:
     """Tunables of one engine; see ``docs/storage.md`` for the matching keys."""
 
     __slots__ = ("checkpoint_interval", "gc_interval", "gc_ratio", "index_interval", "repair",
-                 "segment_size", "sync_interval")  # fmt: skip
+                 "segment_size", "sync_interval", "tail_cache_bytes")  # fmt: skip
 
     #: ``StorageOptions.extra`` keys understood, with their types.
     KEYS = {
         "segment_size": int, "checkpoint_interval": float, "gc_ratio": float,
         "gc_interval": float, "sync_interval": float, "repair": bool, "index_interval": int,
+        "tail_cache_bytes": int,
     }  # fmt: skip
 
     @classmethod
@@ -109,6 +110,8 @@ class EngineOptions:
             raise ValueError("badgerlike storage: gc_ratio must be in (0, 1]")
         if opts.index_interval < 1:
             raise ValueError("badgerlike storage: index_interval must be at least 1")
+        if opts.tail_cache_bytes < 0:
+            raise ValueError("badgerlike storage: tail_cache_bytes must be 0 (off) or more")
         return opts
 
     def __init__(
@@ -121,8 +124,11 @@ class EngineOptions:
         sync_interval: float = 1.0,
         repair: bool = False,
         index_interval: int = 64,
+        tail_cache_bytes: int = 8 << 20,
     ) -> None:
         self.index_interval = int(index_interval)
+        #: the queue log's live-tail cache bound (see ``queue_log``); the store ignores it
+        self.tail_cache_bytes = int(tail_cache_bytes)
         self.segment_size = int(segment_size)
         self.checkpoint_interval = float(checkpoint_interval)
         self.gc_ratio = float(gc_ratio)
@@ -213,6 +219,51 @@ class Engine:
         # kv_record(PUT, kb, value), inlined: one put per PEL change on the queue path
         body = b"".join((_PUT_HEAD.pack(MAGIC, PUT, 0, len(kb), len(value)), kb, value))
         self._append(key, _U32.pack(zlib.crc32(body)) + body, PUT)
+
+    def write_many(self, items: list[tuple[str, bytes | None]]) -> None:
+        """``put`` (a value) or ``delete`` (``None``) several keys, in order, with one
+        append to the head segment: the queue log's PEL changes of one writer flush.
+        The records are the ones ``put`` and ``delete`` write; a delete of an absent
+        key writes nothing."""
+        index = self._index
+        records: list[bytes] = []
+        metas: list[tuple[str, int, int]] = []
+        pack, crc32, u32 = _PUT_HEAD.pack, zlib.crc32, _U32.pack
+        for key, value in items:
+            kb = key.encode()
+            if value is None:
+                if key not in index:
+                    continue
+                body = pack(MAGIC, DELETE, 0, len(kb), 0) + kb
+                rtype = DELETE
+            else:
+                body = b"".join((pack(MAGIC, PUT, 0, len(kb), len(value)), kb, value))
+                rtype = PUT
+            record = u32(crc32(body)) + body
+            records.append(record)
+            metas.append((key, rtype, len(record)))
+        if not records:
+            return
+        data = b"".join(records)
+        head = self._head
+        h = self._handles[head]
+        if h.size and h.size + len(data) > self.options.segment_size:
+            for record, (key, rtype, _n) in zip(records, metas, strict=True):
+                self._append(key, record, rtype)  # rotates where it must
+            return
+        pos = h.append(data)
+        self._total[head] += len(data)
+        dead = self._dead
+        for key, rtype, n in metas:
+            if rtype == PUT:
+                old = index.get(key)
+                index[key] = (head, pos, n)
+            else:
+                old = index.pop(key, None)
+            if old is not None:
+                dead[old[0]] += old[2]
+            pos += n
+        self._changes += len(metas)
 
     def delete(self, key: str) -> bool:
         """Delete ``key``; False (and nothing written) when it is absent."""

@@ -26,6 +26,25 @@ queue's last segment (and any segment whose ``.idx`` is missing or corrupt).
 last one, which keeps ``next_offset`` derivable) and records that offset under
 ``qf/<id>``; records below it that share a segment are skipped on read.
 
+**Live tail.** The newest records of a queue that has consumer groups (one
+committed an offset) are also kept in memory, as snapshots of their messages
+(:func:`~fluxmq_badgerlike.codec.snapshot_message`: a tuple of the fields, equal
+field by field and type by type to what decoding the record gives), so a consumer
+that keeps up with its publishers reads a message without reading the file back
+and decoding it: ``read`` builds a new Message from the snapshot
+(:func:`~fluxmq_badgerlike.codec.message_from_snapshot`). A message whose round
+trip would change a value (a nested property, a ``bytearray``) is held as its
+encoded body and decoded on read. The tail always ends at the queue's next offset;
+its oldest entries are dropped once every consumer group of the queue committed
+past them (``commit_offset``), by ``truncate_before``, and when the cached messages
+of all queues together exceed ``tail_cache_bytes`` (each counted as its encoded
+size plus :data:`TAIL_ENTRY_OVERHEAD`; the queue appended to least recently loses
+its oldest first). ``tail_cache_bytes = 0`` turns it off. A queue nobody consumes
+is not cached: holding a backlog's messages as Python objects made every publish
+dearer (a heap full of long-lived objects) by more than it saved a later
+consumer. The records are written exactly as before: the cache changes what a read
+costs, never what is durable.
+
 Meta keys: ``qid`` (next queue id), ``qc/<name>`` ({id, config}), ``qf/<id>``
 (first offset), ``qg/<id>/<group>`` (committed offset), ``qp/<id>/<group>/<offset:020d>``
 ([consumer, deadline, delivery count]); names are %-escaped as in the store.
@@ -45,10 +64,19 @@ import os
 import shutil
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fluxmq_badgerlike.codec import decode_message, decode_value, encode_message, encode_value
+from fluxmq_badgerlike.codec import (
+    Snapshot,
+    decode_message,
+    decode_value,
+    encode_message_exact,
+    encode_value,
+    message_from_snapshot,
+    snapshot_exact,
+)
 from fluxmq_badgerlike.engine import Engine, EngineOptions
 from fluxmq_badgerlike.errors import StorageCorruptionError
 from fluxmq_badgerlike.framing import MAGIC, scan_segment
@@ -75,6 +103,9 @@ _INT = struct.Struct("<q")
 _PEL_HEAD = b"l" + struct.pack("<I", 3) + b"s"
 _PEL_TAIL = struct.Struct("<Bdc")  # after the consumer: b"d", deadline, b"i"
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+#: Bytes counted per message in the live tail on top of its encoded size: the
+#: snapshot Message, its properties dict and its slots in the tail's lists.
+TAIL_ENTRY_OVERHEAD = 320
 
 
 def _enc_int(value: int) -> bytes:
@@ -172,9 +203,50 @@ class _Seg:
             yield off, ts, plen, buf[i + QHEADER_SIZE : end]
 
 
+class _Tail:
+    """The newest records of one queue in memory (see the module docstring).
+
+    ``items[i]`` holds offset ``base + i`` for ``i >= head``: a message snapshot
+    (its properties in ``props[i]``), or the encoded body of a message that has no
+    exact snapshot; ``items[:head]`` are dropped (None) until the lists are
+    compacted. ``costs`` are the entries' counted bytes. Entries always end at the
+    queue's next offset (appends are in order)."""
+
+    __slots__ = ("base", "bytes", "costs", "head", "items", "props")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.head = 0
+        self.items: list[Snapshot | bytes | None] = []
+        self.props: list[dict[str, Any] | None] = []
+        self.costs: list[int] = []
+        self.bytes = 0
+
+    def drop_front(self, n: int) -> int:
+        """Drop the ``n`` oldest entries (fewer if there are fewer); returns the
+        bytes freed."""
+        items, props, costs = self.items, self.props, self.costs
+        head = self.head
+        stop = min(len(items), head + n)
+        freed = 0
+        for i in range(head, stop):
+            items[i] = props[i] = None
+            freed += costs[i]
+        self.bytes -= freed
+        if stop * 2 >= len(items):  # compact: amortised O(1) per entry
+            del items[:stop]
+            del props[:stop]
+            del costs[:stop]
+            self.base += stop
+            self.head = 0
+        else:
+            self.head = stop
+        return freed
+
+
 class _Queue:
     __slots__ = ("bytes", "config", "dir", "first", "gkeys", "groups", "id", "name", "next", "pel",
-                 "segs")  # fmt: skip
+                 "rhint", "segs", "tail")  # fmt: skip
 
     def __init__(self, name: str, qid: int, config: dict[str, Any], directory: str) -> None:
         self.name = name
@@ -190,6 +262,9 @@ class _Queue:
         self.pel: dict[str, dict[int, tuple[str, float, int]]] = {}
         #: group -> its meta key prefix ``<id>/<escaped group>`` (built once per group)
         self.gkeys: dict[str, str] = {}
+        self.tail = _Tail()
+        #: where the last read from the files stopped: (segment, next offset, position)
+        self.rhint: tuple[_Seg, int, int] | None = None
 
     def gkey(self, group: str) -> str:
         k = self.gkeys.get(group)
@@ -219,7 +294,21 @@ class BadgerlikeQueueLog(QueueLog):
         #: committed offsets not written yet: (queue, group) -> the latest offset;
         #: written once per flush (see ``commit_offset``)
         self._commits: dict[tuple[_Queue, str], int] = {}
-        self.writer.before_flush.append(self._put_commits)
+        #: PEL changes not written yet: (queue, group, offset) -> the entry, or None
+        #: for a removal; written once per flush (see ``pel_add``)
+        self._pels: dict[tuple[_Queue, str, int], tuple[str, float, int] | None] = {}
+        #: keys in ``_pels`` whose pending entry replaces one already written
+        self._pel_shadowed: set[tuple[_Queue, str, int]] = set()
+        self.writer.before_flush.append(self._before_flush)
+        #: the live tail (see the module docstring): its bound, what it holds, and
+        #: the queues holding some, least recently appended to first
+        self._tail_budget = self.opts.tail_cache_bytes
+        self._tail_bytes = 0
+        self._tails: OrderedDict[_Tail, None] = OrderedDict()
+        self._tail_last: _Tail | None = None
+        #: records read from the tail and from the files
+        self.tail_hits = 0
+        self.tail_misses = 0
         self.recovery: dict[str, Any] = {
             "truncated_bytes": 0,
             "repaired": [],
@@ -406,7 +495,8 @@ class BadgerlikeQueueLog(QueueLog):
             return False
 
     async def close(self) -> None:
-        self._put_commits()
+        self._before_flush()
+        self._tail_clear()
         await self.meta.close()
         await self.writer.close()
         for q in self._queues.values():
@@ -414,8 +504,16 @@ class BadgerlikeQueueLog(QueueLog):
                 seg.handle.close()
 
     async def sync(self) -> None:
-        self._put_commits()
+        self._before_flush()
         await self.writer.sync()
+
+    def _before_flush(self) -> None:
+        """Write what is coalesced until the writer's next flush: committed offsets
+        and PEL changes."""
+        if self._commits:
+            self._put_commits()
+        if self._pels:
+            self._put_pels()
 
     def stats(self) -> dict[str, int]:
         qs = self._queues.values()
@@ -428,6 +526,10 @@ class BadgerlikeQueueLog(QueueLog):
             "segments": sum(len(q.segs) for q in qs),
             "fsyncs": self.writer.fsyncs,
             "flushes": self.writer.flushes,
+            "tail_messages": sum(len(q.tail.items) - q.tail.head for q in qs),
+            "tail_bytes": self._tail_bytes,
+            "tail_hits": self.tail_hits,
+            "tail_misses": self.tail_misses,
         }
         out.update({f"meta_{k}": v for k, v in self.meta.stats().items()})
         return out
@@ -466,6 +568,11 @@ class BadgerlikeQueueLog(QueueLog):
             return
         for key in [k for k in self._commits if k[0] is q]:
             del self._commits[key]
+        for pkey in [k for k in self._pels if k[0] is q]:
+            if self._pels.pop(pkey) is None:  # a removal of a written entry
+                self.meta.delete(f"qp/{q.gkey(pkey[1])}/{pkey[2]:020d}")
+            self._pel_shadowed.discard(pkey)
+        self._tail_drop(q.tail, len(q.tail.items))
         meta = self.meta
         meta.delete("qc/" + esc(name))
         meta.delete(f"qf/{q.id}")
@@ -497,7 +604,7 @@ class BadgerlikeQueueLog(QueueLog):
         return [self._append(q, m) for m in messages]
 
     def _append(self, q: _Queue, message: Message) -> int:
-        body = encode_message(message)
+        body, exact = encode_message_exact(message)
         off = q.next
         ts = float(message.timestamp)
         plen = len(message.payload)
@@ -513,7 +620,66 @@ class BadgerlikeQueueLog(QueueLog):
         seg.add(off, pos, ts, plen, self.opts.index_interval)
         q.next = off + 1
         q.bytes += plen
+        if self._tail_budget and q.groups:
+            self._tail_add(q.tail, off, message if exact else None, body)
         return off
+
+    # --- the live tail ----------------------------------------------------------
+
+    def _tail_add(self, t: _Tail, off: int, exact: Message | None, body: bytes) -> None:
+        """Keep record ``off``: a snapshot of ``exact`` (a message whose every value
+        the codec gives back unchanged), else the encoded ``body``."""
+        cost = len(body) + TAIL_ENTRY_OVERHEAD
+        items = t.items
+        if items and t.base + len(items) != off:  # not contiguous: start again
+            self._tail_drop(t, len(items))
+        if not items:
+            t.base = off
+            t.head = 0
+        if exact is None:
+            items.append(body)
+            t.props.append(None)
+        else:
+            snap, props = snapshot_exact(exact)
+            items.append(snap)
+            t.props.append(props)
+        t.costs.append(cost)
+        t.bytes += cost
+        if self._tail_last is not t:
+            self._tail_last = t
+            tails = self._tails
+            tails[t] = None
+            tails.move_to_end(t)
+        self._tail_bytes += cost
+        if self._tail_bytes > self._tail_budget:
+            self._tail_evict()
+
+    def _tail_evict(self) -> None:
+        """Drop the oldest entries of the queue appended to least recently until the
+        tail is back within its bound."""
+        tails = self._tails
+        while self._tail_bytes > self._tail_budget and tails:
+            t = next(iter(tails))
+            while self._tail_bytes > self._tail_budget and t.head < len(t.items):
+                self._tail_bytes -= t.drop_front(1)
+            if t.head >= len(t.items):
+                self._tail_forget(t)
+
+    def _tail_drop(self, t: _Tail, n: int) -> None:
+        """Drop the ``n`` oldest entries of ``t``."""
+        if n > 0 and t.items:
+            self._tail_bytes -= t.drop_front(n)
+            if not t.items:
+                self._tail_forget(t)
+
+    def _tail_forget(self, t: _Tail) -> None:
+        self._tails.pop(t, None)
+        if self._tail_last is t:
+            self._tail_last = None
+
+    def _tail_clear(self) -> None:
+        for q in self._queues.values():
+            self._tail_drop(q.tail, len(q.tail.items))
 
     def _rotate(self, q: _Queue, base: int) -> _Seg:
         if q.segs:
@@ -547,18 +713,80 @@ class BadgerlikeQueueLog(QueueLog):
         out: list[tuple[int, Message]] = []
         if limit <= 0 or start >= q.next:
             return out
+        t = q.tail
+        items = t.items
+        front = t.base + t.head if items else q.next  # the tail holds [front, next)
+        if start < front:
+            self._read_files(q, start, front, limit, out)
+            self.tail_misses += len(out)
+            if len(out) >= limit or not items:
+                return out
+            start = front
+        base, props = t.base, t.props
+        stop = min(len(items), start - base + limit - len(out))
+        for i in range(start - base, stop):
+            m = items[i]
+            if isinstance(m, tuple):
+                out.append((base + i, message_from_snapshot(m, props[i])))
+            else:  # the encoded body of a message without an exact snapshot
+                out.append((base + i, decode_message(m)))
+        self.tail_hits += stop - (start - base)
+        return out
+
+    def _read_files(
+        self, q: _Queue, start: int, stop: int, limit: int, out: list[tuple[int, Message]]
+    ) -> None:
+        """Append the records of offsets ``[start, stop)`` read from the segment
+        files to ``out``, up to ``limit`` rows in ``out``.
+
+        A read that starts where the previous one of the queue ended starts at that
+        record's file position (``q.rhint``) instead of its index block's first
+        record, so a consumer reading a backlog in steps does not re-read (and
+        CRC-check) up to ``index_interval`` records per step. The records are cut
+        as :meth:`_Seg.records` does, inline."""
+        hint = q.rhint
         si = max(0, bisect.bisect_right([s.base for s in q.segs], start) - 1)
+        crc32, unpack, magic_ok = zlib.crc32, QHEADER.unpack_from, MAGIC
         for seg in q.segs[si:]:
             if seg.next <= start or not seg.offs:
                 continue
-            k = max(0, bisect.bisect_right(seg.offs, start) - 1)
-            for off, _ts, _pl, body in seg.records(seg.poss[k]):
+            if hint is not None and hint[0] is seg and hint[1] == start:
+                pos = hint[2]
+            else:
+                pos = seg.poss[max(0, bisect.bisect_right(seg.offs, start) - 1)]
+            h = seg.handle
+            buf, bpos = b"", pos
+            while pos < h.size:
+                i = pos - bpos
+                if len(buf) - i < QHEADER_SIZE:
+                    buf, bpos, i = h.pread(pos, _READ_CHUNK), pos, 0
+                crc, magic, rtype, _f, blen, off, _ts, _pl = unpack(buf, i)
+                end = i + QHEADER_SIZE + blen
+                if end > len(buf):
+                    buf, bpos, i = h.pread(pos, max(_READ_CHUNK, QHEADER_SIZE + blen)), pos, 0
+                    end = QHEADER_SIZE + blen
+                if (
+                    magic != magic_ok
+                    or end > len(buf)
+                    or crc32(memoryview(buf)[i + 4 : end]) != crc
+                ):
+                    raise StorageCorruptionError(
+                        h.path, pos, "queue record failed its CRC check on read"
+                    )
+                if rtype != REC:
+                    pos += end - i
+                    continue
+                if off >= stop:
+                    return
+                pos += end - i
                 if off < start:
                     continue
-                out.append((off, decode_message(body)))
+                out.append((off, decode_message(buf[i + QHEADER_SIZE : end])))
                 if len(out) >= limit:
-                    return out
-        return out
+                    q.rhint = (seg, off + 1, pos)
+                    return
+            if seg.next >= stop:
+                return
 
     def first_offset(self, queue: str) -> int:
         return self._q(queue).first
@@ -608,6 +836,8 @@ class BadgerlikeQueueLog(QueueLog):
             return 0
         q.bytes -= self._payload_bytes(q, q.first, new_first)
         q.first = new_first
+        t = q.tail
+        self._tail_drop(t, new_first - (t.base + t.head))
         self.meta.put(f"qf/{q.id}", encode_value(new_first))
         while len(q.segs) > 1 and q.segs[0].next <= new_first:
             seg = q.segs.pop(0)
@@ -642,11 +872,16 @@ class BadgerlikeQueueLog(QueueLog):
         ``sync()`` writes what is outstanding before it waits."""
         q = self._q(queue)
         offset = int(offset)
-        q.groups[group] = offset
+        groups = q.groups
+        groups[group] = offset
         commits = self._commits
         if not commits:
             self.writer.schedule_flush()
         commits[(q, group)] = offset
+        t = q.tail
+        if t.items:  # every group settled what is below its committed offset
+            low = offset if len(groups) == 1 else min(groups.values())
+            self._tail_drop(t, low - (t.base + t.head))
 
     def _put_commits(self) -> None:
         commits = self._commits
@@ -676,23 +911,62 @@ class BadgerlikeQueueLog(QueueLog):
         deadline: float,
         delivery_count: int,
     ) -> None:
+        """Record the entry at once in memory; its meta record is written by the next
+        flush of the writer, with every other PEL change since the last one (one
+        append), and not at all when the entry is removed before that flush (a
+        delivery acknowledged within one flush: nothing of it ever reached the file
+        anyway). Nothing is weaker for it: records reach the file only at a flush,
+        and ``sync()`` writes what is outstanding before it waits.
+
+        Bookkeeping: an entry in memory and not in ``_pels`` is written; one in
+        ``_pels`` is written only if its key is in ``_pel_shadowed`` (an older
+        version, which a removal must delete)."""
         q = self._q(queue)
         offset = int(offset)
-        deadline = float(deadline)
-        delivery_count = int(delivery_count)
+        entry = (consumer, float(deadline), int(delivery_count))
         pel = q.pel.get(group)
         if pel is None:
             pel = q.pel[group] = {}
-        pel[offset] = (consumer, deadline, delivery_count)
-        self.meta.put(
-            f"qp/{q.gkey(group)}/{offset:020d}", _enc_pel(consumer, deadline, delivery_count)
-        )
+        key = (q, group, offset)
+        pels = self._pels
+        if offset in pel:  # replacing an entry: is a version of it written?
+            if key not in pels or pels[key] is None:
+                self._pel_shadowed.add(key)
+        elif key in pels:  # re-added after a removal not written yet
+            self._pel_shadowed.add(key)
+        pel[offset] = entry
+        if not pels:
+            self.writer.schedule_flush()
+        pels[key] = entry
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
         q = self._q(queue)
         pel = q.pel.get(group)
         if pel is not None and pel.pop(offset, None) is not None:
-            self.meta.delete(f"qp/{q.gkey(group)}/{int(offset):020d}")
+            key = (q, group, int(offset))
+            pels = self._pels
+            if key not in pels:  # written: write its removal
+                if not pels:
+                    self.writer.schedule_flush()
+                pels[key] = None
+            elif key in self._pel_shadowed:  # an older version is written
+                pels[key] = None
+                self._pel_shadowed.discard(key)
+            else:  # never written: nothing to write
+                del pels[key]
+
+    def _put_pels(self) -> None:
+        pels = self._pels
+        self._pels = {}
+        self._pel_shadowed.clear()
+        queues = self._queues
+        items: list[tuple[str, bytes | None]] = []
+        for (q, group, offset), entry in pels.items():
+            if queues.get(q.name) is not q:
+                continue  # deleted meanwhile (delete_queue wrote what it had to)
+            key = f"qp/{q.gkey(group)}/{offset:020d}"
+            items.append((key, None if entry is None else _enc_pel(*entry)))
+        self.meta.write_many(items)
 
     async def pel_entries(self, queue: str, group: str) -> list[PendingEntry]:
         pel = self._q(queue).pel.get(group)
