@@ -45,9 +45,12 @@ class _Node:
 class NodeIndex:
     """Filters per node, matched as a trie (plain and shared apart)."""
 
-    __slots__ = ("_by_node", "_cache", "_cache_size", "_root")
+    __slots__ = ("_by_node", "_cache", "_cache_size", "_root", "generation")
 
     def __init__(self, cache_size: int = 4096) -> None:
+        #: Grows with every change of the index (never repeats, not even across
+        #: :meth:`clear`): a driver caching answers derived from it compares this.
+        self.generation = 0
         self._root = _Node()
         self._by_node: dict[str, set[str]] = {}
         self._cache: dict[str, tuple[frozenset[str], tuple[SharedMatch, ...]]] = {}
@@ -76,7 +79,7 @@ class NodeIndex:
             node.owners.add(node_id)
         else:
             node.groups.setdefault(shared[0], {})[node_id] = max(1, members)
-        self._cache.clear()
+        self._changed()
         return True
 
     def _set_members(self, node_id: str, shared: tuple[str, str], members: int) -> None:
@@ -86,7 +89,7 @@ class NodeIndex:
         group = node.groups[shared[0]]
         if group.get(node_id) != members:
             group[node_id] = members
-            self._cache.clear()
+            self._changed()
 
     def remove(self, node_id: str, topic_filter: str) -> bool:
         """Forget one filter of ``node_id``; True if it was held."""
@@ -114,8 +117,12 @@ class NodeIndex:
             if child.children or child.owners or child.groups:
                 break
             del parent.children[level]
-        self._cache.clear()
+        self._changed()
         return True
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self.generation += 1
 
     def set_node(self, node_id: str, filters: Mapping[str, int] | set[str]) -> None:
         """Replace everything known about ``node_id`` (a resync); a mapping gives
@@ -131,7 +138,9 @@ class NodeIndex:
         self.set_node(node_id, set())
 
     def clear(self) -> None:
+        generation = self.generation
         self.__init__(self._cache_size)  # type: ignore[misc]
+        self.generation = generation + 1
 
     def filters_of(self, node_id: str) -> set[str]:
         return set(self._by_node.get(node_id, ()))

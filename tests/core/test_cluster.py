@@ -69,6 +69,34 @@ def test_node_index_resync_and_drop() -> None:
     assert index.match("y/2") == frozenset() and index.node_ids == []
 
 
+def test_node_index_generation_grows_with_every_change() -> None:
+    index = NodeIndex()
+    seen = [index.generation]
+
+    def changed() -> bool:
+        seen.append(index.generation)
+        return seen[-1] > seen[-2]
+
+    index.add("b", "x/1")
+    assert changed()
+    index.add("b", "x/1")  # held already: no change
+    assert not changed()
+    index.add("b", "$share/g/x/1", 2)
+    assert changed()
+    index.add("b", "$share/g/x/1", 3)  # the member count changes
+    assert changed()
+    index.add("b", "$share/g/x/1", 3)
+    assert not changed()
+    index.match("x/1")  # a lookup (and its cache) is no change
+    assert not changed()
+    index.remove("b", "x/1")
+    assert changed()
+    index.remove("b", "x/1")
+    assert not changed()
+    index.clear()  # and the count never goes back, not even here
+    assert changed()
+
+
 class Sub:
     protocol = "test"
 

@@ -123,6 +123,46 @@ def test_unsubscribe_stops_forwarding(pair: tuple[BrokerThread, BrokerThread]) -
     assert a.call_soon(a.context.publish, Message("u/1", b"x")) == 0
 
 
+def test_the_route_of_a_topic_follows_subscriptions_and_membership(
+    pair: tuple[BrokerThread, BrokerThread],
+) -> None:
+    """A publish's route beyond its node is cached per topic: a filter appearing or
+    going at another node, and that node's record going, each change it."""
+    a, b = pair
+    until(lambda: members(a) == {"a", "b"}, "a to see b")
+    # Nobody elsewhere wants r/1 yet: a caches that (and forwards nothing).
+    assert a.call_soon(a.context.publish, Message("r/1", b"early")) == 0
+    sink = Sink("s1")
+    subscribe(b, sink, "r/+")
+    until(lambda: a.call_soon(a.context.cluster.index.match, "r/1") == {"b"}, "b's filter at a")
+    assert a.call_soon(a.context.publish, Message("r/1", b"one")) == 1
+    assert sink.got.get(timeout=WAIT)[0].payload == b"one"
+    # b's node record goes (as when b leaves): a stops forwarding to it at once,
+    # though b's filters are still in a's index.
+    record = a.call_soon(lambda: a.context.cluster.members["b"])
+
+    def drop_b() -> None:
+        cluster = a.context.cluster
+        del cluster.members["b"]
+        cluster._forget_routes()  # what the watch does on a node record's deletion
+
+    a.call_soon(drop_b)
+    assert a.call_soon(a.context.cluster.index.match, "r/1") == {"b"}
+    assert a.call_soon(a.context.publish, Message("r/1", b"gone")) == 0
+
+    def restore_b() -> None:
+        cluster = a.context.cluster
+        cluster.members["b"] = record
+        cluster._forget_routes()
+
+    a.call_soon(restore_b)
+    assert a.call_soon(a.context.publish, Message("r/1", b"two")) == 1
+    assert sink.got.get(timeout=WAIT)[0].payload == b"two"
+    b.call_soon(b.context.router.unsubscribe, sink, "r/+")
+    until(lambda: not a.call_soon(a.context.cluster.index.match, "r/1"), "b's filter gone")
+    assert a.call_soon(a.context.publish, Message("r/1", b"late")) == 0
+
+
 def test_retained_publish_reaches_every_node(pair: tuple[BrokerThread, BrokerThread]) -> None:
     a, b = pair
     until(lambda: members(a) == {"a", "b"}, "a to see b")

@@ -129,6 +129,20 @@ def test_every_field_of_a_full_message_and_empties() -> None:
     assert back[2].content_type is None and back[2].expires_at is None
 
 
+def test_a_decoded_message_has_every_slot_of_the_class() -> None:
+    """The decoder builds plain messages slot by slot: none may be left unset, and
+    each must equal what ``Message(...)`` makes, whatever fields the class grows."""
+    plain = Message("a/b", b"x", 1, True, origin_protocol="mqtt", origin_client="c", timestamp=3.0)
+    entries = [(plain, ""), (Message("a/c", b"y", timestamp=4.0), ""), (plain, "")]
+    back = [m for m, _t in link_round_trip(entries)]
+    for got, sent in zip(back, [e[0] for e in entries], strict=True):
+        for name in Message.__slots__:
+            want = None if name == "encoded" else getattr(sent, name)
+            assert getattr(got, name) == want, name
+    # A run of one topic is one string; another topic of the same length is not it.
+    assert back[0].topic == "a/b" and back[1].topic == "a/c" and back[2].topic == "a/b"
+
+
 def test_big_ints_and_nesting_limits() -> None:
     m = Message("t", properties={"big": 2**70, "small": -(2**70)}, timestamp=1.0)
     assert link_round_trip([(m, "")])[0][0].properties == {"big": 2**70, "small": -(2**70)}

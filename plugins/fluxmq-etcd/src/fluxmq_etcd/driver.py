@@ -99,6 +99,14 @@ log = logging.getLogger("fluxmq.cluster.etcd")
 
 __all__ = ["EtcdCluster"]
 
+#: Where a publish to one topic goes beyond this node: (the other live nodes with a
+#: matching plain filter, the share groups matched with no member here).
+_Route = tuple[tuple[str, ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]
+#: The route of a topic no other node wants (the common case of a worker's traffic).
+_NOWHERE: _Route = ((), ())
+#: Topics whose route is cached (the oldest is dropped beyond this).
+ROUTES_MAX = 4096
+
 #: Seconds between attempts to reach etcd again after a failure (grows to the max).
 RETRY_MIN = 0.2
 RETRY_MAX = 3.0
@@ -199,6 +207,10 @@ class EtcdCluster:
         self.index = NodeIndex()
         #: node id -> its record as read from etcd (this node included).
         self.members: dict[str, dict[str, Any]] = {}
+        #: topic -> its :data:`_Route`, valid while ``index.generation`` equals
+        #: ``_routes_gen`` (a membership change sets that to -1).
+        self._routes: dict[str, _Route] = {}
+        self._routes_gen = -1
         #: Filters held by local subscribers: the truth our etcd keys are made from.
         self._local: set[str] = set()
         #: Filter changes not yet written to etcd (filter -> held?).
@@ -666,6 +678,7 @@ class EtcdCluster:
         }
         old = set(self.members)
         self.members = members
+        self._forget_routes()
         self.queue_owners = owners_q
         for node in orphans - set(members) - {self.node_id}:
             asyncio.get_running_loop().create_task(self._publish_wills_of(node))
@@ -707,10 +720,13 @@ class EtcdCluster:
                         record = json.loads(bytes(event.kv.value))
                     except ValueError:
                         continue
+                    if node not in self.members:
+                        self._forget_routes()
                     self.members[node] = record
                     self._peer(node, record)
                 else:
                     self.members.pop(node, None)
+                    self._forget_routes()
                     if node != self.node_id:
                         self.index.drop_node(node)
                         asyncio.get_running_loop().create_task(self._publish_wills_of(node))
@@ -791,28 +807,56 @@ class EtcdCluster:
         peers = self._peers
         if peers is None:
             return 0
-        members = self.members
-        index = self.index
         topic = message.topic
         if message.retain:
             # Every node learns it through etcd; only subscribers need it now.
             self._retained_pending[topic] = message if message.payload else None
             self._wake.set()
-        targets = index.match(topic)
-        sent = 0
-        me = self.node_id
-        for node in targets:
-            if node != me and node in members:
-                peers.forward(node, message)
-                sent += 1
-        if self._relays:
-            sent += self._relay(message, targets, local=True)
-        shared = index.match_shared(topic)
-        if shared:
-            for key, holders in shared:
-                if all(node != me for node, _n in holders):
-                    sent += self._share_to(key, holders, None, message)
+        index = self.index
+        if index.generation != self._routes_gen:
+            self._routes.clear()
+            self._routes_gen = index.generation
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        relays = self._relays
+        if route is _NOWHERE and not relays:
+            return 0  # nothing beyond this node: a publish pays this much
+        nodes, shares = route
+        for node in nodes:
+            peers.forward(node, message)
+        sent = len(nodes)
+        if relays:
+            sent += self._relay(message, index.match(topic), local=True)
+        for key, holders in shares:
+            sent += self._share_to(key, holders, None, message)
         return sent
+
+    def _forget_routes(self) -> None:
+        """The membership changed: work every topic's route out again."""
+        self._routes_gen = -1
+
+    def _route(self, topic: str) -> _Route:
+        """Work out (and cache) where a publish to ``topic`` goes beyond this node:
+        the live nodes with a matching plain filter, and the matching share groups
+        with no member here (groups with one here are served during the local
+        publish); the same for every publish until the index or the membership
+        changes."""
+        me = self.node_id
+        members = self.members
+        index = self.index
+        nodes = tuple(n for n in index.match(topic) if n != me and n in members)
+        shares = tuple(
+            (key, holders)
+            for key, holders in index.match_shared(topic)
+            if all(node != me for node, _n in holders)
+        )
+        route = (nodes, shares) if nodes or shares else _NOWHERE
+        routes = self._routes
+        if len(routes) >= ROUTES_MAX:
+            del routes[next(iter(routes))]
+        routes[topic] = route
+        return route
 
     def _serve_groups(self, message: Message, groups: Any) -> int:
         """The router's share handler: for each matched local group, pick the node
@@ -866,6 +910,10 @@ class EtcdCluster:
         publish = context.router.publish
         self._from_peer = True
         try:
+            if not self._relays:
+                for message in messages:
+                    publish(message)
+                return
             for message in messages:
                 publish(message)
                 if self._relays:

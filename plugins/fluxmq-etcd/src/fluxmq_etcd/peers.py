@@ -166,6 +166,11 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
+#: The state per forwarded message checks, as a module global (an enum member
+#: lookup through the class costs several times a global's).
+_CLOSED = BreakerState.CLOSED
+
+
 class PeerError(Exception):
     """A call to a peer failed; ``code`` is the gRPC status it ended with."""
 
@@ -647,7 +652,7 @@ class Peers:
             self._dropped_no_peer += 1
             return False
         queue = peer.queue
-        if self._closing or peer.state is not BreakerState.CLOSED or len(queue) >= self.queue_max:
+        if self._closing or peer.state is not _CLOSED or len(queue) >= self.queue_max:
             peer.dropped += 1
             return False
         queue.append((message, target))
@@ -807,10 +812,13 @@ class Peers:
         self, peer: _Peer, conn: _LinkConn, batch: list[tuple[Message, str]]
     ) -> None:
         entries = []
+        # Keep each encoding on its message only when another peer may want it too
+        # (with one peer, the cache would be a dict per message for nothing).
+        cache = len(self._peers) > 1
         for item in batch:
             message, target = item
             try:
-                entries.append((encode_message(message), target))
+                entries.append((encode_message(message, cache=cache), target))
             except CodecError as exc:
                 # One unconvertible message must not sink the rest of the batch.
                 log.warning("cluster: a message for %s cannot be forwarded: %s", peer.node_id, exc)
