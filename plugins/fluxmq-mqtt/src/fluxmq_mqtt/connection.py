@@ -69,6 +69,7 @@ from fluxmq_mqtt.waits import (
 )
 
 if TYPE_CHECKING:
+    from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.registry import SessionRegistry, Will
 
 __all__ = ["Connection", "DeferredAck"]
@@ -161,7 +162,6 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
 
     __slots__ = (
         "registry",
-        "cfg",
         "decoder",
         "held",
         "held_count",
@@ -212,7 +212,6 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         cfg = registry.cfg
         self._rare: _Rare | None = None
         self.registry = registry
-        self.cfg = cfg
         self._init_outbound(cfg.outbound_buffer)
         # This connection's decoder until CONNECT is decoded; afterwards None between
         # packets (the registry's shared decoder of the version decodes each chunk) and
@@ -266,6 +265,11 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
         self.claimed = False  # in a cluster: the session is claimed for this node
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
+
+    @property
+    def cfg(self) -> MQTTConfig:
+        """The registry's ``[mqtt]`` config (not a slot of every connection)."""
+        return self.registry.cfg
 
     @property
     def login_ok(self) -> bool:
@@ -816,7 +820,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     # -- PUBLISH in ----------------------------------------------------------------------
 
     def _on_publish(self, p: Publish) -> Any:
-        cfg = self.cfg
+        cfg = self.registry.cfg
         topic = p.topic
         props = p.properties
         qos = p.qos
@@ -1068,8 +1072,10 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.held_count += 1
             if self.held_mark < 0:
                 self.held_mark = pos
+        elif out is NO_OUTPUT:
+            self.out = bytearray(data)
         elif pos >= len(out):
-            self.out += data  # (``out`` may be NO_OUTPUT)
+            out += data
         else:
             out[pos:pos] = data
 
