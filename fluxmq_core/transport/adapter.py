@@ -51,8 +51,8 @@ Graceful close with a linger
     when the close is decided, not when the linger ends.
 
 The sans-IO connection a subclass puts in ``conn`` provides: ``out`` (a
-``bytearray``, or the protocol's shared empty ``idle_out`` while nothing is pending), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool),
-``paused`` (bool), ``flush_pending`` (bool, reset by each flush; a connection may use
+``bytearray``, or the protocol's shared empty ``idle_out`` while nothing is
+pending), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool), ``paused`` (bool), ``flush_pending`` (bool, reset by each flush; a connection may use
 it to call ``wakeup`` once per flush) and ``wakeup`` (set by the adapter, called with
 the connection when bytes were added outside its own ``receive``).
 """
