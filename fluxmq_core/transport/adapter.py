@@ -52,9 +52,10 @@ Graceful close with a linger
 
 The sans-IO connection a subclass puts in ``conn`` provides: ``out`` (a
 ``bytearray``, or the protocol's shared empty ``idle_out`` while nothing is
-pending), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool), ``paused`` (bool), ``flush_pending`` (bool, reset by each flush; a connection may use
-it to call ``wakeup`` once per flush) and ``wakeup`` (set by the adapter, called with
-the connection when bytes were added outside its own ``receive``).
+pending), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool), ``paused``
+(bool), ``flush_pending`` (bool, reset by each flush; a connection may use it to call
+``wakeup`` once per flush) and ``wakeup`` (set by the adapter, called with the
+connection when bytes were added outside its own ``receive``).
 """
 
 from __future__ import annotations
