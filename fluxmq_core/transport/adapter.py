@@ -51,10 +51,11 @@ Graceful close with a linger
     when the close is decided, not when the linger ends.
 
 The sans-IO connection a subclass puts in ``conn`` provides: ``out`` (a
-``bytearray``), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool),
-``paused`` (bool), ``flush_pending`` (bool, reset by each flush; a connection may use
-it to call ``wakeup`` once per flush) and ``wakeup`` (set by the adapter, called with
-the connection when bytes were added outside its own ``receive``).
+``bytearray``, or the protocol's shared empty ``idle_out`` while nothing is
+pending), ``waiting`` (a :class:`Wait` or None), ``closing`` (bool), ``paused``
+(bool), ``flush_pending`` (bool, reset by each flush; a connection may use it to call
+``wakeup`` once per flush) and ``wakeup`` (set by the adapter, called with the
+connection when bytes were added outside its own ``receive``).
 """
 
 from __future__ import annotations
@@ -203,6 +204,9 @@ class AdapterProtocol(asyncio.Protocol):
     WAITS: ClassVar[dict[type, WaitHandler]] = {}
     #: pending output at which ``wakeup`` writes at once.
     flush_at: ClassVar[int] = FLUSH_AT
+    #: what ``conn.out`` becomes once written: None for a new ``bytearray``, or a
+    #: protocol's shared empty value (MQTT: an idle connection holds no buffer).
+    idle_out: ClassVar[Any] = None
     #: the plugin's logger name, for the one log line of an internal error.
     log_name: ClassVar[str] = "fluxmq.transport"
 
@@ -352,14 +356,17 @@ class AdapterProtocol(asyncio.Protocol):
         self.dirty = False
         conn.flush_pending = False
         transport = self.transport
+        out = conn.out
         if transport is None or self._lingering:
-            conn.out.clear()
+            if out:
+                idle = self.idle_out
+                conn.out = bytearray() if idle is None else idle
             return
         if self._gate is not None:
             return  # output held until the gate opens
-        out = conn.out
         if out:
-            conn.out = bytearray()
+            idle = self.idle_out
+            conn.out = bytearray() if idle is None else idle
             self.server.stats.bytes_sent += len(out)
             transport.write(out)
         if conn.closing:

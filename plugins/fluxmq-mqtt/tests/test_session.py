@@ -261,6 +261,25 @@ def test_will_cancelled_by_reconnect_and_takeover_kicks():
     )
 
 
+def test_offline_fields_live_in_a_record_only_while_the_session_is_offline():
+    reg, sched, published = make_registry()
+    conn, _ = connect(reg, "a", expiry=100, will="will/a", will_delay=5)
+    session = reg.sessions["a"]
+    assert session._offline is None  # connected: no will timer, expiry timer, ...
+    assert session.will is None and session.expiry_timer is None
+    assert session.disconnected_at is None
+    conn.lost()
+    assert session._offline is not None
+    assert session.will is not None and session.will_timer is not None
+    assert session.expiry_timer is not None and session.disconnected_at is not None
+    _c2, ack = connect(reg, "a", clean=False, expiry=100)
+    assert ack.session_present and reg.sessions["a"] is session
+    assert session._offline is None  # all four back to None: the record went
+    assert session.will is None and session.will_timer is None
+    sched.advance(10)
+    assert published == []
+
+
 def test_normal_disconnect_discards_will_and_expiry_zero_ends_session():
     reg, sched, published = make_registry()
     conn, _ = connect(reg, "a", will="will/a")

@@ -54,7 +54,7 @@ from fluxmq_mqtt.codec import (
 from fluxmq_mqtt.codec.decoder import Decoder
 from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
 from fluxmq_mqtt.limits import TokenBucket, remote_ip
-from fluxmq_mqtt.outbound import OutboundWriter, RunDelivery
+from fluxmq_mqtt.outbound import NO_OUTPUT, OutboundWriter, RunDelivery
 from fluxmq_mqtt.queues import is_queue_topic
 from fluxmq_mqtt.session import EMPTY, NEVER, PROTOCOL, Session
 from fluxmq_mqtt.state import ALLOWED, SUSPEND, Phase
@@ -69,6 +69,7 @@ from fluxmq_mqtt.waits import (
 )
 
 if TYPE_CHECKING:
+    from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.registry import SessionRegistry, Will
 
 __all__ = ["Connection", "DeferredAck"]
@@ -81,6 +82,11 @@ _T = TypeVar("_T")
 
 #: Keep-alive values seen (at most 65,536 ints, shared by the connections that use them).
 _KEEPALIVES: dict[int, int] = {}
+
+#: ``Connection.marks`` bits: the login was accepted (``login_ok``); the connection is
+#: in the adapter's registry of connections past CONNACK (``listed``).
+_LOGIN_OK = 1
+_LISTED = 2
 
 
 class _Rare:
@@ -156,7 +162,6 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
 
     __slots__ = (
         "registry",
-        "cfg",
         "decoder",
         "held",
         "held_count",
@@ -174,7 +179,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         "waiting",
         "backlog",
         "answers",
-        "login_ok",
+        "marks",
         "connect",
         "last_seen",
         "publish_bucket",
@@ -207,7 +212,6 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         cfg = registry.cfg
         self._rare: _Rare | None = None
         self.registry = registry
-        self.cfg = cfg
         self._init_outbound(cfg.outbound_buffer)
         # This connection's decoder until CONNECT is decoded; afterwards None between
         # packets (the registry's shared decoder of the version decodes each chunk) and
@@ -243,7 +247,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         # by (action, topic), blocking hook outcomes by ("hook:<event>", topic).
         # The shared read-only empty dict until the adapter feeds one back.
         self.answers: dict[tuple[str, str], Any] = EMPTY
-        self.login_ok = False
+        self.marks = 0  # _LOGIN_OK | _LISTED
         self.connect: Connect | None = None
         self.assigned_id: str | None = None
         self.server_keep_alive: int | None = None
@@ -261,6 +265,31 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         self.sync_first = False  # output waits for a store sync (the will saved at CONNECT)
         self.claimed = False  # in a cluster: the session is claimed for this node
         self.queue_acks: deque[DeferredAck] | None = None  # in PUBLISH order (defer_ack)
+
+    @property
+    def cfg(self) -> MQTTConfig:
+        """The registry's ``[mqtt]`` config (not a slot of every connection)."""
+        return self.registry.cfg
+
+    @property
+    def login_ok(self) -> bool:
+        """The login was accepted (the CONNECT may still wait for its will's ACL,
+        a hook or a cluster claim)."""
+        return bool(self.marks & _LOGIN_OK)
+
+    @login_ok.setter
+    def login_ok(self, value: bool) -> None:
+        self.marks = self.marks | _LOGIN_OK if value else self.marks & ~_LOGIN_OK
+
+    @property
+    def listed(self) -> bool:
+        """In the registry's connections past CONNACK when the adapter keeps them
+        (``server.ConnectedView``); one bit rather than a second set entry."""
+        return bool(self.marks & _LISTED)
+
+    @listed.setter
+    def listed(self, value: bool) -> None:
+        self.marks = self.marks | _LISTED if value else self.marks & ~_LISTED
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r}, {self.remote}, {self.phase.name}, v{self.version})"
@@ -791,7 +820,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
     # -- PUBLISH in ----------------------------------------------------------------------
 
     def _on_publish(self, p: Publish) -> Any:
-        cfg = self.cfg
+        cfg = self.registry.cfg
         topic = p.topic
         props = p.properties
         qos = p.qos
@@ -899,6 +928,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             # The PUBACK goes where ``out`` ended before the publish: ahead of the
             # deliveries to this same connection that the publish causes.
             out = self.out
+            if out is NO_OUTPUT:
+                out = self.out = bytearray()  # ``_ack`` recognises it below
             pos = len(out)
             if message is not None and not context.publish(message) and v5:
                 code = 0x10
@@ -1041,6 +1072,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self.held_count += 1
             if self.held_mark < 0:
                 self.held_mark = pos
+        elif out is NO_OUTPUT:
+            self.out = bytearray(data)
         elif pos >= len(out):
             out += data
         else:

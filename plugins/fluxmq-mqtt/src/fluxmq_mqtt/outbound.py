@@ -52,6 +52,27 @@ _TOPIC_FIELDS_MAX = 4096
 _new = object.__new__
 
 
+class _NoOutput(bytes):
+    """The type of :data:`NO_OUTPUT`: an empty ``bytes`` whose ``+=`` gives a new
+    ``bytearray`` (so ``conn.out += data`` makes the connection's own buffer)."""
+
+    __slots__ = ()
+
+    def __iadd__(self, data: Any) -> bytearray:  # type: ignore[misc, override]
+        return bytearray(data)
+
+    def clear(self) -> None:
+        """Nothing to clear (as ``bytearray.clear`` of an empty buffer)."""
+
+
+#: A connection's ``out`` while nothing is pending: one shared empty value instead of
+#: an empty ``bytearray`` (56 bytes) on every idle connection; the adapter puts it
+#: back after each write (``MQTTProtocol.idle_out``). ``out += data`` replaces it
+#: with a ``bytearray``; code that keeps ``out`` in a local variable to write into
+#: it in place first replaces it itself (``if out is NO_OUTPUT``).
+NO_OUTPUT: Any = _NoOutput()
+
+
 def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishTemplate:
     """``PublishTemplate(topic, payload, qos, retain)`` for 3.1/3.1.1, without the
     generic encoder's per-call work (the topic field is cached per topic)."""
@@ -82,7 +103,7 @@ def _v4_template(topic: str, payload: bytes, qos: int, retain: bool) -> PublishT
 if TYPE_CHECKING:
     from fluxmq_mqtt.registry import SessionRegistry
 
-__all__ = ["OutboundWriter", "RunDelivery"]
+__all__ = ["NO_OUTPUT", "OutboundWriter", "RunDelivery"]
 
 
 class RunDelivery:
@@ -187,7 +208,7 @@ class OutboundWriter:
     client_id: str
 
     def _init_outbound(self, out_limit: int) -> None:
-        self.out = bytearray()
+        self.out: bytearray = NO_OUTPUT
         self.out_limit = out_limit
         self.paused = False
         self.wakeup: Any = None
@@ -277,6 +298,8 @@ class OutboundWriter:
                 del aliases[victim]
             aliases[message.topic] = alias
         out = self.out
+        if out is NO_OUTPUT:
+            out = self.out = bytearray()
         pos = len(out)
         out += data
         if qos:
@@ -333,6 +356,8 @@ class OutboundWriter:
             size = len(out)
             if self.paused or size >= limit:
                 break
+            if out is NO_OUTPUT:
+                out = self.out = bytearray()
             if bulk and size < FLUSH_AT and self.flush_pending:
                 # Every message up to the one that reaches FLUSH_AT, at once.
                 j = bisect_left(ends, a + FLUSH_AT - size, k)

@@ -20,6 +20,7 @@ work except through the sessions it owns (``session.py``). (Before it was named
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxmq_core.cluster.base import SessionClaim, SessionSnapshot
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
 
-__all__ = ["NEVER", "QueueDrops", "Scheduler", "SessionRegistry", "Will"]
+__all__ = ["NEVER", "LiveConnections", "QueueDrops", "Scheduler", "SessionRegistry", "Will"]
 
 log = logging.getLogger("fluxmq.mqtt")
 
@@ -57,6 +58,22 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, fn: Any, *args: Any) -> Any: ...
 
     def cancel(self, handle: Any) -> None: ...
+
+
+class LiveConnections(Protocol):
+    """The registry's connections past CONNACK: a set in sans-IO use; the adapter
+    puts a view of its own set of open connections in its place
+    (``server.ConnectedView``), so a connection is not in two sets."""
+
+    def add(self, conn: Connection) -> None: ...
+
+    def discard(self, conn: Connection) -> None: ...
+
+    def __contains__(self, conn: object) -> bool: ...
+
+    def __iter__(self) -> Iterator[Connection]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Will:
@@ -169,7 +186,7 @@ class SessionRegistry:
         # Publisher flow control (``server.FlowControl``), set by the adapter; None
         # in sans-IO use, where deliveries to congested clients only drop or queue.
         self.flow: Any = None
-        self.connections: set[Connection] = set()  # connections past CONNACK
+        self.connections: LiveConnections = set()  # connections past CONNACK
         # One decoder per MQTT version shared by the connections past CONNECT between
         # packets (``Connection.receive``): an idle connection holds no decoder.
         self.idle_decoders: dict[int, Decoder] = {}

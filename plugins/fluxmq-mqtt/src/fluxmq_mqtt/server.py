@@ -23,13 +23,14 @@ import asyncio
 import heapq
 import logging
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from fluxmq_core.auth import AuthError
 from fluxmq_core.transport import peer_identity, peer_name, tune_transport
 from fluxmq_core.transport.adapter import HOLD_FLOW, AdapterProtocol, AdapterServer
 from fluxmq_mqtt.connection import Connection
-from fluxmq_mqtt.outbound import FLUSH_AT  # written at once past this
+from fluxmq_mqtt.outbound import FLUSH_AT, NO_OUTPUT  # written at once past this
 from fluxmq_mqtt.sessions import SessionRegistry
 from fluxmq_mqtt.state import Phase
 from fluxmq_mqtt.waits import AuthorizeWait, AuthWait, ClaimWait, EnhancedAuthWait, HookWait
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLUSH_AT",
+    "ConnectedView",
     "FlowControl",
     "KeepAliveWheel",
     "LoopScheduler",
@@ -228,6 +230,41 @@ class FlowControl:
                 congested[conn] = None
 
 
+class ConnectedView:
+    """The registry's connections past CONNACK (``SessionRegistry.connections``) as
+    a bit of each connection (``Connection.listed``) over the adapter's set of open
+    connections (``AdapterServer.protocols``): one registry of live connections
+    instead of a second set (about 66 bytes per connection at 10,000)."""
+
+    __slots__ = ("_protocols", "_count")
+
+    def __init__(self, protocols: set[Any]) -> None:
+        self._protocols = protocols
+        self._count = 0
+
+    def add(self, conn: Connection) -> None:
+        if not conn.listed:
+            conn.listed = True
+            self._count += 1
+
+    def discard(self, conn: Connection) -> None:
+        if conn.listed:
+            conn.listed = False
+            self._count -= 1
+
+    def __contains__(self, conn: object) -> bool:
+        return isinstance(conn, Connection) and conn.listed
+
+    def __iter__(self) -> Iterator[Connection]:
+        for proto in self._protocols:
+            conn = proto.conn
+            if conn is not None and conn.listed:
+                yield conn
+
+    def __len__(self) -> int:
+        return self._count
+
+
 class MQTTServer(AdapterServer):
     """One per broker: the registry, flow control, start and stop (the dirty list
     and its flusher come from :class:`AdapterServer`)."""
@@ -236,6 +273,7 @@ class MQTTServer(AdapterServer):
         super().__init__(context)
         self.cfg = cfg
         self.registry = SessionRegistry(context, cfg, LoopScheduler())
+        self.registry.connections = ConnectedView(self.protocols)
         self.flow = FlowControl(cfg)
         self.keepalive = KeepAliveWheel()
         self.registry.flow = self.flow
@@ -267,6 +305,7 @@ class MQTTProtocol(AdapterProtocol):
     __slots__ = ("_ka_tick", "_connect_timer", "_ack_chain", "_flow")
 
     flush_at = FLUSH_AT
+    idle_out = NO_OUTPUT  # an idle connection holds no output buffer
     log_name = "fluxmq.mqtt"
     server: MQTTServer
     conn: Connection

@@ -25,7 +25,6 @@ from fluxmq_mqtt.state import SUSPEND
 
 if TYPE_CHECKING:
     from fluxmq_core.ratelimit import TokenBucket
-    from fluxmq_mqtt.config import MQTTConfig
     from fluxmq_mqtt.connection import Connection
     from fluxmq_mqtt.registry import SessionRegistry
     from fluxmq_mqtt.session import Session
@@ -39,7 +38,6 @@ class SubscribeHandlers:
     __slots__ = ()
 
     # Provided by Connection.
-    cfg: MQTTConfig
     registry: SessionRegistry
     session: Session | None
     version: int
@@ -56,7 +54,7 @@ class SubscribeHandlers:
         def _hooked(self, event: str, topic: str, **fields: Any) -> Any: ...
 
     def _on_subscribe(self, p: Subscribe) -> Any:
-        cfg = self.cfg
+        cfg = self.registry.cfg
         v5 = self.version == MQTT_5
         sub_id = None
         if p.properties is not None and p.properties.subscription_identifiers:
