@@ -35,7 +35,9 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,6 +75,29 @@ class Drain(threading.Thread):
                 self.bytes += n
 
 
+def count_calls(proto: Any, chunk: bytes, rounds: int) -> Counter[tuple[str, str]]:
+    """Python and C function calls made inside ``proto.data_received(chunk)``, by
+    name, over ``rounds`` chunks (the loop's own work between chunks not counted)."""
+    counted: Counter[tuple[str, str]] = Counter()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            counted["py", f"{Path(code.co_filename).name}:{code.co_qualname}"] += 1
+        elif event == "c_call":
+            counted["c", getattr(arg, "__qualname__", repr(arg))] += 1
+
+    for _ in range(rounds):
+        sys.setprofile(profile)
+        proto.data_received(chunk)
+        sys.setprofile(None)
+    # the setprofile(None) call itself is reported as a C call
+    counted["c", "setprofile"] -= rounds
+    if not counted["c", "setprofile"]:
+        del counted["c", "setprofile"]
+    return counted
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=500, help="chunks per run")
@@ -82,6 +107,11 @@ def main() -> None:
     ap.add_argument("--outbound-buffer", type=int, default=64 << 20, help="bytes per connection")
     ap.add_argument("--asyncio", action="store_true", help="the asyncio loop, not uvloop")
     ap.add_argument("--json", default=None, help="write the result here")
+    ap.add_argument(
+        "--calls",
+        action="store_true",
+        help="count the loop thread's function calls per message (sys.setprofile) instead",
+    )
     a = ap.parse_args()
     a.asyncio = install_loop(a.asyncio)
     from fluxmq_core.testing import BrokerThread
@@ -109,7 +139,7 @@ def main() -> None:
         packet = publish_packet(TOPIC, b"x" * 64)
         chunk = packet * a.batch
 
-        async def run_once() -> tuple[float, int]:
+        async def run_once() -> tuple[float, int, int]:
             deadline = time.monotonic() + 5
             proto = None
             while proto is None and time.monotonic() < deadline:
@@ -121,12 +151,21 @@ def main() -> None:
                 raise SystemExit("publisher connection not found")
             stats = server.context.stats
             dropped = stats.messages_dropped
+            extra = 0
+            if a.calls:
+                extra = a.rounds * a.batch
+                counted = count_calls(proto, chunk, a.rounds)
+                total = sum(counted.values())
+                per = a.rounds * a.batch
+                for (kind, name), n in counted.most_common():
+                    print(f"{n / per:8.2f} {kind:6} {name}")
+                print(f"{total / per:8.2f} calls per message in data_received")
             t0 = time.thread_time()
             for _ in range(a.rounds):
                 proto.data_received(chunk)
                 await asyncio.sleep(0)
             cpu = time.thread_time() - t0
-            return cpu, stats.messages_dropped - dropped
+            return cpu, stats.messages_dropped - dropped, extra
 
         loop = broker.loop
         assert loop is not None
@@ -134,14 +173,14 @@ def main() -> None:
         for _ in range(a.repeat):
             before = drain.bytes
             fut = asyncio.run_coroutine_threadsafe(run_once(), loop)
-            cpu, dropped = fut.result(120)
+            cpu, dropped, extra = fut.result(120)
             sent = a.rounds * a.batch
             deliveries = sent * fanout
-            want = before + (deliveries - dropped) * len(packet)
+            want = before + ((sent + extra) * fanout - dropped) * len(packet)
             deadline = time.monotonic() + 30
             while drain.bytes < want and time.monotonic() < deadline:
                 time.sleep(0.01)
-            got = (drain.bytes - before) // len(packet)
+            got = (drain.bytes - before) // len(packet) - extra * fanout
             runs.append(1e6 * cpu / deliveries)
             print(
                 f"{1e6 * cpu / deliveries:6.3f} us of broker CPU per delivered message "
