@@ -19,8 +19,13 @@ thread), the figure is then per delivered message (published x N). The broker's
 drained by a Python thread never drops: a drop costs less than a delivery and would
 flatter the figure.
 
+``--topics N`` publishes to N topics in turn (the subscriber takes ``bench/#``), so
+that no two PUBLISHes in a row are alike. ``--calls`` first counts the Python and C
+function calls the loop thread makes inside ``data_received`` per message
+(``sys.setprofile``), by function.
+
 ``uv run python bench/hotpath.py [--rounds 500] [--batch 400] [--repeat 5]
-[--subscribers 1]``; bounded: every wait has a timeout.
+[--subscribers 1] [--topics 1] [--calls]``; bounded: every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -104,6 +109,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=400, help="PUBLISHes per chunk")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--subscribers", type=int, default=1, help="fan-out to this many")
+    ap.add_argument(
+        "--topics",
+        type=int,
+        default=1,
+        help="publish to this many topics in turn (no two PUBLISHes in a row alike: at most 10)",
+    )
     ap.add_argument("--outbound-buffer", type=int, default=64 << 20, help="bytes per connection")
     ap.add_argument("--asyncio", action="store_true", help="the asyncio loop, not uvloop")
     ap.add_argument("--json", default=None, help="write the result here")
@@ -113,6 +124,8 @@ def main() -> None:
         help="count the loop thread's function calls per message (sys.setprofile) instead",
     )
     a = ap.parse_args()
+    if not 1 <= a.topics <= 10:
+        ap.error("--topics is 1 to 10")
     a.asyncio = install_loop(a.asyncio)
     from fluxmq_core.testing import BrokerThread
 
@@ -126,7 +139,7 @@ def main() -> None:
         subs = []
         for i in range(a.subscribers):
             sub = mqtt_connect("127.0.0.1", port, f"hotpath-sub{i}", rcvbuf=4 << 20)
-            mqtt_subscribe(sub, TOPIC, 0)
+            mqtt_subscribe(sub, TOPIC if a.topics == 1 else "bench/#", 0)
             subs.append(sub)
         fanout = len(subs)
         drain = Drain(subs)
@@ -138,6 +151,11 @@ def main() -> None:
         server = servers[0]
         packet = publish_packet(TOPIC, b"x" * 64)
         chunk = packet * a.batch
+        if a.topics > 1:
+            # Topics of one length, so every packet has the size of ``packet``.
+            names = [f"bench/{i % 10}" for i in range(a.topics)]
+            packets = [publish_packet(name, b"x" * 64) for name in names]
+            chunk = b"".join(packets[i % a.topics] for i in range(a.batch))
 
         async def run_once() -> tuple[float, int, int]:
             deadline = time.monotonic() + 5
