@@ -19,8 +19,13 @@ thread), the figure is then per delivered message (published x N). The broker's
 drained by a Python thread never drops: a drop costs less than a delivery and would
 flatter the figure.
 
+``--topics N`` publishes to N topics in turn (the subscriber takes ``bench/#``), so
+that no two PUBLISHes in a row are alike. ``--calls`` first counts the Python and C
+function calls the loop thread makes inside ``data_received`` per message
+(``sys.setprofile``), by function.
+
 ``uv run python bench/hotpath.py [--rounds 500] [--batch 400] [--repeat 5]
-[--subscribers 1]``; bounded: every wait has a timeout.
+[--subscribers 1] [--topics 1] [--calls]``; bounded: every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,16 +80,52 @@ class Drain(threading.Thread):
                 self.bytes += n
 
 
+def count_calls(proto: Any, chunk: bytes, rounds: int) -> Counter[tuple[str, str]]:
+    """Python and C function calls made inside ``proto.data_received(chunk)``, by
+    name, over ``rounds`` chunks (the loop's own work between chunks not counted)."""
+    counted: Counter[tuple[str, str]] = Counter()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            counted["py", f"{Path(code.co_filename).name}:{code.co_qualname}"] += 1
+        elif event == "c_call":
+            counted["c", getattr(arg, "__qualname__", repr(arg))] += 1
+
+    for _ in range(rounds):
+        sys.setprofile(profile)
+        proto.data_received(chunk)
+        sys.setprofile(None)
+    # the setprofile(None) call itself is reported as a C call
+    counted["c", "setprofile"] -= rounds
+    if not counted["c", "setprofile"]:
+        del counted["c", "setprofile"]
+    return counted
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=500, help="chunks per run")
     ap.add_argument("--batch", type=int, default=400, help="PUBLISHes per chunk")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--subscribers", type=int, default=1, help="fan-out to this many")
+    ap.add_argument(
+        "--topics",
+        type=int,
+        default=1,
+        help="publish to this many topics in turn (no two PUBLISHes in a row alike: at most 10)",
+    )
     ap.add_argument("--outbound-buffer", type=int, default=64 << 20, help="bytes per connection")
     ap.add_argument("--asyncio", action="store_true", help="the asyncio loop, not uvloop")
     ap.add_argument("--json", default=None, help="write the result here")
+    ap.add_argument(
+        "--calls",
+        action="store_true",
+        help="count the loop thread's function calls per message (sys.setprofile) instead",
+    )
     a = ap.parse_args()
+    if not 1 <= a.topics <= 10:
+        ap.error("--topics is 1 to 10")
     a.asyncio = install_loop(a.asyncio)
     from fluxmq_core.testing import BrokerThread
 
@@ -96,7 +139,7 @@ def main() -> None:
         subs = []
         for i in range(a.subscribers):
             sub = mqtt_connect("127.0.0.1", port, f"hotpath-sub{i}", rcvbuf=4 << 20)
-            mqtt_subscribe(sub, TOPIC, 0)
+            mqtt_subscribe(sub, TOPIC if a.topics == 1 else "bench/#", 0)
             subs.append(sub)
         fanout = len(subs)
         drain = Drain(subs)
@@ -108,8 +151,13 @@ def main() -> None:
         server = servers[0]
         packet = publish_packet(TOPIC, b"x" * 64)
         chunk = packet * a.batch
+        if a.topics > 1:
+            # Topics of one length, so every packet has the size of ``packet``.
+            names = [f"bench/{i % 10}" for i in range(a.topics)]
+            packets = [publish_packet(name, b"x" * 64) for name in names]
+            chunk = b"".join(packets[i % a.topics] for i in range(a.batch))
 
-        async def run_once() -> tuple[float, int]:
+        async def run_once() -> tuple[float, int, int]:
             deadline = time.monotonic() + 5
             proto = None
             while proto is None and time.monotonic() < deadline:
@@ -121,12 +169,21 @@ def main() -> None:
                 raise SystemExit("publisher connection not found")
             stats = server.context.stats
             dropped = stats.messages_dropped
+            extra = 0
+            if a.calls:
+                extra = a.rounds * a.batch
+                counted = count_calls(proto, chunk, a.rounds)
+                total = sum(counted.values())
+                per = a.rounds * a.batch
+                for (kind, name), n in counted.most_common():
+                    print(f"{n / per:8.2f} {kind:6} {name}")
+                print(f"{total / per:8.2f} calls per message in data_received")
             t0 = time.thread_time()
             for _ in range(a.rounds):
                 proto.data_received(chunk)
                 await asyncio.sleep(0)
             cpu = time.thread_time() - t0
-            return cpu, stats.messages_dropped - dropped
+            return cpu, stats.messages_dropped - dropped, extra
 
         loop = broker.loop
         assert loop is not None
@@ -134,14 +191,14 @@ def main() -> None:
         for _ in range(a.repeat):
             before = drain.bytes
             fut = asyncio.run_coroutine_threadsafe(run_once(), loop)
-            cpu, dropped = fut.result(120)
+            cpu, dropped, extra = fut.result(120)
             sent = a.rounds * a.batch
             deliveries = sent * fanout
-            want = before + (deliveries - dropped) * len(packet)
+            want = before + ((sent + extra) * fanout - dropped) * len(packet)
             deadline = time.monotonic() + 30
             while drain.bytes < want and time.monotonic() < deadline:
                 time.sleep(0.01)
-            got = (drain.bytes - before) // len(packet)
+            got = (drain.bytes - before) // len(packet) - extra * fanout
             runs.append(1e6 * cpu / deliveries)
             print(
                 f"{1e6 * cpu / deliveries:6.3f} us of broker CPU per delivered message "

@@ -227,9 +227,10 @@ class Decoder:
     CONNECT sets it. `role`: `"server"` (we are the broker; packets only a server may
     send are rejected, as is a second CONNECT and a client PUBLISH carrying a
     subscription identifier), `"client"`, or None to accept every packet type.
-    `runs`: return two or more consecutive PUBLISHes that differ only in their
-    payload (QoS 0, not retained, one topic name, no properties) as one
-    `PublishRun` from `packets()`, so that a receiver can handle them as a batch.
+    `runs`: return consecutive PUBLISHes that differ only in their payload (QoS 0,
+    not retained, one topic name, no properties) as one `PublishRun` from
+    `packets()`, so that a receiver can handle them as a batch; a lone such
+    PUBLISH is a run of one.
     """
 
     __slots__ = (
@@ -429,14 +430,20 @@ class Decoder:
         On a violation, raises `MQTTProtocolError` whose `packets` attribute holds the
         packets decoded from this chunk before the bad one.
 
-        With `runs` set, a PUBLISH that repeats the previous one's first bytes up to
-        its payload (QoS 0 flags, topic name, and under 5.0 an empty property block)
-        joins it in a `PublishRun` without being decoded again: one `startswith`
-        and two list appends per packet."""
+        With `runs` set, every QoS 0 PUBLISH without properties starts a
+        `PublishRun` (its topic looked up among the names that passed the checks
+        before, else decoded) and a PUBLISH that repeats the previous one's first
+        bytes up to its payload (QoS 0 flags, topic name, and under 5.0 an empty
+        property block) joins it without being decoded again: one `startswith`
+        and two list appends per packet. No `Publish` and no payload slice is made
+        for either."""
         if self._error is not None:
             raise self._error
         if data:
-            self._append(data)
+            if self._buf or type(data) is not bytes:
+                self._append(data)
+            else:
+                self._buf = data  # nothing held (``_pos`` and ``_need`` are 0)
         buf = self._buf
         pos = self._pos
         n = len(buf)
@@ -445,13 +452,14 @@ class Decoder:
         publish = self._publish
         limit = min(self.max_packet_size, self.max_buffer_size)
         runs = self.runs
-        # While the previous packet may start or extend a run: ``skip``, the length
-        # of its bytes from the topic field up to the payload (0: it may not), at
-        # ``run_body``; ``prefix``, those bytes, sliced once a QoS 0 PUBLISH follows;
-        # ``run``, the run being extended.
+        # While the previous packet started or extended a run (``run``): ``skip``,
+        # the length of its first packet's bytes from the topic field up to the
+        # payload, at ``run_body``; ``prefix``, those bytes, sliced once a QoS 0
+        # PUBLISH follows. ``v5``: whether the version is 5.0, once needed.
         prefix: bytes | None = None
-        skip = run_start = run_body = 0
+        skip = run_body = 0
         run: PublishRun | None = None
+        v5: bool | None = None
         try:
             while n - pos >= 2:
                 rl = buf[pos + 1]
@@ -468,41 +476,53 @@ class Decoder:
                     self._need = end - pos
                     break
                 b0 = buf[pos]
-                if b0 == 0x30 and skip:
-                    if prefix is None:
-                        prefix = buf[run_body : run_body + skip]
-                    if buf.startswith(prefix, body, end):
-                        if run is None:
-                            first: Publish = out[-1]
-                            run = PublishRun(
-                                first.topic,
-                                buf,
-                                run_start,
-                                [run_body + skip],
-                                [pos],
-                                self._version == MQTT_5,
-                            )
-                            out[-1] = run
-                        run.starts.append(body + skip)
-                        run.ends.append(end)
-                        pos = end
-                        continue
-                if b0 >> 4 == 3 and publish is not None:
-                    pkt = publish(buf, body, end, b0 & 15)
-                    append(pkt)
-                    prefix = run = None
-                    if b0 == 0x30 and runs and pkt.properties is None:
-                        # QoS 0, not retained, no alias: the next may repeat it.
+                if b0 == 0x30 and runs and publish is not None:
+                    if run is not None:
+                        if prefix is None:
+                            prefix = buf[run_body : run_body + skip]
+                        if buf.startswith(prefix, body, end):
+                            run.starts.append(body + skip)
+                            run.ends.append(end)
+                            pos = end
+                            continue
+                    # A run starts here: its topic checked as ``publish`` would
+                    # (a name that passed the checks before), else ``publish``
+                    # decodes it (and raises what it raises).
+                    if v5 is None:
+                        v5 = self._version == MQTT_5
+                    topic = None
+                    field = body + 2
+                    if field <= end:
+                        head = field + ((buf[body] << 8) | buf[body + 1])
+                        if v5:
+                            if head < end and buf[head] == 0:
+                                topic = _TOPICS.get(buf[field:head])
+                                skip = head + 1 - body
+                        elif head <= end:
+                            topic = _TOPICS.get(buf[field:head])
+                            skip = head - body
+                    if not topic:
+                        pkt = publish(buf, body, end, 0)
+                        if pkt.properties is not None:
+                            append(pkt)
+                            prefix = run = None
+                            pos = end
+                            continue
+                        topic = pkt.topic
                         skip = end - body - len(pkt.payload)
-                        run_start = pos
-                        run_body = body
-                    else:
-                        skip = 0
+                    run = PublishRun(topic, buf, pos, [body + skip], [end], v5)
+                    append(run)
+                    prefix = None
+                    run_body = body
+                    pos = end
+                    continue
+                if b0 >> 4 == 3 and publish is not None:
+                    append(publish(buf, body, end, b0 & 15))
+                    prefix = run = None
                 else:
                     append(self._decode_other(b0, buf[body:end]))
                     publish = self._publish  # CONNECT may have set the version
-                    prefix = run = None
-                    skip = 0
+                    prefix = run = v5 = None
                 pos = end
         except MQTTProtocolError as exc:
             self._pos = pos
@@ -513,7 +533,13 @@ class Decoder:
             err = malformed(f"undecodable packet ({exc!r})")
             err.packets = out
             raise self._fail(err) from exc
-        self._pos = pos
+        if pos == n:
+            # All used (so nothing waits in ``_parts`` either): let go of the
+            # chunk, as ``drained()`` would. An empty ``_buf`` says so.
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = pos
         return out
 
     def _check_size(self, size: int) -> None:

@@ -7,8 +7,8 @@ are plain ints (see `reasons.py`), properties are a `Properties` or `None` (see
 `properties.py`). These classes hold data only: no validation beyond what the
 decoder did, no encoding (see `encoder.py`), no session semantics (topic alias
 resolution, QoS flows, client id assignment belong to the connection).
-`PublishRun`, a plain slotted class, is the one item that is not a packet: several
-PUBLISHes a decoder made with ``runs=True`` returns together.
+`PublishRun`, a plain slotted class, is the one item that is not a packet: one or
+more QoS 0 PUBLISHes a decoder made with ``runs=True`` returns together.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ class PublishRun:
     """Consecutive PUBLISHes of one chunk that differ only in their payload: QoS 0,
     neither retained nor DUP, one topic name (given in full, never through a topic
     alias), no properties. Only a `Decoder` made with ``runs=True`` returns these,
-    and only for two or more such packets in a row; each stands for the `Publish`
+    for every such packet (a run of one when the next packet differs, so that a
+    lone message takes the receiver's same path); each stands for the `Publish`
     packets it holds, in order (:meth:`publishes`), so a receiver can do the
     per-topic work once per run.
 

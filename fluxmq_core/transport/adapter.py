@@ -343,10 +343,12 @@ class AdapterProtocol(asyncio.Protocol):
         server = self.server
         if server.dirty:
             server.flush_dirty()
-        try:
-            self.flush()
-        except Exception:
-            self.failed("step")
+        # With nothing to write, to close or to clear, ``flush`` would do nothing.
+        if conn.out or conn.closing or conn.flush_pending or self.dirty:
+            try:
+                self.flush()
+            except Exception:
+                self.failed("step")
 
     def flush(self) -> None:
         """Write the connection's pending output; close when it asks to."""

@@ -97,7 +97,8 @@ def test_a_run_stands_for_the_packets_a_decoder_without_runs_returns(version):
             for p in decoded:
                 if isinstance(p, PublishRun):
                     runs_seen += 1
-                    assert len(p) >= 2
+                    assert len(p) >= 1
+                    # Only QoS 0 PUBLISHes without properties: a run of one each.
                     # The run's bytes are the packets' own, back to back.
                     whole = p.buf[p.start : p.ends[-1]]
                     assert whole == b"".join(encode(q, version) for q in p.publishes())
@@ -115,16 +116,28 @@ def test_runs_only_when_asked_and_never_across_other_packets():
     assert [type(p).__name__ for p in got] == [
         "PublishRun",
         "Publish",
-        "Publish",
+        "PublishRun",
         "Pingreq",
         "PublishRun",
     ]
+    assert [len(p) for p in got if isinstance(p, PublishRun)] == [2, 1, 2]
+    # Another topic starts another run; QoS 1 is never in one.
+    other = encode_publish("u", b"1")
+    qos1 = encode_publish("t", b"1", 1, packet_id=3)
+    got = Decoder(version=4, role="server", runs=True).packets(a + other + other + qos1 + a)
+    assert [(type(p).__name__, getattr(p, "topic", None)) for p in got] == [
+        ("PublishRun", "t"),
+        ("PublishRun", "u"),
+        ("Publish", "t"),
+        ("PublishRun", "t"),
+    ]
+    assert [len(p) for p in got if isinstance(p, PublishRun)] == [1, 2, 1]
     # A 5.0 PUBLISH with properties (here a topic alias) never joins a run.
     v5 = Decoder(version=5, role="server", runs=True)
     b = encode_publish("t", b"1", version=5)
     aliased = encode_publish("t", b"2", properties=Properties(topic_alias=1), version=5)
     assert [type(p).__name__ for p in v5.packets(b + aliased + b + b)] == [
-        "Publish",
+        "PublishRun",
         "Publish",
         "PublishRun",
     ]
@@ -319,6 +332,7 @@ def _opts(qos: int = 0, **kw: Any) -> SubscribeOptions:
 def path_spy(monkeypatch):
     """Records the batch path's decisions; ``off()`` switches it off."""
     decisions: list[bool] = []
+    lengths: list[int] = []  # of the runs the batch path took
     real = connection_module.Connection._publish_run
 
     def spy(self: Any, run: PublishRun) -> bool:
@@ -327,19 +341,22 @@ def path_spy(monkeypatch):
             return False
         result = real(self, run)
         decisions.append(result)
+        if result:
+            lengths.append(len(run))
         return result
 
     spy.off = False  # type: ignore[attr-defined]
     monkeypatch.setattr(connection_module.Connection, "_publish_run", spy)
-    return SimpleNamespace(decisions=decisions, spy=spy)
+    return SimpleNamespace(decisions=decisions, lengths=lengths, spy=spy)
 
 
 def _pub(topic: str, payload: bytes, version: int, qos: int = 0, retain: bool = False, pid=None):
     return encode_publish(topic, payload, qos, retain, packet_id=pid, version=version)
 
 
-def _mixed_chunk(version: int, tag: bytes) -> bytes:
-    """QoS 0 runs broken by a QoS 1 publish, a retained one, another topic."""
+def _mixed_packets(version: int, tag: bytes) -> list[bytes]:
+    """QoS 0 runs broken by a QoS 1 publish, a retained one, another topic (the
+    packets of one chunk)."""
     parts = []
     for i in range(8):
         parts.append(_pub("r/a", tag + b"a%d" % i + b"." * (i * 40), version))
@@ -349,7 +366,7 @@ def _mixed_chunk(version: int, tag: bytes) -> bytes:
     parts += [_pub("r/a", tag + b"c%d" % i, version) for i in range(4)]
     parts += [_pub("r/b", tag + b"d%d" % i, version) for i in range(3)]
     parts += [_pub("r/a", tag + b"e%d" % i, version) for i in range(2)]
-    return b"".join(parts)
+    return parts
 
 
 def _stats(broker: Any) -> tuple:
@@ -363,7 +380,11 @@ def _stats(broker: Any) -> tuple:
     )
 
 
-def _scenario(factory: Any, raw: Any, clients: Any, pub_version: int, **broker_kw: Any) -> dict:
+def _scenario(
+    factory: Any, raw: Any, clients: Any, pub_version: int, lone: bool = False, **broker_kw: Any
+) -> dict:
+    """The mixed chunks published to subscribers of every shape; ``lone``: each
+    packet on its own, after the previous one was handled (runs of one)."""
     b = factory(plugins=["mqtt"], **broker_kw)
     port = b.port()
     v4 = RawClient(raw, port, "v4", 4)
@@ -383,8 +404,14 @@ def _scenario(factory: Any, raw: Any, clients: Any, pub_version: int, **broker_k
         pub.subscribe(("r/a", _opts(no_local=True)), ("r/b", _opts()))
     else:
         pub.subscribe(("r/b", _opts()))
-    pub.send(_mixed_chunk(pub_version, b"1") + _mixed_chunk(pub_version, b"2"))
-    pub.ping()
+    packets = _mixed_packets(pub_version, b"1") + _mixed_packets(pub_version, b"2")
+    if lone:
+        for packet in packets:
+            pub.send(packet)
+            pub.ping()
+    else:
+        pub.send(b"".join(packets))
+        pub.ping()
     # 19 of each chunk's 22 publishes are to r/a, 3 to r/b; the QoS 1 one is acked.
     for sub in (v4, v5ids, aliases):
         sub.ping()
@@ -435,6 +462,23 @@ def test_real_clients_get_the_same_with_and_without_the_batch_path(
     assert batched["stats"][0] == 44 + 2  # each publish once, and the two paho markers
 
 
+@pytest.mark.parametrize("pub_version", [4, 5])
+def test_lone_publishes_as_runs_of_one_match_the_per_message_path(
+    fluxmq_broker_factory, raw, clients, path_spy, pub_version
+):
+    """The latency case: each PUBLISH arrives on its own (at most with the PINGREQ
+    that follows it) and is a run of one."""
+    lone = _scenario(fluxmq_broker_factory, raw, clients, pub_version, lone=True)
+    assert path_spy.lengths and set(path_spy.lengths) == {1}  # the batch path ran, 1 each
+    path_spy.spy.off = True
+    per_message = _scenario(fluxmq_broker_factory, raw, clients, pub_version, lone=True)
+    assert lone == per_message
+    # And the same as the whole chunks gave (each subscriber's own order).
+    path_spy.spy.off = False
+    chunked = _scenario(fluxmq_broker_factory, raw, clients, pub_version)
+    assert lone == chunked
+
+
 def test_a_subscriber_added_and_removed_between_chunks(fluxmq_broker_factory, raw, path_spy):
     b = fluxmq_broker_factory(plugins=["mqtt"])
     port = b.port()
@@ -459,8 +503,9 @@ def test_a_subscriber_added_and_removed_between_chunks(fluxmq_broker_factory, ra
     assert path_spy.decisions == [True, True, True]
 
 
+@pytest.mark.parametrize("lone", [False, True])
 def test_acl_deny_between_runs_and_a_decision_not_cached_yet(
-    fluxmq_broker_factory, raw, tmp_path, path_spy
+    fluxmq_broker_factory, raw, tmp_path, path_spy, lone
 ):
     acl = tmp_path / "acl.toml"
     acl.write_text(
@@ -477,7 +522,12 @@ def test_acl_deny_between_runs_and_a_decision_not_cached_yet(
     parts += [_pub("no/a", b"n%d" % i, 5) for i in range(5)]
     parts += [_pub("ok/a", b"b%d" % i, 5) for i in range(5)]
     before = b.call_soon(lambda: b.context.stats.authz_denied)
-    pub.send(b"".join(parts))
+    if lone:  # runs of one; the first of each topic waits for its decision
+        for part in parts:
+            pub.send(part)
+            pub.ping()
+    else:
+        pub.send(b"".join(parts))
     pub.ping()  # a 5.0 QoS 0 publish refused by the ACL does not close the connection
     sub.ping()
     assert [m[1] for m in sub.got] == [b"a%d" % i for i in range(5)] + [
@@ -487,6 +537,8 @@ def test_acl_deny_between_runs_and_a_decision_not_cached_yet(
     # The first ok/a run waited for its decision (per message, then resumed as a
     # batch); the denied run went per message; the last one was a batch.
     assert path_spy.decisions[-1] is True and False in path_spy.decisions
+    if lone:
+        assert set(path_spy.lengths) == {1}
 
 
 def test_reads_filtered_per_subscriber_in_a_batch(fluxmq_broker_factory, raw, tmp_path, path_spy):

@@ -90,6 +90,9 @@ def make_registry(store=None, **cfg):
         router=router,
         auth=FakeAuth(),
         publish=publish,
+        # No batch path (``BrokerContext.route_plan``): every QoS 0 PUBLISH, a lone
+        # one included, reaches ``publish`` above as a message.
+        route_plan=lambda topic: None,
     )
     sched = FakeScheduler(clock)
     reg = SessionRegistry(ctx, MQTTConfig(**cfg), sched)

@@ -51,7 +51,7 @@ from fluxmq_mqtt.codec import (
     Unsubscribe,
     encode,
 )
-from fluxmq_mqtt.codec.decoder import Decoder
+from fluxmq_mqtt.codec.decoder import Decoder, _make_publish
 from fluxmq_mqtt.codec.reasons import CONNACK_V5_CODES
 from fluxmq_mqtt.limits import TokenBucket, remote_ip
 from fluxmq_mqtt.outbound import NO_OUTPUT, OutboundWriter, RunDelivery
@@ -314,7 +314,7 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 return
         decoder = self.decoder
         if decoder is None:
-            decoder = self._idle_decoder()
+            decoder = self.registry.idle_decoders.get(self.version) or self._idle_decoder()
         try:
             packets = decoder.packets(data)
         except MQTTProtocolError as exc:
@@ -327,7 +327,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
             self._settle_queue_acks()
             return
         if self.decoder is None:
-            if not decoder.drained():
+            # ``packets`` lets go of a chunk it used up (``drained()`` without a call).
+            if decoder._buf:
                 self.decoder = decoder.detach()  # a packet spans chunks
         if packets:
             if self.backlog:
@@ -335,7 +336,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
                 self._process()
             else:
                 self._run(packets)
-            self._settle_queue_acks()
+            if self.registry.queue_face.acks:
+                self._settle_queue_acks()
         if self.decoder is not None and self.phase is Phase.CONNECTED:
             self._park_decoder()
 
@@ -381,8 +383,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         handlers = _HANDLERS
         closed = Phase.CLOSED
         # ALLOWED[phase] is looked up again only when the phase changes.
-        phase: Phase | None = None
-        allowed: Any = ()
+        phase: Phase | None = Phase.CONNECTED
+        allowed: Any = _CONNECTED_ALLOWED
         i = 0
         for packet in packets:
             if self.phase is not phase:
@@ -953,7 +955,8 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         i = run.done
         n = len(payloads)
         while i < n:
-            if self._on_publish(Publish(topic, payloads[i])) is SUSPEND:
+            packet = _make_publish(topic, payloads[i], 0, False, False, None, None)
+            if self._on_publish(packet) is SUSPEND:
                 run.done = i  # handled again from here once the wait is answered
                 return SUSPEND
             i += 1
@@ -982,7 +985,10 @@ class Connection(OutboundWriter, SubscribeHandlers, AckWriter):
         registry = self.registry
         auth = registry.auth
         client_id = self.client_id
-        if auth.authorize_cached(client_id, self.username, "publish", topic) is not True:
+        if (
+            auth.authorization_active  # (else allowed: no call)
+            and auth.authorize_cached(client_id, self.username, "publish", topic) is not True
+        ):
             return False
         context = registry.context
         hooks = getattr(context, "hooks", None)
@@ -1181,6 +1187,9 @@ def _utf8(payload: bytes) -> bool:
         return False
     return True
 
+
+#: What a client may send once connected (the usual phase of ``_run``).
+_CONNECTED_ALLOWED = ALLOWED[Phase.CONNECTED]
 
 _HANDLERS: dict[type, Any] = {
     Connect: Connection._on_connect,

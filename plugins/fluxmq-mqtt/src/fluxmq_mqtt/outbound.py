@@ -343,7 +343,11 @@ class OutboundWriter:
                 self.write_publish(shared.message(k), 0, False, ids)
                 k += 1
             return n
-        data, ends, base = shared.encoding(self.version == MQTT_5, ids)
+        v5 = self.version == MQTT_5
+        if v5 == run.v5 and not ids:
+            data, ends, base = run.buf, run.ends, run.start  # the publisher's own bytes
+        else:
+            data, ends, base = shared.encoding(v5, ids)
         view = memoryview(data)
         a = ends[k - 1] if k else base
         limit = self.out_limit

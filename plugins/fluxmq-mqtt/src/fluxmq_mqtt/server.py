@@ -350,7 +350,7 @@ class MQTTProtocol(AdapterProtocol):
         conn = self.conn
         if conn.held:
             self._hold_acks()
-        if conn.sync_first:
+        if conn._rare is not None and conn.sync_first:  # (rarely set: no lookup else)
             # Nothing goes out before the store synced what the CONNACK promises.
             conn.sync_first = False
             self.hold_output(self.server.context.store.sync())
@@ -364,7 +364,11 @@ class MQTTProtocol(AdapterProtocol):
             self.flush()
         elif not self.dirty:
             self.dirty = True
-            self.server.mark_dirty(self)
+            server = self.server
+            if server.in_chunk:
+                server.dirty.append(self)  # what mark_dirty does inside a chunk
+            else:
+                server.mark_dirty(self)
 
     __call__ = wakeup  # conn.wakeup(conn) (see ``connected``)
 
