@@ -183,6 +183,16 @@ def encode_message(m: Message) -> bytes:
     return encode_message_exact(m)[0]
 
 
+#: origin client -> the last common-shape message it stored: its topic, QoS, retain
+#: flag, origin protocol, properties (items, their value and key types) and the
+#: encoded bytes before the payload and between the payload and the timestamp. A
+#: next message equal in all of these, type for type and in the same property
+#: order, encodes to the same bytes there, so only its payload and timestamp are
+#: packed. Bounded: cleared when full.
+_SHAPES: dict[str, tuple[Any, ...]] = {}
+_SHAPES_MAX = 256
+
+
 def encode_message_exact(m: Message) -> tuple[bytes, bool]:
     """:func:`encode_message`, and whether every value of ``m`` is of a type the
     codec gives back unchanged (``None``, ``bool``, ``int``, ``float``, ``str``,
@@ -191,7 +201,9 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
 
     The common shape (no user properties, content type, correlation data, response
     topic, payload format or expiry; plain scalars elsewhere; properties of str,
-    bytes and 64-bit ints) is packed without the per-field dispatch."""
+    bytes and 64-bit ints) is packed without the per-field dispatch, and when it
+    repeats the previous message of the same origin client but for the payload and
+    timestamp, from that message's bytes (:data:`_SHAPES`)."""
     props = m.properties
     up = m.user_properties
     topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
@@ -203,6 +215,26 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
         and type(retain) is bool and type(oproto) is str and type(oclient) is str
         and type(ts) is float and _INT64_MIN <= qos <= _INT64_MAX
     ):  # fmt: skip
+        shape = _SHAPES.get(oclient)
+        if (
+            shape is not None and shape[0] == topic and shape[1] == qos
+            and shape[2] is retain and shape[3] == oproto
+        ):  # fmt: skip
+            items = shape[4]
+            if (
+                props is None
+                if items is None
+                else (
+                    props is not None
+                    and tuple(props.items()) == items
+                    and tuple(map(type, props.values())) == shape[5]
+                    and tuple(map(type, props)) == shape[6]
+                )
+            ):
+                return b"".join(
+                    (shape[7], _TAG_LEN.pack(0x62, len(payload)), payload, shape[8],
+                     _TAG_D.pack(0x64, ts))
+                ), True  # fmt: skip
         tb, pb, cb = topic.encode(), oproto.encode(), oclient.encode()
         out = [_MESSAGE_PREFIX, _TAG_LEN.pack(0x73, len(tb)), tb,
                _TAG_LEN.pack(0x62, len(payload)), payload,
@@ -232,7 +264,18 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
                     return _encode_message_exact(m)
         out += (b"NNNNNN", _TAG_LEN.pack(0x73, len(pb)), pb, _TAG_LEN.pack(0x73, len(cb)), cb,
                 _TAG_D.pack(0x64, ts))  # fmt: skip
-        return b"".join(out), True
+        data = b"".join(out)
+        h = len(_MESSAGE_PREFIX) + 5 + len(tb)
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[oclient] = (
+            topic, qos, retain, oproto,
+            None if props is None else tuple(props.items()),
+            None if props is None else tuple(map(type, props.values())),
+            None if props is None else tuple(map(type, props)),
+            data[:h], data[h + 5 + len(payload) : -9],
+        )  # fmt: skip
+        return data, True
     return _encode_message_exact(m)
 
 
