@@ -524,53 +524,50 @@ def _decode_common(buf: bytes) -> Message | None:
 
 
 class RecordDecoder:
-    """Decodes the records of one read, reusing what the previous record of the same
+    """Decodes the records of one read, reusing what an earlier record of the same
     shape decoded.
 
     The records of a queue mostly differ only in their payload and timestamp: the
     same topic, QoS, properties (for an AMQP publish: its property bytes, exchange and
-    routing key) and origin. After a record of the common shape (see
-    :func:`_decode_common`), the decoder keeps its bytes before the payload (``head``)
-    and between the payload and the timestamp (``mid``) with their decoded values; a
-    next record whose bytes match both is decoded by slicing its payload and reading
-    its timestamp, with a fresh copy of the properties dict. Equal bytes decode to
-    equal values, so the result is what :func:`decode_message` gives, field by field
-    and type by type; anything else is decoded in full (and becomes the shape to
-    match). Records are read in place from the buffer they were read into."""
+    routing key) and origin as an earlier one of the same publisher. For a record of
+    the common shape (see :func:`_decode_common`) the decoder keeps its bytes before
+    the payload (``head``) and between the payload and the timestamp (``mid``) with
+    their decoded values, found again by the 16 bytes before the timestamp (the end of
+    the origin client's name, so interleaved publishers each keep theirs). A record
+    whose bytes match a kept head and mid is decoded by slicing its payload and
+    reading its timestamp, with a fresh copy of the properties dict. Equal bytes
+    decode to equal values, so the result is what :func:`decode_message` gives, field
+    by field and type by type; anything else is decoded in full (and kept). Records
+    are read in place from the buffer they were read into."""
 
-    __slots__ = ("head", "mid", "oclient", "oproto", "props", "qos", "retain", "topic")
+    __slots__ = ("shapes",)
+
+    #: shapes kept at most (then forgotten all at once)
+    MAX_SHAPES = 64
 
     def __init__(self) -> None:
-        self.head: bytes | None = None
-        self.mid = b""
-        self.topic = self.oproto = self.oclient = ""
-        self.qos = 0
-        self.retain = False
-        self.props: dict[str, Any] | None = None
+        # the 16 bytes before the timestamp -> (head, mid, topic, qos, retain,
+        # properties, origin protocol, origin client)
+        self.shapes: dict[bytes, tuple[Any, ...]] = {}
 
     def decode(self, buf: bytes, start: int, end: int) -> Message:
         """The message encoded in ``buf[start:end]``; ``ValueError`` as
         :func:`decode_message` raises it."""
-        head = self.head
-        if head is not None and buf.startswith(head, start):
-            p = start + len(head)
+        shape = self.shapes.get(buf[end - 25 : end - 9]) if end - 25 >= start else None
+        if shape is not None and buf.startswith(shape[0], start):
+            p = start + len(shape[0])
             if p + 5 <= end and buf[p] == 0x62:
                 p0 = p + 5
                 p1 = p0 + _U32.unpack_from(buf, p + 1)[0]
-                mid = self.mid
+                mid = shape[1]
                 if p1 + len(mid) + 9 == end and buf[end - 9] == 0x64 and buf.startswith(mid, p1):
                     m = _new_message(Message)
-                    props = self.props
-                    m.topic, m.payload, m.qos, m.retain = (
-                        self.topic,
-                        buf[p0:p1],
-                        self.qos,
-                        self.retain,
-                    )
+                    props = shape[5]
+                    m.topic, m.payload, m.qos, m.retain = shape[2], buf[p0:p1], shape[3], shape[4]
                     m.properties = None if props is None else props.copy()
                     m.user_properties = m.content_type = m.correlation_data = None
                     m.response_topic = m.payload_format = m.expires_at = m.encoded = None
-                    m.origin_protocol, m.origin_client = self.oproto, self.oclient
+                    m.origin_protocol, m.origin_client = shape[6], shape[7]
                     m.timestamp = _D.unpack_from(buf, end - 8)[0]
                     return m
         body = buf[start:end]
@@ -582,13 +579,19 @@ class RecordDecoder:
         return decode_message(body)
 
     def _learn(self, body: bytes, m: Message) -> None:
+        if len(body) < 25:
+            return
         u32 = _U32.unpack_from
         h = len(_MESSAGE_PREFIX) + 5 + u32(body, len(_MESSAGE_PREFIX) + 1)[0]
         p1 = h + 5 + u32(body, h + 1)[0]
-        self.head, self.mid = body[:h], body[p1:-9]
-        self.topic, self.qos, self.retain = m.topic, m.qos, m.retain
-        self.props = None if m.properties is None else m.properties.copy()
-        self.oproto, self.oclient = m.origin_protocol, m.origin_client
+        shapes = self.shapes
+        if len(shapes) >= self.MAX_SHAPES:
+            shapes.clear()
+        props = m.properties
+        shapes[body[-25:-9]] = (
+            body[:h], body[p1:-9], m.topic, m.qos, m.retain,
+            None if props is None else props.copy(), m.origin_protocol, m.origin_client,
+        )  # fmt: skip
 
 
 def _decode_message_slow(buf: bytes) -> Message:
