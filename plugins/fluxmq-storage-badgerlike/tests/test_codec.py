@@ -150,7 +150,7 @@ _PROPS = [
         st.tuples(
             st.integers(0, len(_PROPS) - 1),
             st.sampled_from(["a", "b"]),  # origin client
-            st.sampled_from(["t/1", "t/2"]),
+            st.sampled_from(["t/1", "t/2", "t/" + "x" * 600]),  # the last is never kept
             st.integers(0, 2),
             st.booleans(),
             st.binary(max_size=20),

@@ -188,9 +188,11 @@ def encode_message(m: Message) -> bytes:
 #: encoded bytes before the payload and between the payload and the timestamp. A
 #: next message equal in all of these, type for type and in the same property
 #: order, encodes to the same bytes there, so only its payload and timestamp are
-#: packed. Bounded: cleared when full.
+#: packed. Bounded: at most 1,024 shapes of at most 512 encoded bytes besides the
+#: payload each (about 1 MiB), all forgotten when full.
 _SHAPES: dict[str, tuple[Any, ...]] = {}
-_SHAPES_MAX = 256
+_SHAPES_MAX = 1024
+_SHAPE_BYTES_MAX = 512
 
 
 def encode_message_exact(m: Message) -> tuple[bytes, bool]:
@@ -266,6 +268,8 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
                 _TAG_D.pack(0x64, ts))  # fmt: skip
         data = b"".join(out)
         h = len(_MESSAGE_PREFIX) + 5 + len(tb)
+        if len(data) - len(payload) > _SHAPE_BYTES_MAX:
+            return data, True  # not kept: a large topic or properties
         if len(_SHAPES) >= _SHAPES_MAX:
             _SHAPES.clear()
         _SHAPES[oclient] = (
