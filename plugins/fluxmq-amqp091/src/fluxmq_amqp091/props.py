@@ -52,6 +52,25 @@ def _header_str(value: Any) -> str | None:
     return None
 
 
+# routing key -> its MQTT topic ("" when it has none), bounded: a publisher mostly
+# repeats a few keys, and mapping one validates the topic each time.
+_TOPICS: dict[str, str] = {}
+_TOPICS_MAX = 4096
+
+
+def _topic_of(routing_key: str) -> str:
+    topic = _TOPICS.get(routing_key)
+    if topic is None:
+        try:
+            topic = amqp_routing_key_to_topic(routing_key)
+        except TopicError:
+            topic = ""
+        if len(_TOPICS) >= _TOPICS_MAX:
+            _TOPICS.clear()
+        _TOPICS[routing_key] = topic
+    return topic
+
+
 def to_message(
     props: Properties,
     raw: bytes,
@@ -64,10 +83,7 @@ def to_message(
     """The Message for an AMQP publish. Its topic is the routing key mapped to an
     MQTT topic (``a.b`` -> ``a/b``), or empty when the key has no topic form (an
     empty key, ``+`` or ``#`` in it): such a message is never bridged to topics."""
-    try:
-        topic = amqp_routing_key_to_topic(routing_key)
-    except TopicError:
-        topic = ""
+    topic = _topic_of(routing_key)
     extra: dict[str, Any] = {"amqp": raw, "exchange": exchange, "routing_key": routing_key}
     user = None
     headers = props.headers

@@ -183,6 +183,18 @@ def encode_message(m: Message) -> bytes:
     return encode_message_exact(m)[0]
 
 
+#: origin client -> the last common-shape message it stored: its topic, QoS, retain
+#: flag, origin protocol, properties (items, their value and key types) and the
+#: encoded bytes before the payload and between the payload and the timestamp. A
+#: next message equal in all of these, type for type and in the same property
+#: order, encodes to the same bytes there, so only its payload and timestamp are
+#: packed. Bounded: at most 1,024 shapes of at most 512 encoded bytes besides the
+#: payload each (about 1 MiB), all forgotten when full.
+_SHAPES: dict[str, tuple[Any, ...]] = {}
+_SHAPES_MAX = 1024
+_SHAPE_BYTES_MAX = 512
+
+
 def encode_message_exact(m: Message) -> tuple[bytes, bool]:
     """:func:`encode_message`, and whether every value of ``m`` is of a type the
     codec gives back unchanged (``None``, ``bool``, ``int``, ``float``, ``str``,
@@ -191,7 +203,9 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
 
     The common shape (no user properties, content type, correlation data, response
     topic, payload format or expiry; plain scalars elsewhere; properties of str,
-    bytes and 64-bit ints) is packed without the per-field dispatch."""
+    bytes and 64-bit ints) is packed without the per-field dispatch, and when it
+    repeats the previous message of the same origin client but for the payload and
+    timestamp, from that message's bytes (:data:`_SHAPES`)."""
     props = m.properties
     up = m.user_properties
     topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
@@ -203,6 +217,26 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
         and type(retain) is bool and type(oproto) is str and type(oclient) is str
         and type(ts) is float and _INT64_MIN <= qos <= _INT64_MAX
     ):  # fmt: skip
+        shape = _SHAPES.get(oclient)
+        if (
+            shape is not None and shape[0] == topic and shape[1] == qos
+            and shape[2] is retain and shape[3] == oproto
+        ):  # fmt: skip
+            items = shape[4]
+            if (
+                props is None
+                if items is None
+                else (
+                    props is not None
+                    and tuple(props.items()) == items
+                    and tuple(map(type, props.values())) == shape[5]
+                    and tuple(map(type, props)) == shape[6]
+                )
+            ):
+                return b"".join(
+                    (shape[7], _TAG_LEN.pack(0x62, len(payload)), payload, shape[8],
+                     _TAG_D.pack(0x64, ts))
+                ), True  # fmt: skip
         tb, pb, cb = topic.encode(), oproto.encode(), oclient.encode()
         out = [_MESSAGE_PREFIX, _TAG_LEN.pack(0x73, len(tb)), tb,
                _TAG_LEN.pack(0x62, len(payload)), payload,
@@ -232,7 +266,20 @@ def encode_message_exact(m: Message) -> tuple[bytes, bool]:
                     return _encode_message_exact(m)
         out += (b"NNNNNN", _TAG_LEN.pack(0x73, len(pb)), pb, _TAG_LEN.pack(0x73, len(cb)), cb,
                 _TAG_D.pack(0x64, ts))  # fmt: skip
-        return b"".join(out), True
+        data = b"".join(out)
+        h = len(_MESSAGE_PREFIX) + 5 + len(tb)
+        if len(data) - len(payload) > _SHAPE_BYTES_MAX:
+            return data, True  # not kept: a large topic or properties
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[oclient] = (
+            topic, qos, retain, oproto,
+            None if props is None else tuple(props.items()),
+            None if props is None else tuple(map(type, props.values())),
+            None if props is None else tuple(map(type, props)),
+            data[:h], data[h + 5 + len(payload) : -9],
+        )  # fmt: skip
+        return data, True
     return _encode_message_exact(m)
 
 
@@ -478,6 +525,77 @@ def _decode_common(buf: bytes) -> Message | None:
     m.payload_format = m.expires_at = m.encoded = None
     m.origin_protocol, m.origin_client, m.timestamp = oproto, oclient, ts
     return m
+
+
+class RecordDecoder:
+    """Decodes the records of one read, reusing what an earlier record of the same
+    shape decoded.
+
+    The records of a queue mostly differ only in their payload and timestamp: the
+    same topic, QoS, properties (for an AMQP publish: its property bytes, exchange and
+    routing key) and origin as an earlier one of the same publisher. For a record of
+    the common shape (see :func:`_decode_common`) the decoder keeps its bytes before
+    the payload (``head``) and between the payload and the timestamp (``mid``) with
+    their decoded values, found again by the 16 bytes before the timestamp (the end of
+    the origin client's name, so interleaved publishers each keep theirs). A record
+    whose bytes match a kept head and mid is decoded by slicing its payload and
+    reading its timestamp, with a fresh copy of the properties dict. Equal bytes
+    decode to equal values, so the result is what :func:`decode_message` gives, field
+    by field and type by type; anything else is decoded in full (and kept). Records
+    are read in place from the buffer they were read into."""
+
+    __slots__ = ("shapes",)
+
+    #: shapes kept at most (then forgotten all at once)
+    MAX_SHAPES = 64
+
+    def __init__(self) -> None:
+        # the 16 bytes before the timestamp -> (head, mid, topic, qos, retain,
+        # properties, origin protocol, origin client)
+        self.shapes: dict[bytes, tuple[Any, ...]] = {}
+
+    def decode(self, buf: bytes, start: int, end: int) -> Message:
+        """The message encoded in ``buf[start:end]``; ``ValueError`` as
+        :func:`decode_message` raises it."""
+        shape = self.shapes.get(buf[end - 25 : end - 9]) if end - 25 >= start else None
+        if shape is not None and buf.startswith(shape[0], start):
+            p = start + len(shape[0])
+            if p + 5 <= end and buf[p] == 0x62:
+                p0 = p + 5
+                p1 = p0 + _U32.unpack_from(buf, p + 1)[0]
+                mid = shape[1]
+                if p1 + len(mid) + 9 == end and buf[end - 9] == 0x64 and buf.startswith(mid, p1):
+                    m = _new_message(Message)
+                    props = shape[5]
+                    m.topic, m.payload, m.qos, m.retain = shape[2], buf[p0:p1], shape[3], shape[4]
+                    m.properties = None if props is None else props.copy()
+                    m.user_properties = m.content_type = m.correlation_data = None
+                    m.response_topic = m.payload_format = m.expires_at = m.encoded = None
+                    m.origin_protocol, m.origin_client = shape[6], shape[7]
+                    m.timestamp = _D.unpack_from(buf, end - 8)[0]
+                    return m
+        body = buf[start:end]
+        if body.startswith(_MESSAGE_PREFIX):
+            m2 = _decode_common(body)
+            if m2 is not None:
+                self._learn(body, m2)
+                return m2
+        return decode_message(body)
+
+    def _learn(self, body: bytes, m: Message) -> None:
+        if len(body) < 25:
+            return
+        u32 = _U32.unpack_from
+        h = len(_MESSAGE_PREFIX) + 5 + u32(body, len(_MESSAGE_PREFIX) + 1)[0]
+        p1 = h + 5 + u32(body, h + 1)[0]
+        shapes = self.shapes
+        if len(shapes) >= self.MAX_SHAPES:
+            shapes.clear()
+        props = m.properties
+        shapes[body[-25:-9]] = (
+            body[:h], body[p1:-9], m.topic, m.qos, m.retain,
+            None if props is None else props.copy(), m.origin_protocol, m.origin_client,
+        )  # fmt: skip
 
 
 def _decode_message_slow(buf: bytes) -> Message:

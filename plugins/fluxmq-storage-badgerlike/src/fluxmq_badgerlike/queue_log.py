@@ -69,6 +69,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fluxmq_badgerlike.codec import (
+    RecordDecoder,
     Snapshot,
     decode_message,
     decode_value,
@@ -747,6 +748,7 @@ class BadgerlikeQueueLog(QueueLog):
         hint = q.rhint
         si = max(0, bisect.bisect_right([s.base for s in q.segs], start) - 1)
         crc32, unpack, magic_ok = zlib.crc32, QHEADER.unpack_from, MAGIC
+        decode = RecordDecoder().decode
         for seg in q.segs[si:]:
             if seg.next <= start or not seg.offs:
                 continue
@@ -781,7 +783,7 @@ class BadgerlikeQueueLog(QueueLog):
                 pos += end - i
                 if off < start:
                     continue
-                out.append((off, decode_message(buf[i + QHEADER_SIZE : end])))
+                out.append((off, decode(buf, i + QHEADER_SIZE, end)))
                 if len(out) >= limit:
                     q.rhint = (seg, off + 1, pos)
                     return
