@@ -12,7 +12,9 @@ least, and it says what bounds a rate.
     uv run python bench/targets.py --write docs/performance.md
 
 ``--write`` replaces the block between ``<!-- targets:begin -->`` and
-``<!-- targets:end -->`` in the given file (the markers must exist).
+``<!-- targets:end -->`` in the given file (the markers must exist) and, when the
+file also has ``<!-- results:begin -->`` / ``<!-- results:end -->``, the run's whole
+table there (``bench/run.py``'s own table, from the same JSON).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BEGIN = "<!-- targets:begin -->"
 END = "<!-- targets:end -->"
+RESULTS_BEGIN = "<!-- results:begin -->"
+RESULTS_END = "<!-- results:end -->"
 
 
 @dataclass(frozen=True)
@@ -240,13 +244,50 @@ def render(run: dict) -> list[str]:
     return out
 
 
-def write(doc: Path, block: list[str]) -> None:
+def results_table(run: dict) -> list[str]:
+    """The run's whole table, as ``bench/run.py`` printed it, with its provenance."""
+    sys.path.insert(0, str(HERE))
+    import run as suite  # bench/run.py: the same table code as the run itself
+
+    peers = [p for p in suite.ALL_PEERS if any(c["peer"] == p for c in run.get("cells", []))]
+    reps = run.get("params", {}).get("repeat") or max(
+        (
+            sum(1 for c in run["cells"] if c["scenario"] == "fanin_qos0" and c["peer"] == p)
+            for p in peers
+        ),
+        default=1,
+    )
+    mach = run.get("machine", {})
+    head = (
+        f"Command: `{run.get('command', '?')}`, started {run.get('started', '?')}, "
+        f"{run.get('elapsed_s', 0) / 60:.1f} minutes; {mach.get('cpu_model', '?')}, "
+        f"{mach.get('cores', '?')} cores, kernel {mach.get('kernel', '?')}, Python "
+        f"{mach.get('python', '?')}. Peers: "
+        + ", ".join(
+            f"{p} {info.get('version', info.get('status', '?'))}"
+            for p, info in (run.get("peers") or {}).items()
+            if isinstance(info, dict)
+        )
+        + "."
+    )
+    table = suite.print_table(run["summary"], peers, reps)
+    return [head, "", *(line for line in table if not line.startswith("medians of"))]
+
+
+def _replace(text: str, begin: str, end: str, block: list[str]) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(block) + "\n" + end + tail
+
+
+def write(doc: Path, block: list[str], results: list[str] | None = None) -> None:
     text = doc.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{doc}: the markers {BEGIN} and {END} are missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(head + BEGIN + "\n" + "\n".join(block) + "\n" + END + tail)
+    text = _replace(text, BEGIN, END, block)
+    if results is not None and RESULTS_BEGIN in text and RESULTS_END in text:
+        text = _replace(text, RESULTS_BEGIN, RESULTS_END, results)
+    doc.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     block = render(run)
     print("\n".join(block))
     if args.write:
-        write(Path(args.write), block)
+        write(Path(args.write), block, results_table(run))
         print(f"\nwrote the targets block of {args.write}")
     return 0
 
