@@ -2,7 +2,11 @@
 
 Start-up order: drivers (storage, queue log, cluster) -> router with the retained
 messages loaded -> auth and events -> queue manager -> protocol servers (bound together) ->
-``fluxmq_startup``. Stop is the reverse, bounded by ``[server] shutdown_timeout``:
+``fluxmq_startup``. Nothing listens before the cluster driver's ``start`` returned
+(joined and synced): with SO_REUSEPORT (``fluxmq run --workers``) a bound socket gets
+its share of new connections at once, so a restarted worker binding earlier would be
+handed clients it cannot yet claim sessions for; the ready file is written after the
+bind, so it names only listeners that accept. Stop is the reverse, bounded by ``[server] shutdown_timeout``:
 stop accepting, let each protocol close its sessions its own way, run
 ``fluxmq_shutdown``, drain observers, flush and close storage. A failure at any start
 step stops what already started and raises, naming the plugin: never a half-started
@@ -131,6 +135,7 @@ class Broker:
         ctx.queues = QueueManager(ctx)
         await ctx.queues.start()
         self._started.append("queues")
+        # Joined and synced before any protocol binds a port (module docstring).
         await cluster.start(ctx)
         self._started.append("cluster")
         if cluster.distributed:

@@ -236,6 +236,41 @@ def test_etcd_outage_not_ready_then_resync(etcd: EtcdServer) -> None:
         a.close()
 
 
+def test_a_node_binds_its_listeners_only_once_it_joined_the_cluster(
+    etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up order: the driver's start returns registered and synced, and only
+    then are the protocol listeners bound (with SO_REUSEPORT a bound socket gets
+    connections at once, so binding earlier would hand clients to a node that
+    cannot claim their sessions yet)."""
+    from fluxmq_core.transport import ListenerSet
+
+    steps: list[tuple[str, Any]] = []
+    joined = EtcdCluster.start
+    bind = ListenerSet.bind
+
+    async def start(self: EtcdCluster, context: Any) -> None:
+        steps.append(("cluster start", sorted(context.bound)))
+        await joined(self, context)
+        steps.append(("cluster joined", self.ready and self.node_id in self.members))
+
+    async def bind_after(self: ListenerSet, specs: Any) -> None:
+        steps.append(("bind", sorted(s.name for s in specs if s.address)))
+        await bind(self, specs)
+
+    monkeypatch.setattr(EtcdCluster, "start", start)
+    monkeypatch.setattr(ListenerSet, "bind", bind_after)
+    a = node(etcd, "a")
+    try:
+        assert [s[0] for s in steps] == ["cluster start", "cluster joined", "bind"]
+        assert steps[0][1] == []  # nothing bound while joining
+        assert steps[1][1] is True
+        assert "http.bind" in steps[2][1]
+        assert http_json(a, "/ready")[0] == 200
+    finally:
+        a.close()
+
+
 def test_unreachable_etcd_is_a_clear_start_error() -> None:
     from fluxmq_etcd.embedded import free_port
 
