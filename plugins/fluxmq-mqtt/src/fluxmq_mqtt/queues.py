@@ -294,7 +294,11 @@ def _topic_field(topic: str) -> bytes:
 
 
 def _varint(n: int) -> bytes:
-    return bytes((n,)) if n < 0x80 else encode_varint(n)
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:  # two bytes: a delivery's remaining length, usually
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    return encode_varint(n)
 
 
 def _pair(key: str, value: str) -> bytes:
