@@ -185,6 +185,7 @@ class QueueManager:
         self._sweep_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -630,7 +631,11 @@ class QueueManager:
         for g in q.groups.values():
             if g.consumers:
                 g.wake()
-        loop = asyncio.get_running_loop()
+        # The loop of the last append while it runs (a manager serves one loop at a
+        # time): ``get_running_loop`` costs a getpid() system call per message.
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         log_ = q.log
         if cfg.durability == "async" or not log_.durable:

@@ -25,9 +25,11 @@ from fluxmq_mqtt.codec import (
     Unsubscribe,
     encode,
 )
-from fluxmq_mqtt.queues import _pair, _v5_template
+from fluxmq_mqtt.queues import _pair, _v5_template, _varint
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
+
+from fluxmq_core.mqtt_codec.primitives import encode_varint
 
 WAIT = 5.0
 
@@ -53,6 +55,8 @@ def connect(raw: Any, port: int, cid: str) -> Any:
         ("$queue/q/k", b"x" * 64, ()),
         ("$queue/q/ключ/€", b"y" * 300, (("trace", "t-1"), ("ü", "ß"))),
         ("$queue/" + "n" * 200, b"", (("k", "v" * 70),)),
+        ("$queue/q/k", b"w" * 16200, ()),  # a two-byte remaining length near its end
+        ("$queue/q/k", b"z" * 20000, ()),  # a three-byte remaining length
     ],
 )
 def test_the_plain_delivery_template_is_the_generic_encoders_bytes(qos, topic, payload, user):
@@ -68,6 +72,11 @@ def test_the_plain_delivery_template_is_the_generic_encoders_bytes(qos, topic, p
     generic = PublishTemplate(topic, payload, qos, False, Properties(user_properties=pairs), MQTT_5)
     assert fast is not None
     assert (fast.data, fast.offset, fast.qos) == (generic.data, generic.offset, generic.qos)
+
+
+@pytest.mark.parametrize("n", [0, 127, 128, 300, 16383, 16384, 2_097_151, 2_097_152, 268_435_455])
+def test_the_short_varint_is_the_codecs(n):
+    assert _varint(n) == encode_varint(n)
 
 
 def test_a_topic_too_long_for_the_fast_template_is_left_to_the_generic_encoder():

@@ -151,6 +151,7 @@ class QueueSubscriber:
         "protocol",
         "session",
         "spec",
+        "topics",
     )
 
     def __init__(self, face: QueueFace, session: Session, spec: QueueSpec) -> None:
@@ -166,6 +167,11 @@ class QueueSubscriber:
         # offset -> delivery count of deliveries a PUBACK/PUBCOMP may settle: a late
         # PUBACK of an earlier delivery of the same offset settles nothing.
         self.pending: dict[int, int] = {}
+        # (topic stored, delivery topic) of the last delivery; None for a ``$dlq/``
+        # queue, whose delivery topic depends on the message's dead-letter keys
+        self.topics: tuple[str, str] | None = (
+            None if spec.queue.startswith(DLQ_PREFIX) else ("", "")
+        )
 
     def deliver(self, message: Message, delivery: Delivery) -> None:
         """Called by the queue manager with a private, decorated copy."""
@@ -176,7 +182,16 @@ class QueueSubscriber:
         props[MARK] = True
         message.qos = qos
         message.retain = False
-        message.topic = delivery_topic(spec.queue, message.topic, props)
+        topic = message.topic
+        topics = self.topics
+        if topics is None:
+            message.topic = delivery_topic(spec.queue, topic, props)
+        elif topics[0] == topic:
+            message.topic = topics[1]
+        else:
+            out = delivery_topic(spec.queue, topic, props)
+            self.topics = (topic, out)
+            message.topic = out
         session = self.session
         if session.version == MQTT_5:
             if len(props) == _PLAIN_KEYS:  # the five delivery keys and MARK only
@@ -279,7 +294,11 @@ def _topic_field(topic: str) -> bytes:
 
 
 def _varint(n: int) -> bytes:
-    return bytes((n,)) if n < 0x80 else encode_varint(n)
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:  # two bytes: a delivery's remaining length, usually
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    return encode_varint(n)
 
 
 def _pair(key: str, value: str) -> bytes:
@@ -457,11 +476,15 @@ class QueueFace:
         if not props or not props.get(MARK):
             return
         mid = props.get("message-id")
-        try:
-            queue, offset = parse_message_id(mid)
-            assert isinstance(mid, str)  # parse_message_id takes strings only
-        except QueueError:
-            return
+        # ``decorate`` sets ``queue`` and ``offset`` with the id made of them
+        queue = props.get("queue")
+        offset = props.get("offset")
+        if type(offset) is not int or not isinstance(queue, str) or not isinstance(mid, str):
+            try:
+                queue, offset = parse_message_id(mid)
+            except QueueError:
+                return
+        assert isinstance(mid, str)  # parse_message_id takes strings only
         sub = self._subscriber(conn.session, queue, str(props.get("group-id")))
         if sub is None or sub.handle is None:
             return
