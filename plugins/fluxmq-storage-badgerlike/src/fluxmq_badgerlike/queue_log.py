@@ -924,9 +924,16 @@ class BadgerlikeQueueLog(QueueLog):
         Bookkeeping: an entry in memory and not in ``_pels`` is written; one in
         ``_pels`` is written only if its key is in ``_pel_shadowed`` (an older
         version, which a removal must delete)."""
-        q = self._q(queue)
-        offset = int(offset)
-        entry = (consumer, float(deadline), int(delivery_count))
+        q = self._queues.get(queue)
+        if q is None:
+            raise UnknownQueueError(queue)
+        if type(offset) is not int:
+            offset = int(offset)
+        entry = (
+            consumer,
+            deadline if type(deadline) is float else float(deadline),
+            delivery_count if type(delivery_count) is int else int(delivery_count),
+        )
         pel = q.pel.get(group)
         if pel is None:
             pel = q.pel[group] = {}
@@ -943,10 +950,12 @@ class BadgerlikeQueueLog(QueueLog):
         pels[key] = entry
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
-        q = self._q(queue)
+        q = self._queues.get(queue)
+        if q is None:
+            raise UnknownQueueError(queue)
         pel = q.pel.get(group)
         if pel is not None and pel.pop(offset, None) is not None:
-            key = (q, group, int(offset))
+            key = (q, group, offset if type(offset) is int else int(offset))
             pels = self._pels
             if key not in pels:  # written: write its removal
                 if not pels:
