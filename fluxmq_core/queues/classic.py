@@ -228,13 +228,22 @@ class ClassicGroup(Group):
         returns the offsets that were pending (and are settled now)."""
         pel = self.pel
         log_, qname, name = self.queue.log, self.queue.name, self.name
+        remove = log_.pel_remove
         done = []
+        holders: dict[str, Consumer | None] = {}  # consumer id -> consumer, per batch
         for offset in offsets:
             p = pel.pop(offset, None)
             if p is None:
                 continue
-            self._release(p)
-            log_.pel_remove(qname, name, offset)
+            cid = p.consumer
+            if cid != WAITING and cid != DEAD:
+                if cid in holders:
+                    c = holders[cid]
+                else:
+                    c = holders[cid] = self.by_id(cid)
+                if c is not None:
+                    c.inflight.discard(offset)  # _release, the lookup once per batch
+            remove(qname, name, offset)
             done.append(offset)
         if done:
             self.advance_commit()
@@ -537,8 +546,8 @@ class ClassicGroup(Group):
                 self.cursor = offset + 1
                 self._deliver(c, offset, message, 1)
             self.advance_commit()
-            if stop:
-                break
+            if stop or self.room() <= 0:
+                break  # no room left: a settlement wakes the dispatcher again
             await asyncio.sleep(0)  # a long backlog must not starve the loop
         self.advance_commit()
 

@@ -823,16 +823,18 @@ class QueueManager:
         returning False, and so are malformed ids; returns how many were settled."""
         by_queue: dict[str, list[int]] = {}
         for mid in message_ids:
-            try:
-                queue, offset = parse_message_id(mid)
-            except QueueError:
+            if type(mid) is not str:
+                continue
+            queue, sep, off = mid.rpartition(":")  # parse_message_id, inlined
+            if not (sep and queue and off.isdigit() and off.isascii()):
                 continue
             offsets = by_queue.get(queue)
             if offsets is None:
-                by_queue[queue] = [offset]
+                by_queue[queue] = [int(off)]
             else:
-                offsets.append(offset)
+                offsets.append(int(off))
         n = 0
+        tracer = getattr(self.context, "tracer", None)  # _settled, looked up once
         for queue, offsets in by_queue.items():
             q = self._queues.get(queue)
             g = q.groups.get(group) if q is not None else None
@@ -846,8 +848,9 @@ class QueueManager:
             if done:
                 n += len(done)
                 self.counters["acked"] += len(done)
-                for offset in done:
-                    self._settled(queue, group, offset, "ack")
+                if tracer is not None:
+                    for offset in done:
+                        tracer.queue_settled(queue, group, offset, "ack")
         return n
 
     def nack(

@@ -103,6 +103,7 @@ _READ_CHUNK = 64 * 1024
 _INT = struct.Struct("<q")
 _PEL_HEAD = b"l" + struct.pack("<I", 3) + b"s"
 _PEL_TAIL = struct.Struct("<Bdc")  # after the consumer: b"d", deadline, b"i"
+_PEL_REST = struct.Struct("<Bdcq")  # the tail and the count (_INT) in one pack
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: Bytes counted per message in the live tail on top of its encoded size: the
 #: snapshot Message, its properties dict and its slots in the tail's lists.
@@ -923,9 +924,16 @@ class BadgerlikeQueueLog(QueueLog):
         Bookkeeping: an entry in memory and not in ``_pels`` is written; one in
         ``_pels`` is written only if its key is in ``_pel_shadowed`` (an older
         version, which a removal must delete)."""
-        q = self._q(queue)
-        offset = int(offset)
-        entry = (consumer, float(deadline), int(delivery_count))
+        q = self._queues.get(queue)
+        if q is None:
+            raise UnknownQueueError(queue)
+        if type(offset) is not int:
+            offset = int(offset)
+        entry = (
+            consumer,
+            deadline if type(deadline) is float else float(deadline),
+            delivery_count if type(delivery_count) is int else int(delivery_count),
+        )
         pel = q.pel.get(group)
         if pel is None:
             pel = q.pel[group] = {}
@@ -942,10 +950,12 @@ class BadgerlikeQueueLog(QueueLog):
         pels[key] = entry
 
     def pel_remove(self, queue: str, group: str, offset: int) -> None:
-        q = self._q(queue)
+        q = self._queues.get(queue)
+        if q is None:
+            raise UnknownQueueError(queue)
         pel = q.pel.get(group)
         if pel is not None and pel.pop(offset, None) is not None:
-            key = (q, group, int(offset))
+            key = (q, group, offset if type(offset) is int else int(offset))
             pels = self._pels
             if key not in pels:  # written: write its removal
                 if not pels:
@@ -963,11 +973,35 @@ class BadgerlikeQueueLog(QueueLog):
         self._pel_shadowed.clear()
         queues = self._queues
         items: list[tuple[str, bytes | None]] = []
+        append = items.append
+        # the key prefix is computed once per run of one group's entries, and a
+        # consumer's encoded head once per flush (both as _enc_pel writes them)
+        last_q: _Queue | None = None
+        last_group = prefix = ""
+        live = False
+        heads: dict[str, bytes] = {}
+        rest = _PEL_REST.pack
+        lo, hi = _INT64
         for (q, group, offset), entry in pels.items():
-            if queues.get(q.name) is not q:
+            if q is not last_q or group != last_group:
+                last_q, last_group = q, group
+                live = queues.get(q.name) is q
+                prefix = f"qp/{q.gkey(group)}/" if live else ""
+            if not live:
                 continue  # deleted meanwhile (delete_queue wrote what it had to)
-            key = f"qp/{q.gkey(group)}/{offset:020d}"
-            items.append((key, None if entry is None else _enc_pel(*entry)))
+            key = f"{prefix}{offset:020d}"
+            if entry is None:
+                append((key, None))
+                continue
+            consumer, deadline, count = entry
+            head = heads.get(consumer) if type(consumer) is str else None
+            if head is None and type(consumer) is str:
+                cb = consumer.encode()
+                head = heads[consumer] = _PEL_HEAD + struct.pack("<I", len(cb)) + cb
+            if head is None or not lo <= count <= hi:
+                append((key, _enc_pel(consumer, deadline, count)))
+            else:
+                append((key, head + rest(0x64, deadline, b"i", count)))
         self.meta.write_many(items)
 
     async def pel_entries(self, queue: str, group: str) -> list[PendingEntry]:
