@@ -53,6 +53,7 @@ from fluxmq_core.queues.types import (
     QueueInfo,
     parse_cursor,
     parse_message_id,
+    split_message_id,
     split_queue_topic,
 )
 from fluxmq_core.router.topics import TopicError, validate_topic_filter
@@ -823,16 +824,15 @@ class QueueManager:
         returning False, and so are malformed ids; returns how many were settled."""
         by_queue: dict[str, list[int]] = {}
         for mid in message_ids:
-            if type(mid) is not str:
+            parsed = split_message_id(mid)
+            if parsed is None:
                 continue
-            queue, sep, off = mid.rpartition(":")  # parse_message_id, inlined
-            if not (sep and queue and off.isdigit() and off.isascii()):
-                continue
+            queue, offset = parsed
             offsets = by_queue.get(queue)
             if offsets is None:
-                by_queue[queue] = [int(off)]
+                by_queue[queue] = [offset]
             else:
-                offsets.append(int(off))
+                offsets.append(offset)
         n = 0
         tracer = getattr(self.context, "tracer", None)  # _settled, looked up once
         for queue, offsets in by_queue.items():

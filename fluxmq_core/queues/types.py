@@ -185,14 +185,24 @@ class QueueInfo:
     topics: list[str] = field(default_factory=list)
 
 
+def split_message_id(message_id: object) -> tuple[str, int] | None:
+    """``"<queue>:<offset>"`` -> ``(queue, offset)``, None for anything else: the
+    non-raising form for loops over many ids (``QueueManager.ack_many``). The offset
+    must be ASCII digits (``str.isdigit`` also accepts digits ``int`` refuses)."""
+    if isinstance(message_id, str):
+        queue, sep, off = message_id.rpartition(":")
+        if sep and queue and off.isdigit() and off.isascii():
+            return queue, int(off)
+    return None
+
+
 def parse_message_id(message_id: object) -> tuple[str, int]:
     """``"<queue>:<offset>"`` -> ``(queue, offset)``; :class:`QueueError` otherwise
     (anything else, so a header read from a client can be passed as it is)."""
-    if isinstance(message_id, str):
-        queue, sep, off = message_id.rpartition(":")
-        if sep and queue and off.isdigit():
-            return queue, int(off)
-    raise QueueError(f"malformed message id {message_id!r}: expected '<queue>:<offset>'")
+    parsed = split_message_id(message_id)
+    if parsed is None:
+        raise QueueError(f"malformed message id {message_id!r}: expected '<queue>:<offset>'")
+    return parsed
 
 
 def parse_cursor(cursor: Any) -> tuple[str, float | int | None]:

@@ -390,6 +390,8 @@ async def test_settlement_errors_are_queue_errors() -> None:
         mgr.consume("jobs", "g", RecordingConsumer())
         with pytest.raises(QueueError, match="malformed message id"):
             mgr.ack("no-offset", "g")
+        with pytest.raises(QueueError, match="malformed message id"):
+            mgr.ack("jobs:\u00b2", "g")  # a digit to str.isdigit, not to int()
         with pytest.raises(QueueError, match="unknown queue 'nope'"):
             mgr.ack("nope:1", "g")
         with pytest.raises(QueueError, match="no consumer group 'h'"):
@@ -493,7 +495,7 @@ async def test_ack_many_settles_a_batch_like_acks_one_by_one() -> None:
         jobs = [i for i in ids if i.startswith("jobs:")]
         other = [i for i in ids if i.startswith("other:")]
         # a prefix of one queue, one of another, a repeat, a malformed and an unknown id
-        batch = [*jobs[:4], other[0], jobs[0], "nonsense", "gone:3"]
+        batch = [*jobs[:4], other[0], jobs[0], "nonsense", "gone:3", "jobs:\u00b2", 7]
         assert mgr.ack_many("g", batch) == 5
         assert mgr.stats()["acked"] == 5
         assert mgr.info("jobs").groups[0].pending == 2
