@@ -479,10 +479,7 @@ class Router:
                 self._update_retained(message)
             if message.expires_at is not None and message.expired(self._clock()):
                 return 0
-            plan = self._cache.get(message.topic)
-            if plan is None:
-                plan = self._plan(message.topic)
-            entries, groups = plan
+            entries, groups = self.plan(message.topic)
             span.matched(len(entries), [g.name for g in groups])
             retain = message.retain
             origin_client = message.origin_client
